@@ -1,0 +1,3 @@
+from transship.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP surfaces (aiohttp). Translates requests to service calls and errors to envelopes."""

@@ -1,0 +1,54 @@
+"""The one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from transship import errors as e
+from transship.errors import ArmError, OciError
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTION_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+UNKNOWN = e.OciErrorCode("UNKNOWN", 500)
+
+
+def _json_response(status: int, body: dict[str, object], headers: dict[str, str], method: str) -> web.Response:
+    data = b"" if method == "HEAD" else json.dumps(body).encode()
+    response = web.Response(status=status, body=data, content_type="application/json", headers=headers)
+    return response
+
+
+def oci_response(error: OciError, method: str) -> web.Response:
+    headers = {**DISTRIBUTION_VERSION_HEADER, **error.headers}
+    return _json_response(error.status, error.body(), headers, method)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except OciError as error:
+        return oci_response(error, request.method)
+    except ArmError as error:
+        return _json_response(error.status, error.body(), {}, request.method)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/v2"):
+            raise
+        if exc.status == 405:
+            return oci_response(OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}"), request.method)
+        if exc.status == 404:
+            return oci_response(OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.path}"), request.method)
+        if exc.status == 413:
+            return oci_response(OciError(e.SIZE_INVALID, "request body too large", status=413), request.method)
+        raise
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.path.startswith("/v2"):
+            return oci_response(OciError(UNKNOWN, "internal server error"), request.method)
+        return _json_response(500, {"error": {"code": "InternalServerError", "message": "internal server error"}}, {}, request.method)

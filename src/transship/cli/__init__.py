@@ -1,0 +1,1 @@
+"""The `transship` command line."""

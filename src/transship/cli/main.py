@@ -1,0 +1,108 @@
+"""`transship`: serve the registry and operate on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from transship import __version__
+from transship.config import Settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v not in (None, ())}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise click.UsageError(_validation_message(exc)) from None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+_data_dir = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Blob store and SQLite database (default: ~/.local/share/transship)."
+)
+_database_url = click.option(
+    "--database-url", metavar="URL", help="postgresql://user:pass@host:port/db, or sqlite:///path (default: SQLite in the data directory)."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="transship")
+def main() -> None:
+    """Transship: a self-hosted OCI registry with server-side image import.
+
+    Settings come from flags, TRANSSHIP_* environment variables and an optional TOML file
+    named by TRANSSHIP_CONFIG (see docs/configuration.md).
+    """
+
+
+@main.command()
+@click.option("--host", "hosts", multiple=True, help="Address to listen on; repeat for several (default: 127.0.0.1 and ::1).")
+@click.option("--port", type=int, help="Port to listen on (default: 5000).")
+@_data_dir
+@_database_url
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Log verbosity; DEBUG adds an access log.")
+def serve(hosts: tuple[str, ...], port: int | None, data_dir: Path | None, database_url: str | None, log_level: str | None) -> None:
+    """Run the registry server until interrupted."""
+    settings = _settings(hosts=hosts, port=port, data_dir=data_dir, database_url=database_url, log_level=log_level.upper() if log_level else None)
+    _logging(settings.log_level)
+    from transship.cli.server import serve as run_server
+
+    try:
+        asyncio.run(run_server(settings))
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@_data_dir
+@_database_url
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
+@click.option("--grace-seconds", type=int, help="Never remove content younger than this (default: 3600).")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def gc(data_dir: Path | None, database_url: str | None, dry_run: bool, grace_seconds: int | None, output: str) -> None:
+    """Remove unreferenced blobs and expired uploads (safe while the server runs)."""
+    settings = _settings(data_dir=data_dir, database_url=database_url, gc_grace_seconds=grace_seconds, log_level="WARNING")
+    _logging(settings.log_level)
+    from transship.api.services import build_services
+
+    async def run() -> Any:
+        services = await build_services(settings)
+        try:
+            return await services.gc.run(dry_run=dry_run)
+        finally:
+            await services.close()
+
+    report = asyncio.run(run())
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "dryRun": report.dry_run,
+                    "deletedBlobs": report.deleted_blobs,
+                    "freedBytes": report.freed_bytes,
+                    "orphanFiles": report.orphan_files,
+                    "droppedLinks": len(report.dropped_links),
+                    "expiredUploads": report.expired_uploads,
+                    "strayStaging": report.stray_staging,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(report.summary())

@@ -1,0 +1,56 @@
+"""Run the server: bind every configured address, serve until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import socket
+
+from aiohttp import web
+
+from transship.api.app import create_app
+from transship.config import Settings
+
+log = logging.getLogger("transship")
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until a termination signal. Raises OSError when no address could be bound."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=log.getChild("access") if settings.log_level == "DEBUG" else None)
+    await runner.setup()
+    bound: list[str] = []
+    try:
+        for host in settings.hosts:
+            site = web.TCPSite(runner, host, settings.port, reuse_address=True, backlog=1024)
+            try:
+                await site.start()
+            except OSError as exc:
+                # A machine without IPv6 (or without ::1) still serves on the other addresses;
+                # anything else (a port in use) is fatal.
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    raise
+                log.warning("cannot listen on %s port %s: %s", host, settings.port, exc.strerror or exc)
+                continue
+            bound.append(_url(host, settings.port))
+        if not bound:
+            raise OSError(f"could not listen on any of {', '.join(settings.hosts)} port {settings.port}")
+        log.info("Transship listening on %s (data in %s)", ", ".join(bound), settings.data_dir)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def _url(host: str, port: int) -> str:
+    try:
+        is_v6 = socket.inet_pton(socket.AF_INET6, host) is not None
+    except OSError:
+        is_v6 = False
+    return f"http://[{host}]:{port}" if is_v6 else f"http://{host}:{port}"

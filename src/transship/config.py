@@ -1,0 +1,72 @@
+"""Typed settings: defaults, then an optional TOML file, then `TRANSSHIP_*` environment
+variables, then command-line overrides (highest)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+MiB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: `$XDG_DATA_HOME/transship`, else `~/.local/share/transship`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "transship"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRANSSHIP_", extra="forbid", frozen=True)
+
+    hosts: tuple[str, ...] = Field(default=("127.0.0.1", "::1"), description="addresses to listen on")
+    port: int = Field(default=5000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="postgresql://… or sqlite:///…; default: SQLite in the data directory"
+    )
+    default_registry: str = Field(default="default", description="registry that serves unknown Host headers")
+    max_manifest_bytes: int = Field(default=4 * MiB, gt=0)
+    upload_expiry_seconds: int = Field(default=24 * 3600, gt=0, description="idle upload sessions expire after this")
+    gc_interval_seconds: int = Field(default=3600, ge=0, description="periodic garbage collection; 0 disables it")
+    gc_grace_seconds: int = Field(default=3600, ge=0, description="content younger than this is never collected")
+    durable_writes: bool = Field(default=True, description="fsync blobs and directories before committing them")
+    tags_page_max: int = Field(default=10000, gt=0, description="upper bound on n for tag and catalog listings")
+    log_level: str = "INFO"
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(h.strip() for h in value.split(",") if h.strip())
+        return value
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'metadata.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("TRANSSHIP_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)

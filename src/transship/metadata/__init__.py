@@ -1,0 +1,1 @@
+"""Rows only: the SQLAlchemy Core schema and the queries over it, for SQLite and PostgreSQL."""

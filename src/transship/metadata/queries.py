@@ -1,0 +1,486 @@
+"""Queries over the registry tables, bound to one connection (a snapshot or a transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, Table, and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from transship.metadata import schema as s
+from transship.metadata.db import Database
+from transship.metadata.records import (
+    ManifestRecord,
+    ManifestReference,
+    ManifestSummary,
+    RegistryRecord,
+    TagRecord,
+    UploadRecord,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class BlobMissing(Exception):
+    """A blob row vanished (garbage collected) while it was being linked."""
+
+
+class MetadataStore:
+    """Opens query scopes over the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[RegistryQueries]:
+        async with self.db.read() as conn:
+            yield RegistryQueries(conn)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[RegistryQueries]:
+        async with self.db.write() as conn:
+            yield RegistryQueries(conn)
+
+
+class RegistryQueries:
+    """Every query the registry layer needs. Methods never commit; the scope does."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # -- dialect helpers ---------------------------------------------------------------------
+    def _insert(self, table: Table) -> Any:
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def _insert_ignore(self, table: Table, values: dict[str, Any], keys: Sequence[str]) -> bool:
+        """Insert unless a row with the same `keys` exists; True when a row was inserted."""
+        stmt = self._insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+        result = await self.conn.execute(stmt)
+        return bool(result.rowcount)
+
+    # -- registries --------------------------------------------------------------------------
+    @staticmethod
+    def _registry(row: Row[Any]) -> RegistryRecord:
+        return RegistryRecord(
+            id=row.id,
+            name=row.name,
+            login_server=row.login_server,
+            subscription_id=row.subscription_id,
+            resource_group=row.resource_group,
+            is_default=row.is_default,
+            created_at=as_utc(row.created_at),
+        )
+
+    async def ensure_default_registry(self, name: str) -> RegistryRecord:
+        """The registry serving unknown hosts, created on first start."""
+        row = (await self.conn.execute(select(s.registries).where(s.registries.c.is_default))).first()
+        if row is not None:
+            return self._registry(row)
+        await self._insert_ignore(
+            s.registries, {"name": name, "is_default": True, "created_at": utcnow()}, ["name"]
+        )
+        row = (await self.conn.execute(select(s.registries).where(s.registries.c.name == name))).one()
+        if not row.is_default:
+            await self.conn.execute(update(s.registries).where(s.registries.c.id == row.id).values(is_default=True))
+            row = (await self.conn.execute(select(s.registries).where(s.registries.c.id == row.id))).one()
+        return self._registry(row)
+
+    async def create_registry(
+        self, name: str, login_server: str | None, subscription_id: str | None = None, resource_group: str | None = None
+    ) -> RegistryRecord:
+        """Insert a registry. Raises IntegrityError when the name or login server is taken."""
+        result = await self.conn.execute(
+            insert(s.registries)
+            .values(
+                name=name,
+                login_server=login_server,
+                subscription_id=subscription_id,
+                resource_group=resource_group,
+                is_default=False,
+                created_at=utcnow(),
+            )
+            .returning(*s.registries.c)
+        )
+        return self._registry(result.one())
+
+    async def registries(self) -> list[RegistryRecord]:
+        rows = await self.conn.execute(select(s.registries).order_by(s.registries.c.name))
+        return [self._registry(r) for r in rows]
+
+    # -- repositories ------------------------------------------------------------------------
+    async def repository_id(self, registry_id: int, name: str) -> int | None:
+        return (
+            await self.conn.execute(
+                select(s.repositories.c.id).where(
+                    s.repositories.c.registry_id == registry_id, s.repositories.c.name == name
+                )
+            )
+        ).scalar()
+
+    async def ensure_repository(self, registry_id: int, name: str) -> int:
+        await self._insert_ignore(
+            s.repositories,
+            {"registry_id": registry_id, "name": name, "created_at": utcnow()},
+            ["registry_id", "name"],
+        )
+        repo_id = await self.repository_id(registry_id, name)
+        assert repo_id is not None
+        return repo_id
+
+    async def lock_repository(self, repository_id: int, *, exclusive: bool) -> None:
+        """Serialise writers of one repository on PostgreSQL (SQLite serialises all writers).
+
+        Manifest pushes take it shared; deletes and garbage collection take it exclusive, so a
+        delete never removes what a concurrent push is about to reference.
+        """
+        await self.conn.execute(
+            select(s.repositories.c.id).where(s.repositories.c.id == repository_id).with_for_update(read=not exclusive)
+        )
+
+    async def catalog(self, registry_id: int, last: str | None, limit: int) -> list[str]:
+        """Repository names after `last`, lexically, at most `limit`; only repositories with
+        a manifest or a blob (an abandoned upload does not make a repository)."""
+        repo = s.repositories
+        has_content = exists().where(s.manifests.c.repository_id == repo.c.id) | exists().where(
+            s.repository_blobs.c.repository_id == repo.c.id
+        )
+        stmt = select(repo.c.name).where(repo.c.registry_id == registry_id, has_content)
+        if last is not None:
+            stmt = stmt.where(repo.c.name > last)
+        rows = await self.conn.execute(stmt.order_by(repo.c.name).limit(limit))
+        return [r.name for r in rows]
+
+    # -- blobs -------------------------------------------------------------------------------
+    async def blob_size(self, digest: str) -> int | None:
+        """Size of a committed blob anywhere in the store, or None."""
+        return (await self.conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest))).scalar()
+
+    async def repository_blob_size(self, registry_id: int, repository: str, digest: str) -> int | None:
+        """Size of a blob if `repository` may see it, else None."""
+        stmt = (
+            select(s.blobs.c.size)
+            .select_from(
+                s.repositories.join(s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id).join(
+                    s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest
+                )
+            )
+            .where(
+                s.repositories.c.registry_id == registry_id,
+                s.repositories.c.name == repository,
+                s.repository_blobs.c.digest == digest,
+            )
+        )
+        return (await self.conn.execute(stmt)).scalar()
+
+    async def record_blob(self, digest: str, size: int) -> None:
+        """Create or refresh the blob row. On PostgreSQL the upsert also locks the row until
+        commit, which keeps garbage collection from deleting it under a concurrent commit."""
+        stmt = self._insert(s.blobs).values(digest=digest, size=size, created_at=utcnow())
+        stmt = stmt.on_conflict_do_update(index_elements=["digest"], set_={"created_at": stmt.excluded.created_at})
+        await self.conn.execute(stmt)
+
+    async def link_blob(self, repository_id: int, digest: str) -> None:
+        """Let a repository see a blob. Raises BlobMissing when the blob row is gone."""
+        try:
+            async with self.conn.begin_nested():
+                await self._insert_ignore(
+                    s.repository_blobs,
+                    {"repository_id": repository_id, "digest": digest, "linked_at": utcnow()},
+                    ["repository_id", "digest"],
+                )
+        except IntegrityError:
+            raise BlobMissing(digest) from None
+
+    async def unlink_blob(self, registry_id: int, repository: str, digest: str) -> bool:
+        repo_id = await self.repository_id(registry_id, repository)
+        if repo_id is None:
+            return False
+        result = await self.conn.execute(
+            delete(s.repository_blobs).where(
+                s.repository_blobs.c.repository_id == repo_id, s.repository_blobs.c.digest == digest
+            )
+        )
+        return bool(result.rowcount)
+
+    async def repository_with_blob(self, registry_id: int, digest: str, exclude: int | None = None) -> int | None:
+        """Some repository of the registry that may see the blob (for automatic mounts)."""
+        stmt = (
+            select(s.repositories.c.id)
+            .join(s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id)
+            .where(s.repositories.c.registry_id == registry_id, s.repository_blobs.c.digest == digest)
+            .limit(1)
+        )
+        if exclude is not None:
+            stmt = stmt.where(s.repositories.c.id != exclude)
+        return (await self.conn.execute(stmt)).scalar()
+
+    async def blob_referenced_in(self, repository_id: int, digest: str) -> str | None:
+        """A manifest in the repository that needs the blob or child, or None."""
+        mr = s.manifest_references
+        return (
+            await self.conn.execute(
+                select(mr.c.manifest_digest)
+                .where(mr.c.repository_id == repository_id, mr.c.child_digest == digest)
+                .limit(1)
+            )
+        ).scalar()
+
+    async def touch_links(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+        """Refresh the links a new manifest relies on and return those that exist.
+
+        The update row-locks them, and refreshing `linked_at` keeps garbage collection (which
+        re-checks it under the lock) from dropping a link this transaction is about to use.
+        """
+        wanted = list(set(digests))
+        if not wanted:
+            return set()
+        rb = s.repository_blobs
+        rows = await self.conn.execute(
+            update(rb)
+            .where(rb.c.repository_id == repository_id, rb.c.digest.in_(wanted))
+            .values(linked_at=utcnow())
+            .returning(rb.c.digest)
+        )
+        return {r.digest for r in rows}
+
+    # -- manifests ---------------------------------------------------------------------------
+    async def manifest(self, registry_id: int, repository: str, reference: str, by_digest: bool) -> ManifestRecord | None:
+        """One query for the pull hot path: resolve repository and tag and fetch the bytes."""
+        m, repo = s.manifests, s.repositories
+        if by_digest:
+            stmt = (
+                select(m.c.digest, m.c.media_type, m.c.content)
+                .select_from(repo.join(m, m.c.repository_id == repo.c.id))
+                .where(repo.c.registry_id == registry_id, repo.c.name == repository, m.c.digest == reference)
+            )
+        else:
+            t = s.tags
+            stmt = (
+                select(m.c.digest, m.c.media_type, m.c.content)
+                .select_from(
+                    repo.join(t, t.c.repository_id == repo.c.id).join(
+                        m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
+                    )
+                )
+                .where(repo.c.registry_id == registry_id, repo.c.name == repository, t.c.name == reference)
+            )
+        row = (await self.conn.execute(stmt)).first()
+        return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
+
+    async def existing_manifests(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+        wanted = list(set(digests))
+        if not wanted:
+            return set()
+        m = s.manifests
+        rows = await self.conn.execute(select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(wanted)))
+        return {r.digest for r in rows}
+
+    async def insert_manifest(
+        self,
+        repository_id: int,
+        digest: str,
+        media_type: str,
+        content: bytes,
+        artifact_type: str | None,
+        subject_digest: str | None,
+        annotations: str | None,
+        references: Sequence[ManifestReference],
+    ) -> bool:
+        """Store a manifest and its edges unless present; True when it was new."""
+        inserted = await self._insert_ignore(
+            s.manifests,
+            {
+                "repository_id": repository_id,
+                "digest": digest,
+                "media_type": media_type,
+                "size": len(content),
+                "content": content,
+                "artifact_type": artifact_type,
+                "subject_digest": subject_digest,
+                "annotations": annotations,
+                "created_at": utcnow(),
+            },
+            ["repository_id", "digest"],
+        )
+        if inserted and references:
+            await self.conn.execute(
+                insert(s.manifest_references),
+                [
+                    {
+                        "repository_id": repository_id,
+                        "manifest_digest": digest,
+                        "child_digest": ref.digest,
+                        "is_manifest": ref.is_manifest,
+                    }
+                    for ref in {r.digest: r for r in references}.values()
+                ],
+            )
+        return inserted
+
+    async def manifest_parent(self, repository_id: int, digest: str) -> str | None:
+        """An index in the repository that lists this manifest as a child, or None."""
+        mr = s.manifest_references
+        return (
+            await self.conn.execute(
+                select(mr.c.manifest_digest)
+                .where(mr.c.repository_id == repository_id, mr.c.child_digest == digest, mr.c.is_manifest)
+                .limit(1)
+            )
+        ).scalar()
+
+    async def delete_manifest(self, repository_id: int, digest: str) -> bool:
+        """Delete a manifest and every tag on it; True when it existed."""
+        await self.conn.execute(delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.digest == digest))
+        result = await self.conn.execute(
+            delete(s.manifests).where(s.manifests.c.repository_id == repository_id, s.manifests.c.digest == digest)
+        )
+        return bool(result.rowcount)
+
+    async def referrers(self, registry_id: int, repository: str, subject: str, artifact_type: str | None) -> list[ManifestSummary]:
+        m, repo = s.manifests, s.repositories
+        stmt = (
+            select(m.c.digest, m.c.media_type, m.c.size, m.c.artifact_type, m.c.annotations, m.c.created_at)
+            .select_from(repo.join(m, m.c.repository_id == repo.c.id))
+            .where(repo.c.registry_id == registry_id, repo.c.name == repository, m.c.subject_digest == subject)
+            .order_by(m.c.created_at, m.c.digest)
+        )
+        if artifact_type is not None:
+            stmt = stmt.where(m.c.artifact_type == artifact_type)
+        rows = await self.conn.execute(stmt)
+        return [
+            ManifestSummary(r.digest, r.media_type, r.size, r.artifact_type, r.annotations, as_utc(r.created_at))
+            for r in rows
+        ]
+
+    # -- tags --------------------------------------------------------------------------------
+    async def set_tag(self, repository_id: int, name: str, digest: str) -> None:
+        now = utcnow()
+        stmt = self._insert(s.tags).values(repository_id=repository_id, name=name, digest=digest, created_at=now, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["repository_id", "name"], set_={"digest": stmt.excluded.digest, "updated_at": now}
+        )
+        await self.conn.execute(stmt)
+
+    async def tag_digest(self, repository_id: int, name: str) -> str | None:
+        t = s.tags
+        return (await self.conn.execute(select(t.c.digest).where(t.c.repository_id == repository_id, t.c.name == name))).scalar()
+
+    async def delete_tag(self, repository_id: int, name: str) -> bool:
+        result = await self.conn.execute(delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.name == name))
+        return bool(result.rowcount)
+
+    async def list_tags(self, repository_id: int, last: str | None, limit: int) -> list[str]:
+        t = s.tags
+        stmt = select(t.c.name).where(t.c.repository_id == repository_id)
+        if last is not None:
+            stmt = stmt.where(t.c.name > last)
+        rows = await self.conn.execute(stmt.order_by(t.c.name).limit(limit))
+        return [r.name for r in rows]
+
+    async def tags_of(self, repository_id: int) -> list[TagRecord]:
+        t = s.tags
+        rows = await self.conn.execute(select(t).where(t.c.repository_id == repository_id).order_by(t.c.name))
+        return [TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows]
+
+    # -- uploads -----------------------------------------------------------------------------
+    @staticmethod
+    def _upload(row: Row[Any]) -> UploadRecord:
+        return UploadRecord(
+            row.id, row.registry_id, row.repository, row.offset, row.algorithm, as_utc(row.created_at), as_utc(row.updated_at)
+        )
+
+    async def create_upload(self, upload_id: str, registry_id: int, repository: str, algorithm: str) -> None:
+        now = utcnow()
+        await self.conn.execute(
+            insert(s.uploads).values(
+                id=upload_id, registry_id=registry_id, repository=repository, offset=0, algorithm=algorithm,
+                created_at=now, updated_at=now,
+            )
+        )
+
+    async def upload(self, upload_id: str) -> UploadRecord | None:
+        row = (await self.conn.execute(select(s.uploads).where(s.uploads.c.id == upload_id))).first()
+        return None if row is None else self._upload(row)
+
+    async def advance_upload(self, upload_id: str, expected: int, offset: int) -> bool:
+        """Move the offset forward only if nobody else did (compare-and-set)."""
+        result = await self.conn.execute(
+            update(s.uploads)
+            .where(s.uploads.c.id == upload_id, s.uploads.c.offset == expected)
+            .values(offset=offset, updated_at=utcnow())
+        )
+        return bool(result.rowcount)
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        result = await self.conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
+        return bool(result.rowcount)
+
+    async def uploads_idle_since(self, cutoff: datetime) -> list[UploadRecord]:
+        rows = await self.conn.execute(select(s.uploads).where(s.uploads.c.updated_at < cutoff))
+        return [self._upload(r) for r in rows]
+
+    async def upload_ids(self) -> set[str]:
+        return {r.id for r in await self.conn.execute(select(s.uploads.c.id))}
+
+    # -- garbage collection ------------------------------------------------------------------
+    async def unreferenced_links(self, cutoff: datetime) -> list[tuple[int, str]]:
+        """Repository↔blob links older than `cutoff` that no manifest of the repository needs."""
+        rb, mr = s.repository_blobs, s.manifest_references
+        needed = exists().where(mr.c.repository_id == rb.c.repository_id, mr.c.child_digest == rb.c.digest)
+        rows = await self.conn.execute(select(rb.c.repository_id, rb.c.digest).where(rb.c.linked_at < cutoff, ~needed))
+        return [(r.repository_id, r.digest) for r in rows]
+
+    async def drop_link_if_unreferenced(self, repository_id: int, digest: str, cutoff: datetime) -> bool:
+        rb, mr = s.repository_blobs, s.manifest_references
+        needed = exists().where(mr.c.repository_id == repository_id, mr.c.child_digest == digest)
+        result = await self.conn.execute(
+            delete(rb).where(rb.c.repository_id == repository_id, rb.c.digest == digest, rb.c.linked_at < cutoff, ~needed)
+        )
+        return bool(result.rowcount)
+
+    async def orphan_blobs(self, cutoff: datetime) -> list[tuple[str, int]]:
+        """Blobs no repository links, committed before `cutoff`."""
+        b, rb = s.blobs, s.repository_blobs
+        rows = await self.conn.execute(
+            select(b.c.digest, b.c.size).where(b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest))
+        )
+        return [(r.digest, r.size) for r in rows]
+
+    async def delete_blob_row_if_orphan(self, digest: str, cutoff: datetime) -> bool:
+        b, rb = s.blobs, s.repository_blobs
+        try:
+            async with self.conn.begin_nested():
+                result = await self.conn.execute(
+                    delete(b).where(b.c.digest == digest, b.c.created_at < cutoff, ~exists().where(rb.c.digest == digest))
+                )
+        except IntegrityError:
+            return False  # a concurrent link won the race
+        return bool(result.rowcount)
+
+    async def link_holders(self, digest: str) -> set[int]:
+        rb = s.repository_blobs
+        return {r.repository_id for r in await self.conn.execute(select(rb.c.repository_id).where(rb.c.digest == digest))}
+
+    async def blob_digests(self) -> set[str]:
+        return {r.digest for r in await self.conn.execute(select(s.blobs.c.digest))}
+
+    async def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name, table in (("repositories", s.repositories), ("manifests", s.manifests), ("tags", s.tags), ("blobs", s.blobs), ("uploads", s.uploads)):
+            out[name] = (await self.conn.execute(select(func.count()).select_from(table))).scalar_one()
+        return out

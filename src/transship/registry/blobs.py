@@ -1,0 +1,296 @@
+"""Blob reads, deletes, cross-repository mounts and resumable upload sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from transship import errors as e
+from transship.errors import OciError
+from transship.metadata.queries import BlobMissing, MetadataStore
+from transship.metadata.records import RegistryRecord, UploadRecord
+from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, Hasher, new_hasher
+from transship.storage.base import BlobStore, StagingUnknown
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLocation:
+    digest: Digest
+    size: int
+    path: Path | None  # a local file to send zero-copy, when the store has one
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    id: str
+    repository: str
+    offset: int
+
+
+class _SizeCounter:
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
+        self.count = 0
+
+    def update(self, data: bytes, /) -> None:
+        self.hasher.update(data)
+        self.count += len(data)
+
+
+@dataclass
+class _HashState:
+    """The incremental hash of a session's staged bytes, valid at `offset`."""
+
+    offset: int
+    hasher: Hasher
+
+
+class BlobService:
+    """Blob operations of one service. Every method takes the registry it acts in."""
+
+    def __init__(self, meta: MetadataStore, store: BlobStore) -> None:
+        self._meta = meta
+        self._store = store
+        # Hash state per session, so a PATCH need not re-read what earlier ones wrote. After a
+        # restart (or on another process) the state is rebuilt from the staged bytes.
+        self._hash_states: dict[str, _HashState] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- reads -------------------------------------------------------------------------------
+    async def stat(self, registry: RegistryRecord, repository: str, digest: Digest) -> BlobLocation:
+        """Raises OciError BLOB_UNKNOWN when the repository cannot see the blob."""
+        async with self._meta.reading() as q:
+            size = await q.repository_blob_size(registry.id, repository, str(digest))
+        if size is None:
+            raise OciError(e.BLOB_UNKNOWN, f"blob {digest} is not in repository {repository}", {"digest": str(digest)})
+        return BlobLocation(digest, size, self._store.local_path(digest))
+
+    def read(self, location: BlobLocation, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self._store.read(location.digest, offset, length)
+
+    async def delete(self, registry: RegistryRecord, repository: str, digest: Digest) -> None:
+        """Unlink a blob from a repository; the bytes go when garbage collection finds them
+        unreferenced. Raises BLOB_UNKNOWN, or UNSUPPORTED (405) while a manifest of the
+        repository still needs it: a tag must never point at missing content."""
+        async with self._meta.writing() as q:
+            repo_id = await q.repository_id(registry.id, repository)
+            if repo_id is not None:
+                await q.lock_repository(repo_id, exclusive=True)
+                user = await q.blob_referenced_in(repo_id, str(digest))
+                if user is not None:
+                    raise OciError(
+                        e.UNSUPPORTED,
+                        f"blob {digest} is referenced by manifest {user} in {repository}; delete the manifest first",
+                        {"digest": str(digest), "manifest": user},
+                    )
+            if not await q.unlink_blob(registry.id, repository, str(digest)):
+                raise OciError(e.BLOB_UNKNOWN, f"blob {digest} is not in repository {repository}", {"digest": str(digest)})
+
+    async def mount(self, registry: RegistryRecord, repository: str, digest: Digest, source: str | None) -> bool:
+        """Link a blob another repository holds. With no `source`, any repository of the
+        registry that holds it will do. False when nothing could be mounted."""
+        async with self._meta.writing() as q:
+            if source is not None:
+                source_id = await q.repository_id(registry.id, source)
+                linked = source_id is not None and bool(await q.touch_links(source_id, [str(digest)]))
+            else:
+                linked = await q.repository_with_blob(registry.id, str(digest)) is not None
+            if not linked or await self._store.size(digest) is None:
+                return False
+            repo_id = await q.ensure_repository(registry.id, repository)
+            try:
+                await q.link_blob(repo_id, str(digest))
+            except BlobMissing:
+                return False
+        return True
+
+    # -- upload sessions ---------------------------------------------------------------------
+    async def start_upload(self, registry: RegistryRecord, repository: str, algorithm: str = "sha256") -> UploadStatus:
+        """Open a resumable session. Raises UNSUPPORTED for an unknown digest algorithm."""
+        if algorithm not in SUPPORTED_ALGORITHMS:
+            raise OciError(e.DIGEST_INVALID, f"unsupported digest algorithm {algorithm!r}", status=400)
+        upload_id = uuid.uuid4().hex
+        await self._store.create_staging(upload_id)
+        async with self._meta.writing() as q:
+            await q.create_upload(upload_id, registry.id, repository, algorithm)
+        return UploadStatus(upload_id, repository, 0)
+
+    async def _session(self, registry: RegistryRecord, repository: str, upload_id: str) -> UploadRecord:
+        async with self._meta.reading() as q:
+            record = await q.upload(upload_id) if len(upload_id) == 32 else None
+        if record is None or record.registry_id != registry.id or record.repository != repository:
+            raise OciError(e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is unknown in repository {repository}")
+        return record
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[upload_id] = lock
+        return lock
+
+    async def status(self, registry: RegistryRecord, repository: str, upload_id: str) -> UploadStatus:
+        record = await self._session(registry, repository, upload_id)
+        return UploadStatus(record.id, repository, record.offset)
+
+    async def _hash_state(self, record: UploadRecord) -> _HashState:
+        """The hash state at the session's committed offset. Bytes past it were left by an
+        interrupted request and are dropped."""
+        state = self._hash_states.get(record.id)
+        if state is not None and state.offset == record.offset:
+            return state
+        try:
+            if await self._store.staging_size(record.id) != record.offset:
+                await self._store.truncate_staging(record.id, record.offset)
+            hasher = new_hasher(record.algorithm)
+            async for chunk in self._store.read_staging(record.id):
+                hasher.update(chunk)
+        except StagingUnknown:
+            raise OciError(e.BLOB_UPLOAD_UNKNOWN, f"upload {record.id} has lost its data; start again") from None
+        state = _HashState(record.offset, hasher)
+        self._hash_states[record.id] = state
+        return state
+
+    async def append(
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        upload_id: str,
+        body: AsyncIterator[bytes],
+        start: int | None,
+        length: int | None,
+    ) -> UploadStatus:
+        """Append a chunk. `start` (from Content-Range) must equal the current offset, else
+        416 with the offset kept; `length`, when known, must match what arrived."""
+        async with self._lock(upload_id):
+            record = await self._session(registry, repository, upload_id)
+            if start is not None and start != record.offset:
+                raise OciError(
+                    e.RANGE_INVALID,
+                    f"chunk starts at {start} but upload {upload_id} is at offset {record.offset}",
+                    headers=_range_headers(upload_id, repository, record.offset),
+                )
+            await self._write(record, body, length)
+            return UploadStatus(upload_id, repository, self._hash_states[upload_id].offset)
+
+    async def _write(self, record: UploadRecord, body: AsyncIterator[bytes], length: int | None) -> None:
+        state = await self._hash_state(record)
+        # Hash into a copy: if the request fails half way, the saved state stays valid.
+        hasher = state.hasher.copy()
+        counter = _SizeCounter(hasher)
+        try:
+            await self._store.append_staging(record.id, body, counter)
+            if length is not None and counter.count != length:
+                raise OciError(
+                    e.SIZE_INVALID, f"chunk declared {length} bytes but {counter.count} arrived", status=400
+                )
+            async with self._meta.writing() as q:
+                if not await q.advance_upload(record.id, record.offset, record.offset + counter.count):
+                    raise OciError(e.BLOB_UPLOAD_INVALID, f"upload {record.id} was changed concurrently")
+        except BaseException:
+            self._hash_states.pop(record.id, None)
+            raise
+        self._hash_states[record.id] = _HashState(record.offset + counter.count, hasher)
+
+    async def finish(
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterator[bytes],
+        length: int | None,
+    ) -> BlobLocation:
+        """Append the last chunk (if any), verify the digest and commit the blob.
+
+        On DIGEST_INVALID the session is discarded and nothing is stored.
+        """
+        async with self._lock(upload_id):
+            record = await self._session(registry, repository, upload_id)
+            await self._write(record, body, length)
+            state = self._hash_states[upload_id]
+            if digest.algorithm == record.algorithm:
+                actual = state.hasher.hexdigest()
+            else:
+                actual = await self._rehash(upload_id, digest.algorithm)
+            if actual != digest.encoded:
+                await self.cancel(registry, repository, upload_id, locked=True)
+                raise OciError(
+                    e.DIGEST_INVALID,
+                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
+                    {"digest": str(digest)},
+                )
+            location = await self._commit(registry, repository, upload_id, digest, state.offset)
+            async with self._meta.writing() as q:
+                await q.delete_upload(upload_id)
+            self._hash_states.pop(upload_id, None)
+            return location
+
+    async def _rehash(self, upload_id: str, algorithm: str) -> str:
+        hasher = new_hasher(algorithm)
+        async for chunk in self._store.read_staging(upload_id):
+            hasher.update(chunk)
+        return hasher.hexdigest()
+
+    async def upload_whole(
+        self, registry: RegistryRecord, repository: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+    ) -> BlobLocation:
+        """A monolithic upload (POST with `digest`): no session row, nothing kept on failure."""
+        upload_id = uuid.uuid4().hex
+        await self._store.create_staging(upload_id)
+        try:
+            counter = _SizeCounter(new_hasher(digest.algorithm))
+            await self._store.append_staging(upload_id, body, counter)
+            if length is not None and counter.count != length:
+                raise OciError(e.SIZE_INVALID, f"declared {length} bytes but {counter.count} arrived")
+            actual = counter.hasher.hexdigest()
+            if actual != digest.encoded:
+                raise OciError(
+                    e.DIGEST_INVALID,
+                    f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
+                    {"digest": str(digest)},
+                )
+            return await self._commit(registry, repository, upload_id, digest, counter.count)
+        finally:
+            await self._store.delete_staging(upload_id)
+
+    async def _commit(self, registry: RegistryRecord, repository: str, upload_id: str, digest: Digest, size: int) -> BlobLocation:
+        # The row is written (and on PostgreSQL locked) before the file moves into place, so
+        # garbage collection cannot delete the file between the move and the commit.
+        await self._store.sync_staging(upload_id)
+        async with self._meta.writing() as q:
+            await q.record_blob(str(digest), size)
+            await self._store.commit_staging(upload_id, digest)
+            repo_id = await q.ensure_repository(registry.id, repository)
+            await q.link_blob(repo_id, str(digest))
+        return BlobLocation(digest, size, self._store.local_path(digest))
+
+    async def cancel(self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False) -> None:
+        """Discard a session and its staged bytes. Raises BLOB_UPLOAD_UNKNOWN."""
+        if not locked:
+            await self._session(registry, repository, upload_id)
+        async with self._meta.writing() as q:
+            await q.delete_upload(upload_id)
+        await self._store.delete_staging(upload_id)
+        self._hash_states.pop(upload_id, None)
+
+
+def _range_headers(upload_id: str, repository: str, offset: int) -> dict[str, str]:
+    return {
+        "Location": upload_location(repository, upload_id),
+        "Range": range_header(offset),
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+def upload_location(repository: str, upload_id: str) -> str:
+    return f"/v2/{repository}/blobs/uploads/{upload_id}"
+
+
+def range_header(offset: int) -> str:
+    """The `Range` of an upload status: inclusive end; `0-0` also stands for empty."""
+    return f"0-{max(offset - 1, 0)}"

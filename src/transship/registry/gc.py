@@ -1,0 +1,128 @@
+"""Online garbage collection: expired uploads, unreferenced links, orphan blobs and files.
+
+Safe while the server keeps serving: every removal re-checks its condition in the same
+transaction that removes it, content younger than the grace period is never touched, and a
+blob row is deleted before its file (a concurrent link fails on the foreign key instead of
+pointing at nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from transship.metadata.queries import MetadataStore, utcnow
+from transship.oci.digest import Digest
+from transship.storage.base import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    expired_uploads: list[str] = field(default_factory=list)
+    stray_staging: list[str] = field(default_factory=list)
+    dropped_links: list[tuple[int, str]] = field(default_factory=list)
+    deleted_blobs: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    orphan_files: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {len(self.deleted_blobs)} blobs ({self.freed_bytes} bytes), "
+            f"{len(self.orphan_files)} orphan files, {len(self.dropped_links)} unreferenced links, "
+            f"{len(self.expired_uploads)} expired uploads, {len(self.stray_staging)} stray staging files"
+        )
+
+
+class GarbageCollector:
+    def __init__(self, meta: MetadataStore, store: BlobStore, *, grace_seconds: int, upload_expiry_seconds: int) -> None:
+        self._meta = meta
+        self._store = store
+        self._grace = timedelta(seconds=grace_seconds)
+        self._upload_expiry = timedelta(seconds=upload_expiry_seconds)
+
+    async def run(self, *, dry_run: bool = False, now: datetime | None = None) -> GcReport:
+        now = now or utcnow()
+        report = GcReport(dry_run)
+        await self._expire_uploads(report, now - self._upload_expiry)
+        await self._stray_staging(report, now - self._grace)
+        await self._unreferenced_links(report, now - self._grace)
+        await self._orphan_blobs(report, now - self._grace)
+        await self._orphan_files(report, now - self._grace)
+        log.info("garbage collection: %s", report.summary())
+        return report
+
+    async def _expire_uploads(self, report: GcReport, cutoff: datetime) -> None:
+        async with self._meta.reading() as q:
+            expired = await q.uploads_idle_since(cutoff)
+        for upload in expired:
+            report.expired_uploads.append(upload.id)
+            if not report.dry_run:
+                async with self._meta.writing() as q:
+                    await q.delete_upload(upload.id)
+                await self._store.delete_staging(upload.id)
+
+    async def _stray_staging(self, report: GcReport, cutoff: datetime) -> None:
+        """Staging files with no session row: monolithic uploads cut off by a crash."""
+        async with self._meta.reading() as q:
+            sessions = await q.upload_ids()
+        for upload_id in self._store.list_staging():
+            if upload_id in sessions:
+                continue
+            mtime = await self._store.staging_mtime(upload_id)
+            if mtime is not None and mtime < cutoff.timestamp():
+                report.stray_staging.append(upload_id)
+                if not report.dry_run:
+                    await self._store.delete_staging(upload_id)
+
+    async def _unreferenced_links(self, report: GcReport, cutoff: datetime) -> None:
+        async with self._meta.reading() as q:
+            candidates = await q.unreferenced_links(cutoff)
+        for repository_id, digest in candidates:
+            if report.dry_run:
+                report.dropped_links.append((repository_id, digest))
+                continue
+            async with self._meta.writing() as q:
+                await q.lock_repository(repository_id, exclusive=True)
+                if await q.drop_link_if_unreferenced(repository_id, digest, cutoff):
+                    report.dropped_links.append((repository_id, digest))
+
+    async def _orphan_blobs(self, report: GcReport, cutoff: datetime) -> None:
+        async with self._meta.reading() as q:
+            candidates = await q.orphan_blobs(cutoff)
+            if report.dry_run:
+                # Nothing was dropped, so count blobs whose every link this run would drop.
+                dropping: dict[str, set[int]] = {}
+                for repository_id, digest in report.dropped_links:
+                    dropping.setdefault(digest, set()).add(repository_id)
+                for digest, repository_ids in dropping.items():
+                    if await q.link_holders(digest) <= repository_ids:
+                        candidates.append((digest, await q.blob_size(digest) or 0))
+        for digest, size in candidates:
+            if not report.dry_run:
+                async with self._meta.writing() as q:
+                    if not await q.delete_blob_row_if_orphan(digest, cutoff):
+                        continue
+                    # Still inside the transaction: the row goes first (locked on PostgreSQL).
+                    await self._store.delete(Digest.parse(digest))
+            report.deleted_blobs.append(digest)
+            report.freed_bytes += size
+
+    async def _orphan_files(self, report: GcReport, cutoff: datetime) -> None:
+        """Files with no blob row: a crash between moving a blob into place and committing."""
+        async with self._meta.reading() as q:
+            known = await q.blob_digests()
+        async for digest, mtime in self._store.iter_blobs():
+            if str(digest) in known or mtime >= cutoff.timestamp():
+                continue
+            async with self._meta.writing() as q:
+                # Re-check under the write lock: a commit may have recorded it since.
+                if await q.blob_size(str(digest)) is not None:
+                    continue
+                report.orphan_files.append(str(digest))
+                if not report.dry_run:
+                    await self._store.delete(digest)

@@ -1,0 +1,208 @@
+"""Manifests, tags, referrers and the catalog."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from transship import errors as e
+from transship.errors import OciError
+from transship.metadata.queries import MetadataStore
+from transship.metadata.records import ManifestRecord, ManifestReference, RegistryRecord
+from transship.oci import mediatypes as mt
+from transship.oci.digest import Digest, DigestError, is_digest
+from transship.oci.manifest import ManifestError, ParsedManifest, parse_manifest
+from transship.oci.reference import InvalidReference, validate_tag
+
+MAX_TAGS_PER_PUT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    digest: Digest
+    subject: Digest | None
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[str]
+    more: bool
+
+
+def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
+    """Validate a tag-or-digest path segment; returns it and whether it is a digest.
+
+    Raises DIGEST_INVALID for a malformed digest. A malformed tag is MANIFEST_INVALID when
+    pushing and MANIFEST_UNKNOWN when reading (no manifest can have that name).
+    """
+    if is_digest(reference):
+        try:
+            return str(Digest.parse(reference)), True
+        except DigestError as exc:
+            raise OciError(e.DIGEST_INVALID, str(exc), {"reference": reference}) from None
+    try:
+        return validate_tag(reference), False
+    except InvalidReference as exc:
+        code = e.MANIFEST_INVALID if writing else e.MANIFEST_UNKNOWN
+        raise OciError(code, str(exc), {"tag": reference}) from None
+
+
+def _references(parsed: ParsedManifest) -> list[ManifestReference]:
+    refs = [ManifestReference(str(d.digest), False) for d in parsed.blobs if not d.is_foreign]
+    refs += [ManifestReference(str(d.digest), True) for d in parsed.manifests]
+    return refs
+
+
+class ManifestService:
+    def __init__(self, meta: MetadataStore, max_manifest_bytes: int, page_max: int) -> None:
+        self._meta = meta
+        self.max_manifest_bytes = max_manifest_bytes
+        self._page_max = page_max
+
+    async def get(self, registry: RegistryRecord, repository: str, reference: str) -> ManifestRecord:
+        """Raises MANIFEST_UNKNOWN (or a reference error) when absent."""
+        ref, by_digest = parse_reference(reference, writing=False)
+        async with self._meta.reading() as q:
+            record = await q.manifest(registry.id, repository, ref, by_digest)
+        if record is None:
+            raise OciError(
+                e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}", {"reference": reference}
+            )
+        return record
+
+    async def put(
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        reference: str,
+        content: bytes,
+        content_type: str | None,
+        extra_tags: tuple[str, ...] = (),
+    ) -> PushedManifest:
+        """Store a manifest byte-for-byte and move its tags in one transaction.
+
+        Raises MANIFEST_INVALID, DIGEST_INVALID, MANIFEST_BLOB_UNKNOWN or MANIFEST_TOO_LARGE;
+        on any error nothing is stored.
+        """
+        if len(content) > self.max_manifest_bytes:
+            raise OciError(e.MANIFEST_TOO_LARGE, f"manifest is {len(content)} bytes; the limit is {self.max_manifest_bytes}")
+        ref, by_digest = parse_reference(reference, writing=True)
+        tags = [] if by_digest else [ref]
+        for tag in extra_tags:
+            if parse_reference(tag, writing=True)[1]:
+                raise OciError(e.MANIFEST_INVALID, f"tag parameter {tag!r} is a digest, not a tag", {"tag": tag})
+            if tag not in tags:
+                tags.append(tag)
+        if len(tags) > MAX_TAGS_PER_PUT:
+            raise OciError(e.MANIFEST_INVALID, f"at most {MAX_TAGS_PER_PUT} tags per request")
+        try:
+            parsed = parse_manifest(content, content_type)
+        except ManifestError as exc:
+            raise OciError(e.MANIFEST_INVALID, str(exc)) from None
+        digest = Digest.of(content, Digest.parse(ref).algorithm if by_digest else "sha256")
+        if by_digest and str(digest) != ref:
+            raise OciError(e.DIGEST_INVALID, f"manifest content has digest {digest}, not {ref}", {"digest": ref})
+        refs = _references(parsed)
+        async with self._meta.writing() as q:
+            repo_id = await q.ensure_repository(registry.id, repository)
+            await q.lock_repository(repo_id, exclusive=False)
+            linked = await q.touch_links(repo_id, [r.digest for r in refs if not r.is_manifest])
+            for ref_ in refs:
+                if not ref_.is_manifest and ref_.digest not in linked:
+                    raise OciError(
+                        e.MANIFEST_BLOB_UNKNOWN,
+                        f"blob {ref_.digest} referenced by the manifest is not in repository {repository}",
+                        {"digest": ref_.digest},
+                    )
+            present = await q.existing_manifests(repo_id, [r.digest for r in refs if r.is_manifest])
+            for ref_ in refs:
+                if ref_.is_manifest and ref_.digest not in present:
+                    raise OciError(
+                        e.MANIFEST_BLOB_UNKNOWN,
+                        f"manifest {ref_.digest} listed by the index is not in repository {repository}",
+                        {"digest": ref_.digest},
+                    )
+            await q.insert_manifest(
+                repo_id,
+                str(digest),
+                parsed.media_type,
+                content,
+                parsed.referrer_artifact_type,
+                str(parsed.subject.digest) if parsed.subject else None,
+                json.dumps(dict(parsed.annotations)) if parsed.annotations else None,
+                refs,
+            )
+            for tag in tags:
+                await q.set_tag(repo_id, tag, str(digest))
+        return PushedManifest(digest, parsed.subject.digest if parsed.subject else None, tuple(tags))
+
+    async def delete(self, registry: RegistryRecord, repository: str, reference: str) -> None:
+        """By digest: the manifest and its tags; by tag: only the tag.
+
+        Raises MANIFEST_UNKNOWN, or UNSUPPORTED (405) while an index in the repository lists
+        it: deleting it would leave the index pointing at nothing.
+        """
+        ref, by_digest = parse_reference(reference, writing=False)
+        async with self._meta.writing() as q:
+            repo_id = await q.repository_id(registry.id, repository)
+            unknown = OciError(e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}")
+            if repo_id is None:
+                raise unknown
+            await q.lock_repository(repo_id, exclusive=True)
+            if not by_digest:
+                if not await q.delete_tag(repo_id, ref):
+                    raise unknown
+                return
+            parent = await q.manifest_parent(repo_id, ref)
+            if parent is not None:
+                raise OciError(
+                    e.UNSUPPORTED,
+                    f"manifest {ref} is listed by index {parent} in {repository}; delete the index first",
+                    {"digest": ref, "index": parent},
+                )
+            if not await q.delete_manifest(repo_id, ref):
+                raise unknown
+
+    async def tags(self, registry: RegistryRecord, repository: str, last: str | None, n: int | None) -> Page:
+        """Tags in lexical order after `last`. Raises NAME_UNKNOWN for an unknown repository."""
+        limit = self._limit(n)
+        async with self._meta.reading() as q:
+            repo_id = await q.repository_id(registry.id, repository)
+            if repo_id is None:
+                raise OciError(e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository})
+            if limit == 0:
+                return Page([], False)
+            names = await q.list_tags(repo_id, last, limit + 1)
+        return Page(names[:limit], len(names) > limit)
+
+    async def catalog(self, registry: RegistryRecord, last: str | None, n: int | None) -> Page:
+        limit = self._limit(n)
+        if limit == 0:
+            return Page([], False)
+        async with self._meta.reading() as q:
+            names = await q.catalog(registry.id, last, limit + 1)
+        return Page(names[:limit], len(names) > limit)
+
+    def _limit(self, n: int | None) -> int:
+        return self._page_max if n is None else min(n, self._page_max)
+
+    async def referrers(
+        self, registry: RegistryRecord, repository: str, subject: str, artifact_type: str | None
+    ) -> bytes:
+        """The referrers index (an OCI image index) of `subject`; empty when none."""
+        try:
+            Digest.parse(subject)
+        except DigestError as exc:
+            raise OciError(e.DIGEST_INVALID, str(exc), {"digest": subject}) from None
+        async with self._meta.reading() as q:
+            found = await q.referrers(registry.id, repository, subject, artifact_type)
+        manifests = []
+        for item in found:
+            descriptor: dict[str, object] = {"mediaType": item.media_type, "digest": item.digest, "size": item.size}
+            if item.artifact_type:
+                descriptor["artifactType"] = item.artifact_type
+            if item.annotations:
+                descriptor["annotations"] = json.loads(item.annotations)
+            manifests.append(descriptor)
+        return json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}).encode()

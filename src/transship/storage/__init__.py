@@ -1,0 +1,1 @@
+"""Bytes only: a content-addressed blob store and upload staging. Knows no repositories."""

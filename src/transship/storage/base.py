@@ -1,0 +1,81 @@
+"""The blob store contract every driver implements (and the shared contract tests check)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+from transship.oci.digest import Digest
+
+
+class StorageError(Exception):
+    """A storage operation failed for a reason other than a missing object."""
+
+
+class StagingUnknown(StorageError):
+    """No staging area exists for that upload id."""
+
+
+class BlobStore(Protocol):
+    """Content-addressed blobs plus per-upload staging areas.
+
+    Blobs are immutable once committed; a blob is visible only after `commit_staging`
+    returns, and a crash at any moment leaves either no blob or a complete one.
+    """
+
+    async def size(self, digest: Digest) -> int | None:
+        """The committed blob's size, or None when absent."""
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """A local file holding the blob, for zero-copy serving; None if the driver has none."""
+
+    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream a committed blob's bytes. Raises FileNotFoundError when absent."""
+
+    async def delete(self, digest: Digest) -> bool:
+        """Remove a committed blob; True when something was removed."""
+
+    async def create_staging(self, upload_id: str) -> None:
+        """Create an empty staging area for an upload."""
+
+    async def staging_size(self, upload_id: str) -> int:
+        """Bytes held in the staging area. Raises StagingUnknown."""
+
+    async def truncate_staging(self, upload_id: str, size: int) -> None:
+        """Drop bytes past `size` (left by a crash mid-write). Raises StagingUnknown."""
+
+    def read_staging(self, upload_id: str) -> AsyncIterator[bytes]:
+        """Stream the staged bytes (to rebuild hash state after a restart). Raises StagingUnknown."""
+
+    async def append_staging(self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink) -> int:
+        """Append chunks to the staging area, passing each to `sink` as it is written.
+
+        Returns the number of bytes appended. Raises StagingUnknown.
+        """
+
+    async def sync_staging(self, upload_id: str) -> None:
+        """Make the staged bytes durable (before `commit_staging`, outside any transaction)."""
+
+    async def commit_staging(self, upload_id: str, digest: Digest) -> None:
+        """Atomically move the staged bytes into place as blob `digest` and drop the area.
+
+        Raises StagingUnknown."""
+
+    async def delete_staging(self, upload_id: str) -> None:
+        """Remove a staging area; absent is not an error."""
+
+    async def staging_mtime(self, upload_id: str) -> float | None:
+        """When the staging area was last written, or None when absent."""
+
+    def list_staging(self) -> list[str]:
+        """Upload ids that have a staging area (for garbage collection)."""
+
+    def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:
+        """Every committed blob with its modification time (for garbage collection)."""
+
+
+class ChunkSink(Protocol):
+    """Receives each chunk as it is written (an incremental hasher, a size check…)."""
+
+    def update(self, data: bytes, /) -> None: ...

@@ -1,0 +1,262 @@
+"""The filesystem blob store: `blobs/<algorithm>/<ab>/<encoded>` and `uploads/<id>`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
+from transship.storage.base import ChunkSink, StagingUnknown
+
+T = TypeVar("T")
+
+# Bytes handed to the writer thread at once: large enough to amortise the hop, small enough
+# that memory stays flat (at most two batches are alive per upload).
+_BATCH_BYTES = 1 << 20
+_READ_BYTES = 1 << 20
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemBlobStore:
+    """A BlobStore on a local directory. Blocking file work runs in worker threads."""
+
+    def __init__(self, blob_dir: Path, staging_dir: Path, *, durable: bool = True) -> None:
+        self._blob_dir = blob_dir
+        self._staging_dir = staging_dir
+        self._durable = durable
+        blob_dir.mkdir(parents=True, exist_ok=True)
+        staging_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- paths -------------------------------------------------------------------------------
+    def _blob_path(self, digest: Digest) -> Path:
+        # Digest values are validated on construction, so these parts cannot escape the root.
+        return self._blob_dir / digest.algorithm / digest.encoded[:2] / digest.encoded
+
+    def _staging_path(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise StagingUnknown(f"invalid upload id {upload_id!r}")
+        return self._staging_dir / upload_id
+
+    @staticmethod
+    async def _run(func: Callable[[], T]) -> T:
+        return await asyncio.to_thread(func)
+
+    # -- blobs -------------------------------------------------------------------------------
+    async def size(self, digest: Digest) -> int | None:
+        path = self._blob_path(digest)
+
+        def stat() -> int | None:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return None
+
+        return await self._run(stat)
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self._blob_path(digest)
+
+    async def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        async for chunk in self._read_file(self._blob_path(digest), offset, length):
+            yield chunk
+
+    async def _read_file(self, path: Path, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        handle: BinaryIO = await self._run(lambda: path.open("rb"))
+        try:
+            await self._run(lambda: handle.seek(offset))
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = _READ_BYTES if remaining is None else min(_READ_BYTES, remaining)
+                chunk = await self._run(lambda: handle.read(want))
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def delete(self, digest: Digest) -> bool:
+        path = self._blob_path(digest)
+
+        def unlink() -> bool:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
+        return await self._run(unlink)
+
+    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:
+        for algorithm in sorted(SUPPORTED_ALGORITHMS):
+            root = self._blob_dir / algorithm
+            entries = await self._run(lambda root=root: _scan(root))  # type: ignore[misc]
+            for name, mtime in entries:
+                try:
+                    yield Digest.parse(f"{algorithm}:{name}"), mtime
+                except DigestError:
+                    continue  # not ours (an editor's temp file…): never touch it
+
+    # -- staging -----------------------------------------------------------------------------
+    async def create_staging(self, upload_id: str) -> None:
+        path = self._staging_path(upload_id)
+        await self._run(lambda: path.open("xb").close())
+
+    async def staging_size(self, upload_id: str) -> int:
+        path = self._staging_path(upload_id)
+
+        def stat() -> int:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                raise StagingUnknown(upload_id) from None
+
+        return await self._run(stat)
+
+    async def truncate_staging(self, upload_id: str, size: int) -> None:
+        path = self._staging_path(upload_id)
+
+        def truncate() -> None:
+            try:
+                os.truncate(path, size)
+            except FileNotFoundError:
+                raise StagingUnknown(upload_id) from None
+
+        await self._run(truncate)
+
+    async def read_staging(self, upload_id: str) -> AsyncIterator[bytes]:
+        path = self._staging_path(upload_id)
+        if not await self._run(path.exists):
+            raise StagingUnknown(upload_id)
+        async for chunk in self._read_file(path, 0, None):
+            yield chunk
+
+    async def append_staging(self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink) -> int:
+        path = self._staging_path(upload_id)
+
+        def open_append() -> BinaryIO:
+            try:
+                return path.open("r+b")
+            except FileNotFoundError:
+                raise StagingUnknown(upload_id) from None
+
+        handle = await self._run(open_append)
+        await self._run(lambda: handle.seek(0, os.SEEK_END))
+
+        def write(parts: list[bytes]) -> None:
+            for part in parts:
+                handle.write(part)
+                sink.update(part)
+
+        # One batch is written (and hashed) in a thread while the next is read from the
+        # socket: hashing releases the GIL, so this puts the second core to work.
+        in_flight: Awaitable[None] | None = None
+        total = 0
+        batch: list[bytes] = []
+        batch_bytes = 0
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                batch.append(chunk)
+                batch_bytes += len(chunk)
+                if batch_bytes >= _BATCH_BYTES:
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.ensure_future(asyncio.to_thread(write, batch))
+                    total += batch_bytes
+                    batch, batch_bytes = [], 0
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+            if batch:
+                await self._run(lambda: write(batch))
+                total += batch_bytes
+            await self._run(handle.flush)
+        finally:
+            if in_flight is not None:
+                with contextlib.suppress(Exception):
+                    await in_flight
+            await self._run(handle.close)
+        return total
+
+    async def sync_staging(self, upload_id: str) -> None:
+        if not self._durable:
+            return
+        source = self._staging_path(upload_id)
+
+        def sync() -> None:
+            try:
+                fd = os.open(source, os.O_RDONLY)
+            except FileNotFoundError:
+                raise StagingUnknown(upload_id) from None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        await self._run(sync)
+
+    async def commit_staging(self, upload_id: str, digest: Digest) -> None:
+        source = self._staging_path(upload_id)
+        target = self._blob_path(digest)
+        durable = self._durable
+
+        def commit() -> None:
+            try:
+                # A fresh mtime keeps garbage collection's orphan-file sweep off a blob whose
+                # row is not committed yet.
+                os.utime(source)
+            except FileNotFoundError:
+                raise StagingUnknown(upload_id) from None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            if durable:
+                _fsync_dir(target.parent)
+
+        await self._run(commit)
+
+    async def delete_staging(self, upload_id: str) -> None:
+        path = self._staging_path(upload_id)
+        await self._run(lambda: path.unlink(missing_ok=True))
+
+    async def staging_mtime(self, upload_id: str) -> float | None:
+        path = self._staging_path(upload_id)
+
+        def stat() -> float | None:
+            try:
+                return path.stat().st_mtime
+            except FileNotFoundError:
+                return None
+
+        return await self._run(stat)
+
+    def list_staging(self) -> list[str]:
+        return [p.name for p in self._staging_dir.iterdir() if _UPLOAD_ID.fullmatch(p.name)]
+
+
+def _scan(root: Path) -> list[tuple[str, float]]:
+    found: list[tuple[str, float]] = []
+    if not root.is_dir():
+        return found
+    for prefix in os.scandir(root):
+        if not prefix.is_dir():
+            continue
+        for entry in os.scandir(prefix.path):
+            if entry.is_file():
+                found.append((entry.name, entry.stat().st_mtime))
+    return found

@@ -1,0 +1,1 @@
+"""Background loops that run inside `serve` (or alone)."""

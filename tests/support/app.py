@@ -1,0 +1,113 @@
+"""Run the real application in-process on a loopback port, for API tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from aiohttp.test_utils import TestServer
+
+from transship.api.app import create_app
+from transship.api.services import Services, build_services
+from transship.config import Settings
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def descriptor(media_type: str, content: bytes, **extra: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": sha256(content), "size": len(content), **extra}
+
+
+def image_manifest(config: bytes, layers: list[bytes], **extra: Any) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
+            **extra,
+        }
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response read whole, usable after its connection is released."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def error_code(self) -> str:
+        return str(json.loads(self.body)["errors"][0]["code"])
+
+
+@dataclass
+class RunningRegistry:
+    """A live server plus a client session; `url` is http://127.0.0.1:PORT."""
+
+    services: Services
+    server: TestServer
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.http.request(method, self.url + path, allow_redirects=False, **kwargs)
+
+    async def push_blob(self, repository: str, data: bytes) -> str:
+        digest = sha256(data)
+        async with self.request("POST", f"/v2/{repository}/blobs/uploads/?digest={digest}", data=data) as r:
+            assert r.status == 201, await r.text()
+        return digest
+
+    async def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST) -> Answer:
+        async with self.request(
+            "PUT", f"/v2/{repository}/manifests/{reference}", data=body, headers={"Content-Type": media_type}
+        ) as r:
+            return Answer(r.status, r.headers, await r.read())
+
+    async def push_image(self, repository: str, tag: str, seed: bytes = b"x") -> tuple[str, bytes, list[str]]:
+        """Push a one-layer image; returns (manifest digest, manifest bytes, blob digests)."""
+        config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed.hex()}).encode()
+        layer = b"layer-" + seed * 100
+        blobs = [await self.push_blob(repository, config), await self.push_blob(repository, layer)]
+        body = image_manifest(config, [layer])
+        r = await self.push_manifest(repository, tag, body)
+        assert r.status == 201
+        return sha256(body), body, blobs
+
+
+def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) -> Settings:
+    return Settings(
+        data_dir=data_dir, database_url=database_url, gc_interval_seconds=0, durable_writes=False, **overrides
+    )
+
+
+@asynccontextmanager
+async def running_registry(settings: Settings) -> AsyncIterator[RunningRegistry]:
+    services = await build_services(settings)
+    server = TestServer(create_app(settings, services), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield RunningRegistry(services, server, http)
+    finally:
+        await server.close()
+        await services.close()
