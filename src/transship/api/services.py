@@ -8,6 +8,7 @@ from transship.config import Settings
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.registry.blobs import BlobService
+from transship.registry.check import Checker
 from transship.registry.gc import GarbageCollector
 from transship.registry.manifests import ManifestService
 from transship.registry.resolver import RegistryResolver
@@ -24,6 +25,7 @@ class Services:
     blobs: BlobService
     manifests: ManifestService
     gc: GarbageCollector
+    checker: Checker
 
     async def close(self) -> None:
         await self.db.close()
@@ -57,4 +59,5 @@ async def build_services(settings: Settings) -> Services:
         gc=GarbageCollector(
             meta, store, grace_seconds=settings.gc_grace_seconds, upload_expiry_seconds=settings.upload_expiry_seconds
         ),
+        checker=Checker(meta, store),
     )

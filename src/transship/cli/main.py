@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from transship import __version__
 from transship.config import Settings
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -31,6 +34,25 @@ def _validation_message(exc: ValidationError) -> str:
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+if TYPE_CHECKING:
+    from transship.api.services import Services
+
+
+def _offline(settings: Settings, action: Callable[[Services], Awaitable[T]]) -> T:
+    """Run `action` against the data directory and database directly (no server needed;
+    safe while one runs)."""
+    from transship.api.services import build_services
+
+    async def run() -> T:
+        services = await build_services(settings)
+        try:
+            return await action(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(run())
 
 
 _data_dir = click.option(
@@ -79,16 +101,7 @@ def gc(data_dir: Path | None, database_url: str | None, dry_run: bool, grace_sec
     """Remove unreferenced blobs and expired uploads (safe while the server runs)."""
     settings = _settings(data_dir=data_dir, database_url=database_url, gc_grace_seconds=grace_seconds, log_level="WARNING")
     _logging(settings.log_level)
-    from transship.api.services import build_services
-
-    async def run() -> Any:
-        services = await build_services(settings)
-        try:
-            return await services.gc.run(dry_run=dry_run)
-        finally:
-            await services.close()
-
-    report = asyncio.run(run())
+    report = _offline(settings, lambda services: services.gc.run(dry_run=dry_run))
     if output == "json":
         click.echo(
             json.dumps(
@@ -106,3 +119,37 @@ def gc(data_dir: Path | None, database_url: str | None, dry_run: bool, grace_sec
         )
     else:
         click.echo(report.summary())
+
+
+@main.command()
+@_data_dir
+@_database_url
+@click.option("--verify-digests", is_flag=True, help="Also re-hash every blob (reads all bytes).")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def check(data_dir: Path | None, database_url: str | None, verify_digests: bool, output: str) -> None:
+    """Verify that every tag, manifest, blob and upload is consistent; exit 1 on problems."""
+    settings = _settings(data_dir=data_dir, database_url=database_url, log_level="WARNING")
+    _logging(settings.log_level)
+    report = _offline(settings, lambda services: services.checker.run(verify_digests=verify_digests))
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "blobs": report.checked_blobs,
+                    "manifests": report.checked_manifests,
+                    "tags": report.checked_tags,
+                    "problems": report.problems,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        click.echo(
+            f"checked {report.checked_blobs} blobs, {report.checked_manifests} manifests, "
+            f"{report.checked_tags} tags: {len(report.problems)} problems"
+        )
+    if not report.ok:
+        sys.exit(1)

@@ -476,11 +476,44 @@ class RegistryQueries:
         rb = s.repository_blobs
         return {r.repository_id for r in await self.conn.execute(select(rb.c.repository_id).where(rb.c.digest == digest))}
 
+    # -- consistency checks ------------------------------------------------------------------
+    async def all_blobs(self) -> list[tuple[str, int]]:
+        return [(r.digest, r.size) for r in await self.conn.execute(select(s.blobs.c.digest, s.blobs.c.size))]
+
+    async def all_uploads(self) -> list[UploadRecord]:
+        return [self._upload(r) for r in await self.conn.execute(select(s.uploads))]
+
+    async def dangling_tags(self) -> list[tuple[str, str, str]]:
+        """(repository, tag, digest) of tags whose manifest row is missing."""
+        t, m, repo = s.tags, s.manifests, s.repositories
+        rows = await self.conn.execute(
+            select(repo.c.name, t.c.name.label("tag"), t.c.digest)
+            .select_from(t.join(repo, repo.c.id == t.c.repository_id))
+            .where(~exists().where(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
+        )
+        return [(r.name, r.tag, r.digest) for r in rows]
+
+    async def missing_references(self) -> list[tuple[str, str, str, bool]]:
+        """(repository, manifest, child, is_manifest) for each reference the repository lacks."""
+        mr, m, rb, repo = s.manifest_references, s.manifests, s.repository_blobs, s.repositories
+        blob_missing = ~mr.c.is_manifest & ~exists().where(
+            rb.c.repository_id == mr.c.repository_id, rb.c.digest == mr.c.child_digest
+        )
+        child_missing = mr.c.is_manifest & ~exists().where(
+            m.c.repository_id == mr.c.repository_id, m.c.digest == mr.c.child_digest
+        )
+        rows = await self.conn.execute(
+            select(repo.c.name, mr.c.manifest_digest, mr.c.child_digest, mr.c.is_manifest)
+            .select_from(mr.join(repo, repo.c.id == mr.c.repository_id))
+            .where(blob_missing | child_missing)
+        )
+        return [(r.name, r.manifest_digest, r.child_digest, r.is_manifest) for r in rows]
+
+    async def count_manifests(self) -> int:
+        return (await self.conn.execute(select(func.count()).select_from(s.manifests))).scalar_one()
+
+    async def count_tags(self) -> int:
+        return (await self.conn.execute(select(func.count()).select_from(s.tags))).scalar_one()
+
     async def blob_digests(self) -> set[str]:
         return {r.digest for r in await self.conn.execute(select(s.blobs.c.digest))}
-
-    async def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for name, table in (("repositories", s.repositories), ("manifests", s.manifests), ("tags", s.tags), ("blobs", s.blobs), ("uploads", s.uploads)):
-            out[name] = (await self.conn.execute(select(func.count()).select_from(table))).scalar_one()
-        return out

@@ -150,7 +150,7 @@ class BlobService:
             async for chunk in self._store.read_staging(record.id):
                 hasher.update(chunk)
         except StagingUnknown:
-            raise OciError(e.BLOB_UPLOAD_UNKNOWN, f"upload {record.id} has lost its data; start again") from None
+            raise _expired(record.id) from None
         state = _HashState(record.offset, hasher)
         self._hash_states[record.id] = state
         return state
@@ -183,7 +183,10 @@ class BlobService:
         hasher = state.hasher.copy()
         counter = _SizeCounter(hasher)
         try:
-            await self._store.append_staging(record.id, body, counter)
+            try:
+                await self._store.append_staging(record.id, body, counter)
+            except StagingUnknown:
+                raise _expired(record.id) from None
             if length is not None and counter.count != length:
                 raise OciError(
                     e.SIZE_INVALID, f"chunk declared {length} bytes but {counter.count} arrived", status=400
@@ -224,10 +227,9 @@ class BlobService:
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
                     {"digest": str(digest)},
                 )
-            location = await self._commit(registry, repository, upload_id, digest, state.offset)
-            async with self._meta.writing() as q:
-                await q.delete_upload(upload_id)
+            location = await self._commit(registry, repository, upload_id, digest, state.offset, session=True)
             self._hash_states.pop(upload_id, None)
+            await self._store.delete_staging(upload_id)
             return location
 
     async def _rehash(self, upload_id: str, algorithm: str) -> str:
@@ -244,7 +246,10 @@ class BlobService:
         await self._store.create_staging(upload_id)
         try:
             counter = _SizeCounter(new_hasher(digest.algorithm))
-            await self._store.append_staging(upload_id, body, counter)
+            try:
+                await self._store.append_staging(upload_id, body, counter)
+            except StagingUnknown:
+                raise _expired(upload_id) from None
             if length is not None and counter.count != length:
                 raise OciError(e.SIZE_INVALID, f"declared {length} bytes but {counter.count} arrived")
             actual = counter.hasher.hexdigest()
@@ -258,15 +263,24 @@ class BlobService:
         finally:
             await self._store.delete_staging(upload_id)
 
-    async def _commit(self, registry: RegistryRecord, repository: str, upload_id: str, digest: Digest, size: int) -> BlobLocation:
+    async def _commit(
+        self, registry: RegistryRecord, repository: str, upload_id: str, digest: Digest, size: int, *, session: bool = False
+    ) -> BlobLocation:
         # The row is written (and on PostgreSQL locked) before the file moves into place, so
-        # garbage collection cannot delete the file between the move and the commit.
-        await self._store.sync_staging(upload_id)
-        async with self._meta.writing() as q:
-            await q.record_blob(str(digest), size)
-            await self._store.commit_staging(upload_id, digest)
-            repo_id = await q.ensure_repository(registry.id, repository)
-            await q.link_blob(repo_id, str(digest))
+        # garbage collection cannot delete the file between the move and the commit; the
+        # session row goes in the same transaction, so a crash never leaves a session whose
+        # staged bytes have already moved.
+        try:
+            await self._store.sync_staging(upload_id)
+            async with self._meta.writing() as q:
+                await q.record_blob(str(digest), size)
+                if session:
+                    await q.delete_upload(upload_id)
+                await self._store.commit_staging(upload_id, digest)
+                repo_id = await q.ensure_repository(registry.id, repository)
+                await q.link_blob(repo_id, str(digest))
+        except StagingUnknown:
+            raise _expired(upload_id) from None
         return BlobLocation(digest, size, self._store.local_path(digest))
 
     async def cancel(self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False) -> None:
@@ -277,6 +291,10 @@ class BlobService:
             await q.delete_upload(upload_id)
         await self._store.delete_staging(upload_id)
         self._hash_states.pop(upload_id, None)
+
+
+def _expired(upload_id: str) -> OciError:
+    return OciError(e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} expired or lost its data; start it again")
 
 
 def _range_headers(upload_id: str, repository: str, offset: int) -> dict[str, str]:

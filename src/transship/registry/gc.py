@@ -49,7 +49,8 @@ class GarbageCollector:
         now = now or utcnow()
         report = GcReport(dry_run)
         await self._expire_uploads(report, now - self._upload_expiry)
-        await self._stray_staging(report, now - self._grace)
+        # Monolithic uploads stage without a session row; they count as idle sessions do.
+        await self._stray_staging(report, now - self._upload_expiry)
         await self._unreferenced_links(report, now - self._grace)
         await self._orphan_blobs(report, now - self._grace)
         await self._orphan_files(report, now - self._grace)

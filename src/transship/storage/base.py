@@ -58,7 +58,8 @@ class BlobStore(Protocol):
         """Make the staged bytes durable (before `commit_staging`, outside any transaction)."""
 
     async def commit_staging(self, upload_id: str, digest: Digest) -> None:
-        """Atomically move the staged bytes into place as blob `digest` and drop the area.
+        """Atomically place the staged bytes as blob `digest`. The staging area stays until
+        `delete_staging`, so a crash before the caller's commit loses nothing.
 
         Raises StagingUnknown."""
 

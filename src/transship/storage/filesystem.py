@@ -224,7 +224,12 @@ class FilesystemBlobStore:
             except FileNotFoundError:
                 raise StagingUnknown(upload_id) from None
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            try:
+                # A hard link, not a rename: until the caller's transaction commits, the
+                # session's bytes must stay where a restarted server will look for them.
+                os.link(source, target)
+            except FileExistsError:
+                return  # content-addressed: the same bytes are already in place
             if durable:
                 _fsync_dir(target.parent)
 
