@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 MiB = 1024 * 1024
 
@@ -22,19 +27,34 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRANSSHIP_", extra="forbid", frozen=True)
 
-    hosts: tuple[str, ...] = Field(default=("127.0.0.1", "::1"), description="addresses to listen on")
+    hosts: tuple[str, ...] = Field(
+        default=("127.0.0.1", "::1"), description="addresses to listen on"
+    )
     port: int = Field(default=5000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = Field(
-        default=None, description="postgresql://… or sqlite:///…; default: SQLite in the data directory"
+        default=None,
+        description="postgresql://… or sqlite:///…; default: SQLite in the data directory",
     )
-    default_registry: str = Field(default="default", description="registry that serves unknown Host headers")
+    default_registry: str = Field(
+        default="default", description="registry that serves unknown Host headers"
+    )
     max_manifest_bytes: int = Field(default=4 * MiB, gt=0)
-    upload_expiry_seconds: int = Field(default=24 * 3600, gt=0, description="idle upload sessions expire after this")
-    gc_interval_seconds: int = Field(default=3600, ge=0, description="periodic garbage collection; 0 disables it")
-    gc_grace_seconds: int = Field(default=3600, ge=0, description="content younger than this is never collected")
-    durable_writes: bool = Field(default=True, description="fsync blobs and directories before committing them")
-    tags_page_max: int = Field(default=10000, gt=0, description="upper bound on n for tag and catalog listings")
+    upload_expiry_seconds: int = Field(
+        default=24 * 3600, gt=0, description="idle upload sessions expire after this"
+    )
+    gc_interval_seconds: int = Field(
+        default=3600, ge=0, description="periodic garbage collection; 0 disables it"
+    )
+    gc_grace_seconds: int = Field(
+        default=3600, ge=0, description="content younger than this is never collected"
+    )
+    durable_writes: bool = Field(
+        default=True, description="fsync blobs and directories before committing them"
+    )
+    tags_page_max: int = Field(
+        default=10000, gt=0, description="upper bound on n for tag and catalog listings"
+    )
     log_level: str = "INFO"
 
     @field_validator("hosts", mode="before")

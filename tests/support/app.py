@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDictProxy
 
 from transship.api.app import create_app
 from transship.api.services import Services, build_services

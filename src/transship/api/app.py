@@ -28,7 +28,9 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         app[v2.SERVICES] = services if services is not None else await build_services(settings)
         gc_task = None
         if settings.gc_interval_seconds > 0:
-            gc_task = asyncio.create_task(run_periodically(app[v2.SERVICES].gc, settings.gc_interval_seconds))
+            gc_task = asyncio.create_task(
+                run_periodically(app[v2.SERVICES].gc, settings.gc_interval_seconds)
+            )
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ import json
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from transship import errors as e
 from transship.errors import ArmError, OciError
@@ -16,9 +17,13 @@ DISTRIBUTION_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"
 UNKNOWN = e.OciErrorCode("UNKNOWN", 500)
 
 
-def _json_response(status: int, body: dict[str, object], headers: dict[str, str], method: str) -> web.Response:
+def _json_response(
+    status: int, body: dict[str, object], headers: dict[str, str], method: str
+) -> web.Response:
     data = b"" if method == "HEAD" else json.dumps(body).encode()
-    response = web.Response(status=status, body=data, content_type="application/json", headers=headers)
+    response = web.Response(
+        status=status, body=data, content_type="application/json", headers=headers
+    )
     return response
 
 
@@ -28,9 +33,10 @@ def oci_response(error: OciError, method: str) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except OciError as error:
         return oci_response(error, request.method)
     except ArmError as error:
@@ -39,11 +45,19 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         if not request.path.startswith("/v2"):
             raise
         if exc.status == 405:
-            return oci_response(OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}"), request.method)
+            return oci_response(
+                OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}"),
+                request.method,
+            )
         if exc.status == 404:
-            return oci_response(OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.path}"), request.method)
+            return oci_response(
+                OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.path}"),
+                request.method,
+            )
         if exc.status == 413:
-            return oci_response(OciError(e.SIZE_INVALID, "request body too large", status=413), request.method)
+            return oci_response(
+                OciError(e.SIZE_INVALID, "request body too large", status=413), request.method
+            )
         raise
     except (ConnectionResetError, TimeoutError):
         raise
@@ -51,4 +65,9 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         log.exception("unhandled error on %s %s", request.method, request.path)
         if request.path.startswith("/v2"):
             return oci_response(OciError(UNKNOWN, "internal server error"), request.method)
-        return _json_response(500, {"error": {"code": "InternalServerError", "message": "internal server error"}}, {}, request.method)
+        return _json_response(
+            500,
+            {"error": {"code": "InternalServerError", "message": "internal server error"}},
+            {},
+            request.method,
+        )

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from sqlalchemy import text
 
 from transship.api.v2 import SERVICES
@@ -16,12 +17,12 @@ class Metrics:
 
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.seconds: Counter[tuple[str, str]] = Counter()
+        self.seconds: dict[tuple[str, str], float] = {}
         self.started = time.time()
 
     def observe(self, method: str, surface: str, status: int, seconds: float) -> None:
         self.requests[(method, surface, status)] += 1
-        self.seconds[(method, surface)] += seconds
+        self.seconds[(method, surface)] = self.seconds.get((method, surface), 0.0) + seconds
 
     def render(self) -> str:
         lines = [
@@ -29,13 +30,17 @@ class Metrics:
             "# TYPE transship_http_requests_total counter",
         ]
         for (method, surface, status), count in sorted(self.requests.items()):
-            lines.append(f'transship_http_requests_total{{method="{method}",surface="{surface}",status="{status}"}} {count}')
+            lines.append(
+                f'transship_http_requests_total{{method="{method}",surface="{surface}",status="{status}"}} {count}'
+            )
         lines += [
             "# HELP transship_http_request_seconds_total Time spent answering HTTP requests.",
             "# TYPE transship_http_request_seconds_total counter",
         ]
         for (method, surface), seconds in sorted(self.seconds.items()):
-            lines.append(f'transship_http_request_seconds_total{{method="{method}",surface="{surface}"}} {seconds:.6f}')
+            lines.append(
+                f'transship_http_request_seconds_total{{method="{method}",surface="{surface}"}} {seconds:.6f}'
+            )
         lines += [
             "# HELP transship_start_time_seconds When the process started.",
             "# TYPE transship_start_time_seconds gauge",
@@ -49,7 +54,14 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 def surface_of(path: str) -> str:
     if path.startswith("/v2"):
-        for part in ("/blobs/uploads", "/blobs/", "/manifests/", "/tags/list", "/referrers/", "_catalog"):
+        for part in (
+            "/blobs/uploads",
+            "/blobs/",
+            "/manifests/",
+            "/tags/list",
+            "/referrers/",
+            "_catalog",
+        ):
             if part in path:
                 return "v2" + part.rstrip("/").replace("/", "_")
         return "v2"
@@ -57,18 +69,20 @@ def surface_of(path: str) -> str:
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     began = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        response: web.StreamResponse = await handler(request)
         status = response.status
         return response
     except web.HTTPException as exc:
         status = exc.status
         raise
     finally:
-        request.app[METRICS].observe(request.method, surface_of(request.path), status, time.perf_counter() - began)
+        request.app[METRICS].observe(
+            request.method, surface_of(request.path), status, time.perf_counter() - began
+        )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -88,7 +102,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
+    return web.Response(
+        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -42,7 +42,9 @@ async def build_services(settings: Settings) -> Services:
     try:
         await db.migrate()
         meta = MetadataStore(db)
-        store = FilesystemBlobStore(settings.blob_dir, settings.staging_dir, durable=settings.durable_writes)
+        store = FilesystemBlobStore(
+            settings.blob_dir, settings.staging_dir, durable=settings.durable_writes
+        )
         resolver = RegistryResolver(meta, settings.default_registry)
         await resolver.start()
     except BaseException:
@@ -57,7 +59,10 @@ async def build_services(settings: Settings) -> Services:
         blobs=BlobService(meta, store),
         manifests=ManifestService(meta, settings.max_manifest_bytes, settings.tags_page_max),
         gc=GarbageCollector(
-            meta, store, grace_seconds=settings.gc_grace_seconds, upload_expiry_seconds=settings.upload_expiry_seconds
+            meta,
+            store,
+            grace_seconds=settings.gc_grace_seconds,
+            upload_expiry_seconds=settings.upload_expiry_seconds,
         ),
         checker=Checker(meta, store),
     )

@@ -42,7 +42,7 @@ class BlobFileResponse(web.FileResponse):
             }
         )
 
-    @property  # type: ignore[override]
+    @property
     def etag(self) -> ETag | None:
         return ETag(value=self._digest_etag)
 
@@ -92,7 +92,11 @@ def _page_params(request: web.Request) -> tuple[int | None, str | None]:
     n: int | None = None
     if n_text is not None:
         if not n_text.isdigit():
-            raise OciError(PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, not {n_text!r}", {"n": n_text})
+            raise OciError(
+                PAGINATION_NUMBER_INVALID,
+                f"n must be a non-negative integer, not {n_text!r}",
+                {"n": n_text},
+            )
         n = int(n_text)
     return n, request.query.get("last")
 
@@ -114,11 +118,15 @@ async def catalog(request: web.Request) -> web.Response:
     registry = await services.resolver.for_host(request.host)
     n, last = _page_params(request)
     page = await services.manifests.catalog(registry, last, n)
-    return web.json_response({"repositories": page.items}, headers=_headers(**_link("/v2/_catalog", page, n)))
+    return web.json_response(
+        {"repositories": page.items}, headers=_headers(**_link("/v2/_catalog", page, n))
+    )
 
 
 # -- blobs -----------------------------------------------------------------------------------
-async def blob_get(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def blob_get(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     services = _services(request)
     location = await services.blobs.stat(registry, match["name"], _digest(match["digest"]))
     if request.method == "HEAD":
@@ -143,7 +151,9 @@ async def _head(request: web.Request, headers: dict[str, str], length: int) -> w
     return response
 
 
-async def blob_delete(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def blob_delete(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     await _services(request).blobs.delete(registry, match["name"], _digest(match["digest"]))
     return web.Response(status=202, headers=_headers())
 
@@ -151,11 +161,18 @@ async def blob_delete(request: web.Request, registry: RegistryRecord, match: dic
 def _blob_created(repository: str, digest: Digest) -> web.Response:
     return web.Response(
         status=201,
-        headers=_headers(**{hdrs.LOCATION: f"/v2/{repository}/blobs/{digest}", "Docker-Content-Digest": str(digest)}),
+        headers=_headers(
+            **{
+                hdrs.LOCATION: f"/v2/{repository}/blobs/{digest}",
+                "Docker-Content-Digest": str(digest),
+            }
+        ),
     )
 
 
-def _upload_accepted(repository: str, upload_id: str, offset: int, status: int = 202) -> web.Response:
+def _upload_accepted(
+    repository: str, upload_id: str, offset: int, status: int = 202
+) -> web.Response:
     return web.Response(
         status=status,
         headers=_headers(
@@ -168,7 +185,9 @@ def _upload_accepted(repository: str, upload_id: str, offset: int, status: int =
     )
 
 
-async def upload_start(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def upload_start(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     services = _services(request)
     repository = match["name"]
     query = request.query
@@ -181,7 +200,9 @@ async def upload_start(request: web.Request, registry: RegistryRecord, match: di
             return _blob_created(repository, digest)
     elif "digest" in query:
         digest = _digest(query["digest"])
-        await services.blobs.upload_whole(registry, repository, digest, _body(request), _content_length(request))
+        await services.blobs.upload_whole(
+            registry, repository, digest, _body(request), _content_length(request)
+        )
         return _blob_created(repository, digest)
     algorithm = query.get("digest-algorithm", "sha256")
     status = await services.blobs.start_upload(registry, repository, algorithm)
@@ -201,11 +222,16 @@ def _content_range(request: web.Request) -> tuple[int | None, int | None]:
     length = end - start + 1
     declared = _content_length(request)
     if declared is not None and declared != length:
-        raise OciError(e.RANGE_INVALID, f"Content-Range {text!r} covers {length} bytes but Content-Length is {declared}")
+        raise OciError(
+            e.RANGE_INVALID,
+            f"Content-Range {text!r} covers {length} bytes but Content-Length is {declared}",
+        )
     return start, length
 
 
-async def upload_patch(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def upload_patch(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     start, length = _content_range(request)
     if length is None:
         length = _content_length(request)
@@ -215,7 +241,9 @@ async def upload_patch(request: web.Request, registry: RegistryRecord, match: di
     return _upload_accepted(match["name"], status.id, status.offset)
 
 
-async def upload_put(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def upload_put(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     digest = _digest(request.query.get("digest"))
     start, length = _content_range(request)
     if length is None:
@@ -228,24 +256,35 @@ async def upload_put(request: web.Request, registry: RegistryRecord, match: dict
             raise OciError(
                 e.RANGE_INVALID,
                 f"chunk starts at {start} but upload {current.id} is at offset {current.offset}",
-                headers={hdrs.LOCATION: upload_location(match["name"], current.id), hdrs.RANGE: range_header(current.offset)},
+                headers={
+                    hdrs.LOCATION: upload_location(match["name"], current.id),
+                    hdrs.RANGE: range_header(current.offset),
+                },
             )
-    await services.blobs.finish(registry, match["name"], match["upload"], digest, _body(request), length)
+    await services.blobs.finish(
+        registry, match["name"], match["upload"], digest, _body(request), length
+    )
     return _blob_created(match["name"], digest)
 
 
-async def upload_status(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def upload_status(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     status = await _services(request).blobs.status(registry, match["name"], match["upload"])
     return _upload_accepted(match["name"], status.id, status.offset, status=204)
 
 
-async def upload_cancel(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def upload_cancel(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     await _services(request).blobs.cancel(registry, match["name"], match["upload"])
     return web.Response(status=204, headers=_headers())
 
 
 # -- manifests -------------------------------------------------------------------------------
-async def manifest_get(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def manifest_get(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     record = await _services(request).manifests.get(registry, match["name"], match["reference"])
     headers = {
         hdrs.CONTENT_TYPE: record.media_type,
@@ -266,12 +305,16 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     async for chunk in request.content.iter_any():
         total += len(chunk)
         if total > limit:
-            raise OciError(e.MANIFEST_TOO_LARGE, f"manifest is larger than the limit of {limit} bytes")
+            raise OciError(
+                e.MANIFEST_TOO_LARGE, f"manifest is larger than the limit of {limit} bytes"
+            )
         parts.append(chunk)
     return b"".join(parts)
 
 
-async def manifest_put(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def manifest_put(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     services = _services(request)
     repository = match["name"]
     content = await _read_limited(request, services.manifests.max_manifest_bytes)
@@ -286,7 +329,10 @@ async def manifest_put(request: web.Request, registry: RegistryRecord, match: di
     response = web.Response(
         status=201,
         headers=_headers(
-            **{hdrs.LOCATION: f"/v2/{repository}/manifests/{pushed.digest}", "Docker-Content-Digest": str(pushed.digest)}
+            **{
+                hdrs.LOCATION: f"/v2/{repository}/manifests/{pushed.digest}",
+                "Docker-Content-Digest": str(pushed.digest),
+            }
         ),
     )
     if pushed.subject is not None:
@@ -296,13 +342,17 @@ async def manifest_put(request: web.Request, registry: RegistryRecord, match: di
     return response
 
 
-async def manifest_delete(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def manifest_delete(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     await _services(request).manifests.delete(registry, match["name"], match["reference"])
     return web.Response(status=202, headers=_headers())
 
 
 # -- discovery -------------------------------------------------------------------------------
-async def tags_list(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def tags_list(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     n, last = _page_params(request)
     repository = match["name"]
     page = await _services(request).manifests.tags(registry, repository, last, n)
@@ -310,9 +360,13 @@ async def tags_list(request: web.Request, registry: RegistryRecord, match: dict[
     return web.json_response({"name": repository, "tags": page.items}, headers=_headers(**link))
 
 
-async def referrers(request: web.Request, registry: RegistryRecord, match: dict[str, str]) -> web.StreamResponse:
+async def referrers(
+    request: web.Request, registry: RegistryRecord, match: dict[str, str]
+) -> web.StreamResponse:
     artifact_type = request.query.get("artifactType")
-    body = await _services(request).manifests.referrers(registry, match["name"], match["digest"], artifact_type)
+    body = await _services(request).manifests.referrers(
+        registry, match["name"], match["digest"], artifact_type
+    )
     headers = _headers(**{hdrs.CONTENT_TYPE: mt.OCI_INDEX})
     if artifact_type is not None:
         headers["OCI-Filters-Applied"] = "artifactType"
@@ -326,7 +380,10 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
         re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload>[^/]+)"),
         {"PATCH": upload_patch, "PUT": upload_put, "GET": upload_status, "DELETE": upload_cancel},
     ),
-    (re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"), {"GET": blob_get, "HEAD": blob_get, "DELETE": blob_delete}),
+    (
+        re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"),
+        {"GET": blob_get, "HEAD": blob_get, "DELETE": blob_delete},
+    ),
     (
         re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
         {"GET": manifest_get, "HEAD": manifest_get, "PUT": manifest_put, "DELETE": manifest_delete},
@@ -344,8 +401,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             continue
         handler = methods.get(request.method)
         if handler is None:
-            raise OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}", status=405,
-                           headers={hdrs.ALLOW: ", ".join(methods)})
+            raise OciError(
+                e.UNSUPPORTED,
+                f"{request.method} is not supported on {request.path}",
+                status=405,
+                headers={hdrs.ALLOW: ", ".join(methods)},
+            )
         match = found.groupdict()
         match["name"] = _repository(match["name"])
         registry = await _services(request).resolver.for_host(request.host)

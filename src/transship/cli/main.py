@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,11 +28,17 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -56,10 +62,14 @@ def _offline(settings: Settings, action: Callable[[Services], Awaitable[T]]) -> 
 
 
 _data_dir = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Blob store and SQLite database (default: ~/.local/share/transship)."
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Blob store and SQLite database (default: ~/.local/share/transship).",
 )
 _database_url = click.option(
-    "--database-url", metavar="URL", help="postgresql://user:pass@host:port/db, or sqlite:///path (default: SQLite in the data directory)."
+    "--database-url",
+    metavar="URL",
+    help="postgresql://user:pass@host:port/db, or sqlite:///path (default: SQLite in the data directory).",
 )
 
 
@@ -74,14 +84,35 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", "hosts", multiple=True, help="Address to listen on; repeat for several (default: 127.0.0.1 and ::1).")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="Address to listen on; repeat for several (default: 127.0.0.1 and ::1).",
+)
 @click.option("--port", type=int, help="Port to listen on (default: 5000).")
 @_data_dir
 @_database_url
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Log verbosity; DEBUG adds an access log.")
-def serve(hosts: tuple[str, ...], port: int | None, data_dir: Path | None, database_url: str | None, log_level: str | None) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log verbosity; DEBUG adds an access log.",
+)
+def serve(
+    hosts: tuple[str, ...],
+    port: int | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    log_level: str | None,
+) -> None:
     """Run the registry server until interrupted."""
-    settings = _settings(hosts=hosts, port=port, data_dir=data_dir, database_url=database_url, log_level=log_level.upper() if log_level else None)
+    settings = _settings(
+        hosts=hosts,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        log_level=log_level.upper() if log_level else None,
+    )
     _logging(settings.log_level)
     from transship.cli.server import serve as run_server
 
@@ -95,11 +126,26 @@ def serve(hosts: tuple[str, ...], port: int | None, data_dir: Path | None, datab
 @_data_dir
 @_database_url
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
-@click.option("--grace-seconds", type=int, help="Never remove content younger than this (default: 3600).")
-@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def gc(data_dir: Path | None, database_url: str | None, dry_run: bool, grace_seconds: int | None, output: str) -> None:
+@click.option(
+    "--grace-seconds", type=int, help="Never remove content younger than this (default: 3600)."
+)
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def gc(
+    data_dir: Path | None,
+    database_url: str | None,
+    dry_run: bool,
+    grace_seconds: int | None,
+    output: str,
+) -> None:
     """Remove unreferenced blobs and expired uploads (safe while the server runs)."""
-    settings = _settings(data_dir=data_dir, database_url=database_url, gc_grace_seconds=grace_seconds, log_level="WARNING")
+    settings = _settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        gc_grace_seconds=grace_seconds,
+        log_level="WARNING",
+    )
     _logging(settings.log_level)
     report = _offline(settings, lambda services: services.gc.run(dry_run=dry_run))
     if output == "json":
@@ -125,12 +171,18 @@ def gc(data_dir: Path | None, database_url: str | None, dry_run: bool, grace_sec
 @_data_dir
 @_database_url
 @click.option("--verify-digests", is_flag=True, help="Also re-hash every blob (reads all bytes).")
-@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def check(data_dir: Path | None, database_url: str | None, verify_digests: bool, output: str) -> None:
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def check(
+    data_dir: Path | None, database_url: str | None, verify_digests: bool, output: str
+) -> None:
     """Verify that every tag, manifest, blob and upload is consistent; exit 1 on problems."""
     settings = _settings(data_dir=data_dir, database_url=database_url, log_level="WARNING")
     _logging(settings.log_level)
-    report = _offline(settings, lambda services: services.checker.run(verify_digests=verify_digests))
+    report = _offline(
+        settings, lambda services: services.checker.run(verify_digests=verify_digests)
+    )
     if output == "json":
         click.echo(
             json.dumps(

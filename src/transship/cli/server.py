@@ -19,7 +19,9 @@ log = logging.getLogger("transship")
 async def serve(settings: Settings) -> None:
     """Serve until a termination signal. Raises OSError when no address could be bound."""
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=log.getChild("access") if settings.log_level == "DEBUG" else None)
+    runner = web.AppRunner(
+        app, access_log=log.getChild("access") if settings.log_level == "DEBUG" else None
+    )
     await runner.setup()
     bound: list[str] = []
     try:
@@ -32,11 +34,15 @@ async def serve(settings: Settings) -> None:
                 # anything else (a port in use) is fatal.
                 if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     raise
-                log.warning("cannot listen on %s port %s: %s", host, settings.port, exc.strerror or exc)
+                log.warning(
+                    "cannot listen on %s port %s: %s", host, settings.port, exc.strerror or exc
+                )
                 continue
             bound.append(_url(host, settings.port))
         if not bound:
-            raise OSError(f"could not listen on any of {', '.join(settings.hosts)} port {settings.port}")
+            raise OSError(
+                f"could not listen on any of {', '.join(settings.hosts)} port {settings.port}"
+            )
         log.info("Transship listening on %s (data in %s)", ", ".join(bound), settings.data_dir)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.metadata import schema as s
-from transship.metadata.db import Database
+from transship.metadata.db import Database, SyncReadConnection
 from transship.metadata.records import (
     ManifestRecord,
     ManifestReference,
@@ -37,6 +37,40 @@ class BlobMissing(Exception):
     """A blob row vanished (garbage collected) while it was being linked."""
 
 
+# The pull path's statements are built once: building a statement costs more than running it.
+def _hot_path_statements() -> tuple[Any, Any, Any]:
+    m, repo, t, rb, b = s.manifests, s.repositories, s.tags, s.repository_blobs, s.blobs
+    in_repository = (
+        repo.c.registry_id == bindparam("registry_id"),
+        repo.c.name == bindparam("repository"),
+    )
+    by_digest = (
+        select(m.c.digest, m.c.media_type, m.c.content)
+        .select_from(repo.join(m, m.c.repository_id == repo.c.id))
+        .where(*in_repository, m.c.digest == bindparam("reference"))
+    )
+    by_tag = (
+        select(m.c.digest, m.c.media_type, m.c.content)
+        .select_from(
+            repo.join(t, t.c.repository_id == repo.c.id).join(
+                m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
+            )
+        )
+        .where(*in_repository, t.c.name == bindparam("reference"))
+    )
+    blob_size = (
+        select(b.c.size)
+        .select_from(
+            repo.join(rb, rb.c.repository_id == repo.c.id).join(b, b.c.digest == rb.c.digest)
+        )
+        .where(*in_repository, rb.c.digest == bindparam("digest"))
+    )
+    return by_digest, by_tag, blob_size
+
+
+_MANIFEST_BY_DIGEST, _MANIFEST_BY_TAG, _REPOSITORY_BLOB_SIZE = _hot_path_statements()
+
+
 class MetadataStore:
     """Opens query scopes over the database."""
 
@@ -57,8 +91,17 @@ class MetadataStore:
 class RegistryQueries:
     """Every query the registry layer needs. Methods never commit; the scope does."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection | SyncReadConnection) -> None:
         self.conn = conn
+
+    async def _exec(self, statement: Any, parameters: Any = None) -> Any:
+        """Run a statement on either kind of connection (Result rows are typed Any)."""
+        return await self.conn.execute(statement, parameters)
+
+    def _nested(self) -> Any:
+        """A savepoint; only write scopes (async connections) have them."""
+        assert isinstance(self.conn, AsyncConnection), "savepoints exist only in write scopes"
+        return self.conn.begin_nested()
 
     # -- dialect helpers ---------------------------------------------------------------------
     def _insert(self, table: Table) -> Any:
@@ -67,10 +110,14 @@ class RegistryQueries:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    async def _insert_ignore(self, table: Table, values: dict[str, Any], keys: Sequence[str]) -> bool:
+    async def _insert_ignore(
+        self, table: Table, values: dict[str, Any], keys: Sequence[str]
+    ) -> bool:
         """Insert unless a row with the same `keys` exists; True when a row was inserted."""
-        stmt = self._insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-        result = await self.conn.execute(stmt)
+        stmt = (
+            self._insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+        )
+        result = await self._exec(stmt)
         return bool(result.rowcount)
 
     # -- registries --------------------------------------------------------------------------
@@ -88,23 +135,35 @@ class RegistryQueries:
 
     async def ensure_default_registry(self, name: str) -> RegistryRecord:
         """The registry serving unknown hosts, created on first start."""
-        row = (await self.conn.execute(select(s.registries).where(s.registries.c.is_default))).first()
+        row = (
+            await self._exec(select(s.registries).where(s.registries.c.is_default))
+        ).first()
         if row is not None:
             return self._registry(row)
         await self._insert_ignore(
             s.registries, {"name": name, "is_default": True, "created_at": utcnow()}, ["name"]
         )
-        row = (await self.conn.execute(select(s.registries).where(s.registries.c.name == name))).one()
+        row = (
+            await self._exec(select(s.registries).where(s.registries.c.name == name))
+        ).one()
         if not row.is_default:
-            await self.conn.execute(update(s.registries).where(s.registries.c.id == row.id).values(is_default=True))
-            row = (await self.conn.execute(select(s.registries).where(s.registries.c.id == row.id))).one()
+            await self._exec(
+                update(s.registries).where(s.registries.c.id == row.id).values(is_default=True)
+            )
+            row = (
+                await self._exec(select(s.registries).where(s.registries.c.id == row.id))
+            ).one()
         return self._registry(row)
 
     async def create_registry(
-        self, name: str, login_server: str | None, subscription_id: str | None = None, resource_group: str | None = None
+        self,
+        name: str,
+        login_server: str | None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
     ) -> RegistryRecord:
         """Insert a registry. Raises IntegrityError when the name or login server is taken."""
-        result = await self.conn.execute(
+        result = await self._exec(
             insert(s.registries)
             .values(
                 name=name,
@@ -119,13 +178,13 @@ class RegistryQueries:
         return self._registry(result.one())
 
     async def registries(self) -> list[RegistryRecord]:
-        rows = await self.conn.execute(select(s.registries).order_by(s.registries.c.name))
+        rows = await self._exec(select(s.registries).order_by(s.registries.c.name))
         return [self._registry(r) for r in rows]
 
     # -- repositories ------------------------------------------------------------------------
     async def repository_id(self, registry_id: int, name: str) -> int | None:
         return (
-            await self.conn.execute(
+            await self._exec(
                 select(s.repositories.c.id).where(
                     s.repositories.c.registry_id == registry_id, s.repositories.c.name == name
                 )
@@ -148,8 +207,10 @@ class RegistryQueries:
         Manifest pushes take it shared; deletes and garbage collection take it exclusive, so a
         delete never removes what a concurrent push is about to reference.
         """
-        await self.conn.execute(
-            select(s.repositories.c.id).where(s.repositories.c.id == repository_id).with_for_update(read=not exclusive)
+        await self._exec(
+            select(s.repositories.c.id)
+            .where(s.repositories.c.id == repository_id)
+            .with_for_update(read=not exclusive)
         )
 
     async def catalog(self, registry_id: int, last: str | None, limit: int) -> list[str]:
@@ -162,42 +223,36 @@ class RegistryQueries:
         stmt = select(repo.c.name).where(repo.c.registry_id == registry_id, has_content)
         if last is not None:
             stmt = stmt.where(repo.c.name > last)
-        rows = await self.conn.execute(stmt.order_by(repo.c.name).limit(limit))
+        rows = await self._exec(stmt.order_by(repo.c.name).limit(limit))
         return [r.name for r in rows]
 
     # -- blobs -------------------------------------------------------------------------------
     async def blob_size(self, digest: str) -> int | None:
         """Size of a committed blob anywhere in the store, or None."""
-        return (await self.conn.execute(select(s.blobs.c.size).where(s.blobs.c.digest == digest))).scalar()
+        return (
+            await self._exec(select(s.blobs.c.size).where(s.blobs.c.digest == digest))
+        ).scalar()
 
-    async def repository_blob_size(self, registry_id: int, repository: str, digest: str) -> int | None:
+    async def repository_blob_size(
+        self, registry_id: int, repository: str, digest: str
+    ) -> int | None:
         """Size of a blob if `repository` may see it, else None."""
-        stmt = (
-            select(s.blobs.c.size)
-            .select_from(
-                s.repositories.join(s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id).join(
-                    s.blobs, s.blobs.c.digest == s.repository_blobs.c.digest
-                )
-            )
-            .where(
-                s.repositories.c.registry_id == registry_id,
-                s.repositories.c.name == repository,
-                s.repository_blobs.c.digest == digest,
-            )
-        )
-        return (await self.conn.execute(stmt)).scalar()
+        params = {"registry_id": registry_id, "repository": repository, "digest": digest}
+        return (await self._exec(_REPOSITORY_BLOB_SIZE, params)).scalar()
 
     async def record_blob(self, digest: str, size: int) -> None:
         """Create or refresh the blob row. On PostgreSQL the upsert also locks the row until
         commit, which keeps garbage collection from deleting it under a concurrent commit."""
         stmt = self._insert(s.blobs).values(digest=digest, size=size, created_at=utcnow())
-        stmt = stmt.on_conflict_do_update(index_elements=["digest"], set_={"created_at": stmt.excluded.created_at})
-        await self.conn.execute(stmt)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["digest"], set_={"created_at": stmt.excluded.created_at}
+        )
+        await self._exec(stmt)
 
     async def link_blob(self, repository_id: int, digest: str) -> None:
         """Let a repository see a blob. Raises BlobMissing when the blob row is gone."""
         try:
-            async with self.conn.begin_nested():
+            async with self._nested():
                 await self._insert_ignore(
                     s.repository_blobs,
                     {"repository_id": repository_id, "digest": digest, "linked_at": utcnow()},
@@ -210,30 +265,34 @@ class RegistryQueries:
         repo_id = await self.repository_id(registry_id, repository)
         if repo_id is None:
             return False
-        result = await self.conn.execute(
+        result = await self._exec(
             delete(s.repository_blobs).where(
                 s.repository_blobs.c.repository_id == repo_id, s.repository_blobs.c.digest == digest
             )
         )
         return bool(result.rowcount)
 
-    async def repository_with_blob(self, registry_id: int, digest: str, exclude: int | None = None) -> int | None:
+    async def repository_with_blob(
+        self, registry_id: int, digest: str, exclude: int | None = None
+    ) -> int | None:
         """Some repository of the registry that may see the blob (for automatic mounts)."""
         stmt = (
             select(s.repositories.c.id)
             .join(s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id)
-            .where(s.repositories.c.registry_id == registry_id, s.repository_blobs.c.digest == digest)
+            .where(
+                s.repositories.c.registry_id == registry_id, s.repository_blobs.c.digest == digest
+            )
             .limit(1)
         )
         if exclude is not None:
             stmt = stmt.where(s.repositories.c.id != exclude)
-        return (await self.conn.execute(stmt)).scalar()
+        return (await self._exec(stmt)).scalar()
 
     async def blob_referenced_in(self, repository_id: int, digest: str) -> str | None:
         """A manifest in the repository that needs the blob or child, or None."""
         mr = s.manifest_references
         return (
-            await self.conn.execute(
+            await self._exec(
                 select(mr.c.manifest_digest)
                 .where(mr.c.repository_id == repository_id, mr.c.child_digest == digest)
                 .limit(1)
@@ -250,7 +309,7 @@ class RegistryQueries:
         if not wanted:
             return set()
         rb = s.repository_blobs
-        rows = await self.conn.execute(
+        rows = await self._exec(
             update(rb)
             .where(rb.c.repository_id == repository_id, rb.c.digest.in_(wanted))
             .values(linked_at=utcnow())
@@ -259,27 +318,13 @@ class RegistryQueries:
         return {r.digest for r in rows}
 
     # -- manifests ---------------------------------------------------------------------------
-    async def manifest(self, registry_id: int, repository: str, reference: str, by_digest: bool) -> ManifestRecord | None:
+    async def manifest(
+        self, registry_id: int, repository: str, reference: str, by_digest: bool
+    ) -> ManifestRecord | None:
         """One query for the pull hot path: resolve repository and tag and fetch the bytes."""
-        m, repo = s.manifests, s.repositories
-        if by_digest:
-            stmt = (
-                select(m.c.digest, m.c.media_type, m.c.content)
-                .select_from(repo.join(m, m.c.repository_id == repo.c.id))
-                .where(repo.c.registry_id == registry_id, repo.c.name == repository, m.c.digest == reference)
-            )
-        else:
-            t = s.tags
-            stmt = (
-                select(m.c.digest, m.c.media_type, m.c.content)
-                .select_from(
-                    repo.join(t, t.c.repository_id == repo.c.id).join(
-                        m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
-                    )
-                )
-                .where(repo.c.registry_id == registry_id, repo.c.name == repository, t.c.name == reference)
-            )
-        row = (await self.conn.execute(stmt)).first()
+        stmt = _MANIFEST_BY_DIGEST if by_digest else _MANIFEST_BY_TAG
+        params = {"registry_id": registry_id, "repository": repository, "reference": reference}
+        row = (await self._exec(stmt, params)).first()
         return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
 
     async def existing_manifests(self, repository_id: int, digests: Iterable[str]) -> set[str]:
@@ -287,7 +332,9 @@ class RegistryQueries:
         if not wanted:
             return set()
         m = s.manifests
-        rows = await self.conn.execute(select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(wanted)))
+        rows = await self._exec(
+            select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(wanted))
+        )
         return {r.digest for r in rows}
 
     async def insert_manifest(
@@ -318,7 +365,7 @@ class RegistryQueries:
             ["repository_id", "digest"],
         )
         if inserted and references:
-            await self.conn.execute(
+            await self._exec(
                 insert(s.manifest_references),
                 [
                     {
@@ -336,52 +383,84 @@ class RegistryQueries:
         """An index in the repository that lists this manifest as a child, or None."""
         mr = s.manifest_references
         return (
-            await self.conn.execute(
+            await self._exec(
                 select(mr.c.manifest_digest)
-                .where(mr.c.repository_id == repository_id, mr.c.child_digest == digest, mr.c.is_manifest)
+                .where(
+                    mr.c.repository_id == repository_id,
+                    mr.c.child_digest == digest,
+                    mr.c.is_manifest,
+                )
                 .limit(1)
             )
         ).scalar()
 
     async def delete_manifest(self, repository_id: int, digest: str) -> bool:
         """Delete a manifest and every tag on it; True when it existed."""
-        await self.conn.execute(delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.digest == digest))
-        result = await self.conn.execute(
-            delete(s.manifests).where(s.manifests.c.repository_id == repository_id, s.manifests.c.digest == digest)
+        await self._exec(
+            delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.digest == digest)
+        )
+        result = await self._exec(
+            delete(s.manifests).where(
+                s.manifests.c.repository_id == repository_id, s.manifests.c.digest == digest
+            )
         )
         return bool(result.rowcount)
 
-    async def referrers(self, registry_id: int, repository: str, subject: str, artifact_type: str | None) -> list[ManifestSummary]:
+    async def referrers(
+        self, registry_id: int, repository: str, subject: str, artifact_type: str | None
+    ) -> list[ManifestSummary]:
         m, repo = s.manifests, s.repositories
         stmt = (
-            select(m.c.digest, m.c.media_type, m.c.size, m.c.artifact_type, m.c.annotations, m.c.created_at)
+            select(
+                m.c.digest,
+                m.c.media_type,
+                m.c.size,
+                m.c.artifact_type,
+                m.c.annotations,
+                m.c.created_at,
+            )
             .select_from(repo.join(m, m.c.repository_id == repo.c.id))
-            .where(repo.c.registry_id == registry_id, repo.c.name == repository, m.c.subject_digest == subject)
+            .where(
+                repo.c.registry_id == registry_id,
+                repo.c.name == repository,
+                m.c.subject_digest == subject,
+            )
             .order_by(m.c.created_at, m.c.digest)
         )
         if artifact_type is not None:
             stmt = stmt.where(m.c.artifact_type == artifact_type)
-        rows = await self.conn.execute(stmt)
+        rows = await self._exec(stmt)
         return [
-            ManifestSummary(r.digest, r.media_type, r.size, r.artifact_type, r.annotations, as_utc(r.created_at))
+            ManifestSummary(
+                r.digest, r.media_type, r.size, r.artifact_type, r.annotations, as_utc(r.created_at)
+            )
             for r in rows
         ]
 
     # -- tags --------------------------------------------------------------------------------
     async def set_tag(self, repository_id: int, name: str, digest: str) -> None:
         now = utcnow()
-        stmt = self._insert(s.tags).values(repository_id=repository_id, name=name, digest=digest, created_at=now, updated_at=now)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["repository_id", "name"], set_={"digest": stmt.excluded.digest, "updated_at": now}
+        stmt = self._insert(s.tags).values(
+            repository_id=repository_id, name=name, digest=digest, created_at=now, updated_at=now
         )
-        await self.conn.execute(stmt)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["repository_id", "name"],
+            set_={"digest": stmt.excluded.digest, "updated_at": now},
+        )
+        await self._exec(stmt)
 
     async def tag_digest(self, repository_id: int, name: str) -> str | None:
         t = s.tags
-        return (await self.conn.execute(select(t.c.digest).where(t.c.repository_id == repository_id, t.c.name == name))).scalar()
+        return (
+            await self._exec(
+                select(t.c.digest).where(t.c.repository_id == repository_id, t.c.name == name)
+            )
+        ).scalar()
 
     async def delete_tag(self, repository_id: int, name: str) -> bool:
-        result = await self.conn.execute(delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.name == name))
+        result = await self._exec(
+            delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.name == name)
+        )
         return bool(result.rowcount)
 
     async def list_tags(self, repository_id: int, last: str | None, limit: int) -> list[str]:
@@ -389,37 +468,56 @@ class RegistryQueries:
         stmt = select(t.c.name).where(t.c.repository_id == repository_id)
         if last is not None:
             stmt = stmt.where(t.c.name > last)
-        rows = await self.conn.execute(stmt.order_by(t.c.name).limit(limit))
+        rows = await self._exec(stmt.order_by(t.c.name).limit(limit))
         return [r.name for r in rows]
 
     async def tags_of(self, repository_id: int) -> list[TagRecord]:
         t = s.tags
-        rows = await self.conn.execute(select(t).where(t.c.repository_id == repository_id).order_by(t.c.name))
-        return [TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows]
+        rows = await self._exec(
+            select(t).where(t.c.repository_id == repository_id).order_by(t.c.name)
+        )
+        return [
+            TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows
+        ]
 
     # -- uploads -----------------------------------------------------------------------------
     @staticmethod
     def _upload(row: Row[Any]) -> UploadRecord:
         return UploadRecord(
-            row.id, row.registry_id, row.repository, row.offset, row.algorithm, as_utc(row.created_at), as_utc(row.updated_at)
+            row.id,
+            row.registry_id,
+            row.repository,
+            row.offset,
+            row.algorithm,
+            as_utc(row.created_at),
+            as_utc(row.updated_at),
         )
 
-    async def create_upload(self, upload_id: str, registry_id: int, repository: str, algorithm: str) -> None:
+    async def create_upload(
+        self, upload_id: str, registry_id: int, repository: str, algorithm: str
+    ) -> None:
         now = utcnow()
-        await self.conn.execute(
+        await self._exec(
             insert(s.uploads).values(
-                id=upload_id, registry_id=registry_id, repository=repository, offset=0, algorithm=algorithm,
-                created_at=now, updated_at=now,
+                id=upload_id,
+                registry_id=registry_id,
+                repository=repository,
+                offset=0,
+                algorithm=algorithm,
+                created_at=now,
+                updated_at=now,
             )
         )
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
-        row = (await self.conn.execute(select(s.uploads).where(s.uploads.c.id == upload_id))).first()
+        row = (
+            await self._exec(select(s.uploads).where(s.uploads.c.id == upload_id))
+        ).first()
         return None if row is None else self._upload(row)
 
     async def advance_upload(self, upload_id: str, expected: int, offset: int) -> bool:
         """Move the offset forward only if nobody else did (compare-and-set)."""
-        result = await self.conn.execute(
+        result = await self._exec(
             update(s.uploads)
             .where(s.uploads.c.id == upload_id, s.uploads.c.offset == expected)
             .values(offset=offset, updated_at=utcnow())
@@ -427,46 +525,63 @@ class RegistryQueries:
         return bool(result.rowcount)
 
     async def delete_upload(self, upload_id: str) -> bool:
-        result = await self.conn.execute(delete(s.uploads).where(s.uploads.c.id == upload_id))
+        result = await self._exec(delete(s.uploads).where(s.uploads.c.id == upload_id))
         return bool(result.rowcount)
 
     async def uploads_idle_since(self, cutoff: datetime) -> list[UploadRecord]:
-        rows = await self.conn.execute(select(s.uploads).where(s.uploads.c.updated_at < cutoff))
+        rows = await self._exec(select(s.uploads).where(s.uploads.c.updated_at < cutoff))
         return [self._upload(r) for r in rows]
 
     async def upload_ids(self) -> set[str]:
-        return {r.id for r in await self.conn.execute(select(s.uploads.c.id))}
+        return {r.id for r in await self._exec(select(s.uploads.c.id))}
 
     # -- garbage collection ------------------------------------------------------------------
     async def unreferenced_links(self, cutoff: datetime) -> list[tuple[int, str]]:
         """Repository↔blob links older than `cutoff` that no manifest of the repository needs."""
         rb, mr = s.repository_blobs, s.manifest_references
-        needed = exists().where(mr.c.repository_id == rb.c.repository_id, mr.c.child_digest == rb.c.digest)
-        rows = await self.conn.execute(select(rb.c.repository_id, rb.c.digest).where(rb.c.linked_at < cutoff, ~needed))
+        needed = exists().where(
+            mr.c.repository_id == rb.c.repository_id, mr.c.child_digest == rb.c.digest
+        )
+        rows = await self._exec(
+            select(rb.c.repository_id, rb.c.digest).where(rb.c.linked_at < cutoff, ~needed)
+        )
         return [(r.repository_id, r.digest) for r in rows]
 
-    async def drop_link_if_unreferenced(self, repository_id: int, digest: str, cutoff: datetime) -> bool:
+    async def drop_link_if_unreferenced(
+        self, repository_id: int, digest: str, cutoff: datetime
+    ) -> bool:
         rb, mr = s.repository_blobs, s.manifest_references
         needed = exists().where(mr.c.repository_id == repository_id, mr.c.child_digest == digest)
-        result = await self.conn.execute(
-            delete(rb).where(rb.c.repository_id == repository_id, rb.c.digest == digest, rb.c.linked_at < cutoff, ~needed)
+        result = await self._exec(
+            delete(rb).where(
+                rb.c.repository_id == repository_id,
+                rb.c.digest == digest,
+                rb.c.linked_at < cutoff,
+                ~needed,
+            )
         )
         return bool(result.rowcount)
 
     async def orphan_blobs(self, cutoff: datetime) -> list[tuple[str, int]]:
         """Blobs no repository links, committed before `cutoff`."""
         b, rb = s.blobs, s.repository_blobs
-        rows = await self.conn.execute(
-            select(b.c.digest, b.c.size).where(b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest))
+        rows = await self._exec(
+            select(b.c.digest, b.c.size).where(
+                b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest)
+            )
         )
         return [(r.digest, r.size) for r in rows]
 
     async def delete_blob_row_if_orphan(self, digest: str, cutoff: datetime) -> bool:
         b, rb = s.blobs, s.repository_blobs
         try:
-            async with self.conn.begin_nested():
-                result = await self.conn.execute(
-                    delete(b).where(b.c.digest == digest, b.c.created_at < cutoff, ~exists().where(rb.c.digest == digest))
+            async with self._nested():
+                result = await self._exec(
+                    delete(b).where(
+                        b.c.digest == digest,
+                        b.c.created_at < cutoff,
+                        ~exists().where(rb.c.digest == digest),
+                    )
                 )
         except IntegrityError:
             return False  # a concurrent link won the race
@@ -474,22 +589,32 @@ class RegistryQueries:
 
     async def link_holders(self, digest: str) -> set[int]:
         rb = s.repository_blobs
-        return {r.repository_id for r in await self.conn.execute(select(rb.c.repository_id).where(rb.c.digest == digest))}
+        return {
+            r.repository_id
+            for r in await self._exec(
+                select(rb.c.repository_id).where(rb.c.digest == digest)
+            )
+        }
 
     # -- consistency checks ------------------------------------------------------------------
     async def all_blobs(self) -> list[tuple[str, int]]:
-        return [(r.digest, r.size) for r in await self.conn.execute(select(s.blobs.c.digest, s.blobs.c.size))]
+        return [
+            (r.digest, r.size)
+            for r in await self._exec(select(s.blobs.c.digest, s.blobs.c.size))
+        ]
 
     async def all_uploads(self) -> list[UploadRecord]:
-        return [self._upload(r) for r in await self.conn.execute(select(s.uploads))]
+        return [self._upload(r) for r in await self._exec(select(s.uploads))]
 
     async def dangling_tags(self) -> list[tuple[str, str, str]]:
         """(repository, tag, digest) of tags whose manifest row is missing."""
         t, m, repo = s.tags, s.manifests, s.repositories
-        rows = await self.conn.execute(
+        rows = await self._exec(
             select(repo.c.name, t.c.name.label("tag"), t.c.digest)
             .select_from(t.join(repo, repo.c.id == t.c.repository_id))
-            .where(~exists().where(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest))
+            .where(
+                ~exists().where(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
+            )
         )
         return [(r.name, r.tag, r.digest) for r in rows]
 
@@ -502,7 +627,7 @@ class RegistryQueries:
         child_missing = mr.c.is_manifest & ~exists().where(
             m.c.repository_id == mr.c.repository_id, m.c.digest == mr.c.child_digest
         )
-        rows = await self.conn.execute(
+        rows = await self._exec(
             select(repo.c.name, mr.c.manifest_digest, mr.c.child_digest, mr.c.is_manifest)
             .select_from(mr.join(repo, repo.c.id == mr.c.repository_id))
             .where(blob_missing | child_missing)
@@ -510,10 +635,10 @@ class RegistryQueries:
         return [(r.name, r.manifest_digest, r.child_digest, r.is_manifest) for r in rows]
 
     async def count_manifests(self) -> int:
-        return (await self.conn.execute(select(func.count()).select_from(s.manifests))).scalar_one()
+        return (await self._exec(select(func.count()).select_from(s.manifests))).scalar_one()
 
     async def count_tags(self) -> int:
-        return (await self.conn.execute(select(func.count()).select_from(s.tags))).scalar_one()
+        return (await self._exec(select(func.count()).select_from(s.tags))).scalar_one()
 
     async def blob_digests(self) -> set[str]:
-        return {r.digest for r in await self.conn.execute(select(s.blobs.c.digest))}
+        return {r.digest for r in await self._exec(select(s.blobs.c.digest))}

@@ -67,7 +67,12 @@ blobs = Table(
 repository_blobs = Table(
     "repository_blobs",
     metadata,
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
     Column("linked_at", DateTime(timezone=True), nullable=False),
     Index("ix_repository_blobs_digest", "digest"),
@@ -76,7 +81,12 @@ repository_blobs = Table(
 manifests = Table(
     "manifests",
     metadata,
-    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("digest", DIGEST, primary_key=True),
     Column("media_type", String(255), nullable=False),
     Column("size", BigInteger, nullable=False),
@@ -112,7 +122,9 @@ tags = Table(
     Column("digest", DIGEST, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    ForeignKeyConstraint(["repository_id", "digest"], ["manifests.repository_id", "manifests.digest"]),
+    ForeignKeyConstraint(
+        ["repository_id", "digest"], ["manifests.repository_id", "manifests.digest"]
+    ),
     ForeignKeyConstraint(["repository_id"], ["repositories.id"], ondelete="CASCADE"),
     Index("ix_tags_digest", "repository_id", "digest"),
 )

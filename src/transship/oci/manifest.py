@@ -100,7 +100,10 @@ def _platform(value: Any, where: str) -> Platform | None:
         return None
     _require(isinstance(value, dict), f"{where}.platform must be an object")
     os_, arch = value.get("os"), value.get("architecture")
-    _require(isinstance(os_, str) and isinstance(arch, str), f"{where}.platform needs os and architecture strings")
+    _require(
+        isinstance(os_, str) and isinstance(arch, str),
+        f"{where}.platform needs os and architecture strings",
+    )
     variant, os_version = value.get("variant"), value.get("os.version")
     return Platform(
         os_,
@@ -114,7 +117,10 @@ def parse_descriptor(value: Any, where: str) -> Descriptor:
     """Validate one descriptor object. Raises ManifestError naming `where`."""
     _require(isinstance(value, dict), f"{where} must be an object")
     media_type = value.get("mediaType")
-    _require(isinstance(media_type, str) and bool(media_type), f"{where}.mediaType must be a non-empty string")
+    _require(
+        isinstance(media_type, str) and bool(media_type),
+        f"{where}.mediaType must be a non-empty string",
+    )
     digest_text = value.get("digest")
     _require(isinstance(digest_text, str), f"{where}.digest must be a string")
     try:
@@ -122,11 +128,20 @@ def parse_descriptor(value: Any, where: str) -> Descriptor:
     except DigestError as exc:
         raise ManifestError(f"{where}.digest: {exc}") from None
     size = value.get("size")
-    _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0, f"{where}.size must be a non-negative integer")
+    _require(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+        f"{where}.size must be a non-negative integer",
+    )
     urls = value.get("urls") or []
-    _require(isinstance(urls, list) and all(isinstance(u, str) for u in urls), f"{where}.urls must be a list of strings")
+    _require(
+        isinstance(urls, list) and all(isinstance(u, str) for u in urls),
+        f"{where}.urls must be a list of strings",
+    )
     artifact_type = value.get("artifactType")
-    _require(artifact_type is None or isinstance(artifact_type, str), f"{where}.artifactType must be a string")
+    _require(
+        artifact_type is None or isinstance(artifact_type, str),
+        f"{where}.artifactType must be a string",
+    )
     return Descriptor(
         media_type=media_type,
         digest=digest,
@@ -149,22 +164,28 @@ def _effective_media_type(document: dict[str, Any], content_type: str | None) ->
     declared = document.get("mediaType")
     _require(declared is None or isinstance(declared, str), "mediaType must be a string")
     header = (content_type or "").split(";")[0].strip().lower() or None
-    if declared in mt.SCHEMA1_TYPES or header in mt.SCHEMA1_TYPES or document.get("schemaVersion") == 1:
+    if (
+        declared in mt.SCHEMA1_TYPES
+        or header in mt.SCHEMA1_TYPES
+        or document.get("schemaVersion") == 1
+    ):
         raise UnsupportedSchema1(
             "Docker image manifest schema 1 is deprecated and not accepted; push schema 2 or OCI"
         )
     if declared and header and header in mt.MANIFEST_TYPES and declared != header:
         raise ManifestError(f"mediaType {declared!r} does not match Content-Type {header!r}")
-    if declared:
+    if isinstance(declared, str) and declared:
         return declared
-    if header in mt.MANIFEST_TYPES:
-        return header  # type: ignore[return-value]
+    if header is not None and header in mt.MANIFEST_TYPES:
+        return header
     # OCI allows mediaType to be omitted; infer it from the shape.
     if "manifests" in document:
         return mt.OCI_INDEX
     if "config" in document:
         return mt.OCI_MANIFEST
-    raise ManifestError("cannot tell the manifest's media type: no mediaType field and no Content-Type")
+    raise ManifestError(
+        "cannot tell the manifest's media type: no mediaType field and no Content-Type"
+    )
 
 
 def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManifest:
@@ -175,23 +196,31 @@ def parse_manifest(data: bytes, content_type: str | None = None) -> ParsedManife
     """
     try:
         document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad JSON, bad UTF-8, or an integer too long to convert
         raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestError("manifest JSON is nested too deeply") from None
     _require(isinstance(document, dict), "manifest must be a JSON object")
     media_type = _effective_media_type(document, content_type)
     _require(media_type in mt.MANIFEST_TYPES, f"unsupported manifest media type {media_type!r}")
     _require(document.get("schemaVersion") == 2, "schemaVersion must be 2")
     artifact_type = document.get("artifactType")
-    _require(artifact_type is None or isinstance(artifact_type, str), "artifactType must be a string")
+    _require(
+        artifact_type is None or isinstance(artifact_type, str), "artifactType must be a string"
+    )
     subject = document.get("subject")
     parsed_subject = None if subject is None else parse_descriptor(subject, "subject")
     annotations = _str_map(document.get("annotations"), "annotations")
     if media_type in mt.INDEXES:
         _require("manifests" in document, "an index needs a manifests list")
         children = _descriptor_list(document.get("manifests"), "manifests")
-        return ParsedManifest(media_type, None, (), children, parsed_subject, artifact_type, annotations)
+        return ParsedManifest(
+            media_type, None, (), children, parsed_subject, artifact_type, annotations
+        )
     _require("config" in document, "an image manifest needs a config descriptor")
     config = parse_descriptor(document.get("config"), "config")
     _require("layers" in document, "an image manifest needs a layers list")
     layers = _descriptor_list(document.get("layers"), "layers")
-    return ParsedManifest(media_type, config, layers, (), parsed_subject, artifact_type, annotations)
+    return ParsedManifest(
+        media_type, config, layers, (), parsed_subject, artifact_type, annotations
+    )

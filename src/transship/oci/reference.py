@@ -29,7 +29,9 @@ class InvalidReference(ValueError):
 def validate_repository(name: str) -> str:
     """Return `name` if it is a valid repository name; raise InvalidReference otherwise."""
     if len(name) > MAX_REPOSITORY_LENGTH:
-        raise InvalidReference(f"repository name {name[:40]!r}… is longer than {MAX_REPOSITORY_LENGTH} characters")
+        raise InvalidReference(
+            f"repository name {name[:40]!r}… is longer than {MAX_REPOSITORY_LENGTH} characters"
+        )
     if not REPOSITORY_PATTERN.fullmatch(name):
         raise InvalidReference(
             f"invalid repository name {name!r}: lowercase letters, digits and separators "
@@ -41,7 +43,9 @@ def validate_repository(name: str) -> str:
 def validate_tag(tag: str) -> str:
     """Return `tag` if it is a valid tag; raise InvalidReference otherwise."""
     if not TAG_PATTERN.fullmatch(tag):
-        raise InvalidReference(f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with . or -")
+        raise InvalidReference(
+            f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with . or -"
+        )
     return tag
 
 

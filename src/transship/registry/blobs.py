@@ -66,10 +66,16 @@ class BlobService:
         async with self._meta.reading() as q:
             size = await q.repository_blob_size(registry.id, repository, str(digest))
         if size is None:
-            raise OciError(e.BLOB_UNKNOWN, f"blob {digest} is not in repository {repository}", {"digest": str(digest)})
+            raise OciError(
+                e.BLOB_UNKNOWN,
+                f"blob {digest} is not in repository {repository}",
+                {"digest": str(digest)},
+            )
         return BlobLocation(digest, size, self._store.local_path(digest))
 
-    def read(self, location: BlobLocation, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def read(
+        self, location: BlobLocation, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         return self._store.read(location.digest, offset, length)
 
     async def delete(self, registry: RegistryRecord, repository: str, digest: Digest) -> None:
@@ -88,15 +94,23 @@ class BlobService:
                         {"digest": str(digest), "manifest": user},
                     )
             if not await q.unlink_blob(registry.id, repository, str(digest)):
-                raise OciError(e.BLOB_UNKNOWN, f"blob {digest} is not in repository {repository}", {"digest": str(digest)})
+                raise OciError(
+                    e.BLOB_UNKNOWN,
+                    f"blob {digest} is not in repository {repository}",
+                    {"digest": str(digest)},
+                )
 
-    async def mount(self, registry: RegistryRecord, repository: str, digest: Digest, source: str | None) -> bool:
+    async def mount(
+        self, registry: RegistryRecord, repository: str, digest: Digest, source: str | None
+    ) -> bool:
         """Link a blob another repository holds. With no `source`, any repository of the
         registry that holds it will do. False when nothing could be mounted."""
         async with self._meta.writing() as q:
             if source is not None:
                 source_id = await q.repository_id(registry.id, source)
-                linked = source_id is not None and bool(await q.touch_links(source_id, [str(digest)]))
+                linked = source_id is not None and bool(
+                    await q.touch_links(source_id, [str(digest)])
+                )
             else:
                 linked = await q.repository_with_blob(registry.id, str(digest)) is not None
             if not linked or await self._store.size(digest) is None:
@@ -109,21 +123,29 @@ class BlobService:
         return True
 
     # -- upload sessions ---------------------------------------------------------------------
-    async def start_upload(self, registry: RegistryRecord, repository: str, algorithm: str = "sha256") -> UploadStatus:
+    async def start_upload(
+        self, registry: RegistryRecord, repository: str, algorithm: str = "sha256"
+    ) -> UploadStatus:
         """Open a resumable session. Raises UNSUPPORTED for an unknown digest algorithm."""
         if algorithm not in SUPPORTED_ALGORITHMS:
-            raise OciError(e.DIGEST_INVALID, f"unsupported digest algorithm {algorithm!r}", status=400)
+            raise OciError(
+                e.DIGEST_INVALID, f"unsupported digest algorithm {algorithm!r}", status=400
+            )
         upload_id = uuid.uuid4().hex
         await self._store.create_staging(upload_id)
         async with self._meta.writing() as q:
             await q.create_upload(upload_id, registry.id, repository, algorithm)
         return UploadStatus(upload_id, repository, 0)
 
-    async def _session(self, registry: RegistryRecord, repository: str, upload_id: str) -> UploadRecord:
+    async def _session(
+        self, registry: RegistryRecord, repository: str, upload_id: str
+    ) -> UploadRecord:
         async with self._meta.reading() as q:
             record = await q.upload(upload_id) if len(upload_id) == 32 else None
         if record is None or record.registry_id != registry.id or record.repository != repository:
-            raise OciError(e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is unknown in repository {repository}")
+            raise OciError(
+                e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is unknown in repository {repository}"
+            )
         return record
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
@@ -133,7 +155,9 @@ class BlobService:
             self._locks[upload_id] = lock
         return lock
 
-    async def status(self, registry: RegistryRecord, repository: str, upload_id: str) -> UploadStatus:
+    async def status(
+        self, registry: RegistryRecord, repository: str, upload_id: str
+    ) -> UploadStatus:
         record = await self._session(registry, repository, upload_id)
         return UploadStatus(record.id, repository, record.offset)
 
@@ -177,7 +201,9 @@ class BlobService:
             await self._write(record, body, length)
             return UploadStatus(upload_id, repository, self._hash_states[upload_id].offset)
 
-    async def _write(self, record: UploadRecord, body: AsyncIterator[bytes], length: int | None) -> None:
+    async def _write(
+        self, record: UploadRecord, body: AsyncIterator[bytes], length: int | None
+    ) -> None:
         state = await self._hash_state(record)
         # Hash into a copy: if the request fails half way, the saved state stays valid.
         hasher = state.hasher.copy()
@@ -189,11 +215,17 @@ class BlobService:
                 raise _expired(record.id) from None
             if length is not None and counter.count != length:
                 raise OciError(
-                    e.SIZE_INVALID, f"chunk declared {length} bytes but {counter.count} arrived", status=400
+                    e.SIZE_INVALID,
+                    f"chunk declared {length} bytes but {counter.count} arrived",
+                    status=400,
                 )
             async with self._meta.writing() as q:
-                if not await q.advance_upload(record.id, record.offset, record.offset + counter.count):
-                    raise OciError(e.BLOB_UPLOAD_INVALID, f"upload {record.id} was changed concurrently")
+                if not await q.advance_upload(
+                    record.id, record.offset, record.offset + counter.count
+                ):
+                    raise OciError(
+                        e.BLOB_UPLOAD_INVALID, f"upload {record.id} was changed concurrently"
+                    )
         except BaseException:
             self._hash_states.pop(record.id, None)
             raise
@@ -227,7 +259,9 @@ class BlobService:
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
                     {"digest": str(digest)},
                 )
-            location = await self._commit(registry, repository, upload_id, digest, state.offset, session=True)
+            location = await self._commit(
+                registry, repository, upload_id, digest, state.offset, session=True
+            )
             self._hash_states.pop(upload_id, None)
             await self._store.delete_staging(upload_id)
             return location
@@ -239,7 +273,12 @@ class BlobService:
         return hasher.hexdigest()
 
     async def upload_whole(
-        self, registry: RegistryRecord, repository: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        digest: Digest,
+        body: AsyncIterator[bytes],
+        length: int | None,
     ) -> BlobLocation:
         """A monolithic upload (POST with `digest`): no session row, nothing kept on failure."""
         upload_id = uuid.uuid4().hex
@@ -251,7 +290,9 @@ class BlobService:
             except StagingUnknown:
                 raise _expired(upload_id) from None
             if length is not None and counter.count != length:
-                raise OciError(e.SIZE_INVALID, f"declared {length} bytes but {counter.count} arrived")
+                raise OciError(
+                    e.SIZE_INVALID, f"declared {length} bytes but {counter.count} arrived"
+                )
             actual = counter.hasher.hexdigest()
             if actual != digest.encoded:
                 raise OciError(
@@ -264,7 +305,14 @@ class BlobService:
             await self._store.delete_staging(upload_id)
 
     async def _commit(
-        self, registry: RegistryRecord, repository: str, upload_id: str, digest: Digest, size: int, *, session: bool = False
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        upload_id: str,
+        digest: Digest,
+        size: int,
+        *,
+        session: bool = False,
     ) -> BlobLocation:
         # The row is written (and on PostgreSQL locked) before the file moves into place, so
         # garbage collection cannot delete the file between the move and the commit; the
@@ -283,7 +331,9 @@ class BlobService:
             raise _expired(upload_id) from None
         return BlobLocation(digest, size, self._store.local_path(digest))
 
-    async def cancel(self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False) -> None:
+    async def cancel(
+        self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False
+    ) -> None:
         """Discard a session and its staged bytes. Raises BLOB_UPLOAD_UNKNOWN."""
         if not locked:
             await self._session(registry, repository, upload_id)
@@ -294,7 +344,9 @@ class BlobService:
 
 
 def _expired(upload_id: str) -> OciError:
-    return OciError(e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} expired or lost its data; start it again")
+    return OciError(
+        e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} expired or lost its data; start it again"
+    )
 
 
 def _range_headers(upload_id: str, repository: str, offset: int) -> dict[str, str]:

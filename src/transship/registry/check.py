@@ -41,31 +41,41 @@ class Checker:
             report.checked_manifests = await q.count_manifests()
             report.checked_tags = await q.count_tags()
             sessions = await q.all_uploads()
-        for repository, tag, digest in dangling_tags:
-            report.problems.append(f"tag {repository}:{tag} points at missing manifest {digest}")
+        for repository, tag, target in dangling_tags:
+            report.problems.append(f"tag {repository}:{tag} points at missing manifest {target}")
         for repository, manifest, child, is_manifest in missing_refs:
             what = "child manifest" if is_manifest else "blob"
-            report.problems.append(f"manifest {repository}@{manifest} needs {what} {child}, which the repository lacks")
-        for digest_text, size in blob_rows:
+            report.problems.append(
+                f"manifest {repository}@{manifest} needs {what} {child}, which the repository lacks"
+            )
+        for recorded, size in blob_rows:
             report.checked_blobs += 1
-            digest = Digest.parse(digest_text)
+            digest = Digest.parse(recorded)
             actual = await self._store.size(digest)
             if actual is None:
                 report.problems.append(f"blob {digest} is recorded but its file is missing")
             elif actual != size:
-                report.problems.append(f"blob {digest} is recorded with {size} bytes but its file has {actual}")
+                report.problems.append(
+                    f"blob {digest} is recorded with {size} bytes but its file has {actual}"
+                )
             elif verify_digests:
                 hasher = new_hasher(digest.algorithm)
                 async for chunk in self._store.read(digest):
                     hasher.update(chunk)
                 if hasher.hexdigest() != digest.encoded:
-                    report.problems.append(f"blob {digest} has content with digest {digest.algorithm}:{hasher.hexdigest()}")
+                    report.problems.append(
+                        f"blob {digest} has content with digest {digest.algorithm}:{hasher.hexdigest()}"
+                    )
         for upload in sessions:
             try:
                 staged = await self._store.staging_size(upload.id)
             except Exception:
-                report.problems.append(f"upload {upload.id} in {upload.repository} has lost its staged bytes")
+                report.problems.append(
+                    f"upload {upload.id} in {upload.repository} has lost its staged bytes"
+                )
                 continue
             if staged < upload.offset:
-                report.problems.append(f"upload {upload.id} is at offset {upload.offset} but holds {staged} bytes")
+                report.problems.append(
+                    f"upload {upload.id} is at offset {upload.offset} but holds {staged} bytes"
+                )
         return report

@@ -39,7 +39,14 @@ class GcReport:
 
 
 class GarbageCollector:
-    def __init__(self, meta: MetadataStore, store: BlobStore, *, grace_seconds: int, upload_expiry_seconds: int) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        store: BlobStore,
+        *,
+        grace_seconds: int,
+        upload_expiry_seconds: int,
+    ) -> None:
         self._meta = meta
         self._store = store
         self._grace = timedelta(seconds=grace_seconds)

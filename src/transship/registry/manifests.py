@@ -60,14 +60,18 @@ class ManifestService:
         self.max_manifest_bytes = max_manifest_bytes
         self._page_max = page_max
 
-    async def get(self, registry: RegistryRecord, repository: str, reference: str) -> ManifestRecord:
+    async def get(
+        self, registry: RegistryRecord, repository: str, reference: str
+    ) -> ManifestRecord:
         """Raises MANIFEST_UNKNOWN (or a reference error) when absent."""
         ref, by_digest = parse_reference(reference, writing=False)
         async with self._meta.reading() as q:
             record = await q.manifest(registry.id, repository, ref, by_digest)
         if record is None:
             raise OciError(
-                e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}", {"reference": reference}
+                e.MANIFEST_UNKNOWN,
+                f"manifest {reference} is not in repository {repository}",
+                {"reference": reference},
             )
         return record
 
@@ -86,12 +90,19 @@ class ManifestService:
         on any error nothing is stored.
         """
         if len(content) > self.max_manifest_bytes:
-            raise OciError(e.MANIFEST_TOO_LARGE, f"manifest is {len(content)} bytes; the limit is {self.max_manifest_bytes}")
+            raise OciError(
+                e.MANIFEST_TOO_LARGE,
+                f"manifest is {len(content)} bytes; the limit is {self.max_manifest_bytes}",
+            )
         ref, by_digest = parse_reference(reference, writing=True)
         tags = [] if by_digest else [ref]
         for tag in extra_tags:
             if parse_reference(tag, writing=True)[1]:
-                raise OciError(e.MANIFEST_INVALID, f"tag parameter {tag!r} is a digest, not a tag", {"tag": tag})
+                raise OciError(
+                    e.MANIFEST_INVALID,
+                    f"tag parameter {tag!r} is a digest, not a tag",
+                    {"tag": tag},
+                )
             if tag not in tags:
                 tags.append(tag)
         if len(tags) > MAX_TAGS_PER_PUT:
@@ -102,7 +113,11 @@ class ManifestService:
             raise OciError(e.MANIFEST_INVALID, str(exc)) from None
         digest = Digest.of(content, Digest.parse(ref).algorithm if by_digest else "sha256")
         if by_digest and str(digest) != ref:
-            raise OciError(e.DIGEST_INVALID, f"manifest content has digest {digest}, not {ref}", {"digest": ref})
+            raise OciError(
+                e.DIGEST_INVALID,
+                f"manifest content has digest {digest}, not {ref}",
+                {"digest": ref},
+            )
         refs = _references(parsed)
         async with self._meta.writing() as q:
             repo_id = await q.ensure_repository(registry.id, repository)
@@ -135,7 +150,9 @@ class ManifestService:
             )
             for tag in tags:
                 await q.set_tag(repo_id, tag, str(digest))
-        return PushedManifest(digest, parsed.subject.digest if parsed.subject else None, tuple(tags))
+        return PushedManifest(
+            digest, parsed.subject.digest if parsed.subject else None, tuple(tags)
+        )
 
     async def delete(self, registry: RegistryRecord, repository: str, reference: str) -> None:
         """By digest: the manifest and its tags; by tag: only the tag.
@@ -146,7 +163,9 @@ class ManifestService:
         ref, by_digest = parse_reference(reference, writing=False)
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
-            unknown = OciError(e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}")
+            unknown = OciError(
+                e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}"
+            )
             if repo_id is None:
                 raise unknown
             await q.lock_repository(repo_id, exclusive=True)
@@ -164,13 +183,17 @@ class ManifestService:
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown
 
-    async def tags(self, registry: RegistryRecord, repository: str, last: str | None, n: int | None) -> Page:
+    async def tags(
+        self, registry: RegistryRecord, repository: str, last: str | None, n: int | None
+    ) -> Page:
         """Tags in lexical order after `last`. Raises NAME_UNKNOWN for an unknown repository."""
         limit = self._limit(n)
         async with self._meta.reading() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
-                raise OciError(e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository})
+                raise OciError(
+                    e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository}
+                )
             if limit == 0:
                 return Page([], False)
             names = await q.list_tags(repo_id, last, limit + 1)
@@ -199,10 +222,16 @@ class ManifestService:
             found = await q.referrers(registry.id, repository, subject, artifact_type)
         manifests = []
         for item in found:
-            descriptor: dict[str, object] = {"mediaType": item.media_type, "digest": item.digest, "size": item.size}
+            descriptor: dict[str, object] = {
+                "mediaType": item.media_type,
+                "digest": item.digest,
+                "size": item.size,
+            }
             if item.artifact_type:
                 descriptor["artifactType"] = item.artifact_type
             if item.annotations:
                 descriptor["annotations"] = json.loads(item.annotations)
             manifests.append(descriptor)
-        return json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}).encode()
+        return json.dumps(
+            {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests}
+        ).encode()

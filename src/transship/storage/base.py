@@ -30,7 +30,9 @@ class BlobStore(Protocol):
     def local_path(self, digest: Digest) -> Path | None:
         """A local file holding the blob, for zero-copy serving; None if the driver has none."""
 
-    def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         """Stream a committed blob's bytes. Raises FileNotFoundError when absent."""
 
     async def delete(self, digest: Digest) -> bool:
@@ -48,7 +50,9 @@ class BlobStore(Protocol):
     def read_staging(self, upload_id: str) -> AsyncIterator[bytes]:
         """Stream the staged bytes (to rebuild hash state after a restart). Raises StagingUnknown."""
 
-    async def append_staging(self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink) -> int:
+    async def append_staging(
+        self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
+    ) -> int:
         """Append chunks to the staging area, passing each to `sink` as it is written.
 
         Returns the number of bytes appended. Raises StagingUnknown.

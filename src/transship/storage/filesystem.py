@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -20,6 +21,19 @@ T = TypeVar("T")
 _BATCH_BYTES = 1 << 20
 _READ_BYTES = 1 << 20
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _unshare(path: Path) -> None:
+    """Give a staging file an inode of its own before changing it.
+
+    `commit_staging` hard-links the staged bytes into place; if the server died before the
+    staging area was dropped, the session may be written again, and that must not reach
+    the committed blob through the shared inode. Rare, so a copy is fine.
+    """
+    if path.stat().st_nlink > 1:
+        private = path.with_name(path.name + ".unshare")
+        shutil.copyfile(path, private)
+        os.replace(private, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -69,7 +83,9 @@ class FilesystemBlobStore:
     def local_path(self, digest: Digest) -> Path | None:
         return self._blob_path(digest)
 
-    async def read(self, digest: Digest, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
         async for chunk in self._read_file(self._blob_path(digest), offset, length):
             yield chunk
 
@@ -80,7 +96,7 @@ class FilesystemBlobStore:
             remaining = length
             while remaining is None or remaining > 0:
                 want = _READ_BYTES if remaining is None else min(_READ_BYTES, remaining)
-                chunk = await self._run(lambda: handle.read(want))
+                chunk = await asyncio.to_thread(handle.read, want)
                 if not chunk:
                     break
                 if remaining is not None:
@@ -132,6 +148,7 @@ class FilesystemBlobStore:
 
         def truncate() -> None:
             try:
+                _unshare(path)
                 os.truncate(path, size)
             except FileNotFoundError:
                 raise StagingUnknown(upload_id) from None
@@ -145,11 +162,14 @@ class FilesystemBlobStore:
         async for chunk in self._read_file(path, 0, None):
             yield chunk
 
-    async def append_staging(self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink) -> int:
+    async def append_staging(
+        self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
+    ) -> int:
         path = self._staging_path(upload_id)
 
         def open_append() -> BinaryIO:
             try:
+                _unshare(path)
                 return path.open("r+b")
             except FileNotFoundError:
                 raise StagingUnknown(upload_id) from None

@@ -32,7 +32,12 @@ def upgrade() -> None:
     op.create_table(
         "repositories",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("registry_id", sa.Integer, sa.ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "registry_id",
+            sa.Integer,
+            sa.ForeignKey("registries.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("registry_id", "name", name="uq_repositories_registry_id_name"),
@@ -45,14 +50,24 @@ def upgrade() -> None:
     )
     op.create_table(
         "repository_blobs",
-        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "repository_id",
+            sa.Integer,
+            sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("digest", DIGEST, sa.ForeignKey("blobs.digest"), primary_key=True),
         sa.Column("linked_at", TS, nullable=False),
     )
     op.create_index("ix_repository_blobs_digest", "repository_blobs", ["digest"])
     op.create_table(
         "manifests",
-        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "repository_id",
+            sa.Integer,
+            sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("digest", DIGEST, primary_key=True),
         sa.Column("media_type", sa.String(255), nullable=False),
         sa.Column("size", sa.BigInteger, nullable=False),
@@ -75,7 +90,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
-    op.create_index("ix_manifest_references_child", "manifest_references", ["repository_id", "child_digest"])
+    op.create_index(
+        "ix_manifest_references_child", "manifest_references", ["repository_id", "child_digest"]
+    )
     op.create_table(
         "tags",
         sa.Column("repository_id", sa.Integer, primary_key=True),
@@ -83,14 +100,21 @@ def upgrade() -> None:
         sa.Column("digest", DIGEST, nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.ForeignKeyConstraint(["repository_id", "digest"], ["manifests.repository_id", "manifests.digest"]),
+        sa.ForeignKeyConstraint(
+            ["repository_id", "digest"], ["manifests.repository_id", "manifests.digest"]
+        ),
         sa.ForeignKeyConstraint(["repository_id"], ["repositories.id"], ondelete="CASCADE"),
     )
     op.create_index("ix_tags_digest", "tags", ["repository_id", "digest"])
     op.create_table(
         "uploads",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("registry_id", sa.Integer, sa.ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "registry_id",
+            sa.Integer,
+            sa.ForeignKey("registries.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("repository", sa.String(255), nullable=False),
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.Column("algorithm", sa.String(16), nullable=False),
@@ -100,5 +124,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("uploads", "tags", "manifest_references", "manifests", "repository_blobs", "blobs", "repositories", "registries"):
+    for table in (
+        "uploads",
+        "tags",
+        "manifest_references",
+        "manifests",
+        "repository_blobs",
+        "blobs",
+        "repositories",
+        "registries",
+    ):
         op.drop_table(table)

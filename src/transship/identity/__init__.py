@@ -1,0 +1,1 @@
+"""Principals, tokens, RBAC and network rules (with the identity issue)."""

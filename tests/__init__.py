@@ -1,0 +1,1 @@
+"""Transship's test suite (a package so that ``tests.peers`` is importable)."""

@@ -1,0 +1,1 @@
+"""Integration tests: real peers (registries, clients, databases) on loopback."""

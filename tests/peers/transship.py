@@ -1,0 +1,173 @@
+"""Our own server as a real subprocess, for end-to-end tests.
+
+:class:`TransshipServer` runs::
+
+    python -m transship serve --host 127.0.0.1 --port PORT --data-dir DATA_DIR
+        [--database-url URL] [EXTRA_ARGS…]
+
+with ``src/`` first on ``PYTHONPATH`` (so it works from a checkout without installing) and
+waits until ``GET /v2/`` answers 200 (``ready_timeout``, default 20 s); on timeout, or if
+the process exits first, it raises with the server's log.
+
+- :meth:`stop` — SIGTERM then SIGKILL of the process group (a graceful shutdown);
+- :meth:`kill9` — SIGKILL at once (a crash);
+- :meth:`restart` — stop (or leave killed) and start again on the **same port and data dir**,
+  so tests can check that state survives.
+
+The port is chosen once, at the first start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from .ports import LOOPBACK, free_port, wait_for_http
+from .procs import ManagedProcess, peer_env
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SRC_DIR = REPO_ROOT / "src"
+
+
+class TransshipServer:
+    """A Transship server process. Context manager, or start()/stop()."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        database_url: str | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        ready_timeout: float = 20.0,
+        python: str = sys.executable,
+    ) -> None:
+        self.workdir = workdir
+        self.data_dir = data_dir or workdir / "data"
+        self.database_url = database_url
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.ready_timeout = ready_timeout
+        self.python = python
+        self.port = port or 0
+        self.starts = 0
+        self._proc: ManagedProcess | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def argv(self) -> list[str]:
+        """The command line (the port must be chosen already)."""
+        argv = [
+            self.python,
+            "-m",
+            "transship",
+            "serve",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        return argv + self.extra_args
+
+    def start(self) -> Self:
+        """Start the server and wait for ``GET /v2/`` → 200; raise with the log otherwise."""
+        if self._proc is not None and self._proc.running:
+            raise RuntimeError("transship already running")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        pythonpath = os.pathsep.join(
+            p
+            for p in (
+                str(SRC_DIR),
+                self.extra_env.get("PYTHONPATH", os.environ.get("PYTHONPATH", "")),
+            )
+            if p
+        )
+        env = peer_env({**self.extra_env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"})
+        self.starts += 1
+        self._proc = ManagedProcess(
+            self.argv(),
+            log_path=self.workdir / f"transship-{self.starts}.log",
+            env=env,
+            cwd=self.workdir,
+        ).start()
+        proc = self._proc
+        try:
+            wait_for_http(
+                f"{self.url}/v2/", self.ready_timeout, statuses={200}, alive=lambda: proc.running
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            detail = proc.describe()
+            proc.stop()
+            raise RuntimeError(f"transship did not become ready: {exc}\n{detail}") from None
+        return self
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``grace`` s); return the exit code."""
+        return self._proc.stop(grace) if self._proc is not None else None
+
+    def kill9(self) -> int:
+        """Crash it: SIGKILL the process group."""
+        if self._proc is None:
+            raise RuntimeError("transship not started")
+        return self._proc.kill9()
+
+    def restart(self, *, graceful: bool = True) -> Self:
+        """Stop (SIGTERM, or SIGKILL when ``graceful`` is False) if running, then start on the same port and data dir."""
+        if self._proc is not None and self._proc.running:
+            if graceful:
+                self.stop()
+            else:
+                self.kill9()
+        return self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- public properties -----------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}"
+
+    @property
+    def pid(self) -> int:
+        """The server's pid (for CPU/RSS measurement)."""
+        if self._proc is None:
+            raise RuntimeError("transship not started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._proc is not None and self._proc.running
+
+    def log_text(self) -> str:
+        """The current run's log."""
+        return self._proc.log_text() if self._proc is not None else ""
