@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
+    NoDecode,
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -27,7 +28,7 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRANSSHIP_", extra="forbid", frozen=True)
 
-    hosts: tuple[str, ...] = Field(
+    hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("127.0.0.1", "::1"), description="addresses to listen on"
     )
     port: int = Field(default=5000, ge=0, le=65535)

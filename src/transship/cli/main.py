@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from transship import __version__
 from transship.config import Settings
+from transship.metadata.db import DatabaseUrlError
 
 T = TypeVar("T")
 
@@ -52,7 +53,10 @@ def _offline(settings: Settings, action: Callable[[Services], Awaitable[T]]) -> 
     from transship.api.services import build_services
 
     async def run() -> T:
-        services = await build_services(settings)
+        try:
+            services = await build_services(settings)
+        except (DatabaseUrlError, OSError) as exc:
+            raise click.ClickException(f"cannot open the registry: {exc}") from None
         try:
             return await action(services)
         finally:
@@ -118,7 +122,7 @@ def serve(
 
     try:
         asyncio.run(run_server(settings))
-    except OSError as exc:
+    except (DatabaseUrlError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -1,0 +1,57 @@
+"""The command line: help, validation of flags, and the offline gc/check commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from transship.cli.main import main
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "gc", "check"):
+        assert command in result.output
+
+
+def test_serve_refuses_an_invalid_port_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--port", "99999", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "port" in result.output
+
+
+def test_an_unsupported_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    for command in ("gc", "check", "serve"):
+        result = CliRunner().invoke(main, [command, "--data-dir", str(tmp_path), "--database-url", "mysql://x/y"])
+        assert result.exit_code == 1, command
+        assert "unsupported database URL scheme 'mysql'" in result.output, command
+
+
+def test_gc_and_check_on_an_empty_data_directory(tmp_path: Path) -> None:
+    runner = CliRunner()
+    gc = runner.invoke(main, ["gc", "--data-dir", str(tmp_path), "--dry-run", "-o", "json"])
+    assert gc.exit_code == 0, gc.output
+    assert json.loads(gc.output)["dryRun"] is True
+    check = runner.invoke(main, ["check", "--data-dir", str(tmp_path), "-o", "json"])
+    assert check.exit_code == 0, check.output
+    assert json.loads(check.output) == {"ok": True, "blobs": 0, "manifests": 0, "tags": 0, "problems": []}
+
+
+def test_check_exits_1_and_names_the_problem(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["check", "--data-dir", str(tmp_path)]).exit_code == 0
+    # A session row whose staged bytes are gone.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "metadata.db") as db:
+        db.execute(
+            "insert into uploads (id, registry_id, repository, offset, algorithm, created_at, updated_at) "
+            "values (?, 1, 'app', 10, 'sha256', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            ("a" * 32,),
+        )
+    result = runner.invoke(main, ["check", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"upload {'a' * 32} in app has lost its staged bytes" in result.output
