@@ -1,0 +1,60 @@
+"""Fixtures of the end-to-end tests: built images, a SQLite Transship, a second docker-registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.content import MIB
+from tests.peers.distribution import DistributionRegistry
+from tests.peers.images import (
+    BuiltIndex,
+    OciLayout,
+    build_docker_list_with_foreign_layer,
+    build_index,
+)
+from tests.peers.transship import TransshipServer
+
+
+@pytest.fixture
+def transship(transship_factory: Callable[..., TransshipServer]) -> TransshipServer:
+    """One Transship server on the embedded SQLite database."""
+    return transship_factory()
+
+
+@pytest.fixture
+def multiarch(oci_layout: OciLayout) -> BuiltIndex:
+    """A 3-platform OCI index (~5 MiB of blobs: a shared 1 MiB base, 1 MiB + 256 KiB per platform).
+
+    Tagged ``multi`` in ``oci_layout``.
+    """
+    return build_index(oci_layout, tag="multi", layer_sizes=(MIB, 256 << 10), shared_layer_size=MIB)
+
+
+@pytest.fixture
+def windows_list(oci_layout: OciLayout) -> BuiltIndex:
+    """A Docker manifest list: windows/amd64 (foreign base layer, os.version) and linux/amd64.
+
+    Skopeo cannot read it from the layout: push it with ``push_layout_http``.
+    """
+    return build_docker_list_with_foreign_layer(
+        oci_layout, tag="win", windows_layer_sizes=(64 << 10,), linux_layer_sizes=(512 << 10,)
+    )
+
+
+@pytest.fixture
+def second_distribution(
+    distribution_anon: DistributionRegistry, tmp_path: Path
+) -> Iterator[DistributionRegistry]:
+    """Another anonymous docker-registry, independent of ``distribution_anon``.
+
+    It depends on ``distribution_anon`` so that a missing ``docker-registry`` binary is
+    reported (skip, or failure in CI) by the shared fixture.
+    """
+    registry = DistributionRegistry(tmp_path / "distribution-second", "anonymous").start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
