@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     NoDecode,
     BaseSettings,
@@ -23,6 +23,18 @@ def default_data_dir() -> Path:
     """The per-user data directory: `$XDG_DATA_HOME/transship`, else `~/.local/share/transship`."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "transship"
+
+
+class UpstreamHost(BaseModel):
+    """How to reach one upstream registry host (like containerd's hosts.toml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str | None = Field(
+        default=None, description="base URL to use instead of https://<host> (a mirror, a local stand-in)"
+    )
+    insecure: bool = Field(default=False, description="allow plain HTTP and skip TLS verification")
+    ca_file: Path | None = Field(default=None, description="PEM bundle to trust for this host")
 
 
 class Settings(BaseSettings):
@@ -57,6 +69,22 @@ class Settings(BaseSettings):
         default=10000, gt=0, description="upper bound on n for tag and catalog listings"
     )
     log_level: str = "INFO"
+    login_server_suffix: str | None = Field(
+        default=None,
+        description="registries get login servers <name>.<suffix>; default localhost:<port>",
+    )
+    service_key_file: Path | None = Field(
+        default=None, description="key encrypting secrets at rest; default <data_dir>/service.key"
+    )
+    import_workers: int = Field(default=4, gt=0, description="imports run at once per process")
+    import_blob_concurrency: int = Field(default=4, gt=0, description="blobs fetched at once per import")
+    import_max_manifests: int = Field(default=500, gt=0, description="manifests one import may copy (ACR: 50)")
+    import_lease_seconds: float = Field(default=15.0, gt=0, description="a crashed process's jobs resume after this")
+    upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
+    upstream_read_timeout: float = Field(default=30.0, gt=0, description="seconds without data before a retry")
+    upstreams: dict[str, UpstreamHost] = Field(
+        default_factory=dict, description="per-host endpoint overrides for imports, keyed by host[:port]"
+    )
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -72,6 +100,18 @@ class Settings(BaseSettings):
     @property
     def staging_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def effective_login_server_suffix(self) -> str:
+        return self.login_server_suffix or f"localhost:{self.port}"
+
+    @property
+    def admin_credential_file(self) -> Path:
+        return self.data_dir / "admin-credential.json"
+
+    @property
+    def effective_service_key_file(self) -> Path:
+        return self.service_key_file or self.data_dir / "service.key"
 
     @property
     def effective_database_url(self) -> str:

@@ -72,6 +72,7 @@ class ArmError(Exception):
     message: str
     target: str | None = None
     details: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.message)

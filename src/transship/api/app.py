@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from transship.api import ops, v2
+from transship.api import acr, arm, ops, v2
 from transship.api.errors import error_middleware
 from transship.api.services import Services, build_services
 from transship.config import Settings
@@ -18,7 +18,7 @@ from transship.worker.gc_loop import run_periodically
 def create_app(settings: Settings, services: Services | None = None) -> web.Application:
     """Build the application. Services are created on startup unless given (tests)."""
     app = web.Application(
-        middlewares=[ops.metrics_middleware, error_middleware],
+        middlewares=[arm.request_ids, ops.metrics_middleware, error_middleware],
         client_max_size=settings.max_manifest_bytes + 1024,
     )
     app[ops.METRICS] = ops.Metrics()
@@ -26,22 +26,25 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = services is None
         app[v2.SERVICES] = services if services is not None else await build_services(settings)
-        gc_task = None
+        background = [asyncio.create_task(app[v2.SERVICES].imports.run_forever())]
         if settings.gc_interval_seconds > 0:
-            gc_task = asyncio.create_task(
-                run_periodically(app[v2.SERVICES].gc, settings.gc_interval_seconds)
+            background.append(
+                asyncio.create_task(run_periodically(app[v2.SERVICES].gc, settings.gc_interval_seconds))
             )
         try:
             yield
         finally:
-            if gc_task is not None:
-                gc_task.cancel()
+            for task in background:
+                task.cancel()
+            for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await gc_task
+                    await task
             if owned:
                 await app[v2.SERVICES].close()
 
     app.cleanup_ctx.append(lifecycle)
     v2.add_routes(app)
+    acr.add_routes(app)
+    arm.add_routes(app)
     ops.add_routes(app)
     return app

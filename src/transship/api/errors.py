@@ -40,7 +40,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except OciError as error:
         return oci_response(error, request.method)
     except ArmError as error:
-        return _json_response(error.status, error.body(), {}, request.method)
+        return _json_response(error.status, error.body(), error.headers, request.method)
     except web.HTTPException as exc:
         if not request.path.startswith("/v2"):
             raise

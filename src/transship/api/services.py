@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from transship.config import Settings
+from transship.identity.bootstrap import ServiceIdentity, bootstrap
+from transship.identity.secrets import SecretBox
+from transship.imports.engine import ImportEngine
+from transship.imports.retry import RetryPolicy
+from transship.imports.service import ImportService, RunnerSettings
+from transship.imports.sink import RegistrySink
+from transship.imports.sources import Sources
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.registry.blobs import BlobService
 from transship.registry.check import Checker
 from transship.registry.gc import GarbageCollector
+from transship.registry.listings import ListingService
 from transship.registry.manifests import ManifestService
+from transship.registry.registries import RegistryService
 from transship.registry.resolver import RegistryResolver
 from transship.storage.filesystem import FilesystemBlobStore
 
@@ -21,9 +31,13 @@ class Services:
     db: Database
     meta: MetadataStore
     store: FilesystemBlobStore
+    identity: ServiceIdentity
     resolver: RegistryResolver
+    registries: RegistryService
     blobs: BlobService
     manifests: ManifestService
+    listings: ListingService
+    imports: ImportService
     gc: GarbageCollector
     checker: Checker
 
@@ -32,7 +46,8 @@ class Services:
 
 
 async def build_services(settings: Settings) -> Services:
-    """Create the data directory, migrate the schema and wire every service.
+    """Create the data directory, migrate the schema, bootstrap the service identity and wire
+    every service.
 
     Raises DatabaseUrlError for an unusable database URL, and whatever the database driver
     raises when it cannot connect.
@@ -42,27 +57,47 @@ async def build_services(settings: Settings) -> Services:
     try:
         await db.migrate()
         meta = MetadataStore(db)
-        store = FilesystemBlobStore(
-            settings.blob_dir, settings.staging_dir, durable=settings.durable_writes
-        )
-        resolver = RegistryResolver(meta, settings.default_registry)
+        store = FilesystemBlobStore(settings.blob_dir, settings.staging_dir, durable=settings.durable_writes)
+        resolver = RegistryResolver(meta, settings.default_registry, settings.effective_login_server_suffix)
         await resolver.start()
+        identity = await bootstrap(meta, settings.admin_credential_file)
     except BaseException:
         await db.close()
         raise
+    sources = Sources(
+        meta,
+        store,
+        settings.upstreams,
+        retry=RetryPolicy(attempts=settings.upstream_retry_attempts),
+        max_manifest_bytes=settings.max_manifest_bytes,
+        read_timeout=settings.upstream_read_timeout,
+    )
+    engine = ImportEngine(
+        RegistrySink(meta, store),
+        sources,
+        blob_concurrency=settings.import_blob_concurrency,
+        max_manifests=settings.import_max_manifests,
+    )
+    imports = ImportService(
+        meta,
+        engine,
+        SecretBox.from_key_file(settings.effective_service_key_file),
+        RunnerSettings(workers=settings.import_workers, lease=timedelta(seconds=settings.import_lease_seconds)),
+    )
     return Services(
         settings=settings,
         db=db,
         meta=meta,
         store=store,
+        identity=identity,
         resolver=resolver,
+        registries=RegistryService(meta, settings.effective_login_server_suffix),
         blobs=BlobService(meta, store),
         manifests=ManifestService(meta, settings.max_manifest_bytes, settings.tags_page_max),
+        listings=ListingService(meta, store),
+        imports=imports,
         gc=GarbageCollector(
-            meta,
-            store,
-            grace_seconds=settings.gc_grace_seconds,
-            upload_expiry_seconds=settings.upload_expiry_seconds,
+            meta, store, grace_seconds=settings.gc_grace_seconds, upload_expiry_seconds=settings.upload_expiry_seconds
         ),
         checker=Checker(meta, store),
     )

@@ -59,7 +59,7 @@ def _headers(**extra: str) -> dict[str, str]:
     return {**DISTRIBUTION_VERSION_HEADER, **extra}
 
 
-def _repository(name: str) -> str:
+def repository_name(name: str) -> str:
     try:
         return validate_repository(name)
     except InvalidReference as exc:
@@ -87,7 +87,7 @@ def _content_length(request: web.Request) -> int | None:
     return request.content_length if hdrs.CONTENT_LENGTH in request.headers else None
 
 
-def _page_params(request: web.Request) -> tuple[int | None, str | None]:
+def page_params(request: web.Request) -> tuple[int | None, str | None]:
     n_text = request.query.get("n")
     n: int | None = None
     if n_text is not None:
@@ -116,7 +116,7 @@ async def base(request: web.Request) -> web.Response:
 async def catalog(request: web.Request) -> web.Response:
     services = _services(request)
     registry = await services.resolver.for_host(request.host)
-    n, last = _page_params(request)
+    n, last = page_params(request)
     page = await services.manifests.catalog(registry, last, n)
     return web.json_response(
         {"repositories": page.items}, headers=_headers(**_link("/v2/_catalog", page, n))
@@ -195,7 +195,7 @@ async def upload_start(
         digest = _digest(query["mount"], "mount")
         source = query.get("from")
         if source is not None:
-            source = _repository(source)
+            source = repository_name(source)
         if await services.blobs.mount(registry, repository, digest, source):
             return _blob_created(repository, digest)
     elif "digest" in query:
@@ -353,7 +353,7 @@ async def manifest_delete(
 async def tags_list(
     request: web.Request, registry: RegistryRecord, match: dict[str, str]
 ) -> web.StreamResponse:
-    n, last = _page_params(request)
+    n, last = page_params(request)
     repository = match["name"]
     page = await _services(request).manifests.tags(registry, repository, last, n)
     link = _link(f"/v2/{quote(repository)}/tags/list", page, n)
@@ -408,7 +408,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                 headers={hdrs.ALLOW: ", ".join(methods)},
             )
         match = found.groupdict()
-        match["name"] = _repository(match["name"])
+        match["name"] = repository_name(match["name"])
         registry = await _services(request).resolver.for_host(request.host)
         return await handler(request, registry, match)
     raise OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.path}")

@@ -209,3 +209,18 @@ def check(
         )
     if not report.ok:
         sys.exit(1)
+
+
+# Client commands: talk HTTP to a server (see transship.cli.client); registered last so the
+# server-side commands above stay as they are.
+from transship.cli.commands_import import import_ as _import_command  # noqa: E402
+from transship.cli.commands_login import login as _login_command  # noqa: E402
+from transship.cli.commands_login import logout as _logout_command  # noqa: E402
+from transship.cli.commands_registry import registry as _registry_command  # noqa: E402
+from transship.cli.commands_repository import repository as _repository_command  # noqa: E402
+
+main.add_command(_login_command)
+main.add_command(_logout_command)
+main.add_command(_registry_command)
+main.add_command(_import_command)
+main.add_command(_repository_command)

@@ -88,8 +88,8 @@ class MetadataStore:
             yield RegistryQueries(conn)
 
 
-class RegistryQueries:
-    """Every query the registry layer needs. Methods never commit; the scope does."""
+class QueryScope:
+    """Queries bound to one connection. Methods never commit; the scope does."""
 
     def __init__(self, conn: AsyncConnection | SyncReadConnection) -> None:
         self.conn = conn
@@ -120,6 +120,11 @@ class RegistryQueries:
         result = await self._exec(stmt)
         return bool(result.rowcount)
 
+
+
+class RegistryQueries(QueryScope):
+    """Every query the registry layer needs."""
+
     # -- registries --------------------------------------------------------------------------
     @staticmethod
     def _registry(row: Row[Any]) -> RegistryRecord:
@@ -131,17 +136,21 @@ class RegistryQueries:
             resource_group=row.resource_group,
             is_default=row.is_default,
             created_at=as_utc(row.created_at),
+            location=row.location,
+            sku=row.sku,
         )
 
-    async def ensure_default_registry(self, name: str) -> RegistryRecord:
-        """The registry serving unknown hosts, created on first start."""
+    async def ensure_default_registry(self, name: str, login_server: str | None = None) -> RegistryRecord:
+        """The registry serving unknown hosts, created on first start with `login_server`."""
         row = (
             await self._exec(select(s.registries).where(s.registries.c.is_default))
         ).first()
         if row is not None:
             return self._registry(row)
         await self._insert_ignore(
-            s.registries, {"name": name, "is_default": True, "created_at": utcnow()}, ["name"]
+            s.registries,
+            {"name": name, "login_server": login_server, "is_default": True, "created_at": utcnow()},
+            ["name"],
         )
         row = (
             await self._exec(select(s.registries).where(s.registries.c.name == name))
@@ -161,6 +170,7 @@ class RegistryQueries:
         login_server: str | None,
         subscription_id: str | None = None,
         resource_group: str | None = None,
+        location: str = "local",
     ) -> RegistryRecord:
         """Insert a registry. Raises IntegrityError when the name or login server is taken."""
         result = await self._exec(
@@ -172,6 +182,7 @@ class RegistryQueries:
                 resource_group=resource_group,
                 is_default=False,
                 created_at=utcnow(),
+                location=location,
             )
             .returning(*s.registries.c)
         )
@@ -180,6 +191,38 @@ class RegistryQueries:
     async def registries(self) -> list[RegistryRecord]:
         rows = await self._exec(select(s.registries).order_by(s.registries.c.name))
         return [self._registry(r) for r in rows]
+
+    async def adopt_orphan_registries(self, subscription_id: str, resource_group: str) -> None:
+        """Registries created before tenancy existed (the default one) join the default group."""
+        r = s.registries
+        await self._exec(
+            update(r)
+            .where(r.c.subscription_id.is_(None))
+            .values(subscription_id=subscription_id, resource_group=resource_group)
+        )
+
+    async def registry_by_name(self, name: str) -> RegistryRecord | None:
+        row = (await self._exec(select(s.registries).where(s.registries.c.name == name))).first()
+        return None if row is None else self._registry(row)
+
+    async def registry_by_login_server(self, login_server: str) -> RegistryRecord | None:
+        r = s.registries
+        row = (await self._exec(select(r).where(func.lower(r.c.login_server) == login_server.lower()))).first()
+        return None if row is None else self._registry(row)
+
+    async def delete_registry(self, registry_id: int) -> bool:
+        result = await self._exec(delete(s.registries).where(s.registries.c.id == registry_id))
+        return bool(result.rowcount)
+
+    # -- service state -----------------------------------------------------------------------
+    async def service_state(self) -> dict[str, str]:
+        rows = await self._exec(select(s.service_state))
+        return {r.key: r.value for r in rows}
+
+    async def set_service_state(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            stmt = self._insert(s.service_state).values(key=key, value=value)
+            await self._exec(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     # -- repositories ------------------------------------------------------------------------
     async def repository_id(self, registry_id: int, name: str) -> int | None:
@@ -437,6 +480,39 @@ class RegistryQueries:
             for r in rows
         ]
 
+    async def manifests_in(self, repository_id: int) -> list[tuple[ManifestRecord, int, datetime]]:
+        """Every manifest of a repository with the total size of the blobs it references
+        (ACR's imageSize) and when it was stored, oldest first."""
+        m, mr, b = s.manifests, s.manifest_references, s.blobs
+        blob_bytes = (
+            select(func.coalesce(func.sum(b.c.size), 0))
+            .select_from(mr.join(b, b.c.digest == mr.c.child_digest))
+            .where(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest, ~mr.c.is_manifest)
+            .scalar_subquery()
+        )
+        rows = await self._exec(
+            select(m.c.digest, m.c.media_type, m.c.content, m.c.size, m.c.created_at, blob_bytes.label("blob_bytes"))
+            .where(m.c.repository_id == repository_id)
+            .order_by(m.c.created_at, m.c.digest)
+        )
+        return [
+            (ManifestRecord(r.digest, r.media_type, r.content), r.size + r.blob_bytes, as_utc(r.created_at)) for r in rows
+        ]
+
+    async def delete_repository(self, repository_id: int) -> tuple[list[str], list[str]]:
+        """Remove a repository with its tags, manifests and blob links; returns (manifest
+        digests, tag names) deleted."""
+        tags = [r.name for r in await self._exec(select(s.tags.c.name).where(s.tags.c.repository_id == repository_id))]
+        digests = [
+            r.digest
+            for r in await self._exec(select(s.manifests.c.digest).where(s.manifests.c.repository_id == repository_id))
+        ]
+        await self._exec(delete(s.tags).where(s.tags.c.repository_id == repository_id))
+        await self._exec(delete(s.manifests).where(s.manifests.c.repository_id == repository_id))
+        await self._exec(delete(s.repository_blobs).where(s.repository_blobs.c.repository_id == repository_id))
+        await self._exec(delete(s.repositories).where(s.repositories.c.id == repository_id))
+        return digests, tags
+
     # -- tags --------------------------------------------------------------------------------
     async def set_tag(self, repository_id: int, name: str, digest: str) -> None:
         now = utcnow()
@@ -565,9 +641,10 @@ class RegistryQueries:
     async def orphan_blobs(self, cutoff: datetime) -> list[tuple[str, int]]:
         """Blobs no repository links, committed before `cutoff`."""
         b, rb = s.blobs, s.repository_blobs
+        pinned = exists().where(s.blob_pins.c.digest == b.c.digest)
         rows = await self._exec(
             select(b.c.digest, b.c.size).where(
-                b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest)
+                b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest), ~pinned
             )
         )
         return [(r.digest, r.size) for r in rows]
@@ -581,10 +658,11 @@ class RegistryQueries:
                         b.c.digest == digest,
                         b.c.created_at < cutoff,
                         ~exists().where(rb.c.digest == digest),
+                        ~exists().where(s.blob_pins.c.digest == digest),
                     )
                 )
         except IntegrityError:
-            return False  # a concurrent link won the race
+            return False  # a concurrent link or pin won the race
         return bool(result.rowcount)
 
     async def link_holders(self, digest: str) -> set[int]:

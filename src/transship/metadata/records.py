@@ -15,6 +15,8 @@ class RegistryRecord:
     resource_group: str | None
     is_default: bool
     created_at: datetime
+    location: str = "local"
+    sku: str = "Premium"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +59,49 @@ class TagRecord:
     digest: str
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImportJobRecord:
+    id: str
+    registry_id: int
+    request: str
+    credentials: bytes | None
+    state: str
+    bytes_total: int
+    bytes_done: int
+    blobs_total: int
+    blobs_done: int
+    manifests_total: int
+    manifests_done: int
+    bytes_fetched: int
+    error_code: str | None
+    error_message: str | None
+    error_step: str | None
+    error_object: str | None
+    error_upstream_status: int | None
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    bytes_total: int = 0
+    bytes_done: int = 0
+    blobs_total: int = 0
+    blobs_done: int = 0
+    manifests_total: int = 0
+    manifests_done: int = 0
+    bytes_fetched: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailure:
+    code: str
+    message: str
+    step: str | None = None
+    obj: str | None = None
+    upstream_status: int | None = None

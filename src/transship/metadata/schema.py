@@ -41,6 +41,8 @@ registries = Table(
     Column("resource_group", String(90), nullable=True),
     Column("is_default", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("location", String(64), nullable=False, server_default="local"),
+    Column("sku", String(16), nullable=False, server_default="Premium"),
 )
 
 repositories = Table(
@@ -139,4 +141,52 @@ uploads = Table(
     Column("algorithm", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Service-wide values created at first start (default subscription, credential hashes…).
+service_state = Table(
+    "service_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("request", Text, nullable=False),  # JSON, credentials removed
+    Column("credentials", LargeBinary, nullable=True),  # encrypted with the service key
+    Column("state", String(16), nullable=False),
+    Column("bytes_total", BigInteger, nullable=False, default=0),
+    Column("bytes_done", BigInteger, nullable=False, default=0),
+    Column("blobs_total", Integer, nullable=False, default=0),
+    Column("blobs_done", Integer, nullable=False, default=0),
+    Column("manifests_total", Integer, nullable=False, default=0),
+    Column("manifests_done", Integer, nullable=False, default=0),
+    Column("bytes_fetched", BigInteger, nullable=False, default=0),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("error_step", String(16), nullable=True),
+    Column("error_object", Text, nullable=True),
+    Column("error_upstream_status", Integer, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("lease_owner", String(32), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Index("ix_import_jobs_state", "state"),
+    Index("ix_import_jobs_registry", "registry_id", "created_at"),
+)
+
+# Blobs an unfinished import has fetched or relies on; garbage collection leaves them alone.
+blob_pins = Table(
+    "blob_pins",
+    metadata,
+    Column("job_id", String(32), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
+    Index("ix_blob_pins_digest", "digest"),
 )

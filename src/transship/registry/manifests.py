@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from transship import errors as e
 from transship.errors import OciError
-from transship.metadata.queries import MetadataStore
+from transship.metadata.queries import MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, ManifestReference, RegistryRecord
 from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError, is_digest
@@ -48,10 +48,26 @@ def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
         raise OciError(code, str(exc), {"tag": reference}) from None
 
 
-def _references(parsed: ParsedManifest) -> list[ManifestReference]:
+def references_of(parsed: ParsedManifest) -> list[ManifestReference]:
+    """What a manifest needs in its repository: blobs (foreign layers excepted) and children."""
     refs = [ManifestReference(str(d.digest), False) for d in parsed.blobs if not d.is_foreign]
     refs += [ManifestReference(str(d.digest), True) for d in parsed.manifests]
     return refs
+
+
+async def store_manifest(q: RegistryQueries, repository_id: int, digest: str, content: bytes, parsed: ParsedManifest) -> None:
+    """Insert a manifest row with its edges (a no-op when present). The caller has checked
+    that what it references exists in the repository."""
+    await q.insert_manifest(
+        repository_id,
+        digest,
+        parsed.media_type,
+        content,
+        parsed.referrer_artifact_type,
+        str(parsed.subject.digest) if parsed.subject else None,
+        json.dumps(dict(parsed.annotations)) if parsed.annotations else None,
+        references_of(parsed),
+    )
 
 
 class ManifestService:
@@ -118,7 +134,7 @@ class ManifestService:
                 f"manifest content has digest {digest}, not {ref}",
                 {"digest": ref},
             )
-        refs = _references(parsed)
+        refs = references_of(parsed)
         async with self._meta.writing() as q:
             repo_id = await q.ensure_repository(registry.id, repository)
             await q.lock_repository(repo_id, exclusive=False)
@@ -138,16 +154,7 @@ class ManifestService:
                         f"manifest {ref_.digest} listed by the index is not in repository {repository}",
                         {"digest": ref_.digest},
                     )
-            await q.insert_manifest(
-                repo_id,
-                str(digest),
-                parsed.media_type,
-                content,
-                parsed.referrer_artifact_type,
-                str(parsed.subject.digest) if parsed.subject else None,
-                json.dumps(dict(parsed.annotations)) if parsed.annotations else None,
-                refs,
-            )
+            await store_manifest(q, repo_id, str(digest), content, parsed)
             for tag in tags:
                 await q.set_tag(repo_id, tag, str(digest))
         return PushedManifest(

@@ -17,9 +17,10 @@ class RegistryResolver:
     every request's path.
     """
 
-    def __init__(self, meta: MetadataStore, default_name: str) -> None:
+    def __init__(self, meta: MetadataStore, default_name: str, login_server_suffix: str) -> None:
         self._meta = meta
         self._default_name = default_name
+        self._default_login_server = login_server_suffix
         self._by_host: dict[str, RegistryRecord] = {}
         self._default: RegistryRecord | None = None
         self._loaded_at = 0.0
@@ -27,7 +28,7 @@ class RegistryResolver:
     async def start(self) -> None:
         """Create the default registry if this is a new service, then load the map."""
         async with self._meta.writing() as q:
-            await q.ensure_default_registry(self._default_name)
+            await q.ensure_default_registry(self._default_name, self._default_login_server)
         await self.refresh()
 
     async def refresh(self) -> None:

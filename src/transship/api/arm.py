@@ -1,0 +1,289 @@
+"""The ARM management surface: registries, importImage and its async operations."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from transship import __version__
+from transship.api.arm_models import ImportImageParameters, RegistryBody, parse_body
+from transship.api.auth import require_admin
+from transship.api.v2 import SERVICES
+from transship.errors import ArmError
+from transship.imports.intake import ImportParameters, intake
+from transship.imports.model import ImportRequest
+from transship.metadata.records import ImportJobRecord, RegistryRecord
+from transship.registry.registries import registry_id_of
+
+PROVIDER = "providers/Microsoft.ContainerRegistry"
+SUBSCRIPTION = "/subscriptions/{sub}"
+REGISTRIES_IN_GROUP = SUBSCRIPTION + "/resourceGroups/{rg}/" + PROVIDER + "/registries"
+REGISTRY = REGISTRIES_IN_GROUP + "/{name}"
+LOCATION = SUBSCRIPTION + "/" + PROVIDER + "/locations/{location}"
+_STATUS = {"queued": "InProgress", "running": "InProgress", "succeeded": "Succeeded", "failed": "Failed", "canceled": "Canceled"}
+# The HTTP status a failed operation's result URL answers with, by failure code.
+_FAILURE_STATUS = {
+    "TagAlreadyExists": 409,
+    "ManifestUnknown": 404,
+    "BlobUnknown": 404,
+    "ResourceNotFound": 404,
+    "InternalServerError": 500,
+}
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def registry_json(record: RegistryRecord) -> dict[str, Any]:
+    return {
+        "id": registry_id_of(record),
+        "name": record.name,
+        "type": "Microsoft.ContainerRegistry/registries",
+        "location": record.location,
+        "tags": {},
+        "sku": {"name": record.sku, "tier": record.sku},
+        "properties": {
+            "loginServer": record.login_server,
+            "creationDate": _iso(record.created_at),
+            "provisioningState": "Succeeded",
+            "adminUserEnabled": False,
+            "publicNetworkAccess": "Enabled",
+            "networkRuleBypassOptions": "AzureServices",
+            "networkRuleSet": {"defaultAction": "Allow", "ipRules": []},
+            "zoneRedundancy": "Disabled",
+            "dataEndpointEnabled": False,
+            "policies": {},
+        },
+    }
+
+
+def _services_and_admin(request: web.Request) -> Any:
+    services = request.app[SERVICES]
+    require_admin(request, services.identity)
+    sub = request.match_info.get("sub")
+    if sub is not None and sub != services.identity.subscription_id:
+        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+    return services
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads) if request.can_read_body else {}
+    except ValueError:
+        raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
+
+
+def _arm_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers)
+
+
+# -- service info ----------------------------------------------------------------------------
+async def info(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    identity = services.identity
+    return _arm_json(
+        {
+            "version": __version__,
+            "subscriptionId": identity.subscription_id,
+            "resourceGroup": identity.resource_group,
+            "location": identity.location,
+            "loginServerSuffix": services.settings.effective_login_server_suffix,
+        }
+    )
+
+
+# -- registries ------------------------------------------------------------------------------
+async def registry_get(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    record = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
+    return _arm_json(registry_json(record))
+
+
+async def registry_put(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    body = parse_body(RegistryBody, await _json_body(request))
+    record, created = await services.registries.create(
+        request.match_info["sub"],
+        request.match_info["rg"],
+        request.match_info["name"],
+        body.location or services.identity.location,
+        body.properties.login_server if body.properties else None,
+    )
+    await services.resolver.refresh()
+    return _arm_json(registry_json(record), status=201 if created else 200)
+
+
+async def registry_delete(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    record = await services.registries.get(request.match_info["name"])
+    if record is None or record.subscription_id != request.match_info["sub"]:
+        return web.Response(status=204)
+    await services.registries.delete(record)
+    await services.resolver.refresh()
+    return web.Response(status=200)
+
+
+async def registries_list(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    records = await services.registries.list(request.match_info["sub"], request.match_info.get("rg"))
+    return _arm_json({"value": [registry_json(r) for r in records]})
+
+
+# -- import ----------------------------------------------------------------------------------
+def _operation_urls(request: web.Request, job_id: str, location: str) -> tuple[str, str]:
+    base = f"{request.url.origin()}/subscriptions/{request.match_info['sub']}/{PROVIDER}/locations/{location}"
+    version = request.query.get("api-version", "2025-04-01")
+    return (
+        f"{base}/operationResults/{job_id}?api-version={version}",
+        f"{base}/operationStatuses/{job_id}?api-version={version}",
+    )
+
+
+def operation_json(
+    job: ImportJobRecord, registry: RegistryRecord, subscription: str, names: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """The operation status body; `names` maps registry ids to names for same-service sources."""
+    request = ImportRequest.from_json(job.request)
+    body: dict[str, Any] = {
+        "id": f"/subscriptions/{subscription}/{PROVIDER}/locations/{registry.location}/operationStatuses/{job.id}",
+        "name": job.id,
+        "status": _STATUS[job.state],
+        "startTime": _iso(job.created_at),
+        "properties": {
+            "registry": registry.name,
+            "state": job.state,
+            "source": request.source.describe(
+                (names or {}).get(request.source.registry_id or -1) if request.source.is_local else None
+            ),
+            "targetTags": [str(t) for t in request.target_tags],
+            "untaggedTargetRepositories": list(request.untagged_repositories),
+            "mode": "Force" if request.force else "NoForce",
+            "attempts": job.attempts,
+            "progress": {
+                "bytesTotal": job.bytes_total,
+                "bytesDone": job.bytes_done,
+                "bytesFetched": job.bytes_fetched,
+                "blobsTotal": job.blobs_total,
+                "blobsDone": job.blobs_done,
+                "manifestsTotal": job.manifests_total,
+                "manifestsDone": job.manifests_done,
+            },
+        },
+    }
+    if job.ended_at is not None:
+        body["endTime"] = _iso(job.ended_at)
+    if job.error_code is not None:
+        body["error"] = {"code": job.error_code, "message": job.error_message}
+        body["properties"]["failure"] = {
+            "step": job.error_step,
+            "object": job.error_object,
+            "upstreamStatus": job.error_upstream_status,
+        }
+    return body
+
+
+async def _operation(services: Any, job: ImportJobRecord, registry: RegistryRecord, subscription: str) -> dict[str, Any]:
+    async with services.meta.reading() as q:
+        names = {r.id: r.login_server or r.name for r in await q.registries()}
+    return operation_json(job, registry, subscription, names)
+
+
+async def import_image(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
+    body = parse_body(ImportImageParameters, await _json_body(request))
+    params = ImportParameters(
+        resource_id=body.source.resource_id,
+        registry_uri=body.source.registry_uri,
+        credentials_given=body.source.credentials is not None,
+        username=body.source.credentials.username if body.source.credentials else None,
+        password=body.source.credentials.password if body.source.credentials else None,
+        source_image=body.source.source_image,
+        target_tags=tuple(body.target_tags) if body.target_tags is not None else None,
+        untagged_repositories=tuple(body.untagged_target_repositories) if body.untagged_target_repositories else None,
+        force=body.mode == "Force",
+    )
+    import_request, credentials = await intake(params, services.registries, services.identity.subscription_id)
+    job = await services.imports.submit(registry.id, import_request, credentials)
+    result_url, status_url = _operation_urls(request, job.id, registry.location)
+    headers = {hdrs.LOCATION: result_url, "Azure-AsyncOperation": status_url, hdrs.RETRY_AFTER: "1"}
+    body = await _operation(services, job, registry, request.match_info["sub"])
+    return _arm_json(body, status=202, headers=headers)
+
+
+async def _job_and_registry(request: web.Request) -> tuple[Any, ImportJobRecord, RegistryRecord]:
+    services = _services_and_admin(request)
+    job_id = request.match_info["operation"]
+    job = await services.imports.get(job_id) if len(job_id) == 32 else None
+    registry = None
+    if job is not None:
+        async with services.meta.reading() as q:
+            registry = next((r for r in await q.registries() if r.id == job.registry_id), None)
+    if job is None or registry is None:
+        raise ArmError(404, "OperationNotFound", f"The operation '{job_id}' could not be found.")
+    return services, job, registry
+
+
+async def operation_status(request: web.Request) -> web.Response:
+    services, job, registry = await _job_and_registry(request)
+    return _arm_json(await _operation(services, job, registry, request.match_info["sub"]))
+
+
+async def operation_result(request: web.Request) -> web.Response:
+    _, job, registry = await _job_and_registry(request)
+    if job.state in ("queued", "running"):
+        result_url, _ = _operation_urls(request, job.id, registry.location)
+        return web.Response(status=202, headers={hdrs.LOCATION: result_url, hdrs.RETRY_AFTER: "1"})
+    if job.state == "succeeded":
+        return web.Response(status=200, body=b"{}", content_type="application/json")
+    if job.state == "canceled":
+        raise ArmError(409, "OperationCanceled", f"The import operation '{job.id}' was canceled.")
+    code = job.error_code or "InternalServerError"
+    details = [{"code": "ImportStep", "message": f"step={job.error_step} object={job.error_object} upstreamStatus={job.error_upstream_status}"}]
+    raise ArmError(_FAILURE_STATUS.get(code, 400), code, job.error_message or "The import failed.", details=details)
+
+
+async def operation_cancel(request: web.Request) -> web.Response:
+    services, job, registry = await _job_and_registry(request)
+    updated = await services.imports.cancel(job.id)
+    return _arm_json(await _operation(services, updated or job, registry, request.match_info["sub"]))
+
+
+async def import_operations(request: web.Request) -> web.Response:
+    services = _services_and_admin(request)
+    registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
+    jobs = await services.imports.list(registry.id)
+    async with services.meta.reading() as q:
+        names = {r.id: r.login_server or r.name for r in await q.registries()}
+    return _arm_json({"value": [operation_json(j, registry, request.match_info["sub"], names) for j in jobs]})
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
+    """ARM clients expect request and correlation ids on every response."""
+    response: web.StreamResponse = await handler(request)
+    if not request.path.startswith("/v2"):
+        request_id = str(uuid.uuid4())
+        response.headers.setdefault("x-ms-request-id", request_id)
+        response.headers.setdefault(
+            "x-ms-correlation-request-id", request.headers.get("x-ms-correlation-request-id", request_id)
+        )
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/transship/v1/info", info)
+    app.router.add_get(SUBSCRIPTION + "/" + PROVIDER + "/registries", registries_list)
+    app.router.add_get(REGISTRIES_IN_GROUP, registries_list)
+    app.router.add_get(REGISTRY, registry_get)
+    app.router.add_put(REGISTRY, registry_put)
+    app.router.add_delete(REGISTRY, registry_delete)
+    app.router.add_post(REGISTRY + "/importImage", import_image)
+    app.router.add_get(REGISTRY + "/importOperations", import_operations)
+    app.router.add_get(LOCATION + "/operationResults/{operation}", operation_result)
+    app.router.add_get(LOCATION + "/operationStatuses/{operation}", operation_status)
+    app.router.add_post(LOCATION + "/operationStatuses/{operation}/cancel", operation_cancel)

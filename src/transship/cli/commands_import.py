@@ -1,0 +1,557 @@
+"""`transship import` (az acr import) and `transship import list|show|cancel`.
+
+`build_parameters` turns the flags into ImportImageParameters exactly as `az acr import`
+does; the command then POSTs importImage and follows the long-running operation through
+its Azure-AsyncOperation status URL, showing progress on stderr.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from transship.cli.client import (
+    ApiError,
+    ManagementApi,
+    Response,
+    TransportError,
+    is_arm_id,
+    parse_retry_after,
+)
+from transship.cli.common import (
+    CONTEXT,
+    api,
+    name_option,
+    resource_group_option,
+    service_command,
+)
+from transship.cli.output import (
+    EXIT_INTERRUPTED,
+    JSON,
+    CommandFailed,
+    emit,
+    emit_json,
+    human_bytes,
+    info,
+    output_option,
+    plural,
+    short_time,
+    stderr_console,
+    warn,
+)
+from transship.cli.progress import Counters, ImportProgress
+
+MIN_POLL_SECONDS = 0.5
+MAX_POLL_SECONDS = 2.0
+POLL_RETRIES = 3  # consecutive transient failures (connection, 5xx) tolerated while polling
+TERMINAL = {"succeeded", "failed", "canceled"}
+sleep = time.sleep  # replaced in tests
+
+Registries = Callable[[], list[dict[str, Any]]]
+
+
+def looks_like_host(component: str) -> bool:
+    """Docker's rule for the first path component of an image name."""
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _find_registry(
+    registries: list[dict[str, Any]], login_server: str, name: str | None = None
+) -> dict[str, Any] | None:
+    """The one registry whose login server (or name) matches, case-insensitively."""
+    matches = [
+        r
+        for r in registries
+        if str((r.get("properties") or {}).get("loginServer") or "").lower() == login_server.lower()
+        or (name is not None and str(r.get("name") or "").lower() == name.lower())
+    ]
+    if len(matches) > 1:
+        warn(f"more than one registry matches {login_server!r}; give its resource ID with --registry")
+    return matches[0] if len(matches) == 1 else None
+
+
+def build_parameters(
+    source: str,
+    *,
+    registries: Registries,
+    source_registry: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    images: Sequence[str] = (),
+    repositories: Sequence[str] = (),
+    force: bool = False,
+) -> dict[str, Any]:
+    """ImportImageParameters for the flags, as `az acr import` builds them.
+
+    `registries()` lists the service's registries (called only when a name or login server
+    must be resolved). Raises click.UsageError for flags that cannot work together and
+    CommandFailed when --registry names no registry of the service.
+    """
+    if username and not password:
+        raise click.UsageError(
+            "--username needs --password: give the source registry's password or token"
+        )
+    if not source:
+        raise click.UsageError("--source is empty")
+    body_source: dict[str, Any]
+    if source_registry:
+        if password:
+            warn(
+                "--username/--password are not sent when --registry names the source "
+                "registry (as with az acr import)"
+            )
+        if is_arm_id(source_registry):
+            body_source = {"resourceId": source_registry, "sourceImage": source}
+        else:
+            found = _find_registry(registries(), source_registry, source_registry)
+            if found is None:
+                raise CommandFailed(
+                    f"The source registry {source_registry!r} is not a registry of this "
+                    "service. Give its name, login server or resource ID with --registry, or "
+                    "omit --registry and give a fully qualified --source (with --username and "
+                    "--password for a private registry).",
+                    code="ResourceNotFound",
+                )
+            login_server = str((found.get("properties") or {}).get("loginServer") or "")
+            prefix = f"{login_server}/"
+            if login_server and source.lower().startswith(prefix.lower()):
+                warn(
+                    f'the login server "{login_server}" in --source is ignored: --registry '
+                    "already names the source registry"
+                )
+                source = source[len(prefix):]
+            body_source = {"resourceId": found["id"], "sourceImage": source}
+    else:
+        slash = source.find("/")
+        if slash <= 0 or slash == len(source) - 1:
+            raise click.UsageError(
+                f"--source {source!r} names no source registry. Write it as "
+                "<registry-host>/<repository>[:tag|@digest] (e.g. "
+                "docker.io/library/hello-world:latest), or name a registry of this service "
+                "with --registry."
+            )
+        host, image = source[:slash], source[slash + 1 :]
+        if password:
+            if not looks_like_host(host) and _find_registry(registries(), host) is None:
+                raise click.UsageError(_not_a_host(host))
+            credentials = {"password": password}
+            if username:
+                credentials = {"username": username, **credentials}
+            body_source = {"registryUri": host, "credentials": credentials, "sourceImage": image}
+        else:
+            found = _find_registry(registries(), host)
+            if found is not None:
+                body_source = {"resourceId": found["id"], "sourceImage": image}
+            elif looks_like_host(host):
+                body_source = {"registryUri": host, "sourceImage": image}
+            else:
+                raise click.UsageError(_not_a_host(host))
+    parameters: dict[str, Any] = {"source": body_source}
+    if images:
+        parameters["targetTags"] = list(images)
+    if repositories:
+        parameters["untaggedTargetRepositories"] = list(repositories)
+    if not images and not repositories:
+        image = body_source["sourceImage"]
+        at = image.find("@")
+        parameters["targetTags"] = [image[:at] if at > 0 else image]
+    parameters["mode"] = "Force" if force else "NoForce"
+    return parameters
+
+
+def _not_a_host(host: str) -> str:
+    return (
+        f"the source registry {host!r} is not a fully qualified domain name (nor a login "
+        "server of this service). Write --source as <registry-host>/<repository>[:tag], e.g. "
+        f"docker.io/{host}/…, or name a registry of this service with --registry."
+    )
+
+
+def poll_delay(retry_after: float | None) -> float:
+    """Poll about every MIN_POLL_SECONDS; a longer Retry-After is honoured up to MAX."""
+    return min(max(MIN_POLL_SECONDS, retry_after or 0.0), MAX_POLL_SECONDS)
+
+
+def status_of(operation: dict[str, Any]) -> str:
+    return str(operation.get("status") or "").lower()
+
+
+def operation_id_of(operation: dict[str, Any], *urls: str | None) -> str:
+    name = operation.get("name")
+    if isinstance(name, str) and name:
+        return name
+    for url in urls:
+        if url:
+            return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return ""
+
+
+def wait(
+    api: ManagementApi,
+    accepted: Response,
+    operation: dict[str, Any],
+    progress: ImportProgress,
+) -> dict[str, Any]:
+    """Poll until the operation ends; return its final OperationStatus."""
+    status_url = accepted.header("Azure-AsyncOperation")
+    if not status_url and isinstance(operation.get("id"), str) and "/operationStatuses/" in operation["id"]:
+        status_url = operation["id"]
+    result_url = accepted.header("Location")
+    if not status_url and not result_url:
+        raise TransportError("the server accepted the import but gave no operation URL to follow")
+    progress.update(operation)
+    delay = poll_delay(parse_retry_after(accepted.header("Retry-After")))
+    failures = 0
+    while True:
+        sleep(delay)
+        try:
+            if status_url:
+                response = api.get_operation_url(status_url)
+                current = response.json()
+                if not isinstance(current, dict):
+                    raise TransportError("the operation status is not a JSON object")
+                operation = current
+                progress.update(operation)
+                if status_of(operation) in TERMINAL:
+                    return operation
+            else:
+                assert result_url is not None
+                response = api.get_operation_url(result_url)
+                if response.status != 202:
+                    return {**operation, "status": "Succeeded"}
+        except (TransportError, ApiError) as exc:
+            transient = isinstance(exc, TransportError) or exc.status >= 500 or exc.status == 429
+            failures += 1
+            if not transient or not status_url or failures > POLL_RETRIES:
+                raise
+            delay = MAX_POLL_SECONDS
+            continue
+        failures = 0
+        delay = poll_delay(parse_retry_after(response.header("Retry-After")))
+
+
+def failure_details(operation: dict[str, Any]) -> list[str]:
+    properties = operation.get("properties") or {}
+    failed = properties.get("failure") or {}
+    lines = []
+    if failed.get("step"):
+        lines.append(f"Step: {failed['step']}")
+    if failed.get("object"):
+        lines.append(f"Object: {failed['object']}")
+    if failed.get("upstreamStatus") is not None:
+        lines.append(f"Upstream status: {failed['upstreamStatus']}")
+    return lines
+
+
+def _seconds(operation: dict[str, Any]) -> float | None:
+    try:
+        start = datetime.fromisoformat(str(operation["startTime"]).replace("Z", "+00:00"))
+        end = datetime.fromisoformat(str(operation["endTime"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def _targets(operation: dict[str, Any]) -> list[str]:
+    properties = operation.get("properties") or {}
+    tags = properties.get("targetTags") or []
+    untagged = properties.get("untaggedTargetRepositories") or []
+    return [*map(str, tags), *(f"{r} (untagged)" for r in untagged)]
+
+
+def _progress_text(operation: dict[str, Any]) -> str:
+    c = Counters.of(operation)
+    return (
+        f"{human_bytes(c.bytes_done)}/{human_bytes(c.bytes_total)}, blobs {c.blobs_done}/"
+        f"{c.blobs_total}, manifests {c.manifests_done}/{c.manifests_total}"
+    )
+
+
+OPERATION_COLUMNS = ("OPERATION", "STATUS", "SOURCE", "TARGETS", "PROGRESS", "STARTED", "ENDED")
+
+
+def operation_row(operation: dict[str, Any]) -> Sequence[Any]:
+    properties = operation.get("properties") or {}
+    return (
+        operation.get("name"),
+        operation.get("status"),
+        properties.get("source"),
+        _targets(operation),
+        _progress_text(operation),
+        short_time(operation.get("startTime")),
+        short_time(operation.get("endTime")),
+    )
+
+
+def follow_up(registry: str, operation_id: str) -> str:
+    return f"transship import show --name {registry} {operation_id}"
+
+
+class ImportGroup(click.Group):
+    """`transship import` runs an import; `transship import list|show|cancel` manage them."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "--name REGISTRY --source SOURCE [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "list|show|cancel --name REGISTRY …", prefix="   or: ")
+
+
+@click.group(
+    name="import",
+    cls=ImportGroup,
+    invoke_without_command=True,
+    context_settings=CONTEXT,
+    subcommand_metavar="list|show|cancel …",
+)
+@click.option("--name", "-n", "registry", metavar="REGISTRY", help="Registry to import into.")
+@click.option(
+    "--source",
+    metavar="SOURCE",
+    help="The image to import: <registry-host>/<repository>[:tag|@digest] "
+    "(docker.io, mcr.microsoft.com, any registry, or a login server of this service); "
+    "with --registry, just <repository>[:tag|@digest].",
+)
+@click.option(
+    "--image",
+    "-t",
+    "images",
+    multiple=True,
+    metavar="REPO[:TAG]",
+    help="Target repository and tag; repeat for several tags. Default: the source's "
+    "repository and tag.",
+)
+@click.option(
+    "--repository",
+    "repositories",
+    multiple=True,
+    metavar="REPO",
+    help="Import the manifest(s) into this repository without a tag; repeatable.",
+)
+@click.option(
+    "--registry",
+    "-r",
+    "source_registry",
+    metavar="ID|NAME|LOGIN_SERVER",
+    help="The source registry when it is a registry of this service: its resource ID, name "
+    "or login server. --source then names only the repository and tag.",
+)
+@click.option("--username", "-u", metavar="USER", help="User name for the source registry.")
+@click.option(
+    "--password",
+    "-p",
+    metavar="PASSWORD",
+    help="Password or token for the source registry (user name optional).",
+)
+@click.option("--force", is_flag=True, help="Overwrite target tags that already exist.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Start the import and print its operation without waiting for it to finish.",
+)
+@resource_group_option
+@output_option
+@click.pass_context
+@service_command
+def import_(
+    ctx: click.Context,
+    registry: str | None,
+    source: str | None,
+    images: tuple[str, ...],
+    repositories: tuple[str, ...],
+    source_registry: str | None,
+    username: str | None,
+    password: str | None,
+    force: bool,
+    no_wait: bool,
+    resource_group: str | None,
+    output: str,
+) -> None:
+    """Import an image into a registry, server side (az acr import).
+
+    The server pulls the image itself — every platform of a multi-arch index — by tag or
+    by digest; nothing passes through this machine. The command waits for the import and
+    shows its progress (bytes, blobs and manifests) on stderr; Ctrl-C stops waiting but
+    the import carries on (follow it with `transship import show`).
+
+    \b
+    Examples:
+      Import a multi-arch image from Docker Hub:
+        transship import --name myregistry --source docker.io/library/hello-world:latest --image hello-world:latest
+      Import from Docker Hub with your Docker Hub credentials:
+        transship import --name myregistry --source docker.io/tensorflow/tensorflow:latest-gpu --image tensorflow:latest-gpu --username <user> --password <token>
+      Import from Microsoft Container Registry:
+        transship import --name myregistry --source mcr.microsoft.com/windows/servercore:ltsc2019 --image servercore:ltsc2019
+      Import from another registry of this service, by its login server:
+        transship import --name myregistry --source mysourceregistry.<suffix>/aci-helloworld:latest --image aci-helloworld:latest
+      Import from another registry of this service, by its resource ID:
+        transship import --name myregistry --source aci-helloworld:latest --image aci-helloworld:latest --registry /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ContainerRegistry/registries/mysourceregistry
+      Import by manifest digest (the target tag defaults to the repository name, i.e. latest):
+        transship import --name myregistry --source mysourceregistry.<suffix>/aci-helloworld@sha256:<digest>
+      Import from a private registry with credentials:
+        transship import --name myregistry --source sourceregistry.example.com/sourcerepo:tag --image targetimage:tag --username <user> --password <password>
+      Import without tagging, overwriting nothing, and return at once:
+        transship import --name myregistry --source docker.io/library/alpine:3.20 --repository alpine --no-wait
+
+    Subcommands list, show and cancel manage import operations.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not registry or not source:
+        missing = " and ".join(
+            flag for flag, value in (("--name", registry), ("--source", source)) if not value
+        )
+        raise click.UsageError(f"missing {missing} (see transship import --help)")
+    management = api()
+    parameters = build_parameters(
+        source,
+        registries=management.list_registries,
+        source_registry=source_registry,
+        username=username,
+        password=password,
+        images=images,
+        repositories=repositories,
+        force=force,
+    )
+    accepted = management.import_image(registry, parameters, resource_group)
+    operation = accepted.json()
+    if not isinstance(operation, dict):
+        operation = {}
+    status_url = accepted.header("Azure-AsyncOperation")
+    result_url = accepted.header("Location")
+    operation_id = operation_id_of(operation, status_url, result_url)
+
+    if accepted.status == 200 and not status_url and not result_url:
+        operation = {**operation, "status": operation.get("status") or "Succeeded"}
+    elif no_wait:
+        if output == JSON:
+            emit_json({**operation, "azureAsyncOperation": status_url, "location": result_url})
+        else:
+            click.echo(f"Import started: operation {operation_id} ({operation.get('status', 'InProgress')})")
+            if status_url:
+                click.echo(f"Status: {management.http.absolute(status_url)}")
+            click.echo(f"Follow it with: {follow_up(registry, operation_id)}")
+        return
+    else:
+        try:
+            with ImportProgress(stderr_console(), source) as progress:
+                operation = wait(management, accepted, operation, progress)
+        except KeyboardInterrupt:
+            info(
+                f"\nStopped waiting; the import {operation_id} continues on the server.\n"
+                f"Follow it with: {follow_up(registry, operation_id)}"
+            )
+            ctx.exit(EXIT_INTERRUPTED)
+    report(operation, registry, operation_id, output)
+
+
+def report(operation: dict[str, Any], registry: str, operation_id: str, output: str) -> None:
+    """Print the outcome; raise CommandFailed (exit 1) unless it succeeded."""
+    status = status_of(operation)
+    if output == JSON:
+        emit_json(operation)
+    if status == "succeeded":
+        if output != JSON:
+            c = Counters.of(operation)
+            properties = operation.get("properties") or {}
+            targets = _targets(operation) or properties.get("targetTags") or []
+            source = properties.get("source") or "the image"
+            click.echo(f"Imported {source} into {registry}: {', '.join(targets)}")
+            seconds = _seconds(operation)
+            took = f" in {seconds:.1f} s" if seconds is not None else ""
+            click.echo(
+                f"{plural(c.manifests_total, 'manifest')}, {plural(c.blobs_total, 'blob')}, "
+                f"{human_bytes(c.bytes_total)}{took} (operation {operation_id})"
+            )
+        return
+    error = operation.get("error") or {}
+    details = [*failure_details(operation), f"Operation: {operation_id} ({follow_up(registry, operation_id)})"]
+    if status == "canceled":
+        raise CommandFailed(
+            error.get("message") or "The import was canceled.",
+            code=error.get("code") or "OperationCanceled",
+            details=details,
+        )
+    raise CommandFailed(
+        error.get("message") or f"The import ended with status {operation.get('status')!r}.",
+        code=error.get("code") or "ImportFailed",
+        details=details,
+    )
+
+
+def _registry_check(operation: dict[str, Any], registry: str, operation_id: str) -> None:
+    owner = (operation.get("properties") or {}).get("registry")
+    if isinstance(owner, str) and owner and owner.lower() != registry.lower():
+        raise CommandFailed(
+            f"Operation {operation_id} is an import into registry {owner!r}, not {registry!r}.",
+            code="OperationNotFound",
+        )
+
+
+def _show_operation(operation: dict[str, Any], output: str) -> None:
+    emit(output, operation, OPERATION_COLUMNS, lambda o: [operation_row(o)])
+    if output != JSON and operation.get("error"):
+        error = operation["error"]
+        click.echo(f"Error: ({error.get('code')}) {error.get('message')}")
+        for line in failure_details(operation):
+            click.echo(line)
+
+
+@import_.command(name="list", context_settings=CONTEXT)
+@name_option
+@resource_group_option
+@output_option
+@service_command
+def list_imports(registry: str, resource_group: str | None, output: str) -> None:
+    """List a registry's import operations, newest first.
+
+    \b
+    Examples:
+      transship import list --name myregistry
+      transship import list --name myregistry -o json
+    """
+    operations = api().list_imports(registry, resource_group)
+    emit(
+        output,
+        operations,
+        OPERATION_COLUMNS,
+        lambda ops: [operation_row(o) for o in ops],
+        empty="No imports.",
+    )
+
+
+@import_.command(context_settings=CONTEXT)
+@name_option
+@click.argument("operation_id", metavar="OPERATION_ID")
+@output_option
+@service_command
+def show(registry: str, operation_id: str, output: str) -> None:
+    """Show an import operation: status, progress and, if it failed, why.
+
+    \b
+    Examples:
+      transship import show --name myregistry 0b9c7c53-8f0e-4a55-9a0c-2a2b3c4d5e6f
+    """
+    operation = api().get_operation(operation_id)
+    _registry_check(operation, registry, operation_id)
+    _show_operation(operation, output)
+
+
+@import_.command(context_settings=CONTEXT)
+@name_option
+@click.argument("operation_id", metavar="OPERATION_ID")
+@output_option
+@service_command
+def cancel(registry: str, operation_id: str, output: str) -> None:
+    """Ask the server to cancel a queued or running import.
+
+    \b
+    Examples:
+      transship import cancel --name myregistry 0b9c7c53-8f0e-4a55-9a0c-2a2b3c4d5e6f
+    """
+    management = api()
+    _registry_check(management.get_operation(operation_id), registry, operation_id)
+    _show_operation(management.cancel_operation(operation_id), output)
+

@@ -1,0 +1,88 @@
+"""Hashing of stored credentials and encryption of secrets kept for later use."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def hash_secret(secret: str) -> str:
+    """A salted scrypt hash, self-describing: `scrypt$n$r$p$salt$hash` (base64)."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    return "$".join(
+        ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
+    )
+
+
+def verify_secret(secret: str, encoded: str) -> bool:
+    """Constant-time check of `secret` against a `hash_secret` value; False if malformed."""
+    try:
+        scheme, n, r, p, salt, expected = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            secret.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(_unb64(expected))
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, _unb64(expected))
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def write_private_file(path: Path, content: str) -> None:
+    """Create `path` with mode 0600 (never readable by others, even for an instant)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    os.chmod(path, 0o600)
+
+
+class SecretBox:
+    """Encrypts secrets at rest (upstream credentials a job keeps for resuming)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> SecretBox:
+        """Load the service key, creating it (mode 0600) on first use."""
+        if not path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process created it first
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def seal(self, plaintext: bytes) -> bytes:
+        return self._fernet.encrypt(plaintext)
+
+    def open(self, sealed: bytes) -> bytes:
+        """Raises ValueError when the data was not sealed with this key."""
+        try:
+            return self._fernet.decrypt(sealed)
+        except InvalidToken:
+            raise ValueError("sealed secret cannot be opened with this service key") from None

@@ -1,0 +1,129 @@
+"""The import engine: resolve the source, plan, copy blobs, commit. Independent of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from transship.imports.model import ImportRequest, SourceSpec
+from transship.imports.plan import ImportPlan, build_plan
+from transship.imports.ports import Credentials, ImageSource
+from transship.imports.sink import RegistrySink, StagedBlob, tag_exists_failure
+from transship.metadata.records import JobProgress
+from transship.oci.manifest import Descriptor
+
+class SourceFactory(Protocol):
+    def open(self, spec: SourceSpec, credentials: Credentials | None) -> AbstractAsyncContextManager[ImageSource]:
+        """An image source for `spec`, closed when the block exits. Raises ImportFailure
+        (step RESOLVE) when the source cannot be reached or named."""
+        ...
+
+
+@dataclass
+class Progress:
+    """Live counters of one running import; read by the job runner to persist them."""
+
+    bytes_total: int = 0
+    blobs_total: int = 0
+    manifests_total: int = 0
+    manifests_done: int = 0
+    blobs_done: int = 0
+    bytes_completed: int = 0
+    bytes_fetched_completed: int = 0
+    active: set[StagedBlob] = field(default_factory=set)
+
+    def snapshot(self) -> JobProgress:
+        in_flight = sum(blob.offset for blob in self.active)
+        return JobProgress(
+            bytes_total=self.bytes_total,
+            bytes_done=self.bytes_completed + in_flight,
+            blobs_total=self.blobs_total,
+            blobs_done=self.blobs_done,
+            manifests_total=self.manifests_total,
+            manifests_done=self.manifests_done,
+            bytes_fetched=self.bytes_fetched_completed + in_flight,
+        )
+
+
+class ImportEngine:
+    """Runs imports. One instance serves every job of the process, so two imports that need
+    the same blob fetch it once."""
+
+    def __init__(
+        self, sink: RegistrySink, sources: SourceFactory, *, blob_concurrency: int, max_manifests: int
+    ) -> None:
+        self._sink = sink
+        self._sources = sources
+        self._blob_concurrency = blob_concurrency
+        self._max_manifests = max_manifests
+        self._fetching: dict[str, asyncio.Event] = {}
+
+    async def run(
+        self,
+        job_id: str,
+        registry_id: int,
+        request: ImportRequest,
+        credentials: Credentials | None,
+        progress: Progress,
+    ) -> ImportPlan:
+        """Copy the image and move the tags. Raises ImportFailure; nothing is visible in the
+        target registry unless it returns."""
+        if not request.force:
+            taken = await self._sink.existing_tags(registry_id, request.target_tags)
+            if taken:
+                raise tag_exists_failure(taken[0])
+        async with self._sources.open(request.source, credentials) as source:
+            plan = await build_plan(source, request.source.reference, max_manifests=self._max_manifests)
+            progress.manifests_total = len(plan.manifests)
+            progress.blobs_total = len(plan.blobs)
+            progress.bytes_total = plan.total_bytes
+            await self._copy_blobs(job_id, source, plan, progress)
+        await self._sink.commit(registry_id, plan, request)
+        progress.manifests_done = len(plan.manifests)
+        return plan
+
+    async def _copy_blobs(self, job_id: str, source: ImageSource, plan: ImportPlan, progress: Progress) -> None:
+        gate = asyncio.Semaphore(self._blob_concurrency)
+
+        async def one(blob: Descriptor) -> None:
+            async with gate:
+                await self._copy_blob(job_id, source, blob, progress)
+
+        tasks = [asyncio.create_task(one(blob)) for blob in plan.blobs]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # The first failure decides; stop the other transfers and wait for their cleanup.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _copy_blob(self, job_id: str, source: ImageSource, blob: Descriptor, progress: Progress) -> None:
+        key = str(blob.digest)
+        while True:
+            if await self._sink.pin_existing(job_id, blob.digest):
+                progress.blobs_done += 1
+                progress.bytes_completed += blob.size
+                return
+            other = self._fetching.get(key)
+            if other is None:
+                break
+            await other.wait()  # another import is fetching it; then link theirs (or fetch)
+        done = asyncio.Event()
+        self._fetching[key] = done
+        staged = self._sink.staged_blob(job_id, blob.digest, blob.size)
+        progress.active.add(staged)
+        try:
+            await source.fetch_blob(blob.digest, blob.size, staged)
+            await staged.commit()
+            progress.blobs_done += 1
+            progress.bytes_completed += blob.size
+            progress.bytes_fetched_completed += staged.offset
+        finally:
+            progress.active.discard(staged)
+            del self._fetching[key]
+            done.set()
+            await staged.discard()

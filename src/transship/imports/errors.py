@@ -1,0 +1,42 @@
+"""The one failure type of the import engine: what failed, where, and whether to retry."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    RESOLVE = "resolve"
+    AUTHENTICATE = "authenticate"
+    PLAN = "plan"
+    COPY = "copy"
+    COMMIT = "commit"
+
+
+class ImportFailure(Exception):
+    """An import cannot go on.
+
+    `code` is what the operation record and the ARM error carry (e.g. `UpstreamUnauthorized`,
+    `ManifestUnknown`, `DIGEST_INVALID`, `TagAlreadyExists`); `obj` names the manifest, blob or
+    host concerned; `upstream_status` is the HTTP status the upstream answered, if any;
+    `retryable` says whether trying the same step again may succeed (the engine's retry
+    policy decides how often).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        step: Step,
+        obj: str | None = None,
+        upstream_status: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.step = step
+        self.obj = obj
+        self.upstream_status = upstream_status
+        self.retryable = retryable

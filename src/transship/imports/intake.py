@@ -1,0 +1,109 @@
+"""Turn an ImportImageParameters request into a validated ImportRequest, refusing bad input
+before any job exists (ARM 400 naming the field, 404 for an unknown source registry)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from transship.errors import ArmError
+from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.ports import Credentials
+from transship.oci.reference import ImageReference, InvalidReference, normalize_docker_hub
+from transship.registry.registries import RegistryService, parse_registry_id
+
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportParameters:
+    """The fields of ImportImageParameters, as received."""
+
+    resource_id: str | None
+    registry_uri: str | None
+    credentials_given: bool
+    username: str | None
+    password: str | None
+    source_image: str
+    target_tags: tuple[str, ...] | None
+    untagged_repositories: tuple[str, ...] | None
+    force: bool
+
+
+def _invalid(field: str, message: str) -> ArmError:
+    return ArmError(400, "InvalidParameter", message, target=field)
+
+
+async def intake(params: ImportParameters, registries: RegistryService, subscription_id: str) -> tuple[ImportRequest, Credentials | None]:
+    """Validate and resolve. Raises ArmError (400 InvalidParameter with `target`, 404)."""
+    if (params.resource_id is None) == (params.registry_uri is None):
+        raise _invalid("source", "Exactly one of source.resourceId and source.registryUri must be given.")
+    credentials = None
+    if params.credentials_given:
+        if not params.password:
+            raise _invalid("source.credentials.password", "source.credentials.password is required when credentials are given.")
+        credentials = Credentials(params.username or None, params.password)
+    try:
+        image = ImageReference.parse(params.source_image, allow_host=False)
+    except InvalidReference as exc:
+        raise _invalid("source.sourceImage", f"source.sourceImage {params.source_image!r} is not a valid image reference: {exc}") from None
+    reference = str(image.digest) if image.digest else (image.tag or "latest")
+    source = await _source(params, registries, subscription_id, image.repository, reference)
+    if source.is_local:
+        credentials = None  # the service reads its own registries directly
+    targets, untagged = _targets(params, image)
+    return ImportRequest(source, targets, untagged, params.force), credentials
+
+
+async def _source(
+    params: ImportParameters, registries: RegistryService, subscription_id: str, repository: str, reference: str
+) -> SourceSpec:
+    if params.resource_id is not None:
+        parts = parse_registry_id(params.resource_id)
+        if parts is None:
+            raise _invalid("source.resourceId", f"source.resourceId {params.resource_id!r} is not a registry resource id.")
+        sub, rg, name = parts
+        if sub != subscription_id:
+            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.", target="source.resourceId")
+        record = await registries.require(sub, rg, name)
+        return SourceSpec(None, record.id, repository, reference)
+    assert params.registry_uri is not None
+    host = params.registry_uri.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not _HOST.fullmatch(host):
+        raise _invalid("source.registryUri", f"source.registryUri {params.registry_uri!r} is not a registry host[:port].")
+    local = await registries.by_login_server(host)
+    if local is not None:
+        return SourceSpec(None, local.id, repository, reference)
+    host, repository = normalize_docker_hub(host, repository)
+    return SourceSpec(host.lower(), None, repository, reference)
+
+
+def _targets(params: ImportParameters, image: ImageReference) -> tuple[tuple[TargetTag, ...], tuple[str, ...]]:
+    source_tag = image.tag
+    tags: list[TargetTag] = []
+    untagged: list[str] = list(params.untagged_repositories or ())
+    for index, text in enumerate(params.untagged_repositories or ()):
+        try:
+            ImageReference.parse(text, allow_host=False)
+        except InvalidReference as exc:
+            raise _invalid(f"untaggedTargetRepositories[{index}]", f"{text!r} is not a valid repository: {exc}") from None
+        if ":" in text or "@" in text:
+            raise _invalid(f"untaggedTargetRepositories[{index}]", f"{text!r} must be a repository without a tag.")
+    requested = params.target_tags
+    if not requested and not params.untagged_repositories:
+        # ACR's default: the source's repository (without library/ for Docker Hub) and tag.
+        name = image.repository
+        requested = (f"{name}:{source_tag}" if source_tag else name,)
+    for index, text in enumerate(requested or ()):
+        try:
+            target = ImageReference.parse(text, allow_host=False)
+        except InvalidReference as exc:
+            raise _invalid(f"targetTags[{index}]", f"{text!r} is not a valid target: {exc}") from None
+        if target.digest is not None:
+            raise _invalid(f"targetTags[{index}]", f"{text!r} names a digest; targets are repository[:tag].")
+        tag = target.tag or source_tag
+        if tag is None:
+            untagged.append(target.repository)  # by digest with no tag to give: copy untagged
+        else:
+            tags.append(TargetTag(target.repository, tag))
+    return tuple(dict.fromkeys(tags)), tuple(dict.fromkeys(untagged))

@@ -1,0 +1,47 @@
+"""A registry of this service as an import source: manifests from metadata, blobs already
+in the shared store (so they are linked, never copied)."""
+
+from __future__ import annotations
+
+from transship.imports.errors import ImportFailure, Step
+from transship.imports.ports import BlobWriter, FetchedManifest
+from transship.metadata.queries import MetadataStore
+from transship.metadata.records import RegistryRecord
+from transship.oci.digest import Digest
+from transship.storage.base import BlobStore
+
+
+class LocalSource:
+    def __init__(self, meta: MetadataStore, store: BlobStore, registry: RegistryRecord, repository: str) -> None:
+        self._meta = meta
+        self._store = store
+        self._registry = registry
+        self._repository = repository
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        by_digest = ":" in reference
+        async with self._meta.reading() as q:
+            record = await q.manifest(self._registry.id, self._repository, reference, by_digest)
+        if record is None:
+            raise ImportFailure(
+                "ManifestUnknown",
+                f"manifest {self._repository}{'@' if by_digest else ':'}{reference} is not in registry {self._registry.name}",
+                step=Step.PLAN,
+                obj=f"{self._repository}:{reference}",
+                upstream_status=404,
+            )
+        return FetchedManifest(record.content, record.media_type, Digest.parse(record.digest))
+
+    async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
+        """Only reached when the shared store lost a blob the source still lists."""
+        async with self._meta.reading() as q:
+            visible = await q.repository_blob_size(self._registry.id, self._repository, str(digest))
+        if visible is None or await self._store.size(digest) is None:
+            raise ImportFailure(
+                "BlobUnknown",
+                f"blob {digest} is not available in {self._registry.name}/{self._repository}",
+                step=Step.COPY,
+                obj=str(digest),
+            )
+        await writer.reset()
+        await writer.append(self._store.read(digest))

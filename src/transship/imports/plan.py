@@ -1,0 +1,93 @@
+"""Walk an image from its root manifest: every child manifest and every blob to copy."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from transship.imports.errors import ImportFailure, Step
+from transship.imports.ports import FetchedManifest, ImageSource
+from transship.oci.manifest import Descriptor, ManifestError, ParsedManifest, parse_manifest
+
+MAX_INDEX_DEPTH = 8
+_PARALLEL_FETCHES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedManifest:
+    fetched: FetchedManifest
+    parsed: ParsedManifest
+
+    @property
+    def digest(self) -> str:
+        return str(self.fetched.digest)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    root: PlannedManifest
+    manifests: tuple[PlannedManifest, ...]  # children before the indexes that list them
+    blobs: tuple[Descriptor, ...]  # distinct, foreign layers excluded
+    foreign: tuple[Descriptor, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(blob.size for blob in self.blobs)
+
+
+def _parse(fetched: FetchedManifest) -> ParsedManifest:
+    try:
+        return parse_manifest(fetched.content, fetched.media_type)
+    except ManifestError as exc:
+        raise ImportFailure(
+            "InvalidManifest", f"manifest {fetched.digest} is not valid: {exc}", step=Step.PLAN, obj=str(fetched.digest)
+        ) from None
+
+
+async def build_plan(source: ImageSource, reference: str, *, max_manifests: int) -> ImportPlan:
+    """Fetch the root by tag or digest and every child by digest, nested indexes included.
+
+    Raises ImportFailure: ManifestUnknown (from the source), InvalidManifest,
+    TooManyManifests (more than `max_manifests`), IndexTooDeep.
+    """
+    fetched = await source.get_manifest(reference)
+    root = PlannedManifest(fetched, _parse(fetched))
+    ordered: list[PlannedManifest] = []
+    seen: set[str] = {root.digest}
+    gate = asyncio.Semaphore(_PARALLEL_FETCHES)
+
+    async def fetch(descriptor: Descriptor) -> PlannedManifest:
+        async with gate:
+            child = await source.get_manifest(str(descriptor.digest))
+        return PlannedManifest(child, _parse(child))
+
+    async def visit(node: PlannedManifest, depth: int) -> None:
+        if node.parsed.is_index:
+            if depth >= MAX_INDEX_DEPTH:
+                raise ImportFailure(
+                    "IndexTooDeep",
+                    f"index {node.digest} nests deeper than {MAX_INDEX_DEPTH} levels",
+                    step=Step.PLAN,
+                    obj=node.digest,
+                )
+            fresh = [d for d in node.parsed.manifests if str(d.digest) not in seen]
+            seen.update(str(d.digest) for d in fresh)
+            if len(seen) > max_manifests:
+                raise ImportFailure(
+                    "TooManyManifests",
+                    f"the image has more than {max_manifests} manifests (the import limit)",
+                    step=Step.PLAN,
+                    obj=root.digest,
+                )
+            children = await asyncio.gather(*(fetch(d) for d in fresh))
+            for child in children:
+                await visit(child, depth + 1)
+        ordered.append(node)
+
+    await visit(root, 0)
+    blobs: dict[str, Descriptor] = {}
+    foreign: dict[str, Descriptor] = {}
+    for manifest in ordered:
+        for descriptor in manifest.parsed.blobs:
+            (foreign if descriptor.is_foreign else blobs).setdefault(str(descriptor.digest), descriptor)
+    return ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()))

@@ -1,0 +1,148 @@
+"""Where imported content lands: staged, verified blobs pinned for the job, then one
+transaction that links blobs, stores manifests bottom-up and moves tags."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+from transship.imports.errors import ImportFailure, Step
+from transship.imports.model import ImportRequest, TargetTag
+from transship.imports.plan import ImportPlan
+from transship.metadata.jobs import JobQueries
+from transship.metadata.queries import BlobMissing, MetadataStore
+from transship.oci.digest import Digest, Hasher, new_hasher
+from transship.registry.manifests import store_manifest
+from transship.storage.base import BlobStore
+
+
+def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFailure:
+    return ImportFailure(
+        "TagAlreadyExists", f"Tag {target} already exists in target registry.", step=step, obj=str(target)
+    )
+
+
+class _Counter:
+    """Hashes and counts what was written; read from the event loop for progress."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
+        self.count = 0
+
+    def update(self, data: bytes, /) -> None:
+        self.hasher.update(data)
+        self.count += len(data)
+
+
+class StagedBlob:
+    """A BlobWriter into a staging area; `commit` verifies size and digest, then records
+    the blob pinned to the job (visible to no repository until the import commits)."""
+
+    def __init__(self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int) -> None:
+        self._meta = meta
+        self._store = store
+        self._job_id = job_id
+        self.digest = digest
+        self.size = size
+        self._staging = uuid.uuid4().hex
+        self._counter = _Counter(new_hasher(digest.algorithm))
+        self._created = False
+
+    @property
+    def offset(self) -> int:
+        return self._counter.count
+
+    async def append(self, chunks: AsyncIterator[bytes]) -> None:
+        if not self._created:
+            await self._store.create_staging(self._staging)
+            self._created = True
+        await self._store.append_staging(self._staging, chunks, self._counter)
+
+    async def reset(self) -> None:
+        if self._created:
+            await self._store.truncate_staging(self._staging, 0)
+        self._counter = _Counter(new_hasher(self.digest.algorithm))
+
+    async def commit(self) -> None:
+        """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob."""
+        if self.offset != self.size:
+            raise ImportFailure(
+                "SIZE_INVALID",
+                f"upstream sent {self.offset} bytes for blob {self.digest}, expected {self.size}",
+                step=Step.COPY,
+                obj=str(self.digest),
+            )
+        actual = self._counter.hasher.hexdigest()
+        if actual != self.digest.encoded:
+            raise ImportFailure(
+                "DIGEST_INVALID",
+                f"upstream sent content with digest {self.digest.algorithm}:{actual} for blob {self.digest}",
+                step=Step.COPY,
+                obj=str(self.digest),
+            )
+        if not self._created:  # an empty blob
+            await self._store.create_staging(self._staging)
+            self._created = True
+        await self._store.sync_staging(self._staging)
+        async with self._meta.writing() as q:
+            await q.record_blob(str(self.digest), self.size)
+            await JobQueries(q.conn).pin_blob(self._job_id, str(self.digest))
+            await self._store.commit_staging(self._staging, self.digest)
+
+    async def discard(self) -> None:
+        if self._created:
+            await self._store.delete_staging(self._staging)
+            self._created = False
+
+
+class RegistrySink:
+    def __init__(self, meta: MetadataStore, store: BlobStore) -> None:
+        self._meta = meta
+        self._store = store
+
+    async def existing_tags(self, registry_id: int, targets: Sequence[TargetTag]) -> list[TargetTag]:
+        found = []
+        async with self._meta.reading() as q:
+            for target in targets:
+                repo_id = await q.repository_id(registry_id, target.repository)
+                if repo_id is not None and await q.tag_digest(repo_id, target.tag) is not None:
+                    found.append(target)
+        return found
+
+    async def pin_existing(self, job_id: str, digest: Digest) -> bool:
+        """Pin a blob the service already holds (so it is linked, not fetched). False when
+        the service does not have it (or its file is gone)."""
+        if await self._store.size(digest) is None:
+            return False
+        async with self._meta.writing() as q:
+            if await q.blob_size(str(digest)) is None:
+                return False
+            return await JobQueries(q.conn).pin_blob(job_id, str(digest))
+
+    def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
+        return StagedBlob(self._meta, self._store, job_id, digest, size)
+
+    async def commit(self, registry_id: int, plan: ImportPlan, request: ImportRequest) -> None:
+        """Make the image visible in every target repository and move the tags, in one
+        transaction. Raises ImportFailure TagAlreadyExists (NoForce) or BlobMissing."""
+        async with self._meta.writing() as q:
+            repository_ids: dict[str, int] = {}
+            for repository in request.target_repositories:
+                repo_id = await q.ensure_repository(registry_id, repository)
+                await q.lock_repository(repo_id, exclusive=False)
+                repository_ids[repository] = repo_id
+                for blob in plan.blobs:
+                    try:
+                        await q.link_blob(repo_id, str(blob.digest))
+                    except BlobMissing:
+                        raise ImportFailure(
+                            "BlobMissing", f"blob {blob.digest} vanished before the import committed",
+                            step=Step.COMMIT, obj=str(blob.digest), retryable=True,
+                        ) from None
+                for manifest in plan.manifests:
+                    await store_manifest(q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed)
+            for target in request.target_tags:
+                repo_id = repository_ids[target.repository]
+                if not request.force and await q.tag_digest(repo_id, target.tag) is not None:
+                    raise tag_exists_failure(target, Step.COMMIT)
+                await q.set_tag(repo_id, target.tag, plan.root.digest)

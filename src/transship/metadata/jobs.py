@@ -1,0 +1,181 @@
+"""Queries over import jobs and the blob pins they hold."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from transship.metadata import schema as s
+from transship.metadata.queries import QueryScope, as_utc, utcnow
+from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "canceled")
+
+
+def _opt_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+class JobQueries(QueryScope):
+    @staticmethod
+    def _job(row: Row[Any]) -> ImportJobRecord:
+        return ImportJobRecord(
+            id=row.id,
+            registry_id=row.registry_id,
+            request=row.request,
+            credentials=row.credentials,
+            state=row.state,
+            bytes_total=row.bytes_total,
+            bytes_done=row.bytes_done,
+            blobs_total=row.blobs_total,
+            blobs_done=row.blobs_done,
+            manifests_total=row.manifests_total,
+            manifests_done=row.manifests_done,
+            bytes_fetched=row.bytes_fetched,
+            error_code=row.error_code,
+            error_message=row.error_message,
+            error_step=row.error_step,
+            error_object=row.error_object,
+            error_upstream_status=row.error_upstream_status,
+            cancel_requested=row.cancel_requested,
+            attempts=row.attempts,
+            created_at=as_utc(row.created_at),
+            started_at=_opt_utc(row.started_at),
+            ended_at=_opt_utc(row.ended_at),
+        )
+
+    async def create_job(self, job_id: str, registry_id: int, request: str, credentials: bytes | None) -> None:
+        await self._exec(
+            insert(s.import_jobs).values(
+                id=job_id,
+                registry_id=registry_id,
+                request=request,
+                credentials=credentials,
+                state="queued",
+                cancel_requested=False,
+                attempts=0,
+                created_at=utcnow(),
+            )
+        )
+
+    async def job(self, job_id: str) -> ImportJobRecord | None:
+        row = (await self._exec(select(s.import_jobs).where(s.import_jobs.c.id == job_id))).first()
+        return None if row is None else self._job(row)
+
+    async def jobs_of(self, registry_id: int, limit: int = 100) -> list[ImportJobRecord]:
+        j = s.import_jobs
+        rows = await self._exec(
+            select(j).where(j.c.registry_id == registry_id).order_by(j.c.created_at.desc()).limit(limit)
+        )
+        return [self._job(r) for r in rows]
+
+    async def claim_job(self, owner: str, lease: timedelta) -> ImportJobRecord | None:
+        """Take the oldest queued job, or a running one whose owner stopped renewing its lease
+        (a crashed process). Returns it as running, or None."""
+        j, now = s.import_jobs, utcnow()
+        claimable = (j.c.state == "queued") | (
+            (j.c.state == "running") & (or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now))
+        )
+        candidate = (
+            await self._exec(select(j.c.id).where(claimable).order_by(j.c.created_at).limit(1))
+        ).scalar()
+        if candidate is None:
+            return None
+        result = await self._exec(
+            update(j)
+            .where(j.c.id == candidate, claimable)
+            .values(
+                state="running",
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+                attempts=j.c.attempts + 1,
+                started_at=now,
+            )
+        )
+        if not result.rowcount:
+            return None  # another process claimed it between the two statements
+        return await self.job(candidate)
+
+    async def renew_lease(self, job_id: str, owner: str, lease: timedelta, progress: JobProgress) -> bool:
+        """Extend the lease and record progress; False if the job is no longer ours."""
+        j = s.import_jobs
+        result = await self._exec(
+            update(j)
+            .where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running")
+            .values(lease_expires_at=utcnow() + lease, **asdict(progress))
+        )
+        return bool(result.rowcount)
+
+    async def finish_job(
+        self, job_id: str, owner: str, state: str, progress: JobProgress, failure: JobFailure | None = None
+    ) -> bool:
+        """Record the outcome and forget the credentials. False if the job is no longer ours."""
+        j = s.import_jobs
+        values: dict[str, Any] = {
+            "state": state,
+            "ended_at": utcnow(),
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "credentials": None,
+            **asdict(progress),
+        }
+        if failure is not None:
+            values.update(
+                error_code=failure.code,
+                error_message=failure.message,
+                error_step=failure.step,
+                error_object=failure.obj,
+                error_upstream_status=failure.upstream_status,
+            )
+        result = await self._exec(
+            update(j).where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running").values(**values)
+        )
+        if not result.rowcount:
+            return False
+        await self._exec(delete(s.blob_pins).where(s.blob_pins.c.job_id == job_id))
+        return True
+
+    async def release_job(self, job_id: str, owner: str) -> None:
+        """Hand a running job back to the queue (a graceful shutdown)."""
+        j = s.import_jobs
+        await self._exec(
+            update(j)
+            .where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running")
+            .values(state="queued", lease_owner=None, lease_expires_at=None)
+        )
+
+    async def request_cancel(self, job_id: str) -> ImportJobRecord | None:
+        """Ask a job to stop. A queued job is canceled at once; a running one when its runner
+        next looks. Returns the job after the change (None if unknown)."""
+        j = s.import_jobs
+        await self._exec(
+            update(j)
+            .where(j.c.id == job_id, j.c.state == "queued")
+            .values(state="canceled", ended_at=utcnow(), credentials=None, cancel_requested=True)
+        )
+        await self._exec(update(j).where(j.c.id == job_id, j.c.state == "running").values(cancel_requested=True))
+        return await self.job(job_id)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        j = s.import_jobs
+        return bool((await self._exec(select(j.c.cancel_requested).where(j.c.id == job_id))).scalar())
+
+    async def pin_blob(self, job_id: str, digest: str) -> bool:
+        """Keep a blob from garbage collection while the job runs; False if the blob is gone."""
+        try:
+            async with self._nested():
+                await self._insert_ignore(s.blob_pins, {"job_id": job_id, "digest": digest}, ["job_id", "digest"])
+        except IntegrityError:
+            return False
+        return True
+
+    async def stuck_jobs(self, before: datetime) -> list[ImportJobRecord]:
+        """Running jobs whose lease expired before `before` (for `transship check`)."""
+        j = s.import_jobs
+        rows = await self._exec(select(j).where(j.c.state == "running", j.c.lease_expires_at < before))
+        return [self._job(r) for r in rows]

@@ -1,0 +1,118 @@
+"""Registries of the service: create, look up, list, delete."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.exc import IntegrityError
+
+from transship.errors import ArmError
+from transship.metadata.queries import MetadataStore
+from transship.metadata.records import RegistryRecord
+
+# ACR's rule: 5 to 50 alphanumerics. The default registry keeps its historical name.
+_NAME = re.compile(r"[A-Za-z0-9]{5,50}")
+
+
+def not_found(name: str, resource_group: str) -> ArmError:
+    return ArmError(
+        404,
+        "ResourceNotFound",
+        f"The Resource 'Microsoft.ContainerRegistry/registries/{name}' under resource group '{resource_group}' was not found.",
+    )
+
+
+class RegistryService:
+    def __init__(self, meta: MetadataStore, login_server_suffix: str) -> None:
+        self._meta = meta
+        self._suffix = login_server_suffix
+
+    def login_server_for(self, name: str) -> str:
+        return f"{name.lower()}.{self._suffix}"
+
+    async def create(
+        self, subscription_id: str, resource_group: str, name: str, location: str, login_server: str | None = None
+    ) -> tuple[RegistryRecord, bool]:
+        """Create (or return the existing) registry; the bool says whether it is new.
+
+        Raises ArmError 400 InvalidRegistryName, 409 for a name or login server taken
+        elsewhere.
+        """
+        if not _NAME.fullmatch(name):
+            raise ArmError(
+                400, "InvalidRegistryName", f"Registry name {name!r} must be 5-50 alphanumeric characters.", target="name"
+            )
+        existing = await self.get(name)
+        if existing is not None:
+            if (existing.subscription_id, existing.resource_group) != (subscription_id, resource_group):
+                raise ArmError(409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name")
+            return existing, False
+        try:
+            async with self._meta.writing() as q:
+                record = await q.create_registry(
+                    name, (login_server or self.login_server_for(name)).lower(), subscription_id, resource_group, location
+                )
+        except IntegrityError:
+            raise ArmError(
+                409, "AlreadyInUse", f"The registry name {name} or its login server is already in use.", target="name"
+            ) from None
+        return record, True
+
+    async def get(self, name: str) -> RegistryRecord | None:
+        async with self._meta.reading() as q:
+            for record in await q.registries():
+                if record.name.lower() == name.lower():
+                    return record
+        return None
+
+    async def require(self, subscription_id: str, resource_group: str, name: str) -> RegistryRecord:
+        """The registry at that ARM address. Raises ArmError 404 ResourceNotFound."""
+        record = await self.get(name)
+        if (
+            record is None
+            or record.subscription_id != subscription_id
+            or (record.resource_group or "").lower() != resource_group.lower()
+        ):
+            raise not_found(name, resource_group)
+        return record
+
+    async def by_login_server(self, login_server: str) -> RegistryRecord | None:
+        async with self._meta.reading() as q:
+            return await q.registry_by_login_server(login_server)
+
+    async def list(self, subscription_id: str, resource_group: str | None = None) -> list[RegistryRecord]:
+        async with self._meta.reading() as q:
+            records = await q.registries()
+        return [
+            r
+            for r in records
+            if r.subscription_id == subscription_id
+            and (resource_group is None or (r.resource_group or "").lower() == resource_group.lower())
+        ]
+
+    async def delete(self, record: RegistryRecord) -> None:
+        """Delete a registry with its repositories; blobs go when garbage collection finds
+        them unreferenced. Raises ArmError 409 for the default registry."""
+        if record.is_default:
+            raise ArmError(409, "DefaultRegistry", "The default registry serves unknown hosts and cannot be deleted.")
+        async with self._meta.writing() as q:
+            await q.delete_registry(record.id)
+
+
+_ARM_ID = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerRegistry/registries/(?P<name>[^/]+)/?",
+    re.IGNORECASE,
+)
+
+
+def parse_registry_id(resource_id: str) -> tuple[str, str, str] | None:
+    """(subscription, resource group, name) of a registry's ARM id, or None if malformed."""
+    found = _ARM_ID.fullmatch(resource_id.strip())
+    return None if found is None else (found["sub"], found["rg"], found["name"])
+
+
+def registry_id_of(record: RegistryRecord) -> str:
+    return (
+        f"/subscriptions/{record.subscription_id}/resourceGroups/{record.resource_group}"
+        f"/providers/Microsoft.ContainerRegistry/registries/{record.name}"
+    )
