@@ -3,6 +3,7 @@ no partial blob, no dangling tag, and every acknowledged push intact."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -121,7 +122,7 @@ def test_kill_9_during_pushes_leaves_consistent_state(tmp_path: Path, database_u
     try:
         for _ in range(kills):
             stop = threading.Event()
-            pushers, threads = in_threads(4, lambda i: Pusher(server.url, i, stop))
+            pushers, threads = in_threads(4, lambda i, stop=stop: Pusher(server.url, i, stop))
             time.sleep(rng.uniform(0.8, 2.0))
             server.kill9()
             stop.set()
@@ -179,7 +180,5 @@ def test_kill_9_mid_upload_leaves_no_partial_blob(tmp_path: Path, database_url: 
 
 
 def _ignore_errors(action: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(requests.RequestException):
         action()
-    except requests.RequestException:
-        pass

@@ -470,7 +470,7 @@ async def test_invalid_repository_names(reg: RunningRegistry) -> None:
 # -- deletes ---------------------------------------------------------------------------------
 async def test_delete_by_tag_removes_only_the_tag(reg: RunningRegistry) -> None:
     digest, body, _ = await reg.push_image("del", "keep")
-    async with reg.request("PUT", f"/v2/del/manifests/drop", data=body, headers={"Content-Type": OCI_MANIFEST}) as r:
+    async with reg.request("PUT", "/v2/del/manifests/drop", data=body, headers={"Content-Type": OCI_MANIFEST}) as r:
         assert r.status == 201
     async with reg.request("DELETE", "/v2/del/manifests/drop") as r:
         assert r.status == 202
@@ -615,7 +615,7 @@ async def test_registries_are_routed_by_host_and_share_blob_bytes(reg: RunningRe
     async with reg.services.meta.writing() as q:
         await q.create_registry("second", "second.localhost:5000")
     await reg.services.resolver.refresh()
-    digest, _, blobs = await reg.push_image("shared", "v1")
+    _digest, _, blobs = await reg.push_image("shared", "v1")
     other = {"Host": "second.localhost:5000"}
     async with reg.request("GET", "/v2/shared/manifests/v1", headers=other) as r:
         assert r.status == 404

@@ -6,7 +6,6 @@ Transship into another registry with the same digests."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +15,14 @@ import pytest
 from tests.integration.conftest import TARGET, ImportEnvFactory, insecure, small_index
 from tests.peers.clients import Skopeo
 from tests.peers.distribution import DistributionRegistry
-from tests.peers.images import BuiltIndex, OciLayout, build_docker_list_with_foreign_layer, build_image, push_layout_http
+from tests.peers.images import (
+    BuiltIndex,
+    OciLayout,
+    build_docker_list_with_foreign_layer,
+    build_image,
+    push_layout_http,
+    sha256_digest,
+)
 from tests.support.imports import (
     assert_copies_out,
     assert_failed,
@@ -29,10 +35,6 @@ from tests.support.upstream_proxy import UpstreamProxy
 ProxyFactory = Callable[[str], Awaitable[UpstreamProxy]]
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 async def test_multi_arch_index_by_tag(
     import_env: ImportEnvFactory,
     database_url: str | None,
@@ -43,7 +45,11 @@ async def test_multi_arch_index_by_tag(
 ) -> None:
     env = await import_env(database_url, upstreams=insecure(distribution_anon.host))
     final = await env.run_import(
-        {"source": {"registryUri": distribution_anon.host, "sourceImage": "team/app:v1"}, "targetTags": ["app:v1"], "mode": "NoForce"}
+        {
+            "source": {"registryUri": distribution_anon.host, "sourceImage": "team/app:v1"},
+            "targetTags": ["app:v1"],
+            "mode": "NoForce",
+        }
     )
     progress = assert_succeeded(final)
     assert progress["manifestsTotal"] == 4
@@ -51,9 +57,11 @@ async def test_multi_arch_index_by_tag(
     assert progress["bytesTotal"] == progress["bytesFetched"] == upstream_index.blob_bytes
     for digest in upstream_index.blob_digests:
         got = await env.blob("app", digest)
-        assert got.status == 200 and sha256(got.body) == digest
+        assert got.status == 200 and sha256_digest(got.body) == digest
     await assert_served_as_built(skopeo, env.login_server, "app", "v1", upstream_index)
-    await assert_copies_out(skopeo, env.login_server, "app", "v1", spare_registry.host, upstream_index)
+    await assert_copies_out(
+        skopeo, env.login_server, "app", "v1", spare_registry.host, upstream_index
+    )
     await env.assert_consistent()
 
 
@@ -71,14 +79,24 @@ async def test_multi_arch_index_by_digest_ignores_where_the_tag_moved(
     push_layout_http(other, distribution_anon.url, "team/app", "v1")
     env = await import_env(database_url, upstreams=insecure(distribution_anon.host))
     final = await env.run_import(
-        {"source": {"registryUri": distribution_anon.host, "sourceImage": f"team/app@{upstream_index.digest}"}, "targetTags": ["app:pinned"]}
+        {
+            "source": {
+                "registryUri": distribution_anon.host,
+                "sourceImage": f"team/app@{upstream_index.digest}",
+            },
+            "targetTags": ["app:pinned"],
+        }
     )
     assert_succeeded(final)
     assert final["properties"]["source"].endswith(f"team/app@{upstream_index.digest}")
     await assert_served_as_built(skopeo, env.login_server, "app", "pinned", upstream_index)
-    await assert_served_as_built(skopeo, env.login_server, "app", upstream_index.digest, upstream_index)
+    await assert_served_as_built(
+        skopeo, env.login_server, "app", upstream_index.digest, upstream_index
+    )
     assert (await env.manifest("app", other.digest)).status == 404
-    await assert_copies_out(skopeo, env.login_server, "app", "pinned", spare_registry.host, upstream_index)
+    await assert_copies_out(
+        skopeo, env.login_server, "app", "pinned", spare_registry.host, upstream_index
+    )
 
 
 async def test_docker_manifest_list_with_windows_foreign_layer(
@@ -96,7 +114,10 @@ async def test_docker_manifest_list_with_windows_foreign_layer(
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(database_url, upstreams=insecure(proxy.host))
     final = await env.run_import(
-        {"source": {"registryUri": proxy.host, "sourceImage": "windows/servercore:ltsc2019"}, "targetTags": ["servercore:ltsc2019"]}
+        {
+            "source": {"registryUri": proxy.host, "sourceImage": "windows/servercore:ltsc2019"},
+            "targetTags": ["servercore:ltsc2019"],
+        }
     )
     progress = assert_succeeded(final)
     # Recorded (the manifests describe it, byte for byte) but never fetched nor stored.
@@ -110,18 +131,25 @@ async def test_docker_manifest_list_with_windows_foreign_layer(
     windows = json.loads((await env.manifest("servercore", built.children[0].digest)).body)
     assert windows["layers"][0]["urls"] == list(foreign.urls)
     await assert_served_as_built(skopeo, env.login_server, "servercore", "ltsc2019", built)
-    await assert_copies_out(skopeo, env.login_server, "servercore", "ltsc2019", spare_registry.host, built)
+    await assert_copies_out(
+        skopeo, env.login_server, "servercore", "ltsc2019", spare_registry.host, built
+    )
     await env.assert_consistent()
 
 
 async def test_docker_hub_short_name_lands_without_library_prefix(
-    tmp_path: Path, import_env: ImportEnvFactory, distribution_anon: DistributionRegistry, upstream_proxy: ProxyFactory
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
 ) -> None:
     image = build_image(OciLayout(tmp_path / "hello"), seed="hello-world", layer_sizes=(3000,))
     push_layout_http(image, distribution_anon.url, "library/hello-world", "latest")
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(upstreams={"docker.io": {"endpoint": proxy.url, "insecure": True}})
-    final = await env.run_import({"source": {"registryUri": "docker.io", "sourceImage": "hello-world"}})
+    final = await env.run_import(
+        {"source": {"registryUri": "docker.io", "sourceImage": "hello-world"}}
+    )
     assert_succeeded(final)
     assert final["properties"]["targetTags"] == ["hello-world:latest"]
     assert proxy.requests_to("/v2/library/hello-world/manifests/latest")
@@ -132,7 +160,9 @@ async def test_docker_hub_short_name_lands_without_library_prefix(
 
 
 async def test_several_target_tags_and_untagged_repositories(
-    import_env: ImportEnvFactory, distribution_anon: DistributionRegistry, upstream_index: BuiltIndex
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_index: BuiltIndex,
 ) -> None:
     env = await import_env(upstreams=insecure(distribution_anon.host))
     final = await env.run_import(
@@ -143,18 +173,31 @@ async def test_several_target_tags_and_untagged_repositories(
         }
     )
     assert_succeeded(final)
-    assert final["properties"]["targetTags"] == ["app:v1", "app:stable", "mirror/app:latest", "copy/app:v1"]
+    assert final["properties"]["targetTags"] == [
+        "app:v1",
+        "app:stable",
+        "mirror/app:latest",
+        "copy/app:v1",
+    ]
     assert final["properties"]["untaggedTargetRepositories"] == ["archive/app"]
     assert sorted(await env.tags("app") or []) == ["stable", "v1"]
     assert await env.tags("mirror/app") == ["latest"]
     assert await env.tags("copy/app") == ["v1"]  # a target without a tag takes the source's
     assert await env.tags("archive/app") == []
-    for repository, reference in (("app", "v1"), ("app", "stable"), ("mirror/app", "latest"), ("copy/app", "v1")):
+    for repository, reference in (
+        ("app", "v1"),
+        ("app", "stable"),
+        ("mirror/app", "latest"),
+        ("copy/app", "v1"),
+    ):
         got = await env.manifest(repository, reference)
         assert got.status == 200 and got.body == upstream_index.index_bytes, (repository, reference)
     for repository in ("app", "mirror/app", "copy/app", "archive/app"):
         for child in upstream_index.children:
-            assert (await env.manifest(repository, child.digest)).status == 200, (repository, child.digest)
+            assert (await env.manifest(repository, child.digest)).status == 200, (
+                repository,
+                child.digest,
+            )
         for digest in upstream_index.blob_digests:
             assert (await env.blob(repository, digest)).status == 200, (repository, digest)
     archived = await env.manifest("archive/app", upstream_index.digest)
@@ -163,11 +206,16 @@ async def test_several_target_tags_and_untagged_repositories(
 
 @pytest.mark.parametrize("by", ["tag", "digest"])
 async def test_default_target_is_the_source_repository(
-    by: str, import_env: ImportEnvFactory, distribution_anon: DistributionRegistry, upstream_index: BuiltIndex
+    by: str,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_index: BuiltIndex,
 ) -> None:
     env = await import_env(upstreams=insecure(distribution_anon.host))
     reference = ":v1" if by == "tag" else f"@{upstream_index.digest}"
-    final = await env.run_import({"source": {"registryUri": distribution_anon.host, "sourceImage": f"team/app{reference}"}})
+    final = await env.run_import(
+        {"source": {"registryUri": distribution_anon.host, "sourceImage": f"team/app{reference}"}}
+    )
     assert_succeeded(final)
     if by == "tag":
         assert final["properties"]["targetTags"] == ["team/app:v1"]
@@ -181,13 +229,21 @@ async def test_default_target_is_the_source_repository(
 
 
 async def test_more_manifests_than_the_limit_fails_before_copying(
-    tmp_path: Path, import_env: ImportEnvFactory, distribution_anon: DistributionRegistry, upstream_proxy: ProxyFactory
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
 ) -> None:
     index = small_index(tmp_path)  # an index and 3 platforms: 4 manifests
     push_layout_http(index, distribution_anon.url, "team/app", "v1")
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(upstreams=insecure(proxy.host), import_max_manifests=2)
-    final = await env.run_import({"source": {"registryUri": proxy.host, "sourceImage": "team/app:v1"}, "targetTags": ["app:v1"]})
+    final = await env.run_import(
+        {
+            "source": {"registryUri": proxy.host, "sourceImage": "team/app:v1"},
+            "targetTags": ["app:v1"],
+        }
+    )
     assert_failed(final, "TooManyManifests")
     assert final["properties"]["failure"]["step"] == "plan"
     assert proxy.blob_requests() == []

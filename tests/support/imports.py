@@ -81,7 +81,9 @@ class Management:
     @classmethod
     async def remote(cls, url: str, http: aiohttp.ClientSession, data_dir: Path) -> Management:
         """Management of a server reached only over HTTP (identity from /transship/v1/info)."""
-        async with http.get(f"{url}/transship/v1/info", headers={"Authorization": admin_authorization(data_dir)}) as r:
+        async with http.get(
+            f"{url}/transship/v1/info", headers={"Authorization": admin_authorization(data_dir)}
+        ) as r:
             assert r.status == 200, await r.text()
             info = await r.json()
         return cls(
@@ -146,8 +148,12 @@ class Management:
 
     # -- imports -------------------------------------------------------------------------
     async def start_import(self, registry: str, body: dict[str, Any]) -> Operation:
-        status, payload, headers = await self.call("POST", f"{self.base}/{registry}/importImage", body)
-        return Operation(status, payload, headers.get("Location"), headers.get("Azure-AsyncOperation"))
+        status, payload, headers = await self.call(
+            "POST", f"{self.base}/{registry}/importImage", body
+        )
+        return Operation(
+            status, payload, headers.get("Location"), headers.get("Azure-AsyncOperation")
+        )
 
     async def status(self, operation: Operation) -> dict[str, Any]:
         assert operation.async_operation is not None, operation
@@ -186,13 +192,20 @@ class Management:
                 return body
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{what} not reached in {timeout} s: {body}")
-            await asyncio.sleep(0.05)
+            # Every management request costs the server a scrypt verification of the admin
+            # credential on its event loop (~0.1 s): poll gently, or the polling itself
+            # becomes the load.
+            await asyncio.sleep(0.2)
 
     async def wait(self, operation: Operation, timeout: float = 60.0) -> dict[str, Any]:
         """Poll the Azure-AsyncOperation URL until the operation ends; returns its status."""
-        return await self.wait_for(operation, lambda body: body["status"] != "InProgress", timeout, "the end")
+        return await self.wait_for(
+            operation, lambda body: body["status"] != "InProgress", timeout, "the end"
+        )
 
-    async def run_import(self, registry: str, body: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    async def run_import(
+        self, registry: str, body: dict[str, Any], timeout: float = 60.0
+    ) -> dict[str, Any]:
         return await self.wait(await self.start_import(registry, body), timeout)
 
 
@@ -228,7 +241,9 @@ class Fetched:
     headers: Mapping[str, str]
 
 
-async def fetch(http: aiohttp.ClientSession, url: str, path: str, host: str | None = None) -> Fetched:
+async def fetch(
+    http: aiohttp.ClientSession, url: str, path: str, host: str | None = None
+) -> Fetched:
     """GET `url + path` (with `Host: host` when given), every manifest type accepted."""
     headers = {
         "Accept": ", ".join(
@@ -242,12 +257,19 @@ async def fetch(http: aiohttp.ClientSession, url: str, path: str, host: str | No
     }
     if host is not None:
         headers["Host"] = host
-    async with http.get(url + path, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=30)) as r:
+    async with http.get(
+        url + path, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=30)
+    ) as r:
         return Fetched(r.status, await r.read(), dict(r.headers))
 
 
 async def push_built(
-    http: aiohttp.ClientSession, url: str, host: str, repository: str, tag: str | None, built: BuiltIndex | BuiltImage
+    http: aiohttp.ClientSession,
+    url: str,
+    host: str,
+    repository: str,
+    tag: str | None,
+    built: BuiltIndex | BuiltImage,
 ) -> None:
     """Push a built image or index (blobs, children by digest, root by `tag`) to a server of
     ours, routed by `Host: host`. Foreign layers are skipped, as a client does."""
@@ -260,10 +282,15 @@ async def push_built(
                 continue
             data = child.layout.read_blob(descriptor.digest)
             async with http.post(
-                f"{url}/v2/{repository}/blobs/uploads/?digest={descriptor.digest}", data=data, headers=headers, timeout=timeout
+                f"{url}/v2/{repository}/blobs/uploads/?digest={descriptor.digest}",
+                data=data,
+                headers=headers,
+                timeout=timeout,
             ) as r:
                 assert r.status == 201, await r.text()
-    manifests: list[tuple[str, bytes, str]] = [(c.digest, c.manifest_bytes, c.media_type) for c in children]
+    manifests: list[tuple[str, bytes, str]] = [
+        (c.digest, c.manifest_bytes, c.media_type) for c in children
+    ]
     if isinstance(built, BuiltIndex):
         manifests.append((tag or built.digest, built.index_bytes, built.media_type))
     else:
@@ -301,13 +328,30 @@ class CheckResult:
     output: str
 
 
-async def run_check(data_dir: Path, database_url: str | None, *, timeout: float = 60.0) -> CheckResult:
+async def run_check(
+    data_dir: Path, database_url: str | None, *, timeout: float = 60.0
+) -> CheckResult:
     """`python -m transship check --verify-digests -o json` as a subprocess (the loop stays
     free, so an in-process server keeps serving meanwhile)."""
-    argv = [sys.executable, "-m", "transship", "check", "--verify-digests", "-o", "json", "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "transship",
+        "check",
+        "--verify-digests",
+        "-o",
+        "json",
+        "--data-dir",
+        str(data_dir),
+    ]
     if database_url:
         argv += ["--database-url", database_url]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SRC_DIR), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(SRC_DIR), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
@@ -340,21 +384,32 @@ def root_bytes(built: BuiltIndex | BuiltImage) -> bytes:
     return built.index_bytes if isinstance(built, BuiltIndex) else built.manifest_bytes
 
 
-async def assert_served_as_built(skopeo: Skopeo, host: str, repository: str, reference: str, built: BuiltIndex | BuiltImage) -> None:
+async def assert_served_as_built(
+    skopeo: Skopeo, host: str, repository: str, reference: str, built: BuiltIndex | BuiltImage
+) -> None:
     """`skopeo inspect --raw` shows the built root (by `reference`) and every child (by
     digest) byte for byte, hence with the same digests."""
     raw = await asyncio.to_thread(skopeo.inspect_raw, docker_ref(host, repository, reference))
-    assert raw == root_bytes(built), f"{host}/{repository}:{reference} is not the source's root manifest"
+    assert raw == root_bytes(built), (
+        f"{host}/{repository}:{reference} is not the source's root manifest"
+    )
     if isinstance(built, BuiltIndex):
         listed = [m["digest"] for m in json.loads(raw)["manifests"]]
         assert listed == list(built.child_digests)
         for child in built.children:
-            raw_child = await asyncio.to_thread(skopeo.inspect_raw, docker_ref(host, repository, child.digest))
+            raw_child = await asyncio.to_thread(
+                skopeo.inspect_raw, docker_ref(host, repository, child.digest)
+            )
             assert raw_child == child.manifest_bytes, f"child {child.digest} differs"
 
 
 async def assert_copies_out(
-    skopeo: Skopeo, host: str, repository: str, reference: str, destination_host: str, built: BuiltIndex | BuiltImage
+    skopeo: Skopeo,
+    host: str,
+    repository: str,
+    reference: str,
+    destination_host: str,
+    built: BuiltIndex | BuiltImage,
 ) -> None:
     """`skopeo copy --all` from `host` into another registry succeeds, and the copy has the
     source's digests."""

@@ -18,6 +18,7 @@ which can sit in front of this proxy.
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from typing import Literal, Self
 
@@ -25,24 +26,34 @@ import aiohttp
 from aiohttp import web
 
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "host", "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "host",
+        "content-length",
+    }
 )
 _FLIP = bytes((i + 1) % 256 for i in range(256))
 
 FaultKind = Literal["status", "corrupt", "hold"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Seen:
-    """One request the proxy handled: what was asked and what it answered, and when
-    (the loop's monotonic clock) the request arrived."""
+    """One request the proxy received (recorded on arrival): what was asked, when (the
+    loop's monotonic clock), and what it answered (`status` 0 while unanswered)."""
 
     method: str
     path: str
     range: str | None
-    status: int
     at: float
     faulted: FaultKind | None
+    status: int = 0
 
 
 @dataclass
@@ -57,7 +68,11 @@ class Fault:
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
-        return method == self.method and self.path_contains in path and (self.times is None or self.hits < self.times)
+        return (
+            method == self.method
+            and self.path_contains in path
+            and (self.times is None or self.hits < self.times)
+        )
 
 
 class UpstreamProxy:
@@ -74,13 +89,14 @@ class UpstreamProxy:
     async def start(self) -> Self:
         app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
         self._session = aiohttp.ClientSession(auto_decompress=False, trust_env=False)
         return self
 
@@ -104,8 +120,24 @@ class UpstreamProxy:
         return f"http://{self.host}"
 
     # -- faults ----------------------------------------------------------------------------
-    def fail(self, path_contains: str, status: int, *, times: int | None = 1, headers: dict[str, str] | None = None) -> Fault:
-        return self._add(Fault("GET", path_contains, "status", status=status, headers=dict(headers or {}), times=times))
+    def fail(
+        self,
+        path_contains: str,
+        status: int,
+        *,
+        times: int | None = 1,
+        headers: dict[str, str] | None = None,
+    ) -> Fault:
+        return self._add(
+            Fault(
+                "GET",
+                path_contains,
+                "status",
+                status=status,
+                headers=dict(headers or {}),
+                times=times,
+            )
+        )
 
     def corrupt(self, path_contains: str, *, times: int | None = None) -> Fault:
         return self._add(Fault("GET", path_contains, "corrupt", times=times))
@@ -124,13 +156,17 @@ class UpstreamProxy:
 
     def blob_requests(self, digest: str | None = None) -> list[Seen]:
         """Requests of any method for blobs (of `digest`, when given)."""
-        return [s for s in self.seen if "/blobs/" in s.path and (digest is None or digest in s.path)]
+        return [
+            s for s in self.seen if "/blobs/" in s.path and (digest is None or digest in s.path)
+        ]
 
     async def wait_for_request(self, fragment: str, count: int = 1, timeout: float = 20.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.requests_to(fragment)) < count:
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{count} GET(s) of {fragment} not seen in {timeout} s: {self.seen}")
+                raise TimeoutError(
+                    f"{count} GET(s) of {fragment} not seen in {timeout} s: {self.seen}"
+                )
             await asyncio.sleep(0.02)
 
     # -- forwarding ------------------------------------------------------------------------
@@ -139,13 +175,16 @@ class UpstreamProxy:
         fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
         if fault is not None:
             fault.hits += 1
-        kind = fault.kind if fault is not None else None
-
-        def record(status: int) -> None:
-            self.seen.append(Seen(request.method, request.path, request.headers.get("Range"), status, at, kind))
-
+        seen = Seen(
+            request.method,
+            request.path,
+            request.headers.get("Range"),
+            at,
+            fault.kind if fault is not None else None,
+        )
+        self.seen.append(seen)
         if fault is not None and fault.kind == "status":
-            record(fault.status)
+            seen.status = fault.status
             return web.json_response(
                 {"errors": [{"code": "UNAVAILABLE", "message": "injected by the test proxy"}]},
                 status=fault.status,
@@ -167,10 +206,12 @@ class UpstreamProxy:
         ) as upstream:
             body = await upstream.read()
             status = upstream.status
-            answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+            answer_headers = {
+                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
+            }
         if fault is not None and fault.kind == "corrupt" and status in (200, 206):
             body = body.translate(_FLIP)
-        record(status)
+        seen.status = status
         if request.method == "HEAD":
             return web.Response(status=status, headers=answer_headers)
         return web.Response(status=status, body=body, headers=answer_headers)

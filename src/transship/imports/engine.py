@@ -14,6 +14,7 @@ from transship.imports.sink import RegistrySink, StagedBlob, tag_exists_failure
 from transship.metadata.records import JobProgress
 from transship.oci.manifest import Descriptor
 
+
 class SourceFactory(Protocol):
     def open(self, spec: SourceSpec, credentials: Credentials | None) -> AbstractAsyncContextManager[ImageSource]:
         """An image source for `spec`, closed when the block exits. Raises ImportFailure

@@ -79,7 +79,8 @@ async def _source(
 
 
 def _targets(params: ImportParameters, image: ImageReference) -> tuple[tuple[TargetTag, ...], tuple[str, ...]]:
-    source_tag = image.tag
+    # A reference with neither tag nor digest means `latest`, and so does its target.
+    source_tag = image.tag or (None if image.digest else "latest")
     tags: list[TargetTag] = []
     untagged: list[str] = list(params.untagged_repositories or ())
     for index, text in enumerate(params.untagged_repositories or ()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -121,13 +122,32 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL. Changing the journal mode does not wait for a busy database
+    (SQLite ignores busy_timeout there), so several processes starting on a new file retry
+    here instead of failing with "database is locked"."""
+    delay = 0.01
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            for statement in ("PRAGMA journal_mode", "PRAGMA journal_mode=WAL"):
+                cursor.execute(statement)
+                if str(cursor.fetchone()[0]).lower() == "wal":
+                    return
+        except Exception as exc:  # the driver's OperationalError ("database is locked")
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
 def _configure_sqlite(engine: Engine, begin: str, durable: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so `begin` below decides the mode.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -16,8 +18,31 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps are instants: bound as UTC, read back timezone-aware on both databases
+    (SQLite keeps text without an offset, so a non-UTC value would compare wrongly)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass timezone-aware values")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 # Stable constraint names so migrations can refer to them on both databases.
 metadata = MetaData(
@@ -40,7 +65,7 @@ registries = Table(
     Column("subscription_id", String(64), nullable=True),
     Column("resource_group", String(90), nullable=True),
     Column("is_default", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Column("location", String(64), nullable=False, server_default="local"),
     Column("sku", String(16), nullable=False, server_default="Premium"),
 )
@@ -51,7 +76,7 @@ repositories = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(255), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("registry_id", "name"),
 )
 
@@ -61,7 +86,7 @@ blobs = Table(
     metadata,
     Column("digest", DIGEST, primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # Which repository may see which blob. The foreign key to blobs (no cascade) is what keeps
@@ -76,7 +101,7 @@ repository_blobs = Table(
         primary_key=True,
     ),
     Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
-    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Column("linked_at", UtcDateTime(), nullable=False),
     Index("ix_repository_blobs_digest", "digest"),
 )
 
@@ -96,7 +121,7 @@ manifests = Table(
     Column("artifact_type", String(255), nullable=True),
     Column("subject_digest", DIGEST, nullable=True),
     Column("annotations", Text, nullable=True),  # JSON object, for referrer descriptors
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
 )
 
@@ -122,8 +147,8 @@ tags = Table(
     Column("repository_id", Integer, primary_key=True),
     Column("name", String(128), primary_key=True),
     Column("digest", DIGEST, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     ForeignKeyConstraint(
         ["repository_id", "digest"], ["manifests.repository_id", "manifests.digest"]
     ),
@@ -139,8 +164,8 @@ uploads = Table(
     Column("repository", String(255), nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("algorithm", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 # Service-wide values created at first start (default subscription, credential hashes…).
@@ -173,11 +198,11 @@ import_jobs = Table(
     Column("error_upstream_status", Integer, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("lease_owner", String(32), nullable=True),
-    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("lease_expires_at", UtcDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("ended_at", UtcDateTime(), nullable=True),
     Index("ix_import_jobs_state", "state"),
     Index("ix_import_jobs_registry", "registry_id", "created_at"),
 )

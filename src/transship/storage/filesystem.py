@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -183,11 +182,20 @@ class FilesystemBlobStore:
                 sink.update(part)
 
         # One batch is written (and hashed) in a thread while the next is read from the
-        # socket: hashing releases the GIL, so this puts the second core to work.
-        in_flight: Awaitable[None] | None = None
+        # socket: hashing releases the GIL, so this puts the second core to work. The thread's
+        # future is only ever awaited through a shield: a cancelled request must not leave a
+        # thread writing into a file that is closed, truncated or resumed behind it.
+        loop = asyncio.get_running_loop()
+        in_flight: asyncio.Future[None] | None = None
         total = 0
         batch: list[bytes] = []
         batch_bytes = 0
+
+        async def submit(parts: list[bytes]) -> asyncio.Future[None]:
+            if in_flight is not None:
+                await asyncio.shield(in_flight)
+            return loop.run_in_executor(None, write, parts)
+
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -195,23 +203,19 @@ class FilesystemBlobStore:
                 batch.append(chunk)
                 batch_bytes += len(chunk)
                 if batch_bytes >= _BATCH_BYTES:
-                    if in_flight is not None:
-                        await in_flight
-                    in_flight = asyncio.ensure_future(asyncio.to_thread(write, batch))
+                    in_flight = await submit(batch)
                     total += batch_bytes
                     batch, batch_bytes = [], 0
-            if in_flight is not None:
-                await in_flight
-                in_flight = None
             if batch:
-                await self._run(lambda: write(batch))
+                in_flight = await submit(batch)
                 total += batch_bytes
+            if in_flight is not None:
+                await asyncio.shield(in_flight)
             await self._run(handle.flush)
         finally:
-            if in_flight is not None:
-                with contextlib.suppress(Exception):
-                    await in_flight
-            await self._run(handle.close)
+            if in_flight is not None and not in_flight.done():
+                await asyncio.wait({in_flight})
+            await asyncio.to_thread(handle.close)
         return total
 
     async def sync_staging(self, upload_id: str) -> None:

@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.app import (
+    RunningRegistry,
+    image_manifest,
+    make_settings,
+    running_registry,
+    sha256,
+)
 from transship.metadata.queries import utcnow
-from tests.support.app import RunningRegistry, image_manifest, make_settings, running_registry, sha256
 
 LATER = timedelta(hours=2)  # past the one-hour default grace period
 
@@ -132,7 +138,7 @@ async def test_collection_concurrent_with_pushes_never_leaves_a_tag_on_missing_c
 ) -> None:
     """With no grace period at all, collection races every push; pushes may fail, but what a
     tag points at must always be complete."""
-    reg.services.gc._grace = timedelta(0)  # noqa: SLF001 - the race is the point of the test
+    reg.services.gc._grace = timedelta(0)
     stop = asyncio.Event()
 
     async def collect() -> int:
