@@ -68,10 +68,16 @@ class ImportEngine:
         request: ImportRequest,
         credentials: Credentials | None,
         progress: Progress,
+        *,
+        resumed: bool = False,
     ) -> ImportPlan:
         """Copy the image and move the tags. Raises ImportFailure; nothing is visible in the
-        target registry unless it returns."""
-        if not request.force:
+        target registry unless it returns.
+
+        `resumed`: an earlier attempt of this job was interrupted, possibly after it had
+        already moved the tags; tags that point at the very image are then not a conflict.
+        """
+        if not request.force and not resumed:
             taken = await self._sink.existing_tags(registry_id, request.target_tags)
             if taken:
                 raise tag_exists_failure(taken[0])
@@ -81,7 +87,7 @@ class ImportEngine:
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes
             await self._copy_blobs(job_id, source, plan, progress)
-        await self._sink.commit(registry_id, plan, request)
+        await self._sink.commit(registry_id, plan, request, resumed=resumed)
         progress.manifests_done = len(plan.manifests)
         return plan
 

@@ -109,7 +109,9 @@ class ImportService:
         request = ImportRequest.from_json(job.request)
         credentials = self._credentials(job)
         progress = Progress()
-        work = asyncio.create_task(self._engine.run(job.id, job.registry_id, request, credentials, progress))
+        work = asyncio.create_task(
+            self._engine.run(job.id, job.registry_id, request, credentials, progress, resumed=job.attempts > 1)
+        )
         try:
             canceled = await self._supervise(job, work, progress)
         except asyncio.CancelledError:

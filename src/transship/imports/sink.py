@@ -122,7 +122,7 @@ class RegistrySink:
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)
 
-    async def commit(self, registry_id: int, plan: ImportPlan, request: ImportRequest) -> None:
+    async def commit(self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False) -> None:
         """Make the image visible in every target repository and move the tags, in one
         transaction. Raises ImportFailure TagAlreadyExists (NoForce) or BlobMissing."""
         async with self._meta.writing() as q:
@@ -143,6 +143,8 @@ class RegistrySink:
                     await store_manifest(q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed)
             for target in request.target_tags:
                 repo_id = repository_ids[target.repository]
-                if not request.force and await q.tag_digest(repo_id, target.tag) is not None:
-                    raise tag_exists_failure(target, Step.COMMIT)
+                if not request.force:
+                    current = await q.tag_digest(repo_id, target.tag)
+                    if current is not None and not (resumed and current == plan.root.digest):
+                        raise tag_exists_failure(target, Step.COMMIT)
                 await q.set_tag(repo_id, target.tag, plan.root.digest)

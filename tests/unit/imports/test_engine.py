@@ -1,0 +1,219 @@
+"""The import engine with an in-memory source and the real sink (SQLite and PostgreSQL):
+plan order, foreign layers, limits, de-duplicated fetches, verification and resumption."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from transship.imports.engine import ImportEngine, Progress
+from transship.imports.errors import ImportFailure, Step
+from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.plan import build_plan
+from transship.imports.ports import BlobWriter, Credentials, FetchedManifest, ImageSource
+from transship.imports.sink import RegistrySink
+from transship.metadata.db import Database
+from transship.metadata.jobs import JobQueries
+from transship.metadata.queries import MetadataStore
+from transship.oci.digest import Digest
+from transship.registry.check import Checker
+from transship.storage.filesystem import FilesystemBlobStore
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class MemorySource:
+    """An ImageSource over dicts; counts blob fetches and can corrupt one blob."""
+
+    def __init__(self) -> None:
+        self.manifests: dict[str, tuple[bytes, str]] = {}
+        self.tags: dict[str, str] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.fetches: list[str] = []
+        self.corrupt: set[str] = set()
+        self.gate: asyncio.Event | None = None
+
+    def blob(self, data: bytes) -> dict[str, Any]:
+        self.blobs[sha(data)] = data
+        return {"mediaType": "application/octet-stream", "digest": sha(data), "size": len(data)}
+
+    def manifest(self, document: dict[str, Any], media_type: str, tag: str | None = None) -> dict[str, Any]:
+        content = json.dumps(document).encode()
+        self.manifests[sha(content)] = (content, media_type)
+        if tag:
+            self.tags[tag] = sha(content)
+        return {"mediaType": media_type, "digest": sha(content), "size": len(content)}
+
+    def image(self, seed: str, tag: str | None = None, extra_layers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        config = self.blob(json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode())
+        layer = self.blob(f"layer {seed}".encode() * 50)
+        document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer, *(extra_layers or [])]}
+        return self.manifest(document, OCI_MANIFEST, tag)
+
+    def index(self, children: list[dict[str, Any]], tag: str | None = None) -> dict[str, Any]:
+        return self.manifest({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag)
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        digest = self.tags.get(reference, reference)
+        if digest not in self.manifests:
+            raise ImportFailure("ManifestUnknown", f"no {reference}", step=Step.PLAN)
+        content, media_type = self.manifests[digest]
+        return FetchedManifest(content, media_type, Digest.parse(digest))
+
+    async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
+        self.fetches.append(str(digest))
+        if self.gate is not None:
+            await self.gate.wait()
+        data = self.blobs[str(digest)]
+        if str(digest) in self.corrupt:
+            data = bytes(len(data))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        await writer.append(chunks())
+
+
+class OneSource:
+    def __init__(self, source: ImageSource) -> None:
+        self.source = source
+
+    @asynccontextmanager
+    async def open(self, spec: SourceSpec, credentials: Credentials | None) -> AsyncIterator[ImageSource]:
+        yield self.source
+
+
+class World:
+    def __init__(self, meta: MetadataStore, store: FilesystemBlobStore, source: MemorySource) -> None:
+        self.meta = meta
+        self.store = store
+        self.source = source
+        self.engine = ImportEngine(RegistrySink(meta, store), OneSource(source), blob_concurrency=4, max_manifests=10)
+
+    async def job(self, registry_id: int = 1) -> str:
+        job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
+        async with self.meta.writing() as q:
+            await JobQueries(q.conn).create_job(job_id, registry_id, "{}", None)
+        return job_id
+
+    async def run(self, reference: str, *targets: str, force: bool = False, resumed: bool = False) -> Any:
+        request = ImportRequest(
+            SourceSpec("upstream.example", None, "app", reference),
+            tuple(TargetTag(*t.split(":")) for t in targets),
+            (),
+            force,
+        )
+        return await self.engine.run(await self.job(), 1, request, None, Progress(), resumed=resumed)
+
+    async def tag(self, repository: str, tag: str) -> str | None:
+        async with self.meta.reading() as q:
+            repo_id = await q.repository_id(1, repository)
+            return None if repo_id is None else await q.tag_digest(repo_id, tag)
+
+
+@pytest.fixture
+async def world(tmp_path: Path, database_url: str | None) -> AsyncIterator[World]:
+    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
+    await db.migrate()
+    meta = MetadataStore(db)
+    async with meta.writing() as q:
+        await q.ensure_default_registry("default")
+    try:
+        yield World(meta, FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False), MemorySource())
+    finally:
+        await db.close()
+
+
+async def test_nested_index_is_planned_children_first(world: World) -> None:
+    src = world.source
+    leaf_a, leaf_b = src.image("a"), src.image("b")
+    inner = src.index([leaf_a])
+    root = src.index([inner, leaf_b], tag="v1")
+    plan = await build_plan(src, "v1", max_manifests=10)
+    order = [m.digest for m in plan.manifests]
+    assert order.index(leaf_a["digest"]) < order.index(inner["digest"]) < order.index(root["digest"])
+    assert order.index(leaf_b["digest"]) < order.index(root["digest"])
+    assert order[-1] == root["digest"] and len(order) == 4
+    assert len(plan.blobs) == 4
+
+
+async def test_import_commits_everything_and_fetches_each_blob_once(world: World) -> None:
+    src = world.source
+    shared = src.blob(b"shared base layer" * 100)
+    root = src.index([src.image("a", extra_layers=[shared]), src.image("b", extra_layers=[shared])], tag="v1")
+    await world.run("v1", "app:v1")
+    assert await world.tag("app", "v1") == root["digest"]
+    assert sorted(src.fetches) == sorted(set(src.fetches)) and len(src.fetches) == 5
+    assert (await Checker(world.meta, world.store).run(verify_digests=True)).ok
+
+
+async def test_foreign_layers_are_recorded_not_fetched(world: World) -> None:
+    src = world.source
+    foreign = {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": sha(b"far away"), "size": 8, "urls": ["https://example.invalid/l"]}
+    src.image("win", tag="ltsc", extra_layers=[foreign])
+    await world.run("ltsc", "win:ltsc")
+    assert sha(b"far away") not in src.fetches
+    assert await world.tag("win", "ltsc") is not None
+
+
+async def test_too_many_manifests(world: World) -> None:
+    src = world.source
+    src.index([src.image(str(i)) for i in range(12)], tag="big")
+    with pytest.raises(ImportFailure) as caught:
+        await world.run("big", "big:v1")
+    assert caught.value.code == "TooManyManifests"
+    assert src.fetches == []
+
+
+async def test_wrong_bytes_fail_naming_the_blob_and_commit_nothing(world: World) -> None:
+    src = world.source
+    manifest = src.image("x", tag="v1")
+    layer = json.loads(src.manifests[manifest["digest"]][0])["layers"][0]["digest"]
+    src.corrupt.add(layer)
+    with pytest.raises(ImportFailure) as caught:
+        await world.run("v1", "app:v1")
+    assert caught.value.code == "DIGEST_INVALID" and caught.value.obj == layer
+    assert await world.tag("app", "v1") is None
+    async with world.meta.reading() as q:
+        assert await q.repository_id(1, "app") is None
+
+
+async def test_two_concurrent_imports_fetch_a_shared_blob_once(world: World) -> None:
+    src = world.source
+    src.image("same", tag="v1")
+    src.gate = asyncio.Event()
+    first = asyncio.create_task(world.run("v1", "one:v1"))
+    second = asyncio.create_task(world.run("v1", "two:v1"))
+    await asyncio.sleep(0.2)
+    src.gate.set()
+    await asyncio.gather(first, second)
+    assert len(src.fetches) == len(set(src.fetches)) == 2
+    assert await world.tag("one", "v1") == await world.tag("two", "v1") is not None
+
+
+async def test_noforce_conflict_unless_a_resumed_attempt_already_moved_the_tag(world: World) -> None:
+    src = world.source
+    image = src.image("v", tag="v1")
+    await world.run("v1", "app:v1")
+    with pytest.raises(ImportFailure) as caught:
+        await world.run("v1", "app:v1")
+    assert caught.value.code == "TagAlreadyExists"
+    assert caught.value.message == "Tag app:v1 already exists in target registry."
+    await world.run("v1", "app:v1", resumed=True)  # the interrupted attempt had committed
+    other = src.image("w", tag="v2")
+    with pytest.raises(ImportFailure):
+        await world.run("v2", "app:v1", resumed=True)  # a different image is still a conflict
+    await world.run("v2", "app:v1", force=True)
+    assert await world.tag("app", "v1") == other["digest"] != image["digest"]
