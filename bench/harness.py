@@ -1,0 +1,221 @@
+"""What every benchmark shares: the two servers side by side, a run context, the machine.
+
+:class:`ServerPair` starts Debian's ``docker-registry`` (anonymous, filesystem storage) and
+Transship (``python -m transship serve``, SQLite, its durable defaults), each on a free
+loopback port in its own temp dir, as children of this process (each in its own process
+group), and stops both on exit whatever happened. :meth:`ServerPair.alternating` gives the
+order T R T R … so machine drift falls on both alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.procstat import process_alive  # noqa: E402
+from bench.profiling import profiled  # noqa: E402
+from bench.regclient import Endpoint  # noqa: E402
+from tests.peers.distribution import DistributionRegistry  # noqa: E402
+from tests.peers.transship import TransshipServer  # noqa: E402
+
+TRANSSHIP = "transship"
+REGISTRY = "docker-registry"
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Target:
+    """One running server under test."""
+
+    name: str  # TRANSSHIP or REGISTRY
+    url: str
+    host: str  # HOST:PORT, for image references
+    pid: int  # the server process (also its process-group id)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint.from_url(self.url)
+
+
+@dataclass
+class Context:
+    """Options and a scratch dir for one benchmark run."""
+
+    name: str
+    quick: bool
+    workdir: Path
+    profile_dir: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+    _profiles: Counter[str] = field(default_factory=Counter)
+
+    def profile(self, target: Target, phase: str) -> AbstractContextManager[None]:
+        """py-spy on Transship over a phase when --profile is on; otherwise nothing."""
+        if self.profile_dir is None or target.name != TRANSSHIP:
+            return contextlib.nullcontext()
+        self._profiles[phase] += 1
+        label = f"{self.name}-{phase}-{self._profiles[phase]}"
+        return profiled(self.profile_dir, target.pid, label)
+
+    def log(self, message: str) -> None:
+        """Progress to stderr (the table goes to stdout)."""
+        elapsed = time.monotonic() - self.started
+        print(f"  [{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class ServerPair:
+    """Transship and docker-registry, started together under ``workdir``; a context manager."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.registry = DistributionRegistry(workdir / "docker-registry")
+        self.transship = TransshipServer(workdir / "transship", ready_timeout=60.0)
+        self._started: list[DistributionRegistry | TransshipServer] = []
+
+    def start(self) -> Self:
+        try:
+            for server in (self.registry, self.transship):
+                server.start()
+                self._started.append(server)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in reversed(self._started):
+            with contextlib.suppress(Exception):
+                server.stop()
+        self._started.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def targets(self) -> tuple[Target, Target]:
+        """(Transship, docker-registry)."""
+        t, r = self.transship, self.registry
+        return (
+            Target(TRANSSHIP, t.url, t.host, t.pid),
+            Target(REGISTRY, r.url, r.host, r.pid),
+        )
+
+    def alternating(self, rounds: int) -> Iterator[tuple[int, Target]]:
+        """(round, target) in the order T R T R … for ``rounds`` rounds."""
+        for index in range(rounds):
+            for target in self.targets:
+                yield index, target
+
+    def check_alive(self) -> None:
+        """Raise with the log tail when a server has died."""
+        for target in self.targets:
+            if not process_alive(target.pid):
+                raise RuntimeError(f"{target.name} exited:\n{self._log(target.name)[-3000:]}")
+
+    def _log(self, name: str) -> str:
+        return self.transship.log_text() if name == TRANSSHIP else self.registry.log_text()
+
+
+@contextlib.contextmanager
+def scratch_dir(name: str, keep: bool = False) -> Iterator[Path]:
+    """A temp dir for one benchmark, removed afterwards unless ``keep``."""
+    path = Path(tempfile.mkdtemp(prefix=f"transship-bench-{name}-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"  kept {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else "?"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+def _mem_total_gib() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / (1 << 20)
+    return 0.0
+
+
+def transship_revision() -> str:
+    """The commit under test, and how many files under src/ differ from it."""
+    head = _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
+    try:
+        status = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "src"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return head
+    changed = len(status.splitlines())
+    return f"{head} + {changed} changed file(s) in src/" if changed else head
+
+
+def machine_info() -> dict[str, str]:
+    """What the figures were measured on."""
+    import aiohttp
+
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": _cpu_model(),
+        "memory": f"{_mem_total_gib():.1f} GiB",
+        "kernel": platform.release(),
+        "loadavg": load,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "docker-registry": _first_line(["docker-registry", "--version"]),
+        "skopeo": _first_line(["skopeo", "--version"]),
+        "wrk": _first_line(["wrk", "--version"]),
+        "transship": transship_revision(),
+    }
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2
