@@ -3,9 +3,11 @@ variables, then command-line overrides (highest)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -35,6 +37,33 @@ class UpstreamHost(BaseModel):
     )
     insecure: bool = Field(default=False, description="allow plain HTTP and skip TLS verification")
     ca_file: Path | None = Field(default=None, description="PEM bundle to trust for this host")
+
+
+class EgressRuleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["allow", "deny"]
+    target: str = Field(description="a CIDR, an address, or a host name pattern (* wildcards)")
+
+    @field_validator("target")
+    @classmethod
+    def _target_is_cidr_or_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9*?.\[\]-]+", value.strip()):
+                raise ValueError(f"{value!r} is neither a CIDR nor a host name pattern") from None
+        return value.strip()
+
+
+class EgressSettings(BaseModel):
+    """Where imports may connect (see docs/configuration.md, "Egress policy")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: Literal["allow", "deny"] = "allow"
+    deny_private: bool = Field(default=False, description="deny loopback and private ranges")
+    rules: tuple[EgressRuleSettings, ...] = ()
 
 
 class Settings(BaseSettings):
@@ -82,6 +111,10 @@ class Settings(BaseSettings):
     import_lease_seconds: float = Field(default=15.0, gt=0, description="a crashed process's jobs resume after this")
     upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
     upstream_read_timeout: float = Field(default=30.0, gt=0, description="seconds without data before a retry")
+    egress: EgressSettings = Field(default_factory=EgressSettings)
+    egress_registries: dict[str, EgressSettings] = Field(
+        default_factory=dict, description="per-registry egress policies (by registry name) replacing `egress`"
+    )
     upstreams: dict[str, UpstreamHost] = Field(
         default_factory=dict, description="per-host endpoint overrides for imports, keyed by host[:port]"
     )

@@ -68,6 +68,7 @@ class ImportEnv:
 
 
 ImportEnvFactory = Callable[..., Awaitable[ImportEnv]]
+ProxyFactory = Callable[[str], Awaitable[UpstreamProxy]]
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ async def import_env(tmp_path: Path) -> AsyncIterator[ImportEnvFactory]:
 
 
 @pytest.fixture
-async def upstream_proxy() -> AsyncIterator[Callable[[str], Awaitable[UpstreamProxy]]]:
+async def upstream_proxy() -> AsyncIterator[ProxyFactory]:
     """`await upstream_proxy(upstream_url)` → a started recording HTTP proxy."""
     proxies: list[UpstreamProxy] = []
 

@@ -7,12 +7,11 @@ Transship into another registry with the same digests."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import TARGET, ImportEnvFactory, insecure, small_index
+from tests.integration.conftest import TARGET, ImportEnvFactory, ProxyFactory, insecure, small_index
 from tests.peers.clients import Skopeo
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import (
@@ -30,9 +29,6 @@ from tests.support.imports import (
     assert_succeeded,
     has_blob_file,
 )
-from tests.support.upstream_proxy import UpstreamProxy
-
-ProxyFactory = Callable[[str], Awaitable[UpstreamProxy]]
 
 
 async def test_multi_arch_index_by_tag(
@@ -125,7 +121,10 @@ async def test_docker_manifest_list_with_windows_foreign_layer(
     assert progress["bytesTotal"] == built.blob_bytes
     assert proxy.seen and not [s for s in proxy.seen if foreign.digest in s.path]
     assert len(proxy.blob_requests()) == len(built.blob_digests)
-    assert foreign.digest.split(":")[1] not in distribution_anon.log_text()
+    upstream_log = (distribution_anon.workdir / "registry.log").read_text(errors="replace")
+    for digest in built.blob_digests:  # the log does name what was fetched...
+        assert f"GET /v2/windows/servercore/blobs/{digest}" in upstream_log
+    assert foreign.digest.split(":")[1] not in upstream_log  # ...and never the foreign layer
     assert (await env.blob("servercore", foreign.digest)).status == 404
     assert not has_blob_file(env.data_dir, foreign.digest)
     windows = json.loads((await env.manifest("servercore", built.children[0].digest)).body)

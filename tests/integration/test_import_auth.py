@@ -78,6 +78,8 @@ async def test_htpasswd_upstream_refuses_without_leaking_the_password(
     assert caplog.records, "the server's log was not captured"
     for secret in (wrong, basic):
         assert secret not in everything
+    for path in env.data_dir.glob("metadata.db*"):  # sealed at rest, and dropped at the end
+        assert wrong.encode() not in path.read_bytes(), path
 
 
 @pytest.mark.parametrize("with_credentials", [True, False], ids=["credentials", "anonymous"])

@@ -4,17 +4,14 @@ import can be canceled, leaving no tag and nothing pinned (GC then reclaims its 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import TARGET, ImportEnvFactory, insecure
+from tests.integration.conftest import TARGET, ImportEnvFactory, ProxyFactory, insecure
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import OciLayout, build_image, build_index, push_layout_http
 from tests.support.imports import Operation, assert_succeeded, has_blob_file
-from tests.support.upstream_proxy import UpstreamProxy
 
-ProxyFactory = Callable[[str], Awaitable[UpstreamProxy]]
 SHARED = 3_000_000
 
 

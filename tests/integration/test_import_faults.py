@@ -7,11 +7,11 @@ proxy of tests.support.upstream_proxy): 429 with Retry-After, 500s, and wrong by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import ImportEnv, ImportEnvFactory, insecure
+from tests.integration.conftest import TARGET, ImportEnv, ImportEnvFactory, ProxyFactory, insecure
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import BuiltImage, OciLayout, build_image, push_layout_http, sha256_digest
@@ -24,7 +24,6 @@ from tests.support.imports import (
 )
 from tests.support.upstream_proxy import UpstreamProxy
 
-ProxyFactory = Callable[[str], Awaitable[UpstreamProxy]]
 FaultProxyFactory = Callable[[str, int], FaultProxy]
 BIG = 2_000_000
 
@@ -73,7 +72,7 @@ async def start_slow_copy(env: ImportEnv, tcp: FaultProxy) -> tuple[Operation, i
     """Start the import through a 1 MB/s link and return once the big blob is under way
     (with the bytes done by then)."""
     tcp.set_mode(FaultMode.bandwidth(1_000_000))
-    operation = await env.admin.start_import("myregistry", import_body(tcp.host))
+    operation = await env.admin.start_import(TARGET, import_body(tcp.host))
     status = await env.admin.wait_for(
         operation,
         lambda s: s["properties"]["progress"]["bytesDone"] > 100_000,
@@ -229,7 +228,7 @@ async def test_wrong_bytes_fail_with_digest_invalid_and_commit_nothing(
     layer = image.layers[-1].digest
     proxy.corrupt(f"/blobs/{layer}")  # same length, other bytes
     env = await import_env(upstreams=insecure(proxy.host))
-    operation = await env.admin.start_import("myregistry", import_body(proxy.host))
+    operation = await env.admin.start_import(TARGET, import_body(proxy.host))
     final = await env.admin.wait(operation)
     error = assert_failed(final, "DIGEST_INVALID")
     assert layer in error["message"], error

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.integration.conftest import TARGET, ImportEnvFactory, insecure
+from tests.integration.conftest import TARGET, ImportEnvFactory, ProxyFactory, insecure
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import BuiltIndex, OciLayout, build_image
 from tests.support.imports import assert_failed, assert_succeeded, push_built
-from tests.support.upstream_proxy import UpstreamProxy
 
 
 async def test_noforce_refuses_an_existing_tag_and_force_moves_it(
@@ -18,7 +16,7 @@ async def test_noforce_refuses_an_existing_tag_and_force_moves_it(
     database_url: str | None,
     distribution_anon: DistributionRegistry,
     upstream_index: BuiltIndex,
-    upstream_proxy: Callable[[str], Awaitable[UpstreamProxy]],
+    upstream_proxy: ProxyFactory,
 ) -> None:
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(database_url, upstreams=insecure(proxy.host))
@@ -54,4 +52,38 @@ async def test_noforce_refuses_an_existing_tag_and_force_moves_it(
     assert sorted(s.path for s in proxy.blob_requests()) == sorted(
         f"/v2/team/app/blobs/{digest}" for digest in upstream_index.blob_digests
     ), "each blob fetched exactly once"
+    await env.assert_consistent()
+
+
+async def test_noforce_refuses_a_tag_that_appeared_while_copying(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_index: BuiltIndex,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    proxy = await upstream_proxy(distribution_anon.url)
+    held = proxy.hold(f"/blobs/{upstream_index.blob_digests[-1]}")
+    env = await import_env(database_url, upstreams=insecure(proxy.host))
+    operation = await env.admin.start_import(
+        TARGET,
+        {
+            "source": {"registryUri": proxy.host, "sourceImage": "team/app:v1"},
+            "targetTags": ["app:v1"],
+        },
+    )
+    await proxy.wait_for_request(f"/blobs/{upstream_index.blob_digests[-1]}")
+    # Someone pushes the tag after the import checked it, before the import commits.
+    other = build_image(OciLayout(tmp_path / "other"), seed="other", layer_sizes=(2000,))
+    await push_built(env.reg.http, env.reg.url, env.login_server, "app", "v1", other)
+    assert held.release is not None
+    held.release.set()
+    final = await env.admin.wait(operation)
+    error = assert_failed(final, "TagAlreadyExists")
+    assert error["message"] == "Tag app:v1 already exists in target registry."
+    assert final["properties"]["failure"]["step"] == "commit"
+    kept = await env.manifest("app", "v1")
+    assert kept.status == 200 and kept.body == other.manifest_bytes
+    assert (await env.manifest("app", upstream_index.digest)).status == 404
     await env.assert_consistent()

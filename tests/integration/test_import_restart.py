@@ -5,13 +5,13 @@ interruption are not fetched again, and `transship check --verify-digests` is cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.integration.conftest import TARGET
+from tests.integration.conftest import TARGET, ProxyFactory
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import OciLayout, build_image, push_layout_http, sha256_digest
@@ -23,13 +23,12 @@ from tests.support.imports import (
     fetch,
     has_blob_file,
 )
-from tests.support.upstream_proxy import UpstreamProxy
 
 pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 2
 SMALL = (400_000, 400_000)
-LARGE = (1_500_000, 1_500_000)
+LARGE = (2_000_000, 2_000_000)
 # What may cross the proxy after the restart besides the missing blobs: manifests and
 # headers, and chunks the proxy still pushed towards the dead process. Less than one small
 # layer, so fetching any committed blob again shows.
@@ -59,7 +58,7 @@ async def test_import_resumes_after_a_restart(
     tmp_path: Path,
     database_url: str | None,
     distribution_anon: DistributionRegistry,
-    upstream_proxy: Callable[[str], Awaitable[UpstreamProxy]],
+    upstream_proxy: ProxyFactory,
     fault_proxy_factory: Callable[[str, int], FaultProxy],
     transship_factory: Callable[..., TransshipServer],
     http: aiohttp.ClientSession,

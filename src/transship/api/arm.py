@@ -61,9 +61,9 @@ def registry_json(record: RegistryRecord) -> dict[str, Any]:
     }
 
 
-def _services_and_admin(request: web.Request) -> Any:
+async def _services_and_admin(request: web.Request) -> Any:
     services = request.app[SERVICES]
-    require_admin(request, services.identity)
+    await require_admin(request, services.admin)
     sub = request.match_info.get("sub")
     if sub is not None and sub != services.identity.subscription_id:
         raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
@@ -83,7 +83,7 @@ def _arm_json(data: Any, status: int = 200, headers: dict[str, str] | None = Non
 
 # -- service info ----------------------------------------------------------------------------
 async def info(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     identity = services.identity
     return _arm_json(
         {
@@ -98,13 +98,13 @@ async def info(request: web.Request) -> web.Response:
 
 # -- registries ------------------------------------------------------------------------------
 async def registry_get(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     record = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
     return _arm_json(registry_json(record))
 
 
 async def registry_put(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     body = parse_body(RegistryBody, await _json_body(request))
     record, created = await services.registries.create(
         request.match_info["sub"],
@@ -118,7 +118,7 @@ async def registry_put(request: web.Request) -> web.Response:
 
 
 async def registry_delete(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     record = await services.registries.get(request.match_info["name"])
     if record is None or record.subscription_id != request.match_info["sub"]:
         return web.Response(status=204)
@@ -128,7 +128,7 @@ async def registry_delete(request: web.Request) -> web.Response:
 
 
 async def registries_list(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     records = await services.registries.list(request.match_info["sub"], request.match_info.get("rg"))
     return _arm_json({"value": [registry_json(r) for r in records]})
 
@@ -193,7 +193,7 @@ async def _operation(services: Any, job: ImportJobRecord, registry: RegistryReco
 
 
 async def import_image(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
     body = parse_body(ImportImageParameters, await _json_body(request))
     params = ImportParameters(
@@ -216,7 +216,7 @@ async def import_image(request: web.Request) -> web.Response:
 
 
 async def _job_and_registry(request: web.Request) -> tuple[Any, ImportJobRecord, RegistryRecord]:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     job_id = request.match_info["operation"]
     job = await services.imports.get(job_id) if len(job_id) == 32 else None
     registry = None
@@ -254,7 +254,7 @@ async def operation_cancel(request: web.Request) -> web.Response:
 
 
 async def import_operations(request: web.Request) -> web.Response:
-    services = _services_and_admin(request)
+    services = await _services_and_admin(request)
     registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
     jobs = await services.imports.list(registry.id)
     async with services.meta.reading() as q:

@@ -9,10 +9,10 @@ import binascii
 from aiohttp import hdrs, web
 
 from transship.errors import ArmError
-from transship.identity.bootstrap import ServiceIdentity
+from transship.identity.bootstrap import AdminVerifier
 
 
-def require_admin(request: web.Request, identity: ServiceIdentity) -> None:
+async def require_admin(request: web.Request, verifier: AdminVerifier) -> None:
     """Raises ArmError 401 AuthenticationFailed unless the request carries the admin credential."""
     header = request.headers.get(hdrs.AUTHORIZATION, "")
     scheme, _, value = header.partition(" ")
@@ -21,7 +21,7 @@ def require_admin(request: web.Request, identity: ServiceIdentity) -> None:
             username, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             username = password = ""
-        if identity.admin_allows(username, password):
+        if await verifier.allows(username, password):
             return
     raise ArmError(
         401,

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from transship.config import Settings
-from transship.identity.bootstrap import ServiceIdentity, bootstrap
+from transship.identity.bootstrap import AdminVerifier, ServiceIdentity, bootstrap
 from transship.identity.secrets import SecretBox
+from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
 from transship.imports.retry import RetryPolicy
 from transship.imports.service import ImportService, RunnerSettings
@@ -32,6 +33,7 @@ class Services:
     meta: MetadataStore
     store: FilesystemBlobStore
     identity: ServiceIdentity
+    admin: AdminVerifier
     resolver: RegistryResolver
     registries: RegistryService
     blobs: BlobService
@@ -64,6 +66,13 @@ async def build_services(settings: Settings) -> Services:
     except BaseException:
         await db.close()
         raise
+    egress = EgressPolicies(
+        policy_from_settings(settings.egress.rules, settings.egress.default, settings.egress.deny_private),
+        {
+            name: policy_from_settings(policy.rules, policy.default, policy.deny_private)
+            for name, policy in settings.egress_registries.items()
+        },
+    )
     sources = Sources(
         meta,
         store,
@@ -71,6 +80,7 @@ async def build_services(settings: Settings) -> Services:
         retry=RetryPolicy(attempts=settings.upstream_retry_attempts),
         max_manifest_bytes=settings.max_manifest_bytes,
         read_timeout=settings.upstream_read_timeout,
+        egress=egress,
     )
     engine = ImportEngine(
         RegistrySink(meta, store),
@@ -90,6 +100,7 @@ async def build_services(settings: Settings) -> Services:
         meta=meta,
         store=store,
         identity=identity,
+        admin=AdminVerifier(identity),
         resolver=resolver,
         registries=RegistryService(meta, settings.effective_login_server_suffix),
         blobs=BlobService(meta, store),

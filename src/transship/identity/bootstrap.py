@@ -3,6 +3,8 @@ bootstrap admin credential (until principals and RBAC arrive)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -26,8 +28,26 @@ class ServiceIdentity:
     location: str
     admin_password_hash: str
 
-    def admin_allows(self, username: str, password: str) -> bool:
-        return username == ADMIN_USERNAME and verify_secret(password, self.admin_password_hash)
+
+class AdminVerifier:
+    """Checks the admin credential. scrypt is deliberately slow (~0.1 s), so a credential
+    once verified is remembered by its SHA-256 (never the secret itself), and checks run in a
+    worker thread: a client polling an operation must not stall the event loop."""
+
+    def __init__(self, identity: ServiceIdentity) -> None:
+        self._hash = identity.admin_password_hash
+        self._verified: set[bytes] = set()
+
+    async def allows(self, username: str, password: str) -> bool:
+        if username != ADMIN_USERNAME:
+            return False
+        fingerprint = hashlib.sha256(password.encode()).digest()
+        if fingerprint in self._verified:
+            return True
+        if await asyncio.to_thread(verify_secret, password, self._hash):
+            self._verified.add(fingerprint)
+            return True
+        return False
 
 
 async def bootstrap(meta: MetadataStore, credential_file: Path) -> ServiceIdentity:

@@ -16,9 +16,12 @@ from transship.oci.manifest import Descriptor
 
 
 class SourceFactory(Protocol):
-    def open(self, spec: SourceSpec, credentials: Credentials | None) -> AbstractAsyncContextManager[ImageSource]:
-        """An image source for `spec`, closed when the block exits. Raises ImportFailure
-        (step RESOLVE) when the source cannot be reached or named."""
+    def open(
+        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+    ) -> AbstractAsyncContextManager[ImageSource]:
+        """An image source for `spec` (an import into `target_registry_id`, whose egress
+        policy applies), closed when the block exits. Raises ImportFailure (step RESOLVE)
+        when the source cannot be reached or named."""
         ...
 
 
@@ -81,7 +84,7 @@ class ImportEngine:
             taken = await self._sink.existing_tags(registry_id, request.target_tags)
             if taken:
                 raise tag_exists_failure(taken[0])
-        async with self._sources.open(request.source, credentials) as source:
+        async with self._sources.open(request.source, credentials, registry_id) as source:
             plan = await build_plan(source, request.source.reference, max_manifests=self._max_manifests)
             progress.manifests_total = len(plan.manifests)
             progress.blobs_total = len(plan.blobs)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from transship.config import UpstreamHost
+from transship.imports.egress import EgressDenied, EgressPolicies, PolicyResolver, egress_failure
 from transship.imports.endpoints import resolve_endpoint
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.local_source import LocalSource
@@ -31,6 +32,7 @@ class Sources:
         retry: RetryPolicy,
         max_manifest_bytes: int,
         read_timeout: float,
+        egress: EgressPolicies,
     ) -> None:
         self._meta = meta
         self._store = store
@@ -38,12 +40,16 @@ class Sources:
         self._retry = retry
         self._max_manifest_bytes = max_manifest_bytes
         self._read_timeout = read_timeout
+        self._egress = egress
 
     @asynccontextmanager
-    async def open(self, spec: SourceSpec, credentials: Credentials | None) -> AsyncIterator[ImageSource]:
+    async def open(
+        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+    ) -> AsyncIterator[ImageSource]:
+        async with self._meta.reading() as q:
+            registries = {r.id: r for r in await q.registries()}
         if spec.registry_id is not None:
-            async with self._meta.reading() as q:
-                registry = next((r for r in await q.registries() if r.id == spec.registry_id), None)
+            registry = registries.get(spec.registry_id)
             if registry is None:
                 raise ImportFailure(
                     "ResourceNotFound", "the source registry no longer exists", step=Step.RESOLVE
@@ -55,9 +61,19 @@ class Sources:
             endpoint = resolve_endpoint(spec.host, self._upstreams)
         except ValueError as exc:
             raise ImportFailure("InvalidEndpoint", str(exc), step=Step.RESOLVE, obj=spec.host) from None
-        # No automatic decompression (blobs are stored as served) and no environment proxies
-        # or .netrc credentials: an import talks only to the host it names.
-        async with aiohttp.ClientSession(auto_decompress=False, trust_env=False) as session:
+        target = registries.get(target_registry_id)
+        policy = self._egress.for_registry(target.name if target is not None else None)
+        try:
+            policy.check_literal(endpoint.url.host or spec.host)
+        except EgressDenied as exc:
+            raise egress_failure(exc, Step.RESOLVE) from None
+        # Every connection resolves through the policy (and connects to the address it
+        # allowed); no automatic decompression (blobs are stored as served); no environment
+        # proxies or .netrc credentials: an import talks only to the hosts it names.
+        connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy, self._egress.inner_resolver()))
+        async with aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
             yield UpstreamClient(
                 session,
                 endpoint,
@@ -66,4 +82,5 @@ class Sources:
                 retry=self._retry,
                 max_manifest_bytes=self._max_manifest_bytes,
                 read_timeout=self._read_timeout,
+                egress=policy,
             )

@@ -46,6 +46,7 @@ from transship.imports.challenge import (
     TokenCache,
     parse_challenges,
 )
+from transship.imports.egress import EgressDenied, EgressPolicy, egress_failure
 from transship.imports.endpoints import Endpoint
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.ports import BlobWriter, Credentials, FetchedManifest
@@ -149,6 +150,7 @@ class UpstreamClient:
         max_manifest_bytes: int,
         read_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        egress: EgressPolicy | None = None,
     ) -> None:
         if session.auto_decompress:
             raise ValueError(
@@ -170,6 +172,9 @@ class UpstreamClient:
         self._max_manifest_bytes = max_manifest_bytes
         self._read_timeout = read_timeout
         self._clock = clock
+        # Host names are checked again at resolution (PolicyResolver on the session's
+        # connector); this catches IP literals, which aiohttp connects to without resolving.
+        self._egress = egress
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout, sock_read=read_timeout
         )
@@ -597,6 +602,11 @@ class UpstreamClient:
         of `url`."""
         auth_origin = _origin(url)
         for hop in range(MAX_REDIRECTS + 1):
+            if self._egress is not None:
+                try:
+                    self._egress.check_literal(url.host or "")
+                except EgressDenied as exc:
+                    raise egress_failure(exc, step) from None
             sent: CIMultiDict[str] = CIMultiDict(headers)
             if authorization is not None and _origin(url) == auth_origin:
                 sent["Authorization"] = authorization
@@ -772,6 +782,9 @@ class UpstreamClient:
         """An ImportFailure for errors retrying cannot fix, else a `_Transient`."""
         host = self._endpoint.host
         where = host if url is None or _origin(url) == self._origin else f"{url.host} (via {host})"
+        denied = getattr(exc, "os_error", None) if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        if isinstance(denied, EgressDenied):
+            return egress_failure(denied, step)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             return ImportFailure(
                 UPSTREAM_UNREACHABLE,

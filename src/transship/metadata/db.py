@@ -8,8 +8,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -77,8 +75,12 @@ class Database:
             )
             _configure_sqlite(self._writer.sync_engine, "BEGIN IMMEDIATE", durable)
             sync_url = make_url(self.url).set(drivername="sqlite+pysqlite")
-            self._sync_reader: Engine | None = create_engine(sync_url, pool_size=4, max_overflow=4)
-            _configure_sqlite(self._sync_reader, "BEGIN", durable)
+            # Reads run in autocommit: each statement sees one consistent snapshot, and the
+            # BEGIN/ROLLBACK pair per checkout cost more than the lookup itself.
+            self._sync_reader: Engine | None = create_engine(
+                sync_url, pool_size=4, max_overflow=4, pool_reset_on_return=None
+            )
+            _configure_sqlite(self._sync_reader, None, durable)
         else:
             self._writer = create_async_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
@@ -116,6 +118,10 @@ class Database:
 
 
 def _upgrade(connection: Connection) -> None:
+    # Imported here: Alembic is only needed at start-up and costs ~11 MB resident.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection
@@ -141,7 +147,7 @@ def _enable_wal(cursor: Any) -> None:
         delay = min(delay * 2, 0.5)
 
 
-def _configure_sqlite(engine: Engine, begin: str, durable: bool) -> None:
+def _configure_sqlite(engine: Engine, begin: str | None, durable: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so `begin` below decides the mode.
@@ -152,6 +158,9 @@ def _configure_sqlite(engine: Engine, begin: str, durable: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
+
+    if begin is None:
+        return
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -91,7 +91,9 @@ class OneSource:
         self.source = source
 
     @asynccontextmanager
-    async def open(self, spec: SourceSpec, credentials: Credentials | None) -> AsyncIterator[ImageSource]:
+    async def open(
+        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+    ) -> AsyncIterator[ImageSource]:
         yield self.source
 
 
