@@ -71,9 +71,20 @@ async def _services_and_admin(request: web.Request) -> Any:
 
 
 async def _json_body(request: web.Request) -> Any:
+    """The JSON body, read up to the configured limit. Raises ArmError 413 or 400."""
+    limit = request.app[SERVICES].settings.max_request_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ArmError(413, "RequestTooLarge", f"The request body is larger than {limit} bytes.")
+    data = bytearray()
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise ArmError(413, "RequestTooLarge", f"The request body is larger than {limit} bytes.")
+    if not data.strip():
+        return {}
     try:
-        return await request.json(loads=json.loads) if request.can_read_body else {}
-    except ValueError:
+        return json.loads(bytes(data))
+    except (ValueError, RecursionError):
         raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
 
 

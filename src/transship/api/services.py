@@ -10,6 +10,7 @@ from transship.identity.bootstrap import AdminVerifier, ServiceIdentity, bootstr
 from transship.identity.secrets import SecretBox
 from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
+from transship.imports.plan import ImportLimits
 from transship.imports.retry import RetryPolicy
 from transship.imports.service import ImportService, RunnerSettings
 from transship.imports.sink import RegistrySink
@@ -81,18 +82,29 @@ async def build_services(settings: Settings) -> Services:
         max_manifest_bytes=settings.max_manifest_bytes,
         read_timeout=settings.upstream_read_timeout,
         egress=egress,
+        max_header_bytes=settings.upstream_max_header_bytes,
     )
     engine = ImportEngine(
         RegistrySink(meta, store),
         sources,
         blob_concurrency=settings.import_blob_concurrency,
-        max_manifests=settings.import_max_manifests,
+        limits=ImportLimits(
+            max_manifests=settings.import_max_manifests,
+            max_index_depth=settings.max_index_depth,
+            max_index_children=settings.max_index_children,
+            max_bytes=settings.import_max_bytes,
+        ),
     )
     imports = ImportService(
         meta,
         engine,
         SecretBox.from_key_file(settings.effective_service_key_file),
-        RunnerSettings(workers=settings.import_workers, lease=timedelta(seconds=settings.import_lease_seconds)),
+        RunnerSettings(
+            workers=settings.import_workers,
+            max_running=settings.import_max_running,
+            max_running_per_registry=settings.import_max_running_per_registry,
+            lease=timedelta(seconds=settings.import_lease_seconds),
+        ),
     )
     return Services(
         settings=settings,
@@ -104,7 +116,9 @@ async def build_services(settings: Settings) -> Services:
         resolver=resolver,
         registries=RegistryService(meta, settings.effective_login_server_suffix),
         blobs=BlobService(meta, store),
-        manifests=ManifestService(meta, settings.max_manifest_bytes, settings.tags_page_max),
+        manifests=ManifestService(
+            meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
+        ),
         listings=ListingService(meta, store),
         imports=imports,
         gc=GarbageCollector(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from transship.imports.model import ImportRequest, SourceSpec
-from transship.imports.plan import ImportPlan, build_plan
+from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import Credentials, ImageSource
 from transship.imports.sink import RegistrySink, StagedBlob, tag_exists_failure
 from transship.metadata.records import JobProgress
@@ -56,12 +56,12 @@ class ImportEngine:
     the same blob fetch it once."""
 
     def __init__(
-        self, sink: RegistrySink, sources: SourceFactory, *, blob_concurrency: int, max_manifests: int
+        self, sink: RegistrySink, sources: SourceFactory, *, blob_concurrency: int, limits: ImportLimits
     ) -> None:
         self._sink = sink
         self._sources = sources
         self._blob_concurrency = blob_concurrency
-        self._max_manifests = max_manifests
+        self._limits = limits
         self._fetching: dict[str, asyncio.Event] = {}
 
     async def run(
@@ -85,7 +85,7 @@ class ImportEngine:
             if taken:
                 raise tag_exists_failure(taken[0])
         async with self._sources.open(request.source, credentials, registry_id) as source:
-            plan = await build_plan(source, request.source.reference, max_manifests=self._max_manifests)
+            plan = await build_plan(source, request.source.reference, self._limits)
             progress.manifests_total = len(plan.manifests)
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes

@@ -9,8 +9,17 @@ from transship.imports.errors import ImportFailure, Step
 from transship.imports.ports import FetchedManifest, ImageSource
 from transship.oci.manifest import Descriptor, ManifestError, ParsedManifest, parse_manifest
 
-MAX_INDEX_DEPTH = 8
 _PARALLEL_FETCHES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """What one import may copy; exceeding any fails the plan before a blob is fetched."""
+
+    max_manifests: int = 500
+    max_index_depth: int = 8
+    max_index_children: int = 1000
+    max_bytes: int = 1 << 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +53,13 @@ def _parse(fetched: FetchedManifest) -> ParsedManifest:
         ) from None
 
 
-async def build_plan(source: ImageSource, reference: str, *, max_manifests: int) -> ImportPlan:
+async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) -> ImportPlan:
     """Fetch the root by tag or digest and every child by digest, nested indexes included.
 
-    Raises ImportFailure: ManifestUnknown (from the source), InvalidManifest,
-    TooManyManifests (more than `max_manifests`), IndexTooDeep.
+    Raises ImportFailure: ManifestUnknown (from the source), InvalidManifest, and for the
+    limits TooManyManifests, IndexTooDeep, TooManyChildren, ImageTooLarge.
     """
+    max_manifests = limits.max_manifests
     fetched = await source.get_manifest(reference)
     root = PlannedManifest(fetched, _parse(fetched))
     ordered: list[PlannedManifest] = []
@@ -63,10 +73,18 @@ async def build_plan(source: ImageSource, reference: str, *, max_manifests: int)
 
     async def visit(node: PlannedManifest, depth: int) -> None:
         if node.parsed.is_index:
-            if depth >= MAX_INDEX_DEPTH:
+            if depth >= limits.max_index_depth:
                 raise ImportFailure(
                     "IndexTooDeep",
-                    f"index {node.digest} nests deeper than {MAX_INDEX_DEPTH} levels",
+                    f"index {node.digest} nests deeper than {limits.max_index_depth} levels (the import limit)",
+                    step=Step.PLAN,
+                    obj=node.digest,
+                )
+            if len(node.parsed.manifests) > limits.max_index_children:
+                raise ImportFailure(
+                    "TooManyChildren",
+                    f"index {node.digest} lists {len(node.parsed.manifests)} manifests; "
+                    f"the limit is {limits.max_index_children}",
                     step=Step.PLAN,
                     obj=node.digest,
                 )
@@ -90,4 +108,12 @@ async def build_plan(source: ImageSource, reference: str, *, max_manifests: int)
     for manifest in ordered:
         for descriptor in manifest.parsed.blobs:
             (foreign if descriptor.is_foreign else blobs).setdefault(str(descriptor.digest), descriptor)
-    return ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()))
+    plan = ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()))
+    if plan.total_bytes > limits.max_bytes:
+        raise ImportFailure(
+            "ImageTooLarge",
+            f"the image holds {plan.total_bytes} bytes of blobs; the import limit is {limits.max_bytes}",
+            step=Step.PLAN,
+            obj=root.digest,
+        )
+    return plan

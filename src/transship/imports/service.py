@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
-    workers: int = 4
+    workers: int = 4  # in this process
+    max_running: int = 16  # service-wide
+    max_running_per_registry: int = 4  # service-wide, per target registry
     lease: timedelta = timedelta(seconds=15)
     heartbeat_seconds: float = 0.5
     idle_poll_seconds: float = 1.0
@@ -80,7 +82,12 @@ class ImportService:
             while True:
                 while len(self._running) < self._settings.workers:
                     async with self._meta.writing() as q:
-                        job = await JobQueries(q.conn).claim_job(self._owner, self._settings.lease)
+                        job = await JobQueries(q.conn).claim_job(
+                            self._owner,
+                            self._settings.lease,
+                            max_running=self._settings.max_running,
+                            max_running_per_registry=self._settings.max_running_per_registry,
+                        )
                     if job is None:
                         break
                     self._running[job.id] = asyncio.create_task(self._run(job))

@@ -33,6 +33,7 @@ class Sources:
         max_manifest_bytes: int,
         read_timeout: float,
         egress: EgressPolicies,
+        max_header_bytes: int = 16384,
     ) -> None:
         self._meta = meta
         self._store = store
@@ -41,6 +42,7 @@ class Sources:
         self._max_manifest_bytes = max_manifest_bytes
         self._read_timeout = read_timeout
         self._egress = egress
+        self._max_header_bytes = max_header_bytes
 
     @asynccontextmanager
     async def open(
@@ -72,7 +74,12 @@ class Sources:
         # proxies or .netrc credentials: an import talks only to the hosts it names.
         connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy, self._egress.inner_resolver()))
         async with aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector,
+            auto_decompress=False,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            max_line_size=self._max_header_bytes,
+            max_field_size=self._max_header_bytes,
         ) as session:
             yield UpstreamClient(
                 session,

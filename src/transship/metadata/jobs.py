@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from transship.metadata import schema as s
@@ -74,15 +74,34 @@ class JobQueries(QueryScope):
         )
         return [self._job(r) for r in rows]
 
-    async def claim_job(self, owner: str, lease: timedelta) -> ImportJobRecord | None:
+    async def claim_job(
+        self, owner: str, lease: timedelta, *, max_running: int, max_running_per_registry: int
+    ) -> ImportJobRecord | None:
         """Take the oldest queued job, or a running one whose owner stopped renewing its lease
-        (a crashed process). Returns it as running, or None."""
+        (a crashed process), unless the service or that job's registry already runs as many
+        imports as allowed. Returns it as running, or None."""
         j, now = s.import_jobs, utcnow()
+        live = (j.c.state == "running") & (j.c.lease_expires_at >= now)
         claimable = (j.c.state == "queued") | (
             (j.c.state == "running") & (or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now))
         )
+        if (await self._exec(select(func.count()).select_from(j).where(live))).scalar_one() >= max_running:
+            return None
+        other = j.alias("other")
+        busy = (
+            select(func.count())
+            .select_from(other)
+            .where(
+                other.c.registry_id == j.c.registry_id,
+                other.c.state == "running",
+                other.c.lease_expires_at >= now,
+            )
+            .scalar_subquery()
+        )
         candidate = (
-            await self._exec(select(j.c.id).where(claimable).order_by(j.c.created_at).limit(1))
+            await self._exec(
+                select(j.c.id).where(claimable, busy < max_running_per_registry).order_by(j.c.created_at).limit(1)
+            )
         ).scalar()
         if candidate is None:
             return None

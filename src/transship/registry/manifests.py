@@ -71,9 +71,12 @@ async def store_manifest(q: RegistryQueries, repository_id: int, digest: str, co
 
 
 class ManifestService:
-    def __init__(self, meta: MetadataStore, max_manifest_bytes: int, page_max: int) -> None:
+    def __init__(
+        self, meta: MetadataStore, max_manifest_bytes: int, page_max: int, max_index_children: int = 1000
+    ) -> None:
         self._meta = meta
         self.max_manifest_bytes = max_manifest_bytes
+        self._max_index_children = max_index_children
         self._page_max = page_max
 
     async def get(
@@ -133,6 +136,11 @@ class ManifestService:
                 e.DIGEST_INVALID,
                 f"manifest content has digest {digest}, not {ref}",
                 {"digest": ref},
+            )
+        if len(parsed.manifests) > self._max_index_children:
+            raise OciError(
+                e.MANIFEST_INVALID,
+                f"the index lists {len(parsed.manifests)} manifests; the limit is {self._max_index_children}",
             )
         refs = references_of(parsed)
         async with self._meta.writing() as q:

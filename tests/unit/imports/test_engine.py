@@ -16,7 +16,7 @@ import pytest
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
-from transship.imports.plan import build_plan
+from transship.imports.plan import ImportLimits, build_plan
 from transship.imports.ports import BlobWriter, Credentials, FetchedManifest, ImageSource
 from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
@@ -102,7 +102,7 @@ class World:
         self.meta = meta
         self.store = store
         self.source = source
-        self.engine = ImportEngine(RegistrySink(meta, store), OneSource(source), blob_concurrency=4, max_manifests=10)
+        self.engine = ImportEngine(RegistrySink(meta, store), OneSource(source), blob_concurrency=4, limits=ImportLimits(max_manifests=10))
 
     async def job(self, registry_id: int = 1) -> str:
         job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
@@ -143,7 +143,7 @@ async def test_nested_index_is_planned_children_first(world: World) -> None:
     leaf_a, leaf_b = src.image("a"), src.image("b")
     inner = src.index([leaf_a])
     root = src.index([inner, leaf_b], tag="v1")
-    plan = await build_plan(src, "v1", max_manifests=10)
+    plan = await build_plan(src, "v1", ImportLimits(max_manifests=10))
     order = [m.digest for m in plan.manifests]
     assert order.index(leaf_a["digest"]) < order.index(inner["digest"]) < order.index(root["digest"])
     assert order.index(leaf_b["digest"]) < order.index(root["digest"])
@@ -219,3 +219,23 @@ async def test_noforce_conflict_unless_a_resumed_attempt_already_moved_the_tag(w
         await world.run("v2", "app:v1", resumed=True)  # a different image is still a conflict
     await world.run("v2", "app:v1", force=True)
     assert await world.tag("app", "v1") == other["digest"] != image["digest"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "code"),
+    [
+        (ImportLimits(max_index_depth=1), "IndexTooDeep"),
+        (ImportLimits(max_index_children=2), "TooManyChildren"),
+        (ImportLimits(max_bytes=100), "ImageTooLarge"),
+    ],
+)
+async def test_limits_fail_the_plan_before_any_blob_is_fetched(world: World, limits: ImportLimits, code: str) -> None:
+    src = world.source
+    src.index([src.index([src.image("a"), src.image("b"), src.image("c")])], tag="nested")
+    engine = ImportEngine(RegistrySink(world.meta, world.store), OneSource(src), blob_concurrency=2, limits=limits)
+    request = ImportRequest(SourceSpec("upstream.example", None, "app", "nested"), (TargetTag("app", "v1"),), (), False)
+    with pytest.raises(ImportFailure) as caught:
+        await engine.run(await world.job(), 1, request, None, Progress())
+    assert caught.value.code == code
+    assert str(getattr(limits, {"IndexTooDeep": "max_index_depth", "TooManyChildren": "max_index_children", "ImageTooLarge": "max_bytes"}[code])) in caught.value.message
+    assert src.fetches == []

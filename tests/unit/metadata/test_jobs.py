@@ -1,0 +1,80 @@
+"""Import job rows: claiming with leases and the service-wide concurrency limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from transship.metadata.db import Database
+from transship.metadata.jobs import JobQueries
+from transship.metadata.queries import MetadataStore
+from transship.metadata.records import JobFailure, JobProgress
+
+LEASE = timedelta(seconds=30)
+
+
+@pytest.fixture
+async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
+    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
+    await db.migrate()
+    store = MetadataStore(db)
+    async with store.writing() as q:
+        await q.ensure_default_registry("default")
+        await q.create_registry("second", "second.localhost")
+    try:
+        yield store
+    finally:
+        await db.close()
+
+
+async def claim(meta: MetadataStore, owner: str = "a" * 32, lease: timedelta = LEASE, **limits: int) -> str | None:
+    limits = {"max_running": 10, "max_running_per_registry": 10, **limits}
+    async with meta.writing() as q:
+        job = await JobQueries(q.conn).claim_job(owner, lease, **limits)
+    return None if job is None else job.id
+
+
+async def add(meta: MetadataStore, job_id: str, registry_id: int = 1) -> None:
+    async with meta.writing() as q:
+        await JobQueries(q.conn).create_job(job_id, registry_id, "{}", b"sealed")
+
+
+async def test_jobs_are_claimed_oldest_first_and_once(meta: MetadataStore) -> None:
+    for n in "123":
+        await add(meta, n * 32)
+    assert [await claim(meta) for _ in range(4)] == ["1" * 32, "2" * 32, "3" * 32, None]
+
+
+async def test_per_registry_and_service_wide_limits(meta: MetadataStore) -> None:
+    for n, registry in (("1", 1), ("2", 1), ("3", 2), ("4", 2)):
+        await add(meta, n * 32, registry)
+    assert await claim(meta, max_running_per_registry=1) == "1" * 32
+    assert await claim(meta, max_running_per_registry=1) == "3" * 32  # registry 1 is busy
+    assert await claim(meta, max_running_per_registry=1) is None
+    assert await claim(meta, max_running=2) is None  # two are running service-wide
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_owner_loses_it(meta: MetadataStore) -> None:
+    await add(meta, "1" * 32)
+    assert await claim(meta, owner="a" * 32, lease=timedelta(seconds=-1)) == "1" * 32
+    assert await claim(meta, owner="b" * 32) == "1" * 32  # the first owner died
+    async with meta.writing() as q:
+        jobs = JobQueries(q.conn)
+        assert not await jobs.renew_lease("1" * 32, "a" * 32, LEASE, JobProgress())
+        assert not await jobs.finish_job("1" * 32, "a" * 32, "succeeded", JobProgress())
+        assert await jobs.finish_job("1" * 32, "b" * 32, "failed", JobProgress(bytes_done=5), JobFailure("X", "why", "copy"))
+        record = await jobs.job("1" * 32)
+    assert record is not None
+    assert (record.state, record.attempts, record.error_code, record.bytes_done) == ("failed", 2, "X", 5)
+    assert record.credentials is None  # forgotten when the job ends
+
+
+async def test_cancel_of_a_queued_job_is_immediate(meta: MetadataStore) -> None:
+    await add(meta, "1" * 32)
+    async with meta.writing() as q:
+        record = await JobQueries(q.conn).request_cancel("1" * 32)
+    assert record is not None and record.state == "canceled" and record.credentials is None
+    assert await claim(meta) is None
