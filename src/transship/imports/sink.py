@@ -11,7 +11,7 @@ from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import BlobMissing, MetadataStore
-from transship.oci.digest import Digest, Hasher, new_hasher
+from transship.oci.digest import CountingHasher, Digest
 from transship.registry.manifests import store_manifest
 from transship.storage.base import BlobStore
 
@@ -20,18 +20,6 @@ def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFa
     return ImportFailure(
         "TagAlreadyExists", f"Tag {target} already exists in target registry.", step=step, obj=str(target)
     )
-
-
-class _Counter:
-    """Hashes and counts what was written; read from the event loop for progress."""
-
-    def __init__(self, hasher: Hasher) -> None:
-        self.hasher = hasher
-        self.count = 0
-
-    def update(self, data: bytes, /) -> None:
-        self.hasher.update(data)
-        self.count += len(data)
 
 
 class StagedBlob:
@@ -45,7 +33,7 @@ class StagedBlob:
         self.digest = digest
         self.size = size
         self._staging = uuid.uuid4().hex
-        self._counter = _Counter(new_hasher(digest.algorithm))
+        self._counter = CountingHasher(digest.algorithm)
         self._created = False
 
     @property
@@ -61,7 +49,7 @@ class StagedBlob:
     async def reset(self) -> None:
         if self._created:
             await self._store.truncate_staging(self._staging, 0)
-        self._counter = _Counter(new_hasher(self.digest.algorithm))
+        self._counter = CountingHasher(self.digest.algorithm)
 
     async def commit(self) -> None:
         """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob."""

@@ -71,3 +71,17 @@ def new_hasher(algorithm: str = "sha256") -> Hasher:
 def is_digest(text: str) -> bool:
     """True when `text` looks like a digest reference rather than a tag (contains ':')."""
     return ":" in text
+
+
+class CountingHasher:
+    """Hashes and counts the bytes passed to it (a storage ChunkSink); the count is read
+    from the event loop for progress while a worker thread feeds it."""
+
+    def __init__(self, algorithm: str = "sha256", *, resume: Hasher | None = None) -> None:
+        """A fresh hash, or one continuing from the state `resume` (counting from zero)."""
+        self.hasher = resume if resume is not None else new_hasher(algorithm)
+        self.count = 0
+
+    def update(self, data: bytes, /) -> None:
+        self.hasher.update(data)
+        self.count += len(data)

@@ -13,7 +13,7 @@ from transship import errors as e
 from transship.errors import OciError
 from transship.metadata.queries import BlobMissing, MetadataStore
 from transship.metadata.records import RegistryRecord, UploadRecord
-from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, Hasher, new_hasher
+from transship.oci.digest import SUPPORTED_ALGORITHMS, CountingHasher, Digest, Hasher, new_hasher
 from transship.storage.base import BlobStore, StagingUnknown
 
 
@@ -29,16 +29,6 @@ class UploadStatus:
     id: str
     repository: str
     offset: int
-
-
-class _SizeCounter:
-    def __init__(self, hasher: Hasher) -> None:
-        self.hasher = hasher
-        self.count = 0
-
-    def update(self, data: bytes, /) -> None:
-        self.hasher.update(data)
-        self.count += len(data)
 
 
 @dataclass
@@ -207,7 +197,7 @@ class BlobService:
         state = await self._hash_state(record)
         # Hash into a copy: if the request fails half way, the saved state stays valid.
         hasher = state.hasher.copy()
-        counter = _SizeCounter(hasher)
+        counter = CountingHasher(resume=hasher)
         try:
             try:
                 await self._store.append_staging(record.id, body, counter)
@@ -284,7 +274,7 @@ class BlobService:
         upload_id = uuid.uuid4().hex
         await self._store.create_staging(upload_id)
         try:
-            counter = _SizeCounter(new_hasher(digest.algorithm))
+            counter = CountingHasher(digest.algorithm)
             try:
                 await self._store.append_staging(upload_id, body, counter)
             except StagingUnknown:
