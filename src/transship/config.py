@@ -51,7 +51,7 @@ class EgressRuleSettings(BaseModel):
         try:
             ipaddress.ip_network(value, strict=False)
         except ValueError:
-            if not re.fullmatch(r"[A-Za-z0-9*?.\[\]-]+", value.strip()):
+            if not re.fullmatch(r"[A-Za-z0-9*?.\[\]-]+", value.strip()):  # no ":": a typo'd address
                 raise ValueError(f"{value!r} is neither a CIDR nor a host name pattern") from None
         return value.strip()
 

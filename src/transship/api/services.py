@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 
 from transship.config import Settings
 from transship.identity.bootstrap import AdminVerifier, ServiceIdentity, bootstrap
@@ -48,7 +52,9 @@ class Services:
         await self.db.close()
 
 
-async def build_services(settings: Settings) -> Services:
+async def build_services(
+    settings: Settings, *, inner_resolver: Callable[[], AbstractResolver] = DefaultResolver
+) -> Services:
     """Create the data directory, migrate the schema, bootstrap the service identity and wire
     every service.
 
@@ -73,6 +79,7 @@ async def build_services(settings: Settings) -> Services:
             name: policy_from_settings(policy.rules, policy.default, policy.deny_private)
             for name, policy in settings.egress_registries.items()
         },
+        inner_resolver,
     )
     sources = Sources(
         meta,

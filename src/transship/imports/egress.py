@@ -72,7 +72,7 @@ class EgressRule:
         except ValueError:
             pass
         pattern = target.strip().lower().rstrip(".")
-        if not pattern or any(c in pattern for c in "/ @"):
+        if not pattern or any(c in pattern for c in "/ @:"):
             raise ValueError(f"egress rule target {target!r} is neither a CIDR nor a host name")
         return cls(action, host=pattern)  # type: ignore[arg-type]
 
@@ -102,28 +102,33 @@ class EgressPolicy:
     deny_private: bool = False
 
     def decide_host(self, host: str) -> Decision | None:
-        """A decision from the name alone (built-in names, host rules), or None to resolve."""
+        """A decision from the name alone, before resolving: built-in names, then host rules
+        that come before the first address rule (which needs the address). None: resolve."""
         name = host.lower().rstrip(".")
         if name in _ALWAYS_DENIED_NAMES:
             return Decision(False, f"built-in: cloud metadata name {name}")
         for rule in self.rules:
+            if rule.network is not None:
+                return None
             if rule.matches_host(name):
                 return Decision(rule.action == "allow", str(rule))
         return None
 
     def decide(self, host: str, address: IPAddress) -> Decision:
-        """May the service connect to `address`, reached as `host`?"""
+        """May the service connect to `address`, reached as `host`? Built-in denials, then
+        the rules strictly in order (host and address rules alike), then deny_private, then
+        the default."""
         for network, reason in _ALWAYS_DENIED:
             if address.version == network.version and address in network:
                 return Decision(False, f"built-in: {reason} {network}")
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            return self.decide(host, mapped)
-        by_name = self.decide_host(host)
-        if by_name is not None:
-            return by_name
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return self.decide(host, embedded)
+        name = host.lower().rstrip(".")
+        if name in _ALWAYS_DENIED_NAMES:
+            return Decision(False, f"built-in: cloud metadata name {name}")
         for rule in self.rules:
-            if rule.matches_address(address):
+            if rule.matches_host(name) or rule.matches_address(address):
                 return Decision(rule.action == "allow", str(rule))
         if self.deny_private and any(address.version == n.version and address in n for n in _PRIVATE):
             return Decision(False, "deny_private: loopback and private ranges")
@@ -147,6 +152,21 @@ class EgressPolicy:
 
 _ALWAYS_DENIED = tuple((ipaddress.ip_network(cidr), reason) for cidr, reason in _ALWAYS_DENIED_NETWORKS)
 _PRIVATE = tuple(ipaddress.ip_network(cidr) for cidr in _PRIVATE_NETWORKS)
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (::ffff:a.b.c.d, NAT64 64:ff9b::a.b.c.d), so
+    it is judged as that address."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 class PolicyResolver(AbstractResolver):
