@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     max_index_children: int = Field(default=1000, gt=0, description="manifests one index may list (push and import)")
     import_max_running_per_registry: int = Field(default=4, gt=0, description="imports running at once into one registry, service-wide")
     import_max_running: int = Field(default=16, gt=0, description="imports running at once, service-wide")
+    max_blob_bytes: int | None = Field(default=None, gt=0, description="largest blob a push may upload (413 beyond); none by default")
     max_request_body_bytes: int = Field(default=1 << 20, gt=0, description="JSON bodies of the management API")
     upstream_max_header_bytes: int = Field(default=16384, gt=0, description="largest upstream response header line")
     import_lease_seconds: float = Field(default=15.0, gt=0, description="a crashed process's jobs resume after this")

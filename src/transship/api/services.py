@@ -122,7 +122,7 @@ async def build_services(
         admin=AdminVerifier(identity),
         resolver=resolver,
         registries=RegistryService(meta, settings.effective_login_server_suffix),
-        blobs=BlobService(meta, store),
+        blobs=BlobService(meta, store, settings.max_blob_bytes),
         manifests=ManifestService(
             meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
         ),

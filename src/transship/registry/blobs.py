@@ -42,9 +42,10 @@ class _HashState:
 class BlobService:
     """Blob operations of one service. Every method takes the registry it acts in."""
 
-    def __init__(self, meta: MetadataStore, store: BlobStore) -> None:
+    def __init__(self, meta: MetadataStore, store: BlobStore, max_blob_bytes: int | None = None) -> None:
         self._meta = meta
         self._store = store
+        self._max_blob_bytes = max_blob_bytes
         # Hash state per session, so a PATCH need not re-read what earlier ones wrote. After a
         # restart (or on another process) the state is rebuilt from the staged bytes.
         self._hash_states: dict[str, _HashState] = {}
@@ -200,7 +201,7 @@ class BlobService:
         counter = CountingHasher(resume=hasher)
         try:
             try:
-                await self._store.append_staging(record.id, body, counter)
+                await self._store.append_staging(record.id, self._capped(body, record.offset, length), counter)
             except StagingUnknown:
                 raise _expired(record.id) from None
             if length is not None and counter.count != length:
@@ -262,6 +263,24 @@ class BlobService:
             hasher.update(chunk)
         return hasher.hexdigest()
 
+    def _capped(self, body: AsyncIterator[bytes], offset: int, declared: int | None) -> AsyncIterator[bytes]:
+        """The body, refused with 413 as soon as the blob would exceed the size limit."""
+        limit = self._max_blob_bytes
+        if limit is None:
+            return body
+        if declared is not None and offset + declared > limit:
+            raise _too_large(limit)
+
+        async def capped() -> AsyncIterator[bytes]:
+            total = offset
+            async for chunk in body:
+                total += len(chunk)
+                if total > limit:
+                    raise _too_large(limit)
+                yield chunk
+
+        return capped()
+
     async def upload_whole(
         self,
         registry: RegistryRecord,
@@ -276,7 +295,7 @@ class BlobService:
         try:
             counter = CountingHasher(digest.algorithm)
             try:
-                await self._store.append_staging(upload_id, body, counter)
+                await self._store.append_staging(upload_id, self._capped(body, 0, length), counter)
             except StagingUnknown:
                 raise _expired(upload_id) from None
             if length is not None and counter.count != length:
@@ -331,6 +350,10 @@ class BlobService:
             await q.delete_upload(upload_id)
         await self._store.delete_staging(upload_id)
         self._hash_states.pop(upload_id, None)
+
+
+def _too_large(limit: int) -> OciError:
+    return OciError(e.SIZE_INVALID, f"blob is larger than the limit of {limit} bytes", status=413)
 
 
 def _expired(upload_id: str) -> OciError:
