@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from transship.metadata.queries import MetadataStore
+from transship.metadata.jobs import JobQueries
+from transship.metadata.queries import MetadataStore, utcnow
 from transship.oci.digest import Digest, new_hasher
 from transship.storage.base import BlobStore
 
@@ -26,7 +28,7 @@ class Checker:
         self._meta = meta
         self._store = store
 
-    async def run(self, *, verify_digests: bool = False) -> CheckReport:
+    async def run(self, *, verify_digests: bool = False, stuck_after: timedelta = timedelta(minutes=5)) -> CheckReport:
         """Report every inconsistency; change nothing.
 
         Checks: each blob row has a file of that size (and, with `verify_digests`, of that
@@ -41,6 +43,7 @@ class Checker:
             report.checked_manifests = await q.count_manifests()
             report.checked_tags = await q.count_tags()
             sessions = await q.all_uploads()
+            stuck = await JobQueries(q.conn).stuck_jobs(utcnow() - stuck_after)
         for repository, tag, target in dangling_tags:
             report.problems.append(f"tag {repository}:{tag} points at missing manifest {target}")
         for repository, manifest, child, is_manifest in missing_refs:
@@ -66,6 +69,10 @@ class Checker:
                     report.problems.append(
                         f"blob {digest} has content with digest {digest.algorithm}:{hasher.hexdigest()}"
                     )
+        for job in stuck:
+            report.problems.append(
+                f"import job {job.id} has been running without a live process since its lease expired"
+            )
         for upload in sessions:
             try:
                 staged = await self._store.staging_size(upload.id)

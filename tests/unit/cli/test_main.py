@@ -55,3 +55,21 @@ def test_check_exits_1_and_names_the_problem(tmp_path: Path) -> None:
     result = runner.invoke(main, ["check", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert f"upload {'a' * 32} in app has lost its staged bytes" in result.output
+
+
+def test_check_reports_an_import_job_left_running_without_a_process(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["check", "--data-dir", str(tmp_path)]).exit_code == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "metadata.db") as db:
+        db.execute(
+            "insert into import_jobs (id, registry_id, request, state, bytes_total, bytes_done, blobs_total,"
+            " blobs_done, manifests_total, manifests_done, bytes_fetched, cancel_requested, attempts,"
+            " lease_owner, lease_expires_at, created_at) values (?, 1, '{}', 'running', 0, 0, 0, 0, 0, 0, 0, 0, 1,"
+            " 'gone', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            ("b" * 32,),
+        )
+    result = runner.invoke(main, ["check", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"import job {'b' * 32} has been running without a live process" in result.output
