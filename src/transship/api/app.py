@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from transship.api import acr, arm, ops, v2
+from transship.api import acr, arm, openapi, ops, v2
 from transship.api.errors import error_middleware
 from transship.api.services import Services, build_services
 from transship.config import Settings
@@ -47,4 +47,5 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     acr.add_routes(app)
     arm.add_routes(app)
     ops.add_routes(app)
+    openapi.add_routes(app)
     return app

@@ -95,13 +95,21 @@ class ImportEngine:
         return plan
 
     async def _copy_blobs(self, job_id: str, source: ImageSource, plan: ImportPlan, progress: Progress) -> None:
+        # Blobs the service holds are linked, not fetched: pin them all at once (a re-import or
+        # a same-service import then costs one transaction, not one per blob).
+        present = await self._sink.pin_present(job_id, [blob.digest for blob in plan.blobs])
+        for blob in plan.blobs:
+            if str(blob.digest) in present:
+                progress.blobs_done += 1
+                progress.bytes_completed += blob.size
+        missing = [blob for blob in plan.blobs if str(blob.digest) not in present]
         gate = asyncio.Semaphore(self._blob_concurrency)
 
         async def one(blob: Descriptor) -> None:
             async with gate:
                 await self._copy_blob(job_id, source, blob, progress)
 
-        tasks = [asyncio.create_task(one(blob)) for blob in plan.blobs]
+        tasks = [asyncio.create_task(one(blob)) for blob in missing]
         try:
             await asyncio.gather(*tasks)
         except BaseException:

@@ -107,6 +107,15 @@ class RegistrySink:
                 return False
             return await JobQueries(q.conn).pin_blob(job_id, str(digest))
 
+    async def pin_present(self, job_id: str, digests: list[Digest]) -> set[str]:
+        """Pin, in one transaction, every listed blob the service already holds (rows and
+        files); returns their digests. The rest must be fetched."""
+        on_disk = [d for d in digests if await self._store.size(d) is not None]
+        if not on_disk:
+            return set()
+        async with self._meta.writing() as q:
+            return await JobQueries(q.conn).pin_present(job_id, [str(d) for d in on_disk])
+
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)
 

@@ -193,6 +193,21 @@ class JobQueries(QueryScope):
             return False
         return True
 
+    async def pin_present(self, job_id: str, digests: list[str]) -> set[str]:
+        """Pin every listed blob the service holds, in one statement; returns those pinned.
+        (A blob collected meanwhile makes the batch fail; then each is pinned on its own.)"""
+        b = s.blobs
+        present = {r.digest for r in await self._exec(select(b.c.digest).where(b.c.digest.in_(digests)))}
+        if not present:
+            return set()
+        stmt = self._insert(s.blob_pins).on_conflict_do_nothing(index_elements=["job_id", "digest"])
+        try:
+            async with self._nested():
+                await self._exec(stmt, [{"job_id": job_id, "digest": d} for d in sorted(present)])
+        except IntegrityError:
+            return {d for d in present if await self.pin_blob(job_id, d)}
+        return present
+
     async def stuck_jobs(self, before: datetime) -> list[ImportJobRecord]:
         """Running jobs whose lease expired before `before` (for `transship check`)."""
         j = s.import_jobs

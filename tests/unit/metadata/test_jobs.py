@@ -10,7 +10,7 @@ import pytest
 
 from transship.metadata.db import Database
 from transship.metadata.jobs import JobQueries
-from transship.metadata.queries import MetadataStore
+from transship.metadata.queries import MetadataStore, utcnow
 from transship.metadata.records import JobFailure, JobProgress
 
 LEASE = timedelta(seconds=30)
@@ -78,3 +78,17 @@ async def test_cancel_of_a_queued_job_is_immediate(meta: MetadataStore) -> None:
         record = await JobQueries(q.conn).request_cancel("1" * 32)
     assert record is not None and record.state == "canceled" and record.credentials is None
     assert await claim(meta) is None
+
+
+async def test_pin_present_pins_what_exists_in_one_go(meta: MetadataStore) -> None:
+    await add(meta, "1" * 32)
+    held, absent = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    async with meta.writing() as q:
+        await q.record_blob(held, 10)
+    async with meta.writing() as q:
+        jobs = JobQueries(q.conn)
+        assert await jobs.pin_present("1" * 32, [held, absent]) == {held}
+        assert await jobs.pin_present("1" * 32, [held]) == {held}  # idempotent
+    async with meta.writing() as q:
+        # Pinned: garbage collection may not delete it, however old.
+        assert not await q.delete_blob_row_if_orphan(held, utcnow() + timedelta(days=1))

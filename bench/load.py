@@ -1,0 +1,203 @@
+"""load: 100 concurrent pulls and 10 concurrent imports at once against one Transship, timed.
+
+The scenario of ``tests/integration/test_load.py`` (:func:`run_load`): a 3-platform OCI
+index (~2 MB: 3 manifests, 3 configs, 7 layers) is pushed to Transship, and 10 other small
+3-platform indexes (~0.7 MB each) to a local docker-registry. After an unmeasured warm-up
+(10 pulls, one import), at the same moment 100 aiohttp tasks (one connection each) pull the
+index — the index by tag, each child manifest by digest, every blob, one request after the
+other, every byte checked — and 10 imports into distinct targets are submitted and their
+status polled every 0.1 s; each puller pulls at least ROUNDS times and goes on until every
+import has ended. Reported: pull latency p50/p99 per whole pull and per request, each
+import's wall time (POST to the poll that sees it ended) p50/p99, errors (must be 0), pull
+throughput and the server's CPU. Afterwards every import target must serve its source image.
+
+For scale, two unmeasured-by-the-scenario phases run first on the same server: the same
+pulls with no import running, and 10 other imports (same sizes) with no pull running.
+There is no docker-registry column: it has no imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bench.harness import TRANSSHIP, Context, Target
+from bench.procstat import CpuMeter
+from bench.report import BenchResult, Metric
+from tests.integration.test_load import (
+    IMPORTS,
+    PULLERS,
+    ImportSpec,
+    LoadReport,
+    import_sources,
+    prepare_target,
+    pull_image,
+    run_load,
+    verify_imported,
+    write_config,
+)
+from tests.peers.distribution import DistributionRegistry
+from tests.peers.transship import TransshipServer
+
+NAME = "load"
+ROUNDS = {False: 5, True: 2}  # pulls per puller at least (full / --quick)
+MAX_ROUNDS = 200
+TIMEOUT = 600.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (p99 of 10 values is the largest)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class Phases:
+    load: LoadReport  # pulls and imports at once: the scenario
+    cpu: CpuMeter
+    pulls_alone: LoadReport  # the same pulls, no import running
+    imports_alone: LoadReport  # 10 other imports, no pull running
+
+
+async def _scenario(
+    ctx: Context,
+    server: TransshipServer,
+    target: Target,
+    sources: dict[str, list[ImportSpec]],
+) -> Phases:
+    index = pull_image(ctx.workdir)
+    rounds = ROUNDS[ctx.quick]
+
+    async def phase(name: str, specs: list[ImportSpec], pullers: int) -> LoadReport:
+        report = await run_load(
+            server.url,
+            admin,
+            index,
+            specs,
+            pullers=pullers,
+            min_rounds=rounds,
+            max_rounds=MAX_ROUNDS,
+            timeout=TIMEOUT,
+            log=lambda text: ctx.log(f"{name}: {text}"),
+        )
+        problems = await verify_imported(http, server.url, specs)
+        report.errors += [f"after the load: {p}" for p in problems]
+        if report.errors and name != "load":
+            raise RuntimeError(f"{name} failed: {report.errors[:5]}")
+        return report
+
+    async with aiohttp.ClientSession() as http:
+        admin = await prepare_target(http, server, index)
+        warm = await run_load(
+            server.url, admin, index, sources["warmup"], pullers=10, min_rounds=1, max_rounds=1
+        )
+        if warm.errors:
+            raise RuntimeError(f"warm-up failed: {warm.errors[:5]}")
+        ctx.log("pull image pushed, warm-up done (10 pulls, 1 import)")
+        pulls_alone = await phase("pulls alone", [], PULLERS)
+        imports_alone = await phase("imports alone", sources["alone"], 0)
+        with CpuMeter(server.pid) as cpu, ctx.profile(target, "load"):
+            load = await phase("load", sources["load"], PULLERS)
+    return Phases(load, cpu, pulls_alone, imports_alone)
+
+
+def _ms(values: list[float], q: float) -> float:
+    return percentile(values, q) * 1000
+
+
+def run(ctx: Context, result: BenchResult) -> None:
+    with ExitStack() as stack:
+        registry = DistributionRegistry(ctx.workdir / "docker-registry")
+        stack.enter_context(registry)
+        layouts = ctx.workdir / "layouts"
+        sources = {
+            "warmup": import_sources(layouts, registry, 1, prefix="warmup"),
+            "alone": import_sources(layouts, registry, IMPORTS, prefix="alone"),
+            "load": import_sources(layouts, registry, IMPORTS),
+        }
+        config = write_config(ctx.workdir / "transship.toml", registry.host)
+        server = TransshipServer(
+            ctx.workdir / "transship", env={"TRANSSHIP_CONFIG": str(config)}, ready_timeout=60.0
+        )
+        stack.enter_context(server)
+        target = Target(TRANSSHIP, server.url, server.host, server.pid)
+        phases = asyncio.run(_scenario(ctx, server, target, sources))
+        if not server.running:
+            raise RuntimeError(f"transship exited:\n{server.log_text()[-3000:]}")
+    _fill(result, phases, ROUNDS[ctx.quick])
+
+
+def _fill(result: BenchResult, phases: Phases, rounds: int) -> None:
+    report, cpu = phases.load, phases.cpu
+    pulls, requests, imports = report.pull_seconds, report.request_seconds, report.import_seconds
+    errors = len(report.errors)
+
+    def add(name: str, unit: str, value: float, digits: int = 1) -> None:
+        result.add(Metric(name, unit, value, None, "lower", digits=digits))
+
+    add(f"pull p50 ({PULLERS} concurrent)", "ms", _ms(pulls, 50))
+    add(f"pull p99 ({PULLERS} concurrent)", "ms", _ms(pulls, 99))
+    add("request p50", "ms", _ms(requests, 50), 2)
+    add("request p99", "ms", _ms(requests, 99), 2)
+    add(f"import wall p50 ({IMPORTS} at once)", "s", percentile(imports, 50), 2)
+    add(f"import wall p99 ({IMPORTS} at once)", "s", percentile(imports, 99), 2)
+    failed = result.add(Metric("errors", "count", errors, None, "lower", target="= 0", digits=0))
+    failed.met = errors == 0
+    result.add(
+        Metric(
+            "pull throughput",
+            "MB/s",
+            report.pulled_bytes / 1e6 / report.wall_seconds,
+            None,
+            "higher",
+            digits=0,
+        )
+    )
+    add("server CPU per pull", "CPU-ms", cpu.total / max(len(pulls), 1) * 1000, 2)
+    alone_pulls = phases.pulls_alone.pull_seconds
+    alone_imports = phases.imports_alone.import_seconds
+    add("pull p50, no import running", "ms", _ms(alone_pulls, 50))
+    add("pull p99, no import running", "ms", _ms(alone_pulls, 99))
+    add("import wall p50, no pull running", "s", percentile(alone_imports, 50), 2)
+    add("import wall p99, no pull running", "s", percentile(alone_imports, 99), 2)
+    if errors:
+        result.flags.append(f"{errors} errors under load; first: {report.errors[:3]}")
+    result.notes.append(
+        f"{len(pulls)} pulls ({len(requests)} requests, {report.pulled_bytes / 1e6:.0f} MB) in "
+        f"{report.wall_seconds:.1f} s; each puller pulled >= {rounds} times and until the "
+        f"imports ended (at {report.imports_ended_at:.1f} s); the client shares the 2 cores"
+    )
+    result.notes.append(
+        "import wall = POST importImage to the status poll (every 0.1 s) that sees it end; "
+        "it includes queueing (the server runs import_workers=4 at once); p99 of 10 = max"
+    )
+    details: dict[str, Any] = {
+        "pulls": len(pulls),
+        "requests": len(requests),
+        "pulled_bytes": report.pulled_bytes,
+        "wall_seconds": report.wall_seconds,
+        "pulls_ended_at": report.pulls_ended_at,
+        "imports_ended_at": report.imports_ended_at,
+        "import_seconds": sorted(imports),
+        "pull_ms": {q: _ms(pulls, q) for q in (50, 90, 99, 100)},
+        "request_ms": {q: _ms(requests, q) for q in (50, 90, 99, 100)},
+        "server_cpu_seconds": {"user": cpu.user, "system": cpu.system},
+        "errors": report.errors[:50],
+        "pulls_alone": {
+            "pulls": len(alone_pulls),
+            "wall_seconds": phases.pulls_alone.wall_seconds,
+            "pull_ms": {q: _ms(alone_pulls, q) for q in (50, 90, 99, 100)},
+            "request_ms": {
+                q: _ms(phases.pulls_alone.request_seconds, q) for q in (50, 90, 99, 100)
+            },
+        },
+        "imports_alone_seconds": sorted(alone_imports),
+    }
+    result.details.update(details)
