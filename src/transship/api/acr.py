@@ -109,4 +109,4 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/acr/v1/_catalog", catalog)
-    app.router.add_route("*", "/acr/v1/{tail:.+}", dispatch)
+    app.router.add_route("*", r"/acr/v1/{tail:[\s\S]+}", dispatch)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import hdrs, web
 
@@ -23,6 +25,9 @@ SUBSCRIPTION = "/subscriptions/{sub}"
 REGISTRIES_IN_GROUP = SUBSCRIPTION + "/resourceGroups/{rg}/" + PROVIDER + "/registries"
 REGISTRY = REGISTRIES_IN_GROUP + "/{name}"
 LOCATION = SUBSCRIPTION + "/" + PROVIDER + "/locations/{location}"
+_OPERATION_ID = re.compile(r"[0-9a-f]{32}")
+# Text the databases cannot store (PostgreSQL refuses NUL; lone surrogates cannot be encoded).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _STATUS = {"queued": "InProgress", "running": "InProgress", "succeeded": "Succeeded", "failed": "Failed", "canceled": "Canceled"}
 # The HTTP status a failed operation's result URL answers with, by failure code.
 _FAILURE_STATUS = {
@@ -83,9 +88,25 @@ async def _json_body(request: web.Request) -> Any:
     if not data.strip():
         return {}
     try:
-        return json.loads(bytes(data))
+        document = json.loads(bytes(data))
     except (ValueError, RecursionError):
         raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
+    _refuse_unstorable(document, "")
+    return document
+
+
+def _refuse_unstorable(value: Any, path: str) -> None:
+    """Raises ArmError 400 naming the field whose text holds NUL or a lone surrogate."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ArmError(400, "InvalidParameter", f"The parameter '{path or 'body'}' holds characters that are not allowed.", target=path or "body")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unstorable(key, path or "body")
+            _refuse_unstorable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_unstorable(item, f"{path}[{index}]")
 
 
 def _arm_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -147,10 +168,10 @@ async def registries_list(request: web.Request) -> web.Response:
 # -- import ----------------------------------------------------------------------------------
 def _operation_urls(request: web.Request, job_id: str, location: str) -> tuple[str, str]:
     base = f"{request.url.origin()}/subscriptions/{request.match_info['sub']}/{PROVIDER}/locations/{location}"
-    version = request.query.get("api-version", "2025-04-01")
+    query = urlencode({"api-version": request.query.get("api-version", "2025-04-01")})
     return (
-        f"{base}/operationResults/{job_id}?api-version={version}",
-        f"{base}/operationStatuses/{job_id}?api-version={version}",
+        f"{base}/operationResults/{job_id}?{query}",
+        f"{base}/operationStatuses/{job_id}?{query}",
     )
 
 
@@ -229,7 +250,7 @@ async def import_image(request: web.Request) -> web.Response:
 async def _job_and_registry(request: web.Request) -> tuple[Any, ImportJobRecord, RegistryRecord]:
     services = await _services_and_admin(request)
     job_id = request.match_info["operation"]
-    job = await services.imports.get(job_id) if len(job_id) == 32 else None
+    job = await services.imports.get(job_id) if _OPERATION_ID.fullmatch(job_id) else None
     registry = None
     if job is not None:
         async with services.meta.reading() as q:

@@ -42,7 +42,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ArmError as error:
         return _json_response(error.status, error.body(), error.headers, request.method)
     except web.HTTPException as exc:
-        if not request.path.startswith("/v2"):
+        if not request.path.startswith(("/v2", "/acr/")):
             raise
         if exc.status == 405:
             return oci_response(
@@ -63,7 +63,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.path.startswith("/v2"):
+        if request.path.startswith(("/v2", "/acr/")):
             return oci_response(OciError(UNKNOWN, "internal server error"), request.method)
         return _json_response(
             500,

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from transship import __version__
 from transship.api import arm
@@ -23,7 +24,7 @@ from transship.oci.reference import MAX_REPOSITORY_LENGTH, REPOSITORY_PATTERN
 
 OPENAPI_PATH = "/openapi.json"
 # The request models of the management API: component name → pydantic model.
-REQUEST_MODELS: dict[str, Any] = {
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
     "ImportImageParameters": ImportImageParameters,
     "RegistryBody": RegistryBody,
 }

@@ -91,14 +91,17 @@ def page_params(request: web.Request) -> tuple[int | None, str | None]:
     n_text = request.query.get("n")
     n: int | None = None
     if n_text is not None:
-        if not n_text.isdigit():
+        if not (n_text.isascii() and n_text.isdigit()):
             raise OciError(
                 PAGINATION_NUMBER_INVALID,
                 f"n must be a non-negative integer, not {n_text!r}",
                 {"n": n_text},
             )
         n = int(n_text)
-    return n, request.query.get("last")
+    last = request.query.get("last")
+    if last is not None and ("\x00" in last or not last.isprintable()):
+        raise OciError(PAGINATION_NUMBER_INVALID, "last must be printable text", {"last": repr(last)})
+    return n, last
 
 
 def _link(path: str, page: Page, n: int | None) -> dict[str, str]:
@@ -418,4 +421,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v2/", base)
     app.router.add_get("/v2", base)
     app.router.add_get("/v2/_catalog", catalog)
-    app.router.add_route("*", "/v2/{tail:.+}", dispatch)
+    app.router.add_route("*", r"/v2/{tail:[\s\S]+}", dispatch)

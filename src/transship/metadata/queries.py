@@ -7,7 +7,20 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -485,7 +498,7 @@ class RegistryQueries(QueryScope):
         (ACR's imageSize) and when it was stored, oldest first."""
         m, mr, b = s.manifests, s.manifest_references, s.blobs
         blob_bytes = (
-            select(func.coalesce(func.sum(b.c.size), 0))
+            select(cast(func.coalesce(func.sum(b.c.size), 0), BigInteger))
             .select_from(mr.join(b, b.c.digest == mr.c.child_digest))
             .where(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest, ~mr.c.is_manifest)
             .scalar_subquery()

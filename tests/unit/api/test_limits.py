@@ -6,7 +6,14 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.support.app import OCI_INDEX, OCI_MANIFEST, descriptor, make_settings, running_registry, sha256
+from tests.support.app import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    descriptor,
+    make_settings,
+    running_registry,
+    sha256,
+)
 from tests.support.imports import Management
 
 

@@ -1,0 +1,207 @@
+"""The OpenAPI document of the management API and the ACR data plane: valid OpenAPI 3.1,
+served without credentials at /openapi.json, naming every route of those surfaces (checked
+against the application's router), and with request schemas that are the pydantic models'
+and accept exactly what those models accept."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs  # schemathesis' JSON Schema validator
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from pydantic import BaseModel, ValidationError
+
+from tests.support.app import make_settings, running_registry
+from transship.api.app import create_app
+from transship.api.arm_models import ImportImageParameters, RegistryBody
+from transship.api.openapi import OPENAPI_PATH, REQUEST_MODELS, build_document
+
+DOCUMENT = build_document()
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+# Surfaces the document leaves out on purpose: the OCI distribution API (its own
+# specification) and the operations endpoints.
+UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/(healthz|readyz|metrics)$")
+# Values for path parameters when turning a documented path into a request path.
+SAMPLES = {"repository": "team/app"}
+
+
+def operations() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, item[method])
+        for path, item in DOCUMENT["paths"].items()
+        for method in METHODS
+        if method in item
+    ]
+
+
+def component(ref: str) -> Any:
+    assert ref.startswith("#/components/"), ref
+    node: Any = DOCUMENT
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    assert DOCUMENT["openapi"].startswith("3.1.")
+    errors = [error.message for error in OpenAPIV31SpecValidator(DOCUMENT).iter_errors()]
+    assert errors == []
+
+
+def test_every_operation_is_authenticated_with_basic_except_the_document_and_acr() -> None:
+    scheme = DOCUMENT["components"]["securitySchemes"]["adminBasic"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+    assert DOCUMENT["security"] == [{"adminBasic": []}]
+    anonymous = {(path, method) for path, method, op in operations() if op.get("security") == []}
+    assert anonymous == {
+        (path, method) for path, method, _ in operations() if path == OPENAPI_PATH or path.startswith("/acr/v1")
+    }
+
+
+def test_operation_ids_are_unique() -> None:
+    ids = [op["operationId"] for _, _, op in operations()]
+    assert len(ids) == len(set(ids))
+
+
+def _request_path(template: str) -> str:
+    return re.sub(r"\{([^}]+)\}", lambda m: SAMPLES.get(m[1], f"x{m[1]}1"), template)
+
+
+async def test_every_route_of_the_management_api_and_acr_is_documented(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path / "data", None))
+    documented: set[web.AbstractRoute] = set()
+    for path, method, _ in operations():
+        request = make_mocked_request(method.upper(), _request_path(path), app=app)
+        match = await app.router.resolve(request)
+        assert match.http_exception is None, f"{method.upper()} {path} reaches no route: {match.http_exception}"
+        route = match.route
+        assert route.method in (method.upper(), "*"), (path, method, route)
+        assert not UNDOCUMENTED.match(route.resource.canonical if route.resource else ""), (path, route)
+        documented.add(route)
+    missing = []
+    for route in app.router.routes():
+        canonical = route.resource.canonical if route.resource is not None else ""
+        if UNDOCUMENTED.match(canonical) or route in documented:
+            continue
+        # aiohttp adds a HEAD route beside each GET: the GET's documentation covers it.
+        if route.method == "HEAD" and any(
+            r.method == "GET" and r.resource is route.resource for r in documented
+        ):
+            continue
+        missing.append(f"{route.method} {canonical}")
+    assert missing == [], f"routes missing from the OpenAPI document: {missing}"
+
+
+async def test_the_document_is_served_without_credentials(tmp_path: Path) -> None:
+    async with running_registry(make_settings(tmp_path / "data", None)) as reg, reg.request("GET", OPENAPI_PATH) as r:
+        assert r.status == 200
+        assert r.content_type == "application/json"
+        served = await r.json()
+    assert served == json.loads(json.dumps(DOCUMENT))
+
+
+# -- request schemas are the pydantic models' -------------------------------------------------
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("post", "importImage"): ImportImageParameters,
+    ("put", "registryName}"): RegistryBody,
+}
+
+
+def test_request_bodies_reference_the_pydantic_models() -> None:
+    found: dict[str, type[BaseModel]] = {}
+    for path, method, op in operations():
+        if "requestBody" not in op:
+            continue
+        ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        name = ref.rsplit("/", 1)[1]
+        (model,) = [m for (verb, end), m in BODIES.items() if verb == method and path.endswith(end)]
+        assert name == model.__name__
+        found[name] = model
+    assert found == REQUEST_MODELS
+
+
+@pytest.mark.parametrize("model", list(REQUEST_MODELS.values()), ids=list(REQUEST_MODELS))
+def test_request_schemas_are_the_models_json_schemas(model: type[BaseModel]) -> None:
+    expected = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    schemas = DOCUMENT["components"]["schemas"]
+    for name, nested in expected.pop("$defs", {}).items():
+        assert schemas[name] == nested, name
+    assert schemas[model.__name__] == expected
+
+
+@functools.cache
+def _validator(model: type[BaseModel]) -> jsonschema_rs.Validator:
+    """The document's schema of `model` as a JSON Schema 2020-12 validator (OpenAPI 3.1's
+    dialect); its `#/components/...` references resolve within the document's components."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}", "components": DOCUMENT["components"]}
+    return jsonschema_rs.Draft202012Validator(schema)
+
+
+def _valid_by_model(model: type[BaseModel], value: Any) -> bool:
+    try:
+        model.model_validate(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _json_values() -> st.SearchStrategy[Any]:
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+
+
+def _weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """One of the strategies, each `weight` times as likely (st.one_of drops duplicates)."""
+    return st.sampled_from([s for weight, s in choices for _ in range(weight)]).flatmap(lambda s: s)
+
+
+def _shaped_like(schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values near a model's schema: objects with its property names (the required ones
+    usually there), each with a value of a right or a wrong shape, sometimes a stranger key;
+    or any JSON value at all."""
+    props: dict[str, st.SearchStrategy[Any]] = {}
+    for name, prop in schema.get("properties", {}).items():
+        options: list[st.SearchStrategy[Any]] = []
+        for branch in prop.get("anyOf", [prop]):
+            ref = branch.get("$ref")
+            if ref is not None and depth < 2:
+                options.append(_shaped_like(component(ref), depth + 1))
+            elif "enum" in branch:
+                options.append(st.sampled_from(branch["enum"]))
+            elif branch.get("type") == "string":
+                options.append(st.text(min_size=branch.get("minLength", 0), max_size=3) | st.just(""))
+            elif branch.get("type") == "array":
+                options.append(st.lists(st.text(max_size=3), max_size=2))
+            elif branch.get("type") == "object":
+                options.append(st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2))
+            elif branch.get("type") == "null":
+                options.append(st.none())
+        right = st.one_of(*options) if options else _json_values()
+        props[name] = _weighted((3, right), (1, _json_values()))
+    required = {name: props[name] for name in schema.get("required", [])}
+    optional = {name: value for name, value in props.items() if name not in required}
+    complete = st.fixed_dictionaries(required, optional=optional)
+    partial = st.fixed_dictionaries({}, optional=props)
+    stranger = st.fixed_dictionaries({}, optional={"unknownField": _json_values()})
+    objects = st.builds(lambda a, b: {**b, **a}, _weighted((3, complete), (1, partial)), stranger)
+    return _weighted((4, objects), (1, _json_values()))
+
+
+SHAPED = {model: _shaped_like(component(f"#/components/schemas/{name}")) for name, model in REQUEST_MODELS.items()}
+
+
+@pytest.mark.parametrize("model", list(REQUEST_MODELS.values()), ids=list(REQUEST_MODELS))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_schema_accepts_exactly_what_the_model_accepts(model: type[BaseModel], data: st.DataObject) -> None:
+    value = data.draw(SHAPED[model])
+    assert _validator(model).is_valid(value) == _valid_by_model(model, value), value
