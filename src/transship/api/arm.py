@@ -288,10 +288,23 @@ async def operation_cancel(request: web.Request) -> web.Response:
 async def import_operations(request: web.Request) -> web.Response:
     services = await _services_and_admin(request)
     registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
-    jobs = await services.imports.list(registry.id)
+    top_text = request.query.get("$top", "100")
+    if not (top_text.isascii() and top_text.isdigit()) or not 1 <= int(top_text) <= 1000:
+        raise ArmError(400, "InvalidParameter", "$top must be an integer from 1 to 1000.", target="$top")
+    top = int(top_text)
+    after = request.query.get("$skipToken")
+    if after is not None and not _OPERATION_ID.fullmatch(after):
+        raise ArmError(400, "InvalidParameter", "$skipToken is not a token this API issued.", target="$skipToken")
+    jobs = await services.imports.list(registry.id, top + 1, after)
     async with services.meta.reading() as q:
         names = {r.id: r.login_server or r.name for r in await q.registries()}
-    return _arm_json({"value": [operation_json(j, registry, request.match_info["sub"], names) for j in jobs]})
+    body: dict[str, Any] = {
+        "value": [operation_json(j, registry, request.match_info["sub"], names) for j in jobs[:top]]
+    }
+    if len(jobs) > top:
+        query = urlencode({"api-version": request.query.get("api-version", "2025-04-01"), "$top": top, "$skipToken": jobs[top - 1].id})
+        body["nextLink"] = f"{request.url.origin()}{request.path}?{query}"
+    return _arm_json(body)
 
 
 @web.middleware

@@ -183,7 +183,10 @@ def _response_schemas() -> dict[str, Any]:
             ("id", "name", "status", "startTime", "properties"),
             description="The status of an import operation (ARM's Azure-AsyncOperation body).",
         ),
-        "OperationStatusList": _obj({"value": {"type": "array", "items": _ref("OperationStatus")}}),
+        "OperationStatusList": _obj(
+            {"value": {"type": "array", "items": _ref("OperationStatus")}, "nextLink": _STRING},
+            required=("value",),
+        ),
         "OperationResult": {"type": "object", "maxProperties": 0, "description": "An operation that succeeded."},
         "Repositories": _obj({"repositories": _STRINGS}),
         "TagList": _obj(
@@ -278,6 +281,20 @@ _PARAMETERS: dict[str, Any] = {
         "required": False,
         "description": "Answer the items after this one.",
         "schema": _STRING,
+    },
+    "Top": {
+        "name": "$top",
+        "in": "query",
+        "required": False,
+        "description": "Operations per page, 1 to 1000 (default 100); `nextLink` continues.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    "SkipToken": {
+        "name": "$skipToken",
+        "in": "query",
+        "required": False,
+        "description": "Where the page starts: taken from a previous page's `nextLink`.",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     },
     "OrderBy": {
         "name": "orderby",
@@ -517,9 +534,14 @@ def _paths() -> dict[str, Any]:
         registry + "/importOperations": {
             "get": _op(
                 "Registries_ListImportOperations",
-                "The registry's import operations, newest first (a Transship extension).",
-                in_group,
-                {"200": _arm("The operations.", "OperationStatusList"), "401": unauthorized, "404": not_found},
+                "The registry's import operations, newest first, paged (a Transship extension).",
+                [*in_group, "Top", "SkipToken"],
+                {
+                    "200": _arm("The operations.", "OperationStatusList"),
+                    "400": _ref("InvalidParameter", "responses"),
+                    "401": unauthorized,
+                    "404": not_found,
+                },
                 tags=mgmt,
             )
         },

@@ -62,9 +62,9 @@ class ImportService:
         async with self._meta.reading() as q:
             return await JobQueries(q.conn).job(job_id)
 
-    async def list(self, registry_id: int) -> list[ImportJobRecord]:
+    async def list(self, registry_id: int, limit: int = 100, after: str | None = None) -> list[ImportJobRecord]:
         async with self._meta.reading() as q:
-            return await JobQueries(q.conn).jobs_of(registry_id)
+            return await JobQueries(q.conn).jobs_of(registry_id, limit, after)
 
     async def cancel(self, job_id: str) -> ImportJobRecord | None:
         async with self._meta.writing() as q:

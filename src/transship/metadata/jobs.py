@@ -67,11 +67,15 @@ class JobQueries(QueryScope):
         row = (await self._exec(select(s.import_jobs).where(s.import_jobs.c.id == job_id))).first()
         return None if row is None else self._job(row)
 
-    async def jobs_of(self, registry_id: int, limit: int = 100) -> list[ImportJobRecord]:
+    async def jobs_of(self, registry_id: int, limit: int = 100, after: str | None = None) -> list[ImportJobRecord]:
+        """A registry's jobs, newest first, starting after the job `after` (paging)."""
         j = s.import_jobs
-        rows = await self._exec(
-            select(j).where(j.c.registry_id == registry_id).order_by(j.c.created_at.desc()).limit(limit)
-        )
+        stmt = select(j).where(j.c.registry_id == registry_id)
+        if after is not None:
+            anchor = (await self._exec(select(j.c.created_at).where(j.c.id == after))).scalar()
+            if anchor is not None:
+                stmt = stmt.where((j.c.created_at < anchor) | ((j.c.created_at == anchor) & (j.c.id < after)))
+        rows = await self._exec(stmt.order_by(j.c.created_at.desc(), j.c.id.desc()).limit(limit))
         return [self._job(r) for r in rows]
 
     async def claim_job(

@@ -92,3 +92,14 @@ async def test_pin_present_pins_what_exists_in_one_go(meta: MetadataStore) -> No
     async with meta.writing() as q:
         # Pinned: garbage collection may not delete it, however old.
         assert not await q.delete_blob_row_if_orphan(held, utcnow() + timedelta(days=1))
+
+
+async def test_jobs_page_newest_first(meta: MetadataStore) -> None:
+    for n in "12345":
+        await add(meta, n * 32)
+    async with meta.reading() as q:
+        jobs = JobQueries(q.conn)
+        first = [j.id[0] for j in await jobs.jobs_of(1, 2)]
+        second = [j.id[0] for j in await jobs.jobs_of(1, 2, after="4" * 32)]
+        rest = [j.id[0] for j in await jobs.jobs_of(1, 10, after="2" * 32)]
+    assert (first, second, rest) == (["5", "4"], ["3", "2"], ["1"])
