@@ -181,7 +181,7 @@ def gc(
 def check(
     data_dir: Path | None, database_url: str | None, verify_digests: bool, output: str
 ) -> None:
-    """Verify that every tag, manifest, blob and upload is consistent; exit 1 on problems."""
+    """Verify tags, manifests, blobs, uploads and import jobs are consistent; exit 1 on problems."""
     settings = _settings(data_dir=data_dir, database_url=database_url, log_level="WARNING")
     _logging(settings.log_level)
     report = _offline(
