@@ -22,17 +22,16 @@ import json
 import secrets
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
 
 from .ports import LOOPBACK, free_port, wait_for_http
-from .procs import ManagedProcess, peer_env, require_binary
+from .procs import ManagedProcess, Peer, peer_env, require_binary
 from .token_server import TokenServer, TokenUser
 
 AuthMode = Literal["anonymous", "htpasswd", "token"]
 
 
-class DistributionRegistry:
+class DistributionRegistry(Peer):
     """One ``docker-registry`` process. Use as a context manager, or start()/stop()."""
 
     def __init__(
@@ -58,10 +57,15 @@ class DistributionRegistry:
         self.config_path = workdir / "config.yml"
         self._owns_token_server = mode == "token" and token_server is None
         self.token_server: TokenServer | None = token_server
-        self.port = 0
+        self._port = 0
         self._proc: ManagedProcess | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The loopback port (0 until the first start)."""
+        return self._port
 
     def start(self) -> Self:
         """Write config (and auth files), start the registry, and wait until ``/v2/`` answers."""
@@ -75,7 +79,7 @@ class DistributionRegistry:
             self.token_server.users.setdefault(self.username, TokenUser(self.password))
             if self._owns_token_server:
                 self.token_server.start()
-        self.port = free_port()
+        self._port = free_port()
         self.config_path.write_text(json.dumps(self._config(), indent=2))
         self._proc = ManagedProcess(
             [binary, "serve", str(self.config_path)],
@@ -103,28 +107,7 @@ class DistributionRegistry:
         if self._proc is not None:
             self._proc.kill9()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- public properties -----------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        """``127.0.0.1:PORT``: the registry part of an image reference."""
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        return f"http://{self.host}"
 
     @property
     def creds(self) -> str | None:

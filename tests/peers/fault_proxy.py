@@ -33,10 +33,10 @@ import struct
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from .ports import LOOPBACK
+from .procs import Peer
 
 ModeKind = Literal["pass", "latency", "bandwidth", "reset", "blackhole", "refuse"]
 Direction = Literal["down", "up"]
@@ -108,7 +108,7 @@ class _Conn:
         self.dead = False
 
 
-class FaultProxy:
+class FaultProxy(Peer):
     """The proxy. Context manager, or start()/stop()."""
 
     def __init__(
@@ -150,33 +150,12 @@ class FaultProxy:
         self._loop = None
         self._thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- public API ------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
         """The loopback port clients connect to (stable across ``refuse``)."""
         return self._port
-
-    @property
-    def host(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"{LOOPBACK}:{self._port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}"
 
     @property
     def mode(self) -> FaultMode:

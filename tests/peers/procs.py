@@ -201,3 +201,38 @@ def require_binary(name: str) -> str:
     if found is None:
         raise PeerUnavailable(f"{name!r} is not installed (scripts/test installs it)")
     return found
+
+
+class Peer:
+    """Something a test starts and must stop on loopback: `with Peer(...) as peer:` does both."""
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``: the registry part of an image reference."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no trailing slash)."""
+        return f"http://{self.host}"

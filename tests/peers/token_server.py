@@ -41,7 +41,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import jwt
@@ -51,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from .ports import LOOPBACK
+from .procs import Peer
 
 ALL_REPOSITORY_ACTIONS: tuple[str, ...] = ("pull", "push", "delete")
 
@@ -150,7 +150,7 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return kind, name, [a for a in actions.split(",") if a]
 
 
-class TokenServer:
+class TokenServer(Peer):
     """A running (once started) token server. Use as a context manager or start()/stop()."""
 
     def __init__(
@@ -218,17 +218,6 @@ class TokenServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- public API ------------------------------------------------------------------------
 

@@ -23,17 +23,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from .ports import LOOPBACK, free_port, wait_for_http
-from .procs import ManagedProcess, peer_env
+from .procs import ManagedProcess, Peer, peer_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SRC_DIR = REPO_ROOT / "src"
 
 
-class TransshipServer:
+class TransshipServer(Peer):
     """A Transship server process. Context manager, or start()/stop()."""
 
     def __init__(
@@ -55,7 +54,7 @@ class TransshipServer:
         self.extra_env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.python = python
-        self.port = port or 0
+        self._port = port or 0
         self.starts = 0
         self._proc: ManagedProcess | None = None
 
@@ -79,14 +78,19 @@ class TransshipServer:
             argv += ["--database-url", self.database_url]
         return argv + self.extra_args
 
+    @property
+    def port(self) -> int:
+        """The loopback port (0 until the first start)."""
+        return self._port
+
     def start(self) -> Self:
         """Start the server and wait for ``GET /v2/`` → 200; raise with the log otherwise."""
         if self._proc is not None and self._proc.running:
             raise RuntimeError("transship already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = free_port()
+        if not self._port:
+            self._port = free_port()
         pythonpath = os.pathsep.join(
             p
             for p in (
@@ -133,28 +137,7 @@ class TransshipServer:
                 self.kill9()
         return self.start()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- public properties -----------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        """``127.0.0.1:PORT``."""
-        return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}"
 
     @property
     def pid(self) -> int:
