@@ -625,6 +625,31 @@ def _import_metrics(
     _server_side_row(result, t, 2)
 
 
+def _linked_import_rows(
+    result: BenchResult, t: list[Figures], r: list[Figures], cpu_label: str
+) -> None:
+    """The rows of an import whose blobs are all linked, not fetched: CPU, server-side time,
+    and the two zero-bytes checks."""
+    result.add(
+        Metric(
+            cpu_label,
+            "CPU-s",
+            _med(t, "copier_cpu_s"),
+            _med(r, "copier_cpu_s"),
+            "lower",
+            digits=3,
+        )
+    )
+    _server_side_row(result, t, 3)
+    _zero_row(result, "bytesFetched, max over runs", [x["bytesFetched"] for x in t], None)
+    _zero_row(
+        result,
+        "blob store growth, max over runs",
+        [x["store_bytes_added"] for x in t],
+        [x["store_bytes_added"] for x in r],
+    )
+
+
 def _server_side_row(result: BenchResult, t: list[Figures], digits: int) -> None:
     """Transship's own startTime → endTime of the operation (no polling granularity)."""
     result.add(
@@ -733,24 +758,7 @@ def run_noop(ctx: Context, result: BenchResult) -> None:
             digits=3,
         )
     )
-    result.add(
-        Metric(
-            "copier CPU per no-op (T: server; R: skopeo+registry)",
-            "CPU-s",
-            _med(t, "copier_cpu_s"),
-            _med(r, "copier_cpu_s"),
-            "lower",
-            digits=3,
-        )
-    )
-    _server_side_row(result, t, 3)
-    _zero_row(result, "bytesFetched, max over runs", [x["bytesFetched"] for x in t], None)
-    _zero_row(
-        result,
-        "blob store growth, max over runs",
-        [x["store_bytes_added"] for x in t],
-        [x["store_bytes_added"] for x in r],
-    )
+    _linked_import_rows(result, t, r, "copier CPU per no-op (T: server; R: skopeo+registry)")
     result.add(
         Metric(
             "first (full) import, for scale",
@@ -820,24 +828,7 @@ def run_same_service(ctx: Context, result: BenchResult) -> None:
             digits=3,
         )
     )
-    result.add(
-        Metric(
-            "copier CPU (T: server; R: skopeo+registry)",
-            "CPU-s",
-            _med(t, "copier_cpu_s"),
-            _med(r, "copier_cpu_s"),
-            "lower",
-            digits=3,
-        )
-    )
-    _server_side_row(result, t, 3)
-    _zero_row(result, "bytesFetched, max over runs", [x["bytesFetched"] for x in t], None)
-    _zero_row(
-        result,
-        "blob store growth, max over runs",
-        [x["store_bytes_added"] for x in t],
-        [x["store_bytes_added"] for x in r],
-    )
+    _linked_import_rows(result, t, r, "copier CPU (T: server; R: skopeo+registry)")
     result.add(
         Metric(
             "server bytes written (wchar), median",
