@@ -657,3 +657,17 @@ async def test_unsupported_method_and_unknown_endpoint(reg: RunningRegistry) -> 
         assert await error_code(r) == "UNSUPPORTED"
     async with reg.request("GET", "/v2/x/nonsense") as r:
         assert r.status == 404
+
+
+async def test_final_put_with_an_out_of_order_chunk_is_416_and_keeps_the_session(reg: RunningRegistry) -> None:
+    data = b"0123456789"
+    async with reg.request("POST", "/v2/r/blobs/uploads/") as r:
+        location = r.headers["Location"]
+    async with reg.request("PATCH", location, data=data[:4], headers={"Content-Range": "0-3"}) as r:
+        assert r.status == 202
+    async with reg.request("PUT", f"{location}?digest={sha256(data)}", data=data[6:], headers={"Content-Range": "6-9"}) as r:
+        assert r.status == 416
+        assert r.headers["Range"] == "0-3"
+        assert r.headers["Location"] == location
+    async with reg.request("PUT", f"{location}?digest={sha256(data)}", data=data[4:], headers={"Content-Range": "4-9"}) as r:
+        assert r.status == 201

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from transship import errors as e
 from transship.errors import ArmError, OciError
+from transship.registry.blobs import ChunkOutOfOrder
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,25 @@ def _json_response(
     return response
 
 
+def upload_location(repository: str, upload_id: str) -> str:
+    return f"/v2/{repository}/blobs/uploads/{upload_id}"
+
+
+def range_header(offset: int) -> str:
+    """The `Range` of an upload status: inclusive end; `0-0` also stands for empty."""
+    return f"0-{max(offset - 1, 0)}"
+
+
 def oci_response(error: OciError, method: str) -> web.Response:
     headers = {**DISTRIBUTION_VERSION_HEADER, **error.headers}
+    if isinstance(error, ChunkOutOfOrder):
+        headers.update(
+            {
+                "Location": upload_location(error.repository, error.upload_id),
+                "Range": range_header(error.offset),
+                "Docker-Upload-UUID": error.upload_id,
+            }
+        )
     return _json_response(error.status, error.body(), headers, method)
 
 

@@ -10,14 +10,14 @@ from aiohttp import hdrs, web
 from aiohttp.helpers import ETag
 
 from transship import errors as e
-from transship.api.errors import DISTRIBUTION_VERSION_HEADER
+from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
 from transship.api.services import Services
 from transship.errors import OciError
 from transship.metadata.records import RegistryRecord
 from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError
 from transship.oci.reference import InvalidReference, validate_repository
-from transship.registry.blobs import BlobLocation, range_header, upload_location
+from transship.registry.blobs import BlobLocation
 from transship.registry.manifests import Page
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -251,21 +251,8 @@ async def upload_put(
     start, length = _content_range(request)
     if length is None:
         length = _content_length(request)
-    services = _services(request)
-    if start is not None:
-        # A final chunk with a Content-Range must continue where the session is.
-        current = await services.blobs.status(registry, match["name"], match["upload"])
-        if current.offset != start:
-            raise OciError(
-                e.RANGE_INVALID,
-                f"chunk starts at {start} but upload {current.id} is at offset {current.offset}",
-                headers={
-                    hdrs.LOCATION: upload_location(match["name"], current.id),
-                    hdrs.RANGE: range_header(current.offset),
-                },
-            )
-    await services.blobs.finish(
-        registry, match["name"], match["upload"], digest, _body(request), length
+    await _services(request).blobs.finish(
+        registry, match["name"], match["upload"], digest, _body(request), start, length
     )
     return _blob_created(match["name"], digest)
 

@@ -24,6 +24,19 @@ class BlobLocation:
     path: Path | None  # a local file to send zero-copy, when the store has one
 
 
+class ChunkOutOfOrder(OciError):
+    """A chunk that does not start at the session's offset (416); the session is kept, and
+    the answer tells the client where it stands."""
+
+    def __init__(self, upload_id: str, repository: str, start: int, offset: int) -> None:
+        super().__init__(
+            e.RANGE_INVALID, f"chunk starts at {start} but upload {upload_id} is at offset {offset}"
+        )
+        self.upload_id = upload_id
+        self.repository = repository
+        self.offset = offset
+
+
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
     id: str
@@ -184,11 +197,7 @@ class BlobService:
         async with self._lock(upload_id):
             record = await self._session(registry, repository, upload_id)
             if start is not None and start != record.offset:
-                raise OciError(
-                    e.RANGE_INVALID,
-                    f"chunk starts at {start} but upload {upload_id} is at offset {record.offset}",
-                    headers=_range_headers(upload_id, repository, record.offset),
-                )
+                raise ChunkOutOfOrder(upload_id, repository, start, record.offset)
             await self._write(record, body, length)
             return UploadStatus(upload_id, repository, self._hash_states[upload_id].offset)
 
@@ -229,14 +238,18 @@ class BlobService:
         upload_id: str,
         digest: Digest,
         body: AsyncIterator[bytes],
+        start: int | None,
         length: int | None,
     ) -> BlobLocation:
-        """Append the last chunk (if any), verify the digest and commit the blob.
+        """Append the last chunk (if any; `start` as for `append`), verify the digest and
+        commit the blob.
 
         On DIGEST_INVALID the session is discarded and nothing is stored.
         """
         async with self._lock(upload_id):
             record = await self._session(registry, repository, upload_id)
+            if start is not None and start != record.offset:
+                raise ChunkOutOfOrder(upload_id, repository, start, record.offset)
             await self._write(record, body, length)
             state = self._hash_states[upload_id]
             if digest.algorithm == record.algorithm:
@@ -360,20 +373,3 @@ def _expired(upload_id: str) -> OciError:
     return OciError(
         e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} expired or lost its data; start it again"
     )
-
-
-def _range_headers(upload_id: str, repository: str, offset: int) -> dict[str, str]:
-    return {
-        "Location": upload_location(repository, upload_id),
-        "Range": range_header(offset),
-        "Docker-Upload-UUID": upload_id,
-    }
-
-
-def upload_location(repository: str, upload_id: str) -> str:
-    return f"/v2/{repository}/blobs/uploads/{upload_id}"
-
-
-def range_header(offset: int) -> str:
-    """The `Range` of an upload status: inclusive end; `0-0` also stands for empty."""
-    return f"0-{max(offset - 1, 0)}"
