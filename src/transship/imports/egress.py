@@ -65,16 +65,15 @@ class EgressRule:
     @classmethod
     def parse(cls, action: str, target: str) -> EgressRule:
         """`target` is a CIDR, an address, or a host name pattern. Raises ValueError."""
-        if action not in ("allow", "deny"):
-            raise ValueError(f"egress rule action must be allow or deny, not {action!r}")
+        checked = _action(action)
         try:
-            return cls(action, network=ipaddress.ip_network(target, strict=False))  # type: ignore[arg-type]
+            return cls(checked, network=ipaddress.ip_network(target, strict=False))
         except ValueError:
             pass
         pattern = target.strip().lower().rstrip(".")
         if not pattern or any(c in pattern for c in "/ @:"):
             raise ValueError(f"egress rule target {target!r} is neither a CIDR nor a host name")
-        return cls(action, host=pattern)  # type: ignore[arg-type]
+        return cls(checked, host=pattern)
 
     def matches_host(self, host: str) -> bool:
         return self.host is not None and fnmatch.fnmatchcase(host.lower().rstrip("."), self.host)
@@ -202,10 +201,17 @@ class PolicyResolver(AbstractResolver):
 def policy_from_settings(rules: Sequence[Any], default: str, deny_private: bool) -> EgressPolicy:
     """Build a policy from settings values (`rules`: objects with `action` and `target`).
     Raises ValueError naming a bad rule."""
-    if default not in ("allow", "deny"):
-        raise ValueError(f"egress default must be allow or deny, not {default!r}")
     parsed = tuple(EgressRule.parse(rule.action, rule.target) for rule in rules)
-    return EgressPolicy(parsed, default, deny_private)  # type: ignore[arg-type]
+    return EgressPolicy(parsed, _action(default), deny_private)
+
+
+def _action(text: str) -> Action:
+    """Raises ValueError unless `text` is allow or deny."""
+    if text == "allow":
+        return "allow"
+    if text == "deny":
+        return "deny"
+    raise ValueError(f"egress action must be allow or deny, not {text!r}")
 
 
 class EgressPolicies:

@@ -119,7 +119,7 @@ class FilesystemBlobStore:
     async def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:
         for algorithm in sorted(SUPPORTED_ALGORITHMS):
             root = self._blob_dir / algorithm
-            entries = await self._run(lambda root=root: _scan(root))  # type: ignore[misc]
+            entries = await asyncio.to_thread(_scan, root)
             for name, mtime in entries:
                 try:
                     yield Digest.parse(f"{algorithm}:{name}"), mtime
