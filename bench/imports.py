@@ -99,12 +99,13 @@ Built = BuiltIndex | BuiltImage
 
 
 class Management:
-    """The bootstrap admin's view of one Transship server (``/tmp/notes/import-api.md``)."""
+    """The owner service principal's view of one Transship server (Basic with its client id
+    and secret; the management API accepts that as well as bearer tokens)."""
 
     def __init__(self, server: TransshipServer) -> None:
         self.endpoint = Endpoint.from_url(server.url)
-        credential = json.loads((server.data_dir / "admin-credential.json").read_text())
-        token = f"{credential['username']}:{credential['password']}".encode()
+        credential = json.loads((server.data_dir / "owner-credential.json").read_text())
+        token = f"{credential['clientId']}:{credential['clientSecret']}".encode()
         self.authorization = "Basic " + base64.b64encode(token).decode("ascii")
         info = self.call("GET", "/transship/v1/info", expect=(200,))
         self.subscription = str(info["subscriptionId"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,11 @@ LUA = Path(__file__).with_name("wrk_report.lua")
 MARKER = "BENCH_JSON "
 
 
-def wrk(url: str, seconds: int, connections: int = 64, threads: int = 2) -> dict[str, Any]:
-    """Run wrk against ``url``; its summary (from the Lua script) as a dict."""
+def wrk(
+    url: str, seconds: int, connections: int = 64, threads: int = 2, headers: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run wrk against ``url`` (with extra ``headers``, "Name: value"); its summary (from
+    the Lua script) as a dict."""
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
@@ -45,6 +49,7 @@ def wrk(url: str, seconds: int, connections: int = 64, threads: int = 2) -> dict
         "5s",
         "-H",
         f"Accept: {ACCEPT}",
+        *(arg for header in headers for arg in ("-H", header)),
         "-s",
         str(LUA),
         url,
@@ -69,10 +74,11 @@ def _check(target: Target, index: BuiltIndex) -> None:
         )
 
 
-def _measure(ctx: Context, target: Target, seconds: int) -> dict[str, float]:
+def measure(ctx: Context, target: Target, seconds: int, headers: Sequence[str] = ()) -> dict[str, float]:
+    """One wrk run against ``target``'s manifest URL, with the server's CPU per request."""
     url = f"{target.url}/v2/{REPO}/manifests/{TAG}"
     with CpuMeter(target.pid) as cpu, ctx.profile(target, "wrk"):
-        summary = wrk(url, seconds)
+        summary = wrk(url, seconds, headers=headers)
     requests = summary["requests"]
     errors = sum(summary[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
     return {
@@ -88,7 +94,7 @@ def _measure(ctx: Context, target: Target, seconds: int) -> dict[str, float]:
     }
 
 
-def _flag(result: BenchResult, name: str, rows: list[dict[str, float]]) -> None:
+def flag(result: BenchResult, name: str, rows: list[dict[str, float]]) -> None:
     bad = sum(r["non_2xx"] for r in rows)
     errors = sum(r["socket_errors"] for r in rows)
     if bad:
@@ -110,7 +116,7 @@ def run(ctx: Context, result: BenchResult) -> None:
         ctx.log("index pushed and checked on both; warm-up done")
         samples: dict[str, list[dict[str, float]]] = {TRANSSHIP: [], REGISTRY: []}
         for number, target in pair.alternating(rounds):
-            got = _measure(ctx, target, seconds)
+            got = measure(ctx, target, seconds)
             samples[target.name].append(got)
             ctx.log(
                 f"wrk {number + 1}/{rounds} {target.name}: {got['req_per_s']:.0f} req/s, "
@@ -119,7 +125,7 @@ def run(ctx: Context, result: BenchResult) -> None:
         pair.check_alive()
     result.details["runs"] = samples
     for name, rows in samples.items():
-        _flag(result, name, rows)
+        flag(result, name, rows)
     med = {n: {k: median([r[k] for r in rows]) for k in rows[0]} for n, rows in samples.items()}
     t, r = med[TRANSSHIP], med[REGISTRY]
     rate = result.add(

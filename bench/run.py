@@ -29,7 +29,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import blob_get, imports, load, manifest_get, push, rss  # noqa: E402
+from bench import blob_get, imports, load, manifest_get, manifest_get_auth, push, rss  # noqa: E402
 from bench.harness import Context, machine_info, scratch_dir  # noqa: E402
 from bench.profiling import summarize_dir  # noqa: E402
 from bench.report import BenchResult, format_table, write_json  # noqa: E402
@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, Runner] = {
     blob_get.NAME: blob_get.run,
     push.NAME: push.run,
     manifest_get.NAME: manifest_get.run,
+    manifest_get_auth.NAME: manifest_get_auth.run,
     rss.NAME: rss.run,
     **imports.BENCHMARKS,
     load.NAME: load.run,

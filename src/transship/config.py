@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -126,13 +126,46 @@ class Settings(BaseSettings):
     upstreams: dict[str, UpstreamHost] = Field(
         default_factory=dict, description="per-host endpoint overrides for imports, keyed by host[:port]"
     )
+    data_plane_auth: bool = Field(
+        default=True,
+        description="require credentials on /v2 and /acr/v1 (false: anyone may push and pull; an isolated test network only)",
+    )
+    management_audiences: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("https://management.core.windows.net/", "https://management.azure.com/"),
+        description="token audiences the management API accepts besides its own URL",
+    )
+    tls: bool = Field(default=False, description="serve HTTPS with a local CA in <data_dir>/tls")
+    tls_certificate: Path | None = Field(
+        default=None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key"
+    )
+    tls_key: Path | None = Field(
+        default=None, description="unencrypted PEM key of tls_certificate; needs tls_certificate"
+    )
+    tls_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="extra names and addresses for the local CA's certificate"
+    )
 
-    @field_validator("hosts", mode="before")
+    @field_validator("hosts", "management_audiences", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(h.strip() for h in value.split(",") if h.strip())
         return value
+
+    @field_validator("tls_hosts", mode="before")
+    @classmethod
+    def _split_tls_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _tls_certificate_and_key_together(self) -> Settings:
+        if self.tls_certificate is not None and self.tls_key is None:
+            raise ValueError("tls_key is missing: the certificate needs it (--tls-key)")
+        if self.tls_key is not None and self.tls_certificate is None:
+            raise ValueError("tls_certificate is missing: the key needs it (--tls-cert)")
+        return self
 
     @property
     def blob_dir(self) -> Path:
@@ -147,8 +180,9 @@ class Settings(BaseSettings):
         return self.login_server_suffix or f"localhost:{self.port}"
 
     @property
-    def admin_credential_file(self) -> Path:
-        return self.data_dir / "admin-credential.json"
+    def owner_credential_file(self) -> Path:
+        """The owner service principal's credential, written (mode 0600) at first start."""
+        return self.data_dir / "owner-credential.json"
 
     @property
     def effective_service_key_file(self) -> Path:
@@ -157,6 +191,15 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'metadata.db'}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        """HTTPS: with the local CA (`tls`) or with a given certificate."""
+        return self.tls or self.tls_certificate is not None
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
 
     @classmethod
     def settings_customise_sources(

@@ -84,3 +84,20 @@ class ArmError(Exception):
         if self.details:
             error["details"] = self.details
         return {"error": error}
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthError(Exception):
+    """An error of an OAuth 2.0 token endpoint (RFC 6749 section 5.2), answered as
+    `{"error","error_description","error_codes"}` the way Entra ID answers it."""
+
+    status: int
+    error: str  # invalid_request | invalid_client | invalid_grant | unauthorized_client | unsupported_grant_type | invalid_scope
+    description: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.description)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "error_description": self.description, "error_codes": [self.status]}

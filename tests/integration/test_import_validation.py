@@ -160,17 +160,19 @@ async def test_malformed_json_is_a_bad_request(raw: bytes, env: ImportEnv) -> No
 
 
 @pytest.mark.parametrize(
-    "authorization",
-    [None, basic_auth("admin", "not-the-password"), "Bearer abc"],
+    ("authorization", "code"),
+    [
+        (None, "AuthenticationFailed"),
+        (basic_auth("admin", "not-the-password"), "AuthenticationFailed"),
+        ("Bearer abc", "InvalidAuthenticationToken"),
+    ],
     ids=["none", "wrong-password", "bearer"],
 )
-async def test_management_needs_the_admin_credential(
-    authorization: str | None, env: ImportEnv
-) -> None:
+async def test_management_needs_a_principal(authorization: str | None, code: str, env: ImportEnv) -> None:
     path = f"{env.admin.base}/{TARGET}/importImage"
     status, payload, headers = await env.admin.call(
         "POST", path, {"source": source()}, authorization=authorization
     )
-    assert status == 401 and payload["error"]["code"] == "AuthenticationFailed", payload
-    assert "Basic" in headers.get("WWW-Authenticate", "")
+    assert status == 401 and payload["error"]["code"] == code, payload
+    assert headers.get("WWW-Authenticate", "").startswith("Bearer authorization_uri=")
     await assert_no_job(env)

@@ -473,7 +473,7 @@ open(counter, "w").write(str(n))
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"{n} {args.database_url}".encode()
-        self.send_response(200 if self.path == "/v2/" else 404)
+        self.send_response(200 if self.path in ("/v2/", "/healthz") else 404)
         self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
 print("serving", args.port, flush=True)

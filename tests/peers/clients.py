@@ -256,7 +256,9 @@ class Skopeo(_ContainersTool):
         """``skopeo delete docker://HOST/REPO:TAG|@DIGEST``."""
         return self._run([*self._global(), "delete", *self._auth(ref, creds), ref])
 
-    def login(self, host: str, username: str, password: str) -> CommandResult:
+    def login(
+        self, host: str, username: str, password: str, *, check: bool = True
+    ) -> CommandResult:
         """``skopeo login`` into this instance's auth file."""
         return self._run(
             [
@@ -271,6 +273,7 @@ class Skopeo(_ContainersTool):
                 host,
             ],
             input=password.encode(),
+            check=check,
         )
 
     def _auth(self, ref: str, creds: str | None) -> list[str]:

@@ -9,6 +9,10 @@ with ``src/`` first on ``PYTHONPATH`` (so it works from a checkout without insta
 waits until ``GET /v2/`` answers 200 (``ready_timeout``, default 20 s); on timeout, or if
 the process exits first, it raises with the server's log.
 
+With ``tls=True`` it adds ``--tls``: the server speaks HTTPS with a certificate from its
+local CA (``ca_certificate``, in the data dir), :attr:`url` is ``https://…``, and readiness
+is checked trusting only that CA (:meth:`client_ssl_context`).
+
 - :meth:`stop` — SIGTERM then SIGKILL of the process group (a graceful shutdown);
 - :meth:`kill9` — SIGKILL at once (a crash);
 - :meth:`restart` — stop (or leave killed) and start again on the **same port and data dir**,
@@ -20,8 +24,12 @@ The port is chosen once, at the first start.
 from __future__ import annotations
 
 import os
+import ssl
 import sys
-from collections.abc import Mapping, Sequence
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -46,6 +54,8 @@ class TransshipServer(Peer):
         port: int | None = None,
         ready_timeout: float = 20.0,
         python: str = sys.executable,
+        tls: bool = False,
+        data_plane_auth: bool = False,
     ) -> None:
         self.workdir = workdir
         self.data_dir = data_dir or workdir / "data"
@@ -54,6 +64,8 @@ class TransshipServer(Peer):
         self.extra_env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.python = python
+        self.tls = tls
+        self.data_plane_auth = data_plane_auth
         self._port = port or 0
         self.starts = 0
         self._proc: ManagedProcess | None = None
@@ -76,6 +88,8 @@ class TransshipServer(Peer):
         ]
         if self.database_url:
             argv += ["--database-url", self.database_url]
+        if self.tls:
+            argv.append("--tls")
         return argv + self.extra_args
 
     @property
@@ -99,7 +113,14 @@ class TransshipServer(Peer):
             )
             if p
         )
-        env = peer_env({**self.extra_env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"})
+        env = peer_env(
+            {
+                "TRANSSHIP_DATA_PLANE_AUTH": "true" if self.data_plane_auth else "false",
+                **self.extra_env,
+                "PYTHONPATH": pythonpath,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.starts += 1
         self._proc = ManagedProcess(
             self.argv(),
@@ -109,9 +130,15 @@ class TransshipServer(Peer):
         ).start()
         proc = self._proc
         try:
-            wait_for_http(
-                f"{self.url}/v2/", self.ready_timeout, statuses={200}, alive=lambda: proc.running
-            )
+            if self.tls:
+                self._wait_for_https(f"{self.url}/healthz", alive=lambda: proc.running)
+            else:
+                wait_for_http(
+                    f"{self.url}/healthz",
+                    self.ready_timeout,
+                    statuses={200},
+                    alive=lambda: proc.running,
+                )
         except (TimeoutError, RuntimeError) as exc:
             detail = proc.describe()
             proc.stop()
@@ -137,7 +164,47 @@ class TransshipServer(Peer):
                 self.kill9()
         return self.start()
 
+    def _wait_for_https(self, url: str, *, alive: Callable[[], bool]) -> None:
+        """Poll ``GET url`` trusting only the server's CA (it appears once the server has
+        created it) until 200; TimeoutError / RuntimeError like :func:`wait_for_http`."""
+        deadline = time.monotonic() + self.ready_timeout
+        last: object = None
+        while True:
+            if self.ca_certificate.exists():
+                opener = urllib.request.build_opener(
+                    urllib.request.ProxyHandler({}),
+                    urllib.request.HTTPSHandler(context=self.client_ssl_context()),
+                )
+                try:
+                    with opener.open(url, timeout=2.0) as response:
+                        if response.status == 200:
+                            return
+                        last = response.status
+                except urllib.error.HTTPError as exc:
+                    last = exc.code
+                except (OSError, ssl.SSLError) as exc:
+                    last = exc
+            if not alive():
+                raise RuntimeError(f"server behind {url} exited before it was ready ({last})")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{url} not ready after {self.ready_timeout:.1f}s ({last})")
+            time.sleep(0.05)
+
     # -- public properties -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``, or ``https://…`` with ``tls`` (no trailing slash)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    @property
+    def ca_certificate(self) -> Path:
+        """The local CA certificate a ``tls`` server creates, for clients to trust."""
+        return self.data_dir / "tls" / "ca.pem"
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only :attr:`ca_certificate`."""
+        return ssl.create_default_context(cafile=str(self.ca_certificate))
 
     @property
     def pid(self) -> int:

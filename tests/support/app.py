@@ -95,6 +95,9 @@ class RunningRegistry:
 
 
 def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) -> Settings:
+    """Settings for an in-process server. The data plane is open (`data_plane_auth=False`)
+    unless a test asks for authentication: most API tests are about OCI semantics."""
+    overrides.setdefault("data_plane_auth", False)
     return Settings(
         data_dir=data_dir, database_url=database_url, gc_interval_seconds=0, durable_writes=False, **overrides
     )

@@ -42,8 +42,8 @@ def basic_auth(username: str, password: str) -> str:
 
 def admin_authorization(data_dir: Path) -> str:
     """The `Authorization` header of the bootstrap admin written to `data_dir`."""
-    credential = json.loads((data_dir / "admin-credential.json").read_text())
-    return basic_auth(credential["username"], credential["password"])
+    credential = json.loads((data_dir / "owner-credential.json").read_text())
+    return basic_auth(credential["clientId"], credential["clientSecret"])
 
 
 class Management:

@@ -9,11 +9,16 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from transship import errors as e
+from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
 from transship.errors import OciError
+from transship.metadata.records import RegistryRecord, TagRecord
+from transship.registry.listings import ManifestListing
 
 _CHANGEABLE = {"deleteEnabled": True, "writeEnabled": True, "readEnabled": True, "listEnabled": True}
 _ROUTE = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)")
+_ITEM = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)/(?P<reference>[^/]+)")
+TAG_UNKNOWN = e.OciErrorCode("TAG_UNKNOWN", 404)
 
 
 def _iso(value: Any) -> str:
@@ -49,6 +54,15 @@ def _order(items: list[dict[str, Any]], request: web.Request, key: str) -> list[
     return sorted(items, key=lambda item: str(item[key]))
 
 
+def repository_in(tail: str, method: str) -> tuple[str, str | None] | None:
+    """(repository, "_tags" | "_manifests" | None) of an `/acr/v1/<tail>` request, read
+    exactly as `dispatch` reads it; None: no route."""
+    found = _ITEM.fullmatch(tail) or _ROUTE.fullmatch(tail)
+    if found is not None:
+        return found["name"], found["what"]
+    return (tail, None) if tail and method in ("DELETE", "GET") else None
+
+
 async def catalog(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     registry = await services.resolver.for_host(request.host)
@@ -61,11 +75,102 @@ async def catalog(request: web.Request) -> web.Response:
     return web.json_response({"repositories": page.items}, headers=headers)
 
 
+def _tag_json(tag: TagRecord) -> dict[str, Any]:
+    return {
+        "name": tag.name,
+        "digest": tag.digest,
+        "createdTime": _iso(tag.created_at),
+        "lastUpdateTime": _iso(tag.updated_at),
+        "signed": False,
+        "changeableAttributes": _CHANGEABLE,
+    }
+
+
+def _manifest_json(item: ManifestListing) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "digest": item.digest,
+        "imageSize": item.image_size,
+        "createdTime": _iso(item.created),
+        "lastUpdateTime": _iso(item.created),
+        "mediaType": item.media_type,
+        "tags": list(item.tags),
+        "changeableAttributes": _CHANGEABLE,
+    }
+    if item.architecture:
+        entry["architecture"] = item.architecture
+    if item.os:
+        entry["os"] = item.os
+    return entry
+
+
+async def _repository_attributes(
+    services: Services, registry: RegistryRecord, repository: str, header: dict[str, Any]
+) -> web.Response:
+    """`GET /acr/v1/{repo}` (`az acr repository show --repository`)."""
+    manifests = await services.listings.manifests(registry, repository)
+    tags = await services.listings.tags(registry, repository)
+    times = [m.created for m in manifests] + [t.updated_at for t in tags]
+    return web.json_response(
+        {
+            **header,
+            "createdTime": _iso(min(times)) if times else None,
+            "lastUpdateTime": _iso(max(times)) if times else None,
+            "manifestCount": len(manifests),
+            "tagCount": len(tags),
+            "changeableAttributes": _CHANGEABLE,
+        }
+    )
+
+
+async def _item(
+    request: web.Request, registry: RegistryRecord, found: re.Match[str], header: dict[str, Any]
+) -> web.StreamResponse:
+    """One tag (`/_tags/{tag}`) or manifest (`/_manifests/{digest}`): GET its attributes
+    (`az acr repository show --image`, and what `delete --image` resolves a tag with), or
+    DELETE it (`az acr repository untag`; a manifest with its tags)."""
+    services = request.app[SERVICES]
+    repository, reference = header["imageName"], found["reference"]
+    if request.method == "DELETE":
+        if found["what"] == "_tags" and not any(
+            t.name == reference for t in await services.listings.tags(registry, repository)
+        ):
+            raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
+        await services.manifests.delete(registry, repository, reference)
+        return web.Response(status=202)
+    if request.method != "GET":
+        raise OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}")
+    if found["what"] == "_tags":
+        tag = next(
+            (t for t in await services.listings.tags(registry, repository) if t.name == reference),
+            None,
+        )
+        if tag is None:
+            raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
+        return web.json_response({**header, "tag": _tag_json(tag)})
+    listing = next(
+        (m for m in await services.listings.manifests(registry, repository) if m.digest == reference),
+        None,
+    )
+    if listing is None:
+        raise OciError(e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}")
+    return web.json_response({**header, "manifest": _manifest_json(listing)})
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     registry = await services.resolver.for_host(request.host)
     tail = request.match_info["tail"]
+    item = _ITEM.fullmatch(tail)
+    if item is not None:
+        header = {
+            "registry": registry.login_server or request.host,
+            "imageName": repository_name(item["name"]),
+        }
+        return await _item(request, registry, item, header)
     found = _ROUTE.fullmatch(tail)
+    if request.method == "GET" and found is None:
+        header = {"registry": registry.login_server or request.host, "imageName": repository_name(tail)}
+        return await _repository_attributes(services, registry, header["imageName"], header)
     if request.method == "DELETE" and found is None:
         deleted = await services.listings.delete_repository(registry, repository_name(tail))
         return web.json_response({"manifestsDeleted": deleted.manifests, "tagsDeleted": deleted.tags}, status=202)
@@ -74,35 +179,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     repository = repository_name(found["name"])
     header = {"registry": registry.login_server or request.host, "imageName": repository}
     if found["what"] == "_tags":
-        tags = [
-            {
-                "name": tag.name,
-                "digest": tag.digest,
-                "createdTime": _iso(tag.created_at),
-                "lastUpdateTime": _iso(tag.updated_at),
-                "signed": False,
-                "changeableAttributes": _CHANGEABLE,
-            }
-            for tag in await services.listings.tags(registry, repository)
-        ]
+        tags = [_tag_json(tag) for tag in await services.listings.tags(registry, repository)]
         page, link = _paginate(_order(tags, request, "name"), "name", request, request.path)
         return web.json_response({**header, "tags": page}, headers=link)
-    manifests = []
-    for item in await services.listings.manifests(registry, repository):
-        entry: dict[str, Any] = {
-            "digest": item.digest,
-            "imageSize": item.image_size,
-            "createdTime": _iso(item.created),
-            "lastUpdateTime": _iso(item.created),
-            "mediaType": item.media_type,
-            "tags": list(item.tags),
-            "changeableAttributes": _CHANGEABLE,
-        }
-        if item.architecture:
-            entry["architecture"] = item.architecture
-        if item.os:
-            entry["os"] = item.os
-        manifests.append(entry)
+    manifests = [_manifest_json(m) for m in await services.listings.manifests(registry, repository)]
     page, link = _paginate(_order(manifests, request, "digest"), "digest", request, request.path)
     return web.json_response({**header, "manifests": page}, headers=link)
 

@@ -11,10 +11,20 @@ from urllib.parse import urlencode
 from aiohttp import hdrs, web
 
 from transship import __version__
-from transship.api.arm_models import ImportImageParameters, RegistryBody, parse_body
-from transship.api.auth import require_admin
+from transship.api.arm_models import (
+    ImportImageParameters,
+    RegenerateCredentialBody,
+    RegistryBody,
+    RegistryProperties,
+    parse_body,
+)
+from transship.api.auth import CALLER, authorize, caller, subscription_of
+from transship.api.services import Services
 from transship.api.v2 import SERVICES
 from transship.errors import ArmError
+from transship.identity.model import Principal
+from transship.identity.rbac import Actions
+from transship.identity.registry_access import AccessSettings
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
 from transship.metadata.records import ImportJobRecord, RegistryRecord
@@ -28,7 +38,13 @@ LOCATION = SUBSCRIPTION + "/" + PROVIDER + "/locations/{location}"
 _OPERATION_ID = re.compile(r"[0-9a-f]{32}")
 # Text the databases cannot store (PostgreSQL refuses NUL; lone surrogates cannot be encoded).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_STATUS = {"queued": "InProgress", "running": "InProgress", "succeeded": "Succeeded", "failed": "Failed", "canceled": "Canceled"}
+_STATUS = {
+    "queued": "InProgress",
+    "running": "InProgress",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "canceled": "Canceled",
+}
 # The HTTP status a failed operation's result URL answers with, by failure code.
 _FAILURE_STATUS = {
     "TagAlreadyExists": 409,
@@ -43,7 +59,8 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-def registry_json(record: RegistryRecord) -> dict[str, Any]:
+def registry_json(record: RegistryRecord, access: AccessSettings) -> dict[str, Any]:
+    network = access.network
     return {
         "id": registry_id_of(record),
         "name": record.name,
@@ -55,10 +72,14 @@ def registry_json(record: RegistryRecord) -> dict[str, Any]:
             "loginServer": record.login_server,
             "creationDate": _iso(record.created_at),
             "provisioningState": "Succeeded",
-            "adminUserEnabled": False,
-            "publicNetworkAccess": "Enabled",
-            "networkRuleBypassOptions": "AzureServices",
-            "networkRuleSet": {"defaultAction": "Allow", "ipRules": []},
+            "adminUserEnabled": access.admin_user_enabled,
+            "anonymousPullEnabled": access.anonymous_pull,
+            "publicNetworkAccess": network.public_network_access,
+            "networkRuleBypassOptions": network.bypass,
+            "networkRuleSet": {
+                "defaultAction": network.default_action,
+                "ipRules": [{"action": "Allow", "value": rule} for rule in network.ip_rules],
+            },
             "zoneRedundancy": "Disabled",
             "dataEndpointEnabled": False,
             "policies": {},
@@ -66,16 +87,28 @@ def registry_json(record: RegistryRecord) -> dict[str, Any]:
     }
 
 
-async def _services_and_admin(request: web.Request) -> Any:
+async def registry_json_of(services: Services, record: RegistryRecord) -> dict[str, Any]:
+    return registry_json(record, await services.registry_access.settings(record))
+
+
+async def authorize_registry_path(request: web.Request, *actions: str) -> tuple[Services, str, str, str]:
+    """(services, subscription, group, name) of the registry the path addresses, after
+    checking the caller may do one of `actions` there (the registry need not exist yet).
+    Raises ArmError 401/403/404."""
     services = request.app[SERVICES]
-    await require_admin(request, services.admin)
-    sub = request.match_info.get("sub")
-    if sub is not None and sub != services.identity.subscription_id:
-        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
-    return services
+    sub, rg, name = request.match_info["sub"], request.match_info["rg"], request.match_info["name"]
+    await authorize(request, services, f"/subscriptions/{sub}/resourceGroups/{rg}/{PROVIDER}/registries/{name}", *actions)
+    return services, sub, rg, name
 
 
-async def _json_body(request: web.Request) -> Any:
+async def registry_in_scope(request: web.Request, *actions: str) -> tuple[Services, RegistryRecord]:
+    """The registry addressed by the path, after checking the caller may do one of
+    `actions` on it. Raises ArmError 401/403/404."""
+    services, sub, rg, name = await authorize_registry_path(request, *actions)
+    return services, await services.registries.require(sub, rg, name)
+
+
+async def json_body(request: web.Request) -> Any:
     """The JSON body, read up to the configured limit. Raises ArmError 413 or 400."""
     limit = request.app[SERVICES].settings.max_request_body_bytes
     if request.content_length is not None and request.content_length > limit:
@@ -84,13 +117,17 @@ async def _json_body(request: web.Request) -> Any:
     async for chunk in request.content.iter_any():
         data += chunk
         if len(data) > limit:
-            raise ArmError(413, "RequestTooLarge", f"The request body is larger than {limit} bytes.")
+            raise ArmError(
+                413, "RequestTooLarge", f"The request body is larger than {limit} bytes."
+            )
     if not data.strip():
         return {}
     try:
         document = json.loads(bytes(data))
     except (ValueError, RecursionError):
-        raise ArmError(400, "InvalidRequestContent", "The request content is not valid JSON.") from None
+        raise ArmError(
+            400, "InvalidRequestContent", "The request content is not valid JSON."
+        ) from None
     _refuse_unstorable(document, "")
     return document
 
@@ -99,7 +136,12 @@ def _refuse_unstorable(value: Any, path: str) -> None:
     """Raises ArmError 400 naming the field whose text holds NUL or a lone surrogate."""
     if isinstance(value, str):
         if _UNSTORABLE.search(value):
-            raise ArmError(400, "InvalidParameter", f"The parameter '{path or 'body'}' holds characters that are not allowed.", target=path or "body")
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The parameter '{path or 'body'}' holds characters that are not allowed.",
+                target=path or "body",
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             _refuse_unstorable(key, path or "body")
@@ -109,50 +151,91 @@ def _refuse_unstorable(value: Any, path: str) -> None:
             _refuse_unstorable(item, f"{path}[{index}]")
 
 
-def _arm_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def arm_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers)
 
 
 # -- service info ----------------------------------------------------------------------------
 async def info(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
+    """Where the caller's things are: its tenant, first subscription and default group."""
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    subscriptions = await services.directory.subscriptions(principal.tenant_id)
     identity = services.identity
-    return _arm_json(
+    return arm_json(
         {
             "version": __version__,
-            "subscriptionId": identity.subscription_id,
+            "tenantId": principal.tenant_id,
+            "subscriptionId": subscriptions[0].id if subscriptions else None,
             "resourceGroup": identity.resource_group,
             "location": identity.location,
             "loginServerSuffix": services.settings.effective_login_server_suffix,
+            "caller": {
+                "objectId": principal.object_id,
+                "kind": principal.kind,
+                "name": principal.name,
+                "appId": principal.app_id,
+            },
         }
     )
 
 
 # -- registries ------------------------------------------------------------------------------
 async def registry_get(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
-    record = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
-    return _arm_json(registry_json(record))
+    services, record = await registry_in_scope(request, Actions.REGISTRIES_READ)
+    return arm_json(await registry_json_of(services, record))
+
+
+async def _apply_access(
+    services: Services, record: RegistryRecord, properties: RegistryProperties | None
+) -> None:
+    if properties is None:
+        return
+    rules = properties.network_rule_set
+    await services.registry_access.update(
+        record,
+        admin_user_enabled=properties.admin_user_enabled,
+        anonymous_pull=properties.anonymous_pull_enabled,
+        public_network_access=properties.public_network_access,
+        default_action=None if rules is None else rules.default_action,
+        ip_rules=None
+        if rules is None or rules.ip_rules is None
+        else [r.value for r in rules.ip_rules],
+        bypass=properties.network_rule_bypass_options,
+    )
 
 
 async def registry_put(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
-    body = parse_body(RegistryBody, await _json_body(request))
+    services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_WRITE)
+    body = parse_body(RegistryBody, await json_body(request))
+    group = await services.directory.require_resource_group(sub, rg)
     record, created = await services.registries.create(
-        request.match_info["sub"],
-        request.match_info["rg"],
-        request.match_info["name"],
-        body.location or services.identity.location,
+        sub,
+        group.name,
+        name,
+        body.location or group.location,
         body.properties.login_server if body.properties else None,
     )
+    await _apply_access(services, record, body.properties)
     await services.resolver.refresh()
-    return _arm_json(registry_json(record), status=201 if created else 200)
+    return arm_json(await registry_json_of(services, record), status=201 if created else 200)
+
+
+async def registry_patch(request: web.Request) -> web.Response:
+    services, record = await registry_in_scope(request, Actions.REGISTRIES_WRITE)
+    body = parse_body(RegistryBody, await json_body(request))
+    await _apply_access(services, record, body.properties)
+    return arm_json(await registry_json_of(services, record))
 
 
 async def registry_delete(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
-    record = await services.registries.get(request.match_info["name"])
-    if record is None or record.subscription_id != request.match_info["sub"]:
+    services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_DELETE)
+    record = await services.registries.get(name)
+    if (
+        record is None
+        or record.subscription_id != sub
+        or (record.resource_group or "").lower() != rg.lower()
+    ):
         return web.Response(status=204)
     await services.registries.delete(record)
     await services.resolver.refresh()
@@ -160,9 +243,42 @@ async def registry_delete(request: web.Request) -> web.Response:
 
 
 async def registries_list(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
-    records = await services.registries.list(request.match_info["sub"], request.match_info.get("rg"))
-    return _arm_json({"value": [registry_json(r) for r in records]})
+    """The registries of the subscription (or group) the caller may read."""
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    sub = request.match_info["sub"]
+    await subscription_of(request, services, principal, sub)
+    records = await services.registries.list(sub, request.match_info.get("rg"))
+    visible = [
+        r
+        for r in records
+        if await services.access.allowed(principal, Actions.REGISTRIES_READ, registry_id_of(r))
+    ]
+    return arm_json({"value": [await registry_json_of(services, r) for r in visible]})
+
+
+async def list_credentials(request: web.Request) -> web.Response:
+    services, record = await registry_in_scope(request, Actions.LIST_CREDENTIALS)
+    return arm_json(
+        _credentials_json(record, await services.registry_access.admin_credentials(record))
+    )
+
+
+async def regenerate_credential(request: web.Request) -> web.Response:
+    services, record = await registry_in_scope(request, Actions.REGENERATE_CREDENTIAL)
+    body = parse_body(RegenerateCredentialBody, await json_body(request))
+    return arm_json(
+        _credentials_json(
+            record, await services.registry_access.regenerate_admin_password(record, body.name)
+        )
+    )
+
+
+def _credentials_json(record: RegistryRecord, passwords: dict[str, str]) -> dict[str, Any]:
+    return {
+        "username": record.name,
+        "passwords": [{"name": n, "value": v} for n, v in passwords.items()],
+    }
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -176,7 +292,10 @@ def _operation_urls(request: web.Request, job_id: str, location: str) -> tuple[s
 
 
 def operation_json(
-    job: ImportJobRecord, registry: RegistryRecord, subscription: str, names: dict[int, str] | None = None
+    job: ImportJobRecord,
+    registry: RegistryRecord,
+    subscription: str,
+    names: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """The operation status body; `names` maps registry ids to names for same-service sources."""
     request = ImportRequest.from_json(job.request)
@@ -189,7 +308,9 @@ def operation_json(
             "registry": registry.name,
             "state": job.state,
             "source": request.source.describe(
-                (names or {}).get(request.source.registry_id or -1) if request.source.is_local else None
+                (names or {}).get(request.source.registry_id or -1)
+                if request.source.is_local
+                else None
             ),
             "targetTags": [str(t) for t in request.target_tags],
             "untaggedTargetRepositories": list(request.untagged_repositories),
@@ -218,16 +339,19 @@ def operation_json(
     return body
 
 
-async def _operation(services: Any, job: ImportJobRecord, registry: RegistryRecord, subscription: str) -> dict[str, Any]:
+async def _operation(
+    services: Any, job: ImportJobRecord, registry: RegistryRecord, subscription: str
+) -> dict[str, Any]:
     async with services.meta.reading() as q:
         names = {r.id: r.login_server or r.name for r in await q.registries()}
     return operation_json(job, registry, subscription, names)
 
 
 async def import_image(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
-    registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
-    body = parse_body(ImportImageParameters, await _json_body(request))
+    services, registry = await registry_in_scope(
+        request, Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE
+    )
+    body = parse_body(ImportImageParameters, await json_body(request))
     params = ImportParameters(
         resource_id=body.source.resource_id,
         registry_uri=body.source.registry_uri,
@@ -236,33 +360,66 @@ async def import_image(request: web.Request) -> web.Response:
         password=body.source.credentials.password if body.source.credentials else None,
         source_image=body.source.source_image,
         target_tags=tuple(body.target_tags) if body.target_tags is not None else None,
-        untagged_repositories=tuple(body.untagged_target_repositories) if body.untagged_target_repositories else None,
+        untagged_repositories=tuple(body.untagged_target_repositories)
+        if body.untagged_target_repositories
+        else None,
         force=body.mode == "Force",
     )
-    import_request, credentials = await intake(params, services.registries, services.identity.subscription_id)
+    import_request, credentials = await intake(params, services.registries)
+    source = import_request.source
+    await services.import_policy.check(
+        request[CALLER],
+        registry,
+        None if source.registry_id is None else await services.registries.by_id(source.registry_id),
+        source.repository,
+        (params.username or "", params.password)
+        if params.credentials_given and params.password
+        else None,
+    )
     job = await services.imports.submit(registry.id, import_request, credentials)
     result_url, status_url = _operation_urls(request, job.id, registry.location)
     headers = {hdrs.LOCATION: result_url, "Azure-AsyncOperation": status_url, hdrs.RETRY_AFTER: "1"}
     body = await _operation(services, job, registry, request.match_info["sub"])
-    return _arm_json(body, status=202, headers=headers)
+    return arm_json(body, status=202, headers=headers)
+
+
+async def _may_see_operations(services: Services, principal: Principal, registry: RegistryRecord) -> bool:
+    """Readers of the registry, and whoever may import into it (a role holding only
+    importImage must be able to follow the operations it starts)."""
+    scope = registry_id_of(registry)
+    for action in (Actions.REGISTRIES_READ, Actions.IMPORT_IMAGE):
+        if await services.access.allowed(principal, action, scope):
+            return True
+    return False
 
 
 async def _job_and_registry(request: web.Request) -> tuple[Any, ImportJobRecord, RegistryRecord]:
-    services = await _services_and_admin(request)
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    await subscription_of(request, services, principal, request.match_info["sub"])
     job_id = request.match_info["operation"]
     job = await services.imports.get(job_id) if _OPERATION_ID.fullmatch(job_id) else None
     registry = None
     if job is not None:
         async with services.meta.reading() as q:
             registry = next((r for r in await q.registries() if r.id == job.registry_id), None)
-    if job is None or registry is None:
+    if (
+        job is None
+        or registry is None
+        or registry.subscription_id != request.match_info["sub"]
+        or not await _may_see_operations(services, principal, registry)
+    ):
         raise ArmError(404, "OperationNotFound", f"The operation '{job_id}' could not be found.")
     return services, job, registry
 
 
 async def operation_status(request: web.Request) -> web.Response:
     services, job, registry = await _job_and_registry(request)
-    return _arm_json(await _operation(services, job, registry, request.match_info["sub"]))
+    # Without Retry-After, azure-core's poller waits its default 30 s between polls.
+    headers = {"Retry-After": "1"} if job.state in ("queued", "running") else None
+    return arm_json(
+        await _operation(services, job, registry, request.match_info["sub"]), headers=headers
+    )
 
 
 async def operation_result(request: web.Request) -> web.Response:
@@ -275,26 +432,42 @@ async def operation_result(request: web.Request) -> web.Response:
     if job.state == "canceled":
         raise ArmError(409, "OperationCanceled", f"The import operation '{job.id}' was canceled.")
     code = job.error_code or "InternalServerError"
-    details = [{"code": "ImportStep", "message": f"step={job.error_step} object={job.error_object} upstreamStatus={job.error_upstream_status}"}]
-    raise ArmError(_FAILURE_STATUS.get(code, 400), code, job.error_message or "The import failed.", details=details)
+    details = [
+        {
+            "code": "ImportStep",
+            "message": f"step={job.error_step} object={job.error_object} upstreamStatus={job.error_upstream_status}",
+        }
+    ]
+    raise ArmError(
+        _FAILURE_STATUS.get(code, 400),
+        code,
+        job.error_message or "The import failed.",
+        details=details,
+    )
 
 
 async def operation_cancel(request: web.Request) -> web.Response:
     services, job, registry = await _job_and_registry(request)
     updated = await services.imports.cancel(job.id)
-    return _arm_json(await _operation(services, updated or job, registry, request.match_info["sub"]))
+    return arm_json(await _operation(services, updated or job, registry, request.match_info["sub"]))
 
 
 async def import_operations(request: web.Request) -> web.Response:
-    services = await _services_and_admin(request)
-    registry = await services.registries.require(request.match_info["sub"], request.match_info["rg"], request.match_info["name"])
+    services, registry = await registry_in_scope(request, Actions.REGISTRIES_READ, Actions.IMPORT_IMAGE)
     top_text = request.query.get("$top", "100")
     if not (top_text.isascii() and top_text.isdigit()) or not 1 <= int(top_text) <= 1000:
-        raise ArmError(400, "InvalidParameter", "$top must be an integer from 1 to 1000.", target="$top")
+        raise ArmError(
+            400, "InvalidParameter", "$top must be an integer from 1 to 1000.", target="$top"
+        )
     top = int(top_text)
     after = request.query.get("$skipToken")
     if after is not None and not _OPERATION_ID.fullmatch(after):
-        raise ArmError(400, "InvalidParameter", "$skipToken is not a token this API issued.", target="$skipToken")
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "$skipToken is not a token this API issued.",
+            target="$skipToken",
+        )
     jobs = await services.imports.list(registry.id, top + 1, after)
     async with services.meta.reading() as q:
         names = {r.id: r.login_server or r.name for r in await q.registries()}
@@ -302,9 +475,15 @@ async def import_operations(request: web.Request) -> web.Response:
         "value": [operation_json(j, registry, request.match_info["sub"], names) for j in jobs[:top]]
     }
     if len(jobs) > top:
-        query = urlencode({"api-version": request.query.get("api-version", "2025-04-01"), "$top": top, "$skipToken": jobs[top - 1].id})
+        query = urlencode(
+            {
+                "api-version": request.query.get("api-version", "2025-04-01"),
+                "$top": top,
+                "$skipToken": jobs[top - 1].id,
+            }
+        )
         body["nextLink"] = f"{request.url.origin()}{request.path}?{query}"
-    return _arm_json(body)
+    return arm_json(body)
 
 
 @web.middleware
@@ -315,7 +494,8 @@ async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         response.headers.setdefault("x-ms-request-id", request_id)
         response.headers.setdefault(
-            "x-ms-correlation-request-id", request.headers.get("x-ms-correlation-request-id", request_id)
+            "x-ms-correlation-request-id",
+            request.headers.get("x-ms-correlation-request-id", request_id),
         )
     return response
 
@@ -326,7 +506,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(REGISTRIES_IN_GROUP, registries_list)
     app.router.add_get(REGISTRY, registry_get)
     app.router.add_put(REGISTRY, registry_put)
+    app.router.add_patch(REGISTRY, registry_patch)
     app.router.add_delete(REGISTRY, registry_delete)
+    app.router.add_post(REGISTRY + "/listCredentials", list_credentials)
+    app.router.add_post(REGISTRY + "/regenerateCredential", regenerate_credential)
     app.router.add_post(REGISTRY + "/importImage", import_image)
     app.router.add_get(REGISTRY + "/importOperations", import_operations)
     app.router.add_get(LOCATION + "/operationResults/{operation}", operation_result)

@@ -1,5 +1,6 @@
-"""Authentication of the management API: the bootstrap admin credential (Basic), until the
-identity issue brings principals and tokens."""
+"""Authentication and authorization of the management API: an Entra-style bearer token (or,
+for scripts, a service principal's client id and secret with HTTP Basic), then an RBAC check
+of the action on the resource's scope."""
 
 from __future__ import annotations
 
@@ -8,24 +9,137 @@ import binascii
 
 from aiohttp import hdrs, web
 
+from transship.api.services import Services
 from transship.errors import ArmError
-from transship.identity.bootstrap import AdminVerifier
+from transship.identity.access import authorization_failed
+from transship.identity.model import Principal
+from transship.identity.tokens import TokenInvalid
+from transship.metadata.records import SubscriptionRecord
+
+CALLER: web.RequestKey[Principal] = web.RequestKey("caller", Principal)
 
 
-async def require_admin(request: web.Request, verifier: AdminVerifier) -> None:
-    """Raises ArmError 401 AuthenticationFailed unless the request carries the admin credential."""
-    header = request.headers.get(hdrs.AUTHORIZATION, "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "basic":
+def origin_of(request: web.Request) -> str:
+    """The scheme and authority the client addressed (the audience of its tokens)."""
+    return f"{request.scheme}://{request.host}"
+
+
+def _local_port(request: web.Request) -> int | None:
+    """The port the connection came in on (the `Host` header may name another, behind a
+    proxy or port mapping)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+
+
+def management_audiences(request: web.Request, services: Services) -> set[str]:
+    """The audiences a management token may carry: this service's own URLs — under any of
+    its names (the address the client used, loopback names, listen addresses, the
+    login-server suffix) on the port the request names or came in on — and the configured ARM
+    audiences. A token minted for another service or for the ACR audience is refused.
+    (Every name of this service is equally this service: tokens are signed with its own
+    keys, so the audience only has to keep tokens meant for others out.)"""
+    settings = services.settings
+    ports = {request.url.port, settings.port, _local_port(request)}
+    suffix_host = settings.effective_login_server_suffix.rsplit(":", 1)[0]
+    names = {request.url.host or "", "localhost", "127.0.0.1", "[::1]", suffix_host}
+    names.update(f"[{h}]" if ":" in h else h for h in settings.hosts if h not in ("0.0.0.0", "::"))
+    origins = {
+        f"{scheme}://{name}:{port}" for name in names if name for port in ports if port for scheme in ("https", "http")
+    }
+    origins.add(origin_of(request))
+    return origins | set(settings.management_audiences)
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """(user name, password) of an HTTP Basic `Authorization` header, or None."""
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, sep, password = (
+            base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (username, password) if sep else None
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _unauthenticated(request: web.Request, code: str, message: str) -> ArmError:
+    tenant = "common"
+    challenge = f'Bearer authorization_uri="{origin_of(request)}/{tenant}/oauth2/authorize", error="invalid_token"'
+    return ArmError(401, code, message, headers={hdrs.WWW_AUTHENTICATE: challenge})
+
+
+async def caller(request: web.Request, services: Services) -> Principal:
+    """The authenticated principal. Raises ArmError 401 (AuthenticationFailed,
+    InvalidAuthenticationToken, ExpiredAuthenticationToken, InvalidAuthenticationTokenAudience)."""
+    if CALLER in request:
+        return request[CALLER]
+    token = bearer_token(request)
+    if token is not None:
         try:
-            username, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            username = password = ""
-        if await verifier.allows(username, password):
-            return
-    raise ArmError(
-        401,
-        "AuthenticationFailed",
-        "Authentication failed: send the admin credential with HTTP Basic authentication.",
-        headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="transship"'},
-    )
+            principal = await services.entra.verify(token, management_audiences(request, services))
+        except TokenInvalid as exc:
+            text = str(exc)
+            code = (
+                "ExpiredAuthenticationToken"
+                if "expired" in text
+                else "InvalidAuthenticationTokenAudience"
+                if "audience" in text
+                else "InvalidAuthenticationToken"
+            )
+            raise _unauthenticated(request, code, f"The access token is invalid: {text}.") from None
+    else:
+        basic = basic_credentials(request)
+        found = None if basic is None else await services.directory.authenticate_client(*basic)
+        if found is None:
+            raise _unauthenticated(
+                request,
+                "AuthenticationFailed",
+                "Authentication failed. Send a bearer token from the token endpoint, or a service principal's "
+                "client id and secret with HTTP Basic authentication.",
+            )
+        principal = found
+    request[CALLER] = principal
+    return principal
+
+
+async def subscription_of(
+    request: web.Request, services: Services, principal: Principal, subscription_id: str
+) -> SubscriptionRecord:
+    """The subscription, if the caller's tenant owns it. Raises ArmError 404
+    SubscriptionNotFound or 401 InvalidAuthenticationTokenTenant."""
+    subscription = await services.directory.require_subscription(subscription_id)
+    if subscription.tenant_id != principal.tenant_id:
+        raise ArmError(
+            401,
+            "InvalidAuthenticationTokenTenant",
+            f"The access token is from the wrong issuer: subscription '{subscription_id}' belongs to another tenant than "
+            f"'{principal.tenant_id}'.",
+        )
+    return subscription
+
+
+async def authorize(
+    request: web.Request, services: Services, scope: str, *actions: str
+) -> Principal:
+    """Authenticate, check the scope's subscription belongs to the caller's tenant, and
+    require one of `actions` at `scope`. Raises ArmError 401, 403 AuthorizationFailed, 404."""
+    principal = await caller(request, services)
+    parts = scope.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        await subscription_of(request, services, principal, parts[1])
+    if len(parts) == 4 and parts[2].lower() == "managementgroups" and parts[3].lower() != principal.tenant_id:
+        raise ArmError(
+            401,
+            "InvalidAuthenticationTokenTenant",
+            f"The access token is from the wrong issuer: the management group '{parts[3]}' is another tenant's.",
+        )
+    if not any([await services.access.allowed(principal, action, scope) for action in actions]):
+        raise authorization_failed(principal, actions[0], scope)
+    return principal

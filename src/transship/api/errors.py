@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from transship import errors as e
-from transship.errors import ArmError, OciError
+from transship.errors import ArmError, OAuthError, OciError
 from transship.registry.blobs import ChunkOutOfOrder
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ def oci_response(error: OciError, method: str) -> web.Response:
     return _json_response(error.status, error.body(), headers, method)
 
 
+# Paths answered with the ARM error envelope even when no route matches.
+_ARM_PATHS = ("/subscriptions", "/providers/", "/tenants", "/transship/v1/")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -59,8 +63,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return oci_response(error, request.method)
     except ArmError as error:
         return _json_response(error.status, error.body(), error.headers, request.method)
+    except OAuthError as error:
+        return _json_response(
+            error.status,
+            error.body(),
+            {"Cache-Control": "no-store", **error.headers},
+            request.method,
+        )
     except web.HTTPException as exc:
-        if not request.path.startswith(("/v2", "/acr/")):
+        if request.path.startswith(_ARM_PATHS) and exc.status in (404, 405):
+            arm_error = ArmError(
+                exc.status,
+                "NotFound" if exc.status == 404 else "MethodNotAllowed",
+                f"No route for {request.method} {request.path}." if exc.status == 404 else f"{request.method} is not supported on {request.path}.",
+                headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+            )
+            return _json_response(arm_error.status, arm_error.body(), arm_error.headers, request.method)
+        if not request.path.startswith(("/v2", "/acr/", "/oauth2/")):
             raise
         if exc.status == 405:
             return oci_response(
@@ -81,7 +100,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.path.startswith(("/v2", "/acr/")):
+        if request.path.startswith(("/v2", "/acr/", "/oauth2/")):
             return oci_response(OciError(UNKNOWN, "internal server error"), request.method)
         return _json_response(
             500,

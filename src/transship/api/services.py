@@ -10,8 +10,15 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
 from transship.config import Settings
-from transship.identity.bootstrap import AdminVerifier, ServiceIdentity, bootstrap
+from transship.identity.access import AccessControl
+from transship.identity.bootstrap import ServiceIdentity, bootstrap
+from transship.identity.dataplane import DataPlaneAuth
+from transship.identity.directory import Directory
+from transship.identity.entra import EntraTokens
+from transship.identity.import_policy import ImportPolicy
+from transship.identity.registry_access import RegistryAccess
 from transship.identity.secrets import SecretBox
+from transship.identity.tokens import SigningKeys, TokenService
 from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
 from transship.imports.plan import ImportLimits
@@ -38,7 +45,13 @@ class Services:
     meta: MetadataStore
     store: FilesystemBlobStore
     identity: ServiceIdentity
-    admin: AdminVerifier
+    directory: Directory
+    access: AccessControl
+    registry_access: RegistryAccess
+    tokens: TokenService
+    entra: EntraTokens
+    dataplane: DataPlaneAuth
+    import_policy: ImportPolicy
     resolver: RegistryResolver
     registries: RegistryService
     blobs: BlobService
@@ -66,15 +79,26 @@ async def build_services(
     try:
         await db.migrate()
         meta = MetadataStore(db)
-        store = FilesystemBlobStore(settings.blob_dir, settings.staging_dir, durable=settings.durable_writes)
-        resolver = RegistryResolver(meta, settings.default_registry, settings.effective_login_server_suffix)
+        store = FilesystemBlobStore(
+            settings.blob_dir, settings.staging_dir, durable=settings.durable_writes
+        )
+        resolver = RegistryResolver(
+            meta, settings.default_registry, settings.effective_login_server_suffix
+        )
         await resolver.start()
-        identity = await bootstrap(meta, settings.admin_credential_file)
+        box = SecretBox.from_key_file(settings.effective_service_key_file)
+        directory = Directory(meta)
+        identity = await bootstrap(meta, directory, settings.owner_credential_file)
+        await resolver.refresh()  # the default registry may just have joined the default group
+        keys = SigningKeys(meta, box)
+        await keys.load()
     except BaseException:
         await db.close()
         raise
     egress = EgressPolicies(
-        policy_from_settings(settings.egress.rules, settings.egress.default, settings.egress.deny_private),
+        policy_from_settings(
+            settings.egress.rules, settings.egress.default, settings.egress.deny_private
+        ),
         {
             name: policy_from_settings(policy.rules, policy.default, policy.deny_private)
             for name, policy in settings.egress_registries.items()
@@ -105,7 +129,7 @@ async def build_services(
     imports = ImportService(
         meta,
         engine,
-        SecretBox.from_key_file(settings.effective_service_key_file),
+        box,
         RunnerSettings(
             workers=settings.import_workers,
             max_running=settings.import_max_running,
@@ -113,13 +137,24 @@ async def build_services(
             lease=timedelta(seconds=settings.import_lease_seconds),
         ),
     )
+    tokens = TokenService(keys)
+    access = AccessControl(meta)
+    registry_access = RegistryAccess(meta, box)
+    entra = EntraTokens(directory, tokens)
+    dataplane = DataPlaneAuth(directory, access, registry_access, entra, tokens)
     return Services(
         settings=settings,
         db=db,
         meta=meta,
         store=store,
         identity=identity,
-        admin=AdminVerifier(identity),
+        directory=directory,
+        access=access,
+        registry_access=registry_access,
+        tokens=tokens,
+        entra=entra,
+        dataplane=dataplane,
+        import_policy=ImportPolicy(access, registry_access, dataplane),
         resolver=resolver,
         registries=RegistryService(meta, settings.effective_login_server_suffix),
         blobs=BlobService(meta, store, settings.max_blob_bytes),
@@ -129,7 +164,10 @@ async def build_services(
         listings=ListingService(meta, store),
         imports=imports,
         gc=GarbageCollector(
-            meta, store, grace_seconds=settings.gc_grace_seconds, upload_expiry_seconds=settings.upload_expiry_seconds
+            meta,
+            store,
+            grace_seconds=settings.gc_grace_seconds,
+            upload_expiry_seconds=settings.upload_expiry_seconds,
         ),
         checker=Checker(meta, store),
     )

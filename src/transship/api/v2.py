@@ -383,6 +383,16 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
 ]
 
 
+def repository_in(tail: str) -> str | None:
+    """The repository a `/v2/<tail>` request addresses, read exactly as `dispatch` reads it
+    (authorization must check the repository the handler will serve); None: no route."""
+    for pattern, _ in _ROUTES:
+        found = pattern.fullmatch(tail)
+        if found is not None:
+            return found["name"]
+    return None
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     path = request.match_info["tail"]
     for pattern, methods in _ROUTES:

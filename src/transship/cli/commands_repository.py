@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from transship.cli.client import DataPlane, repository_path
+from transship.cli.client import ApiError, DataPlane, repository_path
 from transship.cli.common import CONTEXT, api, name_option, resource_group_option, service_command
 from transship.cli.output import (
     JSON,
@@ -41,12 +41,21 @@ detail_option = click.option("--detail", is_flag=True, help="Show every attribut
 
 
 def data_plane(registry: str, resource_group: str | None) -> DataPlane:
+    """The registry's data plane, reached by its login server: from `registry show`, or —
+    for a login allowed to pull but not to read the registry's settings (AcrPull alone) —
+    `<name>.<login server suffix>`, as az acr does."""
     management = api()
-    found = management.get_registry(registry, resource_group)
+    try:
+        found = management.get_registry(registry, resource_group)
+    except ApiError as exc:
+        suffix = management.login_server_suffix
+        if exc.status != 403 or not suffix:
+            raise
+        return DataPlane(management.http, f"{registry.lower()}.{suffix}", management.auth.basic)
     login_server = (found.get("properties") or {}).get("loginServer")
     if login_server is not None and not isinstance(login_server, str):
         raise CommandFailed(f"registry {registry!r} has a malformed login server")
-    return DataPlane(management.http, login_server or None)
+    return DataPlane(management.http, login_server or None, management.auth.basic)
 
 
 @click.group(context_settings=CONTEXT)
@@ -60,7 +69,9 @@ def repository() -> None:
 @top_option
 @output_option
 @service_command
-def list_repositories(registry: str, resource_group: str | None, top: int | None, output: str) -> None:
+def list_repositories(
+    registry: str, resource_group: str | None, top: int | None, output: str
+) -> None:
     """List the repositories of a registry.
 
     \b
@@ -68,7 +79,9 @@ def list_repositories(registry: str, resource_group: str | None, top: int | None
       transship repository list --name myregistry
       transship repository list --name myregistry --top 10 -o json
     """
-    names = list(data_plane(registry, resource_group).pages("/acr/v1/_catalog", "repositories", top=top))
+    names = list(
+        data_plane(registry, resource_group).pages("/acr/v1/_catalog", "repositories", top=top)
+    )
     emit(output, names, ("REPOSITORY",), lambda v: [(n,) for n in v], empty="No repositories.")
 
 
@@ -110,8 +123,12 @@ def show_tags(
             tags,
             ("NAME", "DIGEST", "CREATED", "LAST UPDATED"),
             lambda v: [
-                (t.get("name"), t.get("digest"), short_time(t.get("createdTime")),
-                 short_time(t.get("lastUpdateTime")))
+                (
+                    t.get("name"),
+                    t.get("digest"),
+                    short_time(t.get("createdTime")),
+                    short_time(t.get("lastUpdateTime")),
+                )
                 for t in v
             ],
             empty="No tags.",
@@ -173,7 +190,11 @@ def show_manifests(
         )
     else:
         brief = [
-            {"digest": m.get("digest"), "tags": m.get("tags") or [], "timestamp": m.get("lastUpdateTime")}
+            {
+                "digest": m.get("digest"),
+                "tags": m.get("tags") or [],
+                "timestamp": m.get("lastUpdateTime"),
+            }
             for m in manifests
         ]
         emit(

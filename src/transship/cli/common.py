@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -58,3 +59,81 @@ def service_command(function: F) -> F:
             raise CommandFailed(str(exc)) from None
 
     return cast(F, wrapper)
+
+
+registry_option = click.option(
+    "--registry", "-r", required=True, metavar="REGISTRY", help="Name of the registry."
+)
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not prompt for confirmation.")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on stderr unless `yes`; "no" aborts (exit 1)."""
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+
+
+def read_secret(value: str | None, from_stdin: bool, prompt: str, *, twice: bool) -> str:
+    """A password from the option, the first line of stdin, or a prompt (hidden; typed
+    `twice` to confirm it)."""
+    if value is not None and from_stdin:
+        raise click.UsageError("use only one of --password, --password-stdin")
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise click.UsageError("--password-stdin: stdin held no password")
+        return line
+    if value is not None:
+        return value
+    text: str = click.prompt(prompt, hide_input=True, confirmation_prompt=twice, err=True)
+    return text
+
+
+class GreedyCommand(click.Command):
+    """A command some of whose options take several words, as az's do
+    (`--repository team/app content/read metadata/read`, `--ids ID ID`).
+
+    Click options take a fixed number of values, so the words after such an option, up to
+    the next one starting with `-`, are joined with spaces into its one value before
+    parsing; the command splits them again."""
+
+    greedy_options: tuple[str, ...] = ()
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, join_greedy(args, self.greedy_options))
+
+
+class RepositoryActionsCommand(GreedyCommand):
+    """`--repository`, `--add-repository` and `--remove-repository` take a repository and
+    the actions after it."""
+
+    greedy_options = ("--repository", "--add-repository", "--remove-repository")
+
+
+class IdsCommand(GreedyCommand):
+    """`--ids` takes every id after it."""
+
+    greedy_options = ("--ids",)
+
+
+def join_greedy(args: list[str], options: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        name, equals, inline = arg.partition("=")
+        if name not in options or arg == "--":
+            out.append(arg)
+            if arg == "--":
+                out += args[index:]
+                break
+            continue
+        words = [inline] if equals else []
+        while index < len(args) and not (args[index].startswith("-") and args[index] != "-"):
+            words.append(args[index])
+            index += 1
+        out.append(name)
+        if words:
+            out.append(" ".join(words))
+    return out

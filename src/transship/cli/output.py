@@ -61,11 +61,11 @@ class CommandFailed(click.ClickException):
 
 
 def stdout_console() -> Console:
-    """A console on the current stdout; wide enough that ids and digests are not cut when
-    stdout is not a terminal."""
+    """A console on the current stdout; wide enough that ids and digests — ARM resource ids
+    and scopes too — are not cut when stdout is not a terminal."""
     out = sys.stdout
     terminal = out.isatty() if hasattr(out, "isatty") else False
-    return Console(file=out, width=None if terminal else 200, highlight=False, soft_wrap=False)
+    return Console(file=out, width=None if terminal else 400, highlight=False, soft_wrap=False)
 
 
 def stderr_console() -> Console:

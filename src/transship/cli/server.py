@@ -7,6 +7,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 
 from aiohttp import web
 
@@ -16,8 +17,9 @@ from transship.config import Settings
 log = logging.getLogger("transship")
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until a termination signal. Raises OSError when no address could be bound."""
+async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
+    """Serve until a termination signal (HTTPS when `ssl_context` is given). Raises OSError
+    when no address could be bound."""
     app = create_app(settings)
     runner = web.AppRunner(
         app, access_log=log.getChild("access") if settings.log_level == "DEBUG" else None
@@ -26,7 +28,14 @@ async def serve(settings: Settings) -> None:
     bound: list[str] = []
     try:
         for host in settings.hosts:
-            site = web.TCPSite(runner, host, settings.port, reuse_address=True, backlog=1024)
+            site = web.TCPSite(
+                runner,
+                host,
+                settings.port,
+                reuse_address=True,
+                backlog=1024,
+                ssl_context=ssl_context,
+            )
             try:
                 await site.start()
             except OSError as exc:
@@ -38,7 +47,7 @@ async def serve(settings: Settings) -> None:
                     "cannot listen on %s port %s: %s", host, settings.port, exc.strerror or exc
                 )
                 continue
-            bound.append(_url(host, settings.port))
+            bound.append(_url(host, settings.port, secure=ssl_context is not None))
         if not bound:
             raise OSError(
                 f"could not listen on any of {', '.join(settings.hosts)} port {settings.port}"
@@ -54,9 +63,10 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, *, secure: bool = False) -> str:
+    scheme = "https" if secure else "http"
     try:
         is_v6 = socket.inet_pton(socket.AF_INET6, host) is not None
     except OSError:
         is_v6 = False
-    return f"http://[{host}]:{port}" if is_v6 else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if is_v6 else f"{scheme}://{host}:{port}"

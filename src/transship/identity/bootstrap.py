@@ -1,73 +1,101 @@
-"""What the first start creates: the default subscription and resource group, and the
-bootstrap admin credential (until principals and RBAC arrive)."""
+"""What the first start creates: the root tenant with its default subscription and resource
+group, and the owner service principal whose credential is written once to the data
+directory."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import logging
-import uuid
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from transship.identity.secrets import hash_secret, new_secret, verify_secret, write_private_file
+from transship.identity.directory import Directory
+from transship.identity.secrets import write_private_file
+from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore
 
 log = logging.getLogger(__name__)
 
-ADMIN_USERNAME = "admin"
 DEFAULT_RESOURCE_GROUP = "default"
 DEFAULT_LOCATION = "local"
+ROOT_TENANT_NAME = "Default Directory"
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceIdentity:
+    tenant_id: str
     subscription_id: str
     resource_group: str
     location: str
-    admin_password_hash: str
 
 
-class AdminVerifier:
-    """Checks the admin credential. scrypt is deliberately slow (~0.1 s), so a credential
-    once verified is remembered by its SHA-256 (never the secret itself), and checks run in a
-    worker thread: a client polling an operation must not stall the event loop."""
-
-    def __init__(self, identity: ServiceIdentity) -> None:
-        self._hash = identity.admin_password_hash
-        self._verified: set[bytes] = set()
-
-    async def allows(self, username: str, password: str) -> bool:
-        if username != ADMIN_USERNAME:
-            return False
-        fingerprint = hashlib.sha256(password.encode()).digest()
-        if fingerprint in self._verified:
-            return True
-        if await asyncio.to_thread(verify_secret, password, self._hash):
-            self._verified.add(fingerprint)
-            return True
-        return False
-
-
-async def bootstrap(meta: MetadataStore, credential_file: Path) -> ServiceIdentity:
+async def bootstrap(
+    meta: MetadataStore, directory: Directory, credential_file: Path
+) -> ServiceIdentity:
     """Load the service identity, creating it on first start.
 
-    A new admin password is written once to `credential_file` (mode 0600) and only its hash
-    is stored; it is never logged.
+    The owner service principal holds Owner on the service root ("/"). Its secret is
+    written once to `credential_file` (mode 0600), shown on an interactive terminal, and
+    otherwise kept only as a hash; it is never logged.
     """
-    async with meta.writing() as q:
+    async with meta.reading() as q:
         state = await q.service_state()
-        if "subscription_id" not in state:
-            state["subscription_id"] = str(uuid.uuid4())
-            state["resource_group"] = DEFAULT_RESOURCE_GROUP
-            state["location"] = DEFAULT_LOCATION
-            password = new_secret()
-            state["admin_password_hash"] = hash_secret(password)
-            write_private_file(credential_file, json.dumps({"username": ADMIN_USERNAME, "password": password}) + "\n")
+    root = await directory.root_tenant()
+    if root is None:
+        tenant, subscription, owner = await directory.create_tenant(
+            ROOT_TENANT_NAME,
+            subscription_id=state.get("subscription_id"),
+            root=True,
+            location=DEFAULT_LOCATION,
+            owner_name="transship-owner",
+            owner_scope="/",
+            owner_years=2,
+        )
+        assert owner.secret is not None and owner.principal.app_id is not None
+        write_private_file(
+            credential_file,
+            json.dumps(
+                {
+                    "tenantId": tenant.id,
+                    "subscriptionId": subscription.id,
+                    "resourceGroup": DEFAULT_RESOURCE_GROUP,
+                    "clientId": owner.principal.app_id,
+                    "clientSecret": owner.secret.value,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
+        log.info(
+            "first start: owner service principal %s created; its credential is in %s",
+            owner.principal.app_id,
+            credential_file,
+        )
+        if sys.stdout.isatty():
+            print(
+                f"Owner service principal (shown once): tenant {tenant.id}, client id {owner.principal.app_id}, "
+                f"secret {owner.secret.value} (also saved to {credential_file})"
+            )
+        state = {
+            "subscription_id": subscription.id,
+            "resource_group": DEFAULT_RESOURCE_GROUP,
+            "location": DEFAULT_LOCATION,
+        }
+        async with meta.writing() as q:
             await q.set_service_state(state)
-            log.info("first start: bootstrap admin credential written to %s", credential_file)
+        root_id = tenant.id
+    else:
+        root_id = root.id
+    async with meta.writing() as q:
         await q.adopt_orphan_registries(state["subscription_id"], state["resource_group"])
+        iq = IdentityQueries(q.conn)
+        for subscription_id, group in await iq.registry_groups():
+            if (
+                await iq.subscription(subscription_id) is not None
+                and await iq.resource_group(subscription_id, group) is None
+            ):
+                await iq.add_resource_group(subscription_id, group, state["location"])
     return ServiceIdentity(
-        state["subscription_id"], state["resource_group"], state["location"], state["admin_password_hash"]
+        root_id, state["subscription_id"], state["resource_group"], state["location"]
     )

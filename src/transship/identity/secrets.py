@@ -38,7 +38,12 @@ def verify_secret(secret: str, encoded: str) -> bool:
 
 
 def new_secret() -> str:
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe. Never starting with '-', which command lines would read as
+    an option (`docker login -p -x…`)."""
+    while True:
+        value = secrets.token_urlsafe(32)
+        if not value.startswith("-"):
+            return value
 
 
 def _b64(data: bytes) -> str:

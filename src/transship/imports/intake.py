@@ -34,7 +34,7 @@ def _invalid(field: str, message: str) -> ArmError:
     return ArmError(400, "InvalidParameter", message, target=field)
 
 
-async def intake(params: ImportParameters, registries: RegistryService, subscription_id: str) -> tuple[ImportRequest, Credentials | None]:
+async def intake(params: ImportParameters, registries: RegistryService) -> tuple[ImportRequest, Credentials | None]:
     """Validate and resolve. Raises ArmError (400 InvalidParameter with `target`, 404)."""
     if (params.resource_id is None) == (params.registry_uri is None):
         raise _invalid("source", "Exactly one of source.resourceId and source.registryUri must be given.")
@@ -48,7 +48,7 @@ async def intake(params: ImportParameters, registries: RegistryService, subscrip
     except InvalidReference as exc:
         raise _invalid("source.sourceImage", f"source.sourceImage {params.source_image!r} is not a valid image reference: {exc}") from None
     reference = str(image.digest) if image.digest else (image.tag or "latest")
-    source = await _source(params, registries, subscription_id, image.repository, reference)
+    source = await _source(params, registries, image.repository, reference)
     if source.is_local:
         credentials = None  # the service reads its own registries directly
     targets, untagged = _targets(params, image)
@@ -56,15 +56,13 @@ async def intake(params: ImportParameters, registries: RegistryService, subscrip
 
 
 async def _source(
-    params: ImportParameters, registries: RegistryService, subscription_id: str, repository: str, reference: str
+    params: ImportParameters, registries: RegistryService, repository: str, reference: str
 ) -> SourceSpec:
     if params.resource_id is not None:
         parts = parse_registry_id(params.resource_id)
         if parts is None:
             raise _invalid("source.resourceId", f"source.resourceId {params.resource_id!r} is not a registry resource id.")
         sub, rg, name = parts
-        if sub != subscription_id:
-            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.", target="source.resourceId")
         record = await registries.require(sub, rg, name)
         return SourceSpec(None, record.id, repository, reference)
     assert params.registry_uri is not None

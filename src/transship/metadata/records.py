@@ -105,3 +105,122 @@ class JobFailure:
     step: str | None = None
     obj: str | None = None
     upstream_status: int | None = None
+
+
+# -- identity and access ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    id: str
+    display_name: str
+    is_root: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    id: str
+    tenant_id: str
+    display_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceGroupRecord:
+    subscription_id: str
+    name: str
+    location: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalRecord:
+    """A service principal (`kind` "ServicePrincipal", signs in with `app_id` and a secret)
+    or a user ("User", signs in with `name` and a password)."""
+
+    id: str
+    tenant_id: str
+    kind: str
+    app_id: str | None
+    name: str
+    password_hash: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRecord:
+    id: str
+    principal_id: str
+    secret_hash: str
+    hint: str
+    display_name: str | None
+    expires_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RoleDefinitionRecord:
+    id: str
+    tenant_id: str
+    name: str
+    description: str
+    permissions: str  # JSON list of permission blocks
+    assignable_scopes: str  # JSON list of scopes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RoleAssignmentRecord:
+    id: str
+    scope: str
+    principal_id: str
+    role_definition_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    kid: str
+    private_key: bytes  # sealed PEM
+    created_at: datetime
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAccessRecord:
+    registry_id: int
+    admin_user_enabled: bool = False
+    admin_passwords: bytes | None = None  # sealed JSON
+    anonymous_pull: bool = False
+    public_network_access: str = "Enabled"
+    default_action: str = "Allow"
+    ip_rules: str = "[]"  # JSON list of CIDRs
+    bypass: str = "AzureServices"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeMapRecord:
+    id: int
+    registry_id: int
+    name: str
+    description: str
+    actions: str  # JSON list of scope-map actions
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryTokenRecord:
+    id: int
+    registry_id: int
+    name: str
+    scope_map_id: int
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPasswordRecord:
+    token_id: int
+    name: str
+    secret_hash: str
+    expires_at: datetime | None
+    created_at: datetime

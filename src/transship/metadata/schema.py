@@ -211,7 +211,167 @@ import_jobs = Table(
 blob_pins = Table(
     "blob_pins",
     metadata,
-    Column("job_id", String(32), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "job_id", String(32), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("digest", DIGEST, ForeignKey("blobs.digest"), primary_key=True),
     Index("ix_blob_pins_digest", "digest"),
+)
+
+# -- identity and access ---------------------------------------------------------------------
+GUID = String(36)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", GUID, primary_key=True),
+    Column("display_name", String(256), nullable=False),
+    Column("is_root", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", GUID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Names are unique per subscription regardless of case, as in Azure: `name_key` is the
+# lowercased name, `name` keeps the spelling it was created with.
+resource_groups = Table(
+    "resource_groups",
+    metadata,
+    Column(
+        "subscription_id",
+        String(64),
+        ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name_key", String(90), primary_key=True),
+    Column("name", String(90), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Service principals and users. `app_id` is a service principal's client id; users sign in
+# with `name` (unique per tenant) and a password whose scrypt hash is `password_hash`.
+principals = Table(
+    "principals",
+    metadata,
+    Column("id", GUID, primary_key=True),
+    Column("tenant_id", GUID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("app_id", GUID, nullable=True, unique=True),
+    Column("name", String(256), nullable=False),
+    Column("name_key", String(256), nullable=False),
+    Column("password_hash", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "kind", "name_key"),
+)
+
+principal_secrets = Table(
+    "principal_secrets",
+    metadata,
+    Column("id", GUID, primary_key=True),
+    Column("principal_id", GUID, ForeignKey("principals.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("hint", String(8), nullable=False),
+    Column("display_name", String(256), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_principal_secrets_principal", "principal_id"),
+)
+
+# Custom role definitions (built-in roles live in code). `permissions` and
+# `assignable_scopes` are JSON.
+role_definitions = Table(
+    "role_definitions",
+    metadata,
+    Column("id", GUID, primary_key=True),
+    Column("tenant_id", GUID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("name_key", String(256), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("permissions", Text, nullable=False),
+    Column("assignable_scopes", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "name_key"),
+)
+
+role_assignments = Table(
+    "role_assignments",
+    metadata,
+    Column("id", GUID, primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("principal_id", GUID, ForeignKey("principals.id", ondelete="CASCADE"), nullable=False),
+    Column("role_definition_id", GUID, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_role_assignments_principal", "principal_id"),
+)
+
+# RSA keys that sign every token the service issues; the private half is sealed with the
+# service key. A retired key stays published until the tokens it signed have expired.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_key", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("retired_at", UtcDateTime(), nullable=True),
+)
+
+# Per-registry access settings. `admin_passwords` is sealed JSON (ACR hands the admin
+# passwords back through listCredentials, so they are encrypted, not hashed).
+registry_access = Table(
+    "registry_access",
+    metadata,
+    Column(
+        "registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("admin_user_enabled", Boolean, nullable=False, default=False),
+    Column("admin_passwords", LargeBinary, nullable=True),
+    Column("anonymous_pull", Boolean, nullable=False, default=False),
+    Column("public_network_access", String(16), nullable=False, default="Enabled"),
+    Column("default_action", String(8), nullable=False, default="Allow"),
+    Column("ip_rules", Text, nullable=False, default="[]"),
+    Column("bypass", String(16), nullable=False, default="AzureServices"),
+)
+
+scope_maps = Table(
+    "scope_maps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(50), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("actions", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("registry_id", "name"),
+)
+
+registry_tokens = Table(
+    "registry_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(50), nullable=False),
+    Column("scope_map_id", Integer, ForeignKey("scope_maps.id"), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("registry_id", "name"),
+)
+
+token_passwords = Table(
+    "token_passwords",
+    metadata,
+    Column(
+        "token_id", Integer, ForeignKey("registry_tokens.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("name", String(16), primary_key=True),
+    Column("secret_hash", Text, nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
 )

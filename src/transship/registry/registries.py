@@ -65,6 +65,10 @@ class RegistryService:
                     return record
         return None
 
+    async def by_id(self, registry_id: int) -> RegistryRecord | None:
+        async with self._meta.reading() as q:
+            return next((r for r in await q.registries() if r.id == registry_id), None)
+
     async def require(self, subscription_id: str, resource_group: str, name: str) -> RegistryRecord:
         """The registry at that ARM address. Raises ArmError 404 ResourceNotFound."""
         record = await self.get(name)

@@ -22,14 +22,31 @@ from pydantic import BaseModel, ValidationError
 
 from tests.support.app import make_settings, running_registry
 from transship.api.app import create_app
-from transship.api.arm_models import ImportImageParameters, RegistryBody
+from transship.api.arm_models import (
+    CredentialResetBody,
+    GenerateCredentialsBody,
+    ImportImageParameters,
+    RegenerateCredentialBody,
+    RegistryBody,
+    ResourceGroupBody,
+    RoleAssignmentBody,
+    RoleDefinitionBody,
+    ScopeMapBody,
+    ScopeMapPatchBody,
+    ServicePrincipalBody,
+    SubscriptionBody,
+    TenantBody,
+    TokenBody,
+    TokenPatchBody,
+    UserBody,
+)
 from transship.api.openapi import OPENAPI_PATH, REQUEST_MODELS, build_document
 
 DOCUMENT = build_document()
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-# Surfaces the document leaves out on purpose: the OCI distribution API (its own
-# specification) and the operations endpoints.
-UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/(healthz|readyz|metrics)$")
+# Surfaces the document leaves out on purpose: the OCI distribution API and the Microsoft
+# Graph subset (each has its own specification) and the operations endpoints.
+UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$")
 # Values for path parameters when turning a documented path into a request path.
 SAMPLES = {"repository": "team/app"}
 
@@ -57,14 +74,58 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     assert errors == []
 
 
-def test_every_operation_is_authenticated_with_basic_except_the_document_and_acr() -> None:
-    scheme = DOCUMENT["components"]["securitySchemes"]["adminBasic"]
-    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
-    assert DOCUMENT["security"] == [{"adminBasic": []}]
-    anonymous = {(path, method) for path, method, op in operations() if op.get("security") == []}
-    assert anonymous == {
-        (path, method) for path, method, _ in operations() if path == OPENAPI_PATH or path.startswith("/acr/v1")
+def test_the_management_api_takes_a_bearer_token_or_a_service_principal() -> None:
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert (schemes["bearer"]["type"], schemes["bearer"]["scheme"]) == ("http", "bearer")
+    assert (schemes["servicePrincipal"]["type"], schemes["servicePrincipal"]["scheme"]) == (
+        "http",
+        "basic",
+    )
+    assert DOCUMENT["security"] == [{"bearer": []}, {"servicePrincipal": []}]
+    # Management operations keep the document's default.
+    management = [
+        (path, method)
+        for path, method, op in operations()
+        if path.startswith(("/subscriptions", "/tenants", "/providers", "/transship/v1"))
+        and "security" in op
+    ]
+    assert management == []
+
+
+def test_the_data_plane_takes_registry_credentials() -> None:
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert (schemes["registryBasic"]["type"], schemes["registryBasic"]["scheme"]) == (
+        "http",
+        "basic",
+    )
+    assert (schemes["registryBearer"]["type"], schemes["registryBearer"]["scheme"]) == (
+        "http",
+        "bearer",
+    )
+    for path, _, op in operations():
+        if path.startswith("/acr/v1"):
+            assert {"registryBasic": []} in op["security"] and {"registryBearer": []} in op[
+                "security"
+            ], path
+
+
+def test_exactly_these_operations_need_no_credentials() -> None:
+    anonymous = {
+        (path, method)
+        for path, method, op in operations()
+        if op.get("security", DOCUMENT["security"]) == []
+        or {} in op.get("security", DOCUMENT["security"])
     }
+    expected = {
+        (path, method)
+        for path, method, _ in operations()
+        if path in (OPENAPI_PATH, "/metadata/endpoints", "/oauth2/token", "/oauth2/exchange")
+        # OIDC discovery, the signing keys and the Entra token endpoints
+        or path.startswith("/{tenant}/")
+        # listings, when the registry allows anonymous pull
+        or (path.startswith("/acr/v1/{repository}/") and method == "get")
+    }
+    assert anonymous == expected
 
 
 def test_operation_ids_are_unique() -> None:
@@ -82,10 +143,15 @@ async def test_every_route_of_the_management_api_and_acr_is_documented(tmp_path:
     for path, method, _ in operations():
         request = make_mocked_request(method.upper(), _request_path(path), app=app)
         match = await app.router.resolve(request)
-        assert match.http_exception is None, f"{method.upper()} {path} reaches no route: {match.http_exception}"
+        assert match.http_exception is None, (
+            f"{method.upper()} {path} reaches no route: {match.http_exception}"
+        )
         route = match.route
         assert route.method in (method.upper(), "*"), (path, method, route)
-        assert not UNDOCUMENTED.match(route.resource.canonical if route.resource else ""), (path, route)
+        assert not UNDOCUMENTED.match(route.resource.canonical if route.resource else ""), (
+            path,
+            route,
+        )
         documented.add(route)
     missing = []
     for route in app.router.routes():
@@ -102,7 +168,10 @@ async def test_every_route_of_the_management_api_and_acr_is_documented(tmp_path:
 
 
 async def test_the_document_is_served_without_credentials(tmp_path: Path) -> None:
-    async with running_registry(make_settings(tmp_path / "data", None)) as reg, reg.request("GET", OPENAPI_PATH) as r:
+    async with (
+        running_registry(make_settings(tmp_path / "data", None)) as reg,
+        reg.request("GET", OPENAPI_PATH) as r,
+    ):
         assert r.status == 200
         assert r.content_type == "application/json"
         served = await r.json()
@@ -113,6 +182,28 @@ async def test_the_document_is_served_without_credentials(tmp_path: Path) -> Non
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "importImage"): ImportImageParameters,
     ("put", "registryName}"): RegistryBody,
+    ("patch", "registryName}"): RegistryBody,
+    ("post", "regenerateCredential"): RegenerateCredentialBody,
+    ("put", "scopeMapName}"): ScopeMapBody,
+    ("put", "tokenName}"): TokenBody,
+    ("patch", "scopeMapName}"): ScopeMapPatchBody,
+    ("patch", "tokenName}"): TokenPatchBody,
+    ("post", "generateCredentials"): GenerateCredentialsBody,
+    ("put", "resourceGroupName}"): ResourceGroupBody,
+    ("put", "tenants/{tenantId}"): TenantBody,
+    ("put", "v1/subscriptions/{subscriptionId}"): SubscriptionBody,
+    ("post", "servicePrincipals"): ServicePrincipalBody,
+    ("post", "users"): UserBody,
+    ("post", "credentials/reset"): CredentialResetBody,
+    ("put", "roleDefinitionId}"): RoleDefinitionBody,
+    ("put", "roleAssignmentName}"): RoleAssignmentBody,
+}
+# Token endpoints take forms (every value text), not JSON: schemas of their own.
+FORMS = {
+    "/{tenant}/oauth2/v2.0/token": "TokenRequest",
+    "/{tenant}/oauth2/token": "TokenRequest",
+    "/oauth2/token": "RegistryTokenRequest",
+    "/oauth2/exchange": "RegistryExchangeRequest",
 }
 
 
@@ -121,9 +212,19 @@ def test_request_bodies_reference_the_pydantic_models() -> None:
     for path, method, op in operations():
         if "requestBody" not in op:
             continue
-        ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        content = op["requestBody"]["content"]
+        if path in FORMS:
+            assert list(content) == ["application/x-www-form-urlencoded"], path
+            assert content["application/x-www-form-urlencoded"]["schema"]["$ref"].endswith(
+                "/" + FORMS[path]
+            )
+            continue
+        assert list(content) == ["application/json"], path
+        ref = content["application/json"]["schema"]["$ref"]
         name = ref.rsplit("/", 1)[1]
-        (model,) = [m for (verb, end), m in BODIES.items() if verb == method and path.endswith(end)]
+        models = [m for (verb, end), m in BODIES.items() if verb == method and path.endswith(end)]
+        assert len(models) == 1, (method, path, models)
+        (model,) = models
         assert name == model.__name__
         found[name] = model
     assert found == REQUEST_MODELS
@@ -141,9 +242,13 @@ def test_request_schemas_are_the_models_json_schemas(model: type[BaseModel]) -> 
 @functools.cache
 def _validator(model: type[BaseModel]) -> jsonschema_rs.Validator:
     """The document's schema of `model` as a JSON Schema 2020-12 validator (OpenAPI 3.1's
-    dialect); its `#/components/...` references resolve within the document's components."""
-    schema = {"$ref": f"#/components/schemas/{model.__name__}", "components": DOCUMENT["components"]}
-    return jsonschema_rs.Draft202012Validator(schema)
+    dialect); its `#/components/...` references resolve within the document's components.
+    Formats are assertions, as they are to schemathesis' generators."""
+    schema = {
+        "$ref": f"#/components/schemas/{model.__name__}",
+        "components": DOCUMENT["components"],
+    }
+    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
 
 
 def _valid_by_model(model: type[BaseModel], value: Any) -> bool:
@@ -155,8 +260,16 @@ def _valid_by_model(model: type[BaseModel], value: Any) -> bool:
 
 
 def _json_values() -> st.SearchStrategy[Any]:
-    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
-    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+    leaves = (
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=6,
+    )
 
 
 def _weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
@@ -178,11 +291,15 @@ def _shaped_like(schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[An
             elif "enum" in branch:
                 options.append(st.sampled_from(branch["enum"]))
             elif branch.get("type") == "string":
-                options.append(st.text(min_size=branch.get("minLength", 0), max_size=3) | st.just(""))
+                options.append(
+                    st.text(min_size=branch.get("minLength", 0), max_size=3) | st.just("")
+                )
             elif branch.get("type") == "array":
                 options.append(st.lists(st.text(max_size=3), max_size=2))
             elif branch.get("type") == "object":
-                options.append(st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2))
+                options.append(
+                    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2)
+                )
             elif branch.get("type") == "null":
                 options.append(st.none())
         right = st.one_of(*options) if options else _json_values()
@@ -196,12 +313,17 @@ def _shaped_like(schema: dict[str, Any], depth: int = 0) -> st.SearchStrategy[An
     return _weighted((4, objects), (1, _json_values()))
 
 
-SHAPED = {model: _shaped_like(component(f"#/components/schemas/{name}")) for name, model in REQUEST_MODELS.items()}
+SHAPED = {
+    model: _shaped_like(component(f"#/components/schemas/{name}"))
+    for name, model in REQUEST_MODELS.items()
+}
 
 
 @pytest.mark.parametrize("model", list(REQUEST_MODELS.values()), ids=list(REQUEST_MODELS))
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_the_schema_accepts_exactly_what_the_model_accepts(model: type[BaseModel], data: st.DataObject) -> None:
+def test_the_schema_accepts_exactly_what_the_model_accepts(
+    model: type[BaseModel], data: st.DataObject
+) -> None:
     value = data.draw(SHAPED[model])
     assert _validator(model).is_valid(value) == _valid_by_model(model, value), value

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
+from transship.api.services import build_services
 from transship.cli.main import main
+from transship.config import Settings
 
 
 def test_help_lists_every_command() -> None:
@@ -73,3 +77,31 @@ def test_check_reports_an_import_job_left_running_without_a_process(tmp_path: Pa
     result = runner.invoke(main, ["check", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert f"import job {'b' * 32} has been running without a live process" in result.output
+
+
+def test_keys_rotate_adds_an_active_key_and_keeps_the_old_one_verifying(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, gc_interval_seconds=0, durable_writes=False)
+
+    async def issue_and_jwks() -> tuple[str, list[str]]:
+        services = await build_services(settings)
+        try:
+            token, _ = services.tokens.issue({"iss": "t", "aud": "a"}, timedelta(minutes=5))
+            return token, [k["kid"] for k in services.tokens.keys.jwks()["keys"]]
+        finally:
+            await services.close()
+
+    async def verify(token: str) -> str:
+        services = await build_services(settings)
+        try:
+            claims = await services.tokens.verify(token, audiences={"a"})
+            return str(claims["iss"])
+        finally:
+            await services.close()
+
+    token, before = asyncio.run(issue_and_jwks())
+    result = CliRunner().invoke(main, ["keys", "rotate", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    new_kid = result.output.split()[3]
+    _, after = asyncio.run(issue_and_jwks())
+    assert before == after[:1] and after[1:] == [new_kid]
+    assert asyncio.run(verify(token)) == "t"  # signed with the retired key, still valid

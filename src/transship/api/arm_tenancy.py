@@ -1,0 +1,353 @@
+"""Tenancy surfaces: ARM's subscriptions, resource groups and resource listing, and the
+service's own directory API (/transship/v1: tenants, subscriptions, service principals,
+users), which stands in for Microsoft Graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from transship.api.arm import arm_json, json_body, registry_json_of
+from transship.api.arm_models import (
+    CredentialResetBody,
+    ResourceGroupBody,
+    ServicePrincipalBody,
+    SubscriptionBody,
+    TenantBody,
+    UserBody,
+    parse_body,
+)
+from transship.api.auth import authorize, caller, subscription_of
+from transship.api.services import Services
+from transship.api.v2 import SERVICES
+from transship.errors import ArmError
+from transship.identity.directory import tenant_root_scope
+from transship.identity.model import SERVICE_PRINCIPAL, USER, IssuedSecret, Principal
+from transship.identity.rbac import Actions
+from transship.metadata.records import ResourceGroupRecord, SubscriptionRecord
+from transship.registry.registries import registry_id_of
+
+DIRECTORY_READ = "Microsoft.Directory/principals/read"
+DIRECTORY_WRITE = "Microsoft.Directory/principals/write"
+DIRECTORY_DELETE = "Microsoft.Directory/principals/delete"
+TENANTS_WRITE = "Microsoft.Directory/tenants/write"
+SUBSCRIPTIONS_WRITE = "Microsoft.Resources/subscriptions/write"
+_REGISTRY_TYPE = "microsoft.containerregistry/registries"
+
+
+def _subscription_json(record: SubscriptionRecord) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{record.id}",
+        "subscriptionId": record.id,
+        "tenantId": record.tenant_id,
+        "displayName": record.display_name,
+        "state": "Enabled",
+        "subscriptionPolicies": {
+            "locationPlacementId": "Public_2014-09-01",
+            "quotaId": "Transship",
+            "spendingLimit": "Off",
+        },
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+    }
+
+
+def _group_json(record: ResourceGroupRecord) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{record.subscription_id}/resourceGroups/{record.name}",
+        "name": record.name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": record.location,
+        "properties": {"provisioningState": "Succeeded"},
+    }
+
+
+# -- ARM: tenants, subscriptions, resources, resource groups ---------------------------------
+async def tenants_list(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    tenant = await services.directory.tenant(principal.tenant_id)
+    assert tenant is not None
+    return arm_json(
+        {
+            "value": [
+                {
+                    "id": f"/tenants/{tenant.id}",
+                    "tenantId": tenant.id,
+                    "displayName": tenant.display_name,
+                    "tenantCategory": "Home",
+                }
+            ]
+        }
+    )
+
+
+async def subscriptions_list(request: web.Request) -> web.Response:
+    """The caller's tenant's subscriptions on which it holds any role."""
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    assignments = await services.access.assignments(principal.object_id)
+    visible = []
+    for record in await services.directory.subscriptions(principal.tenant_id):
+        scope = f"/subscriptions/{record.id}".lower()
+        if any(
+            a.scope == "/"
+            or a.scope.lower().startswith("/providers/microsoft.management/")
+            or a.scope.lower() == scope
+            or a.scope.lower().startswith(scope + "/")
+            for a in assignments
+        ):
+            visible.append(_subscription_json(record))
+    return arm_json({"value": visible})
+
+
+async def subscription_get(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    return arm_json(
+        _subscription_json(
+            await subscription_of(request, services, principal, request.match_info["sub"])
+        )
+    )
+
+
+async def resources_list(request: web.Request) -> web.Response:
+    """The subscription's resources the caller may read; only registries exist here, and a
+    `$filter` on another resourceType selects nothing."""
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    sub = request.match_info["sub"]
+    await subscription_of(request, services, principal, sub)
+    wanted = request.query.get("$filter", "")
+    if "resourcetype" in wanted.lower() and _REGISTRY_TYPE not in wanted.lower():
+        return arm_json({"value": []})
+    records = await services.registries.list(sub, request.match_info.get("rg"))
+    value = []
+    for record in records:
+        if await services.access.allowed(
+            principal, Actions.REGISTRIES_READ, registry_id_of(record)
+        ):
+            body = await registry_json_of(services, record)
+            value.append({k: body[k] for k in ("id", "name", "type", "location", "tags", "sku")})
+    return arm_json({"value": value})
+
+
+def _group_scope(request: web.Request) -> str:
+    return f"/subscriptions/{request.match_info['sub']}/resourceGroups/{request.match_info['rg']}"
+
+
+async def groups_list(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    sub = request.match_info["sub"]
+    await subscription_of(request, services, principal, sub)
+    groups = [
+        g
+        for g in await services.directory.resource_groups(sub)
+        if await services.access.allowed(
+            principal, Actions.RESOURCE_GROUPS_READ, f"/subscriptions/{sub}/resourceGroups/{g.name}"
+        )
+    ]
+    return arm_json({"value": [_group_json(g) for g in groups]})
+
+
+async def group_get(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    await authorize(request, services, _group_scope(request), Actions.RESOURCE_GROUPS_READ)
+    group = await services.directory.require_resource_group(
+        request.match_info["sub"], request.match_info["rg"]
+    )
+    if request.method == "HEAD":
+        return web.Response(status=204)
+    return arm_json(_group_json(group))
+
+
+async def group_put(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    await authorize(request, services, _group_scope(request), Actions.RESOURCE_GROUPS_WRITE)
+    body = parse_body(ResourceGroupBody, await json_body(request))
+    group, created = await services.directory.ensure_resource_group(
+        request.match_info["sub"], request.match_info["rg"], body.location
+    )
+    return arm_json(_group_json(group), status=201 if created else 200)
+
+
+async def group_delete(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    await authorize(request, services, _group_scope(request), Actions.RESOURCE_GROUPS_DELETE)
+    sub, rg = request.match_info["sub"], request.match_info["rg"]
+    names = [r.name for r in await services.registries.list(sub, rg)]
+    deleted = await services.directory.delete_resource_group(sub, rg, names)
+    return web.Response(status=200 if deleted else 204)
+
+
+# -- the service's directory API -------------------------------------------------------------
+def _principal_json(principal: Principal, secret: IssuedSecret | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": principal.object_id,
+        "objectId": principal.object_id,
+        "tenantId": principal.tenant_id,
+        "kind": principal.kind,
+        "displayName": principal.name,
+    }
+    if principal.kind == SERVICE_PRINCIPAL:
+        body["appId"] = principal.app_id
+    else:
+        body["userName"] = principal.name
+    if secret is not None:
+        body["password"] = secret.value
+        body["credential"] = {
+            "keyId": secret.key_id,
+            "hint": secret.hint,
+            "endDateTime": secret.expires_at,
+        }
+    return body
+
+
+async def _directory_caller(request: web.Request, action: str, scope: str | None = None) -> tuple[Services, Principal]:
+    """Authorize a directory action at the caller's tenant root (or `scope`)."""
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    await authorize(request, services, scope or tenant_root_scope(principal.tenant_id), action)
+    return services, principal
+
+
+async def tenant_put(request: web.Request) -> web.Response:
+    """A new tenant with a subscription, a `default` group and an owner service principal
+    whose secret is in this response only. Only the root tenant's administrators may."""
+    services, principal = await _directory_caller(request, TENANTS_WRITE, "/")
+    if principal.tenant_id != services.identity.tenant_id:
+        raise ArmError(
+            403, "AuthorizationFailed", "Only administrators of the root tenant may create tenants."
+        )
+    body = parse_body(TenantBody, await json_body(request))
+    tenant, subscription, owner = await services.directory.create_tenant(
+        body.display_name,
+        tenant_id=request.match_info["tenant"],
+        subscription_id=body.subscription_id,
+    )
+    return arm_json(
+        {
+            "tenantId": tenant.id,
+            "displayName": tenant.display_name,
+            "subscriptionId": subscription.id,
+            "resourceGroup": "default",
+            "owner": _principal_json(owner.principal, owner.secret),
+        },
+        status=201,
+    )
+
+
+async def subscription_put(request: web.Request) -> web.Response:
+    services, principal = await _directory_caller(request, SUBSCRIPTIONS_WRITE, "/")
+    body = parse_body(SubscriptionBody, await json_body(request))
+    tenant_id = body.tenant_id or principal.tenant_id
+    if (
+        tenant_id.lower() != principal.tenant_id
+        and principal.tenant_id != services.identity.tenant_id
+    ):
+        raise ArmError(
+            403,
+            "AuthorizationFailed",
+            "Only administrators of the root tenant may create subscriptions in other tenants.",
+        )
+    record = await services.directory.create_subscription(
+        tenant_id.lower(), body.display_name, request.match_info["sub"]
+    )
+    return arm_json(_subscription_json(record), status=201)
+
+
+async def principals_list(request: web.Request) -> web.Response:
+    services, principal = await _directory_caller(request, DIRECTORY_READ)
+    kind = SERVICE_PRINCIPAL if request.path.endswith("servicePrincipals") else USER
+    return arm_json(
+        {
+            "value": [
+                _principal_json(p)
+                for p in await services.directory.principals(principal.tenant_id, kind)
+            ]
+        }
+    )
+
+
+async def service_principal_create(request: web.Request) -> web.Response:
+    services, principal = await _directory_caller(request, DIRECTORY_WRITE)
+    body = parse_body(ServicePrincipalBody, await json_body(request))
+    created = await services.directory.create_service_principal(
+        principal.tenant_id, body.display_name, body.years
+    )
+    return arm_json(_principal_json(created.principal, created.secret), status=201)
+
+
+async def user_create(request: web.Request) -> web.Response:
+    services, principal = await _directory_caller(request, DIRECTORY_WRITE)
+    body = parse_body(UserBody, await json_body(request))
+    return arm_json(
+        _principal_json(
+            await services.directory.create_user(principal.tenant_id, body.user_name, body.password)
+        ),
+        status=201,
+    )
+
+
+async def _target(request: web.Request, action: str) -> tuple[Services, Principal]:
+    services, principal = await _directory_caller(request, action)
+    found = await services.directory.find_principal(principal.tenant_id, request.match_info["id"])
+    kind = USER if request.path.startswith("/transship/v1/users/") else SERVICE_PRINCIPAL
+    if found is None or found.kind != kind:
+        raise ArmError(
+            404,
+            "PrincipalNotFound",
+            f"No service principal or user '{request.match_info['id']}' in tenant {principal.tenant_id}.",
+        )
+    return services, found
+
+
+async def principal_get(request: web.Request) -> web.Response:
+    services, found = await _target(request, DIRECTORY_READ)
+    body = _principal_json(found)
+    if found.kind == SERVICE_PRINCIPAL:
+        body["passwordCredentials"] = await services.directory.secret_summaries(found.object_id)
+    return arm_json(body)
+
+
+async def principal_delete(request: web.Request) -> web.Response:
+    services, found = await _target(request, DIRECTORY_DELETE)
+    if found.object_id == (await caller(request, services)).object_id:
+        raise ArmError(409, "CannotDeleteSelf", "A principal cannot delete itself.")
+    await services.directory.delete_principal(found)
+    return web.Response(status=204)
+
+
+async def credential_reset(request: web.Request) -> web.Response:
+    services, found = await _target(request, DIRECTORY_WRITE)
+    if found.kind != SERVICE_PRINCIPAL:
+        raise ArmError(400, "InvalidParameter", "Only service principals have secrets to reset.")
+    body = parse_body(CredentialResetBody, await json_body(request))
+    secret = await services.directory.reset_secret(found, append=body.append, years=body.years)
+    return arm_json(_principal_json(found, secret))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/tenants", tenants_list)
+    app.router.add_get("/subscriptions", subscriptions_list)
+    app.router.add_get("/subscriptions/{sub}", subscription_get)
+    app.router.add_get("/subscriptions/{sub}/resources", resources_list)
+    app.router.add_get("/subscriptions/{sub}/resourceGroups/{rg}/resources", resources_list)
+    for groups in ("resourcegroups", "resourceGroups"):
+        app.router.add_get(f"/subscriptions/{{sub}}/{groups}", groups_list)
+        app.router.add_get(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_get)
+        app.router.add_put(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_put)
+        app.router.add_delete(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_delete)
+    app.router.add_put("/transship/v1/tenants/{tenant}", tenant_put)
+    app.router.add_put("/transship/v1/subscriptions/{sub}", subscription_put)
+    app.router.add_get("/transship/v1/servicePrincipals", principals_list)
+    app.router.add_post("/transship/v1/servicePrincipals", service_principal_create)
+    app.router.add_get("/transship/v1/servicePrincipals/{id}", principal_get)
+    app.router.add_delete("/transship/v1/servicePrincipals/{id}", principal_delete)
+    app.router.add_post("/transship/v1/servicePrincipals/{id}/credentials/reset", credential_reset)
+    app.router.add_get("/transship/v1/users", principals_list)
+    app.router.add_post("/transship/v1/users", user_create)
+    app.router.add_get("/transship/v1/users/{id}", principal_get)
+    app.router.add_delete("/transship/v1/users/{id}", principal_delete)

@@ -1,0 +1,114 @@
+"""The smallest Microsoft Graph subset `az role assignment` needs, at `/v1.0` on the
+service's own URL (the cloud metadata names the service as `microsoftGraphResourceId`):
+
+- `GET /v1.0/servicePrincipals?$filter=servicePrincipalNames/any(c:c eq '<appId>')` (or
+  `appId eq '<appId>'`): how `--assignee <appId>` finds the object id;
+- `POST /v1.0/directoryObjects/getByIds` `{"ids": […]}`: how `role assignment list` names
+  principals, and how `create` answers for an assignment that exists already.
+
+Callers need the same right as for the directory API (`Microsoft.Directory/principals/read`
+at the service root) and see only their own tenant's principals. Errors use Graph's
+envelope, `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from transship.api.arm import json_body
+from transship.api.arm_tenancy import DIRECTORY_READ
+from transship.api.auth import authorize
+from transship.api.v2 import SERVICES
+from transship.errors import ArmError
+from transship.identity.model import SERVICE_PRINCIPAL, Principal
+
+_FILTERS = (
+    re.compile(r"servicePrincipalNames/any\(\s*(\w+)\s*:\s*\1\s+eq\s+'([^']*)'\s*\)", re.I),
+    re.compile(r"appId\s+eq\s+'([^']*)'", re.I),
+)
+_MAX_IDS = 1000
+
+
+def _object_json(principal: Principal) -> dict[str, Any]:
+    if principal.kind == SERVICE_PRINCIPAL:
+        return {
+            "@odata.type": "#microsoft.graph.servicePrincipal",
+            "id": principal.object_id,
+            "appId": principal.app_id,
+            "displayName": principal.name,
+            "servicePrincipalNames": [principal.app_id],
+            "servicePrincipalType": "Application",
+            "appOwnerOrganizationId": principal.tenant_id,
+            "accountEnabled": True,
+        }
+    return {
+        "@odata.type": "#microsoft.graph.user",
+        "id": principal.object_id,
+        "displayName": principal.name,
+        "userPrincipalName": principal.name,
+        "accountEnabled": True,
+    }
+
+
+def _unsupported(message: str) -> ArmError:
+    return ArmError(400, "Request_UnsupportedQuery", message)
+
+
+async def service_principals(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    caller = await authorize(request, services, "/", DIRECTORY_READ)
+    query = request.query.get("$filter")
+    wanted: str | None = None
+    if query is not None:
+        for pattern in _FILTERS:
+            found = pattern.fullmatch(query.strip())
+            if found:
+                wanted = found.groups()[-1]
+                break
+        else:
+            raise _unsupported(
+                "Only $filter=servicePrincipalNames/any(c:c eq '<appId>') and appId eq '<appId>' "
+                "are supported."
+            )
+    principals = await services.directory.principals(caller.tenant_id, SERVICE_PRINCIPAL)
+    value = [
+        _object_json(p)
+        for p in principals
+        if wanted is None or (p.app_id or "").lower() == wanted.lower()
+    ]
+    return web.json_response(
+        {
+            "@odata.context": f"{request.url.origin()}/v1.0/$metadata#servicePrincipals",
+            "value": value,
+        }
+    )
+
+
+async def get_by_ids(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    caller = await authorize(request, services, "/", DIRECTORY_READ)
+    body = await json_body(request)
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ArmError(400, "Request_BadRequest", "The body must hold `ids`, a list of object ids.")
+    if len(ids) > _MAX_IDS:
+        raise ArmError(400, "Request_BadRequest", f"At most {_MAX_IDS} ids may be given.")
+    value = []
+    for ident in dict.fromkeys(i.lower() for i in ids):
+        principal = await services.directory.principal(ident)
+        if principal is not None and principal.tenant_id == caller.tenant_id:
+            value.append(_object_json(principal))
+    return web.json_response(
+        {
+            "@odata.context": f"{request.url.origin()}/v1.0/$metadata#directoryObjects",
+            "value": value,
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1.0/servicePrincipals", service_principals)
+    app.router.add_post("/v1.0/directoryObjects/getByIds", get_by_ids)

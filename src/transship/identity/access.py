@@ -1,0 +1,278 @@
+"""Role definitions, role assignments and the checks made with them."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+
+from transship.errors import ArmError
+from transship.identity.directory import tenant_root_scope
+from transship.identity.model import Principal
+from transship.identity.rbac import (
+    BUILTIN_ROLES,
+    Assignment,
+    Permission,
+    RoleDefinition,
+    is_allowed,
+    is_assignable,
+    registry_data_permissions,
+    validate_role_permissions,
+)
+from transship.metadata.identity import IdentityQueries
+from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.records import RoleAssignmentRecord, RoleDefinitionRecord
+
+_CACHE_SECONDS = 5.0
+_GUID_TAIL = re.compile(
+    r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})/?$"
+)
+_SCOPE = re.compile(
+    r"/|/providers/Microsoft\.Management/managementGroups/[^/]+"
+    r"|/subscriptions/[^/]+(?:/resourceGroups/[^/]+(?:/providers/Microsoft\.ContainerRegistry/registries/[^/]+)?)?",
+    re.IGNORECASE,
+)
+
+
+def authorization_failed(principal: Principal, action: str, scope: str) -> ArmError:
+    return ArmError(
+        403,
+        "AuthorizationFailed",
+        f"The client '{principal.app_id or principal.name}' with object id '{principal.object_id}' does not have "
+        f"authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was "
+        "recently granted, please refresh your credentials.",
+    )
+
+
+def _custom_role(record: RoleDefinitionRecord) -> RoleDefinition:
+    return RoleDefinition(
+        id=record.id,
+        name=record.name,
+        description=record.description,
+        permissions=tuple(Permission.from_json(p) for p in json.loads(record.permissions)),
+        assignable_scopes=tuple(json.loads(record.assignable_scopes)),
+    )
+
+
+def normalize_scope(scope: str) -> str:
+    """A scope in canonical form. Raises ArmError 400 InvalidScope."""
+    scope = "/" + scope.strip().strip("/") if scope.strip() not in ("", "/") else "/"
+    if not _SCOPE.fullmatch(scope):
+        raise ArmError(
+            400,
+            "InvalidScope",
+            f"The scope '{scope}' is not a subscription, resource group or registry.",
+            target="scope",
+        )
+    return scope
+
+
+class AccessControl:
+    """Azure RBAC over the service's resources: built-in and custom roles, assignments at
+    the service root, a tenant's root, a subscription, a resource group or a registry,
+    inherited downwards."""
+
+    def __init__(self, meta: MetadataStore) -> None:
+        self._meta = meta
+        self._assignments: dict[str, tuple[list[Assignment], float]] = {}
+
+    def _forget(self) -> None:
+        self._assignments.clear()
+
+    # -- role definitions --------------------------------------------------------------------
+    async def roles(self, tenant_id: str) -> list[RoleDefinition]:
+        async with self._meta.reading() as q:
+            custom = await IdentityQueries(q.conn).role_definitions(tenant_id)
+        return [*BUILTIN_ROLES, *(_custom_role(r) for r in custom)]
+
+    async def role(self, tenant_id: str, ident: str) -> RoleDefinition | None:
+        """A role by name (case-insensitive), GUID or full role-definition id."""
+        found = _GUID_TAIL.search(ident.strip())
+        for role in await self.roles(tenant_id):
+            if role.name.lower() == ident.strip().lower() or (
+                found and role.id.lower() == found.group(1).lower()
+            ):
+                return role
+        return None
+
+    async def save_role(
+        self,
+        tenant_id: str,
+        role_id: str | None,
+        name: str,
+        description: str,
+        permissions: list[Permission],
+        scopes: list[str],
+    ) -> tuple[RoleDefinition, bool]:
+        """Create or replace a custom role; the bool says whether it is new. Raises ArmError
+        400 for invalid permissions or scopes, 409 for a name taken or a built-in id."""
+        try:
+            validate_role_permissions(permissions)
+        except ValueError as exc:
+            raise ArmError(400, "InvalidRoleDefinition", str(exc), target="permissions") from None
+        if not permissions or not name.strip() or len(name) > 256:
+            raise ArmError(
+                400,
+                "InvalidRoleDefinition",
+                "A role needs a roleName (1-256 characters) and permissions.",
+                target="roleName",
+            )
+        if not scopes:
+            raise ArmError(
+                400,
+                "InvalidRoleDefinition",
+                "A role needs at least one assignable scope.",
+                target="assignableScopes",
+            )
+        scopes = [normalize_scope(s) for s in scopes]
+        role_id = str(uuid.UUID(role_id)) if role_id else str(uuid.uuid4())
+        if any(r.id == role_id or r.name.lower() == name.strip().lower() for r in BUILTIN_ROLES):
+            raise ArmError(
+                409, "RoleDefinitionConflict", f"Built-in role {name!r} cannot be replaced."
+            )
+        record = RoleDefinitionRecord(
+            role_id,
+            tenant_id,
+            name.strip(),
+            description,
+            json.dumps([p.to_json() for p in permissions]),
+            json.dumps(scopes),
+            utcnow(),
+        )
+        try:
+            async with self._meta.writing() as q:
+                iq = IdentityQueries(q.conn)
+                existing = await iq.role_definition(role_id)
+                if existing is not None and existing.tenant_id != tenant_id:
+                    raise ArmError(
+                        409,
+                        "RoleDefinitionConflict",
+                        f"The role definition id {role_id} is in use.",
+                    )
+                if existing is None:
+                    await iq.add_role_definition(record)
+                else:
+                    await iq.replace_role_definition(record)
+        except IntegrityError:
+            raise ArmError(
+                409,
+                "RoleDefinitionWithSameNameExists",
+                f"A role named {name!r} already exists.",
+                target="roleName",
+            ) from None
+        self._forget()
+        return _custom_role(record), existing is None
+
+    async def delete_role(self, tenant_id: str, role: RoleDefinition) -> None:
+        """Raises ArmError 400 for a built-in role, 409 while assignments use it."""
+        if role.builtin:
+            raise ArmError(
+                400, "CannotDeleteBuiltInRole", f"Built-in role {role.name!r} cannot be deleted."
+            )
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            if await iq.role_definition_in_use(role.id):
+                raise ArmError(
+                    409,
+                    "RoleDefinitionHasAssignments",
+                    f"Role {role.name!r} is still assigned; delete its assignments first.",
+                )
+            await iq.delete_role_definition(role.id)
+
+    # -- role assignments --------------------------------------------------------------------
+    async def assign(
+        self, assignment_id: str | None, scope: str, principal: Principal, role: RoleDefinition
+    ) -> RoleAssignmentRecord:
+        """Raises ArmError 400 when the role cannot be assigned at `scope`, 409 for an
+        identical existing assignment (RoleAssignmentExists)."""
+        scope = normalize_scope(scope)
+        if not is_assignable(role, scope):
+            raise ArmError(
+                400,
+                "InvalidRoleAssignment",
+                f"Role {role.name!r} cannot be assigned at scope '{scope}'.",
+                target="scope",
+            )
+        assignment_id = str(uuid.UUID(assignment_id)) if assignment_id else str(uuid.uuid4())
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            for existing in await iq.role_assignments(principal.object_id):
+                if (
+                    existing.scope.lower() == scope.lower()
+                    and existing.role_definition_id == role.id
+                ):
+                    if existing.id == assignment_id:
+                        return existing
+                    raise ArmError(
+                        409, "RoleAssignmentExists", "The role assignment already exists."
+                    )
+            try:
+                record = await iq.add_role_assignment(
+                    assignment_id, scope, principal.object_id, role.id
+                )
+            except IntegrityError:
+                raise ArmError(
+                    409,
+                    "RoleAssignmentUpdateNotPermitted",
+                    "A role assignment with this id exists.",
+                ) from None
+        self._forget()
+        return record
+
+    async def assignments(self, principal_id: str | None = None) -> list[RoleAssignmentRecord]:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).role_assignments(principal_id)
+
+    async def assignment(self, assignment_id: str) -> RoleAssignmentRecord | None:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).role_assignment(assignment_id)
+
+    async def unassign(self, assignment_id: str) -> bool:
+        async with self._meta.writing() as q:
+            deleted = await IdentityQueries(q.conn).delete_role_assignment(assignment_id)
+        self._forget()
+        return deleted
+
+    # -- checks ------------------------------------------------------------------------------
+    async def _effective(self, principal: Principal) -> list[Assignment]:
+        """The principal's assignments. One at its tenant's root scope covers that scope and
+        every subscription (the caller reaches only its own tenant's subscriptions: the
+        management API checks the subscription's tenant first), but not the service root."""
+        hit = self._assignments.get(principal.object_id)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        roles = {r.id: r for r in await self.roles(principal.tenant_id)}
+        root = tenant_root_scope(principal.tenant_id).lower()
+        effective = []
+        for record in await self.assignments(principal.object_id):
+            role = roles.get(record.role_definition_id)
+            if role is None:
+                continue
+            effective.append(Assignment(record.scope, role))
+            if record.scope.lower() == root:
+                effective.append(Assignment("/subscriptions", role))
+        if len(self._assignments) > 10_000:
+            self._assignments.clear()
+        self._assignments[principal.object_id] = (effective, time.monotonic() + _CACHE_SECONDS)
+        return effective
+
+    async def allowed(
+        self, principal: Principal, action: str, scope: str, *, data: bool = False
+    ) -> bool:
+        return is_allowed(await self._effective(principal), action, scope, data=data)
+
+    async def require(self, principal: Principal, scope: str, *actions: str) -> None:
+        """Passes if any of `actions` is allowed at `scope`. Raises ArmError 403
+        AuthorizationFailed naming the first action."""
+        for action in actions:
+            if await self.allowed(principal, action, scope):
+                return
+        raise authorization_failed(principal, actions[0], scope)
+
+    async def registry_actions(self, principal: Principal, registry_scope: str) -> frozenset[str]:
+        """The Docker token actions (pull, push, delete, metadata_read, metadata_write) the
+        principal's roles give on a registry."""
+        return registry_data_permissions(await self._effective(principal), registry_scope)

@@ -1,0 +1,265 @@
+"""Data-plane authentication per the Docker token specification: who a request's credentials
+are, what they may do on which repository, and the refresh and access tokens of
+`/oauth2/exchange` and `/oauth2/token`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from transship.identity.access import AccessControl
+from transship.identity.directory import Directory
+from transship.identity.entra import ACR_AUDIENCE, EntraTokens
+from transship.identity.model import SERVICE_PRINCIPAL, USER, Principal
+from transship.identity.registry_access import RegistryAccess, RegistryCredential
+from transship.identity.scopemaps import (
+    DOCKER_ACTIONS,
+    ScopeAction,
+    catalog_allowed,
+    granted_docker_actions,
+)
+from transship.identity.tokens import TokenInvalid, TokenService
+from transship.metadata.records import RegistryRecord
+from transship.registry.registries import registry_id_of
+
+REFRESH_TOKEN_LIFETIME = timedelta(hours=3)
+ACCESS_TOKEN_LIFETIME = timedelta(minutes=75)
+# The user name `docker login` is given with an ACR refresh token as password.
+REFRESH_TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
+EVERY_ACTION = frozenset(DOCKER_ACTIONS)
+PULL_ONLY = frozenset({"pull", "metadata_read"})
+_SCOPE = re.compile(
+    r"(?P<type>repository|registry|repository\(plugin\)):(?P<name>.+):(?P<actions>[a-z_*,]*)"
+)
+
+
+class Unauthenticated(Exception):
+    """Credentials were given but are not valid; the message says why without echoing them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one caller may do on one registry: `everywhere` on every repository, plus the
+    actions of a scope map and of an access token's explicit list."""
+
+    subject: str
+    everywhere: frozenset[str] = frozenset()
+    scoped: tuple[ScopeAction, ...] = ()
+    explicit: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    catalog: bool = False
+    authenticated: bool = True
+
+    def actions_for(self, repository: str) -> frozenset[str]:
+        return (
+            self.everywhere
+            | granted_docker_actions(self.scoped, repository)
+            | self.explicit.get(repository, frozenset())
+        )
+
+    def allows(self, repository: str, action: str) -> bool:
+        return action in self.actions_for(repository)
+
+
+ANONYMOUS = Grant("anonymous", authenticated=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedScope:
+    type: str
+    name: str
+    actions: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(self.actions)}"
+
+
+def parse_scopes(values: Iterable[str]) -> list[RequestedScope]:
+    """The scopes of a token request (each value may hold several, space-separated);
+    malformed ones are ignored, as Docker's token servers do."""
+    out = []
+    for value in values:
+        for item in value.split():
+            found = _SCOPE.fullmatch(item)
+            if found is not None:
+                actions = tuple(a for a in found["actions"].split(",") if a)
+                out.append(RequestedScope(found["type"], found["name"], actions))
+    return out
+
+
+class DataPlaneAuth:
+    def __init__(
+        self,
+        directory: Directory,
+        access: AccessControl,
+        registry_access: RegistryAccess,
+        entra: EntraTokens,
+        tokens: TokenService,
+    ) -> None:
+        self._directory = directory
+        self._access = access
+        self._registry_access = registry_access
+        self._entra = entra
+        self._tokens = tokens
+
+    @staticmethod
+    def service_name(registry: RegistryRecord, host: str) -> str:
+        """The `service` of challenges and the audience of tokens: the login server."""
+        return registry.login_server or host
+
+    async def registry_tenant(self, registry: RegistryRecord) -> str | None:
+        subscription = (
+            None
+            if registry.subscription_id is None
+            else await self._directory.subscription(registry.subscription_id)
+        )
+        return None if subscription is None else subscription.tenant_id
+
+    # -- grants ------------------------------------------------------------------------------
+    async def anonymous(self, registry: RegistryRecord) -> Grant:
+        settings = await self._registry_access.settings(registry)
+        if settings.anonymous_pull:
+            return Grant("anonymous", everywhere=PULL_ONLY, authenticated=False)
+        return ANONYMOUS
+
+    async def principal_grant(self, registry: RegistryRecord, principal: Principal) -> Grant:
+        """What a directory principal's roles give on the registry. A principal of another
+        tenant gets nothing."""
+        if principal.tenant_id != await self.registry_tenant(registry):
+            return Grant(principal.display)
+        actions = await self._access.registry_actions(principal, registry_id_of(registry))
+        return Grant(principal.display, everywhere=actions, catalog="metadata_read" in actions)
+
+    @staticmethod
+    def credential_grant(credential: RegistryCredential) -> Grant:
+        return Grant(
+            f"{credential.kind} '{credential.name}'",
+            scoped=credential.actions,
+            catalog=catalog_allowed(credential.actions),
+        )
+
+    async def basic(self, registry: RegistryRecord, username: str, password: str) -> Grant:
+        """Check user name and password against, in turn: the admin user and registry
+        tokens, an ACR refresh token, a service principal (client id and secret) and a user
+        of the registry's tenant. Raises Unauthenticated."""
+        credential = await self._registry_access.authenticate(registry, username, password)
+        if credential is not None:
+            return self.credential_grant(credential)
+        if username == REFRESH_TOKEN_USERNAME:
+            return await self.principal_grant(
+                registry, await self.refresh_principal(registry, password)
+            )
+        principal = await self._directory.authenticate_client(username, password)
+        if principal is None:
+            tenant = await self.registry_tenant(registry)
+            principal = (
+                None
+                if tenant is None
+                else await self._directory.authenticate_user(tenant, username, password)
+            )
+        if principal is None:
+            raise Unauthenticated(f"invalid user name or password for registry '{registry.name}'")
+        return await self.principal_grant(registry, principal)
+
+    async def bearer(self, registry: RegistryRecord, host: str, token: str) -> Grant:
+        """The grant of an access token this registry issued. Raises Unauthenticated."""
+        try:
+            claims = await self._tokens.verify(token, audiences={self.service_name(registry, host)})
+        except TokenInvalid as exc:
+            raise Unauthenticated(str(exc)) from None
+        if claims.get("grant_type") != "access_token":
+            raise Unauthenticated("the token is not an access token")
+        explicit: dict[str, frozenset[str]] = {}
+        catalog = False
+        for entry in claims.get("access", []):
+            if entry.get("type") == "registry" and entry.get("name") == "catalog":
+                catalog = True
+            elif entry.get("type") == "repository":
+                explicit[str(entry.get("name"))] = frozenset(
+                    str(a) for a in entry.get("actions", [])
+                )
+        return Grant(str(claims.get("sub", "token")), explicit=explicit, catalog=catalog)
+
+    # -- tokens ------------------------------------------------------------------------------
+    def access_token(
+        self, registry: RegistryRecord, host: str, grant: Grant, scopes: list[RequestedScope]
+    ) -> dict[str, Any]:
+        """An access token holding, of the requested actions, those the grant allows
+        (possibly none: the Docker token spec answers with a token either way)."""
+        access = []
+        for scope in scopes:
+            if scope.type == "registry" and scope.name == "catalog":
+                if grant.catalog:
+                    access.append({"type": "registry", "name": "catalog", "actions": ["*"]})
+                continue
+            if scope.type != "repository":
+                continue
+            allowed = grant.actions_for(scope.name)
+            wanted = allowed if "*" in scope.actions else frozenset(scope.actions)
+            given = sorted(wanted & allowed)
+            if given:
+                access.append({"type": "repository", "name": scope.name, "actions": given})
+        service = self.service_name(registry, host)
+        claims = {
+            "iss": f"https://{service}",
+            "aud": service,
+            "sub": grant.subject,
+            "grant_type": "access_token",
+            "access": access,
+        }
+        token, seconds = self._tokens.issue(claims, ACCESS_TOKEN_LIFETIME)
+        return {"access_token": token, "token": token, "expires_in": seconds}
+
+    async def exchange(
+        self,
+        registry: RegistryRecord,
+        host: str,
+        origin_audiences: set[str],
+        entra_token: str,
+        tenant: str | None,
+    ) -> str:
+        """A refresh token for the principal of an Entra access token. Raises Unauthenticated
+        for an invalid token, one of another tenant than the registry's, or one whose
+        `tenant` parameter disagrees."""
+        try:
+            principal = await self._entra.verify(entra_token, {ACR_AUDIENCE, *origin_audiences})
+        except TokenInvalid as exc:
+            raise Unauthenticated(str(exc)) from None
+        if tenant and tenant.lower() != principal.tenant_id:
+            raise Unauthenticated("the token was issued by another tenant than the one named")
+        if principal.tenant_id != await self.registry_tenant(registry):
+            raise Unauthenticated(f"the token's tenant does not own registry '{registry.name}'")
+        return self.refresh_token(registry, host, principal)
+
+    def refresh_token(self, registry: RegistryRecord, host: str, principal: Principal) -> str:
+        service = self.service_name(registry, host)
+        claims = {
+            "iss": f"https://{service}",
+            "aud": service,
+            "sub": principal.object_id,
+            "tid": principal.tenant_id,
+            "grant_type": "refresh_token",
+        }
+        return self._tokens.issue(claims, REFRESH_TOKEN_LIFETIME)[0]
+
+    async def refresh_principal(
+        self, registry: RegistryRecord, token: str, host: str | None = None
+    ) -> Principal:
+        """The principal of a refresh token this registry issued. Raises Unauthenticated."""
+        audiences = {self.service_name(registry, host or "")}
+        try:
+            claims = await self._tokens.verify(token, audiences=audiences)
+        except TokenInvalid as exc:
+            raise Unauthenticated(str(exc)) from None
+        if claims.get("grant_type") != "refresh_token":
+            raise Unauthenticated("the token is not a refresh token")
+        principal = await self._directory.principal(str(claims.get("sub", "")))
+        if (
+            principal is None
+            or principal.tenant_id != claims.get("tid")
+            or principal.kind not in (SERVICE_PRINCIPAL, USER)
+        ):
+            raise Unauthenticated("the refresh token's principal no longer exists")
+        return principal

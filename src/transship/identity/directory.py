@@ -1,0 +1,426 @@
+"""The directory: tenants, subscriptions, resource groups, service principals and users, and
+the checking of their credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from transship.errors import ArmError
+from transship.identity.model import (
+    SERVICE_PRINCIPAL,
+    USER,
+    CreatedPrincipal,
+    IssuedSecret,
+    Principal,
+    PrincipalKind,
+)
+from transship.identity.rbac import builtin_role
+from transship.identity.secrets import hash_secret, new_secret, verify_secret
+from transship.metadata.identity import IdentityQueries
+from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.records import (
+    PrincipalRecord,
+    ResourceGroupRecord,
+    SubscriptionRecord,
+    TenantRecord,
+)
+
+# A credential once verified is trusted this long without another (slow, scrypt) check.
+# Within this process a change of credentials clears the cache at once; other processes of
+# the service notice within this time.
+_VERIFIED_TTL_SECONDS = 60.0
+_RESOURCE_GROUP = re.compile(r"[-\w._()]{1,90}")
+_DISPLAY_NAME_MAX = 256
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+MIN_PASSWORD_LENGTH = 12
+
+
+def tenant_root_scope(tenant_id: str) -> str:
+    """The scope of a tenant's root management group: assignments there cover every
+    subscription of the tenant."""
+    return f"/providers/Microsoft.Management/managementGroups/{tenant_id}"
+
+
+def _principal(record: PrincipalRecord) -> Principal:
+    kind: PrincipalKind = SERVICE_PRINCIPAL if record.kind == SERVICE_PRINCIPAL else USER
+    return Principal(record.id, record.tenant_id, kind, record.name, record.app_id)
+
+
+def _guid(text: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ArmError(
+            400, "InvalidParameter", f"{field} {text!r} is not a GUID.", target=field
+        ) from None
+
+
+def _display_name(text: str, field: str = "displayName") -> str:
+    text = text.strip()
+    if not text or len(text) > _DISPLAY_NAME_MAX or any(ord(c) < 32 for c in text):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"{field} must be 1-{_DISPLAY_NAME_MAX} printable characters.",
+            target=field,
+        )
+    return text
+
+
+class Directory:
+    def __init__(self, meta: MetadataStore) -> None:
+        self._meta = meta
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
+
+    def _forget_verified(self) -> None:
+        self._verified.clear()
+
+    # -- tenants and subscriptions -----------------------------------------------------------
+    async def tenants(self) -> list[TenantRecord]:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).tenants()
+
+    async def tenant(self, tenant_id: str) -> TenantRecord | None:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).tenant(tenant_id.lower())
+
+    async def root_tenant(self) -> TenantRecord | None:
+        return next((t for t in await self.tenants() if t.is_root), None)
+
+    async def create_tenant(
+        self,
+        display_name: str,
+        *,
+        tenant_id: str | None = None,
+        subscription_id: str | None = None,
+        root: bool = False,
+        location: str = "local",
+        owner_name: str = "owner",
+        owner_scope: str | None = None,
+        owner_years: int = 1,
+    ) -> tuple[TenantRecord, SubscriptionRecord, CreatedPrincipal]:
+        """A tenant with one subscription, a `default` resource group and an owner service
+        principal holding Owner on the tenant's root scope (or `owner_scope`). Raises ArmError
+        400 for bad names, 409 when the tenant or subscription exists."""
+        tenant_id = _guid(tenant_id, "tenantId") if tenant_id else str(uuid.uuid4())
+        subscription_id = (
+            _guid(subscription_id, "subscriptionId") if subscription_id else str(uuid.uuid4())
+        )
+        display_name = _display_name(display_name)
+        owner = builtin_role("Owner")
+        assert owner is not None
+        try:
+            async with self._meta.writing() as q:
+                iq = IdentityQueries(q.conn)
+                tenant = await iq.add_tenant(tenant_id, display_name, root=root)
+                subscription = await iq.add_subscription(
+                    subscription_id, tenant_id, f"{display_name} subscription"
+                )
+                await iq.add_resource_group(subscription_id, "default", location)
+                created = await self._add_service_principal(iq, tenant_id, owner_name, owner_years)
+                await iq.add_role_assignment(
+                    str(uuid.uuid4()),
+                    owner_scope or tenant_root_scope(tenant_id),
+                    created.principal.object_id,
+                    owner.id,
+                )
+        except IntegrityError:
+            raise ArmError(
+                409,
+                "Conflict",
+                f"The tenant {tenant_id} or subscription {subscription_id} already exists.",
+            ) from None
+        return tenant, subscription, created
+
+    async def create_subscription(
+        self, tenant_id: str, display_name: str, subscription_id: str | None = None
+    ) -> SubscriptionRecord:
+        """Raises ArmError 404 for an unknown tenant, 409 when the subscription exists."""
+        subscription_id = (
+            _guid(subscription_id, "subscriptionId") if subscription_id else str(uuid.uuid4())
+        )
+        display_name = _display_name(display_name)
+        try:
+            async with self._meta.writing() as q:
+                iq = IdentityQueries(q.conn)
+                if await iq.tenant(tenant_id) is None:
+                    raise ArmError(
+                        404,
+                        "TenantNotFound",
+                        f"The tenant '{tenant_id}' could not be found.",
+                        target="tenantId",
+                    )
+                subscription = await iq.add_subscription(subscription_id, tenant_id, display_name)
+                await iq.add_resource_group(subscription_id, "default", "local")
+        except IntegrityError:
+            raise ArmError(
+                409, "Conflict", f"The subscription {subscription_id} already exists."
+            ) from None
+        return subscription
+
+    async def subscriptions(self, tenant_id: str | None = None) -> list[SubscriptionRecord]:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).subscriptions(tenant_id)
+
+    async def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).subscription(subscription_id)
+
+    async def require_subscription(self, subscription_id: str) -> SubscriptionRecord:
+        """Raises ArmError 404 SubscriptionNotFound."""
+        found = await self.subscription(subscription_id)
+        if found is None:
+            raise ArmError(
+                404,
+                "SubscriptionNotFound",
+                f"The subscription '{subscription_id}' could not be found.",
+            )
+        return found
+
+    # -- resource groups ---------------------------------------------------------------------
+    async def resource_groups(self, subscription_id: str) -> list[ResourceGroupRecord]:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).resource_groups(subscription_id)
+
+    async def resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord | None:
+        async with self._meta.reading() as q:
+            return await IdentityQueries(q.conn).resource_group(subscription_id, name)
+
+    async def require_resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord:
+        """Raises ArmError 404 ResourceGroupNotFound."""
+        found = await self.resource_group(subscription_id, name)
+        if found is None:
+            raise ArmError(
+                404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
+            )
+        return found
+
+    async def ensure_resource_group(
+        self, subscription_id: str, name: str, location: str
+    ) -> tuple[ResourceGroupRecord, bool]:
+        """Create the group unless it exists; the bool says whether it is new. Raises ArmError
+        400 for an invalid name."""
+        if not _RESOURCE_GROUP.fullmatch(name) or name.endswith("."):
+            raise ArmError(
+                400,
+                "InvalidResourceGroupName",
+                f"Resource group name {name!r} must be 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'.",
+                target="resourceGroupName",
+            )
+        existing = await self.resource_group(subscription_id, name)
+        if existing is not None:
+            return existing, False
+        try:
+            async with self._meta.writing() as q:
+                return await IdentityQueries(q.conn).add_resource_group(
+                    subscription_id, name, location
+                ), True
+        except IntegrityError:
+            found = await self.resource_group(subscription_id, name)
+            assert found is not None
+            return found, False
+
+    async def delete_resource_group(
+        self, subscription_id: str, name: str, registry_names: list[str]
+    ) -> bool:
+        """Raises ArmError 409 while registries remain in the group."""
+        if registry_names:
+            raise ArmError(
+                409,
+                "ResourceGroupNotEmpty",
+                f"Resource group '{name}' still holds registries: {', '.join(sorted(registry_names))}. Delete them first.",
+            )
+        async with self._meta.writing() as q:
+            return await IdentityQueries(q.conn).delete_resource_group(subscription_id, name)
+
+    # -- principals --------------------------------------------------------------------------
+    async def _add_service_principal(
+        self, iq: IdentityQueries, tenant_id: str, display_name: str, years: int
+    ) -> CreatedPrincipal:
+        record = await iq.add_principal(
+            str(uuid.uuid4()),
+            tenant_id,
+            SERVICE_PRINCIPAL,
+            _display_name(display_name),
+            app_id=str(uuid.uuid4()),
+        )
+        secret = await self._add_secret(iq, record.id, years)
+        return CreatedPrincipal(_principal(record), secret)
+
+    @staticmethod
+    async def _add_secret(iq: IdentityQueries, principal_id: str, years: int) -> IssuedSecret:
+        if not 1 <= years <= 10:
+            raise ArmError(400, "InvalidParameter", "years must be from 1 to 10.", target="years")
+        value = new_secret()
+        expires = utcnow() + timedelta(days=365 * years)
+        record = await iq.add_secret(
+            str(uuid.uuid4()),
+            principal_id,
+            await asyncio.to_thread(hash_secret, value),
+            value[:3],
+            expires,
+        )
+        return IssuedSecret(record.id, value, record.hint, _iso(expires))
+
+    async def create_service_principal(
+        self, tenant_id: str, display_name: str, years: int = 1
+    ) -> CreatedPrincipal:
+        """Raises ArmError 400 for a bad name or lifetime, 409 when the name is taken."""
+        try:
+            async with self._meta.writing() as q:
+                return await self._add_service_principal(
+                    IdentityQueries(q.conn), tenant_id, display_name, years
+                )
+        except IntegrityError:
+            raise ArmError(
+                409,
+                "Conflict",
+                f"A service principal named {display_name!r} already exists.",
+                target="displayName",
+            ) from None
+
+    async def create_user(self, tenant_id: str, name: str, password: str) -> Principal:
+        """Raises ArmError 400 for a bad name or a short password, 409 when the name is taken."""
+        if not _USER_NAME.fullmatch(name):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"userName {name!r} must be 1-128 letters, digits, '.', '_', '@' or '-'.",
+                target="userName",
+            )
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"password must have at least {MIN_PASSWORD_LENGTH} characters.",
+                target="password",
+            )
+        password_hash = await asyncio.to_thread(hash_secret, password)
+        try:
+            async with self._meta.writing() as q:
+                record = await IdentityQueries(q.conn).add_principal(
+                    str(uuid.uuid4()), tenant_id, USER, name, password_hash=password_hash
+                )
+        except IntegrityError:
+            raise ArmError(
+                409, "Conflict", f"A user named {name!r} already exists.", target="userName"
+            ) from None
+        return _principal(record)
+
+    async def principals(
+        self, tenant_id: str, kind: PrincipalKind | None = None
+    ) -> list[Principal]:
+        async with self._meta.reading() as q:
+            return [
+                _principal(r) for r in await IdentityQueries(q.conn).principals(tenant_id, kind)
+            ]
+
+    async def principal(self, principal_id: str) -> Principal | None:
+        async with self._meta.reading() as q:
+            record = await IdentityQueries(q.conn).principal(principal_id.lower())
+        return None if record is None else _principal(record)
+
+    async def find_principal(self, tenant_id: str, ident: str) -> Principal | None:
+        """A principal of `tenant_id` by object id, app (client) id or user name."""
+        async with self._meta.reading() as q:
+            iq = IdentityQueries(q.conn)
+            record = (
+                await iq.principal(ident.lower())
+                or await iq.principal_by_app_id(ident)
+                or await iq.user_by_name(tenant_id, ident)
+            )
+        if record is None or record.tenant_id != tenant_id:
+            return None
+        return _principal(record)
+
+    async def secret_summaries(self, principal_id: str) -> list[dict[str, str]]:
+        """Key id, hint and expiry of each secret; never the secret or its hash."""
+        async with self._meta.reading() as q:
+            secrets = await IdentityQueries(q.conn).secrets(principal_id)
+        return [{"keyId": s.id, "hint": s.hint, "endDateTime": _iso(s.expires_at)} for s in secrets]
+
+    async def reset_secret(
+        self, principal: Principal, *, append: bool, years: int = 1
+    ) -> IssuedSecret:
+        """A new secret for a service principal; without `append` the old ones stop working."""
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            if not append:
+                await iq.delete_secrets(principal.object_id)
+            secret = await self._add_secret(iq, principal.object_id, years)
+        self._forget_verified()
+        return secret
+
+    async def delete_principal(self, principal: Principal) -> None:
+        async with self._meta.writing() as q:
+            await IdentityQueries(q.conn).delete_principal(principal.object_id)
+        self._forget_verified()
+
+    # -- credentials -------------------------------------------------------------------------
+    def _cached(self, fingerprint: bytes) -> Principal | None:
+        hit = self._verified.get(fingerprint)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def _remember(self, fingerprint: bytes, principal: Principal) -> None:
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[fingerprint] = (principal, time.monotonic() + _VERIFIED_TTL_SECONDS)
+
+    async def authenticate_client(self, client_id: str, secret: str) -> Principal | None:
+        """The service principal whose client id is `client_id` if `secret` is one of its
+        unexpired secrets."""
+        fingerprint = hashlib.sha256(
+            b"sp\0" + client_id.lower().encode() + b"\0" + secret.encode()
+        ).digest()
+        cached = self._cached(fingerprint)
+        if cached is not None:
+            return cached
+        async with self._meta.reading() as q:
+            iq = IdentityQueries(q.conn)
+            record = await iq.principal_by_app_id(client_id)
+            secrets = [] if record is None else await iq.secrets(record.id)
+        now = utcnow()
+        for stored in secrets:
+            if stored.expires_at > now and await asyncio.to_thread(
+                verify_secret, secret, stored.secret_hash
+            ):
+                assert record is not None
+                principal = _principal(record)
+                self._remember(fingerprint, principal)
+                return principal
+        return None
+
+    async def authenticate_user(self, tenant_id: str, name: str, password: str) -> Principal | None:
+        fingerprint = hashlib.sha256(
+            b"user\0"
+            + tenant_id.encode()
+            + b"\0"
+            + name.lower().encode()
+            + b"\0"
+            + password.encode()
+        ).digest()
+        cached = self._cached(fingerprint)
+        if cached is not None:
+            return cached
+        async with self._meta.reading() as q:
+            record = await IdentityQueries(q.conn).user_by_name(tenant_id, name)
+        if record is None or record.password_hash is None:
+            return None
+        if not await asyncio.to_thread(verify_secret, password, record.password_hash):
+            return None
+        principal = _principal(record)
+        self._remember(fingerprint, principal)
+        return principal
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,95 @@
+"""Who may import what, as ACR decides it: write (or importImage) on the target, checked by
+the management API; pull rights on a source registry of this service; credentials for a
+source of another tenant; and network rules on both, the service acting as a trusted
+service."""
+
+from __future__ import annotations
+
+from transship.errors import ArmError
+from transship.identity.access import AccessControl
+from transship.identity.dataplane import DataPlaneAuth, Unauthenticated
+from transship.identity.model import Principal
+from transship.identity.network import NetworkRules, trusted_service_allowed
+from transship.identity.rbac import Actions
+from transship.identity.registry_access import RegistryAccess
+from transship.metadata.records import RegistryRecord
+from transship.registry.registries import registry_id_of
+
+
+def _restricted(rules: NetworkRules) -> bool:
+    return rules.public_network_access == "Disabled" or rules.default_action == "Deny"
+
+
+class ImportPolicy:
+    def __init__(
+        self, access: AccessControl, registry_access: RegistryAccess, dataplane: DataPlaneAuth
+    ) -> None:
+        self._access = access
+        self._registry_access = registry_access
+        self._dataplane = dataplane
+
+    async def _network(self, registry: RegistryRecord, role: str) -> None:
+        rules = (await self._registry_access.settings(registry)).network
+        if _restricted(rules) and not trusted_service_allowed(rules):
+            raise ArmError(
+                403,
+                "NetworkAccessDenied",
+                f"The {role} registry '{registry.name}' restricts network access (publicNetworkAccess="
+                f"{rules.public_network_access}, defaultAction={rules.default_action}) and does not let trusted services "
+                "bypass it (networkRuleBypassOptions=None). Set networkRuleBypassOptions to AzureServices to allow imports.",
+                target="source" if role == "source" else "registry",
+            )
+
+    async def check(
+        self,
+        principal: Principal,
+        target: RegistryRecord,
+        source: RegistryRecord | None,
+        repository: str,
+        credentials: tuple[str, str] | None,
+    ) -> None:
+        """Passes when the import may run. Raises ArmError 403 (AuthorizationFailed,
+        NetworkAccessDenied, CrossTenantImportNeedsCredentials) or 401 (invalid source
+        credentials). `credentials` are (user name, password) given for the source. The caller's rights on the target are checked before this."""
+        await self._network(target, "target")
+        if source is None:
+            return  # a remote registry: the request's credentials (if any) go upstream
+        await self._network(source, "source")
+        source_tenant = await self._dataplane.registry_tenant(source)
+        if credentials is not None:
+            try:
+                grant = await self._dataplane.basic(source, *credentials)
+            except Unauthenticated:
+                raise ArmError(
+                    401,
+                    "InvalidSourceCredentials",
+                    f"The credentials given for source registry '{source.name}' are not valid.",
+                    target="source.credentials",
+                ) from None
+            if not grant.allows(repository, "pull"):
+                raise ArmError(
+                    403,
+                    "AuthorizationFailed",
+                    f"The credentials given for source registry '{source.name}' may not pull repository '{repository}'.",
+                    target="source.credentials",
+                )
+            return
+        if (await self._dataplane.anonymous(source)).allows(repository, "pull"):
+            return
+        if source_tenant != principal.tenant_id:
+            raise ArmError(
+                403,
+                "CrossTenantImportNeedsCredentials",
+                f"Source registry '{source.name}' belongs to another tenant: give source.credentials (its admin user, "
+                "a registry token, or a service principal of that tenant).",
+                target="source.credentials",
+            )
+        scope = registry_id_of(source)
+        if "pull" not in await self._access.registry_actions(principal, scope):
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{principal.app_id or principal.name}' with object id '{principal.object_id}' does not have "
+                f"authorization to perform action '{Actions.PULL}' over scope '{scope}' (the import source).",
+                target="source",
+            )

@@ -1,0 +1,459 @@
+"""Per-registry access: the admin user, anonymous pull, network rules, scope maps and
+registry tokens, and the checking of registry-local credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from transship.errors import ArmError
+from transship.identity.network import InvalidNetworkRule, NetworkRules, parse_ip_rule
+from transship.identity.scopemaps import (
+    SYSTEM_SCOPE_MAPS,
+    InvalidScopeAction,
+    ScopeAction,
+    parse_actions,
+)
+from transship.identity.secrets import SecretBox, hash_secret, new_secret, verify_secret
+from transship.metadata.identity import IdentityQueries
+from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.records import (
+    RegistryAccessRecord,
+    RegistryRecord,
+    RegistryTokenRecord,
+    ScopeMapRecord,
+)
+
+ADMIN_PASSWORD_NAMES = ("password", "password2")
+TOKEN_PASSWORD_NAMES = ("password1", "password2")
+_NAME_RULE = "5-50 characters: letters, digits and '-'"
+_CACHE_SECONDS = 5.0
+_VERIFIED_TTL_SECONDS = 60.0
+
+
+def _valid_name(name: str) -> bool:
+    return 5 <= len(name) <= 50 and all(c.isascii() and (c.isalnum() or c == "-") for c in name)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryCredential:
+    """Who a registry-local credential is: the admin user (every action) or a registry token
+    (the actions of its scope map)."""
+
+    kind: str  # "AdminUser" | "RegistryToken"
+    name: str
+    actions: tuple[ScopeAction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    admin_user_enabled: bool
+    anonymous_pull: bool
+    network: NetworkRules
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeMapView:
+    name: str
+    description: str
+    actions: tuple[str, ...]
+    system: bool
+    created_at: datetime | None
+
+
+def _settings(record: RegistryAccessRecord) -> AccessSettings:
+    return AccessSettings(
+        record.admin_user_enabled,
+        record.anonymous_pull,
+        NetworkRules(
+            record.public_network_access,
+            record.default_action,
+            tuple(json.loads(record.ip_rules)),
+            record.bypass,
+        ),
+    )
+
+
+class RegistryAccess:
+    def __init__(self, meta: MetadataStore, box: SecretBox) -> None:
+        self._meta = meta
+        self._box = box
+        self._cache: dict[int, AccessSettings] = {}
+        self._loaded_at = 0.0
+        self._verified: dict[bytes, tuple[RegistryCredential, float]] = {}
+
+    # -- settings ----------------------------------------------------------------------------
+    async def settings(self, registry: RegistryRecord) -> AccessSettings:
+        """The registry's access settings; cached for a few seconds (they sit on every
+        data-plane request's path)."""
+        if time.monotonic() - self._loaded_at > _CACHE_SECONDS:
+            async with self._meta.reading() as q:
+                records = await IdentityQueries(q.conn).all_registry_access()
+            self._cache = {rid: _settings(r) for rid, r in records.items()}
+            self._loaded_at = time.monotonic()
+        found = self._cache.get(registry.id)
+        return found if found is not None else _settings(RegistryAccessRecord(registry.id))
+
+    async def update(
+        self,
+        registry: RegistryRecord,
+        *,
+        admin_user_enabled: bool | None = None,
+        anonymous_pull: bool | None = None,
+        public_network_access: str | None = None,
+        default_action: str | None = None,
+        ip_rules: list[str] | None = None,
+        bypass: str | None = None,
+    ) -> AccessSettings:
+        """Change what is given. Enabling the admin user the first time creates its two
+        passwords. Raises ArmError 400 naming the invalid field."""
+        try:
+            rules = None if ip_rules is None else sorted({parse_ip_rule(r) for r in ip_rules})
+        except InvalidNetworkRule as exc:
+            raise ArmError(
+                400, "InvalidParameter", str(exc), target="networkRuleSet.ipRules"
+            ) from None
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            current = await iq.registry_access(registry.id)
+            record = RegistryAccessRecord(
+                registry.id,
+                current.admin_user_enabled if admin_user_enabled is None else admin_user_enabled,
+                current.admin_passwords,
+                current.anonymous_pull if anonymous_pull is None else anonymous_pull,
+                current.public_network_access if public_network_access is None else public_network_access,
+                current.default_action if default_action is None else default_action,
+                current.ip_rules if rules is None else json.dumps(rules),
+                current.bypass if bypass is None else bypass,
+            )
+            try:
+                settings = _settings(record)
+            except InvalidNetworkRule as exc:
+                raise ArmError(400, "InvalidParameter", str(exc), target="properties") from None
+            if record.admin_user_enabled and record.admin_passwords is None:
+                record = replace(
+                    record,
+                    admin_passwords=self._seal_passwords(
+                        {n: new_secret() for n in ADMIN_PASSWORD_NAMES}
+                    ),
+                )
+            await iq.set_registry_access(record)
+        self._cache[registry.id] = settings
+        self._verified.clear()
+        return settings
+
+    # -- admin user --------------------------------------------------------------------------
+    def _seal_passwords(self, passwords: dict[str, str]) -> bytes:
+        return self._box.seal(json.dumps(passwords).encode())
+
+    async def admin_credentials(self, registry: RegistryRecord) -> dict[str, str]:
+        """The admin user's two passwords by name. Raises ArmError 400 when it is disabled."""
+        async with self._meta.reading() as q:
+            record = await IdentityQueries(q.conn).registry_access(registry.id)
+        if not record.admin_user_enabled or record.admin_passwords is None:
+            raise ArmError(
+                400,
+                "AdminUserDisabled",
+                f"The admin user of registry '{registry.name}' is disabled. Enable it with adminUserEnabled=true.",
+            )
+        passwords: dict[str, str] = json.loads(self._box.open(record.admin_passwords))
+        return passwords
+
+    async def regenerate_admin_password(
+        self, registry: RegistryRecord, name: str
+    ) -> dict[str, str]:
+        """Raises ArmError 400 for an unknown password name or a disabled admin user."""
+        if name not in ADMIN_PASSWORD_NAMES:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"name must be one of {', '.join(ADMIN_PASSWORD_NAMES)}.",
+                target="name",
+            )
+        passwords = await self.admin_credentials(registry)
+        passwords[name] = new_secret()
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            record = await iq.registry_access(registry.id)
+            await iq.set_registry_access(
+                replace(record, admin_passwords=self._seal_passwords(passwords))
+            )
+        self._verified.clear()
+        return passwords
+
+    # -- scope maps --------------------------------------------------------------------------
+    async def scope_maps(self, registry: RegistryRecord) -> list[ScopeMapView]:
+        async with self._meta.reading() as q:
+            custom = await IdentityQueries(q.conn).scope_maps(registry.id)
+        system = [
+            ScopeMapView(
+                name,
+                f"Built-in scope map: {name.strip('_').replace('_', ' ')}.",
+                tuple(str(a) for a in actions),
+                True,
+                None,
+            )
+            for name, actions in SYSTEM_SCOPE_MAPS.items()
+        ]
+        # A system map gets a row when a token first uses it; it is listed once, as built in.
+        return system + [
+            ScopeMapView(r.name, r.description, tuple(json.loads(r.actions)), False, r.created_at)
+            for r in custom
+            if r.name not in SYSTEM_SCOPE_MAPS
+        ]
+
+    async def scope_map(self, registry: RegistryRecord, name: str) -> ScopeMapView | None:
+        return next(
+            (m for m in await self.scope_maps(registry) if m.name.lower() == name.lower()), None
+        )
+
+    async def require_scope_map(self, registry: RegistryRecord, name: str) -> ScopeMapView:
+        """Raises ArmError 404 ResourceNotFound naming the scope map and registry."""
+        found = await self.scope_map(registry, name)
+        if found is None:
+            raise _not_found("Scope map", name, registry)
+        return found
+
+    async def save_scope_map(
+        self, registry: RegistryRecord, name: str, description: str, actions: list[str]
+    ) -> tuple[ScopeMapView, bool]:
+        """Create or replace a scope map; the bool says whether it is new. Raises ArmError
+        400 for a bad name or action, 409 for a system scope map."""
+        if name in SYSTEM_SCOPE_MAPS:
+            raise ArmError(
+                409,
+                "SystemScopeMapReadOnly",
+                f"Scope map '{name}' is built in and cannot be changed.",
+            )
+        if not _valid_name(name):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"Scope map name {name!r} must be {_NAME_RULE}.",
+                target="name",
+            )
+        if not actions:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "A scope map needs at least one action.",
+                target="properties.actions",
+            )
+        try:
+            canonical = [str(a) for a in parse_actions(actions)]
+        except InvalidScopeAction as exc:
+            raise ArmError(400, "InvalidParameter", str(exc), target="properties.actions") from None
+        canonical = list(dict.fromkeys(canonical))
+        try:
+            async with self._meta.writing() as q:
+                iq = IdentityQueries(q.conn)
+                existing = await iq.scope_map(registry.id, name)
+                if existing is None:
+                    record = await iq.add_scope_map(
+                        registry.id, name, description, json.dumps(canonical)
+                    )
+                else:
+                    await iq.update_scope_map(existing.id, description, json.dumps(canonical))
+                    record = existing
+        except IntegrityError:
+            raise ArmError(
+                409, "Conflict", f"Scope map '{name}' was created concurrently."
+            ) from None
+        self._verified.clear()
+        return ScopeMapView(
+            record.name, description, tuple(canonical), False, record.created_at
+        ), existing is None
+
+    async def delete_scope_map(self, registry: RegistryRecord, name: str) -> bool:
+        """Raises ArmError 409 for a system scope map or one a token still uses."""
+        if name in SYSTEM_SCOPE_MAPS:
+            raise ArmError(
+                409,
+                "SystemScopeMapReadOnly",
+                f"Scope map '{name}' is built in and cannot be deleted.",
+            )
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            existing = await iq.scope_map(registry.id, name)
+            if existing is None:
+                return False
+            if await iq.scope_map_in_use(existing.id):
+                raise ArmError(
+                    409,
+                    "ScopeMapInUse",
+                    f"Scope map '{name}' is used by a token; delete or move the token first.",
+                )
+            return await iq.delete_scope_map(existing.id)
+
+    async def _scope_map_record(
+        self, iq: IdentityQueries, registry: RegistryRecord, name: str
+    ) -> ScopeMapRecord:
+        """The row of a scope map, materialising a system scope map on first use."""
+        existing = await iq.scope_map(registry.id, name)
+        if existing is not None:
+            return existing
+        if name in SYSTEM_SCOPE_MAPS:
+            actions = json.dumps([str(a) for a in SYSTEM_SCOPE_MAPS[name]])
+            return await iq.add_scope_map(registry.id, name, "Built-in scope map.", actions)
+        raise _not_found("Scope map", name, registry, target="scopeMapId")
+
+    # -- tokens ------------------------------------------------------------------------------
+    async def tokens(
+        self, registry: RegistryRecord
+    ) -> list[tuple[RegistryTokenRecord, str, list[dict[str, str | None]]]]:
+        """Each token with its scope map's name and its passwords' names and expiry."""
+        out = []
+        async with self._meta.reading() as q:
+            iq = IdentityQueries(q.conn)
+            for token in await iq.tokens(registry.id):
+                scope_map = await iq.scope_map_by_id(token.scope_map_id)
+                passwords = [
+                    {
+                        "name": p.name,
+                        "creationTime": _iso(p.created_at),
+                        "expiry": None if p.expires_at is None else _iso(p.expires_at),
+                    }
+                    for p in await iq.token_passwords(token.id)
+                ]
+                out.append((token, scope_map.name if scope_map else "", passwords))
+        return out
+
+    async def token(
+        self, registry: RegistryRecord, name: str
+    ) -> tuple[RegistryTokenRecord, str, list[dict[str, str | None]]] | None:
+        return next(
+            (t for t in await self.tokens(registry) if t[0].name.lower() == name.lower()), None
+        )
+
+    async def require_token(
+        self, registry: RegistryRecord, name: str
+    ) -> tuple[RegistryTokenRecord, str, list[dict[str, str | None]]]:
+        """Raises ArmError 404 ResourceNotFound naming the token and registry."""
+        found = await self.token(registry, name)
+        if found is None:
+            raise _not_found("Token", name, registry)
+        return found
+
+    async def save_token(
+        self, registry: RegistryRecord, name: str, scope_map: str, enabled: bool
+    ) -> bool:
+        """Create or update a token; True when it is new. Raises ArmError 400/404."""
+        if not _valid_name(name):
+            raise ArmError(
+                400, "InvalidParameter", f"Token name {name!r} must be {_NAME_RULE}.", target="name"
+            )
+        try:
+            async with self._meta.writing() as q:
+                iq = IdentityQueries(q.conn)
+                record = await self._scope_map_record(iq, registry, scope_map)
+                existing = await iq.token(registry.id, name)
+                if existing is None:
+                    await iq.add_token(registry.id, name, record.id, enabled)
+                else:
+                    await iq.update_token(existing.id, record.id, enabled)
+        except IntegrityError:
+            raise ArmError(409, "Conflict", f"Token '{name}' was created concurrently.") from None
+        self._verified.clear()
+        return existing is None
+
+    async def delete_token(self, registry: RegistryRecord, name: str) -> bool:
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            existing = await iq.token(registry.id, name)
+            deleted = existing is not None and await iq.delete_token(existing.id)
+        self._verified.clear()
+        return deleted
+
+    async def generate_token_password(
+        self, registry: RegistryRecord, token_name: str, name: str, expiry: datetime | None
+    ) -> str:
+        """A new password for a token, returned once (only its hash is kept). Raises
+        ArmError 400 for an unknown password name or a past expiry, 404 for no such token."""
+        if name not in TOKEN_PASSWORD_NAMES:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"name must be one of {', '.join(TOKEN_PASSWORD_NAMES)}.",
+                target="name",
+            )
+        if expiry is not None and expiry <= utcnow():
+            raise ArmError(
+                400, "InvalidParameter", "expiry must be in the future.", target="expiry"
+            )
+        value = new_secret()
+        secret_hash = await asyncio.to_thread(hash_secret, value)
+        async with self._meta.writing() as q:
+            iq = IdentityQueries(q.conn)
+            token = await iq.token(registry.id, token_name)
+            if token is None:
+                raise _not_found("Token", token_name, registry, target="tokenId")
+            await iq.set_token_password(token.id, name, secret_hash, expiry)
+        self._verified.clear()
+        return value
+
+    # -- credentials -------------------------------------------------------------------------
+    async def authenticate(
+        self, registry: RegistryRecord, username: str, password: str
+    ) -> RegistryCredential | None:
+        """The admin user (username = registry name) or an enabled token whose unexpired
+        password matches; None otherwise."""
+        fingerprint = hashlib.sha256(
+            f"{registry.id}\0{username.lower()}\0".encode() + password.encode()
+        ).digest()
+        hit = self._verified.get(fingerprint)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        found = await self._check(registry, username, password)
+        if found is not None:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[fingerprint] = (found, time.monotonic() + _VERIFIED_TTL_SECONDS)
+        return found
+
+    async def _check(
+        self, registry: RegistryRecord, username: str, password: str
+    ) -> RegistryCredential | None:
+        async with self._meta.reading() as q:
+            iq = IdentityQueries(q.conn)
+            access = await iq.registry_access(registry.id)
+            token = await iq.token(registry.id, username)
+            scope_map = None if token is None else await iq.scope_map_by_id(token.scope_map_id)
+            passwords = [] if token is None else await iq.token_passwords(token.id)
+        if (
+            username.lower() == registry.name.lower()
+            and access.admin_user_enabled
+            and access.admin_passwords is not None
+        ):
+            stored: dict[str, str] = json.loads(self._box.open(access.admin_passwords))
+            if any(
+                hmac.compare_digest(password.encode(), value.encode()) for value in stored.values()
+            ):
+                return RegistryCredential(
+                    "AdminUser", registry.name, SYSTEM_SCOPE_MAPS["_repositories_admin"]
+                )
+        if token is None or not token.enabled or scope_map is None:
+            return None
+        now = utcnow()
+        for stored_password in passwords:
+            if stored_password.expires_at is not None and stored_password.expires_at <= now:
+                continue
+            if await asyncio.to_thread(verify_secret, password, stored_password.secret_hash):
+                return RegistryCredential(
+                    "RegistryToken", token.name, parse_actions(json.loads(scope_map.actions))
+                )
+        return None
+
+
+def _not_found(kind: str, name: str, registry: RegistryRecord, target: str | None = None) -> ArmError:
+    return ArmError(404, "ResourceNotFound", f"{kind} '{name}' was not found in registry '{registry.name}'.", target=target)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
