@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -27,25 +27,20 @@ from transship.config import Settings
 from transship.worker.gc_loop import run_periodically
 from transship.worker.key_loop import refresh_keys_periodically
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-@web.middleware
-async def merge_leading_slashes(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def merge_leading_slashes(request: web.Request) -> web.StreamResponse:
     """`az cloud register --endpoint-resource-manager https://host/` appends its paths to the
-    URL as given: `//metadata/endpoints`. Redirect such requests to the path with one slash
-    (routing has already happened when middleware runs)."""
-    if request.path.startswith("//"):
-        target = request.rel_url.with_path("/" + request.path.lstrip("/"))
-        raise web.HTTPPermanentRedirect(target.with_query(request.rel_url.query))
-    return await handler(request)
+    URL as given: `//metadata/endpoints`. Redirect such requests to the path with one slash,
+    query kept. A route (registered last, so only such paths reach it), not a middleware:
+    nothing is added to every other request's path."""
+    target = request.rel_url.with_path("/" + request.path.lstrip("/")).with_query(request.rel_url.query)
+    raise web.HTTPPermanentRedirect(target)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> web.Application:
     """Build the application. Services are created on startup unless given (tests)."""
     app = web.Application(
         middlewares=[
-            merge_leading_slashes,
             arm.request_ids,
             ops.metrics_middleware,
             error_middleware,
@@ -91,4 +86,5 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     identity.add_routes(app)
     ops.add_routes(app)
     openapi.add_routes(app)
+    app.router.add_route("*", "/{slashes:/.*}", merge_leading_slashes)
     return app

@@ -20,7 +20,10 @@ from transship.identity.dataplane import EVERY_ACTION, Grant, Unauthenticated, p
 from transship.identity.network import client_allowed, denial_message
 from transship.metadata.records import RegistryRecord
 
-GRANT: web.RequestKey[Grant] = web.RequestKey("grant", Grant)
+# The paths this middleware guards (need_of says exactly what each one needs).
+_DATA_PLANE = ("/v2", "/acr/v1/")
+# Everyone's grant when `data_plane_auth` is off.
+OPEN = Grant("open", everywhere=EVERY_ACTION, catalog=True)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -144,14 +147,13 @@ def _without_mount(request: web.Request) -> web.Request:
 
 @web.middleware
 async def data_plane_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    need = need_of(request.method, request.path)
-    if need is None:
+    if not request.path.startswith(_DATA_PLANE):
         return await handler(request)
     services = request.app[SERVICES]
     registry = await services.resolver.for_host(request.host)
     await check_network(request, registry)
-    if not services.settings.data_plane_auth:
-        request[GRANT] = Grant("open", everywhere=EVERY_ACTION, catalog=True)
+    need = need_of(request.method, request.path) if services.settings.data_plane_auth else None
+    if need is None:
         return await handler(request)
     grant = await grant_of(request, registry)
     service = services.dataplane.service_name(registry, request.host)
@@ -170,7 +172,6 @@ async def data_plane_auth(request: web.Request, handler: Handler) -> web.StreamR
             _detail(need),
             headers={hdrs.WWW_AUTHENTICATE: challenge(request, service, need, error)},
         )
-    request[GRANT] = grant
     source = request.query.get("from")
     if (
         request.method == "POST"
@@ -179,7 +180,6 @@ async def data_plane_auth(request: web.Request, handler: Handler) -> web.StreamR
         and not grant.allows(source, "pull")
     ):
         request = _without_mount(request)
-        request[GRANT] = grant
     return await handler(request)
 
 
@@ -232,7 +232,7 @@ async def token(request: web.Request) -> web.Response:
     except Unauthenticated as exc:
         raise _token_error(f"authentication failed: {exc}") from None
     if not services.settings.data_plane_auth:
-        grant = Grant("open", everywhere=EVERY_ACTION, catalog=True)
+        grant = OPEN
     return web.json_response(
         dataplane.access_token(registry, request.host, grant, scopes),
         headers={"Cache-Control": "no-store"},

@@ -7,7 +7,7 @@ service's own URL (the cloud metadata names the service as `microsoftGraphResour
   principals, and how `create` answers for an assignment that exists already.
 
 Callers need the same right as for the directory API (`Microsoft.Directory/principals/read`
-at the service root) and see only their own tenant's principals. Errors use Graph's
+at the caller's tenant root) and see only their own tenant's principals. Errors use Graph's
 envelope, `{"error": {"code", "message"}}`.
 """
 
@@ -21,8 +21,10 @@ from aiohttp import web
 from transship.api.arm import json_body
 from transship.api.arm_tenancy import DIRECTORY_READ
 from transship.api.auth import authorize
+from transship.api.auth import caller as caller_of
 from transship.api.v2 import SERVICES
 from transship.errors import ArmError
+from transship.identity.directory import tenant_root_scope
 from transship.identity.model import SERVICE_PRINCIPAL, Principal
 
 _FILTERS = (
@@ -53,13 +55,21 @@ def _object_json(principal: Principal) -> dict[str, Any]:
     }
 
 
+async def _directory_reader(request: web.Request) -> Principal:
+    """The caller, if it may read its tenant's directory. Raises ArmError 401/403."""
+    services = request.app[SERVICES]
+    principal = await caller_of(request, services)
+    await authorize(request, services, tenant_root_scope(principal.tenant_id), DIRECTORY_READ)
+    return principal
+
+
 def _unsupported(message: str) -> ArmError:
     return ArmError(400, "Request_UnsupportedQuery", message)
 
 
 async def service_principals(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    caller = await authorize(request, services, "/", DIRECTORY_READ)
+    caller = await _directory_reader(request)
     query = request.query.get("$filter")
     wanted: str | None = None
     if query is not None:
@@ -89,7 +99,7 @@ async def service_principals(request: web.Request) -> web.Response:
 
 async def get_by_ids(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    caller = await authorize(request, services, "/", DIRECTORY_READ)
+    caller = await _directory_reader(request)
     body = await json_body(request)
     ids = body.get("ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):

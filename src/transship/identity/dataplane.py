@@ -5,6 +5,7 @@ are, what they may do on which repository, and the refresh and access tokens of
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +31,7 @@ ACCESS_TOKEN_LIFETIME = timedelta(minutes=75)
 # The user name `docker login` is given with an ACR refresh token as password.
 REFRESH_TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
 EVERY_ACTION = frozenset(DOCKER_ACTIONS)
+_BEARER_CACHE_SIZE = 4096
 PULL_ONLY = frozenset({"pull", "metadata_read"})
 _SCOPE = re.compile(
     r"(?P<type>repository|registry|repository\(plugin\)):(?P<name>.+):(?P<actions>[a-z_*,]*)"
@@ -53,11 +55,11 @@ class Grant:
     authenticated: bool = True
 
     def actions_for(self, repository: str) -> frozenset[str]:
-        return (
-            self.everywhere
-            | granted_docker_actions(self.scoped, repository)
-            | self.explicit.get(repository, frozenset())
-        )
+        actions = self.everywhere
+        if self.scoped:
+            actions = actions | granted_docker_actions(self.scoped, repository)
+        explicit = self.explicit.get(repository)
+        return actions | explicit if explicit else actions
 
     def allows(self, repository: str, action: str) -> bool:
         return action in self.actions_for(repository)
@@ -103,6 +105,7 @@ class DataPlaneAuth:
         self._registry_access = registry_access
         self._entra = entra
         self._tokens = tokens
+        self._bearer_grants: dict[tuple[str, str], tuple[Grant, float]] = {}
 
     @staticmethod
     def service_name(registry: RegistryRecord, host: str) -> str:
@@ -164,9 +167,17 @@ class DataPlaneAuth:
         return await self.principal_grant(registry, principal)
 
     async def bearer(self, registry: RegistryRecord, host: str, token: str) -> Grant:
-        """The grant of an access token this registry issued. Raises Unauthenticated."""
+        """The grant of an access token this registry issued. Raises Unauthenticated.
+
+        Grants are remembered per token and audience until the token expires: a client sends
+        the same token on every request of a pull."""
+        service = self.service_name(registry, host)
+        key = (token, service)
+        hit = self._bearer_grants.get(key)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
         try:
-            claims = await self._tokens.verify(token, audiences={self.service_name(registry, host)})
+            claims = await self._tokens.verify(token, audiences={service})
         except TokenInvalid as exc:
             raise Unauthenticated(str(exc)) from None
         if claims.get("grant_type") != "access_token":
@@ -177,10 +188,12 @@ class DataPlaneAuth:
             if entry.get("type") == "registry" and entry.get("name") == "catalog":
                 catalog = True
             elif entry.get("type") == "repository":
-                explicit[str(entry.get("name"))] = frozenset(
-                    str(a) for a in entry.get("actions", [])
-                )
-        return Grant(str(claims.get("sub", "token")), explicit=explicit, catalog=catalog)
+                explicit[str(entry.get("name"))] = frozenset(str(a) for a in entry.get("actions", []))
+        grant = Grant(str(claims.get("sub", "token")), explicit=explicit, catalog=catalog)
+        if len(self._bearer_grants) >= _BEARER_CACHE_SIZE:
+            self._bearer_grants.clear()
+        self._bearer_grants[key] = (grant, float(claims["exp"]))
+        return grant
 
     # -- tokens ------------------------------------------------------------------------------
     def access_token(

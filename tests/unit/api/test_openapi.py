@@ -46,7 +46,9 @@ DOCUMENT = build_document()
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Surfaces the document leaves out on purpose: the OCI distribution API and the Microsoft
 # Graph subset (each has its own specification) and the operations endpoints.
-UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$")
+# /v2 (the OCI spec is its document), the Graph subset, operations endpoints, and the
+# redirect of `//…` paths (a client quirk, not an operation).
+UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$|^/\{slashes\}$")
 # Values for path parameters when turning a documented path into a request path.
 SAMPLES = {"repository": "team/app"}
 
