@@ -199,13 +199,6 @@ class IdentityQueries(QueryScope):
     async def delete_principal(self, principal_id: str) -> bool:
         return await self._delete(s.principals, s.principals.c.id == principal_id)
 
-    async def set_password_hash(self, principal_id: str, password_hash: str) -> None:
-        await self._exec(
-            update(s.principals)
-            .where(s.principals.c.id == principal_id)
-            .values(password_hash=password_hash)
-        )
-
     async def add_secret(
         self,
         secret_id: str,
