@@ -30,12 +30,12 @@ WARMUP_LAYERS_MIB = (8, 4)
 
 
 _METRIC_LINE = re.compile(
-    r'transship_http_request_seconds_total\{method="(\w+)",surface="(\w+)"\} ([0-9.]+)'
+    r'transship_http_request_seconds_total\{method="(\w+)",route="([^"]+)"\} ([0-9.e+-]+)'
 )
 
 
 def request_seconds(target: Target) -> dict[str, float]:
-    """Transship's own time spent per ``METHOD surface`` so far (from /metrics); {} for others."""
+    """Transship's own time spent per ``METHOD route`` so far (from /metrics); {} for others."""
     if target.name != TRANSSHIP:
         return {}
     reply = target.endpoint.request("GET", "/metrics")

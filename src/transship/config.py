@@ -115,6 +115,18 @@ class Settings(BaseSettings):
     import_max_running: int = Field(default=16, gt=0, description="imports running at once, service-wide")
     max_blob_bytes: int | None = Field(default=None, gt=0, description="largest blob a push may upload (413 beyond); none by default")
     max_request_body_bytes: int = Field(default=1 << 20, gt=0, description="JSON bodies of the management API")
+    http_header_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="from connection open (or the previous response) to the end of the request headers"
+    )
+    http_body_idle_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="no byte of a request body for this long closes the connection"
+    )
+    http_keepalive_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="idle keep-alive connections are closed after this"
+    )
+    http_max_connections_per_client: int = Field(
+        default=256, gt=0, description="concurrent connections from one client address; more are closed at once"
+    )
     upstream_max_header_bytes: int = Field(default=16384, gt=0, description="largest upstream response header line")
     import_lease_seconds: float = Field(default=15.0, gt=0, description="a crashed process's jobs resume after this")
     upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
@@ -134,6 +146,21 @@ class Settings(BaseSettings):
         default=("https://management.core.windows.net/", "https://management.azure.com/"),
         description="token audiences the management API accepts besides its own URL",
     )
+    credential_hash_workers: int = Field(
+        default=2, gt=0, description="threads hashing secrets and passwords (scrypt), apart from file work"
+    )
+    credential_hash_max_waiting: int = Field(
+        default=64, ge=0, description="credential checks waiting for a hashing thread; more are refused (429)"
+    )
+    auth_failure_limit_per_client: int = Field(
+        default=20, gt=0, description="failed sign-ins per client address per window before 429"
+    )
+    auth_failure_limit_per_principal: int = Field(
+        default=50, gt=0, description="failed sign-ins per user name or client id per window before 429"
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60.0, gt=0, description="the sliding window failed sign-ins are counted over"
+    )
     tls: bool = Field(default=False, description="serve HTTPS with a local CA in <data_dir>/tls")
     tls_certificate: Path | None = Field(
         default=None, description="PEM certificate (chain) to serve HTTPS with; needs tls_key"
@@ -143,6 +170,13 @@ class Settings(BaseSettings):
     )
     tls_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="extra names and addresses for the local CA's certificate"
+    )
+    metrics_access: Literal["public", "loopback", "token", "off"] = Field(
+        default="loopback",
+        description="who may read /metrics: everyone, loopback clients, bearers of metrics_token_file's token, or nobody (404)",
+    )
+    metrics_token_file: Path | None = Field(
+        default=None, description="file holding the bearer token /metrics wants when metrics_access is token"
     )
 
     @field_validator("hosts", "management_audiences", mode="before")
@@ -165,6 +199,12 @@ class Settings(BaseSettings):
             raise ValueError("tls_key is missing: the certificate needs it (--tls-key)")
         if self.tls_key is not None and self.tls_certificate is None:
             raise ValueError("tls_certificate is missing: the key needs it (--tls-cert)")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_token_file_for_token_access(self) -> Settings:
+        if self.metrics_access == "token" and self.metrics_token_file is None:
+            raise ValueError("metrics_token_file is missing: metrics_access 'token' needs it")
         return self
 
     @property

@@ -20,7 +20,9 @@ from tests.support.app import RunningRegistry, make_settings, running_registry
 from tests.support.imports import Fetched, Management, fetch
 from tests.support.upstream_proxy import UpstreamProxy
 
-TARGET = "myregistry"
+# The default registry: reached at the server's own address (a registry's login server is
+# always <name>.<suffix>, never an address of the service), so skopeo reaches it directly.
+TARGET = "default"
 
 
 def insecure(*hosts: str) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def insecure(*hosts: str) -> dict[str, Any]:
 
 @dataclass
 class ImportEnv:
-    """An in-process server whose registry `myregistry` has the login server
+    """An in-process server whose target registry is the default one, reached at
     `127.0.0.1:<port>`, so skopeo reaches it directly and plain requests route to it."""
 
     reg: RunningRegistry
@@ -82,7 +84,7 @@ async def import_env(tmp_path: Path) -> AsyncIterator[ImportEnvFactory]:
             settings = make_settings(data_dir, database_url, **overrides)
             reg = await stack.enter_async_context(running_registry(settings))
             admin = Management(reg, data_dir)
-            await admin.create_registry(TARGET, login_server=reg.url.removeprefix("http://"))
+            await admin.create_registry(TARGET)
             return ImportEnv(reg, admin, data_dir, database_url)
 
         yield make

@@ -78,7 +78,7 @@ async def test_import_resumes_after_a_restart(
         transship_factory, database_url=database_url, env={"TRANSSHIP_CONFIG": str(config)}
     )
     admin = await Management.remote(server.url, http, server.data_dir)
-    await admin.create_registry(TARGET, login_server=server.host)
+    await admin.create_registry(TARGET)
 
     operation = await admin.start_import(
         TARGET,

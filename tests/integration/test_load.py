@@ -43,7 +43,7 @@ from tests.support.imports import Management, assert_check_clean, describe_failu
 
 PULLERS = 100
 IMPORTS = 10
-TARGET_REGISTRY = "loadtarget"
+TARGET_REGISTRY = "default"  # reached at the server's own address
 PULL_REPOSITORY, PULL_TAG = "load/pulled", "v1"
 SOURCE_TAG = "v1"
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
@@ -119,9 +119,10 @@ def write_config(path: Path, upstream_host: str) -> Path:
 async def prepare_target(
     http: aiohttp.ClientSession, server: TransshipServer, index: BuiltIndex
 ) -> Management:
-    """The target registry (login server = the server's address) holding the pulled index."""
+    """The target registry (the default one, at the server's address) holding the pulled
+    index."""
     admin = await Management.remote(server.url, http, server.data_dir)
-    await admin.create_registry(TARGET_REGISTRY, login_server=server.host)
+    await admin.create_registry(TARGET_REGISTRY)
     await asyncio.to_thread(push_layout_http, index, server.url, PULL_REPOSITORY, PULL_TAG)
     return admin
 

@@ -392,6 +392,27 @@ async def test_management_api_refuses_wrong_audience_and_tenant(env: Env) -> Non
     assert status == 401, body
 
 
+async def test_management_audience_never_comes_from_the_host_header(env: Env) -> None:
+    """A token minted for any audience a caller likes is refused even when the request names
+    that audience's host in its Host header: the audiences are the service's own names."""
+    chosen = "evil.example:4242"
+    token = await env.access_token(env.credential, f"http://{chosen}/.default")
+    path = f"/subscriptions/{env.subscription}/resourceGroups/default?api-version=2025-04-01"
+    for host in (chosen, "127.0.0.1:4242"):
+        async with env.reg.http.get(
+            env.url + path, headers={"Host": host, "Authorization": f"Bearer {token}"}
+        ) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 401, (host, body)
+            assert body["error"]["code"] == "InvalidAuthenticationTokenAudience", body
+    # Control: a token for the address the service listens on works, whatever the Host.
+    own = await env.access_token(env.credential, f"{env.url}//.default")
+    async with env.reg.http.get(
+        env.url + path, headers={"Host": chosen, "Authorization": f"Bearer {own}"}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+
 async def test_token_of_a_deleted_principal_is_refused(env: Env) -> None:
     doomed = await env.owner.create_service_principal("doomed")
     await env.owner.assign(f"/subscriptions/{env.subscription}", doomed.object_id, "Reader")

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 from multidict import CIMultiDictProxy
 
 from transship.api.app import create_app
+from transship.api.connections import app_runner
 from transship.api.services import Services, build_services
 from transship.config import Settings
 
@@ -103,10 +106,22 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     )
 
 
+class AppTestServer(TestServer):
+    """aiohttp's TestServer running `app` the way `serve` does: with the connection
+    timeouts and per-client cap of `settings` (transship.api.connections)."""
+
+    def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return app_runner(self.app, self._settings, **kwargs)
+
+
 @asynccontextmanager
 async def running_registry(settings: Settings) -> AsyncIterator[RunningRegistry]:
     services = await build_services(settings)
-    server = TestServer(create_app(settings, services), host="127.0.0.1")
+    server = AppTestServer(create_app(settings, services), settings, host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as http:

@@ -148,7 +148,6 @@ class IdentityClient:
         subscription_id: str,
         group: str,
         name: str,
-        login_server: str | None = None,
         **properties: Any,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -156,8 +155,6 @@ class IdentityClient:
             "sku": {"name": "Premium"},
             "properties": dict(properties),
         }
-        if login_server is not None:
-            body["properties"]["loginServer"] = login_server
         return dict(await self.ok("PUT", self.registry_id(subscription_id, group, name), body))
 
     async def update_registry(self, registry_id: str, **properties: Any) -> dict[str, Any]:

@@ -136,10 +136,8 @@ class Management:
             return r.status, (json.loads(text) if text else None), r.headers
 
     # -- registries ----------------------------------------------------------------------
-    async def create_registry(self, name: str, login_server: str | None = None) -> dict[str, Any]:
+    async def create_registry(self, name: str) -> dict[str, Any]:
         body: dict[str, Any] = {"location": "local", "sku": {"name": "Premium"}}
-        if login_server is not None:
-            body["properties"] = {"loginServer": login_server}
         status, payload, _ = await self.call("PUT", f"{self.base}/{name}", body)
         assert status in (200, 201), payload
         if self.reg is not None:

@@ -48,7 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         ],
         client_max_size=settings.max_manifest_bytes + 1024,
     )
-    app[ops.METRICS] = ops.Metrics()
+    app[ops.METRICS] = ops.Metrics.from_settings(settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = services is None

@@ -224,6 +224,8 @@ async def registry_put(request: web.Request) -> web.Response:
 async def registry_patch(request: web.Request) -> web.Response:
     services, record = await registry_in_scope(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
+    if body.properties is not None:
+        services.registries.check_login_server(record.name, body.properties.login_server)
     await _apply_access(services, record, body.properties)
     return arm_json(await registry_json_of(services, record))
 

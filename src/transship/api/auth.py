@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
@@ -32,21 +33,22 @@ def _local_port(request: web.Request) -> int | None:
 
 
 def management_audiences(request: web.Request, services: Services) -> set[str]:
-    """The audiences a management token may carry: this service's own URLs — under any of
-    its names (the address the client used, loopback names, listen addresses, the
-    login-server suffix) on the port the request names or came in on — and the configured ARM
-    audiences. A token minted for another service or for the ACR audience is refused.
-    (Every name of this service is equally this service: tokens are signed with its own
-    keys, so the audience only has to keep tokens meant for others out.)"""
+    """The audiences a management token may carry: this service's own URLs, under each of
+    its configured names (loopback names, listen addresses, the login-server suffix, the
+    TLS certificate's extra names) on its port, the port the connection came in on, or the
+    scheme's default port; and the configured ARM audiences. Nothing here comes from the
+    request's `Host` header, which a client chooses freely: a token minted for another
+    service, for the ACR audience or for a data plane is refused."""
     settings = services.settings
-    ports = {request.url.port, settings.port, _local_port(request)}
-    suffix_host = settings.effective_login_server_suffix.rsplit(":", 1)[0]
-    names = {request.url.host or "", "localhost", "127.0.0.1", "[::1]", suffix_host}
-    names.update(f"[{h}]" if ":" in h else h for h in settings.hosts if h not in ("0.0.0.0", "::"))
-    origins = {
-        f"{scheme}://{name}:{port}" for name in names if name for port in ports if port for scheme in ("https", "http")
-    }
-    origins.add(origin_of(request))
+    ports = {settings.port, _local_port(request)}
+    suffix = settings.effective_login_server_suffix
+    suffix_host = urlsplit(f"//{suffix}").hostname or suffix
+    names = {"localhost", "127.0.0.1", "[::1]", suffix_host, *settings.tls_hosts}
+    names.update(h for h in settings.hosts if h not in ("0.0.0.0", "::"))
+    bracketed = {f"[{h}]" if ":" in h and not h.startswith("[") else h for h in names if h}
+    authorities = {suffix, *bracketed}
+    authorities.update(f"{name}:{port}" for name in bracketed for port in ports if port)
+    origins = {f"{scheme}://{a}" for a in authorities for scheme in ("https", "http")}
     return origins | set(settings.management_audiences)
 
 
@@ -96,7 +98,11 @@ async def caller(request: web.Request, services: Services) -> Principal:
             raise _unauthenticated(request, code, f"The access token is invalid: {text}.") from None
     else:
         basic = basic_credentials(request)
-        found = None if basic is None else await services.directory.authenticate_client(*basic)
+        found = (
+            None
+            if basic is None
+            else await services.directory.authenticate_client(*basic, address=request.remote)
+        )
         if found is None:
             raise _unauthenticated(
                 request,

@@ -4,6 +4,7 @@ specification (401 with a Bearer challenge naming realm, service and scope)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,12 +20,16 @@ from transship.errors import OciError
 from transship.identity.dataplane import EVERY_ACTION, Grant, Unauthenticated, parse_scopes
 from transship.identity.network import client_allowed, denial_message
 from transship.metadata.records import RegistryRecord
+from transship.oci.reference import InvalidReference, validate_repository
 
 # The paths this middleware guards (need_of says exactly what each one needs).
 _DATA_PLANE = ("/v2", "/acr/v1/")
 # Everyone's grant when `data_plane_auth` is off.
 OPEN = Grant("open", everywhere=EVERY_ACTION, catalog=True)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# An upload session (`/v2/<name>/blobs/uploads/<id>`), as v2's router matches it: DELETE
+# there cancels the caller's own upload, part of pushing, not a deletion of content.
+_UPLOAD_SESSION = re.compile(r".+/blobs/uploads/[^/]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,25 +50,52 @@ class Need:
         return None
 
 
+def _name_in(tail: str, find: Callable[[str], str | None]) -> str | None:
+    """The repository name a router's `find` reads from `tail` (None: no route), matched as
+    if `.` also matched a line break: the routers' patterns stop at "\n", and a name holding
+    one must be refused as a name, not taken for a missing route. (Their names are always a
+    prefix of the tail, so the name is cut from the tail by length.)"""
+    name = find(tail.replace("\n", "\r"))
+    return None if name is None else tail[: len(name)]
+
+
+def _valid_name(name: str) -> str:
+    """`name` if it follows the OCI name grammar. Raises OciError 400 NAME_INVALID otherwise:
+    before any challenge is built, so no control character or quote can reach a header."""
+    try:
+        return validate_repository(name)
+    except InvalidReference as exc:
+        raise OciError(e.NAME_INVALID, str(exc), {"name": name}) from None
+
+
 def need_of(method: str, path: str) -> Need | None:
     """What the data-plane request needs; None for paths outside /v2 and /acr/v1. The
-    repository is read by the routers' own functions, so the one checked is the one served."""
+    repository is read by the routers' own functions, so the one checked is the one served.
+
+    Raises OciError 400 NAME_INVALID when that repository name breaks the OCI grammar
+    (for every caller, anonymous or not).
+    """
     if path in ("/v2", "/v2/"):
         return Need("base")
     if path in ("/v2/_catalog", "/acr/v1/_catalog"):
         return Need("catalog")
     if path.startswith("/v2/"):
-        name = v2_repository_in(path[len("/v2/") :])
+        tail = path[len("/v2/") :]
+        name = _name_in(tail, v2_repository_in)
         if name is None:
             return Need("base")  # no such endpoint: 404 for anyone authenticated
+        name = _valid_name(name)
         if method in ("GET", "HEAD"):
             return Need("repository", name, "pull")
-        return Need("repository", name, "delete" if method == "DELETE" else "push")
+        if method == "DELETE" and not _UPLOAD_SESSION.fullmatch(tail):
+            return Need("repository", name, "delete")
+        return Need("repository", name, "push")
     if path.startswith("/acr/v1/"):
-        found = acr_repository_in(path[len("/acr/v1/") :], method)
+        tail = path[len("/acr/v1/") :]
+        found = acr_repository_in(tail.replace("\n", "\r"), method)
         if found is None:
             return Need("base")
-        name, what = found
+        name, what = _valid_name(tail[: len(found[0])]), found[1]
         if method in ("GET", "HEAD"):
             return Need("repository", name, "metadata_read")
         if what is None or method == "DELETE":
@@ -89,15 +121,24 @@ def _detail(need: Need) -> list[dict[str, str]] | None:
     return None
 
 
+def _quoted(value: str) -> str:
+    """`value` as an HTTP quoted-string (RFC 9110 5.6.4): a quote or backslash (say, in a
+    Host header) cannot end the parameter and add others."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def challenge(
     request: web.Request, service: str, need: Need | None, error: str | None = None
 ) -> str:
-    value = f'Bearer realm="{request.scheme}://{request.host}/oauth2/token",service="{service}"'
+    """The `WWW-Authenticate` value for a request. Names come from need_of, which has
+    refused any that break the OCI grammar, so no control character reaches the header."""
+    realm = f"{request.scheme}://{request.host}/oauth2/token"
+    value = f"Bearer realm={_quoted(realm)},service={_quoted(service)}"
     scope = None if need is None else need.scope()
     if scope:
-        value += f',scope="{scope}"'
+        value += f",scope={_quoted(scope)}"
     if error:
-        value += f',error="{error}"'
+        value += f",error={_quoted(error)}"
     return value
 
 
@@ -122,7 +163,7 @@ async def grant_of(request: web.Request, registry: RegistryRecord) -> Grant:
             return await dataplane.bearer(registry, request.host, token)
         basic = basic_credentials(request)
         if basic is not None:
-            return await dataplane.basic(registry, *basic)
+            return await dataplane.basic(registry, *basic, address=request.remote)
     except Unauthenticated as exc:
         raise OciError(
             e.UNAUTHORIZED,
@@ -216,7 +257,10 @@ async def token(request: web.Request) -> web.Response:
             grant_type = form.get("grant_type", "")
             if grant_type == "password":
                 grant = await dataplane.basic(
-                    registry, form.get("username", ""), form.get("password", "")
+                    registry,
+                    form.get("username", ""),
+                    form.get("password", ""),
+                    address=request.remote,
                 )
             elif grant_type == "refresh_token":
                 principal = await dataplane.refresh_principal(

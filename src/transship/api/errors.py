@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from transship import errors as e
 from transship.errors import ArmError, OAuthError, OciError
+from transship.identity.throttle import RetryLater
 from transship.registry.blobs import ChunkOutOfOrder
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,20 @@ def oci_response(error: OciError, method: str) -> web.Response:
 
 # Paths answered with the ARM error envelope even when no route matches.
 _ARM_PATHS = ("/subscriptions", "/providers/", "/tenants", "/transship/v1/")
+# The data plane's paths (OCI envelope) and the Entra token endpoints (OAuth envelope).
+_OCI_PATHS = ("/v2", "/acr/", "/oauth2/")
+_ENTRA_PATHS = re.compile(r"/[^/]+/oauth2/")
+
+
+def retry_later_error(error: RetryLater, path: str) -> OciError | ArmError | OAuthError:
+    """A credential check refused for now (too many failures, hashing pool full): 429 with
+    `Retry-After`, in the envelope of the surface `path` belongs to."""
+    headers = {"Retry-After": str(error.retry_after)}
+    if path.startswith(_OCI_PATHS):
+        return OciError(e.TOO_MANY_REQUESTS, error.message, headers=headers)
+    if _ENTRA_PATHS.match(path):
+        return OAuthError(429, "temporarily_unavailable", error.message, headers=headers)
+    return ArmError(429, "TooManyRequests", error.message, headers=headers)
 
 
 @web.middleware
@@ -59,6 +75,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except RetryLater as error:
+        mapped = retry_later_error(error, request.path)
+        if isinstance(mapped, OciError):
+            return oci_response(mapped, request.method)
+        extra = {"Cache-Control": "no-store"} if isinstance(mapped, OAuthError) else {}
+        return _json_response(
+            mapped.status, mapped.body(), {**extra, **mapped.headers}, request.method
+        )
     except OciError as error:
         return oci_response(error, request.method)
     except ArmError as error:

@@ -106,6 +106,7 @@ async def token(request: web.Request) -> web.Response:
             username=fields.get("username", ""),
             password=fields.get("password", ""),
             scope=scope,
+            address=request.remote,
         ),
     )
     return web.json_response(response, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

@@ -1,71 +1,216 @@
-"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics.
+
+Metric labels come from fixed sets only (route templates, known methods, status codes), so
+no request can add a series or a line to `/metrics`; the exposition itself is written by
+prometheus-client, which escapes label values. Who may read `/metrics` is the setting
+`metrics_access` (see docs/configuration.md, "Metrics").
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import re
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import text
 
+from transship.api.auth import bearer_token
 from transship.api.v2 import SERVICES
+from transship.config import Settings
+
+MetricsAccessMode = Literal["public", "loopback", "token", "off"]
+
+# The label of requests no route matched (404, and 405 on a path with routes).
+UNMATCHED = "unmatched"
+# Methods counted under their own name; any other method (a client may send any token) is
+# counted as OTHER, so methods cannot grow the label set either.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+# The /v2 and /acr/v1 routers match their paths themselves (repository names hold slashes),
+# so aiohttp's template for them is one catch-all (`/v2/{tail}`). These tables give the
+# endpoint's template instead, checked in the routers' order. They only choose a label: a
+# disagreement with the routers would mislabel a request, never change how it is served.
+_V2_ENDPOINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (r".+/blobs/uploads/?", "/v2/{name}/blobs/uploads/"),
+        (r".+/blobs/uploads/[^/]+", "/v2/{name}/blobs/uploads/{session}"),
+        (r".+/blobs/[^/]+", "/v2/{name}/blobs/{digest}"),
+        (r".+/manifests/[^/]+", "/v2/{name}/manifests/{reference}"),
+        (r".+/tags/list", "/v2/{name}/tags/list"),
+        (r".+/referrers/[^/]+", "/v2/{name}/referrers/{digest}"),
+    )
+)
+_ACR_ENDPOINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (r".+/_tags/[^/]+", "/acr/v1/{name}/_tags/{reference}"),
+        (r".+/_manifests/[^/]+", "/acr/v1/{name}/_manifests/{reference}"),
+        (r".+/_tags", "/acr/v1/{name}/_tags"),
+        (r".+/_manifests", "/acr/v1/{name}/_manifests"),
+        (r".+", "/acr/v1/{name}"),
+    )
+)
+_REFINED = {"/v2/{tail}": _V2_ENDPOINTS, "/acr/v1/{tail}": _ACR_ENDPOINTS}
+
+
+def route_label(request: web.Request) -> str:
+    """The template of the route that served `request` (`/v2/{name}/blobs/{digest}`,
+    `/healthz`…), or UNMATCHED: one of a fixed set whatever the path."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return UNMATCHED
+    canonical = resource.canonical
+    endpoints = _REFINED.get(canonical)
+    if endpoints is not None:
+        tail = request.match_info.get("tail", "")
+        for pattern, template in endpoints:
+            if pattern.fullmatch(tail):
+                return template
+    return canonical
+
+
+def method_label(method: str) -> str:
+    return method if method in _METHODS else OTHER_METHOD
+
+
+class MetricsTokenError(OSError):
+    """The metrics token file is empty. (An OSError, so the command line reports it like a
+    file it cannot read.)"""
+
+
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Who may read `/metrics`: everyone ("public"), clients on a loopback address
+    ("loopback"), holders of the bearer `token` ("token"), or nobody ("off": 404)."""
+
+    mode: MetricsAccessMode = "loopback"
+    token: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsAccess:
+        """Read the token file when the mode needs it. Raises OSError when it cannot be read
+        and MetricsTokenError when it holds no token."""
+        if settings.metrics_access != "token":
+            return cls(settings.metrics_access)
+        assert settings.metrics_token_file is not None  # the settings validator ensures it
+        return cls("token", read_token(settings.metrics_token_file))
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer for a caller who may not read the metrics; None for one who may."""
+        if self.mode == "public":
+            return None
+        if self.mode == "off":
+            return web.Response(status=404, text="404: Not Found")
+        if self.mode == "loopback":
+            if is_loopback(request.remote):
+                return None
+            return web.Response(status=403, text="metrics are served to loopback clients only\n")
+        presented = bearer_token(request)
+        # compare_digest: the time taken says nothing about how much of the token matched.
+        if (
+            presented is not None
+            and self.token is not None
+            and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self.token)
+        ):
+            return None
+        return web.Response(
+            status=401,
+            text="a bearer token is required\n",
+            headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="metrics"'},
+        )
+
+
+def read_token(path: Path) -> bytes:
+    """The token in `path`, surrounding whitespace removed. Raises OSError when the file
+    cannot be read, MetricsTokenError when it is empty."""
+    token = path.read_bytes().strip()
+    if not token:
+        raise MetricsTokenError(f"the metrics token file {path} is empty")
+    return token
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a peer address is 127.0.0.0/8 or ::1 (also as an IPv4-mapped IPv6 address).
+    Not an address (a Unix socket, a missing peer): False."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    return parsed.is_loopback
 
 
 class Metrics:
-    """Request counters and latency sums, exposed in the Prometheus text format."""
+    """Request counters and latency sums per (method, route, status), and who may read them.
 
-    def __init__(self) -> None:
+    Each application has its own instance and its own CollectorRegistry (never the
+    process-wide default registry), so two applications in one process count apart.
+    """
+
+    def __init__(self, access: MetricsAccess | None = None) -> None:
+        self.access = access or MetricsAccess()
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.seconds: dict[tuple[str, str], float] = {}
         self.started = time.time()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
-    def observe(self, method: str, surface: str, status: int, seconds: float) -> None:
-        self.requests[(method, surface, status)] += 1
-        self.seconds[(method, surface)] = self.seconds.get((method, surface), 0.0) + seconds
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Metrics:
+        """Raises what MetricsAccess.from_settings raises."""
+        return cls(MetricsAccess.from_settings(settings))
 
-    def render(self) -> str:
-        lines = [
-            "# HELP transship_http_requests_total HTTP requests answered.",
-            "# TYPE transship_http_requests_total counter",
-        ]
-        for (method, surface, status), count in sorted(self.requests.items()):
-            lines.append(
-                f'transship_http_requests_total{{method="{method}",surface="{surface}",status="{status}"}} {count}'
-            )
-        lines += [
-            "# HELP transship_http_request_seconds_total Time spent answering HTTP requests.",
-            "# TYPE transship_http_request_seconds_total counter",
-        ]
-        for (method, surface), seconds in sorted(self.seconds.items()):
-            lines.append(
-                f'transship_http_request_seconds_total{{method="{method}",surface="{surface}"}} {seconds:.6f}'
-            )
-        lines += [
-            "# HELP transship_start_time_seconds When the process started.",
-            "# TYPE transship_start_time_seconds gauge",
-            f"transship_start_time_seconds {self.started:.3f}",
-        ]
-        return "\n".join(lines) + "\n"
+    def __repr__(self) -> str:
+        return f"Metrics(access={self.access!r})"
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request. `method` and `route` must be labels (method_label,
+        route_label): values from fixed sets."""
+        self.requests[(method, route, status)] += 1
+        self.seconds[(method, route)] = self.seconds.get((method, route), 0.0) + seconds
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families (the CollectorRegistry's collector protocol)."""
+        requests = CounterMetricFamily(
+            "transship_http_requests",
+            "HTTP requests answered.",
+            labels=("method", "route", "status"),
+        )
+        for (method, route, status), count in sorted(self.requests.items()):
+            requests.add_metric((method, route, str(status)), count)
+        seconds = CounterMetricFamily(
+            "transship_http_request_seconds",
+            "Time spent answering HTTP requests.",
+            labels=("method", "route"),
+        )
+        for (method, route), total in sorted(self.seconds.items()):
+            seconds.add_metric((method, route), total)
+        yield requests
+        yield seconds
+        yield GaugeMetricFamily(
+            "transship_start_time_seconds", "When the process started.", value=self.started
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition (format 0.0.4)."""
+        return generate_latest(self.registry)
 
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
-
-
-def surface_of(path: str) -> str:
-    if path.startswith("/v2"):
-        for part in (
-            "/blobs/uploads",
-            "/blobs/",
-            "/manifests/",
-            "/tags/list",
-            "/referrers/",
-            "_catalog",
-        ):
-            if part in path:
-                return "v2" + part.rstrip("/").replace("/", "_")
-        return "v2"
-    return path.strip("/").split("/")[0] or "root"
 
 
 @web.middleware
@@ -81,7 +226,10 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         request.app[METRICS].observe(
-            request.method, surface_of(request.path), status, time.perf_counter() - began
+            method_label(request.method),
+            route_label(request),
+            status,
+            time.perf_counter() - began,
         )
 
 
@@ -102,8 +250,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """`GET /metrics`: 200 with the exposition; 404 ("off"), 403 (not loopback) or 401
+    (token missing or wrong) as `metrics_access` says."""
+    found = request.app[METRICS]
+    refused = found.access.refusal(request)
+    if refused is not None:
+        return refused
     return web.Response(
-        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
+        body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4}
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,6 +11,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
 from transship.config import Settings
+from transship.filemodes import private_dir
 from transship.identity.access import AccessControl
 from transship.identity.bootstrap import ServiceIdentity, bootstrap
 from transship.identity.dataplane import DataPlaneAuth
@@ -17,7 +19,8 @@ from transship.identity.directory import Directory
 from transship.identity.entra import EntraTokens
 from transship.identity.import_policy import ImportPolicy
 from transship.identity.registry_access import RegistryAccess
-from transship.identity.secrets import SecretBox
+from transship.identity.secrets import SecretBox, SecretHasher
+from transship.identity.throttle import FailureThrottle
 from transship.identity.tokens import SigningKeys, TokenService
 from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
@@ -28,6 +31,7 @@ from transship.imports.sink import RegistrySink
 from transship.imports.sources import Sources
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
+from transship.oci.reference import DOCKER_HUB_ALIASES
 from transship.registry.blobs import BlobService
 from transship.registry.check import Checker
 from transship.registry.gc import GarbageCollector
@@ -60,9 +64,28 @@ class Services:
     imports: ImportService
     gc: GarbageCollector
     checker: Checker
+    hasher: SecretHasher
 
     async def close(self) -> None:
         await self.db.close()
+        # A hash still running finishes first (a few tens of milliseconds); off the loop.
+        await asyncio.to_thread(self.hasher.close)
+
+
+def reserved_hosts(settings: Settings) -> set[str]:
+    """Hosts no registry's login server may ever be: the service's own addresses and the
+    upstream registries imports name (a registry there would capture their imports)."""
+    port = settings.port
+    names = {*settings.hosts, "localhost", "127.0.0.1", "[::1]"}
+    own = {f"[{h}]" if ":" in h and not h.startswith("[") else h for h in names}
+    return {
+        settings.effective_login_server_suffix,
+        *own,
+        *(f"{h}:{port}" for h in own),
+        *settings.upstreams,
+        *DOCKER_HUB_ALIASES,
+        "mcr.microsoft.com",
+    }
 
 
 async def build_services(
@@ -74,8 +97,17 @@ async def build_services(
     Raises DatabaseUrlError for an unusable database URL, and whatever the database driver
     raises when it cannot connect.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # 0700, and tightened if an older version left it open: it holds keys and private images.
+    private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, durable=settings.durable_writes)
+    # Every scrypt hash and check runs on this pool, never the default one (file work), and
+    # failed sign-ins are counted in one throttle for every surface.
+    hasher = SecretHasher(settings.credential_hash_workers, settings.credential_hash_max_waiting)
+    throttle = FailureThrottle(
+        settings.auth_failure_limit_per_client,
+        settings.auth_failure_limit_per_principal,
+        settings.auth_failure_window_seconds,
+    )
     try:
         await db.migrate()
         meta = MetadataStore(db)
@@ -87,13 +119,14 @@ async def build_services(
         )
         await resolver.start()
         box = SecretBox.from_key_file(settings.effective_service_key_file)
-        directory = Directory(meta)
+        directory = Directory(meta, hasher=hasher, throttle=throttle)
         identity = await bootstrap(meta, directory, settings.owner_credential_file)
         await resolver.refresh()  # the default registry may just have joined the default group
         keys = SigningKeys(meta, box)
         await keys.load()
     except BaseException:
         await db.close()
+        hasher.close()
         raise
     egress = EgressPolicies(
         policy_from_settings(
@@ -139,7 +172,7 @@ async def build_services(
     )
     tokens = TokenService(keys)
     access = AccessControl(meta)
-    registry_access = RegistryAccess(meta, box)
+    registry_access = RegistryAccess(meta, box, hasher=hasher, throttle=throttle)
     entra = EntraTokens(directory, tokens)
     dataplane = DataPlaneAuth(directory, access, registry_access, entra, tokens)
     return Services(
@@ -156,7 +189,9 @@ async def build_services(
         dataplane=dataplane,
         import_policy=ImportPolicy(access, registry_access, dataplane),
         resolver=resolver,
-        registries=RegistryService(meta, settings.effective_login_server_suffix),
+        registries=RegistryService(
+            meta, settings.effective_login_server_suffix, reserved_hosts(settings)
+        ),
         blobs=BlobService(meta, store, settings.max_blob_bytes),
         manifests=ManifestService(
             meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
@@ -170,4 +205,5 @@ async def build_services(
             upload_expiry_seconds=settings.upload_expiry_seconds,
         ),
         checker=Checker(meta, store),
+        hasher=hasher,
     )

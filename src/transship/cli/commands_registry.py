@@ -64,11 +64,6 @@ def registry() -> None:
     show_default=True,
     help="Service tier (recorded for Azure compatibility; every registry has every feature).",
 )
-@click.option(
-    "--login-server",
-    metavar="HOST[:PORT]",
-    help="Host name clients use for this registry (default: NAME + the service's login-server suffix).",
-)
 @output_option
 @service_command
 def create(
@@ -76,19 +71,18 @@ def create(
     resource_group: str | None,
     location: str | None,
     sku: str,
-    login_server: str | None,
     output: str,
 ) -> None:
     """Create a registry (or update an existing one's settings).
 
-    NAME is 5-50 letters and digits, as in Azure Container Registry.
+    NAME is 5-50 letters and digits, as in Azure Container Registry, unique across the
+    service. Its login server is always NAME (in lower case) followed by the service's
+    login-server suffix, e.g. myregistry.localhost:5000 (like NAME.azurecr.io in Azure).
 
     \b
     Examples:
       Create a registry:
         transship registry create myregistry
-      Create a registry with its own host name:
-        transship registry create myregistry --login-server myregistry.example.com
     """
     if not REGISTRY_NAME.fullmatch(name):
         raise click.BadParameter(
@@ -97,8 +91,6 @@ def create(
     body: dict[str, Any] = {"sku": {"name": sku.capitalize()}}
     if location:
         body["location"] = location
-    if login_server:
-        body["properties"] = {"loginServer": login_server}
     created = api().put_registry(name, body, resource_group)
     emit(output, created, COLUMNS, lambda r: [registry_row(r)])
 

@@ -12,6 +12,7 @@ import ssl
 from aiohttp import web
 
 from transship.api.app import create_app
+from transship.api.connections import app_runner
 from transship.config import Settings
 
 log = logging.getLogger("transship")
@@ -21,8 +22,9 @@ async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None) -
     """Serve until a termination signal (HTTPS when `ssl_context` is given). Raises OSError
     when no address could be bound."""
     app = create_app(settings)
-    runner = web.AppRunner(
-        app, access_log=log.getChild("access") if settings.log_level == "DEBUG" else None
+    # The runner adds the connection timeouts and the per-client cap (api/connections.py).
+    runner = app_runner(
+        app, settings, access_log=log.getChild("access") if settings.log_level == "DEBUG" else None
     )
     await runner.setup()
     bound: list[str] = []

@@ -24,10 +24,14 @@ from transship.identity.scopemaps import (
 )
 from transship.identity.tokens import TokenInvalid, TokenService
 from transship.metadata.records import RegistryRecord
-from transship.registry.registries import registry_id_of
+from transship.registry.registries import canonical_host, registry_id_of
 
 REFRESH_TOKEN_LIFETIME = timedelta(hours=3)
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=75)
+# An access token's rights are checked against its holder's current ones at least this
+# often: deleting a principal, a role assignment, a registry token or the admin user revokes
+# its tokens within seconds, not at their expiry.
+GRANT_REVALIDATE_SECONDS = 5.0
 # The user name `docker login` is given with an ACR refresh token as password.
 REFRESH_TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
 EVERY_ACTION = frozenset(DOCKER_ACTIONS)
@@ -53,6 +57,9 @@ class Grant:
     explicit: Mapping[str, frozenset[str]] = field(default_factory=dict)
     catalog: bool = False
     authenticated: bool = True
+    # Who holds it, as access tokens record it to check their rights again at use:
+    # "principal:<object id>", "AdminUser:<name>", "RegistryToken:<name>" or "anonymous".
+    holder: str = ""
 
     def actions_for(self, repository: str) -> frozenset[str]:
         actions = self.everywhere
@@ -65,7 +72,7 @@ class Grant:
         return action in self.actions_for(repository)
 
 
-ANONYMOUS = Grant("anonymous", authenticated=False)
+ANONYMOUS = Grant("anonymous", authenticated=False, holder="anonymous")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +106,11 @@ class DataPlaneAuth:
         registry_access: RegistryAccess,
         entra: EntraTokens,
         tokens: TokenService,
+        *,
+        revalidate_seconds: float = GRANT_REVALIDATE_SECONDS,
     ) -> None:
         self._directory = directory
+        self._revalidate_seconds = revalidate_seconds
         self._access = access
         self._registry_access = registry_access
         self._entra = entra
@@ -109,8 +119,34 @@ class DataPlaneAuth:
 
     @staticmethod
     def service_name(registry: RegistryRecord, host: str) -> str:
-        """The `service` of challenges and the audience of tokens: the login server."""
-        return registry.login_server or host
+        """The `service` of challenges and the audience of tokens: the login server, in
+        canonical form."""
+        name = registry.login_server or host
+        return canonical_host(name) or name
+
+    @classmethod
+    def issuer(cls, registry: RegistryRecord, host: str) -> str:
+        return f"https://{cls.service_name(registry, host)}"
+
+    async def _verify(
+        self, registry: RegistryRecord, host: str, token: str, grant_type: str
+    ) -> dict[str, Any]:
+        """The claims of a token this registry issued (audience and issuer its login server,
+        bound to this very registry by its uid, so not to a registry deleted since, nor to
+        another of the same name) of the `grant_type` asked for. Raises Unauthenticated."""
+        service = self.service_name(registry, host)
+        try:
+            claims = await self._tokens.verify(
+                token, audiences={service}, issuers={self.issuer(registry, host)}
+            )
+        except TokenInvalid as exc:
+            raise Unauthenticated(str(exc)) from None
+        if claims.get("grant_type") != grant_type:
+            article = "an" if grant_type[0] in "aeiou" else "a"
+            raise Unauthenticated(f"the token is not {article} {grant_type.replace('_', ' ')}")
+        if not registry.uid or claims.get("rid") != registry.uid:
+            raise Unauthenticated("the token was issued for another registry")
+        return claims
 
     async def registry_tenant(self, registry: RegistryRecord) -> str | None:
         subscription = (
@@ -124,16 +160,42 @@ class DataPlaneAuth:
     async def anonymous(self, registry: RegistryRecord) -> Grant:
         settings = await self._registry_access.settings(registry)
         if settings.anonymous_pull:
-            return Grant("anonymous", everywhere=PULL_ONLY, authenticated=False)
+            return Grant(
+                "anonymous", everywhere=PULL_ONLY, authenticated=False, holder="anonymous"
+            )
         return ANONYMOUS
 
     async def principal_grant(self, registry: RegistryRecord, principal: Principal) -> Grant:
         """What a directory principal's roles give on the registry. A principal of another
         tenant gets nothing."""
+        holder = f"principal:{principal.object_id}"
         if principal.tenant_id != await self.registry_tenant(registry):
-            return Grant(principal.display)
+            return Grant(principal.display, holder=holder)
         actions = await self._access.registry_actions(principal, registry_id_of(registry))
-        return Grant(principal.display, everywhere=actions, catalog="metadata_read" in actions)
+        return Grant(
+            principal.display,
+            everywhere=actions,
+            catalog="metadata_read" in actions,
+            holder=holder,
+        )
+
+    async def current_grant(self, registry: RegistryRecord, holder: str) -> Grant:
+        """What the holder an access token names may do now. Raises Unauthenticated when
+        the holder is gone (a deleted principal or token, a disabled admin user)."""
+        kind, _, name = holder.partition(":")
+        if kind == "anonymous":
+            return await self.anonymous(registry)
+        if kind == "principal":
+            principal = await self._directory.principal(name)
+            if principal is None:
+                raise Unauthenticated("the token's principal no longer exists")
+            return await self.principal_grant(registry, principal)
+        if kind in ("AdminUser", "RegistryToken"):
+            credential = await self._registry_access.current_credential(registry, kind, name)
+            if credential is None:
+                raise Unauthenticated(f"the token's {kind} '{name}' is disabled or deleted")
+            return self.credential_grant(credential)
+        raise Unauthenticated("the token does not name its holder")
 
     @staticmethod
     def credential_grant(credential: RegistryCredential) -> Grant:
@@ -141,58 +203,70 @@ class DataPlaneAuth:
             f"{credential.kind} '{credential.name}'",
             scoped=credential.actions,
             catalog=catalog_allowed(credential.actions),
+            holder=f"{credential.kind}:{credential.name}",
         )
 
-    async def basic(self, registry: RegistryRecord, username: str, password: str) -> Grant:
+    async def basic(
+        self, registry: RegistryRecord, username: str, password: str, *, address: str | None = None
+    ) -> Grant:
         """Check user name and password against, in turn: the admin user and registry
         tokens, an ACR refresh token, a service principal (client id and secret) and a user
-        of the registry's tenant. Raises Unauthenticated."""
-        credential = await self._registry_access.authenticate(registry, username, password)
+        of the registry's tenant. `address` is the caller's (None: unknown). Raises
+        Unauthenticated, and RetryLater (TooManyFailures, CredentialChecksBusy) without
+        checking the password when the caller or the name failed too often lately."""
+        credential = await self._registry_access.authenticate(
+            registry, username, password, address=address
+        )
         if credential is not None:
             return self.credential_grant(credential)
         if username == REFRESH_TOKEN_USERNAME:
             return await self.principal_grant(
                 registry, await self.refresh_principal(registry, password)
             )
-        principal = await self._directory.authenticate_client(username, password)
+        principal = await self._directory.authenticate_client(username, password, address=address)
         if principal is None:
             tenant = await self.registry_tenant(registry)
             principal = (
                 None
                 if tenant is None
-                else await self._directory.authenticate_user(tenant, username, password)
+                else await self._directory.authenticate_user(
+                    tenant, username, password, address=address
+                )
             )
         if principal is None:
             raise Unauthenticated(f"invalid user name or password for registry '{registry.name}'")
         return await self.principal_grant(registry, principal)
 
     async def bearer(self, registry: RegistryRecord, host: str, token: str) -> Grant:
-        """The grant of an access token this registry issued. Raises Unauthenticated.
+        """The grant of an access token this registry issued: the actions it lists that its
+        holder still has. Raises Unauthenticated.
 
-        Grants are remembered per token and audience until the token expires: a client sends
-        the same token on every request of a pull."""
-        service = self.service_name(registry, host)
-        key = (token, service)
+        A client sends the same token on every request of a pull, so grants are remembered
+        per token and registry, for at most `revalidate_seconds` (and never past the token's
+        expiry)."""
+        key = (token, registry.uid)
         hit = self._bearer_grants.get(key)
         if hit is not None and hit[1] > time.time():
             return hit[0]
-        try:
-            claims = await self._tokens.verify(token, audiences={service})
-        except TokenInvalid as exc:
-            raise Unauthenticated(str(exc)) from None
-        if claims.get("grant_type") != "access_token":
-            raise Unauthenticated("the token is not an access token")
+        claims = await self._verify(registry, host, token, "access_token")
+        holder = str(claims.get("who", ""))
+        current = await self.current_grant(registry, holder)
         explicit: dict[str, frozenset[str]] = {}
         catalog = False
         for entry in claims.get("access", []):
             if entry.get("type") == "registry" and entry.get("name") == "catalog":
-                catalog = True
+                catalog = current.catalog
             elif entry.get("type") == "repository":
-                explicit[str(entry.get("name"))] = frozenset(str(a) for a in entry.get("actions", []))
-        grant = Grant(str(claims.get("sub", "token")), explicit=explicit, catalog=catalog)
+                name = str(entry.get("name"))
+                listed = frozenset(str(a) for a in entry.get("actions", []))
+                explicit[name] = listed & current.actions_for(name)
+        grant = Grant(
+            str(claims.get("sub", "token")), explicit=explicit, catalog=catalog, holder=holder
+        )
         if len(self._bearer_grants) >= _BEARER_CACHE_SIZE:
             self._bearer_grants.clear()
-        self._bearer_grants[key] = (grant, float(claims["exp"]))
+        until = min(float(claims["exp"]), time.time() + self._revalidate_seconds)
+        self._bearer_grants[key] = (grant, until)
         return grant
 
     # -- tokens ------------------------------------------------------------------------------
@@ -214,11 +288,12 @@ class DataPlaneAuth:
             given = sorted(wanted & allowed)
             if given:
                 access.append({"type": "repository", "name": scope.name, "actions": given})
-        service = self.service_name(registry, host)
         claims = {
-            "iss": f"https://{service}",
-            "aud": service,
+            "iss": self.issuer(registry, host),
+            "aud": self.service_name(registry, host),
+            "rid": registry.uid,
             "sub": grant.subject,
+            "who": grant.holder,
             "grant_type": "access_token",
             "access": access,
         }
@@ -247,10 +322,10 @@ class DataPlaneAuth:
         return self.refresh_token(registry, host, principal)
 
     def refresh_token(self, registry: RegistryRecord, host: str, principal: Principal) -> str:
-        service = self.service_name(registry, host)
         claims = {
-            "iss": f"https://{service}",
-            "aud": service,
+            "iss": self.issuer(registry, host),
+            "aud": self.service_name(registry, host),
+            "rid": registry.uid,
             "sub": principal.object_id,
             "tid": principal.tenant_id,
             "grant_type": "refresh_token",
@@ -261,13 +336,7 @@ class DataPlaneAuth:
         self, registry: RegistryRecord, token: str, host: str | None = None
     ) -> Principal:
         """The principal of a refresh token this registry issued. Raises Unauthenticated."""
-        audiences = {self.service_name(registry, host or "")}
-        try:
-            claims = await self._tokens.verify(token, audiences=audiences)
-        except TokenInvalid as exc:
-            raise Unauthenticated(str(exc)) from None
-        if claims.get("grant_type") != "refresh_token":
-            raise Unauthenticated("the token is not a refresh token")
+        claims = await self._verify(registry, host or "", token, "refresh_token")
         principal = await self._directory.principal(str(claims.get("sub", "")))
         if (
             principal is None

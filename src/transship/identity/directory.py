@@ -3,7 +3,6 @@ the checking of their credentials."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -22,7 +21,8 @@ from transship.identity.model import (
     PrincipalKind,
 )
 from transship.identity.rbac import builtin_role
-from transship.identity.secrets import hash_secret, new_secret, verify_secret
+from transship.identity.secrets import SecretHasher, new_secret
+from transship.identity.throttle import FailureThrottle
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore, utcnow
 from transship.metadata.records import (
@@ -75,8 +75,20 @@ def _display_name(text: str, field: str = "displayName") -> str:
 
 
 class Directory:
-    def __init__(self, meta: MetadataStore) -> None:
+    """`hasher` runs every hash and verification of a secret or password (default: a pool of
+    this directory's own); `throttle` counts failed checks (default: one of its own with the
+    default limits). The service passes the ones it shares with RegistryAccess."""
+
+    def __init__(
+        self,
+        meta: MetadataStore,
+        *,
+        hasher: SecretHasher | None = None,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
         self._meta = meta
+        self._hasher = hasher if hasher is not None else SecretHasher()
+        self._throttle = throttle if throttle is not None else FailureThrottle()
         self._verified: dict[bytes, tuple[Principal, float]] = {}
 
     def _forget_verified(self) -> None:
@@ -254,8 +266,7 @@ class Directory:
         secret = await self._add_secret(iq, record.id, years)
         return CreatedPrincipal(_principal(record), secret)
 
-    @staticmethod
-    async def _add_secret(iq: IdentityQueries, principal_id: str, years: int) -> IssuedSecret:
+    async def _add_secret(self, iq: IdentityQueries, principal_id: str, years: int) -> IssuedSecret:
         if not 1 <= years <= 10:
             raise ArmError(400, "InvalidParameter", "years must be from 1 to 10.", target="years")
         value = new_secret()
@@ -263,7 +274,7 @@ class Directory:
         record = await iq.add_secret(
             str(uuid.uuid4()),
             principal_id,
-            await asyncio.to_thread(hash_secret, value),
+            await self._hasher.hash(value),
             value[:3],
             expires,
         )
@@ -302,7 +313,7 @@ class Directory:
                 f"password must have at least {MIN_PASSWORD_LENGTH} characters.",
                 target="password",
             )
-        password_hash = await asyncio.to_thread(hash_secret, password)
+        password_hash = await self._hasher.hash(password)
         try:
             async with self._meta.writing() as q:
                 record = await IdentityQueries(q.conn).add_principal(
@@ -375,31 +386,45 @@ class Directory:
             self._verified.clear()
         self._verified[fingerprint] = (principal, time.monotonic() + _VERIFIED_TTL_SECONDS)
 
-    async def authenticate_client(self, client_id: str, secret: str) -> Principal | None:
+    async def authenticate_client(
+        self, client_id: str, secret: str, *, address: str | None = None
+    ) -> Principal | None:
         """The service principal whose client id is `client_id` if `secret` is one of its
-        unexpired secrets."""
+        unexpired secrets. `address` is the caller's network address (None: unknown).
+        Raises TooManyFailures, before hashing anything, when the address or the client id
+        has failed too often lately (a remembered success still passes), and
+        CredentialChecksBusy when the hashing pool is full."""
         fingerprint = hashlib.sha256(
             b"sp\0" + client_id.lower().encode() + b"\0" + secret.encode()
         ).digest()
         cached = self._cached(fingerprint)
         if cached is not None:
             return cached
+        key = "sp:" + client_id
+        # Refused before the database too: a throttled guesser costs no more than a 404.
+        self._throttle.check(address, key)
         async with self._meta.reading() as q:
             iq = IdentityQueries(q.conn)
             record = await iq.principal_by_app_id(client_id)
             secrets = [] if record is None else await iq.secrets(record.id)
         now = utcnow()
-        for stored in secrets:
-            if stored.expires_at > now and await asyncio.to_thread(
-                verify_secret, secret, stored.secret_hash
-            ):
-                assert record is not None
-                principal = _principal(record)
-                self._remember(fingerprint, principal)
-                return principal
+        candidates = [stored for stored in secrets if stored.expires_at > now]
+        if record is None or not candidates:
+            return None  # nothing to hash: no cost to throttle
+        with self._throttle.attempt(address, key) as attempt:
+            for stored in candidates:
+                if await self._hasher.verify(secret, stored.secret_hash):
+                    principal = _principal(record)
+                    self._remember(fingerprint, principal)
+                    return principal
+            attempt.failed()
         return None
 
-    async def authenticate_user(self, tenant_id: str, name: str, password: str) -> Principal | None:
+    async def authenticate_user(
+        self, tenant_id: str, name: str, password: str, *, address: str | None = None
+    ) -> Principal | None:
+        """The user `name` of the tenant if `password` is theirs. Raises TooManyFailures and
+        CredentialChecksBusy as authenticate_client does."""
         fingerprint = hashlib.sha256(
             b"user\0"
             + tenant_id.encode()
@@ -415,8 +440,12 @@ class Directory:
             record = await IdentityQueries(q.conn).user_by_name(tenant_id, name)
         if record is None or record.password_hash is None:
             return None
-        if not await asyncio.to_thread(verify_secret, password, record.password_hash):
-            return None
+        # Checked only now: the data plane tries a user last, after the other checks of the
+        # same request may have counted its failure.
+        with self._throttle.attempt(address, f"user:{tenant_id}:{name}") as attempt:
+            if not await self._hasher.verify(password, record.password_hash):
+                attempt.failed()
+                return None
         principal = _principal(record)
         self._remember(fingerprint, principal)
         return principal

@@ -23,7 +23,8 @@ _ISSUER_TAIL = re.compile(r"/([0-9a-f-]{36})/v2\.0$")
 
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
-    """A token endpoint request, as the form fields were sent."""
+    """A token endpoint request, as the form fields were sent, and the network address it
+    came from (None: unknown), which failed sign-ins are counted against."""
 
     tenant: str
     grant_type: str
@@ -32,6 +33,7 @@ class TokenRequest:
     username: str
     password: str
     scope: str
+    address: str | None = None
 
 
 def resource_of(scope: str) -> str:
@@ -63,7 +65,8 @@ class EntraTokens:
     async def issue(self, origin: str, request: TokenRequest) -> dict[str, Any]:
         """The token response for a client-credentials or password grant. Raises OAuthError
         (400 invalid_request / unsupported_grant_type / invalid_scope, 401 invalid_client,
-        400 invalid_grant) with Entra's codes."""
+        400 invalid_grant) with Entra's codes, and RetryLater (TooManyFailures,
+        CredentialChecksBusy) when the sign-in is refused before its check."""
         tenant = await self._directory.tenant(request.tenant)
         if tenant is None:
             raise OAuthError(
@@ -78,7 +81,7 @@ class EntraTokens:
             )
         if request.grant_type == "client_credentials":
             principal = await self._directory.authenticate_client(
-                request.client_id, request.client_secret
+                request.client_id, request.client_secret, address=request.address
             )
             if principal is None or principal.tenant_id != tenant.id:
                 raise OAuthError(
@@ -88,7 +91,7 @@ class EntraTokens:
                 )
         elif request.grant_type == "password":
             found = await self._directory.authenticate_user(
-                tenant.id, request.username, request.password
+                tenant.id, request.username, request.password, address=request.address
             )
             if found is None:
                 raise OAuthError(

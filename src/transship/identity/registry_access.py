@@ -3,7 +3,6 @@ registry tokens, and the checking of registry-local credentials."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -21,7 +20,8 @@ from transship.identity.scopemaps import (
     ScopeAction,
     parse_actions,
 )
-from transship.identity.secrets import SecretBox, hash_secret, new_secret, verify_secret
+from transship.identity.secrets import SecretBox, SecretHasher, new_secret
+from transship.identity.throttle import FailureThrottle
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore, utcnow
 from transship.metadata.records import (
@@ -82,9 +82,21 @@ def _settings(record: RegistryAccessRecord) -> AccessSettings:
 
 
 class RegistryAccess:
-    def __init__(self, meta: MetadataStore, box: SecretBox) -> None:
+    """`hasher` and `throttle` as for Directory (defaults of its own; the service passes the
+    shared ones)."""
+
+    def __init__(
+        self,
+        meta: MetadataStore,
+        box: SecretBox,
+        *,
+        hasher: SecretHasher | None = None,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
         self._meta = meta
         self._box = box
+        self._hasher = hasher if hasher is not None else SecretHasher()
+        self._throttle = throttle if throttle is not None else FailureThrottle()
         self._cache: dict[int, AccessSettings] = {}
         self._loaded_at = 0.0
         self._verified: dict[bytes, tuple[RegistryCredential, float]] = {}
@@ -388,7 +400,7 @@ class RegistryAccess:
                 400, "InvalidParameter", "expiry must be in the future.", target="expiry"
             )
         value = new_secret()
-        secret_hash = await asyncio.to_thread(hash_secret, value)
+        secret_hash = await self._hasher.hash(value)
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             token = await iq.token(registry.id, token_name)
@@ -399,27 +411,70 @@ class RegistryAccess:
         return value
 
     # -- credentials -------------------------------------------------------------------------
+    async def current_credential(
+        self, registry: RegistryRecord, kind: str, name: str
+    ) -> RegistryCredential | None:
+        """What a registry-local credential may do now: the admin user while it is enabled,
+        a token while it exists and is enabled (with its scope map's current actions); None
+        once it is gone. Checked when an access token issued to it is used."""
+        if kind == "AdminUser":
+            enabled = (await self.settings(registry)).admin_user_enabled
+            return (
+                RegistryCredential(
+                    "AdminUser", registry.name, SYSTEM_SCOPE_MAPS["_repositories_admin"]
+                )
+                if enabled and name.lower() == registry.name.lower()
+                else None
+            )
+        async with self._meta.reading() as q:
+            iq = IdentityQueries(q.conn)
+            token = await iq.token(registry.id, name)
+            scope_map = None if token is None else await iq.scope_map_by_id(token.scope_map_id)
+        if token is None or not token.enabled or scope_map is None:
+            return None
+        return RegistryCredential(
+            "RegistryToken", token.name, parse_actions(json.loads(scope_map.actions))
+        )
+
     async def authenticate(
-        self, registry: RegistryRecord, username: str, password: str
+        self,
+        registry: RegistryRecord,
+        username: str,
+        password: str,
+        *,
+        address: str | None = None,
     ) -> RegistryCredential | None:
         """The admin user (username = registry name) or an enabled token whose unexpired
-        password matches; None otherwise."""
+        password matches; None otherwise. `address` is the caller's network address (None:
+        unknown). Raises TooManyFailures, before hashing anything, when the address or the
+        token has failed too often lately (a remembered success still passes), and
+        CredentialChecksBusy when the hashing pool is full.
+
+        A success is remembered for a minute, or until the password expires if sooner."""
         fingerprint = hashlib.sha256(
             f"{registry.id}\0{username.lower()}\0".encode() + password.encode()
         ).digest()
         hit = self._verified.get(fingerprint)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
-        found = await self._check(registry, username, password)
-        if found is not None:
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified[fingerprint] = (found, time.monotonic() + _VERIFIED_TTL_SECONDS)
+        # Refused before the database too: a throttled guesser costs no more than a 404.
+        self._throttle.check(address, _token_key(registry, username))
+        checked = await self._check(registry, username, password, address)
+        if checked is None:
+            return None
+        found, expires_at = checked
+        lifetime = _VERIFIED_TTL_SECONDS
+        if expires_at is not None:
+            lifetime = min(lifetime, (expires_at - utcnow()).total_seconds())
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[fingerprint] = (found, time.monotonic() + lifetime)
         return found
 
     async def _check(
-        self, registry: RegistryRecord, username: str, password: str
-    ) -> RegistryCredential | None:
+        self, registry: RegistryRecord, username: str, password: str, address: str | None
+    ) -> tuple[RegistryCredential, datetime | None] | None:
+        """The credential and when the password that matched expires (None: never)."""
         async with self._meta.reading() as q:
             iq = IdentityQueries(q.conn)
             access = await iq.registry_access(registry.id)
@@ -437,18 +492,28 @@ class RegistryAccess:
             ):
                 return RegistryCredential(
                     "AdminUser", registry.name, SYSTEM_SCOPE_MAPS["_repositories_admin"]
-                )
+                ), None
         if token is None or not token.enabled or scope_map is None:
             return None
         now = utcnow()
-        for stored_password in passwords:
-            if stored_password.expires_at is not None and stored_password.expires_at <= now:
-                continue
-            if await asyncio.to_thread(verify_secret, password, stored_password.secret_hash):
-                return RegistryCredential(
-                    "RegistryToken", token.name, parse_actions(json.loads(scope_map.actions))
-                )
+        candidates = [
+            p for p in passwords if p.expires_at is None or p.expires_at > now
+        ]
+        if not candidates:
+            return None  # nothing to hash: no cost to throttle
+        with self._throttle.attempt(address, _token_key(registry, username)) as attempt:
+            for stored_password in candidates:
+                if await self._hasher.verify(password, stored_password.secret_hash):
+                    return RegistryCredential(
+                        "RegistryToken", token.name, parse_actions(json.loads(scope_map.actions))
+                    ), stored_password.expires_at
+            attempt.failed()
         return None
+
+
+def _token_key(registry: RegistryRecord, username: str) -> str:
+    """The throttle's key for the failures of a token (or admin user) name: per registry."""
+    return f"token:{registry.id}:{username}"
 
 
 def _not_found(kind: str, name: str, registry: RegistryRecord, target: str | None = None) -> ArmError:

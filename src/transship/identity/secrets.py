@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import os
 import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from transship.identity.throttle import RetryLater
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -35,6 +42,66 @@ def verify_secret(secret: str, encoded: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, _unb64(expected))
+
+
+_T = TypeVar("_T")
+HASHER_THREAD_PREFIX = "credential-hash"
+
+
+class CredentialChecksBusy(RetryLater):
+    """Every credential-hashing thread is busy and the queue of waiting checks is full."""
+
+
+class SecretHasher:
+    """Runs every scrypt hash and verification of the server on a small pool of its own, so
+    that a flood of credential checks (password guessing) cannot starve the default thread
+    pool that blob writes and file work use. At most `workers` hashes run at once and
+    `max_waiting` more wait; beyond that a check is refused at once with
+    CredentialChecksBusy rather than queued without bound. Built by the composition root and
+    closed with the services."""
+
+    def __init__(self, workers: int = 2, max_waiting: int = 64) -> None:
+        if workers < 1 or max_waiting < 0:
+            raise ValueError("workers must be at least 1 and max_waiting not negative")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=HASHER_THREAD_PREFIX)
+        self._capacity = workers + max_waiting
+        self._in_flight = 0
+        # Counted down from a worker thread when a job ends, so guarded by a lock.
+        self._lock = threading.Lock()
+
+    async def hash(self, secret: str) -> str:
+        """`hash_secret(secret)` on the pool. Raises CredentialChecksBusy when it is full."""
+        return await self._run(hash_secret, secret)
+
+    async def verify(self, secret: str, encoded: str) -> bool:
+        """`verify_secret(secret, encoded)` on the pool. Raises CredentialChecksBusy when it
+        is full."""
+        return await self._run(verify_secret, secret, encoded)
+
+    async def _run(self, function: Callable[..., _T], *args: str) -> _T:
+        with self._lock:
+            if self._in_flight >= self._capacity:
+                raise CredentialChecksBusy(
+                    1, "too many credential checks in flight; retry in a moment"
+                )
+            self._in_flight += 1
+        try:
+            job = self._pool.submit(function, *args)
+        except BaseException:
+            self._done(None)
+            raise
+        # Counted down when the job ends, not when the awaiting request does: a client that
+        # disconnects mid-check leaves its hash running, and it still occupies a thread.
+        job.add_done_callback(self._done)
+        return await asyncio.wrap_future(job)
+
+    def _done(self, _job: Future[Any] | None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def close(self) -> None:
+        """Stop the threads; waiting checks are cancelled, a running hash is finished."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def new_secret() -> str:

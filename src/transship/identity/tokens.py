@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from transship.identity.secrets import SecretBox
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore, utcnow
+from transship.registry.registries import canonical_host
 
 # Longest lifetime of any token issued; a retired key is dropped this long after retiring.
 MAX_TOKEN_LIFETIME = timedelta(hours=24)
@@ -165,7 +167,8 @@ class TokenService:
         self, token: str, *, audiences: set[str], issuers: set[str] | None = None
     ) -> dict[str, Any]:
         """The claims of a valid token. Raises TokenInvalid when the signature, expiry,
-        audience (any of `audiences`, compared without a trailing slash) or issuer is wrong."""
+        audience (any of `audiences`, compared exactly in canonical form: see
+        `canonical_audience`) or issuer (exactly one of `issuers`, when given) is wrong."""
         fingerprint = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         claims = self._verified.get(fingerprint)
         if claims is None:
@@ -176,7 +179,8 @@ class TokenService:
         if claims["exp"] + _CLOCK_SKEW_SECONDS < time.time():
             self._verified.pop(fingerprint, None)
             raise TokenInvalid("the token has expired")
-        if _norm(str(claims.get("aud", ""))) not in {_norm(a) for a in audiences}:
+        audience = canonical_audience(str(claims.get("aud", "")))
+        if audience is None or audience not in {canonical_audience(a) for a in audiences}:
             raise TokenInvalid("the token was issued for another audience")
         if issuers is not None and claims.get("iss") not in issuers:
             raise TokenInvalid("the token was issued by another issuer")
@@ -213,5 +217,19 @@ class TokenService:
         return claims
 
 
-def _norm(audience: str) -> str:
-    return audience.rstrip("/").lower()
+def canonical_audience(audience: str) -> str | None:
+    """The canonical form of an audience, or None for one that has none (and so matches
+    nothing): a URL keeps its path exactly, but with a lower-case scheme and host and
+    without the lone `/` of an empty path (`https://h:1/` is `https://h:1`, the resource the
+    Azure CLI asks for) and runs of slashes folded as the token endpoint folds them; a bare
+    `host[:port]` (a login server) is its canonical host.
+    Nothing else is folded: `victim.example/` is no spelling of `victim.example`."""
+    scheme, sep, rest = audience.partition("://")
+    if not sep:
+        return canonical_host(audience)
+    authority, slash, path = rest.partition("/")
+    host = canonical_host(authority)
+    if host is None or scheme.lower() not in ("http", "https"):
+        return None
+    tail = re.sub("/+", "/", slash + path)
+    return f"{scheme.lower()}://{host}{'' if tail == '/' else tail}"

@@ -10,7 +10,7 @@ from typing import Protocol
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import Credentials, ImageSource
-from transship.imports.sink import RegistrySink, StagedBlob, tag_exists_failure
+from transship.imports.sink import LinkScope, RegistrySink, StagedBlob, tag_exists_failure
 from transship.metadata.records import JobProgress
 from transship.oci.manifest import Descriptor
 
@@ -51,9 +51,18 @@ class Progress:
         )
 
 
+@dataclass
+class _Fetch:
+    """One blob fetch in progress; imports into the same registry that need the blob wait
+    for it, and link its result only if it `succeeded`."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    succeeded: bool = False
+
+
 class ImportEngine:
-    """Runs imports. One instance serves every job of the process, so two imports that need
-    the same blob fetch it once."""
+    """Runs imports. One instance serves every job of the process, so two imports into the
+    same registry that need the same blob fetch it once."""
 
     def __init__(
         self, sink: RegistrySink, sources: SourceFactory, *, blob_concurrency: int, limits: ImportLimits
@@ -62,7 +71,7 @@ class ImportEngine:
         self._sources = sources
         self._blob_concurrency = blob_concurrency
         self._limits = limits
-        self._fetching: dict[str, asyncio.Event] = {}
+        self._fetching: dict[tuple[int, str], _Fetch] = {}  # by (target registry id, digest)
 
     async def run(
         self,
@@ -89,15 +98,16 @@ class ImportEngine:
             progress.manifests_total = len(plan.manifests)
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes
-            await self._copy_blobs(job_id, source, plan, progress)
+            await self._copy_blobs(LinkScope.of(job_id, registry_id, request.source), source, plan, progress)
         await self._sink.commit(registry_id, plan, request, resumed=resumed)
         progress.manifests_done = len(plan.manifests)
         return plan
 
-    async def _copy_blobs(self, job_id: str, source: ImageSource, plan: ImportPlan, progress: Progress) -> None:
-        # Blobs the service holds are linked, not fetched: pin them all at once (a re-import or
-        # a same-service import then costs one transaction, not one per blob).
-        present = await self._sink.pin_present(job_id, [blob.digest for blob in plan.blobs])
+    async def _copy_blobs(self, scope: LinkScope, source: ImageSource, plan: ImportPlan, progress: Progress) -> None:
+        # Blobs this import may link are linked, not fetched: pin them all at once (a re-import
+        # or a same-service import then costs one transaction, not one per blob). A blob the
+        # store holds only for other registries is fetched and verified like any other.
+        present = await self._sink.pin_present(scope, [blob.digest for blob in plan.blobs])
         for blob in plan.blobs:
             if str(blob.digest) in present:
                 progress.blobs_done += 1
@@ -107,7 +117,7 @@ class ImportEngine:
 
         async def one(blob: Descriptor) -> None:
             async with gate:
-                await self._copy_blob(job_id, source, blob, progress)
+                await self._copy_blob(scope, source, blob, progress)
 
         tasks = [asyncio.create_task(one(blob)) for blob in missing]
         try:
@@ -119,29 +129,40 @@ class ImportEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def _copy_blob(self, job_id: str, source: ImageSource, blob: Descriptor, progress: Progress) -> None:
-        key = str(blob.digest)
+    async def _copy_blob(self, scope: LinkScope, source: ImageSource, blob: Descriptor, progress: Progress) -> None:
+        # Fetches are shared only between imports into the same registry: bytes one of them
+        # fetched and verified are then as good as the other's. An import into another
+        # registry must get the bytes from its own source.
+        key = (scope.registry_id, str(blob.digest))
         while True:
-            if await self._sink.pin_existing(job_id, blob.digest):
-                progress.blobs_done += 1
-                progress.bytes_completed += blob.size
-                return
+            if await self._sink.pin_existing(scope, blob.digest):
+                break
             other = self._fetching.get(key)
             if other is None:
+                await self._fetch_blob(scope.job_id, key, source, blob, progress)
+                return
+            await other.done.wait()  # another import is fetching it: link theirs if it worked
+            if other.succeeded and await self._sink.pin_fetched(scope.job_id, blob.digest):
                 break
-            await other.wait()  # another import is fetching it; then link theirs (or fetch)
-        done = asyncio.Event()
-        self._fetching[key] = done
+        progress.blobs_done += 1
+        progress.bytes_completed += blob.size
+
+    async def _fetch_blob(
+        self, job_id: str, key: tuple[int, str], source: ImageSource, blob: Descriptor, progress: Progress
+    ) -> None:
+        fetch = _Fetch()
+        self._fetching[key] = fetch
         staged = self._sink.staged_blob(job_id, blob.digest, blob.size)
         progress.active.add(staged)
         try:
             await source.fetch_blob(blob.digest, blob.size, staged)
             await staged.commit()
+            fetch.succeeded = True
             progress.blobs_done += 1
             progress.bytes_completed += blob.size
             progress.bytes_fetched_completed += staged.offset
         finally:
             progress.active.discard(staged)
             del self._fetching[key]
-            done.set()
+            fetch.done.set()
             await staged.discard()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from transship.imports.errors import ImportFailure, Step
-from transship.imports.model import ImportRequest, TargetTag
+from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import BlobMissing, MetadataStore
@@ -20,6 +21,23 @@ def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFa
     return ImportFailure(
         "TagAlreadyExists", f"Tag {target} already exists in target registry.", step=step, obj=str(target)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkScope:
+    """What one import may link without receiving the bytes: blobs linked somewhere in its
+    target registry, blobs of its source repository when that is a registry of this
+    service (`source` = (registry id, repository name); the import policy checked the
+    importer may pull it), and blobs the job itself already pinned."""
+
+    job_id: str
+    registry_id: int
+    source: tuple[int, str] | None
+
+    @classmethod
+    def of(cls, job_id: str, registry_id: int, spec: SourceSpec) -> LinkScope:
+        local = None if spec.registry_id is None else (spec.registry_id, spec.repository)
+        return cls(job_id, registry_id, local)
 
 
 class StagedBlob:
@@ -97,24 +115,32 @@ class RegistrySink:
                     found.append(target)
         return found
 
-    async def pin_existing(self, job_id: str, digest: Digest) -> bool:
-        """Pin a blob the service already holds (so it is linked, not fetched). False when
-        the service does not have it (or its file is gone)."""
+    async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:
+        """Pin a blob the import may link without fetching it (see `pin_present`). False
+        when it may not, or the service does not have it (or its file is gone)."""
+        return bool(await self.pin_present(scope, [digest]))
+
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[str]:
+        """Pin, in one transaction, every listed blob the service holds (row and file) that
+        `scope` allows linking without fetching; returns their digests. The rest must be
+        fetched and verified: a digest the store holds for another registry is not access."""
+        on_disk = [d for d in digests if await self._store.size(d) is not None]
+        if not on_disk:
+            return set()
+        async with self._meta.writing() as q:
+            return await JobQueries(q.conn).pin_present(
+                scope.job_id, [str(d) for d in on_disk], scope.registry_id, scope.source
+            )
+
+    async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
+        """Pin a blob another import into the same registry has just fetched and verified
+        (the engine's de-duplicated fetch). False when it is gone again."""
         if await self._store.size(digest) is None:
             return False
         async with self._meta.writing() as q:
             if await q.blob_size(str(digest)) is None:
                 return False
             return await JobQueries(q.conn).pin_blob(job_id, str(digest))
-
-    async def pin_present(self, job_id: str, digests: list[Digest]) -> set[str]:
-        """Pin, in one transaction, every listed blob the service already holds (rows and
-        files); returns their digests. The rest must be fetched."""
-        on_disk = [d for d in digests if await self._store.size(d) is not None]
-        if not on_disk:
-            return set()
-        async with self._meta.writing() as q:
-            return await JobQueries(q.conn).pin_present(job_id, [str(d) for d in on_disk])
 
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)

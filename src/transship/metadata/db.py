@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql.base import Executable
+
+from transship.filemodes import PRIVATE_FILE, private_dir, private_file, tighten
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -66,24 +69,32 @@ class Database:
     def __init__(self, url: str, *, durable: bool = True) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        # At `--log-level debug` aiosqlite logs each call with its arguments, and SQLAlchemy's
+        # errors (logged with their traceback) quote statements: never with their parameters,
+        # which include secrets' scrypt hashes.
+        _quiet_driver_logs()
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(database))
             self._writer = create_async_engine(
-                self.url, pool_size=1, max_overflow=0, pool_timeout=600
+                self.url, pool_size=1, max_overflow=0, pool_timeout=600, hide_parameters=True
             )
             _configure_sqlite(self._writer.sync_engine, "BEGIN IMMEDIATE", durable)
             sync_url = make_url(self.url).set(drivername="sqlite+pysqlite")
             # Reads run in autocommit: each statement sees one consistent snapshot, and the
             # BEGIN/ROLLBACK pair per checkout cost more than the lookup itself.
             self._sync_reader: Engine | None = create_engine(
-                sync_url, pool_size=4, max_overflow=4, pool_reset_on_return=None
+                sync_url,
+                pool_size=4,
+                max_overflow=4,
+                pool_reset_on_return=None,
+                hide_parameters=True,
             )
             _configure_sqlite(self._sync_reader, None, durable)
         else:
             self._writer = create_async_engine(
-                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
             )
             self._sync_reader = None
 
@@ -115,6 +126,26 @@ class Database:
         await self._writer.dispose()
         if self._sync_reader is not None:
             self._sync_reader.dispose()
+
+
+def _quiet_driver_logs() -> None:
+    """Keep aiosqlite's DEBUG records off: each one shows a call with its arguments, the
+    SQL parameters. Only when nobody configured that logger (its level is NOTSET), so an
+    operator can still ask for them on purpose."""
+    driver = logging.getLogger("aiosqlite")
+    if driver.level == logging.NOTSET:
+        driver.setLevel(logging.INFO)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite would make it 0644, and it
+    gives its -wal and -shm files the database file's mode), in a directory created 0700
+    when missing (an existing one is the operator's); tighten existing files to 0600."""
+    if not path.parent.is_dir():
+        private_dir(path.parent)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix), PRIVATE_FILE)
 
 
 def _upgrade(connection: Connection) -> None:

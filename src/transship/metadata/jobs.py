@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from transship.metadata import schema as s
-from transship.metadata.queries import QueryScope, as_utc, utcnow
+from transship.metadata.queries import QueryScope, RegistryQueries, as_utc, utcnow
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 
 ACTIVE_STATES = ("queued", "running")
@@ -197,20 +197,25 @@ class JobQueries(QueryScope):
             return False
         return True
 
-    async def pin_present(self, job_id: str, digests: list[str]) -> set[str]:
-        """Pin every listed blob the service holds, in one statement; returns those pinned.
+    async def pin_present(
+        self, job_id: str, digests: list[str], registry_id: int, source: tuple[int, str] | None = None
+    ) -> set[str]:
+        """Pin every listed blob the job may link without fetching it, in one batch; returns
+        those pinned. Knowing a digest is never access, so that is only a blob linked to some
+        repository of the target registry `registry_id`, to the source repository `source` =
+        (registry id, repository name) of a same-service import (whose pull right the import
+        policy checked), or already pinned by this job (verified by an earlier attempt).
         (A blob collected meanwhile makes the batch fail; then each is pinned on its own.)"""
-        b = s.blobs
-        present = {r.digest for r in await self._exec(select(b.c.digest).where(b.c.digest.in_(digests)))}
-        if not present:
+        allowed = await RegistryQueries(self.conn).linked_blobs(digests, registry_id, source, pinned_by=job_id)
+        if not allowed:
             return set()
         stmt = self._insert(s.blob_pins).on_conflict_do_nothing(index_elements=["job_id", "digest"])
         try:
             async with self._nested():
-                await self._exec(stmt, [{"job_id": job_id, "digest": d} for d in sorted(present)])
+                await self._exec(stmt, [{"job_id": job_id, "digest": d} for d in sorted(allowed)])
         except IntegrityError:
-            return {d for d in present if await self.pin_blob(job_id, d)}
-        return present
+            return {d for d in allowed if await self.pin_blob(job_id, d)}
+        return allowed
 
     async def stuck_jobs(self, before: datetime) -> list[ImportJobRecord]:
         """Running jobs whose lease expired before `before` (for `transship check`)."""

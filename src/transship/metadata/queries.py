@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -151,6 +152,7 @@ class RegistryQueries(QueryScope):
             created_at=as_utc(row.created_at),
             location=row.location,
             sku=row.sku,
+            uid=row.uid,
         )
 
     async def ensure_default_registry(self, name: str, login_server: str | None = None) -> RegistryRecord:
@@ -162,7 +164,13 @@ class RegistryQueries(QueryScope):
             return self._registry(row)
         await self._insert_ignore(
             s.registries,
-            {"name": name, "login_server": login_server, "is_default": True, "created_at": utcnow()},
+            {
+                "name": name,
+                "login_server": login_server,
+                "is_default": True,
+                "created_at": utcnow(),
+                "uid": uuid.uuid4().hex,
+            },
             ["name"],
         )
         row = (
@@ -196,6 +204,7 @@ class RegistryQueries(QueryScope):
                 is_default=False,
                 created_at=utcnow(),
                 location=location,
+                uid=uuid.uuid4().hex,
             )
             .returning(*s.registries.c)
         )
@@ -215,7 +224,9 @@ class RegistryQueries(QueryScope):
         )
 
     async def registry_by_name(self, name: str) -> RegistryRecord | None:
-        row = (await self._exec(select(s.registries).where(s.registries.c.name == name))).first()
+        """Names are unique in any letter case (their login servers are)."""
+        r = s.registries
+        row = (await self._exec(select(r).where(func.lower(r.c.name) == name.lower()))).first()
         return None if row is None else self._registry(row)
 
     async def registry_by_login_server(self, login_server: str) -> RegistryRecord | None:
@@ -328,21 +339,32 @@ class RegistryQueries(QueryScope):
         )
         return bool(result.rowcount)
 
-    async def repository_with_blob(
-        self, registry_id: int, digest: str, exclude: int | None = None
-    ) -> int | None:
-        """Some repository of the registry that may see the blob (for automatic mounts)."""
-        stmt = (
-            select(s.repositories.c.id)
-            .join(s.repository_blobs, s.repository_blobs.c.repository_id == s.repositories.c.id)
-            .where(
-                s.repositories.c.registry_id == registry_id, s.repository_blobs.c.digest == digest
-            )
-            .limit(1)
+    async def linked_blobs(
+        self,
+        digests: Iterable[str],
+        registry_id: int,
+        source: tuple[int, str] | None = None,
+        pinned_by: str | None = None,
+    ) -> set[str]:
+        """Those of `digests` that some repository of registry `registry_id` links, that the
+        repository `source` = (registry id, repository name) links, or that the import job
+        `pinned_by` has pinned, in one statement keyed by the digest indexes: which blobs an
+        import may link without receiving their bytes."""
+        wanted = list(set(digests))
+        if not wanted:
+            return set()
+        rb, repo, pins = s.repository_blobs, s.repositories, s.blob_pins
+        where = repo.c.registry_id == registry_id
+        if source is not None:
+            where = where | ((repo.c.registry_id == source[0]) & (repo.c.name == source[1]))
+        stmt: Any = (
+            select(rb.c.digest)
+            .select_from(rb.join(repo, repo.c.id == rb.c.repository_id))
+            .where(rb.c.digest.in_(wanted), where)
         )
-        if exclude is not None:
-            stmt = stmt.where(s.repositories.c.id != exclude)
-        return (await self._exec(stmt)).scalar()
+        if pinned_by is not None:
+            stmt = stmt.union(select(pins.c.digest).where(pins.c.job_id == pinned_by, pins.c.digest.in_(wanted)))
+        return {r.digest for r in await self._exec(stmt)}
 
     async def blob_referenced_in(self, repository_id: int, digest: str) -> str | None:
         """A manifest in the repository that needs the blob or child, or None."""

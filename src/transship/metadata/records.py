@@ -17,6 +17,8 @@ class RegistryRecord:
     created_at: datetime
     location: str = "local"
     sku: str = "Premium"
+    # Immutable identifier of this registry (a new registry of the same name gets another).
+    uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,8 @@ registries = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("location", String(64), nullable=False, server_default="local"),
     Column("sku", String(16), nullable=False, server_default="Premium"),
+    # Immutable per registry incarnation: data-plane tokens are bound to it.
+    Column("uid", String(32), nullable=False, unique=True),
 )
 
 repositories = Table(

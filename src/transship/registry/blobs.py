@@ -107,16 +107,17 @@ class BlobService:
     async def mount(
         self, registry: RegistryRecord, repository: str, digest: Digest, source: str | None
     ) -> bool:
-        """Link a blob another repository holds. With no `source`, any repository of the
-        registry that holds it will do. False when nothing could be mounted."""
+        """Link a blob that the repository `source` of the same registry holds (the caller's
+        right to pull `source` is the API's to check). False when nothing could be mounted:
+        the caller then opens a plain upload session, as the spec allows.
+
+        Without `source` (an automatic mount) only a blob the repository itself already
+        links counts: knowing a digest is never access, and this layer does not know which
+        other repositories the caller may read."""
+        holder = repository if source is None else source
         async with self._meta.writing() as q:
-            if source is not None:
-                source_id = await q.repository_id(registry.id, source)
-                linked = source_id is not None and bool(
-                    await q.touch_links(source_id, [str(digest)])
-                )
-            else:
-                linked = await q.repository_with_blob(registry.id, str(digest)) is not None
+            holder_id = await q.repository_id(registry.id, holder)
+            linked = holder_id is not None and bool(await q.touch_links(holder_id, [str(digest)]))
             if not linked or await self._store.size(digest) is None:
                 return False
             repo_id = await q.ensure_repository(registry.id, repository)

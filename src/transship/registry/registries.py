@@ -1,8 +1,9 @@
-"""Registries of the service: create, look up, list, delete."""
+"""Registries of the service: create, look up, list, delete; login servers."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlalchemy.exc import IntegrityError
 
@@ -12,6 +13,22 @@ from transship.metadata.records import RegistryRecord
 
 # ACR's rule: 5 to 50 alphanumerics. The default registry keeps its historical name.
 _NAME = re.compile(r"[A-Za-z0-9]{5,50}")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"(?:{_LABEL})(?:\.{_LABEL})*(?::\d{{1,5}})?|\[[0-9a-f:.]+\](?::\d{{1,5}})?")
+
+
+def canonical_host(value: str) -> str | None:
+    """The canonical form of a `host[:port]` (a Host header, a login server, an audience):
+    lower case, without a trailing dot on the name. None when it is not a host at all (a
+    path, a slash, a user part, control characters…), so no malformed spelling can ever
+    equal a canonical one."""
+    text = value.lower()
+    host, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not colon or "]" in port:
+        host, colon, port = text, "", ""
+    host = host.removesuffix(".")
+    candidate = f"{host}{colon}{port}"
+    return candidate if _HOST.fullmatch(candidate) else None
 
 
 def not_found(name: str, resource_group: str) -> ArmError:
@@ -23,24 +40,60 @@ def not_found(name: str, resource_group: str) -> ArmError:
 
 
 class RegistryService:
-    def __init__(self, meta: MetadataStore, login_server_suffix: str) -> None:
+    """Registries and their login servers. A login server is always derived by the service
+    (`<name>.<suffix>`, like ACR's `<name>.azurecr.io`) and registry names are unique across
+    the service, so no registry can take another's address, the service's own addresses, or
+    an upstream's host name."""
+
+    def __init__(
+        self, meta: MetadataStore, login_server_suffix: str, reserved_hosts: Iterable[str] = ()
+    ) -> None:
         self._meta = meta
-        self._suffix = login_server_suffix
+        self._suffix = login_server_suffix.lower()
+        self._reserved = frozenset(
+            h for h in (canonical_host(r) for r in reserved_hosts) if h is not None
+        )
 
     def login_server_for(self, name: str) -> str:
         return f"{name.lower()}.{self._suffix}"
+
+    def check_login_server(self, name: str, login_server: str | None) -> None:
+        """`properties.loginServer` is read-only: accept it only when it is the derived one.
+        Raises ArmError 400 InvalidParameter naming the field."""
+        derived = self.login_server_for(name)
+        if login_server is not None and canonical_host(login_server) != derived:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"properties.loginServer is read-only: registry '{name}' is reached at "
+                f"'{derived}' (its name and the service's login-server suffix); omit the "
+                "property or send that value.",
+                target="properties.loginServer",
+            )
 
     async def create(
         self, subscription_id: str, resource_group: str, name: str, location: str, login_server: str | None = None
     ) -> tuple[RegistryRecord, bool]:
         """Create (or return the existing) registry; the bool says whether it is new.
 
-        Raises ArmError 400 InvalidRegistryName, 409 for a name or login server taken
-        elsewhere.
+        Raises ArmError 400 InvalidRegistryName (a bad name, or one whose login server would
+        be an address of this service or of an upstream), 400 InvalidParameter for a
+        `login_server` other than the derived one, 409 AlreadyInUse for a name taken
+        elsewhere (names are unique across the service, in any letter case).
         """
         if not _NAME.fullmatch(name):
             raise ArmError(
                 400, "InvalidRegistryName", f"Registry name {name!r} must be 5-50 alphanumeric characters.", target="name"
+            )
+        self.check_login_server(name, login_server)
+        derived = self.login_server_for(name)
+        if derived in self._reserved:
+            raise ArmError(
+                400,
+                "InvalidRegistryName",
+                f"Registry name {name!r} would be reached at '{derived}', an address of this "
+                "service or of an upstream registry.",
+                target="name",
             )
         existing = await self.get(name)
         if existing is not None:
@@ -49,21 +102,17 @@ class RegistryService:
             return existing, False
         try:
             async with self._meta.writing() as q:
-                record = await q.create_registry(
-                    name, (login_server or self.login_server_for(name)).lower(), subscription_id, resource_group, location
-                )
+                record = await q.create_registry(name, derived, subscription_id, resource_group, location)
         except IntegrityError:
             raise ArmError(
-                409, "AlreadyInUse", f"The registry name {name} or its login server is already in use.", target="name"
+                409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name"
             ) from None
         return record, True
 
     async def get(self, name: str) -> RegistryRecord | None:
+        """The registry of that name, in any letter case."""
         async with self._meta.reading() as q:
-            for record in await q.registries():
-                if record.name.lower() == name.lower():
-                    return record
-        return None
+            return await q.registry_by_name(name)
 
     async def by_id(self, registry_id: int) -> RegistryRecord | None:
         async with self._meta.reading() as q:

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import time
 
+from transship import errors as e
+from transship.errors import OciError
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
+from transship.registry.registries import canonical_host
 
 _TTL_SECONDS = 5.0
 
 
 class RegistryResolver:
-    """Maps login servers to registries; unknown hosts reach the default registry.
+    """Maps login servers to registries.
+
+    A host under the login-server suffix (`<name>.<suffix>`) reaches only the registry of
+    that name: when there is none it is an error, never the default registry, so creating a
+    registry later cannot take over requests that used to reach the default one. Every other
+    host (the service's own addresses, the suffix itself, names of a proxy in front) reaches
+    the default registry.
 
     Answers are cached for a few seconds: registries change rarely, and the lookup sits on
-    every request's path.
+    every request's path. A miss under the suffix asks the database (keyed), so a registry
+    another process just created is found at once.
     """
 
     def __init__(self, meta: MetadataStore, default_name: str, login_server_suffix: str) -> None:
         self._meta = meta
         self._default_name = default_name
         self._default_login_server = login_server_suffix
+        self._subdomain_suffix = "." + login_server_suffix.lower()
         self._by_host: dict[str, RegistryRecord] = {}
         self._default: RegistryRecord | None = None
         self._loaded_at = 0.0
@@ -34,16 +45,37 @@ class RegistryResolver:
     async def refresh(self) -> None:
         async with self._meta.reading() as q:
             records = await q.registries()
-        self._by_host = {r.login_server.lower(): r for r in records if r.login_server}
+        by_host = {}
+        for record in records:
+            if record.login_server and (host := canonical_host(record.login_server)):
+                by_host[host] = record
+            if record.is_default:
+                # The default registry also answers at `<its name>.<suffix>`, like every other.
+                by_host[f"{record.name.lower()}{self._subdomain_suffix}"] = record
+        self._by_host = by_host
         self._default = next((r for r in records if r.is_default), None)
         self._loaded_at = time.monotonic()
 
     async def for_host(self, host: str | None) -> RegistryRecord:
+        """The registry a request's Host header addresses. Raises OciError 404 NAME_UNKNOWN
+        for a host under the login-server suffix that names no registry."""
         if time.monotonic() - self._loaded_at > _TTL_SECONDS:
             await self.refresh()
-        if host:
-            found = self._by_host.get(host.lower())
+        canonical = canonical_host(host) if host else None
+        if canonical is not None:
+            found = self._by_host.get(canonical)
             if found is not None:
+                return found
+            if canonical.endswith(self._subdomain_suffix):
+                async with self._meta.reading() as q:
+                    found = await q.registry_by_login_server(canonical)
+                if found is None:
+                    raise OciError(
+                        e.NAME_UNKNOWN,
+                        f"no registry is reached at '{canonical}': create it first, or use the "
+                        "login server its owner was given",
+                        {"host": canonical},
+                    )
                 return found
         assert self._default is not None, "resolver used before start()"
         return self._default

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from transship.filemodes import PRIVATE_FILE, open_private, private_dir, private_subdir
 from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
 from transship.storage.base import ChunkSink, StagingUnknown
 
@@ -31,7 +32,12 @@ def _unshare(path: Path) -> None:
     """
     if path.stat().st_nlink > 1:
         private = path.with_name(path.name + ".unshare")
-        shutil.copyfile(path, private)
+        with (
+            os.fdopen(open_private(private, os.O_WRONLY | os.O_TRUNC), "wb") as target,
+            path.open("rb") as source,
+        ):
+            os.fchmod(target.fileno(), PRIVATE_FILE)  # a copy left by a crash: any mode
+            shutil.copyfileobj(source, target)
         os.replace(private, path)
 
 
@@ -44,14 +50,19 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FilesystemBlobStore:
-    """A BlobStore on a local directory. Blocking file work runs in worker threads."""
+    """A BlobStore on a local directory. Blocking file work runs in worker threads.
+
+    Only the service's user can read what it stores: directories are created 0700 and files
+    0600 (a blob is its staging file, hard-linked), and the two roots are tightened to 0700
+    when found looser. Raises OSError when a root cannot be created.
+    """
 
     def __init__(self, blob_dir: Path, staging_dir: Path, *, durable: bool = True) -> None:
         self._blob_dir = blob_dir
         self._staging_dir = staging_dir
         self._durable = durable
-        blob_dir.mkdir(parents=True, exist_ok=True)
-        staging_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(blob_dir)
+        private_dir(staging_dir)
 
     # -- paths -------------------------------------------------------------------------------
     def _blob_path(self, digest: Digest) -> Path:
@@ -129,7 +140,7 @@ class FilesystemBlobStore:
     # -- staging -----------------------------------------------------------------------------
     async def create_staging(self, upload_id: str) -> None:
         path = self._staging_path(upload_id)
-        await self._run(lambda: path.open("xb").close())
+        await self._run(lambda: os.close(open_private(path, os.O_WRONLY | os.O_EXCL)))
 
     async def staging_size(self, upload_id: str) -> int:
         path = self._staging_path(upload_id)
@@ -247,7 +258,8 @@ class FilesystemBlobStore:
                 os.utime(source)
             except FileNotFoundError:
                 raise StagingUnknown(upload_id) from None
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_subdir(target.parent.parent)  # blobs/<algorithm>
+            private_subdir(target.parent)  # blobs/<algorithm>/<ab>
             try:
                 # A hard link, not a rename: until the caller's transaction commits, the
                 # session's bytes must stay where a restarted server will look for them.

@@ -458,19 +458,14 @@ def test_registry_create_list_show_delete(logged_in: FakeService) -> None:
         "newregistry",
         "--location",
         "west",
-        "--login-server",
-        "new.example.com",
     )
     assert result.exit_code == 0, result.output
     [put] = logged_in.seen("PUT")
     assert put.path == f"{GROUP}{PROVIDER}/registries/newregistry"
     assert put.query["api-version"] == "2025-04-01"
-    assert put.body == {
-        "sku": {"name": "Premium"},
-        "location": "west",
-        "properties": {"loginServer": "new.example.com"},
-    }
-    assert "new.example.com" in result.stdout and "newregistry" in result.stdout
+    # The login server is the service's to derive: the command never sends one.
+    assert put.body == {"sku": {"name": "Premium"}, "location": "west"}
+    assert f"newregistry.{SUFFIX}" in result.stdout
 
     result = run("registry", "list")
     assert result.exit_code == 0
@@ -483,7 +478,7 @@ def test_registry_create_list_show_delete(logged_in: FakeService) -> None:
     assert logged_in.requests[-1].path == f"{GROUP}{PROVIDER}/registries"
 
     result = run("registry", "show", "newregistry", "-o", "json")
-    assert json.loads(result.stdout)["properties"]["loginServer"] == "new.example.com"
+    assert json.loads(result.stdout)["properties"]["loginServer"] == f"newregistry.{SUFFIX}"
 
     result = run("registry", "delete", "newregistry", input="n\n")
     assert result.exit_code == 1
@@ -495,6 +490,9 @@ def test_registry_create_list_show_delete(logged_in: FakeService) -> None:
 
 
 def test_registry_errors(logged_in: FakeService) -> None:
+    result = run("registry", "create", "newregistry", "--login-server", "new.example.com")
+    assert result.exit_code == 2 and "--login-server" in result.stderr
+    assert not logged_in.seen("PUT")
     result = run("registry", "create", "ab")
     assert result.exit_code == 2
     assert "5-50 alphanumeric" in result.stderr

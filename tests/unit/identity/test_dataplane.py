@@ -157,6 +157,7 @@ class World:
     secret: str
     foreign_app: Principal
     foreign_secret: str
+    meta: MetadataStore
 
 
 @pytest.fixture
@@ -186,7 +187,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             )
         assert app.secret is not None and foreign.secret is not None
         yield World(
-            DataPlaneAuth(directory, access, registry_access, entra, tokens),
+            # Rights are checked again at every use (no revalidation window) in these tests.
+            DataPlaneAuth(directory, access, registry_access, entra, tokens, revalidate_seconds=0),
             tokens,
             entra,
             directory,
@@ -201,6 +203,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             app.secret.value,
             foreign.principal,
             foreign.secret.value,
+            meta,
         )
     finally:
         await database.close()
@@ -213,6 +216,8 @@ def claims_of(token: str) -> dict[str, Any]:
 def test_service_name_is_the_login_server_else_the_host() -> None:
     record = RegistryRecord(1, "r", "r.example", None, None, False, datetime.now(UTC))
     assert DataPlaneAuth.service_name(record, "ignored:5000") == "r.example"
+    upper = RegistryRecord(1, "r", "R.Example:5000", None, None, False, datetime.now(UTC))
+    assert DataPlaneAuth.service_name(upper, "ignored") == "r.example:5000"
     bare = RegistryRecord(1, "r", None, None, None, True, datetime.now(UTC))
     assert DataPlaneAuth.service_name(bare, "host:5000") == "host:5000"
 
@@ -254,11 +259,13 @@ async def test_access_token_holds_only_what_is_asked_and_allowed(world: World) -
 
 
 async def test_bearer_reads_back_an_access_token_of_this_registry_only(world: World) -> None:
-    grant = Grant("someone", everywhere=frozenset({"pull", "push"}), catalog=True)
+    await world.access.assign(None, registry_id_of(world.registry), world.app, ACR_PUSH)
+    grant = await world.auth.principal_grant(world.registry, world.app)
+    assert grant.catalog and {"pull", "push"} <= grant.everywhere
     scopes = parse_scopes(["repository:a:pull,push", "registry:catalog:*"])
     token = world.auth.access_token(world.registry, "host", grant, scopes)["access_token"]
     back = await world.auth.bearer(world.registry, "host", token)
-    assert back.subject == "someone" and back.catalog and back.authenticated
+    assert back.subject == grant.subject and back.catalog and back.authenticated
     assert back.actions_for("a") == {"pull", "push"}
     assert back.actions_for("b") == frozenset()  # only what the token names
     assert back.everywhere == frozenset()
@@ -388,3 +395,88 @@ async def test_exchange(world: World) -> None:
     assert await world.auth.exchange(world.foreign_registry, "h", origins, foreign, None)
     with pytest.raises(Unauthenticated):
         await world.auth.exchange(world.registry, "h", origins, "garbage", None)
+
+
+async def test_access_tokens_are_bound_to_the_registry_not_its_name(world: World) -> None:
+    """A token of a deleted registry never works on a later registry of the same name and
+    login server (whatever row id it gets)."""
+    async with world.meta.writing() as q:
+        first = await q.create_registry("again", "again.example", None, None)
+    token = world.auth.access_token(
+        first, "h", Grant("x", holder="anonymous", everywhere=frozenset({"pull"})), []
+    )["access_token"]
+    assert claims_of(token)["rid"] == first.uid
+    await world.auth.bearer(first, "h", token)  # control: accepted while the registry lives
+    async with world.meta.writing() as q:
+        await q.delete_registry(first.id)
+        second = await q.create_registry("again", "again.example", None, None)
+    assert second.uid != first.uid
+    with pytest.raises(Unauthenticated, match="another registry"):
+        await world.auth.bearer(second, "h", token)
+    refresh = world.auth.refresh_token(first, "h", world.app)
+    with pytest.raises(Unauthenticated, match="another registry"):
+        await world.auth.refresh_principal(second, refresh)
+
+
+async def test_bearer_checks_the_issuer(world: World) -> None:
+    grant = Grant("x", holder="anonymous")
+    claims = claims_of(world.auth.access_token(world.registry, "h", grant, [])["access_token"])
+    assert claims["iss"] == "https://one.example"
+    forged = world.tokens.keys.sign({**claims, "iss": "https://elsewhere.example"})
+    with pytest.raises(Unauthenticated, match="issuer"):
+        await world.auth.bearer(world.registry, "h", forged)
+    trailing = world.tokens.keys.sign({**claims, "aud": "one.example/"})
+    with pytest.raises(Unauthenticated, match="audience"):
+        await world.auth.bearer(world.registry, "h", trailing)
+
+
+async def test_access_tokens_lose_what_their_holder_lost(world: World) -> None:
+    """Rights are those of the holder at use: a removed role, a deleted principal, a deleted
+    or disabled registry token, a disabled admin user take effect on tokens already issued."""
+    assignment = await world.access.assign(
+        None, registry_id_of(world.registry), world.app, ACR_PUSH
+    )
+    scopes = parse_scopes(["repository:a:pull,push"])
+    grant = await world.auth.principal_grant(world.registry, world.app)
+    token = world.auth.access_token(world.registry, "h", grant, scopes)["access_token"]
+    assert (await world.auth.bearer(world.registry, "h", token)).actions_for("a") == {
+        "pull",
+        "push",
+    }
+    await world.access.unassign(assignment.id)
+    assert (await world.auth.bearer(world.registry, "h", token)).actions_for("a") == frozenset()
+    await world.directory.delete_principal(world.app)
+    with pytest.raises(Unauthenticated, match="no longer exists"):
+        await world.auth.bearer(world.registry, "h", token)
+
+    await world.registry_access.save_scope_map(
+        world.registry, "pushers", "", ["repositories/a/content/read", "repositories/a/content/write"]
+    )
+    await world.registry_access.save_token(world.registry, "robot", "pushers", True)
+    credential = await world.registry_access.current_credential(
+        world.registry, "RegistryToken", "robot"
+    )
+    assert credential is not None
+    robot = world.auth.credential_grant(credential)
+    token = world.auth.access_token(world.registry, "h", robot, scopes)["access_token"]
+    assert (await world.auth.bearer(world.registry, "h", token)).allows("a", "push")
+    await world.registry_access.save_token(world.registry, "robot", "pushers", False)
+    with pytest.raises(Unauthenticated, match="disabled or deleted"):
+        await world.auth.bearer(world.registry, "h", token)
+
+    await world.registry_access.update(world.registry, admin_user_enabled=True)
+    admin = await world.registry_access.current_credential(world.registry, "AdminUser", "one")
+    assert admin is not None
+    token = world.auth.access_token(
+        world.registry, "h", world.auth.credential_grant(admin), scopes
+    )["access_token"]
+    assert (await world.auth.bearer(world.registry, "h", token)).allows("a", "push")
+    await world.registry_access.update(world.registry, admin_user_enabled=False)
+    with pytest.raises(Unauthenticated, match="disabled or deleted"):
+        await world.auth.bearer(world.registry, "h", token)
+
+
+async def test_tokens_without_a_holder_are_refused(world: World) -> None:
+    token = world.auth.access_token(world.registry, "h", Grant("x"), [])["access_token"]
+    with pytest.raises(Unauthenticated, match="holder"):
+        await world.auth.bearer(world.registry, "h", token)

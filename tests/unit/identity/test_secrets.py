@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,3 +52,88 @@ def test_private_files_are_created_readable_by_the_owner_only(tmp_path: Path) ->
     path = tmp_path / "deeper" / "owner-credential.json"
     s.write_private_file(path, "{}\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+
+# -- the credential-hashing pool ---------------------------------------------------------------
+
+
+async def test_the_hasher_hashes_and_verifies_on_threads_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = s.verify_secret
+    threads: list[str] = []
+
+    def spy(secret: str, encoded: str) -> bool:
+        threads.append(threading.current_thread().name)
+        return original(secret, encoded)
+
+    monkeypatch.setattr(s, "verify_secret", spy)
+    hasher = s.SecretHasher(workers=2, max_waiting=4)
+    try:
+        encoded = await hasher.hash("correct horse")
+        assert original("correct horse", encoded)
+        assert await hasher.verify("correct horse", encoded)
+        assert not await hasher.verify("correct horsf", encoded)
+    finally:
+        hasher.close()
+    assert len(threads) == 2
+    assert all(name.startswith(s.HASHER_THREAD_PREFIX + "_") for name in threads), threads
+
+
+async def test_the_hasher_refuses_at_once_when_its_queue_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(secret: str, encoded: str) -> bool:
+        started.set()
+        release.wait(timeout=30)
+        return secret == "right"
+
+    monkeypatch.setattr(s, "verify_secret", stuck)
+    hasher = s.SecretHasher(workers=1, max_waiting=1)
+    try:
+        running = asyncio.ensure_future(hasher.verify("right", "x"))
+        waiting = asyncio.ensure_future(hasher.verify("wrong", "x"))
+        await asyncio.sleep(0)  # both submitted: one on the thread, one queued
+        assert await asyncio.to_thread(started.wait, 10)
+        with pytest.raises(s.CredentialChecksBusy) as refused:
+            await hasher.verify("third", "x")
+        assert refused.value.retry_after == 1
+        assert "third" not in refused.value.message
+        release.set()
+        assert await running is True
+        assert await waiting is False
+        assert await hasher.verify("right", "x")  # the slots were given back
+    finally:
+        release.set()
+        hasher.close()
+
+
+async def test_a_check_whose_caller_gave_up_holds_its_slot_until_the_hash_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(s, "verify_secret", lambda secret, encoded: release.wait(timeout=30))
+    hasher = s.SecretHasher(workers=1, max_waiting=0)
+    try:
+        abandoned = asyncio.ensure_future(hasher.verify("a", "x"))
+        await asyncio.sleep(0)
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        with pytest.raises(s.CredentialChecksBusy):  # the thread is still hashing
+            await hasher.verify("b", "x")
+        release.set()
+        await asyncio.to_thread(hasher.close)  # waits for the running hash
+    finally:
+        release.set()
+        hasher.close()
+
+
+@pytest.mark.parametrize(("workers", "max_waiting"), [(0, 1), (1, -1)])
+def test_the_hasher_needs_a_thread(workers: int, max_waiting: int) -> None:
+    with pytest.raises(ValueError):
+        s.SecretHasher(workers, max_waiting)

@@ -80,18 +80,30 @@ async def test_cancel_of_a_queued_job_is_immediate(meta: MetadataStore) -> None:
     assert await claim(meta) is None
 
 
-async def test_pin_present_pins_what_exists_in_one_go(meta: MetadataStore) -> None:
+async def test_pin_present_pins_what_the_job_may_link_in_one_go(meta: MetadataStore) -> None:
+    """Linked in the target registry (1), or in the named source repository: pinned. Only
+    held by the store, or linked in another registry's other repository: not (knowing a
+    digest is never access). Absent: not."""
     await add(meta, "1" * 32)
-    held, absent = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    mine, theirs, source, loose, absent = ("sha256:" + c * 64 for c in "abcde")
     async with meta.writing() as q:
-        await q.record_blob(held, 10)
+        for digest in (mine, theirs, source, loose):
+            await q.record_blob(digest, 10)
+        await q.link_blob(await q.ensure_repository(1, "app"), mine)
+        await q.link_blob(await q.ensure_repository(2, "private"), theirs)
+        await q.link_blob(await q.ensure_repository(2, "public"), source)
+    everything = [mine, theirs, source, loose, absent]
     async with meta.writing() as q:
         jobs = JobQueries(q.conn)
-        assert await jobs.pin_present("1" * 32, [held, absent]) == {held}
-        assert await jobs.pin_present("1" * 32, [held]) == {held}  # idempotent
+        assert await jobs.pin_present("1" * 32, everything, 1) == {mine}
+        assert await jobs.pin_present("1" * 32, everything, 1, (2, "public")) == {mine, source}
+        assert await jobs.pin_present("1" * 32, [mine], 1) == {mine}  # idempotent
+        # What the job pinned before (an earlier attempt) stays its own, whatever the scope.
+        assert await jobs.pin_present("1" * 32, everything, 2) == {mine, theirs, source}
     async with meta.writing() as q:
         # Pinned: garbage collection may not delete it, however old.
-        assert not await q.delete_blob_row_if_orphan(held, utcnow() + timedelta(days=1))
+        assert not await q.delete_blob_row_if_orphan(mine, utcnow() + timedelta(days=1))
+        assert await q.delete_blob_row_if_orphan(loose, utcnow() + timedelta(days=1))
 
 
 async def test_jobs_page_newest_first(meta: MetadataStore) -> None:

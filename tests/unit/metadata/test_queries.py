@@ -286,8 +286,10 @@ async def test_record_link_and_unlink_blob(store: MetadataStore, registry: Regis
         assert await q.repository_blob_size(registry.id, "other", blob) is None
         assert await q.repository_blob_size(registry.id, "missing", blob) is None
         assert await q.link_holders(blob) == {repo_id}
-        assert await q.repository_with_blob(registry.id, blob) == repo_id
-        assert await q.repository_with_blob(registry.id, blob, exclude=repo_id) is None
+        assert await q.linked_blobs([blob, digest("absent")], registry.id) == {blob}
+        assert await q.linked_blobs([blob], registry.id + 1000) == set()
+        assert await q.linked_blobs([blob], registry.id + 1000, (registry.id, "app")) == {blob}
+        assert await q.linked_blobs([blob], registry.id + 1000, (registry.id, "other")) == set()
     async with store.writing() as q:
         assert await q.unlink_blob(registry.id, "app", blob) is True
         assert await q.unlink_blob(registry.id, "app", blob) is False
