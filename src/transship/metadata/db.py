@@ -128,13 +128,25 @@ class Database:
             self._sync_reader.dispose()
 
 
+class _NoResultRows(logging.Filter):
+    """Drops SQLAlchemy's DEBUG records of result rows: rows hold secrets' hashes (and
+    `hide_parameters` covers only the parameters). Statements are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(("Row ", "Col ")))
+
+
 def _quiet_driver_logs() -> None:
-    """Keep aiosqlite's DEBUG records off: each one shows a call with its arguments, the
-    SQL parameters. Only when nobody configured that logger (its level is NOTSET), so an
-    operator can still ask for them on purpose."""
+    """Keep SQL values out of the logs at every level an operator may choose: aiosqlite's
+    DEBUG records (each shows a call with its arguments, the SQL parameters) are off unless
+    someone configured that logger on purpose (its level is not NOTSET), and SQLAlchemy's
+    records of result rows are dropped."""
     driver = logging.getLogger("aiosqlite")
     if driver.level == logging.NOTSET:
         driver.setLevel(logging.INFO)
+    engine = logging.getLogger("sqlalchemy.engine.Engine")
+    if not any(isinstance(f, _NoResultRows) for f in engine.filters):
+        engine.addFilter(_NoResultRows())
 
 
 def _private_sqlite_file(path: Path) -> None:
