@@ -19,6 +19,9 @@ async def test_debug_logs_carry_no_hashes_or_secrets(
     tmp_path: Path, database_url: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # An in-process CLI command earlier in this process (`transship.cli.main._logging`) may
+    # have set alembic to WARNING; its migration records prove the run reached the database.
+    caplog.set_level(logging.DEBUG, logger="alembic")
     async with running_registry(make_settings(tmp_path, database_url, data_plane_auth=True)) as reg:
         owner = IdentityClient(reg.http, reg.url, owner_credential(tmp_path))
         subscription = owner.credential.subscription_id
