@@ -3,9 +3,13 @@
 Fixtures (every process they start is stopped at teardown):
 
 - ``postgres`` (session): a throwaway PostgreSQL cluster (:class:`tests.peers.postgres.PostgresCluster`).
+- ``postgres_template`` (session): the name of a database of that cluster migrated to the
+  newest schema, once per session (per xdist worker).
 - ``database_url`` (function, parametrized ``sqlite`` / ``postgresql``): ``None`` meaning the
-  embedded SQLite default, or the URL of a fresh empty PostgreSQL database (dropped after
-  the test). Any test that uses it, directly or through ``transship_server``, runs on both.
+  embedded SQLite default, or the URL of a fresh PostgreSQL database (dropped after the
+  test), copied from ``postgres_template`` so it is already migrated; a test marked
+  ``empty_database`` gets an empty one instead. Any test that uses it, directly or through
+  ``transship_server``, runs on both.
 - ``distribution_anon``, ``distribution_htpasswd``, ``distribution_token``: Debian's
   ``docker-registry`` in each auth mode (:class:`tests.peers.distribution.DistributionRegistry`).
 - ``skopeo``, ``podman``, ``docker_cli``: isolated client wrappers (:mod:`tests.peers.clients`).
@@ -18,16 +22,31 @@ Tests that use a fixture needing an external program are marked ``peers`` automa
 (``-m "not peers"`` deselects them). When a program is missing, the test is skipped with
 the reason, unless ``TRANSSHIP_REQUIRE_PEERS=1`` (set by ``scripts/test``, so in CI) where
 it fails instead: CI installs every peer, so a skip there would hide a broken setup.
+
+Parallel runs (pytest-xdist, as ``scripts/test`` does): each worker has its own session, so
+its own PostgreSQL cluster and template, and its own block of ports (:mod:`tests.peers.ports`);
+every data directory is under ``tmp_path``. Tests that share a module-scoped fixture are put
+in one ``xdist_group`` (per fixture parameter), so ``--dist loadgroup`` runs them on one
+worker and the fixture is set up once, as in a serial run; a module marked ``spread`` (its
+tests independent, and long enough to be worth a fixture per worker) opts out.
+
+Hypothesis runs with the ``dev`` profile (no deadline: timings under a loaded machine are
+not a property of the code) or, when ``CI=true``, ``ci`` (also derandomized, so a CI run is
+reproducible); ``HYPOTHESIS_PROFILE`` names another. Both print the blob to reproduce a
+failure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.peers.clients import DockerCli, Podman, Skopeo
 from tests.peers.distribution import DistributionRegistry
@@ -36,6 +55,19 @@ from tests.peers.images import OciLayout
 from tests.peers.postgres import PostgresCluster
 from tests.peers.procs import PeerUnavailable
 from tests.peers.transship import TransshipServer
+from transship.metadata.db import Database
+
+# `--loop-stall-ms=N`: fail a test in which an event-loop callback ran longer than N ms.
+pytest_plugins = ["tests.support.loop_stall"]
+
+hypothesis_settings.register_profile("dev", deadline=None, print_blob=True)
+hypothesis_settings.register_profile(
+    "ci", deadline=None, print_blob=True, derandomize=True, database=None
+)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() in ("true", "1") else "dev")
+)
 
 PEER_FIXTURES = frozenset(
     {
@@ -50,12 +82,53 @@ PEER_FIXTURES = frozenset(
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests that use a peer fixture with ``peers``."""
+    """Mark tests that use a peer fixture with ``peers``, and group those sharing a
+    module-scoped fixture for xdist (see :func:`_shared_fixture_group`)."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if PEER_FIXTURES.intersection(names):
             item.add_marker(pytest.mark.peers)
+        group = None if item.get_closest_marker("spread") else _shared_fixture_group(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+            if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
+                _suffix_node_id(item, group)
+
+
+def _suffix_node_id(item: pytest.Item, group: str) -> None:
+    """Append ``@group`` to the node id, which is how the xdist controller learns the group.
+
+    pytest-xdist does it by setting ``item._nodeid``, which pytest >= 9.2 no longer reads
+    (its ids are structured, in ``item._id``), so groups were silently ignored
+    (pytest-dev/pytest-xdist#1386). Drop this once an xdist release has the fix."""
+    if "@" in item.nodeid or not hasattr(item, "_id"):
+        return  # an older pytest: xdist's own hook appends it
+    from _pytest.nodeid import coerce_node_id
+
+    item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
+def _shared_fixture_group(item: pytest.Item) -> str | None:
+    """``<module>:<fixture>=<param>,…`` when ``item`` uses a module-scoped fixture of its own
+    module (a server the module's tests share, sometimes in order), else None. Under
+    ``--dist loadgroup`` one worker runs the whole group, so the fixture starts once per
+    parameter. (No ``]`` in it: xdist takes the group after an ``@`` past the last ``]``.)"""
+    info = getattr(item, "_fixtureinfo", None)
+    module = getattr(item, "module", None)
+    if info is None or module is None:
+        return None
+    shared = sorted(
+        name
+        for name, defs in info.name2fixturedefs.items()
+        if defs and defs[-1].scope == "module" and defs[-1].baseid == item.nodeid.split("::")[0]
+    )
+    if not shared:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    chosen = [f"{name}={params[name]}" for name in shared if name in params]
+    return f"{module.__name__}:{','.join(chosen)}".replace("]", ")").replace("[", "(")
 
 
 def _unavailable(exc: PeerUnavailable) -> NoReturn:
@@ -80,16 +153,39 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresCluster) -> str:
+    """The name of a database on ``postgres`` migrated to the newest schema, with no session
+    open on it, so ``CREATE DATABASE … TEMPLATE`` can copy it."""
+    name = "transship_template"
+    url = postgres.new_database(name)
+
+    async def migrate() -> None:
+        database = Database(url)
+        try:
+            await database.migrate()
+        finally:
+            await database.close()  # a template must have no open session
+
+    # On a thread of its own: a session fixture may be set up while a test's loop runs.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, migrate()).result()
+    return name
+
+
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peers)],
 )
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """``None`` (embedded SQLite) or a fresh, empty PostgreSQL database's URL."""
+    """``None`` (embedded SQLite) or a fresh PostgreSQL database's URL: migrated (a copy of
+    ``postgres_template``), or empty for a test marked ``empty_database``."""
     if request.param == "sqlite":
         yield None
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres")
-    url = cluster.new_database()
+    empty = request.node.get_closest_marker("empty_database") is not None
+    template = None if empty else request.getfixturevalue("postgres_template")
+    url = cluster.new_database(template=template)
     try:
         yield url
     finally:

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     )
     upstream_max_header_bytes: int = Field(default=16384, gt=0, description="largest upstream response header line")
     import_lease_seconds: float = Field(default=15.0, gt=0, description="a crashed process's jobs resume after this")
+    loop_unready_seconds: float = Field(
+        default=30.0, ge=0, description="/readyz answers 503 while a background loop has been crashing and restarting for this long"
+    )
     upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
     upstream_read_timeout: float = Field(default=30.0, gt=0, description="seconds without data before a retry")
     egress: EgressSettings = Field(default_factory=EgressSettings)

@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class Conflict(Exception):
+    """A write collided with the stored state: a unique key (a name, an id) is taken, or a
+    row it refers to is gone. metadata/ raises it in place of the database driver's
+    IntegrityError, which never leaves metadata/; each service maps it to its own answer
+    (a 409 naming what is taken, as a rule). The message never quotes the values written."""
+
+
 @dataclass(frozen=True, slots=True)
 class OciErrorCode:
     code: str

@@ -19,7 +19,7 @@ import requests
 
 from tests.e2e.azure_env import AzureEnv, start_azure_env
 
-pytestmark = pytest.mark.peers
+pytestmark = [pytest.mark.peers, pytest.mark.heavy]
 
 # Signs in as the owner service principal against the service (authority and ARM both at its
 # URL, no instance discovery), then runs the steps named in argv[2:] and prints

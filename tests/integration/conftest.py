@@ -25,6 +25,17 @@ from tests.support.upstream_proxy import UpstreamProxy
 TARGET = "default"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After a test passed, its module's ``check_after_call(item)`` if it has one: a check
+    of what the whole test did (not one Hypothesis example), failing the test itself."""
+    result = yield
+    check = getattr(getattr(item, "module", None), "check_after_call", None)
+    if check is not None:
+        check(item)
+    return result
+
+
 def insecure(*hosts: str) -> dict[str, Any]:
     """`upstreams` for loopback registries speaking plain HTTP."""
     return {host: {"insecure": True} for host in hosts}

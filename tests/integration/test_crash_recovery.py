@@ -150,10 +150,13 @@ def test_kill_9_mid_upload_leaves_no_partial_blob(tmp_path: Path, database_url: 
     server.start()
     data = os.urandom(64 * 1024 * 1024)
     digest = sha256(data)
+    under_way = threading.Event()
     try:
         def slow_body() -> Any:
             for i in range(0, len(data), 1 << 20):
                 yield data[i : i + (1 << 20)]
+                if i >= 8 << 20:  # 8 MiB handed to the socket: the server is receiving
+                    under_way.set()
                 time.sleep(0.01)
 
         sender = threading.Thread(
@@ -163,7 +166,7 @@ def test_kill_9_mid_upload_leaves_no_partial_blob(tmp_path: Path, database_url: 
             daemon=True,
         )
         sender.start()
-        time.sleep(0.3)
+        assert under_way.wait(timeout=60), "the upload never got going"
         server.kill9()
         sender.join(timeout=30)
         server.start()

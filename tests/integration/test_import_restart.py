@@ -15,6 +15,7 @@ from tests.integration.conftest import TARGET, ProxyFactory
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import OciLayout, build_image, push_layout_http, sha256_digest
+from tests.peers.procs import wait_until
 from tests.peers.transship import TransshipServer
 from tests.support.imports import (
     Management,
@@ -108,7 +109,10 @@ async def test_import_resumes_after_a_restart(
     seen_before = len(recorder.seen)
 
     await asyncio.to_thread(server.kill9 if crash else server.stop)
-    await asyncio.sleep(0.3)  # let the proxy notice the old connections are gone
+    # The proxy has closed the old process's connections (so it counts only the new ones).
+    await asyncio.to_thread(
+        wait_until, lambda: tcp.open_connections == 0, 30, what="old connections closed"
+    )
     tcp.reset_stats()
     await asyncio.to_thread(server.start)
     final = await admin.wait(operation, timeout=60)

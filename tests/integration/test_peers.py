@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sys
 import textwrap
 import time
@@ -18,7 +19,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 import requests
+from alembic.script import ScriptDirectory
 
+from tests.peers import ports
 from tests.peers.clients import CommandError, DockerCli, Podman, Skopeo, docker_ref
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultProxy
@@ -36,10 +39,14 @@ from tests.peers.images import (
     sha256_digest,
 )
 from tests.peers.oci_http import RegistryClient, RegistryError, UploadMode
+from tests.peers.ports import BLOCK_SIZE, worker_port_block
 from tests.peers.postgres import PostgresCluster
 from tests.peers.procs import ManagedProcess
 from tests.peers.token_server import TokenServer, TokenUser
 from tests.peers.transship import TransshipServer
+from transship import metadata
+
+MIGRATIONS = Path(metadata.__file__).parent / "migrations"
 
 pytestmark = pytest.mark.peers
 
@@ -361,16 +368,67 @@ async def test_postgres_gives_connectable_fresh_databases(postgres: PostgresClus
 
 
 async def test_database_url_matrix(database_url: str | None) -> None:
+    """On PostgreSQL, a database of the test's own, already at the newest migration (a copy
+    of the session's template, not a migration run per test)."""
+    if database_url is None:
+        return  # sqlite: the embedded default, nothing to connect to here
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT current_database()") != "transship_template"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == head
+    finally:
+        await conn.close()
+
+
+@pytest.mark.empty_database
+async def test_database_url_is_empty_when_the_test_asks(database_url: str | None) -> None:
     if database_url is None:
         return  # sqlite: the embedded default, nothing to connect to here
     conn = await asyncpg.connect(database_url)
     try:
-        assert await conn.fetchval("SELECT 1") == 1
         assert (
             await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
         )
     finally:
         await conn.close()
+
+
+def test_a_copy_of_the_template_is_independent_of_it(
+    postgres: PostgresCluster, postgres_template: str
+) -> None:
+    url = postgres.new_database(template=postgres_template)
+    name = url.rsplit("/", 1)[1]
+    try:
+        postgres.psql("DELETE FROM alembic_version", database=name)
+        assert postgres.psql("SELECT count(*) FROM alembic_version", database=name).strip() == "0"
+        kept = postgres.psql("SELECT count(*) FROM alembic_version", database=postgres_template)
+        assert kept.strip() == "1"
+    finally:
+        postgres.drop_database(name)
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+
+def test_xdist_workers_have_disjoint_port_blocks_below_the_ephemeral_range() -> None:
+    blocks = [set(worker_port_block(f"gw{i}", "run-1")) for i in range(16)]
+    assert all(len(block) == BLOCK_SIZE for block in blocks)
+    assert sum(len(b) for b in blocks) == len(set().union(*blocks))  # no port in two blocks
+    assert min(min(b) for b in blocks) >= 10_000 and max(max(b) for b in blocks) < 32_768
+    assert worker_port_block("gw0", "run-1") == worker_port_block("gw0", "run-1")
+
+
+def test_a_worker_passes_over_a_port_someone_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            spare = probe.getsockname()[1]
+        monkeypatch.setattr(ports, "_worker_cycle", iter([taken, spare]))
+        assert ports.free_port() == spare
 
 
 # -- fault proxy ------------------------------------------------------------------------------

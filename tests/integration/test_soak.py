@@ -55,7 +55,7 @@ from tests.peers.images import (
 from tests.peers.transship import TransshipServer
 from tests.support.imports import Management, Operation, fetch, run_check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 _NAMES = os.environ.get("TRANSSHIP_SOAK_DATABASES", "sqlite,postgresql").split(",")
 DATABASES = [

@@ -21,7 +21,7 @@ Modes (:class:`FaultMode`):
   mode changes.
 
 Counters (:attr:`FaultProxy.stats`): connections accepted, bytes forwarded up and down,
-resets done.
+resets done; :attr:`FaultProxy.open_connections` counts those still being served.
 """
 
 from __future__ import annotations
@@ -161,6 +161,11 @@ class FaultProxy(Peer):
     def mode(self) -> FaultMode:
         """The current mode."""
         return self._mode
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections accepted and not yet closed down (both sides)."""
+        return len(self._tasks)
 
     def set_mode(self, mode: FaultMode) -> None:
         """Switch mode; returns once the listener matches it (closed for refuse, open otherwise)."""

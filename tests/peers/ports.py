@@ -4,18 +4,24 @@ Contracts:
 
 - :func:`free_port` returns a TCP port that was free on 127.0.0.1 a moment ago. Another
   process may still grab it before the caller binds it; launchers treat a failed start as a
-  test failure, which is rare enough in practice.
+  test failure. Under pytest-xdist each worker takes its ports from a block of its own
+  below the kernel's ephemeral range (:func:`worker_port_block`), so workers never hand
+  out the same port, and neither do the kernel's outgoing connections; alone, it lets the
+  kernel choose.
 - :func:`wait_for_http` polls a loopback URL until any HTTP response arrives (or one of the
   wanted statuses), never through an HTTP proxy from the environment.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection
+import zlib
+from collections.abc import Callable, Collection, Iterator
 
 LOOPBACK = "127.0.0.1"
 
@@ -23,12 +29,61 @@ LOOPBACK = "127.0.0.1"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+# Worker port blocks live in [_BLOCKS_START, _BLOCKS_END): under Linux's default ephemeral
+# range (32768-60999), so an outgoing connection never holds one, and above the ports
+# well-known services use.
+_BLOCKS_START = 10_000
+_BLOCKS_END = 32_000
+BLOCK_SIZE = 250
+_BLOCKS = (_BLOCKS_END - _BLOCKS_START) // BLOCK_SIZE
+
+
+def worker_port_block(worker: str, run: str) -> range:
+    """The ports xdist worker ``worker`` (``gw0``, ``gw1``…) of test run ``run`` (xdist's
+    ``PYTEST_XDIST_TESTRUNUID``) hands out. Workers of one run get distinct blocks; the
+    run id shifts them all, so two runs on one machine rarely share a block."""
+    index = int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+    block = (zlib.crc32(run.encode()) + index) % _BLOCKS
+    start = _BLOCKS_START + block * BLOCK_SIZE
+    return range(start, start + BLOCK_SIZE)
+
+
+def _worker_ports() -> Iterator[int] | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return None
+    return itertools.cycle(worker_port_block(worker, os.environ.get("PYTEST_XDIST_TESTRUNUID", "")))
+
+
+_worker_cycle = _worker_ports()
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port on ``host`` (loopback by default) that nobody was listening on."""
+    """Return a TCP port on ``host`` (loopback by default) that nobody was listening on.
+
+    Under xdist, the next bindable port of this worker's block (round robin, so a port
+    comes back only after the rest of the block; one still bound, or in TIME_WAIT, is
+    passed over); raises :class:`RuntimeError` when none of the block is bindable.
+    """
+    if _worker_cycle is not None:
+        for _ in range(BLOCK_SIZE):
+            port = next(_worker_cycle)
+            if _bindable(host, port):
+                return port
+        raise RuntimeError(f"no free port left in this worker's block of {BLOCK_SIZE}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:

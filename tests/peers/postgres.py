@@ -7,7 +7,9 @@ to run as root), starts it with ``pg_ctl`` on a free port with ``listen_addresse
 
 - :attr:`PostgresCluster.url` is ``postgresql://postgres@127.0.0.1:PORT/DBNAME``.
 - :meth:`PostgresCluster.new_database` creates another empty database and returns its URL,
-  so each test can have a fresh one for the price of a ``CREATE DATABASE``.
+  so each test can have a fresh one for the price of a ``CREATE DATABASE``; with
+  ``template=`` it is a copy of that database (``CREATE DATABASE … TEMPLATE``: a file copy,
+  much cheaper than running the migrations again). A template must have no open session.
 - :meth:`PostgresCluster.stop` runs ``pg_ctl -m immediate stop`` (SIGKILL of the postmaster
   as a fallback) and removes the directory.
 
@@ -192,12 +194,16 @@ class PostgresCluster:
         first_line = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
         return int(first_line)
 
-    def new_database(self, name: str | None = None) -> str:
-        """Create an empty database (named ``name`` or ``test_<n>``) and return its URL."""
+    def new_database(self, name: str | None = None, *, template: str | None = None) -> str:
+        """Create a database (named ``name`` or ``test_<n>``) and return its URL: empty, or
+        a copy of database ``template`` when given (which must have no open session, or
+        PostgreSQL refuses the copy)."""
         name = name or f"test_{next(self._counter)}"
-        if not _NAME_RE.match(name):
-            raise ValueError(f"bad database name {name!r}")
-        self._psql(f'CREATE DATABASE "{name}"')
+        for checked in (name, template):
+            if checked is not None and not _NAME_RE.match(checked):
+                raise ValueError(f"bad database name {checked!r}")
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self._psql(f'CREATE DATABASE "{name}"{copy}')
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:

@@ -13,7 +13,7 @@ from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
 from transship.errors import OciError
 from transship.metadata.records import RegistryRecord, TagRecord
-from transship.registry.listings import ManifestListing
+from transship.registry.listings import ListingOrder, ManifestListing
 
 _CHANGEABLE = {"deleteEnabled": True, "writeEnabled": True, "readEnabled": True, "listEnabled": True}
 _ROUTE = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)")
@@ -25,33 +25,19 @@ def _iso(value: Any) -> str:
     return str(value.isoformat().replace("+00:00", "Z"))
 
 
-def _paginate(items: list[dict[str, Any]], key: str, request: web.Request, path: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """One page of already ordered items: those after the item whose `key` is `last`."""
-    n, last = page_params(request)
-    if last is not None:
-        keys = [str(item[key]) for item in items]
-        if last in keys:
-            items = items[keys.index(last) + 1 :]
-        else:  # a key that vanished since the previous page: fall back to its sort position
-            items = [item for item in items if str(item[key]) > last]
-    limit = n if n is not None else 100
-    page = items[:limit]
-    headers: dict[str, str] = {}
-    if len(items) > limit and page:
-        query = {"last": str(page[-1][key]), "n": str(limit)}
-        if "orderby" in request.query:
-            query["orderby"] = request.query["orderby"]
-        headers["Link"] = f'<{path}?{urlencode(query)}>; rel="next"'
-    return page, headers
-
-
-def _order(items: list[dict[str, Any]], request: web.Request, key: str) -> list[dict[str, Any]]:
+def _order(request: web.Request) -> ListingOrder:
     order = request.query.get("orderby", "")
-    if order == "timedesc":
-        return sorted(items, key=lambda item: item["lastUpdateTime"], reverse=True)
     if order == "timeasc":
-        return sorted(items, key=lambda item: item["lastUpdateTime"])
-    return sorted(items, key=lambda item: str(item[key]))
+        return "timeasc"
+    return "timedesc" if order == "timedesc" else "key"
+
+
+def _link(request: web.Request, last: str, n: int | None) -> dict[str, str]:
+    """The Link header to the page after the item whose key is `last`."""
+    query = {"last": last, "n": str(n if n is not None else 100)}
+    if "orderby" in request.query:
+        query["orderby"] = request.query["orderby"]
+    return {"Link": f'<{request.path}?{urlencode(query)}>; rel="next"'}
 
 
 def repository_in(tail: str, method: str) -> tuple[str, str | None] | None:
@@ -107,16 +93,14 @@ async def _repository_attributes(
     services: Services, registry: RegistryRecord, repository: str, header: dict[str, Any]
 ) -> web.Response:
     """`GET /acr/v1/{repo}` (`az acr repository show --repository`)."""
-    manifests = await services.listings.manifests(registry, repository)
-    tags = await services.listings.tags(registry, repository)
-    times = [m.created for m in manifests] + [t.updated_at for t in tags]
+    summary = await services.listings.summary(registry, repository)
     return web.json_response(
         {
             **header,
-            "createdTime": _iso(min(times)) if times else None,
-            "lastUpdateTime": _iso(max(times)) if times else None,
-            "manifestCount": len(manifests),
-            "tagCount": len(tags),
+            "createdTime": _iso(summary.created) if summary.created else None,
+            "lastUpdateTime": _iso(summary.last_update) if summary.last_update else None,
+            "manifestCount": summary.manifest_count,
+            "tagCount": summary.tag_count,
             "changeableAttributes": _CHANGEABLE,
         }
     )
@@ -131,26 +115,18 @@ async def _item(
     services = request.app[SERVICES]
     repository, reference = header["imageName"], found["reference"]
     if request.method == "DELETE":
-        if found["what"] == "_tags" and not any(
-            t.name == reference for t in await services.listings.tags(registry, repository)
-        ):
+        if found["what"] == "_tags" and await services.listings.tag(registry, repository, reference) is None:
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
         await services.manifests.delete(registry, repository, reference)
         return web.Response(status=202)
     if request.method != "GET":
         raise OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}")
     if found["what"] == "_tags":
-        tag = next(
-            (t for t in await services.listings.tags(registry, repository) if t.name == reference),
-            None,
-        )
+        tag = await services.listings.tag(registry, repository, reference)
         if tag is None:
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
         return web.json_response({**header, "tag": _tag_json(tag)})
-    listing = next(
-        (m for m in await services.listings.manifests(registry, repository) if m.digest == reference),
-        None,
-    )
+    listing = await services.listings.manifest(registry, repository, reference)
     if listing is None:
         raise OciError(e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}")
     return web.json_response({**header, "manifest": _manifest_json(listing)})
@@ -178,13 +154,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.method} {request.path}")
     repository = repository_name(found["name"])
     header = {"registry": registry.login_server or request.host, "imageName": repository}
+    n, last = page_params(request)
     if found["what"] == "_tags":
-        tags = [_tag_json(tag) for tag in await services.listings.tags(registry, repository)]
-        page, link = _paginate(_order(tags, request, "name"), "name", request, request.path)
-        return web.json_response({**header, "tags": page}, headers=link)
-    manifests = [_manifest_json(m) for m in await services.listings.manifests(registry, repository)]
-    page, link = _paginate(_order(manifests, request, "digest"), "digest", request, request.path)
-    return web.json_response({**header, "manifests": page}, headers=link)
+        tags = await services.listings.tags(registry, repository, _order(request), last, n)
+        link = _link(request, tags.items[-1].name, n) if tags.more and tags.items else {}
+        return web.json_response({**header, "tags": [_tag_json(t) for t in tags.items]}, headers=link)
+    manifests = await services.listings.manifests(registry, repository, _order(request), last, n)
+    link = _link(request, manifests.items[-1].digest, n) if manifests.more and manifests.items else {}
+    return web.json_response({**header, "manifests": [_manifest_json(m) for m in manifests.items]}, headers=link)
 
 
 def add_routes(app: web.Application) -> None:

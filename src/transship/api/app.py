@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -24,8 +22,7 @@ from transship.api import (
 from transship.api.errors import error_middleware
 from transship.api.services import Services, build_services
 from transship.config import Settings
-from transship.worker.gc_loop import run_periodically
-from transship.worker.key_loop import refresh_keys_periodically
+from transship.worker.loops import background_loops
 
 
 async def merge_leading_slashes(request: web.Request) -> web.StreamResponse:
@@ -53,24 +50,20 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         owned = services is None
         app[v2.SERVICES] = services if services is not None else await build_services(settings)
-        background = [
-            asyncio.create_task(app[v2.SERVICES].imports.run_forever()),
-            asyncio.create_task(refresh_keys_periodically(app[v2.SERVICES].tokens.keys)),
-        ]
-        if settings.gc_interval_seconds > 0:
-            background.append(
-                asyncio.create_task(
-                    run_periodically(app[v2.SERVICES].gc, settings.gc_interval_seconds)
-                )
-            )
+        built = app[v2.SERVICES]
+        loops = background_loops(
+            built.imports,
+            built.tokens.keys,
+            built.gc,
+            gc_interval_seconds=settings.gc_interval_seconds,
+        )
+        app[ops.LOOPS] = loops
+        loops.start()
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Cancels every loop (no restart) and hands running import jobs back.
+            await loops.stop()
             if owned:
                 await app[v2.SERVICES].close()
 

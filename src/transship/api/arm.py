@@ -27,6 +27,7 @@ from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
+from transship.metadata.queries import QueryScope
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.registry.registries import registry_id_of
 
@@ -187,13 +188,19 @@ async def registry_get(request: web.Request) -> web.Response:
 
 
 async def _apply_access(
-    services: Services, record: RegistryRecord, properties: RegistryProperties | None
+    services: Services,
+    record: RegistryRecord,
+    properties: RegistryProperties | None,
+    within: QueryScope | None = None,
 ) -> None:
+    """Write the access settings `properties` gives, in `within` (the caller's
+    transaction) when given. Raises ArmError 400 naming an invalid field."""
     if properties is None:
         return
     rules = properties.network_rule_set
     await services.registry_access.update(
         record,
+        within=within,
         admin_user_enabled=properties.admin_user_enabled,
         anonymous_pull=properties.anonymous_pull_enabled,
         public_network_access=properties.public_network_access,
@@ -209,14 +216,18 @@ async def registry_put(request: web.Request) -> web.Response:
     services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
     group = await services.directory.require_resource_group(sub, rg)
-    record, created = await services.registries.create(
-        sub,
-        group.name,
-        name,
-        body.location or group.location,
-        body.properties.login_server if body.properties else None,
-    )
-    await _apply_access(services, record, body.properties)
+    # One transaction: a registry whose access settings are refused (an invalid IP rule)
+    # is not created, and an existing one keeps all its settings.
+    async with services.meta.writing() as q:
+        record, created = await services.registries.create(
+            sub,
+            group.name,
+            name,
+            body.location or group.location,
+            body.properties.login_server if body.properties else None,
+            within=q,
+        )
+        await _apply_access(services, record, body.properties, within=q)
     await services.resolver.refresh()
     return arm_json(await registry_json_of(services, record), status=201 if created else 200)
 
@@ -344,9 +355,16 @@ def operation_json(
 async def _operation(
     services: Any, job: ImportJobRecord, registry: RegistryRecord, subscription: str
 ) -> dict[str, Any]:
+    return operation_json(job, registry, subscription, await _source_names(services, [job]))
+
+
+async def _source_names(services: Any, jobs: list[ImportJobRecord]) -> dict[int, str]:
+    """The names of the same-service source registries of `jobs`, by id, looked up by key
+    (never a scan of every registry on each operation poll)."""
+    sources = (ImportRequest.from_json(job.request).source.registry_id for job in jobs)
     async with services.meta.reading() as q:
-        names = {r.id: r.login_server or r.name for r in await q.registries()}
-    return operation_json(job, registry, subscription, names)
+        found = await q.registries_by_id(rid for rid in sources if rid is not None)
+    return {rid: r.login_server or r.name for rid, r in found.items()}
 
 
 async def import_image(request: web.Request) -> web.Response:
@@ -403,8 +421,7 @@ async def _job_and_registry(request: web.Request) -> tuple[Any, ImportJobRecord,
     job = await services.imports.get(job_id) if _OPERATION_ID.fullmatch(job_id) else None
     registry = None
     if job is not None:
-        async with services.meta.reading() as q:
-            registry = next((r for r in await q.registries() if r.id == job.registry_id), None)
+        registry = await services.registries.by_id(job.registry_id)
     if (
         job is None
         or registry is None
@@ -471,8 +488,7 @@ async def import_operations(request: web.Request) -> web.Response:
             target="$skipToken",
         )
     jobs = await services.imports.list(registry.id, top + 1, after)
-    async with services.meta.reading() as q:
-        names = {r.id: r.login_server or r.name for r in await q.registries()}
+    names = await _source_names(services, jobs[:top])
     body: dict[str, Any] = {
         "value": [operation_json(j, registry, request.match_info["sub"], names) for j in jobs[:top]]
     }

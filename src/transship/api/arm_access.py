@@ -178,12 +178,13 @@ async def generate_credentials(request: web.Request) -> web.Response:
     body = parse_body(GenerateCredentialsBody, await json_body(request))
     token_name = _last_segment(body.token_id, "tokens", "tokenId")
     names = [body.name] if body.name else list(TOKEN_PASSWORD_NAMES)
-    passwords = []
-    for name in names:
-        value = await services.registry_access.generate_token_password(
-            registry, token_name, name, body.expiry
-        )
-        passwords.append({"name": name, "value": value, "expiry": _iso(body.expiry)})
+    values = await services.registry_access.generate_token_passwords(
+        registry, token_name, names, body.expiry
+    )
+    passwords = [
+        {"name": name, "value": value, "expiry": _iso(body.expiry)}
+        for name, value in values.items()
+    ]
     return arm_json({"username": token_name, "passwords": passwords})
 
 

@@ -177,8 +177,7 @@ async def group_delete(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     await authorize(request, services, _group_scope(request), Actions.RESOURCE_GROUPS_DELETE)
     sub, rg = request.match_info["sub"], request.match_info["rg"]
-    names = [r.name for r in await services.registries.list(sub, rg)]
-    deleted = await services.directory.delete_resource_group(sub, rg, names)
+    deleted = await services.directory.delete_resource_group(sub, rg)
     return web.Response(status=200 if deleted else 204)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from transship.api.auth import bearer_token
 from transship.api.v2 import SERVICES
 from transship.config import Settings
+from transship.worker.supervisor import LoopStatus, Supervisor
 
 MetricsAccessMode = Literal["public", "loopback", "token", "off"]
 
@@ -237,16 +238,50 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
+LOOPS: web.AppKey[Supervisor] = web.AppKey("loops", Supervisor)
+
+
+def _loop_json(status: LoopStatus) -> dict[str, object]:
+    return {
+        "name": status.name,
+        "state": status.state.value,
+        "restarts": status.restarts,
+        "lastError": status.last_error,
+        "failingSeconds": None if status.failing_seconds is None else round(status.failing_seconds, 3),
+        "heartbeatAgeSeconds": (
+            None if status.heartbeat_age_seconds is None else round(status.heartbeat_age_seconds, 3)
+        ),
+    }
+
+
 async def readyz(request: web.Request) -> web.Response:
+    """`GET /readyz`: 200 when the database answers, the blob directory exists and no
+    background loop has been crashing for `loop_unready_seconds`; else 503. The JSON body
+    lists every problem and each loop's liveness (state, restarts, the type of its last
+    error, how long it has been failing, the age of its last heartbeat)."""
     services = request.app[SERVICES]
+    problems: list[str] = []
     try:
         async with services.db.read() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
-        return web.Response(status=503, text=f"database unavailable: {type(exc).__name__}\n")
+        problems.append(f"database unavailable: {type(exc).__name__}")
     if not services.settings.blob_dir.is_dir():
-        return web.Response(status=503, text="blob directory missing\n")
-    return web.Response(text="ready\n")
+        problems.append("blob directory missing")
+    loops = request.app[LOOPS].status() if LOOPS in request.app else {}
+    bound = services.settings.loop_unready_seconds
+    for status in loops.values():
+        if status.unready(bound):
+            problems.append(
+                f"background loop {status.name} has been failing for "
+                f"{status.failing_seconds or 0.0:.0f} s ({status.last_error})"
+            )
+    body = {
+        "status": "unavailable" if problems else "ready",
+        "problems": problems,
+        "loops": [_loop_json(status) for status in loops.values()],
+    }
+    return web.json_response(body, status=503 if problems else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:

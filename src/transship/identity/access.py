@@ -7,9 +7,7 @@ import re
 import time
 import uuid
 
-from sqlalchemy.exc import IntegrityError
-
-from transship.errors import ArmError
+from transship.errors import ArmError, Conflict
 from transship.identity.directory import tenant_root_scope
 from transship.identity.model import Principal
 from transship.identity.rbac import (
@@ -156,7 +154,7 @@ class AccessControl:
                     await iq.add_role_definition(record)
                 else:
                     await iq.replace_role_definition(record)
-        except IntegrityError:
+        except Conflict:
             raise ArmError(
                 409,
                 "RoleDefinitionWithSameNameExists",
@@ -213,7 +211,9 @@ class AccessControl:
                 record = await iq.add_role_assignment(
                     assignment_id, scope, principal.object_id, role.id
                 )
-            except IntegrityError:
+            except Conflict:
+                # Raised out of the block: the transaction rolls back (PostgreSQL would
+                # refuse any further statement in it anyway).
                 raise ArmError(
                     409,
                     "RoleAssignmentUpdateNotPermitted",

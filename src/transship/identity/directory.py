@@ -7,11 +7,10 @@ import hashlib
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
-
-from transship.errors import ArmError
+from transship.errors import ArmError, Conflict
 from transship.identity.model import (
     SERVICE_PRINCIPAL,
     USER,
@@ -74,6 +73,15 @@ def _display_name(text: str, field: str = "displayName") -> str:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class _NewSecret:
+    """A secret made and hashed, not yet stored."""
+
+    value: str
+    secret_hash: str
+    expires: datetime
+
+
 class Directory:
     """`hasher` runs every hash and verification of a secret or password (default: a pool of
     this directory's own); `throttle` counts failed checks (default: one of its own with the
@@ -126,8 +134,10 @@ class Directory:
             _guid(subscription_id, "subscriptionId") if subscription_id else str(uuid.uuid4())
         )
         display_name = _display_name(display_name)
+        owner_name = _display_name(owner_name)
         owner = builtin_role("Owner")
         assert owner is not None
+        secret = await self._new_secret(owner_years)
         try:
             async with self._meta.writing() as q:
                 iq = IdentityQueries(q.conn)
@@ -136,14 +146,14 @@ class Directory:
                     subscription_id, tenant_id, f"{display_name} subscription"
                 )
                 await iq.add_resource_group(subscription_id, "default", location)
-                created = await self._add_service_principal(iq, tenant_id, owner_name, owner_years)
+                created = await self._add_service_principal(iq, tenant_id, owner_name, secret)
                 await iq.add_role_assignment(
                     str(uuid.uuid4()),
                     owner_scope or tenant_root_scope(tenant_id),
                     created.principal.object_id,
                     owner.id,
                 )
-        except IntegrityError:
+        except Conflict:
             raise ArmError(
                 409,
                 "Conflict",
@@ -171,7 +181,7 @@ class Directory:
                     )
                 subscription = await iq.add_subscription(subscription_id, tenant_id, display_name)
                 await iq.add_resource_group(subscription_id, "default", "local")
-        except IntegrityError:
+        except Conflict:
             raise ArmError(
                 409, "Conflict", f"The subscription {subscription_id} already exists."
             ) from None
@@ -234,62 +244,78 @@ class Directory:
                 return await IdentityQueries(q.conn).add_resource_group(
                     subscription_id, name, location
                 ), True
-        except IntegrityError:
+        except Conflict:
+            # Created concurrently (or its subscription deleted meanwhile).
             found = await self.resource_group(subscription_id, name)
-            assert found is not None
+            if found is None:
+                raise ArmError(
+                    404,
+                    "SubscriptionNotFound",
+                    f"The subscription '{subscription_id}' could not be found.",
+                ) from None
             return found, False
 
-    async def delete_resource_group(
-        self, subscription_id: str, name: str, registry_names: list[str]
-    ) -> bool:
-        """Raises ArmError 409 while registries remain in the group."""
-        if registry_names:
-            raise ArmError(
-                409,
-                "ResourceGroupNotEmpty",
-                f"Resource group '{name}' still holds registries: {', '.join(sorted(registry_names))}. Delete them first.",
-            )
+    async def delete_resource_group(self, subscription_id: str, name: str) -> bool:
+        """Raises ArmError 409 while registries remain in the group (checked in the
+        transaction that deletes, so a registry created meanwhile is never orphaned)."""
         async with self._meta.writing() as q:
+            registry_names = [
+                r.name
+                for r in await q.registries()
+                if r.subscription_id == subscription_id
+                and (r.resource_group or "").lower() == name.lower()
+            ]
+            if registry_names:
+                raise ArmError(
+                    409,
+                    "ResourceGroupNotEmpty",
+                    f"Resource group '{name}' still holds registries: {', '.join(sorted(registry_names))}. Delete them first.",
+                )
             return await IdentityQueries(q.conn).delete_resource_group(subscription_id, name)
 
     # -- principals --------------------------------------------------------------------------
     async def _add_service_principal(
-        self, iq: IdentityQueries, tenant_id: str, display_name: str, years: int
+        self, iq: IdentityQueries, tenant_id: str, display_name: str, secret: _NewSecret
     ) -> CreatedPrincipal:
+        """Insert a service principal (`display_name` already checked) with its secret."""
         record = await iq.add_principal(
             str(uuid.uuid4()),
             tenant_id,
             SERVICE_PRINCIPAL,
-            _display_name(display_name),
+            display_name,
             app_id=str(uuid.uuid4()),
         )
-        secret = await self._add_secret(iq, record.id, years)
-        return CreatedPrincipal(_principal(record), secret)
+        return CreatedPrincipal(_principal(record), await self._add_secret(iq, record.id, secret))
 
-    async def _add_secret(self, iq: IdentityQueries, principal_id: str, years: int) -> IssuedSecret:
+    async def _new_secret(self, years: int) -> _NewSecret:
+        """A secret and its hash, made before any transaction opens (scrypt takes tens of
+        milliseconds: never while holding the write lock). Raises ArmError 400 for a
+        lifetime out of range, CredentialChecksBusy when the hashing pool is full."""
         if not 1 <= years <= 10:
             raise ArmError(400, "InvalidParameter", "years must be from 1 to 10.", target="years")
         value = new_secret()
-        expires = utcnow() + timedelta(days=365 * years)
+        return _NewSecret(value, await self._hasher.hash(value), utcnow() + timedelta(days=365 * years))
+
+    async def _add_secret(
+        self, iq: IdentityQueries, principal_id: str, secret: _NewSecret
+    ) -> IssuedSecret:
         record = await iq.add_secret(
-            str(uuid.uuid4()),
-            principal_id,
-            await self._hasher.hash(value),
-            value[:3],
-            expires,
+            str(uuid.uuid4()), principal_id, secret.secret_hash, secret.value[:3], secret.expires
         )
-        return IssuedSecret(record.id, value, record.hint, _iso(expires))
+        return IssuedSecret(record.id, secret.value, record.hint, _iso(secret.expires))
 
     async def create_service_principal(
         self, tenant_id: str, display_name: str, years: int = 1
     ) -> CreatedPrincipal:
         """Raises ArmError 400 for a bad name or lifetime, 409 when the name is taken."""
+        display_name = _display_name(display_name)
+        secret = await self._new_secret(years)
         try:
             async with self._meta.writing() as q:
                 return await self._add_service_principal(
-                    IdentityQueries(q.conn), tenant_id, display_name, years
+                    IdentityQueries(q.conn), tenant_id, display_name, secret
                 )
-        except IntegrityError:
+        except Conflict:
             raise ArmError(
                 409,
                 "Conflict",
@@ -319,7 +345,7 @@ class Directory:
                 record = await IdentityQueries(q.conn).add_principal(
                     str(uuid.uuid4()), tenant_id, USER, name, password_hash=password_hash
                 )
-        except IntegrityError:
+        except Conflict:
             raise ArmError(
                 409, "Conflict", f"A user named {name!r} already exists.", target="userName"
             ) from None
@@ -361,11 +387,12 @@ class Directory:
         self, principal: Principal, *, append: bool, years: int = 1
     ) -> IssuedSecret:
         """A new secret for a service principal; without `append` the old ones stop working."""
+        new = await self._new_secret(years)
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             if not append:
                 await iq.delete_secrets(principal.object_id)
-            secret = await self._add_secret(iq, principal.object_id, years)
+            secret = await self._add_secret(iq, principal.object_id, new)
         self._forget_verified()
         return secret
 

@@ -7,12 +7,11 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
-
-from transship.errors import ArmError
+from transship.errors import ArmError, Conflict
 from transship.identity.network import InvalidNetworkRule, NetworkRules, parse_ip_rule
 from transship.identity.scopemaps import (
     SYSTEM_SCOPE_MAPS,
@@ -23,7 +22,7 @@ from transship.identity.scopemaps import (
 from transship.identity.secrets import SecretBox, SecretHasher, new_secret
 from transship.identity.throttle import FailureThrottle
 from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore, QueryScope, utcnow
 from transship.metadata.records import (
     RegistryAccessRecord,
     RegistryRecord,
@@ -123,16 +122,19 @@ class RegistryAccess:
         default_action: str | None = None,
         ip_rules: list[str] | None = None,
         bypass: str | None = None,
+        within: QueryScope | None = None,
     ) -> AccessSettings:
         """Change what is given. Enabling the admin user the first time creates its two
-        passwords. Raises ArmError 400 naming the invalid field."""
+        passwords. With `within`, in that transaction (the caller's), otherwise in one of
+        its own; the cached settings change when it commits. Raises ArmError 400 naming the
+        invalid field (then the caller's transaction must roll back: let it propagate)."""
         try:
             rules = None if ip_rules is None else sorted({parse_ip_rule(r) for r in ip_rules})
         except InvalidNetworkRule as exc:
             raise ArmError(
                 400, "InvalidParameter", str(exc), target="networkRuleSet.ipRules"
             ) from None
-        async with self._meta.writing() as q:
+        async with self._meta.writing(within) as q:
             iq = IdentityQueries(q.conn)
             current = await iq.registry_access(registry.id)
             record = RegistryAccessRecord(
@@ -157,9 +159,14 @@ class RegistryAccess:
                     ),
                 )
             await iq.set_registry_access(record)
-        self._cache[registry.id] = settings
-        self._verified.clear()
+            q.on_commit(lambda: self._changed(registry.id, settings))
         return settings
+
+    def _changed(self, registry_id: int, settings: AccessSettings) -> None:
+        """After a commit: the new settings serve at once; remembered credentials are
+        checked again."""
+        self._cache[registry_id] = settings
+        self._verified.clear()
 
     # -- admin user --------------------------------------------------------------------------
     def _seal_passwords(self, passwords: dict[str, str]) -> bytes:
@@ -169,6 +176,12 @@ class RegistryAccess:
         """The admin user's two passwords by name. Raises ArmError 400 when it is disabled."""
         async with self._meta.reading() as q:
             record = await IdentityQueries(q.conn).registry_access(registry.id)
+        return self._admin_passwords(registry, record)
+
+    def _admin_passwords(
+        self, registry: RegistryRecord, record: RegistryAccessRecord
+    ) -> dict[str, str]:
+        """Raises ArmError 400 when the admin user is disabled."""
         if not record.admin_user_enabled or record.admin_passwords is None:
             raise ArmError(
                 400,
@@ -189,11 +202,13 @@ class RegistryAccess:
                 f"name must be one of {', '.join(ADMIN_PASSWORD_NAMES)}.",
                 target="name",
             )
-        passwords = await self.admin_credentials(registry)
-        passwords[name] = new_secret()
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             record = await iq.registry_access(registry.id)
+            # Read in the transaction that writes: a concurrent regeneration of the other
+            # password is kept, not overwritten with what was read before it.
+            passwords = self._admin_passwords(registry, record)
+            passwords[name] = new_secret()
             await iq.set_registry_access(
                 replace(record, admin_passwords=self._seal_passwords(passwords))
             )
@@ -274,7 +289,7 @@ class RegistryAccess:
                 else:
                     await iq.update_scope_map(existing.id, description, json.dumps(canonical))
                     record = existing
-        except IntegrityError:
+        except Conflict:
             raise ArmError(
                 409, "Conflict", f"Scope map '{name}' was created concurrently."
             ) from None
@@ -370,7 +385,7 @@ class RegistryAccess:
                     await iq.add_token(registry.id, name, record.id, enabled)
                 else:
                     await iq.update_token(existing.id, record.id, enabled)
-        except IntegrityError:
+        except Conflict:
             raise ArmError(409, "Conflict", f"Token '{name}' was created concurrently.") from None
         self._verified.clear()
         return existing is None
@@ -383,32 +398,41 @@ class RegistryAccess:
         self._verified.clear()
         return deleted
 
-    async def generate_token_password(
-        self, registry: RegistryRecord, token_name: str, name: str, expiry: datetime | None
-    ) -> str:
-        """A new password for a token, returned once (only its hash is kept). Raises
-        ArmError 400 for an unknown password name or a past expiry, 404 for no such token."""
-        if name not in TOKEN_PASSWORD_NAMES:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"name must be one of {', '.join(TOKEN_PASSWORD_NAMES)}.",
-                target="name",
-            )
+    async def generate_token_passwords(
+        self,
+        registry: RegistryRecord,
+        token_name: str,
+        names: Sequence[str],
+        expiry: datetime | None,
+    ) -> dict[str, str]:
+        """New passwords for a token by name, returned once (only their hashes are kept).
+        Every password is made first, then all are stored in one transaction: a failure
+        (the hashing pool full, the token gone) changes none. Raises ArmError 400 for an
+        unknown password name or a past expiry, 404 for no such token, and
+        CredentialChecksBusy when the hashing pool is full."""
+        for name in names:
+            if name not in TOKEN_PASSWORD_NAMES:
+                raise ArmError(
+                    400,
+                    "InvalidParameter",
+                    f"name must be one of {', '.join(TOKEN_PASSWORD_NAMES)}.",
+                    target="name",
+                )
         if expiry is not None and expiry <= utcnow():
             raise ArmError(
                 400, "InvalidParameter", "expiry must be in the future.", target="expiry"
             )
-        value = new_secret()
-        secret_hash = await self._hasher.hash(value)
+        values = {name: new_secret() for name in names}
+        hashes = {name: await self._hasher.hash(value) for name, value in values.items()}
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             token = await iq.token(registry.id, token_name)
             if token is None:
                 raise _not_found("Token", token_name, registry, target="tokenId")
-            await iq.set_token_password(token.id, name, secret_hash, expiry)
+            for name, secret_hash in hashes.items():
+                await iq.set_token_password(token.id, name, secret_hash, expiry)
         self._verified.clear()
-        return value
+        return values
 
     # -- credentials -------------------------------------------------------------------------
     async def current_credential(

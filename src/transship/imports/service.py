@@ -1,15 +1,20 @@
-"""Import jobs: submit, inspect, cancel, and the runner that executes them with leases, so a
-job interrupted by a restart (or a crash) resumes on the next process that looks."""
+"""Import jobs: submit, inspect and cancel them, and the steps a worker takes to run them
+under leases (claim a job, execute it, renew the leases of running jobs in one batch, hand a
+job back at shutdown), so a job interrupted by a restart (or a crash) resumes on the next
+process that looks. The loops that drive these steps live in `transship.worker.import_loop`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from transship.identity.secrets import SecretBox
 from transship.imports.engine import ImportEngine, Progress
@@ -29,8 +34,16 @@ class RunnerSettings:
     max_running: int = 16  # service-wide
     max_running_per_registry: int = 4  # service-wide, per target registry
     lease: timedelta = timedelta(seconds=15)
+    # One lease renewal (and progress write) per interval for all of the process's jobs.
     heartbeat_seconds: float = 0.5
     idle_poll_seconds: float = 1.0
+
+
+class Stop(enum.Enum):
+    """Why a running job must stop before its work ends."""
+
+    CANCELED = "canceled"  # a cancel was requested: the job ends as canceled
+    LOST = "lost"  # another process holds the job now: this one records nothing
 
 
 class ImportService:
@@ -38,10 +51,9 @@ class ImportService:
         self._meta = meta
         self._engine = engine
         self._box = box
-        self._settings = settings
+        self.settings = settings
         self._owner = uuid.uuid4().hex  # this process, as lease holder
         self._wake = asyncio.Event()
-        self._running: dict[str, asyncio.Task[None]] = {}
 
     # -- requests ----------------------------------------------------------------------------
     async def submit(self, registry_id: int, request: ImportRequest, credentials: Credentials | None) -> ImportJobRecord:
@@ -67,70 +79,70 @@ class ImportService:
             return await JobQueries(q.conn).jobs_of(registry_id, limit, after)
 
     async def cancel(self, job_id: str) -> ImportJobRecord | None:
+        """Ask a job to stop: a queued one is canceled at once, a running one at its runner's
+        next heartbeat. Returns the job after the change (None if unknown)."""
         async with self._meta.writing() as q:
-            record = await JobQueries(q.conn).request_cancel(job_id)
-        task = self._running.get(job_id)
-        if task is not None:
-            self._wake.set()
-        return record
+            return await JobQueries(q.conn).request_cancel(job_id)
 
-    # -- the runner --------------------------------------------------------------------------
-    async def run_forever(self) -> None:
-        """Claim and run jobs until cancelled. On cancellation (shutdown), running jobs are
-        handed back to the queue so the next process resumes them at once."""
-        try:
-            while True:
-                while len(self._running) < self._settings.workers:
-                    async with self._meta.writing() as q:
-                        job = await JobQueries(q.conn).claim_job(
-                            self._owner,
-                            self._settings.lease,
-                            max_running=self._settings.max_running,
-                            max_running_per_registry=self._settings.max_running_per_registry,
-                        )
-                    if job is None:
-                        break
-                    self._running[job.id] = asyncio.create_task(self._run(job))
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.idle_poll_seconds)
-        finally:
-            tasks = list(self._running.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    # -- the worker's steps -----------------------------------------------------------------
+    def wake(self) -> None:
+        """Tell the claiming loop there may be work (a job was queued, a slot freed)."""
+        self._wake.set()
 
-    async def _run(self, job: ImportJobRecord) -> None:
-        try:
-            await self._execute(job)
-        except asyncio.CancelledError:
-            await self._release(job.id)
-            raise
-        except Exception:
-            log.exception("import job %s crashed", job.id)
-        finally:
-            self._running.pop(job.id, None)
-            self._wake.set()
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when woken, or after `timeout` seconds (jobs queued by other processes and
+        expired leases are found by polling)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        # Cleared after the wait, before the next claim round: a wake during that round is
+        # kept for the next wait, never lost.
+        self._wake.clear()
 
-    async def _execute(self, job: ImportJobRecord) -> None:
+    async def claim(self) -> ImportJobRecord | None:
+        """Take the next claimable job as this process's (see JobQueries.claim_job), or None.
+        Raises what the database raises."""
+        async with self._meta.writing() as q:
+            return await JobQueries(q.conn).claim_job(
+                self._owner,
+                self.settings.lease,
+                max_running=self.settings.max_running,
+                max_running_per_registry=self.settings.max_running_per_registry,
+            )
+
+    async def renew(self, progress: Mapping[str, Progress]) -> dict[str, bool]:
+        """The heartbeat of all of this process's running jobs, one statement: extend their
+        leases and record their progress. Returns {job id: cancel requested} for the jobs
+        still ours; a job missing from it was taken over. Raises what the database raises."""
+        snapshots = {job_id: p.snapshot() for job_id, p in progress.items()}
+        async with self._meta.writing() as q:
+            return await JobQueries(q.conn).renew_leases(self._owner, self.settings.lease, snapshots)
+
+    async def execute(self, job: ImportJobRecord, progress: Progress, stop: asyncio.Future[Stop]) -> None:
+        """Run one claimed job to its end and record the outcome. `progress` is the job's live
+        counters (the heartbeat publishes them). When `stop` resolves before the work ends,
+        the work is stopped: Stop.CANCELED records the job as canceled, Stop.LOST records
+        nothing. Cancelling this coroutine (shutdown) hands the job back to the queue, so the
+        next process resumes it at once. An engine failure becomes the job's failure; raises
+        only what recording the outcome raises (the lease then expires and the job resumes
+        elsewhere)."""
         request = ImportRequest.from_json(job.request)
         credentials = self._credentials(job)
-        progress = Progress()
-        work = asyncio.create_task(
+        work: asyncio.Task[object] = asyncio.create_task(
             self._engine.run(job.id, job.registry_id, request, credentials, progress, resumed=job.attempts > 1)
         )
         try:
-            canceled = await self._supervise(job, work, progress)
+            either: set[asyncio.Future[Any]] = {work, stop}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            work.cancel()
-            with contextlib.suppress(BaseException):
-                await work
+            await self._halt(work)
+            await self._release(job.id)
             raise
-        if canceled is None:
-            log.warning("import job %s was taken over by another process", job.id)
-            return
         state, failure = "succeeded", None
-        if canceled:
+        if not work.done():
+            await self._halt(work)
+            if stop.result() is Stop.LOST:
+                log.warning("import job %s was taken over by another process", job.id)
+                return
             state = "canceled"
         else:
             try:
@@ -146,23 +158,11 @@ class ImportService:
             await JobQueries(q.conn).finish_job(job.id, self._owner, state, progress.snapshot(), failure)
         log.info("import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}")
 
-    async def _supervise(self, job: ImportJobRecord, work: asyncio.Task[object], progress: Progress) -> bool | None:
-        """Renew the lease and publish progress until the work ends. True when a cancel was
-        requested (the work is then stopped), None when another process took the job over."""
-        while not work.done():
-            await asyncio.wait({work}, timeout=self._settings.heartbeat_seconds)
-            if work.done():
-                break
-            async with self._meta.writing() as q:
-                jobs = JobQueries(q.conn)
-                still_ours = await jobs.renew_lease(job.id, self._owner, self._settings.lease, progress.snapshot())
-                canceled = still_ours and await jobs.cancel_requested(job.id)
-            if not still_ours or canceled:
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
-                return None if not still_ours else True
-        return False
+    @staticmethod
+    async def _halt(work: asyncio.Task[object]) -> None:
+        work.cancel()
+        with contextlib.suppress(BaseException):
+            await work
 
     def _credentials(self, job: ImportJobRecord) -> Credentials | None:
         if job.credentials is None:

@@ -49,7 +49,9 @@ class Sources:
         self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
     ) -> AsyncIterator[ImageSource]:
         async with self._meta.reading() as q:
-            registries = {r.id: r for r in await q.registries()}
+            registries = await q.registries_by_id(
+                [target_registry_id] + ([] if spec.registry_id is None else [spec.registry_id])
+            )
         if spec.registry_id is not None:
             registry = registries.get(spec.registry_id)
             if registry is None:

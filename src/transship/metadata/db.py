@@ -42,11 +42,14 @@ def async_url(url: str) -> str:
 
 
 class SyncReadConnection:
-    """A synchronous SQLite connection behind the async `execute` the queries use.
+    """A synchronous SQLite connection behind the async `execute` the queries use: the fast
+    path of `Database.fast_read()`, for prebuilt keyed lookups only.
 
     Under WAL a reader never waits for writers and a keyed lookup takes tens of
     microseconds, while a hop through aiosqlite's thread costs about a millisecond: the pull
-    path (manifest and blob lookups) is twenty times faster run inline on the loop.
+    path (manifest and blob lookups) is twenty times faster run inline on the loop. Anything
+    that scans (listings, counts, garbage collection) would hold the loop for as long as it
+    runs, so it goes through `Database.read()` instead.
     """
 
     def __init__(self, conn: Connection) -> None:
@@ -58,12 +61,14 @@ class SyncReadConnection:
 
 
 class Database:
-    """Engines over one database: `read()` for snapshots, `write()` for transactions.
+    """Engines over one database: `read()` for snapshots, `write()` for transactions, and
+    `fast_read()` for the pull path's prebuilt keyed lookups.
 
     On SQLite, write transactions start with BEGIN IMMEDIATE and share one pooled connection,
-    so writers queue in the pool instead of failing with "database is locked"; reads run
-    synchronously on a separate read-only pool (see SyncReadConnection). PostgreSQL uses one
-    async pool for both.
+    so writers queue in the pool instead of failing with "database is locked"; reads go
+    through a separate async (aiosqlite) pool, so a long scan runs on the driver's thread and
+    never on the event loop; only `fast_read()` runs synchronously, on a small pool of its
+    own (see SyncReadConnection). PostgreSQL uses one async pool for all three.
     """
 
     def __init__(self, url: str, *, durable: bool = True) -> None:
@@ -81,9 +86,17 @@ class Database:
                 self.url, pool_size=1, max_overflow=0, pool_timeout=600, hide_parameters=True
             )
             _configure_sqlite(self._writer.sync_engine, "BEGIN IMMEDIATE", durable)
-            sync_url = make_url(self.url).set(drivername="sqlite+pysqlite")
             # Reads run in autocommit: each statement sees one consistent snapshot, and the
             # BEGIN/ROLLBACK pair per checkout cost more than the lookup itself.
+            self._reader = create_async_engine(
+                self.url,
+                pool_size=4,
+                max_overflow=4,
+                pool_reset_on_return=None,
+                hide_parameters=True,
+            )
+            _configure_sqlite(self._reader.sync_engine, None, durable)
+            sync_url = make_url(self.url).set(drivername="sqlite+pysqlite")
             self._sync_reader: Engine | None = create_engine(
                 sync_url,
                 pool_size=4,
@@ -96,16 +109,26 @@ class Database:
             self._writer = create_async_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
             )
+            self._reader = self._writer
             self._sync_reader = None
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection | SyncReadConnection]:
-        """A connection for reads; its snapshot ends when the block exits."""
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads of any size, through the async driver; its snapshot ends
+        when the block exits."""
+        async with self._reader.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def fast_read(self) -> AsyncIterator[AsyncConnection | SyncReadConnection]:
+        """A connection for a prebuilt keyed lookup of the pull path, run inline on the loop
+        on SQLite. Never for a statement whose cost grows with the data (see
+        SyncReadConnection); `MetadataStore.fast_read()` is its only caller."""
         if self._sync_reader is not None:
             with self._sync_reader.connect() as sync_conn:
                 yield SyncReadConnection(sync_conn)
             return
-        async with self._writer.connect() as conn:
+        async with self._reader.connect() as conn:
             yield conn
 
     @asynccontextmanager
@@ -124,6 +147,8 @@ class Database:
 
     async def close(self) -> None:
         await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
         if self._sync_reader is not None:
             self._sync_reader.dispose()
 

@@ -40,7 +40,7 @@ def _record(cls: type[R], row: Any) -> R:
 
 class IdentityQueries(QueryScope):
     """Rows of the identity tables. Methods never commit; the scope does. Inserts raise
-    IntegrityError on a duplicate key, which the identity layer turns into a 409."""
+    Conflict on a duplicate key, which the identity layer turns into a 409."""
 
     async def _all(self, cls: type[R], statement: Any) -> list[R]:
         return [_record(cls, row) for row in await self._exec(statement)]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, case, delete, func, insert, or_, select, update
 
+from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.queries import QueryScope, RegistryQueries, as_utc, utcnow
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "canceled")
+# The job row's columns that hold a JobProgress (same names).
+JOB_PROGRESS_COLUMNS = tuple(f.name for f in fields(JobProgress))
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:
@@ -124,15 +127,26 @@ class JobQueries(QueryScope):
             return None  # another process claimed it between the two statements
         return await self.job(candidate)
 
-    async def renew_lease(self, job_id: str, owner: str, lease: timedelta, progress: JobProgress) -> bool:
-        """Extend the lease and record progress; False if the job is no longer ours."""
+    async def renew_leases(self, owner: str, lease: timedelta, progress: Mapping[str, JobProgress]) -> dict[str, bool]:
+        """The heartbeat of one process, in one statement whatever the number of jobs: extend
+        the lease of each job in `progress` that `owner` still runs and record its progress.
+        Returns, for each of those jobs, whether a cancel was requested; a job missing from
+        the answer is no longer ours (another process took it over after the lease expired)."""
+        if not progress:
+            return {}
         j = s.import_jobs
-        result = await self._exec(
+        ids = sorted(progress)
+        counters = {
+            column: case({job_id: getattr(progress[job_id], column) for job_id in ids}, value=j.c.id, else_=j.c[column])
+            for column in JOB_PROGRESS_COLUMNS
+        }
+        rows = await self._exec(
             update(j)
-            .where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running")
-            .values(lease_expires_at=utcnow() + lease, **asdict(progress))
+            .where(j.c.id.in_(ids), j.c.lease_owner == owner, j.c.state == "running")
+            .values(lease_expires_at=utcnow() + lease, **counters)
+            .returning(j.c.id, j.c.cancel_requested)
         )
-        return bool(result.rowcount)
+        return {row.id: bool(row.cancel_requested) for row in rows}
 
     async def finish_job(
         self, job_id: str, owner: str, state: str, progress: JobProgress, failure: JobFailure | None = None
@@ -184,16 +198,12 @@ class JobQueries(QueryScope):
         await self._exec(update(j).where(j.c.id == job_id, j.c.state == "running").values(cancel_requested=True))
         return await self.job(job_id)
 
-    async def cancel_requested(self, job_id: str) -> bool:
-        j = s.import_jobs
-        return bool((await self._exec(select(j.c.cancel_requested).where(j.c.id == job_id))).scalar())
-
     async def pin_blob(self, job_id: str, digest: str) -> bool:
         """Keep a blob from garbage collection while the job runs; False if the blob is gone."""
         try:
             async with self._nested():
                 await self._insert_ignore(s.blob_pins, {"job_id": job_id, "digest": digest}, ["job_id", "digest"])
-        except IntegrityError:
+        except Conflict:
             return False
         return True
 
@@ -213,7 +223,7 @@ class JobQueries(QueryScope):
         try:
             async with self._nested():
                 await self._exec(stmt, [{"job_id": job_id, "digest": d} for d in sorted(allowed)])
-        except IntegrityError:
+        except Conflict:
             return {d for d in allowed if await self.pin_blob(job_id, d)}
         return allowed
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
     Row,
     Table,
     and_,
-    bindparam,
     cast,
     delete,
     exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -26,8 +26,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from transship.errors import Conflict
 from transship.metadata import schema as s
-from transship.metadata.db import Database, SyncReadConnection
+from transship.metadata.db import Database
+from transship.metadata.pull import (
+    MANIFEST_BY_DIGEST,
+    MANIFEST_BY_TAG,
+    REPOSITORY_BLOB_SIZE,
+    PullQueries,
+)
 from transship.metadata.records import (
     ManifestRecord,
     ManifestReference,
@@ -36,6 +43,9 @@ from transship.metadata.records import (
     TagRecord,
     UploadRecord,
 )
+
+# How an ACR listing is sorted: by its key (tag name, manifest digest), or by time.
+ListingOrder = Literal["key", "timeasc", "timedesc"]
 
 
 def utcnow() -> datetime:
@@ -51,38 +61,12 @@ class BlobMissing(Exception):
     """A blob row vanished (garbage collected) while it was being linked."""
 
 
-# The pull path's statements are built once: building a statement costs more than running it.
-def _hot_path_statements() -> tuple[Any, Any, Any]:
-    m, repo, t, rb, b = s.manifests, s.repositories, s.tags, s.repository_blobs, s.blobs
-    in_repository = (
-        repo.c.registry_id == bindparam("registry_id"),
-        repo.c.name == bindparam("repository"),
-    )
-    by_digest = (
-        select(m.c.digest, m.c.media_type, m.c.content)
-        .select_from(repo.join(m, m.c.repository_id == repo.c.id))
-        .where(*in_repository, m.c.digest == bindparam("reference"))
-    )
-    by_tag = (
-        select(m.c.digest, m.c.media_type, m.c.content)
-        .select_from(
-            repo.join(t, t.c.repository_id == repo.c.id).join(
-                m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
-            )
-        )
-        .where(*in_repository, t.c.name == bindparam("reference"))
-    )
-    blob_size = (
-        select(b.c.size)
-        .select_from(
-            repo.join(rb, rb.c.repository_id == repo.c.id).join(b, b.c.digest == rb.c.digest)
-        )
-        .where(*in_repository, rb.c.digest == bindparam("digest"))
-    )
-    return by_digest, by_tag, blob_size
-
-
-_MANIFEST_BY_DIGEST, _MANIFEST_BY_TAG, _REPOSITORY_BLOB_SIZE = _hot_path_statements()
+# The pull path's statements live with its fast reads; these methods run them in any scope.
+_MANIFEST_BY_DIGEST, _MANIFEST_BY_TAG, _REPOSITORY_BLOB_SIZE = (
+    MANIFEST_BY_DIGEST,
+    MANIFEST_BY_TAG,
+    REPOSITORY_BLOB_SIZE,
+)
 
 
 class MetadataStore:
@@ -93,24 +77,81 @@ class MetadataStore:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[RegistryQueries]:
+        """A read snapshot through the async driver: any query, however large, runs off
+        the event loop."""
         async with self.db.read() as conn:
             yield RegistryQueries(conn)
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[RegistryQueries]:
-        async with self.db.write() as conn:
-            yield RegistryQueries(conn)
+    async def fast_read(self) -> AsyncIterator[PullQueries]:
+        """The pull path's keyed lookups only, inline on the loop on SQLite (a thread hop
+        would cost twenty times the lookup). For manifest GET and blob GET/HEAD by key."""
+        async with self.db.fast_read() as conn:
+            yield PullQueries(conn)
+
+    @asynccontextmanager
+    async def writing(self, within: QueryScope | None = None) -> AsyncIterator[RegistryQueries]:
+        """A transaction: committed when the block exits normally, rolled back on any error;
+        after the commit (never after a rollback) the callbacks given to the scope's
+        `on_commit` run, so caches change only with the rows they mirror.
+
+        With `within` (a scope a caller opened here), the block joins the caller's
+        transaction instead of opening one: it commits or rolls back with the caller's, so
+        one service call can be a step of a larger write that is atomic as a whole.
+
+        Raises Conflict, never the driver's IntegrityError, when a unique key is taken or a
+        referenced row is gone (at a statement, or at the commit)."""
+        if within is not None:
+            yield within if isinstance(within, RegistryQueries) else RegistryQueries.joining(within)
+            return
+        try:
+            async with self.db.write() as conn:
+                scope = RegistryQueries(conn)
+                yield scope
+        except IntegrityError as exc:
+            raise _conflict(exc) from exc
+        scope.committed()
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    """The domain error for a constraint violation. Not the driver's text: PostgreSQL's
+    detail quotes the key's values (the IntegrityError stays the cause, for logs)."""
+    return Conflict(f"a unique key is taken or a referenced row is gone ({type(exc.orig).__name__})")
 
 
 class QueryScope:
     """Queries bound to one connection. Methods never commit; the scope does."""
 
-    def __init__(self, conn: AsyncConnection | SyncReadConnection) -> None:
+    def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self._on_commit: list[Callable[[], None]] = []
+
+    @classmethod
+    def joining(cls, other: QueryScope) -> Any:
+        """A scope of this kind in `other`'s transaction, sharing its commit callbacks."""
+        scope = cls(other.conn)
+        scope._on_commit = other._on_commit
+        return scope
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction commits; never when it rolls back. Only
+        write scopes (`MetadataStore.writing()`) commit: for a cache that must not change
+        before the rows it mirrors, whichever transaction the write joined."""
+        self._on_commit.append(callback)
+
+    def committed(self) -> None:
+        """Called by the store after the commit: run the `on_commit` callbacks."""
+        callbacks, self._on_commit[:] = list(self._on_commit), []
+        for callback in callbacks:
+            callback()
 
     async def _exec(self, statement: Any, parameters: Any = None) -> Any:
-        """Run a statement on either kind of connection (Result rows are typed Any)."""
-        return await self.conn.execute(statement, parameters)
+        """Run a statement on either kind of connection (Result rows are typed Any).
+        Raises Conflict when it violates a unique or foreign key."""
+        try:
+            return await self.conn.execute(statement, parameters)
+        except IntegrityError as exc:
+            raise _conflict(exc) from exc
 
     def _nested(self) -> Any:
         """A savepoint; only write scopes (async connections) have them."""
@@ -193,7 +234,7 @@ class RegistryQueries(QueryScope):
         resource_group: str | None = None,
         location: str = "local",
     ) -> RegistryRecord:
-        """Insert a registry. Raises IntegrityError when the name or login server is taken."""
+        """Insert a registry. Raises Conflict when the name or login server is taken."""
         result = await self._exec(
             insert(s.registries)
             .values(
@@ -228,6 +269,19 @@ class RegistryQueries(QueryScope):
         r = s.registries
         row = (await self._exec(select(r).where(func.lower(r.c.name) == name.lower()))).first()
         return None if row is None else self._registry(row)
+
+    async def registry_by_id(self, registry_id: int) -> RegistryRecord | None:
+        r = s.registries
+        row = (await self._exec(select(r).where(r.c.id == registry_id))).first()
+        return None if row is None else self._registry(row)
+
+    async def registries_by_id(self, registry_ids: Iterable[int]) -> dict[int, RegistryRecord]:
+        """Those of `registry_ids` that exist, by id, in one keyed statement."""
+        wanted = list(set(registry_ids))
+        if not wanted:
+            return {}
+        r = s.registries
+        return {row.id: self._registry(row) for row in await self._exec(select(r).where(r.c.id.in_(wanted)))}
 
     async def registry_by_login_server(self, login_server: str) -> RegistryRecord | None:
         r = s.registries
@@ -325,7 +379,7 @@ class RegistryQueries(QueryScope):
                     {"repository_id": repository_id, "digest": digest, "linked_at": utcnow()},
                     ["repository_id", "digest"],
                 )
-        except IntegrityError:
+        except Conflict:
             raise BlobMissing(digest) from None
 
     async def unlink_blob(self, registry_id: int, repository: str, digest: str) -> bool:
@@ -515,9 +569,36 @@ class RegistryQueries(QueryScope):
             for r in rows
         ]
 
-    async def manifests_in(self, repository_id: int) -> list[tuple[ManifestRecord, int, datetime]]:
-        """Every manifest of a repository with the total size of the blobs it references
-        (ACR's imageSize) and when it was stored, oldest first."""
+    # -- ACR listings: one page or one item, never the whole repository ----------------------
+    async def _page(
+        self,
+        stmt: Any,
+        key: Any,
+        time: Any,
+        anchor: Any,
+        order: ListingOrder,
+        last: str | None,
+        limit: int,
+    ) -> Any:
+        """Rows of `stmt` in `order` after the row whose `key` is `last`, at most `limit`.
+
+        `order` "key" sorts by the key; "timeasc"/"timedesc" by `time`, then the key. A
+        `last` that vanished since the previous page continues after its key's position.
+        `anchor` is the WHERE clause selecting the row of `last`.
+        """
+        if last is not None:
+            if order == "key" or (await self._exec(select(time).where(anchor))).first() is None:
+                stmt = stmt.where(key > last)
+            else:
+                at = select(time).where(anchor).scalar_subquery()
+                beyond = time > at if order == "timeasc" else time < at
+                stmt = stmt.where(or_(beyond, and_(time == at, key > last)))
+        ordering = (key,) if order == "key" else (time if order == "timeasc" else time.desc(), key)
+        return await self._exec(stmt.order_by(*ordering).limit(limit))
+
+    @staticmethod
+    def _manifest_listing(repository_id: int) -> Any:
+        """Manifests with the total size of the blobs each references (ACR's imageSize)."""
         m, mr, b = s.manifests, s.manifest_references, s.blobs
         blob_bytes = (
             select(cast(func.coalesce(func.sum(b.c.size), 0), BigInteger))
@@ -525,14 +606,85 @@ class RegistryQueries(QueryScope):
             .where(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest, ~mr.c.is_manifest)
             .scalar_subquery()
         )
-        rows = await self._exec(
-            select(m.c.digest, m.c.media_type, m.c.content, m.c.size, m.c.created_at, blob_bytes.label("blob_bytes"))
-            .where(m.c.repository_id == repository_id)
-            .order_by(m.c.created_at, m.c.digest)
-        )
+        return select(
+            m.c.digest, m.c.media_type, m.c.content, m.c.size, m.c.created_at, blob_bytes.label("blob_bytes")
+        ).where(m.c.repository_id == repository_id)
+
+    @staticmethod
+    def _listed(rows: Any) -> list[tuple[ManifestRecord, int, datetime]]:
         return [
             (ManifestRecord(r.digest, r.media_type, r.content), r.size + r.blob_bytes, as_utc(r.created_at)) for r in rows
         ]
+
+    async def manifests_page(
+        self, repository_id: int, order: ListingOrder, last: str | None, limit: int
+    ) -> list[tuple[ManifestRecord, int, datetime]]:
+        """One page of a repository's manifests (keyed by digest, timed by creation), each
+        with its imageSize and creation time."""
+        m = s.manifests
+        anchor = and_(m.c.repository_id == repository_id, m.c.digest == last)
+        # Sort narrow rows, then size and fetch only the page: sorting the full rows would
+        # compute every manifest's imageSize and carry its bytes through the sorter.
+        keys = await self._page(
+            select(m.c.digest).where(m.c.repository_id == repository_id),
+            m.c.digest,
+            m.c.created_at,
+            anchor,
+            order,
+            last,
+            limit,
+        )
+        digests = [r.digest for r in keys]
+        if not digests:
+            return []
+        rows = await self._exec(self._manifest_listing(repository_id).where(m.c.digest.in_(digests)))
+        by_digest = {r.digest: r for r in rows}
+        return self._listed(by_digest[d] for d in digests if d in by_digest)
+
+    async def manifest_listing(
+        self, repository_id: int, digest: str
+    ) -> tuple[ManifestRecord, int, datetime] | None:
+        """One manifest of a repository with its imageSize and creation time, or None."""
+        rows = await self._exec(self._manifest_listing(repository_id).where(s.manifests.c.digest == digest))
+        listed = self._listed(rows)
+        return listed[0] if listed else None
+
+    async def tags_on(self, repository_id: int, digests: Iterable[str]) -> dict[str, list[str]]:
+        """Tag names (sorted) on each of `digests` that has any, keyed by the tags' digest index."""
+        wanted = list(set(digests))
+        if not wanted:
+            return {}
+        t = s.tags
+        rows = await self._exec(
+            select(t.c.name, t.c.digest)
+            .where(t.c.repository_id == repository_id, t.c.digest.in_(wanted))
+            .order_by(t.c.name)
+        )
+        found: dict[str, list[str]] = {}
+        for r in rows:
+            found.setdefault(r.digest, []).append(r.name)
+        return found
+
+    async def repository_summary(self, repository_id: int) -> tuple[int, int, datetime | None, datetime | None]:
+        """(manifest count, tag count, first, last change) of a repository: the earliest and
+        latest of its manifests' creation and its tags' last update; None when empty."""
+        m, t = s.manifests, s.tags
+        manifests = select(
+            func.count().label("n"), func.min(m.c.created_at).label("first"), func.max(m.c.created_at).label("last")
+        ).where(m.c.repository_id == repository_id)
+        tags = select(
+            func.count().label("n"), func.min(t.c.updated_at).label("first"), func.max(t.c.updated_at).label("last")
+        ).where(t.c.repository_id == repository_id)
+        mrow = (await self._exec(manifests)).one()
+        trow = (await self._exec(tags)).one()
+        firsts = [as_utc(v) for v in (mrow.first, trow.first) if v is not None]
+        lasts = [as_utc(v) for v in (mrow.last, trow.last) if v is not None]
+        return (
+            mrow.n,
+            trow.n,
+            min(firsts) if firsts else None,
+            max(lasts) if lasts else None,
+        )
 
     async def delete_repository(self, repository_id: int) -> tuple[list[str], list[str]]:
         """Remove a repository with its tags, manifests and blob links; returns (manifest
@@ -590,6 +742,24 @@ class RegistryQueries(QueryScope):
         return [
             TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows
         ]
+
+    async def tags_page(
+        self, repository_id: int, order: ListingOrder, last: str | None, limit: int
+    ) -> list[TagRecord]:
+        """One page of a repository's tags (keyed by name, timed by last update)."""
+        t = s.tags
+        anchor = and_(t.c.repository_id == repository_id, t.c.name == last)
+        rows = await self._page(
+            select(t).where(t.c.repository_id == repository_id), t.c.name, t.c.updated_at, anchor, order, last, limit
+        )
+        return [TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows]
+
+    async def tag(self, repository_id: int, name: str) -> TagRecord | None:
+        t = s.tags
+        row = (
+            await self._exec(select(t).where(t.c.repository_id == repository_id, t.c.name == name))
+        ).first()
+        return None if row is None else TagRecord(row.name, row.digest, as_utc(row.created_at), as_utc(row.updated_at))
 
     # -- uploads -----------------------------------------------------------------------------
     @staticmethod
@@ -696,7 +866,7 @@ class RegistryQueries(QueryScope):
                         ~exists().where(s.blob_pins.c.digest == digest),
                     )
                 )
-        except IntegrityError:
+        except Conflict:
             return False  # a concurrent link or pin won the race
         return bool(result.rowcount)
 

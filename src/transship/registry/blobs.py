@@ -67,7 +67,8 @@ class BlobService:
     # -- reads -------------------------------------------------------------------------------
     async def stat(self, registry: RegistryRecord, repository: str, digest: Digest) -> BlobLocation:
         """Raises OciError BLOB_UNKNOWN when the repository cannot see the blob."""
-        async with self._meta.reading() as q:
+        # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
+        async with self._meta.fast_read() as q:
             size = await q.repository_blob_size(registry.id, repository, str(digest))
         if size is None:
             raise OciError(

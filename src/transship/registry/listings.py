@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from transship import errors as e
 from transship.errors import OciError
-from transship.metadata.queries import MetadataStore
-from transship.metadata.records import RegistryRecord, TagRecord
+from transship.metadata.queries import ListingOrder, MetadataStore, RegistryQueries
+from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
 from transship.oci.manifest import ManifestError, parse_manifest
 from transship.storage.base import BlobStore
 
+__all__ = ["DeletedRepository", "ListingOrder", "ListingPage", "ListingService", "ManifestListing", "RepositorySummary"]
+
 _MAX_CONFIG_BYTES = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,47 +33,97 @@ class ManifestListing:
 
 
 @dataclass(frozen=True, slots=True)
+class ListingPage(Generic[T]):
+    """One page of a listing; `more` when items follow it."""
+
+    items: list[T]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RepositorySummary:
+    manifest_count: int
+    tag_count: int
+    created: datetime | None
+    last_update: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeletedRepository:
     manifests: list[str]
     tags: list[str]
 
 
 class ListingService:
-    def __init__(self, meta: MetadataStore, store: BlobStore) -> None:
+    """ACR listings answered by keyed or paginated queries: the cost of a request grows
+    with the page it returns, never with the size of the repository."""
+
+    def __init__(self, meta: MetadataStore, store: BlobStore, *, page_max: int = 1000) -> None:
         self._meta = meta
         self._store = store
+        self._page_max = page_max
 
-    async def _repository_id(self, registry: RegistryRecord, repository: str) -> int:
-        async with self._meta.reading() as q:
-            repo_id = await q.repository_id(registry.id, repository)
+    async def _repository_id(self, q: RegistryQueries, registry: RegistryRecord, repository: str) -> int:
+        repo_id = await q.repository_id(registry.id, repository)
         if repo_id is None:
             raise OciError(e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository})
         return repo_id
 
-    async def tags(self, registry: RegistryRecord, repository: str) -> list[TagRecord]:
-        """Raises NAME_UNKNOWN."""
-        repo_id = await self._repository_id(registry, repository)
-        async with self._meta.reading() as q:
-            return await q.tags_of(repo_id)
+    def _limit(self, n: int | None) -> int:
+        """ACR's default page is 100 items; larger asks are served a page at a time."""
+        return min(100 if n is None else n, self._page_max)
 
-    async def manifests(self, registry: RegistryRecord, repository: str) -> list[ManifestListing]:
-        """Every manifest with its tags, size and platform. Raises NAME_UNKNOWN."""
-        repo_id = await self._repository_id(registry, repository)
+    async def tags(
+        self, registry: RegistryRecord, repository: str, order: ListingOrder, last: str | None, n: int | None
+    ) -> ListingPage[TagRecord]:
+        """The tags after the one named `last`, in `order`. Raises NAME_UNKNOWN."""
+        limit = self._limit(n)
         async with self._meta.reading() as q:
-            rows = await q.manifests_in(repo_id)
-            tags = await q.tags_of(repo_id)
-        by_digest: dict[str, list[str]] = {}
-        for tag in tags:
-            by_digest.setdefault(tag.digest, []).append(tag.name)
-        listings = []
-        for record, size, created in rows:
-            architecture, os_ = await self._platform(record.content, record.media_type)
-            listings.append(
-                ManifestListing(
-                    record.digest, record.media_type, size, created, architecture, os_, tuple(by_digest.get(record.digest, ()))
-                )
-            )
-        return listings
+            repo_id = await self._repository_id(q, registry, repository)
+            rows = await q.tags_page(repo_id, order, last, limit + 1)
+        return ListingPage(rows[:limit], len(rows) > limit)
+
+    async def tag(self, registry: RegistryRecord, repository: str, name: str) -> TagRecord | None:
+        """One tag, or None. Raises NAME_UNKNOWN."""
+        async with self._meta.reading() as q:
+            return await q.tag(await self._repository_id(q, registry, repository), name)
+
+    async def manifests(
+        self, registry: RegistryRecord, repository: str, order: ListingOrder, last: str | None, n: int | None
+    ) -> ListingPage[ManifestListing]:
+        """The manifests after the one whose digest is `last`, in `order`, with their tags,
+        size and platform. Raises NAME_UNKNOWN."""
+        limit = self._limit(n)
+        async with self._meta.reading() as q:
+            repo_id = await self._repository_id(q, registry, repository)
+            rows = await q.manifests_page(repo_id, order, last, limit + 1)
+            more, rows = len(rows) > limit, rows[:limit]
+            tags = await q.tags_on(repo_id, (record.digest for record, _, _ in rows))
+        return ListingPage([await self._listing(row, tags) for row in rows], more)
+
+    async def manifest(self, registry: RegistryRecord, repository: str, digest: str) -> ManifestListing | None:
+        """One manifest with its tags, size and platform, or None. Raises NAME_UNKNOWN."""
+        async with self._meta.reading() as q:
+            repo_id = await self._repository_id(q, registry, repository)
+            row = await q.manifest_listing(repo_id, digest)
+            tags = {} if row is None else await q.tags_on(repo_id, [digest])
+        return None if row is None else await self._listing(row, tags)
+
+    async def summary(self, registry: RegistryRecord, repository: str) -> RepositorySummary:
+        """Counts and times of a repository, counted in SQL. Raises NAME_UNKNOWN."""
+        async with self._meta.reading() as q:
+            repo_id = await self._repository_id(q, registry, repository)
+            manifests, tags, first, last = await q.repository_summary(repo_id)
+        return RepositorySummary(manifests, tags, first, last)
+
+    async def _listing(
+        self, row: tuple[ManifestRecord, int, datetime], tags: dict[str, list[str]]
+    ) -> ManifestListing:
+        record, size, created = row
+        architecture, os_ = await self._platform(record.content, record.media_type)
+        return ManifestListing(
+            record.digest, record.media_type, size, created, architecture, os_, tuple(tags.get(record.digest, ()))
+        )
 
     async def _platform(self, content: bytes, media_type: str) -> tuple[str | None, str | None]:
         try:

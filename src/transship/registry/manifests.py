@@ -84,7 +84,8 @@ class ManifestService:
     ) -> ManifestRecord:
         """Raises MANIFEST_UNKNOWN (or a reference error) when absent."""
         ref, by_digest = parse_reference(reference, writing=False)
-        async with self._meta.reading() as q:
+        # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
+        async with self._meta.fast_read() as q:
             record = await q.manifest(registry.id, repository, ref, by_digest)
         if record is None:
             raise OciError(

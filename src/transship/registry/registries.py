@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy.exc import IntegrityError
-
-from transship.errors import ArmError
-from transship.metadata.queries import MetadataStore
+from transship.errors import ArmError, Conflict
+from transship.metadata.queries import MetadataStore, QueryScope
 from transship.metadata.records import RegistryRecord
 
 # ACR's rule: 5 to 50 alphanumerics. The default registry keeps its historical name.
@@ -72,9 +70,18 @@ class RegistryService:
             )
 
     async def create(
-        self, subscription_id: str, resource_group: str, name: str, location: str, login_server: str | None = None
+        self,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        location: str,
+        login_server: str | None = None,
+        *,
+        within: QueryScope | None = None,
     ) -> tuple[RegistryRecord, bool]:
-        """Create (or return the existing) registry; the bool says whether it is new.
+        """Create (or return the existing) registry; the bool says whether it is new. With
+        `within`, in that transaction (the caller's: the registry exists only if the rest
+        of the caller's write commits too); otherwise in one of its own.
 
         Raises ArmError 400 InvalidRegistryName (a bad name, or one whose login server would
         be an address of this service or of an upstream), 400 InvalidParameter for a
@@ -95,18 +102,17 @@ class RegistryService:
                 "service or of an upstream registry.",
                 target="name",
             )
-        existing = await self.get(name)
-        if existing is not None:
-            if (existing.subscription_id, existing.resource_group) != (subscription_id, resource_group):
-                raise ArmError(409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name")
-            return existing, False
+        in_use = ArmError(409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name")
         try:
-            async with self._meta.writing() as q:
+            async with self._meta.writing(within) as q:
+                existing = await q.registry_by_name(name)
+                if existing is not None:
+                    if (existing.subscription_id, existing.resource_group) != (subscription_id, resource_group):
+                        raise in_use
+                    return existing, False
                 record = await q.create_registry(name, derived, subscription_id, resource_group, location)
-        except IntegrityError:
-            raise ArmError(
-                409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name"
-            ) from None
+        except Conflict:
+            raise in_use from None  # created concurrently
         return record, True
 
     async def get(self, name: str) -> RegistryRecord | None:
@@ -116,7 +122,7 @@ class RegistryService:
 
     async def by_id(self, registry_id: int) -> RegistryRecord | None:
         async with self._meta.reading() as q:
-            return next((r for r in await q.registries() if r.id == registry_id), None)
+            return await q.registry_by_id(registry_id)
 
     async def require(self, subscription_id: str, resource_group: str, name: str) -> RegistryRecord:
         """The registry at that ARM address. Raises ArmError 404 ResourceNotFound."""

@@ -1,22 +1,19 @@
-"""Periodic garbage collection inside the server process."""
+"""Periodic garbage collection inside the server process (it also expires idle upload
+sessions: `GarbageCollector.run`)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from transship.registry.gc import GarbageCollector
+from transship.worker.supervisor import Beat
 
-log = logging.getLogger(__name__)
 
-
-async def run_periodically(gc: GarbageCollector, interval_seconds: float) -> None:
-    """Run `gc` every `interval_seconds` until cancelled; a failed run is logged, not fatal."""
+async def run_periodically(gc: GarbageCollector, interval_seconds: float, beat: Beat) -> None:
+    """Run `gc` every `interval_seconds` until cancelled; beats after each run. Raises what a
+    run raises (the supervisor logs it and restarts the loop, which waits a full interval
+    again before the next run)."""
     while True:
         await asyncio.sleep(interval_seconds)
-        try:
-            await gc.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("periodic garbage collection failed; will retry in %ss", interval_seconds)
+        await gc.run()
+        beat()

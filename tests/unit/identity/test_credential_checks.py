@@ -130,7 +130,9 @@ async def test_a_principal_over_its_limit_is_refused_from_anywhere_unless_rememb
 async def test_registry_token_guesses_are_throttled_per_address(world: World) -> None:
     access = world.registry_access
     await access.save_token(world.registry, "ci-bot", "_repositories_pull", True)
-    password = await access.generate_token_password(world.registry, "ci-bot", "password1", None)
+    password = (
+        await access.generate_token_passwords(world.registry, "ci-bot", ["password1"], None)
+    )["password1"]
     for _ in range(3):
         assert await access.authenticate(world.registry, "ci-bot", "guess", address="10.0.0.7") is None
     with pytest.raises(TooManyFailures):
@@ -146,9 +148,9 @@ async def test_a_remembered_token_password_is_refused_once_it_expires(world: Wor
     access = world.registry_access
     await access.save_token(world.registry, "short-lived", "_repositories_pull", True)
     expiry = utcnow() + timedelta(seconds=1)
-    password = await access.generate_token_password(
-        world.registry, "short-lived", "password1", expiry
-    )
+    password = (
+        await access.generate_token_passwords(world.registry, "short-lived", ["password1"], expiry)
+    )["password1"]
     assert await access.authenticate(world.registry, "short-lived", password) is not None
     # Waiting for the clock is the point of this test: the password's own expiry.
     await asyncio.sleep(max(0.0, (expiry - utcnow()).total_seconds()) + 0.05)
@@ -160,7 +162,9 @@ async def test_a_remembered_token_password_without_expiry_needs_no_second_hash(
 ) -> None:
     access = world.registry_access
     await access.save_token(world.registry, "long-lived", "_repositories_pull", True)
-    password = await access.generate_token_password(world.registry, "long-lived", "password1", None)
+    password = (
+        await access.generate_token_passwords(world.registry, "long-lived", ["password1"], None)
+    )["password1"]
     assert await access.authenticate(world.registry, "long-lived", password) is not None
     hashed = len(world.hashed_on)
     assert await access.authenticate(world.registry, "long-lived", password) is not None

@@ -18,7 +18,7 @@ from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
 from transship.imports.ports import BlobWriter, Credentials, FetchedManifest, ImageSource
-from transship.imports.sink import RegistrySink
+from transship.imports.sink import LinkScope, RegistrySink
 from transship.metadata.db import Database
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
@@ -97,12 +97,35 @@ class OneSource:
         yield self.source
 
 
+class CountingSink(RegistrySink):
+    """The real sink, counting the blobs an import found it could not link (it then fetches
+    each, or waits for a concurrent fetch of it: the engine decides with no await between)."""
+
+    def __init__(self, meta: MetadataStore, store: FilesystemBlobStore) -> None:
+        super().__init__(meta, store)
+        self.misses = 0
+        self._missed = asyncio.Event()
+
+    async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:
+        pinned = await super().pin_existing(scope, digest)
+        if not pinned:
+            self.misses += 1
+            self._missed.set()
+        return pinned
+
+    async def wait_for_misses(self, count: int) -> None:
+        while self.misses < count:
+            self._missed.clear()
+            await self._missed.wait()
+
+
 class World:
     def __init__(self, meta: MetadataStore, store: FilesystemBlobStore, source: MemorySource) -> None:
         self.meta = meta
         self.store = store
         self.source = source
-        self.engine = ImportEngine(RegistrySink(meta, store), OneSource(source), blob_concurrency=4, limits=ImportLimits(max_manifests=10))
+        self.sink = CountingSink(meta, store)
+        self.engine = ImportEngine(self.sink, OneSource(source), blob_concurrency=4, limits=ImportLimits(max_manifests=10))
 
     async def job(self, registry_id: int = 1) -> str:
         job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
@@ -198,7 +221,10 @@ async def test_two_concurrent_imports_fetch_a_shared_blob_once(world: World) -> 
     src.gate = asyncio.Event()
     first = asyncio.create_task(world.run("v1", "one:v1"))
     second = asyncio.create_task(world.run("v1", "two:v1"))
-    await asyncio.sleep(0.2)
+    # Both imports are past the link check of both blobs (config and layer): each blob is
+    # being fetched by one of them, held at the gate, and waited for by the other.
+    await asyncio.wait_for(world.sink.wait_for_misses(4), timeout=30)
+    assert len(src.fetches) == 2
     src.gate.set()
     await asyncio.gather(first, second)
     assert len(src.fetches) == len(set(src.fetches)) == 2

@@ -63,13 +63,34 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_loses_it(meta: M
     assert await claim(meta, owner="b" * 32) == "1" * 32  # the first owner died
     async with meta.writing() as q:
         jobs = JobQueries(q.conn)
-        assert not await jobs.renew_lease("1" * 32, "a" * 32, LEASE, JobProgress())
+        assert await jobs.renew_leases("a" * 32, LEASE, {"1" * 32: JobProgress()}) == {}
         assert not await jobs.finish_job("1" * 32, "a" * 32, "succeeded", JobProgress())
         assert await jobs.finish_job("1" * 32, "b" * 32, "failed", JobProgress(bytes_done=5), JobFailure("X", "why", "copy"))
         record = await jobs.job("1" * 32)
     assert record is not None
     assert (record.state, record.attempts, record.error_code, record.bytes_done) == ("failed", 2, "X", 5)
     assert record.credentials is None  # forgotten when the job ends
+
+
+async def test_one_statement_renews_the_leases_of_many_jobs_and_reports_cancels(meta: MetadataStore) -> None:
+    for n in "1234":
+        await add(meta, n * 32)
+    for _ in "123":
+        await claim(meta, owner="a" * 32)
+    await claim(meta, owner="b" * 32)  # "4…": another process's job
+    async with meta.writing() as q:
+        await JobQueries(q.conn).request_cancel("2" * 32)
+    progress = {n * 32: JobProgress(bytes_total=int(n) * 100, blobs_done=int(n)) for n in "1234"}
+    async with meta.writing() as q:
+        answer = await JobQueries(q.conn).renew_leases("a" * 32, LEASE, progress)
+    assert answer == {"1" * 32: False, "2" * 32: True, "3" * 32: False}  # not "4…": not ours
+    async with meta.reading() as q:
+        records = {n: await JobQueries(q.conn).job(n * 32) for n in "1234"}
+    for n in "123":
+        record = records[n]
+        assert record is not None and (record.bytes_total, record.blobs_done) == (int(n) * 100, int(n))
+    other = records["4"]
+    assert other is not None and other.bytes_total == 0  # another owner's job is untouched
 
 
 async def test_cancel_of_a_queued_job_is_immediate(meta: MetadataStore) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
+from transship.errors import Conflict
 from transship.metadata.db import Database, DatabaseUrlError, async_url
 from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries, utcnow
 from transship.metadata.records import ManifestReference, RegistryRecord
@@ -115,6 +115,7 @@ async def test_migrate_twice_is_idempotent(db: Database, store: MetadataStore, r
         assert await q.repository_id(registry.id, "keep/me") == repo_id  # data survives
 
 
+@pytest.mark.empty_database
 async def test_concurrent_migrations_on_a_fresh_database(url: str, database_url: str | None) -> None:
     databases = [Database(url, durable=False) for _ in range(3)]
     try:
@@ -196,20 +197,20 @@ async def test_create_registry(store: MetadataStore, registry: RegistryRecord) -
         assert [r.name for r in await q.registries()] == ["default", "myreg"]  # ordered by name
 
 
-async def test_create_registry_duplicate_name_is_integrity_error(store: MetadataStore) -> None:
+async def test_create_registry_duplicate_name_is_a_conflict(store: MetadataStore) -> None:
     async with store.writing() as q:
         await q.create_registry("dup", "a.localhost")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.create_registry("dup", "b.localhost")
     async with store.reading() as q:
         assert [(r.name, r.login_server) for r in await q.registries()] == [("dup", "a.localhost")]
 
 
-async def test_create_registry_duplicate_login_server_is_integrity_error(store: MetadataStore) -> None:
+async def test_create_registry_duplicate_login_server_is_a_conflict(store: MetadataStore) -> None:
     async with store.writing() as q:
         await q.create_registry("one", "same.localhost:5000")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.create_registry("two", "same.localhost:5000")
     async with store.reading() as q:
@@ -225,12 +226,52 @@ async def test_registries_without_login_server_do_not_collide(store: MetadataSto
 
 
 async def test_failed_write_scope_rolls_back_everything(store: MetadataStore, registry: RegistryRecord) -> None:
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.ensure_repository(registry.id, "rolled/back")
             await q.create_registry("default", None)  # name taken
     async with store.reading() as q:
         assert await q.repository_id(registry.id, "rolled/back") is None
+
+
+async def test_a_conflict_quotes_no_value_and_keeps_the_driver_error_as_cause(
+    store: MetadataStore,
+) -> None:
+    """IntegrityError never leaves metadata/; the Conflict names no value written."""
+    async with store.writing() as q:
+        await q.create_registry("secretname", "secret-host.localhost")
+    with pytest.raises(Conflict) as raised:
+        async with store.writing() as q:
+            await q.create_registry("secretname", "other.localhost")
+    assert "secret" not in str(raised.value)
+    assert type(raised.value.__cause__).__name__ == "IntegrityError"
+
+
+async def test_a_scope_joined_with_within_commits_and_rolls_back_with_its_caller(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    committed: list[str] = []
+    with pytest.raises(RuntimeError):
+        async with store.writing() as outer:
+            await outer.ensure_repository(registry.id, "outer")
+            async with store.writing(outer) as inner:
+                assert inner is outer
+                await inner.ensure_repository(registry.id, "inner")
+                inner.on_commit(lambda: committed.append("inner"))
+            raise RuntimeError("a later step fails")
+    async with store.reading() as q:
+        assert await q.repository_id(registry.id, "inner") is None
+        assert await q.repository_id(registry.id, "outer") is None
+    assert committed == []  # rolled back: no callback
+
+    async with store.writing() as outer:
+        async with store.writing(outer) as inner:
+            await inner.ensure_repository(registry.id, "inner")
+            inner.on_commit(lambda: committed.append("inner"))
+        assert committed == []  # not before the caller's commit
+    assert committed == ["inner"]
+    async with store.reading() as q:
+        assert await q.repository_id(registry.id, "inner") is not None
 
 
 # -- repositories -----------------------------------------------------------------------------
@@ -485,10 +526,10 @@ async def test_tag_must_point_at_a_manifest_of_the_repository(store: MetadataSto
         repo_id = await q.ensure_repository(registry.id, "app")
         other_id = await q.ensure_repository(registry.id, "other")
         elsewhere = await add_manifest(q, other_id, "elsewhere")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.set_tag(repo_id, "v1", digest("never pushed"))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.set_tag(repo_id, "v1", elsewhere)
     async with store.reading() as q:
@@ -595,7 +636,7 @@ async def test_duplicate_upload_id_is_integrity_error(store: MetadataStore, regi
     upload_id = "a" * 32
     async with store.writing() as q:
         await q.create_upload(upload_id, registry.id, "app", "sha256")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.create_upload(upload_id, registry.id, "app", "sha512")
 

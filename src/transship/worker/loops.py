@@ -1,0 +1,45 @@
+"""The background loops of a server process, built from its services and run under one
+Supervisor (`transship.worker.supervisor`)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from transship.identity.tokens import SigningKeys
+from transship.imports.service import ImportService
+from transship.registry.gc import GarbageCollector
+from transship.worker.gc_loop import run_periodically
+from transship.worker.import_loop import ImportWorker
+from transship.worker.key_loop import refresh_keys_periodically
+from transship.worker.supervisor import Backoff, Supervisor
+
+# How crashed loops are restarted: 0.5 s, doubling to 30 s; a minute of health resets it.
+RESTART_BACKOFF = Backoff()
+
+# Loop names, as /readyz reports them.
+IMPORTS = "imports"
+IMPORT_HEARTBEATS = "import-heartbeats"
+SIGNING_KEYS = "signing-keys"
+GC = "gc"
+
+
+def background_loops(
+    imports: ImportService,
+    keys: SigningKeys,
+    gc: GarbageCollector,
+    *,
+    gc_interval_seconds: float,
+    backoff: Backoff | None = None,
+) -> Supervisor:
+    """A Supervisor (not started) with the import claim and heartbeat loops, the signing-key
+    refresh and, when `gc_interval_seconds` > 0, periodic GC (which also expires idle
+    uploads). Its `stop()` hands this process's running import jobs back to the queue."""
+    supervisor = Supervisor(backoff or RESTART_BACKOFF)
+    worker = ImportWorker(imports)
+    supervisor.add(IMPORTS, worker.claim_forever)
+    supervisor.add(IMPORT_HEARTBEATS, worker.heartbeat_forever)
+    supervisor.add(SIGNING_KEYS, partial(refresh_keys_periodically, keys))
+    if gc_interval_seconds > 0:
+        supervisor.add(GC, partial(run_periodically, gc, gc_interval_seconds))
+    supervisor.on_stop(worker.close)
+    return supervisor

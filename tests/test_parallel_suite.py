@@ -1,0 +1,70 @@
+"""The parallel run's own promises (``scripts/test`` runs the suite under pytest-xdist with
+``--dist loadgroup``): tests that share a module-scoped fixture run on one worker, so the
+fixture is set up once per parameter, as in a serial run (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MODULE = """
+import json, os
+from pathlib import Path
+
+import pytest
+
+LOG = Path(__file__).with_name("log.jsonl")
+
+
+def record(**entry):
+    with LOG.open("a") as f:
+        f.write(json.dumps({"worker": os.environ.get("PYTEST_XDIST_WORKER"), **entry}) + "\\n")
+
+
+@pytest.fixture(scope="module", params=["one", "two"])
+def shared(request):
+    record(setup=request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_sharing(shared, i):
+    record(test=shared)
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_alone(i):
+    record(test="alone")
+"""
+
+
+def test_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
+    )
+    (tmp_path / "test_shared.py").write_text(textwrap.dedent(MODULE))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "3",
+         "--dist", "loadgroup", str(tmp_path)],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    entries = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    setups = sorted(e["setup"] for e in entries if "setup" in e)
+    assert setups == ["one", "two"], entries  # once per parameter, not once per worker
+    workers: dict[str, set[str]] = defaultdict(set)
+    for entry in entries:
+        if "test" in entry:
+            workers[entry["test"]].add(entry["worker"])
+    assert len(workers["one"]) == len(workers["two"]) == 1, dict(workers)
+    assert sum(1 for e in entries if "test" in e) == 24
