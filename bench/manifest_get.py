@@ -74,7 +74,9 @@ def _check(target: Target, index: BuiltIndex) -> None:
         )
 
 
-def measure(ctx: Context, target: Target, seconds: int, headers: Sequence[str] = ()) -> dict[str, float]:
+def measure(
+    ctx: Context, target: Target, seconds: int, headers: Sequence[str] = ()
+) -> dict[str, float]:
     """One wrk run against ``target``'s manifest URL, with the server's CPU per request."""
     url = f"{target.url}/v2/{REPO}/manifests/{TAG}"
     with CpuMeter(target.pid) as cpu, ctx.profile(target, "wrk"):

@@ -34,7 +34,9 @@ NAME = "manifest_get_auth"
 def _servers(ctx: Context) -> Iterator[tuple[TransshipServer, DistributionRegistry]]:
     with (
         DistributionRegistry(ctx.workdir / "docker-registry", mode="token") as registry,
-        TransshipServer(ctx.workdir / "transship", data_plane_auth=True, ready_timeout=60.0) as transship,
+        TransshipServer(
+            ctx.workdir / "transship", data_plane_auth=True, ready_timeout=60.0
+        ) as transship,
     ):
         yield transship, registry
 
@@ -46,10 +48,16 @@ def _check(target: Target, bearer: str, expected: bytes) -> None:
         timeout=30,
     )
     if reply.status_code != 200 or reply.content != expected:
-        raise RegistryHttpError(f"{target.name}: authenticated GET by tag answered {reply.status_code}")
-    anonymous = requests.get(f"{target.url}/v2/{REPO}/manifests/{TAG}", headers={"Accept": ACCEPT}, timeout=30)
+        raise RegistryHttpError(
+            f"{target.name}: authenticated GET by tag answered {reply.status_code}"
+        )
+    anonymous = requests.get(
+        f"{target.url}/v2/{REPO}/manifests/{TAG}", headers={"Accept": ACCEPT}, timeout=30
+    )
     if anonymous.status_code != 401:
-        raise RegistryHttpError(f"{target.name}: an anonymous GET answered {anonymous.status_code}, not 401")
+        raise RegistryHttpError(
+            f"{target.name}: an anonymous GET answered {anonymous.status_code}, not 401"
+        )
 
 
 def run(ctx: Context, result: BenchResult) -> None:
@@ -70,7 +78,9 @@ def run(ctx: Context, result: BenchResult) -> None:
         bearers = {
             TRANSSHIP: "Bearer " + reply.json()["access_token"],
             REGISTRY: "Bearer "
-            + registry.token_server.issue("bench", [{"type": "repository", "name": REPO, "actions": ["pull"]}], 3600),
+            + registry.token_server.issue(
+                "bench", [{"type": "repository", "name": REPO, "actions": ["pull"]}], 3600
+            ),
         }
         targets = (
             Target(TRANSSHIP, transship.url, transship.host, transship.pid),
@@ -78,25 +88,57 @@ def run(ctx: Context, result: BenchResult) -> None:
         )
         for target in targets:
             skopeo = Skopeo(ctx.workdir / "skopeo" / target.name)
-            skopeo.copy(layout.skopeo_ref(TAG), f"docker://{target.host}/{REPO}:{TAG}", all=True, dest_creds=creds[target.name])
+            skopeo.copy(
+                layout.skopeo_ref(TAG),
+                f"docker://{target.host}/{REPO}:{TAG}",
+                all=True,
+                dest_creds=creds[target.name],
+            )
             _check(target, bearers[target.name], index.index_bytes)
-            wrk(f"{target.url}/v2/{REPO}/manifests/{TAG}", warmup, headers=[f"Authorization: {bearers[target.name]}"])
+            wrk(
+                f"{target.url}/v2/{REPO}/manifests/{TAG}",
+                warmup,
+                headers=[f"Authorization: {bearers[target.name]}"],
+            )
         ctx.log("index pushed with credentials and checked on both; warm-up done")
         samples: dict[str, list[dict[str, float]]] = {TRANSSHIP: [], REGISTRY: []}
         for number in range(rounds):
             for target in targets:
-                got = measure(ctx, target, seconds, headers=[f"Authorization: {bearers[target.name]}"])
+                got = measure(
+                    ctx, target, seconds, headers=[f"Authorization: {bearers[target.name]}"]
+                )
                 samples[target.name].append(got)
-                ctx.log(f"wrk {number + 1}/{rounds} {target.name}: {got['req_per_s']:.0f} req/s, non-2xx {got['non_2xx']:.0f}")
+                ctx.log(
+                    f"wrk {number + 1}/{rounds} {target.name}: {got['req_per_s']:.0f} req/s, non-2xx {got['non_2xx']:.0f}"
+                )
     result.details["runs"] = samples
     for name, rows in samples.items():
         flag(result, name, rows)
     med = {n: {k: median([r[k] for r in rows]) for k in rows[0]} for n, rows in samples.items()}
     t, r = med[TRANSSHIP], med[REGISTRY]
     rate = result.add(
-        Metric(f"GET by tag with a bearer, 64 conns, {seconds}s x{rounds}", "req/s", t["req_per_s"], r["req_per_s"], "higher", target=">= 3.0x", digits=0)
+        Metric(
+            f"GET by tag with a bearer, 64 conns, {seconds}s x{rounds}",
+            "req/s",
+            t["req_per_s"],
+            r["req_per_s"],
+            "higher",
+            target=">= 3.0x",
+            digits=0,
+        )
     )
     rate.met = rate.ratio is not None and rate.ratio >= 3.0
     result.add(Metric("latency p99", "ms", t["p99_ms"], r["p99_ms"], "lower", digits=2))
-    result.add(Metric("server CPU per request", "CPU-us", t["server_cpu_us_per_req"], r["server_cpu_us_per_req"], "lower", digits=0))
-    result.notes.append("both registries require a bearer token; wrk shares the 2 cores with the server under test")
+    result.add(
+        Metric(
+            "server CPU per request",
+            "CPU-us",
+            t["server_cpu_us_per_req"],
+            r["server_cpu_us_per_req"],
+            "lower",
+            digits=0,
+        )
+    )
+    result.notes.append(
+        "both registries require a bearer token; wrk shares the 2 cores with the server under test"
+    )

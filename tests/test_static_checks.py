@@ -26,8 +26,21 @@ def test_mypy_strict_is_clean() -> None:
 def test_layers_only_point_downward() -> None:
     result = run(str(BIN / "lint-imports"))
     assert result.returncode == 0, result.stdout + result.stderr
+    # The contracts DESIGN.md promises are all there (dropping one would pass silently).
+    for contract in (
+        "Layers point downward",
+        "oci is pure",
+        "SQLAlchemy only inside metadata",
+        "The client commands never import server code",
+    ):
+        assert f"{contract} KEPT" in result.stdout, contract
 
 
 def test_ruff_is_clean() -> None:
     result = run(sys.executable, "-m", "ruff", "check", "src", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_applied() -> None:
+    result = run(sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -33,7 +33,8 @@ class UpstreamHost(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint: str | None = Field(
-        default=None, description="base URL to use instead of https://<host> (a mirror, a local stand-in)"
+        default=None,
+        description="base URL to use instead of https://<host> (a mirror, a local stand-in)",
     )
     insecure: bool = Field(default=False, description="allow plain HTTP and skip TLS verification")
     ca_file: Path | None = Field(default=None, description="PEM bundle to trust for this host")
@@ -106,40 +107,76 @@ class Settings(BaseSettings):
         default=None, description="key encrypting secrets at rest; default <data_dir>/service.key"
     )
     import_workers: int = Field(default=4, gt=0, description="imports run at once per process")
-    import_blob_concurrency: int = Field(default=4, gt=0, description="blobs fetched at once per import")
-    import_max_manifests: int = Field(default=500, gt=0, description="manifests one import may copy (ACR: 50)")
-    import_max_bytes: int = Field(default=1 << 40, gt=0, description="blob bytes one import may copy")
-    max_index_depth: int = Field(default=8, gt=0, description="nesting of indexes an import follows")
-    max_index_children: int = Field(default=1000, gt=0, description="manifests one index may list (push and import)")
-    import_max_running_per_registry: int = Field(default=4, gt=0, description="imports running at once into one registry, service-wide")
-    import_max_running: int = Field(default=16, gt=0, description="imports running at once, service-wide")
-    max_blob_bytes: int | None = Field(default=None, gt=0, description="largest blob a push may upload (413 beyond); none by default")
-    max_request_body_bytes: int = Field(default=1 << 20, gt=0, description="JSON bodies of the management API")
+    import_blob_concurrency: int = Field(
+        default=4, gt=0, description="blobs fetched at once per import"
+    )
+    import_max_manifests: int = Field(
+        default=500, gt=0, description="manifests one import may copy (ACR: 50)"
+    )
+    import_max_bytes: int = Field(
+        default=1 << 40, gt=0, description="blob bytes one import may copy"
+    )
+    max_index_depth: int = Field(
+        default=8, gt=0, description="nesting of indexes an import follows"
+    )
+    max_index_children: int = Field(
+        default=1000, gt=0, description="manifests one index may list (push and import)"
+    )
+    import_max_running_per_registry: int = Field(
+        default=4, gt=0, description="imports running at once into one registry, service-wide"
+    )
+    import_max_running: int = Field(
+        default=16, gt=0, description="imports running at once, service-wide"
+    )
+    max_blob_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="largest blob a push may upload (413 beyond); none by default",
+    )
+    max_request_body_bytes: int = Field(
+        default=1 << 20, gt=0, description="JSON bodies of the management API"
+    )
     http_header_timeout_seconds: float = Field(
-        default=20.0, gt=0, description="from connection open (or the previous response) to the end of the request headers"
+        default=20.0,
+        gt=0,
+        description="from connection open (or the previous response) to the end of the request headers",
     )
     http_body_idle_timeout_seconds: float = Field(
-        default=60.0, gt=0, description="no byte of a request body for this long closes the connection"
+        default=60.0,
+        gt=0,
+        description="no byte of a request body for this long closes the connection",
     )
     http_keepalive_timeout_seconds: float = Field(
         default=15.0, gt=0, description="idle keep-alive connections are closed after this"
     )
     http_max_connections_per_client: int = Field(
-        default=256, gt=0, description="concurrent connections from one client address; more are closed at once"
+        default=256,
+        gt=0,
+        description="concurrent connections from one client address; more are closed at once",
     )
-    upstream_max_header_bytes: int = Field(default=16384, gt=0, description="largest upstream response header line")
-    import_lease_seconds: float = Field(default=15.0, gt=0, description="a crashed process's jobs resume after this")
+    upstream_max_header_bytes: int = Field(
+        default=16384, gt=0, description="largest upstream response header line"
+    )
+    import_lease_seconds: float = Field(
+        default=15.0, gt=0, description="a crashed process's jobs resume after this"
+    )
     loop_unready_seconds: float = Field(
-        default=30.0, ge=0, description="/readyz answers 503 while a background loop has been crashing and restarting for this long"
+        default=30.0,
+        ge=0,
+        description="/readyz answers 503 while a background loop has been crashing and restarting for this long",
     )
     upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
-    upstream_read_timeout: float = Field(default=30.0, gt=0, description="seconds without data before a retry")
+    upstream_read_timeout: float = Field(
+        default=30.0, gt=0, description="seconds without data before a retry"
+    )
     egress: EgressSettings = Field(default_factory=EgressSettings)
     egress_registries: dict[str, EgressSettings] = Field(
-        default_factory=dict, description="per-registry egress policies (by registry name) replacing `egress`"
+        default_factory=dict,
+        description="per-registry egress policies (by registry name) replacing `egress`",
     )
     upstreams: dict[str, UpstreamHost] = Field(
-        default_factory=dict, description="per-host endpoint overrides for imports, keyed by host[:port]"
+        default_factory=dict,
+        description="per-host endpoint overrides for imports, keyed by host[:port]",
     )
     data_plane_auth: bool = Field(
         default=True,
@@ -150,16 +187,22 @@ class Settings(BaseSettings):
         description="token audiences the management API accepts besides its own URL",
     )
     credential_hash_workers: int = Field(
-        default=2, gt=0, description="threads hashing secrets and passwords (scrypt), apart from file work"
+        default=2,
+        gt=0,
+        description="threads hashing secrets and passwords (scrypt), apart from file work",
     )
     credential_hash_max_waiting: int = Field(
-        default=64, ge=0, description="credential checks waiting for a hashing thread; more are refused (429)"
+        default=64,
+        ge=0,
+        description="credential checks waiting for a hashing thread; more are refused (429)",
     )
     auth_failure_limit_per_client: int = Field(
         default=20, gt=0, description="failed sign-ins per client address per window before 429"
     )
     auth_failure_limit_per_principal: int = Field(
-        default=50, gt=0, description="failed sign-ins per user name or client id per window before 429"
+        default=50,
+        gt=0,
+        description="failed sign-ins per user name or client id per window before 429",
     )
     auth_failure_window_seconds: float = Field(
         default=60.0, gt=0, description="the sliding window failed sign-ins are counted over"
@@ -179,7 +222,8 @@ class Settings(BaseSettings):
         description="who may read /metrics: everyone, loopback clients, bearers of metrics_token_file's token, or nobody (404)",
     )
     metrics_token_file: Path | None = Field(
-        default=None, description="file holding the bearer token /metrics wants when metrics_access is token"
+        default=None,
+        description="file holding the bearer token /metrics wants when metrics_access is token",
     )
 
     @field_validator("hosts", "management_audiences", mode="before")

@@ -41,7 +41,6 @@ TOO_MANY_REQUESTS = OciErrorCode("TOOMANYREQUESTS", 429)
 # Not in the spec's table but used with the statuses the spec prescribes.
 RANGE_INVALID = OciErrorCode("BLOB_UPLOAD_INVALID", 416)
 MANIFEST_TOO_LARGE = OciErrorCode("SIZE_INVALID", 413)
-RANGE_NOT_SATISFIABLE = OciErrorCode("RANGE_INVALID", 416)
 
 
 class OciError(Exception):
@@ -107,4 +106,8 @@ class OAuthError(Exception):
         Exception.__init__(self, self.description)
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.error, "error_description": self.description, "error_codes": [self.status]}
+        return {
+            "error": self.error,
+            "error_description": self.description,
+            "error_codes": [self.status],
+        }

@@ -38,7 +38,10 @@ class Scene:
     async def push_to_victim(self, repository: str, data: bytes) -> str:
         digest = sha256(data)
         async with self.env.reg.request(
-            "POST", f"/v2/{repository}/blobs/uploads/?digest={digest}", data=data, headers={"Host": self.victim_host}
+            "POST",
+            f"/v2/{repository}/blobs/uploads/?digest={digest}",
+            data=data,
+            headers={"Host": self.victim_host},
         ) as r:
             assert r.status == 201, await r.text()
         return digest
@@ -59,7 +62,9 @@ class Scene:
 
     async def mount(self, repository: str, digest: str) -> tuple[int, str]:
         """An automatic mount into the target registry: (status, Location)."""
-        async with self.env.reg.request("POST", f"/v2/{repository}/blobs/uploads/?mount={digest}") as r:
+        async with self.env.reg.request(
+            "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}"
+        ) as r:
             return int(r.status), r.headers["Location"]
 
 
@@ -80,7 +85,12 @@ def harvesting_manifest(upstream: FakeRegistry, digest: str, size: int) -> None:
     upstream.add_blob(CONFIG)
     layer = {"mediaType": OCI_LAYER, "digest": digest, "size": size}
     body = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, CONFIG), "layers": [layer]}
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, CONFIG),
+            "layers": [layer],
+        }
     ).encode()
     upstream.add_manifest(body, tag="v1")
 
@@ -99,14 +109,18 @@ async def test_an_import_cannot_harvest_another_registrys_blob_by_digest(scene: 
     final = await scene.env.run_import(import_body(scene))
     error = assert_failed(final, "BlobUnknown")
     assert digest in json.dumps(error) or digest in json.dumps(final["properties"])
-    assert any(digest in seen.path for seen in scene.upstream.seen("blob")), "the upstream was never asked"
+    assert any(digest in seen.path for seen in scene.upstream.seen("blob")), (
+        "the upstream was never asked"
+    )
     assert await scene.target_blob("app", digest) == (404, "BLOB_UNKNOWN")
     assert (await scene.env.manifest("app", "v1")).status == 404
     assert await scene.victim_status("private", digest) == 200  # the victim keeps its blob
     await scene.env.assert_consistent()
 
 
-async def test_an_upstream_that_serves_the_bytes_imports_a_blob_the_store_already_holds(scene: Scene) -> None:
+async def test_an_upstream_that_serves_the_bytes_imports_a_blob_the_store_already_holds(
+    scene: Scene,
+) -> None:
     """The fix fetches and verifies instead of linking; committing bytes the shared store
     already has is idempotent."""
     digest = await scene.push_to_victim("private", PRIVATE)
@@ -143,7 +157,8 @@ async def test_automatic_mount_of_a_blob_the_repository_holds_is_created(scene: 
 
 async def test_mount_from_a_named_repository_still_links(scene: Scene) -> None:
     digest = await scene.env.reg.push_blob("holder", PRIVATE)
-    async with scene.env.reg.request("POST", f"/v2/app/blobs/uploads/?mount={digest}&from=holder") as r:
+    async with scene.env.reg.request(
+        "POST", f"/v2/app/blobs/uploads/?mount={digest}&from=holder"
+    ) as r:
         assert r.status == 201
     assert await scene.target_blob("app", digest) == (200, PRIVATE)
-

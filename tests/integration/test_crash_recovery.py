@@ -57,16 +57,30 @@ class Pusher:
 
     def _push_once(self, n: int) -> None:
         repo = f"crash/w{self.worker}"
-        config = json.dumps({"architecture": "amd64", "os": "linux", "n": n, "w": self.worker}).encode()
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "n": n, "w": self.worker}
+        ).encode()
         layer = os.urandom(random.randint(200_000, 3_000_000))
-        self.session.post(f"{self.url}/v2/{repo}/blobs/uploads/?digest={sha256(config)}", data=config, timeout=10).raise_for_status()
+        self.session.post(
+            f"{self.url}/v2/{repo}/blobs/uploads/?digest={sha256(config)}", data=config, timeout=10
+        ).raise_for_status()
         self._upload_chunked(repo, layer)
         manifest = json.dumps(
             {
                 "schemaVersion": 2,
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": len(config)},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer), "size": len(layer)}],
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha256(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256(layer),
+                        "size": len(layer),
+                    }
+                ],
             }
         ).encode()
         tag = f"t{n % 5}"
@@ -90,7 +104,15 @@ class Pusher:
 
 
 def run_check(data_dir: Path, database_url: str | None) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "transship", "check", "--verify-digests", "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "transship",
+        "check",
+        "--verify-digests",
+        "--data-dir",
+        str(data_dir),
+    ]
     if database_url:
         argv += ["--database-url", database_url]
     env = {**os.environ, "PYTHONPATH": str(SRC_DIR)}
@@ -105,7 +127,9 @@ def blob_files_are_complete(data_dir: Path) -> list[str]:
     return bad
 
 
-def in_threads(count: int, make: Callable[[int], Pusher]) -> tuple[list[Pusher], list[threading.Thread]]:
+def in_threads(
+    count: int, make: Callable[[int], Pusher]
+) -> tuple[list[Pusher], list[threading.Thread]]:
     pushers = [make(i) for i in range(count)]
     threads = [threading.Thread(target=p.run, daemon=True) for p in pushers]
     for thread in threads:
@@ -114,7 +138,9 @@ def in_threads(count: int, make: Callable[[int], Pusher]) -> tuple[list[Pusher],
 
 
 @pytest.mark.parametrize("kills", [4])
-def test_kill_9_during_pushes_leaves_consistent_state(tmp_path: Path, database_url: str | None, kills: int) -> None:
+def test_kill_9_during_pushes_leaves_consistent_state(
+    tmp_path: Path, database_url: str | None, kills: int
+) -> None:
     rng = random.Random(7)
     server = TransshipServer(tmp_path, database_url=database_url)
     server.start()
@@ -139,8 +165,14 @@ def test_kill_9_during_pushes_leaves_consistent_state(tmp_path: Path, database_u
         # tag may have moved it, so check the manifest by digest and that the tag resolves).
         for ref, digest in acknowledged.items():
             repo, tag = ref.split(":")
-            assert requests.head(f"{server.url}/v2/{repo}/manifests/{digest}", timeout=10).status_code == 200
-            assert requests.head(f"{server.url}/v2/{repo}/manifests/{tag}", timeout=10).status_code == 200
+            assert (
+                requests.head(f"{server.url}/v2/{repo}/manifests/{digest}", timeout=10).status_code
+                == 200
+            )
+            assert (
+                requests.head(f"{server.url}/v2/{repo}/manifests/{tag}", timeout=10).status_code
+                == 200
+            )
     finally:
         server.stop()
 
@@ -152,6 +184,7 @@ def test_kill_9_mid_upload_leaves_no_partial_blob(tmp_path: Path, database_url: 
     digest = sha256(data)
     under_way = threading.Event()
     try:
+
         def slow_body() -> Any:
             for i in range(0, len(data), 1 << 20):
                 yield data[i : i + (1 << 20)]
@@ -161,7 +194,11 @@ def test_kill_9_mid_upload_leaves_no_partial_blob(tmp_path: Path, database_url: 
 
         sender = threading.Thread(
             target=lambda: _ignore_errors(
-                lambda: requests.post(f"{server.url}/v2/big/blobs/uploads/?digest={digest}", data=slow_body(), timeout=60)
+                lambda: requests.post(
+                    f"{server.url}/v2/big/blobs/uploads/?digest={digest}",
+                    data=slow_body(),
+                    timeout=60,
+                )
             ),
             daemon=True,
         )
@@ -176,7 +213,9 @@ def test_kill_9_mid_upload_leaves_no_partial_blob(tmp_path: Path, database_url: 
         result = run_check(server.data_dir, database_url)
         assert result.returncode == 0, result.stdout + result.stderr
         # The registry still takes the same blob afterwards.
-        r = requests.post(f"{server.url}/v2/big/blobs/uploads/?digest={digest}", data=data, timeout=60)
+        r = requests.post(
+            f"{server.url}/v2/big/blobs/uploads/?digest={digest}", data=data, timeout=60
+        )
         assert r.status_code == 201
     finally:
         server.stop()

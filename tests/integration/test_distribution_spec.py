@@ -44,7 +44,9 @@ async def test_base_endpoint_answers_with_the_api_version_header(reg: RunningReg
 
 
 # -- blob uploads ----------------------------------------------------------------------------
-async def test_monolithic_post_stores_the_blob_and_head_get_describe_it(reg: RunningRegistry) -> None:
+async def test_monolithic_post_stores_the_blob_and_head_get_describe_it(
+    reg: RunningRegistry,
+) -> None:
     data = os.urandom(70_000)
     digest = sha256(data)
     async with reg.request("POST", f"/v2/a/b/blobs/uploads/?digest={digest}", data=data) as r:
@@ -80,18 +82,24 @@ async def test_post_then_put_with_the_whole_body(reg: RunningRegistry) -> None:
 
 async def test_chunked_upload_enforces_order_and_reports_progress(reg: RunningRegistry) -> None:
     data = bytes(range(42))
-    async with reg.request("POST", "/v2/chunks/blobs/uploads/", headers={"Content-Length": "0"}) as r:
+    async with reg.request(
+        "POST", "/v2/chunks/blobs/uploads/", headers={"Content-Length": "0"}
+    ) as r:
         assert r.status == 202
         location = r.headers["Location"]
     second = {"Content-Range": "22-41", "Content-Type": "application/octet-stream"}
     async with reg.request("PATCH", location, data=data[22:], headers=second) as r:
         assert r.status == 416
-    async with reg.request("PATCH", location, data=data[:22], headers={"Content-Range": "0-21"}) as r:
+    async with reg.request(
+        "PATCH", location, data=data[:22], headers={"Content-Range": "0-21"}
+    ) as r:
         assert r.status == 202
         assert r.headers["Range"] == "0-21"
         new_location = r.headers["Location"]
     # Re-sending the first chunk is out of order too; the session survives it.
-    async with reg.request("PATCH", location, data=data[:22], headers={"Content-Range": "0-21"}) as r:
+    async with reg.request(
+        "PATCH", location, data=data[:22], headers={"Content-Range": "0-21"}
+    ) as r:
         assert r.status == 416
         assert r.headers["Range"] == "0-21"
     async with reg.request("GET", location) as r:
@@ -101,7 +109,9 @@ async def test_chunked_upload_enforces_order_and_reports_progress(reg: RunningRe
     async with reg.request("PATCH", new_location, data=data[22:], headers=second) as r:
         assert r.status == 202
         assert r.headers["Range"] == "0-41"
-    async with reg.request("PUT", f"{new_location}?digest={sha256(data)}", headers={"Content-Length": "0"}) as r:
+    async with reg.request(
+        "PUT", f"{new_location}?digest={sha256(data)}", headers={"Content-Length": "0"}
+    ) as r:
         assert r.status == 201
     async with reg.request("GET", f"/v2/chunks/blobs/{sha256(data)}") as r:
         assert await r.read() == data
@@ -131,7 +141,9 @@ async def test_final_put_may_carry_the_last_chunk(reg: RunningRegistry) -> None:
         location = r.headers["Location"]
     async with reg.request("PATCH", location, data=data[:4], headers={"Content-Range": "0-3"}) as r:
         location = r.headers["Location"]
-    async with reg.request("PUT", f"{location}?digest={sha256(data)}", data=data[4:], headers={"Content-Range": "4-9"}) as r:
+    async with reg.request(
+        "PUT", f"{location}?digest={sha256(data)}", data=data[4:], headers={"Content-Range": "4-9"}
+    ) as r:
         assert r.status == 201
 
 
@@ -144,7 +156,9 @@ async def test_empty_blob(reg: RunningRegistry) -> None:
         assert await r.read() == b""
 
 
-async def test_wrong_digest_is_refused_and_nothing_is_stored(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_wrong_digest_is_refused_and_nothing_is_stored(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     claimed = sha256(b"something else")
     async with reg.request("POST", f"/v2/r/blobs/uploads/?digest={claimed}", data=b"actual") as r:
         assert r.status == 400
@@ -154,7 +168,9 @@ async def test_wrong_digest_is_refused_and_nothing_is_stored(reg: RunningRegistr
     async with reg.request("HEAD", f"/v2/r/blobs/{sha256(b'actual')}") as r:
         assert r.status == 404
     assert list((tmp_path / "data" / "uploads").iterdir()) == []
-    assert not (tmp_path / "data" / "blobs" / "sha256").exists() or not any((tmp_path / "data" / "blobs" / "sha256").rglob("*[0-9a-f]"))
+    assert not (tmp_path / "data" / "blobs" / "sha256").exists() or not any(
+        (tmp_path / "data" / "blobs" / "sha256").rglob("*[0-9a-f]")
+    )
 
 
 async def test_wrong_digest_on_a_session_discards_the_session(reg: RunningRegistry) -> None:
@@ -222,8 +238,14 @@ async def test_sha512_uploads_and_manifests(reg: RunningRegistry) -> None:
     config = b"{}"
     await reg.push_blob("s", config)
     manifest = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
-         "layers": [{"mediaType": "application/octet-stream", "digest": digest, "size": len(data)}]}
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [
+                {"mediaType": "application/octet-stream", "digest": digest, "size": len(data)}
+            ],
+        }
     ).encode()
     manifest_digest = "sha512:" + hashlib.sha512(manifest).hexdigest()
     r = await reg.push_manifest("s", manifest_digest, manifest)
@@ -247,7 +269,9 @@ async def test_range_requests(reg: RunningRegistry) -> None:
         assert r.status == 206
         assert r.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
         assert await r.read() == data[100:200]
-    async with reg.request("GET", f"/v2/r/blobs/{digest}", headers={"Range": f"bytes={len(data) + 5}-"}) as r:
+    async with reg.request(
+        "GET", f"/v2/r/blobs/{digest}", headers={"Range": f"bytes={len(data) + 5}-"}
+    ) as r:
         assert r.status == 416
         assert await r.read() == b""
 
@@ -280,14 +304,18 @@ async def test_cross_repository_mount(reg: RunningRegistry) -> None:
 
 
 async def test_mount_of_unknown_blob_opens_a_session(reg: RunningRegistry) -> None:
-    async with reg.request("POST", f"/v2/target/blobs/uploads/?mount={sha256(b'nope')}&from=source") as r:
+    async with reg.request(
+        "POST", f"/v2/target/blobs/uploads/?mount={sha256(b'nope')}&from=source"
+    ) as r:
         assert r.status == 202
         assert r.headers["Location"].startswith("/v2/target/blobs/uploads/")
     async with reg.request("POST", f"/v2/target/blobs/uploads/?mount={sha256(b'nope')}") as r:
         assert r.status == 202
 
 
-async def test_mount_from_a_repository_without_the_blob_opens_a_session(reg: RunningRegistry) -> None:
+async def test_mount_from_a_repository_without_the_blob_opens_a_session(
+    reg: RunningRegistry,
+) -> None:
     digest = await reg.push_blob("holder", b"held")
     async with reg.request("POST", f"/v2/target/blobs/uploads/?mount={digest}&from=elsewhere") as r:
         assert r.status == 202
@@ -313,9 +341,12 @@ async def test_manifest_round_trip_is_byte_exact(reg: RunningRegistry) -> None:
     await reg.push_blob("img", layer)
     # Odd spacing, unknown fields and annotations must survive untouched.
     body = (
-        b'{ "schemaVersion": 2, "mediaType": "' + OCI_MANIFEST.encode() + b'",\n  "config": '
+        b'{ "schemaVersion": 2, "mediaType": "'
+        + OCI_MANIFEST.encode()
+        + b'",\n  "config": '
         + json.dumps(descriptor(OCI_CONFIG, config, newUnspecifiedField=None, data="e30=")).encode()
-        + b', "layers": [' + json.dumps(descriptor("application/vnd.oci.image.layer.v1.tar", layer)).encode()
+        + b', "layers": ['
+        + json.dumps(descriptor("application/vnd.oci.image.layer.v1.tar", layer)).encode()
         + b'], "annotations": {"k": "v"}, "x-extra": [1, 2] }'
     )
     r = await reg.push_manifest("img", "v1", body)
@@ -334,10 +365,18 @@ async def test_manifest_round_trip_is_byte_exact(reg: RunningRegistry) -> None:
             assert r.headers["Content-Length"] == str(len(body))
 
 
-async def test_manifest_without_media_type_field_takes_the_content_type(reg: RunningRegistry) -> None:
+async def test_manifest_without_media_type_field_takes_the_content_type(
+    reg: RunningRegistry,
+) -> None:
     config = b"{}"
     await reg.push_blob("e", config)
-    body = json.dumps({"schemaVersion": 2, "config": descriptor("application/vnd.oci.empty.v1+json", config), "layers": []}).encode()
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "config": descriptor("application/vnd.oci.empty.v1+json", config),
+            "layers": [],
+        }
+    ).encode()
     r = await reg.push_manifest("e", "empty", body)
     assert r.status == 201
     async with reg.request("GET", "/v2/e/manifests/empty") as r:
@@ -354,24 +393,48 @@ async def test_docker_manifest_list_with_a_foreign_layer(reg: RunningRegistry) -
         "urls": ["https://example.invalid/layer"],
     }
     manifest = json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-         "config": descriptor("application/vnd.docker.container.image.v1+json", config), "layers": [foreign]}
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": descriptor("application/vnd.docker.container.image.v1+json", config),
+            "layers": [foreign],
+        }
     ).encode()
-    r = await reg.push_manifest("win", sha256(manifest), manifest, "application/vnd.docker.distribution.manifest.v2+json")
+    r = await reg.push_manifest(
+        "win", sha256(manifest), manifest, "application/vnd.docker.distribution.manifest.v2+json"
+    )
     assert r.status == 201
     listing = json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
-         "manifests": [descriptor("application/vnd.docker.distribution.manifest.v2+json", manifest,
-                                  platform={"os": "windows", "architecture": "amd64", "os.version": "10.0.17763.1"})]}
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests": [
+                descriptor(
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                    manifest,
+                    platform={
+                        "os": "windows",
+                        "architecture": "amd64",
+                        "os.version": "10.0.17763.1",
+                    },
+                )
+            ],
+        }
     ).encode()
-    r = await reg.push_manifest("win", "ltsc", listing, "application/vnd.docker.distribution.manifest.list.v2+json")
+    r = await reg.push_manifest(
+        "win", "ltsc", listing, "application/vnd.docker.distribution.manifest.list.v2+json"
+    )
     assert r.status == 201
     async with reg.request("GET", "/v2/win/manifests/ltsc") as r:
-        assert r.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+        assert (
+            r.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+        )
         assert await r.read() == listing
 
 
-async def test_manifest_with_missing_blob_is_refused_and_leaves_nothing(reg: RunningRegistry) -> None:
+async def test_manifest_with_missing_blob_is_refused_and_leaves_nothing(
+    reg: RunningRegistry,
+) -> None:
     config = b"{}"
     await reg.push_blob("m", config)
     body = image_manifest(config, [b"layer never pushed"])
@@ -389,7 +452,9 @@ async def test_manifest_with_missing_blob_is_refused_and_leaves_nothing(reg: Run
 
 async def test_index_with_missing_child_is_refused(reg: RunningRegistry) -> None:
     child = image_manifest(b"{}", [])
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_MANIFEST, child)]}).encode()
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_MANIFEST, child)]}
+    ).encode()
     r = await reg.push_manifest("i", "latest", index, OCI_INDEX)
     assert r.status == 400
     assert r.error_code() == "MANIFEST_BLOB_UNKNOWN"
@@ -400,14 +465,50 @@ async def test_index_with_missing_child_is_refused(reg: RunningRegistry) -> None
     [
         (b"not json", OCI_MANIFEST, "JSON"),
         (b"[]", OCI_MANIFEST, "object"),
-        (b'{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}', "application/vnd.docker.distribution.manifest.v1+prettyjws", "schema 1"),
-        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}).encode(), OCI_MANIFEST, "config"),
-        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"mediaType": "x", "digest": "sha256:zz", "size": 1}, "layers": []}).encode(), OCI_MANIFEST, "config.digest"),
-        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"mediaType": "x", "digest": sha256(b""), "size": -1}, "layers": []}).encode(), OCI_MANIFEST, "config.size"),
-        (json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode(), OCI_MANIFEST, "does not match"),
+        (
+            b'{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}',
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            "schema 1",
+        ),
+        (
+            json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}).encode(),
+            OCI_MANIFEST,
+            "config",
+        ),
+        (
+            json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": "x", "digest": "sha256:zz", "size": 1},
+                    "layers": [],
+                }
+            ).encode(),
+            OCI_MANIFEST,
+            "config.digest",
+        ),
+        (
+            json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": "x", "digest": sha256(b""), "size": -1},
+                    "layers": [],
+                }
+            ).encode(),
+            OCI_MANIFEST,
+            "config.size",
+        ),
+        (
+            json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode(),
+            OCI_MANIFEST,
+            "does not match",
+        ),
     ],
 )
-async def test_invalid_manifests_name_the_problem(reg: RunningRegistry, body: bytes, content_type: str, needle: str) -> None:
+async def test_invalid_manifests_name_the_problem(
+    reg: RunningRegistry, body: bytes, content_type: str, needle: str
+) -> None:
     r = await reg.push_manifest("bad", "t", body, content_type)
     assert r.status == 400
     error = json.loads(r.body)["errors"][0]
@@ -415,8 +516,12 @@ async def test_invalid_manifests_name_the_problem(reg: RunningRegistry, body: by
     assert needle in error["message"]
 
 
-async def test_manifest_over_the_size_limit_is_413(tmp_path: Path, database_url: str | None) -> None:
-    async with running_registry(make_settings(tmp_path / "d", database_url, max_manifest_bytes=1000)) as reg:
+async def test_manifest_over_the_size_limit_is_413(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    async with running_registry(
+        make_settings(tmp_path / "d", database_url, max_manifest_bytes=1000)
+    ) as reg:
         r = await reg.push_manifest("big", "t", b"{" + b" " * 2000 + b"}")
         assert r.status == 413
 
@@ -443,7 +548,12 @@ async def test_several_tags_in_one_put(reg: RunningRegistry) -> None:
     body = image_manifest(b"{}", [])
     tags = [f"v{i}" for i in range(12)]
     query = "&".join(f"tag={t}" for t in tags)
-    async with reg.request("PUT", f"/v2/t/manifests/{sha256(body)}?{query}", data=body, headers={"Content-Type": OCI_MANIFEST}) as r:
+    async with reg.request(
+        "PUT",
+        f"/v2/t/manifests/{sha256(body)}?{query}",
+        data=body,
+        headers={"Content-Type": OCI_MANIFEST},
+    ) as r:
         assert r.status == 201
         assert sorted(r.headers.getall("OCI-Tag")) == sorted(tags)
     async with reg.request("GET", "/v2/t/tags/list") as r:
@@ -474,7 +584,9 @@ async def test_invalid_repository_names(reg: RunningRegistry) -> None:
 # -- deletes ---------------------------------------------------------------------------------
 async def test_delete_by_tag_removes_only_the_tag(reg: RunningRegistry) -> None:
     digest, body, _ = await reg.push_image("del", "keep")
-    async with reg.request("PUT", "/v2/del/manifests/drop", data=body, headers={"Content-Type": OCI_MANIFEST}) as r:
+    async with reg.request(
+        "PUT", "/v2/del/manifests/drop", data=body, headers={"Content-Type": OCI_MANIFEST}
+    ) as r:
         assert r.status == 201
     async with reg.request("DELETE", "/v2/del/manifests/drop") as r:
         assert r.status == 202
@@ -486,7 +598,9 @@ async def test_delete_by_tag_removes_only_the_tag(reg: RunningRegistry) -> None:
         assert r.status == 404
 
 
-async def test_delete_by_digest_removes_manifest_and_its_tags_then_blobs_can_go(reg: RunningRegistry) -> None:
+async def test_delete_by_digest_removes_manifest_and_its_tags_then_blobs_can_go(
+    reg: RunningRegistry,
+) -> None:
     digest, _, blobs = await reg.push_image("del", "t1")
     async with reg.request("DELETE", f"/v2/del/blobs/{blobs[1]}") as r:
         assert r.status == 405  # still referenced: a tag must never point at missing content
@@ -507,7 +621,9 @@ async def test_delete_by_digest_removes_manifest_and_its_tags_then_blobs_can_go(
 
 async def test_index_children_cannot_be_deleted_before_the_index(reg: RunningRegistry) -> None:
     child, body, _ = await reg.push_image("idx", "child")
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_MANIFEST, body)]}).encode()
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_MANIFEST, body)]}
+    ).encode()
     r = await reg.push_manifest("idx", "multi", index, OCI_INDEX)
     assert r.status == 201
     async with reg.request("DELETE", f"/v2/idx/manifests/{child}") as r:
@@ -567,14 +683,25 @@ async def test_referrers(reg: RunningRegistry) -> None:
     await reg.push_blob("ref", sig_config)
     subject_descriptor = descriptor(OCI_MANIFEST, subject_body)
     with_artifact_type = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sbom",
-         "config": descriptor("application/vnd.oci.empty.v1+json", empty), "layers": [descriptor("application/vnd.oci.empty.v1+json", empty)],
-         "subject": subject_descriptor, "annotations": {"org.example": "sbom"}}
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sbom",
+            "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+            "layers": [descriptor("application/vnd.oci.empty.v1+json", empty)],
+            "subject": subject_descriptor,
+            "annotations": {"org.example": "sbom"},
+        }
     ).encode()
     with_config_type = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-         "config": descriptor("application/vnd.example.signature", sig_config), "layers": [],
-         "subject": subject_descriptor, "annotations": {"org.example": "sig"}}
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.example.signature", sig_config),
+            "layers": [],
+            "subject": subject_descriptor,
+            "annotations": {"org.example": "sig"},
+        }
     ).encode()
     for body in (with_artifact_type, with_config_type):
         r = await reg.push_manifest("ref", sha256(body), body)
@@ -588,13 +715,20 @@ async def test_referrers(reg: RunningRegistry) -> None:
     assert index["mediaType"] == OCI_INDEX and index["schemaVersion"] == 2
     found = {m["digest"]: m for m in index["manifests"]}
     assert found[sha256(with_artifact_type)] == {
-        "mediaType": OCI_MANIFEST, "digest": sha256(with_artifact_type), "size": len(with_artifact_type),
-        "artifactType": "application/vnd.example.sbom", "annotations": {"org.example": "sbom"},
+        "mediaType": OCI_MANIFEST,
+        "digest": sha256(with_artifact_type),
+        "size": len(with_artifact_type),
+        "artifactType": "application/vnd.example.sbom",
+        "annotations": {"org.example": "sbom"},
     }
     assert found[sha256(with_config_type)]["artifactType"] == "application/vnd.example.signature"
-    async with reg.request("GET", f"/v2/ref/referrers/{subject}?artifactType=application/vnd.example.signature") as r:
+    async with reg.request(
+        "GET", f"/v2/ref/referrers/{subject}?artifactType=application/vnd.example.signature"
+    ) as r:
         assert r.headers["OCI-Filters-Applied"] == "artifactType"
-        assert [m["digest"] for m in (await r.json(content_type=None))["manifests"]] == [sha256(with_config_type)]
+        assert [m["digest"] for m in (await r.json(content_type=None))["manifests"]] == [
+            sha256(with_config_type)
+        ]
     async with reg.request("GET", f"/v2/ref/referrers/{sha256(b'no referrers')}") as r:
         assert r.status == 200
         assert r.headers["Content-Type"] == OCI_INDEX
@@ -615,7 +749,9 @@ async def test_subject_may_not_exist_yet(reg: RunningRegistry) -> None:
 
 
 # -- routing and concurrency -----------------------------------------------------------------
-async def test_registries_are_routed_by_host_and_share_blob_bytes(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_registries_are_routed_by_host_and_share_blob_bytes(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     async with reg.services.meta.writing() as q:
         await q.create_registry("second", "second.localhost:5000")
     await reg.services.resolver.refresh()
@@ -625,11 +761,18 @@ async def test_registries_are_routed_by_host_and_share_blob_bytes(reg: RunningRe
         assert r.status == 404
     async with reg.request("GET", "/v2/_catalog", headers=other) as r:
         assert (await r.json())["repositories"] == []
-    async with reg.request("POST", f"/v2/shared/blobs/uploads/?digest={blobs[1]}", data=b"layer-" + b"x" * 100, headers=other) as r:
+    async with reg.request(
+        "POST",
+        f"/v2/shared/blobs/uploads/?digest={blobs[1]}",
+        data=b"layer-" + b"x" * 100,
+        headers=other,
+    ) as r:
         assert r.status == 201
     files = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
     assert len(files) == 2  # config + layer, stored once for both registries
-    async with reg.request("GET", "/v2/shared/manifests/v1", headers={"Host": "unknown.example:1"}) as r:
+    async with reg.request(
+        "GET", "/v2/shared/manifests/v1", headers={"Host": "unknown.example:1"}
+    ) as r:
         assert r.status == 200  # unknown hosts reach the default registry
 
 
@@ -643,7 +786,9 @@ async def test_concurrent_uploads_of_the_same_blob(reg: RunningRegistry, tmp_pat
     assert len([p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]) == 1
 
 
-async def test_concurrent_pushes_to_one_tag_leave_one_consistent_winner(reg: RunningRegistry) -> None:
+async def test_concurrent_pushes_to_one_tag_leave_one_consistent_winner(
+    reg: RunningRegistry,
+) -> None:
     await reg.push_blob("race", b"{}")
     bodies = [image_manifest(b"{}", [], annotations={"n": str(i)}) for i in range(10)]
     responses = await asyncio.gather(*(reg.push_manifest("race", "latest", b) for b in bodies))
@@ -663,15 +808,21 @@ async def test_unsupported_method_and_unknown_endpoint(reg: RunningRegistry) -> 
         assert r.status == 404
 
 
-async def test_final_put_with_an_out_of_order_chunk_is_416_and_keeps_the_session(reg: RunningRegistry) -> None:
+async def test_final_put_with_an_out_of_order_chunk_is_416_and_keeps_the_session(
+    reg: RunningRegistry,
+) -> None:
     data = b"0123456789"
     async with reg.request("POST", "/v2/r/blobs/uploads/") as r:
         location = r.headers["Location"]
     async with reg.request("PATCH", location, data=data[:4], headers={"Content-Range": "0-3"}) as r:
         assert r.status == 202
-    async with reg.request("PUT", f"{location}?digest={sha256(data)}", data=data[6:], headers={"Content-Range": "6-9"}) as r:
+    async with reg.request(
+        "PUT", f"{location}?digest={sha256(data)}", data=data[6:], headers={"Content-Range": "6-9"}
+    ) as r:
         assert r.status == 416
         assert r.headers["Range"] == "0-3"
         assert r.headers["Location"] == location
-    async with reg.request("PUT", f"{location}?digest={sha256(data)}", data=data[4:], headers={"Content-Range": "4-9"}) as r:
+    async with reg.request(
+        "PUT", f"{location}?digest={sha256(data)}", data=data[4:], headers={"Content-Range": "4-9"}
+    ) as r:
         assert r.status == 201

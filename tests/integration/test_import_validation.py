@@ -168,7 +168,9 @@ async def test_malformed_json_is_a_bad_request(raw: bytes, env: ImportEnv) -> No
     ],
     ids=["none", "wrong-password", "bearer"],
 )
-async def test_management_needs_a_principal(authorization: str | None, code: str, env: ImportEnv) -> None:
+async def test_management_needs_a_principal(
+    authorization: str | None, code: str, env: ImportEnv
+) -> None:
     path = f"{env.admin.base}/{TARGET}/importImage"
     status, payload, headers = await env.admin.call(
         "POST", path, {"source": source()}, authorization=authorization

@@ -131,7 +131,9 @@ async def _populate(world: World) -> None:
     for name in ("atomreg", "atomdel"):
         await owner.create_registry(sub, GROUP, name, adminUserEnabled=True)
     for name in ("atomreg", "atomdel"):
-        await owner.create_token(world.registry_id(name), f"{name}-tok", ["repositories/r/content/read"])
+        await owner.create_token(
+            world.registry_id(name), f"{name}-tok", ["repositories/r/content/read"]
+        )
     sp = await owner.create_service_principal("atom-sp")
     doomed = await owner.create_service_principal("atom-doomed-sp")
     user = await owner.create_user("atomuser", "a-long-enough-password")
@@ -156,7 +158,9 @@ async def _rows(services: Services) -> dict[str, list[str]]:
     async with services.meta.reading() as q:
         for table in s.metadata.sorted_tables:
             if table.name not in _VOLATILE_TABLES:
-                out[table.name] = sorted(repr(tuple(r)) for r in await q.conn.execute(select(table)))
+                out[table.name] = sorted(
+                    repr(tuple(r)) for r in await q.conn.execute(select(table))
+                )
     return out
 
 
@@ -226,7 +230,10 @@ def cases() -> list[Case]:
             "registry put existing",
             "PUT",
             reg,
-            {"location": "local", "properties": {"anonymousPullEnabled": True, "networkRuleSet": network}},
+            {
+                "location": "local",
+                "properties": {"anonymousPullEnabled": True, "networkRuleSet": network},
+            },
         ),
         Case(
             "registry patch",
@@ -234,7 +241,9 @@ def cases() -> list[Case]:
             reg,
             {"properties": {"adminUserEnabled": False, "publicNetworkAccess": "Disabled"}},
         ),
-        Case("regenerate credential", "POST", dele + "/regenerateCredential", {"name": "password2"}),
+        Case(
+            "regenerate credential", "POST", dele + "/regenerateCredential", {"name": "password2"}
+        ),
         Case(
             "scope map create",
             "PUT",
@@ -257,7 +266,12 @@ def cases() -> list[Case]:
             "token patch",
             "PATCH",
             reg + "/tokens/atomreg-tok",
-            {"properties": {"status": "disabled", "scopeMapId": reg + "/scopeMaps/_repositories_push"}},
+            {
+                "properties": {
+                    "status": "disabled",
+                    "scopeMapId": reg + "/scopeMaps/_repositories_push",
+                }
+            },
         ),
         Case(
             "generate credentials (both passwords)",
@@ -274,7 +288,10 @@ def cases() -> list[Case]:
             {"displayName": "Atom subscription"},
         ),
         Case(
-            "service principal create", "POST", "/transship/v1/servicePrincipals", {"displayName": "atom-sp2"}
+            "service principal create",
+            "POST",
+            "/transship/v1/servicePrincipals",
+            {"displayName": "atom-sp2"},
         ),
         Case(
             "user create",

@@ -438,23 +438,33 @@ async def test_removing_an_assignment_revokes_at_once(world: World) -> None:
     assert await world.granted(principal, login_server) == {"pull"}
 
 
-async def test_assignments_need_an_existing_scope_and_deleting_a_missing_one_is_204(world: World) -> None:
+async def test_assignments_need_an_existing_scope_and_deleting_a_missing_one_is_204(
+    world: World,
+) -> None:
     principal = await world.owner.create_service_principal("scope-checker")
     for scope, code in (
         (world.registry_id("nosuchregistry"), "ResourceNotFound"),
-        (f"/subscriptions/{world.subscription}/resourceGroups/nosuchgroup", "ResourceGroupNotFound"),
+        (
+            f"/subscriptions/{world.subscription}/resourceGroups/nosuchgroup",
+            "ResourceGroupNotFound",
+        ),
     ):
         body = {"properties": {"roleDefinitionId": "AcrPull", "principalId": principal.object_id}}
         status, error = await world.owner.call(
             "PUT", f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}", body
         )
         assert status == 404 and error["error"]["code"] == code, (scope, status, error)
-    assert await world.owner.call("GET", f"/subscriptions/{world.subscription}/providers/Microsoft.Authorization/roleAssignments?$filter=principalId%20eq%20'{principal.object_id}'") == (200, {"value": []})
+    assert await world.owner.call(
+        "GET",
+        f"/subscriptions/{world.subscription}/providers/Microsoft.Authorization/roleAssignments?$filter=principalId%20eq%20'{principal.object_id}'",
+    ) == (200, {"value": []})
     status, _ = await world.owner.call(
-        "DELETE", f"/subscriptions/{world.subscription}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+        "DELETE",
+        f"/subscriptions/{world.subscription}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
     )
     assert status == 204
     status, error = await world.owner.call(
-        "DELETE", f"/subscriptions/{uuid.uuid4()}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+        "DELETE",
+        f"/subscriptions/{uuid.uuid4()}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
     )
     assert status == 404 and error["error"]["code"] == "SubscriptionNotFound", error

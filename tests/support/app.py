@@ -76,17 +76,26 @@ class RunningRegistry:
 
     async def push_blob(self, repository: str, data: bytes) -> str:
         digest = sha256(data)
-        async with self.request("POST", f"/v2/{repository}/blobs/uploads/?digest={digest}", data=data) as r:
+        async with self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/?digest={digest}", data=data
+        ) as r:
             assert r.status == 201, await r.text()
         return digest
 
-    async def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST) -> Answer:
+    async def push_manifest(
+        self, repository: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST
+    ) -> Answer:
         async with self.request(
-            "PUT", f"/v2/{repository}/manifests/{reference}", data=body, headers={"Content-Type": media_type}
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            data=body,
+            headers={"Content-Type": media_type},
         ) as r:
             return Answer(r.status, r.headers, await r.read())
 
-    async def push_image(self, repository: str, tag: str, seed: bytes = b"x") -> tuple[str, bytes, list[str]]:
+    async def push_image(
+        self, repository: str, tag: str, seed: bytes = b"x"
+    ) -> tuple[str, bytes, list[str]]:
         """Push a one-layer image; returns (manifest digest, manifest bytes, blob digests)."""
         config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed.hex()}).encode()
         layer = b"layer-" + seed * 100
@@ -102,7 +111,11 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: Any) ->
     unless a test asks for authentication: most API tests are about OCI semantics."""
     overrides.setdefault("data_plane_auth", False)
     return Settings(
-        data_dir=data_dir, database_url=database_url, gc_interval_seconds=0, durable_writes=False, **overrides
+        data_dir=data_dir,
+        database_url=database_url,
+        gc_interval_seconds=0,
+        durable_writes=False,
+        **overrides,
     )
 
 

@@ -19,7 +19,9 @@ def test_defaults_need_no_external_service(monkeypatch: pytest.MonkeyPatch, tmp_
     assert settings.effective_database_url == f"sqlite:///{tmp_path / 'transship' / 'metadata.db'}"
 
 
-def test_environment_overrides_the_file_and_arguments_override_both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_environment_overrides_the_file_and_arguments_override_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = tmp_path / "transship.toml"
     config.write_text('port = 6000\nhosts = ["0.0.0.0"]\ngc_interval_seconds = 5\n')
     monkeypatch.setenv("TRANSSHIP_CONFIG", str(config))
@@ -33,7 +35,9 @@ def test_environment_overrides_the_file_and_arguments_override_both(monkeypatch:
     assert Settings().gc_interval_seconds == 5
 
 
-@pytest.mark.parametrize(("field", "value"), [("port", 70000), ("max_manifest_bytes", 0), ("gc_interval_seconds", -1)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("port", 70000), ("max_manifest_bytes", 0), ("gc_interval_seconds", -1)]
+)
 def test_invalid_values_name_the_setting(field: str, value: int) -> None:
     with pytest.raises(ValidationError) as caught:
         Settings(**{field: value})

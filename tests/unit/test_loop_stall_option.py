@@ -11,7 +11,7 @@ from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
 
-_TESTS = '''
+_TESTS = """
 import asyncio
 import threading
 import time
@@ -39,17 +39,32 @@ def test_a_loop_in_a_thread():
     worker = threading.Thread(target=asyncio.run, args=(stall(),))
     worker.start()
     worker.join()
-'''
+"""
 
 
 def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_stalls.py").write_text(_TESTS)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.support.loop_stall",
-            "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-            "-rA", *args, str(tmp_path / "test_stalls.py"),
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.support.loop_stall",
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            "-rA",
+            *args,
+            str(tmp_path / "test_stalls.py"),
         ],
         cwd=tmp_path,
         env=env,

@@ -15,7 +15,12 @@ from transship.errors import OciError
 from transship.metadata.records import RegistryRecord, TagRecord
 from transship.registry.listings import ListingOrder, ManifestListing
 
-_CHANGEABLE = {"deleteEnabled": True, "writeEnabled": True, "readEnabled": True, "listEnabled": True}
+_CHANGEABLE = {
+    "deleteEnabled": True,
+    "writeEnabled": True,
+    "readEnabled": True,
+    "listEnabled": True,
+}
 _ROUTE = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)")
 _ITEM = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)/(?P<reference>[^/]+)")
 TAG_UNKNOWN = e.OciErrorCode("TAG_UNKNOWN", 404)
@@ -57,7 +62,9 @@ async def catalog(request: web.Request) -> web.Response:
     page = await services.manifests.catalog(registry, last, limit)
     headers = {}
     if page.more and page.items:
-        headers["Link"] = f'</acr/v1/_catalog?{urlencode({"last": page.items[-1], "n": str(limit)})}>; rel="next"'
+        headers["Link"] = (
+            f'</acr/v1/_catalog?{urlencode({"last": page.items[-1], "n": str(limit)})}>; rel="next"'
+        )
     return web.json_response({"repositories": page.items}, headers=headers)
 
 
@@ -115,7 +122,10 @@ async def _item(
     services = request.app[SERVICES]
     repository, reference = header["imageName"], found["reference"]
     if request.method == "DELETE":
-        if found["what"] == "_tags" and await services.listings.tag(registry, repository, reference) is None:
+        if (
+            found["what"] == "_tags"
+            and await services.listings.tag(registry, repository, reference) is None
+        ):
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
         await services.manifests.delete(registry, repository, reference)
         return web.Response(status=202)
@@ -128,7 +138,9 @@ async def _item(
         return web.json_response({**header, "tag": _tag_json(tag)})
     listing = await services.listings.manifest(registry, repository, reference)
     if listing is None:
-        raise OciError(e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}")
+        raise OciError(
+            e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}"
+        )
     return web.json_response({**header, "manifest": _manifest_json(listing)})
 
 
@@ -145,23 +157,36 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await _item(request, registry, item, header)
     found = _ROUTE.fullmatch(tail)
     if request.method == "GET" and found is None:
-        header = {"registry": registry.login_server or request.host, "imageName": repository_name(tail)}
+        header = {
+            "registry": registry.login_server or request.host,
+            "imageName": repository_name(tail),
+        }
         return await _repository_attributes(services, registry, header["imageName"], header)
     if request.method == "DELETE" and found is None:
         deleted = await services.listings.delete_repository(registry, repository_name(tail))
-        return web.json_response({"manifestsDeleted": deleted.manifests, "tagsDeleted": deleted.tags}, status=202)
+        return web.json_response(
+            {"manifestsDeleted": deleted.manifests, "tagsDeleted": deleted.tags}, status=202
+        )
     if found is None or request.method != "GET":
-        raise OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.method} {request.path}")
+        raise OciError(
+            e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.method} {request.path}"
+        )
     repository = repository_name(found["name"])
     header = {"registry": registry.login_server or request.host, "imageName": repository}
     n, last = page_params(request)
     if found["what"] == "_tags":
         tags = await services.listings.tags(registry, repository, _order(request), last, n)
         link = _link(request, tags.items[-1].name, n) if tags.more and tags.items else {}
-        return web.json_response({**header, "tags": [_tag_json(t) for t in tags.items]}, headers=link)
+        return web.json_response(
+            {**header, "tags": [_tag_json(t) for t in tags.items]}, headers=link
+        )
     manifests = await services.listings.manifests(registry, repository, _order(request), last, n)
-    link = _link(request, manifests.items[-1].digest, n) if manifests.more and manifests.items else {}
-    return web.json_response({**header, "manifests": [_manifest_json(m) for m in manifests.items]}, headers=link)
+    link = (
+        _link(request, manifests.items[-1].digest, n) if manifests.more and manifests.items else {}
+    )
+    return web.json_response(
+        {**header, "manifests": [_manifest_json(m) for m in manifests.items]}, headers=link
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -30,7 +30,9 @@ async def merge_leading_slashes(request: web.Request) -> web.StreamResponse:
     URL as given: `//metadata/endpoints`. Redirect such requests to the path with one slash,
     query kept. A route (registered last, so only such paths reach it), not a middleware:
     nothing is added to every other request's path."""
-    target = request.rel_url.with_path("/" + request.path.lstrip("/")).with_query(request.rel_url.query)
+    target = request.rel_url.with_path("/" + request.path.lstrip("/")).with_query(
+        request.rel_url.query
+    )
     raise web.HTTPPermanentRedirect(target)
 
 

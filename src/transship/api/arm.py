@@ -92,13 +92,20 @@ async def registry_json_of(services: Services, record: RegistryRecord) -> dict[s
     return registry_json(record, await services.registry_access.settings(record))
 
 
-async def authorize_registry_path(request: web.Request, *actions: str) -> tuple[Services, str, str, str]:
+async def authorize_registry_path(
+    request: web.Request, *actions: str
+) -> tuple[Services, str, str, str]:
     """(services, subscription, group, name) of the registry the path addresses, after
     checking the caller may do one of `actions` there (the registry need not exist yet).
     Raises ArmError 401/403/404."""
     services = request.app[SERVICES]
     sub, rg, name = request.match_info["sub"], request.match_info["rg"], request.match_info["name"]
-    await authorize(request, services, f"/subscriptions/{sub}/resourceGroups/{rg}/{PROVIDER}/registries/{name}", *actions)
+    await authorize(
+        request,
+        services,
+        f"/subscriptions/{sub}/resourceGroups/{rg}/{PROVIDER}/registries/{name}",
+        *actions,
+    )
     return services, sub, rg, name
 
 
@@ -403,7 +410,9 @@ async def import_image(request: web.Request) -> web.Response:
     return arm_json(body, status=202, headers=headers)
 
 
-async def _may_see_operations(services: Services, principal: Principal, registry: RegistryRecord) -> bool:
+async def _may_see_operations(
+    services: Services, principal: Principal, registry: RegistryRecord
+) -> bool:
     """Readers of the registry, and whoever may import into it (a role holding only
     importImage must be able to follow the operations it starts)."""
     scope = registry_id_of(registry)
@@ -472,7 +481,9 @@ async def operation_cancel(request: web.Request) -> web.Response:
 
 
 async def import_operations(request: web.Request) -> web.Response:
-    services, registry = await registry_in_scope(request, Actions.REGISTRIES_READ, Actions.IMPORT_IMAGE)
+    services, registry = await registry_in_scope(
+        request, Actions.REGISTRIES_READ, Actions.IMPORT_IMAGE
+    )
     top_text = request.query.get("$top", "100")
     if not (top_text.isascii() and top_text.isdigit()) or not 1 <= int(top_text) <= 1000:
         raise ArmError(

@@ -155,7 +155,9 @@ async def token_patch(request: web.Request) -> web.Response:
     """Move a token to another scope map or enable/disable it; what is not given stays."""
     services, registry = await registry_in_scope(request, Actions.TOKENS_WRITE)
     body = parse_body(TokenPatchBody, await json_body(request))
-    token, scope_map, _ = await services.registry_access.require_token(registry, request.match_info["item"])
+    token, scope_map, _ = await services.registry_access.require_token(
+        registry, request.match_info["item"]
+    )
     props = body.properties
     if props.scope_map_id is not None:
         scope_map = _last_segment(props.scope_map_id, "scopeMaps", "properties.scopeMapId")

@@ -128,7 +128,9 @@ class TokenBody(_Body):
 
 
 class TokenPatchProperties(_Body):
-    scope_map_id: str | None = Field(default=None, alias="scopeMapId", min_length=1, max_length=1024)
+    scope_map_id: str | None = Field(
+        default=None, alias="scopeMapId", min_length=1, max_length=1024
+    )
     status: Literal["enabled", "disabled"] | None = None
 
 

@@ -204,7 +204,9 @@ def _principal_json(principal: Principal, secret: IssuedSecret | None = None) ->
     return body
 
 
-async def _directory_caller(request: web.Request, action: str, scope: str | None = None) -> tuple[Services, Principal]:
+async def _directory_caller(
+    request: web.Request, action: str, scope: str | None = None
+) -> tuple[Services, Principal]:
     """Authorize a directory action at the caller's tenant root (or `scope`)."""
     services = request.app[SERVICES]
     principal = await caller(request, services)

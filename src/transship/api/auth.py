@@ -140,7 +140,11 @@ async def authorize(
     parts = scope.strip("/").split("/")
     if len(parts) >= 2 and parts[0].lower() == "subscriptions":
         await subscription_of(request, services, principal, parts[1])
-    if len(parts) == 4 and parts[2].lower() == "managementgroups" and parts[3].lower() != principal.tenant_id:
+    if (
+        len(parts) == 4
+        and parts[2].lower() == "managementgroups"
+        and parts[3].lower() != principal.tenant_id
+    ):
         raise ArmError(
             401,
             "InvalidAuthenticationTokenTenant",

@@ -233,7 +233,11 @@ async def _form(request: web.Request) -> MultiDict[str]:
     try:
         form = await request.post()
     except ValueError as exc:
-        raise OciError(e.OciErrorCode("UNSUPPORTED", 400), f"the body is not a readable form: {exc}", status=400) from None
+        raise OciError(
+            e.OciErrorCode("UNSUPPORTED", 400),
+            f"the body is not a readable form: {exc}",
+            status=400,
+        ) from None
     return MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
 
 

@@ -99,10 +99,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             arm_error = ArmError(
                 exc.status,
                 "NotFound" if exc.status == 404 else "MethodNotAllowed",
-                f"No route for {request.method} {request.path}." if exc.status == 404 else f"{request.method} is not supported on {request.path}.",
+                f"No route for {request.method} {request.path}."
+                if exc.status == 404
+                else f"{request.method} is not supported on {request.path}.",
                 headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
             )
-            return _json_response(arm_error.status, arm_error.body(), arm_error.headers, request.method)
+            return _json_response(
+                arm_error.status, arm_error.body(), arm_error.headers, request.method
+            )
         if not request.path.startswith(("/v2", "/acr/", "/oauth2/")):
             raise
         if exc.status == 405:

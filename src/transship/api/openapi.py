@@ -1862,7 +1862,9 @@ def _authorization_paths() -> dict[str, Any]:
                     "204": _arm("There was no such assignment here."),
                     "400": _arm_error(scope_errors),
                     **_errors(401, 403),
-                    "404": _arm_error("SubscriptionNotFound: the scope's subscription does not exist."),
+                    "404": _arm_error(
+                        "SubscriptionNotFound: the scope's subscription does not exist."
+                    ),
                 },
                 tags=_AUTHORIZATION,
             ),

@@ -23,7 +23,6 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import text
 
 from transship.api.auth import bearer_token
 from transship.api.v2 import SERVICES
@@ -247,7 +246,9 @@ def _loop_json(status: LoopStatus) -> dict[str, object]:
         "state": status.state.value,
         "restarts": status.restarts,
         "lastError": status.last_error,
-        "failingSeconds": None if status.failing_seconds is None else round(status.failing_seconds, 3),
+        "failingSeconds": None
+        if status.failing_seconds is None
+        else round(status.failing_seconds, 3),
         "heartbeatAgeSeconds": (
             None if status.heartbeat_age_seconds is None else round(status.heartbeat_age_seconds, 3)
         ),
@@ -262,8 +263,7 @@ async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     problems: list[str] = []
     try:
-        async with services.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await services.db.ping()
     except Exception as exc:
         problems.append(f"database unavailable: {type(exc).__name__}")
     if not services.settings.blob_dir.is_dir():
@@ -291,9 +291,7 @@ async def metrics(request: web.Request) -> web.Response:
     refused = found.access.refusal(request)
     if refused is not None:
         return refused
-    return web.Response(
-        body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4}
-    )
+    return web.Response(body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4})
 
 
 def add_routes(app: web.Application) -> None:

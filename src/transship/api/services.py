@@ -174,6 +174,7 @@ async def build_services(
     access = AccessControl(meta)
     registry_access = RegistryAccess(meta, box, hasher=hasher, throttle=throttle)
     entra = EntraTokens(directory, tokens)
+    blobs = BlobService(meta, store, settings.max_blob_bytes)
     dataplane = DataPlaneAuth(directory, access, registry_access, entra, tokens)
     return Services(
         settings=settings,
@@ -192,7 +193,7 @@ async def build_services(
         registries=RegistryService(
             meta, settings.effective_login_server_suffix, reserved_hosts(settings)
         ),
-        blobs=BlobService(meta, store, settings.max_blob_bytes),
+        blobs=blobs,
         manifests=ManifestService(
             meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
         ),
@@ -203,6 +204,7 @@ async def build_services(
             store,
             grace_seconds=settings.gc_grace_seconds,
             upload_expiry_seconds=settings.upload_expiry_seconds,
+            on_upload_expired=blobs.forget_upload,
         ),
         checker=Checker(meta, store),
         hasher=hasher,

@@ -100,7 +100,9 @@ def page_params(request: web.Request) -> tuple[int | None, str | None]:
         n = int(n_text)
     last = request.query.get("last")
     if last is not None and ("\x00" in last or not last.isprintable()):
-        raise OciError(PAGINATION_NUMBER_INVALID, "last must be printable text", {"last": repr(last)})
+        raise OciError(
+            PAGINATION_NUMBER_INVALID, "last must be printable text", {"last": repr(last)}
+        )
     return n, last
 
 

@@ -60,11 +60,6 @@ def is_guid(text: str) -> bool:
     return _GUID.fullmatch(text.strip()) is not None
 
 
-def arm_id_name(text: str) -> str | None:
-    match = _ARM_ID.fullmatch(text)
-    return match.group("name") if match else None
-
-
 class TransportError(Exception):
     """The server could not be reached or answered with something that is not HTTP."""
 

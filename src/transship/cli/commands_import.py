@@ -70,7 +70,9 @@ def _find_registry(
         or (name is not None and str(r.get("name") or "").lower() == name.lower())
     ]
     if len(matches) > 1:
-        warn(f"more than one registry matches {login_server!r}; give its resource ID with --registry")
+        warn(
+            f"more than one registry matches {login_server!r}; give its resource ID with --registry"
+        )
     return matches[0] if len(matches) == 1 else None
 
 
@@ -123,7 +125,7 @@ def build_parameters(
                     f'the login server "{login_server}" in --source is ignored: --registry '
                     "already names the source registry"
                 )
-                source = source[len(prefix):]
+                source = source[len(prefix) :]
             body_source = {"resourceId": found["id"], "sourceImage": source}
     else:
         slash = source.find("/")
@@ -198,7 +200,11 @@ def wait(
 ) -> dict[str, Any]:
     """Poll until the operation ends; return its final OperationStatus."""
     status_url = accepted.header("Azure-AsyncOperation")
-    if not status_url and isinstance(operation.get("id"), str) and "/operationStatuses/" in operation["id"]:
+    if (
+        not status_url
+        and isinstance(operation.get("id"), str)
+        and "/operationStatuses/" in operation["id"]
+    ):
         status_url = operation["id"]
     result_url = accepted.header("Location")
     if not status_url and not result_url:
@@ -296,7 +302,9 @@ class ImportGroup(click.Group):
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "--name REGISTRY --source SOURCE [OPTIONS]")
-        formatter.write_usage(ctx.command_path, "list|show|cancel --name REGISTRY …", prefix="   or: ")
+        formatter.write_usage(
+            ctx.command_path, "list|show|cancel --name REGISTRY …", prefix="   or: "
+        )
 
 
 @click.group(
@@ -429,7 +437,9 @@ def import_(
         if output == JSON:
             emit_json({**operation, "azureAsyncOperation": status_url, "location": result_url})
         else:
-            click.echo(f"Import started: operation {operation_id} ({operation.get('status', 'InProgress')})")
+            click.echo(
+                f"Import started: operation {operation_id} ({operation.get('status', 'InProgress')})"
+            )
             if status_url:
                 click.echo(f"Status: {management.http.absolute(status_url)}")
             click.echo(f"Follow it with: {follow_up(registry, operation_id)}")
@@ -467,7 +477,10 @@ def report(operation: dict[str, Any], registry: str, operation_id: str, output: 
             )
         return
     error = operation.get("error") or {}
-    details = [*failure_details(operation), f"Operation: {operation_id} ({follow_up(registry, operation_id)})"]
+    details = [
+        *failure_details(operation),
+        f"Operation: {operation_id} ({follow_up(registry, operation_id)})",
+    ]
     if status == "canceled":
         raise CommandFailed(
             error.get("message") or "The import was canceled.",
@@ -554,4 +567,3 @@ def cancel(registry: str, operation_id: str, output: str) -> None:
     management = api()
     _registry_check(management.get_operation(operation_id), registry, operation_id)
     _show_operation(management.cancel_operation(operation_id), output)
-

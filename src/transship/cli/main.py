@@ -1,84 +1,24 @@
-"""`transship`: serve the registry and operate on it."""
+"""`transship`: serve the registry and operate on it.
+
+The entry point only assembles the command group: the server's commands live in
+`transship.cli.server_commands`, the client commands (which talk HTTP to a server) in
+`transship.cli.commands_*`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import json
-import logging
-import ssl
-import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
-
 import click
-from pydantic import ValidationError
 
 from transship import __version__
-from transship.config import Settings
-from transship.metadata.db import DatabaseUrlError
-
-T = TypeVar("T")
-
-
-def _settings(**overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v not in (None, ())}
-    try:
-        return Settings(**values)
-    except ValidationError as exc:
-        raise click.UsageError(_validation_message(exc)) from None
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
-        for err in exc.errors()
-    )
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-if TYPE_CHECKING:
-    from transship.api.services import Services
-
-
-def _offline(settings: Settings, action: Callable[[Services], Awaitable[T]]) -> T:
-    """Run `action` against the data directory and database directly (no server needed;
-    safe while one runs)."""
-    from transship.api.services import build_services
-
-    async def run() -> T:
-        try:
-            services = await build_services(settings)
-        except (DatabaseUrlError, OSError) as exc:
-            raise click.ClickException(f"cannot open the registry: {exc}") from None
-        try:
-            return await action(services)
-        finally:
-            await services.close()
-
-    return asyncio.run(run())
-
-
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Blob store and SQLite database (default: ~/.local/share/transship).",
-)
-_database_url = click.option(
-    "--database-url",
-    metavar="URL",
-    help="postgresql://user:pass@host:port/db, or sqlite:///path (default: SQLite in the data directory).",
-)
+from transship.cli.commands_group import group as _group_command
+from transship.cli.commands_identity import identity as _identity_command
+from transship.cli.commands_import import import_ as _import_command
+from transship.cli.commands_login import login as _login_command
+from transship.cli.commands_login import logout as _logout_command
+from transship.cli.commands_registry import registry as _registry_command
+from transship.cli.commands_repository import repository as _repository_command
+from transship.cli.commands_role import role as _role_command
+from transship.cli.server_commands import SERVER_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,290 +31,15 @@ def main() -> None:
     """
 
 
-@main.command()
-@click.option(
-    "--host",
-    "hosts",
-    multiple=True,
-    help="Address to listen on; repeat for several (default: 127.0.0.1 and ::1).",
-)
-@click.option("--port", type=int, help="Port to listen on (default: 5000).")
-@_data_dir
-@_database_url
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Log verbosity; DEBUG adds an access log.",
-)
-@click.option(
-    "--tls",
-    is_flag=True,
-    default=None,
-    help="Serve HTTPS with a certificate from a local CA created in <data-dir>/tls "
-    "(clients trust its ca.pem; see `transship tls export-ca`).",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Serve HTTPS with this PEM certificate (chain, leaf first) instead; needs --tls-key.",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Unencrypted PEM private key of --tls-cert.",
-)
-@click.option(
-    "--tls-host",
-    "tls_hosts",
-    multiple=True,
-    metavar="NAME",
-    help="Extra DNS name or address for the local CA's server certificate; repeatable "
-    "(localhost, *.localhost, 127.0.0.1, ::1, the --host addresses and the login server "
-    "suffix are always in it).",
-)
-def serve(
-    hosts: tuple[str, ...],
-    port: int | None,
-    data_dir: Path | None,
-    database_url: str | None,
-    log_level: str | None,
-    tls: bool | None,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    tls_hosts: tuple[str, ...],
-) -> None:
-    """Run the registry server until interrupted."""
-    settings = _settings(
-        hosts=hosts,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        log_level=log_level.upper() if log_level else None,
-        tls=tls or None,
-        tls_certificate=tls_cert,
-        tls_key=tls_key,
-        tls_hosts=tls_hosts,
-    )
-    _logging(settings.log_level)
-    ssl_context = server_ssl_context(settings) if settings.tls_enabled else None
-    from transship.cli.server import serve as run_server
-
-    try:
-        asyncio.run(run_server(settings, ssl_context))
-    except (DatabaseUrlError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def certificate_hosts(settings: Settings) -> list[str]:
-    """Names the local CA's server certificate covers besides `tls.DEFAULT_HOSTS`: the
-    configured `tls_hosts`, the listen addresses, and the login server suffix's host with
-    its `*.` wildcard (registries' login servers are `<name>.<suffix>`)."""
-    names = [*settings.tls_hosts, *settings.hosts]
-    suffix_host = urlsplit(f"//{settings.effective_login_server_suffix}").hostname
-    if suffix_host:
-        names.append(suffix_host)
-        if not _is_address(suffix_host):
-            names.append(f"*.{suffix_host}")
-    return names
-
-
-def server_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """The server-side SSL context `settings` ask for: the given certificate and key, else
-    the local CA's certificate (created or renewed as needed). Logs what clients must trust;
-    raises ClickException when the files are unusable."""
-    from transship.identity import tls
-
-    log = logging.getLogger("transship")
-    try:
-        if settings.tls_certificate is not None and settings.tls_key is not None:
-            files = tls.given_certificate(settings.tls_certificate, settings.tls_key)
-        else:
-            files = tls.ensure_local_ca(settings.tls_dir, certificate_hosts(settings))
-        context = tls.server_ssl_context(files)
-    except (tls.TlsError, OSError) as exc:
-        raise click.ClickException(f"TLS: {exc}") from None
-    if files.ca_certificate is not None:
-        log.info(
-            "TLS: clients should trust %s (REQUESTS_CA_BUNDLE / SSL_CERT_FILE / --cert-dir)",
-            files.ca_certificate,
-        )
-    else:
-        log.info("TLS: serving %s", files.certificate)
-    return context
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-@main.command()
-@_data_dir
-@_database_url
-@click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
-@click.option(
-    "--grace-seconds", type=int, help="Never remove content younger than this (default: 3600)."
-)
-@click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-def gc(
-    data_dir: Path | None,
-    database_url: str | None,
-    dry_run: bool,
-    grace_seconds: int | None,
-    output: str,
-) -> None:
-    """Remove unreferenced blobs and expired uploads (safe while the server runs)."""
-    settings = _settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        gc_grace_seconds=grace_seconds,
-        log_level="WARNING",
-    )
-    _logging(settings.log_level)
-    report = _offline(settings, lambda services: services.gc.run(dry_run=dry_run))
-    if output == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "dryRun": report.dry_run,
-                    "deletedBlobs": report.deleted_blobs,
-                    "freedBytes": report.freed_bytes,
-                    "orphanFiles": report.orphan_files,
-                    "droppedLinks": len(report.dropped_links),
-                    "expiredUploads": report.expired_uploads,
-                    "strayStaging": report.stray_staging,
-                },
-                indent=2,
-            )
-        )
-    else:
-        click.echo(report.summary())
-
-
-@main.command()
-@_data_dir
-@_database_url
-@click.option("--verify-digests", is_flag=True, help="Also re-hash every blob (reads all bytes).")
-@click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-def check(
-    data_dir: Path | None, database_url: str | None, verify_digests: bool, output: str
-) -> None:
-    """Verify tags, manifests, blobs, uploads and import jobs are consistent; exit 1 on problems."""
-    settings = _settings(data_dir=data_dir, database_url=database_url, log_level="WARNING")
-    _logging(settings.log_level)
-    report = _offline(
-        settings, lambda services: services.checker.run(verify_digests=verify_digests)
-    )
-    if output == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "blobs": report.checked_blobs,
-                    "manifests": report.checked_manifests,
-                    "tags": report.checked_tags,
-                    "problems": report.problems,
-                },
-                indent=2,
-            )
-        )
-    else:
-        for problem in report.problems:
-            click.echo(f"problem: {problem}")
-        click.echo(
-            f"checked {report.checked_blobs} blobs, {report.checked_manifests} manifests, "
-            f"{report.checked_tags} tags: {len(report.problems)} problems"
-        )
-    if not report.ok:
-        sys.exit(1)
-
-
-@main.group()
-def tls() -> None:
-    """The local certificate authority of `transship serve --tls`."""
-
-
-@tls.command("export-ca")
-@_data_dir
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="Write the CA certificate to this file instead of standard output.",
-)
-def export_ca(data_dir: Path | None, output: Path | None) -> None:
-    """Print the local CA certificate (PEM) for clients to trust.
-
-    Install it where clients look: for Docker
-    /etc/docker/certs.d/<host:port>/ca.crt, for Podman and Skopeo a --cert-dir, for Python
-    tools REQUESTS_CA_BUNDLE or SSL_CERT_FILE, for curl --cacert.
-    """
-    settings = _settings(data_dir=data_dir)
-    from transship.identity.tls import CA_FILE
-
-    ca_file = settings.tls_dir / CA_FILE
-    try:
-        pem = ca_file.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise click.ClickException(
-            f"no local CA in {settings.tls_dir}: `transship serve --tls` creates it on first start"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"cannot read {ca_file}: {exc}") from None
-    if output is None or str(output) == "-":
-        click.echo(pem, nl=False)
-        return
-    try:
-        output.write_text(pem, encoding="ascii")
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
-    click.echo(f"wrote {ca_file} to {output}", err=True)
-
-
-@main.group()
-def keys() -> None:
-    """The keys that sign every token the service issues."""
-
-
-@keys.command("rotate")
-@_data_dir
-@_database_url
-def rotate_keys(data_dir: Path | None, database_url: str | None) -> None:
-    """Make a new token-signing key active (safe while servers run).
-
-    Tokens signed with the previous key stay valid until they expire: that key stays in the
-    JWKS and keeps verifying. Running servers start signing with the new key within a
-    minute.
-    """
-    settings = _settings(data_dir=data_dir, database_url=database_url, log_level="WARNING")
-    _logging(settings.log_level)
-    kid = _offline(settings, lambda services: services.tokens.keys.rotate())
-    click.echo(f"new signing key {kid} is active")
-
-
-# Client commands: talk HTTP to a server (see transship.cli.client); registered last so the
-# server-side commands above stay as they are.
-from transship.cli.commands_group import group as _group_command  # noqa: E402
-from transship.cli.commands_identity import identity as _identity_command  # noqa: E402
-from transship.cli.commands_import import import_ as _import_command  # noqa: E402
-from transship.cli.commands_login import login as _login_command  # noqa: E402
-from transship.cli.commands_login import logout as _logout_command  # noqa: E402
-from transship.cli.commands_registry import registry as _registry_command  # noqa: E402
-from transship.cli.commands_repository import repository as _repository_command  # noqa: E402
-from transship.cli.commands_role import role as _role_command  # noqa: E402
-
-main.add_command(_login_command)
-main.add_command(_logout_command)
-main.add_command(_registry_command)
-main.add_command(_import_command)
-main.add_command(_repository_command)
-main.add_command(_identity_command)
-main.add_command(_group_command)
-main.add_command(_role_command)
+for _command in (
+    *SERVER_COMMANDS,
+    _login_command,
+    _logout_command,
+    _registry_command,
+    _import_command,
+    _repository_command,
+    _identity_command,
+    _group_command,
+    _role_command,
+):
+    main.add_command(_command)

@@ -23,7 +23,6 @@ TABLE = "table"
 JSON = "json"
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 

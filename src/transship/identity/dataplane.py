@@ -160,9 +160,7 @@ class DataPlaneAuth:
     async def anonymous(self, registry: RegistryRecord) -> Grant:
         settings = await self._registry_access.settings(registry)
         if settings.anonymous_pull:
-            return Grant(
-                "anonymous", everywhere=PULL_ONLY, authenticated=False, holder="anonymous"
-            )
+            return Grant("anonymous", everywhere=PULL_ONLY, authenticated=False, holder="anonymous")
         return ANONYMOUS
 
     async def principal_grant(self, registry: RegistryRecord, principal: Principal) -> Grant:

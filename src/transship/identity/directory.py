@@ -294,7 +294,9 @@ class Directory:
         if not 1 <= years <= 10:
             raise ArmError(400, "InvalidParameter", "years must be from 1 to 10.", target="years")
         value = new_secret()
-        return _NewSecret(value, await self._hasher.hash(value), utcnow() + timedelta(days=365 * years))
+        return _NewSecret(
+            value, await self._hasher.hash(value), utcnow() + timedelta(days=365 * years)
+        )
 
     async def _add_secret(
         self, iq: IdentityQueries, principal_id: str, secret: _NewSecret

@@ -142,7 +142,9 @@ class RegistryAccess:
                 current.admin_user_enabled if admin_user_enabled is None else admin_user_enabled,
                 current.admin_passwords,
                 current.anonymous_pull if anonymous_pull is None else anonymous_pull,
-                current.public_network_access if public_network_access is None else public_network_access,
+                current.public_network_access
+                if public_network_access is None
+                else public_network_access,
                 current.default_action if default_action is None else default_action,
                 current.ip_rules if rules is None else json.dumps(rules),
                 current.bypass if bypass is None else bypass,
@@ -520,9 +522,7 @@ class RegistryAccess:
         if token is None or not token.enabled or scope_map is None:
             return None
         now = utcnow()
-        candidates = [
-            p for p in passwords if p.expires_at is None or p.expires_at > now
-        ]
+        candidates = [p for p in passwords if p.expires_at is None or p.expires_at > now]
         if not candidates:
             return None  # nothing to hash: no cost to throttle
         with self._throttle.attempt(address, _token_key(registry, username)) as attempt:
@@ -540,8 +540,15 @@ def _token_key(registry: RegistryRecord, username: str) -> str:
     return f"token:{registry.id}:{username}"
 
 
-def _not_found(kind: str, name: str, registry: RegistryRecord, target: str | None = None) -> ArmError:
-    return ArmError(404, "ResourceNotFound", f"{kind} '{name}' was not found in registry '{registry.name}'.", target=target)
+def _not_found(
+    kind: str, name: str, registry: RegistryRecord, target: str | None = None
+) -> ArmError:
+    return ArmError(
+        404,
+        "ResourceNotFound",
+        f"{kind} '{name}' was not found in registry '{registry.name}'.",
+        target=target,
+    )
 
 
 def _iso(value: datetime) -> str:

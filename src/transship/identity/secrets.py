@@ -24,7 +24,9 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 def hash_secret(secret: str) -> str:
     """A salted scrypt hash, self-describing: `scrypt$n$r$p$salt$hash` (base64)."""
     salt = os.urandom(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    digest = hashlib.scrypt(
+        secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
     return "$".join(
         ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
     )
@@ -37,7 +39,12 @@ def verify_secret(secret: str, encoded: str) -> bool:
         if scheme != "scrypt":
             return False
         digest = hashlib.scrypt(
-            secret.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(_unb64(expected))
+            secret.encode(),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(_unb64(expected)),
         )
     except (ValueError, TypeError):
         return False

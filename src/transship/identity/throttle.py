@@ -152,4 +152,3 @@ class FailureThrottle:
     def tracked(self) -> tuple[int, int]:
         """(addresses, principals) currently tracked; for tests and metrics."""
         return len(self._clients), len(self._principals)
-

@@ -37,9 +37,21 @@ _ALWAYS_DENIED_NETWORKS: tuple[tuple[str, str], ...] = (
     ("ff00::/8", "multicast"),
     ("255.255.255.255/32", "broadcast"),
 )
-_ALWAYS_DENIED_NAMES = ("metadata", "metadata.google.internal", "metadata.azure.internal", "instance-data", "instance-data.ec2.internal")
+_ALWAYS_DENIED_NAMES = (
+    "metadata",
+    "metadata.google.internal",
+    "metadata.azure.internal",
+    "instance-data",
+    "instance-data.ec2.internal",
+)
 _PRIVATE_NETWORKS: tuple[str, ...] = (
-    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7",
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
 )
 
 
@@ -79,7 +91,11 @@ class EgressRule:
         return self.host is not None and fnmatch.fnmatchcase(host.lower().rstrip("."), self.host)
 
     def matches_address(self, address: IPAddress) -> bool:
-        return self.network is not None and address.version == self.network.version and address in self.network
+        return (
+            self.network is not None
+            and address.version == self.network.version
+            and address in self.network
+        )
 
     def __str__(self) -> str:
         return f"{self.action} {self.network if self.network is not None else self.host}"
@@ -129,7 +145,9 @@ class EgressPolicy:
         for rule in self.rules:
             if rule.matches_host(name) or rule.matches_address(address):
                 return Decision(rule.action == "allow", str(rule))
-        if self.deny_private and any(address.version == n.version and address in n for n in _PRIVATE):
+        if self.deny_private and any(
+            address.version == n.version and address in n for n in _PRIVATE
+        ):
             return Decision(False, "deny_private: loopback and private ranges")
         return Decision(self.default == "allow", f"default {self.default}")
 
@@ -149,7 +167,9 @@ class EgressPolicy:
             raise EgressDenied(host, str(address), decision.rule)
 
 
-_ALWAYS_DENIED = tuple((ipaddress.ip_network(cidr), reason) for cidr, reason in _ALWAYS_DENIED_NETWORKS)
+_ALWAYS_DENIED = tuple(
+    (ipaddress.ip_network(cidr), reason) for cidr, reason in _ALWAYS_DENIED_NETWORKS
+)
 _PRIVATE = tuple(ipaddress.ip_network(cidr) for cidr in _PRIVATE_NETWORKS)
 
 
@@ -176,7 +196,9 @@ class PolicyResolver(AbstractResolver):
         self._policy = policy
         self._inner = inner or DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         by_name = self._policy.decide_host(host)
         if by_name is not None and not by_name.allowed:
             raise EgressDenied(host, None, by_name.rule)

@@ -65,7 +65,12 @@ class ImportEngine:
     same registry that need the same blob fetch it once."""
 
     def __init__(
-        self, sink: RegistrySink, sources: SourceFactory, *, blob_concurrency: int, limits: ImportLimits
+        self,
+        sink: RegistrySink,
+        sources: SourceFactory,
+        *,
+        blob_concurrency: int,
+        limits: ImportLimits,
     ) -> None:
         self._sink = sink
         self._sources = sources
@@ -98,12 +103,16 @@ class ImportEngine:
             progress.manifests_total = len(plan.manifests)
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes
-            await self._copy_blobs(LinkScope.of(job_id, registry_id, request.source), source, plan, progress)
+            await self._copy_blobs(
+                LinkScope.of(job_id, registry_id, request.source), source, plan, progress
+            )
         await self._sink.commit(registry_id, plan, request, resumed=resumed)
         progress.manifests_done = len(plan.manifests)
         return plan
 
-    async def _copy_blobs(self, scope: LinkScope, source: ImageSource, plan: ImportPlan, progress: Progress) -> None:
+    async def _copy_blobs(
+        self, scope: LinkScope, source: ImageSource, plan: ImportPlan, progress: Progress
+    ) -> None:
         # Blobs this import may link are linked, not fetched: pin them all at once (a re-import
         # or a same-service import then costs one transaction, not one per blob). A blob the
         # store holds only for other registries is fetched and verified like any other.
@@ -129,7 +138,9 @@ class ImportEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def _copy_blob(self, scope: LinkScope, source: ImageSource, blob: Descriptor, progress: Progress) -> None:
+    async def _copy_blob(
+        self, scope: LinkScope, source: ImageSource, blob: Descriptor, progress: Progress
+    ) -> None:
         # Fetches are shared only between imports into the same registry: bytes one of them
         # fetched and verified are then as good as the other's. An import into another
         # registry must get the bytes from its own source.
@@ -148,7 +159,12 @@ class ImportEngine:
         progress.bytes_completed += blob.size
 
     async def _fetch_blob(
-        self, job_id: str, key: tuple[int, str], source: ImageSource, blob: Descriptor, progress: Progress
+        self,
+        job_id: str,
+        key: tuple[int, str],
+        source: ImageSource,
+        blob: Descriptor,
+        progress: Progress,
     ) -> None:
         fetch = _Fetch()
         self._fetching[key] = fetch

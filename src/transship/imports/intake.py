@@ -12,7 +12,9 @@ from transship.imports.ports import Credentials
 from transship.oci.reference import ImageReference, InvalidReference, normalize_docker_hub
 from transship.registry.registries import RegistryService, parse_registry_id
 
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +36,29 @@ def _invalid(field: str, message: str) -> ArmError:
     return ArmError(400, "InvalidParameter", message, target=field)
 
 
-async def intake(params: ImportParameters, registries: RegistryService) -> tuple[ImportRequest, Credentials | None]:
+async def intake(
+    params: ImportParameters, registries: RegistryService
+) -> tuple[ImportRequest, Credentials | None]:
     """Validate and resolve. Raises ArmError (400 InvalidParameter with `target`, 404)."""
     if (params.resource_id is None) == (params.registry_uri is None):
-        raise _invalid("source", "Exactly one of source.resourceId and source.registryUri must be given.")
+        raise _invalid(
+            "source", "Exactly one of source.resourceId and source.registryUri must be given."
+        )
     credentials = None
     if params.credentials_given:
         if not params.password:
-            raise _invalid("source.credentials.password", "source.credentials.password is required when credentials are given.")
+            raise _invalid(
+                "source.credentials.password",
+                "source.credentials.password is required when credentials are given.",
+            )
         credentials = Credentials(params.username or None, params.password)
     try:
         image = ImageReference.parse(params.source_image, allow_host=False)
     except InvalidReference as exc:
-        raise _invalid("source.sourceImage", f"source.sourceImage {params.source_image!r} is not a valid image reference: {exc}") from None
+        raise _invalid(
+            "source.sourceImage",
+            f"source.sourceImage {params.source_image!r} is not a valid image reference: {exc}",
+        ) from None
     reference = str(image.digest) if image.digest else (image.tag or "latest")
     source = await _source(params, registries, image.repository, reference)
     if source.is_local:
@@ -61,14 +73,20 @@ async def _source(
     if params.resource_id is not None:
         parts = parse_registry_id(params.resource_id)
         if parts is None:
-            raise _invalid("source.resourceId", f"source.resourceId {params.resource_id!r} is not a registry resource id.")
+            raise _invalid(
+                "source.resourceId",
+                f"source.resourceId {params.resource_id!r} is not a registry resource id.",
+            )
         sub, rg, name = parts
         record = await registries.require(sub, rg, name)
         return SourceSpec(None, record.id, repository, reference)
     assert params.registry_uri is not None
     host = params.registry_uri.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
     if not _HOST.fullmatch(host):
-        raise _invalid("source.registryUri", f"source.registryUri {params.registry_uri!r} is not a registry host[:port].")
+        raise _invalid(
+            "source.registryUri",
+            f"source.registryUri {params.registry_uri!r} is not a registry host[:port].",
+        )
     local = await registries.by_login_server(host)
     if local is not None:
         return SourceSpec(None, local.id, repository, reference)
@@ -76,7 +94,9 @@ async def _source(
     return SourceSpec(host.lower(), None, repository, reference)
 
 
-def _targets(params: ImportParameters, image: ImageReference) -> tuple[tuple[TargetTag, ...], tuple[str, ...]]:
+def _targets(
+    params: ImportParameters, image: ImageReference
+) -> tuple[tuple[TargetTag, ...], tuple[str, ...]]:
     # A reference with neither tag nor digest means `latest`, and so does its target.
     source_tag = image.tag or (None if image.digest else "latest")
     tags: list[TargetTag] = []
@@ -85,9 +105,14 @@ def _targets(params: ImportParameters, image: ImageReference) -> tuple[tuple[Tar
         try:
             ImageReference.parse(text, allow_host=False)
         except InvalidReference as exc:
-            raise _invalid(f"untaggedTargetRepositories[{index}]", f"{text!r} is not a valid repository: {exc}") from None
+            raise _invalid(
+                f"untaggedTargetRepositories[{index}]", f"{text!r} is not a valid repository: {exc}"
+            ) from None
         if ":" in text or "@" in text:
-            raise _invalid(f"untaggedTargetRepositories[{index}]", f"{text!r} must be a repository without a tag.")
+            raise _invalid(
+                f"untaggedTargetRepositories[{index}]",
+                f"{text!r} must be a repository without a tag.",
+            )
     requested = params.target_tags
     if not requested and not params.untagged_repositories:
         # ACR's default: the source's repository (without library/ for Docker Hub) and tag.
@@ -97,9 +122,13 @@ def _targets(params: ImportParameters, image: ImageReference) -> tuple[tuple[Tar
         try:
             target = ImageReference.parse(text, allow_host=False)
         except InvalidReference as exc:
-            raise _invalid(f"targetTags[{index}]", f"{text!r} is not a valid target: {exc}") from None
+            raise _invalid(
+                f"targetTags[{index}]", f"{text!r} is not a valid target: {exc}"
+            ) from None
         if target.digest is not None:
-            raise _invalid(f"targetTags[{index}]", f"{text!r} names a digest; targets are repository[:tag].")
+            raise _invalid(
+                f"targetTags[{index}]", f"{text!r} names a digest; targets are repository[:tag]."
+            )
         tag = target.tag or source_tag
         if tag is None:
             untagged.append(target.repository)  # by digest with no tag to give: copy untagged

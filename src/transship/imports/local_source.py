@@ -12,7 +12,9 @@ from transship.storage.base import BlobStore
 
 
 class LocalSource:
-    def __init__(self, meta: MetadataStore, store: BlobStore, registry: RegistryRecord, repository: str) -> None:
+    def __init__(
+        self, meta: MetadataStore, store: BlobStore, registry: RegistryRecord, repository: str
+    ) -> None:
         self._meta = meta
         self._store = store
         self._registry = registry

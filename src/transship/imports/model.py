@@ -26,7 +26,9 @@ class SourceSpec:
         return ":" in self.reference
 
     def describe(self, local_name: str | None = None) -> str:
-        where = self.host if self.host is not None else (local_name or f"registry #{self.registry_id}")
+        where = (
+            self.host if self.host is not None else (local_name or f"registry #{self.registry_id}")
+        )
         separator = "@" if self.is_digest else ":"
         return f"{where}/{self.repository}{separator}{self.reference}"
 
@@ -77,7 +79,9 @@ class ImportRequest:
         data: dict[str, Any] = json.loads(text)
         source = data["source"]
         return cls(
-            source=SourceSpec(source["host"], source["registryId"], source["repository"], source["reference"]),
+            source=SourceSpec(
+                source["host"], source["registryId"], source["repository"], source["reference"]
+            ),
             target_tags=tuple(TargetTag(repo, tag) for repo, tag in data["targetTags"]),
             untagged_repositories=tuple(data["untaggedTargetRepositories"]),
             force=bool(data["force"]),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.ports import FetchedManifest, ImageSource
+from transship.oci.digest import Digest
 from transship.oci.manifest import Descriptor, ManifestError, ParsedManifest, parse_manifest
 
 _PARALLEL_FETCHES = 8
@@ -49,7 +50,10 @@ def _parse(fetched: FetchedManifest) -> ParsedManifest:
         return parse_manifest(fetched.content, fetched.media_type)
     except ManifestError as exc:
         raise ImportFailure(
-            "InvalidManifest", f"manifest {fetched.digest} is not valid: {exc}", step=Step.PLAN, obj=str(fetched.digest)
+            "InvalidManifest",
+            f"manifest {fetched.digest} is not valid: {exc}",
+            step=Step.PLAN,
+            obj=str(fetched.digest),
         ) from None
 
 
@@ -69,6 +73,16 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
     async def fetch(descriptor: Descriptor) -> PlannedManifest:
         async with gate:
             child = await source.get_manifest(str(descriptor.digest))
+        # Manifests are stored under their digest: bytes that are not the digest's must never
+        # be planned, whatever the source (sources verify too; this holds for every one).
+        actual = Digest.of(child.content, descriptor.digest.algorithm)
+        if actual != descriptor.digest:
+            raise ImportFailure(
+                "DIGEST_INVALID",
+                f"the source answered manifest {descriptor.digest} with content of digest {actual}",
+                step=Step.PLAN,
+                obj=str(descriptor.digest),
+            )
         return PlannedManifest(child, _parse(child))
 
     async def visit(node: PlannedManifest, depth: int) -> None:
@@ -88,7 +102,12 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
                     step=Step.PLAN,
                     obj=node.digest,
                 )
-            fresh = [d for d in node.parsed.manifests if str(d.digest) not in seen]
+            # Each digest once, even when one index lists it twice.
+            fresh = list(
+                {
+                    str(d.digest): d for d in node.parsed.manifests if str(d.digest) not in seen
+                }.values()
+            )
             seen.update(str(d.digest) for d in fresh)
             if len(seen) > max_manifests:
                 raise ImportFailure(
@@ -107,7 +126,9 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
     foreign: dict[str, Descriptor] = {}
     for manifest in ordered:
         for descriptor in manifest.parsed.blobs:
-            (foreign if descriptor.is_foreign else blobs).setdefault(str(descriptor.digest), descriptor)
+            (foreign if descriptor.is_foreign else blobs).setdefault(
+                str(descriptor.digest), descriptor
+            )
     plan = ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()))
     if plan.total_bytes > limits.max_bytes:
         raise ImportFailure(

@@ -47,7 +47,9 @@ class Stop(enum.Enum):
 
 
 class ImportService:
-    def __init__(self, meta: MetadataStore, engine: ImportEngine, box: SecretBox, settings: RunnerSettings) -> None:
+    def __init__(
+        self, meta: MetadataStore, engine: ImportEngine, box: SecretBox, settings: RunnerSettings
+    ) -> None:
         self._meta = meta
         self._engine = engine
         self._box = box
@@ -56,12 +58,18 @@ class ImportService:
         self._wake = asyncio.Event()
 
     # -- requests ----------------------------------------------------------------------------
-    async def submit(self, registry_id: int, request: ImportRequest, credentials: Credentials | None) -> ImportJobRecord:
+    async def submit(
+        self, registry_id: int, request: ImportRequest, credentials: Credentials | None
+    ) -> ImportJobRecord:
         """Queue a job. Credentials are kept encrypted only until the job ends."""
         job_id = uuid.uuid4().hex
         sealed = None
         if credentials is not None:
-            sealed = self._box.seal(json.dumps({"username": credentials.username, "password": credentials.password}).encode())
+            sealed = self._box.seal(
+                json.dumps(
+                    {"username": credentials.username, "password": credentials.password}
+                ).encode()
+            )
         async with self._meta.writing() as q:
             jobs = JobQueries(q.conn)
             await jobs.create_job(job_id, registry_id, request.to_json(), sealed)
@@ -74,7 +82,9 @@ class ImportService:
         async with self._meta.reading() as q:
             return await JobQueries(q.conn).job(job_id)
 
-    async def list(self, registry_id: int, limit: int = 100, after: str | None = None) -> list[ImportJobRecord]:
+    async def list(
+        self, registry_id: int, limit: int = 100, after: str | None = None
+    ) -> list[ImportJobRecord]:
         async with self._meta.reading() as q:
             return await JobQueries(q.conn).jobs_of(registry_id, limit, after)
 
@@ -115,9 +125,13 @@ class ImportService:
         still ours; a job missing from it was taken over. Raises what the database raises."""
         snapshots = {job_id: p.snapshot() for job_id, p in progress.items()}
         async with self._meta.writing() as q:
-            return await JobQueries(q.conn).renew_leases(self._owner, self.settings.lease, snapshots)
+            return await JobQueries(q.conn).renew_leases(
+                self._owner, self.settings.lease, snapshots
+            )
 
-    async def execute(self, job: ImportJobRecord, progress: Progress, stop: asyncio.Future[Stop]) -> None:
+    async def execute(
+        self, job: ImportJobRecord, progress: Progress, stop: asyncio.Future[Stop]
+    ) -> None:
         """Run one claimed job to its end and record the outcome. `progress` is the job's live
         counters (the heartbeat publishes them). When `stop` resolves before the work ends,
         the work is stopped: Stop.CANCELED records the job as canceled, Stop.LOST records
@@ -128,7 +142,9 @@ class ImportService:
         request = ImportRequest.from_json(job.request)
         credentials = self._credentials(job)
         work: asyncio.Task[object] = asyncio.create_task(
-            self._engine.run(job.id, job.registry_id, request, credentials, progress, resumed=job.attempts > 1)
+            self._engine.run(
+                job.id, job.registry_id, request, credentials, progress, resumed=job.attempts > 1
+            )
         )
         try:
             either: set[asyncio.Future[Any]] = {work, stop}
@@ -149,14 +165,22 @@ class ImportService:
                 work.result()
             except ImportFailure as exc:
                 state = "failed"
-                failure = JobFailure(exc.code, exc.message, exc.step.value, exc.obj, exc.upstream_status)
+                failure = JobFailure(
+                    exc.code, exc.message, exc.step.value, exc.obj, exc.upstream_status
+                )
             except Exception as exc:
                 log.exception("import job %s failed unexpectedly", job.id)
                 state = "failed"
-                failure = JobFailure("InternalServerError", f"the import failed unexpectedly: {type(exc).__name__}")
+                failure = JobFailure(
+                    "InternalServerError", f"the import failed unexpectedly: {type(exc).__name__}"
+                )
         async with self._meta.writing() as q:
-            await JobQueries(q.conn).finish_job(job.id, self._owner, state, progress.snapshot(), failure)
-        log.info("import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}")
+            await JobQueries(q.conn).finish_job(
+                job.id, self._owner, state, progress.snapshot(), failure
+            )
+        log.info(
+            "import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}"
+        )
 
     @staticmethod
     async def _halt(work: asyncio.Task[object]) -> None:

@@ -19,7 +19,10 @@ from transship.storage.base import BlobStore
 
 def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFailure:
     return ImportFailure(
-        "TagAlreadyExists", f"Tag {target} already exists in target registry.", step=step, obj=str(target)
+        "TagAlreadyExists",
+        f"Tag {target} already exists in target registry.",
+        step=step,
+        obj=str(target),
     )
 
 
@@ -44,7 +47,9 @@ class StagedBlob:
     """A BlobWriter into a staging area; `commit` verifies size and digest, then records
     the blob pinned to the job (visible to no repository until the import commits)."""
 
-    def __init__(self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int) -> None:
+    def __init__(
+        self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int
+    ) -> None:
         self._meta = meta
         self._store = store
         self._job_id = job_id
@@ -106,7 +111,9 @@ class RegistrySink:
         self._meta = meta
         self._store = store
 
-    async def existing_tags(self, registry_id: int, targets: Sequence[TargetTag]) -> list[TargetTag]:
+    async def existing_tags(
+        self, registry_id: int, targets: Sequence[TargetTag]
+    ) -> list[TargetTag]:
         found = []
         async with self._meta.reading() as q:
             for target in targets:
@@ -145,7 +152,9 @@ class RegistrySink:
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)
 
-    async def commit(self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False) -> None:
+    async def commit(
+        self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False
+    ) -> None:
         """Make the image visible in every target repository and move the tags, in one
         transaction. Raises ImportFailure TagAlreadyExists (NoForce) or BlobMissing."""
         async with self._meta.writing() as q:
@@ -159,11 +168,16 @@ class RegistrySink:
                         await q.link_blob(repo_id, str(blob.digest))
                     except BlobMissing:
                         raise ImportFailure(
-                            "BlobMissing", f"blob {blob.digest} vanished before the import committed",
-                            step=Step.COMMIT, obj=str(blob.digest), retryable=True,
+                            "BlobMissing",
+                            f"blob {blob.digest} vanished before the import committed",
+                            step=Step.COMMIT,
+                            obj=str(blob.digest),
+                            retryable=True,
                         ) from None
                 for manifest in plan.manifests:
-                    await store_manifest(q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed)
+                    await store_manifest(
+                        q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed
+                    )
             for target in request.target_tags:
                 repo_id = repository_ids[target.repository]
                 if not request.force:

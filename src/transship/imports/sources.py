@@ -64,7 +64,9 @@ class Sources:
         try:
             endpoint = resolve_endpoint(spec.host, self._upstreams)
         except ValueError as exc:
-            raise ImportFailure("InvalidEndpoint", str(exc), step=Step.RESOLVE, obj=spec.host) from None
+            raise ImportFailure(
+                "InvalidEndpoint", str(exc), step=Step.RESOLVE, obj=spec.host
+            ) from None
         target = registries.get(target_registry_id)
         policy = self._egress.for_registry(target.name if target is not None else None)
         try:
@@ -74,7 +76,9 @@ class Sources:
         # Every connection resolves through the policy (and connects to the address it
         # allowed); no automatic decompression (blobs are stored as served); no environment
         # proxies or .netrc credentials: an import talks only to the hosts it names.
-        connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy, self._egress.inner_resolver()))
+        connector = aiohttp.TCPConnector(
+            resolver=PolicyResolver(policy, self._egress.inner_resolver())
+        )
         async with aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,

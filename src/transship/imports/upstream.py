@@ -782,7 +782,9 @@ class UpstreamClient:
         """An ImportFailure for errors retrying cannot fix, else a `_Transient`."""
         host = self._endpoint.host
         where = host if url is None or _origin(url) == self._origin else f"{url.host} (via {host})"
-        denied = getattr(exc, "os_error", None) if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        denied = (
+            getattr(exc, "os_error", None) if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        )
         if isinstance(denied, EgressDenied):
             return egress_failure(denied, step)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):

@@ -137,6 +137,12 @@ class Database:
         async with self._writer.begin() as conn:
             yield conn
 
+    async def ping(self) -> None:
+        """Run a trivial statement through the async driver (the readiness probe). Returns
+        when the database answers; raises the driver's error when it does not."""
+        async with self._reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def migrate(self) -> None:
         """Bring the schema to the newest revision. Safe when several processes start at once."""
         async with self._writer.begin() as conn:

@@ -14,7 +14,6 @@ from transship.metadata import schema as s
 from transship.metadata.queries import QueryScope, RegistryQueries, as_utc, utcnow
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 
-ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "canceled")
 # The job row's columns that hold a JobProgress (same names).
 JOB_PROGRESS_COLUMNS = tuple(f.name for f in fields(JobProgress))
@@ -52,7 +51,9 @@ class JobQueries(QueryScope):
             ended_at=_opt_utc(row.ended_at),
         )
 
-    async def create_job(self, job_id: str, registry_id: int, request: str, credentials: bytes | None) -> None:
+    async def create_job(
+        self, job_id: str, registry_id: int, request: str, credentials: bytes | None
+    ) -> None:
         await self._exec(
             insert(s.import_jobs).values(
                 id=job_id,
@@ -70,14 +71,18 @@ class JobQueries(QueryScope):
         row = (await self._exec(select(s.import_jobs).where(s.import_jobs.c.id == job_id))).first()
         return None if row is None else self._job(row)
 
-    async def jobs_of(self, registry_id: int, limit: int = 100, after: str | None = None) -> list[ImportJobRecord]:
+    async def jobs_of(
+        self, registry_id: int, limit: int = 100, after: str | None = None
+    ) -> list[ImportJobRecord]:
         """A registry's jobs, newest first, starting after the job `after` (paging)."""
         j = s.import_jobs
         stmt = select(j).where(j.c.registry_id == registry_id)
         if after is not None:
             anchor = (await self._exec(select(j.c.created_at).where(j.c.id == after))).scalar()
             if anchor is not None:
-                stmt = stmt.where((j.c.created_at < anchor) | ((j.c.created_at == anchor) & (j.c.id < after)))
+                stmt = stmt.where(
+                    (j.c.created_at < anchor) | ((j.c.created_at == anchor) & (j.c.id < after))
+                )
         rows = await self._exec(stmt.order_by(j.c.created_at.desc(), j.c.id.desc()).limit(limit))
         return [self._job(r) for r in rows]
 
@@ -90,9 +95,12 @@ class JobQueries(QueryScope):
         j, now = s.import_jobs, utcnow()
         live = (j.c.state == "running") & (j.c.lease_expires_at >= now)
         claimable = (j.c.state == "queued") | (
-            (j.c.state == "running") & (or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now))
+            (j.c.state == "running")
+            & (or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now))
         )
-        if (await self._exec(select(func.count()).select_from(j).where(live))).scalar_one() >= max_running:
+        if (
+            await self._exec(select(func.count()).select_from(j).where(live))
+        ).scalar_one() >= max_running:
             return None
         other = j.alias("other")
         busy = (
@@ -107,7 +115,10 @@ class JobQueries(QueryScope):
         )
         candidate = (
             await self._exec(
-                select(j.c.id).where(claimable, busy < max_running_per_registry).order_by(j.c.created_at).limit(1)
+                select(j.c.id)
+                .where(claimable, busy < max_running_per_registry)
+                .order_by(j.c.created_at)
+                .limit(1)
             )
         ).scalar()
         if candidate is None:
@@ -127,7 +138,9 @@ class JobQueries(QueryScope):
             return None  # another process claimed it between the two statements
         return await self.job(candidate)
 
-    async def renew_leases(self, owner: str, lease: timedelta, progress: Mapping[str, JobProgress]) -> dict[str, bool]:
+    async def renew_leases(
+        self, owner: str, lease: timedelta, progress: Mapping[str, JobProgress]
+    ) -> dict[str, bool]:
         """The heartbeat of one process, in one statement whatever the number of jobs: extend
         the lease of each job in `progress` that `owner` still runs and record its progress.
         Returns, for each of those jobs, whether a cancel was requested; a job missing from
@@ -137,7 +150,11 @@ class JobQueries(QueryScope):
         j = s.import_jobs
         ids = sorted(progress)
         counters = {
-            column: case({job_id: getattr(progress[job_id], column) for job_id in ids}, value=j.c.id, else_=j.c[column])
+            column: case(
+                {job_id: getattr(progress[job_id], column) for job_id in ids},
+                value=j.c.id,
+                else_=j.c[column],
+            )
             for column in JOB_PROGRESS_COLUMNS
         }
         rows = await self._exec(
@@ -149,7 +166,12 @@ class JobQueries(QueryScope):
         return {row.id: bool(row.cancel_requested) for row in rows}
 
     async def finish_job(
-        self, job_id: str, owner: str, state: str, progress: JobProgress, failure: JobFailure | None = None
+        self,
+        job_id: str,
+        owner: str,
+        state: str,
+        progress: JobProgress,
+        failure: JobFailure | None = None,
     ) -> bool:
         """Record the outcome and forget the credentials. False if the job is no longer ours."""
         j = s.import_jobs
@@ -170,7 +192,9 @@ class JobQueries(QueryScope):
                 error_upstream_status=failure.upstream_status,
             )
         result = await self._exec(
-            update(j).where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running").values(**values)
+            update(j)
+            .where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running")
+            .values(**values)
         )
         if not result.rowcount:
             return False
@@ -195,20 +219,28 @@ class JobQueries(QueryScope):
             .where(j.c.id == job_id, j.c.state == "queued")
             .values(state="canceled", ended_at=utcnow(), credentials=None, cancel_requested=True)
         )
-        await self._exec(update(j).where(j.c.id == job_id, j.c.state == "running").values(cancel_requested=True))
+        await self._exec(
+            update(j).where(j.c.id == job_id, j.c.state == "running").values(cancel_requested=True)
+        )
         return await self.job(job_id)
 
     async def pin_blob(self, job_id: str, digest: str) -> bool:
         """Keep a blob from garbage collection while the job runs; False if the blob is gone."""
         try:
             async with self._nested():
-                await self._insert_ignore(s.blob_pins, {"job_id": job_id, "digest": digest}, ["job_id", "digest"])
+                await self._insert_ignore(
+                    s.blob_pins, {"job_id": job_id, "digest": digest}, ["job_id", "digest"]
+                )
         except Conflict:
             return False
         return True
 
     async def pin_present(
-        self, job_id: str, digests: list[str], registry_id: int, source: tuple[int, str] | None = None
+        self,
+        job_id: str,
+        digests: list[str],
+        registry_id: int,
+        source: tuple[int, str] | None = None,
     ) -> set[str]:
         """Pin every listed blob the job may link without fetching it, in one batch; returns
         those pinned. Knowing a digest is never access, so that is only a blob linked to some
@@ -216,7 +248,9 @@ class JobQueries(QueryScope):
         (registry id, repository name) of a same-service import (whose pull right the import
         policy checked), or already pinned by this job (verified by an earlier attempt).
         (A blob collected meanwhile makes the batch fail; then each is pinned on its own.)"""
-        allowed = await RegistryQueries(self.conn).linked_blobs(digests, registry_id, source, pinned_by=job_id)
+        allowed = await RegistryQueries(self.conn).linked_blobs(
+            digests, registry_id, source, pinned_by=job_id
+        )
         if not allowed:
             return set()
         stmt = self._insert(s.blob_pins).on_conflict_do_nothing(index_elements=["job_id", "digest"])
@@ -230,5 +264,7 @@ class JobQueries(QueryScope):
     async def stuck_jobs(self, before: datetime) -> list[ImportJobRecord]:
         """Running jobs whose lease expired before `before` (for `transship check`)."""
         j = s.import_jobs
-        rows = await self._exec(select(j).where(j.c.state == "running", j.c.lease_expires_at < before))
+        rows = await self._exec(
+            select(j).where(j.c.state == "running", j.c.lease_expires_at < before)
+        )
         return [self._job(r) for r in rows]

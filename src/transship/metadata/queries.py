@@ -116,7 +116,9 @@ class MetadataStore:
 def _conflict(exc: IntegrityError) -> Conflict:
     """The domain error for a constraint violation. Not the driver's text: PostgreSQL's
     detail quotes the key's values (the IntegrityError stays the cause, for logs)."""
-    return Conflict(f"a unique key is taken or a referenced row is gone ({type(exc.orig).__name__})")
+    return Conflict(
+        f"a unique key is taken or a referenced row is gone ({type(exc.orig).__name__})"
+    )
 
 
 class QueryScope:
@@ -176,7 +178,6 @@ class QueryScope:
         return bool(result.rowcount)
 
 
-
 class RegistryQueries(QueryScope):
     """Every query the registry layer needs."""
 
@@ -196,11 +197,11 @@ class RegistryQueries(QueryScope):
             uid=row.uid,
         )
 
-    async def ensure_default_registry(self, name: str, login_server: str | None = None) -> RegistryRecord:
+    async def ensure_default_registry(
+        self, name: str, login_server: str | None = None
+    ) -> RegistryRecord:
         """The registry serving unknown hosts, created on first start with `login_server`."""
-        row = (
-            await self._exec(select(s.registries).where(s.registries.c.is_default))
-        ).first()
+        row = (await self._exec(select(s.registries).where(s.registries.c.is_default))).first()
         if row is not None:
             return self._registry(row)
         await self._insert_ignore(
@@ -214,16 +215,12 @@ class RegistryQueries(QueryScope):
             },
             ["name"],
         )
-        row = (
-            await self._exec(select(s.registries).where(s.registries.c.name == name))
-        ).one()
+        row = (await self._exec(select(s.registries).where(s.registries.c.name == name))).one()
         if not row.is_default:
             await self._exec(
                 update(s.registries).where(s.registries.c.id == row.id).values(is_default=True)
             )
-            row = (
-                await self._exec(select(s.registries).where(s.registries.c.id == row.id))
-            ).one()
+            row = (await self._exec(select(s.registries).where(s.registries.c.id == row.id))).one()
         return self._registry(row)
 
     async def create_registry(
@@ -281,11 +278,16 @@ class RegistryQueries(QueryScope):
         if not wanted:
             return {}
         r = s.registries
-        return {row.id: self._registry(row) for row in await self._exec(select(r).where(r.c.id.in_(wanted)))}
+        return {
+            row.id: self._registry(row)
+            for row in await self._exec(select(r).where(r.c.id.in_(wanted)))
+        }
 
     async def registry_by_login_server(self, login_server: str) -> RegistryRecord | None:
         r = s.registries
-        row = (await self._exec(select(r).where(func.lower(r.c.login_server) == login_server.lower()))).first()
+        row = (
+            await self._exec(select(r).where(func.lower(r.c.login_server) == login_server.lower()))
+        ).first()
         return None if row is None else self._registry(row)
 
     async def delete_registry(self, registry_id: int) -> bool:
@@ -300,7 +302,9 @@ class RegistryQueries(QueryScope):
     async def set_service_state(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             stmt = self._insert(s.service_state).values(key=key, value=value)
-            await self._exec(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+            await self._exec(
+                stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
+            )
 
     # -- repositories ------------------------------------------------------------------------
     async def repository_id(self, registry_id: int, name: str) -> int | None:
@@ -350,9 +354,7 @@ class RegistryQueries(QueryScope):
     # -- blobs -------------------------------------------------------------------------------
     async def blob_size(self, digest: str) -> int | None:
         """Size of a committed blob anywhere in the store, or None."""
-        return (
-            await self._exec(select(s.blobs.c.size).where(s.blobs.c.digest == digest))
-        ).scalar()
+        return (await self._exec(select(s.blobs.c.size).where(s.blobs.c.digest == digest))).scalar()
 
     async def repository_blob_size(
         self, registry_id: int, repository: str, digest: str
@@ -417,7 +419,9 @@ class RegistryQueries(QueryScope):
             .where(rb.c.digest.in_(wanted), where)
         )
         if pinned_by is not None:
-            stmt = stmt.union(select(pins.c.digest).where(pins.c.job_id == pinned_by, pins.c.digest.in_(wanted)))
+            stmt = stmt.union(
+                select(pins.c.digest).where(pins.c.job_id == pinned_by, pins.c.digest.in_(wanted))
+            )
         return {r.digest for r in await self._exec(stmt)}
 
     async def blob_referenced_in(self, repository_id: int, digest: str) -> str | None:
@@ -603,17 +607,31 @@ class RegistryQueries(QueryScope):
         blob_bytes = (
             select(cast(func.coalesce(func.sum(b.c.size), 0), BigInteger))
             .select_from(mr.join(b, b.c.digest == mr.c.child_digest))
-            .where(mr.c.repository_id == m.c.repository_id, mr.c.manifest_digest == m.c.digest, ~mr.c.is_manifest)
+            .where(
+                mr.c.repository_id == m.c.repository_id,
+                mr.c.manifest_digest == m.c.digest,
+                ~mr.c.is_manifest,
+            )
             .scalar_subquery()
         )
         return select(
-            m.c.digest, m.c.media_type, m.c.content, m.c.size, m.c.created_at, blob_bytes.label("blob_bytes")
+            m.c.digest,
+            m.c.media_type,
+            m.c.content,
+            m.c.size,
+            m.c.created_at,
+            blob_bytes.label("blob_bytes"),
         ).where(m.c.repository_id == repository_id)
 
     @staticmethod
     def _listed(rows: Any) -> list[tuple[ManifestRecord, int, datetime]]:
         return [
-            (ManifestRecord(r.digest, r.media_type, r.content), r.size + r.blob_bytes, as_utc(r.created_at)) for r in rows
+            (
+                ManifestRecord(r.digest, r.media_type, r.content),
+                r.size + r.blob_bytes,
+                as_utc(r.created_at),
+            )
+            for r in rows
         ]
 
     async def manifests_page(
@@ -637,7 +655,9 @@ class RegistryQueries(QueryScope):
         digests = [r.digest for r in keys]
         if not digests:
             return []
-        rows = await self._exec(self._manifest_listing(repository_id).where(m.c.digest.in_(digests)))
+        rows = await self._exec(
+            self._manifest_listing(repository_id).where(m.c.digest.in_(digests))
+        )
         by_digest = {r.digest: r for r in rows}
         return self._listed(by_digest[d] for d in digests if d in by_digest)
 
@@ -645,7 +665,9 @@ class RegistryQueries(QueryScope):
         self, repository_id: int, digest: str
     ) -> tuple[ManifestRecord, int, datetime] | None:
         """One manifest of a repository with its imageSize and creation time, or None."""
-        rows = await self._exec(self._manifest_listing(repository_id).where(s.manifests.c.digest == digest))
+        rows = await self._exec(
+            self._manifest_listing(repository_id).where(s.manifests.c.digest == digest)
+        )
         listed = self._listed(rows)
         return listed[0] if listed else None
 
@@ -665,15 +687,21 @@ class RegistryQueries(QueryScope):
             found.setdefault(r.digest, []).append(r.name)
         return found
 
-    async def repository_summary(self, repository_id: int) -> tuple[int, int, datetime | None, datetime | None]:
+    async def repository_summary(
+        self, repository_id: int
+    ) -> tuple[int, int, datetime | None, datetime | None]:
         """(manifest count, tag count, first, last change) of a repository: the earliest and
         latest of its manifests' creation and its tags' last update; None when empty."""
         m, t = s.manifests, s.tags
         manifests = select(
-            func.count().label("n"), func.min(m.c.created_at).label("first"), func.max(m.c.created_at).label("last")
+            func.count().label("n"),
+            func.min(m.c.created_at).label("first"),
+            func.max(m.c.created_at).label("last"),
         ).where(m.c.repository_id == repository_id)
         tags = select(
-            func.count().label("n"), func.min(t.c.updated_at).label("first"), func.max(t.c.updated_at).label("last")
+            func.count().label("n"),
+            func.min(t.c.updated_at).label("first"),
+            func.max(t.c.updated_at).label("last"),
         ).where(t.c.repository_id == repository_id)
         mrow = (await self._exec(manifests)).one()
         trow = (await self._exec(tags)).one()
@@ -689,14 +717,23 @@ class RegistryQueries(QueryScope):
     async def delete_repository(self, repository_id: int) -> tuple[list[str], list[str]]:
         """Remove a repository with its tags, manifests and blob links; returns (manifest
         digests, tag names) deleted."""
-        tags = [r.name for r in await self._exec(select(s.tags.c.name).where(s.tags.c.repository_id == repository_id))]
+        tags = [
+            r.name
+            for r in await self._exec(
+                select(s.tags.c.name).where(s.tags.c.repository_id == repository_id)
+            )
+        ]
         digests = [
             r.digest
-            for r in await self._exec(select(s.manifests.c.digest).where(s.manifests.c.repository_id == repository_id))
+            for r in await self._exec(
+                select(s.manifests.c.digest).where(s.manifests.c.repository_id == repository_id)
+            )
         ]
         await self._exec(delete(s.tags).where(s.tags.c.repository_id == repository_id))
         await self._exec(delete(s.manifests).where(s.manifests.c.repository_id == repository_id))
-        await self._exec(delete(s.repository_blobs).where(s.repository_blobs.c.repository_id == repository_id))
+        await self._exec(
+            delete(s.repository_blobs).where(s.repository_blobs.c.repository_id == repository_id)
+        )
         await self._exec(delete(s.repositories).where(s.repositories.c.id == repository_id))
         return digests, tags
 
@@ -750,16 +787,28 @@ class RegistryQueries(QueryScope):
         t = s.tags
         anchor = and_(t.c.repository_id == repository_id, t.c.name == last)
         rows = await self._page(
-            select(t).where(t.c.repository_id == repository_id), t.c.name, t.c.updated_at, anchor, order, last, limit
+            select(t).where(t.c.repository_id == repository_id),
+            t.c.name,
+            t.c.updated_at,
+            anchor,
+            order,
+            last,
+            limit,
         )
-        return [TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows]
+        return [
+            TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows
+        ]
 
     async def tag(self, repository_id: int, name: str) -> TagRecord | None:
         t = s.tags
         row = (
             await self._exec(select(t).where(t.c.repository_id == repository_id, t.c.name == name))
         ).first()
-        return None if row is None else TagRecord(row.name, row.digest, as_utc(row.created_at), as_utc(row.updated_at))
+        return (
+            None
+            if row is None
+            else TagRecord(row.name, row.digest, as_utc(row.created_at), as_utc(row.updated_at))
+        )
 
     # -- uploads -----------------------------------------------------------------------------
     @staticmethod
@@ -791,9 +840,7 @@ class RegistryQueries(QueryScope):
         )
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
-        row = (
-            await self._exec(select(s.uploads).where(s.uploads.c.id == upload_id))
-        ).first()
+        row = (await self._exec(select(s.uploads).where(s.uploads.c.id == upload_id))).first()
         return None if row is None else self._upload(row)
 
     async def advance_upload(self, upload_id: str, expected: int, offset: int) -> bool:
@@ -874,16 +921,13 @@ class RegistryQueries(QueryScope):
         rb = s.repository_blobs
         return {
             r.repository_id
-            for r in await self._exec(
-                select(rb.c.repository_id).where(rb.c.digest == digest)
-            )
+            for r in await self._exec(select(rb.c.repository_id).where(rb.c.digest == digest))
         }
 
     # -- consistency checks ------------------------------------------------------------------
     async def all_blobs(self) -> list[tuple[str, int]]:
         return [
-            (r.digest, r.size)
-            for r in await self._exec(select(s.blobs.c.digest, s.blobs.c.size))
+            (r.digest, r.size) for r in await self._exec(select(s.blobs.c.digest, s.blobs.c.size))
         ]
 
     async def all_uploads(self) -> list[UploadRecord]:

@@ -55,7 +55,9 @@ class _HashState:
 class BlobService:
     """Blob operations of one service. Every method takes the registry it acts in."""
 
-    def __init__(self, meta: MetadataStore, store: BlobStore, max_blob_bytes: int | None = None) -> None:
+    def __init__(
+        self, meta: MetadataStore, store: BlobStore, max_blob_bytes: int | None = None
+    ) -> None:
         self._meta = meta
         self._store = store
         self._max_blob_bytes = max_blob_bytes
@@ -77,11 +79,6 @@ class BlobService:
                 {"digest": str(digest)},
             )
         return BlobLocation(digest, size, self._store.local_path(digest))
-
-    def read(
-        self, location: BlobLocation, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        return self._store.read(location.digest, offset, length)
 
     async def delete(self, registry: RegistryRecord, repository: str, digest: Digest) -> None:
         """Unlink a blob from a repository; the bytes go when garbage collection finds them
@@ -212,7 +209,9 @@ class BlobService:
         counter = CountingHasher(resume=hasher)
         try:
             try:
-                await self._store.append_staging(record.id, self._capped(body, record.offset, length), counter)
+                await self._store.append_staging(
+                    record.id, self._capped(body, record.offset, length), counter
+                )
             except StagingUnknown:
                 raise _expired(record.id) from None
             if length is not None and counter.count != length:
@@ -278,7 +277,9 @@ class BlobService:
             hasher.update(chunk)
         return hasher.hexdigest()
 
-    def _capped(self, body: AsyncIterator[bytes], offset: int, declared: int | None) -> AsyncIterator[bytes]:
+    def _capped(
+        self, body: AsyncIterator[bytes], offset: int, declared: int | None
+    ) -> AsyncIterator[bytes]:
         """The body, refused with 413 as soon as the blob would exceed the size limit."""
         limit = self._max_blob_bytes
         if limit is None:
@@ -364,6 +365,11 @@ class BlobService:
         async with self._meta.writing() as q:
             await q.delete_upload(upload_id)
         await self._store.delete_staging(upload_id)
+        self._hash_states.pop(upload_id, None)
+
+    def forget_upload(self, upload_id: str) -> None:
+        """Drop the in-process hash state of a session that ended elsewhere (garbage
+        collection expired it). Idempotent; a session with no state is ignored."""
         self._hash_states.pop(upload_id, None)
 
 

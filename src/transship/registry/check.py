@@ -28,7 +28,9 @@ class Checker:
         self._meta = meta
         self._store = store
 
-    async def run(self, *, verify_digests: bool = False, stuck_after: timedelta = timedelta(minutes=5)) -> CheckReport:
+    async def run(
+        self, *, verify_digests: bool = False, stuck_after: timedelta = timedelta(minutes=5)
+    ) -> CheckReport:
         """Report every inconsistency; change nothing.
 
         Checks: each blob row has a file of that size (and, with `verify_digests`, of that

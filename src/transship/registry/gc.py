@@ -9,6 +9,7 @@ pointing at nothing).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,9 +47,14 @@ class GarbageCollector:
         *,
         grace_seconds: int,
         upload_expiry_seconds: int,
+        on_upload_expired: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_upload_expired` is called with the id of every upload session this collector
+        removes (after its row and staged bytes are gone), so in-process state kept for the
+        session (`BlobService.forget_upload`) goes with it."""
         self._meta = meta
         self._store = store
+        self._on_upload_expired = on_upload_expired
         self._grace = timedelta(seconds=grace_seconds)
         self._upload_expiry = timedelta(seconds=upload_expiry_seconds)
 
@@ -73,6 +79,8 @@ class GarbageCollector:
                 async with self._meta.writing() as q:
                     await q.delete_upload(upload.id)
                 await self._store.delete_staging(upload.id)
+                if self._on_upload_expired is not None:
+                    self._on_upload_expired(upload.id)
 
     async def _stray_staging(self, report: GcReport, cutoff: datetime) -> None:
         """Staging files with no session row: monolithic uploads cut off by a crash."""

@@ -15,7 +15,14 @@ from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
 from transship.oci.manifest import ManifestError, parse_manifest
 from transship.storage.base import BlobStore
 
-__all__ = ["DeletedRepository", "ListingOrder", "ListingPage", "ListingService", "ManifestListing", "RepositorySummary"]
+__all__ = [
+    "DeletedRepository",
+    "ListingOrder",
+    "ListingPage",
+    "ListingService",
+    "ManifestListing",
+    "RepositorySummary",
+]
 
 _MAX_CONFIG_BYTES = 1 << 20
 T = TypeVar("T")
@@ -63,10 +70,14 @@ class ListingService:
         self._store = store
         self._page_max = page_max
 
-    async def _repository_id(self, q: RegistryQueries, registry: RegistryRecord, repository: str) -> int:
+    async def _repository_id(
+        self, q: RegistryQueries, registry: RegistryRecord, repository: str
+    ) -> int:
         repo_id = await q.repository_id(registry.id, repository)
         if repo_id is None:
-            raise OciError(e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository})
+            raise OciError(
+                e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository}
+            )
         return repo_id
 
     def _limit(self, n: int | None) -> int:
@@ -74,7 +85,12 @@ class ListingService:
         return min(100 if n is None else n, self._page_max)
 
     async def tags(
-        self, registry: RegistryRecord, repository: str, order: ListingOrder, last: str | None, n: int | None
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        order: ListingOrder,
+        last: str | None,
+        n: int | None,
     ) -> ListingPage[TagRecord]:
         """The tags after the one named `last`, in `order`. Raises NAME_UNKNOWN."""
         limit = self._limit(n)
@@ -89,7 +105,12 @@ class ListingService:
             return await q.tag(await self._repository_id(q, registry, repository), name)
 
     async def manifests(
-        self, registry: RegistryRecord, repository: str, order: ListingOrder, last: str | None, n: int | None
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        order: ListingOrder,
+        last: str | None,
+        n: int | None,
     ) -> ListingPage[ManifestListing]:
         """The manifests after the one whose digest is `last`, in `order`, with their tags,
         size and platform. Raises NAME_UNKNOWN."""
@@ -101,7 +122,9 @@ class ListingService:
             tags = await q.tags_on(repo_id, (record.digest for record, _, _ in rows))
         return ListingPage([await self._listing(row, tags) for row in rows], more)
 
-    async def manifest(self, registry: RegistryRecord, repository: str, digest: str) -> ManifestListing | None:
+    async def manifest(
+        self, registry: RegistryRecord, repository: str, digest: str
+    ) -> ManifestListing | None:
         """One manifest with its tags, size and platform, or None. Raises NAME_UNKNOWN."""
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
@@ -122,7 +145,13 @@ class ListingService:
         record, size, created = row
         architecture, os_ = await self._platform(record.content, record.media_type)
         return ManifestListing(
-            record.digest, record.media_type, size, created, architecture, os_, tuple(tags.get(record.digest, ()))
+            record.digest,
+            record.media_type,
+            size,
+            created,
+            architecture,
+            os_,
+            tuple(tags.get(record.digest, ())),
         )
 
     async def _platform(self, content: bytes, media_type: str) -> tuple[str | None, str | None]:
@@ -131,7 +160,11 @@ class ListingService:
         except ManifestError:
             return None, None
         config = parsed.config
-        if config is None or config.size > _MAX_CONFIG_BYTES or await self._store.size(config.digest) is None:
+        if (
+            config is None
+            or config.size > _MAX_CONFIG_BYTES
+            or await self._store.size(config.digest) is None
+        ):
             return None, None
         chunks = [chunk async for chunk in self._store.read(config.digest)]
         try:
@@ -143,12 +176,16 @@ class ListingService:
         arch, os_ = document.get("architecture"), document.get("os")
         return (arch if isinstance(arch, str) else None), (os_ if isinstance(os_, str) else None)
 
-    async def delete_repository(self, registry: RegistryRecord, repository: str) -> DeletedRepository:
+    async def delete_repository(
+        self, registry: RegistryRecord, repository: str
+    ) -> DeletedRepository:
         """Raises NAME_UNKNOWN."""
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
-                raise OciError(e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository})
+                raise OciError(
+                    e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository}
+                )
             await q.lock_repository(repo_id, exclusive=True)
             manifests, tags = await q.delete_repository(repo_id)
         return DeletedRepository(manifests, tags)

@@ -55,7 +55,9 @@ def references_of(parsed: ParsedManifest) -> list[ManifestReference]:
     return refs
 
 
-async def store_manifest(q: RegistryQueries, repository_id: int, digest: str, content: bytes, parsed: ParsedManifest) -> None:
+async def store_manifest(
+    q: RegistryQueries, repository_id: int, digest: str, content: bytes, parsed: ParsedManifest
+) -> None:
     """Insert a manifest row with its edges (a no-op when present). The caller has checked
     that what it references exists in the repository."""
     await q.insert_manifest(
@@ -72,7 +74,11 @@ async def store_manifest(q: RegistryQueries, repository_id: int, digest: str, co
 
 class ManifestService:
     def __init__(
-        self, meta: MetadataStore, max_manifest_bytes: int, page_max: int, max_index_children: int = 1000
+        self,
+        meta: MetadataStore,
+        max_manifest_bytes: int,
+        page_max: int,
+        max_index_children: int = 1000,
     ) -> None:
         self._meta = meta
         self.max_manifest_bytes = max_manifest_bytes

@@ -90,7 +90,10 @@ class RegistryService:
         """
         if not _NAME.fullmatch(name):
             raise ArmError(
-                400, "InvalidRegistryName", f"Registry name {name!r} must be 5-50 alphanumeric characters.", target="name"
+                400,
+                "InvalidRegistryName",
+                f"Registry name {name!r} must be 5-50 alphanumeric characters.",
+                target="name",
             )
         self.check_login_server(name, login_server)
         derived = self.login_server_for(name)
@@ -102,15 +105,22 @@ class RegistryService:
                 "service or of an upstream registry.",
                 target="name",
             )
-        in_use = ArmError(409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name")
+        in_use = ArmError(
+            409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name"
+        )
         try:
             async with self._meta.writing(within) as q:
                 existing = await q.registry_by_name(name)
                 if existing is not None:
-                    if (existing.subscription_id, existing.resource_group) != (subscription_id, resource_group):
+                    if (existing.subscription_id, existing.resource_group) != (
+                        subscription_id,
+                        resource_group,
+                    ):
                         raise in_use
                     return existing, False
-                record = await q.create_registry(name, derived, subscription_id, resource_group, location)
+                record = await q.create_registry(
+                    name, derived, subscription_id, resource_group, location
+                )
         except Conflict:
             raise in_use from None  # created concurrently
         return record, True
@@ -139,21 +149,29 @@ class RegistryService:
         async with self._meta.reading() as q:
             return await q.registry_by_login_server(login_server)
 
-    async def list(self, subscription_id: str, resource_group: str | None = None) -> list[RegistryRecord]:
+    async def list(
+        self, subscription_id: str, resource_group: str | None = None
+    ) -> list[RegistryRecord]:
         async with self._meta.reading() as q:
             records = await q.registries()
         return [
             r
             for r in records
             if r.subscription_id == subscription_id
-            and (resource_group is None or (r.resource_group or "").lower() == resource_group.lower())
+            and (
+                resource_group is None or (r.resource_group or "").lower() == resource_group.lower()
+            )
         ]
 
     async def delete(self, record: RegistryRecord) -> None:
         """Delete a registry with its repositories; blobs go when garbage collection finds
         them unreferenced. Raises ArmError 409 for the default registry."""
         if record.is_default:
-            raise ArmError(409, "DefaultRegistry", "The default registry serves unknown hosts and cannot be deleted.")
+            raise ArmError(
+                409,
+                "DefaultRegistry",
+                "The default registry serves unknown hosts and cannot be deleted.",
+            )
         async with self._meta.writing() as q:
             await q.delete_registry(record.id)
 

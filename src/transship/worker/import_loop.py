@@ -67,7 +67,9 @@ class ImportWorker:
             await asyncio.sleep(self._settings.heartbeat_seconds)
             running = dict(self._running)
             if running:
-                answer = await self._imports.renew({job_id: run.progress for job_id, run in running.items()})
+                answer = await self._imports.renew(
+                    {job_id: run.progress for job_id, run in running.items()}
+                )
                 for job_id, run in running.items():
                     if run.stop.done():
                         continue

@@ -39,9 +39,13 @@ async def _walk(reg: RunningRegistry, path: str, field: str) -> list[list[Any]]:
         path = found[1]
 
 
-async def test_tags_and_manifests_page_in_every_order(tmp_path: Path, database_url: str | None) -> None:
+async def test_tags_and_manifests_page_in_every_order(
+    tmp_path: Path, database_url: str | None
+) -> None:
     async with running_registry(make_settings(tmp_path / "data", database_url)) as reg:
-        images = [await reg.push_image("app", tag, seed=tag.encode()) for tag in ("c", "a", "d", "b", "e")]
+        images = [
+            await reg.push_image("app", tag, seed=tag.encode()) for tag in ("c", "a", "d", "b", "e")
+        ]
         pushed = [digest for digest, _, _ in images]  # in creation order
         status, _, _ = await _get(reg, "/acr/v1/app")
         assert status == 200
@@ -96,13 +100,25 @@ async def _fill(reg: RunningRegistry, config: tuple[str, int], layer: tuple[str,
                 {
                     "schemaVersion": 2,
                     "mediaType": OCI_MANIFEST,
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config[0], "size": config[1]},
-                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer[0], "size": layer[1]}],
+                    "config": {
+                        "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": config[0],
+                        "size": config[1],
+                    },
+                    "layers": [
+                        {
+                            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer[0],
+                            "size": layer[1],
+                        }
+                    ],
                     "annotations": {"n": str(i)},
                 }
             ).encode()
             digest = sha256(body)
-            await q.insert_manifest(repo_id, digest, OCI_MANIFEST, body, None, None, None, references)
+            await q.insert_manifest(
+                repo_id, digest, OCI_MANIFEST, body, None, None, None, references
+            )
             await q.set_tag(repo_id, f"t{i:05d}", digest)
 
 
@@ -139,7 +155,10 @@ async def test_listings_of_20000_manifests_do_not_delay_a_manifest_get(tmp_path:
 
         delays = {path: [await slowest_get_during(path) for _ in range(3)] for path in _LISTINGS}
         typical = {path: statistics.median(times) for path, times in delays.items()}
-        print("slowest manifest GET during each listing (ms):", {p: [round(t * 1000, 1) for t in ts] for p, ts in delays.items()})
+        print(
+            "slowest manifest GET during each listing (ms):",
+            {p: [round(t * 1000, 1) for t in ts] for p, ts in delays.items()},
+        )
         # Before the listings were paged in SQL and read through the async driver, a GET
         # waited for the whole listing query: 150 ms (tags) to 400 ms (manifests) here. It
         # now waits a few ms idle, up to ~120 ms with the suite's workers on both cores: the

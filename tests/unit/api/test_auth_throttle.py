@@ -42,7 +42,11 @@ async def test_the_21st_wrong_basic_password_on_the_data_plane_is_429(tmp_path: 
             answer = await get(reg, "/v2/", wrong)
             assert answer.status == 401, (attempt, answer)
             assert answer.error_code() == "UNAUTHORIZED"
-        for path in ("/v2/", "/v2/app/manifests/latest", "/oauth2/token?service=x&scope=repository:app:pull"):
+        for path in (
+            "/v2/",
+            "/v2/app/manifests/latest",
+            "/oauth2/token?service=x&scope=repository:app:pull",
+        ):
             refused = await get(reg, path, wrong)
             assert refused.status == 429, (path, refused)
             assert refused.error_code() == "TOOMANYREQUESTS"

@@ -39,7 +39,11 @@ ROUTES: list[tuple[str, str, Need | None]] = [
     ("PUT", f"/v2/r/blobs/uploads/0f1e?digest={DIGEST}", Need("repository", "r", "push")),
     ("GET", "/v2/r/blobs/uploads/0f1e", Need("repository", "r", "pull")),
     ("DELETE", "/v2/r/blobs/uploads/0f1e", Need("repository", "r", "push")),
-    ("DELETE", "/v2/team/blobs/uploads/x/blobs/" + DIGEST, Need("repository", "team/blobs/uploads/x", "delete")),
+    (
+        "DELETE",
+        "/v2/team/blobs/uploads/x/blobs/" + DIGEST,
+        Need("repository", "team/blobs/uploads/x", "delete"),
+    ),
     # tags and referrers
     ("GET", "/v2/team/app/tags/list", Need("repository", "team/app", "pull")),
     ("GET", f"/v2/r/referrers/{DIGEST}", Need("repository", "r", "pull")),

@@ -155,7 +155,9 @@ async def _cancel(world: World, location: str, authorization: str) -> int:
 
 async def test_cancelling_an_upload_needs_push_not_delete(world: World) -> None:
     pusher = await world.owner.create_token(
-        world.registry_id, "pusher", ["repositories/app/content/read", "repositories/app/content/write"]
+        world.registry_id,
+        "pusher",
+        ["repositories/app/content/read", "repositories/app/content/write"],
     )
     reader = await world.owner.create_token(
         world.registry_id, "reader", ["repositories/app/content/read"]

@@ -17,15 +17,20 @@ async def test_import_operations_page_through_next_link(tmp_path: Path) -> None:
         started = []
         for n in range(3):
             operation = await admin.start_import(
-                "myregistry", {"source": {"registryUri": "registry.example.com", "sourceImage": f"app:{n}"}}
+                "myregistry",
+                {"source": {"registryUri": "registry.example.com", "sourceImage": f"app:{n}"}},
             )
             started.append(operation.body["name"])
-        status, page, _ = await admin.call("GET", f"{admin.base}/myregistry/importOperations?$top=2")
+        status, page, _ = await admin.call(
+            "GET", f"{admin.base}/myregistry/importOperations?$top=2"
+        )
         assert status == 200
         assert [op["name"] for op in page["value"]] == started[::-1][:2]
         status, rest, _ = await admin.call("GET", page["nextLink"])
         assert status == 200
         assert [op["name"] for op in rest["value"]] == started[:1]
         assert "nextLink" not in rest
-        status, body, _ = await admin.call("GET", f"{admin.base}/myregistry/importOperations?$top=0")
+        status, body, _ = await admin.call(
+            "GET", f"{admin.base}/myregistry/importOperations?$top=0"
+        )
         assert status == 400 and body["error"]["target"] == "$top"

@@ -18,7 +18,9 @@ from tests.support.imports import Management
 
 
 async def test_management_bodies_over_the_limit_are_413(tmp_path: Path) -> None:
-    async with running_registry(make_settings(tmp_path / "data", None, max_request_body_bytes=2048)) as reg:
+    async with running_registry(
+        make_settings(tmp_path / "data", None, max_request_body_bytes=2048)
+    ) as reg:
         admin = Management(reg, tmp_path / "data")
         await admin.create_registry("myregistry")
         huge = {"source": {"registryUri": "example.com", "sourceImage": "x" * 5000}}
@@ -30,14 +32,26 @@ async def test_management_bodies_over_the_limit_are_413(tmp_path: Path) -> None:
 
 
 async def test_an_index_with_too_many_children_is_refused(tmp_path: Path) -> None:
-    async with running_registry(make_settings(tmp_path / "data", None, max_index_children=2)) as reg:
+    async with running_registry(
+        make_settings(tmp_path / "data", None, max_index_children=2)
+    ) as reg:
         await reg.push_blob("app", b"{}")
         children = []
         for n in range(3):
-            child = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor("application/vnd.oci.image.config.v1+json", b"{}"), "layers": [], "annotations": {"n": str(n)}}).encode()
+            child = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": descriptor("application/vnd.oci.image.config.v1+json", b"{}"),
+                    "layers": [],
+                    "annotations": {"n": str(n)},
+                }
+            ).encode()
             assert (await reg.push_manifest("app", f"c{n}", child)).status == 201
             children.append(descriptor(OCI_MANIFEST, child))
-        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+        index = json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}
+        ).encode()
         answer = await reg.push_manifest("app", "multi", index, OCI_INDEX)
         assert answer.status == 400
         assert answer.error_code() == "MANIFEST_INVALID"
@@ -49,13 +63,19 @@ async def test_blobs_over_the_size_limit_are_413_and_leave_nothing(tmp_path: Pat
         ok = b"x" * 1000
         assert await reg.push_blob("app", ok)
         big = b"y" * 1001
-        async with reg.request("POST", f"/v2/app/blobs/uploads/?digest={sha256(big)}", data=big) as r:
+        async with reg.request(
+            "POST", f"/v2/app/blobs/uploads/?digest={sha256(big)}", data=big
+        ) as r:
             assert r.status == 413
         async with reg.request("POST", "/v2/app/blobs/uploads/") as r:
             location = r.headers["Location"]
-        async with reg.request("PATCH", location, data=b"z" * 600, headers={"Content-Range": "0-599"}) as r:
+        async with reg.request(
+            "PATCH", location, data=b"z" * 600, headers={"Content-Range": "0-599"}
+        ) as r:
             assert r.status == 202
-        async with reg.request("PATCH", location, data=b"z" * 600, headers={"Content-Range": "600-1199"}) as r:
+        async with reg.request(
+            "PATCH", location, data=b"z" * 600, headers={"Content-Range": "600-1199"}
+        ) as r:
             assert r.status == 413
         async with reg.request("GET", location) as r:
             assert r.headers["Range"] == "0-599"  # the refused chunk left nothing behind

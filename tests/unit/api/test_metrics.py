@@ -32,7 +32,9 @@ async def _scrape(reg: RunningRegistry, **kwargs: Any) -> str:
 
 def _series(text: str) -> set[str]:
     """The series of the exposition (sample lines without their values)."""
-    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.rsplit(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
 
 
 def _requests_total(text: str) -> dict[tuple[str, str, str], float]:
@@ -96,20 +98,30 @@ async def test_a_thousand_unknown_paths_add_no_series(tmp_path: Path) -> None:
 async def test_an_encoded_path_cannot_inject_lines(tmp_path: Path, encoded: str) -> None:
     async with running_registry(make_settings(tmp_path / "data", None)) as reg:
         injected = f"/x{encoded}injected_total%201{encoded}transship_fake_total%207{encoded}"
-        for path in (injected, f"/v2/r{encoded}x/manifests/v1{encoded}", f"/acr{encoded}injected_total%201"):
+        for path in (
+            injected,
+            f"/v2/r{encoded}x/manifests/v1{encoded}",
+            f"/acr{encoded}injected_total%201",
+        ):
             async with reg.http.get(URL(reg.url + path, encoded=True)) as r:
                 assert r.status in (400, 404)
         text = await _scrape(reg)
     for line in text.splitlines():
         assert line.startswith("#") or _SAMPLE.fullmatch(line), repr(line)
     names = {family.name for family in text_string_to_metric_families(text)}
-    assert names <= {"transship_http_requests", "transship_http_request_seconds", "transship_start_time_seconds"}
+    assert names <= {
+        "transship_http_requests",
+        "transship_http_request_seconds",
+        "transship_start_time_seconds",
+    }
 
 
 # -- access ------------------------------------------------------------------------------------
 
 
-def _remote_request(app: web.Application, peer: str, authorization: str | None = None) -> web.Request:
+def _remote_request(
+    app: web.Application, peer: str, authorization: str | None = None
+) -> web.Request:
     """A request for /metrics arriving from `peer` (a transport's peer address)."""
     transport = mock.Mock()
     transport.get_extra_info.side_effect = lambda name, default=None: (

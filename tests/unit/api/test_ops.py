@@ -25,15 +25,25 @@ async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
             ready = await r.json()
         assert ready["status"] == "ready" and ready["problems"] == []
         states = {loop["name"]: loop["state"] for loop in ready["loops"]}
-        assert states == {"imports": "running", "import-heartbeats": "running", "signing-keys": "running"}
+        assert states == {
+            "imports": "running",
+            "import-heartbeats": "running",
+            "signing-keys": "running",
+        }
         await reg.push_blob("app", b"counted")
         async with reg.request("GET", "/v2/app/blobs/sha256:" + "0" * 64) as r:
             assert r.status == 404
         async with reg.request("GET", "/metrics") as r:
             text = await r.text()
         assert r.headers["Content-Type"].startswith("text/plain")
-        assert 'transship_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",status="201"} 1.0' in text
-        assert 'transship_http_requests_total{method="GET",route="/v2/{name}/blobs/{digest}",status="404"} 1.0' in text
+        assert (
+            'transship_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",status="201"} 1.0'
+            in text
+        )
+        assert (
+            'transship_http_requests_total{method="GET",route="/v2/{name}/blobs/{digest}",status="404"} 1.0'
+            in text
+        )
         assert "transship_http_request_seconds_total" in text
 
 

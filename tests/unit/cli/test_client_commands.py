@@ -4,7 +4,6 @@ exactly what the CLI sent."""
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import os
@@ -1379,37 +1378,6 @@ def test_every_command_has_help_with_examples(command: list[str]) -> None:
     assert "transship " + " ".join(command) in result.output
     if command != ["logout"]:
         assert "--output" in result.output
-
-
-SERVER_PACKAGES = (
-    "transship.api",
-    "transship.registry",
-    "transship.metadata",
-    "transship.storage",
-    "transship.imports",
-    "transship.worker",
-    "transship.identity",
-    "transship.config",
-)
-
-
-def test_the_client_modules_import_no_server_code() -> None:
-    import transship.cli as cli
-
-    directory = Path(cli.__file__).parent
-    mine = [
-        p for p in directory.glob("*.py") if p.name not in ("__init__.py", "main.py", "server.py")
-    ]
-    assert {p.name for p in mine} >= {"client.py", "profile.py", "commands_import.py"}
-    for path in mine:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            )
-            for name in names:
-                assert not name.startswith(SERVER_PACKAGES), f"{path.name} imports {name}"
 
 
 def test_profile_mode_holds_even_with_a_permissive_umask(

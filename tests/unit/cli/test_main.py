@@ -29,7 +29,9 @@ def test_serve_refuses_an_invalid_port_naming_it(tmp_path: Path) -> None:
 
 def test_an_unsupported_database_url_is_a_clear_error(tmp_path: Path) -> None:
     for command in ("gc", "check", "serve"):
-        result = CliRunner().invoke(main, [command, "--data-dir", str(tmp_path), "--database-url", "mysql://x/y"])
+        result = CliRunner().invoke(
+            main, [command, "--data-dir", str(tmp_path), "--database-url", "mysql://x/y"]
+        )
         assert result.exit_code == 1, command
         assert "unsupported database URL scheme 'mysql'" in result.output, command
 
@@ -41,7 +43,13 @@ def test_gc_and_check_on_an_empty_data_directory(tmp_path: Path) -> None:
     assert json.loads(gc.output)["dryRun"] is True
     check = runner.invoke(main, ["check", "--data-dir", str(tmp_path), "-o", "json"])
     assert check.exit_code == 0, check.output
-    assert json.loads(check.output) == {"ok": True, "blobs": 0, "manifests": 0, "tags": 0, "problems": []}
+    assert json.loads(check.output) == {
+        "ok": True,
+        "blobs": 0,
+        "manifests": 0,
+        "tags": 0,
+        "problems": [],
+    }
 
 
 def test_check_exits_1_and_names_the_problem(tmp_path: Path) -> None:

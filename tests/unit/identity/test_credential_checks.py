@@ -108,7 +108,9 @@ async def test_a_principal_over_its_limit_is_refused_from_anywhere_unless_rememb
     world: World,
 ) -> None:
     # Remembered before the attack: a success the directory need not hash again.
-    assert await world.directory.authenticate_user(world.tenant, "dana", PASSWORD, address="10.1.0.1")
+    assert await world.directory.authenticate_user(
+        world.tenant, "dana", PASSWORD, address="10.1.0.1"
+    )
     for i in range(5):
         assert (
             await world.directory.authenticate_user(
@@ -134,7 +136,9 @@ async def test_registry_token_guesses_are_throttled_per_address(world: World) ->
         await access.generate_token_passwords(world.registry, "ci-bot", ["password1"], None)
     )["password1"]
     for _ in range(3):
-        assert await access.authenticate(world.registry, "ci-bot", "guess", address="10.0.0.7") is None
+        assert (
+            await access.authenticate(world.registry, "ci-bot", "guess", address="10.0.0.7") is None
+        )
     with pytest.raises(TooManyFailures):
         await access.authenticate(world.registry, "ci-bot", password, address="10.0.0.7")
     # The same address is refused on the directory too: one window per address.
@@ -169,7 +173,6 @@ async def test_a_remembered_token_password_without_expiry_needs_no_second_hash(
     hashed = len(world.hashed_on)
     assert await access.authenticate(world.registry, "long-lived", password) is not None
     assert len(world.hashed_on) == hashed
-
 
 
 async def test_concurrent_sign_ins_beyond_the_limit_all_pass(world: World) -> None:

@@ -450,7 +450,10 @@ async def test_access_tokens_lose_what_their_holder_lost(world: World) -> None:
         await world.auth.bearer(world.registry, "h", token)
 
     await world.registry_access.save_scope_map(
-        world.registry, "pushers", "", ["repositories/a/content/read", "repositories/a/content/write"]
+        world.registry,
+        "pushers",
+        "",
+        ["repositories/a/content/read", "repositories/a/content/write"],
     )
     await world.registry_access.save_token(world.registry, "robot", "pushers", True)
     credential = await world.registry_access.current_credential(

@@ -21,7 +21,9 @@ def test_a_hash_verifies_its_secret_only() -> None:
     assert s.hash_secret("correct horse") != encoded  # salted
 
 
-@pytest.mark.parametrize("encoded", ["", "scrypt$1$2", "bcrypt$16384$8$1$AA$AA", "scrypt$x$8$1$AA$AA"])
+@pytest.mark.parametrize(
+    "encoded", ["", "scrypt$1$2", "bcrypt$16384$8$1$AA$AA", "scrypt$x$8$1$AA$AA"]
+)
 def test_a_malformed_hash_verifies_nothing(encoded: str) -> None:
     assert not s.verify_secret("anything", encoded)
 
@@ -52,7 +54,6 @@ def test_private_files_are_created_readable_by_the_owner_only(tmp_path: Path) ->
     path = tmp_path / "deeper" / "owner-credential.json"
     s.write_private_file(path, "{}\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
 
 
 # -- the credential-hashing pool ---------------------------------------------------------------

@@ -23,7 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 from pydantic import ValidationError
 
-from transship.cli.main import certificate_hosts, main
+from transship.cli.main import main
+from transship.cli.server_commands import certificate_hosts
 from transship.config import Settings
 from transship.identity import tls
 from transship.identity.tls import TlsError, TlsFiles

@@ -52,16 +52,26 @@ class WithholdingSource(MemorySource):
         if str(digest) in self.withheld:
             self.fetches.append(str(digest))
             raise ImportFailure(
-                "BlobUnknown", f"upstream has no blob {digest}", step=Step.COPY, obj=str(digest), upstream_status=404
+                "BlobUnknown",
+                f"upstream has no blob {digest}",
+                step=Step.COPY,
+                obj=str(digest),
+                upstream_status=404,
             )
         await super().fetch_blob(digest, size, writer)
 
     def listing(self, digest: str, size: int, tag: str) -> None:
         """An image at `tag` whose one layer is `digest` (withheld), with a served config."""
-        config = self.blob(json.dumps({"architecture": "amd64", "os": "linux", "tag": tag}).encode())
+        config = self.blob(
+            json.dumps({"architecture": "amd64", "os": "linux", "tag": tag}).encode()
+        )
         layer = {"mediaType": "application/octet-stream", "digest": digest, "size": size}
         self.withheld.add(digest)
-        self.manifest({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]}, OCI_MANIFEST, tag)
+        self.manifest(
+            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]},
+            OCI_MANIFEST,
+            tag,
+        )
 
 
 class WatchingSink(RegistrySink):
@@ -106,7 +116,13 @@ class BySourceRepository:
 class Service:
     """Two registries of one service over one store: the target (`mine`) and a victim's."""
 
-    def __init__(self, meta: MetadataStore, store: FilesystemBlobStore, mine: RegistryRecord, victim: RegistryRecord) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        store: FilesystemBlobStore,
+        mine: RegistryRecord,
+        victim: RegistryRecord,
+    ) -> None:
         self.meta = meta
         self.store = store
         self.mine = mine
@@ -124,7 +140,9 @@ class Service:
         async def body() -> AsyncIterator[bytes]:
             yield data
 
-        await self.blobs.upload_whole(registry, repository, Digest.parse(sha(data)), body(), len(data))
+        await self.blobs.upload_whole(
+            registry, repository, Digest.parse(sha(data)), body(), len(data)
+        )
         return sha(data)
 
     async def job(self, registry_id: int) -> str:
@@ -134,17 +152,26 @@ class Service:
         return job_id
 
     async def run(
-        self, source_repository: str, *, into: RegistryRecord | None = None, local: RegistryRecord | None = None,
+        self,
+        source_repository: str,
+        *,
+        into: RegistryRecord | None = None,
+        local: RegistryRecord | None = None,
         job_id: str | None = None,
     ) -> None:
         """Import `<source_repository>:v1` into `app:v1` of `into` (default: `mine`), from
         a remote source, or from registry `local` of this service."""
         target = into or self.mine
         spec = SourceSpec(
-            None if local else UPSTREAM, None if local is None else local.id, source_repository, "v1"
+            None if local else UPSTREAM,
+            None if local is None else local.id,
+            source_repository,
+            "v1",
         )
         request = ImportRequest(spec, (TargetTag("app", "v1"),), (), True)
-        await self.engine.run(job_id or await self.job(target.id), target.id, request, None, Progress())
+        await self.engine.run(
+            job_id or await self.job(target.id), target.id, request, None, Progress()
+        )
 
     async def visible(self, registry: RegistryRecord, repository: str, digest: str) -> bool:
         async with self.meta.reading() as q:
@@ -165,12 +192,19 @@ async def service(tmp_path: Path, database_url: str | None) -> AsyncIterator[Ser
         mine = await q.ensure_default_registry("mine")
         victim = await q.create_registry("victim", "victim.example")
     try:
-        yield Service(meta, FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False), mine, victim)
+        yield Service(
+            meta,
+            FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False),
+            mine,
+            victim,
+        )
     finally:
         await db.close()
 
 
-async def test_a_blob_held_only_by_another_registry_is_fetched_and_a_withholding_source_fails(service: Service) -> None:
+async def test_a_blob_held_only_by_another_registry_is_fetched_and_a_withholding_source_fails(
+    service: Service,
+) -> None:
     digest = await service.push(service.victim, "private", PRIVATE)
     evil = service.source("evil")
     evil.listing(digest, len(PRIVATE), "v1")
@@ -183,7 +217,9 @@ async def test_a_blob_held_only_by_another_registry_is_fetched_and_a_withholding
     assert await service.visible(service.victim, "private", digest)  # the victim is untouched
 
 
-async def test_a_blob_linked_in_the_target_registry_is_linked_without_fetching(service: Service) -> None:
+async def test_a_blob_linked_in_the_target_registry_is_linked_without_fetching(
+    service: Service,
+) -> None:
     digest = await service.push(service.mine, "elsewhere", PRIVATE)
     source = service.source("upstream")
     source.listing(digest, len(PRIVATE), "v1")
@@ -219,7 +255,9 @@ async def test_a_resumed_job_links_what_it_already_fetched(service: Service) -> 
     source = service.source("upstream")
     source.listing(sha(PRIVATE), len(PRIVATE), "v1")
     job_id = await service.job(service.mine.id)
-    staged = RegistrySink(service.meta, service.store).staged_blob(job_id, Digest.parse(sha(PRIVATE)), len(PRIVATE))
+    staged = RegistrySink(service.meta, service.store).staged_blob(
+        job_id, Digest.parse(sha(PRIVATE)), len(PRIVATE)
+    )
 
     async def body() -> AsyncIterator[bytes]:
         yield PRIVATE
@@ -246,7 +284,9 @@ async def test_a_fetch_for_another_registry_is_not_shared(service: Service) -> N
         evil = service.source("evil")
         evil.listing(layer, len(honest.blobs[layer]), "v1")
         evil_import = asyncio.create_task(service.run("evil", job_id=evil_job))
-        await service.sink.missed(evil_job, layer).wait()  # it now fetches, or waits for the victim's
+        await service.sink.missed(
+            evil_job, layer
+        ).wait()  # it now fetches, or waits for the victim's
     finally:
         honest.gate.set()
         await victim_import

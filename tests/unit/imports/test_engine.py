@@ -49,21 +49,34 @@ class MemorySource:
         self.blobs[sha(data)] = data
         return {"mediaType": "application/octet-stream", "digest": sha(data), "size": len(data)}
 
-    def manifest(self, document: dict[str, Any], media_type: str, tag: str | None = None) -> dict[str, Any]:
+    def manifest(
+        self, document: dict[str, Any], media_type: str, tag: str | None = None
+    ) -> dict[str, Any]:
         content = json.dumps(document).encode()
         self.manifests[sha(content)] = (content, media_type)
         if tag:
             self.tags[tag] = sha(content)
         return {"mediaType": media_type, "digest": sha(content), "size": len(content)}
 
-    def image(self, seed: str, tag: str | None = None, extra_layers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        config = self.blob(json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode())
+    def image(
+        self, seed: str, tag: str | None = None, extra_layers: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        config = self.blob(
+            json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+        )
         layer = self.blob(f"layer {seed}".encode() * 50)
-        document = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer, *(extra_layers or [])]}
+        document = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config,
+            "layers": [layer, *(extra_layers or [])],
+        }
         return self.manifest(document, OCI_MANIFEST, tag)
 
     def index(self, children: list[dict[str, Any]], tag: str | None = None) -> dict[str, Any]:
-        return self.manifest({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag)
+        return self.manifest(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag
+        )
 
     async def get_manifest(self, reference: str) -> FetchedManifest:
         digest = self.tags.get(reference, reference)
@@ -120,12 +133,16 @@ class CountingSink(RegistrySink):
 
 
 class World:
-    def __init__(self, meta: MetadataStore, store: FilesystemBlobStore, source: MemorySource) -> None:
+    def __init__(
+        self, meta: MetadataStore, store: FilesystemBlobStore, source: MemorySource
+    ) -> None:
         self.meta = meta
         self.store = store
         self.source = source
         self.sink = CountingSink(meta, store)
-        self.engine = ImportEngine(self.sink, OneSource(source), blob_concurrency=4, limits=ImportLimits(max_manifests=10))
+        self.engine = ImportEngine(
+            self.sink, OneSource(source), blob_concurrency=4, limits=ImportLimits(max_manifests=10)
+        )
 
     async def job(self, registry_id: int = 1) -> str:
         job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
@@ -133,14 +150,18 @@ class World:
             await JobQueries(q.conn).create_job(job_id, registry_id, "{}", None)
         return job_id
 
-    async def run(self, reference: str, *targets: str, force: bool = False, resumed: bool = False) -> Any:
+    async def run(
+        self, reference: str, *targets: str, force: bool = False, resumed: bool = False
+    ) -> Any:
         request = ImportRequest(
             SourceSpec("upstream.example", None, "app", reference),
             tuple(TargetTag(*t.split(":")) for t in targets),
             (),
             force,
         )
-        return await self.engine.run(await self.job(), 1, request, None, Progress(), resumed=resumed)
+        return await self.engine.run(
+            await self.job(), 1, request, None, Progress(), resumed=resumed
+        )
 
     async def tag(self, repository: str, tag: str) -> str | None:
         async with self.meta.reading() as q:
@@ -156,7 +177,11 @@ async def world(tmp_path: Path, database_url: str | None) -> AsyncIterator[World
     async with meta.writing() as q:
         await q.ensure_default_registry("default")
     try:
-        yield World(meta, FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False), MemorySource())
+        yield World(
+            meta,
+            FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False),
+            MemorySource(),
+        )
     finally:
         await db.close()
 
@@ -168,7 +193,9 @@ async def test_nested_index_is_planned_children_first(world: World) -> None:
     root = src.index([inner, leaf_b], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits(max_manifests=10))
     order = [m.digest for m in plan.manifests]
-    assert order.index(leaf_a["digest"]) < order.index(inner["digest"]) < order.index(root["digest"])
+    assert (
+        order.index(leaf_a["digest"]) < order.index(inner["digest"]) < order.index(root["digest"])
+    )
     assert order.index(leaf_b["digest"]) < order.index(root["digest"])
     assert order[-1] == root["digest"] and len(order) == 4
     assert len(plan.blobs) == 4
@@ -177,7 +204,9 @@ async def test_nested_index_is_planned_children_first(world: World) -> None:
 async def test_import_commits_everything_and_fetches_each_blob_once(world: World) -> None:
     src = world.source
     shared = src.blob(b"shared base layer" * 100)
-    root = src.index([src.image("a", extra_layers=[shared]), src.image("b", extra_layers=[shared])], tag="v1")
+    root = src.index(
+        [src.image("a", extra_layers=[shared]), src.image("b", extra_layers=[shared])], tag="v1"
+    )
     await world.run("v1", "app:v1")
     assert await world.tag("app", "v1") == root["digest"]
     assert sorted(src.fetches) == sorted(set(src.fetches)) and len(src.fetches) == 5
@@ -186,7 +215,12 @@ async def test_import_commits_everything_and_fetches_each_blob_once(world: World
 
 async def test_foreign_layers_are_recorded_not_fetched(world: World) -> None:
     src = world.source
-    foreign = {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": sha(b"far away"), "size": 8, "urls": ["https://example.invalid/l"]}
+    foreign = {
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": sha(b"far away"),
+        "size": 8,
+        "urls": ["https://example.invalid/l"],
+    }
     src.image("win", tag="ltsc", extra_layers=[foreign])
     await world.run("ltsc", "win:ltsc")
     assert sha(b"far away") not in src.fetches
@@ -231,7 +265,9 @@ async def test_two_concurrent_imports_fetch_a_shared_blob_once(world: World) -> 
     assert await world.tag("one", "v1") == await world.tag("two", "v1") is not None
 
 
-async def test_noforce_conflict_unless_a_resumed_attempt_already_moved_the_tag(world: World) -> None:
+async def test_noforce_conflict_unless_a_resumed_attempt_already_moved_the_tag(
+    world: World,
+) -> None:
     src = world.source
     image = src.image("v", tag="v1")
     await world.run("v1", "app:v1")
@@ -255,13 +291,31 @@ async def test_noforce_conflict_unless_a_resumed_attempt_already_moved_the_tag(w
         (ImportLimits(max_bytes=100), "ImageTooLarge"),
     ],
 )
-async def test_limits_fail_the_plan_before_any_blob_is_fetched(world: World, limits: ImportLimits, code: str) -> None:
+async def test_limits_fail_the_plan_before_any_blob_is_fetched(
+    world: World, limits: ImportLimits, code: str
+) -> None:
     src = world.source
     src.index([src.index([src.image("a"), src.image("b"), src.image("c")])], tag="nested")
-    engine = ImportEngine(RegistrySink(world.meta, world.store), OneSource(src), blob_concurrency=2, limits=limits)
-    request = ImportRequest(SourceSpec("upstream.example", None, "app", "nested"), (TargetTag("app", "v1"),), (), False)
+    engine = ImportEngine(
+        RegistrySink(world.meta, world.store), OneSource(src), blob_concurrency=2, limits=limits
+    )
+    request = ImportRequest(
+        SourceSpec("upstream.example", None, "app", "nested"), (TargetTag("app", "v1"),), (), False
+    )
     with pytest.raises(ImportFailure) as caught:
         await engine.run(await world.job(), 1, request, None, Progress())
     assert caught.value.code == code
-    assert str(getattr(limits, {"IndexTooDeep": "max_index_depth", "TooManyChildren": "max_index_children", "ImageTooLarge": "max_bytes"}[code])) in caught.value.message
+    assert (
+        str(
+            getattr(
+                limits,
+                {
+                    "IndexTooDeep": "max_index_depth",
+                    "TooManyChildren": "max_index_children",
+                    "ImageTooLarge": "max_bytes",
+                }[code],
+            )
+        )
+        in caught.value.message
+    )
     assert src.fetches == []

@@ -30,7 +30,9 @@ async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[Metada
         await db.close()
 
 
-async def claim(meta: MetadataStore, owner: str = "a" * 32, lease: timedelta = LEASE, **limits: int) -> str | None:
+async def claim(
+    meta: MetadataStore, owner: str = "a" * 32, lease: timedelta = LEASE, **limits: int
+) -> str | None:
     limits = {"max_running": 10, "max_running_per_registry": 10, **limits}
     async with meta.writing() as q:
         job = await JobQueries(q.conn).claim_job(owner, lease, **limits)
@@ -57,7 +59,9 @@ async def test_per_registry_and_service_wide_limits(meta: MetadataStore) -> None
     assert await claim(meta, max_running=2) is None  # two are running service-wide
 
 
-async def test_an_expired_lease_is_taken_over_and_the_old_owner_loses_it(meta: MetadataStore) -> None:
+async def test_an_expired_lease_is_taken_over_and_the_old_owner_loses_it(
+    meta: MetadataStore,
+) -> None:
     await add(meta, "1" * 32)
     assert await claim(meta, owner="a" * 32, lease=timedelta(seconds=-1)) == "1" * 32
     assert await claim(meta, owner="b" * 32) == "1" * 32  # the first owner died
@@ -65,14 +69,23 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_loses_it(meta: M
         jobs = JobQueries(q.conn)
         assert await jobs.renew_leases("a" * 32, LEASE, {"1" * 32: JobProgress()}) == {}
         assert not await jobs.finish_job("1" * 32, "a" * 32, "succeeded", JobProgress())
-        assert await jobs.finish_job("1" * 32, "b" * 32, "failed", JobProgress(bytes_done=5), JobFailure("X", "why", "copy"))
+        assert await jobs.finish_job(
+            "1" * 32, "b" * 32, "failed", JobProgress(bytes_done=5), JobFailure("X", "why", "copy")
+        )
         record = await jobs.job("1" * 32)
     assert record is not None
-    assert (record.state, record.attempts, record.error_code, record.bytes_done) == ("failed", 2, "X", 5)
+    assert (record.state, record.attempts, record.error_code, record.bytes_done) == (
+        "failed",
+        2,
+        "X",
+        5,
+    )
     assert record.credentials is None  # forgotten when the job ends
 
 
-async def test_one_statement_renews_the_leases_of_many_jobs_and_reports_cancels(meta: MetadataStore) -> None:
+async def test_one_statement_renews_the_leases_of_many_jobs_and_reports_cancels(
+    meta: MetadataStore,
+) -> None:
     for n in "1234":
         await add(meta, n * 32)
     for _ in "123":
@@ -88,7 +101,10 @@ async def test_one_statement_renews_the_leases_of_many_jobs_and_reports_cancels(
         records = {n: await JobQueries(q.conn).job(n * 32) for n in "1234"}
     for n in "123":
         record = records[n]
-        assert record is not None and (record.bytes_total, record.blobs_done) == (int(n) * 100, int(n))
+        assert record is not None and (record.bytes_total, record.blobs_done) == (
+            int(n) * 100,
+            int(n),
+        )
     other = records["4"]
     assert other is not None and other.bytes_total == 0  # another owner's job is untouched
 

@@ -55,7 +55,9 @@ async def test_a_failed_statement_does_not_quote_its_parameters(
     try:
         async with db.write() as conn:
             await conn.execute(text("CREATE TABLE hygiene (secret TEXT UNIQUE)"))
-            await conn.execute(text("INSERT INTO hygiene VALUES (:s)"), {"s": "scrypt$1$2$3$salt$hash"})
+            await conn.execute(
+                text("INSERT INTO hygiene VALUES (:s)"), {"s": "scrypt$1$2$3$salt$hash"}
+            )
         with pytest.raises(IntegrityError) as raised:
             async with db.write() as conn:
                 await conn.execute(

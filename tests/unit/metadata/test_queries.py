@@ -85,9 +85,18 @@ async def add_manifest(
 ) -> str:
     content = json.dumps({"label": label}).encode()
     manifest_digest = digest(label)
-    references = [ManifestReference(b, False) for b in blobs] + [ManifestReference(c, True) for c in children]
+    references = [ManifestReference(b, False) for b in blobs] + [
+        ManifestReference(c, True) for c in children
+    ]
     await q.insert_manifest(
-        repo_id, manifest_digest, media_type, content, artifact_type, subject, json.dumps({"l": label}), references
+        repo_id,
+        manifest_digest,
+        media_type,
+        content,
+        artifact_type,
+        subject,
+        json.dumps({"l": label}),
+        references,
     )
     return manifest_digest
 
@@ -103,20 +112,26 @@ def test_async_url() -> None:
         async_url("mysql://u@h/d")
 
 
-async def test_migrate_twice_is_idempotent(db: Database, store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_migrate_twice_is_idempotent(
+    db: Database, store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "keep/me")
     await db.migrate()
     await db.migrate()
     async with db.read() as conn:
-        versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+        versions = (
+            (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+        )
     assert len(versions) == 1
     async with store.reading() as q:
         assert await q.repository_id(registry.id, "keep/me") == repo_id  # data survives
 
 
 @pytest.mark.empty_database
-async def test_concurrent_migrations_on_a_fresh_database(url: str, database_url: str | None) -> None:
+async def test_concurrent_migrations_on_a_fresh_database(
+    url: str, database_url: str | None
+) -> None:
     databases = [Database(url, durable=False) for _ in range(3)]
     try:
         results = await asyncio.gather(*(d.migrate() for d in databases), return_exceptions=True)
@@ -171,7 +186,9 @@ async def test_default_registry_created_once(store: MetadataStore) -> None:
     assert_utc_now(first.created_at)
 
 
-async def test_default_registry_adopts_an_existing_registry_of_that_name(store: MetadataStore) -> None:
+async def test_default_registry_adopts_an_existing_registry_of_that_name(
+    store: MetadataStore,
+) -> None:
     async with store.writing() as q:
         created = await q.create_registry("main", "main.localhost:5000")
     assert not created.is_default
@@ -225,7 +242,9 @@ async def test_registries_without_login_server_do_not_collide(store: MetadataSto
         assert [r.login_server for r in await q.registries()] == [None, None]
 
 
-async def test_failed_write_scope_rolls_back_everything(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_failed_write_scope_rolls_back_everything(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     with pytest.raises(Conflict):
         async with store.writing() as q:
             await q.ensure_repository(registry.id, "rolled/back")
@@ -277,7 +296,9 @@ async def test_a_scope_joined_with_within_commits_and_rolls_back_with_its_caller
 # -- repositories -----------------------------------------------------------------------------
 
 
-async def test_ensure_repository_is_idempotent(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_ensure_repository_is_idempotent(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         first = await q.ensure_repository(registry.id, "team/app")
         again = await q.ensure_repository(registry.id, "team/app")
@@ -291,7 +312,9 @@ async def test_ensure_repository_is_idempotent(store: MetadataStore, registry: R
         assert await q.repository_id(registry.id, "team/missing") is None
 
 
-async def test_same_repository_name_in_two_registries(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_same_repository_name_in_two_registries(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         second = await q.create_registry("second", "second.localhost")
         a = await q.ensure_repository(registry.id, "app")
@@ -301,7 +324,9 @@ async def test_same_repository_name_in_two_registries(store: MetadataStore, regi
         assert await q.repository_id(second.id, "app") == b
 
 
-async def test_lock_repository_in_a_write_scope(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_lock_repository_in_a_write_scope(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "locked")
         await q.lock_repository(repo_id, exclusive=True)
@@ -410,7 +435,9 @@ async def test_touch_links(store: MetadataStore, registry: RegistryRecord) -> No
 # -- manifests, references, tags --------------------------------------------------------------
 
 
-async def test_insert_manifest_and_references(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_insert_manifest_and_references(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     config, layer = digest("config"), digest("layer")
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "app")
@@ -420,7 +447,9 @@ async def test_insert_manifest_and_references(store: MetadataStore, registry: Re
         image = await add_manifest(q, repo_id, "image", blobs=[config, layer, layer])
         index = await add_manifest(q, repo_id, "index", children=[image], media_type=OCI_INDEX)
         # Inserting the same manifest again is a no-op that says so.
-        assert not await q.insert_manifest(repo_id, image, OCI_MANIFEST, b"other", None, None, None, [])
+        assert not await q.insert_manifest(
+            repo_id, image, OCI_MANIFEST, b"other", None, None, None, []
+        )
     async with store.reading() as q:
         assert await q.existing_manifests(repo_id, [image, index, digest("nope")]) == {image, index}
         assert await q.existing_manifests(repo_id, []) == set()
@@ -435,7 +464,9 @@ async def test_insert_manifest_and_references(store: MetadataStore, registry: Re
     assert (record.digest, record.media_type) == (image, OCI_MANIFEST)
 
 
-async def test_manifest_bytes_are_stored_exactly(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_manifest_bytes_are_stored_exactly(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     content = b'{\n  "schemaVersion" : 2,\t"x": "\\u00e9\xc3\xa9"\n}\n\x00\xff'
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "app")
@@ -445,7 +476,9 @@ async def test_manifest_bytes_are_stored_exactly(store: MetadataStore, registry:
     assert record is not None and record.content == content
 
 
-async def test_manifest_by_tag_and_by_digest(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_manifest_by_tag_and_by_digest(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "app")
         other_reg = await q.create_registry("other", "other.localhost")
@@ -459,7 +492,9 @@ async def test_manifest_by_tag_and_by_digest(store: MetadataStore, registry: Reg
         assert by_tag == by_digest
         assert by_tag is not None and by_tag.digest == m
         assert await q.manifest(registry.id, "app", "v2", by_digest=False) is None
-        assert await q.manifest(registry.id, "app", m, by_digest=False) is None  # a digest is no tag
+        assert (
+            await q.manifest(registry.id, "app", m, by_digest=False) is None
+        )  # a digest is no tag
         assert await q.manifest(registry.id, "app", "v1", by_digest=True) is None
         assert await q.manifest(registry.id, "missing", m, by_digest=True) is None
         # Registries are isolated.
@@ -503,10 +538,14 @@ async def test_tags(store: MetadataStore, registry: RegistryRecord) -> None:
         assert await q.delete_tag(repo_id, "never") is False
     async with store.reading() as q:
         assert await q.list_tags(repo_id, None, 100) == ["b", "c", "d", "e"]
-        assert await q.manifest(registry.id, "app", m2, by_digest=True) is not None  # manifest stays
+        assert (
+            await q.manifest(registry.id, "app", m2, by_digest=True) is not None
+        )  # manifest stays
 
 
-async def test_tags_are_case_sensitive_and_per_repository(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_tags_are_case_sensitive_and_per_repository(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         a = await q.ensure_repository(registry.id, "a")
         b = await q.ensure_repository(registry.id, "b")
@@ -521,7 +560,9 @@ async def test_tags_are_case_sensitive_and_per_repository(store: MetadataStore, 
         assert await q.tag_digest(b, "Latest") is None
 
 
-async def test_tag_must_point_at_a_manifest_of_the_repository(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_tag_must_point_at_a_manifest_of_the_repository(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "app")
         other_id = await q.ensure_repository(registry.id, "other")
@@ -536,7 +577,9 @@ async def test_tag_must_point_at_a_manifest_of_the_repository(store: MetadataSto
         assert await q.list_tags(repo_id, None, 10) == []
 
 
-async def test_delete_manifest_removes_its_tags_and_references(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_delete_manifest_removes_its_tags_and_references(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     layer = digest("layer")
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "app")
@@ -565,14 +608,28 @@ async def test_referrers(store: MetadataStore, registry: RegistryRecord) -> None
         repo_id = await q.ensure_repository(registry.id, "app")
         subject = await add_manifest(q, repo_id, "subject")
         other_subject = await add_manifest(q, repo_id, "other-subject")
-        sbom = await add_manifest(q, repo_id, "sbom", subject=subject, artifact_type="application/spdx+json")
+        sbom = await add_manifest(
+            q, repo_id, "sbom", subject=subject, artifact_type="application/spdx+json"
+        )
         await asyncio.sleep(0.002)
-        sig = await add_manifest(q, repo_id, "sig", subject=subject, artifact_type="application/vnd.cncf.notary.signature")
+        sig = await add_manifest(
+            q,
+            repo_id,
+            "sig",
+            subject=subject,
+            artifact_type="application/vnd.cncf.notary.signature",
+        )
         await asyncio.sleep(0.002)
-        sbom2 = await add_manifest(q, repo_id, "sbom2", subject=subject, artifact_type="application/spdx+json")
-        await add_manifest(q, repo_id, "unrelated", subject=other_subject, artifact_type="application/spdx+json")
+        sbom2 = await add_manifest(
+            q, repo_id, "sbom2", subject=subject, artifact_type="application/spdx+json"
+        )
+        await add_manifest(
+            q, repo_id, "unrelated", subject=other_subject, artifact_type="application/spdx+json"
+        )
         other_repo = await q.ensure_repository(registry.id, "other")
-        await add_manifest(q, other_repo, "other-repo-ref", subject=subject, artifact_type="application/spdx+json")
+        await add_manifest(
+            q, other_repo, "other-repo-ref", subject=subject, artifact_type="application/spdx+json"
+        )
     async with store.reading() as q:
         everything = await q.referrers(registry.id, "app", subject, None)
         sboms = await q.referrers(registry.id, "app", subject, "application/spdx+json")
@@ -632,7 +689,9 @@ async def test_upload_lifecycle(store: MetadataStore, registry: RegistryRecord) 
         assert await q.upload_ids() == set()
 
 
-async def test_duplicate_upload_id_is_integrity_error(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_duplicate_upload_id_is_integrity_error(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     upload_id = "a" * 32
     async with store.writing() as q:
         await q.create_upload(upload_id, registry.id, "app", "sha256")
@@ -641,7 +700,9 @@ async def test_duplicate_upload_id_is_integrity_error(store: MetadataStore, regi
             await q.create_upload(upload_id, registry.id, "app", "sha512")
 
 
-async def test_concurrent_advances_only_one_wins(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_concurrent_advances_only_one_wins(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     upload_id = "b" * 32
     async with store.writing() as q:
         await q.create_upload(upload_id, registry.id, "app", "sha256")
@@ -674,7 +735,9 @@ async def test_uploads_idle_since(store: MetadataStore, registry: RegistryRecord
         assert {u.id for u in await q.uploads_idle_since(future())} == {idle, busy}
 
 
-async def test_cutoffs_compare_instants_not_wall_clock(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_cutoffs_compare_instants_not_wall_clock(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     """A cutoff is an aware datetime: the same instant written in another zone must select
     the same rows (PostgreSQL compares instants; SQLite must not compare wall-clock text)."""
     upload_id = "e" * 32
@@ -707,7 +770,9 @@ async def test_unreferenced_links_and_drop(store: MetadataStore, registry: Regis
         await q.link_blob(other_id, used)  # needed in `app`, not in `other`
         await add_manifest(q, repo_id, "m", blobs=[used])
     async with store.reading() as q:
-        assert sorted(await q.unreferenced_links(future())) == sorted([(repo_id, unused), (other_id, used)])
+        assert sorted(await q.unreferenced_links(future())) == sorted(
+            [(repo_id, unused), (other_id, used)]
+        )
         assert await q.unreferenced_links(PAST) == []  # grace period: nothing old enough
     async with store.writing() as q:
         assert await q.drop_link_if_unreferenced(repo_id, used, future()) is False  # still needed
@@ -721,7 +786,9 @@ async def test_unreferenced_links_and_drop(store: MetadataStore, registry: Regis
         assert await q.link_holders(unused) == set()
 
 
-async def test_manifest_child_references_protect_nothing_else(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_manifest_child_references_protect_nothing_else(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     # A child manifest reference (is_manifest) of the same digest as a linked blob keeps the
     # link: unreferenced_links looks at every reference of the repository.
     blob = digest("dual")
@@ -734,7 +801,9 @@ async def test_manifest_child_references_protect_nothing_else(store: MetadataSto
         assert await q.unreferenced_links(future()) == []
 
 
-async def test_orphan_blobs_and_delete_blob_row(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_orphan_blobs_and_delete_blob_row(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     linked, orphan = digest("linked"), digest("orphan")
     async with store.writing() as q:
         repo_id = await q.ensure_repository(registry.id, "app")
@@ -775,7 +844,9 @@ async def test_unlinked_blob_becomes_orphan(store: MetadataStore, registry: Regi
 # -- catalog ----------------------------------------------------------------------------------
 
 
-async def test_catalog_lists_only_repositories_with_content(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_catalog_lists_only_repositories_with_content(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     blob = digest("blob")
     async with store.writing() as q:
         other = await q.create_registry("other", "other.localhost")
@@ -790,7 +861,11 @@ async def test_catalog_lists_only_repositories_with_content(store: MetadataStore
         await add_manifest(q, with_manifest, "m")
         await add_manifest(q, also, "n")
     async with store.reading() as q:
-        assert await q.catalog(registry.id, None, 100) == ["a/with-blob", "b/with-manifest", "d/also"]
+        assert await q.catalog(registry.id, None, 100) == [
+            "a/with-blob",
+            "b/with-manifest",
+            "d/also",
+        ]
         assert await q.catalog(registry.id, None, 2) == ["a/with-blob", "b/with-manifest"]
         assert await q.catalog(registry.id, "b/with-manifest", 2) == ["d/also"]
         assert await q.catalog(registry.id, "c", 10) == ["d/also"]
@@ -805,7 +880,9 @@ async def test_catalog_lists_only_repositories_with_content(store: MetadataStore
 # -- scopes -------------------------------------------------------------------------------------
 
 
-async def test_reads_see_committed_writes_only(store: MetadataStore, registry: RegistryRecord) -> None:
+async def test_reads_see_committed_writes_only(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
     async with store.writing() as q:
         await q.ensure_repository(registry.id, "committed")
     async with store.reading() as q:

@@ -76,7 +76,14 @@ async def test_the_fast_path_offers_keyed_lookups_only(store: MetadataStore) -> 
         await q.record_blob(layer, 7)
         await q.link_blob(repo_id, layer)
         await q.insert_manifest(
-            repo_id, digest, OCI_MANIFEST, content, None, None, None, [ManifestReference(layer, False)]
+            repo_id,
+            digest,
+            OCI_MANIFEST,
+            content,
+            None,
+            None,
+            None,
+            [ManifestReference(layer, False)],
         )
         await q.set_tag(repo_id, "v1", digest)
     async with store.fast_read() as fast:
@@ -98,5 +105,8 @@ async def test_registries_by_id(store: MetadataStore) -> None:
     async with store.reading() as q:
         assert await q.registry_by_id(one.id) == one
         assert await q.registry_by_id(two.id + 100) is None
-        assert await q.registries_by_id([two.id, default.id, two.id, 999]) == {two.id: two, default.id: default}
+        assert await q.registries_by_id([two.id, default.id, two.id, 999]) == {
+            two.id: two,
+            default.id: default,
+        }
         assert await q.registries_by_id([]) == {}

@@ -207,7 +207,11 @@ _DIGEST_ALPHABET = "abcdefABCDEF0123456789:=_-+.gz \n/"
     text=st.one_of(
         st.text(),
         st.text(alphabet=_DIGEST_ALPHABET),
-        st.builds(lambda alg, rest: f"{alg}:{rest}", st.sampled_from([*ALGORITHMS, "md5", "SHA256", ""]), st.text(alphabet=_DIGEST_ALPHABET)),
+        st.builds(
+            lambda alg, rest: f"{alg}:{rest}",
+            st.sampled_from([*ALGORITHMS, "md5", "SHA256", ""]),
+            st.text(alphabet=_DIGEST_ALPHABET),
+        ),
         st.builds(
             lambda alg, n: f"{alg}:{'a' * n}",
             st.sampled_from(ALGORITHMS),

@@ -50,7 +50,12 @@ def oci_index(**overrides: Any) -> dict[str, Any]:
         "schemaVersion": 2,
         "mediaType": mt.OCI_INDEX,
         "manifests": [
-            descriptor(mt.OCI_MANIFEST, CHILD_DIGESTS[0], 500, platform={"os": "linux", "architecture": "amd64"}),
+            descriptor(
+                mt.OCI_MANIFEST,
+                CHILD_DIGESTS[0],
+                500,
+                platform={"os": "linux", "architecture": "amd64"},
+            ),
             descriptor(
                 mt.OCI_MANIFEST,
                 CHILD_DIGESTS[1],
@@ -123,7 +128,12 @@ def test_descriptor_optional_fields() -> None:
         10,
         annotations={"org.opencontainers.image.title": "a.tgz"},
         artifactType="application/x-thing",
-        platform={"os": "windows", "architecture": "amd64", "os.version": "10.0.17763.1", "os.features": ["win32k"]},
+        platform={
+            "os": "windows",
+            "architecture": "amd64",
+            "os.version": "10.0.17763.1",
+            "os.features": ["win32k"],
+        },
     )
     parsed = parse_manifest(encode(oci_manifest(layers=[layer])))
     assert parsed.layers == (
@@ -191,7 +201,9 @@ def test_oci_index() -> None:
     assert parsed.blobs == ()
     assert parsed.manifests == (
         Descriptor(mt.OCI_MANIFEST, CHILD_DIGESTS[0], 500, platform=Platform("linux", "amd64")),
-        Descriptor(mt.OCI_MANIFEST, CHILD_DIGESTS[1], 501, platform=Platform("linux", "arm64", "v8")),
+        Descriptor(
+            mt.OCI_MANIFEST, CHILD_DIGESTS[1], 501, platform=Platform("linux", "arm64", "v8")
+        ),
     )
     assert str(parsed.manifests[0].platform) == "linux/amd64"
     assert str(parsed.manifests[1].platform) == "linux/arm64/v8"
@@ -203,12 +215,21 @@ def test_docker_manifest_list() -> None:
         "schemaVersion": 2,
         "mediaType": mt.DOCKER_MANIFEST_LIST,
         "manifests": [
-            descriptor(mt.DOCKER_MANIFEST, CHILD_DIGESTS[0], 7, platform={"os": "linux", "architecture": "arm", "variant": "v7"}),
+            descriptor(
+                mt.DOCKER_MANIFEST,
+                CHILD_DIGESTS[0],
+                7,
+                platform={"os": "linux", "architecture": "arm", "variant": "v7"},
+            ),
             descriptor(
                 mt.DOCKER_MANIFEST,
                 CHILD_DIGESTS[1],
                 8,
-                platform={"os": "windows", "architecture": "amd64", "os.version": "10.0.20348.2227"},
+                platform={
+                    "os": "windows",
+                    "architecture": "amd64",
+                    "os.version": "10.0.20348.2227",
+                },
             ),
         ],
     }
@@ -226,7 +247,9 @@ def test_index_may_be_empty() -> None:
 
 
 def test_index_without_platforms() -> None:
-    parsed = parse_manifest(encode(oci_index(manifests=[descriptor(mt.OCI_MANIFEST, CHILD_DIGESTS[0], 1)])))
+    parsed = parse_manifest(
+        encode(oci_index(manifests=[descriptor(mt.OCI_MANIFEST, CHILD_DIGESTS[0], 1)]))
+    )
     assert parsed.manifests[0].platform is None
 
 
@@ -283,7 +306,10 @@ def test_empty_artifact_type_falls_back_to_config_media_type() -> None:
 
 
 def test_index_artifact_with_subject() -> None:
-    document = oci_index(artifactType="application/vnd.example.bundle", subject=descriptor(mt.OCI_INDEX, SUBJECT_DIGEST, 5))
+    document = oci_index(
+        artifactType="application/vnd.example.bundle",
+        subject=descriptor(mt.OCI_INDEX, SUBJECT_DIGEST, 5),
+    )
     parsed = parse_manifest(encode(document))
     assert parsed.is_index
     assert parsed.subject is not None and parsed.subject.digest == SUBJECT_DIGEST
@@ -303,10 +329,22 @@ def test_index_artifact_with_subject() -> None:
         # Content-Type parameters and case don't matter.
         (oci_manifest(mediaType=_ABSENT), f"{mt.OCI_MANIFEST}; charset=utf-8", mt.OCI_MANIFEST),
         (oci_manifest(mediaType=_ABSENT), mt.OCI_MANIFEST.upper(), mt.OCI_MANIFEST),
-        (oci_manifest(mediaType=_ABSENT), f"{mt.DOCKER_MANIFEST}; charset=utf-8", mt.DOCKER_MANIFEST),
+        (
+            oci_manifest(mediaType=_ABSENT),
+            f"{mt.DOCKER_MANIFEST}; charset=utf-8",
+            mt.DOCKER_MANIFEST,
+        ),
         (oci_manifest(mediaType=_ABSENT), f" {mt.DOCKER_MANIFEST.upper()} ", mt.DOCKER_MANIFEST),
-        (oci_index(mediaType=_ABSENT), f"{mt.DOCKER_MANIFEST_LIST.upper()};q=1", mt.DOCKER_MANIFEST_LIST),
-        (oci_manifest(mediaType=mt.DOCKER_MANIFEST), mt.DOCKER_MANIFEST.upper(), mt.DOCKER_MANIFEST),
+        (
+            oci_index(mediaType=_ABSENT),
+            f"{mt.DOCKER_MANIFEST_LIST.upper()};q=1",
+            mt.DOCKER_MANIFEST_LIST,
+        ),
+        (
+            oci_manifest(mediaType=mt.DOCKER_MANIFEST),
+            mt.DOCKER_MANIFEST.upper(),
+            mt.DOCKER_MANIFEST,
+        ),
         # From the shape when the header says nothing useful.
         (oci_manifest(mediaType=_ABSENT), None, mt.OCI_MANIFEST),
         (oci_manifest(mediaType=_ABSENT), "", mt.OCI_MANIFEST),
@@ -320,7 +358,9 @@ def test_index_artifact_with_subject() -> None:
         (oci_manifest(), f"{mt.OCI_MANIFEST};charset=utf-8", mt.OCI_MANIFEST),
     ],
 )
-def test_media_type_inference(document: dict[str, Any], content_type: str | None, expected: str) -> None:
+def test_media_type_inference(
+    document: dict[str, Any], content_type: str | None, expected: str
+) -> None:
     assert parse_manifest(encode(document), content_type).media_type == expected
 
 
@@ -347,7 +387,11 @@ def test_inference_impossible() -> None:
     ],
 )
 def test_media_type_and_content_type_mismatch_refused(declared: str, header: str) -> None:
-    document = oci_manifest(mediaType=declared) if declared in mt.IMAGE_MANIFESTS else oci_index(mediaType=declared)
+    document = (
+        oci_manifest(mediaType=declared)
+        if declared in mt.IMAGE_MANIFESTS
+        else oci_index(mediaType=declared)
+    )
     with pytest.raises(ManifestError, match="does not match") as info:
         parse_manifest(encode(document), header)
     assert not isinstance(info.value, UnsupportedSchema1)
@@ -355,7 +399,12 @@ def test_media_type_and_content_type_mismatch_refused(declared: str, header: str
 
 @pytest.mark.parametrize(
     "media_type",
-    [mt.OCI_CONFIG, "application/json", "application/vnd.oci.artifact.manifest.v1+json", "text/plain"],
+    [
+        mt.OCI_CONFIG,
+        "application/json",
+        "application/vnd.oci.artifact.manifest.v1+json",
+        "text/plain",
+    ],
 )
 def test_unsupported_declared_media_type(media_type: str) -> None:
     with pytest.raises(ManifestError, match="unsupported manifest media type"):
@@ -384,13 +433,27 @@ SCHEMA1 = {
     [
         pytest.param(SCHEMA1, None, id="schemaVersion-1"),
         pytest.param({**SCHEMA1, "mediaType": mt.DOCKER_SCHEMA1}, None, id="mediaType-v1"),
-        pytest.param({**SCHEMA1, "mediaType": mt.DOCKER_SCHEMA1_SIGNED}, None, id="mediaType-v1-signed"),
+        pytest.param(
+            {**SCHEMA1, "mediaType": mt.DOCKER_SCHEMA1_SIGNED}, None, id="mediaType-v1-signed"
+        ),
         pytest.param(SCHEMA1, mt.DOCKER_SCHEMA1_SIGNED, id="content-type-signed"),
-        pytest.param(oci_manifest(mediaType=_ABSENT), f"{mt.DOCKER_SCHEMA1_SIGNED}; charset=utf-8", id="content-type-with-parameter"),
-        pytest.param(oci_manifest(mediaType=_ABSENT), mt.DOCKER_SCHEMA1.upper(), id="content-type-uppercase"),
+        pytest.param(
+            oci_manifest(mediaType=_ABSENT),
+            f"{mt.DOCKER_SCHEMA1_SIGNED}; charset=utf-8",
+            id="content-type-with-parameter",
+        ),
+        pytest.param(
+            oci_manifest(mediaType=_ABSENT), mt.DOCKER_SCHEMA1.upper(), id="content-type-uppercase"
+        ),
         pytest.param({**SCHEMA1, "schemaVersion": 2}, mt.DOCKER_SCHEMA1, id="content-type-v1"),
-        pytest.param(oci_manifest(mediaType=_ABSENT), mt.DOCKER_SCHEMA1_SIGNED, id="content-type-beats-shape"),
-        pytest.param(oci_manifest(mediaType=mt.DOCKER_SCHEMA1), mt.OCI_MANIFEST, id="declared-v1-with-oci-header"),
+        pytest.param(
+            oci_manifest(mediaType=_ABSENT), mt.DOCKER_SCHEMA1_SIGNED, id="content-type-beats-shape"
+        ),
+        pytest.param(
+            oci_manifest(mediaType=mt.DOCKER_SCHEMA1),
+            mt.OCI_MANIFEST,
+            id="declared-v1-with-oci-header",
+        ),
     ],
 )
 def test_schema1_refused(document: dict[str, Any], content_type: str | None) -> None:
@@ -428,15 +491,47 @@ _CONFIG = descriptor(mt.OCI_CONFIG, CONFIG_DIGEST, 7)
 @pytest.mark.parametrize(
     ("document", "field"),
     [
-        pytest.param(oci_manifest(config={**_CONFIG, "digest": "sha256:abc"}), "config.digest", id="config-digest-short"),
-        pytest.param(oci_manifest(config={**_CONFIG, "digest": str(CONFIG_DIGEST).upper()}), "config.digest", id="config-digest-upper"),
-        pytest.param(oci_manifest(config={**_CONFIG, "digest": "md5:d41d8cd98f00b204e9800998ecf8427e"}), "config.digest", id="config-digest-md5"),
-        pytest.param(oci_manifest(config={**_CONFIG, "digest": 5}), "config.digest", id="config-digest-int"),
-        pytest.param(oci_manifest(config=_without(_CONFIG, "digest")), "config.digest", id="config-digest-missing"),
-        pytest.param(oci_manifest(config=_without(_CONFIG, "mediaType")), "config.mediaType", id="config-mediatype-missing"),
-        pytest.param(oci_manifest(config={**_CONFIG, "mediaType": ""}), "config.mediaType", id="config-mediatype-empty"),
-        pytest.param(oci_manifest(config={**_CONFIG, "mediaType": 1}), "config.mediaType", id="config-mediatype-int"),
-        pytest.param(oci_manifest(config=_without(_CONFIG, "size")), "config.size", id="config-size-missing"),
+        pytest.param(
+            oci_manifest(config={**_CONFIG, "digest": "sha256:abc"}),
+            "config.digest",
+            id="config-digest-short",
+        ),
+        pytest.param(
+            oci_manifest(config={**_CONFIG, "digest": str(CONFIG_DIGEST).upper()}),
+            "config.digest",
+            id="config-digest-upper",
+        ),
+        pytest.param(
+            oci_manifest(config={**_CONFIG, "digest": "md5:d41d8cd98f00b204e9800998ecf8427e"}),
+            "config.digest",
+            id="config-digest-md5",
+        ),
+        pytest.param(
+            oci_manifest(config={**_CONFIG, "digest": 5}), "config.digest", id="config-digest-int"
+        ),
+        pytest.param(
+            oci_manifest(config=_without(_CONFIG, "digest")),
+            "config.digest",
+            id="config-digest-missing",
+        ),
+        pytest.param(
+            oci_manifest(config=_without(_CONFIG, "mediaType")),
+            "config.mediaType",
+            id="config-mediatype-missing",
+        ),
+        pytest.param(
+            oci_manifest(config={**_CONFIG, "mediaType": ""}),
+            "config.mediaType",
+            id="config-mediatype-empty",
+        ),
+        pytest.param(
+            oci_manifest(config={**_CONFIG, "mediaType": 1}),
+            "config.mediaType",
+            id="config-mediatype-int",
+        ),
+        pytest.param(
+            oci_manifest(config=_without(_CONFIG, "size")), "config.size", id="config-size-missing"
+        ),
         pytest.param(oci_manifest(config=None), "config", id="config-null"),
         pytest.param(oci_manifest(config=[]), "config", id="config-list"),
         pytest.param(oci_manifest(config="sha256:x"), "config", id="config-string"),
@@ -445,24 +540,60 @@ _CONFIG = descriptor(mt.OCI_CONFIG, CONFIG_DIGEST, 7)
         pytest.param(_bad_layer(1, size=1.5), "layers[1].size", id="layer1-size-float"),
         pytest.param(_bad_layer(1, size=True), "layers[1].size", id="layer1-size-bool"),
         pytest.param(_bad_layer(1, size=None), "layers[1].size", id="layer1-size-null"),
-        pytest.param(_bad_layer(2, digest="sha256:" + "0" * 63), "layers[2].digest", id="layer2-digest"),
+        pytest.param(
+            _bad_layer(2, digest="sha256:" + "0" * 63), "layers[2].digest", id="layer2-digest"
+        ),
         pytest.param(_bad_layer(0, urls="https://x"), "layers[0].urls", id="layer0-urls-string"),
-        pytest.param(_bad_layer(0, urls=["https://x", 3]), "layers[0].urls", id="layer0-urls-int-item"),
-        pytest.param(_bad_layer(0, annotations=[]), "layers[0].annotations", id="layer0-annotations-list"),
-        pytest.param(_bad_layer(0, annotations={"k": 1}), "layers[0].annotations.k", id="layer0-annotation-value"),
-        pytest.param(_bad_layer(1, artifactType=7), "layers[1].artifactType", id="layer1-artifacttype"),
-        pytest.param(_bad_layer(1, platform="linux/amd64"), "layers[1].platform", id="layer1-platform-string"),
-        pytest.param(oci_manifest(layers=[descriptor(LAYER_TAR, LAYER_DIGESTS[0], 1), "x"]), "layers[1]", id="layer1-not-object"),
+        pytest.param(
+            _bad_layer(0, urls=["https://x", 3]), "layers[0].urls", id="layer0-urls-int-item"
+        ),
+        pytest.param(
+            _bad_layer(0, annotations=[]), "layers[0].annotations", id="layer0-annotations-list"
+        ),
+        pytest.param(
+            _bad_layer(0, annotations={"k": 1}),
+            "layers[0].annotations.k",
+            id="layer0-annotation-value",
+        ),
+        pytest.param(
+            _bad_layer(1, artifactType=7), "layers[1].artifactType", id="layer1-artifacttype"
+        ),
+        pytest.param(
+            _bad_layer(1, platform="linux/amd64"), "layers[1].platform", id="layer1-platform-string"
+        ),
+        pytest.param(
+            oci_manifest(layers=[descriptor(LAYER_TAR, LAYER_DIGESTS[0], 1), "x"]),
+            "layers[1]",
+            id="layer1-not-object",
+        ),
         pytest.param(oci_manifest(layers={"a": 1}), "layers", id="layers-object"),
-        pytest.param(_bad_child(0, platform="linux"), "manifests[0].platform", id="child0-platform-string"),
-        pytest.param(_bad_child(0, platform={"os": "linux"}), "manifests[0].platform", id="child0-platform-no-arch"),
-        pytest.param(_bad_child(0, platform={"architecture": "amd64"}), "manifests[0].platform", id="child0-platform-no-os"),
-        pytest.param(_bad_child(2, platform={"os": "linux", "architecture": 1}), "manifests[2].platform", id="child2-platform-arch-int"),
+        pytest.param(
+            _bad_child(0, platform="linux"), "manifests[0].platform", id="child0-platform-string"
+        ),
+        pytest.param(
+            _bad_child(0, platform={"os": "linux"}),
+            "manifests[0].platform",
+            id="child0-platform-no-arch",
+        ),
+        pytest.param(
+            _bad_child(0, platform={"architecture": "amd64"}),
+            "manifests[0].platform",
+            id="child0-platform-no-os",
+        ),
+        pytest.param(
+            _bad_child(2, platform={"os": "linux", "architecture": 1}),
+            "manifests[2].platform",
+            id="child2-platform-arch-int",
+        ),
         pytest.param(_bad_child(1, digest="sha256:zz"), "manifests[1].digest", id="child1-digest"),
         pytest.param(_bad_child(1, size=-5), "manifests[1].size", id="child1-size"),
         pytest.param(oci_index(manifests={"x": 1}), "manifests", id="manifests-object"),
         pytest.param(oci_index(manifests=[1]), "manifests[0]", id="child0-not-object"),
-        pytest.param(oci_manifest(subject={"mediaType": mt.OCI_MANIFEST, "size": 1}), "subject.digest", id="subject-digest"),
+        pytest.param(
+            oci_manifest(subject={"mediaType": mt.OCI_MANIFEST, "size": 1}),
+            "subject.digest",
+            id="subject-digest",
+        ),
         pytest.param(oci_manifest(subject="sha256:x"), "subject", id="subject-string"),
         pytest.param(oci_manifest(annotations={"a": 1}), "annotations.a", id="annotation-value"),
         pytest.param(oci_manifest(annotations="x"), "annotations", id="annotations-string"),
@@ -511,12 +642,20 @@ def test_deeply_nested_json_is_a_manifest_error() -> None:
     with pytest.raises(ManifestError):
         parse_manifest(b"[" * 100_000)
     with pytest.raises(ManifestError):
-        parse_manifest(b'{"schemaVersion": 2, "annotations": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001)
+        parse_manifest(
+            b'{"schemaVersion": 2, "annotations": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001
+        )
 
 
 def test_huge_integer_is_a_manifest_error() -> None:
     # Python refuses to convert integers longer than 4300 digits with a plain ValueError.
-    document = b'{"schemaVersion": 2, "mediaType": "' + mt.OCI_MANIFEST.encode() + b'", "config": {"size": ' + b"9" * 5000 + b"}}"
+    document = (
+        b'{"schemaVersion": 2, "mediaType": "'
+        + mt.OCI_MANIFEST.encode()
+        + b'", "config": {"size": '
+        + b"9" * 5000
+        + b"}}"
+    )
     with pytest.raises(ManifestError):
         parse_manifest(document)
 
@@ -524,7 +663,9 @@ def test_huge_integer_is_a_manifest_error() -> None:
 def test_bytes_are_not_reserialised() -> None:
     # Unusual but valid JSON (whitespace, key order, unicode escapes) parses fine.
     data = (
-        b'{\n  "layers" : [ ],\n  "config":{"size":7,"digest":"' + str(CONFIG_DIGEST).encode() + b'",'
+        b'{\n  "layers" : [ ],\n  "config":{"size":7,"digest":"'
+        + str(CONFIG_DIGEST).encode()
+        + b'",'
         b'"mediaType":"application/vnd.oci.image.config.v1+json"},\n'
         b'  "schemaVersion":2, "annotations": {"k": "\\u00e9"}}'
     )
@@ -549,7 +690,9 @@ _unknown_fields = st.dictionaries(
     st.text(min_size=1, max_size=10).map(lambda k: "x-" + k),
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner, max_size=2),
+        lambda inner: (
+            st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+        ),
         max_leaves=4,
     ),
     max_size=2,
@@ -565,9 +708,20 @@ _platforms = st.builds(
 
 
 @st.composite
-def descriptors(draw: st.DrawFn, *, with_platform: bool = False) -> tuple[dict[str, Any], Descriptor]:
+def descriptors(
+    draw: st.DrawFn, *, with_platform: bool = False
+) -> tuple[dict[str, Any], Descriptor]:
     """A random descriptor as JSON-ready dict, with the Descriptor it must parse to."""
-    media_type = draw(st.sampled_from([LAYER_TAR, DOCKER_LAYER, mt.OCI_MANIFEST, "application/x-" + draw(st.text("abc", min_size=1, max_size=5))]))
+    media_type = draw(
+        st.sampled_from(
+            [
+                LAYER_TAR,
+                DOCKER_LAYER,
+                mt.OCI_MANIFEST,
+                "application/x-" + draw(st.text("abc", min_size=1, max_size=5)),
+            ]
+        )
+    )
     digest = draw(_digests)
     size = draw(st.integers(min_value=0, max_value=2**53))
     value: dict[str, Any] = {"mediaType": media_type, "digest": str(digest), "size": size}
@@ -668,11 +822,26 @@ def test_property_generated_documents_parse_to_what_was_generated(
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 _manifest_keys = st.sampled_from(
-    ["schemaVersion", "mediaType", "config", "layers", "manifests", "subject", "annotations", "artifactType", "urls", "digest", "size", "platform"]
+    [
+        "schemaVersion",
+        "mediaType",
+        "config",
+        "layers",
+        "manifests",
+        "subject",
+        "annotations",
+        "artifactType",
+        "urls",
+        "digest",
+        "size",
+        "platform",
+    ]
 )
 
 
@@ -697,12 +866,17 @@ def _mangled(draw: st.DrawFn) -> bytes:
     data=st.one_of(
         st.binary(max_size=256),
         _json_values.map(lambda v: json.dumps(v).encode()),
-        st.dictionaries(_manifest_keys, _json_values, max_size=6).map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(_manifest_keys, _json_values, max_size=6).map(
+            lambda v: json.dumps(v).encode()
+        ),
         _mangled(),
     ),
-    content_type=st.none() | st.sampled_from(sorted(mt.MANIFEST_TYPES | mt.SCHEMA1_TYPES | {"application/json"})),
+    content_type=st.none()
+    | st.sampled_from(sorted(mt.MANIFEST_TYPES | mt.SCHEMA1_TYPES | {"application/json"})),
 )
-def test_property_arbitrary_bytes_parse_or_raise_manifest_error(data: bytes, content_type: str | None) -> None:
+def test_property_arbitrary_bytes_parse_or_raise_manifest_error(
+    data: bytes, content_type: str | None
+) -> None:
     try:
         parsed = parse_manifest(data, content_type)
     except ManifestError:

@@ -104,7 +104,18 @@ def test_invalid_reference_is_a_value_error() -> None:
 
 @pytest.mark.parametrize(
     "tag",
-    ["latest", "v1.0.0", "1", "_", "_private", "A", "UPPER-case_Mixed.1", "a" * 128, "x" + "-" * 127, "3.11-slim"],
+    [
+        "latest",
+        "v1.0.0",
+        "1",
+        "_",
+        "_private",
+        "A",
+        "UPPER-case_Mixed.1",
+        "a" * 128,
+        "x" + "-" * 127,
+        "3.11-slim",
+    ],
 )
 def test_valid_tags(tag: str) -> None:
     assert validate_tag(tag) == tag
@@ -145,7 +156,13 @@ def test_invalid_tags(tag: str) -> None:
         (f"ubuntu:22.04@{DIGEST_TEXT}", None, "ubuntu", "22.04", DIGEST),
         (f"ubuntu@{SHA512}", None, "ubuntu", None, SHA512),
         ("docker.io/library/ubuntu", "docker.io", "library/ubuntu", None, None),
-        ("mcr.microsoft.com/dotnet/runtime:8.0", "mcr.microsoft.com", "dotnet/runtime", "8.0", None),
+        (
+            "mcr.microsoft.com/dotnet/runtime:8.0",
+            "mcr.microsoft.com",
+            "dotnet/runtime",
+            "8.0",
+            None,
+        ),
         ("Registry.Example.COM/app", "Registry.Example.COM", "app", None, None),
         ("localhost/app", "localhost", "app", None, None),
         ("localhost:5000/app", "localhost:5000", "app", None, None),
@@ -167,7 +184,9 @@ def test_invalid_tags(tag: str) -> None:
         ("library/ubuntu:latest", None, "library/ubuntu", "latest", None),
     ],
 )
-def test_parse(text: str, host: str | None, repository: str, tag: str | None, digest: Digest | None) -> None:
+def test_parse(
+    text: str, host: str | None, repository: str, tag: str | None, digest: Digest | None
+) -> None:
     ref = ImageReference.parse(text)
     assert ref == ImageReference(host, repository, tag, digest)
     assert str(ref) == text
@@ -287,11 +306,21 @@ def test_normalize_docker_hub(host: str, repository: str, expected: tuple[str, s
 # same language up to ~200 characters, generated ~10x faster than the unbounded regex, whose
 # average example is longer than the 255-character limit. Long names have table cases above.
 BOUNDED_NAME_REGEX = SPEC_NAME_REGEX.replace("+", "{1,8}").replace(")*", "){0,4}")
-names = st.from_regex(BOUNDED_NAME_REGEX, fullmatch=True).filter(lambda n: len(n) <= MAX_REPOSITORY_LENGTH)
+names = st.from_regex(BOUNDED_NAME_REGEX, fullmatch=True).filter(
+    lambda n: len(n) <= MAX_REPOSITORY_LENGTH
+)
 tags = st.from_regex(SPEC_TAG_REGEX, fullmatch=True)
 digests = st.builds(Digest.of, st.binary(max_size=64), st.sampled_from(["sha256", "sha512"]))
 hosts = st.sampled_from(
-    ["localhost", "localhost:5000", "registry.example.com", "registry.example.com:443", "127.0.0.1:5000", "[::1]:5000", "[fe80::1]"]
+    [
+        "localhost",
+        "localhost:5000",
+        "registry.example.com",
+        "registry.example.com:443",
+        "127.0.0.1:5000",
+        "[::1]:5000",
+        "[fe80::1]",
+    ]
 )
 
 
@@ -304,7 +333,9 @@ def test_property_grammar_names_are_valid(name: str) -> None:
 
 @settings(max_examples=60)  # from_regex is slow; every run draws new names
 @given(name=names, tag=st.none() | tags, digest=st.none() | digests)
-def test_property_grammar_names_round_trip_without_host(name: str, tag: str | None, digest: Digest | None) -> None:
+def test_property_grammar_names_round_trip_without_host(
+    name: str, tag: str | None, digest: Digest | None
+) -> None:
     text = name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
     ref = ImageReference.parse(text, allow_host=False)
     assert ref == ImageReference(None, name, tag, digest)
@@ -336,7 +367,11 @@ def test_property_hostless_names_round_trip_with_host_detection(name: str) -> No
 
 
 @settings(max_examples=60)  # from_regex is slow; every run draws new names
-@given(name=names, bad=st.sampled_from(["A", "-", ".", "_", "/", "__-", " "]), position=st.integers(min_value=0))
+@given(
+    name=names,
+    bad=st.sampled_from(["A", "-", ".", "_", "/", "__-", " "]),
+    position=st.integers(min_value=0),
+)
 def test_property_breaking_the_grammar_is_refused(name: str, bad: str, position: int) -> None:
     # Inserting an uppercase letter anywhere, or a separator at either end, breaks a valid name.
     if bad == "A":
@@ -356,11 +391,17 @@ _REFERENCE_ALPHABET = "abcXYZ019.:/@_-[]+ \n" + "sha256" + "é"
     text=st.one_of(
         st.text(),
         st.text(alphabet=_REFERENCE_ALPHABET),
-        st.builds(lambda a, b: a + "@" + b, st.text(alphabet=_REFERENCE_ALPHABET), st.sampled_from([DIGEST_TEXT, str(SHA512), "sha256:", "x"])),
+        st.builds(
+            lambda a, b: a + "@" + b,
+            st.text(alphabet=_REFERENCE_ALPHABET),
+            st.sampled_from([DIGEST_TEXT, str(SHA512), "sha256:", "x"]),
+        ),
     ),
     allow_host=st.booleans(),
 )
-def test_property_arbitrary_text_parses_or_raises_invalid_reference(text: str, allow_host: bool) -> None:
+def test_property_arbitrary_text_parses_or_raises_invalid_reference(
+    text: str, allow_host: bool
+) -> None:
     try:
         ref = ImageReference.parse(text, allow_host=allow_host)
     except InvalidReference:

@@ -41,7 +41,9 @@ def age_files(root: Path, seconds: float) -> None:
             os.utime(path, (old, old))
 
 
-async def test_unreferenced_blobs_go_and_referenced_ones_stay(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_unreferenced_blobs_go_and_referenced_ones_stay(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     _, _, kept = await reg.push_image("app", "v1")
     loose = await reg.push_blob("app", b"never referenced")
     age_files(tmp_path, LATER.total_seconds())
@@ -56,7 +58,9 @@ async def test_unreferenced_blobs_go_and_referenced_ones_stay(reg: RunningRegist
     assert (await reg.services.checker.run(verify_digests=True)).ok
 
 
-async def test_content_younger_than_the_grace_period_is_kept(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_content_younger_than_the_grace_period_is_kept(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     loose = await reg.push_blob("app", b"in-flight push")
     report = await reg.services.gc.run()
     assert report.deleted_blobs == [] and report.dropped_links == []
@@ -75,7 +79,9 @@ async def test_dry_run_reports_and_removes_nothing(reg: RunningRegistry, tmp_pat
         assert r.status == 200
 
 
-async def test_a_blob_shared_with_another_repository_survives(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_a_blob_shared_with_another_repository_survives(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     _, _, blobs = await reg.push_image("keeper", "v1")
     await reg.push_blob("dropper", b"layer-" + b"x" * 100)  # same bytes as keeper's layer
     age_files(tmp_path, LATER.total_seconds())
@@ -88,7 +94,9 @@ async def test_a_blob_shared_with_another_repository_survives(reg: RunningRegist
         assert r.status == 200
 
 
-async def test_blobs_of_a_deleted_manifest_become_collectable(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_blobs_of_a_deleted_manifest_become_collectable(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     digest, _, blobs = await reg.push_image("app", "v1")
     async with reg.request("DELETE", f"/v2/app/manifests/{digest}") as r:
         assert r.status == 202
@@ -98,7 +106,9 @@ async def test_blobs_of_a_deleted_manifest_become_collectable(reg: RunningRegist
     assert blob_files(tmp_path) == set()
 
 
-async def test_expired_sessions_and_stray_staging_files(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_expired_sessions_and_stray_staging_files(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     async with reg.request("POST", "/v2/app/blobs/uploads/") as r:
         stale = r.headers["Location"]
     staging = tmp_path / "data" / "uploads"
@@ -113,6 +123,31 @@ async def test_expired_sessions_and_stray_staging_files(reg: RunningRegistry, tm
         assert r.status == 404
 
 
+async def test_expiring_a_session_drops_its_in_process_hash_state(reg: RunningRegistry) -> None:
+    async with reg.request("POST", "/v2/app/blobs/uploads/") as r:
+        location = r.headers["Location"]
+    async with reg.request(
+        "PATCH",
+        location,
+        data=b"first chunk",
+        headers={"Content-Type": "application/octet-stream", "Content-Range": "0-10"},
+    ) as r:
+        assert r.status == 202, await r.text()
+    upload_id = location.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+    # The hash state BlobService keeps so a PATCH need not re-read earlier chunks.
+    states = reg.services.blobs._hash_states
+    assert upload_id in states
+
+    dry = await reg.services.gc.run(dry_run=True, now=utcnow() + timedelta(days=2))
+    assert dry.expired_uploads == [upload_id]
+    assert upload_id in states  # a dry run removes nothing
+
+    report = await reg.services.gc.run(now=utcnow() + timedelta(days=2))
+    assert report.expired_uploads == [upload_id]
+    assert upload_id not in states
+    reg.services.blobs.forget_upload(upload_id)  # idempotent
+
+
 async def test_fresh_sessions_are_kept(reg: RunningRegistry) -> None:
     async with reg.request("POST", "/v2/app/blobs/uploads/") as r:
         location = r.headers["Location"]
@@ -122,7 +157,9 @@ async def test_fresh_sessions_are_kept(reg: RunningRegistry) -> None:
         assert r.status == 204
 
 
-async def test_orphan_files_without_rows_are_removed_when_old(reg: RunningRegistry, tmp_path: Path) -> None:
+async def test_orphan_files_without_rows_are_removed_when_old(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
     digest = sha256(b"orphan")
     path = tmp_path / "data" / "blobs" / "sha256" / digest[7:9] / digest[7:]
     path.parent.mkdir(parents=True)
@@ -153,7 +190,9 @@ async def test_collection_concurrent_with_pushes_never_leaves_a_tag_on_missing_c
         config = f'{{"n":{i}}}'.encode()
         layer = os.urandom(4096)
         for data in (config, layer):
-            async with reg.request("POST", f"/v2/race{i % 3}/blobs/uploads/?digest={sha256(data)}", data=data) as r:
+            async with reg.request(
+                "POST", f"/v2/race{i % 3}/blobs/uploads/?digest={sha256(data)}", data=data
+            ) as r:
                 assert r.status == 201
         answer = await reg.push_manifest(f"race{i % 3}", f"t{i}", image_manifest(config, [layer]))
         assert answer.status in (201, 400), answer.body

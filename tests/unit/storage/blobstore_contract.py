@@ -34,7 +34,9 @@ def random_bytes(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-async def chunked(data: bytes, sizes: Iterable[int], *, yield_between: bool = False) -> AsyncIterator[bytes]:
+async def chunked(
+    data: bytes, sizes: Iterable[int], *, yield_between: bool = False
+) -> AsyncIterator[bytes]:
     """Yield `data` in chunks whose sizes cycle through `sizes`."""
     sizes = list(sizes)
     offset, i = 0, 0
@@ -121,7 +123,9 @@ class BlobStoreContract:
         assert await collect(store.read_staging(upload_id)) == b"hello world"
         assert sink.data == b"hello world"
 
-    async def test_create_staging_again_does_not_destroy_staged_bytes(self, store: BlobStore) -> None:
+    async def test_create_staging_again_does_not_destroy_staged_bytes(
+        self, store: BlobStore
+    ) -> None:
         upload_id = new_upload_id()
         await store.create_staging(upload_id)
         await store.append_staging(upload_id, just(b"keep me"), RecordingSink())
@@ -273,7 +277,9 @@ class BlobStoreContract:
         assert upload_id not in store.list_staging()
         assert await store.size(Digest.of(b"")) is None
 
-    async def test_append_to_unknown_upload_does_not_consume_or_sink(self, store: BlobStore) -> None:
+    async def test_append_to_unknown_upload_does_not_consume_or_sink(
+        self, store: BlobStore
+    ) -> None:
         sink = RecordingSink()
         with pytest.raises(StagingUnknown):
             await store.append_staging(new_upload_id(), just(b"data"), sink)
@@ -303,7 +309,9 @@ class BlobStoreContract:
             (3 * 1024 * 1024, 5),  # past the end: nothing
         ],
     )
-    async def test_read_with_offset_and_length(self, store: BlobStore, offset: int, length: int | None) -> None:
+    async def test_read_with_offset_and_length(
+        self, store: BlobStore, offset: int, length: int | None
+    ) -> None:
         data = random_bytes(2 * 1024 * 1024 + 512, seed=2)
         digest = await self.put(store, data)
         expected = data[offset:] if length is None else data[offset : offset + length]
@@ -339,7 +347,11 @@ class BlobStoreContract:
 
     async def test_iter_blobs(self, store: BlobStore) -> None:
         assert [d async for d, _ in store.iter_blobs()] == []
-        stored = {await self.put(store, f"blob {i}".encode(), alg) for i in range(4) for alg in ("sha256", "sha512")}
+        stored = {
+            await self.put(store, f"blob {i}".encode(), alg)
+            for i in range(4)
+            for alg in ("sha256", "sha512")
+        }
         seen = [(d, mtime) async for d, mtime in store.iter_blobs()]
         assert {d for d, _ in seen} == stored
         assert len(seen) == len(stored)  # each once
@@ -361,7 +373,9 @@ class BlobStoreContract:
             pytest.param([333_333], id="third-of-a-mib"),
         ],
     )
-    async def test_append_passes_every_byte_to_the_sink_in_order(self, store: BlobStore, sizes: list[int]) -> None:
+    async def test_append_passes_every_byte_to_the_sink_in_order(
+        self, store: BlobStore, sizes: list[int]
+    ) -> None:
         data = random_bytes(5 * 1024 * 1024 + 11, seed=4)
         upload_id = new_upload_id()
         await store.create_staging(upload_id)
@@ -386,14 +400,18 @@ class BlobStoreContract:
         await store.create_staging(upload_id)
         hasher = hashlib.sha256()
         for start in range(0, len(data), 700_001):
-            await store.append_staging(upload_id, chunked(data[start : start + 700_001], [9999]), hasher)
+            await store.append_staging(
+                upload_id, chunked(data[start : start + 700_001], [9999]), hasher
+            )
         assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
         digest = Digest.of(data)
         await store.commit_staging(upload_id, digest)
         assert await collect(store.read(digest)) == data
 
     @pytest.mark.parametrize("fail_after", [10, 1024 * 1024 + 7, 3 * 1024 * 1024])
-    async def test_append_whose_iterator_raises_propagates(self, store: BlobStore, fail_after: int) -> None:
+    async def test_append_whose_iterator_raises_propagates(
+        self, store: BlobStore, fail_after: int
+    ) -> None:
         data = random_bytes(fail_after, seed=6)
         upload_id = new_upload_id()
         await store.create_staging(upload_id)
@@ -419,13 +437,17 @@ class BlobStoreContract:
         upload_id = new_upload_id()
         await store.create_staging(upload_id)
         with pytest.raises(OverflowError, match="too big"):
-            await store.append_staging(upload_id, chunked(random_bytes(3 * 1024 * 1024), [65536]), Refusing())
+            await store.append_staging(
+                upload_id, chunked(random_bytes(3 * 1024 * 1024), [65536]), Refusing()
+            )
         # The store is still usable for this upload.
         await store.truncate_staging(upload_id, 0)
         assert await store.append_staging(upload_id, just(b"ok"), RecordingSink()) == 2
 
     async def test_concurrent_appends_to_different_uploads(self, store: BlobStore) -> None:
-        payloads = {new_upload_id(): random_bytes(1024 * 1024 + 1000 * i, seed=10 + i) for i in range(6)}
+        payloads = {
+            new_upload_id(): random_bytes(1024 * 1024 + 1000 * i, seed=10 + i) for i in range(6)
+        }
         for upload_id in payloads:
             await store.create_staging(upload_id)
         sinks = {upload_id: hashlib.sha256() for upload_id in payloads}
@@ -433,8 +455,12 @@ class BlobStoreContract:
         async def upload(upload_id: str, data: bytes) -> int:
             # Two appends each, interleaved with the other uploads at every chunk.
             half = len(data) // 2
-            total = await store.append_staging(upload_id, chunked(data[:half], [4093, 70001], yield_between=True), sinks[upload_id])
-            total += await store.append_staging(upload_id, chunked(data[half:], [333_333], yield_between=True), sinks[upload_id])
+            total = await store.append_staging(
+                upload_id, chunked(data[:half], [4093, 70001], yield_between=True), sinks[upload_id]
+            )
+            total += await store.append_staging(
+                upload_id, chunked(data[half:], [333_333], yield_between=True), sinks[upload_id]
+            )
             return total
 
         totals = await asyncio.gather(*(upload(u, d) for u, d in payloads.items()))
@@ -449,5 +475,7 @@ class BlobStoreContract:
     async def test_concurrent_reads_of_one_blob(self, store: BlobStore) -> None:
         data = random_bytes(2 * 1024 * 1024 + 3, seed=20)
         digest = await self.put(store, data)
-        results = await asyncio.gather(*(collect(store.read(digest, offset, None)) for offset in (0, 1, 1024 * 1024)))
+        results = await asyncio.gather(
+            *(collect(store.read(digest, offset, None)) for offset in (0, 1, 1024 * 1024))
+        )
         assert results == [data, data[1:], data[1024 * 1024 :]]

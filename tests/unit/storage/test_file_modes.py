@@ -41,7 +41,9 @@ def _modes_under(root: Path) -> dict[Path, int]:
     return found
 
 
-async def test_everything_the_service_creates_is_owner_only(tmp_path: Path, open_umask: None) -> None:
+async def test_everything_the_service_creates_is_owner_only(
+    tmp_path: Path, open_umask: None
+) -> None:
     data = tmp_path / "data"
     async with running_registry(make_settings(data, None)) as reg:
         digest = await reg.push_blob("app", b"private layer")

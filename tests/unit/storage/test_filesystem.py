@@ -88,7 +88,9 @@ def test_constructor_creates_directories(tmp_path: Path) -> None:
     FilesystemBlobStore(blobs, uploads)  # existing directories are fine
 
 
-async def test_layout_is_algorithm_prefix_encoded(fs_store: FilesystemBlobStore, root: Path) -> None:
+async def test_layout_is_algorithm_prefix_encoded(
+    fs_store: FilesystemBlobStore, root: Path
+) -> None:
     for algorithm in ("sha256", "sha512"):
         data = f"layout {algorithm}".encode()
         digest = await BlobStoreContract.put(fs_store, data, algorithm)
@@ -97,7 +99,9 @@ async def test_layout_is_algorithm_prefix_encoded(fs_store: FilesystemBlobStore,
         assert expected.read_bytes() == data
 
 
-async def test_local_path_of_absent_blob_is_where_it_would_be(fs_store: FilesystemBlobStore, root: Path) -> None:
+async def test_local_path_of_absent_blob_is_where_it_would_be(
+    fs_store: FilesystemBlobStore, root: Path
+) -> None:
     digest = Digest.of(b"absent")
     path = fs_store.local_path(digest)
     assert path is not None
@@ -215,7 +219,9 @@ async def test_invalid_upload_ids_are_refused_and_touch_nothing(
 
 
 @pytest.mark.parametrize("upload_id", INVALID_UPLOAD_IDS)
-async def test_sync_of_invalid_upload_id_touches_nothing(fs_store: FilesystemBlobStore, tmp_path: Path, upload_id: str) -> None:
+async def test_sync_of_invalid_upload_id_touches_nothing(
+    fs_store: FilesystemBlobStore, tmp_path: Path, upload_id: str
+) -> None:
     (tmp_path / "x").write_bytes(b"sentinel")
     before = snapshot(tmp_path)
     with contextlib.suppress(StagingUnknown):
@@ -235,20 +241,26 @@ async def test_sync_of_invalid_upload_id_raises_when_durable(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("fail_after", [10, 1024 * 1024 + 7, 3 * 1024 * 1024 + 1])
-async def test_append_failure_closes_the_handle(fs_store: FilesystemBlobStore, root: Path, fail_after: int) -> None:
+async def test_append_failure_closes_the_handle(
+    fs_store: FilesystemBlobStore, root: Path, fail_after: int
+) -> None:
     upload_id = new_upload_id()
     await fs_store.create_staging(upload_id)
     path = root / "uploads" / upload_id
     assert open_handles_to(path) == 0
     with pytest.raises(FailingChunks):
-        await fs_store.append_staging(upload_id, failing_after(random_bytes(fail_after), 65536), RecordingSink())
+        await fs_store.append_staging(
+            upload_id, failing_after(random_bytes(fail_after), 65536), RecordingSink()
+        )
     assert open_handles_to(path) == 0
 
 
 async def test_append_success_closes_the_handle(fs_store: FilesystemBlobStore, root: Path) -> None:
     upload_id = new_upload_id()
     await fs_store.create_staging(upload_id)
-    await fs_store.append_staging(upload_id, chunked(random_bytes(2 * 1024 * 1024 + 1), [100_000]), RecordingSink())
+    await fs_store.append_staging(
+        upload_id, chunked(random_bytes(2 * 1024 * 1024 + 1), [100_000]), RecordingSink()
+    )
     assert open_handles_to(root / "uploads" / upload_id) == 0
 
 
@@ -260,7 +272,9 @@ async def test_sink_failure_closes_the_handle(fs_store: FilesystemBlobStore, roo
     upload_id = new_upload_id()
     await fs_store.create_staging(upload_id)
     with pytest.raises(OverflowError):
-        await fs_store.append_staging(upload_id, chunked(random_bytes(3 * 1024 * 1024), [65536]), Refusing())
+        await fs_store.append_staging(
+            upload_id, chunked(random_bytes(3 * 1024 * 1024), [65536]), Refusing()
+        )
     assert open_handles_to(root / "uploads" / upload_id) == 0
 
 
@@ -279,7 +293,9 @@ async def test_abandoned_read_closes_the_handle(fs_store: FilesystemBlobStore) -
     assert open_handles_to(path) == 0
 
 
-async def test_cancelled_append_stops_writing_and_closes_the_handle(fs_store: FilesystemBlobStore, root: Path) -> None:
+async def test_cancelled_append_stops_writing_and_closes_the_handle(
+    fs_store: FilesystemBlobStore, root: Path
+) -> None:
     """A cancelled append (client gone, server shutdown, timeout) must not leave a writer
     thread behind: once `append_staging` has finished raising CancelledError, nothing may
     write to the staging file or feed the sink, or a resumed upload interleaves with it."""
@@ -317,7 +333,9 @@ async def test_cancelled_append_stops_writing_and_closes_the_handle(fs_store: Fi
     size_at_return, calls_at_return = path.stat().st_size, sink.calls
     handles_at_return = open_handles_to(path)
     await asyncio.sleep(0.6)  # longer than the slow sink
-    assert (path.stat().st_size, sink.calls) == (size_at_return, calls_at_return), "written after cancellation"
+    assert (path.stat().st_size, sink.calls) == (size_at_return, calls_at_return), (
+        "written after cancellation"
+    )
     assert handles_at_return == 0
 
 
@@ -328,7 +346,9 @@ async def test_durable_and_not_durable_produce_the_same_blobs(tmp_path: Path) ->
     data = random_bytes(1024 * 1024 + 3)
     digest = Digest.of(data)
     for durable in (True, False):
-        store = FilesystemBlobStore(tmp_path / str(durable) / "blobs", tmp_path / str(durable) / "uploads", durable=durable)
+        store = FilesystemBlobStore(
+            tmp_path / str(durable) / "blobs", tmp_path / str(durable) / "uploads", durable=durable
+        )
         upload_id = new_upload_id()
         await store.create_staging(upload_id)
         hasher = hashlib.sha256()
@@ -339,7 +359,9 @@ async def test_durable_and_not_durable_produce_the_same_blobs(tmp_path: Path) ->
         assert await collect(store.read(digest)) == data
 
 
-async def test_commit_unknown_upload_creates_no_blob_directory_entry(fs_store: FilesystemBlobStore) -> None:
+async def test_commit_unknown_upload_creates_no_blob_directory_entry(
+    fs_store: FilesystemBlobStore,
+) -> None:
     digest = Digest.of(b"ghost")
     with pytest.raises(StagingUnknown):
         await fs_store.commit_staging(new_upload_id(), digest)

@@ -51,7 +51,10 @@ async def test_imports_continue_after_a_transient_error_in_claim_job(
         final = await admin.run_import(
             "myregistry",
             {
-                "source": {"registryUri": source["properties"]["loginServer"], "sourceImage": "app:v1"},
+                "source": {
+                    "registryUri": source["properties"]["loginServer"],
+                    "sourceImage": "app:v1",
+                },
                 "targetTags": ["app:v1"],
             },
             timeout=30,
@@ -59,7 +62,9 @@ async def test_imports_continue_after_a_transient_error_in_claim_job(
         assert_succeeded(final)
 
 
-REQUEST = ImportRequest(SourceSpec("upstream.example", None, "app", "v1"), (TargetTag("app", "v1"),), (), True)
+REQUEST = ImportRequest(
+    SourceSpec("upstream.example", None, "app", "v1"), (TargetTag("app", "v1"),), (), True
+)
 
 
 class HeldEngine:
@@ -72,7 +77,16 @@ class HeldEngine:
         self.all_started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def run(self, job_id: str, registry_id: int, request: ImportRequest, credentials: Any, progress: Progress, *, resumed: bool = False) -> None:
+    async def run(
+        self,
+        job_id: str,
+        registry_id: int,
+        request: ImportRequest,
+        credentials: Any,
+        progress: Progress,
+        *,
+        resumed: bool = False,
+    ) -> None:
         self.started.append(job_id)
         progress.bytes_total = 1000 * len(self.started)
         progress.bytes_completed = 10 * len(self.started)
@@ -86,7 +100,9 @@ def job_updates() -> Iterator[list[str]]:
     """Every UPDATE of import_jobs any engine sends while the block runs."""
     seen: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("UPDATE IMPORT_JOBS"):
             seen.append(statement)
 
@@ -116,7 +132,9 @@ async def test_the_leases_of_all_running_jobs_are_renewed_in_one_statement_per_i
     jobs = 3
     engine = HeldEngine(jobs)
     settings = RunnerSettings(workers=jobs, heartbeat_seconds=0.01, idle_poll_seconds=60)
-    imports = ImportService(meta, cast(ImportEngine, engine), SecretBox.from_key_file(tmp_path / "key"), settings)
+    imports = ImportService(
+        meta, cast(ImportEngine, engine), SecretBox.from_key_file(tmp_path / "key"), settings
+    )
     ids = [(await imports.submit(1, REQUEST, None)).id for _ in range(jobs)]
     worker = ImportWorker(imports)
     ended: dict[str, asyncio.Event] = {job_id: asyncio.Event() for job_id in ids}
@@ -155,13 +173,18 @@ async def test_the_leases_of_all_running_jobs_are_renewed_in_one_statement_per_i
         by_order = {job_id: engine.started.index(job_id) + 1 for job_id in ids}
         for job_id, row in rows.items():
             assert row is not None and row.state == "running"
-            assert (row.bytes_total, row.bytes_done) == (1000 * by_order[job_id], 10 * by_order[job_id])
+            assert (row.bytes_total, row.bytes_done) == (
+                1000 * by_order[job_id],
+                10 * by_order[job_id],
+            )
 
         # A cancel and a take-over reach their jobs through the same one statement.
         canceled, lost, kept = ids
         await imports.cancel(canceled)
         async with meta.writing() as q:
-            await q.conn.execute(update(s.import_jobs).where(s.import_jobs.c.id == lost).values(lease_owner="f" * 32))
+            await q.conn.execute(
+                update(s.import_jobs).where(s.import_jobs.c.id == lost).values(lease_owner="f" * 32)
+            )
         heartbeat = asyncio.create_task(worker.heartbeat_forever(lambda: None))
         await asyncio.wait_for(asyncio.gather(ended[canceled].wait(), ended[lost].wait()), 30)
         heartbeat.cancel()

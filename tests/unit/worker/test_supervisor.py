@@ -39,7 +39,9 @@ class FakeTime:
         self.now += seconds
 
 
-def crashing(times: int, reached: asyncio.Event, before_crash: Callable[[int], None] = lambda run: None):
+def crashing(
+    times: int, reached: asyncio.Event, before_crash: Callable[[int], None] = lambda run: None
+):
     """A loop that raises OSError on its first `times` runs, then sets `reached` and runs on."""
     runs = 0
 
@@ -59,9 +61,13 @@ def state_is(name: str, state: LoopState) -> Callable[[dict[str, LoopStatus]], b
     return lambda statuses: statuses[name].state is state
 
 
-async def test_a_crashed_loop_restarts_after_a_doubling_capped_backoff(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_crashed_loop_restarts_after_a_doubling_capped_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     time = FakeTime()
-    supervisor = Supervisor(Backoff(initial_seconds=1, factor=2, max_seconds=5), clock=time.clock, sleep=time.sleep)
+    supervisor = Supervisor(
+        Backoff(initial_seconds=1, factor=2, max_seconds=5), clock=time.clock, sleep=time.sleep
+    )
     reached = asyncio.Event()
     supervisor.add("imports", crashing(5, reached))
     supervisor.start()
@@ -129,7 +135,9 @@ async def test_a_healthy_period_resets_the_backoff_and_ends_the_streak() -> None
         await supervisor.stop()
 
 
-async def test_stop_cancels_cleanly_without_restart_or_error_log(caplog: pytest.LogCaptureFixture) -> None:
+async def test_stop_cancels_cleanly_without_restart_or_error_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     time = FakeTime()
     supervisor = Supervisor(clock=time.clock, sleep=time.sleep)
     started, ended = asyncio.Event(), asyncio.Event()

@@ -17,7 +17,9 @@ TS = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     with op.batch_alter_table("registries") as batch:
-        batch.add_column(sa.Column("location", sa.String(64), nullable=False, server_default="local"))
+        batch.add_column(
+            sa.Column("location", sa.String(64), nullable=False, server_default="local")
+        )
         batch.add_column(sa.Column("sku", sa.String(16), nullable=False, server_default="Premium"))
     op.create_table(
         "service_state",
@@ -27,7 +29,12 @@ def upgrade() -> None:
     op.create_table(
         "import_jobs",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("registry_id", sa.Integer, sa.ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "registry_id",
+            sa.Integer,
+            sa.ForeignKey("registries.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("request", sa.Text, nullable=False),
         sa.Column("credentials", sa.LargeBinary, nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
@@ -55,7 +62,12 @@ def upgrade() -> None:
     op.create_index("ix_import_jobs_registry", "import_jobs", ["registry_id", "created_at"])
     op.create_table(
         "blob_pins",
-        sa.Column("job_id", sa.String(32), sa.ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "job_id",
+            sa.String(32),
+            sa.ForeignKey("import_jobs.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("digest", sa.String(160), sa.ForeignKey("blobs.digest"), primary_key=True),
     )
     op.create_index("ix_blob_pins_digest", "blob_pins", ["digest"])

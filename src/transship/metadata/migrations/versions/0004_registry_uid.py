@@ -24,9 +24,7 @@ def upgrade() -> None:
     connection = op.get_bind()
     for (registry_id,) in connection.execute(sa.select(registries.c.id)).all():
         connection.execute(
-            registries.update()
-            .where(registries.c.id == registry_id)
-            .values(uid=uuid.uuid4().hex)
+            registries.update().where(registries.c.id == registry_id).values(uid=uuid.uuid4().hex)
         )
     with op.batch_alter_table("registries") as batch:
         batch.alter_column("uid", existing_type=sa.String(32), nullable=False)
