@@ -14,7 +14,6 @@ import pytest
 from tests.support.app import image_manifest
 from transship import errors as e
 from transship.errors import OciError
-from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
@@ -23,16 +22,6 @@ from transship.registry.manifests import ManifestService
 from transship.storage.filesystem import FilesystemBlobStore
 
 MAX_BLOB = 10_000
-
-
-@pytest.fixture
-async def meta(tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
-    await database.migrate()
-    try:
-        yield MetadataStore(database)
-    finally:
-        await database.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from tests.support.app import OCI_INDEX, OCI_MANIFEST, descriptor, image_manifest
 from transship import errors as e
 from transship.errors import OciError
-from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
@@ -26,16 +25,6 @@ from transship.storage.filesystem import FilesystemBlobStore
 MAX_MANIFEST = 4096
 MAX_CHILDREN = 3
 CONFIG, LAYER = b'{"architecture":"amd64"}', b"layer bytes"
-
-
-@pytest.fixture
-async def meta(tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
-    await database.migrate()
-    try:
-        yield MetadataStore(database)
-    finally:
-        await database.close()
 
 
 @pytest.fixture

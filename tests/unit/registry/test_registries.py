@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from transship.errors import ArmError, OciError
-from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.registry.registries import RegistryService, canonical_host
 from transship.registry.resolver import RegistryResolver
 
 SUFFIX = "localhost:5000"
 RESERVED = ("localhost:5000", "127.0.0.1:5000", "docker.io", "registry.example:443")
-
-
-@pytest.fixture
-async def meta(tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
-    await database.migrate()
-    try:
-        yield MetadataStore(database)
-    finally:
-        await database.close()
 
 
 @pytest.fixture
