@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.imports.test_engine import OCI_MANIFEST, MemorySource, sha
+from tests.unit.imports.doubles import OCI_MANIFEST, MemorySource, sha
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag

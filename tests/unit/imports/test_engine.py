@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.unit.imports.doubles import MemorySource, sha
 from transship.imports.engine import ImportEngine, Progress
-from transship.imports.errors import ImportFailure, Step
+from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
-from transship.imports.ports import BlobWriter, Credentials, FetchedManifest, ImageSource
+from transship.imports.ports import Credentials, ImageSource
 from transship.imports.sink import LinkScope, RegistrySink
 from transship.metadata.db import Database
 from transship.metadata.jobs import JobQueries
@@ -25,78 +26,6 @@ from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
 from transship.registry.check import Checker
 from transship.storage.filesystem import FilesystemBlobStore
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class MemorySource:
-    """An ImageSource over dicts; counts blob fetches and can corrupt one blob."""
-
-    def __init__(self) -> None:
-        self.manifests: dict[str, tuple[bytes, str]] = {}
-        self.tags: dict[str, str] = {}
-        self.blobs: dict[str, bytes] = {}
-        self.fetches: list[str] = []
-        self.corrupt: set[str] = set()
-        self.gate: asyncio.Event | None = None
-
-    def blob(self, data: bytes) -> dict[str, Any]:
-        self.blobs[sha(data)] = data
-        return {"mediaType": "application/octet-stream", "digest": sha(data), "size": len(data)}
-
-    def manifest(
-        self, document: dict[str, Any], media_type: str, tag: str | None = None
-    ) -> dict[str, Any]:
-        content = json.dumps(document).encode()
-        self.manifests[sha(content)] = (content, media_type)
-        if tag:
-            self.tags[tag] = sha(content)
-        return {"mediaType": media_type, "digest": sha(content), "size": len(content)}
-
-    def image(
-        self, seed: str, tag: str | None = None, extra_layers: list[dict[str, Any]] | None = None
-    ) -> dict[str, Any]:
-        config = self.blob(
-            json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
-        )
-        layer = self.blob(f"layer {seed}".encode() * 50)
-        document = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config,
-            "layers": [layer, *(extra_layers or [])],
-        }
-        return self.manifest(document, OCI_MANIFEST, tag)
-
-    def index(self, children: list[dict[str, Any]], tag: str | None = None) -> dict[str, Any]:
-        return self.manifest(
-            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag
-        )
-
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        digest = self.tags.get(reference, reference)
-        if digest not in self.manifests:
-            raise ImportFailure("ManifestUnknown", f"no {reference}", step=Step.PLAN)
-        content, media_type = self.manifests[digest]
-        return FetchedManifest(content, media_type, Digest.parse(digest))
-
-    async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
-        self.fetches.append(str(digest))
-        if self.gate is not None:
-            await self.gate.wait()
-        data = self.blobs[str(digest)]
-        if str(digest) in self.corrupt:
-            data = bytes(len(data))
-
-        async def chunks() -> AsyncIterator[bytes]:
-            yield data
-
-        await writer.append(chunks())
 
 
 class OneSource:

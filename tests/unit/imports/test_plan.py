@@ -3,76 +3,22 @@ commit order, and every limit that refuses an image before a blob is fetched."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import pytest
 
+from tests.unit.imports.doubles import OCI_MANIFEST, MemorySource, sha
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.plan import ImportLimits, build_plan
-from transship.imports.ports import BlobWriter, FetchedManifest
+from transship.imports.ports import BlobWriter
 from transship.oci.digest import Digest
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
 
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class PlanSource:
-    """An ImageSource over dicts that records every manifest request and refuses blob
-    fetches (planning must never fetch a blob). `swapped` maps a digest to other bytes the
-    source answers for it (a source that does not verify what it serves)."""
-
-    def __init__(self) -> None:
-        self.manifests: dict[str, tuple[bytes, str]] = {}
-        self.tags: dict[str, str] = {}
-        self.requests: list[str] = []
-        self.swapped: dict[str, bytes] = {}
-
-    def blob(self, data: bytes) -> dict[str, Any]:
-        return {"mediaType": "application/octet-stream", "digest": sha(data), "size": len(data)}
-
-    def manifest(
-        self, document: dict[str, Any], media_type: str, tag: str | None = None
-    ) -> dict[str, Any]:
-        content = json.dumps(document).encode()
-        self.manifests[sha(content)] = (content, media_type)
-        if tag:
-            self.tags[tag] = sha(content)
-        return {"mediaType": media_type, "digest": sha(content), "size": len(content)}
-
-    def image(
-        self, seed: str, tag: str | None = None, layers: list[dict[str, Any]] | None = None
-    ) -> dict[str, Any]:
-        config = self.blob(
-            json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
-        )
-        own = self.blob(f"layer {seed}".encode() * 10)
-        document = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config,
-            "layers": [own, *(layers or [])],
-        }
-        return self.manifest(document, OCI_MANIFEST, tag)
-
-    def index(self, children: list[dict[str, Any]], tag: str | None = None) -> dict[str, Any]:
-        return self.manifest(
-            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag
-        )
-
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        self.requests.append(reference)
-        digest = self.tags.get(reference, reference)
-        if digest not in self.manifests:
-            raise ImportFailure("ManifestUnknown", f"no {reference}", step=Step.PLAN, obj=reference)
-        content, media_type = self.manifests[digest]
-        return FetchedManifest(self.swapped.get(digest, content), media_type, Digest.parse(digest))
+class PlanSource(MemorySource):
+    """The in-memory source, refusing blob fetches: planning must never fetch a blob."""
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         raise AssertionError(f"planning fetched blob {digest}")
@@ -207,7 +153,7 @@ async def test_a_child_listed_twice_in_one_index_is_fetched_and_planned_once() -
 async def test_max_bytes_counts_distinct_blobs_once() -> None:
     src = PlanSource()
     shared = src.blob(b"shared" * 1000)
-    a, b = src.image("a", layers=[shared]), src.image("b", layers=[shared])
+    a, b = src.image("a", extra_layers=[shared]), src.image("b", extra_layers=[shared])
     src.index([a, b], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits())
     digests = [str(d.digest) for d in plan.blobs]
@@ -228,7 +174,7 @@ async def test_foreign_layers_are_recorded_not_counted_and_not_fetched() -> None
         "size": 10**9,
         "urls": ["https://example.invalid/l"],
     }
-    a, b = src.image("a", layers=[far]), src.image("b", layers=[far])
+    a, b = src.image("a", extra_layers=[far]), src.image("b", extra_layers=[far])
     src.index([a, b], tag="win")
     plan = await build_plan(
         src, "win", ImportLimits(max_bytes=10**6)
