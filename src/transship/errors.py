@@ -1,113 +1,149 @@
-"""One error type per response envelope; `api/` turns them into HTTP in one place.
+"""The domain errors every layer below `api/` raises.
 
-Lower layers raise these (or their own domain errors that api/ maps); nothing below api/
-knows about HTTP beyond the status number carried here.
+They say what went wrong in the service's own words — a thing not found, a collision, an
+invalid field, a refusal — and know nothing of HTTP, status numbers or response envelopes:
+`api/` alone turns them into answers, from one table (`transship.api.error_map`), in the
+envelope of the surface the request came in on (OCI, ARM or OAuth).
+
+Every error carries:
+- `message`: the text the client is shown. It is safe to show: it never quotes a secret.
+- `subject`: the kind of thing concerned ("manifest", "blob", "registry", "scope map", …).
+- `reason`: a short word telling apart cases of one kind that clients see differently (a
+  registry name that is invalid vs. reserved both are `Invalid`; the API answers them with
+  different codes because `reason` differs).
+- `field`: the request field at fault, where there is one (ARM's `target`).
+- `detail`: small facts safe to show, for envelopes that carry them (OCI's `detail`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
 
 
-class Conflict(Exception):
-    """A write collided with the stored state: a unique key (a name, an id) is taken, or a
-    row it refers to is gone. metadata/ raises it in place of the database driver's
-    IntegrityError, which never leaves metadata/; each service maps it to its own answer
-    (a 409 naming what is taken, as a rule). The message never quotes the values written."""
-
-
-@dataclass(frozen=True, slots=True)
-class OciErrorCode:
-    code: str
-    status: int
-
-
-# Codes of the OCI distribution spec, with the status registries answer them with.
-BLOB_UNKNOWN = OciErrorCode("BLOB_UNKNOWN", 404)
-BLOB_UPLOAD_INVALID = OciErrorCode("BLOB_UPLOAD_INVALID", 400)
-BLOB_UPLOAD_UNKNOWN = OciErrorCode("BLOB_UPLOAD_UNKNOWN", 404)
-DIGEST_INVALID = OciErrorCode("DIGEST_INVALID", 400)
-MANIFEST_BLOB_UNKNOWN = OciErrorCode("MANIFEST_BLOB_UNKNOWN", 400)
-MANIFEST_INVALID = OciErrorCode("MANIFEST_INVALID", 400)
-MANIFEST_UNKNOWN = OciErrorCode("MANIFEST_UNKNOWN", 404)
-NAME_INVALID = OciErrorCode("NAME_INVALID", 400)
-NAME_UNKNOWN = OciErrorCode("NAME_UNKNOWN", 404)
-SIZE_INVALID = OciErrorCode("SIZE_INVALID", 400)
-UNAUTHORIZED = OciErrorCode("UNAUTHORIZED", 401)
-DENIED = OciErrorCode("DENIED", 403)
-UNSUPPORTED = OciErrorCode("UNSUPPORTED", 405)
-TOO_MANY_REQUESTS = OciErrorCode("TOOMANYREQUESTS", 429)
-# Not in the spec's table but used with the statuses the spec prescribes.
-RANGE_INVALID = OciErrorCode("BLOB_UPLOAD_INVALID", 416)
-MANIFEST_TOO_LARGE = OciErrorCode("SIZE_INVALID", 413)
-
-
-class OciError(Exception):
-    """An error answered with the OCI envelope `{"errors":[{"code","message","detail"}]}`."""
+class DomainError(Exception):
+    """The base of every domain error; raise one of its subclasses."""
 
     def __init__(
         self,
-        code: OciErrorCode,
         message: str,
-        detail: Any = None,
         *,
-        status: int | None = None,
-        headers: dict[str, str] | None = None,
+        subject: str | None = None,
+        reason: str | None = None,
+        field: str | None = None,
+        detail: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
-        self.code = code
         self.message = message
-        self.detail = detail
-        self.status = status if status is not None else code.status
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code.code, "message": self.message}
-        if self.detail is not None:
-            error["detail"] = self.detail
-        return {"errors": [error]}
+        self.subject = subject
+        self.reason = reason
+        self.field = field
+        self.detail = dict(detail) if detail is not None else None
 
 
-@dataclass
-class ArmError(Exception):
-    """An error answered with the ARM envelope `{"error":{"code","message","details"}}`."""
+class NotFound(DomainError):
+    """The `subject` named `name` does not exist, or the caller may not know it exists."""
 
-    status: int
-    code: str
-    message: str
-    target: str | None = None
-    details: list[dict[str, Any]] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        Exception.__init__(self, self.message)
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.target:
-            error["target"] = self.target
-        if self.details:
-            error["details"] = self.details
-        return {"error": error}
+    def __init__(
+        self,
+        subject: str,
+        name: str,
+        message: str,
+        *,
+        reason: str | None = None,
+        field: str | None = None,
+        detail: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, subject=subject, reason=reason, field=field, detail=detail)
+        self.name = name
 
 
-@dataclass(frozen=True, slots=True)
-class OAuthError(Exception):
-    """An error of an OAuth 2.0 token endpoint (RFC 6749 section 5.2), answered as
-    `{"error","error_description","error_codes"}` the way Entra ID answers it."""
+class Conflict(DomainError):
+    """A write collided with the stored state: a unique key (a name, an id) is taken, a row it
+    refers to is gone, or other things still depend on what is to be deleted (`reason`
+    "in_use"). metadata/ raises it in place of the database driver's IntegrityError, which
+    never leaves metadata/; services that catch it raise their own, naming the subject. The
+    message never quotes the values written."""
 
-    status: int
-    error: str  # invalid_request | invalid_client | invalid_grant | unauthorized_client | unsupported_grant_type | invalid_scope
-    description: str
-    headers: dict[str, str] = field(default_factory=dict)
+    def __init__(
+        self,
+        message: str,
+        *,
+        subject: str | None = None,
+        reason: str | None = None,
+        field: str | None = None,
+        detail: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, subject=subject, reason=reason, field=field, detail=detail)
 
-    def __post_init__(self) -> None:
-        Exception.__init__(self, self.description)
 
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": self.error,
-            "error_description": self.description,
-            "error_codes": [self.status],
-        }
+class Invalid(DomainError):
+    """A value the caller sent is not acceptable; `field` names it (None when the request as a
+    whole, not one field, is at fault)."""
+
+    def __init__(
+        self,
+        field: str | None,
+        message: str,
+        *,
+        subject: str | None = None,
+        reason: str | None = None,
+        detail: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, subject=subject, reason=reason, field=field, detail=detail)
+
+
+class Unauthenticated(DomainError):
+    """The credentials given do not prove who the caller is."""
+
+
+class Denied(DomainError):
+    """The caller is known but may not do this (role, scope, network rule, tenant)."""
+
+
+class LimitExceeded(DomainError):
+    """A count the service bounds (tags per request, children of an index) is over its
+    limit."""
+
+
+class TooLarge(LimitExceeded):
+    """Content is larger than the service accepts."""
+
+
+class Unsupported(DomainError):
+    """The operation is not offered on this subject (a built-in role, the default registry,
+    an unknown grant type)."""
+
+
+class UpstreamFailure(DomainError):
+    """A registry or service this one depends on failed or refused."""
+
+
+class TooManyRequests(DomainError):
+    """Refused for now; the same request may succeed after `retry_after` whole seconds (at
+    least 1)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        subject: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, subject=subject, reason=reason)
+        self.retry_after = max(1, retry_after)
+
+
+# Every concrete domain error class; api/ has a mapping for each on every surface.
+DOMAIN_ERRORS: tuple[type[DomainError], ...] = (
+    NotFound,
+    Conflict,
+    Invalid,
+    Unauthenticated,
+    Denied,
+    LimitExceeded,
+    TooLarge,
+    Unsupported,
+    UpstreamFailure,
+    TooManyRequests,
+)

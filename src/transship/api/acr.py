@@ -8,10 +8,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from transship import errors as e
+from transship.api import envelopes as e
+from transship.api.envelopes import OciError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
-from transship.errors import OciError
 from transship.metadata.records import RegistryRecord, TagRecord
 from transship.registry.listings import ListingOrder, ManifestListing
 

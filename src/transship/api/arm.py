@@ -19,9 +19,9 @@ from transship.api.arm_models import (
     parse_body,
 )
 from transship.api.auth import CALLER, authorize, caller, subscription_of
+from transship.api.envelopes import ArmError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
-from transship.errors import ArmError
 from transship.identity.model import Principal
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings

@@ -16,7 +16,7 @@ from transship.api.arm_models import (
     TokenPatchBody,
     parse_body,
 )
-from transship.errors import ArmError
+from transship.api.envelopes import ArmError
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import TOKEN_PASSWORD_NAMES, ScopeMapView
 from transship.metadata.records import RegistryRecord, RegistryTokenRecord

@@ -11,9 +11,9 @@ from aiohttp import web
 from transship.api.arm import arm_json, json_body
 from transship.api.arm_models import RoleAssignmentBody, RoleDefinitionBody, parse_body
 from transship.api.auth import authorize
+from transship.api.envelopes import ArmError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
-from transship.errors import ArmError
 from transship.identity.access import normalize_scope
 from transship.identity.model import Principal
 from transship.identity.rbac import (

@@ -15,7 +15,7 @@ from pydantic import (
     ValidationError,
 )
 
-from transship.errors import ArmError
+from transship.api.envelopes import ArmError
 
 # JSON's own types, exactly as the OpenAPI document states them (pydantic's lax mode would
 # also take "yes" or 1 for a boolean, "5" or true for an integer, and a number or a date

@@ -19,9 +19,9 @@ from transship.api.arm_models import (
     parse_body,
 )
 from transship.api.auth import authorize, caller, subscription_of
+from transship.api.envelopes import ArmError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
-from transship.errors import ArmError
 from transship.identity.directory import tenant_root_scope
 from transship.identity.model import SERVICE_PRINCIPAL, USER, IssuedSecret, Principal
 from transship.identity.rbac import Actions

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from transship.api.envelopes import ArmError
 from transship.api.services import Services
-from transship.errors import ArmError
 from transship.identity.access import authorization_failed
 from transship.identity.model import Principal
 from transship.identity.tokens import TokenInvalid

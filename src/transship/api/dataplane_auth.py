@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from multidict import MultiDict
 
-from transship import errors as e
+from transship.api import envelopes as e
 from transship.api.acr import repository_in as acr_repository_in
 from transship.api.auth import basic_credentials, bearer_token, management_audiences
+from transship.api.envelopes import OciError
 from transship.api.v2 import SERVICES
 from transship.api.v2 import repository_in as v2_repository_in
-from transship.errors import OciError
 from transship.identity.dataplane import EVERY_ACTION, Grant, Unauthenticated, parse_scopes
 from transship.identity.network import client_allowed, denial_message
 from transship.metadata.records import RegistryRecord

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from transship import errors as e
-from transship.errors import ArmError, OAuthError, OciError
-from transship.identity.throttle import RetryLater
+from transship.api import envelopes as e
+from transship.api.envelopes import ArmError, OAuthError, OciError
+from transship.api.error_map import OCI_PATHS, Surface, envelope_for, surface_of
+from transship.errors import DomainError
 from transship.registry.blobs import ChunkOutOfOrder
 
 log = logging.getLogger(__name__)
@@ -41,33 +41,37 @@ def range_header(offset: int) -> str:
 
 def oci_response(error: OciError, method: str) -> web.Response:
     headers = {**DISTRIBUTION_VERSION_HEADER, **error.headers}
-    if isinstance(error, ChunkOutOfOrder):
-        headers.update(
-            {
-                "Location": upload_location(error.repository, error.upload_id),
-                "Range": range_header(error.offset),
-                "Docker-Upload-UUID": error.upload_id,
-            }
-        )
     return _json_response(error.status, error.body(), headers, method)
+
+
+def _chunk_headers(error: ChunkOutOfOrder) -> dict[str, str]:
+    """Where an upload stands, sent with the 416 of a chunk out of order."""
+    return {
+        "Location": upload_location(error.repository, error.upload_id),
+        "Range": range_header(error.offset),
+        "Docker-Upload-UUID": error.upload_id,
+    }
+
+
+def domain_response(error: DomainError, path: str, method: str) -> web.Response:
+    """A domain error answered in the envelope of the surface `path` belongs to, with the
+    code and status of the one table (api/error_map.py)."""
+    surface = surface_of(path)
+    mapped = envelope_for(error, surface)
+    if isinstance(mapped, OciError):
+        if isinstance(error, ChunkOutOfOrder):
+            mapped.headers.update(_chunk_headers(error))
+        return oci_response(mapped, method)
+    return envelope_response(mapped, method)
+
+
+def envelope_response(error: ArmError | OAuthError, method: str) -> web.Response:
+    extra = {"Cache-Control": "no-store"} if isinstance(error, OAuthError) else {}
+    return _json_response(error.status, error.body(), {**extra, **error.headers}, method)
 
 
 # Paths answered with the ARM error envelope even when no route matches.
 _ARM_PATHS = ("/subscriptions", "/providers/", "/tenants", "/transship/v1/")
-# The data plane's paths (OCI envelope) and the Entra token endpoints (OAuth envelope).
-_OCI_PATHS = ("/v2", "/acr/", "/oauth2/")
-_ENTRA_PATHS = re.compile(r"/[^/]+/oauth2/")
-
-
-def retry_later_error(error: RetryLater, path: str) -> OciError | ArmError | OAuthError:
-    """A credential check refused for now (too many failures, hashing pool full): 429 with
-    `Retry-After`, in the envelope of the surface `path` belongs to."""
-    headers = {"Retry-After": str(error.retry_after)}
-    if path.startswith(_OCI_PATHS):
-        return OciError(e.TOO_MANY_REQUESTS, error.message, headers=headers)
-    if _ENTRA_PATHS.match(path):
-        return OAuthError(429, "temporarily_unavailable", error.message, headers=headers)
-    return ArmError(429, "TooManyRequests", error.message, headers=headers)
 
 
 @web.middleware
@@ -75,25 +79,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except RetryLater as error:
-        mapped = retry_later_error(error, request.path)
-        if isinstance(mapped, OciError):
-            return oci_response(mapped, request.method)
-        extra = {"Cache-Control": "no-store"} if isinstance(mapped, OAuthError) else {}
-        return _json_response(
-            mapped.status, mapped.body(), {**extra, **mapped.headers}, request.method
-        )
+    except DomainError as error:
+        return domain_response(error, request.path, request.method)
     except OciError as error:
         return oci_response(error, request.method)
-    except ArmError as error:
-        return _json_response(error.status, error.body(), error.headers, request.method)
-    except OAuthError as error:
-        return _json_response(
-            error.status,
-            error.body(),
-            {"Cache-Control": "no-store", **error.headers},
-            request.method,
-        )
+    except (ArmError, OAuthError) as error:
+        return envelope_response(error, request.method)
     except web.HTTPException as exc:
         if request.path.startswith(_ARM_PATHS) and exc.status in (404, 405):
             arm_error = ArmError(
@@ -107,7 +98,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return _json_response(
                 arm_error.status, arm_error.body(), arm_error.headers, request.method
             )
-        if not request.path.startswith(("/v2", "/acr/", "/oauth2/")):
+        if surface_of(request.path) is not Surface.OCI:
             raise
         if exc.status == 405:
             return oci_response(
@@ -128,7 +119,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.path.startswith(("/v2", "/acr/", "/oauth2/")):
+        if request.path.startswith(OCI_PATHS):
             return oci_response(OciError(UNKNOWN, "internal server error"), request.method)
         return _json_response(
             500,

@@ -22,8 +22,8 @@ from transship.api.arm import json_body
 from transship.api.arm_tenancy import DIRECTORY_READ
 from transship.api.auth import authorize
 from transship.api.auth import caller as caller_of
+from transship.api.envelopes import ArmError
 from transship.api.v2 import SERVICES
-from transship.errors import ArmError
 from transship.identity.directory import tenant_root_scope
 from transship.identity.model import SERVICE_PRINCIPAL, Principal
 

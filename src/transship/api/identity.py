@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from transship.api.auth import basic_credentials, origin_of
+from transship.api.envelopes import OAuthError
 from transship.api.v2 import SERVICES
-from transship.errors import OAuthError
 from transship.identity.entra import TokenRequest, issuer_for
 
 _TENANT = r"{tenant:[0-9A-Za-z-]{1,64}}"

@@ -9,10 +9,10 @@ from urllib.parse import quote, urlencode
 from aiohttp import hdrs, web
 from aiohttp.helpers import ETag
 
-from transship import errors as e
+from transship.api import envelopes as e
+from transship.api.envelopes import OciError
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
 from transship.api.services import Services
-from transship.errors import OciError
 from transship.metadata.records import RegistryRecord
 from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError

@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 
-from transship.errors import ArmError, Conflict
+from transship.errors import Conflict, Denied, Invalid, Unsupported
 from transship.identity.directory import tenant_root_scope
 from transship.identity.model import Principal
 from transship.identity.rbac import (
@@ -35,10 +35,8 @@ _SCOPE = re.compile(
 )
 
 
-def authorization_failed(principal: Principal, action: str, scope: str) -> ArmError:
-    return ArmError(
-        403,
-        "AuthorizationFailed",
+def authorization_failed(principal: Principal, action: str, scope: str) -> Denied:
+    return Denied(
         f"The client '{principal.app_id or principal.name}' with object id '{principal.object_id}' does not have "
         f"authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was "
         "recently granted, please refresh your credentials.",
@@ -56,14 +54,13 @@ def _custom_role(record: RoleDefinitionRecord) -> RoleDefinition:
 
 
 def normalize_scope(scope: str) -> str:
-    """A scope in canonical form. Raises ArmError 400 InvalidScope."""
+    """A scope in canonical form. Raises Invalid (subject "scope")."""
     scope = "/" + scope.strip().strip("/") if scope.strip() not in ("", "/") else "/"
     if not _SCOPE.fullmatch(scope):
-        raise ArmError(
-            400,
-            "InvalidScope",
+        raise Invalid(
+            "scope",
             f"The scope '{scope}' is not a subscription, resource group or registry.",
-            target="scope",
+            subject="scope",
         )
     return scope
 
@@ -105,31 +102,33 @@ class AccessControl:
         permissions: list[Permission],
         scopes: list[str],
     ) -> tuple[RoleDefinition, bool]:
-        """Create or replace a custom role; the bool says whether it is new. Raises ArmError
-        400 for invalid permissions or scopes, 409 for a name taken or a built-in id."""
+        """Create or replace a custom role; the bool says whether it is new. Raises Invalid
+        (subject "role definition") for invalid permissions or scopes, Conflict (subject
+        "role definition"; reason "builtin", "id_taken" or "name_taken") for a built-in's
+        name or id, an id of another tenant, a name taken."""
         try:
             validate_role_permissions(permissions)
         except ValueError as exc:
-            raise ArmError(400, "InvalidRoleDefinition", str(exc), target="permissions") from None
+            raise Invalid("permissions", str(exc), subject="role definition") from None
         if not permissions or not name.strip() or len(name) > 256:
-            raise ArmError(
-                400,
-                "InvalidRoleDefinition",
+            raise Invalid(
+                "roleName",
                 "A role needs a roleName (1-256 characters) and permissions.",
-                target="roleName",
+                subject="role definition",
             )
         if not scopes:
-            raise ArmError(
-                400,
-                "InvalidRoleDefinition",
+            raise Invalid(
+                "assignableScopes",
                 "A role needs at least one assignable scope.",
-                target="assignableScopes",
+                subject="role definition",
             )
         scopes = [normalize_scope(s) for s in scopes]
         role_id = str(uuid.UUID(role_id)) if role_id else str(uuid.uuid4())
         if any(r.id == role_id or r.name.lower() == name.strip().lower() for r in BUILTIN_ROLES):
-            raise ArmError(
-                409, "RoleDefinitionConflict", f"Built-in role {name!r} cannot be replaced."
+            raise Conflict(
+                f"Built-in role {name!r} cannot be replaced.",
+                subject="role definition",
+                reason="builtin",
             )
         record = RoleDefinitionRecord(
             role_id,
@@ -145,38 +144,43 @@ class AccessControl:
                 iq = IdentityQueries(q.conn)
                 existing = await iq.role_definition(role_id)
                 if existing is not None and existing.tenant_id != tenant_id:
-                    raise ArmError(
-                        409,
-                        "RoleDefinitionConflict",
+                    raise Conflict(
                         f"The role definition id {role_id} is in use.",
+                        subject="role definition",
+                        reason="id_taken",
                     )
                 if existing is None:
                     await iq.add_role_definition(record)
                 else:
                     await iq.replace_role_definition(record)
-        except Conflict:
-            raise ArmError(
-                409,
-                "RoleDefinitionWithSameNameExists",
+        except Conflict as exc:
+            if exc.subject is not None:
+                raise  # raised in the block above: it already says what collided
+            raise Conflict(
                 f"A role named {name!r} already exists.",
-                target="roleName",
+                subject="role definition",
+                reason="name_taken",
+                field="roleName",
             ) from None
         self._forget()
         return _custom_role(record), existing is None
 
     async def delete_role(self, tenant_id: str, role: RoleDefinition) -> None:
-        """Raises ArmError 400 for a built-in role, 409 while assignments use it."""
+        """Raises Unsupported for a built-in role, Conflict (reason "in_use") while
+        assignments use it."""
         if role.builtin:
-            raise ArmError(
-                400, "CannotDeleteBuiltInRole", f"Built-in role {role.name!r} cannot be deleted."
+            raise Unsupported(
+                f"Built-in role {role.name!r} cannot be deleted.",
+                subject="role definition",
+                reason="builtin",
             )
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             if await iq.role_definition_in_use(role.id):
-                raise ArmError(
-                    409,
-                    "RoleDefinitionHasAssignments",
+                raise Conflict(
                     f"Role {role.name!r} is still assigned; delete its assignments first.",
+                    subject="role definition",
+                    reason="in_use",
                 )
             await iq.delete_role_definition(role.id)
 
@@ -184,15 +188,15 @@ class AccessControl:
     async def assign(
         self, assignment_id: str | None, scope: str, principal: Principal, role: RoleDefinition
     ) -> RoleAssignmentRecord:
-        """Raises ArmError 400 when the role cannot be assigned at `scope`, 409 for an
-        identical existing assignment (RoleAssignmentExists)."""
+        """Raises Invalid (subject "role assignment") when the role cannot be assigned at
+        `scope`, Conflict (reason "exists") for an identical existing assignment, Conflict
+        (reason "id_taken") for an id another assignment has."""
         scope = normalize_scope(scope)
         if not is_assignable(role, scope):
-            raise ArmError(
-                400,
-                "InvalidRoleAssignment",
+            raise Invalid(
+                "scope",
                 f"Role {role.name!r} cannot be assigned at scope '{scope}'.",
-                target="scope",
+                subject="role assignment",
             )
         assignment_id = str(uuid.UUID(assignment_id)) if assignment_id else str(uuid.uuid4())
         async with self._meta.writing() as q:
@@ -204,8 +208,10 @@ class AccessControl:
                 ):
                     if existing.id == assignment_id:
                         return existing
-                    raise ArmError(
-                        409, "RoleAssignmentExists", "The role assignment already exists."
+                    raise Conflict(
+                        "The role assignment already exists.",
+                        subject="role assignment",
+                        reason="exists",
                     )
             try:
                 record = await iq.add_role_assignment(
@@ -214,10 +220,10 @@ class AccessControl:
             except Conflict:
                 # Raised out of the block: the transaction rolls back (PostgreSQL would
                 # refuse any further statement in it anyway).
-                raise ArmError(
-                    409,
-                    "RoleAssignmentUpdateNotPermitted",
+                raise Conflict(
                     "A role assignment with this id exists.",
+                    subject="role assignment",
+                    reason="id_taken",
                 ) from None
         self._forget()
         return record
@@ -265,8 +271,8 @@ class AccessControl:
         return is_allowed(await self._effective(principal), action, scope, data=data)
 
     async def require(self, principal: Principal, scope: str, *actions: str) -> None:
-        """Passes if any of `actions` is allowed at `scope`. Raises ArmError 403
-        AuthorizationFailed naming the first action."""
+        """Passes if any of `actions` is allowed at `scope`. Raises Denied naming
+        the first action."""
         for action in actions:
             if await self.allowed(principal, action, scope):
                 return

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from transship.errors import ArmError, Conflict
+from transship.errors import Conflict, Invalid, NotFound
 from transship.identity.model import (
     SERVICE_PRINCIPAL,
     USER,
@@ -56,20 +56,13 @@ def _guid(text: str, field: str) -> str:
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise ArmError(
-            400, "InvalidParameter", f"{field} {text!r} is not a GUID.", target=field
-        ) from None
+        raise Invalid(field, f"{field} {text!r} is not a GUID.") from None
 
 
 def _display_name(text: str, field: str = "displayName") -> str:
     text = text.strip()
     if not text or len(text) > _DISPLAY_NAME_MAX or any(ord(c) < 32 for c in text):
-        raise ArmError(
-            400,
-            "InvalidParameter",
-            f"{field} must be 1-{_DISPLAY_NAME_MAX} printable characters.",
-            target=field,
-        )
+        raise Invalid(field, f"{field} must be 1-{_DISPLAY_NAME_MAX} printable characters.")
     return text
 
 
@@ -127,8 +120,8 @@ class Directory:
         owner_years: int = 1,
     ) -> tuple[TenantRecord, SubscriptionRecord, CreatedPrincipal]:
         """A tenant with one subscription, a `default` resource group and an owner service
-        principal holding Owner on the tenant's root scope (or `owner_scope`). Raises ArmError
-        400 for bad names, 409 when the tenant or subscription exists."""
+        principal holding Owner on the tenant's root scope (or `owner_scope`). Raises Invalid
+        for bad names, Conflict when the tenant or subscription exists."""
         tenant_id = _guid(tenant_id, "tenantId") if tenant_id else str(uuid.uuid4())
         subscription_id = (
             _guid(subscription_id, "subscriptionId") if subscription_id else str(uuid.uuid4())
@@ -154,17 +147,16 @@ class Directory:
                     owner.id,
                 )
         except Conflict:
-            raise ArmError(
-                409,
-                "Conflict",
+            raise Conflict(
                 f"The tenant {tenant_id} or subscription {subscription_id} already exists.",
+                subject="tenant",
             ) from None
         return tenant, subscription, created
 
     async def create_subscription(
         self, tenant_id: str, display_name: str, subscription_id: str | None = None
     ) -> SubscriptionRecord:
-        """Raises ArmError 404 for an unknown tenant, 409 when the subscription exists."""
+        """Raises NotFound("tenant"), Conflict when the subscription exists."""
         subscription_id = (
             _guid(subscription_id, "subscriptionId") if subscription_id else str(uuid.uuid4())
         )
@@ -173,17 +165,17 @@ class Directory:
             async with self._meta.writing() as q:
                 iq = IdentityQueries(q.conn)
                 if await iq.tenant(tenant_id) is None:
-                    raise ArmError(
-                        404,
-                        "TenantNotFound",
+                    raise NotFound(
+                        "tenant",
+                        tenant_id,
                         f"The tenant '{tenant_id}' could not be found.",
-                        target="tenantId",
+                        field="tenantId",
                     )
                 subscription = await iq.add_subscription(subscription_id, tenant_id, display_name)
                 await iq.add_resource_group(subscription_id, "default", "local")
         except Conflict:
-            raise ArmError(
-                409, "Conflict", f"The subscription {subscription_id} already exists."
+            raise Conflict(
+                f"The subscription {subscription_id} already exists.", subject="subscription"
             ) from None
         return subscription
 
@@ -196,12 +188,12 @@ class Directory:
             return await IdentityQueries(q.conn).subscription(subscription_id)
 
     async def require_subscription(self, subscription_id: str) -> SubscriptionRecord:
-        """Raises ArmError 404 SubscriptionNotFound."""
+        """Raises NotFound("subscription")."""
         found = await self.subscription(subscription_id)
         if found is None:
-            raise ArmError(
-                404,
-                "SubscriptionNotFound",
+            raise NotFound(
+                "subscription",
+                subscription_id,
                 f"The subscription '{subscription_id}' could not be found.",
             )
         return found
@@ -216,25 +208,22 @@ class Directory:
             return await IdentityQueries(q.conn).resource_group(subscription_id, name)
 
     async def require_resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord:
-        """Raises ArmError 404 ResourceGroupNotFound."""
+        """Raises NotFound("resource group")."""
         found = await self.resource_group(subscription_id, name)
         if found is None:
-            raise ArmError(
-                404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found."
-            )
+            raise NotFound("resource group", name, f"Resource group '{name}' could not be found.")
         return found
 
     async def ensure_resource_group(
         self, subscription_id: str, name: str, location: str
     ) -> tuple[ResourceGroupRecord, bool]:
-        """Create the group unless it exists; the bool says whether it is new. Raises ArmError
-        400 for an invalid name."""
+        """Create the group unless it exists; the bool says whether it is new. Raises Invalid
+        (reason "resource_group_name") for an invalid name."""
         if not _RESOURCE_GROUP.fullmatch(name) or name.endswith("."):
-            raise ArmError(
-                400,
-                "InvalidResourceGroupName",
+            raise Invalid(
+                "resourceGroupName",
                 f"Resource group name {name!r} must be 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'.",
-                target="resourceGroupName",
+                reason="resource_group_name",
             )
         existing = await self.resource_group(subscription_id, name)
         if existing is not None:
@@ -248,15 +237,15 @@ class Directory:
             # Created concurrently (or its subscription deleted meanwhile).
             found = await self.resource_group(subscription_id, name)
             if found is None:
-                raise ArmError(
-                    404,
-                    "SubscriptionNotFound",
+                raise NotFound(
+                    "subscription",
+                    subscription_id,
                     f"The subscription '{subscription_id}' could not be found.",
                 ) from None
             return found, False
 
     async def delete_resource_group(self, subscription_id: str, name: str) -> bool:
-        """Raises ArmError 409 while registries remain in the group (checked in the
+        """Raises Conflict (reason "in_use") while registries remain in the group (checked in the
         transaction that deletes, so a registry created meanwhile is never orphaned)."""
         async with self._meta.writing() as q:
             registry_names = [
@@ -266,10 +255,10 @@ class Directory:
                 and (r.resource_group or "").lower() == name.lower()
             ]
             if registry_names:
-                raise ArmError(
-                    409,
-                    "ResourceGroupNotEmpty",
+                raise Conflict(
                     f"Resource group '{name}' still holds registries: {', '.join(sorted(registry_names))}. Delete them first.",
+                    subject="resource group",
+                    reason="in_use",
                 )
             return await IdentityQueries(q.conn).delete_resource_group(subscription_id, name)
 
@@ -289,10 +278,10 @@ class Directory:
 
     async def _new_secret(self, years: int) -> _NewSecret:
         """A secret and its hash, made before any transaction opens (scrypt takes tens of
-        milliseconds: never while holding the write lock). Raises ArmError 400 for a
+        milliseconds: never while holding the write lock). Raises Invalid for a
         lifetime out of range, CredentialChecksBusy when the hashing pool is full."""
         if not 1 <= years <= 10:
-            raise ArmError(400, "InvalidParameter", "years must be from 1 to 10.", target="years")
+            raise Invalid("years", "years must be from 1 to 10.")
         value = new_secret()
         return _NewSecret(
             value, await self._hasher.hash(value), utcnow() + timedelta(days=365 * years)
@@ -309,7 +298,7 @@ class Directory:
     async def create_service_principal(
         self, tenant_id: str, display_name: str, years: int = 1
     ) -> CreatedPrincipal:
-        """Raises ArmError 400 for a bad name or lifetime, 409 when the name is taken."""
+        """Raises Invalid for a bad name or lifetime, Conflict when the name is taken."""
         display_name = _display_name(display_name)
         secret = await self._new_secret(years)
         try:
@@ -318,28 +307,22 @@ class Directory:
                     IdentityQueries(q.conn), tenant_id, display_name, secret
                 )
         except Conflict:
-            raise ArmError(
-                409,
-                "Conflict",
+            raise Conflict(
                 f"A service principal named {display_name!r} already exists.",
-                target="displayName",
+                subject="service principal",
+                field="displayName",
             ) from None
 
     async def create_user(self, tenant_id: str, name: str, password: str) -> Principal:
-        """Raises ArmError 400 for a bad name or a short password, 409 when the name is taken."""
+        """Raises Invalid for a bad name or a short password, Conflict when the name is taken."""
         if not _USER_NAME.fullmatch(name):
-            raise ArmError(
-                400,
-                "InvalidParameter",
+            raise Invalid(
+                "userName",
                 f"userName {name!r} must be 1-128 letters, digits, '.', '_', '@' or '-'.",
-                target="userName",
             )
         if len(password) < MIN_PASSWORD_LENGTH:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"password must have at least {MIN_PASSWORD_LENGTH} characters.",
-                target="password",
+            raise Invalid(
+                "password", f"password must have at least {MIN_PASSWORD_LENGTH} characters."
             )
         password_hash = await self._hasher.hash(password)
         try:
@@ -348,8 +331,8 @@ class Directory:
                     str(uuid.uuid4()), tenant_id, USER, name, password_hash=password_hash
                 )
         except Conflict:
-            raise ArmError(
-                409, "Conflict", f"A user named {name!r} already exists.", target="userName"
+            raise Conflict(
+                f"A user named {name!r} already exists.", subject="user", field="userName"
             ) from None
         return _principal(record)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from transship.errors import OAuthError
+from transship.errors import Invalid, NotFound, Unauthenticated, Unsupported
 from transship.identity.directory import Directory
 from transship.identity.model import SERVICE_PRINCIPAL, Principal
 from transship.identity.tokens import TokenInvalid, TokenService
@@ -63,48 +63,43 @@ class EntraTokens:
         self._tokens = tokens
 
     async def issue(self, origin: str, request: TokenRequest) -> dict[str, Any]:
-        """The token response for a client-credentials or password grant. Raises OAuthError
-        (400 invalid_request / unsupported_grant_type / invalid_scope, 401 invalid_client,
-        400 invalid_grant) with Entra's codes, and RetryLater (TooManyFailures,
+        """The token response for a client-credentials or password grant. Raises NotFound
+        ("tenant"), Invalid("scope"), Unsupported("grant type"), Unauthenticated ("client"
+        for a bad secret, "user" for a bad password) with Entra's messages, and RetryLater (TooManyFailures,
         CredentialChecksBusy) when the sign-in is refused before its check."""
         tenant = await self._directory.tenant(request.tenant)
         if tenant is None:
-            raise OAuthError(
-                400, "invalid_request", f"AADSTS90002: Tenant '{request.tenant}' not found."
+            raise NotFound(
+                "tenant", request.tenant, f"AADSTS90002: Tenant '{request.tenant}' not found."
             )
         audience = resource_of(request.scope)
         if not audience:
-            raise OAuthError(
-                400,
-                "invalid_scope",
-                "AADSTS70011: The scope parameter is required and must name a resource.",
+            raise Invalid(
+                "scope", "AADSTS70011: The scope parameter is required and must name a resource."
             )
         if request.grant_type == "client_credentials":
             principal = await self._directory.authenticate_client(
                 request.client_id, request.client_secret, address=request.address
             )
             if principal is None or principal.tenant_id != tenant.id:
-                raise OAuthError(
-                    401,
-                    "invalid_client",
+                raise Unauthenticated(
                     f"AADSTS7000215: Invalid client secret provided for application '{request.client_id}', or the application is not in tenant '{tenant.id}'.",
+                    subject="client",
                 )
         elif request.grant_type == "password":
             found = await self._directory.authenticate_user(
                 tenant.id, request.username, request.password, address=request.address
             )
             if found is None:
-                raise OAuthError(
-                    400,
-                    "invalid_grant",
+                raise Unauthenticated(
                     "AADSTS50126: Error validating credentials due to invalid username or password.",
+                    subject="user",
                 )
             principal = found
         else:
-            raise OAuthError(
-                400,
-                "unsupported_grant_type",
+            raise Unsupported(
                 f"AADSTS70003: grant_type {request.grant_type!r} is not supported.",
+                subject="grant type",
             )
         claims = {
             "aud": audience,

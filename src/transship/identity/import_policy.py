@@ -5,7 +5,8 @@ service."""
 
 from __future__ import annotations
 
-from transship.errors import ArmError
+from transship import errors
+from transship.errors import Denied
 from transship.identity.access import AccessControl
 from transship.identity.dataplane import DataPlaneAuth, Unauthenticated
 from transship.identity.model import Principal
@@ -31,13 +32,12 @@ class ImportPolicy:
     async def _network(self, registry: RegistryRecord, role: str) -> None:
         rules = (await self._registry_access.settings(registry)).network
         if _restricted(rules) and not trusted_service_allowed(rules):
-            raise ArmError(
-                403,
-                "NetworkAccessDenied",
+            raise Denied(
                 f"The {role} registry '{registry.name}' restricts network access (publicNetworkAccess="
                 f"{rules.public_network_access}, defaultAction={rules.default_action}) and does not let trusted services "
                 "bypass it (networkRuleBypassOptions=None). Set networkRuleBypassOptions to AzureServices to allow imports.",
-                target="source" if role == "source" else "registry",
+                reason="network",
+                field="source" if role == "source" else "registry",
             )
 
     async def check(
@@ -48,9 +48,9 @@ class ImportPolicy:
         repository: str,
         credentials: tuple[str, str] | None,
     ) -> None:
-        """Passes when the import may run. Raises ArmError 403 (AuthorizationFailed,
-        NetworkAccessDenied, CrossTenantImportNeedsCredentials) or 401 (invalid source
-        credentials). `credentials` are (user name, password) given for the source. The caller's rights on the target are checked before this."""
+        """Passes when the import may run. Raises Denied (no right to pull; reason
+        "network" for a network rule, "cross_tenant" for a source of another tenant without
+        credentials) or Unauthenticated (reason "source_credentials"). `credentials` are (user name, password) given for the source. The caller's rights on the target are checked before this."""
         await self._network(target, "target")
         if source is None:
             return  # a remote registry: the request's credentials (if any) go upstream
@@ -60,36 +60,30 @@ class ImportPolicy:
             try:
                 grant = await self._dataplane.basic(source, *credentials)
             except Unauthenticated:
-                raise ArmError(
-                    401,
-                    "InvalidSourceCredentials",
+                raise errors.Unauthenticated(
                     f"The credentials given for source registry '{source.name}' are not valid.",
-                    target="source.credentials",
+                    reason="source_credentials",
+                    field="source.credentials",
                 ) from None
             if not grant.allows(repository, "pull"):
-                raise ArmError(
-                    403,
-                    "AuthorizationFailed",
+                raise Denied(
                     f"The credentials given for source registry '{source.name}' may not pull repository '{repository}'.",
-                    target="source.credentials",
+                    field="source.credentials",
                 )
             return
         if (await self._dataplane.anonymous(source)).allows(repository, "pull"):
             return
         if source_tenant != principal.tenant_id:
-            raise ArmError(
-                403,
-                "CrossTenantImportNeedsCredentials",
+            raise Denied(
                 f"Source registry '{source.name}' belongs to another tenant: give source.credentials (its admin user, "
                 "a registry token, or a service principal of that tenant).",
-                target="source.credentials",
+                reason="cross_tenant",
+                field="source.credentials",
             )
         scope = registry_id_of(source)
         if "pull" not in await self._access.registry_actions(principal, scope):
-            raise ArmError(
-                403,
-                "AuthorizationFailed",
+            raise Denied(
                 f"The client '{principal.app_id or principal.name}' with object id '{principal.object_id}' does not have "
                 f"authorization to perform action '{Actions.PULL}' over scope '{scope}' (the import source).",
-                target="source",
+                field="source",
             )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from transship.errors import ArmError, Conflict
+from transship.errors import Conflict, Invalid, NotFound, Unsupported
 from transship.identity.network import InvalidNetworkRule, NetworkRules, parse_ip_rule
 from transship.identity.scopemaps import (
     SYSTEM_SCOPE_MAPS,
@@ -126,14 +126,12 @@ class RegistryAccess:
     ) -> AccessSettings:
         """Change what is given. Enabling the admin user the first time creates its two
         passwords. With `within`, in that transaction (the caller's), otherwise in one of
-        its own; the cached settings change when it commits. Raises ArmError 400 naming the
+        its own; the cached settings change when it commits. Raises Invalid naming the
         invalid field (then the caller's transaction must roll back: let it propagate)."""
         try:
             rules = None if ip_rules is None else sorted({parse_ip_rule(r) for r in ip_rules})
         except InvalidNetworkRule as exc:
-            raise ArmError(
-                400, "InvalidParameter", str(exc), target="networkRuleSet.ipRules"
-            ) from None
+            raise Invalid("networkRuleSet.ipRules", str(exc)) from None
         async with self._meta.writing(within) as q:
             iq = IdentityQueries(q.conn)
             current = await iq.registry_access(registry.id)
@@ -152,7 +150,7 @@ class RegistryAccess:
             try:
                 settings = _settings(record)
             except InvalidNetworkRule as exc:
-                raise ArmError(400, "InvalidParameter", str(exc), target="properties") from None
+                raise Invalid("properties", str(exc)) from None
             if record.admin_user_enabled and record.admin_passwords is None:
                 record = replace(
                     record,
@@ -175,7 +173,7 @@ class RegistryAccess:
         return self._box.seal(json.dumps(passwords).encode())
 
     async def admin_credentials(self, registry: RegistryRecord) -> dict[str, str]:
-        """The admin user's two passwords by name. Raises ArmError 400 when it is disabled."""
+        """The admin user's two passwords by name. Raises Invalid when it is disabled."""
         async with self._meta.reading() as q:
             record = await IdentityQueries(q.conn).registry_access(registry.id)
         return self._admin_passwords(registry, record)
@@ -183,12 +181,12 @@ class RegistryAccess:
     def _admin_passwords(
         self, registry: RegistryRecord, record: RegistryAccessRecord
     ) -> dict[str, str]:
-        """Raises ArmError 400 when the admin user is disabled."""
+        """Raises Invalid (reason "admin_user_disabled") when the admin user is disabled."""
         if not record.admin_user_enabled or record.admin_passwords is None:
-            raise ArmError(
-                400,
-                "AdminUserDisabled",
+            raise Invalid(
+                None,
                 f"The admin user of registry '{registry.name}' is disabled. Enable it with adminUserEnabled=true.",
+                reason="admin_user_disabled",
             )
         passwords: dict[str, str] = json.loads(self._box.open(record.admin_passwords))
         return passwords
@@ -196,14 +194,9 @@ class RegistryAccess:
     async def regenerate_admin_password(
         self, registry: RegistryRecord, name: str
     ) -> dict[str, str]:
-        """Raises ArmError 400 for an unknown password name or a disabled admin user."""
+        """Raises Invalid for an unknown password name or a disabled admin user."""
         if name not in ADMIN_PASSWORD_NAMES:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"name must be one of {', '.join(ADMIN_PASSWORD_NAMES)}.",
-                target="name",
-            )
+            raise Invalid("name", f"name must be one of {', '.join(ADMIN_PASSWORD_NAMES)}.")
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             record = await iq.registry_access(registry.id)
@@ -244,7 +237,7 @@ class RegistryAccess:
         )
 
     async def require_scope_map(self, registry: RegistryRecord, name: str) -> ScopeMapView:
-        """Raises ArmError 404 ResourceNotFound naming the scope map and registry."""
+        """Raises NotFound naming the scope map and registry."""
         found = await self.scope_map(registry, name)
         if found is None:
             raise _not_found("Scope map", name, registry)
@@ -253,32 +246,22 @@ class RegistryAccess:
     async def save_scope_map(
         self, registry: RegistryRecord, name: str, description: str, actions: list[str]
     ) -> tuple[ScopeMapView, bool]:
-        """Create or replace a scope map; the bool says whether it is new. Raises ArmError
-        400 for a bad name or action, 409 for a system scope map."""
+        """Create or replace a scope map; the bool says whether it is new. Raises Invalid
+        for a bad name or action, Unsupported for a system scope map."""
         if name in SYSTEM_SCOPE_MAPS:
-            raise ArmError(
-                409,
-                "SystemScopeMapReadOnly",
+            raise Unsupported(
                 f"Scope map '{name}' is built in and cannot be changed.",
+                subject="scope map",
+                reason="builtin",
             )
         if not _valid_name(name):
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"Scope map name {name!r} must be {_NAME_RULE}.",
-                target="name",
-            )
+            raise Invalid("name", f"Scope map name {name!r} must be {_NAME_RULE}.")
         if not actions:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                "A scope map needs at least one action.",
-                target="properties.actions",
-            )
+            raise Invalid("properties.actions", "A scope map needs at least one action.")
         try:
             canonical = [str(a) for a in parse_actions(actions)]
         except InvalidScopeAction as exc:
-            raise ArmError(400, "InvalidParameter", str(exc), target="properties.actions") from None
+            raise Invalid("properties.actions", str(exc)) from None
         canonical = list(dict.fromkeys(canonical))
         try:
             async with self._meta.writing() as q:
@@ -292,8 +275,8 @@ class RegistryAccess:
                     await iq.update_scope_map(existing.id, description, json.dumps(canonical))
                     record = existing
         except Conflict:
-            raise ArmError(
-                409, "Conflict", f"Scope map '{name}' was created concurrently."
+            raise Conflict(
+                f"Scope map '{name}' was created concurrently.", subject="scope map"
             ) from None
         self._verified.clear()
         return ScopeMapView(
@@ -301,12 +284,12 @@ class RegistryAccess:
         ), existing is None
 
     async def delete_scope_map(self, registry: RegistryRecord, name: str) -> bool:
-        """Raises ArmError 409 for a system scope map or one a token still uses."""
+        """Raises Unsupported for a system scope map, Conflict for one a token still uses."""
         if name in SYSTEM_SCOPE_MAPS:
-            raise ArmError(
-                409,
-                "SystemScopeMapReadOnly",
+            raise Unsupported(
                 f"Scope map '{name}' is built in and cannot be deleted.",
+                subject="scope map",
+                reason="builtin",
             )
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
@@ -314,10 +297,10 @@ class RegistryAccess:
             if existing is None:
                 return False
             if await iq.scope_map_in_use(existing.id):
-                raise ArmError(
-                    409,
-                    "ScopeMapInUse",
+                raise Conflict(
                     f"Scope map '{name}' is used by a token; delete or move the token first.",
+                    subject="scope map",
+                    reason="in_use",
                 )
             return await iq.delete_scope_map(existing.id)
 
@@ -364,7 +347,7 @@ class RegistryAccess:
     async def require_token(
         self, registry: RegistryRecord, name: str
     ) -> tuple[RegistryTokenRecord, str, list[dict[str, str | None]]]:
-        """Raises ArmError 404 ResourceNotFound naming the token and registry."""
+        """Raises NotFound naming the token and registry."""
         found = await self.token(registry, name)
         if found is None:
             raise _not_found("Token", name, registry)
@@ -373,11 +356,9 @@ class RegistryAccess:
     async def save_token(
         self, registry: RegistryRecord, name: str, scope_map: str, enabled: bool
     ) -> bool:
-        """Create or update a token; True when it is new. Raises ArmError 400/404."""
+        """Create or update a token; True when it is new. Raises Invalid or NotFound."""
         if not _valid_name(name):
-            raise ArmError(
-                400, "InvalidParameter", f"Token name {name!r} must be {_NAME_RULE}.", target="name"
-            )
+            raise Invalid("name", f"Token name {name!r} must be {_NAME_RULE}.")
         try:
             async with self._meta.writing() as q:
                 iq = IdentityQueries(q.conn)
@@ -388,7 +369,7 @@ class RegistryAccess:
                 else:
                     await iq.update_token(existing.id, record.id, enabled)
         except Conflict:
-            raise ArmError(409, "Conflict", f"Token '{name}' was created concurrently.") from None
+            raise Conflict(f"Token '{name}' was created concurrently.", subject="token") from None
         self._verified.clear()
         return existing is None
 
@@ -409,21 +390,14 @@ class RegistryAccess:
     ) -> dict[str, str]:
         """New passwords for a token by name, returned once (only their hashes are kept).
         Every password is made first, then all are stored in one transaction: a failure
-        (the hashing pool full, the token gone) changes none. Raises ArmError 400 for an
+        (the hashing pool full, the token gone) changes none. Raises Invalid for an
         unknown password name or a past expiry, 404 for no such token, and
         CredentialChecksBusy when the hashing pool is full."""
         for name in names:
             if name not in TOKEN_PASSWORD_NAMES:
-                raise ArmError(
-                    400,
-                    "InvalidParameter",
-                    f"name must be one of {', '.join(TOKEN_PASSWORD_NAMES)}.",
-                    target="name",
-                )
+                raise Invalid("name", f"name must be one of {', '.join(TOKEN_PASSWORD_NAMES)}.")
         if expiry is not None and expiry <= utcnow():
-            raise ArmError(
-                400, "InvalidParameter", "expiry must be in the future.", target="expiry"
-            )
+            raise Invalid("expiry", "expiry must be in the future.")
         values = {name: new_secret() for name in names}
         hashes = {name: await self._hasher.hash(value) for name, value in values.items()}
         async with self._meta.writing() as q:
@@ -542,12 +516,12 @@ def _token_key(registry: RegistryRecord, username: str) -> str:
 
 def _not_found(
     kind: str, name: str, registry: RegistryRecord, target: str | None = None
-) -> ArmError:
-    return ArmError(
-        404,
-        "ResourceNotFound",
+) -> NotFound:
+    return NotFound(
+        kind.lower(),
+        name,
         f"{kind} '{name}' was not found in registry '{registry.name}'.",
-        target=target,
+        field=target,
     )
 
 

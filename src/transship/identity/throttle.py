@@ -11,20 +11,20 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from transship.errors import TooManyRequests
+
 # Keys tracked per kind (addresses, principals) at most; the least recently failed go first.
 DEFAULT_MAX_KEYS = 10_000
 
 
-class RetryLater(Exception):
+class RetryLater(TooManyRequests):
     """A credential check refused for now, before any hashing; `retry_after` is the whole
     number of seconds (at least 1) after which the same request may succeed. The message
     names what was exceeded and never echoes a secret. The API answers 429 with
     `Retry-After` in the envelope of the surface."""
 
     def __init__(self, retry_after: int, message: str) -> None:
-        super().__init__(message)
-        self.retry_after = max(1, retry_after)
-        self.message = message
+        super().__init__(message, retry_after=retry_after, subject="credential check")
 
 
 class TooManyFailures(RetryLater):

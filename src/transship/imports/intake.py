@@ -1,12 +1,12 @@
 """Turn an ImportImageParameters request into a validated ImportRequest, refusing bad input
-before any job exists (ARM 400 naming the field, 404 for an unknown source registry)."""
+before any job exists (Invalid naming the field, NotFound for an unknown source registry)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from transship.errors import ArmError
+from transship.errors import Invalid
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.ports import Credentials
 from transship.oci.reference import ImageReference, InvalidReference, normalize_docker_hub
@@ -32,14 +32,14 @@ class ImportParameters:
     force: bool
 
 
-def _invalid(field: str, message: str) -> ArmError:
-    return ArmError(400, "InvalidParameter", message, target=field)
+def _invalid(field: str, message: str) -> Invalid:
+    return Invalid(field, message)
 
 
 async def intake(
     params: ImportParameters, registries: RegistryService
 ) -> tuple[ImportRequest, Credentials | None]:
-    """Validate and resolve. Raises ArmError (400 InvalidParameter with `target`, 404)."""
+    """Validate and resolve. Raises Invalid (naming the field) or NotFound("registry")."""
     if (params.resource_id is None) == (params.registry_uri is None):
         raise _invalid(
             "source", "Exactly one of source.resourceId and source.registryUri must be given."

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from transship import errors as e
-from transship.errors import OciError
+from transship.errors import Conflict, Invalid, NotFound, TooLarge
 from transship.metadata.queries import BlobMissing, MetadataStore
 from transship.metadata.records import RegistryRecord, UploadRecord
 from transship.oci.digest import SUPPORTED_ALGORITHMS, CountingHasher, Digest, Hasher, new_hasher
@@ -24,13 +23,16 @@ class BlobLocation:
     path: Path | None  # a local file to send zero-copy, when the store has one
 
 
-class ChunkOutOfOrder(OciError):
-    """A chunk that does not start at the session's offset (416); the session is kept, and
-    the answer tells the client where it stands."""
+class ChunkOutOfOrder(Invalid):
+    """A chunk that does not start at the session's offset (field "range"); the session is
+    kept, and the answer tells the client where it stands (`offset`)."""
 
     def __init__(self, upload_id: str, repository: str, start: int, offset: int) -> None:
         super().__init__(
-            e.RANGE_INVALID, f"chunk starts at {start} but upload {upload_id} is at offset {offset}"
+            "range",
+            f"chunk starts at {start} but upload {upload_id} is at offset {offset}",
+            subject="upload",
+            reason="out_of_order",
         )
         self.upload_id = upload_id
         self.repository = repository
@@ -68,38 +70,41 @@ class BlobService:
 
     # -- reads -------------------------------------------------------------------------------
     async def stat(self, registry: RegistryRecord, repository: str, digest: Digest) -> BlobLocation:
-        """Raises OciError BLOB_UNKNOWN when the repository cannot see the blob."""
+        """Raises NotFound("blob") when the repository cannot see the blob."""
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
             size = await q.repository_blob_size(registry.id, repository, str(digest))
         if size is None:
-            raise OciError(
-                e.BLOB_UNKNOWN,
+            raise NotFound(
+                "blob",
+                str(digest),
                 f"blob {digest} is not in repository {repository}",
-                {"digest": str(digest)},
+                detail={"digest": str(digest)},
             )
         return BlobLocation(digest, size, self._store.local_path(digest))
 
     async def delete(self, registry: RegistryRecord, repository: str, digest: Digest) -> None:
         """Unlink a blob from a repository; the bytes go when garbage collection finds them
-        unreferenced. Raises BLOB_UNKNOWN, or UNSUPPORTED (405) while a manifest of the
-        repository still needs it: a tag must never point at missing content."""
+        unreferenced. Raises NotFound("blob"), or Conflict (reason "in_use") while a manifest
+        of the repository still needs it: a tag must never point at missing content."""
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is not None:
                 await q.lock_repository(repo_id, exclusive=True)
                 user = await q.blob_referenced_in(repo_id, str(digest))
                 if user is not None:
-                    raise OciError(
-                        e.UNSUPPORTED,
+                    raise Conflict(
                         f"blob {digest} is referenced by manifest {user} in {repository}; delete the manifest first",
-                        {"digest": str(digest), "manifest": user},
+                        subject="blob",
+                        reason="in_use",
+                        detail={"digest": str(digest), "manifest": user},
                     )
             if not await q.unlink_blob(registry.id, repository, str(digest)):
-                raise OciError(
-                    e.BLOB_UNKNOWN,
+                raise NotFound(
+                    "blob",
+                    str(digest),
                     f"blob {digest} is not in repository {repository}",
-                    {"digest": str(digest)},
+                    detail={"digest": str(digest)},
                 )
 
     async def mount(
@@ -129,10 +134,10 @@ class BlobService:
     async def start_upload(
         self, registry: RegistryRecord, repository: str, algorithm: str = "sha256"
     ) -> UploadStatus:
-        """Open a resumable session. Raises UNSUPPORTED for an unknown digest algorithm."""
+        """Open a resumable session. Raises Invalid("digest") for an unknown digest algorithm."""
         if algorithm not in SUPPORTED_ALGORITHMS:
-            raise OciError(
-                e.DIGEST_INVALID, f"unsupported digest algorithm {algorithm!r}", status=400
+            raise Invalid(
+                "digest", f"unsupported digest algorithm {algorithm!r}", reason="algorithm"
             )
         upload_id = uuid.uuid4().hex
         await self._store.create_staging(upload_id)
@@ -146,8 +151,8 @@ class BlobService:
         async with self._meta.reading() as q:
             record = await q.upload(upload_id) if len(upload_id) == 32 else None
         if record is None or record.registry_id != registry.id or record.repository != repository:
-            raise OciError(
-                e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} is unknown in repository {repository}"
+            raise NotFound(
+                "upload", upload_id, f"upload {upload_id} is unknown in repository {repository}"
             )
         return record
 
@@ -215,18 +220,12 @@ class BlobService:
             except StagingUnknown:
                 raise _expired(record.id) from None
             if length is not None and counter.count != length:
-                raise OciError(
-                    e.SIZE_INVALID,
-                    f"chunk declared {length} bytes but {counter.count} arrived",
-                    status=400,
-                )
+                raise Invalid("size", f"chunk declared {length} bytes but {counter.count} arrived")
             async with self._meta.writing() as q:
                 if not await q.advance_upload(
                     record.id, record.offset, record.offset + counter.count
                 ):
-                    raise OciError(
-                        e.BLOB_UPLOAD_INVALID, f"upload {record.id} was changed concurrently"
-                    )
+                    raise Conflict(f"upload {record.id} was changed concurrently", subject="upload")
         except BaseException:
             self._hash_states.pop(record.id, None)
             raise
@@ -259,10 +258,10 @@ class BlobService:
                 actual = await self._rehash(upload_id, digest.algorithm)
             if actual != digest.encoded:
                 await self.cancel(registry, repository, upload_id, locked=True)
-                raise OciError(
-                    e.DIGEST_INVALID,
+                raise Invalid(
+                    "digest",
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
-                    {"digest": str(digest)},
+                    detail={"digest": str(digest)},
                 )
             location = await self._commit(
                 registry, repository, upload_id, digest, state.offset, session=True
@@ -315,15 +314,13 @@ class BlobService:
             except StagingUnknown:
                 raise _expired(upload_id) from None
             if length is not None and counter.count != length:
-                raise OciError(
-                    e.SIZE_INVALID, f"declared {length} bytes but {counter.count} arrived"
-                )
+                raise Invalid("size", f"declared {length} bytes but {counter.count} arrived")
             actual = counter.hasher.hexdigest()
             if actual != digest.encoded:
-                raise OciError(
-                    e.DIGEST_INVALID,
+                raise Invalid(
+                    "digest",
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
-                    {"digest": str(digest)},
+                    detail={"digest": str(digest)},
                 )
             return await self._commit(registry, repository, upload_id, digest, counter.count)
         finally:
@@ -359,7 +356,7 @@ class BlobService:
     async def cancel(
         self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False
     ) -> None:
-        """Discard a session and its staged bytes. Raises BLOB_UPLOAD_UNKNOWN."""
+        """Discard a session and its staged bytes. Raises NotFound("upload")."""
         if not locked:
             await self._session(registry, repository, upload_id)
         async with self._meta.writing() as q:
@@ -373,11 +370,14 @@ class BlobService:
         self._hash_states.pop(upload_id, None)
 
 
-def _too_large(limit: int) -> OciError:
-    return OciError(e.SIZE_INVALID, f"blob is larger than the limit of {limit} bytes", status=413)
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"blob is larger than the limit of {limit} bytes", subject="blob")
 
 
-def _expired(upload_id: str) -> OciError:
-    return OciError(
-        e.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id} expired or lost its data; start it again"
+def _expired(upload_id: str) -> NotFound:
+    return NotFound(
+        "upload",
+        upload_id,
+        f"upload {upload_id} expired or lost its data; start it again",
+        reason="expired",
     )

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from transship import errors as e
-from transship.errors import OciError
+from transship.errors import NotFound
 from transship.metadata.queries import ListingOrder, MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
 from transship.oci.manifest import ManifestError, parse_manifest
@@ -75,8 +74,11 @@ class ListingService:
     ) -> int:
         repo_id = await q.repository_id(registry.id, repository)
         if repo_id is None:
-            raise OciError(
-                e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository}
+            raise NotFound(
+                "repository",
+                repository,
+                f"repository {repository} is not known",
+                detail={"name": repository},
             )
         return repo_id
 
@@ -92,7 +94,7 @@ class ListingService:
         last: str | None,
         n: int | None,
     ) -> ListingPage[TagRecord]:
-        """The tags after the one named `last`, in `order`. Raises NAME_UNKNOWN."""
+        """The tags after the one named `last`, in `order`. Raises NotFound("repository")."""
         limit = self._limit(n)
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
@@ -100,7 +102,7 @@ class ListingService:
         return ListingPage(rows[:limit], len(rows) > limit)
 
     async def tag(self, registry: RegistryRecord, repository: str, name: str) -> TagRecord | None:
-        """One tag, or None. Raises NAME_UNKNOWN."""
+        """One tag, or None. Raises NotFound("repository")."""
         async with self._meta.reading() as q:
             return await q.tag(await self._repository_id(q, registry, repository), name)
 
@@ -113,7 +115,7 @@ class ListingService:
         n: int | None,
     ) -> ListingPage[ManifestListing]:
         """The manifests after the one whose digest is `last`, in `order`, with their tags,
-        size and platform. Raises NAME_UNKNOWN."""
+        size and platform. Raises NotFound("repository")."""
         limit = self._limit(n)
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
@@ -125,7 +127,7 @@ class ListingService:
     async def manifest(
         self, registry: RegistryRecord, repository: str, digest: str
     ) -> ManifestListing | None:
-        """One manifest with its tags, size and platform, or None. Raises NAME_UNKNOWN."""
+        """One manifest with its tags, size and platform, or None. Raises NotFound("repository")."""
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
             row = await q.manifest_listing(repo_id, digest)
@@ -133,7 +135,7 @@ class ListingService:
         return None if row is None else await self._listing(row, tags)
 
     async def summary(self, registry: RegistryRecord, repository: str) -> RepositorySummary:
-        """Counts and times of a repository, counted in SQL. Raises NAME_UNKNOWN."""
+        """Counts and times of a repository, counted in SQL. Raises NotFound("repository")."""
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
             manifests, tags, first, last = await q.repository_summary(repo_id)
@@ -179,12 +181,15 @@ class ListingService:
     async def delete_repository(
         self, registry: RegistryRecord, repository: str
     ) -> DeletedRepository:
-        """Raises NAME_UNKNOWN."""
+        """Raises NotFound("repository")."""
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
-                raise OciError(
-                    e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository}
+                raise NotFound(
+                    "repository",
+                    repository,
+                    f"repository {repository} is not known",
+                    detail={"name": repository},
                 )
             await q.lock_repository(repo_id, exclusive=True)
             manifests, tags = await q.delete_repository(repo_id)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from transship import errors as e
-from transship.errors import OciError
+from transship.errors import Conflict, Invalid, LimitExceeded, NotFound, TooLarge
 from transship.metadata.queries import MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, ManifestReference, RegistryRecord
 from transship.oci import mediatypes as mt
@@ -33,19 +32,20 @@ class Page:
 def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
     """Validate a tag-or-digest path segment; returns it and whether it is a digest.
 
-    Raises DIGEST_INVALID for a malformed digest. A malformed tag is MANIFEST_INVALID when
-    pushing and MANIFEST_UNKNOWN when reading (no manifest can have that name).
+    Raises Invalid("digest") for a malformed digest. A malformed tag is Invalid("tag") when
+    pushing and NotFound("manifest") when reading (no manifest can have that name).
     """
     if is_digest(reference):
         try:
             return str(Digest.parse(reference)), True
         except DigestError as exc:
-            raise OciError(e.DIGEST_INVALID, str(exc), {"reference": reference}) from None
+            raise Invalid("digest", str(exc), detail={"reference": reference}) from None
     try:
         return validate_tag(reference), False
     except InvalidReference as exc:
-        code = e.MANIFEST_INVALID if writing else e.MANIFEST_UNKNOWN
-        raise OciError(code, str(exc), {"tag": reference}) from None
+        if writing:
+            raise Invalid("tag", str(exc), detail={"tag": reference}) from None
+        raise NotFound("manifest", reference, str(exc), detail={"tag": reference}) from None
 
 
 def references_of(parsed: ParsedManifest) -> list[ManifestReference]:
@@ -88,16 +88,17 @@ class ManifestService:
     async def get(
         self, registry: RegistryRecord, repository: str, reference: str
     ) -> ManifestRecord:
-        """Raises MANIFEST_UNKNOWN (or a reference error) when absent."""
+        """Raises NotFound("manifest") (or a reference error) when absent."""
         ref, by_digest = parse_reference(reference, writing=False)
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
             record = await q.manifest(registry.id, repository, ref, by_digest)
         if record is None:
-            raise OciError(
-                e.MANIFEST_UNKNOWN,
+            raise NotFound(
+                "manifest",
+                reference,
                 f"manifest {reference} is not in repository {repository}",
-                {"reference": reference},
+                detail={"reference": reference},
             )
         return record
 
@@ -112,42 +113,39 @@ class ManifestService:
     ) -> PushedManifest:
         """Store a manifest byte-for-byte and move its tags in one transaction.
 
-        Raises MANIFEST_INVALID, DIGEST_INVALID, MANIFEST_BLOB_UNKNOWN or MANIFEST_TOO_LARGE;
-        on any error nothing is stored.
+        Raises Invalid (field "manifest", "tag" or "digest"; reason "missing_reference" for
+        content the repository lacks), LimitExceeded("manifest") or TooLarge; on any error
+        nothing is stored.
         """
         if len(content) > self.max_manifest_bytes:
-            raise OciError(
-                e.MANIFEST_TOO_LARGE,
+            raise TooLarge(
                 f"manifest is {len(content)} bytes; the limit is {self.max_manifest_bytes}",
+                subject="manifest",
             )
         ref, by_digest = parse_reference(reference, writing=True)
         tags = [] if by_digest else [ref]
         for tag in extra_tags:
             if parse_reference(tag, writing=True)[1]:
-                raise OciError(
-                    e.MANIFEST_INVALID,
-                    f"tag parameter {tag!r} is a digest, not a tag",
-                    {"tag": tag},
+                raise Invalid(
+                    "tag", f"tag parameter {tag!r} is a digest, not a tag", detail={"tag": tag}
                 )
             if tag not in tags:
                 tags.append(tag)
         if len(tags) > MAX_TAGS_PER_PUT:
-            raise OciError(e.MANIFEST_INVALID, f"at most {MAX_TAGS_PER_PUT} tags per request")
+            raise LimitExceeded(f"at most {MAX_TAGS_PER_PUT} tags per request", subject="manifest")
         try:
             parsed = parse_manifest(content, content_type)
         except ManifestError as exc:
-            raise OciError(e.MANIFEST_INVALID, str(exc)) from None
+            raise Invalid("manifest", str(exc)) from None
         digest = Digest.of(content, Digest.parse(ref).algorithm if by_digest else "sha256")
         if by_digest and str(digest) != ref:
-            raise OciError(
-                e.DIGEST_INVALID,
-                f"manifest content has digest {digest}, not {ref}",
-                {"digest": ref},
+            raise Invalid(
+                "digest", f"manifest content has digest {digest}, not {ref}", detail={"digest": ref}
             )
         if len(parsed.manifests) > self._max_index_children:
-            raise OciError(
-                e.MANIFEST_INVALID,
+            raise LimitExceeded(
                 f"the index lists {len(parsed.manifests)} manifests; the limit is {self._max_index_children}",
+                subject="manifest",
             )
         refs = references_of(parsed)
         async with self._meta.writing() as q:
@@ -156,18 +154,20 @@ class ManifestService:
             linked = await q.touch_links(repo_id, [r.digest for r in refs if not r.is_manifest])
             for ref_ in refs:
                 if not ref_.is_manifest and ref_.digest not in linked:
-                    raise OciError(
-                        e.MANIFEST_BLOB_UNKNOWN,
+                    raise Invalid(
+                        "manifest",
                         f"blob {ref_.digest} referenced by the manifest is not in repository {repository}",
-                        {"digest": ref_.digest},
+                        reason="missing_reference",
+                        detail={"digest": ref_.digest},
                     )
             present = await q.existing_manifests(repo_id, [r.digest for r in refs if r.is_manifest])
             for ref_ in refs:
                 if ref_.is_manifest and ref_.digest not in present:
-                    raise OciError(
-                        e.MANIFEST_BLOB_UNKNOWN,
+                    raise Invalid(
+                        "manifest",
                         f"manifest {ref_.digest} listed by the index is not in repository {repository}",
-                        {"digest": ref_.digest},
+                        reason="missing_reference",
+                        detail={"digest": ref_.digest},
                     )
             await store_manifest(q, repo_id, str(digest), content, parsed)
             for tag in tags:
@@ -179,14 +179,14 @@ class ManifestService:
     async def delete(self, registry: RegistryRecord, repository: str, reference: str) -> None:
         """By digest: the manifest and its tags; by tag: only the tag.
 
-        Raises MANIFEST_UNKNOWN, or UNSUPPORTED (405) while an index in the repository lists
-        it: deleting it would leave the index pointing at nothing.
+        Raises NotFound("manifest"), or Conflict (reason "in_use") while an index in the
+        repository lists it: deleting it would leave the index pointing at nothing.
         """
         ref, by_digest = parse_reference(reference, writing=False)
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
-            unknown = OciError(
-                e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}"
+            unknown = NotFound(
+                "manifest", reference, f"manifest {reference} is not in repository {repository}"
             )
             if repo_id is None:
                 raise unknown
@@ -197,10 +197,11 @@ class ManifestService:
                 return
             parent = await q.manifest_parent(repo_id, ref)
             if parent is not None:
-                raise OciError(
-                    e.UNSUPPORTED,
+                raise Conflict(
                     f"manifest {ref} is listed by index {parent} in {repository}; delete the index first",
-                    {"digest": ref, "index": parent},
+                    subject="manifest",
+                    reason="in_use",
+                    detail={"digest": ref, "index": parent},
                 )
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown
@@ -208,13 +209,16 @@ class ManifestService:
     async def tags(
         self, registry: RegistryRecord, repository: str, last: str | None, n: int | None
     ) -> Page:
-        """Tags in lexical order after `last`. Raises NAME_UNKNOWN for an unknown repository."""
+        """Tags in lexical order after `last`. Raises NotFound("repository") when unknown."""
         limit = self._limit(n)
         async with self._meta.reading() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
-                raise OciError(
-                    e.NAME_UNKNOWN, f"repository {repository} is not known", {"name": repository}
+                raise NotFound(
+                    "repository",
+                    repository,
+                    f"repository {repository} is not known",
+                    detail={"name": repository},
                 )
             if limit == 0:
                 return Page([], False)
@@ -239,7 +243,7 @@ class ManifestService:
         try:
             Digest.parse(subject)
         except DigestError as exc:
-            raise OciError(e.DIGEST_INVALID, str(exc), {"digest": subject}) from None
+            raise Invalid("digest", str(exc), detail={"digest": subject}) from None
         async with self._meta.reading() as q:
             found = await q.referrers(registry.id, repository, subject, artifact_type)
         manifests = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from transship.errors import ArmError, Conflict
+from transship.errors import Conflict, Invalid, NotFound, Unsupported
 from transship.metadata.queries import MetadataStore, QueryScope
 from transship.metadata.records import RegistryRecord
 
@@ -29,10 +29,10 @@ def canonical_host(value: str) -> str | None:
     return candidate if _HOST.fullmatch(candidate) else None
 
 
-def not_found(name: str, resource_group: str) -> ArmError:
-    return ArmError(
-        404,
-        "ResourceNotFound",
+def not_found(name: str, resource_group: str) -> NotFound:
+    return NotFound(
+        "registry",
+        name,
         f"The Resource 'Microsoft.ContainerRegistry/registries/{name}' under resource group '{resource_group}' was not found.",
     )
 
@@ -57,16 +57,14 @@ class RegistryService:
 
     def check_login_server(self, name: str, login_server: str | None) -> None:
         """`properties.loginServer` is read-only: accept it only when it is the derived one.
-        Raises ArmError 400 InvalidParameter naming the field."""
+        Raises Invalid naming the field."""
         derived = self.login_server_for(name)
         if login_server is not None and canonical_host(login_server) != derived:
-            raise ArmError(
-                400,
-                "InvalidParameter",
+            raise Invalid(
+                "properties.loginServer",
                 f"properties.loginServer is read-only: registry '{name}' is reached at "
                 f"'{derived}' (its name and the service's login-server suffix); omit the "
                 "property or send that value.",
-                target="properties.loginServer",
             )
 
     async def create(
@@ -83,30 +81,32 @@ class RegistryService:
         `within`, in that transaction (the caller's: the registry exists only if the rest
         of the caller's write commits too); otherwise in one of its own.
 
-        Raises ArmError 400 InvalidRegistryName (a bad name, or one whose login server would
-        be an address of this service or of an upstream), 400 InvalidParameter for a
-        `login_server` other than the derived one, 409 AlreadyInUse for a name taken
-        elsewhere (names are unique across the service, in any letter case).
+        Raises Invalid("name", reason "registry_name") for a bad name, or one whose login
+        server would be an address of this service or of an upstream; Invalid for a
+        `login_server` other than the derived one; Conflict (subject "registry", reason
+        "name_taken") for a name taken elsewhere (names are unique across the service, in
+        any letter case).
         """
         if not _NAME.fullmatch(name):
-            raise ArmError(
-                400,
-                "InvalidRegistryName",
+            raise Invalid(
+                "name",
                 f"Registry name {name!r} must be 5-50 alphanumeric characters.",
-                target="name",
+                reason="registry_name",
             )
         self.check_login_server(name, login_server)
         derived = self.login_server_for(name)
         if derived in self._reserved:
-            raise ArmError(
-                400,
-                "InvalidRegistryName",
+            raise Invalid(
+                "name",
                 f"Registry name {name!r} would be reached at '{derived}', an address of this "
                 "service or of an upstream registry.",
-                target="name",
+                reason="registry_name",
             )
-        in_use = ArmError(
-            409, "AlreadyInUse", f"The registry name {name} is already in use.", target="name"
+        in_use = Conflict(
+            f"The registry name {name} is already in use.",
+            subject="registry",
+            reason="name_taken",
+            field="name",
         )
         try:
             async with self._meta.writing(within) as q:
@@ -135,7 +135,7 @@ class RegistryService:
             return await q.registry_by_id(registry_id)
 
     async def require(self, subscription_id: str, resource_group: str, name: str) -> RegistryRecord:
-        """The registry at that ARM address. Raises ArmError 404 ResourceNotFound."""
+        """The registry at that ARM address. Raises NotFound("registry")."""
         record = await self.get(name)
         if (
             record is None
@@ -165,12 +165,12 @@ class RegistryService:
 
     async def delete(self, record: RegistryRecord) -> None:
         """Delete a registry with its repositories; blobs go when garbage collection finds
-        them unreferenced. Raises ArmError 409 for the default registry."""
+        them unreferenced. Raises Unsupported (reason "default") for the default registry."""
         if record.is_default:
-            raise ArmError(
-                409,
-                "DefaultRegistry",
+            raise Unsupported(
                 "The default registry serves unknown hosts and cannot be deleted.",
+                subject="registry",
+                reason="default",
             )
         async with self._meta.writing() as q:
             await q.delete_registry(record.id)

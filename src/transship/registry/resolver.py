@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from transship import errors as e
-from transship.errors import OciError
+from transship.errors import NotFound
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.registry.registries import canonical_host
@@ -57,7 +56,7 @@ class RegistryResolver:
         self._loaded_at = time.monotonic()
 
     async def for_host(self, host: str | None) -> RegistryRecord:
-        """The registry a request's Host header addresses. Raises OciError 404 NAME_UNKNOWN
+        """The registry a request's Host header addresses. Raises NotFound("registry")
         for a host under the login-server suffix that names no registry."""
         if time.monotonic() - self._loaded_at > _TTL_SECONDS:
             await self.refresh()
@@ -70,11 +69,12 @@ class RegistryResolver:
                 async with self._meta.reading() as q:
                     found = await q.registry_by_login_server(canonical)
                 if found is None:
-                    raise OciError(
-                        e.NAME_UNKNOWN,
+                    raise NotFound(
+                        "registry",
+                        canonical,
                         f"no registry is reached at '{canonical}': create it first, or use the "
                         "login server its owner was given",
-                        {"host": canonical},
+                        detail={"host": canonical},
                     )
                 return found
         assert self._default is not None, "resolver used before start()"

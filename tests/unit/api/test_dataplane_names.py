@@ -17,7 +17,7 @@ from aiohttp.test_utils import make_mocked_request
 from tests.support.app import RunningRegistry, make_settings, running_registry
 from tests.support.identity import IdentityClient, basic, owner_credential
 from transship.api.dataplane_auth import Need, challenge, need_of
-from transship.errors import OciError
+from transship.api.envelopes import OciError
 
 GROUP = "names"
 

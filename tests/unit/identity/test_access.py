@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from transship.errors import ArmError
+from transship.errors import Conflict, Denied, DomainError, Invalid, Unsupported
 from transship.identity import access as access_module
 from transship.identity.access import AccessControl, authorization_failed, normalize_scope
 from transship.identity.directory import Directory, tenant_root_scope
@@ -80,15 +80,15 @@ def test_normalize_scope(given: str, expected: str) -> None:
     ],
 )
 def test_normalize_scope_refuses(given: str) -> None:
-    with pytest.raises(ArmError) as caught:
+    with pytest.raises(Invalid) as caught:
         normalize_scope(given)
-    assert (caught.value.status, caught.value.code) == (400, "InvalidScope")
+    assert (caught.value.subject, caught.value.field) == ("scope", "scope")
 
 
 def test_authorization_failed_names_client_object_action_and_scope() -> None:
     principal = Principal("obj-1", "tenant-1", SERVICE_PRINCIPAL, "name", "app-1")
     error = authorization_failed(principal, Actions.REGISTRIES_READ, REGISTRY)
-    assert (error.status, error.code) == (403, "AuthorizationFailed")
+    assert isinstance(error, Denied) and error.reason is None
     for part in ("'app-1'", "'obj-1'", f"'{Actions.REGISTRIES_READ}'", f"'{REGISTRY}'"):
         assert part in error.message
     user = Principal("obj-2", "tenant-1", "User", "dana")
@@ -190,9 +190,8 @@ async def test_require_passes_on_any_action_and_names_the_first(world: World) ->
     a = world.access
     await a.assign(None, REGISTRY, world.alice, READER)
     await a.require(world.alice, REGISTRY, Actions.IMPORT_IMAGE, Actions.REGISTRIES_READ)
-    with pytest.raises(ArmError) as caught:
+    with pytest.raises(Denied) as caught:
         await a.require(world.alice, REGISTRY, Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE)
-    assert caught.value.status == 403
     assert Actions.IMPORT_IMAGE in caught.value.message
 
 
@@ -212,15 +211,15 @@ async def test_assign_refusals_and_idempotence(world: World) -> None:
     assert record.scope == REGISTRY
     again = await a.assign(record.id, REGISTRY, world.alice, READER)
     assert again.id == record.id
-    with pytest.raises(ArmError) as exists:
+    with pytest.raises(Conflict) as exists:
         await a.assign(None, REGISTRY, world.alice, READER)
-    assert (exists.value.status, exists.value.code) == (409, "RoleAssignmentExists")
-    with pytest.raises(ArmError) as reused:
+    assert (exists.value.subject, exists.value.reason) == ("role assignment", "exists")
+    with pytest.raises(Conflict) as reused:
         await a.assign(record.id, SUB, world.alice, READER)
-    assert reused.value.status == 409
-    with pytest.raises(ArmError) as bad_scope:
+    assert (reused.value.subject, reused.value.reason) == ("role assignment", "id_taken")
+    with pytest.raises(Invalid) as bad_scope:
         await a.assign(None, REGISTRY + "/tokens/t", world.alice, READER)
-    assert (bad_scope.value.status, bad_scope.value.code) == (400, "InvalidScope")
+    assert (bad_scope.value.subject, bad_scope.value.field) == ("scope", "scope")
     with pytest.raises(ValueError):
         await a.assign("not-a-guid", REGISTRY, world.alice, READER)
 
@@ -243,9 +242,9 @@ async def test_custom_roles(world: World) -> None:
     assert await a.allowed(world.alice, Actions.IMPORT_IMAGE, REGISTRY)
     assert not await a.allowed(world.alice, Actions.REGISTRIES_READ, REGISTRY)
     # Outside its assignable scopes it cannot be assigned.
-    with pytest.raises(ArmError) as outside:
+    with pytest.raises(Invalid) as outside:
         await a.assign(None, "/subscriptions/22222222-2222-2222-2222-222222222222", world.bob, role)
-    assert (outside.value.status, outside.value.code) == (400, "InvalidRoleAssignment")
+    assert (outside.value.subject, outside.value.field) == ("role assignment", "scope")
     # Replacing it changes what its holders may do, at once.
     replaced, created = await a.save_role(
         world.tenant,
@@ -258,9 +257,9 @@ async def test_custom_roles(world: World) -> None:
     assert not created and replaced.id == role.id
     assert await a.allowed(world.alice, Actions.REGISTRIES_READ, REGISTRY)
     # It cannot be deleted while assigned.
-    with pytest.raises(ArmError) as in_use:
+    with pytest.raises(Conflict) as in_use:
         await a.delete_role(world.tenant, replaced)
-    assert in_use.value.status == 409
+    assert (in_use.value.subject, in_use.value.reason) == ("role definition", "in_use")
     for record in await a.assignments(world.alice.object_id):
         assert await a.unassign(record.id)
     await a.delete_role(world.tenant, replaced)
@@ -270,26 +269,28 @@ async def test_custom_roles(world: World) -> None:
 async def test_custom_role_refusals(world: World) -> None:
     a = world.access
     read = [Permission(actions=(Actions.REGISTRIES_READ,))]
-    for name, role_id, permissions, scopes, status in (
-        ("Reader", None, read, [SUB], 409),  # a built-in name
-        ("x", READER.id, read, [SUB], 409),  # a built-in id
-        ("", None, read, [SUB], 400),
-        ("x" * 257, None, read, [SUB], 400),
-        ("NoPerms", None, [], [SUB], 400),
-        ("NoScopes", None, read, [], 400),
-        ("BadScope", None, read, ["/nowhere"], 400),
-        ("BadAction", None, [Permission(actions=("",))], [SUB], 400),
-    ):
-        with pytest.raises(ArmError) as caught:
+    refusals: tuple[tuple[str, str | None, list[Permission], list[str], type, str], ...] = (
+        ("Reader", None, read, [SUB], Conflict, "builtin"),  # a built-in name
+        ("x", READER.id, read, [SUB], Conflict, "builtin"),  # a built-in id
+        ("", None, read, [SUB], Invalid, "roleName"),
+        ("x" * 257, None, read, [SUB], Invalid, "roleName"),
+        ("NoPerms", None, [], [SUB], Invalid, "roleName"),
+        ("NoScopes", None, read, [], Invalid, "assignableScopes"),
+        ("BadScope", None, read, ["/nowhere"], Invalid, "scope"),
+        ("BadAction", None, [Permission(actions=("",))], [SUB], Invalid, "permissions"),
+    )
+    for name, role_id, permissions, scopes, error, which in refusals:
+        with pytest.raises(DomainError) as caught:
             await a.save_role(world.tenant, role_id, name, "", permissions, scopes)
-        assert caught.value.status == status, name
+        assert type(caught.value) is error, name
+        assert which in (caught.value.reason, caught.value.field), name
     await a.save_role(world.tenant, None, "Mine", "", read, [SUB])
-    with pytest.raises(ArmError) as duplicate:
+    with pytest.raises(Conflict) as duplicate:
         await a.save_role(world.tenant, None, "MINE", "", read, [SUB])
-    assert duplicate.value.status == 409
-    with pytest.raises(ArmError) as builtin:
+    assert (duplicate.value.reason, duplicate.value.field) == ("name_taken", "roleName")
+    with pytest.raises(Unsupported) as builtin:
         await a.delete_role(world.tenant, OWNER)
-    assert builtin.value.status == 400
+    assert (builtin.value.subject, builtin.value.reason) == ("role definition", "builtin")
 
 
 async def test_changes_in_this_process_apply_at_once(world: World) -> None:

@@ -13,7 +13,9 @@ import jwt
 import pytest
 from cryptography.fernet import Fernet
 
-from transship.errors import OAuthError
+from transship.api.envelopes import OAuthError
+from transship.api.error_map import Surface, envelope_for
+from transship.errors import DomainError, Unauthenticated
 from transship.identity.directory import Directory
 from transship.identity.entra import (
     ACR_AUDIENCE,
@@ -186,14 +188,14 @@ async def test_password_grant_for_a_user(setup: Setup) -> None:
     assert claims["upn"] == claims["name"] == claims["unique_name"] == "dana"
     assert claims["appid"] == AZURE_CLI_CLIENT_ID  # no client named: the Azure CLI
     assert (await s.entra.verify(answer["access_token"], {ACR_AUDIENCE})).kind == USER
-    with pytest.raises(OAuthError) as wrong:
+    with pytest.raises(Unauthenticated) as wrong:
         await s.entra.issue(
             ORIGIN,
             client_request(s, grant_type="password", username="dana", password="nope-nope-nope"),
         )
-    assert (wrong.value.status, wrong.value.error) == (400, "invalid_grant")
+    assert wrong.value.subject == "user"
     # A user of tenant A does not sign in at tenant B.
-    with pytest.raises(OAuthError) as elsewhere:
+    with pytest.raises(Unauthenticated) as elsewhere:
         await s.entra.issue(
             ORIGIN,
             client_request(
@@ -204,7 +206,7 @@ async def test_password_grant_for_a_user(setup: Setup) -> None:
                 password=USER_PASSWORD,
             ),
         )
-    assert elsewhere.value.error == "invalid_grant"
+    assert elsewhere.value.subject == "user"
 
 
 async def test_issue_refusals(setup: Setup) -> None:
@@ -227,10 +229,12 @@ async def test_issue_refusals(setup: Setup) -> None:
         (client_request(s, grant_type=""), 400, "unsupported_grant_type"),
     ]
     for request, status, error in cases:
-        with pytest.raises(OAuthError) as caught:
+        with pytest.raises(DomainError) as caught:
             await s.entra.issue(ORIGIN, request)
-        assert (caught.value.status, caught.value.error) == (status, error), request
-        assert s.secret not in caught.value.description
+        answer = envelope_for(caught.value, Surface.OAUTH)
+        assert isinstance(answer, OAuthError)
+        assert (answer.status, answer.error) == (status, error), request
+        assert s.secret not in caught.value.message
 
 
 async def test_a_tenant_id_is_matched_case_insensitively(setup: Setup) -> None:
@@ -292,7 +296,7 @@ async def test_a_deleted_principal_is_refused(setup: Setup) -> None:
     await s.directory.delete_principal(created.principal)
     with pytest.raises(TokenInvalid, match="principal"):
         await s.entra.verify(token, {ORIGIN})
-    with pytest.raises(OAuthError):
+    with pytest.raises(Unauthenticated):
         await s.entra.issue(
             ORIGIN,
             client_request(

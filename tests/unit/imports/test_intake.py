@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from transship.errors import ArmError
+from transship.errors import DomainError, Invalid, NotFound
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import SourceSpec, TargetTag
 from transship.imports.ports import Credentials
@@ -57,8 +57,8 @@ async def source_registry(registries: RegistryService) -> RegistryRecord:
     return record
 
 
-async def refused(registries: RegistryService, **changes: object) -> ArmError:
-    with pytest.raises(ArmError) as caught:
+async def refused(registries: RegistryService, **changes: object) -> DomainError:
+    with pytest.raises(DomainError) as caught:
         await intake(params(**changes), registries)
     return caught.value
 
@@ -75,8 +75,7 @@ async def test_exactly_one_of_resource_id_and_registry_uri(
     registries: RegistryService, resource_id: str | None, registry_uri: str | None
 ) -> None:
     error = await refused(registries, resource_id=resource_id, registry_uri=registry_uri)
-    assert (error.status, error.code, error.target) == (400, "InvalidParameter", "source")
-    assert error.body()["error"]["target"] == "source"
+    assert isinstance(error, Invalid) and error.field == "source"
 
 
 @pytest.mark.parametrize(
@@ -91,7 +90,7 @@ async def test_exactly_one_of_resource_id_and_registry_uri(
 )
 async def test_bad_resource_id(registries: RegistryService, resource_id: str) -> None:
     error = await refused(registries, resource_id=resource_id, registry_uri=None)
-    assert (error.status, error.target) == (400, "source.resourceId")
+    assert isinstance(error, Invalid) and error.field == "source.resourceId"
     assert resource_id in error.message
 
 
@@ -108,7 +107,7 @@ async def test_unknown_source_registry_is_404(
     registries: RegistryService, source_registry: RegistryRecord, resource_id: str
 ) -> None:
     error = await refused(registries, resource_id=resource_id, registry_uri=None)
-    assert (error.status, error.code) == (404, "ResourceNotFound")
+    assert isinstance(error, NotFound) and error.subject == "registry"
 
 
 @pytest.mark.parametrize(
@@ -124,11 +123,7 @@ async def test_unknown_source_registry_is_404(
 )
 async def test_bad_registry_uri(registries: RegistryService, registry_uri: str) -> None:
     error = await refused(registries, registry_uri=registry_uri)
-    assert (error.status, error.code, error.target) == (
-        400,
-        "InvalidParameter",
-        "source.registryUri",
-    )
+    assert isinstance(error, Invalid) and error.field == "source.registryUri"
 
 
 @pytest.mark.parametrize("password", [None, ""])
@@ -136,7 +131,7 @@ async def test_credentials_without_password(
     registries: RegistryService, password: str | None
 ) -> None:
     error = await refused(registries, credentials_given=True, username="me", password=password)
-    assert (error.status, error.target) == (400, "source.credentials.password")
+    assert isinstance(error, Invalid) and error.field == "source.credentials.password"
 
 
 @pytest.mark.parametrize(
@@ -145,18 +140,18 @@ async def test_credentials_without_password(
 )
 async def test_bad_source_image(registries: RegistryService, source_image: str) -> None:
     error = await refused(registries, source_image=source_image)
-    assert (error.status, error.target) == (400, "source.sourceImage")
+    assert isinstance(error, Invalid) and error.field == "source.sourceImage"
 
 
 async def test_target_tag_with_a_digest_names_its_index(registries: RegistryService) -> None:
     error = await refused(registries, target_tags=("ok:1", f"app@{DIGEST}"))
-    assert (error.status, error.target) == (400, "targetTags[1]")
+    assert isinstance(error, Invalid) and error.field == "targetTags[1]"
     assert "digest" in error.message
 
 
 async def test_invalid_target_tag_names_its_index(registries: RegistryService) -> None:
     error = await refused(registries, target_tags=("Bad Name:1",))
-    assert (error.status, error.target) == (400, "targetTags[0]")
+    assert isinstance(error, Invalid) and error.field == "targetTags[0]"
 
 
 @pytest.mark.parametrize("repository", ["app:1", f"app@{DIGEST}"])
@@ -164,12 +159,12 @@ async def test_untagged_repository_with_a_tag_or_digest(
     registries: RegistryService, repository: str
 ) -> None:
     error = await refused(registries, untagged_repositories=("fine", repository))
-    assert (error.status, error.target) == (400, "untaggedTargetRepositories[1]")
+    assert isinstance(error, Invalid) and error.field == "untaggedTargetRepositories[1]"
 
 
 async def test_invalid_untagged_repository(registries: RegistryService) -> None:
     error = await refused(registries, untagged_repositories=("NOT valid",))
-    assert (error.status, error.target) == (400, "untaggedTargetRepositories[0]")
+    assert isinstance(error, Invalid) and error.field == "untaggedTargetRepositories[0]"
 
 
 # --- what a valid request becomes ---------------------------------------------------------

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.app import image_manifest
-from transship import errors as e
-from transship.errors import OciError
+from transship.errors import Conflict, Invalid, NotFound, TooLarge
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
@@ -70,9 +69,9 @@ async def push(
 async def assert_unknown(
     blobs: BlobService, registry: RegistryRecord, repository: str, digest: Digest
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await blobs.stat(registry, repository, digest)
-    assert caught.value.code == e.BLOB_UNKNOWN
+    assert caught.value.subject == "blob"
     assert caught.value.detail == {"digest": str(digest)}
 
 
@@ -96,9 +95,9 @@ async def test_a_monolithic_upload_with_the_wrong_digest_leaves_nothing(
     blobs: BlobService, registry: RegistryRecord, tmp_path: Path
 ) -> None:
     claimed = Digest.of(b"what the client said")
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await blobs.upload_whole(registry, "app", claimed, body(b"what it sent"), None)
-    assert caught.value.code == e.DIGEST_INVALID
+    assert caught.value.field == "digest"
     assert caught.value.detail == {"digest": str(claimed)}
     assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
     await assert_unknown(blobs, registry, "app", claimed)
@@ -109,9 +108,9 @@ async def test_a_monolithic_upload_shorter_than_declared_is_refused(
     blobs: BlobService, registry: RegistryRecord, tmp_path: Path
 ) -> None:
     data = b"short"
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await blobs.upload_whole(registry, "app", Digest.of(data), body(data), len(data) + 1)
-    assert caught.value.code == e.SIZE_INVALID
+    assert caught.value.field == "size"
     assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
 
 
@@ -120,11 +119,11 @@ async def test_a_blob_over_the_size_limit_is_refused_with_413(
     blobs: BlobService, registry: RegistryRecord, tmp_path: Path, declared: int | None
 ) -> None:
     data = b"x" * (MAX_BLOB + 1)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(TooLarge) as caught:
         await blobs.upload_whole(
             registry, "app", Digest.of(data), body(data[:5000], data[5000:]), declared
         )
-    assert caught.value.status == 413
+    assert caught.value.subject == "blob"
     assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
 
 
@@ -156,9 +155,9 @@ async def test_a_chunked_upload_commits_and_closes_the_session(
     assert location.path is not None and location.path.read_bytes() == data
     assert (await blobs.stat(registry, "app", digest)).size == len(data)
     assert staged_files(tmp_path) == []
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await blobs.status(registry, "app", session.id)
-    assert caught.value.code == e.BLOB_UPLOAD_UNKNOWN
+    assert caught.value.subject == "upload"
 
 
 async def test_an_out_of_order_chunk_is_refused_and_the_session_kept(
@@ -169,7 +168,7 @@ async def test_an_out_of_order_chunk_is_refused_and_the_session_kept(
     await blobs.append(registry, "app", session.id, body(data[:200]), 0, 200)
     with pytest.raises(ChunkOutOfOrder) as caught:
         await blobs.append(registry, "app", session.id, body(data[300:]), 300, None)
-    assert caught.value.status == 416
+    assert (caught.value.field, caught.value.reason) == ("range", "out_of_order")
     assert (caught.value.offset, caught.value.upload_id) == (200, session.id)
     with pytest.raises(ChunkOutOfOrder):
         await blobs.finish(
@@ -187,9 +186,9 @@ async def test_a_chunk_shorter_than_declared_leaves_the_offset(
     data = b"abcdefghij" * 10
     session = await blobs.start_upload(registry, "app")
     await blobs.append(registry, "app", session.id, body(data[:50]), 0, 50)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await blobs.append(registry, "app", session.id, body(b"zz"), 50, 11)
-    assert caught.value.code == e.SIZE_INVALID
+    assert caught.value.field == "size"
     assert (await blobs.status(registry, "app", session.id)).offset == 50
     await blobs.append(registry, "app", session.id, body(data[50:]), 50, 50)
     location = await blobs.finish(registry, "app", session.id, Digest.of(data), body(), None, None)
@@ -202,14 +201,14 @@ async def test_finishing_with_the_wrong_digest_discards_the_session_and_stores_n
     session = await blobs.start_upload(registry, "app")
     await blobs.append(registry, "app", session.id, body(b"some bytes"), 0, None)
     wrong = Digest.of(b"other bytes")
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await blobs.finish(registry, "app", session.id, wrong, body(b"!"), None, None)
-    assert caught.value.code == e.DIGEST_INVALID
+    assert caught.value.field == "digest"
     assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
     await assert_unknown(blobs, registry, "app", Digest.of(b"some bytes!"))
-    with pytest.raises(OciError) as gone:
+    with pytest.raises(NotFound) as gone:
         await blobs.status(registry, "app", session.id)
-    assert gone.value.code == e.BLOB_UPLOAD_UNKNOWN
+    assert gone.value.subject == "upload"
 
 
 async def test_a_session_verifies_a_digest_of_another_algorithm(
@@ -240,9 +239,9 @@ async def test_a_session_continues_on_another_service_instance(
 async def test_an_unknown_algorithm_is_refused(
     blobs: BlobService, registry: RegistryRecord
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await blobs.start_upload(registry, "app", "md5")
-    assert caught.value.code == e.DIGEST_INVALID
+    assert caught.value.field == "digest"
 
 
 @pytest.mark.parametrize("where", ["repository", "registry", "id"])
@@ -255,10 +254,10 @@ async def test_a_session_is_unknown_outside_its_repository(
         "registry": (other_registry, "app", session.id),
         "id": (registry, "app", "not-a-session"),
     }[where]
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await blobs.append(reg, repository, upload_id, body(b"x"), 0, None)
-    assert caught.value.code == e.BLOB_UPLOAD_UNKNOWN
-    with pytest.raises(OciError):
+    assert caught.value.subject == "upload"
+    with pytest.raises(NotFound):
         await blobs.cancel(reg, repository, upload_id)
     assert (await blobs.status(registry, "app", session.id)).offset == 0
 
@@ -271,9 +270,9 @@ async def test_cancel_drops_the_session_and_its_staged_bytes(
     assert staged_files(tmp_path) != []
     await blobs.cancel(registry, "app", session.id)
     assert staged_files(tmp_path) == []
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await blobs.status(registry, "app", session.id)
-    assert caught.value.code == e.BLOB_UPLOAD_UNKNOWN
+    assert caught.value.subject == "upload"
 
 
 async def test_a_session_whose_staged_bytes_vanished_is_expired(
@@ -281,9 +280,9 @@ async def test_a_session_whose_staged_bytes_vanished_is_expired(
 ) -> None:
     session = await blobs.start_upload(registry, "app")
     (tmp_path / "uploads" / session.id).unlink()
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await blobs.append(registry, "app", session.id, body(b"x"), 0, None)
-    assert caught.value.code == e.BLOB_UPLOAD_UNKNOWN
+    assert caught.value.subject == "upload"
 
 
 # -- mounts ---------------------------------------------------------------------------------
@@ -343,12 +342,12 @@ async def test_delete_unlinks_from_one_repository_only(
     await blobs.delete(registry, "app", digest)
     await assert_unknown(blobs, registry, "app", digest)
     assert (await blobs.stat(registry, "other", digest)).size == len(b"twice")
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await blobs.delete(registry, "app", digest)
-    assert caught.value.code == e.BLOB_UNKNOWN
-    with pytest.raises(OciError) as unknown_repo:
+    assert caught.value.subject == "blob"
+    with pytest.raises(NotFound) as unknown_repo:
         await blobs.delete(registry, "no-such-repository", digest)
-    assert unknown_repo.value.code == e.BLOB_UNKNOWN
+    assert unknown_repo.value.subject == "blob"
 
 
 async def test_a_blob_a_manifest_needs_cannot_be_deleted(
@@ -359,9 +358,9 @@ async def test_a_blob_a_manifest_needs_cannot_be_deleted(
     layer_digest = await push(blobs, registry, "app", layer)
     manifests = ManifestService(meta, max_manifest_bytes=4096, page_max=100)
     pushed = await manifests.put(registry, "app", "v1", image_manifest(config, [layer]), None)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Conflict) as caught:
         await blobs.delete(registry, "app", layer_digest)
-    assert caught.value.code == e.UNSUPPORTED
+    assert caught.value.reason == "in_use"
     assert caught.value.detail == {"digest": str(layer_digest), "manifest": str(pushed.digest)}
     assert (await blobs.stat(registry, "app", layer_digest)).size == len(layer)
     await manifests.delete(registry, "app", str(pushed.digest))

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.app import OCI_INDEX, OCI_MANIFEST, descriptor, image_manifest
-from transship import errors as e
-from transship.errors import OciError
+from transship.errors import Conflict, DomainError, Invalid, LimitExceeded, NotFound, TooLarge
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
@@ -76,34 +75,38 @@ def index_of(*children: bytes) -> bytes:
 async def assert_manifest_unknown(
     manifests: ManifestService, registry: RegistryRecord, repository: str, reference: str
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await manifests.get(registry, repository, reference)
-    assert caught.value.code == e.MANIFEST_UNKNOWN
+    assert caught.value.subject == "manifest"
 
 
 async def assert_repository_unknown(
     manifests: ManifestService, registry: RegistryRecord, repository: str
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await manifests.tags(registry, repository, None, None)
-    assert caught.value.code == e.NAME_UNKNOWN
+    assert caught.value.subject == "repository"
 
 
 # -- references -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("reference", "writing", "code"),
+    ("reference", "writing", "error", "field"),
     [
-        ("sha256:abc", False, e.DIGEST_INVALID),
-        ("sha256:abc", True, e.DIGEST_INVALID),
-        ("-bad-tag", False, e.MANIFEST_UNKNOWN),
-        ("-bad-tag", True, e.MANIFEST_INVALID),
-        ("x" * 129, True, e.MANIFEST_INVALID),
+        ("sha256:abc", False, Invalid, "digest"),
+        ("sha256:abc", True, Invalid, "digest"),
+        ("-bad-tag", False, NotFound, None),
+        ("-bad-tag", True, Invalid, "tag"),
+        ("x" * 129, True, Invalid, "tag"),
     ],
 )
-def test_parse_reference_refuses(reference: str, writing: bool, code: e.OciErrorCode) -> None:
-    with pytest.raises(OciError) as caught:
+def test_parse_reference_refuses(
+    reference: str, writing: bool, error: type[DomainError], field: str | None
+) -> None:
+    with pytest.raises(error) as caught:
         parse_reference(reference, writing=writing)
-    assert caught.value.code == code
+    assert caught.value.field == field
+    if isinstance(caught.value, NotFound):
+        assert caught.value.subject == "manifest"
 
 
 def test_parse_reference_accepts_tags_and_digests() -> None:
@@ -150,9 +153,9 @@ async def test_a_manifest_whose_bytes_do_not_match_the_digest_is_refused(
     manifests: ManifestService, registry: RegistryRecord, image: bytes
 ) -> None:
     claimed = str(Digest.of(b"something else"))
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "app", claimed, image, None)
-    assert caught.value.code == e.DIGEST_INVALID
+    assert caught.value.field == "digest"
     assert caught.value.detail == {"digest": claimed}
     await assert_manifest_unknown(manifests, registry, "app", str(Digest.of(image)))
 
@@ -168,9 +171,9 @@ async def test_extra_tags_are_set_together_and_deduplicated(
 async def test_a_digest_as_an_extra_tag_is_refused(
     manifests: ManifestService, registry: RegistryRecord, image: bytes
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "app", "v1", image, None, (str(Digest.of(image)),))
-    assert caught.value.code == e.MANIFEST_INVALID
+    assert caught.value.field == "tag"
     await assert_manifest_unknown(manifests, registry, "app", "v1")
     await assert_manifest_unknown(manifests, registry, "app", str(Digest.of(image)))
 
@@ -179,9 +182,9 @@ async def test_too_many_tags_in_one_put_are_refused(
     manifests: ManifestService, registry: RegistryRecord, image: bytes
 ) -> None:
     extra = tuple(f"t{i}" for i in range(MAX_TAGS_PER_PUT))  # plus the reference: one too many
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(LimitExceeded) as caught:
         await manifests.put(registry, "app", "v1", image, None, extra)
-    assert caught.value.code == e.MANIFEST_INVALID
+    assert caught.value.subject == "manifest"
     await assert_manifest_unknown(manifests, registry, "app", "v1")
     await manifests.put(registry, "app", "v1", image, None, extra[:-1])
     assert len((await manifests.tags(registry, "app", None, None)).items) == MAX_TAGS_PER_PUT
@@ -204,10 +207,10 @@ async def test_a_manifest_over_the_size_limit_is_refused_with_413(
     manifests: ManifestService, registry: RegistryRecord
 ) -> None:
     content = image_manifest(CONFIG, [LAYER], annotations={"pad": "x" * MAX_MANIFEST})
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(TooLarge) as caught:
         await manifests.put(registry, "app", "v1", content, None)
-    assert caught.value.status == 413
-    assert caught.value.code == e.MANIFEST_TOO_LARGE
+
+    assert caught.value.subject == "manifest"
     await assert_repository_unknown(manifests, registry, "app")
 
 
@@ -222,18 +225,18 @@ async def test_a_manifest_over_the_size_limit_is_refused_with_413(
 async def test_an_invalid_manifest_is_refused(
     manifests: ManifestService, registry: RegistryRecord, content: bytes
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "app", "v1", content, OCI_MANIFEST)
-    assert caught.value.code == e.MANIFEST_INVALID
+    assert caught.value.field == "manifest"
     await assert_repository_unknown(manifests, registry, "app")
 
 
 async def test_an_invalid_tag_is_refused_when_pushing(
     manifests: ManifestService, registry: RegistryRecord, image: bytes
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "app", "-bad", image, None)
-    assert caught.value.code == e.MANIFEST_INVALID
+    assert caught.value.field == "tag"
 
 
 async def test_a_manifest_referencing_an_unknown_blob_stores_nothing(
@@ -241,9 +244,9 @@ async def test_a_manifest_referencing_an_unknown_blob_stores_nothing(
 ) -> None:
     await push_blobs(blobs, registry, "app", CONFIG)
     content = image_manifest(CONFIG, [b"never pushed"])
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "app", "v1", content, None)
-    assert caught.value.code == e.MANIFEST_BLOB_UNKNOWN
+    assert caught.value.reason == "missing_reference"
     assert caught.value.detail == {"digest": str(Digest.of(b"never pushed"))}
     await assert_manifest_unknown(manifests, registry, "app", "v1")
     await assert_manifest_unknown(manifests, registry, "app", str(Digest.of(content)))
@@ -253,9 +256,9 @@ async def test_a_blob_of_another_repository_does_not_count(
     manifests: ManifestService, blobs: BlobService, registry: RegistryRecord, image: bytes
 ) -> None:
     """The blobs are in `app`; a manifest in `other` cannot reference them by digest alone."""
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "other", "v1", image, None)
-    assert caught.value.code == e.MANIFEST_BLOB_UNKNOWN
+    assert caught.value.reason == "missing_reference"
     await assert_repository_unknown(manifests, registry, "other")
 
 
@@ -297,9 +300,9 @@ async def test_an_index_with_a_missing_child_stores_nothing(
 ) -> None:
     await manifests.put(registry, "app", str(Digest.of(image)), image, None)
     missing = image_manifest(CONFIG, [])
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.put(registry, "app", "multi", index_of(image, missing), None)
-    assert caught.value.code == e.MANIFEST_BLOB_UNKNOWN
+    assert caught.value.reason == "missing_reference"
     assert caught.value.detail == {"digest": str(Digest.of(missing))}
     await assert_manifest_unknown(manifests, registry, "app", "multi")
 
@@ -308,9 +311,9 @@ async def test_an_index_over_the_children_limit_is_refused(
     manifests: ManifestService, registry: RegistryRecord
 ) -> None:
     children = [image_manifest(CONFIG, [bytes([i])]) for i in range(MAX_CHILDREN + 1)]
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(LimitExceeded) as caught:
         await manifests.put(registry, "app", "multi", index_of(*children), None)
-    assert caught.value.code == e.MANIFEST_INVALID
+    assert caught.value.subject == "manifest"
     assert str(MAX_CHILDREN) in caught.value.message
 
 
@@ -320,9 +323,9 @@ async def test_a_child_of_an_index_cannot_be_deleted_before_the_index(
     child = str(Digest.of(image))
     await manifests.put(registry, "app", child, image, None)
     index = await manifests.put(registry, "app", "multi", index_of(image), None)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Conflict) as caught:
         await manifests.delete(registry, "app", child)
-    assert caught.value.code == e.UNSUPPORTED
+    assert caught.value.reason == "in_use"
     assert caught.value.detail == {"digest": child, "index": str(index.digest)}
     assert (await manifests.get(registry, "app", child)).content == image
     await manifests.delete(registry, "app", str(index.digest))
@@ -368,9 +371,9 @@ async def test_deleting_what_is_not_there_is_manifest_unknown(
     reference: str,
 ) -> None:
     await manifests.put(registry, "app", "v1", image, None)
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await manifests.delete(registry, repository, reference)
-    assert caught.value.code == e.MANIFEST_UNKNOWN
+    assert caught.value.subject == "manifest"
     assert (await manifests.get(registry, "app", "v1")).content == image
 
 
@@ -382,7 +385,7 @@ async def test_manifests_are_scoped_to_their_registry(
         other = await q.create_registry("two", "two.localhost:5000")
     await assert_manifest_unknown(manifests, other, "app", "v1")
     await assert_manifest_unknown(manifests, other, "app", str(pushed.digest))
-    with pytest.raises(OciError):
+    with pytest.raises(NotFound):
         await manifests.delete(other, "app", "v1")
     assert (await manifests.catalog(other, None, None)).items == []
     assert (await manifests.catalog(registry, None, None)).items == ["app"]
@@ -451,6 +454,6 @@ async def test_referrers_list_manifests_with_a_subject(
 async def test_referrers_of_an_invalid_digest_are_refused(
     manifests: ManifestService, registry: RegistryRecord
 ) -> None:
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(Invalid) as caught:
         await manifests.referrers(registry, "app", "sha256:nothex", None)
-    assert caught.value.code == e.DIGEST_INVALID
+    assert caught.value.field == "digest"

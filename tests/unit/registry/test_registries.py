@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transship.errors import ArmError, OciError
+from transship.errors import Conflict, Invalid, NotFound
 from transship.metadata.queries import MetadataStore
 from transship.registry.registries import RegistryService, canonical_host
 from transship.registry.resolver import RegistryResolver
@@ -63,10 +63,9 @@ async def test_login_server_is_derived_from_the_name(registries: RegistryService
 async def test_a_chosen_login_server_is_refused_and_nothing_is_created(
     registries: RegistryService, meta: MetadataStore, login_server: str
 ) -> None:
-    with pytest.raises(ArmError) as caught:
+    with pytest.raises(Invalid) as caught:
         await registries.create("sub", "rg", "attacker", "local", login_server)
-    assert (caught.value.status, caught.value.code) == (400, "InvalidParameter")
-    assert caught.value.target == "properties.loginServer"
+    assert (caught.value.field, caught.value.reason) == ("properties.loginServer", None)
     assert "attacker.localhost:5000" in caught.value.message
     assert await registries.get("attacker") is None
     async with meta.reading() as q:
@@ -75,9 +74,10 @@ async def test_a_chosen_login_server_is_refused_and_nothing_is_created(
 
 async def test_names_are_unique_in_any_case(registries: RegistryService) -> None:
     await registries.create("subA", "rg", "victimreg", "local")
-    with pytest.raises(ArmError) as caught:
+    with pytest.raises(Conflict) as caught:
         await registries.create("subB", "rg", "VictimReg", "local")
-    assert (caught.value.status, caught.value.code) == (409, "AlreadyInUse")
+    assert (caught.value.subject, caught.value.reason) == ("registry", "name_taken")
+    assert caught.value.field == "name"
     found = await registries.get("VICTIMREG")
     assert found is not None and found.subscription_id == "subA"
 
@@ -86,9 +86,9 @@ async def test_a_name_whose_login_server_is_reserved_is_refused(meta: MetadataSt
     """With a suffix like `example:443`, the name `registry` would land on a host the
     service or an upstream owns."""
     registries = RegistryService(meta, "example:443", RESERVED)
-    with pytest.raises(ArmError) as caught:
+    with pytest.raises(Invalid) as caught:
         await registries.create("sub", "rg", "registry", "local")
-    assert (caught.value.status, caught.value.code) == (400, "InvalidRegistryName")
+    assert (caught.value.field, caught.value.reason) == ("name", "registry_name")
     assert await registries.get("registry") is None
 
 
@@ -119,9 +119,9 @@ async def test_hosts_reach_their_registry_or_the_default_one_never_a_stranger(
         assert (await resolver.for_host(host)).id == mine.id, host
     # A name under the suffix that no registry has is an error, not the default registry,
     # so a registry created under that name later takes nothing over.
-    with pytest.raises(OciError) as caught:
+    with pytest.raises(NotFound) as caught:
         await resolver.for_host("nosuchreg.localhost:5000")
-    assert (caught.value.status, caught.value.code.code) == (404, "NAME_UNKNOWN")
+    assert (caught.value.subject, caught.value.name) == ("registry", "nosuchreg.localhost:5000")
     # A registry another process created is found at once, without waiting for the cache.
     later, _ = await registries.create("sub", "rg", "later1", "local")
     assert (await resolver.for_host("later1.localhost:5000")).id == later.id
