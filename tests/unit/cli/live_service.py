@@ -45,6 +45,7 @@ from transship.api.services import build_services
 from transship.cli import commands_import
 from transship.cli.main import main
 from transship.config import EgressRuleSettings, EgressSettings, Settings
+from transship.identity import secrets
 
 T = TypeVar("T")
 PROVIDER = "/providers/Microsoft.ContainerRegistry"
@@ -293,13 +294,25 @@ def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Path:
         async with running_registry(settings_for(data_dir)):
             pass
 
-    asyncio.run(first_start())
+    with pytest.MonkeyPatch.context() as patch:
+        cheap_secret_hashes(patch)
+        asyncio.run(first_start())
     assert (data_dir / "owner-credential.json").exists()
     return data_dir
 
 
+def cheap_secret_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets hashed with a low scrypt cost (the hash records its parameters, so checks of
+    them are cheap too): every CLI command signs in, and these tests are about the CLI, not
+    the cost of guessing a secret."""
+    monkeypatch.setattr(secrets, "_SCRYPT_N", 2**4)
+
+
 @pytest.fixture
-def service(bootstrapped: Path, tmp_path: Path) -> Iterator[LiveService]:
+def service(
+    bootstrapped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LiveService]:
+    cheap_secret_hashes(monkeypatch)
     data_dir = tmp_path / "data"
     shutil.copytree(bootstrapped, data_dir)
     settings = settings_for(data_dir)
