@@ -4,7 +4,9 @@
 loop in a background thread, stopped at teardown) over SQLite in the test's `tmp_path`.
 Every test starts from a copy of one data directory bootstrapped once per session (its
 database migrated, the owner service principal created and written to
-`owner-credential.json`), so a test costs a server start, not a migration.
+`owner-credential.json`), so a test costs a server start, not a migration. The data plane
+authenticates, egress is denied to every host (an import from a remote registry fails at
+once, offline), and secrets are hashed cheaply (`cheap_secret_hashes`).
 
 Two middlewares sit outside the application's own:
 - a recorder: every request (method, path, query, headers, body) and the status and JSON
@@ -50,7 +52,6 @@ from transship.identity import secrets
 T = TypeVar("T")
 PROVIDER = "/providers/Microsoft.ContainerRegistry"
 AUTHZ = "/providers/Microsoft.Authorization"
-API_VERSION = "2025-04-01"
 SUFFIX = "localhost:5000"  # the default suffix: login servers are <name>.localhost:<port>
 LOCATION = "local"
 RG = "default"  # the resource group the first start creates

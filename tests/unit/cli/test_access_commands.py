@@ -995,18 +995,14 @@ def test_token_list_show_update_delete_and_generate(logged_in: LiveService) -> N
     created = logged_in.seen("PUT", "/tokens/ci-pusher")[-1].reply
     lines = ok("registry", "token", "list", "-r", "myregistry").stdout.splitlines()
     assert lines[1].split()[:3] == ["ci-pusher", "_repositories_push", "enabled"]
-    assert (
-        lines[1].split()[4:]
-        == [
-            "password1",
-            "(expires",
-            "2999-03-01T00:00:00Z),",
-            "password2",
-            "(expires",
-            "2999-03-01T00:00:00Z)",
-        ]
-        or "password1" in lines[1]
-    )
+    assert lines[1].split()[4:] == [
+        "password1",
+        "(expires",
+        "2999-03-01T00:00:00Z),",
+        "password2",
+        "(expires",
+        "2999-03-01T00:00:00Z)",
+    ]
     token = ok_json("registry", "token", "show", "-r", "myregistry", "-n", "ci-pusher")
     assert token["id"] == created["id"] == f"{reg_id}/tokens/ci-pusher"
 
