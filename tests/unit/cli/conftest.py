@@ -1,5 +1,5 @@
-"""Fixtures of the client command tests: the fake server (see fake_service)."""
+"""Fixtures of the client command tests: the real application in-process (see live_service)."""
 
-from tests.unit.cli.fake_service import config_home, logged_in, service
+from tests.unit.cli.live_service import bootstrapped, config_home, logged_in, service
 
-__all__ = ["config_home", "logged_in", "service"]
+__all__ = ["bootstrapped", "config_home", "logged_in", "service"]

@@ -1,6 +1,6 @@
 """The identity and access commands (identity, group, role, registry update / credential /
-network-rule / scope-map / token) against the fake server: the requests they send, what they
-print, and their errors."""
+network-rule / scope-map / token) against the real application in-process: what they send,
+what the server then holds, what they print, and their errors."""
 
 from __future__ import annotations
 
@@ -12,93 +12,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.cli.fake_service import (
-    CLIENT_ID,
-    GROUP,
-    PROVIDER,
-    SUB,
-    TENANT,
-    FakeService,
-    arm_id,
-    registry_resource,
+from tests.unit.cli.live_service import (
+    AUTHZ,
+    LiveService,
     run,
 )
+from transship.cli.client import is_guid
 from transship.cli.common import join_greedy
 from transship.cli.main import main
 
-AUTHZ = "/providers/Microsoft.Authorization"
-SUB_SCOPE = f"/subscriptions/{SUB}"
-REG_ID = arm_id("myregistry")
-SP_APP_ID = "5a1e0000-0000-4000-8000-00000000a991"
-SP_OBJECT_ID = "5a1e0000-0000-4000-8000-00000000b0b1"
-SP_SECRET = "sp-Secret-0123456789abcdef"
-ALICE_ID = "a11ce000-0000-4000-8000-000000000001"
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-
-
-def sp_body(secret: bool = True, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": SP_OBJECT_ID,
-        "objectId": SP_OBJECT_ID,
-        "tenantId": TENANT,
-        "kind": "ServicePrincipal",
-        "displayName": "ci",
-        "appId": SP_APP_ID,
-        **extra,
-    }
-    if secret:
-        body["password"] = SP_SECRET
-        body["credential"] = {
-            "keyId": "k1",
-            "hint": SP_SECRET[:3],
-            "endDateTime": "2027-01-01T00:00:00Z",
-        }
-    return body
-
-
-USER_BODY = {
-    "id": ALICE_ID,
-    "objectId": ALICE_ID,
-    "tenantId": TENANT,
-    "kind": "User",
-    "displayName": "alice",
-    "userName": "alice",
-}
-
-
-def role_body(
-    guid: str = ACR_PULL, name: str = "AcrPull", kind: str = "BuiltInRole"
-) -> dict[str, Any]:
-    return {
-        "id": f"{AUTHZ}/roleDefinitions/{guid}",
-        "name": guid,
-        "type": "Microsoft.Authorization/roleDefinitions",
-        "properties": {
-            "roleName": name,
-            "description": f"{name} role",
-            "type": kind,
-            "permissions": [
-                {"actions": ["x"], "notActions": [], "dataActions": [], "notDataActions": []}
-            ],
-            "assignableScopes": ["/"],
-        },
-    }
-
-
-def assignment_body(
-    guid: str, scope: str, principal: str = SP_OBJECT_ID, role: str = ACR_PULL
-) -> dict[str, Any]:
-    prefix = "" if scope == "/" else scope
-    return {
-        "id": f"{prefix}{AUTHZ}/roleAssignments/{guid}",
-        "name": guid,
-        "properties": {
-            "roleDefinitionId": f"{prefix}{AUTHZ}/roleDefinitions/{role}",
-            "principalId": principal,
-            "principalType": "ServicePrincipal",
-            "scope": scope,
-        },
-    }
+OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+ALICE_PASSWORD = "alice-pw-1234567"
 
 
 def ok(*args: str, input: str | None = None) -> Any:
@@ -107,39 +32,83 @@ def ok(*args: str, input: str | None = None) -> Any:
     return result
 
 
+def ok_json(*args: str, input: str | None = None) -> Any:
+    return json.loads(ok(*args, "-o", "json", input=input).stdout)
+
+
+def create_sp(service: LiveService, name: str = "ci") -> dict[str, Any]:
+    """A service principal, created with the CLI; what the server answered."""
+    created = ok_json("identity", "sp", "create", "-n", name)
+    service.requests.clear()
+    return dict(created)
+
+
+def create_user(service: LiveService, name: str = "alice") -> dict[str, Any]:
+    created = ok_json(
+        "identity", "user", "create", "-n", name, "--password-stdin", input=ALICE_PASSWORD + "\n"
+    )
+    service.requests.clear()
+    return dict(created)
+
+
+def create_registry(service: LiveService, name: str = "myregistry", *args: str) -> str:
+    """A registry, created with the CLI; its ARM id."""
+    ok("registry", "create", name, *args)
+    service.requests.clear()
+    return service.arm_id(name)
+
+
 # -- identity ------------------------------------------------------------------------------
 
 
 def test_sp_create_prints_the_secret_once_or_writes_it_to_a_file(
-    logged_in: FakeService, tmp_path: Path
+    logged_in: LiveService, tmp_path: Path
 ) -> None:
-    logged_in.answer("POST", "/transship/v1/servicePrincipals", (201, sp_body()))
     result = ok("identity", "sp", "create", "--display-name", "ci")
     [post] = logged_in.seen("POST", "/servicePrincipals")
     assert post.body == {"displayName": "ci", "years": 1}
     assert post.headers["Authorization"].startswith("Bearer ")
-    assert "DISPLAY NAME" in result.stdout and SP_APP_ID in result.stdout
-    assert f"Client secret: {SP_SECRET}" in result.stdout
+    created = post.reply
+    assert "DISPLAY NAME" in result.stdout and created["appId"] in result.stdout
+    assert f"Client secret: {created['password']}" in result.stdout
     assert "The secret is shown only this once" in result.stderr
+    # The secret works: the new principal signs in with it.
+    assert (
+        run(
+            "login",
+            "--server",
+            logged_in.url,
+            "--service-principal",
+            "-u",
+            created["appId"],
+            "-p",
+            created["password"],
+            "--tenant",
+            logged_in.tenant,
+        ).exit_code
+        == 0
+    )
+    ok("login", "--server", logged_in.url, "--credential-file", str(logged_in.credential_file))
 
-    result = ok("identity", "sp", "create", "-n", "ci", "--years", "3", "-o", "json")
-    assert json.loads(result.stdout)["password"] == SP_SECRET
+    shown = ok_json("identity", "sp", "create", "-n", "ci2", "--years", "3")
+    assert shown["password"] == logged_in.seen("POST", "/servicePrincipals")[-1].reply["password"]
     assert logged_in.seen("POST", "/servicePrincipals")[-1].body == {
-        "displayName": "ci",
+        "displayName": "ci2",
         "years": 3,
     }
 
     target = tmp_path / "ci.json"
     result = ok(
-        "identity", "sp", "create", "-n", "ci", "--credential-file", str(target), "-o", "json"
+        "identity", "sp", "create", "-n", "ci3", "--credential-file", str(target), "-o", "json"
     )
-    assert SP_SECRET not in result.output
+    created = logged_in.seen("POST", "/servicePrincipals")[-1].reply
+    assert created["password"] not in result.output
     shown = json.loads(result.stdout)
-    assert "password" not in shown and shown["credential"]["hint"] == SP_SECRET[:3]
+    assert "password" not in shown and shown["credential"] == created["credential"]
     assert json.loads(target.read_text()) == {
-        "tenantId": TENANT,
-        "clientId": SP_APP_ID,
-        "clientSecret": SP_SECRET,
+        "tenantId": logged_in.tenant,
+        "clientId": created["appId"],
+        "clientSecret": created["password"],
     }
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert f"Credential written to {target}" in result.stderr
@@ -156,51 +125,47 @@ def test_sp_create_prints_the_secret_once_or_writes_it_to_a_file(
     )
     assert result.exit_code == 2 and "cannot write into" in result.stderr
     assert len(logged_in.requests) == requests  # nothing was created to lose the secret of
+    assert len(ok_json("identity", "sp", "list")) == 4  # the owner and three "ci"
 
 
-def test_sp_list_show_reset_and_delete(logged_in: FakeService) -> None:
-    logged_in.answer("GET", "/transship/v1/servicePrincipals", (200, {"value": [sp_body(False)]}))
+def test_sp_list_show_reset_and_delete(logged_in: LiveService) -> None:
+    app_id = create_sp(logged_in)["appId"]
     result = ok("identity", "sp", "list")
     assert result.stdout.split("\n")[0].split() == ["DISPLAY", "NAME", "APP", "ID", "OBJECT", "ID"]
-    assert SP_APP_ID in result.stdout
+    assert app_id in result.stdout and logged_in.client_id in result.stdout
 
-    secrets = [{"keyId": "k1", "hint": "abc", "endDateTime": "2027-01-01T00:00:00.123Z"}]
-    logged_in.answer(
-        "GET",
-        f"/transship/v1/servicePrincipals/{SP_APP_ID}",
-        (200, sp_body(False, passwordCredentials=secrets)),
-    )
-    assert (
-        "abc… until 2027-01-01T00:00:00" in ok("identity", "sp", "show", "--id", SP_APP_ID).stdout
-    )
+    shown = ok("identity", "sp", "show", "--id", app_id).stdout
+    [secret] = logged_in.seen("GET", f"/servicePrincipals/{app_id}")[-1].reply[
+        "passwordCredentials"
+    ]
+    assert f"{secret['hint']}… until {secret['endDateTime'][:19]}" in shown
 
-    logged_in.answer(
-        "POST", f"/transship/v1/servicePrincipals/{SP_APP_ID}/credentials/reset", (200, sp_body())
-    )
-    result = ok(
-        "identity", "sp", "credential", "reset", "--id", SP_APP_ID, "--append", "--years", "2"
-    )
-    assert logged_in.seen("POST", "/credentials/reset")[0].body == {"append": True, "years": 2}
-    assert f"Client secret: {SP_SECRET}" in result.stdout
+    result = ok("identity", "sp", "credential", "reset", "--id", app_id, "--append", "--years", "2")
+    [reset] = logged_in.seen("POST", "/credentials/reset")
+    assert reset.body == {"append": True, "years": 2}
+    assert f"Client secret: {reset.reply['password']}" in result.stdout
+    # Appended: the principal now holds two secrets.
+    assert len(ok_json("identity", "sp", "show", "--id", app_id)["passwordCredentials"]) == 2
 
-    logged_in.answer("DELETE", f"/transship/v1/servicePrincipals/{SP_APP_ID}", (204, None))
-    result = run("identity", "sp", "delete", "--id", SP_APP_ID, input="n\n")
+    result = run("identity", "sp", "delete", "--id", app_id, input="n\n")
     assert result.exit_code == 1 and not logged_in.seen("DELETE")
-    result = ok("identity", "sp", "delete", "--id", SP_APP_ID, "--yes")
-    assert result.stdout == f"Deleted service principal '{SP_APP_ID}'.\n"
-    assert logged_in.seen("DELETE")[0].path == f"/transship/v1/servicePrincipals/{SP_APP_ID}"
+    result = ok("identity", "sp", "delete", "--id", app_id, "--yes")
+    assert result.stdout == f"Deleted service principal '{app_id}'.\n"
+    assert logged_in.seen("DELETE")[0].path == f"/transship/v1/servicePrincipals/{app_id}"
+    assert run("identity", "sp", "show", "--id", app_id).exit_code == 1
 
-    # The directory finds any principal by any id: sp delete does not delete a user.
-    logged_in.answer("GET", "/transship/v1/servicePrincipals/alice", (200, USER_BODY))
-    result = run("identity", "sp", "delete", "--id", "alice", "--yes")
+    # sp delete does not delete a user, even given the user's object id.
+    alice = create_user(logged_in)["objectId"]
+    result = run("identity", "sp", "delete", "--id", alice, "--yes")
     assert (
-        result.exit_code == 1 and "'alice' is not a service principal but a User" in result.stderr
+        result.exit_code == 1
+        and f"(PrincipalNotFound) No service principal or user '{alice}'" in result.stderr
     )
-    assert len(logged_in.seen("DELETE")) == 1
+    assert not logged_in.seen("DELETE")
+    assert [u["userName"] for u in ok_json("identity", "user", "list")] == ["alice"]
 
 
-def test_user_create_list_delete(logged_in: FakeService) -> None:
-    logged_in.answer("POST", "/transship/v1/users", (201, USER_BODY))
+def test_user_create_list_delete(logged_in: LiveService) -> None:
     result = ok(
         "identity",
         "user",
@@ -208,58 +173,34 @@ def test_user_create_list_delete(logged_in: FakeService) -> None:
         "--user-name",
         "alice",
         "--password-stdin",
-        input="alice-pw-1234567\n",
+        input=ALICE_PASSWORD + "\n",
     )
-    assert logged_in.seen("POST", "/users")[0].body == {
-        "userName": "alice",
-        "password": "alice-pw-1234567",
-    }
-    assert "alice-pw-1234567" not in result.output and ALICE_ID in result.stdout
+    [post] = logged_in.seen("POST", "/users")
+    assert post.body == {"userName": "alice", "password": ALICE_PASSWORD}
+    assert ALICE_PASSWORD not in result.output and post.reply["objectId"] in result.stdout
     result = ok(
-        "identity", "user", "create", "-n", "alice", input="alice-pw-1234567\nalice-pw-1234567\n"
+        "identity", "user", "create", "-n", "bob", input=f"{ALICE_PASSWORD}\n{ALICE_PASSWORD}\n"
     )
     assert "Repeat for confirmation" in result.stderr
-    logged_in.answer(
-        "POST",
-        "/transship/v1/users",
-        (
-            400,
-            {
-                "error": {
-                    "code": "InvalidParameter",
-                    "message": "password must have at least 12 characters.",
-                    "target": "password",
-                }
-            },
-        ),
-    )
-    result = run("identity", "user", "create", "-n", "bob", "-p", "short")
+    result = run("identity", "user", "create", "-n", "carol", "-p", "short")
     assert result.exit_code == 1
-    assert (
-        "ERROR: (InvalidParameter) password must have at least 12 characters.\nTarget: password"
-        in result.stderr
-    )
+    error = logged_in.seen("POST", "/users")[-1].reply["error"]
+    assert error["code"] == "InvalidParameter" and error["target"] == "password"
+    assert f"ERROR: (InvalidParameter) {error['message']}\nTarget: password" in result.stderr
 
-    logged_in.answer("GET", "/transship/v1/users", (200, {"value": [USER_BODY]}))
-    assert json.loads(ok("identity", "user", "list", "-o", "json").stdout) == [USER_BODY]
-    logged_in.answer("GET", "/transship/v1/users/alice", (200, USER_BODY))
-    logged_in.answer("DELETE", "/transship/v1/users/alice", (204, None))
-    assert json.loads(
-        ok("identity", "user", "delete", "--id", "alice", "-y", "-o", "json").stdout
-    ) == {"id": "alice", "deleted": True}
+    listed = ok_json("identity", "user", "list")
+    assert {u["userName"] for u in listed} == {"alice", "bob"}
+    assert post.reply in listed
+    assert ok_json("identity", "user", "delete", "--id", "alice", "-y") == {
+        "id": "alice",
+        "deleted": True,
+    }
+    assert [u["userName"] for u in ok_json("identity", "user", "list")] == ["bob"]
 
 
-def test_tenant_and_subscription_create(logged_in: FakeService, tmp_path: Path) -> None:
+def test_tenant_and_subscription_create(logged_in: LiveService, tmp_path: Path) -> None:
     tenant_id = "7e7e0000-0000-4000-8000-000000000001"
     subscription_id = "5b5b0000-0000-4000-8000-000000000001"
-    created: dict[str, Any] = {
-        "tenantId": tenant_id,
-        "displayName": "Team B",
-        "subscriptionId": "5b5b0000-0000-4000-8000-000000000001",
-        "resourceGroup": "default",
-        "owner": sp_body(),
-    }
-    logged_in.answer("PUT", f"/transship/v1/tenants/{tenant_id}", (201, created))
     target = tmp_path / "owner.json"
     result = ok(
         "identity",
@@ -274,35 +215,26 @@ def test_tenant_and_subscription_create(logged_in: FakeService, tmp_path: Path) 
         "--credential-file",
         str(target),
     )
-    assert logged_in.seen("PUT", "/tenants/")[0].body == {
-        "displayName": "Team B",
-        "subscriptionId": created["subscriptionId"],
-    }
-    assert SP_SECRET not in result.output and tenant_id in result.stdout
+    [put] = logged_in.seen("PUT", "/tenants/")
+    assert put.path == f"/transship/v1/tenants/{tenant_id}"
+    assert put.body == {"displayName": "Team B", "subscriptionId": subscription_id}
+    owner = put.reply["owner"]
+    assert owner["password"] not in result.output and tenant_id in result.stdout
     assert json.loads(target.read_text()) == {
         "tenantId": tenant_id,
-        "subscriptionId": created["subscriptionId"],
+        "subscriptionId": subscription_id,
         "resourceGroup": "default",
-        "clientId": SP_APP_ID,
-        "clientSecret": SP_SECRET,
+        "clientId": owner["appId"],
+        "clientSecret": owner["password"],
     }
     # The owner-credential.json format: `transship login --credential-file` takes it.
+    result = ok("login", "--server", logged_in.url, "--credential-file", str(target))
+    assert f"tenant {tenant_id}" in result.stdout
+    ok("login", "--server", logged_in.url, "--credential-file", str(logged_in.credential_file))
     result = run("identity", "tenant", "create", "-n", "Team C", "--tenant-id", "not-a-guid")
     assert result.exit_code == 2 and "'not-a-guid' is not a GUID" in result.stderr
 
-    logged_in.answer(
-        "PUT",
-        f"/transship/v1/subscriptions/{SUB}",
-        lambda body: (
-            201,
-            {
-                "subscriptionId": SUB,
-                "displayName": body["displayName"],
-                "tenantId": body.get("tenantId", TENANT),
-                "state": "Enabled",
-            },
-        ),
-    )
+    staging = "5b5b0000-0000-4000-8000-000000000002"
     result = ok(
         "identity",
         "subscription",
@@ -310,7 +242,7 @@ def test_tenant_and_subscription_create(logged_in: FakeService, tmp_path: Path) 
         "-n",
         "Staging",
         "--subscription-id",
-        SUB,
+        staging,
         "--tenant",
         tenant_id,
     )
@@ -319,51 +251,37 @@ def test_tenant_and_subscription_create(logged_in: FakeService, tmp_path: Path) 
         "tenantId": tenant_id,
     }
     assert "Staging" in result.stdout and "Enabled" in result.stdout
-    run("identity", "subscription", "create", "-n", "Generated")  # without an id: a new GUID
-    path = logged_in.seen("PUT", "/transship/v1/subscriptions/")[-1].path
-    assert path != f"/transship/v1/subscriptions/{SUB}" and len(path.rsplit("/", 1)[1]) == 36
+    ok("identity", "subscription", "create", "-n", "Generated")  # without an id: a new GUID
+    put = logged_in.seen("PUT", "/transship/v1/subscriptions/")[-1]
+    assert put.status == 201 and len(put.path.rsplit("/", 1)[1]) == 36
+    assert put.path != f"/transship/v1/subscriptions/{staging}"
 
 
 # -- groups --------------------------------------------------------------------------------
 
 
-def test_group_create_list_show_delete(logged_in: FakeService) -> None:
-    group = {
-        "id": f"{SUB_SCOPE}/resourceGroups/team-a",
-        "name": "team-a",
-        "location": "local",
-        "properties": {"provisioningState": "Succeeded"},
-    }
-    logged_in.answer("PUT", f"{SUB_SCOPE}/resourcegroups/team-a", (201, group))
+def test_group_create_list_show_delete(logged_in: LiveService) -> None:
+    sub = f"/subscriptions/{logged_in.sub}"
     result = ok("group", "create", "--name", "team-a")
     [put] = logged_in.seen("PUT")
+    assert put.path == f"{sub}/resourcegroups/team-a"
     assert put.body == {"location": "local"} and put.query == {"api-version": "2025-04-01"}
     assert result.stdout.split("\n")[1].split() == ["team-a", "local", "Succeeded"]
-    ok("group", "create", "-g", "team-a", "--location", "west")
+    ok("group", "create", "-g", "team-b", "--location", "west")
     assert logged_in.seen("PUT")[-1].body == {"location": "west"}
 
-    logged_in.answer("GET", f"{SUB_SCOPE}/resourcegroups", (200, {"value": [group]}))
-    assert json.loads(ok("group", "list", "-o", "json").stdout) == [group]
-    logged_in.answer("GET", f"{SUB_SCOPE}/resourcegroups/team-a", (200, group))
+    listed = ok_json("group", "list")
+    assert {g["name"]: g["location"] for g in listed} == {
+        "default": "local",
+        "team-a": "local",
+        "team-b": "west",
+    }
     assert "team-a" in ok("group", "show", "-n", "team-a").stdout
 
-    logged_in.answer(
-        "DELETE",
-        f"{SUB_SCOPE}/resourcegroups/team-a",
-        (
-            409,
-            {
-                "error": {
-                    "code": "ResourceGroupNotEmpty",
-                    "message": "Resource group 'team-a' still holds registries: r1.",
-                }
-            },
-        ),
-        (200, None),
-        (204, None),
-    )
+    create_registry(logged_in, "teamregistry", "-g", "team-a")
     result = run("group", "delete", "-n", "team-a", "--yes")
     assert result.exit_code == 1 and "(ResourceGroupNotEmpty)" in result.stderr
+    ok("registry", "delete", "teamregistry", "-g", "team-a", "--yes")
     assert (
         ok("group", "delete", "-n", "team-a", "--yes").stdout
         == "Deleted resource group 'team-a'.\n"
@@ -377,122 +295,75 @@ def test_group_create_list_show_delete(logged_in: FakeService) -> None:
 # -- roles ---------------------------------------------------------------------------------
 
 
-def test_role_assignment_create_resolves_role_and_assignee(
-    logged_in: FakeService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    guid = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-    monkeypatch.setattr("transship.cli.commands_role.uuid.uuid4", lambda: guid)
-    logged_in.answer("GET", f"{REG_ID}{AUTHZ}/roleDefinitions", (200, {"value": [role_body()]}))
-    logged_in.answer("GET", f"/transship/v1/servicePrincipals/{SP_APP_ID}", (200, sp_body(False)))
-    logged_in.answer(
-        "PUT", f"{REG_ID}{AUTHZ}/roleAssignments/{guid}", (201, assignment_body(guid, REG_ID))
-    )
-    result = ok(
+def test_role_assignment_create_resolves_role_and_assignee(logged_in: LiveService) -> None:
+    reg_id = create_registry(logged_in)
+    sp = create_sp(logged_in)
+    shown = ok_json(
         "role",
         "assignment",
         "create",
         "--assignee",
-        SP_APP_ID,
+        sp["appId"],
         "--role",
         "AcrPull",
         "--registry",
         "myregistry",
-        "-o",
-        "json",
     )
     [roles] = logged_in.seen("GET", "/roleDefinitions")
+    assert roles.path == f"{reg_id}{AUTHZ}/roleDefinitions"
     assert roles.query == {"api-version": "2025-04-01", "$filter": "roleName eq 'AcrPull'"}
-    assert logged_in.seen("GET", f"/servicePrincipals/{SP_APP_ID}")
+    assert logged_in.seen("GET", f"/servicePrincipals/{sp['appId']}")
     [sent] = logged_in.seen("PUT", "/roleAssignments/")
+    prefix, guid = sent.path.rsplit("/", 1)
+    assert prefix == f"{reg_id}{AUTHZ}/roleAssignments" and is_guid(guid)  # a new name
     assert sent.query == {"api-version": "2025-04-01"}
     assert sent.body == {
         "properties": {
-            "roleDefinitionId": f"{AUTHZ}/roleDefinitions/{ACR_PULL}",
-            "principalId": SP_OBJECT_ID,
+            "roleDefinitionId": roles.reply["value"][0]["id"],
+            "principalId": sp["objectId"],
         }
     }
-    assert json.loads(result.stdout) == assignment_body(guid, REG_ID)
+    assert sent.reply["properties"]["roleDefinitionId"].endswith(f"/roleDefinitions/{ACR_PULL}")
+    assert shown == sent.reply
+    # Held: the assignment is listed at the registry.
+    listed = ok_json("role", "assignment", "list", "--registry", "myregistry")
+    assert shown in listed
 
 
-def test_role_assignment_create_output_and_errors(
-    logged_in: FakeService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        "transship.cli.commands_role.uuid.uuid4", lambda: "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-    )
-    guid = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-    group_scope = f"{SUB_SCOPE}/resourceGroups/team-a"
-    logged_in.answer(
-        "GET", f"{group_scope}{AUTHZ}/roleDefinitions", (200, {"value": [role_body()]})
-    )
-    logged_in.answer("GET", "/transship/v1/users/alice", (200, USER_BODY))
-    logged_in.answer(
-        "PUT",
-        f"{group_scope}{AUTHZ}/roleAssignments/{guid}",
-        (201, assignment_body(guid, group_scope, ALICE_ID)),
-    )
+def test_role_assignment_create_output_and_errors(logged_in: LiveService) -> None:
+    sub = f"/subscriptions/{logged_in.sub}"
+    group_scope = f"{sub}/resourceGroups/team-a"
+    ok("group", "create", "-n", "team-a")
+    alice = create_user(logged_in)
     result = ok(
         "role", "assignment", "create", "--assignee", "alice", "--role", "AcrPull", "-g", "team-a"
     )
-    assert result.stdout.split("\n")[1].split() == [
-        "alice",
-        "ServicePrincipal",
-        "AcrPull",
-        group_scope,
-    ]
-    assert logged_in.seen("PUT")[0].body["properties"]["principalId"] == ALICE_ID
+    assert result.stdout.split("\n")[1].split() == ["alice", "User", "AcrPull", group_scope]
+    assert logged_in.seen("PUT")[0].body["properties"]["principalId"] == alice["objectId"]
 
     # Unknown role: named, and nothing assigned.
-    logged_in.answer("GET", f"{SUB_SCOPE}{AUTHZ}/roleDefinitions", (200, {"value": []}))
     result = run("role", "assignment", "create", "--assignee", "alice", "--role", "NoSuchRole")
     assert result.exit_code == 1 and result.stderr == "ERROR: Role 'NoSuchRole' doesn't exist.\n"
-    logged_in.answer(
-        "GET",
-        f"{AUTHZ}/roleDefinitions/{ACR_PULL}",
-        (404, {"error": {"code": "RoleDefinitionDoesNotExist", "message": "no"}}),
-    )
+    unknown = "0bad0000-0000-4000-8000-000000000000"
     result = run(
-        "role", "assignment", "create", "--assignee", "alice", "--role", ACR_PULL, "--scope", "/"
+        "role", "assignment", "create", "--assignee", "alice", "--role", unknown, "--scope", "/"
     )
-    assert result.exit_code == 1 and f"Role '{ACR_PULL}' doesn't exist." in result.stderr
+    assert result.exit_code == 1 and f"Role '{unknown}' doesn't exist." in result.stderr
 
     # Unknown principal.
-    logged_in.answer("GET", f"{SUB_SCOPE}{AUTHZ}/roleDefinitions", (200, {"value": [role_body()]}))
-    logged_in.answer(
-        "GET",
-        "/transship/v1/users/nobody",
-        (404, {"error": {"code": "PrincipalNotFound", "message": "x"}}),
-    )
     result = run("role", "assignment", "create", "--assignee", "nobody", "--role", "AcrPull")
     assert result.exit_code == 1
     assert "Cannot find a user or service principal 'nobody' in the directory." in result.stderr
     assert len(logged_in.seen("PUT")) == 1
 
     # Without read access to the directory, the service resolves the name itself.
-    logged_in.answer(
-        "GET",
-        "/transship/v1/users/bob",
-        (403, {"error": {"code": "AuthorizationFailed", "message": "x"}}),
-    )
-    logged_in.answer(
-        "PUT",
-        f"{SUB_SCOPE}{AUTHZ}/roleAssignments/{guid}",
-        (
-            403,
-            {
-                "error": {
-                    "code": "AuthorizationFailed",
-                    "message": "The client 'x' does not have authorization to perform action "
-                    "'Microsoft.Authorization/roleAssignments/write'",
-                }
-            },
-        ),
-    )
+    denied = (403, {"error": {"code": "AuthorizationFailed", "message": "x"}})
+    logged_in.answer("GET", "/transship/v1/users/bob", denied)
+    logged_in.answer("GET", "/transship/v1/servicePrincipals/bob", denied)
     result = run("role", "assignment", "create", "--assignee", "bob", "--role", "AcrPull")
-    assert (
-        result.exit_code == 1 and "'Microsoft.Authorization/roleAssignments/write'" in result.stderr
-    )
-    assert logged_in.seen("PUT")[-1].body["properties"]["principalId"] == "bob"
+    put = logged_in.seen("PUT")[-1]
+    assert put.body["properties"]["principalId"] == "bob"
+    assert result.exit_code == 1 and f"ERROR: ({put.reply['error']['code']})" in result.stderr
 
     result = run(
         "role",
@@ -525,86 +396,94 @@ def test_role_assignment_create_output_and_errors(
     assert result.exit_code == 2 and "is not a scope" in result.stderr
 
 
-def test_role_assignment_list_filters_and_names(logged_in: FakeService) -> None:
-    listed = [
-        assignment_body("a1", REG_ID),
-        assignment_body(
-            "a2",
-            "/",
-            OWNER := "0b7e5e1c-2222-4a4a-8b8b-000000000002",
-            "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-        ),
-    ]
-    logged_in.answer("GET", f"{REG_ID}{AUTHZ}/roleAssignments", (200, {"value": listed}))
-    logged_in.answer(
-        "GET",
-        f"{REG_ID}{AUTHZ}/roleDefinitions",
-        (200, {"value": [role_body(), role_body("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner")]}),
-    )
-    logged_in.answer("GET", "/transship/v1/servicePrincipals", (200, {"value": [sp_body(False)]}))
-    logged_in.answer(
-        "GET",
-        "/transship/v1/users",
-        (403, {"error": {"code": "AuthorizationFailed", "message": "x"}}),
-    )
-    result = ok("role", "assignment", "list", "--registry", "myregistry")
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["PRINCIPAL", "PRINCIPAL", "TYPE", "ROLE", "SCOPE"]
-    assert lines[1].split() == ["ci", "ServicePrincipal", "AcrPull", REG_ID]
-    assert lines[2].split() == [OWNER, "ServicePrincipal", "Owner", "/"]
-
-    logged_in.requests.clear()
-    logged_in.answer("GET", f"/transship/v1/servicePrincipals/{SP_APP_ID}", (200, sp_body(False)))
-    logged_in.answer("GET", f"{SUB_SCOPE}{AUTHZ}/roleAssignments", (200, {"value": listed}))
-    logged_in.answer("GET", f"{SUB_SCOPE}{AUTHZ}/roleDefinitions", (200, {"value": [role_body()]}))
-    shown = json.loads(
-        ok(
-            "role", "assignment", "list", "--assignee", SP_APP_ID, "--role", "AcrPull", "-o", "json"
-        ).stdout
-    )
-    assert shown == [listed[0]]
-    [query] = [r.query for r in logged_in.seen("GET", "/roleAssignments")]
-    assert query["$filter"] == f"principalId eq '{SP_OBJECT_ID}'"
-
-
-def test_role_assignment_delete_by_filter_or_ids(logged_in: FakeService) -> None:
-    at_registry = assignment_body("a1", REG_ID)
-    inherited = assignment_body("a2", SUB_SCOPE)
-    logged_in.answer("GET", f"/transship/v1/servicePrincipals/{SP_APP_ID}", (200, sp_body(False)))
-    logged_in.answer(
-        "GET", f"{REG_ID}{AUTHZ}/roleAssignments", (200, {"value": [at_registry, inherited]})
-    )
-    logged_in.answer("GET", f"{REG_ID}{AUTHZ}/roleDefinitions", (200, {"value": [role_body()]}))
-    logged_in.answer("DELETE", at_registry["id"], (200, at_registry))
-    result = ok(
+def test_role_assignment_list_filters_and_names(logged_in: LiveService) -> None:
+    reg_id = create_registry(logged_in)
+    sp = create_sp(logged_in)
+    ok(
         "role",
         "assignment",
-        "delete",
+        "create",
         "--assignee",
-        SP_APP_ID,
+        sp["appId"],
         "--role",
         "AcrPull",
         "--registry",
         "myregistry",
     )
-    assert [d.path for d in logged_in.seen("DELETE")] == [
-        at_registry["id"]
-    ]  # not the inherited one
+    # A login that may not list users: principals it cannot name show by id.
+    logged_in.answer(
+        "GET",
+        "/transship/v1/users",
+        (403, {"error": {"code": "AuthorizationFailed", "message": "x"}}),
+    )
+    logged_in.requests.clear()
+    result = ok("role", "assignment", "list", "--registry", "myregistry")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["PRINCIPAL", "PRINCIPAL", "TYPE", "ROLE", "SCOPE"]
+    rows = [line.split() for line in lines[1:]]
+    assert ["ci", "ServicePrincipal", "AcrPull", reg_id] in rows
+    # The owner holds Owner on the service root (inherited at the registry).
+    assert ["transship-owner", "ServicePrincipal", "Owner", "/"] in rows
+
+    logged_in.requests.clear()
+    shown = ok_json("role", "assignment", "list", "--assignee", sp["appId"], "--role", "AcrPull")
+    assert [a["properties"]["scope"] for a in shown] == [reg_id]
+    [query] = [r.query for r in logged_in.seen("GET", "/roleAssignments")]
+    assert query["$filter"] == f"principalId eq '{sp['objectId']}'"
+
+
+def test_role_assignment_delete_by_filter_or_ids(logged_in: LiveService) -> None:
+    create_registry(logged_in)
+    sp = create_sp(logged_in)
+    at_registry = ok_json(
+        "role",
+        "assignment",
+        "create",
+        "--assignee",
+        sp["appId"],
+        "--role",
+        "AcrPull",
+        "--registry",
+        "myregistry",
+    )
+    inherited = ok_json(
+        "role",
+        "assignment",
+        "create",
+        "--assignee",
+        sp["appId"],
+        "--role",
+        "AcrPull",
+        "--scope",
+        f"/subscriptions/{logged_in.sub}",
+    )
+    logged_in.requests.clear()
+    result = ok(
+        "role",
+        "assignment",
+        "delete",
+        "--assignee",
+        sp["appId"],
+        "--role",
+        "AcrPull",
+        "--registry",
+        "myregistry",
+    )
+    # Not the inherited one.
+    assert [d.path for d in logged_in.seen("DELETE")] == [at_registry["id"]]
     assert result.stdout == f"Deleted role assignment {at_registry['id']}.\n"
 
-    logged_in.answer("GET", f"{REG_ID}{AUTHZ}/roleAssignments", (200, {"value": [inherited]}))
     result = run(
-        "role", "assignment", "delete", "--assignee", SP_APP_ID, "--registry", "myregistry"
+        "role", "assignment", "delete", "--assignee", sp["appId"], "--registry", "myregistry"
     )
     assert result.exit_code == 1 and "No matched assignments were found to delete." in result.stderr
 
     logged_in.requests.clear()
-    logged_in.answer("DELETE", inherited["id"], (204, None))
-    result = ok(
-        "role", "assignment", "delete", "--ids", at_registry["id"], inherited["id"], "-o", "json"
-    )
+    shown = ok_json("role", "assignment", "delete", "--ids", at_registry["id"], inherited["id"])
     assert [d.path for d in logged_in.seen("DELETE")] == [at_registry["id"], inherited["id"]]
-    assert json.loads(result.stdout) == [at_registry]
+    # The one already deleted is not there any more; the other is, and goes.
+    assert shown == [inherited]
+    assert ok_json("role", "assignment", "list", "--assignee", sp["appId"]) == []
 
     result = run("role", "assignment", "delete")
     assert result.exit_code == 2 and "give --ids, or --assignee and/or --role" in result.stderr
@@ -613,12 +492,9 @@ def test_role_assignment_delete_by_filter_or_ids(logged_in: FakeService) -> None
 
 
 def test_role_definition_create_from_inline_json_or_a_file(
-    logged_in: FakeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    logged_in: LiveService, tmp_path: Path
 ) -> None:
-    guid = "1b1b0000-0000-4000-8000-000000000001"
-    monkeypatch.setattr("transship.cli.commands_role.uuid.uuid4", lambda: guid)
-    created = role_body(guid, "Importer", "CustomRole")
-    logged_in.answer("PUT", f"{SUB_SCOPE}{AUTHZ}/roleDefinitions/{guid}", (201, created))
+    sub = f"/subscriptions/{logged_in.sub}"
     action = "Microsoft.ContainerRegistry/registries/importImage/action"
     result = ok(
         "role",
@@ -629,45 +505,60 @@ def test_role_definition_create_from_inline_json_or_a_file(
             {"Name": "Importer", "Description": "imports", "Actions": [action], "IsCustom": True}
         ),
     )
-    assert logged_in.seen("PUT")[0].body == {
+    [put] = logged_in.seen("PUT")
+    prefix, guid = put.path.rsplit("/", 1)
+    assert prefix == f"{sub}{AUTHZ}/roleDefinitions" and is_guid(guid)
+    assert put.body == {
         "properties": {
             "roleName": "Importer",
             "description": "imports",
             "permissions": [
                 {"actions": [action], "notActions": [], "dataActions": [], "notDataActions": []}
             ],
-            "assignableScopes": [SUB_SCOPE],
+            "assignableScopes": [sub],
         }
     }
     assert result.stdout.split("\n")[1].split()[:3] == ["Importer", "CustomRole", guid]
 
     path = tmp_path / "role.json"
-    path.write_text(
-        json.dumps(
-            {
-                "roleName": "Importer",
-                "actions": [action],
-                "notActions": ["a"],
-                "assignableScopes": [f"{SUB_SCOPE}/"],
-            }
+    for n, value in enumerate((str(path), f"@{path}")):
+        path.write_text(
+            json.dumps(
+                {
+                    "roleName": f"Importer{n}",
+                    "actions": [action],
+                    "notActions": ["Microsoft.ContainerRegistry/registries/write"],
+                    "assignableScopes": [f"{sub}/"],
+                }
+            )
         )
-    )
-    for value in (str(path), f"@{path}"):
         ok("role", "definition", "create", "--role-definition", value)
         body = logged_in.seen("PUT")[-1].body["properties"]
-        assert body["permissions"][0]["notActions"] == ["a"] and body["assignableScopes"] == [
-            SUB_SCOPE
+        assert body["permissions"][0]["notActions"] == [
+            "Microsoft.ContainerRegistry/registries/write"
         ]
+        assert body["assignableScopes"] == [sub]
 
-    logged_in.answer("PUT", f"{AUTHZ}/roleDefinitions/{guid}", (201, created))
     ok(
         "role",
         "definition",
         "create",
         "--role-definition",
-        json.dumps({"Name": "R", "DataActions": ["d"], "AssignableScopes": ["/"]}),
+        json.dumps(
+            {
+                "Name": "R",
+                "DataActions": ["Microsoft.ContainerRegistry/registries/repositories/content/read"],
+                "AssignableScopes": ["/"],
+            }
+        ),
     )
-    assert logged_in.seen("PUT")[-1].path == f"{AUTHZ}/roleDefinitions/{guid}"
+    prefix, other = logged_in.seen("PUT")[-1].path.rsplit("/", 1)
+    assert prefix == f"{AUTHZ}/roleDefinitions" and is_guid(other) and other != guid
+    names = {
+        r["properties"]["roleName"]
+        for r in ok_json("role", "definition", "list", "--custom-role-only")
+    }
+    assert {"Importer", "Importer0", "Importer1"} <= names
 
 
 @pytest.mark.parametrize(
@@ -682,35 +573,37 @@ def test_role_definition_create_from_inline_json_or_a_file(
     ],
 )
 def test_role_definition_create_refuses_bad_input(
-    logged_in: FakeService, value: str, message: str
+    logged_in: LiveService, value: str, message: str
 ) -> None:
     result = run("role", "definition", "create", "--role-definition", value)
     assert result.exit_code == 2 and message in result.stderr
     assert not logged_in.requests
 
 
-def test_role_definition_list_and_delete(logged_in: FakeService) -> None:
-    custom = role_body("1b1b0000-0000-4000-8000-000000000001", "Importer", "CustomRole")
-    custom["id"] = f"{SUB_SCOPE}{AUTHZ}/roleDefinitions/{custom['name']}"
-    logged_in.answer(
-        "GET", f"{SUB_SCOPE}{AUTHZ}/roleDefinitions", (200, {"value": [role_body(), custom]})
+def test_role_definition_list_and_delete(logged_in: LiveService) -> None:
+    sub = f"/subscriptions/{logged_in.sub}"
+    action = "Microsoft.ContainerRegistry/registries/importImage/action"
+    custom = ok_json(
+        "role",
+        "definition",
+        "create",
+        "--role-definition",
+        json.dumps({"Name": "Importer", "Actions": [action]}),
     )
-    assert [
-        r["name"]
-        for r in json.loads(
-            ok("role", "definition", "list", "--custom-role-only", "-o", "json").stdout
-        )
-    ] == [custom["name"]]
+    assert custom["id"] == f"{sub}{AUTHZ}/roleDefinitions/{custom['name']}"
+    assert [r["name"] for r in ok_json("role", "definition", "list", "--custom-role-only")] == [
+        custom["name"]
+    ]
     ok("role", "definition", "list", "--name", "Importer")
     assert (
         logged_in.seen("GET", "/roleDefinitions")[-1].query["$filter"] == "roleName eq 'Importer'"
     )
-    logged_in.answer("DELETE", custom["id"], (200, custom))
     assert (
         ok("role", "definition", "delete", "--name", "importer").stdout
         == "Deleted role 'Importer'.\n"
     )
     assert logged_in.seen("DELETE")[0].path == custom["id"]
+    assert ok_json("role", "definition", "list", "--custom-role-only") == []
     result = run("role", "definition", "delete", "--name", "Nope")
     assert result.exit_code == 1 and "Role 'Nope' doesn't exist." in result.stderr
 
@@ -718,19 +611,8 @@ def test_role_definition_list_and_delete(logged_in: FakeService) -> None:
 # -- registry settings ---------------------------------------------------------------------
 
 
-def patched(logged_in: FakeService) -> None:
-    """PATCH of myregistry merges properties into the fake's resource."""
-    registry = logged_in.registries["myregistry"]
-
-    def apply(body: Any) -> tuple[int, Any]:
-        registry["properties"].update(body["properties"])
-        return 200, registry
-
-    logged_in.answer("PATCH", f"{GROUP}{PROVIDER}/registries/myregistry", apply)
-
-
-def test_registry_update_sends_only_what_is_given(logged_in: FakeService) -> None:
-    patched(logged_in)
+def test_registry_update_sends_only_what_is_given(logged_in: LiveService) -> None:
+    create_registry(logged_in)
     result = ok(
         "registry",
         "update",
@@ -758,6 +640,7 @@ def test_registry_update_sends_only_what_is_given(logged_in: FakeService) -> Non
             "networkRuleBypassOptions": "None",
         }
     }
+    # Name, admin, anonymous pull, public access, default action, IP rules (none), bypass.
     assert result.stdout.splitlines()[1].split() == [
         "myregistry",
         "true",
@@ -770,6 +653,10 @@ def test_registry_update_sends_only_what_is_given(logged_in: FakeService) -> Non
     assert logged_in.seen("PATCH")[-1].body == {
         "properties": {"networkRuleBypassOptions": "AzureServices"}
     }
+    held = ok_json("registry", "show", "myregistry")["properties"]
+    assert (held["adminUserEnabled"], held["publicNetworkAccess"]) == (True, "Disabled")
+    assert held["networkRuleSet"]["defaultAction"] == "Deny"
+    assert held["networkRuleBypassOptions"] == "AzureServices"
     result = run("registry", "update", "-n", "myregistry")
     assert result.exit_code == 2 and "nothing to update" in result.stderr
     result = run("registry", "update", "-n", "myregistry", "--admin-enabled", "maybe")
@@ -777,25 +664,14 @@ def test_registry_update_sends_only_what_is_given(logged_in: FakeService) -> Non
 
 
 def test_network_rules_are_read_modified_and_written_keeping_the_default_action(
-    logged_in: FakeService,
+    logged_in: LiveService,
 ) -> None:
-    patched(logged_in)
-    logged_in.registries["myregistry"]["properties"]["networkRuleSet"] = {
-        "defaultAction": "Deny",
-        "ipRules": [{"action": "Allow", "value": "10.0.0.0/24"}],
-    }
-    rules = json.loads(
-        ok(
-            "registry",
-            "network-rule",
-            "add",
-            "-n",
-            "myregistry",
-            "--ip-address",
-            "192.0.2.7",
-            "-o",
-            "json",
-        ).stdout
+    create_registry(logged_in)
+    ok("registry", "update", "-n", "myregistry", "--default-action", "deny")
+    ok("registry", "network-rule", "add", "-n", "myregistry", "--ip-address", "10.0.0.0/24")
+    logged_in.requests.clear()
+    rules = ok_json(
+        "registry", "network-rule", "add", "-n", "myregistry", "--ip-address", "192.0.2.7"
     )
     assert logged_in.seen("PATCH")[-1].body == {
         "properties": {
@@ -835,34 +711,19 @@ def test_network_rules_are_read_modified_and_written_keeping_the_default_action(
     assert "No IP rules (default action: Deny)." in result.stderr
 
 
-def test_admin_credential_show_and_renew(logged_in: FakeService) -> None:
-    credentials = {
-        "username": "myregistry",
-        "passwords": [
-            {"name": "password", "value": "p-one"},
-            {"name": "password2", "value": "p-two"},
-        ],
-    }
-    logged_in.answer(
-        "POST", f"{GROUP}{PROVIDER}/registries/myregistry/listCredentials", (200, credentials)
-    )
+def test_admin_credential_show_and_renew(logged_in: LiveService) -> None:
+    create_registry(logged_in)
+    ok("registry", "update", "-n", "myregistry", "--admin-enabled", "true")
     result = ok("registry", "credential", "show", "-n", "myregistry")
-    assert result.stdout.splitlines()[1].split() == ["myregistry", "p-one", "p-two"]
-    logged_in.answer(
-        "POST", f"{GROUP}{PROVIDER}/registries/myregistry/regenerateCredential", (200, credentials)
-    )
-    ok(
-        "registry",
-        "credential",
-        "renew",
-        "-n",
-        "myregistry",
-        "--password-name",
-        "password2",
-        "-o",
-        "json",
+    shown = logged_in.seen("POST", "/listCredentials")[-1].reply
+    first, second = (p["value"] for p in shown["passwords"])
+    assert result.stdout.splitlines()[1].split() == ["myregistry", first, second]
+    renewed = ok_json(
+        "registry", "credential", "renew", "-n", "myregistry", "--password-name", "password2"
     )
     assert logged_in.seen("POST", "/regenerateCredential")[0].body == {"name": "password2"}
+    values = [p["value"] for p in renewed["passwords"]]
+    assert values[0] == first and values[1] != second
     result = run(
         "registry", "credential", "renew", "-n", "myregistry", "--password-name", "password3"
     )
@@ -905,17 +766,9 @@ def test_repository_options_take_a_repository_and_its_actions() -> None:
     ]
 
 
-def test_scope_map_create_update_and_errors(logged_in: FakeService) -> None:
-    url = f"{REG_ID}/scopeMaps/app-rw"
-
-    def echo(body: Any) -> tuple[int, Any]:
-        return 200, {
-            "id": url,
-            "name": "app-rw",
-            "properties": {**body["properties"], "type": "UserDefined"},
-        }
-
-    logged_in.answer("PUT", url, echo)
+def test_scope_map_create_update_and_errors(logged_in: LiveService) -> None:
+    reg_id = create_registry(logged_in)
+    url = f"{reg_id}/scopeMaps/app-rw"
     result = ok(
         "registry",
         "scope-map",
@@ -934,7 +787,9 @@ def test_scope_map_create_update_and_errors(logged_in: FakeService) -> None:
         "--description",
         "CI",
     )
-    assert logged_in.seen("PUT")[0].body == {
+    [put] = logged_in.seen("PUT")
+    assert put.path == url
+    assert put.body == {
         "properties": {
             "description": "CI",
             "actions": [
@@ -946,21 +801,6 @@ def test_scope_map_create_update_and_errors(logged_in: FakeService) -> None:
     }
     assert "app-rw" in result.stdout and "UserDefined" in result.stdout
 
-    logged_in.answer(
-        "GET",
-        url,
-        echo(
-            {
-                "properties": {
-                    "description": "CI",
-                    "actions": [
-                        "repositories/team/app/content/read",
-                        "repositories/team/app/content/write",
-                    ],
-                }
-            }
-        ),
-    )
     ok(
         "registry",
         "scope-map",
@@ -981,6 +821,7 @@ def test_scope_map_create_update_and_errors(logged_in: FakeService) -> None:
             "description": "CI",
             "actions": [
                 "repositories/team/app/content/read",
+                "repositories/samples/*/content/read",
                 "repositories/team/app/content/delete",
             ],
         }
@@ -1002,6 +843,8 @@ def test_scope_map_create_update_and_errors(logged_in: FakeService) -> None:
     assert logged_in.seen("PUT")[-1].body == {
         "properties": {"description": "new", "actions": ["repositories/x/metadata/read"]}
     }
+    held = ok_json("registry", "scope-map", "show", "-r", "myregistry", "-n", "app-rw")
+    assert held["properties"]["actions"] == ["repositories/x/metadata/read"]
 
     for args, message in [
         (["--repository", "team/app"], "give the actions after the repository"),
@@ -1013,47 +856,28 @@ def test_scope_map_create_update_and_errors(logged_in: FakeService) -> None:
     result = run("registry", "scope-map", "update", "-r", "myregistry", "-n", "app-rw")
     assert result.exit_code == 2 and "nothing to update" in result.stderr
 
-    logged_in.answer(
-        "DELETE", url, (409, {"error": {"code": "ScopeMapInUse", "message": "in use"}})
+    ok(
+        "registry",
+        "token",
+        "create",
+        "-r",
+        "myregistry",
+        "-n",
+        "user1",
+        "--scope-map",
+        "app-rw",
+        "--no-passwords",
     )
     result = run("registry", "scope-map", "delete", "-r", "myregistry", "-n", "app-rw", "--yes")
-    assert result.exit_code == 1 and "(ScopeMapInUse) in use" in result.stderr
-
-
-def token_answer(
-    name: str, scope_map: str, passwords: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    return {
-        "id": f"{REG_ID}/tokens/{name}",
-        "name": name,
-        "properties": {
-            "creationDate": "2026-01-02T03:04:05Z",
-            "scopeMapId": f"{REG_ID}/scopeMaps/{scope_map}",
-            "status": "enabled",
-            "credentials": {"passwords": passwords or []},
-        },
-    }
+    error = logged_in.seen("DELETE")[-1].reply["error"]
+    assert result.exit_code == 1 and f"({error['code']}) {error['message']}" in result.stderr
+    assert error["code"] == "ScopeMapInUse"
 
 
 def test_token_create_with_repositories_makes_a_scope_map_and_prints_passwords_once(
-    logged_in: FakeService,
+    logged_in: LiveService,
 ) -> None:
-    logged_in.answer(
-        "PUT", f"{REG_ID}/scopeMaps/team-puller-scope-map", (201, {"name": "team-puller-scope-map"})
-    )
-    logged_in.answer(
-        "PUT",
-        f"{REG_ID}/tokens/team-puller",
-        (201, token_answer("team-puller", "team-puller-scope-map")),
-    )
-    generated = {
-        "username": "team-puller",
-        "passwords": [
-            {"name": "password1", "value": "tok-pw-1", "expiry": "2026-02-01T00:00:00Z"},
-            {"name": "password2", "value": "tok-pw-2", "expiry": "2026-02-01T00:00:00Z"},
-        ],
-    }
-    logged_in.answer("POST", f"{REG_ID}/generateCredentials", (200, generated))
+    reg_id = create_registry(logged_in)
     result = ok(
         "registry",
         "token",
@@ -1070,65 +894,69 @@ def test_token_create_with_repositories_makes_a_scope_map_and_prints_passwords_o
         "30",
     )
     scope_map, token = logged_in.seen("PUT")
+    assert scope_map.path == f"{reg_id}/scopeMaps/team-puller-scope-map"
     assert scope_map.body["properties"]["actions"] == [
         "repositories/team/*/content/read",
         "repositories/team/*/metadata/read",
     ]
     assert token.body == {
         "properties": {
-            "scopeMapId": f"{REG_ID}/scopeMaps/team-puller-scope-map",
+            "scopeMapId": f"{reg_id}/scopeMaps/team-puller-scope-map",
             "status": "enabled",
         }
     }
     [generate] = logged_in.seen("POST", "/generateCredentials")
-    assert generate.body["tokenId"] == f"{REG_ID}/tokens/team-puller"
+    assert generate.body["tokenId"] == f"{reg_id}/tokens/team-puller"
     assert generate.body["expiry"].endswith("Z") and "name" not in generate.body
+    first, second = (p["value"] for p in generate.reply["passwords"])
     assert "Created scope map 'team-puller-scope-map'." in result.stderr
     assert "The passwords are shown only this once" in result.stderr
     assert "Username: team-puller" in result.stdout
-    assert "password1      tok-pw-1" in result.stdout and "tok-pw-2" in result.stdout
+    assert f"password1      {first}" in result.stdout and second in result.stdout
 
-    shown = json.loads(
-        ok(
-            "registry",
-            "token",
-            "create",
-            "-r",
-            "myregistry",
-            "-n",
-            "team-puller",
-            "--scope-map",
-            "_repositories_pull",
-            "-o",
-            "json",
-        ).stdout
-    )
-    assert shown["name"] == "team-puller"
-    assert shown["properties"]["credentials"]["passwords"][0]["value"] == "tok-pw-1"
-    assert (
-        logged_in.seen("PUT")[-1]
-        .body["properties"]["scopeMapId"]
-        .endswith("/scopeMaps/_repositories_pull")
-    )
-    assert "expiry" not in logged_in.seen("POST", "/generateCredentials")[-1].body
-
-    posts = len(logged_in.seen("POST", "/generateCredentials"))
-    result = ok(
+    shown = ok_json(
         "registry",
         "token",
         "create",
         "-r",
         "myregistry",
         "-n",
-        "team-puller",
+        "team-puller2",
         "--scope-map",
-        "m",
+        "_repositories_pull",
+    )
+    assert shown["name"] == "team-puller2"
+    generated = logged_in.seen("POST", "/generateCredentials")[-1]
+    assert (
+        shown["properties"]["credentials"]["passwords"][0]["value"]
+        == (generated.reply["passwords"][0]["value"])
+    )
+    assert (
+        logged_in.seen("PUT")[-1]
+        .body["properties"]["scopeMapId"]
+        .endswith("/scopeMaps/_repositories_pull")
+    )
+    assert "expiry" not in generated.body
+
+    posts = len(logged_in.seen("POST", "/generateCredentials"))
+    ok(
+        "registry",
+        "token",
+        "create",
+        "-r",
+        "myregistry",
+        "-n",
+        "team-puller3",
+        "--scope-map",
+        "_repositories_pull",
         "--no-passwords",
         "--status",
         "disabled",
     )
     assert len(logged_in.seen("POST", "/generateCredentials")) == posts
     assert logged_in.seen("PUT")[-1].body["properties"]["status"] == "disabled"
+    held = ok_json("registry", "token", "show", "-r", "myregistry", "-n", "team-puller3")
+    assert held["properties"]["status"] == "disabled"
 
     for args, message in [
         ([], "give either --scope-map or --repository"),
@@ -1149,56 +977,42 @@ def test_token_create_with_repositories_makes_a_scope_map_and_prints_passwords_o
         assert len(logged_in.requests) == requests
 
 
-def test_token_list_show_update_delete_and_generate(logged_in: FakeService) -> None:
-    token = token_answer(
+def test_token_list_show_update_delete_and_generate(logged_in: LiveService) -> None:
+    reg_id = create_registry(logged_in)
+    ok(
+        "registry",
+        "token",
+        "create",
+        "-r",
+        "myregistry",
+        "-n",
         "ci-pusher",
+        "--scope-map",
         "_repositories_push",
-        [
-            {
-                "name": "password1",
-                "creationTime": "2026-01-01T00:00:00Z",
-                "expiry": "2026-03-01T00:00:00Z",
-            }
-        ],
+        "--expiration",
+        "2999-03-01T00:00:00Z",
     )
-    logged_in.answer("GET", f"{REG_ID}/tokens", (200, {"value": [token]}))
+    created = logged_in.seen("PUT", "/tokens/ci-pusher")[-1].reply
     lines = ok("registry", "token", "list", "-r", "myregistry").stdout.splitlines()
-    assert lines[1].split() == [
-        "ci-pusher",
-        "_repositories_push",
-        "enabled",
-        "2026-01-02T03:04:05Z",
+    assert lines[1].split()[:3] == ["ci-pusher", "_repositories_push", "enabled"]
+    assert lines[1].split()[4:] == [
         "password1",
         "(expires",
-        "2026-03-01T00:00:00Z)",
+        "2999-03-01T00:00:00Z),",
+        "password2",
+        "(expires",
+        "2999-03-01T00:00:00Z)",
     ]
-    logged_in.answer("GET", f"{REG_ID}/tokens/ci-pusher", (200, token))
-    assert (
-        json.loads(
-            ok(
-                "registry", "token", "show", "-r", "myregistry", "-n", "ci-pusher", "-o", "json"
-            ).stdout
-        )
-        == token
-    )
+    token = ok_json("registry", "token", "show", "-r", "myregistry", "-n", "ci-pusher")
+    assert token["id"] == created["id"] == f"{reg_id}/tokens/ci-pusher"
 
-    logged_in.answer("PUT", f"{REG_ID}/tokens/ci-pusher", (200, token))
     ok("registry", "token", "update", "-r", "myregistry", "-n", "ci-pusher", "--status", "disabled")
     assert logged_in.seen("PUT")[-1].body == {
-        "properties": {"scopeMapId": f"{REG_ID}/scopeMaps/_repositories_push", "status": "disabled"}
+        "properties": {"scopeMapId": f"{reg_id}/scopeMaps/_repositories_push", "status": "disabled"}
     }
+    held = ok_json("registry", "token", "show", "-r", "myregistry", "-n", "ci-pusher")
+    assert held["properties"]["status"] == "disabled"
 
-    logged_in.answer(
-        "POST",
-        f"{REG_ID}/generateCredentials",
-        (
-            200,
-            {
-                "username": "ci-pusher",
-                "passwords": [{"name": "password2", "value": "new-pw", "expiry": None}],
-            },
-        ),
-    )
     result = ok(
         "registry",
         "token",
@@ -1210,11 +1024,10 @@ def test_token_list_show_update_delete_and_generate(logged_in: FakeService) -> N
         "ci-pusher",
         "--password2",
     )
-    assert logged_in.seen("POST", "/generateCredentials")[-1].body == {
-        "tokenId": f"{REG_ID}/tokens/ci-pusher",
-        "name": "password2",
-    }
-    assert "new-pw" in result.stdout and "never" in result.stdout
+    generate = logged_in.seen("POST", "/generateCredentials")[-1]
+    assert generate.body == {"tokenId": f"{reg_id}/tokens/ci-pusher", "name": "password2"}
+    [new] = generate.reply["passwords"]
+    assert new["value"] in result.stdout and "never" in result.stdout
     ok(
         "registry",
         "token",
@@ -1229,7 +1042,6 @@ def test_token_list_show_update_delete_and_generate(logged_in: FakeService) -> N
     )
     assert "name" not in logged_in.seen("POST", "/generateCredentials")[-1].body
 
-    logged_in.answer("DELETE", f"{REG_ID}/tokens/ci-pusher", (200, None), (204, None))
     assert ok(
         "registry", "token", "delete", "-r", "myregistry", "-n", "ci-pusher", "-y"
     ).stdout == ("Deleted token 'ci-pusher'.\n")
@@ -1239,10 +1051,10 @@ def test_token_list_show_update_delete_and_generate(logged_in: FakeService) -> N
     )
 
 
-def test_commands_use_the_registry_of_another_resource_group(logged_in: FakeService) -> None:
-    other = arm_id("myregistry", "other-rg")
-    logged_in.registries["myregistry"] = registry_resource("myregistry", group="other-rg")
-    logged_in.answer("GET", f"{other}/tokens", (200, {"value": []}))
+def test_commands_use_the_registry_of_another_resource_group(logged_in: LiveService) -> None:
+    ok("group", "create", "-n", "other-rg")
+    create_registry(logged_in, "myregistry", "-g", "other-rg")
+    other = logged_in.arm_id("myregistry", "other-rg")
     result = ok("registry", "token", "list", "-r", "myregistry", "-g", "other-rg")
     assert "No tokens." in result.stderr
     assert logged_in.seen("GET", "/tokens")[0].path == f"{other}/tokens"
@@ -1319,8 +1131,8 @@ def test_groups_list_their_commands(group: list[str]) -> None:
     assert result.exit_code == 0 and "Commands:" in result.output
 
 
-def test_the_credential_of_the_login_is_never_printed(logged_in: FakeService) -> None:
+def test_the_credential_of_the_login_is_never_printed(logged_in: LiveService) -> None:
     """`run` asserts the login's secret is absent from every output; this exercises a
     failing and a succeeding command once more with the owner's client id visible."""
     result = run("registry", "list")
-    assert result.exit_code == 0 and CLIENT_ID not in result.output
+    assert result.exit_code == 0 and logged_in.client_id not in result.output
