@@ -187,8 +187,3 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {**header, "manifests": [_manifest_json(m) for m in manifests.items]}, headers=link
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/acr/v1/_catalog", catalog)
-    app.router.add_route("*", r"/acr/v1/{tail:[\s\S]+}", dispatch)

@@ -11,13 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import hdrs, web
 
 from transship import __version__
-from transship.api.arm_models import (
-    ImportImageParameters,
-    RegenerateCredentialBody,
-    RegistryBody,
-    RegistryProperties,
-    parse_body,
-)
+from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
@@ -30,6 +24,12 @@ from transship.imports.model import ImportRequest
 from transship.metadata.queries import QueryScope
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.registry.registries import registry_id_of
+from transship.wire.bodies import (
+    ImportImageParameters,
+    RegenerateCredentialBody,
+    RegistryBody,
+    RegistryProperties,
+)
 
 PROVIDER = "providers/Microsoft.ContainerRegistry"
 SUBSCRIPTION = "/subscriptions/{sub}"
@@ -527,20 +527,3 @@ async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
             request.headers.get("x-ms-correlation-request-id", request_id),
         )
     return response
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/transship/v1/info", info)
-    app.router.add_get(SUBSCRIPTION + "/" + PROVIDER + "/registries", registries_list)
-    app.router.add_get(REGISTRIES_IN_GROUP, registries_list)
-    app.router.add_get(REGISTRY, registry_get)
-    app.router.add_put(REGISTRY, registry_put)
-    app.router.add_patch(REGISTRY, registry_patch)
-    app.router.add_delete(REGISTRY, registry_delete)
-    app.router.add_post(REGISTRY + "/listCredentials", list_credentials)
-    app.router.add_post(REGISTRY + "/regenerateCredential", regenerate_credential)
-    app.router.add_post(REGISTRY + "/importImage", import_image)
-    app.router.add_get(REGISTRY + "/importOperations", import_operations)
-    app.router.add_get(LOCATION + "/operationResults/{operation}", operation_result)
-    app.router.add_get(LOCATION + "/operationStatuses/{operation}", operation_status)
-    app.router.add_post(LOCATION + "/operationStatuses/{operation}/cancel", operation_cancel)

@@ -7,20 +7,20 @@ from typing import Any
 
 from aiohttp import web
 
-from transship.api.arm import REGISTRY, arm_json, json_body, registry_in_scope
-from transship.api.arm_models import (
-    GenerateCredentialsBody,
-    ScopeMapBody,
-    ScopeMapPatchBody,
-    TokenBody,
-    TokenPatchBody,
-    parse_body,
-)
+from transship.api.arm import arm_json, json_body, registry_in_scope
+from transship.api.arm_models import parse_body
 from transship.errors import ArmError
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import TOKEN_PASSWORD_NAMES, ScopeMapView
 from transship.metadata.records import RegistryRecord, RegistryTokenRecord
 from transship.registry.registries import registry_id_of
+from transship.wire.bodies import (
+    GenerateCredentialsBody,
+    ScopeMapBody,
+    ScopeMapPatchBody,
+    TokenBody,
+    TokenPatchBody,
+)
 
 
 def _iso(value: Any) -> str | None:
@@ -188,17 +188,3 @@ async def generate_credentials(request: web.Request) -> web.Response:
         for name, value in values.items()
     ]
     return arm_json({"username": token_name, "passwords": passwords})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(REGISTRY + "/scopeMaps", scope_maps_list)
-    app.router.add_get(REGISTRY + "/scopeMaps/{item}", scope_map_get)
-    app.router.add_put(REGISTRY + "/scopeMaps/{item}", scope_map_put)
-    app.router.add_patch(REGISTRY + "/scopeMaps/{item}", scope_map_patch)
-    app.router.add_delete(REGISTRY + "/scopeMaps/{item}", scope_map_delete)
-    app.router.add_get(REGISTRY + "/tokens", tokens_list)
-    app.router.add_get(REGISTRY + "/tokens/{item}", token_get)
-    app.router.add_put(REGISTRY + "/tokens/{item}", token_put)
-    app.router.add_patch(REGISTRY + "/tokens/{item}", token_patch)
-    app.router.add_delete(REGISTRY + "/tokens/{item}", token_delete)
-    app.router.add_post(REGISTRY + "/generateCredentials", generate_credentials)

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from transship.api.arm import arm_json, json_body
-from transship.api.arm_models import RoleAssignmentBody, RoleDefinitionBody, parse_body
+from transship.api.arm_models import parse_body
 from transship.api.auth import authorize
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
@@ -24,9 +24,12 @@ from transship.identity.rbac import (
     scope_covers,
 )
 from transship.metadata.records import RoleAssignmentRecord
+from transship.wire.bodies import RoleAssignmentBody, RoleDefinitionBody
 
-_AUTHZ = "providers/Microsoft.Authorization"
-_SCOPE = (
+AUTHZ = "providers/Microsoft.Authorization"
+# The scopes below the service root that the role routes accept, as one path variable
+# (with its trailing '/').
+ROLE_SCOPE = (
     r"{scope:(?:subscriptions/[^/]+(?:/resourceGroups/[^/]+(?:/providers/Microsoft\.ContainerRegistry/registries/[^/]+)?)?"
     r"|providers/Microsoft\.Management/managementGroups/[^/]+)/}"
 )
@@ -51,13 +54,13 @@ def _assignment_json(record: RoleAssignmentRecord, principal: Principal | None) 
     # the two (az role assignment list fills roleDefinitionName so) find it.
     builtin = builtin_role(record.role_definition_id)
     return {
-        "id": f"{prefix}/{_AUTHZ}/roleAssignments/{record.id}",
+        "id": f"{prefix}/{AUTHZ}/roleAssignments/{record.id}",
         "name": record.id,
         "type": "Microsoft.Authorization/roleAssignments",
         "properties": {
             "roleDefinitionId": builtin.resource_id
             if builtin is not None
-            else f"{prefix}/{_AUTHZ}/roleDefinitions/{record.role_definition_id}",
+            else f"{prefix}/{AUTHZ}/roleDefinitions/{record.role_definition_id}",
             "principalId": record.principal_id,
             "principalType": principal.kind if principal else "Unknown",
             "scope": scope,
@@ -250,17 +253,3 @@ async def assignment_delete(request: web.Request) -> web.Response:
         raise
     await services.access.unassign(record.id)
     return arm_json(_assignment_json(record, owner))
-
-
-def add_routes(app: web.Application) -> None:
-    for prefix in ("/", "/" + _SCOPE):
-        definitions = f"{prefix}{_AUTHZ}/roleDefinitions"
-        assignments = f"{prefix}{_AUTHZ}/roleAssignments"
-        app.router.add_get(definitions, definitions_list)
-        app.router.add_get(definitions + "/{id}", definition_get)
-        app.router.add_put(definitions + "/{id}", definition_put)
-        app.router.add_delete(definitions + "/{id}", definition_delete)
-        app.router.add_get(assignments, assignments_list)
-        app.router.add_get(assignments + "/{id}", assignment_get)
-        app.router.add_put(assignments + "/{id}", assignment_put)
-        app.router.add_delete(assignments + "/{id}", assignment_delete)

@@ -9,15 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from transship.api.arm import arm_json, json_body, registry_json_of
-from transship.api.arm_models import (
-    CredentialResetBody,
-    ResourceGroupBody,
-    ServicePrincipalBody,
-    SubscriptionBody,
-    TenantBody,
-    UserBody,
-    parse_body,
-)
+from transship.api.arm_models import parse_body
 from transship.api.auth import authorize, caller, subscription_of
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
@@ -27,6 +19,14 @@ from transship.identity.model import SERVICE_PRINCIPAL, USER, IssuedSecret, Prin
 from transship.identity.rbac import Actions
 from transship.metadata.records import ResourceGroupRecord, SubscriptionRecord
 from transship.registry.registries import registry_id_of
+from transship.wire.bodies import (
+    CredentialResetBody,
+    ResourceGroupBody,
+    ServicePrincipalBody,
+    SubscriptionBody,
+    TenantBody,
+    UserBody,
+)
 
 DIRECTORY_READ = "Microsoft.Directory/principals/read"
 DIRECTORY_WRITE = "Microsoft.Directory/principals/write"
@@ -328,27 +328,3 @@ async def credential_reset(request: web.Request) -> web.Response:
     body = parse_body(CredentialResetBody, await json_body(request))
     secret = await services.directory.reset_secret(found, append=body.append, years=body.years)
     return arm_json(_principal_json(found, secret))
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/tenants", tenants_list)
-    app.router.add_get("/subscriptions", subscriptions_list)
-    app.router.add_get("/subscriptions/{sub}", subscription_get)
-    app.router.add_get("/subscriptions/{sub}/resources", resources_list)
-    app.router.add_get("/subscriptions/{sub}/resourceGroups/{rg}/resources", resources_list)
-    for groups in ("resourcegroups", "resourceGroups"):
-        app.router.add_get(f"/subscriptions/{{sub}}/{groups}", groups_list)
-        app.router.add_get(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_get)
-        app.router.add_put(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_put)
-        app.router.add_delete(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_delete)
-    app.router.add_put("/transship/v1/tenants/{tenant}", tenant_put)
-    app.router.add_put("/transship/v1/subscriptions/{sub}", subscription_put)
-    app.router.add_get("/transship/v1/servicePrincipals", principals_list)
-    app.router.add_post("/transship/v1/servicePrincipals", service_principal_create)
-    app.router.add_get("/transship/v1/servicePrincipals/{id}", principal_get)
-    app.router.add_delete("/transship/v1/servicePrincipals/{id}", principal_delete)
-    app.router.add_post("/transship/v1/servicePrincipals/{id}/credentials/reset", credential_reset)
-    app.router.add_get("/transship/v1/users", principals_list)
-    app.router.add_post("/transship/v1/users", user_create)
-    app.router.add_get("/transship/v1/users/{id}", principal_get)
-    app.router.add_delete("/transship/v1/users/{id}", principal_delete)

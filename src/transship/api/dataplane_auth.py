@@ -312,9 +312,3 @@ async def exchange(request: web.Request) -> web.Response:
     except Unauthenticated as exc:
         raise _token_error(f"the access token could not be exchanged: {exc}") from None
     return web.json_response({"refresh_token": refresh}, headers={"Cache-Control": "no-store"})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/oauth2/token", token)
-    app.router.add_post("/oauth2/token", token)
-    app.router.add_post("/oauth2/exchange", exchange)

@@ -117,8 +117,3 @@ async def get_by_ids(request: web.Request) -> web.Response:
             "value": value,
         }
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1.0/servicePrincipals", service_principals)
-    app.router.add_post("/v1.0/directoryObjects/getByIds", get_by_ids)

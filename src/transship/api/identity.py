@@ -10,7 +10,7 @@ from transship.api.v2 import SERVICES
 from transship.errors import OAuthError
 from transship.identity.entra import TokenRequest, issuer_for
 
-_TENANT = r"{tenant:[0-9A-Za-z-]{1,64}}"
+TENANT = r"{tenant:[0-9A-Za-z-]{1,64}}"
 
 
 async def _tenant_id(request: web.Request) -> str:
@@ -144,13 +144,3 @@ async def cloud_metadata(request: web.Request) -> web.Response:
             },
         }
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/metadata/endpoints", cloud_metadata)
-    for prefix in (f"/{_TENANT}/v2.0", f"/{_TENANT}"):
-        app.router.add_get(prefix + "/.well-known/openid-configuration", openid_configuration)
-    app.router.add_get(f"/{_TENANT}/discovery/v2.0/keys", jwks)
-    app.router.add_get(f"/{_TENANT}/discovery/keys", jwks)
-    app.router.add_post(f"/{_TENANT}/oauth2/v2.0/token", token)
-    app.router.add_post(f"/{_TENANT}/oauth2/token", token)

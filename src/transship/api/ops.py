@@ -292,9 +292,3 @@ async def metrics(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     return web.Response(body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)

@@ -22,7 +22,10 @@ from pydantic import BaseModel, ValidationError
 
 from tests.support.app import make_settings, running_registry
 from transship.api.app import create_app
-from transship.api.arm_models import (
+from transship.api.openapi import OPENAPI_PATH, build_document
+from transship.api.route_table import ROUTES
+from transship.api.routes import JSON
+from transship.wire.bodies import (
     CredentialResetBody,
     GenerateCredentialsBody,
     ImportImageParameters,
@@ -40,9 +43,15 @@ from transship.api.arm_models import (
     TokenPatchBody,
     UserBody,
 )
-from transship.api.openapi import OPENAPI_PATH, REQUEST_MODELS, build_document
 
-DOCUMENT = build_document()
+DOCUMENT = build_document(ROUTES)
+# The JSON request bodies' models, by component name.
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    op.request.__name__: op.request
+    for route in ROUTES
+    for op in route.operations
+    if op.request is not None and op.request_media_type == JSON
+}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Surfaces the document leaves out on purpose: the OCI distribution API and the Microsoft
 # Graph subset (each has its own specification) and the operations endpoints.
