@@ -4,7 +4,6 @@ root, a tenant root, a subscription, a resource group or a registry."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +23,7 @@ from transship.identity.rbac import (
     scope_covers,
 )
 from transship.metadata.records import RoleAssignmentRecord
+from transship.wire import arm as resources
 from transship.wire.bodies import RoleAssignmentBody, RoleDefinitionBody
 
 AUTHZ = "providers/Microsoft.Authorization"
@@ -42,32 +42,34 @@ def _scope(request: web.Request) -> str:
     return normalize_scope("/" + request.match_info.get("scope", ""))
 
 
-def _role_json(role: RoleDefinition) -> dict[str, Any]:
-    return role.to_json()
+def _role_json(role: RoleDefinition) -> resources.RoleDefinition:
+    # identity.rbac keeps the ARM shape of a role (the policy reads it back from there).
+    return resources.RoleDefinition.model_validate(role.to_json())
 
 
-def _assignment_json(record: RoleAssignmentRecord, principal: Principal | None) -> dict[str, Any]:
+def _assignment_json(
+    record: RoleAssignmentRecord, principal: Principal | None
+) -> resources.RoleAssignment:
     scope = record.scope
     prefix = "" if scope == "/" else scope
     created = record.created_at.isoformat().replace("+00:00", "Z")
     # A built-in role's id as the role definitions list gives it, so that clients matching
     # the two (az role assignment list fills roleDefinitionName so) find it.
     builtin = builtin_role(record.role_definition_id)
-    return {
-        "id": f"{prefix}/{AUTHZ}/roleAssignments/{record.id}",
-        "name": record.id,
-        "type": "Microsoft.Authorization/roleAssignments",
-        "properties": {
-            "roleDefinitionId": builtin.resource_id
+    return resources.RoleAssignment(
+        id=f"{prefix}/{AUTHZ}/roleAssignments/{record.id}",
+        name=record.id,
+        properties=resources.RoleAssignmentInfo(
+            role_definition_id=builtin.resource_id
             if builtin is not None
             else f"{prefix}/{AUTHZ}/roleDefinitions/{record.role_definition_id}",
-            "principalId": record.principal_id,
-            "principalType": principal.kind if principal else "Unknown",
-            "scope": scope,
-            "createdOn": created,
-            "updatedOn": created,
-        },
-    }
+            principal_id=record.principal_id,
+            principal_type=principal.kind if principal else "Unknown",
+            scope=scope,
+            created_on=created,
+            updated_on=created,
+        ),
+    )
 
 
 # -- role definitions ------------------------------------------------------------------------
@@ -79,7 +81,7 @@ async def definitions_list(request: web.Request) -> web.Response:
     wanted = _FILTER_ROLE_NAME.search(request.query.get("$filter", ""))
     if wanted:
         roles = [r for r in roles if r.name.lower() == wanted.group(1).lower()]
-    return arm_json({"value": [_role_json(r) for r in roles]})
+    return arm_json(resources.RoleDefinitionList(value=[_role_json(r) for r in roles]))
 
 
 async def definition_get(request: web.Request) -> web.Response:
@@ -169,7 +171,7 @@ async def assignments_list(request: web.Request) -> web.Response:
         below = scope_covers(scope, record.scope)
         if above or (below and not at_scope):
             value.append(_assignment_json(record, owner))
-    return arm_json({"value": value})
+    return arm_json(resources.RoleAssignmentList(value=value))
 
 
 async def _require_scope_exists(services: Services, scope: str) -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import MISSING, ConfigDict, Field, NonNegativeInt
 
-from transship.wire.base import Answer, DateTime
+from transship.wire.base import Answer, DateTime, extensible
 
 PrincipalKind = Literal["ServicePrincipal", "User"]
 
@@ -55,7 +55,7 @@ class ServiceInfo(Answer):
 
 # -- registries ------------------------------------------------------------------------------
 class Sku(Answer):
-    name: Literal["Basic", "Standard", "Premium"]
+    name: str = extensible("Basic", "Standard", "Premium")
     tier: str
 
 
@@ -65,7 +65,7 @@ class IpRuleInfo(Answer):
 
 
 class NetworkRules(Answer):
-    default_action: Literal["Allow", "Deny"]
+    default_action: str = extensible("Allow", "Deny")
     ip_rules: list[IpRuleInfo]
 
 
@@ -75,8 +75,8 @@ class RegistryInfo(Answer):
     provisioning_state: Literal["Succeeded"] = "Succeeded"
     admin_user_enabled: bool
     anonymous_pull_enabled: bool
-    public_network_access: Literal["Enabled", "Disabled"]
-    network_rule_bypass_options: Literal["AzureServices", "None"]
+    public_network_access: str = extensible("Enabled", "Disabled")
+    network_rule_bypass_options: str = extensible("AzureServices", "None")
     network_rule_set: NetworkRules
     zone_redundancy: Literal["Enabled", "Disabled"] = "Disabled"
     data_endpoint_enabled: bool = False
@@ -102,7 +102,7 @@ class RegistryList(Answer):
 
 
 class AdminPassword(Answer):
-    name: Literal["password", "password2"]
+    name: str = extensible("password", "password2")
     value: str
 
 
@@ -132,7 +132,7 @@ class ImportFailure(Answer):
 
 class ImportOperationInfo(Answer):
     registry: str
-    state: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    state: str = extensible("queued", "running", "succeeded", "failed", "canceled")
     source: str
     target_tags: list[str]
     untagged_target_repositories: list[str]
@@ -152,7 +152,7 @@ class OperationStatus(Answer):
 
     id: str
     name: str
-    status: Literal["InProgress", "Succeeded", "Failed", "Canceled"]
+    status: str = extensible("InProgress", "Succeeded", "Failed", "Canceled")
     start_time: DateTime
     end_time: DateTime | MISSING = MISSING
     error: OperationError | MISSING = MISSING
@@ -195,7 +195,7 @@ class ScopeMapList(Answer):
 
 
 class TokenPasswordInfo(Answer):
-    name: Literal["password1", "password2"]
+    name: str = extensible("password1", "password2")
     creation_time: DateTime
     expiry: DateTime | None
 
@@ -228,7 +228,7 @@ class TokenList(Answer):
 
 
 class GeneratedPassword(Answer):
-    name: Literal["password1", "password2"]
+    name: str = extensible("password1", "password2")
     value: str
     expiry: DateTime | None
 

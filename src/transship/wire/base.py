@@ -12,12 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import MISSING, BaseModel, ConfigDict, WithJsonSchema
+from pydantic import MISSING, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 # A date-time as the server writes it (ISO 8601, UTC as `Z`): text on the wire and here, so
 # that a body read back serialises to the same bytes.
 DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+def extensible(*values: str) -> Any:
+    """A text field whose values are `values` today (the JSON Schema's `enum`), typed `str`:
+    clients accept a value added later, as Azure's SDKs treat ARM's extensible enums."""
+    return Field(json_schema_extra={"enum": list(values)})
 
 
 def _omittable_not_required(schema: dict[str, Any], model: type[BaseModel]) -> None:
