@@ -13,6 +13,7 @@ from aiohttp import hdrs, web
 from pydantic import MISSING
 
 from transship import __version__
+from transship.api.answers import json_answer
 from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.services import Services
@@ -164,8 +165,7 @@ def _refuse_unstorable(value: Any, path: str) -> None:
 def arm_json(
     body: Answer, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """An answer with `body`, serialised by its model (JSON, UTF-8)."""
-    return web.json_response(text=body.to_json(), status=status, headers=headers)
+    return json_answer(body, status, headers)
 
 
 # -- service info ----------------------------------------------------------------------------

@@ -68,3 +68,31 @@ class ManifestList(Answer):
 class DeletedRepository(Answer):
     manifests_deleted: list[str]
     tags_deleted: list[str]
+
+
+class RepositoryAttributes(Answer):
+    """A repository (`az acr repository show --repository`)."""
+
+    registry: str
+    image_name: str
+    created_time: DateTime | None
+    last_update_time: DateTime | None
+    manifest_count: NonNegativeInt
+    tag_count: NonNegativeInt
+    changeable_attributes: ChangeableAttributes = Field(default_factory=ChangeableAttributes)
+
+
+class TagItem(Answer):
+    """One tag (`az acr repository show --image name:tag`)."""
+
+    registry: str
+    image_name: str
+    tag: TagAttributes
+
+
+class ManifestItem(Answer):
+    """One manifest (`az acr repository show --image name@digest`)."""
+
+    registry: str
+    image_name: str
+    manifest: ManifestAttributes
