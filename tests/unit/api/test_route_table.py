@@ -18,6 +18,7 @@ from transship.api.openapi_components import RESPONSES
 from transship.api.route_table import ROUTES
 from transship.api.routes import Operation, Reply
 from transship.wire.graph import GraphObjectList
+from transship.wire.service import Readiness
 
 # Routes without operations: the OCI distribution API and the Graph subset (specifications
 # of their own), the operations endpoints, and the `//…` redirect.
@@ -169,10 +170,15 @@ async def test_the_answer_models_read_real_answers_back_to_the_same_json(tmp_pat
         got, answer, _ = await admin.call("GET", f"/transship/v1/servicePrincipals/{one}")
         assert got == 200 and "passwordCredentials" in answer
         _reads_back(_model("ServicePrincipals_Get", 200), answer)
-        # The Graph subset is undocumented (Graph's own specification), yet answers in models.
+        # Undocumented surfaces (Graph has its own specification; readiness is operational)
+        # answer with models too.
         got, answer, _ = await admin.call("GET", "/v1.0/servicePrincipals")
         assert got == 200 and answer["value"]
         _reads_back(GraphObjectList, answer)
+        async with reg.request("GET", "/readyz") as r:
+            readiness = await r.json()
+            assert r.status == 200 and readiness["loops"], readiness
+            _reads_back(Readiness, readiness)
         tenant = admin.reg.services.identity.tenant_id if admin.reg else ""
         for operation_id, path in (
             ("Identity_OpenIdConfiguration", f"/{tenant}/v2.0/.well-known/openid-configuration"),
