@@ -14,6 +14,7 @@ import copy
 import functools
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from aiohttp import web
@@ -31,16 +32,28 @@ _VARIABLE = re.compile(r"\{[^{}:]+(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 
 class DocumentError(ValueError):
-    """The route table cannot be described: a clash of names or a path that does not match
-    its parameters."""
+    """The route table cannot be described: a clash of names, a path that does not match its
+    parameters, or a reference to a component that does not exist."""
+
+
+_COMPONENTS: dict[str, Mapping[str, object]] = {
+    "parameters": parts.PARAMETERS,
+    "headers": parts.HEADERS,
+    "responses": parts.RESPONSES,
+}
 
 
 def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    """A reference to a component; raises DocumentError when no such component exists."""
+    if kind in _COMPONENTS and name not in _COMPONENTS[kind]:
+        raise DocumentError(f"no {kind} component named {name}")
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
 class _Schemas:
-    """The components' schemas, collected model by model."""
+    """The components' schemas, collected model by model: request models as they validate,
+    answer models as they serialise (a model is described once, in the mode it is first met
+    in; none is both)."""
 
     def __init__(self) -> None:
         self.schemas: dict[str, Any] = {}
@@ -85,6 +98,8 @@ def documented_path(route: Route, operation: Operation) -> str:
     operation's path parameters, in order. Raises DocumentError when they do not match."""
     if operation.path is not None:
         return operation.path
+    for p in operation.parameters:
+        _ref(p, "parameters")
     names = [
         parts.PARAMETERS[p]["name"]
         for p in operation.parameters
@@ -131,7 +146,8 @@ def _operation(operation: Operation, schemas: _Schemas) -> dict[str, Any]:
 def build_document(routes: tuple[Route, ...]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `routes` (a fresh dict each call). Raises DocumentError
     for a table it cannot describe (two operations on one path and method, two operations
-    with one id, two models of one name, a path that does not match its parameters)."""
+    with one id, two models of one name, a path that does not match its parameters, a
+    parameter, header or shared answer that is not a component)."""
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     ids: set[str] = set()

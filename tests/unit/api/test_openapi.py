@@ -367,6 +367,17 @@ def test_a_path_is_named_by_its_operations_path_parameters() -> None:
             route("GET", "/a", _nothing, _get("Same")),
             route("GET", "/b", _nothing, _get("Same")),
         ),
+        # a parameter, a header or a shared answer that is not a component
+        (route("GET", "/a", _nothing, _get("A", ("NoSuchParameter",))),),
+        (
+            route(
+                "GET",
+                "/a",
+                _nothing,
+                Operation("A", "x", ("Service",), {204: Reply("ok", headers={"X": "NoSuch"})}),
+            ),
+        ),
+        (route("GET", "/a", _nothing, Operation("A", "x", ("Service",), {404: "NoSuch"})),),
         # one path and method twice
         (
             route("GET", "/a", _nothing, _get("A1")),
