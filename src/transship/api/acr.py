@@ -7,20 +7,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from pydantic import MISSING
 
 from transship.api import envelopes as e
+from transship.api.answers import json_answer
 from transship.api.envelopes import OciError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
 from transship.metadata.records import RegistryRecord, TagRecord
 from transship.registry.listings import ListingOrder, ManifestListing
+from transship.wire import acr as answers
 
-_CHANGEABLE = {
-    "deleteEnabled": True,
-    "writeEnabled": True,
-    "readEnabled": True,
-    "listEnabled": True,
-}
 _ROUTE = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)")
 _ITEM = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)/(?P<reference>[^/]+)")
 TAG_UNKNOWN = e.OciErrorCode("TAG_UNKNOWN", 404)
@@ -65,35 +62,29 @@ async def catalog(request: web.Request) -> web.Response:
         headers["Link"] = (
             f'</acr/v1/_catalog?{urlencode({"last": page.items[-1], "n": str(limit)})}>; rel="next"'
         )
-    return web.json_response({"repositories": page.items}, headers=headers)
+    return json_answer(answers.Repositories(repositories=page.items), headers=headers)
 
 
-def _tag_json(tag: TagRecord) -> dict[str, Any]:
-    return {
-        "name": tag.name,
-        "digest": tag.digest,
-        "createdTime": _iso(tag.created_at),
-        "lastUpdateTime": _iso(tag.updated_at),
-        "signed": False,
-        "changeableAttributes": _CHANGEABLE,
-    }
+def _tag_json(tag: TagRecord) -> answers.TagAttributes:
+    return answers.TagAttributes(
+        name=tag.name,
+        digest=tag.digest,
+        created_time=_iso(tag.created_at),
+        last_update_time=_iso(tag.updated_at),
+    )
 
 
-def _manifest_json(item: ManifestListing) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "digest": item.digest,
-        "imageSize": item.image_size,
-        "createdTime": _iso(item.created),
-        "lastUpdateTime": _iso(item.created),
-        "mediaType": item.media_type,
-        "tags": list(item.tags),
-        "changeableAttributes": _CHANGEABLE,
-    }
-    if item.architecture:
-        entry["architecture"] = item.architecture
-    if item.os:
-        entry["os"] = item.os
-    return entry
+def _manifest_json(item: ManifestListing) -> answers.ManifestAttributes:
+    return answers.ManifestAttributes(
+        digest=item.digest,
+        image_size=item.image_size,
+        created_time=_iso(item.created),
+        last_update_time=_iso(item.created),
+        media_type=item.media_type,
+        tags=list(item.tags),
+        architecture=item.architecture if item.architecture else MISSING,
+        os=item.os if item.os else MISSING,
+    )
 
 
 async def _repository_attributes(
@@ -101,15 +92,15 @@ async def _repository_attributes(
 ) -> web.Response:
     """`GET /acr/v1/{repo}` (`az acr repository show --repository`)."""
     summary = await services.listings.summary(registry, repository)
-    return web.json_response(
-        {
-            **header,
-            "createdTime": _iso(summary.created) if summary.created else None,
-            "lastUpdateTime": _iso(summary.last_update) if summary.last_update else None,
-            "manifestCount": summary.manifest_count,
-            "tagCount": summary.tag_count,
-            "changeableAttributes": _CHANGEABLE,
-        }
+    return json_answer(
+        answers.RepositoryAttributes(
+            registry=header["registry"],
+            image_name=header["imageName"],
+            created_time=_iso(summary.created) if summary.created else None,
+            last_update_time=_iso(summary.last_update) if summary.last_update else None,
+            manifest_count=summary.manifest_count,
+            tag_count=summary.tag_count,
+        )
     )
 
 
@@ -135,13 +126,23 @@ async def _item(
         tag = await services.listings.tag(registry, repository, reference)
         if tag is None:
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
-        return web.json_response({**header, "tag": _tag_json(tag)})
+        return json_answer(
+            answers.TagItem(
+                registry=header["registry"], image_name=header["imageName"], tag=_tag_json(tag)
+            )
+        )
     listing = await services.listings.manifest(registry, repository, reference)
     if listing is None:
         raise OciError(
             e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}"
         )
-    return web.json_response({**header, "manifest": _manifest_json(listing)})
+    return json_answer(
+        answers.ManifestItem(
+            registry=header["registry"],
+            image_name=header["imageName"],
+            manifest=_manifest_json(listing),
+        )
+    )
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -164,8 +165,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await _repository_attributes(services, registry, header["imageName"], header)
     if request.method == "DELETE" and found is None:
         deleted = await services.listings.delete_repository(registry, repository_name(tail))
-        return web.json_response(
-            {"manifestsDeleted": deleted.manifests, "tagsDeleted": deleted.tags}, status=202
+        return json_answer(
+            answers.DeletedRepository(
+                manifests_deleted=deleted.manifests, tags_deleted=deleted.tags
+            ),
+            status=202,
         )
     if found is None or request.method != "GET":
         raise OciError(
@@ -177,18 +181,23 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if found["what"] == "_tags":
         tags = await services.listings.tags(registry, repository, _order(request), last, n)
         link = _link(request, tags.items[-1].name, n) if tags.more and tags.items else {}
-        return web.json_response(
-            {**header, "tags": [_tag_json(t) for t in tags.items]}, headers=link
+        return json_answer(
+            answers.TagList(
+                registry=header["registry"],
+                image_name=repository,
+                tags=[_tag_json(t) for t in tags.items],
+            ),
+            headers=link,
         )
     manifests = await services.listings.manifests(registry, repository, _order(request), last, n)
     link = (
         _link(request, manifests.items[-1].digest, n) if manifests.more and manifests.items else {}
     )
-    return web.json_response(
-        {**header, "manifests": [_manifest_json(m) for m in manifests.items]}, headers=link
+    return json_answer(
+        answers.ManifestList(
+            registry=header["registry"],
+            image_name=repository,
+            manifests=[_manifest_json(m) for m in manifests.items],
+        ),
+        headers=link,
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/acr/v1/_catalog", catalog)
-    app.router.add_route("*", r"/acr/v1/{tail:[\s\S]+}", dispatch)

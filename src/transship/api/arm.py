@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import hdrs, web
+from pydantic import MISSING
 
 from transship import __version__
-from transship.api.arm_models import (
-    ImportImageParameters,
-    RegenerateCredentialBody,
-    RegistryBody,
-    RegistryProperties,
-    parse_body,
-)
+from transship.api.answers import json_answer
+from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
@@ -30,6 +27,14 @@ from transship.imports.model import ImportRequest
 from transship.metadata.queries import QueryScope
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.registry.registries import registry_id_of
+from transship.wire import arm as resources
+from transship.wire.base import Answer
+from transship.wire.bodies import (
+    ImportImageParameters,
+    RegenerateCredentialBody,
+    RegistryBody,
+    RegistryProperties,
+)
 
 PROVIDER = "providers/Microsoft.ContainerRegistry"
 SUBSCRIPTION = "/subscriptions/{sub}"
@@ -57,38 +62,36 @@ _FAILURE_STATUS = {
 
 
 def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+    return None if value is None else _at(value)
 
 
-def registry_json(record: RegistryRecord, access: AccessSettings) -> dict[str, Any]:
+def _at(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def registry_json(record: RegistryRecord, access: AccessSettings) -> resources.Registry:
     network = access.network
-    return {
-        "id": registry_id_of(record),
-        "name": record.name,
-        "type": "Microsoft.ContainerRegistry/registries",
-        "location": record.location,
-        "tags": {},
-        "sku": {"name": record.sku, "tier": record.sku},
-        "properties": {
-            "loginServer": record.login_server,
-            "creationDate": _iso(record.created_at),
-            "provisioningState": "Succeeded",
-            "adminUserEnabled": access.admin_user_enabled,
-            "anonymousPullEnabled": access.anonymous_pull,
-            "publicNetworkAccess": network.public_network_access,
-            "networkRuleBypassOptions": network.bypass,
-            "networkRuleSet": {
-                "defaultAction": network.default_action,
-                "ipRules": [{"action": "Allow", "value": rule} for rule in network.ip_rules],
-            },
-            "zoneRedundancy": "Disabled",
-            "dataEndpointEnabled": False,
-            "policies": {},
-        },
-    }
+    return resources.Registry(
+        id=registry_id_of(record),
+        name=record.name,
+        location=record.location,
+        sku=resources.Sku(name=record.sku, tier=record.sku),
+        properties=resources.RegistryInfo(
+            login_server=record.login_server,
+            creation_date=_iso(record.created_at),
+            admin_user_enabled=access.admin_user_enabled,
+            anonymous_pull_enabled=access.anonymous_pull,
+            public_network_access=network.public_network_access,
+            network_rule_bypass_options=network.bypass,
+            network_rule_set=resources.NetworkRules(
+                default_action=network.default_action,
+                ip_rules=[resources.IpRuleInfo(value=rule) for rule in network.ip_rules],
+            ),
+        ),
+    )
 
 
-async def registry_json_of(services: Services, record: RegistryRecord) -> dict[str, Any]:
+async def registry_json_of(services: Services, record: RegistryRecord) -> resources.Registry:
     return registry_json(record, await services.registry_access.settings(record))
 
 
@@ -159,8 +162,10 @@ def _refuse_unstorable(value: Any, path: str) -> None:
             _refuse_unstorable(item, f"{path}[{index}]")
 
 
-def arm_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers)
+def arm_json(
+    body: Answer, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return json_answer(body, status, headers)
 
 
 # -- service info ----------------------------------------------------------------------------
@@ -171,20 +176,20 @@ async def info(request: web.Request) -> web.Response:
     subscriptions = await services.directory.subscriptions(principal.tenant_id)
     identity = services.identity
     return arm_json(
-        {
-            "version": __version__,
-            "tenantId": principal.tenant_id,
-            "subscriptionId": subscriptions[0].id if subscriptions else None,
-            "resourceGroup": identity.resource_group,
-            "location": identity.location,
-            "loginServerSuffix": services.settings.effective_login_server_suffix,
-            "caller": {
-                "objectId": principal.object_id,
-                "kind": principal.kind,
-                "name": principal.name,
-                "appId": principal.app_id,
-            },
-        }
+        resources.ServiceInfo(
+            version=__version__,
+            tenant_id=principal.tenant_id,
+            subscription_id=subscriptions[0].id if subscriptions else None,
+            resource_group=identity.resource_group,
+            location=identity.location,
+            login_server_suffix=services.settings.effective_login_server_suffix,
+            caller=resources.Caller(
+                object_id=principal.object_id,
+                kind=principal.kind,
+                name=principal.name,
+                app_id=principal.app_id,
+            ),
+        )
     )
 
 
@@ -274,7 +279,9 @@ async def registries_list(request: web.Request) -> web.Response:
         for r in records
         if await services.access.allowed(principal, Actions.REGISTRIES_READ, registry_id_of(r))
     ]
-    return arm_json({"value": [await registry_json_of(services, r) for r in visible]})
+    return arm_json(
+        resources.RegistryList(value=[await registry_json_of(services, r) for r in visible])
+    )
 
 
 async def list_credentials(request: web.Request) -> web.Response:
@@ -294,11 +301,13 @@ async def regenerate_credential(request: web.Request) -> web.Response:
     )
 
 
-def _credentials_json(record: RegistryRecord, passwords: dict[str, str]) -> dict[str, Any]:
-    return {
-        "username": record.name,
-        "passwords": [{"name": n, "value": v} for n, v in passwords.items()],
-    }
+def _credentials_json(
+    record: RegistryRecord, passwords: dict[str, str]
+) -> resources.RegistryCredentials:
+    return resources.RegistryCredentials(
+        username=record.name,
+        passwords=[resources.AdminPassword(name=n, value=v) for n, v in passwords.items()],
+    )
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -316,52 +325,53 @@ def operation_json(
     registry: RegistryRecord,
     subscription: str,
     names: dict[int, str] | None = None,
-) -> dict[str, Any]:
+) -> resources.OperationStatus:
     """The operation status body; `names` maps registry ids to names for same-service sources."""
     request = ImportRequest.from_json(job.request)
-    body: dict[str, Any] = {
-        "id": f"/subscriptions/{subscription}/{PROVIDER}/locations/{registry.location}/operationStatuses/{job.id}",
-        "name": job.id,
-        "status": _STATUS[job.state],
-        "startTime": _iso(job.created_at),
-        "properties": {
-            "registry": registry.name,
-            "state": job.state,
-            "source": request.source.describe(
+    return resources.OperationStatus(
+        id=f"/subscriptions/{subscription}/{PROVIDER}/locations/{registry.location}/operationStatuses/{job.id}",
+        name=job.id,
+        status=_STATUS[job.state],
+        start_time=_at(job.created_at),
+        end_time=MISSING if job.ended_at is None else _at(job.ended_at),
+        error=resources.OperationError(code=job.error_code, message=job.error_message)
+        if job.error_code is not None
+        else MISSING,
+        properties=resources.ImportOperationInfo(
+            registry=registry.name,
+            state=job.state,
+            source=request.source.describe(
                 (names or {}).get(request.source.registry_id or -1)
                 if request.source.is_local
                 else None
             ),
-            "targetTags": [str(t) for t in request.target_tags],
-            "untaggedTargetRepositories": list(request.untagged_repositories),
-            "mode": "Force" if request.force else "NoForce",
-            "attempts": job.attempts,
-            "progress": {
-                "bytesTotal": job.bytes_total,
-                "bytesDone": job.bytes_done,
-                "bytesFetched": job.bytes_fetched,
-                "blobsTotal": job.blobs_total,
-                "blobsDone": job.blobs_done,
-                "manifestsTotal": job.manifests_total,
-                "manifestsDone": job.manifests_done,
-            },
-        },
-    }
-    if job.ended_at is not None:
-        body["endTime"] = _iso(job.ended_at)
-    if job.error_code is not None:
-        body["error"] = {"code": job.error_code, "message": job.error_message}
-        body["properties"]["failure"] = {
-            "step": job.error_step,
-            "object": job.error_object,
-            "upstreamStatus": job.error_upstream_status,
-        }
-    return body
+            target_tags=[str(t) for t in request.target_tags],
+            untagged_target_repositories=list(request.untagged_repositories),
+            mode="Force" if request.force else "NoForce",
+            attempts=job.attempts,
+            progress=resources.ImportProgress(
+                bytes_total=job.bytes_total,
+                bytes_done=job.bytes_done,
+                bytes_fetched=job.bytes_fetched,
+                blobs_total=job.blobs_total,
+                blobs_done=job.blobs_done,
+                manifests_total=job.manifests_total,
+                manifests_done=job.manifests_done,
+            ),
+            failure=resources.ImportFailure(
+                step=job.error_step,
+                object=job.error_object,
+                upstream_status=job.error_upstream_status,
+            )
+            if job.error_code is not None
+            else MISSING,
+        ),
+    )
 
 
 async def _operation(
     services: Any, job: ImportJobRecord, registry: RegistryRecord, subscription: str
-) -> dict[str, Any]:
+) -> resources.OperationStatus:
     return operation_json(job, registry, subscription, await _source_names(services, [job]))
 
 
@@ -456,7 +466,11 @@ async def operation_result(request: web.Request) -> web.Response:
         result_url, _ = _operation_urls(request, job.id, registry.location)
         return web.Response(status=202, headers={hdrs.LOCATION: result_url, hdrs.RETRY_AFTER: "1"})
     if job.state == "succeeded":
-        return web.Response(status=200, body=b"{}", content_type="application/json")
+        return web.Response(
+            status=200,
+            body=resources.OperationResult().to_json().encode(),
+            content_type="application/json",
+        )
     if job.state == "canceled":
         raise ArmError(409, "OperationCanceled", f"The import operation '{job.id}' was canceled.")
     code = job.error_code or "InternalServerError"
@@ -500,9 +514,8 @@ async def import_operations(request: web.Request) -> web.Response:
         )
     jobs = await services.imports.list(registry.id, top + 1, after)
     names = await _source_names(services, jobs[:top])
-    body: dict[str, Any] = {
-        "value": [operation_json(j, registry, request.match_info["sub"], names) for j in jobs[:top]]
-    }
+    value = [operation_json(j, registry, request.match_info["sub"], names) for j in jobs[:top]]
+    next_link: str | MISSING = MISSING
     if len(jobs) > top:
         query = urlencode(
             {
@@ -511,8 +524,8 @@ async def import_operations(request: web.Request) -> web.Response:
                 "$skipToken": jobs[top - 1].id,
             }
         )
-        body["nextLink"] = f"{request.url.origin()}{request.path}?{query}"
-    return arm_json(body)
+        next_link = f"{request.url.origin()}{request.path}?{query}"
+    return arm_json(resources.OperationStatusList(value=value, next_link=next_link))
 
 
 @web.middleware
@@ -527,20 +540,3 @@ async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
             request.headers.get("x-ms-correlation-request-id", request_id),
         )
     return response
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/transship/v1/info", info)
-    app.router.add_get(SUBSCRIPTION + "/" + PROVIDER + "/registries", registries_list)
-    app.router.add_get(REGISTRIES_IN_GROUP, registries_list)
-    app.router.add_get(REGISTRY, registry_get)
-    app.router.add_put(REGISTRY, registry_put)
-    app.router.add_patch(REGISTRY, registry_patch)
-    app.router.add_delete(REGISTRY, registry_delete)
-    app.router.add_post(REGISTRY + "/listCredentials", list_credentials)
-    app.router.add_post(REGISTRY + "/regenerateCredential", regenerate_credential)
-    app.router.add_post(REGISTRY + "/importImage", import_image)
-    app.router.add_get(REGISTRY + "/importOperations", import_operations)
-    app.router.add_get(LOCATION + "/operationResults/{operation}", operation_result)
-    app.router.add_get(LOCATION + "/operationStatuses/{operation}", operation_status)
-    app.router.add_post(LOCATION + "/operationStatuses/{operation}/cancel", operation_cancel)

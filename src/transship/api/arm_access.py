@@ -7,39 +7,38 @@ from typing import Any
 
 from aiohttp import web
 
-from transship.api.arm import REGISTRY, arm_json, json_body, registry_in_scope
-from transship.api.arm_models import (
-    GenerateCredentialsBody,
-    ScopeMapBody,
-    ScopeMapPatchBody,
-    TokenBody,
-    TokenPatchBody,
-    parse_body,
-)
+from transship.api.arm import arm_json, json_body, registry_in_scope
+from transship.api.arm_models import parse_body
 from transship.api.envelopes import ArmError
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import TOKEN_PASSWORD_NAMES, ScopeMapView
 from transship.metadata.records import RegistryRecord, RegistryTokenRecord
 from transship.registry.registries import registry_id_of
+from transship.wire import arm as resources
+from transship.wire.bodies import (
+    GenerateCredentialsBody,
+    ScopeMapBody,
+    ScopeMapPatchBody,
+    TokenBody,
+    TokenPatchBody,
+)
 
 
 def _iso(value: Any) -> str | None:
     return None if value is None else str(value.isoformat().replace("+00:00", "Z"))
 
 
-def _scope_map_json(registry: RegistryRecord, view: ScopeMapView) -> dict[str, Any]:
-    return {
-        "id": f"{registry_id_of(registry)}/scopeMaps/{view.name}",
-        "name": view.name,
-        "type": "Microsoft.ContainerRegistry/registries/scopeMaps",
-        "properties": {
-            "description": view.description,
-            "type": "SystemDefined" if view.system else "UserDefined",
-            "creationDate": _iso(view.created_at) or _iso(registry.created_at),
-            "provisioningState": "Succeeded",
-            "actions": list(view.actions),
-        },
-    }
+def _scope_map_json(registry: RegistryRecord, view: ScopeMapView) -> resources.ScopeMap:
+    return resources.ScopeMap(
+        id=f"{registry_id_of(registry)}/scopeMaps/{view.name}",
+        name=view.name,
+        properties=resources.ScopeMapInfo(
+            description=view.description,
+            type="SystemDefined" if view.system else "UserDefined",
+            creation_date=_iso(view.created_at) or _iso(registry.created_at),
+            actions=list(view.actions),
+        ),
+    )
 
 
 def _token_json(
@@ -47,19 +46,19 @@ def _token_json(
     token: RegistryTokenRecord,
     scope_map: str,
     passwords: list[dict[str, str | None]],
-) -> dict[str, Any]:
-    return {
-        "id": f"{registry_id_of(registry)}/tokens/{token.name}",
-        "name": token.name,
-        "type": "Microsoft.ContainerRegistry/registries/tokens",
-        "properties": {
-            "creationDate": _iso(token.created_at),
-            "provisioningState": "Succeeded",
-            "scopeMapId": f"{registry_id_of(registry)}/scopeMaps/{scope_map}",
-            "credentials": {"passwords": passwords},
-            "status": "enabled" if token.enabled else "disabled",
-        },
-    }
+) -> resources.Token:
+    return resources.Token(
+        id=f"{registry_id_of(registry)}/tokens/{token.name}",
+        name=token.name,
+        properties=resources.TokenInfo(
+            creation_date=_iso(token.created_at),
+            scope_map_id=f"{registry_id_of(registry)}/scopeMaps/{scope_map}",
+            credentials=resources.TokenCredentials(
+                passwords=[resources.TokenPasswordInfo.model_validate(p) for p in passwords]
+            ),
+            status="enabled" if token.enabled else "disabled",
+        ),
+    )
 
 
 def _last_segment(resource_id: str, kind: str, field: str) -> str:
@@ -76,12 +75,12 @@ def _last_segment(resource_id: str, kind: str, field: str) -> str:
 async def scope_maps_list(request: web.Request) -> web.Response:
     services, registry = await registry_in_scope(request, Actions.SCOPE_MAPS_READ)
     return arm_json(
-        {
-            "value": [
+        resources.ScopeMapList(
+            value=[
                 _scope_map_json(registry, v)
                 for v in await services.registry_access.scope_maps(registry)
             ]
-        }
+        )
     )
 
 
@@ -125,11 +124,11 @@ async def scope_map_delete(request: web.Request) -> web.Response:
 async def tokens_list(request: web.Request) -> web.Response:
     services, registry = await registry_in_scope(request, Actions.TOKENS_READ)
     return arm_json(
-        {
-            "value": [
+        resources.TokenList(
+            value=[
                 _token_json(registry, *t) for t in await services.registry_access.tokens(registry)
             ]
-        }
+        )
     )
 
 
@@ -184,21 +183,7 @@ async def generate_credentials(request: web.Request) -> web.Response:
         registry, token_name, names, body.expiry
     )
     passwords = [
-        {"name": name, "value": value, "expiry": _iso(body.expiry)}
+        resources.GeneratedPassword(name=name, value=value, expiry=_iso(body.expiry))
         for name, value in values.items()
     ]
-    return arm_json({"username": token_name, "passwords": passwords})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(REGISTRY + "/scopeMaps", scope_maps_list)
-    app.router.add_get(REGISTRY + "/scopeMaps/{item}", scope_map_get)
-    app.router.add_put(REGISTRY + "/scopeMaps/{item}", scope_map_put)
-    app.router.add_patch(REGISTRY + "/scopeMaps/{item}", scope_map_patch)
-    app.router.add_delete(REGISTRY + "/scopeMaps/{item}", scope_map_delete)
-    app.router.add_get(REGISTRY + "/tokens", tokens_list)
-    app.router.add_get(REGISTRY + "/tokens/{item}", token_get)
-    app.router.add_put(REGISTRY + "/tokens/{item}", token_put)
-    app.router.add_patch(REGISTRY + "/tokens/{item}", token_patch)
-    app.router.add_delete(REGISTRY + "/tokens/{item}", token_delete)
-    app.router.add_post(REGISTRY + "/generateCredentials", generate_credentials)
+    return arm_json(resources.GeneratedCredentials(username=token_name, passwords=passwords))

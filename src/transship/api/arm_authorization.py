@@ -4,12 +4,11 @@ root, a tenant root, a subscription, a resource group or a registry."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiohttp import web
 
 from transship.api.arm import arm_json, json_body
-from transship.api.arm_models import RoleAssignmentBody, RoleDefinitionBody, parse_body
+from transship.api.arm_models import parse_body
 from transship.api.auth import authorize
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
@@ -24,9 +23,13 @@ from transship.identity.rbac import (
     scope_covers,
 )
 from transship.metadata.records import RoleAssignmentRecord
+from transship.wire import arm as resources
+from transship.wire.bodies import RoleAssignmentBody, RoleDefinitionBody
 
-_AUTHZ = "providers/Microsoft.Authorization"
-_SCOPE = (
+AUTHZ = "providers/Microsoft.Authorization"
+# The scopes below the service root that the role routes accept, as one path variable
+# (with its trailing '/').
+ROLE_SCOPE = (
     r"{scope:(?:subscriptions/[^/]+(?:/resourceGroups/[^/]+(?:/providers/Microsoft\.ContainerRegistry/registries/[^/]+)?)?"
     r"|providers/Microsoft\.Management/managementGroups/[^/]+)/}"
 )
@@ -39,32 +42,34 @@ def _scope(request: web.Request) -> str:
     return normalize_scope("/" + request.match_info.get("scope", ""))
 
 
-def _role_json(role: RoleDefinition) -> dict[str, Any]:
-    return role.to_json()
+def _role_json(role: RoleDefinition) -> resources.RoleDefinition:
+    # identity.rbac keeps the ARM shape of a role (the policy reads it back from there).
+    return resources.RoleDefinition.model_validate(role.to_json())
 
 
-def _assignment_json(record: RoleAssignmentRecord, principal: Principal | None) -> dict[str, Any]:
+def _assignment_json(
+    record: RoleAssignmentRecord, principal: Principal | None
+) -> resources.RoleAssignment:
     scope = record.scope
     prefix = "" if scope == "/" else scope
     created = record.created_at.isoformat().replace("+00:00", "Z")
     # A built-in role's id as the role definitions list gives it, so that clients matching
     # the two (az role assignment list fills roleDefinitionName so) find it.
     builtin = builtin_role(record.role_definition_id)
-    return {
-        "id": f"{prefix}/{_AUTHZ}/roleAssignments/{record.id}",
-        "name": record.id,
-        "type": "Microsoft.Authorization/roleAssignments",
-        "properties": {
-            "roleDefinitionId": builtin.resource_id
+    return resources.RoleAssignment(
+        id=f"{prefix}/{AUTHZ}/roleAssignments/{record.id}",
+        name=record.id,
+        properties=resources.RoleAssignmentInfo(
+            role_definition_id=builtin.resource_id
             if builtin is not None
-            else f"{prefix}/{_AUTHZ}/roleDefinitions/{record.role_definition_id}",
-            "principalId": record.principal_id,
-            "principalType": principal.kind if principal else "Unknown",
-            "scope": scope,
-            "createdOn": created,
-            "updatedOn": created,
-        },
-    }
+            else f"{prefix}/{AUTHZ}/roleDefinitions/{record.role_definition_id}",
+            principal_id=record.principal_id,
+            principal_type=principal.kind if principal else "Unknown",
+            scope=scope,
+            created_on=created,
+            updated_on=created,
+        ),
+    )
 
 
 # -- role definitions ------------------------------------------------------------------------
@@ -76,7 +81,7 @@ async def definitions_list(request: web.Request) -> web.Response:
     wanted = _FILTER_ROLE_NAME.search(request.query.get("$filter", ""))
     if wanted:
         roles = [r for r in roles if r.name.lower() == wanted.group(1).lower()]
-    return arm_json({"value": [_role_json(r) for r in roles]})
+    return arm_json(resources.RoleDefinitionList(value=[_role_json(r) for r in roles]))
 
 
 async def definition_get(request: web.Request) -> web.Response:
@@ -166,7 +171,7 @@ async def assignments_list(request: web.Request) -> web.Response:
         below = scope_covers(scope, record.scope)
         if above or (below and not at_scope):
             value.append(_assignment_json(record, owner))
-    return arm_json({"value": value})
+    return arm_json(resources.RoleAssignmentList(value=value))
 
 
 async def _require_scope_exists(services: Services, scope: str) -> None:
@@ -250,17 +255,3 @@ async def assignment_delete(request: web.Request) -> web.Response:
         raise
     await services.access.unassign(record.id)
     return arm_json(_assignment_json(record, owner))
-
-
-def add_routes(app: web.Application) -> None:
-    for prefix in ("/", "/" + _SCOPE):
-        definitions = f"{prefix}{_AUTHZ}/roleDefinitions"
-        assignments = f"{prefix}{_AUTHZ}/roleAssignments"
-        app.router.add_get(definitions, definitions_list)
-        app.router.add_get(definitions + "/{id}", definition_get)
-        app.router.add_put(definitions + "/{id}", definition_put)
-        app.router.add_delete(definitions + "/{id}", definition_delete)
-        app.router.add_get(assignments, assignments_list)
-        app.router.add_get(assignments + "/{id}", assignment_get)
-        app.router.add_put(assignments + "/{id}", assignment_put)
-        app.router.add_delete(assignments + "/{id}", assignment_delete)

@@ -4,20 +4,11 @@ users), which stands in for Microsoft Graph."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
+from pydantic import MISSING
 
 from transship.api.arm import arm_json, json_body, registry_json_of
-from transship.api.arm_models import (
-    CredentialResetBody,
-    ResourceGroupBody,
-    ServicePrincipalBody,
-    SubscriptionBody,
-    TenantBody,
-    UserBody,
-    parse_body,
-)
+from transship.api.arm_models import parse_body
 from transship.api.auth import authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
@@ -27,6 +18,15 @@ from transship.identity.model import SERVICE_PRINCIPAL, USER, IssuedSecret, Prin
 from transship.identity.rbac import Actions
 from transship.metadata.records import ResourceGroupRecord, SubscriptionRecord
 from transship.registry.registries import registry_id_of
+from transship.wire import arm as resources
+from transship.wire.bodies import (
+    CredentialResetBody,
+    ResourceGroupBody,
+    ServicePrincipalBody,
+    SubscriptionBody,
+    TenantBody,
+    UserBody,
+)
 
 DIRECTORY_READ = "Microsoft.Directory/principals/read"
 DIRECTORY_WRITE = "Microsoft.Directory/principals/write"
@@ -36,31 +36,21 @@ SUBSCRIPTIONS_WRITE = "Microsoft.Resources/subscriptions/write"
 _REGISTRY_TYPE = "microsoft.containerregistry/registries"
 
 
-def _subscription_json(record: SubscriptionRecord) -> dict[str, Any]:
-    return {
-        "id": f"/subscriptions/{record.id}",
-        "subscriptionId": record.id,
-        "tenantId": record.tenant_id,
-        "displayName": record.display_name,
-        "state": "Enabled",
-        "subscriptionPolicies": {
-            "locationPlacementId": "Public_2014-09-01",
-            "quotaId": "Transship",
-            "spendingLimit": "Off",
-        },
-        "authorizationSource": "RoleBased",
-        "managedByTenants": [],
-    }
+def _subscription_json(record: SubscriptionRecord) -> resources.Subscription:
+    return resources.Subscription(
+        id=f"/subscriptions/{record.id}",
+        subscription_id=record.id,
+        tenant_id=record.tenant_id,
+        display_name=record.display_name,
+    )
 
 
-def _group_json(record: ResourceGroupRecord) -> dict[str, Any]:
-    return {
-        "id": f"/subscriptions/{record.subscription_id}/resourceGroups/{record.name}",
-        "name": record.name,
-        "type": "Microsoft.Resources/resourceGroups",
-        "location": record.location,
-        "properties": {"provisioningState": "Succeeded"},
-    }
+def _group_json(record: ResourceGroupRecord) -> resources.ResourceGroup:
+    return resources.ResourceGroup(
+        id=f"/subscriptions/{record.subscription_id}/resourceGroups/{record.name}",
+        name=record.name,
+        location=record.location,
+    )
 
 
 # -- ARM: tenants, subscriptions, resources, resource groups ---------------------------------
@@ -70,16 +60,15 @@ async def tenants_list(request: web.Request) -> web.Response:
     tenant = await services.directory.tenant(principal.tenant_id)
     assert tenant is not None
     return arm_json(
-        {
-            "value": [
-                {
-                    "id": f"/tenants/{tenant.id}",
-                    "tenantId": tenant.id,
-                    "displayName": tenant.display_name,
-                    "tenantCategory": "Home",
-                }
+        resources.TenantList(
+            value=[
+                resources.Tenant(
+                    id=f"/tenants/{tenant.id}",
+                    tenant_id=tenant.id,
+                    display_name=tenant.display_name,
+                )
             ]
-        }
+        )
     )
 
 
@@ -99,7 +88,7 @@ async def subscriptions_list(request: web.Request) -> web.Response:
             for a in assignments
         ):
             visible.append(_subscription_json(record))
-    return arm_json({"value": visible})
+    return arm_json(resources.SubscriptionList(value=visible))
 
 
 async def subscription_get(request: web.Request) -> web.Response:
@@ -121,7 +110,7 @@ async def resources_list(request: web.Request) -> web.Response:
     await subscription_of(request, services, principal, sub)
     wanted = request.query.get("$filter", "")
     if "resourcetype" in wanted.lower() and _REGISTRY_TYPE not in wanted.lower():
-        return arm_json({"value": []})
+        return arm_json(resources.GenericResourceList(value=[]))
     records = await services.registries.list(sub, request.match_info.get("rg"))
     value = []
     for record in records:
@@ -129,8 +118,17 @@ async def resources_list(request: web.Request) -> web.Response:
             principal, Actions.REGISTRIES_READ, registry_id_of(record)
         ):
             body = await registry_json_of(services, record)
-            value.append({k: body[k] for k in ("id", "name", "type", "location", "tags", "sku")})
-    return arm_json({"value": value})
+            value.append(
+                resources.GenericResource(
+                    id=body.id,
+                    name=body.name,
+                    type=body.type,
+                    location=body.location,
+                    tags=body.tags,
+                    sku=resources.GenericSku(name=body.sku.name, tier=body.sku.tier),
+                )
+            )
+    return arm_json(resources.GenericResourceList(value=value))
 
 
 def _group_scope(request: web.Request) -> str:
@@ -149,7 +147,7 @@ async def groups_list(request: web.Request) -> web.Response:
             principal, Actions.RESOURCE_GROUPS_READ, f"/subscriptions/{sub}/resourceGroups/{g.name}"
         )
     ]
-    return arm_json({"value": [_group_json(g) for g in groups]})
+    return arm_json(resources.ResourceGroupList(value=[_group_json(g) for g in groups]))
 
 
 async def group_get(request: web.Request) -> web.Response:
@@ -182,26 +180,41 @@ async def group_delete(request: web.Request) -> web.Response:
 
 
 # -- the service's directory API -------------------------------------------------------------
-def _principal_json(principal: Principal, secret: IssuedSecret | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": principal.object_id,
-        "objectId": principal.object_id,
-        "tenantId": principal.tenant_id,
-        "kind": principal.kind,
-        "displayName": principal.name,
-    }
-    if principal.kind == SERVICE_PRINCIPAL:
-        body["appId"] = principal.app_id
-    else:
-        body["userName"] = principal.name
-    if secret is not None:
-        body["password"] = secret.value
-        body["credential"] = {
-            "keyId": secret.key_id,
-            "hint": secret.hint,
-            "endDateTime": secret.expires_at,
-        }
-    return body
+def _principal_json(
+    principal: Principal,
+    secret: IssuedSecret | None = None,
+    secrets: list[dict[str, str]] | None = None,
+) -> resources.Principal:
+    """A principal; with `secret`, the one just issued (shown this once); with `secrets`,
+    the summaries of its secrets (never their values)."""
+    summaries = (
+        MISSING if secrets is None else [resources.SecretInfo.model_validate(s) for s in secrets]
+    )
+    if secret is None:
+        return resources.Principal(
+            id=principal.object_id,
+            object_id=principal.object_id,
+            tenant_id=principal.tenant_id,
+            kind=principal.kind,
+            display_name=principal.name,
+            app_id=principal.app_id if principal.kind == SERVICE_PRINCIPAL else MISSING,
+            user_name=MISSING if principal.kind == SERVICE_PRINCIPAL else principal.name,
+            password_credentials=summaries,
+        )
+    # Only service principals have secrets.
+    return resources.PrincipalWithSecret(
+        id=principal.object_id,
+        object_id=principal.object_id,
+        tenant_id=principal.tenant_id,
+        kind=principal.kind,
+        display_name=principal.name,
+        app_id=principal.app_id,
+        password_credentials=summaries,
+        password=secret.value,
+        credential=resources.SecretInfo(
+            key_id=secret.key_id, hint=secret.hint, end_date_time=secret.expires_at
+        ),
+    )
 
 
 async def _directory_caller(
@@ -228,14 +241,16 @@ async def tenant_put(request: web.Request) -> web.Response:
         tenant_id=request.match_info["tenant"],
         subscription_id=body.subscription_id,
     )
+    created = _principal_json(owner.principal, owner.secret)
+    assert isinstance(created, resources.PrincipalWithSecret)
     return arm_json(
-        {
-            "tenantId": tenant.id,
-            "displayName": tenant.display_name,
-            "subscriptionId": subscription.id,
-            "resourceGroup": "default",
-            "owner": _principal_json(owner.principal, owner.secret),
-        },
+        resources.CreatedTenant(
+            tenant_id=tenant.id,
+            display_name=tenant.display_name,
+            subscription_id=subscription.id,
+            resource_group="default",
+            owner=created,
+        ),
         status=201,
     )
 
@@ -263,12 +278,12 @@ async def principals_list(request: web.Request) -> web.Response:
     services, principal = await _directory_caller(request, DIRECTORY_READ)
     kind = SERVICE_PRINCIPAL if request.path.endswith("servicePrincipals") else USER
     return arm_json(
-        {
-            "value": [
+        resources.PrincipalList(
+            value=[
                 _principal_json(p)
                 for p in await services.directory.principals(principal.tenant_id, kind)
             ]
-        }
+        )
     )
 
 
@@ -307,10 +322,10 @@ async def _target(request: web.Request, action: str) -> tuple[Services, Principa
 
 async def principal_get(request: web.Request) -> web.Response:
     services, found = await _target(request, DIRECTORY_READ)
-    body = _principal_json(found)
+    secrets = None
     if found.kind == SERVICE_PRINCIPAL:
-        body["passwordCredentials"] = await services.directory.secret_summaries(found.object_id)
-    return arm_json(body)
+        secrets = await services.directory.secret_summaries(found.object_id)
+    return arm_json(_principal_json(found, secrets=secrets))
 
 
 async def principal_delete(request: web.Request) -> web.Response:
@@ -328,27 +343,3 @@ async def credential_reset(request: web.Request) -> web.Response:
     body = parse_body(CredentialResetBody, await json_body(request))
     secret = await services.directory.reset_secret(found, append=body.append, years=body.years)
     return arm_json(_principal_json(found, secret))
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/tenants", tenants_list)
-    app.router.add_get("/subscriptions", subscriptions_list)
-    app.router.add_get("/subscriptions/{sub}", subscription_get)
-    app.router.add_get("/subscriptions/{sub}/resources", resources_list)
-    app.router.add_get("/subscriptions/{sub}/resourceGroups/{rg}/resources", resources_list)
-    for groups in ("resourcegroups", "resourceGroups"):
-        app.router.add_get(f"/subscriptions/{{sub}}/{groups}", groups_list)
-        app.router.add_get(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_get)
-        app.router.add_put(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_put)
-        app.router.add_delete(f"/subscriptions/{{sub}}/{groups}/{{rg}}", group_delete)
-    app.router.add_put("/transship/v1/tenants/{tenant}", tenant_put)
-    app.router.add_put("/transship/v1/subscriptions/{sub}", subscription_put)
-    app.router.add_get("/transship/v1/servicePrincipals", principals_list)
-    app.router.add_post("/transship/v1/servicePrincipals", service_principal_create)
-    app.router.add_get("/transship/v1/servicePrincipals/{id}", principal_get)
-    app.router.add_delete("/transship/v1/servicePrincipals/{id}", principal_delete)
-    app.router.add_post("/transship/v1/servicePrincipals/{id}/credentials/reset", credential_reset)
-    app.router.add_get("/transship/v1/users", principals_list)
-    app.router.add_post("/transship/v1/users", user_create)
-    app.router.add_get("/transship/v1/users/{id}", principal_get)
-    app.router.add_delete("/transship/v1/users/{id}", principal_delete)

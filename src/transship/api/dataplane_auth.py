@@ -13,6 +13,7 @@ from multidict import MultiDict
 
 from transship.api import envelopes as e
 from transship.api.acr import repository_in as acr_repository_in
+from transship.api.answers import json_answer
 from transship.api.auth import basic_credentials, bearer_token, management_audiences
 from transship.api.envelopes import OciError
 from transship.api.v2 import SERVICES
@@ -21,6 +22,7 @@ from transship.identity.dataplane import EVERY_ACTION, Grant, Unauthenticated, p
 from transship.identity.network import client_allowed, denial_message
 from transship.metadata.records import RegistryRecord
 from transship.oci.reference import InvalidReference, validate_repository
+from transship.wire import identity as answers
 
 # The paths this middleware guards (need_of says exactly what each one needs).
 _DATA_PLANE = ("/v2", "/acr/v1/")
@@ -281,8 +283,10 @@ async def token(request: web.Request) -> web.Response:
         raise _token_error(f"authentication failed: {exc}") from None
     if not services.settings.data_plane_auth:
         grant = OPEN
-    return web.json_response(
-        dataplane.access_token(registry, request.host, grant, scopes),
+    return json_answer(
+        answers.RegistryAccessToken.model_validate(
+            dataplane.access_token(registry, request.host, grant, scopes)
+        ),
         headers={"Cache-Control": "no-store"},
     )
 
@@ -311,10 +315,6 @@ async def exchange(request: web.Request) -> web.Response:
         )
     except Unauthenticated as exc:
         raise _token_error(f"the access token could not be exchanged: {exc}") from None
-    return web.json_response({"refresh_token": refresh}, headers={"Cache-Control": "no-store"})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/oauth2/token", token)
-    app.router.add_post("/oauth2/token", token)
-    app.router.add_post("/oauth2/exchange", exchange)
+    return json_answer(
+        answers.RegistryRefreshToken(refresh_token=refresh), headers={"Cache-Control": "no-store"}
+    )

@@ -14,10 +14,10 @@ envelope, `{"error": {"code", "message"}}`.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiohttp import web
 
+from transship.api.answers import json_answer
 from transship.api.arm import json_body
 from transship.api.arm_tenancy import DIRECTORY_READ
 from transship.api.auth import authorize
@@ -26,6 +26,7 @@ from transship.api.envelopes import ArmError
 from transship.api.v2 import SERVICES
 from transship.identity.directory import tenant_root_scope
 from transship.identity.model import SERVICE_PRINCIPAL, Principal
+from transship.wire import graph
 
 _FILTERS = (
     re.compile(r"servicePrincipalNames/any\(\s*(\w+)\s*:\s*\1\s+eq\s+'([^']*)'\s*\)", re.I),
@@ -34,25 +35,20 @@ _FILTERS = (
 _MAX_IDS = 1000
 
 
-def _object_json(principal: Principal) -> dict[str, Any]:
+def _object_json(principal: Principal) -> graph.GraphServicePrincipal | graph.GraphUser:
     if principal.kind == SERVICE_PRINCIPAL:
-        return {
-            "@odata.type": "#microsoft.graph.servicePrincipal",
-            "id": principal.object_id,
-            "appId": principal.app_id,
-            "displayName": principal.name,
-            "servicePrincipalNames": [principal.app_id],
-            "servicePrincipalType": "Application",
-            "appOwnerOrganizationId": principal.tenant_id,
-            "accountEnabled": True,
-        }
-    return {
-        "@odata.type": "#microsoft.graph.user",
-        "id": principal.object_id,
-        "displayName": principal.name,
-        "userPrincipalName": principal.name,
-        "accountEnabled": True,
-    }
+        return graph.GraphServicePrincipal(
+            id=principal.object_id,
+            app_id=principal.app_id,
+            display_name=principal.name,
+            service_principal_names=[principal.app_id],
+            app_owner_organization_id=principal.tenant_id,
+        )
+    return graph.GraphUser(
+        id=principal.object_id,
+        display_name=principal.name,
+        user_principal_name=principal.name,
+    )
 
 
 async def _directory_reader(request: web.Request) -> Principal:
@@ -89,11 +85,10 @@ async def service_principals(request: web.Request) -> web.Response:
         for p in principals
         if wanted is None or (p.app_id or "").lower() == wanted.lower()
     ]
-    return web.json_response(
-        {
-            "@odata.context": f"{request.url.origin()}/v1.0/$metadata#servicePrincipals",
-            "value": value,
-        }
+    return json_answer(
+        graph.GraphObjectList(
+            odata_context=f"{request.url.origin()}/v1.0/$metadata#servicePrincipals", value=value
+        )
     )
 
 
@@ -111,14 +106,8 @@ async def get_by_ids(request: web.Request) -> web.Response:
         principal = await services.directory.principal(ident)
         if principal is not None and principal.tenant_id == caller.tenant_id:
             value.append(_object_json(principal))
-    return web.json_response(
-        {
-            "@odata.context": f"{request.url.origin()}/v1.0/$metadata#directoryObjects",
-            "value": value,
-        }
+    return json_answer(
+        graph.GraphObjectList(
+            odata_context=f"{request.url.origin()}/v1.0/$metadata#directoryObjects", value=value
+        )
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1.0/servicePrincipals", service_principals)
-    app.router.add_post("/v1.0/directoryObjects/getByIds", get_by_ids)

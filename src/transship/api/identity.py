@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from transship.api.answers import json_answer
 from transship.api.auth import basic_credentials, origin_of
 from transship.api.envelopes import OAuthError
 from transship.api.v2 import SERVICES
 from transship.identity.entra import TokenRequest, issuer_for
+from transship.wire import identity as answers
 
-_TENANT = r"{tenant:[0-9A-Za-z-]{1,64}}"
+TENANT = r"{tenant:[0-9A-Za-z-]{1,64}}"
 
 
 async def _tenant_id(request: web.Request) -> str:
@@ -29,22 +31,22 @@ async def openid_configuration(request: web.Request) -> web.Response:
     tenant = await _tenant_id(request)
     origin = origin_of(request)
     base = f"{origin}/{tenant}"
-    return web.json_response(
-        {
-            "issuer": issuer_for(origin, tenant),
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "grant_types_supported": ["client_credentials", "password"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "claims_supported": [
+    return json_answer(
+        answers.OpenIdConfiguration(
+            issuer=issuer_for(origin, tenant),
+            authorization_endpoint=f"{base}/oauth2/v2.0/authorize",
+            token_endpoint=f"{base}/oauth2/v2.0/token",
+            device_authorization_endpoint=f"{base}/oauth2/v2.0/devicecode",
+            end_session_endpoint=f"{base}/oauth2/v2.0/logout",
+            jwks_uri=f"{base}/discovery/v2.0/keys",
+            response_types_supported=["code", "id_token", "code id_token", "id_token token"],
+            response_modes_supported=["query", "fragment", "form_post"],
+            subject_types_supported=["pairwise"],
+            id_token_signing_alg_values_supported=["RS256"],
+            token_endpoint_auth_methods_supported=["client_secret_post", "client_secret_basic"],
+            grant_types_supported=["client_credentials", "password"],
+            scopes_supported=["openid", "profile", "email", "offline_access"],
+            claims_supported=[
                 "aud",
                 "iss",
                 "iat",
@@ -57,17 +59,18 @@ async def openid_configuration(request: web.Request) -> web.Response:
                 "idtyp",
                 "ver",
             ],
-            "tenant_region_scope": None,
-            "cloud_instance_name": request.host,
-            "cloud_graph_host_name": request.host,
-            "msgraph_host": request.host,
-        }
+            cloud_instance_name=request.host,
+            cloud_graph_host_name=request.host,
+            msgraph_host=request.host,
+        )
     )
 
 
 async def jwks(request: web.Request) -> web.Response:
     await _tenant_id(request)
-    return web.json_response(request.app[SERVICES].tokens.keys.jwks())
+    return json_answer(
+        answers.JsonWebKeySet.model_validate(request.app[SERVICES].tokens.keys.jwks())
+    )
 
 
 async def _form_fields(request: web.Request) -> dict[str, str]:
@@ -109,7 +112,10 @@ async def token(request: web.Request) -> web.Response:
             address=request.remote,
         ),
     )
-    return web.json_response(response, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return json_answer(
+        answers.AccessToken.model_validate(response),
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
 
 
 async def cloud_metadata(request: web.Request) -> web.Response:
@@ -118,39 +124,29 @@ async def cloud_metadata(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     origin = origin_of(request)
     endpoint = origin + "/"
-    return web.json_response(
-        {
-            "name": "Transship",
-            "resourceManager": endpoint,
-            "portal": endpoint,
-            "galleryEndpoint": endpoint,
-            "graphEndpoint": endpoint,
-            "graph": endpoint,
-            "microsoftGraphResourceId": endpoint,
-            "media": endpoint,
-            "batch": endpoint,
-            "sqlManagement": endpoint,
-            "authentication": {
-                "loginEndpoint": endpoint,
-                "audiences": [endpoint, *services.settings.management_audiences],
-                "tenant": "common",
-                "identityProvider": "AAD",
-            },
-            "suffixes": {
-                "acrLoginServer": services.settings.effective_login_server_suffix,
-                "storage": "core.windows.net",
-                "keyVaultDns": "vault.azure.net",
-                "sqlServerHostname": "database.windows.net",
-            },
-        }
+    return json_answer(
+        answers.CloudMetadata(
+            name="Transship",
+            resource_manager=endpoint,
+            portal=endpoint,
+            gallery_endpoint=endpoint,
+            graph_endpoint=endpoint,
+            graph=endpoint,
+            microsoft_graph_resource_id=endpoint,
+            media=endpoint,
+            batch=endpoint,
+            sql_management=endpoint,
+            authentication=answers.CloudAuthentication(
+                login_endpoint=endpoint,
+                audiences=[endpoint, *services.settings.management_audiences],
+                tenant="common",
+                identity_provider="AAD",
+            ),
+            suffixes=answers.CloudSuffixes(
+                acr_login_server=services.settings.effective_login_server_suffix,
+                storage="core.windows.net",
+                key_vault_dns="vault.azure.net",
+                sql_server_hostname="database.windows.net",
+            ),
+        )
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/metadata/endpoints", cloud_metadata)
-    for prefix in (f"/{_TENANT}/v2.0", f"/{_TENANT}"):
-        app.router.add_get(prefix + "/.well-known/openid-configuration", openid_configuration)
-    app.router.add_get(f"/{_TENANT}/discovery/v2.0/keys", jwks)
-    app.router.add_get(f"/{_TENANT}/discovery/keys", jwks)
-    app.router.add_post(f"/{_TENANT}/oauth2/v2.0/token", token)
-    app.router.add_post(f"/{_TENANT}/oauth2/token", token)

@@ -24,9 +24,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from transship.api.answers import json_answer
 from transship.api.auth import bearer_token
 from transship.api.v2 import SERVICES
 from transship.config import Settings
+from transship.wire.service import LoopLiveness, Readiness
 from transship.worker.supervisor import LoopStatus, Supervisor
 
 MetricsAccessMode = Literal["public", "loopback", "token", "off"]
@@ -240,19 +242,19 @@ async def healthz(request: web.Request) -> web.Response:
 LOOPS: web.AppKey[Supervisor] = web.AppKey("loops", Supervisor)
 
 
-def _loop_json(status: LoopStatus) -> dict[str, object]:
-    return {
-        "name": status.name,
-        "state": status.state.value,
-        "restarts": status.restarts,
-        "lastError": status.last_error,
-        "failingSeconds": None
+def _loop_json(status: LoopStatus) -> LoopLiveness:
+    return LoopLiveness(
+        name=status.name,
+        state=status.state.value,
+        restarts=status.restarts,
+        last_error=status.last_error,
+        failing_seconds=None
         if status.failing_seconds is None
         else round(status.failing_seconds, 3),
-        "heartbeatAgeSeconds": (
+        heartbeat_age_seconds=(
             None if status.heartbeat_age_seconds is None else round(status.heartbeat_age_seconds, 3)
         ),
-    }
+    )
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -276,12 +278,12 @@ async def readyz(request: web.Request) -> web.Response:
                 f"background loop {status.name} has been failing for "
                 f"{status.failing_seconds or 0.0:.0f} s ({status.last_error})"
             )
-    body = {
-        "status": "unavailable" if problems else "ready",
-        "problems": problems,
-        "loops": [_loop_json(status) for status in loops.values()],
-    }
-    return web.json_response(body, status=503 if problems else 200)
+    body = Readiness(
+        status="unavailable" if problems else "ready",
+        problems=problems,
+        loops=[_loop_json(status) for status in loops.values()],
+    )
+    return json_answer(body, status=503 if problems else 200)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -292,9 +294,3 @@ async def metrics(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     return web.Response(body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)

@@ -414,10 +414,3 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         registry = await _services(request).resolver.for_host(request.host)
         return await handler(request, registry, match)
     raise OciError(e.OciErrorCode("NOT_FOUND", 404), f"no such endpoint: {request.path}")
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v2/", base)
-    app.router.add_get("/v2", base)
-    app.router.add_get("/v2/_catalog", catalog)
-    app.router.add_route("*", r"/v2/{tail:[\s\S]+}", dispatch)

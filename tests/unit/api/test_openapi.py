@@ -22,7 +22,11 @@ from pydantic import BaseModel, ValidationError
 
 from tests.support.app import make_settings, running_registry
 from transship.api.app import create_app
-from transship.api.arm_models import (
+from transship.api.openapi import OPENAPI_PATH, DocumentError, build_document
+from transship.api.route_table import ROUTES
+from transship.api.routes import JSON, Operation, Reply, Route, route
+from transship.wire import arm as wire_arm
+from transship.wire.bodies import (
     CredentialResetBody,
     GenerateCredentialsBody,
     ImportImageParameters,
@@ -40,9 +44,15 @@ from transship.api.arm_models import (
     TokenPatchBody,
     UserBody,
 )
-from transship.api.openapi import OPENAPI_PATH, REQUEST_MODELS, build_document
 
-DOCUMENT = build_document()
+DOCUMENT = build_document(ROUTES)
+# The JSON request bodies' models, by component name.
+REQUEST_MODELS: dict[str, type[BaseModel]] = {
+    op.request.__name__: op.request
+    for route in ROUTES
+    for op in route.operations
+    if op.request is not None and op.request_media_type == JSON
+}
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Surfaces the document leaves out on purpose: the OCI distribution API and the Microsoft
 # Graph subset (each has its own specification) and the operations endpoints.
@@ -329,3 +339,74 @@ def test_the_schema_accepts_exactly_what_the_model_accepts(
 ) -> None:
     value = data.draw(SHAPED[model])
     assert _validator(model).is_valid(value) == _valid_by_model(model, value), value
+
+
+# -- the generator refuses a table it cannot describe -----------------------------------------
+async def _nothing(request: web.Request) -> web.Response:
+    return web.Response()
+
+
+def _get(operation_id: str, parameters: tuple[str, ...] = ()) -> Operation:
+    return Operation(operation_id, "x", ("Service",), {204: Reply("ok")}, parameters)
+
+
+def test_a_path_is_named_by_its_operations_path_parameters() -> None:
+    table = (route("GET", "/subscriptions/{sub}/x", _nothing, _get("X_Get", ("SubscriptionId",))),)
+    assert list(build_document(table)["paths"]) == ["/subscriptions/{subscriptionId}/x"]
+    tenant = (route("GET", r"/{tenant:[0-9A-Za-z-]{1,64}}/y", _nothing, _get("Y", ("Tenant",))),)
+    assert list(build_document(tenant)["paths"]) == ["/{tenant}/y"]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        # a variable the operation does not name
+        (route("GET", "/subscriptions/{sub}/x", _nothing, _get("X_Get")),),
+        # one operationId twice
+        (
+            route("GET", "/a", _nothing, _get("Same")),
+            route("GET", "/b", _nothing, _get("Same")),
+        ),
+        # a parameter, a header or a shared answer that is not a component
+        (route("GET", "/a", _nothing, _get("A", ("NoSuchParameter",))),),
+        (
+            route(
+                "GET",
+                "/a",
+                _nothing,
+                Operation("A", "x", ("Service",), {204: Reply("ok", headers={"X": "NoSuch"})}),
+            ),
+        ),
+        (route("GET", "/a", _nothing, Operation("A", "x", ("Service",), {404: "NoSuch"})),),
+        # one path and method twice
+        (
+            route("GET", "/a", _nothing, _get("A1")),
+            route("GET", "/a", _nothing, _get("A2")),
+        ),
+    ],
+)
+def test_the_generator_refuses_a_table_it_cannot_describe(table: tuple[Route, ...]) -> None:
+    with pytest.raises(DocumentError):
+        build_document(table)
+
+
+def test_two_models_of_one_name_are_refused() -> None:
+    class ServiceInfo(BaseModel):  # not transship.wire.arm.ServiceInfo
+        other: int
+
+    table = (
+        route(
+            "GET",
+            "/a",
+            _nothing,
+            Operation("A", "x", ("Service",), {200: Reply("ok", ServiceInfo)}),
+        ),
+        route(
+            "GET",
+            "/b",
+            _nothing,
+            Operation("B", "x", ("Service",), {200: Reply("ok", wire_arm.ServiceInfo)}),
+        ),
+    )
+    with pytest.raises(DocumentError):
+        build_document(table)

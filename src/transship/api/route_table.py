@@ -1,0 +1,1251 @@
+"""The route table: every route of the application, in registration order, with the
+operations the OpenAPI document describes. `app.create_app` registers it and
+`openapi.build_document` describes it (see `routes` for the shapes)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from transship.api import (
+    acr,
+    arm_access,
+    arm_authorization,
+    arm_tenancy,
+    dataplane_auth,
+    graph,
+    identity,
+    ops,
+    v2,
+)
+from transship.api import arm as management
+from transship.api.arm import LOCATION, PROVIDER, REGISTRIES_IN_GROUP, REGISTRY, SUBSCRIPTION
+from transship.api.arm_authorization import AUTHZ, ROLE_SCOPE
+from transship.api.identity import TENANT
+from transship.api.openapi import OPENAPI_PATH, openapi_json
+from transship.api.openapi_components import errors
+from transship.api.routes import (
+    ANONYMOUS,
+    FORM,
+    REGISTRY_SECURITY,
+    Operation,
+    Reply,
+    Route,
+    arm,
+    route,
+)
+from transship.wire import acr as acr_wire
+from transship.wire import arm as resources
+from transship.wire import bodies, forms
+from transship.wire import identity as identity_wire
+from transship.wire.service import OpenApiDocument
+
+_MGMT = ("Management",)
+_ACCESS = ("Registry access",)
+_TENANCY = ("Tenancy",)
+_DIRECTORY = ("Directory",)
+_AUTHORIZATION = ("Authorization",)
+_IDENTITY = ("Identity",)
+_DATA_PLANE_AUTH = ("Data-plane tokens",)
+_ACR = ("ACR data plane",)
+_COMMON = ("SubscriptionId", "ApiVersion")
+_IN_GROUP = (*_COMMON, "ResourceGroupName", "RegistryName")
+
+
+async def merge_leading_slashes(request: web.Request) -> web.StreamResponse:
+    """`az cloud register --endpoint-resource-manager https://host/` appends its paths to the
+    URL as given: `//metadata/endpoints`. Redirect such requests to the path with one slash,
+    query kept. A route (registered last, so only such paths reach it), not a middleware:
+    nothing is added to every other request's path."""
+    target = request.rel_url.with_path("/" + request.path.lstrip("/")).with_query(
+        request.rel_url.query
+    )
+    raise web.HTTPPermanentRedirect(target)
+
+
+def _arm_error(description: str) -> Reply:
+    return arm(description, resources.ArmError)
+
+
+# -- the OCI distribution API (its own specification documents it) ---------------------------
+_V2 = (
+    route("GET", "/v2/", v2.base),
+    route("GET", "/v2", v2.base),
+    route("GET", "/v2/_catalog", v2.catalog),
+    route("*", r"/v2/{tail:[\s\S]+}", v2.dispatch),
+)
+
+
+# -- the ACR data plane ----------------------------------------------------------------------
+_AUTH_ERRORS: dict[int, Reply | str] = {401: "OciUnauthorized", 403: "OciDenied"}
+_LISTING_ERRORS: dict[int, Reply | str] = {
+    400: "OciBadRequest",
+    **_AUTH_ERRORS,
+    404: "OciNotFound",
+}
+_LINK = {"Link": "Link"}
+# Anonymous callers may read repositories' listings when the registry allows anonymous pull.
+_PULL = (*REGISTRY_SECURITY, {})
+_ACR_ROUTES = (
+    route(
+        "GET",
+        "/acr/v1/_catalog",
+        acr.catalog,
+        Operation(
+            "Acr_Catalog",
+            "The repositories of the registry the Host header names.",
+            _ACR,
+            {
+                200: Reply("The repositories.", acr_wire.Repositories, _LINK),
+                400: "OciBadRequest",
+                **_AUTH_ERRORS,
+            },
+            ("PageSize", "PageLast"),
+            security=REGISTRY_SECURITY,
+        ),
+    ),
+    # One route serves the repository, its listings and their items; the document names
+    # each operation's own path.
+    route(
+        "*",
+        r"/acr/v1/{tail:[\s\S]+}",
+        acr.dispatch,
+        Operation(
+            "Acr_DeleteRepository",
+            "Delete a repository: its tags and manifests.",
+            _ACR,
+            {202: Reply("Deleted.", acr_wire.DeletedRepository), **_LISTING_ERRORS},
+            ("Repository",),
+            security=REGISTRY_SECURITY,
+            path="/acr/v1/{repository}",
+            method="DELETE",
+        ),
+        Operation(
+            "Acr_ListTags",
+            "The tags of a repository.",
+            _ACR,
+            {200: Reply("The tags.", acr_wire.TagList, _LINK), **_LISTING_ERRORS},
+            ("Repository", "PageSize", "PageLast", "OrderBy"),
+            security=_PULL,
+            path="/acr/v1/{repository}/_tags",
+            method="GET",
+        ),
+        Operation(
+            "Acr_ListManifests",
+            "The manifests of a repository, with their tags, size and platform.",
+            _ACR,
+            {200: Reply("The manifests.", acr_wire.ManifestList, _LINK), **_LISTING_ERRORS},
+            ("Repository", "PageSize", "PageLast", "OrderBy"),
+            security=_PULL,
+            path="/acr/v1/{repository}/_manifests",
+            method="GET",
+        ),
+    ),
+)
+
+
+# -- registries and import operations --------------------------------------------------------
+_REGISTRY_LIST = {200: arm("The registries the caller may read.", resources.RegistryList)}
+_STATUS = {200: arm("The operation's status.", resources.OperationStatus), **errors(401, 404)}
+_CREDENTIALS = arm("The admin user's name and passwords.", resources.RegistryCredentials)
+_ON_OPERATION = (*_COMMON, "Location", "OperationId")
+_REGISTRIES = (
+    route(
+        "GET",
+        "/transship/v1/info",
+        management.info,
+        Operation(
+            "Service_GetInfo",
+            "The caller, its tenant and first subscription, and the service's defaults.",
+            ("Service",),
+            {200: arm("The service.", resources.ServiceInfo), **errors(401)},
+        ),
+    ),
+    route(
+        "GET",
+        SUBSCRIPTION + "/" + PROVIDER + "/registries",
+        management.registries_list,
+        Operation(
+            "Registries_List",
+            "The registries of the subscription.",
+            _MGMT,
+            {**_REGISTRY_LIST, **errors(401, 404)},
+            _COMMON,
+        ),
+    ),
+    route(
+        "GET",
+        REGISTRIES_IN_GROUP,
+        management.registries_list,
+        Operation(
+            "Registries_ListByResourceGroup",
+            "The registries of a resource group.",
+            _MGMT,
+            {**_REGISTRY_LIST, **errors(401, 404)},
+            (*_COMMON, "ResourceGroupName"),
+        ),
+    ),
+    route(
+        "GET",
+        REGISTRY,
+        management.registry_get,
+        Operation(
+            "Registries_Get",
+            "A registry.",
+            _MGMT,
+            {200: arm("The registry.", resources.Registry), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "PUT",
+        REGISTRY,
+        management.registry_put,
+        Operation(
+            "Registries_Create",
+            "Create a registry (or answer the existing one, with the access properties given applied).",
+            _MGMT,
+            {
+                200: arm("The registry already existed.", resources.Registry),
+                201: arm("The registry was created.", resources.Registry),
+                **errors(400, 401, 403, 404, 409, 413),
+            },
+            _IN_GROUP,
+            request=bodies.RegistryBody,
+        ),
+    ),
+    route(
+        "PATCH",
+        REGISTRY,
+        management.registry_patch,
+        Operation(
+            "Registries_Update",
+            "Change a registry's access properties: admin user, anonymous pull, network rules.",
+            _MGMT,
+            {200: arm("The registry.", resources.Registry), **errors(400, 401, 403, 404, 413)},
+            _IN_GROUP,
+            request=bodies.RegistryBody,
+        ),
+    ),
+    route(
+        "DELETE",
+        REGISTRY,
+        management.registry_delete,
+        Operation(
+            "Registries_Delete",
+            "Delete a registry with its repositories.",
+            _MGMT,
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such registry."),
+                **errors(401, 403, 404, 409),
+            },
+            (*_COMMON, "ResourceGroupName", "AnyRegistryName"),
+        ),
+    ),
+    route(
+        "POST",
+        REGISTRY + "/listCredentials",
+        management.list_credentials,
+        Operation(
+            "Registries_ListCredentials",
+            "The admin user's name and passwords.",
+            _MGMT,
+            {
+                200: _CREDENTIALS,
+                400: _arm_error("AdminUserDisabled: the registry's admin user is disabled."),
+                **errors(401, 403, 404),
+            },
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "POST",
+        REGISTRY + "/regenerateCredential",
+        management.regenerate_credential,
+        Operation(
+            "Registries_RegenerateCredential",
+            "A new value for one of the admin user's passwords.",
+            _MGMT,
+            {
+                200: _CREDENTIALS,
+                400: _arm_error(
+                    "InvalidParameter, or AdminUserDisabled: the registry's admin user is disabled."
+                ),
+                **errors(401, 403, 404, 413),
+            },
+            _IN_GROUP,
+            request=bodies.RegenerateCredentialBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "POST",
+        REGISTRY + "/importImage",
+        management.import_image,
+        Operation(
+            "Registries_ImportImage",
+            "Import an image into the registry (asynchronous).",
+            _MGMT,
+            {
+                202: arm(
+                    "Accepted: poll Azure-AsyncOperation for the status, Location for the result.",
+                    resources.OperationStatus,
+                    {
+                        "Location": "Location",
+                        "Azure-AsyncOperation": "AzureAsyncOperation",
+                        "Retry-After": "RetryAfter",
+                    },
+                ),
+                **errors(400, 401),
+                403: _arm_error(
+                    "AuthorizationFailed: the caller may not import into the registry, or not read the source."
+                ),
+                **errors(404, 413),
+            },
+            _IN_GROUP,
+            request=bodies.ImportImageParameters,
+            request_required=True,
+        ),
+    ),
+    route(
+        "GET",
+        REGISTRY + "/importOperations",
+        management.import_operations,
+        Operation(
+            "Registries_ListImportOperations",
+            "The registry's import operations, newest first, paged (a Transship extension).",
+            _MGMT,
+            {
+                200: arm("The operations.", resources.OperationStatusList),
+                **errors(400, 401, 403, 404),
+            },
+            (*_IN_GROUP, "Top", "SkipToken"),
+        ),
+    ),
+    route(
+        "GET",
+        LOCATION + "/operationResults/{operation}",
+        management.operation_result,
+        Operation(
+            "Operations_GetResult",
+            "The result of an import operation.",
+            _MGMT,
+            {
+                200: arm("Succeeded.", resources.OperationResult),
+                202: arm(
+                    "Still queued or running.",
+                    headers={"Location": "Location", "Retry-After": "RetryAfter"},
+                ),
+                400: _arm_error("The import failed (the failure's code and details)."),
+                **errors(401),
+                404: _arm_error(
+                    "SubscriptionNotFound, OperationNotFound, or the import failed: ManifestUnknown, BlobUnknown…"
+                ),
+                409: _arm_error("The import was canceled, or failed with TagAlreadyExists."),
+            },
+            _ON_OPERATION,
+        ),
+    ),
+    route(
+        "GET",
+        LOCATION + "/operationStatuses/{operation}",
+        management.operation_status,
+        Operation(
+            "Operations_GetStatus",
+            "The status of an import operation.",
+            _MGMT,
+            _STATUS,
+            _ON_OPERATION,
+        ),
+    ),
+    route(
+        "POST",
+        LOCATION + "/operationStatuses/{operation}/cancel",
+        management.operation_cancel,
+        Operation(
+            "Operations_Cancel",
+            "Cancel an import operation (a Transship extension).",
+            _MGMT,
+            _STATUS,
+            _ON_OPERATION,
+        ),
+    ),
+)
+
+
+# -- scope maps, tokens and their passwords --------------------------------------------------
+_SCOPE_MAPS = REGISTRY + "/scopeMaps"
+_TOKENS = REGISTRY + "/tokens"
+_REGISTRY_ACCESS = (
+    route(
+        "GET",
+        _SCOPE_MAPS,
+        arm_access.scope_maps_list,
+        Operation(
+            "ScopeMaps_List",
+            "The registry's scope maps, built-in ones first.",
+            _ACCESS,
+            {200: arm("The scope maps.", resources.ScopeMapList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _SCOPE_MAPS + "/{item}",
+        arm_access.scope_map_get,
+        Operation(
+            "ScopeMaps_Get",
+            "A scope map.",
+            _ACCESS,
+            {200: arm("The scope map.", resources.ScopeMap), **errors(401, 403, 404)},
+            (*_IN_GROUP, "ScopeMapName"),
+        ),
+    ),
+    route(
+        "PUT",
+        _SCOPE_MAPS + "/{item}",
+        arm_access.scope_map_put,
+        Operation(
+            "ScopeMaps_Create",
+            "Create or replace a scope map.",
+            _ACCESS,
+            {
+                200: arm("Replaced.", resources.ScopeMap),
+                201: arm("Created.", resources.ScopeMap),
+                **errors(400, 401, 403, 404),
+                409: _arm_error(
+                    "SystemScopeMapReadOnly: a built-in scope map; or a concurrent create."
+                ),
+                **errors(413),
+            },
+            (*_IN_GROUP, "NewScopeMapName"),
+            request=bodies.ScopeMapBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _SCOPE_MAPS + "/{item}",
+        arm_access.scope_map_patch,
+        Operation(
+            "ScopeMaps_Update",
+            "Change a scope map's description or actions; what is not given stays.",
+            _ACCESS,
+            {
+                200: arm("Changed.", resources.ScopeMap),
+                **errors(400, 401, 403),
+                404: _arm_error("The registry or the scope map does not exist."),
+                409: _arm_error("SystemScopeMapReadOnly: a built-in scope map."),
+                **errors(413),
+            },
+            (*_IN_GROUP, "ScopeMapName"),
+            request=bodies.ScopeMapPatchBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _SCOPE_MAPS + "/{item}",
+        arm_access.scope_map_delete,
+        Operation(
+            "ScopeMaps_Delete",
+            "Delete a scope map.",
+            _ACCESS,
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such scope map."),
+                **errors(401, 403, 404),
+                409: _arm_error(
+                    "SystemScopeMapReadOnly (a built-in scope map) or ScopeMapInUse (a token uses it)."
+                ),
+            },
+            (*_IN_GROUP, "ScopeMapName"),
+        ),
+    ),
+    route(
+        "GET",
+        _TOKENS,
+        arm_access.tokens_list,
+        Operation(
+            "Tokens_List",
+            "The registry's tokens.",
+            _ACCESS,
+            {200: arm("The tokens.", resources.TokenList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _TOKENS + "/{item}",
+        arm_access.token_get,
+        Operation(
+            "Tokens_Get",
+            "A token.",
+            _ACCESS,
+            {200: arm("The token.", resources.Token), **errors(401, 403, 404)},
+            (*_IN_GROUP, "TokenName"),
+        ),
+    ),
+    route(
+        "PUT",
+        _TOKENS + "/{item}",
+        arm_access.token_put,
+        Operation(
+            "Tokens_Create",
+            "Create or change a token: its scope map and status. Passwords come from generateCredentials.",
+            _ACCESS,
+            {
+                200: arm("Changed.", resources.Token),
+                201: arm("Created.", resources.Token),
+                **errors(400, 401, 403),
+                404: _arm_error("The registry or the scope map does not exist."),
+                **errors(409, 413),
+            },
+            (*_IN_GROUP, "NewTokenName"),
+            request=bodies.TokenBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _TOKENS + "/{item}",
+        arm_access.token_patch,
+        Operation(
+            "Tokens_Update",
+            "Move a token to another scope map, or enable or disable it; what is not given stays.",
+            _ACCESS,
+            {
+                200: arm("Changed.", resources.Token),
+                **errors(400, 401, 403),
+                404: _arm_error("The registry, the token or the scope map does not exist."),
+                **errors(409, 413),
+            },
+            (*_IN_GROUP, "TokenName"),
+            request=bodies.TokenPatchBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _TOKENS + "/{item}",
+        arm_access.token_delete,
+        Operation(
+            "Tokens_Delete",
+            "Delete a token.",
+            _ACCESS,
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such token."),
+                **errors(401, 403, 404),
+            },
+            (*_IN_GROUP, "TokenName"),
+        ),
+    ),
+    route(
+        "POST",
+        REGISTRY + "/generateCredentials",
+        arm_access.generate_credentials,
+        Operation(
+            "Registries_GenerateCredentials",
+            "New passwords for a token (both, or the one named), shown once.",
+            _ACCESS,
+            {
+                200: arm("The passwords.", resources.GeneratedCredentials),
+                **errors(400, 401, 403),
+                404: _arm_error("The registry or the token does not exist."),
+                **errors(413),
+            },
+            _IN_GROUP,
+            request=bodies.GenerateCredentialsBody,
+            request_required=True,
+        ),
+    ),
+)
+
+
+# -- tenancy: tenants, subscriptions, resources and resource groups --------------------------
+def _resource_groups(groups: str, suffix: str) -> tuple[Route, ...]:
+    """ARM's spelling is resourcegroups; the Azure CLI and SDKs send either."""
+    alias = "" if not suffix else " (the same, spelled `resourcegroups`)"
+    group = f"/subscriptions/{{sub}}/{groups}/{{rg}}"
+    parameters = (*_COMMON, "ResourceGroupName")
+    return (
+        route(
+            "GET",
+            f"/subscriptions/{{sub}}/{groups}",
+            arm_tenancy.groups_list,
+            Operation(
+                f"ResourceGroups_List{suffix}",
+                "The subscription's resource groups the caller may read" + alias + ".",
+                _TENANCY,
+                {
+                    200: arm("The resource groups.", resources.ResourceGroupList),
+                    **errors(401, 404),
+                },
+                _COMMON,
+            ),
+        ),
+        route(
+            "GET",
+            group,
+            arm_tenancy.group_get,
+            Operation(
+                f"ResourceGroups_Get{suffix}",
+                "A resource group" + alias + ".",
+                _TENANCY,
+                {
+                    200: arm("The resource group.", resources.ResourceGroup),
+                    **errors(401, 403, 404),
+                },
+                parameters,
+            ),
+            Operation(
+                f"ResourceGroups_CheckExistence{suffix}",
+                "Whether a resource group exists" + alias + ".",
+                _TENANCY,
+                {
+                    204: arm("It exists."),
+                    401: arm("Not authenticated (no body)."),
+                    403: arm("Not authorized (no body)."),
+                    404: arm("No such subscription or resource group (no body)."),
+                },
+                parameters,
+                method="HEAD",
+            ),
+        ),
+        route(
+            "PUT",
+            group,
+            arm_tenancy.group_put,
+            Operation(
+                f"ResourceGroups_CreateOrUpdate{suffix}",
+                "Create a resource group (or answer the existing one)" + alias + ".",
+                _TENANCY,
+                {
+                    200: arm("It existed.", resources.ResourceGroup),
+                    201: arm("Created.", resources.ResourceGroup),
+                    **errors(400, 401, 403, 404, 413),
+                },
+                parameters,
+                request=bodies.ResourceGroupBody,
+            ),
+        ),
+        route(
+            "DELETE",
+            group,
+            arm_tenancy.group_delete,
+            Operation(
+                f"ResourceGroups_Delete{suffix}",
+                "Delete an empty resource group" + alias + ".",
+                _TENANCY,
+                {
+                    200: arm("Deleted."),
+                    204: arm("There was no such resource group."),
+                    **errors(401, 403, 404),
+                    409: _arm_error("ResourceGroupNotEmpty: registries remain in it."),
+                },
+                parameters,
+            ),
+        ),
+    )
+
+
+_RESOURCES = {200: arm("The resources.", resources.GenericResourceList), **errors(401, 404)}
+_TENANCY_ROUTES = (
+    route(
+        "GET",
+        "/tenants",
+        arm_tenancy.tenants_list,
+        Operation(
+            "Tenants_List",
+            "The caller's tenant.",
+            _TENANCY,
+            {200: arm("The tenant.", resources.TenantList), **errors(401)},
+            ("ApiVersion",),
+        ),
+    ),
+    route(
+        "GET",
+        "/subscriptions",
+        arm_tenancy.subscriptions_list,
+        Operation(
+            "Subscriptions_List",
+            "The subscriptions of the caller's tenant on which it holds a role.",
+            _TENANCY,
+            {200: arm("The subscriptions.", resources.SubscriptionList), **errors(401)},
+            ("ApiVersion",),
+        ),
+    ),
+    route(
+        "GET",
+        "/subscriptions/{sub}",
+        arm_tenancy.subscription_get,
+        Operation(
+            "Subscriptions_Get",
+            "A subscription of the caller's tenant.",
+            _TENANCY,
+            {200: arm("The subscription.", resources.Subscription), **errors(401, 404)},
+            _COMMON,
+        ),
+    ),
+    route(
+        "GET",
+        "/subscriptions/{sub}/resources",
+        arm_tenancy.resources_list,
+        Operation(
+            "Resources_List",
+            "The subscription's resources (registries) the caller may read.",
+            _TENANCY,
+            _RESOURCES,
+            (*_COMMON, "ResourceFilter"),
+        ),
+    ),
+    route(
+        "GET",
+        "/subscriptions/{sub}/resourceGroups/{rg}/resources",
+        arm_tenancy.resources_list,
+        Operation(
+            "Resources_ListByResourceGroup",
+            "The resource group's resources (registries) the caller may read.",
+            _TENANCY,
+            _RESOURCES,
+            (*_COMMON, "ResourceGroupName", "ResourceFilter"),
+        ),
+    ),
+    *_resource_groups("resourcegroups", "_Lowercase"),
+    *_resource_groups("resourceGroups", ""),
+)
+
+
+# -- the directory API -----------------------------------------------------------------------
+def _principals(plural: str) -> tuple[Route, ...]:
+    """The service principals or the users of the caller's tenant."""
+    kind, name = (
+        ("service principal", "ServicePrincipals")
+        if plural == "servicePrincipals"
+        else ("user", "Users")
+    )
+    created, body = (
+        (
+            arm("Created, with its secret (shown this once).", resources.PrincipalWithSecret),
+            bodies.ServicePrincipalBody,
+        )
+        if plural == "servicePrincipals"
+        else (arm("Created.", resources.Principal), bodies.UserBody)
+    )
+    base = f"/transship/v1/{plural}"
+    return (
+        route(
+            "GET",
+            base,
+            arm_tenancy.principals_list,
+            Operation(
+                f"{name}_List",
+                f"The {kind}s of the caller's tenant.",
+                _DIRECTORY,
+                {200: arm(f"The {kind}s.", resources.PrincipalList), **errors(401, 403)},
+            ),
+        ),
+        route(
+            "POST",
+            base,
+            arm_tenancy.service_principal_create
+            if plural == "servicePrincipals"
+            else arm_tenancy.user_create,
+            Operation(
+                f"{name}_Create",
+                f"Create a {kind} in the caller's tenant.",
+                _DIRECTORY,
+                {
+                    201: created,
+                    **errors(400, 401, 403),
+                    409: _arm_error("The name is taken."),
+                    **errors(413),
+                },
+                request=body,
+                request_required=True,
+            ),
+        ),
+        route(
+            "GET",
+            base + "/{id}",
+            arm_tenancy.principal_get,
+            Operation(
+                f"{name}_Get",
+                "A principal of the caller's tenant (a service principal with its secrets' key ids, "
+                "hints and expiry).",
+                _DIRECTORY,
+                {
+                    200: arm("The principal.", resources.Principal),
+                    **errors(401, 403),
+                    404: _arm_error("PrincipalNotFound."),
+                },
+                ("PrincipalId",),
+            ),
+        ),
+        route(
+            "DELETE",
+            base + "/{id}",
+            arm_tenancy.principal_delete,
+            Operation(
+                f"{name}_Delete",
+                "Delete a principal with its secrets and role assignments.",
+                _DIRECTORY,
+                {
+                    204: arm("Deleted."),
+                    **errors(401, 403),
+                    404: _arm_error("PrincipalNotFound."),
+                    409: _arm_error("CannotDeleteSelf: the caller is that principal."),
+                },
+                ("PrincipalId",),
+            ),
+        ),
+    )
+
+
+_service_principals = _principals("servicePrincipals")
+_users = _principals("users")
+_DIRECTORY_ROUTES = (
+    route(
+        "PUT",
+        "/transship/v1/tenants/{tenant}",
+        arm_tenancy.tenant_put,
+        Operation(
+            "Directory_CreateTenant",
+            "A new tenant with a subscription, a `default` resource group and an owner service "
+            "principal (whose secret is in this answer only). Root tenant administrators only.",
+            _DIRECTORY,
+            {
+                201: arm("Created.", resources.CreatedTenant),
+                **errors(400, 401, 403),
+                409: _arm_error("The tenant or the subscription exists."),
+                **errors(413),
+            },
+            ("NewTenantId",),
+            request=bodies.TenantBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PUT",
+        "/transship/v1/subscriptions/{sub}",
+        arm_tenancy.subscription_put,
+        Operation(
+            "Directory_CreateSubscription",
+            "A new subscription of the caller's tenant (or, for root tenant administrators, of another).",
+            _DIRECTORY,
+            {
+                201: arm("Created.", resources.Subscription),
+                **errors(400, 401, 403),
+                404: _arm_error("No such tenant."),
+                409: _arm_error("The subscription exists."),
+                **errors(413),
+            },
+            ("NewSubscriptionId",),
+            request=bodies.SubscriptionBody,
+            request_required=True,
+        ),
+    ),
+    *_service_principals,
+    route(
+        "POST",
+        "/transship/v1/servicePrincipals/{id}/credentials/reset",
+        arm_tenancy.credential_reset,
+        Operation(
+            "ServicePrincipals_ResetCredential",
+            "A new secret for a service principal; without `append` its other secrets stop working.",
+            _DIRECTORY,
+            {
+                200: arm("The new secret (shown this once).", resources.PrincipalWithSecret),
+                400: _arm_error("InvalidParameter: a bad body, or the principal is a user."),
+                **errors(401, 403),
+                404: _arm_error("PrincipalNotFound."),
+                **errors(413),
+            },
+            ("PrincipalId",),
+            request=bodies.CredentialResetBody,
+        ),
+    ),
+    *_users,
+)
+
+
+# -- role definitions and assignments --------------------------------------------------------
+# The scopes the role routes accept, as documented path prefixes with their parameters: the
+# router matches all but the root with one variable spanning segments (`ROLE_SCOPE`), which
+# OpenAPI path parameters cannot express.
+ROLE_SCOPES: dict[str, tuple[str, list[str]]] = {
+    "Root": ("", []),
+    "ManagementGroup": (
+        "/providers/Microsoft.Management/managementGroups/{managementGroupId}",
+        ["ManagementGroupId"],
+    ),
+    "Subscription": ("/subscriptions/{subscriptionId}", ["SubscriptionId"]),
+    "ResourceGroup": (
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}",
+        ["SubscriptionId", "ResourceGroupName"],
+    ),
+    "Registry": (
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/"
+        + PROVIDER
+        + "/registries/{registryName}",
+        ["SubscriptionId", "ResourceGroupName", "ScopeRegistryName"],
+    ),
+}
+_SCOPE_ERRORS = "InvalidScope, or another invalid parameter."
+
+
+def _role_operations(label: str, suffix: str, item: str | None) -> dict[str, Operation]:
+    """The role operations on `{scope}/{AUTHZ}/{suffix}[/{item}]` at one documented scope, by
+    method."""
+    prefix, scope_parameters = ROLE_SCOPES[label]
+    at = "" if label == "Root" else f"At{label}"
+    where = "the service root" if label == "Root" else f"a {label[0].lower()}{label[1:]}"
+    parameters = (*scope_parameters, "ApiVersion")
+    path = f"{prefix}/{AUTHZ}/{suffix}" + ("" if item is None else "/{" + item + "}")
+    if suffix == "roleDefinitions" and item is None:
+        return {
+            "GET": Operation(
+                f"RoleDefinitions_List{at}",
+                f"The roles of the caller's tenant, built-in and custom, read at {where}.",
+                _AUTHORIZATION,
+                {
+                    200: arm("The roles.", resources.RoleDefinitionList),
+                    400: _arm_error(_SCOPE_ERRORS),
+                    **errors(401, 403, 404),
+                },
+                (*parameters, "RoleDefinitionFilter"),
+                path=path,
+            )
+        }
+    if suffix == "roleDefinitions":
+        on_item = (*parameters, "RoleDefinitionId")
+        return {
+            "GET": Operation(
+                f"RoleDefinitions_Get{at}",
+                f"A role, read at {where}.",
+                _AUTHORIZATION,
+                {
+                    200: arm("The role.", resources.RoleDefinition),
+                    400: _arm_error(_SCOPE_ERRORS),
+                    **errors(401, 403),
+                    404: _arm_error("RoleDefinitionDoesNotExist, or no such subscription."),
+                },
+                on_item,
+                path=path,
+            ),
+            "PUT": Operation(
+                f"RoleDefinitions_CreateOrUpdate{at}",
+                "Create or replace a custom role; the caller needs roleDefinitions/write on every "
+                f"assignable scope (the path's scope, {where}, is not checked).",
+                _AUTHORIZATION,
+                {
+                    200: arm("Replaced.", resources.RoleDefinition),
+                    201: arm("Created.", resources.RoleDefinition),
+                    400: _arm_error(
+                        "InvalidParameter, InvalidRoleDefinition, InvalidRoleDefinitionId (not a GUID) or InvalidScope."
+                    ),
+                    **errors(401, 403, 404),
+                    409: _arm_error(
+                        "RoleDefinitionConflict (a built-in role's name or id, or another tenant's id) or "
+                        "RoleDefinitionWithSameNameExists."
+                    ),
+                    **errors(413),
+                },
+                on_item,
+                request=bodies.RoleDefinitionBody,
+                request_required=True,
+                path=path,
+            ),
+            "DELETE": Operation(
+                f"RoleDefinitions_Delete{at}",
+                f"Delete a custom role, at {where}.",
+                _AUTHORIZATION,
+                {
+                    200: arm("Deleted: the role it was.", resources.RoleDefinition),
+                    204: arm("There was no such role."),
+                    400: _arm_error("CannotDeleteBuiltInRole, or InvalidScope."),
+                    **errors(401, 403, 404),
+                    409: _arm_error("RoleDefinitionHasAssignments."),
+                },
+                on_item,
+                path=path,
+            ),
+        }
+    if item is None:
+        return {
+            "GET": Operation(
+                f"RoleAssignments_List{at}",
+                f"The role assignments of the caller's tenant at, above and below {where}.",
+                _AUTHORIZATION,
+                {
+                    200: arm("The role assignments.", resources.RoleAssignmentList),
+                    400: _arm_error(_SCOPE_ERRORS),
+                    **errors(401, 403, 404),
+                },
+                (*parameters, "RoleAssignmentFilter"),
+                path=path,
+            )
+        }
+    on_item = (*parameters, "RoleAssignmentName")
+    return {
+        "GET": Operation(
+            f"RoleAssignments_Get{at}",
+            f"A role assignment made at {where}.",
+            _AUTHORIZATION,
+            {
+                200: arm("The role assignment.", resources.RoleAssignment),
+                400: _arm_error(_SCOPE_ERRORS),
+                **errors(401, 403),
+                404: _arm_error("RoleAssignmentNotFound, or no such subscription."),
+            },
+            on_item,
+            path=path,
+        ),
+        "PUT": Operation(
+            f"RoleAssignments_Create{at}",
+            f"Assign a role to a principal of the caller's tenant at {where}.",
+            _AUTHORIZATION,
+            {
+                201: arm("Created (or the same assignment existed).", resources.RoleAssignment),
+                400: _arm_error(
+                    "InvalidParameter, RoleDefinitionDoesNotExist, PrincipalNotFound, InvalidRoleAssignmentId "
+                    "(not a GUID), InvalidRoleAssignment (not assignable here) or InvalidScope."
+                ),
+                **errors(401, 403, 404),
+                409: _arm_error(
+                    "RoleAssignmentExists (the same role for the same principal at the same scope) or "
+                    "RoleAssignmentUpdateNotPermitted (the id is another assignment's)."
+                ),
+                **errors(413),
+            },
+            on_item,
+            request=bodies.RoleAssignmentBody,
+            request_required=True,
+            path=path,
+        ),
+        "DELETE": Operation(
+            f"RoleAssignments_Delete{at}",
+            f"Delete a role assignment made at {where}.",
+            _AUTHORIZATION,
+            {
+                200: arm("Deleted: the assignment it was.", resources.RoleAssignment),
+                204: arm("There was no such assignment here."),
+                400: _arm_error(_SCOPE_ERRORS),
+                **errors(401, 403),
+                404: _arm_error("SubscriptionNotFound: the scope's subscription does not exist."),
+            },
+            on_item,
+            path=path,
+        ),
+    }
+
+
+def _role_routes(root: bool) -> tuple[Route, ...]:
+    """The role routes at the service root, or (`root` False) at every scope below it."""
+    labels = ["Root"] if root else [label for label in ROLE_SCOPES if label != "Root"]
+    prefix = "/" if root else "/" + ROLE_SCOPE
+    handlers = {
+        ("roleDefinitions", None): {"GET": arm_authorization.definitions_list},
+        ("roleDefinitions", "roleDefinitionId"): {
+            "GET": arm_authorization.definition_get,
+            "PUT": arm_authorization.definition_put,
+            "DELETE": arm_authorization.definition_delete,
+        },
+        ("roleAssignments", None): {"GET": arm_authorization.assignments_list},
+        ("roleAssignments", "roleAssignmentName"): {
+            "GET": arm_authorization.assignment_get,
+            "PUT": arm_authorization.assignment_put,
+            "DELETE": arm_authorization.assignment_delete,
+        },
+    }
+    out = []
+    for (suffix, item), by_method in handlers.items():
+        path = f"{prefix}{AUTHZ}/{suffix}" + ("" if item is None else "/{id}")
+        for method, handler in by_method.items():
+            operations = tuple(_role_operations(label, suffix, item)[method] for label in labels)
+            out.append(route(method, path, handler, *operations))
+    return tuple(out)
+
+
+# -- data-plane tokens -----------------------------------------------------------------------
+_TOKEN_ERRORS: dict[int, Reply | str] = {401: "TokenUnauthorized", 403: "OciDenied"}
+_NO_STORE = {"Cache-Control": "NoStore"}
+_TOKEN_OK = Reply("The access token.", identity_wire.RegistryAccessToken, _NO_STORE)
+_DATA_PLANE_TOKENS = (
+    route(
+        "GET",
+        "/oauth2/token",
+        dataplane_auth.token,
+        Operation(
+            "Registry_GetAccessToken",
+            "A registry access token for the HTTP Basic credential (or, without one, anonymous).",
+            _DATA_PLANE_AUTH,
+            {200: _TOKEN_OK, **_TOKEN_ERRORS},
+            ("TokenService", "TokenScope"),
+            security=({"registryBasic": []}, {}),
+        ),
+    ),
+    route(
+        "POST",
+        "/oauth2/token",
+        dataplane_auth.token,
+        Operation(
+            "Registry_PostAccessToken",
+            "A registry access token for a password or refresh_token grant.",
+            _DATA_PLANE_AUTH,
+            {200: _TOKEN_OK, 400: "TokenUnsupported", **_TOKEN_ERRORS},
+            request=forms.RegistryTokenRequest,
+            request_required=True,
+            request_media_type=FORM,
+            security=ANONYMOUS,
+        ),
+    ),
+    route(
+        "POST",
+        "/oauth2/exchange",
+        dataplane_auth.exchange,
+        Operation(
+            "Registry_ExchangeAccessToken",
+            "An ACR refresh token for an Entra access token of the registry's tenant.",
+            _DATA_PLANE_AUTH,
+            {
+                200: Reply("The refresh token.", identity_wire.RegistryRefreshToken, _NO_STORE),
+                400: "TokenUnsupported",
+                **_TOKEN_ERRORS,
+            },
+            request=forms.RegistryExchangeRequest,
+            request_required=True,
+            request_media_type=FORM,
+            security=ANONYMOUS,
+        ),
+    ),
+)
+
+# -- the Microsoft Graph subset (Graph's own specification documents it) ---------------------
+_GRAPH = (
+    route("GET", "/v1.0/servicePrincipals", graph.service_principals),
+    route("POST", "/v1.0/directoryObjects/getByIds", graph.get_by_ids),
+)
+
+
+# -- identity: cloud metadata, OIDC discovery, signing keys, the token endpoints -------------
+_OAUTH_ERRORS: dict[int, Reply | str] = {400: "OAuthBadRequest", 404: "NoRoute"}
+
+
+def _discovery(prefix: str, suffix: str) -> Route:
+    return route(
+        "GET",
+        f"/{TENANT}{prefix}/.well-known/openid-configuration",
+        identity.openid_configuration,
+        Operation(
+            f"Identity_OpenIdConfiguration{suffix}",
+            "The tenant's OpenID Connect discovery document.",
+            _IDENTITY,
+            {
+                200: Reply("The discovery document.", identity_wire.OpenIdConfiguration),
+                **_OAUTH_ERRORS,
+            },
+            ("Tenant",),
+            security=ANONYMOUS,
+        ),
+    )
+
+
+def _keys(version: str, suffix: str) -> Route:
+    return route(
+        "GET",
+        f"/{TENANT}/discovery{version}/keys",
+        identity.jwks,
+        Operation(
+            f"Identity_Keys{suffix}",
+            "The token signing keys (JWKS).",
+            _IDENTITY,
+            {200: Reply("The keys.", identity_wire.JsonWebKeySet), **_OAUTH_ERRORS},
+            ("Tenant",),
+            security=ANONYMOUS,
+        ),
+    )
+
+
+def _token(version: str, suffix: str) -> Route:
+    return route(
+        "POST",
+        f"/{TENANT}/oauth2{version}/token",
+        identity.token,
+        Operation(
+            f"Identity_Token{suffix}",
+            "The token endpoint: a client-credentials grant (the secret in the form, or the client "
+            "id and secret with HTTP Basic: client_secret_basic) or a user's password grant.",
+            _IDENTITY,
+            {
+                200: Reply("The access token.", identity_wire.AccessToken, _NO_STORE),
+                **_OAUTH_ERRORS,
+                401: "OAuthUnauthorized",
+            },
+            ("Tenant",),
+            request=forms.TokenRequest,
+            request_required=True,
+            request_media_type=FORM,
+            security=ANONYMOUS,
+        ),
+    )
+
+
+_IDENTITY_ROUTES = (
+    route(
+        "GET",
+        "/metadata/endpoints",
+        identity.cloud_metadata,
+        Operation(
+            "Cloud_GetMetadata",
+            "The cloud metadata document `az cloud register` reads.",
+            _IDENTITY,
+            {200: Reply("The endpoints.", identity_wire.CloudMetadata)},
+            ("ApiVersion",),
+            security=ANONYMOUS,
+        ),
+    ),
+    _discovery("/v2.0", ""),
+    _discovery("", "_V1"),
+    _keys("/v2.0", ""),
+    _keys("", "_V1"),
+    _token("/v2.0", ""),
+    _token("", "_V1"),
+)
+
+# -- operations endpoints, this document, and the `//…` redirect -----------------------------
+_SERVICE = (
+    route("GET", "/healthz", ops.healthz),
+    route("GET", "/readyz", ops.readyz),
+    route("GET", "/metrics", ops.metrics),
+    route(
+        "GET",
+        OPENAPI_PATH,
+        openapi_json,
+        Operation(
+            "OpenApi_Get",
+            "This document.",
+            ("Service",),
+            {200: Reply("The OpenAPI document.", OpenApiDocument)},
+            security=ANONYMOUS,
+        ),
+    ),
+    # Last: only paths no other route matches reach it.
+    route("*", "/{slashes:/.*}", merge_leading_slashes),
+)
+
+ROUTES: tuple[Route, ...] = (
+    *_V2,
+    *_ACR_ROUTES,
+    *_REGISTRIES,
+    *_REGISTRY_ACCESS,
+    *_TENANCY_ROUTES,
+    *_DIRECTORY_ROUTES,
+    *_role_routes(root=True),
+    *_role_routes(root=False),
+    *_DATA_PLANE_TOKENS,
+    *_GRAPH,
+    *_IDENTITY_ROUTES,
+    *_SERVICE,
+)
