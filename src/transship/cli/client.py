@@ -23,16 +23,33 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from pydantic import MISSING, BaseModel, ConfigDict, Field, ValidationError
+
 from transship import __version__
-from transship.cli.profile import SERVICE_PRINCIPAL, Profile
+from transship.cli.profile import INFO_KEYS, SERVICE_PRINCIPAL, Profile
+from transship.wire.acr import OciError, OciErrorItem
+from transship.wire.arm import (
+    ArmError,
+    ArmErrorDetail,
+    OperationStatus,
+    Registry,
+    RegistryCredentials,
+    ServiceInfo,
+)
+from transship.wire.bodies import ImportImageParameters, RegistryBody, RegistryProperties
+from transship.wire.identity import AccessToken, OAuthError, RegistryAccessToken
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 API_VERSION = "2025-04-01"
 PROVIDER = "Microsoft.ContainerRegistry"
 AUTHORIZATION = "providers/Microsoft.Authorization"
 DIRECTORY = "/transship/v1"
+INFO = f"{DIRECTORY}/info"
 USER_AGENT = f"transship-cli/{__version__}"
 DEFAULT_TIMEOUT = 60.0
 PAGE_SIZE = 100
@@ -64,6 +81,57 @@ class TransportError(Exception):
     """The server could not be reached or answered with something that is not HTTP."""
 
 
+class AnswerMismatch(TransportError):
+    """The server answered a request with a body that is not the wire model the request
+    answers with (another version of the service, or a proxy in between)."""
+
+
+def parse_answer(response: Response, model: type[M], request: str) -> M:
+    """The body of `response` as `model`. Raises AnswerMismatch naming `request` (`GET
+    /path`), the model and the first field that does not fit."""
+    try:
+        return model.model_validate_json(response.body)
+    except ValidationError as exc:
+        raise AnswerMismatch(
+            f"the server's answer to {request} is not a {model_name(model)}: {_problem(exc)}"
+        ) from None
+
+
+def model_name(model: type[BaseModel]) -> str:
+    """`Registry`, or `list of Registry` for a page of them."""
+    generic = model.__pydantic_generic_metadata__
+    if generic["origin"] is Page and generic["args"]:
+        return f"list of {generic['args'][0].__name__}"
+    return model.__name__
+
+
+def _problem(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    return f"{where}: {first['msg']}"
+
+
+def unchecked(model: type[M], **fields: Any) -> M:
+    """A request body of `fields` (by field name, nested bodies built likewise), not
+    validated here: the server validates it and its refusal names the field, as for any
+    client."""
+    return model.model_construct(**fields)
+
+
+def dump_body(body: BaseModel) -> Any:
+    """A request model as the JSON value sent: by alias, fields not given left out."""
+    return body.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Page(BaseModel, Generic[M]):
+    """One page of an ARM listing: `{"value": […], "nextLink": …}`."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    value: list[M]
+    next_link: str | None = Field(default=None, alias="nextLink")
+
+
 @dataclass(eq=False)
 class ApiError(Exception):
     """The service refused a request: an ARM `{"error":…}` or OCI `{"errors":[…]}` envelope."""
@@ -72,7 +140,7 @@ class ApiError(Exception):
     code: str
     message: str
     target: str | None = None
-    details: list[Any] = field(default_factory=list)
+    details: Sequence[ArmErrorDetail | OciErrorItem] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"({self.code}) {self.message}"
@@ -88,47 +156,32 @@ class Response:
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
 
-    def json(self) -> Any:
-        if not self.body:
-            return {}
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            raise TransportError(
-                f"the server answered {self.status} with a body that is not JSON"
-            ) from None
-
 
 def error_from(status: int, reason: str, body: bytes) -> ApiError:
     """The service's error envelope as an ApiError: ARM's `{"error":{…}}`, OCI's
     `{"errors":[…]}`, OAuth's `{"error": code, "error_description": …}`, or the bare status."""
-    try:
-        data = json.loads(body) if body else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, str) and error:
-            return ApiError(status, error, str(data.get("error_description") or ""))
-        if isinstance(error, dict) and error.get("code"):
-            details = error.get("details")
+    for envelope in (ArmError, OciError, OAuthError):
+        try:
+            found = envelope.model_validate_json(body)
+        except ValidationError:
+            continue
+        if isinstance(found, ArmError):
+            error = found.error
             return ApiError(
                 status,
-                str(error["code"]),
-                str(error.get("message") or ""),
-                target=error.get("target") if isinstance(error.get("target"), str) else None,
-                details=details if isinstance(details, list) else [],
+                error.code,
+                error.message,
+                target=error.target if isinstance(error.target, str) else None,
+                details=list(error.details) if isinstance(error.details, list) else [],
             )
-        errors = data.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            first = errors[0]
-            message = str(first.get("message") or "")
-            detail = first.get("detail")
-            if detail and not isinstance(detail, dict | list):
+        if isinstance(found, OciError):
+            first = found.errors[0]
+            message, detail = first.message, first.detail
+            if detail is not MISSING and detail and not isinstance(detail, dict | list):
                 message = f"{message}: {detail}" if message else str(detail)
-            return ApiError(
-                status, str(first.get("code") or f"HTTP{status}"), message, details=errors[1:]
-            )
+            return ApiError(status, first.code, message, details=found.errors[1:])
+        if isinstance(found, OAuthError):
+            return ApiError(status, found.error, found.error_description)
     text = body.decode("utf-8", "replace").strip()[:200] if body else ""
     return ApiError(status, f"HTTP{status}", f"{reason}{': ' + text if text else ''}")
 
@@ -208,7 +261,7 @@ class HttpClient:
         url: str,
         *,
         query: Mapping[str, str] | None = None,
-        body: Any = None,
+        body: BaseModel | None = None,
         form: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         authorization: str | None = None,
@@ -224,7 +277,7 @@ class HttpClient:
             payload = urlencode(form).encode()
             send["Content-Type"] = "application/x-www-form-urlencoded"
         elif body is not None:
-            payload = json.dumps(body).encode()
+            payload = json.dumps(dump_body(body)).encode()
             send["Content-Type"] = "application/json"
         send.update(headers or {})
         connection: http.client.HTTPConnection
@@ -294,11 +347,8 @@ class TokenAuth:
         if self._tenant is None:
             if self.kind != SERVICE_PRINCIPAL:
                 raise TransportError("a user's login needs its tenant")
-            data = self._http.request("GET", "/transship/v1/info", authorization=self.basic).json()
-            tenant = data.get("tenantId") if isinstance(data, dict) else None
-            if not isinstance(tenant, str) or not tenant:
-                raise TransportError("GET /transship/v1/info did not name the tenant")
-            self._tenant = tenant
+            response = self._http.request("GET", INFO, authorization=self.basic)
+            self._tenant = parse_answer(response, ServiceInfo, f"GET {INFO}").tenant_id
         return self._tenant
 
     def header(self) -> str:
@@ -328,22 +378,17 @@ class TokenAuth:
                 "username": self.username,
                 "password": self._password,
             }
-        data = self._http.request(
-            "POST", f"/{_seg(self.tenant())}/oauth2/v2.0/token", form=form
-        ).json()
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise TransportError("the token endpoint answered without an access_token")
-        lifetime = data.get("expires_in")
-        try:
-            seconds = float(lifetime) if lifetime is not None else 300.0
-        except (TypeError, ValueError):
-            seconds = 300.0
-        return token, max(seconds, 0.0)
+        path = f"/{_seg(self.tenant())}/oauth2/v2.0/token"
+        response = self._http.request("POST", path, form=form)
+        token = parse_answer(response, AccessToken, f"POST {path}")
+        return token.access_token, float(token.expires_in)
 
 
 class ManagementApi:
-    """The ARM-style management API (and the Transship extensions) for one login."""
+    """The ARM-style management API (and the Transship extensions) for one login.
+
+    Every answer is parsed into its wire model (`transship.wire`); a body that does not fit
+    raises AnswerMismatch. Request bodies are wire request models (`transship.wire.bodies`)."""
 
     def __init__(self, profile: Profile, http: HttpClient | None = None) -> None:
         self.profile = profile
@@ -358,7 +403,7 @@ class ManagementApi:
         url: str,
         *,
         query: Mapping[str, str] | None = None,
-        body: Any = None,
+        body: BaseModel | None = None,
         expect: Sequence[int] = (),
     ) -> Response:
         """One request with a bearer token; when the server refuses a token cached from an
@@ -386,7 +431,7 @@ class ManagementApi:
         method: str,
         url: str,
         *,
-        body: Any = None,
+        body: BaseModel | None = None,
         expect: Sequence[int] = (),
         query: Mapping[str, str] | None = None,
     ) -> Response:
@@ -399,22 +444,32 @@ class ManagementApi:
             expect=expect,
         )
 
-    def fetch_info(self) -> dict[str, Any]:
-        data = self.send("GET", "/transship/v1/info").json()
-        if not isinstance(data, dict):
-            raise TransportError("GET /transship/v1/info did not return an object")
-        return data
+    def answer(
+        self,
+        method: str,
+        url: str,
+        model: type[M],
+        *,
+        body: BaseModel | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> M:
+        """An ARM call whose answer is a `model`. Raises ApiError, TransportError, or
+        AnswerMismatch for a body that is not a `model`."""
+        response = self.call(method, url, body=body, query=query)
+        return parse_answer(response, model, request_line(method, url))
+
+    def fetch_info(self) -> ServiceInfo:
+        return parse_answer(self.send("GET", INFO), ServiceInfo, f"GET {INFO}")
 
     @property
     def info(self) -> dict[str, str]:
+        """The service's coordinates (what a profile keeps): subscriptionId, resourceGroup,
+        location, tenantId, loginServerSuffix, version."""
         if self._info is None:
-            data = self.fetch_info()
-            missing = [
-                k for k in ("subscriptionId", "resourceGroup", "location") if not data.get(k)
-            ]
-            if missing:
-                raise TransportError(f"GET /transship/v1/info lacks {', '.join(missing)}")
-            self._info = {k: str(v) for k, v in data.items() if isinstance(v, str | int)}
+            found = self.fetch_info()
+            if not found.subscription_id:
+                raise TransportError(f"GET {INFO} lacks subscriptionId")
+            self._info = info_of(found)
         return self._info
 
     @property
@@ -445,81 +500,94 @@ class ManagementApi:
     def registry_id(self, name: str, resource_group: str | None = None) -> str:
         return f"{self.group_scope(resource_group)}/providers/{PROVIDER}/registries/{_seg(name)}"
 
-    def list_registries(self, resource_group: str | None = None) -> list[dict[str, Any]]:
+    def list_registries(self, resource_group: str | None = None) -> list[Registry]:
         scope = f"/subscriptions/{_seg(self.subscription)}"
         if resource_group:
             scope += f"/resourceGroups/{_seg(resource_group)}"
-        return self._values(f"{scope}/providers/{PROVIDER}/registries")
+        return self.values(f"{scope}/providers/{PROVIDER}/registries", Registry)
 
-    def get_registry(self, name: str, resource_group: str | None = None) -> dict[str, Any]:
-        return _object(self.call("GET", self.registry_id(name, resource_group)))
+    def get_registry(self, name: str, resource_group: str | None = None) -> Registry:
+        return self.answer("GET", self.registry_id(name, resource_group), Registry)
 
     def put_registry(
-        self, name: str, body: dict[str, Any], resource_group: str | None = None
-    ) -> dict[str, Any]:
-        return _object(self.call("PUT", self.registry_id(name, resource_group), body=body))
+        self, name: str, body: RegistryBody, resource_group: str | None = None
+    ) -> Registry:
+        return self.answer("PUT", self.registry_id(name, resource_group), Registry, body=body)
 
     def patch_registry(
-        self, name: str, properties: dict[str, Any], resource_group: str | None = None
-    ) -> dict[str, Any]:
-        return _object(
-            self.call(
-                "PATCH", self.registry_id(name, resource_group), body={"properties": properties}
-            )
-        )
+        self, name: str, properties: RegistryProperties, resource_group: str | None = None
+    ) -> Registry:
+        body = RegistryBody(properties=properties)
+        return self.answer("PATCH", self.registry_id(name, resource_group), Registry, body=body)
 
     def delete_registry(self, name: str, resource_group: str | None = None) -> bool:
         """True when deleted, False when there was nothing to delete (204)."""
         return self.delete(self.registry_id(name, resource_group))
 
-    def registry_action(
-        self, name: str, action: str, body: Any = None, resource_group: str | None = None
-    ) -> dict[str, Any]:
-        """`POST {registry}/{action}` (listCredentials, regenerateCredential,
-        generateCredentials)."""
-        return _object(
-            self.call("POST", f"{self.registry_id(name, resource_group)}/{action}", body=body)
-        )
+    def registry_credentials(
+        self,
+        name: str,
+        action: str,
+        body: BaseModel | None = None,
+        resource_group: str | None = None,
+    ) -> RegistryCredentials:
+        """`POST {registry}/{action}`: listCredentials or regenerateCredential."""
+        url = f"{self.registry_id(name, resource_group)}/{action}"
+        return self.answer("POST", url, RegistryCredentials, body=body)
 
     # -- the directory (/transship/v1) -----------------------------------------------------
-    def directory(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def directory(self, method: str, path: str, model: type[M], body: BaseModel | None = None) -> M:
         """A call to the service's directory API (`/transship/v1/…`; no api-version)."""
-        return _object(self.send(method, f"{DIRECTORY}{path}", body=body))
+        url = f"{DIRECTORY}{path}"
+        return parse_answer(self.send(method, url, body=body), model, f"{method} {url}")
 
-    def directory_values(self, path: str) -> list[dict[str, Any]]:
-        page = self.directory("GET", path).get("value")
-        if not isinstance(page, list):
-            raise TransportError(f"GET {DIRECTORY}{path} did not return a value list")
-        return [v for v in page if isinstance(v, dict)]
+    def directory_delete(self, path: str) -> None:
+        """`DELETE /transship/v1{path}` (answered 204, no body)."""
+        self.send("DELETE", f"{DIRECTORY}{path}")
+
+    def directory_values(self, path: str, item: type[M]) -> list[M]:
+        return self.directory("GET", path, Page[item]).value  # type: ignore[valid-type]
 
     # -- generic resources --------------------------------------------------------------
-    def get(self, url: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        return _object(self.call("GET", url, query=query))
+    def get(self, url: str, model: type[M], query: Mapping[str, str] | None = None) -> M:
+        return self.answer("GET", url, model, query=query)
 
-    def put(self, url: str, body: Any) -> dict[str, Any]:
-        return _object(self.call("PUT", url, body=body))
+    def put(self, url: str, body: BaseModel, model: type[M]) -> M:
+        return self.answer("PUT", url, model, body=body)
 
-    def post(self, url: str, body: Any = None) -> dict[str, Any]:
-        return _object(self.call("POST", url, body=body))
+    def post(self, url: str, model: type[M], body: BaseModel | None = None) -> M:
+        return self.answer("POST", url, model, body=body)
 
     def delete(self, url: str) -> bool:
         """True when deleted, False when there was nothing to delete (204)."""
         return self.call("DELETE", url).status != 204
 
-    def values(self, url: str, query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Every item of a `{"value": […], "nextLink": …}` listing."""
-        return self._values(url, query)
+    def values(self, url: str, item: type[M], query: Mapping[str, str] | None = None) -> list[M]:
+        """Every item of a `{"value": […], "nextLink": …}` listing, each an `item`."""
+        page_model: type[Page[M]] = Page[item]  # type: ignore[valid-type]
+        values: list[M] = []
+        next_url: str | None = url
+        while next_url:
+            # The first page takes `query`; a nextLink carries its own.
+            page = self.answer(
+                "GET", next_url, page_model, query=query if next_url == url else None
+            )
+            values += page.value
+            next_url = page.next_link or None
+        return values
 
     # -- imports ------------------------------------------------------------------------
     def import_image(
-        self, name: str, parameters: dict[str, Any], resource_group: str | None = None
+        self, name: str, parameters: ImportImageParameters, resource_group: str | None = None
     ) -> Response:
         return self.call(
             "POST", f"{self.registry_id(name, resource_group)}/importImage", body=parameters
         )
 
-    def list_imports(self, name: str, resource_group: str | None = None) -> list[dict[str, Any]]:
-        return self._values(f"{self.registry_id(name, resource_group)}/importOperations")
+    def list_imports(self, name: str, resource_group: str | None = None) -> list[OperationStatus]:
+        return self.values(
+            f"{self.registry_id(name, resource_group)}/importOperations", OperationStatus
+        )
 
     def operation_status_url(self, operation_id: str) -> str:
         return (
@@ -527,29 +595,33 @@ class ManagementApi:
             f"/locations/{_seg(self.location)}/operationStatuses/{_seg(operation_id)}"
         )
 
-    def get_operation(self, operation_id: str) -> dict[str, Any]:
-        return _object(self.call("GET", self.operation_status_url(operation_id)))
+    def get_operation(self, operation_id: str) -> OperationStatus:
+        return self.answer("GET", self.operation_status_url(operation_id), OperationStatus)
 
     def get_operation_url(self, url: str) -> Response:
         """Poll a status URL the server handed out (re-based onto this server)."""
         return self.call("GET", url)
 
-    def cancel_operation(self, operation_id: str) -> dict[str, Any]:
-        return _object(self.call("POST", f"{self.operation_status_url(operation_id)}/cancel"))
+    def cancel_operation(self, operation_id: str) -> OperationStatus:
+        url = f"{self.operation_status_url(operation_id)}/cancel"
+        return self.answer("POST", url, OperationStatus)
 
-    def _values(self, url: str, query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        values: list[dict[str, Any]] = []
-        next_url: str | None = url
-        while next_url:
-            # The first page takes `query`; a nextLink carries its own.
-            data = _object(self.call("GET", next_url, query=query if next_url == url else None))
-            page = data.get("value")
-            if not isinstance(page, list):
-                raise TransportError(f"GET {url} did not return a value list")
-            values += [v for v in page if isinstance(v, dict)]
-            link = data.get("nextLink")
-            next_url = link if isinstance(link, str) and link else None
-        return values
+
+def info_of(found: ServiceInfo) -> dict[str, str]:
+    """The service's coordinates a profile keeps (`INFO_KEYS`; those the server gave)."""
+    values = {
+        "subscriptionId": found.subscription_id,
+        "resourceGroup": found.resource_group,
+        "location": found.location,
+        "loginServerSuffix": found.login_server_suffix,
+        "version": found.version,
+    }
+    return {key: value for key, value in values.items() if key in INFO_KEYS and value}
+
+
+def request_line(method: str, url: str) -> str:
+    """`GET /path` for a message (the path of `url`, without origin or query)."""
+    return f"{method} {urlsplit(url).path or url}"
 
 
 class DataPlane:
@@ -594,20 +666,29 @@ class DataPlane:
         if scheme == "bearer" and params.get("realm"):
             query = {k: v for k, v in params.items() if k in ("service", "scope") and v}
             headers = {"Host": self.login_server} if self.login_server else {}
-            token = self.http.request(
+            realm = self.http.request(
                 "GET", params["realm"], query=query, headers=headers, authorization=self._basic
-            ).json()
-            value = (
-                token.get("access_token") or token.get("token") if isinstance(token, dict) else None
             )
-            if isinstance(value, str) and value:
-                return f"Bearer {value}"
+            token = parse_answer(realm, RegistryAccessToken, request_line("GET", params["realm"]))
+            return f"Bearer {token.access_token or token.token}"
         raise error_from(401, "Unauthorized", response.body)
 
+    def answer(self, method: str, url: str, model: type[M]) -> M:
+        """`method url` answered with a `model`. Raises ApiError, TransportError, or
+        AnswerMismatch."""
+        return parse_answer(self.request(method, url), model, request_line(method, url))
+
     def pages(
-        self, url: str, key: str, *, query: Mapping[str, str] | None = None, top: int | None = None
-    ) -> Iterator[Any]:
-        """Every item of `key` across the `Link: <…>; rel="next"` pages (at most `top`)."""
+        self,
+        url: str,
+        model: type[M],
+        items: Callable[[M], Sequence[T]],
+        *,
+        query: Mapping[str, str] | None = None,
+        top: int | None = None,
+    ) -> Iterator[T]:
+        """Every item (`items` of each page, a `model`) across the `Link: <…>; rel="next"`
+        pages (at most `top`)."""
         produced = 0
         params = dict(query or {})
         next_url: str | None = url
@@ -615,15 +696,14 @@ class DataPlane:
             # The page size (and any filter) is ours; `last` comes from the link.
             params["n"] = str(PAGE_SIZE if top is None else min(PAGE_SIZE, top - produced))
             response = self.request("GET", next_url, params)
-            data = response.json()
-            items = data.get(key) if isinstance(data, dict) else None
-            for item in items or []:
+            page = items(parse_answer(response, model, request_line("GET", next_url)))
+            for item in page:
                 if top is not None and produced >= top:
                     return
                 produced += 1
                 yield item
             following = next_link(response.header("Link"))
-            if following == next_url or not items:
+            if following == next_url or not page:
                 return
             next_url = following
 
@@ -646,15 +726,6 @@ def scope_path(scope: str) -> str:
     a trailing slash, each segment quoted."""
     text = scope.strip().strip("/")
     return "" if not text else "/" + "/".join(_seg(part) for part in text.split("/"))
-
-
-def _object(response: Response) -> dict[str, Any]:
-    data = response.json()
-    if not isinstance(data, dict):
-        raise TransportError(
-            f"the server answered {response.status} with JSON that is not an object"
-        )
-    return data
 
 
 def _complete(info: Mapping[str, str]) -> bool:

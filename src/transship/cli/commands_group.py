@@ -10,6 +10,8 @@ import click
 from transship.cli.client import seg
 from transship.cli.common import CONTEXT, api, confirm, service_command, yes_option
 from transship.cli.output import JSON, emit, emit_json, output_option
+from transship.wire.arm import ResourceGroup
+from transship.wire.bodies import ResourceGroupBody
 
 COLUMNS = ("NAME", "LOCATION", "STATE")
 
@@ -25,12 +27,8 @@ group_name_option = click.option(
 )
 
 
-def group_row(group: dict[str, Any]) -> tuple[Any, ...]:
-    return (
-        group.get("name"),
-        group.get("location"),
-        (group.get("properties") or {}).get("provisioningState"),
-    )
+def group_row(group: ResourceGroup) -> tuple[Any, ...]:
+    return (group.name, group.location, group.properties.provisioning_state)
 
 
 @click.group(context_settings=CONTEXT)
@@ -52,8 +50,10 @@ def create(name: str, location: str | None, output: str) -> None:
       transship group create -n team-a --location west -o json
     """
     management = api()
-    body = {"location": location or management.location}
-    created = management.put(f"{management.subscription_scope()}/resourcegroups/{seg(name)}", body)
+    body = ResourceGroupBody(location=location or management.location)
+    created = management.put(
+        f"{management.subscription_scope()}/resourcegroups/{seg(name)}", body, ResourceGroup
+    )
     emit(output, created, COLUMNS, lambda g: [group_row(g)])
 
 
@@ -69,7 +69,7 @@ def list_groups(output: str) -> None:
       transship group list -o json
     """
     management = api()
-    groups = management.values(f"{management.subscription_scope()}/resourcegroups")
+    groups = management.values(f"{management.subscription_scope()}/resourcegroups", ResourceGroup)
     emit(output, groups, COLUMNS, lambda v: [group_row(g) for g in v], empty="No resource groups.")
 
 
@@ -85,7 +85,9 @@ def show(name: str, output: str) -> None:
       transship group show --name team-a
     """
     management = api()
-    found = management.get(f"{management.subscription_scope()}/resourcegroups/{seg(name)}")
+    found = management.get(
+        f"{management.subscription_scope()}/resourcegroups/{seg(name)}", ResourceGroup
+    )
     emit(output, found, COLUMNS, lambda g: [group_row(g)])
 
 

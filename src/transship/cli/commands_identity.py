@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from transship.cli import profile as profiles
-from transship.cli.client import ManagementApi, is_guid, seg
+from transship.cli.client import ManagementApi, is_guid, seg, unchecked
 from transship.cli.common import CONTEXT, api, confirm, read_secret, service_command, yes_option
 from transship.cli.output import (
     JSON,
@@ -30,6 +30,14 @@ from transship.cli.output import (
     output_option,
     short_time,
     warn,
+)
+from transship.wire.arm import CreatedTenant, Principal, PrincipalWithSecret, Subscription
+from transship.wire.bodies import (
+    CredentialResetBody,
+    ServicePrincipalBody,
+    SubscriptionBody,
+    TenantBody,
+    UserBody,
 )
 
 SHOWN_ONCE = "The secret is shown only this once: store it safely now."
@@ -60,12 +68,15 @@ principal_id_option = click.option(
 )
 
 
-def sp_row(sp: dict[str, Any]) -> tuple[Any, ...]:
-    return (sp.get("displayName"), sp.get("appId"), sp.get("objectId"))
+def sp_row(sp: Principal) -> tuple[Any, ...]:
+    return (sp.display_name, sp.app_id if isinstance(sp.app_id, str) else None, sp.object_id)
 
 
-def user_row(user: dict[str, Any]) -> tuple[Any, ...]:
-    return (user.get("userName") or user.get("displayName"), user.get("objectId"))
+def user_row(user: Principal) -> tuple[Any, ...]:
+    return (
+        user.user_name if isinstance(user.user_name, str) else user.display_name,
+        user.object_id,
+    )
 
 
 def _check_writable(path: Path | None) -> None:
@@ -78,7 +89,7 @@ def _check_writable(path: Path | None) -> None:
         raise click.BadParameter(f"cannot write into {directory}", param_hint="--credential-file")
 
 
-def _save_credential(path: Path | None, data: dict[str, Any]) -> bool:
+def _save_credential(path: Path | None, data: dict[str, str | None]) -> bool:
     """Write the credential file; False (after a warning) when that failed, so the caller
     prints the secret rather than lose it."""
     if path is None:
@@ -97,18 +108,17 @@ def _save_credential(path: Path | None, data: dict[str, Any]) -> bool:
 
 def _emit_secret(
     output: str,
-    body: dict[str, Any],
+    body: PrincipalWithSecret | CreatedTenant,
     columns: tuple[str, ...],
     row: tuple[Any, ...],
     secret_label: str,
-    secret: Any,
+    secret: str,
     saved: bool,
 ) -> None:
     """The server's answer; without the secret when it went to a file."""
-    if saved:
-        body = _without_secret(body)
     if output == JSON:
-        emit_json(body)
+        answer = body.model_dump(mode="json", by_alias=True)
+        emit_json(_without_secret(answer) if saved else answer)
         if not saved:
             info(SHOWN_ONCE)
         return
@@ -118,12 +128,11 @@ def _emit_secret(
         info(SHOWN_ONCE)
 
 
-def _without_secret(body: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in body.items() if k != "password"}
-    for key, value in out.items():
-        if isinstance(value, dict):
-            out[key] = _without_secret(value)
-    return out
+def _without_secret(value: object) -> object:
+    """A JSON value without its `password` members, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_secret(v) for k, v in value.items() if k != "password"}
+    return value
 
 
 def principal_path(kind: str, ident: str) -> str:
@@ -133,13 +142,13 @@ def principal_path(kind: str, ident: str) -> str:
 _KINDS = {"servicePrincipals": ("ServicePrincipal", "service principal"), "users": ("User", "user")}
 
 
-def require_kind(management: ManagementApi, kind: str, ident: str) -> dict[str, Any]:
+def require_kind(management: ManagementApi, kind: str, ident: str) -> Principal:
     """The principal `ident`, which must be of `kind` (servicePrincipals or users): the
     directory finds any principal by any of its ids. Raises CommandFailed."""
-    found = management.directory("GET", principal_path(kind, ident))
+    found = management.directory("GET", principal_path(kind, ident), Principal)
     wanted, noun = _KINDS[kind]
-    if found.get("kind") != wanted:
-        raise CommandFailed(f"'{ident}' is not a {noun} but a {found.get('kind') or 'principal'}")
+    if found.kind != wanted:
+        raise CommandFailed(f"'{ident}' is not a {noun} but a {found.kind}")
     return found
 
 
@@ -186,27 +195,26 @@ def sp_create(display_name: str, years: int, credential_file: Path | None, outpu
         transship identity sp create -n ci-pipeline --years 2 -o json
     """
     _check_writable(credential_file)
-    created = api().directory(
-        "POST", "/servicePrincipals", {"displayName": display_name, "years": years}
-    )
+    body = unchecked(ServicePrincipalBody, display_name=display_name, years=years)
+    created = api().directory("POST", "/servicePrincipals", PrincipalWithSecret, body)
     saved = _save_credential(credential_file, _credential_of(created))
     _emit_secret(
         output,
         created,
         (*SP_COLUMNS, "TENANT"),
-        (*sp_row(created), created.get("tenantId")),
+        (*sp_row(created), created.tenant_id),
         "Client secret",
-        created.get("password"),
+        created.password,
         saved,
     )
 
 
-def _credential_of(principal: dict[str, Any]) -> dict[str, Any]:
+def _credential_of(principal: PrincipalWithSecret) -> dict[str, str | None]:
     """A service principal's credential in the format of the server's owner-credential.json."""
     return {
-        "tenantId": principal.get("tenantId"),
-        "clientId": principal.get("appId"),
-        "clientSecret": principal.get("password"),
+        "tenantId": principal.tenant_id,
+        "clientId": principal.app_id,
+        "clientSecret": principal.password,
     }
 
 
@@ -221,7 +229,7 @@ def sp_list(output: str) -> None:
       transship identity sp list
       transship identity sp list -o json
     """
-    values = api().directory_values("/servicePrincipals")
+    values = api().directory_values("/servicePrincipals", Principal)
     emit(
         output, values, SP_COLUMNS, lambda v: [sp_row(x) for x in v], empty="No service principals."
     )
@@ -247,9 +255,10 @@ def sp_show(ident: str, output: str) -> None:
             (
                 *sp_row(v),
                 [
-                    f"{c.get('hint')}… until {short_time(c.get('endDateTime'))}"
-                    for c in v.get("passwordCredentials") or []
-                    if isinstance(c, dict)
+                    f"{c.hint}… until {short_time(c.end_date_time)}"
+                    for c in (
+                        v.password_credentials if isinstance(v.password_credentials, list) else []
+                    )
                 ],
             )
         ],
@@ -272,7 +281,7 @@ def sp_delete(ident: str, yes: bool, output: str) -> None:
     confirm(f"Delete service principal '{ident}' and its role assignments?", yes)
     management = api()
     require_kind(management, "servicePrincipals", ident)
-    management.directory("DELETE", principal_path("servicePrincipals", ident))
+    management.directory_delete(principal_path("servicePrincipals", ident))
     if output == JSON:
         emit_json({"id": ident, "deleted": True})
     else:
@@ -312,16 +321,17 @@ def sp_credential_reset(
     found = api().directory(
         "POST",
         f"{principal_path('servicePrincipals', ident)}/credentials/reset",
-        {"append": append, "years": years},
+        PrincipalWithSecret,
+        unchecked(CredentialResetBody, append=append, years=years),
     )
     saved = _save_credential(credential_file, _credential_of(found))
     _emit_secret(
         output,
         found,
         (*SP_COLUMNS, "TENANT"),
-        (*sp_row(found), found.get("tenantId")),
+        (*sp_row(found), found.tenant_id),
         "Client secret",
-        found.get("password"),
+        found.password,
         saved,
     )
 
@@ -367,8 +377,9 @@ def user_create(user_name: str, password: str | None, password_stdin: bool, outp
         echo "$PASSWORD" | transship identity user create -n alice --password-stdin -o json
     """
     secret = read_secret(password, password_stdin, "Password", twice=True)
-    created = api().directory("POST", "/users", {"userName": user_name, "password": secret})
-    emit(output, created, (*USER_COLUMNS, "TENANT"), lambda v: [(*user_row(v), v.get("tenantId"))])
+    body = unchecked(UserBody, user_name=user_name, password=secret)
+    created = api().directory("POST", "/users", Principal, body)
+    emit(output, created, (*USER_COLUMNS, "TENANT"), lambda v: [(*user_row(v), v.tenant_id)])
 
 
 @user.command(name="list", context_settings=CONTEXT)
@@ -381,7 +392,7 @@ def user_list(output: str) -> None:
     Examples:
       transship identity user list
     """
-    values = api().directory_values("/users")
+    values = api().directory_values("/users", Principal)
     emit(output, values, USER_COLUMNS, lambda v: [user_row(x) for x in v], empty="No users.")
 
 
@@ -400,7 +411,7 @@ def user_delete(ident: str, yes: bool, output: str) -> None:
     confirm(f"Delete user '{ident}' and the user's role assignments?", yes)
     management = api()
     require_kind(management, "users", ident)
-    management.directory("DELETE", principal_path("users", ident))
+    management.directory_delete(principal_path("users", ident))
     if output == JSON:
         emit_json({"id": ident, "deleted": True})
     else:
@@ -462,35 +473,33 @@ def tenant_create(
         transship login --server localhost:5000 --credential-file team-a-owner.json
     """
     tenant_guid = _guid_option(tenant_id, "--tenant-id")
-    body: dict[str, Any] = {"displayName": display_name}
-    if subscription_id is not None:
-        body["subscriptionId"] = _guid_option(subscription_id, "--subscription-id")
+    body = unchecked(
+        TenantBody,
+        display_name=display_name,
+        subscription_id=None
+        if subscription_id is None
+        else _guid_option(subscription_id, "--subscription-id"),
+    )
     _check_writable(credential_file)
-    created = api().directory("PUT", f"/tenants/{seg(tenant_guid)}", body)
-    owner = created.get("owner") if isinstance(created.get("owner"), dict) else {}
-    assert isinstance(owner, dict)
+    created = api().directory("PUT", f"/tenants/{seg(tenant_guid)}", CreatedTenant, body)
+    owner = created.owner
     saved = _save_credential(
         credential_file,
         {
-            "tenantId": created.get("tenantId"),
-            "subscriptionId": created.get("subscriptionId"),
-            "resourceGroup": created.get("resourceGroup"),
-            "clientId": owner.get("appId"),
-            "clientSecret": owner.get("password"),
+            "tenantId": created.tenant_id,
+            "subscriptionId": created.subscription_id,
+            "resourceGroup": created.resource_group,
+            "clientId": owner.app_id,
+            "clientSecret": owner.password,
         },
     )
     _emit_secret(
         output,
         created,
         ("TENANT ID", "DISPLAY NAME", "SUBSCRIPTION ID", "OWNER APP ID"),
-        (
-            created.get("tenantId"),
-            created.get("displayName"),
-            created.get("subscriptionId"),
-            owner.get("appId"),
-        ),
+        (created.tenant_id, created.display_name, created.subscription_id, owner.app_id),
         "Owner client secret",
-        owner.get("password"),
+        owner.password,
         saved,
     )
 
@@ -536,15 +545,11 @@ def subscription_create(
       transship identity subscription create -n "Team A prod" --tenant $TENANT_ID -o json
     """
     subscription_guid = _guid_option(subscription_id, "--subscription-id")
-    body: dict[str, Any] = {"displayName": display_name}
-    if tenant_id:
-        body["tenantId"] = tenant_id
-    created = api().directory("PUT", f"/subscriptions/{seg(subscription_guid)}", body)
+    body = unchecked(SubscriptionBody, display_name=display_name, tenant_id=tenant_id or None)
+    created = api().directory("PUT", f"/subscriptions/{seg(subscription_guid)}", Subscription, body)
     emit(
         output,
         created,
         ("SUBSCRIPTION ID", "DISPLAY NAME", "TENANT ID", "STATE"),
-        lambda v: [
-            (v.get("subscriptionId"), v.get("displayName"), v.get("tenantId"), v.get("state"))
-        ],
+        lambda v: [(v.subscription_id, v.display_name, v.tenant_id, v.state)],
     )

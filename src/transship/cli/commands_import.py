@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,10 @@ from transship.cli.client import (
     Response,
     TransportError,
     is_arm_id,
+    parse_answer,
     parse_retry_after,
+    request_line,
+    unchecked,
 )
 from transship.cli.common import (
     CONTEXT,
@@ -44,6 +48,8 @@ from transship.cli.output import (
     warn,
 )
 from transship.cli.progress import Counters, ImportProgress
+from transship.wire.arm import ImportFailure, OperationError, OperationStatus, Registry
+from transship.wire.bodies import ImportImageParameters, ImportSource, ImportSourceCredentials
 
 MIN_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 2.0
@@ -51,7 +57,16 @@ POLL_RETRIES = 3  # consecutive transient failures (connection, 5xx) tolerated w
 TERMINAL = {"succeeded", "failed", "canceled"}
 sleep = time.sleep  # replaced in tests
 
-Registries = Callable[[], list[dict[str, Any]]]
+Registries = Callable[[], list[Registry]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an import stands: its status, and the operation as last read (None when the
+    server gave no body, e.g. only a result URL was followed)."""
+
+    status: str
+    operation: OperationStatus | None
 
 
 def looks_like_host(component: str) -> bool:
@@ -60,14 +75,14 @@ def looks_like_host(component: str) -> bool:
 
 
 def _find_registry(
-    registries: list[dict[str, Any]], login_server: str, name: str | None = None
-) -> dict[str, Any] | None:
+    registries: list[Registry], login_server: str, name: str | None = None
+) -> Registry | None:
     """The one registry whose login server (or name) matches, case-insensitively."""
     matches = [
         r
         for r in registries
-        if str((r.get("properties") or {}).get("loginServer") or "").lower() == login_server.lower()
-        or (name is not None and str(r.get("name") or "").lower() == name.lower())
+        if (r.properties.login_server or "").lower() == login_server.lower()
+        or (name is not None and r.name.lower() == name.lower())
     ]
     if len(matches) > 1:
         warn(
@@ -86,7 +101,7 @@ def build_parameters(
     images: Sequence[str] = (),
     repositories: Sequence[str] = (),
     force: bool = False,
-) -> dict[str, Any]:
+) -> ImportImageParameters:
     """ImportImageParameters for the flags, as `az acr import` builds them.
 
     `registries()` lists the service's registries (called only when a name or login server
@@ -99,7 +114,7 @@ def build_parameters(
         )
     if not source:
         raise click.UsageError("--source is empty")
-    body_source: dict[str, Any]
+    body_source: ImportSource
     if source_registry:
         if password:
             warn(
@@ -107,7 +122,7 @@ def build_parameters(
                 "registry (as with az acr import)"
             )
         if is_arm_id(source_registry):
-            body_source = {"resourceId": source_registry, "sourceImage": source}
+            body_source = unchecked(ImportSource, resource_id=source_registry, source_image=source)
         else:
             found = _find_registry(registries(), source_registry, source_registry)
             if found is None:
@@ -118,7 +133,7 @@ def build_parameters(
                     "--password for a private registry).",
                     code="ResourceNotFound",
                 )
-            login_server = str((found.get("properties") or {}).get("loginServer") or "")
+            login_server = found.properties.login_server or ""
             prefix = f"{login_server}/"
             if login_server and source.lower().startswith(prefix.lower()):
                 warn(
@@ -126,7 +141,7 @@ def build_parameters(
                     "already names the source registry"
                 )
                 source = source[len(prefix) :]
-            body_source = {"resourceId": found["id"], "sourceImage": source}
+            body_source = unchecked(ImportSource, resource_id=found.id, source_image=source)
     else:
         slash = source.find("/")
         if slash <= 0 or slash == len(source) - 1:
@@ -140,29 +155,32 @@ def build_parameters(
         if password:
             if not looks_like_host(host) and _find_registry(registries(), host) is None:
                 raise click.UsageError(_not_a_host(host))
-            credentials = {"password": password}
-            if username:
-                credentials = {"username": username, **credentials}
-            body_source = {"registryUri": host, "credentials": credentials, "sourceImage": image}
+            credentials = unchecked(
+                ImportSourceCredentials, username=username or None, password=password
+            )
+            body_source = unchecked(
+                ImportSource, registry_uri=host, credentials=credentials, source_image=image
+            )
         else:
             found = _find_registry(registries(), host)
             if found is not None:
-                body_source = {"resourceId": found["id"], "sourceImage": image}
+                body_source = unchecked(ImportSource, resource_id=found.id, source_image=image)
             elif looks_like_host(host):
-                body_source = {"registryUri": host, "sourceImage": image}
+                body_source = unchecked(ImportSource, registry_uri=host, source_image=image)
             else:
                 raise click.UsageError(_not_a_host(host))
-    parameters: dict[str, Any] = {"source": body_source}
-    if images:
-        parameters["targetTags"] = list(images)
-    if repositories:
-        parameters["untaggedTargetRepositories"] = list(repositories)
+    target_tags = list(images) or None
     if not images and not repositories:
-        image = body_source["sourceImage"]
+        image = body_source.source_image
         at = image.find("@")
-        parameters["targetTags"] = [image[:at] if at > 0 else image]
-    parameters["mode"] = "Force" if force else "NoForce"
-    return parameters
+        target_tags = [image[:at] if at > 0 else image]
+    return unchecked(
+        ImportImageParameters,
+        source=body_source,
+        target_tags=target_tags,
+        untagged_target_repositories=list(repositories) or None,
+        mode="Force" if force else "NoForce",
+    )
 
 
 def _not_a_host(host: str) -> str:
@@ -178,14 +196,9 @@ def poll_delay(retry_after: float | None) -> float:
     return min(max(MIN_POLL_SECONDS, retry_after or 0.0), MAX_POLL_SECONDS)
 
 
-def status_of(operation: dict[str, Any]) -> str:
-    return str(operation.get("status") or "").lower()
-
-
-def operation_id_of(operation: dict[str, Any], *urls: str | None) -> str:
-    name = operation.get("name")
-    if isinstance(name, str) and name:
-        return name
+def operation_id_of(operation: OperationStatus | None, *urls: str | None) -> str:
+    if operation is not None and operation.name:
+        return operation.name
     for url in urls:
         if url:
             return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
@@ -195,17 +208,13 @@ def operation_id_of(operation: dict[str, Any], *urls: str | None) -> str:
 def wait(
     api: ManagementApi,
     accepted: Response,
-    operation: dict[str, Any],
+    operation: OperationStatus | None,
     progress: ImportProgress,
-) -> dict[str, Any]:
-    """Poll until the operation ends; return its final OperationStatus."""
+) -> Outcome:
+    """Poll until the operation ends; return where it ended."""
     status_url = accepted.header("Azure-AsyncOperation")
-    if (
-        not status_url
-        and isinstance(operation.get("id"), str)
-        and "/operationStatuses/" in operation["id"]
-    ):
-        status_url = operation["id"]
+    if not status_url and operation is not None and "/operationStatuses/" in operation.id:
+        status_url = operation.id
     result_url = accepted.header("Location")
     if not status_url and not result_url:
         raise TransportError("the server accepted the import but gave no operation URL to follow")
@@ -217,18 +226,15 @@ def wait(
         try:
             if status_url:
                 response = api.get_operation_url(status_url)
-                current = response.json()
-                if not isinstance(current, dict):
-                    raise TransportError("the operation status is not a JSON object")
-                operation = current
+                operation = parse_answer(response, OperationStatus, request_line("GET", status_url))
                 progress.update(operation)
-                if status_of(operation) in TERMINAL:
-                    return operation
+                if operation.status.lower() in TERMINAL:
+                    return Outcome(operation.status, operation)
             else:
                 assert result_url is not None
                 response = api.get_operation_url(result_url)
                 if response.status != 202:
-                    return {**operation, "status": "Succeeded"}
+                    return Outcome("Succeeded", operation)
         except (TransportError, ApiError) as exc:
             transient = isinstance(exc, TransportError) or exc.status >= 500 or exc.status == 429
             failures += 1
@@ -240,36 +246,49 @@ def wait(
         delay = poll_delay(parse_retry_after(response.header("Retry-After")))
 
 
-def failure_details(operation: dict[str, Any]) -> list[str]:
-    properties = operation.get("properties") or {}
-    failed = properties.get("failure") or {}
+def failure_details(operation: OperationStatus | None) -> list[str]:
+    failed = operation.properties.failure if operation is not None else None
+    if not isinstance(failed, ImportFailure):
+        return []
     lines = []
-    if failed.get("step"):
-        lines.append(f"Step: {failed['step']}")
-    if failed.get("object"):
-        lines.append(f"Object: {failed['object']}")
-    if failed.get("upstreamStatus") is not None:
-        lines.append(f"Upstream status: {failed['upstreamStatus']}")
+    if failed.step:
+        lines.append(f"Step: {failed.step}")
+    if failed.object:
+        lines.append(f"Object: {failed.object}")
+    if failed.upstream_status is not None:
+        lines.append(f"Upstream status: {failed.upstream_status}")
     return lines
 
 
-def _seconds(operation: dict[str, Any]) -> float | None:
+def _seconds(operation: OperationStatus | None) -> float | None:
+    if operation is None or not isinstance(operation.end_time, str):
+        return None
     try:
-        start = datetime.fromisoformat(str(operation["startTime"]).replace("Z", "+00:00"))
-        end = datetime.fromisoformat(str(operation["endTime"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
+        start = datetime.fromisoformat(operation.start_time.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(operation.end_time.replace("Z", "+00:00"))
+    except ValueError:
         return None
     return max(0.0, (end - start).total_seconds())
 
 
-def _targets(operation: dict[str, Any]) -> list[str]:
-    properties = operation.get("properties") or {}
-    tags = properties.get("targetTags") or []
-    untagged = properties.get("untaggedTargetRepositories") or []
-    return [*map(str, tags), *(f"{r} (untagged)" for r in untagged)]
+def _targets(operation: OperationStatus | None) -> list[str]:
+    if operation is None:
+        return []
+    properties = operation.properties
+    untagged = properties.untagged_target_repositories
+    return [*properties.target_tags, *(f"{r} (untagged)" for r in untagged)]
 
 
-def _progress_text(operation: dict[str, Any]) -> str:
+def _end_time(operation: OperationStatus) -> str | None:
+    return operation.end_time if isinstance(operation.end_time, str) else None
+
+
+def _error(operation: OperationStatus | None) -> OperationError | None:
+    error = operation.error if operation is not None else None
+    return error if isinstance(error, OperationError) else None
+
+
+def _progress_text(operation: OperationStatus) -> str:
     c = Counters.of(operation)
     return (
         f"{human_bytes(c.bytes_done)}/{human_bytes(c.bytes_total)}, blobs {c.blobs_done}/"
@@ -280,16 +299,15 @@ def _progress_text(operation: dict[str, Any]) -> str:
 OPERATION_COLUMNS = ("OPERATION", "STATUS", "SOURCE", "TARGETS", "PROGRESS", "STARTED", "ENDED")
 
 
-def operation_row(operation: dict[str, Any]) -> Sequence[Any]:
-    properties = operation.get("properties") or {}
+def operation_row(operation: OperationStatus) -> Sequence[Any]:
     return (
-        operation.get("name"),
-        operation.get("status"),
-        properties.get("source"),
+        operation.name,
+        operation.status,
+        operation.properties.source,
         _targets(operation),
         _progress_text(operation),
-        short_time(operation.get("startTime")),
-        short_time(operation.get("endTime")),
+        short_time(operation.start_time),
+        short_time(_end_time(operation)),
     )
 
 
@@ -424,22 +442,21 @@ def import_(
         force=force,
     )
     accepted = management.import_image(registry, parameters, resource_group)
-    operation = accepted.json()
-    if not isinstance(operation, dict):
-        operation = {}
+    request = f"POST {management.registry_id(registry, resource_group)}/importImage"
+    operation = parse_answer(accepted, OperationStatus, request) if accepted.body else None
     status_url = accepted.header("Azure-AsyncOperation")
     result_url = accepted.header("Location")
     operation_id = operation_id_of(operation, status_url, result_url)
 
     if accepted.status == 200 and not status_url and not result_url:
-        operation = {**operation, "status": operation.get("status") or "Succeeded"}
+        outcome = Outcome(operation.status if operation else "Succeeded", operation)
     elif no_wait:
         if output == JSON:
-            emit_json({**operation, "azureAsyncOperation": status_url, "location": result_url})
+            started = operation.model_dump(mode="json", by_alias=True) if operation else {}
+            emit_json({**started, "azureAsyncOperation": status_url, "location": result_url})
         else:
-            click.echo(
-                f"Import started: operation {operation_id} ({operation.get('status', 'InProgress')})"
-            )
+            shown = operation.status if operation else "InProgress"
+            click.echo(f"Import started: operation {operation_id} ({shown})")
             if status_url:
                 click.echo(f"Status: {management.http.absolute(status_url)}")
             click.echo(f"Follow it with: {follow_up(registry, operation_id)}")
@@ -447,27 +464,30 @@ def import_(
     else:
         try:
             with ImportProgress(stderr_console(), source) as progress:
-                operation = wait(management, accepted, operation, progress)
+                outcome = wait(management, accepted, operation, progress)
         except KeyboardInterrupt:
             info(
                 f"\nStopped waiting; the import {operation_id} continues on the server.\n"
                 f"Follow it with: {follow_up(registry, operation_id)}"
             )
             ctx.exit(EXIT_INTERRUPTED)
-    report(operation, registry, operation_id, output)
+    report(outcome, registry, operation_id, output)
 
 
-def report(operation: dict[str, Any], registry: str, operation_id: str, output: str) -> None:
+def report(outcome: Outcome, registry: str, operation_id: str, output: str) -> None:
     """Print the outcome; raise CommandFailed (exit 1) unless it succeeded."""
-    status = status_of(operation)
+    operation = outcome.operation
+    status = outcome.status.lower()
     if output == JSON:
-        emit_json(operation)
+        if operation is None:
+            emit_json({"status": outcome.status})
+        else:
+            emit_json(operation.model_copy(update={"status": outcome.status}))
     if status == "succeeded":
         if output != JSON:
             c = Counters.of(operation)
-            properties = operation.get("properties") or {}
-            targets = _targets(operation) or properties.get("targetTags") or []
-            source = properties.get("source") or "the image"
+            targets = _targets(operation)
+            source = operation.properties.source if operation else "the image"
             click.echo(f"Imported {source} into {registry}: {', '.join(targets)}")
             seconds = _seconds(operation)
             took = f" in {seconds:.1f} s" if seconds is not None else ""
@@ -476,38 +496,38 @@ def report(operation: dict[str, Any], registry: str, operation_id: str, output: 
                 f"{human_bytes(c.bytes_total)}{took} (operation {operation_id})"
             )
         return
-    error = operation.get("error") or {}
+    error = _error(operation)
     details = [
         *failure_details(operation),
         f"Operation: {operation_id} ({follow_up(registry, operation_id)})",
     ]
     if status == "canceled":
         raise CommandFailed(
-            error.get("message") or "The import was canceled.",
-            code=error.get("code") or "OperationCanceled",
+            (error.message if error else None) or "The import was canceled.",
+            code=(error.code if error else None) or "OperationCanceled",
             details=details,
         )
     raise CommandFailed(
-        error.get("message") or f"The import ended with status {operation.get('status')!r}.",
-        code=error.get("code") or "ImportFailed",
+        (error.message if error else None) or f"The import ended with status {outcome.status!r}.",
+        code=(error.code if error else None) or "ImportFailed",
         details=details,
     )
 
 
-def _registry_check(operation: dict[str, Any], registry: str, operation_id: str) -> None:
-    owner = (operation.get("properties") or {}).get("registry")
-    if isinstance(owner, str) and owner and owner.lower() != registry.lower():
+def _registry_check(operation: OperationStatus, registry: str, operation_id: str) -> None:
+    owner = operation.properties.registry
+    if owner and owner.lower() != registry.lower():
         raise CommandFailed(
             f"Operation {operation_id} is an import into registry {owner!r}, not {registry!r}.",
             code="OperationNotFound",
         )
 
 
-def _show_operation(operation: dict[str, Any], output: str) -> None:
+def _show_operation(operation: OperationStatus, output: str) -> None:
     emit(output, operation, OPERATION_COLUMNS, lambda o: [operation_row(o)])
-    if output != JSON and operation.get("error"):
-        error = operation["error"]
-        click.echo(f"Error: ({error.get('code')}) {error.get('message')}")
+    error = _error(operation)
+    if output != JSON and error is not None:
+        click.echo(f"Error: ({error.code}) {error.message}")
         for line in failure_details(operation):
             click.echo(line)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
 from transship.cli import profile as profiles
-from transship.cli.client import ApiError, ManagementApi
+from transship.cli.client import ApiError, ManagementApi, info_of
 from transship.cli.common import CONTEXT, service_command
 from transship.cli.output import JSON, CommandFailed, emit_json, info, output_option, warn
+from transship.wire.arm import ServiceInfo
 
 # Token-endpoint and management errors that mean "this credential is not valid here".
 _REFUSED = {"invalid_client", "invalid_grant", "unauthorized_client", "AuthenticationFailed"}
@@ -158,20 +158,14 @@ def login(
     candidate = profiles.Profile(server, username, password, kind, tenant or None)
     data = _verify(candidate)
     saved = profiles.Profile(
-        server,
-        username,
-        password,
-        kind,
-        str(data.get("tenantId") or candidate.tenant or "") or None,
-        {k: str(data[k]) for k in profiles.INFO_KEYS if isinstance(data.get(k), str | int)},
+        server, username, password, kind, data.tenant_id or candidate.tenant, info_of(data)
     )
     path = profiles.save(saved)
-    caller = data.get("caller") if isinstance(data.get("caller"), dict) else {}
     if output == JSON:
-        emit_json({**saved.public(), "caller": caller, "profile": str(path)})
+        emit_json({**saved.public(), "caller": data.caller, "profile": str(path)})
     else:
         who = "service principal" if kind == profiles.SERVICE_PRINCIPAL else "user"
-        name = caller.get("name") if isinstance(caller, dict) else None
+        name = data.caller.name
         shown = f"{name} ({username})" if name and name != username else username
         click.echo(f"Logged in to {server} as {who} {shown}, tenant {saved.tenant}.")
         click.echo(
@@ -181,7 +175,7 @@ def login(
         info(f"Profile saved to {path}")
 
 
-def _verify(candidate: profiles.Profile) -> dict[str, Any]:
+def _verify(candidate: profiles.Profile) -> ServiceInfo:
     """A token for the credential, then GET /transship/v1/info with it."""
     management = ManagementApi(candidate)
     try:
@@ -199,7 +193,12 @@ def _verify(candidate: profiles.Profile) -> dict[str, Any]:
                 code=exc.code,
             ) from None
         raise
-    missing = [k for k in ("subscriptionId", "resourceGroup", "location") if not data.get(k)]
+    coordinates = {
+        "subscriptionId": data.subscription_id,
+        "resourceGroup": data.resource_group,
+        "location": data.location,
+    }
+    missing = [key for key, value in coordinates.items() if not value]
     if missing:
         raise CommandFailed(
             f"{candidate.server} does not look like a Transship server, or gives this login no "

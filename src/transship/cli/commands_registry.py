@@ -12,33 +12,40 @@ import click
 
 from transship.cli.common import CONTEXT, api, name_option, resource_group_option, service_command
 from transship.cli.output import JSON, CommandFailed, emit, emit_json, output_option, short_time
+from transship.wire.arm import NetworkRules, Registry, RegistryCredentials
+from transship.wire.bodies import (
+    IpRule,
+    NetworkRuleSet,
+    RegenerateCredentialBody,
+    RegistryBody,
+    RegistryProperties,
+    RegistrySku,
+)
 
 REGISTRY_NAME = re.compile(r"[A-Za-z0-9]{5,50}")
 COLUMNS = ("NAME", "RESOURCE GROUP", "LOCATION", "SKU", "LOGIN SERVER", "CREATION DATE")
 
 
-def resource_group_of(resource_id: Any) -> str:
-    parts = str(resource_id or "").split("/")
+def resource_group_of(resource_id: str) -> str:
+    parts = resource_id.split("/")
     for index, part in enumerate(parts[:-1]):
         if part.lower() == "resourcegroups":
             return parts[index + 1]
     return ""
 
 
-def registry_row(registry: dict[str, Any]) -> Sequence[Any]:
-    properties = registry.get("properties") or {}
-    sku = registry.get("sku") or {}
+def registry_row(registry: Registry) -> Sequence[Any]:
     return (
-        registry.get("name"),
-        resource_group_of(registry.get("id")),
-        registry.get("location"),
-        sku.get("name"),
-        properties.get("loginServer"),
-        short_time(properties.get("creationDate")),
+        registry.name,
+        resource_group_of(registry.id),
+        registry.location,
+        registry.sku.name,
+        registry.properties.login_server,
+        short_time(registry.properties.creation_date),
     )
 
 
-def registry_rows(registries: Iterable[dict[str, Any]]) -> list[Sequence[Any]]:
+def registry_rows(registries: Iterable[Registry]) -> list[Sequence[Any]]:
     return [registry_row(r) for r in registries]
 
 
@@ -88,9 +95,9 @@ def create(
         raise click.BadParameter(
             "a registry name is 5-50 alphanumeric characters", param_hint="NAME"
         )
-    body: dict[str, Any] = {"sku": {"name": sku.capitalize()}}
-    if location:
-        body["location"] = location
+    body = RegistryBody(
+        sku=RegistrySku.model_validate({"name": sku.capitalize()}), location=location or None
+    )
     created = api().put_registry(name, body, resource_group)
     emit(output, created, COLUMNS, lambda r: [registry_row(r)])
 
@@ -166,17 +173,17 @@ ACCESS_COLUMNS = (
 TRUE_FALSE = click.Choice(["true", "false"], case_sensitive=False)
 
 
-def access_row(registry: dict[str, Any]) -> Sequence[Any]:
-    properties = registry.get("properties") or {}
-    rules = properties.get("networkRuleSet") or {}
+def access_row(registry: Registry) -> Sequence[Any]:
+    properties = registry.properties
+    rules = properties.network_rule_set
     return (
-        registry.get("name"),
-        properties.get("adminUserEnabled"),
-        properties.get("anonymousPullEnabled"),
-        properties.get("publicNetworkAccess"),
-        rules.get("defaultAction"),
-        [r.get("value") for r in rules.get("ipRules") or [] if isinstance(r, dict)],
-        properties.get("networkRuleBypassOptions") == "AzureServices",
+        registry.name,
+        properties.admin_user_enabled,
+        properties.anonymous_pull_enabled,
+        properties.public_network_access,
+        rules.default_action,
+        [r.value for r in rules.ip_rules],
+        properties.network_rule_bypass_options == "AzureServices",
     )
 
 
@@ -242,23 +249,22 @@ def update(
       Allow anonymous pulls:
         transship registry update -n myregistry --anonymous-pull-enabled true
     """
-    properties: dict[str, Any] = {}
+    settings: dict[str, object] = {}
     if admin_enabled is not None:
-        properties["adminUserEnabled"] = _flag(admin_enabled)
+        settings["adminUserEnabled"] = _flag(admin_enabled)
     if anonymous_pull_enabled is not None:
-        properties["anonymousPullEnabled"] = _flag(anonymous_pull_enabled)
+        settings["anonymousPullEnabled"] = _flag(anonymous_pull_enabled)
     if public_network_enabled is not None:
-        properties["publicNetworkAccess"] = (
-            "Enabled" if _flag(public_network_enabled) else "Disabled"
-        )
+        settings["publicNetworkAccess"] = "Enabled" if _flag(public_network_enabled) else "Disabled"
     if default_action is not None:
-        properties["networkRuleSet"] = {"defaultAction": default_action.capitalize()}
+        settings["networkRuleSet"] = {"defaultAction": default_action.capitalize()}
     if allow_trusted_services is not None:
-        properties["networkRuleBypassOptions"] = (
+        settings["networkRuleBypassOptions"] = (
             "AzureServices" if _flag(allow_trusted_services) else "None"
         )
-    if not properties:
+    if not settings:
         raise click.UsageError("nothing to update: give at least one setting (see --help)")
+    properties = RegistryProperties.model_validate(settings)
     updated = api().patch_registry(registry, properties, resource_group)
     emit(output, updated, ACCESS_COLUMNS, lambda r: [access_row(r)])
 
@@ -268,13 +274,9 @@ def credential() -> None:
     """Show and renew the admin user's passwords (az acr credential)."""
 
 
-def credential_rows(credentials: dict[str, Any]) -> list[Sequence[Any]]:
-    passwords = {
-        p.get("name"): p.get("value")
-        for p in credentials.get("passwords") or []
-        if isinstance(p, dict)
-    }
-    return [(credentials.get("username"), passwords.get("password"), passwords.get("password2"))]
+def credential_rows(credentials: RegistryCredentials) -> list[Sequence[Any]]:
+    passwords = {p.name: p.value for p in credentials.passwords}
+    return [(credentials.username, passwords.get("password"), passwords.get("password2"))]
 
 
 CREDENTIAL_COLUMNS = ("USERNAME", "PASSWORD", "PASSWORD2")
@@ -294,7 +296,7 @@ def credential_show(registry: str, resource_group: str | None, output: str) -> N
       docker login with them:
         transship registry credential show -n myregistry -o json
     """
-    found = api().registry_action(registry, "listCredentials", None, resource_group)
+    found = api().registry_credentials(registry, "listCredentials", None, resource_group)
     emit(output, found, CREDENTIAL_COLUMNS, credential_rows)
 
 
@@ -318,9 +320,8 @@ def credential_renew(
     Examples:
       transship registry credential renew -n myregistry --password-name password2
     """
-    found = api().registry_action(
-        registry, "regenerateCredential", {"name": password_name}, resource_group
-    )
+    body = RegenerateCredentialBody.model_validate({"name": password_name})
+    found = api().registry_credentials(registry, "regenerateCredential", body, resource_group)
     emit(output, found, CREDENTIAL_COLUMNS, credential_rows)
 
 
@@ -346,39 +347,39 @@ def canonical_range(text: str) -> str:
         ) from None
 
 
-def _rule_set(found: dict[str, Any]) -> dict[str, Any]:
-    rules = (found.get("properties") or {}).get("networkRuleSet") or {}
-    return {
-        "defaultAction": rules.get("defaultAction") or "Allow",
-        "ipRules": [r for r in rules.get("ipRules") or [] if isinstance(r, dict)],
-    }
+def _rule_set(found: Registry) -> NetworkRules:
+    return found.properties.network_rule_set
 
 
 def _rewrite_rules(
     registry: str, resource_group: str | None, change: Callable[[list[str]], list[str]]
-) -> dict[str, Any]:
+) -> NetworkRules:
     """Read the rule set, apply `change` to the canonical ranges, write it back (PATCH,
     keeping the default action); the new rule set."""
     management = api()
     rules = _rule_set(management.get_registry(registry, resource_group))
-    current = [canonical_range(str(r.get("value", ""))) for r in rules["ipRules"]]
+    current = [canonical_range(r.value) for r in rules.ip_rules]
     wanted = change(current)
-    body = {
-        "networkRuleSet": {
-            "defaultAction": rules["defaultAction"],
-            "ipRules": [{"action": "Allow", "value": value} for value in wanted],
+    properties = RegistryProperties.model_validate(
+        {
+            "networkRuleSet": NetworkRuleSet.model_validate(
+                {
+                    "defaultAction": rules.default_action,
+                    "ipRules": [IpRule(value=value) for value in wanted],
+                }
+            )
         }
-    }
-    return _rule_set(management.patch_registry(registry, body, resource_group))
+    )
+    return _rule_set(management.patch_registry(registry, properties, resource_group))
 
 
-def _emit_rules(output: str, rules: dict[str, Any]) -> None:
+def _emit_rules(output: str, rules: NetworkRules) -> None:
     emit(
         output,
         rules,
         RULE_COLUMNS,
-        lambda v: [(r.get("action"), r.get("value")) for r in v["ipRules"]],
-        empty=f"No IP rules (default action: {rules['defaultAction']}).",
+        lambda v: [(r.action, r.value) for r in v.ip_rules],
+        empty=f"No IP rules (default action: {rules.default_action}).",
     )
 
 

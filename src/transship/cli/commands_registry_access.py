@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from transship.cli.client import ManagementApi, seg
+from transship.cli.client import ManagementApi, seg, unchecked
 from transship.cli.common import (
     CONTEXT,
     RepositoryActionsCommand,
@@ -33,6 +33,20 @@ from transship.cli.output import (
     info,
     output_option,
     short_time,
+)
+from transship.wire.arm import (
+    GeneratedCredentials,
+    GeneratedPassword,
+    ScopeMap,
+    Token,
+    TokenPasswordInfo,
+)
+from transship.wire.bodies import (
+    GenerateCredentialsBody,
+    ScopeMapBody,
+    ScopeMapProperties,
+    TokenBody,
+    TokenProperties,
 )
 
 PERMISSIONS = ("content/read", "content/write", "content/delete", "metadata/read", "metadata/write")
@@ -86,14 +100,9 @@ def repository_option(flag: str, text: str) -> Callable[[F], F]:
     )
 
 
-def scope_map_row(item: dict[str, Any]) -> Sequence[Any]:
-    props = item.get("properties") or {}
-    return (
-        item.get("name"),
-        props.get("type"),
-        props.get("description"),
-        props.get("actions") or [],
-    )
+def scope_map_row(item: ScopeMap) -> Sequence[Any]:
+    props = item.properties
+    return (item.name, props.type, props.description, props.actions)
 
 
 def scope_maps_url(management: ManagementApi, registry: str, resource_group: str | None) -> str:
@@ -104,25 +113,35 @@ def tokens_url(management: ManagementApi, registry: str, resource_group: str | N
     return f"{management.registry_id(registry, resource_group)}/tokens"
 
 
-def name_of(resource_id: Any) -> str:
-    return str(resource_id or "").rstrip("/").rsplit("/", 1)[-1]
+def name_of(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def token_row(item: dict[str, Any]) -> Sequence[Any]:
-    props = item.get("properties") or {}
-    passwords = (props.get("credentials") or {}).get("passwords") or []
+def token_row(
+    item: Token, passwords: Sequence[TokenPasswordInfo | GeneratedPassword] | None = None
+) -> Sequence[Any]:
+    """A token's row; its passwords, or `passwords` just generated for it."""
+    props = item.properties
+    shown = props.credentials.passwords if passwords is None else passwords
     return (
-        item.get("name"),
-        name_of(props.get("scopeMapId")),
-        props.get("status"),
-        short_time(props.get("creationDate")),
-        [
-            f"{p.get('name')} (expires {short_time(p.get('expiry'))})"
-            if p.get("expiry")
-            else p.get("name")
-            for p in passwords
-            if isinstance(p, dict)
-        ],
+        item.name,
+        name_of(props.scope_map_id),
+        props.status,
+        short_time(props.creation_date),
+        [f"{p.name} (expires {short_time(p.expiry)})" if p.expiry else p.name for p in shown],
+    )
+
+
+def scope_map_body(description: str, actions: list[str]) -> ScopeMapBody:
+    return unchecked(
+        ScopeMapBody,
+        properties=unchecked(ScopeMapProperties, description=description, actions=actions),
+    )
+
+
+def token_body(scope_map_id: str, status: str) -> TokenBody:
+    return unchecked(
+        TokenBody, properties=unchecked(TokenProperties, scope_map_id=scope_map_id, status=status)
     )
 
 
@@ -175,9 +194,9 @@ def scope_map_create(
     if not repository:
         raise click.UsageError("give at least one --repository REPO ACTION...")
     management = api()
-    body = {"properties": {"description": description or "", "actions": action_strings(repository)}}
+    body = scope_map_body(description or "", action_strings(repository))
     created = management.put(
-        f"{scope_maps_url(management, registry, resource_group)}/{seg(name)}", body
+        f"{scope_maps_url(management, registry, resource_group)}/{seg(name)}", body, ScopeMap
     )
     emit(output, created, SCOPE_MAP_COLUMNS, lambda v: [scope_map_row(v)])
 
@@ -218,21 +237,15 @@ def scope_map_update(
         )
     management = api()
     url = f"{scope_maps_url(management, registry, resource_group)}/{seg(name)}"
-    current = management.get(url)
-    props = current.get("properties") or {}
-    actions = action_strings(repository) if repository else list(props.get("actions") or [])
+    props = management.get(url, ScopeMap).properties
+    actions = action_strings(repository) if repository else list(props.actions)
     actions = list(dict.fromkeys([*actions, *action_strings(add_repository)]))
     removed = set(action_strings(remove_repository))
     actions = [a for a in actions if a not in removed]
     if not actions:
         raise click.UsageError("a scope map needs at least one action; delete it instead")
-    body = {
-        "properties": {
-            "description": props.get("description") or "" if description is None else description,
-            "actions": actions,
-        }
-    }
-    updated = management.put(url, body)
+    body = scope_map_body(props.description if description is None else description, actions)
+    updated = management.put(url, body, ScopeMap)
     emit(output, updated, SCOPE_MAP_COLUMNS, lambda v: [scope_map_row(v)])
 
 
@@ -249,7 +262,7 @@ def scope_map_list(registry: str, resource_group: str | None, output: str) -> No
       transship registry scope-map list -r myregistry
     """
     management = api()
-    maps = management.values(scope_maps_url(management, registry, resource_group))
+    maps = management.values(scope_maps_url(management, registry, resource_group), ScopeMap)
     emit(
         output,
         maps,
@@ -273,7 +286,9 @@ def scope_map_show(registry: str, name: str, resource_group: str | None, output:
       transship registry scope-map show -r myregistry -n app-rw -o json
     """
     management = api()
-    found = management.get(f"{scope_maps_url(management, registry, resource_group)}/{seg(name)}")
+    found = management.get(
+        f"{scope_maps_url(management, registry, resource_group)}/{seg(name)}", ScopeMap
+    )
     emit(output, found, SCOPE_MAP_COLUMNS, lambda v: [scope_map_row(v)])
 
 
@@ -372,31 +387,44 @@ def generate(
     name: str,
     password_name: str | None,
     expiry: str | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"tokenId": f"{tokens_url(management, registry, resource_group)}/{name}"}
-    if password_name:
-        body["name"] = password_name
-    if expiry:
-        body["expiry"] = expiry
-    return management.registry_action(registry, "generateCredentials", body, resource_group)
+) -> GeneratedCredentials:
+    body = unchecked(
+        GenerateCredentialsBody,
+        token_id=f"{tokens_url(management, registry, resource_group)}/{name}",
+        name=password_name or None,
+        expiry=datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None,
+    )
+    url = f"{management.registry_id(registry, resource_group)}/generateCredentials"
+    return management.post(url, GeneratedCredentials, body)
 
 
-def emit_passwords(output: str, credentials: dict[str, Any], shown: Any = None) -> None:
+def with_credentials(token: Token, credentials: GeneratedCredentials) -> dict[str, object]:
+    """The token as JSON with the credentials just generated in its `credentials` (as az
+    acr token create prints it)."""
+    shown = token.model_dump(mode="json", by_alias=True)
+    properties = dict(shown["properties"])
+    current = properties.get("credentials")
+    merged = dict(current) if isinstance(current, dict) else {}
+    merged.update(credentials.model_dump(mode="json", by_alias=True))
+    properties["credentials"] = merged
+    return {**shown, "properties": properties}
+
+
+def emit_passwords(
+    output: str, credentials: GeneratedCredentials, token: Token | None = None
+) -> None:
     """The token (or just the credentials) as JSON, or tables; the passwords once."""
-    passwords = [p for p in credentials.get("passwords") or [] if isinstance(p, dict)]
+    passwords = credentials.passwords
     if output == JSON:
-        emit_json(shown if shown is not None else credentials)
+        emit_json(credentials if token is None else with_credentials(token, credentials))
     else:
-        if shown is not None:
-            emit_table(TOKEN_COLUMNS, [token_row(shown)])
+        if token is not None:
+            emit_table(TOKEN_COLUMNS, [token_row(token, passwords)])
             click.echo()
-        click.echo(f"Username: {credentials.get('username')}")
+        click.echo(f"Username: {credentials.username}")
         emit_table(
             PASSWORD_COLUMNS,
-            [
-                (p.get("name"), p.get("value"), short_time(p.get("expiry")) or "never")
-                for p in passwords
-            ],
+            [(p.name, p.value, short_time(p.expiry) or "never") for p in passwords],
         )
     if passwords:
         info(SHOWN_ONCE)
@@ -450,32 +478,25 @@ def token_create(
         scope_map = f"{name}-scope-map"
         management.put(
             f"{scope_maps_url(management, registry, resource_group)}/{seg(scope_map)}",
-            {
-                "properties": {
-                    "description": f"Scope map of token {name}",
-                    "actions": action_strings(repository),
-                }
-            },
+            scope_map_body(f"Scope map of token {name}", action_strings(repository)),
+            ScopeMap,
         )
         info(f"Created scope map '{scope_map}'.")
     assert scope_map is not None
     url = f"{tokens_url(management, registry, resource_group)}/{seg(name)}"
     created = management.put(
         url,
-        {
-            "properties": {
-                "scopeMapId": f"{scope_maps_url(management, registry, resource_group)}/{scope_map}",
-                "status": status or "enabled",
-            }
-        },
+        token_body(
+            f"{scope_maps_url(management, registry, resource_group)}/{scope_map}",
+            status or "enabled",
+        ),
+        Token,
     )
     if no_passwords:
         emit(output, created, TOKEN_COLUMNS, lambda v: [token_row(v)])
         return
     credentials = generate(management, registry, resource_group, name, None, expiry)
-    props = dict(created.get("properties") or {})
-    props["credentials"] = {**(props.get("credentials") or {}), **credentials}
-    emit_passwords(output, credentials, {**created, "properties": props})
+    emit_passwords(output, credentials, created)
 
 
 @token.command(name="update", context_settings=CONTEXT)
@@ -504,15 +525,13 @@ def token_update(
         raise click.UsageError("nothing to update: give --scope-map or --status")
     management = api()
     url = f"{tokens_url(management, registry, resource_group)}/{seg(name)}"
-    props = management.get(url).get("properties") or {}
+    props = management.get(url, Token).properties
     scope_map_id = (
         f"{scope_maps_url(management, registry, resource_group)}/{scope_map}"
         if scope_map
-        else props.get("scopeMapId")
+        else props.scope_map_id
     )
-    updated = management.put(
-        url, {"properties": {"scopeMapId": scope_map_id, "status": status or props.get("status")}}
-    )
+    updated = management.put(url, token_body(scope_map_id, status or props.status), Token)
     emit(output, updated, TOKEN_COLUMNS, lambda v: [token_row(v)])
 
 
@@ -529,7 +548,7 @@ def token_list(registry: str, resource_group: str | None, output: str) -> None:
       transship registry token list -r myregistry
     """
     management = api()
-    tokens = management.values(tokens_url(management, registry, resource_group))
+    tokens = management.values(tokens_url(management, registry, resource_group), Token)
     emit(output, tokens, TOKEN_COLUMNS, lambda v: [token_row(t) for t in v], empty="No tokens.")
 
 
@@ -547,7 +566,7 @@ def token_show(registry: str, name: str, resource_group: str | None, output: str
       transship registry token show -r myregistry -n team-puller -o json
     """
     management = api()
-    found = management.get(f"{tokens_url(management, registry, resource_group)}/{seg(name)}")
+    found = management.get(f"{tokens_url(management, registry, resource_group)}/{seg(name)}", Token)
     emit(output, found, TOKEN_COLUMNS, lambda v: [token_row(v)])
 
 

@@ -7,21 +7,27 @@ These use the ACR data plane of the registry: requests go to the server URL with
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
+from pydantic import MISSING
 
 from transship.cli.client import ApiError, DataPlane, repository_path
 from transship.cli.common import CONTEXT, api, name_option, resource_group_option, service_command
 from transship.cli.output import (
     JSON,
-    CommandFailed,
     emit,
     emit_json,
     human_bytes,
     output_option,
     plural,
     short_time,
+)
+from transship.wire.acr import (
+    DeletedRepository,
+    ManifestAttributes,
+    ManifestList,
+    Repositories,
+    TagAttributes,
+    TagList,
 )
 
 ORDERBY = {"time_desc": "timedesc", "time_asc": "timeasc"}
@@ -52,10 +58,7 @@ def data_plane(registry: str, resource_group: str | None) -> DataPlane:
         if exc.status != 403 or not suffix:
             raise
         return DataPlane(management.http, f"{registry.lower()}.{suffix}", management.auth.basic)
-    login_server = (found.get("properties") or {}).get("loginServer")
-    if login_server is not None and not isinstance(login_server, str):
-        raise CommandFailed(f"registry {registry!r} has a malformed login server")
-    return DataPlane(management.http, login_server or None, management.auth.basic)
+    return DataPlane(management.http, found.properties.login_server or None, management.auth.basic)
 
 
 @click.group(context_settings=CONTEXT)
@@ -80,7 +83,9 @@ def list_repositories(
       transship repository list --name myregistry --top 10 -o json
     """
     names = list(
-        data_plane(registry, resource_group).pages("/acr/v1/_catalog", "repositories", top=top)
+        data_plane(registry, resource_group).pages(
+            "/acr/v1/_catalog", Repositories, lambda page: page.repositories, top=top
+        )
     )
     emit(output, names, ("REPOSITORY",), lambda v: [(n,) for n in v], empty="No repositories.")
 
@@ -112,9 +117,13 @@ def show_tags(
         transship repository show-tags --name myregistry --repository hello-world --detail --orderby time_desc
     """
     query = {"orderby": ORDERBY[orderby]} if orderby else None
-    tags: list[dict[str, Any]] = list(
+    tags: list[TagAttributes] = list(
         data_plane(registry, resource_group).pages(
-            f"/acr/v1/{repository_path(repository)}/_tags", "tags", query=query, top=top
+            f"/acr/v1/{repository_path(repository)}/_tags",
+            TagList,
+            lambda page: page.tags,
+            query=query,
+            top=top,
         )
     )
     if detail:
@@ -123,18 +132,13 @@ def show_tags(
             tags,
             ("NAME", "DIGEST", "CREATED", "LAST UPDATED"),
             lambda v: [
-                (
-                    t.get("name"),
-                    t.get("digest"),
-                    short_time(t.get("createdTime")),
-                    short_time(t.get("lastUpdateTime")),
-                )
+                (t.name, t.digest, short_time(t.created_time), short_time(t.last_update_time))
                 for t in v
             ],
             empty="No tags.",
         )
     else:
-        names = [t.get("name") for t in tags]
+        names = [t.name for t in tags]
         emit(output, names, ("TAG",), lambda v: [(n,) for n in v], empty="No tags.")
 
 
@@ -165,9 +169,13 @@ def show_manifests(
         transship repository show-manifests --name myregistry --repository hello-world --detail
     """
     query = {"orderby": ORDERBY[orderby]} if orderby else None
-    manifests: list[dict[str, Any]] = list(
+    manifests: list[ManifestAttributes] = list(
         data_plane(registry, resource_group).pages(
-            f"/acr/v1/{repository_path(repository)}/_manifests", "manifests", query=query, top=top
+            f"/acr/v1/{repository_path(repository)}/_manifests",
+            ManifestList,
+            lambda page: page.manifests,
+            query=query,
+            top=top,
         )
     )
     if detail:
@@ -177,25 +185,20 @@ def show_manifests(
             ("DIGEST", "TAGS", "MEDIA TYPE", "PLATFORM", "SIZE", "LAST UPDATED"),
             lambda v: [
                 (
-                    m.get("digest"),
-                    m.get("tags") or [],
-                    m.get("mediaType"),
-                    "/".join(p for p in (m.get("os"), m.get("architecture")) if p),
-                    human_bytes(m["imageSize"]) if isinstance(m.get("imageSize"), int) else "",
-                    short_time(m.get("lastUpdateTime")),
+                    m.digest,
+                    m.tags,
+                    m.media_type,
+                    "/".join(p for p in (_present(m.os), _present(m.architecture)) if p),
+                    human_bytes(m.image_size),
+                    short_time(m.last_update_time),
                 )
                 for m in v
             ],
             empty="No manifests.",
         )
     else:
-        brief = [
-            {
-                "digest": m.get("digest"),
-                "tags": m.get("tags") or [],
-                "timestamp": m.get("lastUpdateTime"),
-            }
-            for m in manifests
+        brief: list[dict[str, object]] = [
+            {"digest": m.digest, "tags": m.tags, "timestamp": m.last_update_time} for m in manifests
         ]
         emit(
             output,
@@ -230,13 +233,17 @@ def delete_repository(
             err=True,
         )
     plane = data_plane(registry, resource_group)
-    result = plane.request("DELETE", f"/acr/v1/{repository_path(repository)}").json()
+    result = plane.answer("DELETE", f"/acr/v1/{repository_path(repository)}", DeletedRepository)
     if output == JSON:
         emit_json(result)
     else:
-        manifests = result.get("manifestsDeleted") or [] if isinstance(result, dict) else []
-        tags = result.get("tagsDeleted") or [] if isinstance(result, dict) else []
         click.echo(
-            f"Deleted repository '{repository}': {plural(len(manifests), 'manifest')}, "
-            f"{plural(len(tags), 'tag')}."
+            f"Deleted repository '{repository}': "
+            f"{plural(len(result.manifests_deleted), 'manifest')}, "
+            f"{plural(len(result.tags_deleted), 'tag')}."
         )
+
+
+def _present(value: str | MISSING) -> str | None:
+    """A field the server may leave out, as text or None."""
+    return value if isinstance(value, str) else None

@@ -12,14 +12,32 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from transship.cli.client import AUTHORIZATION, ApiError, ManagementApi, is_guid, scope_path, seg
+from transship.cli.client import (
+    AUTHORIZATION,
+    ApiError,
+    ManagementApi,
+    is_guid,
+    parse_answer,
+    scope_path,
+    seg,
+    unchecked,
+)
 from transship.cli.common import CONTEXT, IdsCommand, api, service_command
 from transship.cli.output import JSON, CommandFailed, emit, emit_json, output_option
+from transship.wire.arm import Principal, RoleAssignment, RoleDefinition
+from transship.wire.bodies import (
+    RoleAssignmentBody,
+    RoleAssignmentProperties,
+    RoleDefinitionBody,
+    RoleDefinitionProperties,
+    RolePermissionBody,
+)
 
 ASSIGNMENT_COLUMNS = ("PRINCIPAL", "PRINCIPAL TYPE", "ROLE", "SCOPE")
 DEFINITION_COLUMNS = ("NAME", "TYPE", "ID", "DESCRIPTION")
@@ -93,27 +111,30 @@ def guid_tail(text: str) -> str:
     return text.rstrip("/").rsplit("/", 1)[-1]
 
 
-def resolve_role(management: ManagementApi, role: str, scope: str) -> dict[str, Any]:
+def resolve_role(management: ManagementApi, role: str, scope: str) -> RoleDefinition:
     """A role definition by name, GUID or resource id. Raises CommandFailed naming an
     unknown role."""
     if is_guid(guid_tail(role)) and (is_guid(role) or "/roledefinitions/" in role.lower()):
         try:
-            return management.get(authorization_url(scope, "roleDefinitions", guid_tail(role)))
+            url = authorization_url(scope, "roleDefinitions", guid_tail(role))
+            return management.get(url, RoleDefinition)
         except ApiError as exc:
             if exc.status == 404:
                 raise CommandFailed(f"Role '{role}' doesn't exist.") from None
             raise
     escaped = role.replace("'", "''")
     found = management.values(
-        authorization_url(scope, "roleDefinitions"), {"$filter": f"roleName eq '{escaped}'"}
+        authorization_url(scope, "roleDefinitions"),
+        RoleDefinition,
+        {"$filter": f"roleName eq '{escaped}'"},
     )
-    found = [r for r in found if str(_props(r).get("roleName", "")).lower() == role.lower()]
+    found = [r for r in found if r.properties.role_name.lower() == role.lower()]
     if not found:
         raise CommandFailed(f"Role '{role}' doesn't exist.")
     if len(found) > 1:
         raise CommandFailed(
             f"More than one role is named '{role}'; give its id instead: "
-            + ", ".join(str(r.get("name")) for r in found)
+            + ", ".join(r.name for r in found)
         )
     return found[0]
 
@@ -126,22 +147,15 @@ def resolve_assignee(management: ManagementApi, assignee: str, *, exact: bool = 
     kinds = ("servicePrincipals", "users") if is_guid(assignee) else ("users",)
     for kind in kinds:
         try:
-            found = management.directory("GET", f"/{kind}/{seg(assignee)}")
+            found = management.directory("GET", f"/{kind}/{seg(assignee)}", Principal)
         except ApiError as exc:
             if exc.status == 404:
                 continue
             if exc.status == 403 and (is_guid(assignee) or not exact):
                 return assignee.lower() if is_guid(assignee) else assignee
             raise
-        object_id = found.get("objectId") or found.get("id")
-        if isinstance(object_id, str) and object_id:
-            return object_id
+        return found.object_id or found.id
     raise CommandFailed(f"Cannot find a user or service principal '{assignee}' in the directory.")
-
-
-def _props(item: dict[str, Any]) -> dict[str, Any]:
-    properties = item.get("properties")
-    return properties if isinstance(properties, dict) else {}
 
 
 def _names(management: ManagementApi, scope: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -150,43 +164,44 @@ def _names(management: ManagementApi, scope: str) -> tuple[dict[str, str], dict[
     roles: dict[str, str] = {}
     principals: dict[str, str] = {}
     try:
-        for role in management.values(authorization_url(scope, "roleDefinitions")):
-            roles[str(role.get("name", "")).lower()] = str(_props(role).get("roleName", ""))
+        for role in management.values(authorization_url(scope, "roleDefinitions"), RoleDefinition):
+            roles[role.name.lower()] = role.properties.role_name
     except ApiError:
         pass
     for kind in ("servicePrincipals", "users"):
         try:
-            for principal in management.directory_values(f"/{kind}"):
-                name = principal.get("userName") or principal.get("displayName")
+            for principal in management.directory_values(f"/{kind}", Principal):
+                user_name = principal.user_name
+                name = user_name if isinstance(user_name, str) else principal.display_name
                 if name:
-                    principals[str(principal.get("objectId", "")).lower()] = str(name)
+                    principals[principal.object_id.lower()] = name
         except ApiError:
             pass
     return roles, principals
 
 
 def assignment_rows(
-    assignments: Iterable[dict[str, Any]], roles: dict[str, str], principals: dict[str, str]
+    assignments: Iterable[RoleAssignment], roles: dict[str, str], principals: dict[str, str]
 ) -> list[Sequence[Any]]:
     rows: list[Sequence[Any]] = []
     for item in assignments:
-        props = _props(item)
-        principal = str(props.get("principalId", ""))
-        role = guid_tail(str(props.get("roleDefinitionId", "")))
+        props = item.properties
+        principal = props.principal_id
+        role = guid_tail(props.role_definition_id)
         rows.append(
             (
                 principals.get(principal.lower(), principal),
-                props.get("principalType"),
+                props.principal_type,
                 roles.get(role.lower(), role),
-                props.get("scope"),
+                props.scope,
             )
         )
     return rows
 
 
-def definition_row(role: dict[str, Any]) -> Sequence[Any]:
-    props = _props(role)
-    return (props.get("roleName"), props.get("type"), role.get("name"), props.get("description"))
+def definition_row(role: RoleDefinition) -> Sequence[Any]:
+    props = role.properties
+    return (props.role_name, props.type, role.name, props.description)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -240,11 +255,16 @@ def assignment_create(
     target = resolve_scope(management, scope, registry, resource_group)
     definition = resolve_role(management, role_name, target)
     principal = resolve_assignee(management, assignee, exact=False)
-    created = management.put(
-        authorization_url(target, "roleAssignments", str(uuid.uuid4())),
-        {"properties": {"roleDefinitionId": definition.get("id"), "principalId": principal}},
+    body = unchecked(
+        RoleAssignmentBody,
+        properties=unchecked(
+            RoleAssignmentProperties, role_definition_id=definition.id, principal_id=principal
+        ),
     )
-    roles = {str(definition.get("name", "")).lower(): str(_props(definition).get("roleName", ""))}
+    created = management.put(
+        authorization_url(target, "roleAssignments", str(uuid.uuid4())), body, RoleAssignment
+    )
+    roles = {definition.name.lower(): definition.properties.role_name}
     emit(
         output,
         created,
@@ -285,13 +305,13 @@ def assignment_list(
     query = {}
     if assignee:
         query["$filter"] = f"principalId eq '{resolve_assignee(management, assignee)}'"
-    assignments = management.values(authorization_url(target, "roleAssignments"), query)
+    assignments = management.values(
+        authorization_url(target, "roleAssignments"), RoleAssignment, query
+    )
     if role_name:
-        wanted = str(resolve_role(management, role_name, target).get("name", "")).lower()
+        wanted = resolve_role(management, role_name, target).name.lower()
         assignments = [
-            a
-            for a in assignments
-            if guid_tail(str(_props(a).get("roleDefinitionId", ""))).lower() == wanted
+            a for a in assignments if guid_tail(a.properties.role_definition_id).lower() == wanted
         ]
     if output == JSON:
         emit_json(assignments)
@@ -351,24 +371,19 @@ def assignment_delete(
         query = {}
         if assignee:
             query["$filter"] = f"principalId eq '{resolve_assignee(management, assignee)}'"
-        candidates = management.values(authorization_url(target, "roleAssignments"), query)
-        wanted = (
-            str(resolve_role(management, role_name, target).get("name", "")).lower()
-            if role_name
-            else None
+        candidates = management.values(
+            authorization_url(target, "roleAssignments"), RoleAssignment, query
         )
+        wanted = resolve_role(management, role_name, target).name.lower() if role_name else None
         targets = [
-            str(a.get("id"))
+            a.id
             for a in candidates
-            if str(_props(a).get("scope", "")).lower() == target.lower()
-            and (
-                wanted is None
-                or guid_tail(str(_props(a).get("roleDefinitionId", ""))).lower() == wanted
-            )
+            if a.properties.scope.lower() == target.lower()
+            and (wanted is None or guid_tail(a.properties.role_definition_id).lower() == wanted)
         ]
         if not targets:
             raise CommandFailed("No matched assignments were found to delete.")
-    deleted = []
+    deleted: list[RoleAssignment] = []
     for assignment_id in targets:
         if not assignment_id.startswith("/") or "/roleassignments/" not in assignment_id.lower():
             raise click.BadParameter(
@@ -376,13 +391,12 @@ def assignment_delete(
             )
         response = management.call("DELETE", assignment_id)
         if response.status != 204:
-            body = response.json()
-            deleted.append(body if isinstance(body, dict) and body else {"id": assignment_id})
+            deleted.append(parse_answer(response, RoleAssignment, f"DELETE {assignment_id}"))
     if output == JSON:
         emit_json(deleted)
     elif deleted:
         for item in deleted:
-            click.echo(f"Deleted role assignment {item.get('id')}.")
+            click.echo(f"Deleted role assignment {item.id}.")
     else:
         click.echo("No role assignment was deleted (none of the ids exists).")
 
@@ -393,9 +407,21 @@ def definition() -> None:
     """Manage custom roles: named sets of allowed actions."""
 
 
-def parse_definition(text: str) -> dict[str, Any]:
-    """az's role-definition JSON (inline, a file, or @file) as {ARM property: value}.
-    Raises click.BadParameter."""
+@dataclass(frozen=True)
+class WantedRole:
+    """A custom role as az's role-definition JSON gives it (ARM property names)."""
+
+    role_name: str
+    description: str
+    actions: list[str]
+    not_actions: list[str]
+    data_actions: list[str]
+    not_data_actions: list[str]
+    assignable_scopes: list[str]
+
+
+def parse_definition(text: str) -> WantedRole:
+    """az's role-definition JSON (inline, a file, or @file). Raises click.BadParameter."""
     hint = "--role-definition"
     source = text.strip()
     path = Path(source[1:]) if source.startswith("@") else Path(source)
@@ -405,12 +431,13 @@ def parse_definition(text: str) -> dict[str, Any]:
         except (OSError, UnicodeDecodeError) as exc:
             raise click.BadParameter(f"cannot read {path}: {exc}", param_hint=hint) from None
     try:
-        data = json.loads(source)
+        data: object = json.loads(source)
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON, nor a file: {exc}", param_hint=hint) from None
     if not isinstance(data, dict):
         raise click.BadParameter("the role definition must be a JSON object", param_hint=hint)
-    out: dict[str, Any] = {}
+    lists: dict[str, list[str]] = {}
+    texts: dict[str, str | None] = {}
     for key, value in data.items():
         arm = _DEFINITION_KEYS.get(str(key).lower())
         if arm is None:
@@ -420,16 +447,27 @@ def parse_definition(text: str) -> dict[str, Any]:
                 value = []
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise click.BadParameter(f"{key} must be a list of strings", param_hint=hint)
+            lists[arm] = value
         elif value is not None and not isinstance(value, str):
             raise click.BadParameter(f"{key} must be a string", param_hint=hint)
-        out[arm] = value
-    if not out.get("roleName"):
+        else:
+            texts[arm] = value
+    role_name = texts.get("roleName")
+    if not role_name:
         raise click.BadParameter('the role definition needs a "Name"', param_hint=hint)
-    if not out.get("actions") and not out.get("dataActions"):
+    if not lists.get("actions") and not lists.get("dataActions"):
         raise click.BadParameter(
             'the role definition needs "Actions" or "DataActions"', param_hint=hint
         )
-    return out
+    return WantedRole(
+        role_name=role_name,
+        description=texts.get("description") or "",
+        actions=lists.get("actions", []),
+        not_actions=lists.get("notActions", []),
+        data_actions=lists.get("dataActions", []),
+        not_data_actions=lists.get("notDataActions", []),
+        assignable_scopes=lists.get("assignableScopes", []),
+    )
 
 
 @definition.command(name="create", context_settings=CONTEXT)
@@ -459,24 +497,28 @@ def definition_create(role_definition: str, output: str) -> None:
     """
     wanted = parse_definition(role_definition)
     management = api()
-    scopes = [normalize_scope(s) for s in wanted.get("assignableScopes") or []]
+    scopes = [normalize_scope(s) for s in wanted.assignable_scopes]
     if not scopes:
         scopes = [management.subscription_scope()]
-    body = {
-        "properties": {
-            "roleName": wanted["roleName"],
-            "description": wanted.get("description") or "",
-            "permissions": [
-                {
-                    key: wanted.get(key) or []
-                    for key in ("actions", "notActions", "dataActions", "notDataActions")
-                }
-            ],
-            "assignableScopes": scopes,
-        }
-    }
+    permission = unchecked(
+        RolePermissionBody,
+        actions=wanted.actions,
+        not_actions=wanted.not_actions,
+        data_actions=wanted.data_actions,
+        not_data_actions=wanted.not_data_actions,
+    )
+    body = unchecked(
+        RoleDefinitionBody,
+        properties=unchecked(
+            RoleDefinitionProperties,
+            role_name=wanted.role_name,
+            description=wanted.description,
+            permissions=[permission],
+            assignable_scopes=scopes,
+        ),
+    )
     created = management.put(
-        authorization_url(scopes[0], "roleDefinitions", str(uuid.uuid4())), body
+        authorization_url(scopes[0], "roleDefinitions", str(uuid.uuid4())), body, RoleDefinition
     )
     emit(output, created, DEFINITION_COLUMNS, lambda r: [definition_row(r)])
 
@@ -501,9 +543,9 @@ def definition_list(
     management = api()
     target = resolve_scope(management, scope)
     query = {"$filter": "roleName eq '{}'".format(name.replace("'", "''"))} if name else None
-    roles = management.values(authorization_url(target, "roleDefinitions"), query)
+    roles = management.values(authorization_url(target, "roleDefinitions"), RoleDefinition, query)
     if custom_role_only:
-        roles = [r for r in roles if _props(r).get("type") == "CustomRole"]
+        roles = [r for r in roles if r.properties.type == "CustomRole"]
     emit(
         output,
         roles,
@@ -528,8 +570,8 @@ def definition_delete(name: str, scope: str | None, output: str) -> None:
     management = api()
     target = resolve_scope(management, scope)
     found = resolve_role(management, name, target)
-    management.call("DELETE", str(found.get("id")))
+    management.call("DELETE", found.id)
     if output == JSON:
         emit_json(found)
     else:
-        click.echo(f"Deleted role '{_props(found).get('roleName')}'.")
+        click.echo(f"Deleted role '{found.properties.role_name}'.")

@@ -41,8 +41,8 @@ def failure(exc: ApiError) -> CommandFailed:
     if exc.target:
         details.append(f"Target: {exc.target}")
     for detail in exc.details:
-        if isinstance(detail, dict) and detail.get("code"):
-            details.append(f"  ({detail['code']}) {detail.get('message', '')}")
+        if detail.code:
+            details.append(f"  ({detail.code}) {detail.message}")
     return CommandFailed(exc.message, code=exc.code, details=details)
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import IO, Any, TypeVar
 
 import click
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -81,7 +82,20 @@ def info(message: str) -> None:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    """`value` as indented JSON; wire models (also in lists or dicts) as the server wrote
+    them: by alias, fields the server left out left out."""
+    click.echo(json.dumps(plain(value), indent=2, ensure_ascii=False))
+
+
+def plain(value: Any) -> Any:
+    """`value` with every wire model in it as its JSON value."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
 
 
 def emit_table(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -23,6 +22,7 @@ from rich.progress import (
 )
 
 from transship.cli.output import human_bytes
+from transship.wire.arm import OperationStatus
 
 
 @dataclass(frozen=True)
@@ -36,25 +36,21 @@ class Counters:
     manifests_done: int
 
     @classmethod
-    def of(cls, operation: dict[str, Any]) -> Counters:
-        properties = operation.get("properties")
-        properties = properties if isinstance(properties, dict) else {}
-        progress = properties.get("progress")
-        progress = progress if isinstance(progress, dict) else {}
-
-        def number(key: str) -> int:
-            value = progress.get(key)
-            return int(value) if isinstance(value, int | float) and value >= 0 else 0
-
-        state = properties.get("state") or operation.get("status") or "unknown"
+    def of(cls, operation: OperationStatus | None) -> Counters:
+        """The counters of `operation` (all 0 when there is none: an import followed by its
+        result URL alone)."""
+        if operation is None:
+            return cls("unknown", 0, 0, 0, 0, 0, 0)
+        properties = operation.properties
+        progress = properties.progress
         return cls(
-            str(state),
-            number("bytesTotal"),
-            number("bytesDone"),
-            number("blobsTotal"),
-            number("blobsDone"),
-            number("manifestsTotal"),
-            number("manifestsDone"),
+            properties.state or operation.status or "unknown",
+            progress.bytes_total,
+            progress.bytes_done,
+            progress.blobs_total,
+            progress.blobs_done,
+            progress.manifests_total,
+            progress.manifests_done,
         )
 
     @property
@@ -115,7 +111,7 @@ class ImportProgress:
             self.console.print(f"Importing {self.title}", highlight=False)
         return self
 
-    def update(self, operation: dict[str, Any]) -> None:
+    def update(self, operation: OperationStatus | None) -> None:
         counters = Counters.of(operation)
         self.last = counters
         if self._progress is not None and self._task is not None:

@@ -33,6 +33,7 @@ from transship import __version__
 from transship.cli import client, commands_import
 from transship.cli.main import main
 from transship.cli.progress import ImportProgress
+from transship.wire.arm import OperationStatus
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -966,6 +967,7 @@ def operation(
             "progress": {
                 "bytesTotal": bytes_total,
                 "bytesDone": bytes_done,
+                "bytesFetched": bytes_done,
                 "blobsTotal": blobs[1],
                 "blobsDone": blobs[0],
                 "manifestsTotal": manifests[1],
@@ -1317,13 +1319,29 @@ def test_poll_delay_honours_retry_after_up_to_two_seconds() -> None:
     assert commands_import.poll_delay(30) == 2.0
 
 
+def status_of_snapshot(snapshot: dict[str, Any]) -> OperationStatus:
+    """A snapshot laid over an operation's other fields, as the server answers it."""
+    properties = {
+        "registry": "myregistry",
+        "source": "docker.io/library/hello-world:latest",
+        "targetTags": ["hello-world:latest"],
+        "untaggedTargetRepositories": [],
+        "mode": "NoForce",
+        "attempts": 1,
+        **snapshot["properties"],
+    }
+    return OperationStatus.model_validate(
+        {"id": "/operationStatuses/op", "name": "op", **snapshot, "properties": properties}
+    )
+
+
 def test_the_live_progress_bar_shows_bytes_items_and_rate() -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=160, color_system=None)
     with ImportProgress(console, "docker.io/library/hello-world:latest") as progress:
         assert progress.live
         for snapshot in PROGRESS_SCRIPT:
-            progress.update(snapshot)
+            progress.update(status_of_snapshot(snapshot))
     text = buffer.getvalue()
     assert "hello-world:latest succeeded" in text
     assert "100%" in text
