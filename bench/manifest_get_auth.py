@@ -109,7 +109,8 @@ def run(ctx: Context, result: BenchResult) -> None:
                 )
                 samples[target.name].append(got)
                 ctx.log(
-                    f"wrk {number + 1}/{rounds} {target.name}: {got['req_per_s']:.0f} req/s, non-2xx {got['non_2xx']:.0f}"
+                    f"wrk {number + 1}/{rounds} {target.name}: {got['req_per_s']:.0f} req/s, "
+                    f"non-2xx {got['non_2xx']:.0f}"
                 )
     result.details["runs"] = samples
     for name, rows in samples.items():

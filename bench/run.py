@@ -155,7 +155,8 @@ def _print_machine(machine: dict[str, str], mode: str) -> None:
     )
     print(
         f"versions: python {machine['python']}, aiohttp {machine['aiohttp']}; "
-        f"{machine['docker-registry']}; {machine['skopeo']}; {machine['wrk'].split(' Copyright')[0]}"
+        f"{machine['docker-registry']}; {machine['skopeo']}; "
+        f"{machine['wrk'].split(' Copyright')[0]}"
     )
     print(f"transship under test: {machine['transship']} (the working tree, as it is now)")
     print(flush=True)

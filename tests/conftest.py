@@ -2,7 +2,8 @@
 
 Fixtures (every process they start is stopped at teardown):
 
-- ``postgres`` (session): a throwaway PostgreSQL cluster (:class:`tests.peers.postgres.PostgresCluster`).
+- ``postgres`` (session): a throwaway PostgreSQL cluster
+  (:class:`tests.peers.postgres.PostgresCluster`).
 - ``postgres_template`` (session): the name of a database of that cluster migrated to the
   newest schema, once per session (per xdist worker).
 - ``database_url`` (function, parametrized ``sqlite`` / ``postgresql``): ``None`` meaning the

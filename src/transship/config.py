@@ -139,7 +139,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(
         default=20.0,
         gt=0,
-        description="from connection open (or the previous response) to the end of the request headers",
+        description=(
+            "from connection open (or the previous response) to the end of the request headers"
+        ),
     )
     http_body_idle_timeout_seconds: float = Field(
         default=60.0,
@@ -163,7 +165,10 @@ class Settings(BaseSettings):
     loop_unready_seconds: float = Field(
         default=30.0,
         ge=0,
-        description="/readyz answers 503 while a background loop has been crashing and restarting for this long",
+        description=(
+            "/readyz answers 503 while a background loop has been crashing and restarting "
+            "for this long"
+        ),
     )
     upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
     upstream_read_timeout: float = Field(
@@ -180,7 +185,10 @@ class Settings(BaseSettings):
     )
     data_plane_auth: bool = Field(
         default=True,
-        description="require credentials on /v2 and /acr/v1 (false: anyone may push and pull; an isolated test network only)",
+        description=(
+            "require credentials on /v2 and /acr/v1 (false: anyone may push and pull; "
+            "an isolated test network only)"
+        ),
     )
     management_audiences: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("https://management.core.windows.net/", "https://management.azure.com/"),
@@ -219,7 +227,10 @@ class Settings(BaseSettings):
     )
     metrics_access: Literal["public", "loopback", "token", "off"] = Field(
         default="loopback",
-        description="who may read /metrics: everyone, loopback clients, bearers of metrics_token_file's token, or nobody (404)",
+        description=(
+            "who may read /metrics: everyone, loopback clients, bearers of "
+            "metrics_token_file's token, or nobody (404)"
+        ),
     )
     metrics_token_file: Path | None = Field(
         default=None,

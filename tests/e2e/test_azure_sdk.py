@@ -62,7 +62,9 @@ def create():
 
 def import_ok():
     started = time.monotonic()
-    poller = registries.begin_import_image("default", "sdkregistry", hub("library/hello-world:latest", ["sdk:one"]))
+    poller = registries.begin_import_image(
+        "default", "sdkregistry", hub("library/hello-world:latest", ["sdk:one"])
+    )
     poller.result()
     return {"status": poller.status(), "seconds": time.monotonic() - started}
 
@@ -86,16 +88,24 @@ def import_from_registry():
     return {"status": poller.status()}
 
 def conflict():
-    return registries.begin_import_image("default", "sdkregistry", hub("library/hello-world:latest", ["sdk:one"])).result()
+    return registries.begin_import_image(
+        "default", "sdkregistry", hub("library/hello-world:latest", ["sdk:one"])
+    ).result()
 
 def missing():
-    return registries.begin_import_image("default", "sdkregistry", hub("library/nosuch:latest", ["nosuch:latest"])).result()
+    return registries.begin_import_image(
+        "default", "sdkregistry", hub("library/nosuch:latest", ["nosuch:latest"])
+    ).result()
 
 def unknown_registry():
-    return registries.begin_import_image("default", "nosuchregistry", hub("library/hello-world:latest", ["x:y"])).result()
+    return registries.begin_import_image(
+        "default", "nosuchregistry", hub("library/hello-world:latest", ["x:y"])
+    ).result()
 
 def invalid():
-    return registries.begin_import_image("default", "sdkregistry", hub("Not A Reference!", ["x:y"])).result()
+    return registries.begin_import_image(
+        "default", "sdkregistry", hub("Not A Reference!", ["x:y"])
+    ).result()
 
 def bad_credentials():
     from azure.mgmt.containerregistry.models import ImportSourceCredentials

@@ -252,8 +252,8 @@ def test_an_acrpull_service_principal_lists_repositories_and_may_change_nothing(
         f"ERROR: (AuthorizationFailed) The client '{ci['clientId']}' with object id "
     )
     assert (
-        f"perform action 'Microsoft.ContainerRegistry/registries/write' over scope '{registry_id(live)}'"
-        in result.stderr
+        "perform action 'Microsoft.ContainerRegistry/registries/write' "
+        f"over scope '{registry_id(live)}'" in result.stderr
     )
     result = run("registry", "show", REGISTRY)
     assert (
@@ -738,8 +738,8 @@ def test_a_custom_role_that_may_only_import(live: Live, cli: None, tmp_path: Pat
     result = run("registry", "show", REGISTRY)
     assert result.exit_code == 1
     assert (
-        "does not have authorization to perform action 'Microsoft.ContainerRegistry/registries/read'"
-        in result.stderr
+        "does not have authorization to perform action "
+        "'Microsoft.ContainerRegistry/registries/read'" in result.stderr
     )
 
     owner_login(live)

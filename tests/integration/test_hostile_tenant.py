@@ -330,7 +330,7 @@ async def test_login_server_is_derived_never_chosen(
         await delete_if_created(b, clash_id, status)
 
 
-# -- 2. a token B obtains from any Host does not reach victimreg -------------------------------------
+# -- 2. a token B obtains from any Host does not reach victimreg -----------------------------------
 
 
 async def test_token_from_any_host_does_not_reach_victimreg(
@@ -531,7 +531,7 @@ async def test_token_does_not_outlive_its_registry(
         await b.call("DELETE", b_id)
 
 
-# -- 6 and 7. knowing a digest gives no bytes --------------------------------------------------------
+# -- 6 and 7. knowing a digest gives no bytes ------------------------------------------------------
 
 
 async def test_import_of_a_manifest_naming_a_foreign_digest_gets_no_bytes(
@@ -852,7 +852,7 @@ async def test_password_guessing_from_one_address_is_throttled(
     assert int(last[1].get("Retry-After", "0")) > 0, last[1]
 
 
-# -- 11. password guessing --------------------------------------------------------------------------
+# -- 11. password guessing -------------------------------------------------------------------------
 
 
 async def test_password_guessing_is_throttled(http: aiohttp.ClientSession, world: World) -> None:
@@ -930,7 +930,10 @@ async def test_control_character_in_a_name_is_a_400(world: World) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", world.port)
     try:
         writer.write(
-            f"GET /v2/a%0d/manifests/v1 HTTP/1.1\r\nHost: {world.victim}\r\nConnection: close\r\n\r\n".encode()
+            (
+                f"GET /v2/a%0d/manifests/v1 HTTP/1.1\r\nHost: {world.victim}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
         )
         await writer.drain()
         response = await asyncio.wait_for(reader.read(), timeout=10)

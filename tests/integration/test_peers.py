@@ -532,7 +532,9 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"{n} {args.database_url}".encode()
         self.send_response(200 if self.path in ("/v2/", "/healthz") else 404)
-        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
     def log_message(self, *a): pass
 print("serving", args.port, flush=True)
 http.server.HTTPServer((args.host, args.port), H).serve_forever()
@@ -540,7 +542,8 @@ http.server.HTTPServer((args.host, args.port), H).serve_forever()
 
 
 def test_transship_launcher_restarts_on_same_port_and_data(tmp_path: Path) -> None:
-    """The launcher contract, checked against a stand-in that speaks ``python -m transship serve``."""
+    """The launcher contract, checked against a stand-in that speaks
+    ``python -m transship serve``."""
     stand_in = tmp_path / "fake-python"
     stand_in.write_text(f"#!{sys.executable}\n" + textwrap.dedent(_STAND_IN))
     stand_in.chmod(0o755)

@@ -137,7 +137,10 @@ async def test_no_secret_in_any_log_line_or_later_response(
             headers=bearer,
             json={
                 "properties": {
-                    "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/8311e382-0749-4cb8-b61a-304f252e45ec",
+                    "roleDefinitionId": (
+                        "/providers/Microsoft.Authorization/roleDefinitions/"
+                        "8311e382-0749-4cb8-b61a-304f252e45ec"
+                    ),
                     "principalId": sp["objectId"],
                 }
             },

@@ -588,7 +588,8 @@ async def test_soak_kill_9_during_pushes_and_imports(
         resumed = sum(count for tries, count in attempts.items() if tries > 1)
         assert resumed, f"no import was interrupted by a kill: {attempts}"
         print(
-            f"soak: {KILLS} kills in {soaked:.0f} s (mean uptime {sum(uptimes) / len(uptimes):.2f} s); "
+            f"soak: {KILLS} kills in {soaked:.0f} s "
+            f"(mean uptime {sum(uptimes) / len(uptimes):.2f} s); "
             f"{pushes.pushes} pushes acknowledged ({len(pushes.blobs)} blobs, "
             f"{pushes.chunked_resumed} chunked uploads resumed); "
             f"{sum(attempts.values())} imports, attempts {dict(sorted(attempts.items()))}; "

@@ -177,7 +177,8 @@ class _ContainersTool:
 
 
 class Skopeo(_ContainersTool):
-    """skopeo, isolated in ``workdir``. References are skopeo's (``docker://…``, ``oci:DIR:TAG``)."""
+    """skopeo, isolated in ``workdir``. References are skopeo's (``docker://…``,
+    ``oci:DIR:TAG``)."""
 
     def __init__(self, workdir: Path, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(workdir, "skopeo", timeout)
@@ -234,7 +235,8 @@ class Skopeo(_ContainersTool):
         return self._run([*args, *extra, src, dest], check=check)
 
     def inspect_raw(self, ref: str, *, creds: str | None = None, config: bool = False) -> bytes:
-        """``skopeo inspect --raw`` → the manifest (or with ``config``, the config) bytes exactly."""
+        """``skopeo inspect --raw`` → the manifest (or with ``config``, the config) bytes
+        exactly."""
         args = ["inspect", "--raw", *self._auth(ref, creds)]
         if config:
             args.append("--config")
@@ -404,7 +406,8 @@ class Podman(_ContainersTool):
 
 
 class DockerCli:
-    """The docker CLI without an engine: login/logout and ``manifest`` only (pull/push need a daemon).
+    """The docker CLI without an engine: login/logout and ``manifest`` only (pull/push need
+    a daemon).
 
     ``DOCKER_CONFIG`` is ``workdir/config`` (credentials land in its ``config.json``).
     """

@@ -318,7 +318,8 @@ class BuiltIndex:
 
 
 class OciLayout:
-    """An OCI image layout directory (created when missing): ``oci-layout``, ``index.json``, ``blobs/``."""
+    """An OCI image layout directory (created when missing): ``oci-layout``, ``index.json``,
+    ``blobs/``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -363,7 +364,8 @@ class OciLayout:
         return self.write_blob(data, media_type, **fields), data
 
     def add_ref(self, descriptor: Descriptor, name: str) -> None:
-        """Record ``descriptor`` in ``index.json`` under ``name`` (replacing an entry of that name)."""
+        """Record ``descriptor`` in ``index.json`` under ``name`` (replacing an entry of that
+        name)."""
         entries = [
             e for e in self._read_index() if (e.get("annotations") or {}).get(REF_NAME) != name
         ]
@@ -534,7 +536,8 @@ def foreign_layer(
     urls: Sequence[str] | None = None,
     media_type: str = DOCKER_FOREIGN_LAYER,
 ) -> BuiltLayer:
-    """Describe a foreign layer whose blob exists nowhere: digest and diff_id are derived from ``seed``.
+    """Describe a foreign layer whose blob exists nowhere: digest and diff_id are derived
+    from ``seed``.
 
     ``urls`` default to a loopback URL on the discard port (nothing listens; nothing ever
     leaves the machine even if some client did try to fetch it).
@@ -692,7 +695,8 @@ def build_docker_list_with_foreign_layer(
     foreign_urls: Sequence[str] | None = None,
     windows_os_version: str = WINDOWS_OS_VERSION,
 ) -> BuiltIndex:
-    """(c) A Docker manifest list: windows/amd64 (foreign base layer + normal layers) and linux/amd64.
+    """(c) A Docker manifest list: windows/amd64 (foreign base layer + normal layers) and
+    linux/amd64.
 
     The windows child's first layer is :func:`foreign_layer` (media type
     ``…rootfs.foreign.diff.tar.gzip``, ``urls``, no blob). Skopeo cannot read this root
@@ -726,7 +730,8 @@ def build_artifact(
     annotations: Mapping[str, str] | None = None,
     tag: str | None = None,
 ) -> BuiltImage:
-    """An OCI artifact (image manifest with ``artifactType``, empty config, one payload blob, ``subject``).
+    """An OCI artifact (image manifest with ``artifactType``, empty config, one payload
+    blob, ``subject``).
 
     The returned descriptor carries ``artifact_type`` and ``annotations``, as a referrers
     index entry for it should.

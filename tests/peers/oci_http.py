@@ -118,7 +118,8 @@ class RegistryClient:
         body: Body | None = None,
         stream: bool = False,
     ) -> requests.Response:
-        """Send one authorised request; ``repo``/``actions`` (plus ``scopes``) choose the token scope."""
+        """Send one authorised request; ``repo``/``actions`` (plus ``scopes``) choose the
+        token scope."""
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
         wanted = set(scopes)
         if repo:
@@ -213,7 +214,8 @@ class RegistryClient:
         return response.content
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
-        """Cross-repository mount; True when mounted (201), False when the registry started an upload instead."""
+        """Cross-repository mount; True when mounted (201), False when the registry started
+        an upload instead."""
         response = self.request(
             "POST",
             f"/v2/{repo}/blobs/uploads/",
@@ -237,7 +239,8 @@ class RegistryClient:
         mode: UploadMode = "post_put",
         chunk_size: int = 5 << 20,
     ) -> None:
-        """Upload one blob (bytes or a file) under ``digest``; RegistryError unless it ends in 201."""
+        """Upload one blob (bytes or a file) under ``digest``; RegistryError unless it ends
+        in 201."""
         push = ("pull", "push")
         uploads = f"/v2/{repo}/blobs/uploads/"
         if mode == "monolithic":

@@ -87,7 +87,8 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """Return the status of ``GET url``, or ``None`` when no HTTP answer came (refused, reset, timeout)."""
+    """Return the status of ``GET url``, or ``None`` when no HTTP answer came (refused,
+    reset, timeout)."""
     request = urllib.request.Request(url, method="GET")
     try:
         with _OPENER.open(request, timeout=timeout) as response:

@@ -40,7 +40,8 @@ _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def find_postgres_bin() -> Path:
-    """Return the newest ``/usr/lib/postgresql/<v>/bin`` holding ``initdb``; PeerUnavailable if none."""
+    """Return the newest ``/usr/lib/postgresql/<v>/bin`` holding ``initdb``;
+    PeerUnavailable if none."""
     candidates = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
 
     def version(path: Path) -> tuple[int, ...]:
@@ -70,7 +71,8 @@ class PostgresCluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """initdb, start, create :attr:`database`; on any failure clean up and raise with the log."""
+        """initdb, start, create :attr:`database`; on any failure clean up and raise with the
+        log."""
         self.bin_dir = find_postgres_bin()
         self.root = Path(tempfile.mkdtemp(prefix="transship-pg-"))
         run_as = self._os_user()

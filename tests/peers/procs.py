@@ -87,7 +87,8 @@ class ManagedProcess:
         return self
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM the group, wait ``grace`` s, then SIGKILL it; return the exit code (None if never started)."""
+        """SIGTERM the group, wait ``grace`` s, then SIGKILL it; return the exit code (None if
+        never started)."""
         popen = self._popen
         if popen is None:
             return None
@@ -192,7 +193,8 @@ def wait_until(
 
 
 class PeerUnavailable(RuntimeError):
-    """A peer's program is not installed here (fixtures turn this into a skip, or a failure in CI)."""
+    """A peer's program is not installed here (fixtures turn this into a skip, or a failure
+    in CI)."""
 
 
 def require_binary(name: str) -> str:

@@ -257,7 +257,8 @@ class TokenServer(Peer):
     def issue(
         self, subject: str, access: Iterable[Mapping[str, Any]], expires_in: int | None = None
     ) -> str:
-        """Sign a token for ``subject`` granting exactly ``access`` (for tests that craft tokens)."""
+        """Sign a token for ``subject`` granting exactly ``access`` (for tests that craft
+        tokens)."""
         now = int(time.time())
         claims = {
             "iss": self.issuer,

@@ -76,7 +76,10 @@ class Management:
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self.location = location
-        self.base = f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/{PROVIDER}/registries"
+        self.base = (
+            f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+            f"/{PROVIDER}/registries"
+        )
 
     @classmethod
     async def remote(cls, url: str, http: aiohttp.ClientSession, data_dir: Path) -> Management:
@@ -101,7 +104,10 @@ class Management:
         return f"{self.base}/{name}"
 
     def operation_path(self, op_id: str, kind: str = "operationStatuses") -> str:
-        return f"/subscriptions/{self.subscription_id}/{PROVIDER}/locations/{self.location}/{kind}/{op_id}"
+        return (
+            f"/subscriptions/{self.subscription_id}/{PROVIDER}"
+            f"/locations/{self.location}/{kind}/{op_id}"
+        )
 
     async def call(
         self,

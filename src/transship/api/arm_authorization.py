@@ -205,7 +205,8 @@ async def assignment_put(request: web.Request) -> web.Response:
         raise ArmError(
             400,
             "PrincipalNotFound",
-            f"Principal {body.properties.principal_id} does not exist in the directory {caller.tenant_id}.",
+            f"Principal {body.properties.principal_id} does not exist in the directory "
+            f"{caller.tenant_id}.",
             target="properties.principalId",
         )
     try:

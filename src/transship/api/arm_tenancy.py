@@ -315,7 +315,8 @@ async def _target(request: web.Request, action: str) -> tuple[Services, Principa
         raise ArmError(
             404,
             "PrincipalNotFound",
-            f"No service principal or user '{request.match_info['id']}' in tenant {principal.tenant_id}.",
+            f"No service principal or user '{request.match_info['id']}' "
+            f"in tenant {principal.tenant_id}.",
         )
     return services, found
 

@@ -73,7 +73,10 @@ def bearer_token(request: web.Request) -> str | None:
 
 def _unauthenticated(request: web.Request, code: str, message: str) -> ArmError:
     tenant = "common"
-    challenge = f'Bearer authorization_uri="{origin_of(request)}/{tenant}/oauth2/authorize", error="invalid_token"'
+    challenge = (
+        f'Bearer authorization_uri="{origin_of(request)}/{tenant}/oauth2/authorize", '
+        'error="invalid_token"'
+    )
     return ArmError(401, code, message, headers={hdrs.WWW_AUTHENTICATE: challenge})
 
 
@@ -107,8 +110,8 @@ async def caller(request: web.Request, services: Services) -> Principal:
             raise _unauthenticated(
                 request,
                 "AuthenticationFailed",
-                "Authentication failed. Send a bearer token from the token endpoint, or a service principal's "
-                "client id and secret with HTTP Basic authentication.",
+                "Authentication failed. Send a bearer token from the token endpoint, or a "
+                "service principal's client id and secret with HTTP Basic authentication.",
             )
         principal = found
     request[CALLER] = principal
@@ -125,8 +128,8 @@ async def subscription_of(
         raise ArmError(
             401,
             "InvalidAuthenticationTokenTenant",
-            f"The access token is from the wrong issuer: subscription '{subscription_id}' belongs to another tenant than "
-            f"'{principal.tenant_id}'.",
+            f"The access token is from the wrong issuer: subscription '{subscription_id}' "
+            f"belongs to another tenant than '{principal.tenant_id}'.",
         )
     return subscription
 
@@ -148,7 +151,8 @@ async def authorize(
         raise ArmError(
             401,
             "InvalidAuthenticationTokenTenant",
-            f"The access token is from the wrong issuer: the management group '{parts[3]}' is another tenant's.",
+            f"The access token is from the wrong issuer: the management group '{parts[3]}' "
+            "is another tenant's.",
         )
     if not any([await services.access.allowed(principal, action, scope) for action in actions]):
         raise authorization_failed(principal, actions[0], scope)

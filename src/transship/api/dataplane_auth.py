@@ -204,7 +204,9 @@ async def data_plane_auth(request: web.Request, handler: Handler) -> web.StreamR
         if grant.authenticated and basic_credentials(request) is not None:
             raise OciError(
                 e.DENIED,
-                f"{grant.subject} may not {need.action or 'list'} {need.name or 'the catalog'}".strip(),
+                (
+                    f"{grant.subject} may not {need.action or 'list'} {need.name or 'the catalog'}"
+                ).strip(),
             )
         error = "insufficient_scope" if grant.authenticated else None
         raise OciError(

@@ -92,7 +92,9 @@ class OAuthError(Exception):
     `{"error","error_description","error_codes"}` the way Entra ID answers it."""
 
     status: int
-    error: str  # invalid_request | invalid_client | invalid_grant | unauthorized_client | unsupported_grant_type | invalid_scope
+    # invalid_request | invalid_client | invalid_grant | unauthorized_client |
+    # unsupported_grant_type | invalid_scope
+    error: str
     description: str
     headers: dict[str, str] = field(default_factory=dict)
 

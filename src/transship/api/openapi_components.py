@@ -90,7 +90,8 @@ PARAMETERS: dict[str, Any] = {
     ),
     "ScopeRegistryName": _path_parameter(
         "registryName",
-        "A registry's name. Not checked: any name makes a scope, whether the registry exists or not.",
+        "A registry's name. Not checked: any name makes a scope, whether the registry "
+        "exists or not.",
     ),
     "ManagementGroupId": _path_parameter(
         "managementGroupId", "A tenant's root management group: the tenant id."
@@ -190,12 +191,16 @@ HEADERS: dict[str, Any] = {
         "schema": {"const": "no-store"},
     },
     "RegistryChallenge": {
-        "description": 'Bearer realm="<origin>/oauth2/token",service="<login server>"[,scope="…"][,error="…"]',
+        "description": (
+            'Bearer realm="<origin>/oauth2/token",service="<login server>"[,scope="…"][,error="…"]'
+        ),
         "required": True,
         "schema": _STRING,
     },
     "ArmChallenge": {
-        "description": 'Bearer authorization_uri="<origin>/common/oauth2/authorize", error="invalid_token"',
+        "description": (
+            'Bearer authorization_uri="<origin>/common/oauth2/authorize", error="invalid_token"'
+        ),
         "required": False,
         "schema": _STRING,
     },
@@ -206,8 +211,9 @@ _NO_STORE = {"Cache-Control": "NoStore"}
 RESPONSES: dict[str, Reply] = {
     "Unauthorized": arm(
         "AuthenticationFailed (no or a wrong credential), InvalidAuthenticationToken, "
-        "ExpiredAuthenticationToken or InvalidAuthenticationTokenAudience (with a Bearer challenge), "
-        "or InvalidAuthenticationTokenTenant: the subscription or management group is another tenant's.",
+        "ExpiredAuthenticationToken or InvalidAuthenticationTokenAudience (with a Bearer "
+        "challenge), or InvalidAuthenticationTokenTenant: the subscription or management "
+        "group is another tenant's.",
         resources.ArmError,
         {"WWW-Authenticate": "ArmChallenge"},
     ),
@@ -230,8 +236,8 @@ RESPONSES: dict[str, Reply] = {
         "RequestTooLarge: the body is larger than the configured limit.", resources.ArmError
     ),
     "OAuthBadRequest": Reply(
-        "invalid_tenant (no such tenant), invalid_request, invalid_scope, unsupported_grant_type or "
-        "invalid_grant (a user's name or password is wrong).",
+        "invalid_tenant (no such tenant), invalid_request, invalid_scope, "
+        "unsupported_grant_type or invalid_grant (a user's name or password is wrong).",
         identity.OAuthError,
         _NO_STORE,
     ),
@@ -253,8 +259,8 @@ RESPONSES: dict[str, Reply] = {
         {"WWW-Authenticate": "RegistryChallenge"},
     ),
     "OciDenied": Reply(
-        "DENIED: the registry's network rules refuse the client's address, or HTTP Basic credentials "
-        "that lack the action.",
+        "DENIED: the registry's network rules refuse the client's address, or HTTP Basic "
+        "credentials that lack the action.",
         acr.OciError,
     ),
     "TokenUnsupported": Reply(
@@ -294,7 +300,10 @@ EXAMPLES: dict[type[BaseModel], Any] = {
             "summary": "From another registry of this service (linked, not copied), untagged",
             "value": {
                 "source": {
-                    "resourceId": "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/source",
+                    "resourceId": (
+                        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}"
+                        "/providers/Microsoft.ContainerRegistry/registries/source"
+                    ),
                     "sourceImage": "team/app@sha256:" + "0" * 64,
                 },
                 "untaggedTargetRepositories": ["team/app"],
@@ -327,7 +336,10 @@ EXAMPLES: dict[type[BaseModel], Any] = {
             "summary": "Reader (by its role definition id) for a principal",
             "value": {
                 "properties": {
-                    "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                    "roleDefinitionId": (
+                        "/providers/Microsoft.Authorization/roleDefinitions/"
+                        "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+                    ),
                     "principalId": "00000000-0000-0000-0000-000000000000",
                 }
             },

@@ -202,7 +202,8 @@ _REGISTRIES = (
         management.registry_put,
         Operation(
             "Registries_Create",
-            "Create a registry (or answer the existing one, with the access properties given applied).",
+            "Create a registry (or answer the existing one, with the access properties given "
+            "applied).",
             _MGMT,
             {
                 200: arm("The registry already existed.", resources.Registry),
@@ -298,7 +299,8 @@ _REGISTRIES = (
                 ),
                 **errors(400, 401),
                 403: _arm_error(
-                    "AuthorizationFailed: the caller may not import into the registry, or not read the source."
+                    "AuthorizationFailed: the caller may not import into the registry, or not read "
+                    "the source."
                 ),
                 **errors(404, 413),
             },
@@ -339,7 +341,8 @@ _REGISTRIES = (
                 400: _arm_error("The import failed (the failure's code and details)."),
                 **errors(401),
                 404: _arm_error(
-                    "SubscriptionNotFound, OperationNotFound, or the import failed: ManifestUnknown, BlobUnknown…"
+                    "SubscriptionNotFound, OperationNotFound, or the import failed: "
+                    "ManifestUnknown, BlobUnknown…"
                 ),
                 409: _arm_error("The import was canceled, or failed with TagAlreadyExists."),
             },
@@ -456,7 +459,8 @@ _REGISTRY_ACCESS = (
                 204: arm("There was no such scope map."),
                 **errors(401, 403, 404),
                 409: _arm_error(
-                    "SystemScopeMapReadOnly (a built-in scope map) or ScopeMapInUse (a token uses it)."
+                    "SystemScopeMapReadOnly (a built-in scope map) or ScopeMapInUse "
+                    "(a token uses it)."
                 ),
             },
             (*_IN_GROUP, "ScopeMapName"),
@@ -492,7 +496,8 @@ _REGISTRY_ACCESS = (
         arm_access.token_put,
         Operation(
             "Tokens_Create",
-            "Create or change a token: its scope map and status. Passwords come from generateCredentials.",
+            "Create or change a token: its scope map and status. Passwords come from "
+            "generateCredentials.",
             _ACCESS,
             {
                 200: arm("Changed.", resources.Token),
@@ -772,8 +777,8 @@ def _principals(plural: str) -> tuple[Route, ...]:
             arm_tenancy.principal_get,
             Operation(
                 f"{name}_Get",
-                "A principal of the caller's tenant (a service principal with its secrets' key ids, "
-                "hints and expiry).",
+                "A principal of the caller's tenant (a service principal with its secrets' "
+                "key ids, hints and expiry).",
                 _DIRECTORY,
                 {
                     200: arm("The principal.", resources.Principal),
@@ -832,7 +837,8 @@ _DIRECTORY_ROUTES = (
         arm_tenancy.subscription_put,
         Operation(
             "Directory_CreateSubscription",
-            "A new subscription of the caller's tenant (or, for root tenant administrators, of another).",
+            "A new subscription of the caller's tenant (or, for root tenant administrators, "
+            "of another).",
             _DIRECTORY,
             {
                 201: arm("Created.", resources.Subscription),
@@ -853,7 +859,8 @@ _DIRECTORY_ROUTES = (
         arm_tenancy.credential_reset,
         Operation(
             "ServicePrincipals_ResetCredential",
-            "A new secret for a service principal; without `append` its other secrets stop working.",
+            "A new secret for a service principal; without `append` its other secrets stop "
+            "working.",
             _DIRECTORY,
             {
                 200: arm("The new secret (shown this once).", resources.PrincipalWithSecret),
@@ -943,12 +950,13 @@ def _role_operations(label: str, suffix: str, item: str | None) -> dict[str, Ope
                     200: arm("Replaced.", resources.RoleDefinition),
                     201: arm("Created.", resources.RoleDefinition),
                     400: _arm_error(
-                        "InvalidParameter, InvalidRoleDefinition, InvalidRoleDefinitionId (not a GUID) or InvalidScope."
+                        "InvalidParameter, InvalidRoleDefinition, InvalidRoleDefinitionId "
+                        "(not a GUID) or InvalidScope."
                     ),
                     **errors(401, 403, 404),
                     409: _arm_error(
-                        "RoleDefinitionConflict (a built-in role's name or id, or another tenant's id) or "
-                        "RoleDefinitionWithSameNameExists."
+                        "RoleDefinitionConflict (a built-in role's name or id, or another "
+                        "tenant's id) or RoleDefinitionWithSameNameExists."
                     ),
                     **errors(413),
                 },
@@ -1009,13 +1017,14 @@ def _role_operations(label: str, suffix: str, item: str | None) -> dict[str, Ope
             {
                 201: arm("Created (or the same assignment existed).", resources.RoleAssignment),
                 400: _arm_error(
-                    "InvalidParameter, RoleDefinitionDoesNotExist, PrincipalNotFound, InvalidRoleAssignmentId "
-                    "(not a GUID), InvalidRoleAssignment (not assignable here) or InvalidScope."
+                    "InvalidParameter, RoleDefinitionDoesNotExist, PrincipalNotFound, "
+                    "InvalidRoleAssignmentId (not a GUID), InvalidRoleAssignment (not assignable "
+                    "here) or InvalidScope."
                 ),
                 **errors(401, 403, 404),
                 409: _arm_error(
-                    "RoleAssignmentExists (the same role for the same principal at the same scope) or "
-                    "RoleAssignmentUpdateNotPermitted (the id is another assignment's)."
+                    "RoleAssignmentExists (the same role for the same principal at the same "
+                    "scope) or RoleAssignmentUpdateNotPermitted (the id is another assignment's)."
                 ),
                 **errors(413),
             },

@@ -65,8 +65,8 @@ class EntraTokens:
     async def issue(self, origin: str, request: TokenRequest) -> dict[str, Any]:
         """The token response for a client-credentials or password grant. Raises NotFound
         ("tenant"), Invalid("scope"), Unsupported("grant type"), Unauthenticated ("client"
-        for a bad secret, "user" for a bad password) with Entra's messages, and RetryLater (TooManyFailures,
-        CredentialChecksBusy) when the sign-in is refused before its check."""
+        for a bad secret, "user" for a bad password) with Entra's messages, and RetryLater
+        (TooManyFailures, CredentialChecksBusy) when the sign-in is refused before its check."""
         tenant = await self._directory.tenant(request.tenant)
         if tenant is None:
             raise NotFound(
@@ -83,7 +83,8 @@ class EntraTokens:
             )
             if principal is None or principal.tenant_id != tenant.id:
                 raise Unauthenticated(
-                    f"AADSTS7000215: Invalid client secret provided for application '{request.client_id}', or the application is not in tenant '{tenant.id}'.",
+                    "AADSTS7000215: Invalid client secret provided for application "
+                    f"'{request.client_id}', or the application is not in tenant '{tenant.id}'.",
                     subject="client",
                 )
         elif request.grant_type == "password":
@@ -92,7 +93,8 @@ class EntraTokens:
             )
             if found is None:
                 raise Unauthenticated(
-                    "AADSTS50126: Error validating credentials due to invalid username or password.",
+                    "AADSTS50126: Error validating credentials due to invalid username or "
+                    "password.",
                     subject="user",
                 )
             principal = found

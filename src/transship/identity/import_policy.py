@@ -33,9 +33,11 @@ class ImportPolicy:
         rules = (await self._registry_access.settings(registry)).network
         if _restricted(rules) and not trusted_service_allowed(rules):
             raise Denied(
-                f"The {role} registry '{registry.name}' restricts network access (publicNetworkAccess="
-                f"{rules.public_network_access}, defaultAction={rules.default_action}) and does not let trusted services "
-                "bypass it (networkRuleBypassOptions=None). Set networkRuleBypassOptions to AzureServices to allow imports.",
+                f"The {role} registry '{registry.name}' restricts network access "
+                f"(publicNetworkAccess={rules.public_network_access}, "
+                f"defaultAction={rules.default_action}) and does not let trusted services "
+                "bypass it (networkRuleBypassOptions=None). Set networkRuleBypassOptions to "
+                "AzureServices to allow imports.",
                 reason="network",
                 field="source" if role == "source" else "registry",
             )
@@ -50,7 +52,9 @@ class ImportPolicy:
     ) -> None:
         """Passes when the import may run. Raises Denied (no right to pull; reason
         "network" for a network rule, "cross_tenant" for a source of another tenant without
-        credentials) or Unauthenticated (reason "source_credentials"). `credentials` are (user name, password) given for the source. The caller's rights on the target are checked before this."""
+        credentials) or Unauthenticated (reason "source_credentials"). `credentials` are
+        (user name, password) given for the source. The caller's rights on the target are
+        checked before this."""
         await self._network(target, "target")
         if source is None:
             return  # a remote registry: the request's credentials (if any) go upstream
@@ -67,7 +71,8 @@ class ImportPolicy:
                 ) from None
             if not grant.allows(repository, "pull"):
                 raise Denied(
-                    f"The credentials given for source registry '{source.name}' may not pull repository '{repository}'.",
+                    f"The credentials given for source registry '{source.name}' may not pull "
+                    f"repository '{repository}'.",
                     field="source.credentials",
                 )
             return
@@ -75,15 +80,17 @@ class ImportPolicy:
             return
         if source_tenant != principal.tenant_id:
             raise Denied(
-                f"Source registry '{source.name}' belongs to another tenant: give source.credentials (its admin user, "
-                "a registry token, or a service principal of that tenant).",
+                f"Source registry '{source.name}' belongs to another tenant: give "
+                "source.credentials (its admin user, a registry token, or a service principal "
+                "of that tenant).",
                 reason="cross_tenant",
                 field="source.credentials",
             )
         scope = registry_id_of(source)
         if "pull" not in await self._access.registry_actions(principal, scope):
             raise Denied(
-                f"The client '{principal.app_id or principal.name}' with object id '{principal.object_id}' does not have "
-                f"authorization to perform action '{Actions.PULL}' over scope '{scope}' (the import source).",
+                f"The client '{principal.app_id or principal.name}' with object id "
+                f"'{principal.object_id}' does not have authorization to perform action "
+                f"'{Actions.PULL}' over scope '{scope}' (the import source).",
                 field="source",
             )

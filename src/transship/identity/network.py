@@ -153,4 +153,7 @@ def denial_message(address: str) -> str:
             char if char.isprintable() and char not in "'\\" else f"\\u{ord(char):04x}"
             for char in address
         )
-    return f"client with IP '{shown}' is not allowed access. Refer {FIREWALL_HELP_URL} to grant access."
+    return (
+        f"client with IP '{shown}' is not allowed access. "
+        f"Refer {FIREWALL_HELP_URL} to grant access."
+    )

@@ -222,7 +222,9 @@ OWNER: Final = RoleDefinition(
 CONTRIBUTOR: Final = RoleDefinition(
     id="b24988ac-6180-42a0-ab88-20f7382dd24c",
     name="Contributor",
-    description="Full access to every resource, except assigning roles and managing role definitions.",
+    description=(
+        "Full access to every resource, except assigning roles and managing role definitions."
+    ),
     permissions=(
         Permission(
             actions=("*",),

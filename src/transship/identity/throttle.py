@@ -86,8 +86,8 @@ class Attempt:
 class FailureThrottle:
     """Sliding-window counts of failed credential checks per client address and per
     principal. A check that needs hashing runs inside `attempt` (or calls `check` before and
-    `record_failure` after it fails). A success resets nothing: an attacker holding one valid credential could
-    otherwise interleave it to keep guessing others.
+    `record_failure` after it fails). A success resets nothing: an attacker holding one
+    valid credential could otherwise interleave it to keep guessing others.
 
     Principals are keyed case-insensitively; callers qualify the key with the namespace the
     name lives in (a tenant, a registry) so that equal names of different principals do not

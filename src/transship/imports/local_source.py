@@ -27,7 +27,8 @@ class LocalSource:
         if record is None:
             raise ImportFailure(
                 "ManifestUnknown",
-                f"manifest {self._repository}{'@' if by_digest else ':'}{reference} is not in registry {self._registry.name}",
+                f"manifest {self._repository}{'@' if by_digest else ':'}{reference} "
+                f"is not in registry {self._registry.name}",
                 step=Step.PLAN,
                 obj=f"{self._repository}:{reference}",
                 upstream_status=404,

@@ -90,7 +90,8 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
             if depth >= limits.max_index_depth:
                 raise ImportFailure(
                     "IndexTooDeep",
-                    f"index {node.digest} nests deeper than {limits.max_index_depth} levels (the import limit)",
+                    f"index {node.digest} nests deeper than {limits.max_index_depth} levels "
+                    "(the import limit)",
                     step=Step.PLAN,
                     obj=node.digest,
                 )
@@ -133,7 +134,8 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
     if plan.total_bytes > limits.max_bytes:
         raise ImportFailure(
             "ImageTooLarge",
-            f"the image holds {plan.total_bytes} bytes of blobs; the import limit is {limits.max_bytes}",
+            f"the image holds {plan.total_bytes} bytes of blobs; "
+            f"the import limit is {limits.max_bytes}",
             step=Step.PLAN,
             obj=root.digest,
         )

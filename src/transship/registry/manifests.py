@@ -144,7 +144,8 @@ class ManifestService:
             )
         if len(parsed.manifests) > self._max_index_children:
             raise LimitExceeded(
-                f"the index lists {len(parsed.manifests)} manifests; the limit is {self._max_index_children}",
+                f"the index lists {len(parsed.manifests)} manifests; "
+                f"the limit is {self._max_index_children}",
                 subject="manifest",
             )
         refs = references_of(parsed)
@@ -156,7 +157,8 @@ class ManifestService:
                 if not ref_.is_manifest and ref_.digest not in linked:
                     raise Invalid(
                         "manifest",
-                        f"blob {ref_.digest} referenced by the manifest is not in repository {repository}",
+                        f"blob {ref_.digest} referenced by the manifest is not in repository "
+                        f"{repository}",
                         reason="missing_reference",
                         detail={"digest": ref_.digest},
                     )
@@ -165,7 +167,8 @@ class ManifestService:
                 if ref_.is_manifest and ref_.digest not in present:
                     raise Invalid(
                         "manifest",
-                        f"manifest {ref_.digest} listed by the index is not in repository {repository}",
+                        f"manifest {ref_.digest} listed by the index is not in repository "
+                        f"{repository}",
                         reason="missing_reference",
                         detail={"digest": ref_.digest},
                     )
@@ -198,7 +201,8 @@ class ManifestService:
             parent = await q.manifest_parent(repo_id, ref)
             if parent is not None:
                 raise Conflict(
-                    f"manifest {ref} is listed by index {parent} in {repository}; delete the index first",
+                    f"manifest {ref} is listed by index {parent} in {repository}; "
+                    "delete the index first",
                     subject="manifest",
                     reason="in_use",
                     detail={"digest": ref, "index": parent},

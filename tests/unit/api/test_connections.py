@@ -238,7 +238,9 @@ async def test_time_the_server_pauses_reading_does_not_count_as_idle(tmp_path: P
         reader, writer = await connect(server.port)
         body = b"z" * (4 << 20)
         writer.write(
-            f"POST /sink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            (
+                f"POST /sink HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
         )
         writer.write(body)
         await writer.drain()

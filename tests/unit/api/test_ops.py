@@ -37,12 +37,12 @@ async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
             text = await r.text()
         assert r.headers["Content-Type"].startswith("text/plain")
         assert (
-            'transship_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",status="201"} 1.0'
-            in text
+            'transship_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",'
+            'status="201"} 1.0' in text
         )
         assert (
-            'transship_http_requests_total{method="GET",route="/v2/{name}/blobs/{digest}",status="404"} 1.0'
-            in text
+            'transship_http_requests_total{method="GET",route="/v2/{name}/blobs/{digest}",'
+            'status="404"} 1.0' in text
         )
         assert "transship_http_request_seconds_total" in text
 

@@ -409,7 +409,10 @@ def test_builtin_role_lookup_misses(key: str) -> None:
 
 def test_builtin_role_to_json() -> None:
     assert CONTRIBUTOR.to_json() == {
-        "id": "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "id": (
+            "/providers/Microsoft.Authorization/roleDefinitions/"
+            "b24988ac-6180-42a0-ab88-20f7382dd24c"
+        ),
         "name": "b24988ac-6180-42a0-ab88-20f7382dd24c",
         "type": "Microsoft.Authorization/roleDefinitions",
         "properties": {

@@ -183,7 +183,10 @@ async def test_manifest_by_tag_is_exact_bytes_with_type_and_sha256(
     session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
 ) -> None:
     registry = await start(FakeRegistry())
-    data = b'{"schemaVersion":2,  "mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+    data = (
+        b'{"schemaVersion":2,  "mediaType":"application/vnd.oci.image.index.v1+json",'
+        b'"manifests":[]}'
+    )
     digest = registry.add_manifest(data, mt.OCI_INDEX, tag="v1")
     fetched = await make_client(session, registry, sleeps).get_manifest("v1")
     assert fetched.content == data
