@@ -31,14 +31,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV
 
 DEFAULT_BOUND_MS = 100.0
 # A callback over this many times the bound in wall time (and at least _BLOCKED seconds)
@@ -48,6 +54,17 @@ _WALL_FACTOR = 10
 _BLOCKED = 1.0
 
 _SLOW = "Executing %s took %.3f seconds"  # asyncio's message, matched as a template
+
+# Handed to the servers tests start as subprocesses (tests/peers/transship.py): the bound,
+# and the directory their stalls are written to (tests/support/loop_stall_child.py).
+BOUND_ENV = STALL_BOUND_ENV
+DIR_ENV = STALL_DIR_ENV
+
+
+def is_stall(bound: float, wall: float, cpu: float) -> bool:
+    """Whether a callback that took `wall` seconds and `cpu` seconds of its thread's CPU
+    (the garbage collector's pauses left out) held its loop too long for `bound`."""
+    return cpu > bound or wall > max(_WALL_FACTOR * bound, _BLOCKED)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,17 +79,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class _StallPolicy(asyncio.DefaultEventLoopPolicy):
-    """New loops run in debug mode and report callbacks slower than `bound` seconds."""
+    """New loops are watched (a loop made otherwise, such as a migration's private one,
+    is not) and, with `debug`, run in debug mode and report callbacks slower than `bound`
+    seconds."""
 
-    def __init__(self, bound: float) -> None:
+    def __init__(self, bound: float, *, debug: bool = True) -> None:
         super().__init__()
         self.bound = bound
+        self.debug = debug
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         loop = super().new_event_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = self.bound
+        loop._stall_watched = True  # type: ignore[attr-defined]
+        if self.debug:
+            loop.set_debug(True)
+            loop.slow_callback_duration = self.bound
         return loop
+
+
+def _watched(handle: asyncio.Handle) -> bool:
+    return getattr(getattr(handle, "_loop", None), "_stall_watched", False)
 
 
 class _Watchdog:
@@ -81,8 +107,14 @@ class _Watchdog:
     where the loop was held: asyncio's warning names only the task and the line it reached
     *after* its slow step."""
 
-    def __init__(self, bound: float) -> None:
+    def __init__(
+        self,
+        bound: float,
+        on_callback: Callable[[asyncio.Handle, float, float, str | None], None] | None = None,
+    ) -> None:
         self.bound = bound
+        # Called after each callback of a watched loop: handle, wall, CPU, stack sample.
+        self.on_callback = on_callback
         self.running: dict[int, tuple[float, asyncio.Handle]] = {}
         # thread → (wall, CPU) seconds of its last callback, the collector's pauses left out
         self.last: dict[int, tuple[float, float]] = {}
@@ -90,6 +122,7 @@ class _Watchdog:
         self._gc: dict[int, tuple[float, float]] = {}
         self._gc_started: dict[int, tuple[float, float]] = {}
         self.samples: list[str] = []
+        self.by_start: dict[tuple[int, float], str] = {}  # (thread, start) → its sample
         self._seen: set[tuple[int, float]] = set()
         original = asyncio.Handle._run
         watchdog = self
@@ -103,11 +136,15 @@ class _Watchdog:
                 original(handle)
             finally:
                 gc_wall_after, gc_cpu_after = watchdog._gc.get(thread, (0.0, 0.0))
-                watchdog.last[thread] = (
+                took = (
                     time.monotonic() - wall - (gc_wall_after - gc_wall),
                     time.thread_time() - cpu - (gc_cpu_after - gc_cpu),
                 )
+                watchdog.last[thread] = took
                 watchdog.running.pop(thread, None)
+                if watchdog.on_callback is not None and _watched(handle):
+                    sample = watchdog.by_start.pop((thread, wall), None)
+                    watchdog.on_callback(handle, *took, sample)
 
         asyncio.Handle._run = _run  # type: ignore[method-assign]
         gc.callbacks.append(self._on_gc)
@@ -137,17 +174,20 @@ class _Watchdog:
                 frame = frames.get(thread)
                 if now - started <= self.bound or frame is None or (thread, started) in self._seen:
                     continue
-                if not handle._loop.get_debug():  # a private loop (say, a migration's)
+                if not _watched(handle):  # a private loop (say, a migration's)
                     continue
                 self._seen.add((thread, started))
                 stack = traceback.format_stack(frame)
                 # From the callback down: the frames above it are the loop's and pytest's.
                 inner = [i for i, line in enumerate(stack) if "asyncio/events.py" in line]
                 stack = stack[inner[-1] + 1 :] if inner else stack
-                self.samples.append(
+                sample = (
                     f"  still running after {(now - started) * 1000:.0f} ms: {handle!r:.160}\n"
                     + "".join(stack[-14:])
                 )
+                self.samples.append(sample)
+                if self.on_callback is not None:
+                    self.by_start[(thread, started)] = sample
 
 
 class _Collector(logging.Handler):
@@ -167,6 +207,21 @@ class _Collector(logging.Handler):
 
 _COLLECTOR = pytest.StashKey[_Collector]()
 _POLICY = pytest.StashKey[_StallPolicy]()
+_CHILD_DIR = pytest.StashKey[Path]()
+
+
+def _child_stalls(directory: Path) -> list[str]:
+    """The stalls server subprocesses wrote since the last call (each file is consumed)."""
+    found: list[str] = []
+    for path in sorted(directory.glob("*.stalls")):
+        taken = path.with_suffix(".taken")
+        try:
+            path.rename(taken)  # the server opens its file again for its next stall
+        except FileNotFoundError:
+            continue
+        found.append(taken.read_text())
+        taken.unlink()
+    return found
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -177,6 +232,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     bound = config.getoption("loop_stall_ms")
     if not bound:
+        # Off: servers must not report to a guard further up (a pytest running this one).
+        os.environ.pop(BOUND_ENV, None)
+        os.environ.pop(DIR_ENV, None)
         return
     # pytest-asyncio creates each test's loop through the global policy, then applies its
     # own debug setting: both must say debug.
@@ -185,6 +243,17 @@ def pytest_configure(config: pytest.Config) -> None:
     asyncio.set_event_loop_policy(policy)
     config.stash[_POLICY] = policy
     config.stash[_COLLECTOR] = _Collector(_Watchdog(bound / 1000))
+    # Servers started as subprocesses watch their own loops and write stalls here.
+    directory = tempfile.mkdtemp(prefix="transship-loop-stalls-")
+    config.stash[_CHILD_DIR] = Path(directory)
+    os.environ[BOUND_ENV] = f"{bound:g}"
+    os.environ[DIR_ENV] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_CHILD_DIR, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _bound_of(item: pytest.Item) -> float | None:
@@ -229,21 +298,20 @@ def pytest_runtest_makereport(
     # The records of this phase (the loop logs from its own thread, or from a thread's loop).
     records, collector.records = collector.records, []
     samples, collector.watchdog.samples = collector.watchdog.samples, []
-    stalls = [
-        (record, wall, cpu)
-        for record, wall, cpu in records
-        if cpu > bound or wall > max(_WALL_FACTOR * bound, _BLOCKED)
-    ]
-    if stalls and report.passed:
+    stalls = [(record, wall, cpu) for record, wall, cpu in records if is_stall(bound, wall, cpu)]
+    children = _child_stalls(item.config.stash[_CHILD_DIR])
+    if (stalls or children) and report.passed:
         lines = "\n".join(
             f"  {r.getMessage()} ({cpu * 1000:.0f} ms CPU, {wall * 1000:.0f} ms wall "
             "without the garbage collector's pauses)"
             for r, wall, cpu in stalls
         )
         where = "".join(f"\nwhere the loop was held:\n{sample}" for sample in samples)
+        servers = "".join(f"\nin a server subprocess:\n{text}" for text in children)
         report.outcome = "failed"
         report.longrepr = (
             f"the event loop stalled during {report.when}: {len(stalls)} callback(s) held "
-            f"it longer than {bound * 1000:g} ms\n{lines}{where}"
+            f"it longer than {bound * 1000:g} ms{', and a server subprocess' if children else ''}"
+            f"\n{lines}{where}{servers}"
         )
     return report

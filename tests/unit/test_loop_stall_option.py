@@ -11,11 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV, STALL_SITE
+
 _REPO = Path(__file__).resolve().parents[2]
 
 _TESTS = """
 import asyncio
 import gc
+import os
+import pathlib
 import threading
 import time
 
@@ -57,6 +61,14 @@ async def test_only_awaits():
 @pytest.mark.loop_stall_ms(1000)
 async def test_allowed_a_larger_bound():
     _spin(0.2)
+
+
+def test_a_server_subprocess_stalled():
+    # What a server started by the test writes when one of its callbacks ran too long.
+    if "TRANSSHIP_TEST_LOOP_STALL_DIR" not in os.environ:
+        return  # the guard is off: servers are not asked to watch their loops
+    directory = pathlib.Path(os.environ["TRANSSHIP_TEST_LOOP_STALL_DIR"])
+    (directory / "4242.stalls").write_text("  pid 4242: <Task …> took 300 ms wall")
 
 
 def test_a_loop_in_a_thread():
@@ -119,8 +131,10 @@ def test_a_callback_over_the_bound_fails_its_test(tmp_path: Path) -> None:
         "test_the_garbage_collector_is_not_counted": "PASSED",
         "test_only_awaits": "PASSED",
         "test_allowed_a_larger_bound": "PASSED",
+        "test_a_server_subprocess_stalled": "FAILED",
         "test_a_loop_in_a_thread": "FAILED",
     }, run.stdout + run.stderr
+    assert "in a server subprocess:\n  pid 4242" in run.stdout
     assert "the event loop stalled during call" in run.stdout
     assert "coro=<test_blocks_the_loop()" in run.stdout, "the message names the callback"
     assert "in _spin" in run.stdout, "the message shows where the loop was held"
@@ -136,3 +150,45 @@ def test_zero_turns_the_guard_off(tmp_path: Path) -> None:
     run = _pytest(tmp_path, "--loop-stall-ms=0")
     assert run.returncode == 0, run.stdout + run.stderr
     assert set(_outcomes(run.stdout).values()) == {"PASSED"}
+
+
+_SERVER = """
+import asyncio
+import time
+
+
+def spin(seconds):
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
+
+
+async def stall():
+    spin(0.2)
+
+
+asyncio.run(stall())
+# A loop made outside the policy (a migration's private one) is not watched.
+with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+    runner.run(stall())
+"""
+
+
+def test_a_server_subprocess_watches_its_loops(tmp_path: Path) -> None:
+    """What tests/peers/transship.py does for the servers it starts while the guard is on:
+    ``stall_site`` on the PYTHONPATH, the bound and a directory in the environment."""
+    stalls = tmp_path / "stalls"
+    stalls.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(STALL_SITE), str(_REPO), os.environ.get("PYTHONPATH", "")]
+        ),
+        STALL_BOUND_ENV: "50",
+        STALL_DIR_ENV: str(stalls),
+    }
+    subprocess.run([sys.executable, "-c", _SERVER], env=env, check=True, timeout=120)
+    (written,) = stalls.glob("*.stalls")
+    lines = [line for line in written.read_text().splitlines() if " took " in line]
+    assert len(lines) == 1, lines
+    assert "coro=<stall()" in lines[0] and "longer than 50 ms" in lines[0]
