@@ -6,7 +6,10 @@ request of the process. Every loop created while tests run (the tests' own, thro
 pytest-asyncio, and those of `asyncio.run` in threads) runs in asyncio debug mode with
 `slow_callback_duration` = N ms, and asyncio's "Executing … took …" warnings logged during a
 test's setup, call or teardown fail that phase, quoting them, with the stack the loop was
-held at (sampled by a watchdog thread while the callback still ran).
+held at (sampled by a watchdog thread while the callback still ran). Servers started as
+subprocesses by tests/peers/transship.py watch their own loops the same way (without debug
+mode: tests/support/loop_stall_child.py) and write their stalls to a directory this plugin
+reads after each phase, failing the test that was running.
 
 A callback is judged by the CPU time its thread spent in it, not only by the wall clock:
 on a loaded machine (four xdist workers on two cores, and other jobs) a 10 ms callback can
