@@ -4,29 +4,30 @@ test in which one event-loop callback held its loop for longer than N millisecon
 The event loop never waits (docs/architecture.md): a callback that runs long delays every
 request of the process. Every loop created while tests run (the tests' own, through
 pytest-asyncio, and those of `asyncio.run` in threads) runs in asyncio debug mode with
-`slow_callback_duration` = N ms, and asyncio's "Executing … took …" warnings logged during a
-test's setup, call or teardown fail that phase, quoting them, with the stack the loop was
+`slow_callback_duration` = N ms, and asyncio's "Executing … took …" warnings logged during
+a test's setup, call or teardown fail that phase, quoting them, with the stack the loop was
 held at (sampled by a watchdog thread while the callback still ran). Servers started as
 subprocesses by tests/peers/transship.py watch their own loops the same way (without debug
 mode: tests/support/loop_stall_child.py) and write their stalls to a directory this plugin
 reads after each phase, failing the test that was running.
 
-A callback is judged by the CPU time its thread spent in it, not only by the wall clock:
-on a loaded machine (four xdist workers on two cores, and other jobs) a 10 ms callback can
+A callback is judged by the CPU time its thread spent in it, not only by the wall clock: on
+a loaded machine (four xdist workers on two cores, and other jobs) a 10 ms callback can
 take 100 ms of wall time while its thread waits to be scheduled, which is not the code's
 fault and would make the guard flaky. So a warning fails the test when the callback used
 more than N ms of CPU, or when it took more than ``_WALL_FACTOR`` times N ms (and at least
-a second) of wall time (a blocking call: a sync read waiting on the disk, a `time.sleep`); both without the cyclic
-garbage collector's pauses, whose cost is the size of the test worker's whole heap
-(pytest's and every earlier test's objects), not the code under test. The design target is
-~10 ms (a pull's own cost is tens of µs); N = 100 is what a loaded 2-core CI machine
-can hold without false alarms, and ``--loop-stall-ms=20`` on an idle machine is a
-stricter check. ``--loop-stall-ms=0`` turns the guard off.
+a second) of wall time (a blocking call: a sync read waiting on the disk, a `time.sleep`);
+both without the cyclic garbage collector's pauses, whose cost is the size of the test
+worker's whole heap (pytest's and every earlier test's objects), not the code under test.
+The design target is ~10 ms (a pull's own cost is tens of µs); N = 100 is what a loaded
+2-core CI machine can hold without false alarms, and ``--loop-stall-ms=20`` on an idle
+machine is a stricter check. ``--loop-stall-ms=0`` turns the guard off.
 
 A test may carry ``@pytest.mark.loop_stall_ms(M)`` to be held to another bound: a tighter
-one to show that a path of the server never holds the loop (tests/unit/registry/
-test_gc_at_scale.py), a looser one only for test-harness work that is not the server (say,
-building 20,000 rows with a sync helper), with a comment saying why. Registered by tests/conftest.py (``pytest_plugins``).
+one to show that a path of the server never holds the loop
+(tests/unit/registry/test_gc_at_scale.py), a looser one only for test-harness work that is
+not the server (say, building 20,000 rows with a sync helper), with a comment saying why.
+Registered by tests/conftest.py (``pytest_plugins``).
 """
 
 from __future__ import annotations
