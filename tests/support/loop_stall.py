@@ -24,9 +24,9 @@ The design target is ~10 ms (a pull's own cost is tens of µs); N = 100 is what 
 machine is a stricter check. ``--loop-stall-ms=0`` turns the guard off.
 
 A test may carry ``@pytest.mark.loop_stall_ms(M)`` to be held to another bound: a tighter
-one to show that a path of the server never holds the loop
-(tests/unit/registry/test_gc_at_scale.py), a looser one only for test-harness work that is
-not the server (say, building 20,000 rows with a sync helper), with a comment saying why.
+one to show that a path of the server never holds the loop, a looser one only for
+test-harness work that is not the server (say, building 20,000 rows with a sync helper),
+with a comment saying why (none needs one today).
 Registered by tests/conftest.py (``pytest_plugins``).
 """
 
