@@ -828,7 +828,8 @@ async def test_password_guessing_from_one_address_is_throttled(
     server, as every client of this suite is 127.0.0.1): the address is throttled before any
     one principal reaches its own limit."""
     limit = 10
-    server = transship_factory(
+    server = await asyncio.to_thread(
+        transship_factory,
         database_url=database_url,
         data_plane_auth=True,
         env={"TRANSSHIP_AUTH_FAILURE_LIMIT_PER_CLIENT": str(limit)},

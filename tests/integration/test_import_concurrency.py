@@ -34,15 +34,19 @@ async def test_two_imports_needing_the_same_blob_fetch_it_once(
     upstream_proxy: ProxyFactory,
 ) -> None:
     layout = OciLayout(tmp_path / "layout")
-    # Two different images whose first layer is the same large blob.
-    first = build_index(
+    # Two different images whose first layer is the same large blob. (Built and pushed on a
+    # thread: compressing 3 MB and blocking HTTP would hold the test's loop, which the stall
+    # guard rightly reports.)
+    first = await asyncio.to_thread(
+        build_index,
         layout,
         platforms=("linux/amd64",),
         seed="base",
         shared_layer_size=SHARED,
         layer_sizes=(5000,),
     )
-    second = build_index(
+    second = await asyncio.to_thread(
+        build_index,
         layout,
         platforms=("linux/arm64",),
         seed="base",
@@ -51,8 +55,8 @@ async def test_two_imports_needing_the_same_blob_fetch_it_once(
     )
     shared = first.children[0].layers[0].digest
     assert second.children[0].layers[0].digest == shared and first.digest != second.digest
-    push_layout_http(first, distribution_anon.url, "team/first", "v1")
-    push_layout_http(second, distribution_anon.url, "team/second", "v1")
+    await asyncio.to_thread(push_layout_http, first, distribution_anon.url, "team/first", "v1")
+    await asyncio.to_thread(push_layout_http, second, distribution_anon.url, "team/second", "v1")
     proxy = await upstream_proxy(distribution_anon.url)
     held = proxy.hold(f"/blobs/{shared}")
     env = await import_env(upstreams=insecure(proxy.host))
@@ -67,6 +71,8 @@ async def test_two_imports_needing_the_same_blob_fetch_it_once(
         await env.admin.wait_for(
             operation, copying_all_but_one, timeout=20, what="only the shared blob missing"
         )
+    # An observation window for a fetch that must not come (no event marks an absence):
+    # both imports are already waiting on the shared blob alone.
     await asyncio.sleep(0.5)
     assert len(proxy.requests_to(f"/blobs/{shared}")) == 1, (
         "the second import fetched the shared blob itself"

@@ -130,6 +130,8 @@ async def test_stall_mid_blob_resumes_when_the_upstream_recovers(
     )
     operation, done = await start_slow_copy(env, tcp)
     tcp.set_mode(FaultMode.blackhole())
+    # Waiting out real read timeouts (0.5 s each) is the point: the import must still be
+    # in progress, retrying, after three of them.
     await asyncio.sleep(1.5)
     assert (await env.admin.status(operation))["status"] == "InProgress"
     tcp.passthrough()

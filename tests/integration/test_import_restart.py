@@ -64,8 +64,10 @@ async def test_import_resumes_after_a_restart(
     transship_factory: Callable[..., TransshipServer],
     http: aiohttp.ClientSession,
 ) -> None:
-    image = build_image(OciLayout(tmp_path / "layout"), seed="restart", layer_sizes=SMALL + LARGE)
-    push_layout_http(image, distribution_anon.url, "team/app", "v1")
+    image = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "layout"), seed="restart", layer_sizes=SMALL + LARGE
+    )
+    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/app", "v1")
     sizes = {
         image.config.digest: image.config.size,
         **{layer.digest: layer.descriptor.size for layer in image.layers},

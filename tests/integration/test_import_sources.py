@@ -58,8 +58,9 @@ async def test_another_transship_instance_as_upstream(
     import_env: ImportEnvFactory,
     skopeo: Skopeo,
 ) -> None:
-    other = transship_factory()  # its /v2 is anonymous; unknown hosts reach its default registry
-    index = small_index(tmp_path)
+    # Its /v2 is anonymous; unknown hosts reach its default registry.
+    other = await asyncio.to_thread(transship_factory)
+    index = await asyncio.to_thread(small_index, tmp_path)
     await asyncio.to_thread(push_layout_http, index, other.url, "team/app", "v1")
     env = await import_env(upstreams=insecure(other.host))
     final = await env.run_import(

@@ -320,8 +320,9 @@ async def test_100_pulls_and_10_imports_at_once(
     transship_factory: Callable[..., TransshipServer],
     http: aiohttp.ClientSession,
 ) -> None:
-    index = pull_image(tmp_path)
-    specs = import_sources(tmp_path, distribution_anon)
+    # Built on threads: compressing and pushing images would hold the test's loop.
+    index = await asyncio.to_thread(pull_image, tmp_path)
+    specs = await asyncio.to_thread(import_sources, tmp_path, distribution_anon)
     config = write_config(tmp_path / "transship.toml", distribution_anon.host)
     server = await asyncio.to_thread(
         transship_factory, env={"TRANSSHIP_CONFIG": str(config)}, ready_timeout=60.0

@@ -18,7 +18,8 @@ is checked trusting only that CA (:meth:`client_ssl_context`).
 - :meth:`restart` — stop (or leave killed) and start again on the **same port and data dir**,
   so tests can check that state survives.
 
-The port is chosen once, at the first start.
+The port is chosen once, at the first start. While the test run's stall guard is on, the
+server watches its own event loops (tests/support/loop_stall_child.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ from .procs import ManagedProcess, Peer, peer_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SRC_DIR = REPO_ROOT / "src"
+# Set by the stall guard (tests/support/loop_stall.py): the bound, and the directory servers
+# write their stalls to; STALL_SITE's sitecustomize.py makes the server watch its loops.
+STALL_BOUND_ENV = "TRANSSHIP_TEST_LOOP_STALL_MS"
+STALL_DIR_ENV = "TRANSSHIP_TEST_LOOP_STALL_DIR"
+STALL_SITE = REPO_ROOT / "tests" / "support" / "stall_site"
+
+
+def stall_guard_on() -> bool:
+    """Whether the test run's stall guard (tests/support/loop_stall.py) asks servers to
+    watch their loops: it sets these variables; the benchmarks do not."""
+    return bool(os.environ.get(STALL_BOUND_ENV) and os.environ.get(STALL_DIR_ENV))
 
 
 class TransshipServer(Peer):
@@ -109,6 +121,8 @@ class TransshipServer(Peer):
             p
             for p in (
                 str(SRC_DIR),
+                # While the test run's stall guard is on, the server's loops are watched too.
+                *((str(STALL_SITE), str(REPO_ROOT)) if stall_guard_on() else ()),
                 self.extra_env.get("PYTHONPATH", os.environ.get("PYTHONPATH", "")),
             )
             if p

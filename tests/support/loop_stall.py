@@ -1,87 +1,269 @@
-"""pytest option ``--loop-stall-ms=N``: fail any test in which one event-loop callback ran
-longer than N milliseconds.
+"""The stall guard, pytest option ``--loop-stall-ms=N`` (on by default, N = 100): fail any
+test in which one event-loop callback held its loop for longer than N milliseconds.
 
 The event loop never waits (docs/architecture.md): a callback that runs long delays every
-request of the process. With the option, every loop created while tests run (the tests'
-own, through pytest-asyncio, and those of `asyncio.run` in threads) runs in asyncio debug
-mode with `slow_callback_duration` = N ms, and asyncio's "Executing … took …" warnings
-logged during a test's setup, call or teardown fail that phase, quoting them. Off by default
-(debug mode slows every loop down); a test may carry ``@pytest.mark.loop_stall_ms(M)`` to
-allow itself a larger bound (say, for a start-up that migrates a database on the loop).
+request of the process. Every loop created while tests run (the tests' own, through
+pytest-asyncio, and those of `asyncio.run` in threads) runs in asyncio debug mode with
+`slow_callback_duration` = N ms, and asyncio's "Executing … took …" warnings logged during
+a test's setup, call or teardown fail that phase, quoting them, with the stack the loop was
+held at (sampled by a watchdog thread while the callback still ran). Servers started as
+subprocesses by tests/peers/transship.py watch their own loops the same way (without debug
+mode: tests/support/loop_stall_child.py) and write their stalls to a directory this plugin
+reads after each phase, failing the test that was running.
+
+A callback is judged by the CPU time its thread spent in it, not only by the wall clock: on
+a loaded machine (four xdist workers on two cores, and other jobs) a 10 ms callback can
+take 100 ms of wall time while its thread waits to be scheduled, which is not the code's
+fault and would make the guard flaky. So a warning fails the test when the callback used
+more than N ms of CPU, or when it took more than ``_WALL_FACTOR`` times N ms (and at least
+a second) of wall time (a blocking call: a sync read waiting on the disk, a `time.sleep`);
+both without the cyclic garbage collector's pauses, whose cost is the size of the test
+worker's whole heap (pytest's and every earlier test's objects), not the code under test.
+The design target is ~10 ms (a pull's own cost is tens of µs); N = 100 is what a loaded
+2-core CI machine can hold without false alarms, and ``--loop-stall-ms=20`` on an idle
+machine is a stricter check. ``--loop-stall-ms=0`` turns the guard off.
+
+A test may carry ``@pytest.mark.loop_stall_ms(M)`` to be held to another bound: a tighter
+one to show that a path of the server never holds the loop, a looser one only for
+test-harness work that is not the server (say, building 20,000 rows with a sync helper),
+with a comment saying why (none needs one today).
 Registered by tests/conftest.py (``pytest_plugins``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-from collections.abc import Generator
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV
+
+DEFAULT_BOUND_MS = 100.0
+# A callback over this many times the bound in wall time (and at least _BLOCKED seconds)
+# fails even when it used little CPU: it was blocked in a synchronous call (scheduling
+# delay alone is not that long).
+_WALL_FACTOR = 10
+_BLOCKED = 1.0
+
 _SLOW = "Executing %s took %.3f seconds"  # asyncio's message, matched as a template
+
+# Handed to the servers tests start as subprocesses (tests/peers/transship.py): the bound,
+# and the directory their stalls are written to (tests/support/loop_stall_child.py).
+BOUND_ENV = STALL_BOUND_ENV
+DIR_ENV = STALL_DIR_ENV
+
+
+def is_stall(bound: float, wall: float, cpu: float) -> bool:
+    """Whether a callback that took `wall` seconds and `cpu` seconds of its thread's CPU
+    (the garbage collector's pauses left out) held its loop too long for `bound`."""
+    return cpu > bound or wall > max(_WALL_FACTOR * bound, _BLOCKED)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--loop-stall-ms",
         type=float,
-        default=None,
+        default=DEFAULT_BOUND_MS,
         metavar="N",
-        help="fail a test in which any event-loop callback runs longer than N ms "
-        "(asyncio debug mode; off by default)",
+        help="fail a test in which an event-loop callback holds its loop longer than N ms "
+        f"(asyncio debug mode; default {DEFAULT_BOUND_MS:g}; 0 turns the guard off)",
     )
 
 
 class _StallPolicy(asyncio.DefaultEventLoopPolicy):
-    """New loops run in debug mode and report callbacks slower than `bound` seconds."""
+    """New loops are watched (a loop made otherwise, such as a migration's private one,
+    is not) and, with `debug`, run in debug mode and report callbacks slower than `bound`
+    seconds."""
 
-    def __init__(self, bound: float) -> None:
+    def __init__(self, bound: float, *, debug: bool = True) -> None:
         super().__init__()
         self.bound = bound
+        self.debug = debug
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         loop = super().new_event_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = self.bound
+        loop._stall_watched = True  # type: ignore[attr-defined]
+        if self.debug:
+            loop.set_debug(True)
+            loop.slow_callback_duration = self.bound
         return loop
 
 
-class _Collector(logging.Handler):
-    """Keeps asyncio's slow-callback warnings, from any thread."""
+def _watched(handle: asyncio.Handle) -> bool:
+    return getattr(getattr(handle, "_loop", None), "_stall_watched", False)
 
-    def __init__(self) -> None:
+
+class _Watchdog:
+    """Times every loop callback of the process (wall and thread CPU), and from a thread
+    of its own samples the stack of one still running past the bound, so a failure says
+    where the loop was held: asyncio's warning names only the task and the line it reached
+    *after* its slow step."""
+
+    def __init__(
+        self,
+        bound: float,
+        on_callback: Callable[[asyncio.Handle, float, float, str | None], None] | None = None,
+    ) -> None:
+        self.bound = bound
+        # Called after each callback of a watched loop: handle, wall, CPU, stack sample.
+        self.on_callback = on_callback
+        self.running: dict[int, tuple[float, asyncio.Handle]] = {}
+        # thread → (wall, CPU) seconds of its last callback, the collector's pauses left out
+        self.last: dict[int, tuple[float, float]] = {}
+        # thread → (wall, CPU) seconds it spent collecting garbage, and when it started to
+        self._gc: dict[int, tuple[float, float]] = {}
+        self._gc_started: dict[int, tuple[float, float]] = {}
+        self.samples: list[str] = []
+        self.by_start: dict[tuple[int, float], str] = {}  # (thread, start) → its sample
+        self._seen: set[tuple[int, float]] = set()
+        original = asyncio.Handle._run
+        watchdog = self
+
+        def _run(handle: asyncio.Handle) -> None:
+            thread = threading.get_ident()
+            wall, cpu = time.monotonic(), time.thread_time()
+            watchdog.running[thread] = (wall, handle)
+            gc_wall, gc_cpu = watchdog._gc.get(thread, (0.0, 0.0))
+            try:
+                original(handle)
+            finally:
+                gc_wall_after, gc_cpu_after = watchdog._gc.get(thread, (0.0, 0.0))
+                took = (
+                    time.monotonic() - wall - (gc_wall_after - gc_wall),
+                    time.thread_time() - cpu - (gc_cpu_after - gc_cpu),
+                )
+                watchdog.last[thread] = took
+                watchdog.running.pop(thread, None)
+                if watchdog.on_callback is not None and _watched(handle):
+                    sample = watchdog.by_start.pop((thread, wall), None)
+                    watchdog.on_callback(handle, *took, sample)
+
+        asyncio.Handle._run = _run  # type: ignore[method-assign]
+        gc.callbacks.append(self._on_gc)
+        threading.Thread(target=self._watch, name="loop-stall-watchdog", daemon=True).start()
+
+    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
+        # A cyclic collection runs in whichever callback allocated last, and its cost is
+        # the size of the whole heap: in a test worker, pytest's and every earlier test's
+        # objects (~100 ms for a full collection late in a run), not the code under test.
+        thread = threading.get_ident()
+        if phase == "start":
+            self._gc_started[thread] = (time.monotonic(), time.thread_time())
+        elif thread in self._gc_started:
+            wall, cpu = self._gc_started.pop(thread)
+            total_wall, total_cpu = self._gc.get(thread, (0.0, 0.0))
+            self._gc[thread] = (
+                total_wall + time.monotonic() - wall,
+                total_cpu + time.thread_time() - cpu,
+            )
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.bound / 2)  # the watchdog's sampling pace, not synchronisation
+            now = time.monotonic()
+            frames = sys._current_frames()
+            for thread, (started, handle) in list(self.running.items()):
+                frame = frames.get(thread)
+                if now - started <= self.bound or frame is None or (thread, started) in self._seen:
+                    continue
+                if not _watched(handle):  # a private loop (say, a migration's)
+                    continue
+                self._seen.add((thread, started))
+                stack = traceback.format_stack(frame)
+                # From the callback down: the frames above it are the loop's and pytest's.
+                inner = [i for i, line in enumerate(stack) if "asyncio/events.py" in line]
+                stack = stack[inner[-1] + 1 :] if inner else stack
+                sample = (
+                    f"  still running after {(now - started) * 1000:.0f} ms: {handle!r:.160}\n"
+                    + "".join(stack[-14:])
+                )
+                self.samples.append(sample)
+                if self.on_callback is not None:
+                    self.by_start[(thread, started)] = sample
+
+
+class _Collector(logging.Handler):
+    """Keeps asyncio's slow-callback warnings, from any thread, each with the CPU time of
+    the callback (the warning is logged on the loop's thread right after it ran)."""
+
+    def __init__(self, watchdog: _Watchdog) -> None:
         super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
+        self.watchdog = watchdog
+        self.records: list[tuple[logging.LogRecord, float, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == _SLOW:
-            self.records.append(record)
+            wall, cpu = self.watchdog.last.get(threading.get_ident(), (0.0, 0.0))
+            self.records.append((record, wall, cpu))
 
 
 _COLLECTOR = pytest.StashKey[_Collector]()
+_POLICY = pytest.StashKey[_StallPolicy]()
+_CHILD_DIR = pytest.StashKey[Path]()
+
+
+def _child_stalls(directory: Path) -> list[str]:
+    """The stalls server subprocesses wrote since the last call (each file is consumed)."""
+    found: list[str] = []
+    for path in sorted(directory.glob("*.stalls")):
+        taken = path.with_suffix(".taken")
+        try:
+            path.rename(taken)  # the server opens its file again for its next stall
+        except FileNotFoundError:
+            continue
+        found.append(taken.read_text())
+        taken.unlink()
+    return found
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "loop_stall_ms(n): with --loop-stall-ms, the bound this test is held to instead",
+        "loop_stall_ms(n): the stall guard's bound for this test (looser only for harness "
+        "work, with a comment saying why)",
     )
     bound = config.getoption("loop_stall_ms")
-    if bound is None:
+    if not bound:
+        # Off: servers must not report to a guard further up (a pytest running this one).
+        os.environ.pop(BOUND_ENV, None)
+        os.environ.pop(DIR_ENV, None)
         return
     # pytest-asyncio creates each test's loop through the global policy, then applies its
     # own debug setting: both must say debug.
     config.option.asyncio_debug = True
-    asyncio.set_event_loop_policy(_StallPolicy(bound / 1000))
-    config.stash[_COLLECTOR] = _Collector()
+    policy = _StallPolicy(bound / 1000)
+    asyncio.set_event_loop_policy(policy)
+    config.stash[_POLICY] = policy
+    config.stash[_COLLECTOR] = _Collector(_Watchdog(bound / 1000))
+    # Servers started as subprocesses watch their own loops and write stalls here.
+    directory = tempfile.mkdtemp(prefix="transship-loop-stalls-")
+    config.stash[_CHILD_DIR] = Path(directory)
+    os.environ[BOUND_ENV] = f"{bound:g}"
+    os.environ[DIR_ENV] = directory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_CHILD_DIR, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _bound_of(item: pytest.Item) -> float | None:
-    """The bound in seconds this test is held to, or None when the option is off."""
+    """The bound in seconds this test is held to, or None when the guard is off."""
     bound = item.config.getoption("loop_stall_ms")
-    if bound is None:
+    if not bound:
         return None
     marker = item.get_closest_marker("loop_stall_ms")
     return float(marker.args[0] if marker is not None else bound) / 1000
@@ -95,6 +277,11 @@ def pytest_runtest_protocol(
     if collector is None:
         return (yield)
     collector.records = []
+    collector.watchdog.samples = []
+    # The loops this test creates report callbacks over its own bound (a marker's may be
+    # tighter than the run's).
+    bound = _bound_of(item) or item.config.getoption("loop_stall_ms") / 1000
+    item.config.stash[_POLICY].bound = collector.watchdog.bound = bound
     asyncio_logger = logging.getLogger("asyncio")
     asyncio_logger.addHandler(collector)
     try:
@@ -114,12 +301,21 @@ def pytest_runtest_makereport(
         return report
     # The records of this phase (the loop logs from its own thread, or from a thread's loop).
     records, collector.records = collector.records, []
-    stalls = [r for r in records if isinstance(r.args, tuple) and float(r.args[1]) > bound]
-    if stalls and report.passed:
-        lines = "\n".join(f"  {r.getMessage()}" for r in stalls)
+    samples, collector.watchdog.samples = collector.watchdog.samples, []
+    stalls = [(record, wall, cpu) for record, wall, cpu in records if is_stall(bound, wall, cpu)]
+    children = _child_stalls(item.config.stash[_CHILD_DIR])
+    if (stalls or children) and report.passed:
+        lines = "\n".join(
+            f"  {r.getMessage()} ({cpu * 1000:.0f} ms CPU, {wall * 1000:.0f} ms wall "
+            "without the garbage collector's pauses)"
+            for r, wall, cpu in stalls
+        )
+        where = "".join(f"\nwhere the loop was held:\n{sample}" for sample in samples)
+        servers = "".join(f"\nin a server subprocess:\n{text}" for text in children)
         report.outcome = "failed"
         report.longrepr = (
-            f"the event loop stalled during {report.when}: "
-            f"{len(stalls)} callback(s) ran longer than {bound * 1000:g} ms\n{lines}"
+            f"the event loop stalled during {report.when}: {len(stalls)} callback(s) held "
+            f"it longer than {bound * 1000:g} ms{', and a server subprocess' if children else ''}"
+            f"\n{lines}{where}{servers}"
         )
     return report

@@ -1,6 +1,8 @@
-"""The harness option ``--loop-stall-ms=N`` (tests/support/loop_stall.py): a test in which one
-event-loop callback ran longer than N ms fails, naming the callback; a test that only
-awaits passes; without the option nothing is checked; a marker can allow a larger bound."""
+"""The stall guard ``--loop-stall-ms=N`` (tests/support/loop_stall.py), on by default: a test
+in which one event-loop callback used more than N ms of CPU, or blocked for more than ten
+times N ms, fails, naming the callback; a test that only awaits, or whose callback was only
+slowed by the garbage collector or a short wait, passes; ``0`` turns the guard off; a marker
+can allow a larger bound."""
 
 from __future__ import annotations
 
@@ -9,18 +11,47 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV, STALL_SITE
+
 _REPO = Path(__file__).resolve().parents[2]
 
 _TESTS = """
 import asyncio
+import gc
+import os
+import pathlib
 import threading
 import time
 
 import pytest
 
+# Two million reachable cycles: a full collection of them takes ~100 ms of CPU.
+_HEAP = [[] for _ in range(2_000_000)]
+for _item in _HEAP:
+    _item.append(_item)
+
+
+def _spin(seconds):
+    # Synchronous CPU work on the loop: what the guard exists to catch.
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
+
 
 async def test_blocks_the_loop():
-    time.sleep(0.2)  # synchronous work on the loop: what the option exists to catch
+    _spin(0.2)
+
+
+async def test_a_blocking_call():
+    time.sleep(1.2)  # a synchronous wait over a second (and ten times the run's 50 ms bound)
+
+
+async def test_a_short_wait_is_not_a_stall():
+    time.sleep(0.1)  # as a loaded machine's scheduler may delay a callback: no CPU spent
+
+
+async def test_the_garbage_collector_is_not_counted():
+    gc.collect()
 
 
 async def test_only_awaits():
@@ -29,12 +60,20 @@ async def test_only_awaits():
 
 @pytest.mark.loop_stall_ms(1000)
 async def test_allowed_a_larger_bound():
-    time.sleep(0.2)
+    _spin(0.2)
+
+
+def test_a_server_subprocess_stalled():
+    # What a server started by the test writes when one of its callbacks ran too long.
+    if "TRANSSHIP_TEST_LOOP_STALL_DIR" not in os.environ:
+        return  # the guard is off: servers are not asked to watch their loops
+    directory = pathlib.Path(os.environ["TRANSSHIP_TEST_LOOP_STALL_DIR"])
+    (directory / "4242.stalls").write_text("  pid 4242: <Task …> took 300 ms wall")
 
 
 def test_a_loop_in_a_thread():
     async def stall():
-        time.sleep(0.2)
+        _spin(0.2)
 
     worker = threading.Thread(target=asyncio.run, args=(stall(),))
     worker.start()
@@ -87,15 +126,69 @@ def test_a_callback_over_the_bound_fails_its_test(tmp_path: Path) -> None:
     run = _pytest(tmp_path, "--loop-stall-ms=50")
     assert _outcomes(run.stdout) == {
         "test_blocks_the_loop": "FAILED",
+        "test_a_blocking_call": "FAILED",
+        "test_a_short_wait_is_not_a_stall": "PASSED",
+        "test_the_garbage_collector_is_not_counted": "PASSED",
         "test_only_awaits": "PASSED",
         "test_allowed_a_larger_bound": "PASSED",
+        "test_a_server_subprocess_stalled": "FAILED",
         "test_a_loop_in_a_thread": "FAILED",
     }, run.stdout + run.stderr
+    assert "in a server subprocess:\n  pid 4242" in run.stdout
     assert "the event loop stalled during call" in run.stdout
     assert "coro=<test_blocks_the_loop()" in run.stdout, "the message names the callback"
+    assert "in _spin" in run.stdout, "the message shows where the loop was held"
 
 
-def test_without_the_option_nothing_is_checked(tmp_path: Path) -> None:
-    run = _pytest(tmp_path)
+def test_the_guard_is_on_by_default(tmp_path: Path) -> None:
+    outcomes = _outcomes(_pytest(tmp_path).stdout)
+    assert outcomes["test_blocks_the_loop"] == "FAILED"
+    assert outcomes["test_only_awaits"] == "PASSED"
+
+
+def test_zero_turns_the_guard_off(tmp_path: Path) -> None:
+    run = _pytest(tmp_path, "--loop-stall-ms=0")
     assert run.returncode == 0, run.stdout + run.stderr
     assert set(_outcomes(run.stdout).values()) == {"PASSED"}
+
+
+_SERVER = """
+import asyncio
+import time
+
+
+def spin(seconds):
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
+
+
+async def stall():
+    spin(0.2)
+
+
+asyncio.run(stall())
+# A loop made outside the policy (a migration's private one) is not watched.
+with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+    runner.run(stall())
+"""
+
+
+def test_a_server_subprocess_watches_its_loops(tmp_path: Path) -> None:
+    """What tests/peers/transship.py does for the servers it starts while the guard is on:
+    ``stall_site`` on the PYTHONPATH, the bound and a directory in the environment."""
+    stalls = tmp_path / "stalls"
+    stalls.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(STALL_SITE), str(_REPO), os.environ.get("PYTHONPATH", "")]
+        ),
+        STALL_BOUND_ENV: "50",
+        STALL_DIR_ENV: str(stalls),
+    }
+    subprocess.run([sys.executable, "-c", _SERVER], env=env, check=True, timeout=120)
+    (written,) = stalls.glob("*.stalls")
+    lines = [line for line in written.read_text().splitlines() if " took " in line]
+    assert len(lines) == 1, lines
+    assert "coro=<stall()" in lines[0] and "longer than 50 ms" in lines[0]

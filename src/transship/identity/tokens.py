@@ -6,6 +6,7 @@ token they signed has expired, so a rotation never invalidates a token in flight
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -60,32 +61,36 @@ class SigningKeys:
         self._keys: dict[str, _Key] = {}
         self._active: _Key | None = None
 
+    # Generating an RSA key (~50 to 500 ms) and parsing one (~35 ms each: the key check) are
+    # CPU work that would hold the event loop, at every refresh too: both run on a thread.
+
     async def load(self) -> None:
         """Load the keys, creating the first one on a new service."""
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             records = await iq.signing_keys()
             if not any(r.retired_at is None for r in records):
-                await iq.add_signing_key(*self._new_sealed_key())
+                await iq.add_signing_key(*await asyncio.to_thread(self._new_sealed_key))
                 records = await iq.signing_keys()
-        self._install(records)
+        await self._install(records)
 
     async def rotate(self) -> str:
         """Make a new key active; the previous ones keep verifying. Returns the new kid."""
-        kid, sealed = self._new_sealed_key()
+        kid, sealed = await asyncio.to_thread(self._new_sealed_key)
         async with self._meta.writing() as q:
             iq = IdentityQueries(q.conn)
             await iq.add_signing_key(kid, sealed)
             await iq.retire_signing_keys(kid)
             await iq.drop_signing_keys_retired_before(utcnow() - MAX_TOKEN_LIFETIME)
             records = await iq.signing_keys()
-        self._install(records)
+        await self._install(records)
         return kid
 
     async def refresh(self) -> None:
         """Pick up keys another process rotated in."""
         async with self._meta.reading() as q:
-            self._install(await IdentityQueries(q.conn).signing_keys())
+            records = await IdentityQueries(q.conn).signing_keys()
+        await self._install(records)
 
     def _new_sealed_key(self) -> tuple[str, bytes]:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -100,7 +105,10 @@ class SigningKeys:
         kid = base64.urlsafe_b64encode(hashlib.sha256(public).digest()[:15]).decode()
         return kid, self._box.seal(pem)
 
-    def _install(self, records: list[Any]) -> None:
+    async def _install(self, records: list[Any]) -> None:
+        self._keys, self._active = await asyncio.to_thread(self._parse, records)
+
+    def _parse(self, records: list[Any]) -> tuple[dict[str, _Key], _Key]:
         keys: dict[str, _Key] = {}
         active = None
         for record in records:
@@ -113,7 +121,7 @@ class SigningKeys:
             if not key.retired:
                 active = key  # the newest unretired key signs
         assert active is not None, "no active signing key"
-        self._keys, self._active = keys, active
+        return keys, active
 
     def jwks(self) -> dict[str, Any]:
         """The public keys, active and retired, as a JSON Web Key Set."""

@@ -36,6 +36,17 @@ def future() -> datetime:
     return utcnow() + timedelta(hours=1)
 
 
+async def tick() -> datetime:
+    """Wait until the clock has moved past its reading at the call, and return the new
+    reading: every timestamp taken before the call is strictly earlier, every one taken
+    after the return at least as late. Waits on the clock itself (microseconds), not for a
+    guessed time."""
+    start = utcnow()
+    while (now := utcnow()) <= start:
+        await asyncio.sleep(0)
+    return now
+
+
 def assert_utc_now(value: datetime) -> None:
     """Aware, UTC, and actually now (not local wall-clock time labelled UTC)."""
     assert value.tzinfo is not None, value
@@ -384,9 +395,8 @@ async def test_record_blob_refreshes_created_at(store: MetadataStore) -> None:
     blob = digest("refresh")
     async with store.writing() as q:
         await q.record_blob(blob, 1)
-    await asyncio.sleep(0.01)
-    between = utcnow()
-    await asyncio.sleep(0.01)
+    between = await tick()
+    await tick()
     async with store.reading() as q:
         assert blob in {d for d, _ in await q.orphan_blobs(between)}
     async with store.writing() as q:
@@ -421,9 +431,8 @@ async def test_touch_links(store: MetadataStore, registry: RegistryRecord) -> No
             await q.record_blob(blob, 1)
         await q.link_blob(repo_id, a)
         await q.link_blob(other_id, b)
-    await asyncio.sleep(0.01)
-    cutoff = utcnow()
-    await asyncio.sleep(0.01)
+    cutoff = await tick()
+    await tick()
     async with store.writing() as q:
         assert await q.touch_links(repo_id, [a, a, b, absent]) == {a}  # only this repo's links
         assert await q.touch_links(repo_id, []) == set()
@@ -520,7 +529,7 @@ async def test_tags(store: MetadataStore, registry: RegistryRecord) -> None:
         assert await q.list_tags(repo_id, "e", 2) == []
         assert await q.list_tags(repo_id, "bb", 10) == ["c", "d", "e"]  # `last` need not exist
         before = {t.name: t for t in await q.tags_of(repo_id)}
-    await asyncio.sleep(0.01)
+    await tick()
     async with store.writing() as q:
         await q.set_tag(repo_id, "a", m2)  # move
     async with store.reading() as q:
@@ -611,7 +620,7 @@ async def test_referrers(store: MetadataStore, registry: RegistryRecord) -> None
         sbom = await add_manifest(
             q, repo_id, "sbom", subject=subject, artifact_type="application/spdx+json"
         )
-        await asyncio.sleep(0.002)
+        await tick()
         sig = await add_manifest(
             q,
             repo_id,
@@ -619,7 +628,7 @@ async def test_referrers(store: MetadataStore, registry: RegistryRecord) -> None
             subject=subject,
             artifact_type="application/vnd.cncf.notary.signature",
         )
-        await asyncio.sleep(0.002)
+        await tick()
         sbom2 = await add_manifest(
             q, repo_id, "sbom2", subject=subject, artifact_type="application/spdx+json"
         )
@@ -724,9 +733,8 @@ async def test_uploads_idle_since(store: MetadataStore, registry: RegistryRecord
     async with store.writing() as q:
         await q.create_upload(idle, registry.id, "app", "sha256")
         await q.create_upload(busy, registry.id, "app", "sha256")
-    await asyncio.sleep(0.01)
-    cutoff = utcnow()
-    await asyncio.sleep(0.01)
+    cutoff = await tick()
+    await tick()
     async with store.writing() as q:
         assert await q.advance_upload(busy, 0, 10)  # activity refreshes updated_at
     async with store.reading() as q:
@@ -745,8 +753,7 @@ async def test_cutoffs_compare_instants_not_wall_clock(
     async with store.writing() as q:
         await q.create_upload(upload_id, registry.id, "app", "sha256")
         await q.record_blob(blob, 1)
-    await asyncio.sleep(0.01)
-    cutoff = utcnow()
+    cutoff = await tick()
     east = cutoff.astimezone(timezone(timedelta(hours=5)))  # same instant, wall clock 5h ahead
     west = cutoff.astimezone(timezone(timedelta(hours=-5)))  # same instant, wall clock 5h behind
     async with store.reading() as q:

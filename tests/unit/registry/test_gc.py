@@ -19,6 +19,8 @@ from tests.support.app import (
     sha256,
 )
 from transship.metadata.queries import utcnow
+from transship.oci.digest import Digest
+from transship.registry.gc import _SCAN_SLICE, GarbageCollector
 
 LATER = timedelta(hours=2)  # past the one-hour default grace period
 
@@ -205,3 +207,53 @@ async def test_collection_concurrent_with_pushes_never_leaves_a_tag_on_missing_c
     assert await collector > 0
     report = await reg.services.checker.run(verify_digests=True)
     assert report.ok, report.problems
+
+
+class _ManyFilesStore:
+    """A blob store of `count` recent files and no staging area, which counts the event
+    loop's turns (`ticks`, advanced by a ticker task) while the sweep walks its files."""
+
+    def __init__(self, count: int, ticks: list[int]) -> None:
+        self.count = count
+        self.ticks = ticks
+        self.turns_during_sweep: int | None = None
+
+    def list_staging(self) -> list[str]:
+        return []
+
+    async def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:
+        started, now = self.ticks[0], time.time()
+        for i in range(self.count):
+            yield Digest.parse(f"sha256:{i:064x}"), now  # recent: skipped without an await
+        self.turns_during_sweep = self.ticks[0] - started
+
+
+async def test_the_orphan_file_sweep_lets_the_loop_run_between_slices(
+    reg: RunningRegistry,
+) -> None:
+    """Walking 20,000 files that all stay took ~35 ms in one loop callback: the sweep now
+    yields to the loop every `_SCAN_SLICE` files (counted, not timed)."""
+    ticks = [0]
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            ticks[0] += 1
+            await asyncio.sleep(0)
+
+    store = _ManyFilesStore(20_000, ticks)
+    collector = GarbageCollector(
+        reg.services.meta,
+        store,  # type: ignore[arg-type]
+        grace_seconds=3600,
+        upload_expiry_seconds=3600,
+    )
+    running = asyncio.create_task(ticker())
+    try:
+        report = await collector.run(dry_run=True)
+    finally:
+        done.set()
+        await running
+    assert report.orphan_files == []
+    assert store.turns_during_sweep is not None
+    assert store.turns_during_sweep >= 20_000 // _SCAN_SLICE - 1

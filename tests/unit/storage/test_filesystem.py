@@ -324,15 +324,18 @@ async def test_cancelled_append_stops_writing_and_closes_the_handle(
 
     sink = SlowSink()
     task = asyncio.create_task(fs_store.append_staging(upload_id, chunks(), sink))
-    while not sink_entered.is_set():
-        await asyncio.sleep(0.005)
+    assert await asyncio.to_thread(sink_entered.wait, 10)
+    # No event marks "the append now waits on the first batch": a short pause lets it get
+    # there, and the test holds either way (cancelling earlier is a weaker case of the same).
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     size_at_return, calls_at_return = path.stat().st_size, sink.calls
     handles_at_return = open_handles_to(path)
-    await asyncio.sleep(0.6)  # longer than the slow sink
+    # An observation window for writes that must not come (no event marks an absence):
+    # longer than the slow sink, whose thread would write next if it were still running.
+    await asyncio.sleep(0.6)
     assert (path.stat().st_size, sink.calls) == (size_at_return, calls_at_return), (
         "written after cancellation"
     )
