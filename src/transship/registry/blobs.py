@@ -7,7 +7,6 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from transship import errors as e
 from transship.errors import OciError
@@ -19,9 +18,11 @@ from transship.storage.base import BlobStore, StagingUnknown
 
 @dataclass(frozen=True, slots=True)
 class BlobLocation:
+    """A blob a repository can see: its digest and size. How its bytes are served is the
+    serving layer's choice (a driver with local files allows sendfile)."""
+
     digest: Digest
     size: int
-    path: Path | None  # a local file to send zero-copy, when the store has one
 
 
 class ChunkOutOfOrder(OciError):
@@ -78,7 +79,7 @@ class BlobService:
                 f"blob {digest} is not in repository {repository}",
                 {"digest": str(digest)},
             )
-        return BlobLocation(digest, size, self._store.local_path(digest))
+        return BlobLocation(digest, size)
 
     async def delete(self, registry: RegistryRecord, repository: str, digest: Digest) -> None:
         """Unlink a blob from a repository; the bytes go when garbage collection finds them
@@ -354,7 +355,7 @@ class BlobService:
                 await q.link_blob(repo_id, str(digest))
         except StagingUnknown:
             raise _expired(upload_id) from None
-        return BlobLocation(digest, size, self._store.local_path(digest))
+        return BlobLocation(digest, size)
 
     async def cancel(
         self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False
