@@ -7,10 +7,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from transship.imports.errors import tag_exists_failure
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
-from transship.imports.ports import Credentials, ImageSource
-from transship.imports.sink import LinkScope, RegistrySink, StagedBlob, tag_exists_failure
+from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope, PendingBlob
 from transship.metadata.records import JobProgress
 from transship.oci.manifest import Descriptor
 
@@ -36,7 +36,7 @@ class Progress:
     blobs_done: int = 0
     bytes_completed: int = 0
     bytes_fetched_completed: int = 0
-    active: set[StagedBlob] = field(default_factory=set)
+    active: set[PendingBlob] = field(default_factory=set)
 
     def snapshot(self) -> JobProgress:
         in_flight = sum(blob.offset for blob in self.active)
@@ -66,7 +66,7 @@ class ImportEngine:
 
     def __init__(
         self,
-        sink: RegistrySink,
+        sink: ImageSink,
         sources: SourceFactory,
         *,
         blob_concurrency: int,

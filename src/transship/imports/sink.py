@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
-from transship.imports.errors import ImportFailure, Step
-from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.errors import ImportFailure, Step, tag_exists_failure
+from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
+from transship.imports.ports import LinkScope
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import BlobMissing, MetadataStore
 from transship.oci.digest import CountingHasher, Digest
@@ -17,35 +17,10 @@ from transship.registry.manifests import store_manifest
 from transship.storage.base import BlobStore
 
 
-def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFailure:
-    return ImportFailure(
-        "TagAlreadyExists",
-        f"Tag {target} already exists in target registry.",
-        step=step,
-        obj=str(target),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LinkScope:
-    """What one import may link without receiving the bytes: blobs linked somewhere in its
-    target registry, blobs of its source repository when that is a registry of this
-    service (`source` = (registry id, repository name); the import policy checked the
-    importer may pull it), and blobs the job itself already pinned."""
-
-    job_id: str
-    registry_id: int
-    source: tuple[int, str] | None
-
-    @classmethod
-    def of(cls, job_id: str, registry_id: int, spec: SourceSpec) -> LinkScope:
-        local = None if spec.registry_id is None else (spec.registry_id, spec.repository)
-        return cls(job_id, registry_id, local)
-
-
 class StagedBlob:
-    """A BlobWriter into a staging area; `commit` verifies size and digest, then records
-    the blob pinned to the job (visible to no repository until the import commits)."""
+    """A PendingBlob in a staging area of the blob store; `commit` verifies size and
+    digest, then records the blob pinned to the job (visible to no repository until the
+    import commits)."""
 
     def __init__(
         self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int
@@ -107,6 +82,8 @@ class StagedBlob:
 
 
 class RegistrySink:
+    """The ImageSink of this service: the metadata store and the blob store."""
+
     def __init__(self, meta: MetadataStore, store: BlobStore) -> None:
         self._meta = meta
         self._store = store

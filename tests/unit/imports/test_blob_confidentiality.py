@@ -20,8 +20,8 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits
-from transship.imports.ports import BlobWriter, Credentials, ImageSource
-from transship.imports.sink import LinkScope, RegistrySink
+from transship.imports.ports import BlobWriter, Credentials, ImageSource, LinkScope
+from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
