@@ -11,8 +11,9 @@ from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.imports.ports import LinkScope
 from transship.metadata.jobs import JobQueries
-from transship.metadata.queries import BlobMissing, MetadataStore
+from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries
 from transship.oci.digest import CountingHasher, Digest
+from transship.registry.blob_commit import commit_staged_blob
 from transship.registry.manifests import store_manifest
 from transship.storage.base import BlobStore
 
@@ -69,11 +70,14 @@ class StagedBlob:
         if not self._created:  # an empty blob
             await self._store.create_staging(self._staging)
             self._created = True
-        await self._store.sync_staging(self._staging)
-        async with self._meta.writing() as q:
-            await q.record_blob(str(self.digest), self.size)
-            await JobQueries(q.conn).pin_blob(self._job_id, str(self.digest))
-            await self._store.commit_staging(self._staging, self.digest)
+        job_id, digest = self._job_id, str(self.digest)
+
+        async def pin(q: RegistryQueries) -> None:
+            await JobQueries(q.conn).pin_blob(job_id, digest)
+
+        await commit_staged_blob(
+            self._meta, self._store, self._staging, self.digest, self.size, pin
+        )
 
     async def discard(self) -> None:
         if self._created:

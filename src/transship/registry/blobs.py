@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from transship import errors as e
 from transship.errors import OciError
-from transship.metadata.queries import BlobMissing, MetadataStore
+from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries
 from transship.metadata.records import RegistryRecord, UploadRecord
 from transship.oci.digest import SUPPORTED_ALGORITHMS, CountingHasher, Digest, Hasher, new_hasher
+from transship.registry.blob_commit import commit_staged_blob
 from transship.storage.base import BlobStore, StagingUnknown
 
 
@@ -340,19 +341,16 @@ class BlobService:
         *,
         session: bool = False,
     ) -> BlobLocation:
-        # The row is written (and on PostgreSQL locked) before the file moves into place, so
-        # garbage collection cannot delete the file between the move and the commit; the
-        # session row goes in the same transaction, so a crash never leaves a session whose
-        # staged bytes have already moved.
+        async def hold(q: RegistryQueries) -> None:
+            # The session row goes in the blob's transaction, so a crash never leaves a
+            # session whose staged bytes have already moved.
+            if session:
+                await q.delete_upload(upload_id)
+            repo_id = await q.ensure_repository(registry.id, repository)
+            await q.link_blob(repo_id, str(digest))
+
         try:
-            await self._store.sync_staging(upload_id)
-            async with self._meta.writing() as q:
-                await q.record_blob(str(digest), size)
-                if session:
-                    await q.delete_upload(upload_id)
-                await self._store.commit_staging(upload_id, digest)
-                repo_id = await q.ensure_repository(registry.id, repository)
-                await q.link_blob(repo_id, str(digest))
+            await commit_staged_blob(self._meta, self._store, upload_id, digest, size, hold)
         except StagingUnknown:
             raise _expired(upload_id) from None
         return BlobLocation(digest, size)
