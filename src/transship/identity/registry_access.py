@@ -22,13 +22,14 @@ from transship.identity.scopemaps import (
 from transship.identity.secrets import SecretBox, SecretHasher, new_secret
 from transship.identity.throttle import FailureThrottle
 from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, QueryScope, utcnow
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import (
     RegistryAccessRecord,
     RegistryRecord,
     RegistryTokenRecord,
     ScopeMapRecord,
 )
+from transship.metadata.scope import QueryScope, utcnow
 
 ADMIN_PASSWORD_NAMES = ("password", "password2")
 TOKEN_PASSWORD_NAMES = ("password1", "password2")
@@ -106,7 +107,7 @@ class RegistryAccess:
         data-plane request's path)."""
         if time.monotonic() - self._loaded_at > _CACHE_SECONDS:
             async with self._meta.reading() as q:
-                records = await IdentityQueries(q.conn).all_registry_access()
+                records = await q.identity.all_registry_access()
             self._cache = {rid: _settings(r) for rid, r in records.items()}
             self._loaded_at = time.monotonic()
         found = self._cache.get(registry.id)
@@ -135,7 +136,7 @@ class RegistryAccess:
                 400, "InvalidParameter", str(exc), target="networkRuleSet.ipRules"
             ) from None
         async with self._meta.writing(within) as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             current = await iq.registry_access(registry.id)
             record = RegistryAccessRecord(
                 registry.id,
@@ -177,7 +178,7 @@ class RegistryAccess:
     async def admin_credentials(self, registry: RegistryRecord) -> dict[str, str]:
         """The admin user's two passwords by name. Raises ArmError 400 when it is disabled."""
         async with self._meta.reading() as q:
-            record = await IdentityQueries(q.conn).registry_access(registry.id)
+            record = await q.identity.registry_access(registry.id)
         return self._admin_passwords(registry, record)
 
     def _admin_passwords(
@@ -205,7 +206,7 @@ class RegistryAccess:
                 target="name",
             )
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             record = await iq.registry_access(registry.id)
             # Read in the transaction that writes: a concurrent regeneration of the other
             # password is kept, not overwritten with what was read before it.
@@ -220,7 +221,7 @@ class RegistryAccess:
     # -- scope maps --------------------------------------------------------------------------
     async def scope_maps(self, registry: RegistryRecord) -> list[ScopeMapView]:
         async with self._meta.reading() as q:
-            custom = await IdentityQueries(q.conn).scope_maps(registry.id)
+            custom = await q.identity.scope_maps(registry.id)
         system = [
             ScopeMapView(
                 name,
@@ -282,7 +283,7 @@ class RegistryAccess:
         canonical = list(dict.fromkeys(canonical))
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 existing = await iq.scope_map(registry.id, name)
                 if existing is None:
                     record = await iq.add_scope_map(
@@ -309,7 +310,7 @@ class RegistryAccess:
                 f"Scope map '{name}' is built in and cannot be deleted.",
             )
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             existing = await iq.scope_map(registry.id, name)
             if existing is None:
                 return False
@@ -340,7 +341,7 @@ class RegistryAccess:
         """Each token with its scope map's name and its passwords' names and expiry."""
         out = []
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             for token in await iq.tokens(registry.id):
                 scope_map = await iq.scope_map_by_id(token.scope_map_id)
                 passwords = [
@@ -380,7 +381,7 @@ class RegistryAccess:
             )
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 record = await self._scope_map_record(iq, registry, scope_map)
                 existing = await iq.token(registry.id, name)
                 if existing is None:
@@ -394,7 +395,7 @@ class RegistryAccess:
 
     async def delete_token(self, registry: RegistryRecord, name: str) -> bool:
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             existing = await iq.token(registry.id, name)
             deleted = existing is not None and await iq.delete_token(existing.id)
         self._verified.clear()
@@ -427,7 +428,7 @@ class RegistryAccess:
         values = {name: new_secret() for name in names}
         hashes = {name: await self._hasher.hash(value) for name, value in values.items()}
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             token = await iq.token(registry.id, token_name)
             if token is None:
                 raise _not_found("Token", token_name, registry, target="tokenId")
@@ -453,7 +454,7 @@ class RegistryAccess:
                 else None
             )
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             token = await iq.token(registry.id, name)
             scope_map = None if token is None else await iq.scope_map_by_id(token.scope_map_id)
         if token is None or not token.enabled or scope_map is None:
@@ -502,7 +503,7 @@ class RegistryAccess:
     ) -> tuple[RegistryCredential, datetime | None] | None:
         """The credential and when the password that matched expires (None: never)."""
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             access = await iq.registry_access(registry.id)
             token = await iq.token(registry.id, username)
             scope_map = None if token is None else await iq.scope_map_by_id(token.scope_map_id)

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from transship.identity.secrets import SecretBox
-from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
+from transship.metadata.scope import utcnow
 from transship.registry.registries import canonical_host
 
 # Longest lifetime of any token issued; a retired key is dropped this long after retiring.
@@ -63,7 +63,7 @@ class SigningKeys:
     async def load(self) -> None:
         """Load the keys, creating the first one on a new service."""
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             records = await iq.signing_keys()
             if not any(r.retired_at is None for r in records):
                 await iq.add_signing_key(*self._new_sealed_key())
@@ -74,7 +74,7 @@ class SigningKeys:
         """Make a new key active; the previous ones keep verifying. Returns the new kid."""
         kid, sealed = self._new_sealed_key()
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             await iq.add_signing_key(kid, sealed)
             await iq.retire_signing_keys(kid)
             await iq.drop_signing_keys_retired_before(utcnow() - MAX_TOKEN_LIFETIME)
@@ -85,7 +85,7 @@ class SigningKeys:
     async def refresh(self) -> None:
         """Pick up keys another process rotated in."""
         async with self._meta.reading() as q:
-            self._install(await IdentityQueries(q.conn).signing_keys())
+            self._install(await q.identity.signing_keys())
 
     def _new_sealed_key(self) -> tuple[str, bytes]:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

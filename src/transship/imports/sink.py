@@ -10,8 +10,7 @@ from transship.imports.errors import ImportFailure, Step, tag_exists_failure
 from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.imports.ports import LinkScope
-from transship.metadata.jobs import JobQueries
-from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries
+from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.oci.digest import CountingHasher, Digest
 from transship.registry.blob_commit import commit_staged_blob
 from transship.registry.manifests import store_manifest
@@ -72,8 +71,8 @@ class StagedBlob:
             self._created = True
         job_id, digest = self._job_id, str(self.digest)
 
-        async def pin(q: RegistryQueries) -> None:
-            await JobQueries(q.conn).pin_blob(job_id, digest)
+        async def pin(q: Transaction) -> None:
+            await q.jobs.pin_blob(job_id, digest)
 
         await commit_staged_blob(
             self._meta, self._store, self._staging, self.digest, self.size, pin
@@ -116,7 +115,7 @@ class RegistrySink:
         if not on_disk:
             return set()
         async with self._meta.writing() as q:
-            return await JobQueries(q.conn).pin_present(
+            return await q.jobs.pin_present(
                 scope.job_id, [str(d) for d in on_disk], scope.registry_id, scope.source
             )
 
@@ -128,7 +127,7 @@ class RegistrySink:
         async with self._meta.writing() as q:
             if await q.blob_size(str(digest)) is None:
                 return False
-            return await JobQueries(q.conn).pin_blob(job_id, str(digest))
+            return await q.jobs.pin_blob(job_id, str(digest))
 
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
     Row,
-    Table,
     and_,
     cast,
     delete,
@@ -22,13 +22,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.db import Database
+from transship.metadata.identity import IdentityQueries
+from transship.metadata.jobs import JobQueries
 from transship.metadata.pull import (
     MANIFEST_BY_DIGEST,
     MANIFEST_BY_TAG,
@@ -43,18 +43,10 @@ from transship.metadata.records import (
     TagRecord,
     UploadRecord,
 )
+from transship.metadata.scope import QueryScope, as_utc, conflict_from, utcnow
 
 # How an ACR listing is sorted: by its key (tag name, manifest digest), or by time.
 ListingOrder = Literal["key", "timeasc", "timedesc"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class BlobMissing(Exception):
@@ -76,11 +68,11 @@ class MetadataStore:
         self.db = db
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[RegistryQueries]:
+    async def reading(self) -> AsyncIterator[Transaction]:
         """A read snapshot through the async driver: any query, however large, runs off
         the event loop."""
         async with self.db.read() as conn:
-            yield RegistryQueries(conn)
+            yield Transaction(conn)
 
     @asynccontextmanager
     async def fast_read(self) -> AsyncIterator[PullQueries]:
@@ -90,7 +82,7 @@ class MetadataStore:
             yield PullQueries(conn)
 
     @asynccontextmanager
-    async def writing(self, within: QueryScope | None = None) -> AsyncIterator[RegistryQueries]:
+    async def writing(self, within: QueryScope | None = None) -> AsyncIterator[Transaction]:
         """A transaction: committed when the block exits normally, rolled back on any error;
         after the commit (never after a rollback) the callbacks given to the scope's
         `on_commit` run, so caches change only with the rows they mirror.
@@ -102,80 +94,15 @@ class MetadataStore:
         Raises Conflict, never the driver's IntegrityError, when a unique key is taken or a
         referenced row is gone (at a statement, or at the commit)."""
         if within is not None:
-            yield within if isinstance(within, RegistryQueries) else RegistryQueries.joining(within)
+            yield within if isinstance(within, Transaction) else Transaction.joining(within)
             return
         try:
             async with self.db.write() as conn:
-                scope = RegistryQueries(conn)
+                scope = Transaction(conn)
                 yield scope
         except IntegrityError as exc:
-            raise _conflict(exc) from exc
+            raise conflict_from(exc) from exc
         scope.committed()
-
-
-def _conflict(exc: IntegrityError) -> Conflict:
-    """The domain error for a constraint violation. Not the driver's text: PostgreSQL's
-    detail quotes the key's values (the IntegrityError stays the cause, for logs)."""
-    return Conflict(
-        f"a unique key is taken or a referenced row is gone ({type(exc.orig).__name__})"
-    )
-
-
-class QueryScope:
-    """Queries bound to one connection. Methods never commit; the scope does."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self._on_commit: list[Callable[[], None]] = []
-
-    @classmethod
-    def joining(cls, other: QueryScope) -> Any:
-        """A scope of this kind in `other`'s transaction, sharing its commit callbacks."""
-        scope = cls(other.conn)
-        scope._on_commit = other._on_commit
-        return scope
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once the transaction commits; never when it rolls back. Only
-        write scopes (`MetadataStore.writing()`) commit: for a cache that must not change
-        before the rows it mirrors, whichever transaction the write joined."""
-        self._on_commit.append(callback)
-
-    def committed(self) -> None:
-        """Called by the store after the commit: run the `on_commit` callbacks."""
-        callbacks, self._on_commit[:] = list(self._on_commit), []
-        for callback in callbacks:
-            callback()
-
-    async def _exec(self, statement: Any, parameters: Any = None) -> Any:
-        """Run a statement on either kind of connection (Result rows are typed Any).
-        Raises Conflict when it violates a unique or foreign key."""
-        try:
-            return await self.conn.execute(statement, parameters)
-        except IntegrityError as exc:
-            raise _conflict(exc) from exc
-
-    def _nested(self) -> Any:
-        """A savepoint; only write scopes (async connections) have them."""
-        assert isinstance(self.conn, AsyncConnection), "savepoints exist only in write scopes"
-        return self.conn.begin_nested()
-
-    # -- dialect helpers ---------------------------------------------------------------------
-    def _insert(self, table: Table) -> Any:
-        dialect = self.conn.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-    async def _insert_ignore(
-        self, table: Table, values: dict[str, Any], keys: Sequence[str]
-    ) -> bool:
-        """Insert unless a row with the same `keys` exists; True when a row was inserted."""
-        stmt = (
-            self._insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-        )
-        result = await self._exec(stmt)
-        return bool(result.rowcount)
 
 
 class RegistryQueries(QueryScope):
@@ -394,35 +321,6 @@ class RegistryQueries(QueryScope):
             )
         )
         return bool(result.rowcount)
-
-    async def linked_blobs(
-        self,
-        digests: Iterable[str],
-        registry_id: int,
-        source: tuple[int, str] | None = None,
-        pinned_by: str | None = None,
-    ) -> set[str]:
-        """Those of `digests` that some repository of registry `registry_id` links, that the
-        repository `source` = (registry id, repository name) links, or that the import job
-        `pinned_by` has pinned, in one statement keyed by the digest indexes: which blobs an
-        import may link without receiving their bytes."""
-        wanted = list(set(digests))
-        if not wanted:
-            return set()
-        rb, repo, pins = s.repository_blobs, s.repositories, s.blob_pins
-        where = repo.c.registry_id == registry_id
-        if source is not None:
-            where = where | ((repo.c.registry_id == source[0]) & (repo.c.name == source[1]))
-        stmt: Any = (
-            select(rb.c.digest)
-            .select_from(rb.join(repo, repo.c.id == rb.c.repository_id))
-            .where(rb.c.digest.in_(wanted), where)
-        )
-        if pinned_by is not None:
-            stmt = stmt.union(
-                select(pins.c.digest).where(pins.c.job_id == pinned_by, pins.c.digest.in_(wanted))
-            )
-        return {r.digest for r in await self._exec(stmt)}
 
     async def blob_referenced_in(self, repository_id: int, digest: str) -> str | None:
         """A manifest in the repository that needs the blob or child, or None."""
@@ -969,3 +867,22 @@ class RegistryQueries(QueryScope):
 
     async def blob_digests(self) -> set[str]:
         return {r.digest for r in await self._exec(select(s.blobs.c.digest))}
+
+
+class Transaction(RegistryQueries):
+    """What the store's scopes yield: one connection (a read snapshot or a write
+    transaction) with every query group on it. The registry queries are its own methods;
+    `identity` and `jobs` share its connection and commit callbacks, so a write that spans
+    groups is one transaction and no caller wraps a connection in a group of its own."""
+
+    @cached_property
+    def identity(self) -> IdentityQueries:
+        """Tenancy, principals, roles, signing keys, per-registry access."""
+        group: IdentityQueries = IdentityQueries.joining(self)
+        return group
+
+    @cached_property
+    def jobs(self) -> JobQueries:
+        """Import jobs and the blob pins they hold."""
+        group: JobQueries = JobQueries.joining(self)
+        return group

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from transship.metadata.queries import MetadataStore, RegistryQueries
+from transship.metadata.queries import MetadataStore, Transaction
 from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
 
-Hold = Callable[[RegistryQueries], Awaitable[object]]
+Hold = Callable[[Transaction], Awaitable[object]]
 """What keeps a new blob referenced, run in the commit's transaction: a link into a
 repository (a push), a pin to a job (an import)."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from transship import errors as e
 from transship.errors import OciError
-from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries
+from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.records import RegistryRecord, UploadRecord
 from transship.oci.digest import SUPPORTED_ALGORITHMS, CountingHasher, Digest, Hasher, new_hasher
 from transship.registry.blob_commit import commit_staged_blob
@@ -341,7 +341,7 @@ class BlobService:
         *,
         session: bool = False,
     ) -> BlobLocation:
-        async def hold(q: RegistryQueries) -> None:
+        async def hold(q: Transaction) -> None:
             # The session row goes in the blob's transaction, so a crash never leaves a
             # session whose staged bytes have already moved.
             if session:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
+from transship.metadata.scope import utcnow
 from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
 

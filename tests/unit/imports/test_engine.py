@@ -22,7 +22,6 @@ from transship.imports.plan import ImportLimits, build_plan
 from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope
 from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
-from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
 from transship.registry.check import Checker
@@ -77,7 +76,7 @@ class World:
     async def job(self, registry_id: int = 1) -> str:
         job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
         async with self.meta.writing() as q:
-            await JobQueries(q.conn).create_job(job_id, registry_id, "{}", None)
+            await q.jobs.create_job(job_id, registry_id, "{}", None)
         return job_id
 
     async def run(

@@ -1,4 +1,5 @@
-"""`transship.metadata`: Database, MetadataStore and RegistryQueries on SQLite and PostgreSQL.
+"""`transship.metadata`: Database, MetadataStore, its Transaction and RegistryQueries on
+SQLite and PostgreSQL.
 
 Every test runs twice through the `database_url` fixture of tests/conftest.py: once on a
 SQLite file in tmp_path, once on a fresh PostgreSQL database.
@@ -20,8 +21,9 @@ from sqlalchemy import text
 
 from transship.errors import Conflict
 from transship.metadata.db import Database, DatabaseUrlError, async_url
-from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries, utcnow
+from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestReference, RegistryRecord
+from transship.metadata.scope import utcnow
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -352,10 +354,12 @@ async def test_record_link_and_unlink_blob(store: MetadataStore, registry: Regis
         assert await q.repository_blob_size(registry.id, "other", blob) is None
         assert await q.repository_blob_size(registry.id, "missing", blob) is None
         assert await q.link_holders(blob) == {repo_id}
-        assert await q.linked_blobs([blob, digest("absent")], registry.id) == {blob}
-        assert await q.linked_blobs([blob], registry.id + 1000) == set()
-        assert await q.linked_blobs([blob], registry.id + 1000, (registry.id, "app")) == {blob}
-        assert await q.linked_blobs([blob], registry.id + 1000, (registry.id, "other")) == set()
+        assert await q.jobs.linked_blobs([blob, digest("absent")], registry.id) == {blob}
+        assert await q.jobs.linked_blobs([blob], registry.id + 1000) == set()
+        assert await q.jobs.linked_blobs([blob], registry.id + 1000, (registry.id, "app")) == {blob}
+        assert (
+            await q.jobs.linked_blobs([blob], registry.id + 1000, (registry.id, "other")) == set()
+        )
     async with store.writing() as q:
         assert await q.unlink_blob(registry.id, "app", blob) is True
         assert await q.unlink_blob(registry.id, "app", blob) is False
@@ -905,3 +909,41 @@ async def test_counts(store: MetadataStore, registry: RegistryRecord) -> None:
     async with store.reading() as q:
         assert await q.count_manifests() == 1
         assert await q.count_tags() == 1
+
+
+# -- one transaction object, every query group on it --------------------------------------------
+async def test_the_query_groups_of_a_write_are_one_transaction(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    """Registry, job and identity rows written through one scope commit together, and roll
+    back together; the groups share the scope's commit callbacks."""
+
+    class Abandon(Exception):
+        pass
+
+    committed: list[str] = []
+    with pytest.raises(Abandon):
+        async with store.writing() as q:
+            await q.ensure_repository(registry.id, "app")
+            await q.jobs.create_job("a" * 32, registry.id, "{}", None)
+            await q.identity.add_tenant("t-rolled-back", "never")
+            q.identity.on_commit(lambda: committed.append("identity"))
+            raise Abandon
+    async with store.reading() as q:
+        assert await q.repository_id(registry.id, "app") is None
+        assert await q.jobs.job("a" * 32) is None
+        assert await q.identity.tenant("t-rolled-back") is None
+    assert committed == []
+
+    async with store.writing() as q:
+        await q.ensure_repository(registry.id, "app")
+        await q.jobs.create_job("b" * 32, registry.id, "{}", None)
+        await q.identity.add_tenant("t-kept", "kept")
+        q.identity.on_commit(lambda: committed.append("identity"))
+        q.jobs.on_commit(lambda: committed.append("jobs"))
+        assert q.jobs is q.jobs and q.jobs.conn is q.conn is q.identity.conn
+    assert committed == ["identity", "jobs"]
+    async with store.reading() as q:
+        assert await q.repository_id(registry.id, "app") is not None
+        assert await q.jobs.job("b" * 32) is not None
+        assert await q.identity.tenant("t-kept") is not None

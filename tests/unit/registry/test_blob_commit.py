@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.storage.blobstore_contract import RecordingSink, collect, just
 from tests.unit.storage.memory_store import MemoryBlobStore
-from transship.metadata.queries import MetadataStore, RegistryQueries
+from transship.metadata.queries import MetadataStore, Transaction
 from transship.oci.digest import Digest
 from transship.registry.blob_commit import commit_staged_blob
 from transship.storage.base import BlobStore, StagingUnknown
@@ -51,7 +51,7 @@ async def test_the_blob_row_is_written_and_held_before_the_bytes_move(
 ) -> None:
     seen: list[tuple[int | None, int | None]] = []
 
-    async def hold(q: RegistryQueries) -> None:
+    async def hold(q: Transaction) -> None:
         repo_id = await q.ensure_repository(registry_id, "app")
         await q.link_blob(repo_id, str(DIGEST))
         seen.append((await q.blob_size(str(DIGEST)), await store.size(DIGEST)))
@@ -71,7 +71,7 @@ async def test_a_failing_holder_leaves_no_row_and_no_blob(
     class Refused(Exception):
         pass
 
-    async def hold(q: RegistryQueries) -> None:
+    async def hold(q: Transaction) -> None:
         raise Refused
 
     with pytest.raises(Refused):
@@ -86,7 +86,7 @@ async def test_a_lost_staging_area_rolls_back_the_row_and_the_holder(
 ) -> None:
     held: list[int] = []
 
-    async def hold(q: RegistryQueries) -> None:
+    async def hold(q: Transaction) -> None:
         held.append(await q.ensure_repository(registry_id, "app"))
 
     with pytest.raises(StagingUnknown):

@@ -18,7 +18,7 @@ from tests.support.app import (
     running_registry,
     sha256,
 )
-from transship.metadata.queries import utcnow
+from transship.metadata.scope import utcnow
 
 LATER = timedelta(hours=2)  # past the one-hour default grace period
 
