@@ -13,6 +13,7 @@ from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
 from transship.errors import OciError
 from transship.metadata.records import RegistryRecord, TagRecord
+from transship.oci.digest import Digest, DigestError
 from transship.registry.listings import ListingOrder, ManifestListing
 
 _CHANGEABLE = {
@@ -71,7 +72,7 @@ async def catalog(request: web.Request) -> web.Response:
 def _tag_json(tag: TagRecord) -> dict[str, Any]:
     return {
         "name": tag.name,
-        "digest": tag.digest,
+        "digest": str(tag.digest),
         "createdTime": _iso(tag.created_at),
         "lastUpdateTime": _iso(tag.updated_at),
         "signed": False,
@@ -81,7 +82,7 @@ def _tag_json(tag: TagRecord) -> dict[str, Any]:
 
 def _manifest_json(item: ManifestListing) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "digest": item.digest,
+        "digest": str(item.digest),
         "imageSize": item.image_size,
         "createdTime": _iso(item.created),
         "lastUpdateTime": _iso(item.created),
@@ -136,7 +137,13 @@ async def _item(
         if tag is None:
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
         return web.json_response({**header, "tag": _tag_json(tag)})
-    listing = await services.listings.manifest(registry, repository, reference)
+    try:
+        digest: Digest | None = Digest.parse(reference)
+    except DigestError:
+        digest = None  # no manifest has that name
+    listing = (
+        None if digest is None else await services.listings.manifest(registry, repository, digest)
+    )
     if listing is None:
         raise OciError(
             e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}"
@@ -165,7 +172,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if request.method == "DELETE" and found is None:
         deleted = await services.listings.delete_repository(registry, repository_name(tail))
         return web.json_response(
-            {"manifestsDeleted": deleted.manifests, "tagsDeleted": deleted.tags}, status=202
+            {"manifestsDeleted": [str(d) for d in deleted.manifests], "tagsDeleted": deleted.tags},
+            status=202,
         )
     if found is None or request.method != "GET":
         raise OciError(
@@ -182,7 +190,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         )
     manifests = await services.listings.manifests(registry, repository, _order(request), last, n)
     link = (
-        _link(request, manifests.items[-1].digest, n) if manifests.more and manifests.items else {}
+        _link(request, str(manifests.items[-1].digest), n)
+        if manifests.more and manifests.items
+        else {}
     )
     return web.json_response(
         {**header, "manifests": [_manifest_json(m) for m in manifests.items]}, headers=link

@@ -253,7 +253,7 @@ async def manifest_get(
     record = await _services(request).manifests.get(registry, match["name"], match["reference"])
     headers = {
         hdrs.CONTENT_TYPE: record.media_type,
-        "Docker-Content-Digest": record.digest,
+        "Docker-Content-Digest": str(record.digest),
         hdrs.ETAG: f'"{record.digest}"',
     }
     if request.method == "HEAD":

@@ -52,8 +52,8 @@ class BlobWriter(Protocol):
 class ImageSource(Protocol):
     """Where an import reads from: a remote registry, or a registry of this service."""
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        """The manifest by tag or digest. Raises ImportFailure (e.g. ManifestUnknown)."""
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        """The manifest by digest or tag. Raises ImportFailure (e.g. ManifestUnknown)."""
         ...
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
@@ -104,7 +104,7 @@ class ImageSink(Protocol):
         """The targets whose tag already exists in the registry."""
         ...
 
-    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[str]:
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
         """Pin, at once, every listed blob the service holds that `scope` allows linking
         without fetching; returns their digests. The rest must be fetched and verified."""
         ...

@@ -69,7 +69,7 @@ class StagedBlob:
         if not self._created:  # an empty blob
             await self._store.create_staging(self._staging)
             self._created = True
-        job_id, digest = self._job_id, str(self.digest)
+        job_id, digest = self._job_id, self.digest
 
         async def pin(q: Transaction) -> None:
             await q.jobs.pin_blob(job_id, digest)
@@ -107,7 +107,7 @@ class RegistrySink:
         when it may not, or the service does not have it (or its file is gone)."""
         return bool(await self.pin_present(scope, [digest]))
 
-    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[str]:
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
         """Pin, in one transaction, every listed blob the service holds (row and file) that
         `scope` allows linking without fetching; returns their digests. The rest must be
         fetched and verified: a digest the store holds for another registry is not access."""
@@ -115,9 +115,7 @@ class RegistrySink:
         if not on_disk:
             return set()
         async with self._meta.writing() as q:
-            return await q.jobs.pin_present(
-                scope.job_id, [str(d) for d in on_disk], scope.registry_id, scope.source
-            )
+            return await q.jobs.pin_present(scope.job_id, on_disk, scope.registry_id, scope.source)
 
     async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
         """Pin a blob another import into the same registry has just fetched and verified
@@ -125,9 +123,9 @@ class RegistrySink:
         if await self._store.size(digest) is None:
             return False
         async with self._meta.writing() as q:
-            if await q.blob_size(str(digest)) is None:
+            if await q.blob_size(digest) is None:
                 return False
-            return await q.jobs.pin_blob(job_id, str(digest))
+            return await q.jobs.pin_blob(job_id, digest)
 
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)
@@ -145,7 +143,7 @@ class RegistrySink:
                 repository_ids[repository] = repo_id
                 for blob in plan.blobs:
                     try:
-                        await q.link_blob(repo_id, str(blob.digest))
+                        await q.link_blob(repo_id, blob.digest)
                     except BlobMissing:
                         raise ImportFailure(
                             "BlobMissing",

@@ -13,6 +13,7 @@ from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 from transship.metadata.scope import QueryScope, as_utc, utcnow
+from transship.oci.digest import Digest
 
 FINAL_STATES = ("succeeded", "failed", "canceled")
 # The job row's columns that hold a JobProgress (same names).
@@ -224,7 +225,7 @@ class JobQueries(QueryScope):
         )
         return await self.job(job_id)
 
-    async def pin_blob(self, job_id: str, digest: str) -> bool:
+    async def pin_blob(self, job_id: str, digest: Digest) -> bool:
         """Keep a blob from garbage collection while the job runs; False if the blob is gone."""
         try:
             async with self._nested():
@@ -237,11 +238,11 @@ class JobQueries(QueryScope):
 
     async def linked_blobs(
         self,
-        digests: Iterable[str],
+        digests: Iterable[Digest],
         registry_id: int,
         source: tuple[int, str] | None = None,
         pinned_by: str | None = None,
-    ) -> set[str]:
+    ) -> set[Digest]:
         """Those of `digests` that some repository of registry `registry_id` links, that the
         repository `source` = (registry id, repository name) links, or that the import job
         `pinned_by` has pinned, in one statement keyed by the digest indexes: which blobs an
@@ -267,10 +268,10 @@ class JobQueries(QueryScope):
     async def pin_present(
         self,
         job_id: str,
-        digests: list[str],
+        digests: list[Digest],
         registry_id: int,
         source: tuple[int, str] | None = None,
-    ) -> set[str]:
+    ) -> set[Digest]:
         """Pin every listed blob the job may link without fetching it, in one batch; returns
         those pinned. Knowing a digest is never access, so that is only a blob linked to some
         repository of the target registry `registry_id`, to the source repository `source` =
@@ -283,7 +284,9 @@ class JobQueries(QueryScope):
         stmt = self._insert(s.blob_pins).on_conflict_do_nothing(index_elements=["job_id", "digest"])
         try:
             async with self._nested():
-                await self._exec(stmt, [{"job_id": job_id, "digest": d} for d in sorted(allowed)])
+                await self._exec(
+                    stmt, [{"job_id": job_id, "digest": d} for d in sorted(allowed, key=str)]
+                )
         except Conflict:
             return {d for d in allowed if await self.pin_blob(job_id, d)}
         return allowed

@@ -31,6 +31,6 @@ async def commit_staged_blob(
     """
     await store.sync_staging(staging_id)
     async with meta.writing() as q:
-        await q.record_blob(str(digest), size)
+        await q.record_blob(digest, size)
         await hold(q)
         await store.commit_staging(staging_id, digest)

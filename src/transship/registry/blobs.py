@@ -73,7 +73,7 @@ class BlobService:
         """Raises OciError BLOB_UNKNOWN when the repository cannot see the blob."""
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
-            size = await q.repository_blob_size(registry.id, repository, str(digest))
+            size = await q.repository_blob_size(registry.id, repository, digest)
         if size is None:
             raise OciError(
                 e.BLOB_UNKNOWN,
@@ -90,14 +90,14 @@ class BlobService:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is not None:
                 await q.lock_repository(repo_id, exclusive=True)
-                user = await q.blob_referenced_in(repo_id, str(digest))
+                user = await q.blob_referenced_in(repo_id, digest)
                 if user is not None:
                     raise OciError(
                         e.UNSUPPORTED,
                         f"blob {digest} is referenced by manifest {user} in {repository}; delete the manifest first",
-                        {"digest": str(digest), "manifest": user},
+                        {"digest": str(digest), "manifest": str(user)},
                     )
-            if not await q.unlink_blob(registry.id, repository, str(digest)):
+            if not await q.unlink_blob(registry.id, repository, digest):
                 raise OciError(
                     e.BLOB_UNKNOWN,
                     f"blob {digest} is not in repository {repository}",
@@ -117,12 +117,12 @@ class BlobService:
         holder = repository if source is None else source
         async with self._meta.writing() as q:
             holder_id = await q.repository_id(registry.id, holder)
-            linked = holder_id is not None and bool(await q.touch_links(holder_id, [str(digest)]))
+            linked = holder_id is not None and bool(await q.touch_links(holder_id, [digest]))
             if not linked or await self._store.size(digest) is None:
                 return False
             repo_id = await q.ensure_repository(registry.id, repository)
             try:
-                await q.link_blob(repo_id, str(digest))
+                await q.link_blob(repo_id, digest)
             except BlobMissing:
                 return False
         return True
@@ -347,7 +347,7 @@ class BlobService:
             if session:
                 await q.delete_upload(upload_id)
             repo_id = await q.ensure_repository(registry.id, repository)
-            await q.link_blob(repo_id, str(digest))
+            await q.link_blob(repo_id, digest)
 
         try:
             await commit_staged_blob(self._meta, self._store, upload_id, digest, size, hold)

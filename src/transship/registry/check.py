@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from transship.metadata.queries import MetadataStore
 from transship.metadata.scope import utcnow
-from transship.oci.digest import Digest, new_hasher
+from transship.oci.digest import new_hasher
 from transship.storage.base import BlobStore
 
 
@@ -53,9 +53,8 @@ class Checker:
             report.problems.append(
                 f"manifest {repository}@{manifest} needs {what} {child}, which the repository lacks"
             )
-        for recorded, size in blob_rows:
+        for digest, size in blob_rows:
             report.checked_blobs += 1
-            digest = Digest.parse(recorded)
             actual = await self._store.size(digest)
             if actual is None:
                 report.problems.append(f"blob {digest} is recorded but its file is missing")

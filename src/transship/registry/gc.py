@@ -26,10 +26,10 @@ class GcReport:
     dry_run: bool
     expired_uploads: list[str] = field(default_factory=list)
     stray_staging: list[str] = field(default_factory=list)
-    dropped_links: list[tuple[int, str]] = field(default_factory=list)
-    deleted_blobs: list[str] = field(default_factory=list)
+    dropped_links: list[tuple[int, Digest]] = field(default_factory=list)
+    deleted_blobs: list[Digest] = field(default_factory=list)
     freed_bytes: int = 0
-    orphan_files: list[str] = field(default_factory=list)
+    orphan_files: list[Digest] = field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -113,7 +113,7 @@ class GarbageCollector:
             candidates = await q.orphan_blobs(cutoff)
             if report.dry_run:
                 # Nothing was dropped, so count blobs whose every link this run would drop.
-                dropping: dict[str, set[int]] = {}
+                dropping: dict[Digest, set[int]] = {}
                 for repository_id, digest in report.dropped_links:
                     dropping.setdefault(digest, set()).add(repository_id)
                 for digest, repository_ids in dropping.items():
@@ -125,7 +125,7 @@ class GarbageCollector:
                     if not await q.delete_blob_row_if_orphan(digest, cutoff):
                         continue
                     # Still inside the transaction: the row goes first (locked on PostgreSQL).
-                    await self._store.delete(Digest.parse(digest))
+                    await self._store.delete(digest)
             report.deleted_blobs.append(digest)
             report.freed_bytes += size
 
@@ -134,12 +134,12 @@ class GarbageCollector:
         async with self._meta.reading() as q:
             known = await q.blob_digests()
         async for digest, mtime in self._store.iter_blobs():
-            if str(digest) in known or mtime >= cutoff.timestamp():
+            if digest in known or mtime >= cutoff.timestamp():
                 continue
             async with self._meta.writing() as q:
                 # Re-check under the write lock: a commit may have recorded it since.
-                if await q.blob_size(str(digest)) is not None:
+                if await q.blob_size(digest) is not None:
                     continue
-                report.orphan_files.append(str(digest))
+                report.orphan_files.append(digest)
                 if not report.dry_run:
                     await self._store.delete(digest)

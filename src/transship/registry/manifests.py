@@ -10,9 +10,9 @@ from transship.errors import OciError
 from transship.metadata.queries import MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, ManifestReference, RegistryRecord
 from transship.oci import mediatypes as mt
-from transship.oci.digest import Digest, DigestError, is_digest
+from transship.oci.digest import Digest, DigestError
 from transship.oci.manifest import ManifestError, ParsedManifest, parse_manifest
-from transship.oci.reference import InvalidReference, validate_tag
+from transship.oci.reference import InvalidReference, parse_tag_or_digest
 
 MAX_TAGS_PER_PUT = 64
 
@@ -30,19 +30,16 @@ class Page:
     more: bool
 
 
-def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
-    """Validate a tag-or-digest path segment; returns it and whether it is a digest.
+def parse_reference(reference: str, *, writing: bool) -> Digest | str:
+    """Parse a tag-or-digest path segment: a Digest, or the tag.
 
     Raises DIGEST_INVALID for a malformed digest. A malformed tag is MANIFEST_INVALID when
     pushing and MANIFEST_UNKNOWN when reading (no manifest can have that name).
     """
-    if is_digest(reference):
-        try:
-            return str(Digest.parse(reference)), True
-        except DigestError as exc:
-            raise OciError(e.DIGEST_INVALID, str(exc), {"reference": reference}) from None
     try:
-        return validate_tag(reference), False
+        return parse_tag_or_digest(reference)
+    except DigestError as exc:
+        raise OciError(e.DIGEST_INVALID, str(exc), {"reference": reference}) from None
     except InvalidReference as exc:
         code = e.MANIFEST_INVALID if writing else e.MANIFEST_UNKNOWN
         raise OciError(code, str(exc), {"tag": reference}) from None
@@ -50,13 +47,13 @@ def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
 
 def references_of(parsed: ParsedManifest) -> list[ManifestReference]:
     """What a manifest needs in its repository: blobs (foreign layers excepted) and children."""
-    refs = [ManifestReference(str(d.digest), False) for d in parsed.blobs if not d.is_foreign]
-    refs += [ManifestReference(str(d.digest), True) for d in parsed.manifests]
+    refs = [ManifestReference(d.digest, False) for d in parsed.blobs if not d.is_foreign]
+    refs += [ManifestReference(d.digest, True) for d in parsed.manifests]
     return refs
 
 
 async def store_manifest(
-    q: RegistryQueries, repository_id: int, digest: str, content: bytes, parsed: ParsedManifest
+    q: RegistryQueries, repository_id: int, digest: Digest, content: bytes, parsed: ParsedManifest
 ) -> None:
     """Insert a manifest row with its edges (a no-op when present). The caller has checked
     that what it references exists in the repository."""
@@ -66,7 +63,7 @@ async def store_manifest(
         parsed.media_type,
         content,
         parsed.referrer_artifact_type,
-        str(parsed.subject.digest) if parsed.subject else None,
+        parsed.subject.digest if parsed.subject else None,
         json.dumps(dict(parsed.annotations)) if parsed.annotations else None,
         references_of(parsed),
     )
@@ -89,10 +86,10 @@ class ManifestService:
         self, registry: RegistryRecord, repository: str, reference: str
     ) -> ManifestRecord:
         """Raises MANIFEST_UNKNOWN (or a reference error) when absent."""
-        ref, by_digest = parse_reference(reference, writing=False)
+        ref = parse_reference(reference, writing=False)
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
-            record = await q.manifest(registry.id, repository, ref, by_digest)
+            record = await q.manifest(registry.id, repository, ref)
         if record is None:
             raise OciError(
                 e.MANIFEST_UNKNOWN,
@@ -120,10 +117,10 @@ class ManifestService:
                 e.MANIFEST_TOO_LARGE,
                 f"manifest is {len(content)} bytes; the limit is {self.max_manifest_bytes}",
             )
-        ref, by_digest = parse_reference(reference, writing=True)
-        tags = [] if by_digest else [ref]
+        ref = parse_reference(reference, writing=True)
+        tags = [] if isinstance(ref, Digest) else [ref]
         for tag in extra_tags:
-            if parse_reference(tag, writing=True)[1]:
+            if isinstance(parse_reference(tag, writing=True), Digest):
                 raise OciError(
                     e.MANIFEST_INVALID,
                     f"tag parameter {tag!r} is a digest, not a tag",
@@ -137,12 +134,12 @@ class ManifestService:
             parsed = parse_manifest(content, content_type)
         except ManifestError as exc:
             raise OciError(e.MANIFEST_INVALID, str(exc)) from None
-        digest = Digest.of(content, Digest.parse(ref).algorithm if by_digest else "sha256")
-        if by_digest and str(digest) != ref:
+        digest = Digest.of(content, ref.algorithm if isinstance(ref, Digest) else "sha256")
+        if isinstance(ref, Digest) and digest != ref:
             raise OciError(
                 e.DIGEST_INVALID,
                 f"manifest content has digest {digest}, not {ref}",
-                {"digest": ref},
+                {"digest": str(ref)},
             )
         if len(parsed.manifests) > self._max_index_children:
             raise OciError(
@@ -159,7 +156,7 @@ class ManifestService:
                     raise OciError(
                         e.MANIFEST_BLOB_UNKNOWN,
                         f"blob {ref_.digest} referenced by the manifest is not in repository {repository}",
-                        {"digest": ref_.digest},
+                        {"digest": str(ref_.digest)},
                     )
             present = await q.existing_manifests(repo_id, [r.digest for r in refs if r.is_manifest])
             for ref_ in refs:
@@ -167,11 +164,11 @@ class ManifestService:
                     raise OciError(
                         e.MANIFEST_BLOB_UNKNOWN,
                         f"manifest {ref_.digest} listed by the index is not in repository {repository}",
-                        {"digest": ref_.digest},
+                        {"digest": str(ref_.digest)},
                     )
-            await store_manifest(q, repo_id, str(digest), content, parsed)
+            await store_manifest(q, repo_id, digest, content, parsed)
             for tag in tags:
-                await q.set_tag(repo_id, tag, str(digest))
+                await q.set_tag(repo_id, tag, digest)
         return PushedManifest(
             digest, parsed.subject.digest if parsed.subject else None, tuple(tags)
         )
@@ -182,7 +179,7 @@ class ManifestService:
         Raises MANIFEST_UNKNOWN, or UNSUPPORTED (405) while an index in the repository lists
         it: deleting it would leave the index pointing at nothing.
         """
-        ref, by_digest = parse_reference(reference, writing=False)
+        ref = parse_reference(reference, writing=False)
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             unknown = OciError(
@@ -191,7 +188,7 @@ class ManifestService:
             if repo_id is None:
                 raise unknown
             await q.lock_repository(repo_id, exclusive=True)
-            if not by_digest:
+            if not isinstance(ref, Digest):
                 if not await q.delete_tag(repo_id, ref):
                     raise unknown
                 return
@@ -200,7 +197,7 @@ class ManifestService:
                 raise OciError(
                     e.UNSUPPORTED,
                     f"manifest {ref} is listed by index {parent} in {repository}; delete the index first",
-                    {"digest": ref, "index": parent},
+                    {"digest": str(ref), "index": str(parent)},
                 )
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown
@@ -237,16 +234,16 @@ class ManifestService:
     ) -> bytes:
         """The referrers index (an OCI image index) of `subject`; empty when none."""
         try:
-            Digest.parse(subject)
+            subject_digest = Digest.parse(subject)
         except DigestError as exc:
             raise OciError(e.DIGEST_INVALID, str(exc), {"digest": subject}) from None
         async with self._meta.reading() as q:
-            found = await q.referrers(registry.id, repository, subject, artifact_type)
+            found = await q.referrers(registry.id, repository, subject_digest, artifact_type)
         manifests = []
         for item in found:
             descriptor: dict[str, object] = {
                 "mediaType": item.media_type,
-                "digest": item.digest,
+                "digest": str(item.digest),
                 "size": item.size,
             }
             if item.artifact_type:

@@ -120,11 +120,13 @@ class MemorySource:
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag
         )
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        self.requests.append(reference)
-        digest = self.tags.get(reference, reference)
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        self.requests.append(str(reference))
+        digest = self.tags.get(str(reference), str(reference))
         if digest not in self.manifests:
-            raise ImportFailure("ManifestUnknown", f"no {reference}", step=Step.PLAN, obj=reference)
+            raise ImportFailure(
+                "ManifestUnknown", f"no {reference}", step=Step.PLAN, obj=str(reference)
+            )
         content, media_type = self.manifests[digest]
         return FetchedManifest(self.swapped.get(digest, content), media_type, Digest.parse(digest))
 
@@ -176,8 +178,8 @@ class MemorySink:
         self.blobs: dict[str, bytes] = {}
         self.links: dict[tuple[int, str], set[str]] = {}
         self.pins: dict[str, set[str]] = {}
-        self.tags: dict[tuple[int, str, str], str] = {}
-        self.manifests: dict[tuple[int, str], list[str]] = {}
+        self.tags: dict[tuple[int, str, str], Digest] = {}
+        self.manifests: dict[tuple[int, str], list[Digest]] = {}
 
     async def existing_tags(
         self, registry_id: int, targets: Sequence[TargetTag]
@@ -196,11 +198,9 @@ class MemorySink:
             scope.source is not None and digest in self.links.get(scope.source, set())
         )
 
-    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[str]:
-        present = {
-            str(d) for d in digests if str(d) in self.blobs and self._may_link(scope, str(d))
-        }
-        self.pins.setdefault(scope.job_id, set()).update(present)
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
+        present = {d for d in digests if str(d) in self.blobs and self._may_link(scope, str(d))}
+        self.pins.setdefault(scope.job_id, set()).update(map(str, present))
         return present
 
     async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:

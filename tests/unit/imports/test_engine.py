@@ -95,7 +95,8 @@ class World:
     async def tag(self, repository: str, tag: str) -> str | None:
         async with self.meta.reading() as q:
             repo_id = await q.repository_id(1, repository)
-            return None if repo_id is None else await q.tag_digest(repo_id, tag)
+            digest = None if repo_id is None else await q.tag_digest(repo_id, tag)
+        return None if digest is None else str(digest)
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ async def test_nested_index_is_planned_children_first(world: World) -> None:
     inner = src.index([leaf_a])
     root = src.index([inner, leaf_b], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits(max_manifests=10))
-    order = [m.digest for m in plan.manifests]
+    order = [str(m.digest) for m in plan.manifests]
     assert (
         order.index(leaf_a["digest"]) < order.index(inner["digest"]) < order.index(root["digest"])
     )
@@ -276,7 +277,7 @@ async def test_an_in_memory_sink_receives_the_verified_image(
     engine, sink, src = memory
     root = src.index([src.image("a"), src.image("b")], tag="v1")
     await engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
-    assert sink.tags == {(1, "app", "v1"): root["digest"]}
+    assert sink.tags == {(1, "app", "v1"): Digest.parse(root["digest"])}
     assert sink.links[(1, "app")] == set(src.blobs) == set(sink.blobs)
     assert sorted(src.fetches) == sorted(src.blobs)
 

@@ -12,6 +12,7 @@ from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import JobFailure, JobProgress
 from transship.metadata.scope import utcnow
+from transship.oci.digest import Digest
 
 LEASE = timedelta(seconds=30)
 
@@ -122,7 +123,7 @@ async def test_pin_present_pins_what_the_job_may_link_in_one_go(meta: MetadataSt
     held by the store, or linked in another registry's other repository: not (knowing a
     digest is never access). Absent: not."""
     await add(meta, "1" * 32)
-    mine, theirs, source, loose, absent = ("sha256:" + c * 64 for c in "abcde")
+    mine, theirs, source, loose, absent = (Digest.parse("sha256:" + c * 64) for c in "abcde")
     async with meta.writing() as q:
         for digest in (mine, theirs, source, loose):
             await q.record_blob(digest, 10)
