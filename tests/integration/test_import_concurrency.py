@@ -117,7 +117,7 @@ async def test_cancel_a_running_import(
 
     # While the job runs its blobs are pinned: garbage collection without grace keeps them.
     report = await env.reg.services.gc.run()
-    assert not set(report.deleted_blobs) & set(staged), report.summary()
+    assert not set(map(str, report.deleted_blobs)) & set(staged), report.summary()
     assert all(has_blob_file(env.data_dir, d) for d in staged)
 
     status, canceling = await env.admin.cancel(operation)
@@ -133,6 +133,6 @@ async def test_cancel_a_running_import(
 
     # Canceled: the pins are gone, so the same collection now reclaims the staged blobs.
     report = await env.reg.services.gc.run()
-    assert set(staged) <= set(report.deleted_blobs), report.summary()
+    assert set(staged) <= set(map(str, report.deleted_blobs)), report.summary()
     assert not any(has_blob_file(env.data_dir, d) for d in staged)
     await env.assert_consistent()

@@ -15,6 +15,7 @@ from transship.api.envelopes import OciError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
 from transship.metadata.records import RegistryRecord, TagRecord
+from transship.oci.digest import Digest, DigestError
 from transship.registry.listings import ListingOrder, ManifestListing
 from transship.wire import acr as answers
 
@@ -68,7 +69,7 @@ async def catalog(request: web.Request) -> web.Response:
 def _tag_json(tag: TagRecord) -> answers.TagAttributes:
     return answers.TagAttributes(
         name=tag.name,
-        digest=tag.digest,
+        digest=str(tag.digest),
         created_time=_iso(tag.created_at),
         last_update_time=_iso(tag.updated_at),
     )
@@ -76,7 +77,7 @@ def _tag_json(tag: TagRecord) -> answers.TagAttributes:
 
 def _manifest_json(item: ManifestListing) -> answers.ManifestAttributes:
     return answers.ManifestAttributes(
-        digest=item.digest,
+        digest=str(item.digest),
         image_size=item.image_size,
         created_time=_iso(item.created),
         last_update_time=_iso(item.created),
@@ -131,7 +132,13 @@ async def _item(
                 registry=header["registry"], image_name=header["imageName"], tag=_tag_json(tag)
             )
         )
-    listing = await services.listings.manifest(registry, repository, reference)
+    try:
+        digest: Digest | None = Digest.parse(reference)
+    except DigestError:
+        digest = None  # no manifest has that name
+    listing = (
+        None if digest is None else await services.listings.manifest(registry, repository, digest)
+    )
     if listing is None:
         raise OciError(
             e.MANIFEST_UNKNOWN, f"manifest {reference} is not in repository {repository}"
@@ -167,7 +174,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         deleted = await services.listings.delete_repository(registry, repository_name(tail))
         return json_answer(
             answers.DeletedRepository(
-                manifests_deleted=deleted.manifests, tags_deleted=deleted.tags
+                manifests_deleted=[str(d) for d in deleted.manifests], tags_deleted=deleted.tags
             ),
             status=202,
         )
@@ -191,7 +198,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         )
     manifests = await services.listings.manifests(registry, repository, _order(request), last, n)
     link = (
-        _link(request, manifests.items[-1].digest, n) if manifests.more and manifests.items else {}
+        _link(request, str(manifests.items[-1].digest), n)
+        if manifests.more and manifests.items
+        else {}
     )
     return json_answer(
         answers.ManifestList(

@@ -24,8 +24,8 @@ from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
-from transship.metadata.queries import QueryScope
 from transship.metadata.records import ImportJobRecord, RegistryRecord
+from transship.metadata.scope import QueryScope
 from transship.registry.registries import registry_id_of
 from transship.wire import arm as resources
 from transship.wire.base import Answer

@@ -39,6 +39,7 @@ from transship.registry.listings import ListingService
 from transship.registry.manifests import ManifestService
 from transship.registry.registries import RegistryService
 from transship.registry.resolver import RegistryResolver
+from transship.storage.base import BlobStore
 from transship.storage.filesystem import FilesystemBlobStore
 
 
@@ -47,7 +48,7 @@ class Services:
     settings: Settings
     db: Database
     meta: MetadataStore
-    store: FilesystemBlobStore
+    store: BlobStore
     identity: ServiceIdentity
     directory: Directory
     access: AccessControl

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote, urlencode
 
 from aiohttp import hdrs, web
-from aiohttp.helpers import ETag
 
 from transship.api import envelopes as e
+from transship.api.blob_responses import serve_blob
 from transship.api.envelopes import OciError
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
 from transship.api.services import Services
@@ -17,7 +17,6 @@ from transship.metadata.records import RegistryRecord
 from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError
 from transship.oci.reference import InvalidReference, validate_repository
-from transship.registry.blobs import BlobLocation
 from transship.registry.manifests import Page
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -25,30 +24,6 @@ PAGINATION_NUMBER_INVALID = e.OciErrorCode("PAGINATION_NUMBER_INVALID", 400)
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
 
 Handler = Callable[[web.Request, RegistryRecord, dict[str, str]], Awaitable[web.StreamResponse]]
-
-
-class BlobFileResponse(web.FileResponse):
-    """FileResponse (sendfile, Range, 416) whose ETag is the blob digest."""
-
-    def __init__(self, location: BlobLocation) -> None:
-        assert location.path is not None
-        super().__init__(location.path, chunk_size=1 << 20)
-        self._digest_etag = str(location.digest)
-        self.headers.update(
-            {
-                hdrs.CONTENT_TYPE: "application/octet-stream",
-                "Docker-Content-Digest": self._digest_etag,
-                **DISTRIBUTION_VERSION_HEADER,
-            }
-        )
-
-    @property
-    def etag(self) -> ETag | None:
-        return ETag(value=self._digest_etag)
-
-    @etag.setter
-    def etag(self, value: object) -> None:
-        self.headers[hdrs.ETAG] = f'"{self._digest_etag}"'
 
 
 def _services(request: web.Request) -> Services:
@@ -142,9 +117,7 @@ async def blob_get(
             hdrs.ACCEPT_RANGES: "bytes",
         }
         return await _head(request, headers, location.size)
-    if location.path is None:
-        raise OciError(e.UNSUPPORTED, "this storage driver cannot serve blobs locally")
-    return BlobFileResponse(location)
+    return await serve_blob(request, services.store, location)
 
 
 async def _head(request: web.Request, headers: dict[str, str], length: int) -> web.StreamResponse:
@@ -280,7 +253,7 @@ async def manifest_get(
     record = await _services(request).manifests.get(registry, match["name"], match["reference"])
     headers = {
         hdrs.CONTENT_TYPE: record.media_type,
-        "Docker-Content-Digest": record.digest,
+        "Docker-Content-Digest": str(record.digest),
         hdrs.ETAG: f'"{record.digest}"',
     }
     if request.method == "HEAD":

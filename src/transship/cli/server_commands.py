@@ -233,9 +233,9 @@ def gc(
             json.dumps(
                 {
                     "dryRun": report.dry_run,
-                    "deletedBlobs": report.deleted_blobs,
+                    "deletedBlobs": [str(d) for d in report.deleted_blobs],
                     "freedBytes": report.freed_bytes,
-                    "orphanFiles": report.orphan_files,
+                    "orphanFiles": [str(d) for d in report.orphan_files],
                     "droppedLinks": len(report.dropped_links),
                     "expiredUploads": report.expired_uploads,
                     "strayStaging": report.stray_staging,

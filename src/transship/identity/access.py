@@ -20,9 +20,9 @@ from transship.identity.rbac import (
     registry_data_permissions,
     validate_role_permissions,
 )
-from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RoleAssignmentRecord, RoleDefinitionRecord
+from transship.metadata.scope import utcnow
 
 _CACHE_SECONDS = 5.0
 _GUID_TAIL = re.compile(
@@ -80,7 +80,7 @@ class AccessControl:
     # -- role definitions --------------------------------------------------------------------
     async def roles(self, tenant_id: str) -> list[RoleDefinition]:
         async with self._meta.reading() as q:
-            custom = await IdentityQueries(q.conn).role_definitions(tenant_id)
+            custom = await q.identity.role_definitions(tenant_id)
         return [*BUILTIN_ROLES, *(_custom_role(r) for r in custom)]
 
     async def role(self, tenant_id: str, ident: str) -> RoleDefinition | None:
@@ -141,7 +141,7 @@ class AccessControl:
         )
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 existing = await iq.role_definition(role_id)
                 if existing is not None and existing.tenant_id != tenant_id:
                     raise Conflict(
@@ -175,7 +175,7 @@ class AccessControl:
                 reason="builtin",
             )
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             if await iq.role_definition_in_use(role.id):
                 raise Conflict(
                     f"Role {role.name!r} is still assigned; delete its assignments first.",
@@ -200,7 +200,7 @@ class AccessControl:
             )
         assignment_id = str(uuid.UUID(assignment_id)) if assignment_id else str(uuid.uuid4())
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             for existing in await iq.role_assignments(principal.object_id):
                 if (
                     existing.scope.lower() == scope.lower()
@@ -230,15 +230,15 @@ class AccessControl:
 
     async def assignments(self, principal_id: str | None = None) -> list[RoleAssignmentRecord]:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).role_assignments(principal_id)
+            return await q.identity.role_assignments(principal_id)
 
     async def assignment(self, assignment_id: str) -> RoleAssignmentRecord | None:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).role_assignment(assignment_id)
+            return await q.identity.role_assignment(assignment_id)
 
     async def unassign(self, assignment_id: str) -> bool:
         async with self._meta.writing() as q:
-            deleted = await IdentityQueries(q.conn).delete_role_assignment(assignment_id)
+            deleted = await q.identity.delete_role_assignment(assignment_id)
         self._forget()
         return deleted
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from transship.identity.directory import Directory
 from transship.identity.secrets import write_private_file
-from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ async def bootstrap(
         root_id = root.id
     async with meta.writing() as q:
         await q.adopt_orphan_registries(state["subscription_id"], state["resource_group"])
-        iq = IdentityQueries(q.conn)
+        iq = q.identity
         for subscription_id, group in await iq.registry_groups():
             if (
                 await iq.subscription(subscription_id) is not None

@@ -23,13 +23,14 @@ from transship.identity.rbac import builtin_role
 from transship.identity.secrets import SecretHasher, new_secret
 from transship.identity.throttle import FailureThrottle
 from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import (
     PrincipalRecord,
     ResourceGroupRecord,
     SubscriptionRecord,
     TenantRecord,
 )
+from transship.metadata.scope import utcnow
 
 # A credential once verified is trusted this long without another (slow, scrypt) check.
 # Within this process a change of credentials clears the cache at once; other processes of
@@ -98,11 +99,11 @@ class Directory:
     # -- tenants and subscriptions -----------------------------------------------------------
     async def tenants(self) -> list[TenantRecord]:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).tenants()
+            return await q.identity.tenants()
 
     async def tenant(self, tenant_id: str) -> TenantRecord | None:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).tenant(tenant_id.lower())
+            return await q.identity.tenant(tenant_id.lower())
 
     async def root_tenant(self) -> TenantRecord | None:
         return next((t for t in await self.tenants() if t.is_root), None)
@@ -133,7 +134,7 @@ class Directory:
         secret = await self._new_secret(owner_years)
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 tenant = await iq.add_tenant(tenant_id, display_name, root=root)
                 subscription = await iq.add_subscription(
                     subscription_id, tenant_id, f"{display_name} subscription"
@@ -163,7 +164,7 @@ class Directory:
         display_name = _display_name(display_name)
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 if await iq.tenant(tenant_id) is None:
                     raise NotFound(
                         "tenant",
@@ -181,11 +182,11 @@ class Directory:
 
     async def subscriptions(self, tenant_id: str | None = None) -> list[SubscriptionRecord]:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).subscriptions(tenant_id)
+            return await q.identity.subscriptions(tenant_id)
 
     async def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).subscription(subscription_id)
+            return await q.identity.subscription(subscription_id)
 
     async def require_subscription(self, subscription_id: str) -> SubscriptionRecord:
         """Raises NotFound("subscription")."""
@@ -201,11 +202,11 @@ class Directory:
     # -- resource groups ---------------------------------------------------------------------
     async def resource_groups(self, subscription_id: str) -> list[ResourceGroupRecord]:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).resource_groups(subscription_id)
+            return await q.identity.resource_groups(subscription_id)
 
     async def resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord | None:
         async with self._meta.reading() as q:
-            return await IdentityQueries(q.conn).resource_group(subscription_id, name)
+            return await q.identity.resource_group(subscription_id, name)
 
     async def require_resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord:
         """Raises NotFound("resource group")."""
@@ -230,9 +231,7 @@ class Directory:
             return existing, False
         try:
             async with self._meta.writing() as q:
-                return await IdentityQueries(q.conn).add_resource_group(
-                    subscription_id, name, location
-                ), True
+                return await q.identity.add_resource_group(subscription_id, name, location), True
         except Conflict:
             # Created concurrently (or its subscription deleted meanwhile).
             found = await self.resource_group(subscription_id, name)
@@ -260,7 +259,7 @@ class Directory:
                     subject="resource group",
                     reason="in_use",
                 )
-            return await IdentityQueries(q.conn).delete_resource_group(subscription_id, name)
+            return await q.identity.delete_resource_group(subscription_id, name)
 
     # -- principals --------------------------------------------------------------------------
     async def _add_service_principal(
@@ -304,7 +303,7 @@ class Directory:
         try:
             async with self._meta.writing() as q:
                 return await self._add_service_principal(
-                    IdentityQueries(q.conn), tenant_id, display_name, secret
+                    q.identity, tenant_id, display_name, secret
                 )
         except Conflict:
             raise Conflict(
@@ -327,7 +326,7 @@ class Directory:
         password_hash = await self._hasher.hash(password)
         try:
             async with self._meta.writing() as q:
-                record = await IdentityQueries(q.conn).add_principal(
+                record = await q.identity.add_principal(
                     str(uuid.uuid4()), tenant_id, USER, name, password_hash=password_hash
                 )
         except Conflict:
@@ -340,19 +339,17 @@ class Directory:
         self, tenant_id: str, kind: PrincipalKind | None = None
     ) -> list[Principal]:
         async with self._meta.reading() as q:
-            return [
-                _principal(r) for r in await IdentityQueries(q.conn).principals(tenant_id, kind)
-            ]
+            return [_principal(r) for r in await q.identity.principals(tenant_id, kind)]
 
     async def principal(self, principal_id: str) -> Principal | None:
         async with self._meta.reading() as q:
-            record = await IdentityQueries(q.conn).principal(principal_id.lower())
+            record = await q.identity.principal(principal_id.lower())
         return None if record is None else _principal(record)
 
     async def find_principal(self, tenant_id: str, ident: str) -> Principal | None:
         """A principal of `tenant_id` by object id, app (client) id or user name."""
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             record = (
                 await iq.principal(ident.lower())
                 or await iq.principal_by_app_id(ident)
@@ -365,7 +362,7 @@ class Directory:
     async def secret_summaries(self, principal_id: str) -> list[dict[str, str]]:
         """Key id, hint and expiry of each secret; never the secret or its hash."""
         async with self._meta.reading() as q:
-            secrets = await IdentityQueries(q.conn).secrets(principal_id)
+            secrets = await q.identity.secrets(principal_id)
         return [{"keyId": s.id, "hint": s.hint, "endDateTime": _iso(s.expires_at)} for s in secrets]
 
     async def reset_secret(
@@ -374,7 +371,7 @@ class Directory:
         """A new secret for a service principal; without `append` the old ones stop working."""
         new = await self._new_secret(years)
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             if not append:
                 await iq.delete_secrets(principal.object_id)
             secret = await self._add_secret(iq, principal.object_id, new)
@@ -383,7 +380,7 @@ class Directory:
 
     async def delete_principal(self, principal: Principal) -> None:
         async with self._meta.writing() as q:
-            await IdentityQueries(q.conn).delete_principal(principal.object_id)
+            await q.identity.delete_principal(principal.object_id)
         self._forget_verified()
 
     # -- credentials -------------------------------------------------------------------------
@@ -416,7 +413,7 @@ class Directory:
         # Refused before the database too: a throttled guesser costs no more than a 404.
         self._throttle.check(address, key)
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             record = await iq.principal_by_app_id(client_id)
             secrets = [] if record is None else await iq.secrets(record.id)
         now = utcnow()
@@ -449,7 +446,7 @@ class Directory:
         if cached is not None:
             return cached
         async with self._meta.reading() as q:
-            record = await IdentityQueries(q.conn).user_by_name(tenant_id, name)
+            record = await q.identity.user_by_name(tenant_id, name)
         if record is None or record.password_hash is None:
             return None
         # Checked only now: the data plane tries a user last, after the other checks of the

@@ -22,13 +22,14 @@ from transship.identity.scopemaps import (
 from transship.identity.secrets import SecretBox, SecretHasher, new_secret
 from transship.identity.throttle import FailureThrottle
 from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, QueryScope, utcnow
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import (
     RegistryAccessRecord,
     RegistryRecord,
     RegistryTokenRecord,
     ScopeMapRecord,
 )
+from transship.metadata.scope import QueryScope, utcnow
 
 ADMIN_PASSWORD_NAMES = ("password", "password2")
 TOKEN_PASSWORD_NAMES = ("password1", "password2")
@@ -106,7 +107,7 @@ class RegistryAccess:
         data-plane request's path)."""
         if time.monotonic() - self._loaded_at > _CACHE_SECONDS:
             async with self._meta.reading() as q:
-                records = await IdentityQueries(q.conn).all_registry_access()
+                records = await q.identity.all_registry_access()
             self._cache = {rid: _settings(r) for rid, r in records.items()}
             self._loaded_at = time.monotonic()
         found = self._cache.get(registry.id)
@@ -133,7 +134,7 @@ class RegistryAccess:
         except InvalidNetworkRule as exc:
             raise Invalid("networkRuleSet.ipRules", str(exc)) from None
         async with self._meta.writing(within) as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             current = await iq.registry_access(registry.id)
             record = RegistryAccessRecord(
                 registry.id,
@@ -175,7 +176,7 @@ class RegistryAccess:
     async def admin_credentials(self, registry: RegistryRecord) -> dict[str, str]:
         """The admin user's two passwords by name. Raises Invalid when it is disabled."""
         async with self._meta.reading() as q:
-            record = await IdentityQueries(q.conn).registry_access(registry.id)
+            record = await q.identity.registry_access(registry.id)
         return self._admin_passwords(registry, record)
 
     def _admin_passwords(
@@ -198,7 +199,7 @@ class RegistryAccess:
         if name not in ADMIN_PASSWORD_NAMES:
             raise Invalid("name", f"name must be one of {', '.join(ADMIN_PASSWORD_NAMES)}.")
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             record = await iq.registry_access(registry.id)
             # Read in the transaction that writes: a concurrent regeneration of the other
             # password is kept, not overwritten with what was read before it.
@@ -213,7 +214,7 @@ class RegistryAccess:
     # -- scope maps --------------------------------------------------------------------------
     async def scope_maps(self, registry: RegistryRecord) -> list[ScopeMapView]:
         async with self._meta.reading() as q:
-            custom = await IdentityQueries(q.conn).scope_maps(registry.id)
+            custom = await q.identity.scope_maps(registry.id)
         system = [
             ScopeMapView(
                 name,
@@ -265,7 +266,7 @@ class RegistryAccess:
         canonical = list(dict.fromkeys(canonical))
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 existing = await iq.scope_map(registry.id, name)
                 if existing is None:
                     record = await iq.add_scope_map(
@@ -292,7 +293,7 @@ class RegistryAccess:
                 reason="builtin",
             )
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             existing = await iq.scope_map(registry.id, name)
             if existing is None:
                 return False
@@ -323,7 +324,7 @@ class RegistryAccess:
         """Each token with its scope map's name and its passwords' names and expiry."""
         out = []
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             for token in await iq.tokens(registry.id):
                 scope_map = await iq.scope_map_by_id(token.scope_map_id)
                 passwords = [
@@ -361,7 +362,7 @@ class RegistryAccess:
             raise Invalid("name", f"Token name {name!r} must be {_NAME_RULE}.")
         try:
             async with self._meta.writing() as q:
-                iq = IdentityQueries(q.conn)
+                iq = q.identity
                 record = await self._scope_map_record(iq, registry, scope_map)
                 existing = await iq.token(registry.id, name)
                 if existing is None:
@@ -375,7 +376,7 @@ class RegistryAccess:
 
     async def delete_token(self, registry: RegistryRecord, name: str) -> bool:
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             existing = await iq.token(registry.id, name)
             deleted = existing is not None and await iq.delete_token(existing.id)
         self._verified.clear()
@@ -401,7 +402,7 @@ class RegistryAccess:
         values = {name: new_secret() for name in names}
         hashes = {name: await self._hasher.hash(value) for name, value in values.items()}
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             token = await iq.token(registry.id, token_name)
             if token is None:
                 raise _not_found("Token", token_name, registry, target="tokenId")
@@ -427,7 +428,7 @@ class RegistryAccess:
                 else None
             )
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             token = await iq.token(registry.id, name)
             scope_map = None if token is None else await iq.scope_map_by_id(token.scope_map_id)
         if token is None or not token.enabled or scope_map is None:
@@ -476,7 +477,7 @@ class RegistryAccess:
     ) -> tuple[RegistryCredential, datetime | None] | None:
         """The credential and when the password that matched expires (None: never)."""
         async with self._meta.reading() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             access = await iq.registry_access(registry.id)
             token = await iq.token(registry.id, username)
             scope_map = None if token is None else await iq.scope_map_by_id(token.scope_map_id)

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from transship.identity.secrets import SecretBox
-from transship.metadata.identity import IdentityQueries
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
+from transship.metadata.scope import utcnow
 from transship.registry.registries import canonical_host
 
 # Longest lifetime of any token issued; a retired key is dropped this long after retiring.
@@ -67,7 +67,7 @@ class SigningKeys:
     async def load(self) -> None:
         """Load the keys, creating the first one on a new service."""
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             records = await iq.signing_keys()
             if not any(r.retired_at is None for r in records):
                 await iq.add_signing_key(*await asyncio.to_thread(self._new_sealed_key))
@@ -78,7 +78,7 @@ class SigningKeys:
         """Make a new key active; the previous ones keep verifying. Returns the new kid."""
         kid, sealed = await asyncio.to_thread(self._new_sealed_key)
         async with self._meta.writing() as q:
-            iq = IdentityQueries(q.conn)
+            iq = q.identity
             await iq.add_signing_key(kid, sealed)
             await iq.retire_signing_keys(kid)
             await iq.drop_signing_keys_retired_before(utcnow() - MAX_TOKEN_LIFETIME)
@@ -89,7 +89,7 @@ class SigningKeys:
     async def refresh(self) -> None:
         """Pick up keys another process rotated in."""
         async with self._meta.reading() as q:
-            records = await IdentityQueries(q.conn).signing_keys()
+            records = await q.identity.signing_keys()
         await self._install(records)
 
     def _new_sealed_key(self) -> tuple[str, bytes]:

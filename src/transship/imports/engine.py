@@ -7,11 +7,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from transship.imports.errors import tag_exists_failure
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
-from transship.imports.ports import Credentials, ImageSource
-from transship.imports.sink import LinkScope, RegistrySink, StagedBlob, tag_exists_failure
+from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope, PendingBlob
 from transship.metadata.records import JobProgress
+from transship.oci.digest import Digest
 from transship.oci.manifest import Descriptor
 
 
@@ -36,7 +37,7 @@ class Progress:
     blobs_done: int = 0
     bytes_completed: int = 0
     bytes_fetched_completed: int = 0
-    active: set[StagedBlob] = field(default_factory=set)
+    active: set[PendingBlob] = field(default_factory=set)
 
     def snapshot(self) -> JobProgress:
         in_flight = sum(blob.offset for blob in self.active)
@@ -66,7 +67,7 @@ class ImportEngine:
 
     def __init__(
         self,
-        sink: RegistrySink,
+        sink: ImageSink,
         sources: SourceFactory,
         *,
         blob_concurrency: int,
@@ -76,7 +77,7 @@ class ImportEngine:
         self._sources = sources
         self._blob_concurrency = blob_concurrency
         self._limits = limits
-        self._fetching: dict[tuple[int, str], _Fetch] = {}  # by (target registry id, digest)
+        self._fetching: dict[tuple[int, Digest], _Fetch] = {}  # by (target registry id, digest)
 
     async def run(
         self,
@@ -118,10 +119,10 @@ class ImportEngine:
         # store holds only for other registries is fetched and verified like any other.
         present = await self._sink.pin_present(scope, [blob.digest for blob in plan.blobs])
         for blob in plan.blobs:
-            if str(blob.digest) in present:
+            if blob.digest in present:
                 progress.blobs_done += 1
                 progress.bytes_completed += blob.size
-        missing = [blob for blob in plan.blobs if str(blob.digest) not in present]
+        missing = [blob for blob in plan.blobs if blob.digest not in present]
         gate = asyncio.Semaphore(self._blob_concurrency)
 
         async def one(blob: Descriptor) -> None:
@@ -144,7 +145,7 @@ class ImportEngine:
         # Fetches are shared only between imports into the same registry: bytes one of them
         # fetched and verified are then as good as the other's. An import into another
         # registry must get the bytes from its own source.
-        key = (scope.registry_id, str(blob.digest))
+        key = (scope.registry_id, blob.digest)
         while True:
             if await self._sink.pin_existing(scope, blob.digest):
                 break
@@ -161,7 +162,7 @@ class ImportEngine:
     async def _fetch_blob(
         self,
         job_id: str,
-        key: tuple[int, str],
+        key: tuple[int, Digest],
         source: ImageSource,
         blob: Descriptor,
         progress: Progress,

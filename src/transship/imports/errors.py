@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from transship.imports.model import TargetTag
+
 
 class Step(StrEnum):
     RESOLVE = "resolve"
@@ -40,3 +42,13 @@ class ImportFailure(Exception):
         self.obj = obj
         self.upstream_status = upstream_status
         self.retryable = retryable
+
+
+def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFailure:
+    """The failure of an import without `force` whose target tag `target` exists."""
+    return ImportFailure(
+        "TagAlreadyExists",
+        f"Tag {target} already exists in target registry.",
+        step=step,
+        obj=str(target),
+    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from transship.errors import Invalid
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.ports import Credentials
+from transship.oci.digest import Digest
 from transship.oci.reference import ImageReference, InvalidReference, normalize_docker_hub
 from transship.registry.registries import RegistryService, parse_registry_id
 
@@ -59,8 +60,7 @@ async def intake(
             "source.sourceImage",
             f"source.sourceImage {params.source_image!r} is not a valid image reference: {exc}",
         ) from None
-    reference = str(image.digest) if image.digest else (image.tag or "latest")
-    source = await _source(params, registries, image.repository, reference)
+    source = await _source(params, registries, image.repository, image.reference)
     if source.is_local:
         credentials = None  # the service reads its own registries directly
     targets, untagged = _targets(params, image)
@@ -68,7 +68,10 @@ async def intake(
 
 
 async def _source(
-    params: ImportParameters, registries: RegistryService, repository: str, reference: str
+    params: ImportParameters,
+    registries: RegistryService,
+    repository: str,
+    reference: Digest | str,
 ) -> SourceSpec:
     if params.resource_id is not None:
         parts = parse_registry_id(params.resource_id)
@@ -103,12 +106,12 @@ def _targets(
     untagged: list[str] = list(params.untagged_repositories or ())
     for index, text in enumerate(params.untagged_repositories or ()):
         try:
-            ImageReference.parse(text, allow_host=False)
+            untagged_target = ImageReference.parse(text, allow_host=False)
         except InvalidReference as exc:
             raise _invalid(
                 f"untaggedTargetRepositories[{index}]", f"{text!r} is not a valid repository: {exc}"
             ) from None
-        if ":" in text or "@" in text:
+        if untagged_target.tag is not None or untagged_target.digest is not None:
             raise _invalid(
                 f"untaggedTargetRepositories[{index}]",
                 f"{text!r} must be a repository without a tag.",

@@ -20,10 +20,10 @@ class LocalSource:
         self._registry = registry
         self._repository = repository
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        by_digest = ":" in reference
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        by_digest = isinstance(reference, Digest)
         async with self._meta.reading() as q:
-            record = await q.manifest(self._registry.id, self._repository, reference, by_digest)
+            record = await q.manifest(self._registry.id, self._repository, reference)
         if record is None:
             raise ImportFailure(
                 "ManifestUnknown",
@@ -33,12 +33,12 @@ class LocalSource:
                 obj=f"{self._repository}:{reference}",
                 upstream_status=404,
             )
-        return FetchedManifest(record.content, record.media_type, Digest.parse(record.digest))
+        return FetchedManifest(record.content, record.media_type, record.digest)
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         """Only reached when the shared store lost a blob the source still lists."""
         async with self._meta.reading() as q:
-            visible = await q.repository_blob_size(self._registry.id, self._repository, str(digest))
+            visible = await q.repository_blob_size(self._registry.id, self._repository, digest)
         if visible is None or await self._store.size(digest) is None:
             raise ImportFailure(
                 "BlobUnknown",

@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from transship.oci.digest import Digest
+from transship.oci.reference import parse_tag_or_digest
+
 
 @dataclass(frozen=True, slots=True)
 class SourceSpec:
@@ -15,7 +18,7 @@ class SourceSpec:
     host: str | None
     registry_id: int | None
     repository: str
-    reference: str  # a tag or a digest
+    reference: Digest | str  # a digest, or a tag
 
     @property
     def is_local(self) -> bool:
@@ -23,7 +26,7 @@ class SourceSpec:
 
     @property
     def is_digest(self) -> bool:
-        return ":" in self.reference
+        return isinstance(self.reference, Digest)
 
     def describe(self, local_name: str | None = None) -> str:
         where = (
@@ -66,7 +69,7 @@ class ImportRequest:
                     "host": self.source.host,
                     "registryId": self.source.registry_id,
                     "repository": self.source.repository,
-                    "reference": self.source.reference,
+                    "reference": str(self.source.reference),
                 },
                 "targetTags": [[t.repository, t.tag] for t in self.target_tags],
                 "untaggedTargetRepositories": list(self.untagged_repositories),
@@ -80,7 +83,10 @@ class ImportRequest:
         source = data["source"]
         return cls(
             source=SourceSpec(
-                source["host"], source["registryId"], source["repository"], source["reference"]
+                source["host"],
+                source["registryId"],
+                source["repository"],
+                parse_tag_or_digest(source["reference"]),
             ),
             target_tags=tuple(TargetTag(repo, tag) for repo, tag in data["targetTags"]),
             untagged_repositories=tuple(data["untaggedTargetRepositories"]),

@@ -29,8 +29,8 @@ class PlannedManifest:
     parsed: ParsedManifest
 
     @property
-    def digest(self) -> str:
-        return str(self.fetched.digest)
+    def digest(self) -> Digest:
+        return self.fetched.digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,9 @@ def _parse(fetched: FetchedManifest) -> ParsedManifest:
         ) from None
 
 
-async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) -> ImportPlan:
+async def build_plan(
+    source: ImageSource, reference: Digest | str, limits: ImportLimits
+) -> ImportPlan:
     """Fetch the root by tag or digest and every child by digest, nested indexes included.
 
     Raises ImportFailure: ManifestUnknown (from the source), InvalidManifest, and for the
@@ -67,12 +69,12 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
     fetched = await source.get_manifest(reference)
     root = PlannedManifest(fetched, _parse(fetched))
     ordered: list[PlannedManifest] = []
-    seen: set[str] = {root.digest}
+    seen: set[Digest] = {root.digest}
     gate = asyncio.Semaphore(_PARALLEL_FETCHES)
 
     async def fetch(descriptor: Descriptor) -> PlannedManifest:
         async with gate:
-            child = await source.get_manifest(str(descriptor.digest))
+            child = await source.get_manifest(descriptor.digest)
         # Manifests are stored under their digest: bytes that are not the digest's must never
         # be planned, whatever the source (sources verify too; this holds for every one).
         actual = Digest.of(child.content, descriptor.digest.algorithm)
@@ -93,7 +95,7 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
                     f"index {node.digest} nests deeper than {limits.max_index_depth} levels "
                     "(the import limit)",
                     step=Step.PLAN,
-                    obj=node.digest,
+                    obj=str(node.digest),
                 )
             if len(node.parsed.manifests) > limits.max_index_children:
                 raise ImportFailure(
@@ -101,21 +103,19 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
                     f"index {node.digest} lists {len(node.parsed.manifests)} manifests; "
                     f"the limit is {limits.max_index_children}",
                     step=Step.PLAN,
-                    obj=node.digest,
+                    obj=str(node.digest),
                 )
             # Each digest once, even when one index lists it twice.
             fresh = list(
-                {
-                    str(d.digest): d for d in node.parsed.manifests if str(d.digest) not in seen
-                }.values()
+                {d.digest: d for d in node.parsed.manifests if d.digest not in seen}.values()
             )
-            seen.update(str(d.digest) for d in fresh)
+            seen.update(d.digest for d in fresh)
             if len(seen) > max_manifests:
                 raise ImportFailure(
                     "TooManyManifests",
                     f"the image has more than {max_manifests} manifests (the import limit)",
                     step=Step.PLAN,
-                    obj=root.digest,
+                    obj=str(root.digest),
                 )
             children = await asyncio.gather(*(fetch(d) for d in fresh))
             for child in children:
@@ -123,13 +123,11 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
         ordered.append(node)
 
     await visit(root, 0)
-    blobs: dict[str, Descriptor] = {}
-    foreign: dict[str, Descriptor] = {}
+    blobs: dict[Digest, Descriptor] = {}
+    foreign: dict[Digest, Descriptor] = {}
     for manifest in ordered:
         for descriptor in manifest.parsed.blobs:
-            (foreign if descriptor.is_foreign else blobs).setdefault(
-                str(descriptor.digest), descriptor
-            )
+            (foreign if descriptor.is_foreign else blobs).setdefault(descriptor.digest, descriptor)
     plan = ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()))
     if plan.total_bytes > limits.max_bytes:
         raise ImportFailure(
@@ -137,6 +135,6 @@ async def build_plan(source: ImageSource, reference: str, limits: ImportLimits) 
             f"the image holds {plan.total_bytes} bytes of blobs; "
             f"the import limit is {limits.max_bytes}",
             step=Step.PLAN,
-            obj=root.digest,
+            obj=str(root.digest),
         )
     return plan

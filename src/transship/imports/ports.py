@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from transship.imports.model import SourceSpec
 from transship.oci.digest import Digest
+
+if TYPE_CHECKING:  # plan.py depends on this module's ImageSource
+    from transship.imports.model import ImportRequest, TargetTag
+    from transship.imports.plan import ImportPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +52,80 @@ class BlobWriter(Protocol):
 class ImageSource(Protocol):
     """Where an import reads from: a remote registry, or a registry of this service."""
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        """The manifest by tag or digest. Raises ImportFailure (e.g. ManifestUnknown)."""
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        """The manifest by digest or tag. Raises ImportFailure (e.g. ManifestUnknown)."""
         ...
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         """Stream a blob into `writer`, resuming after dropped connections. Raises
         ImportFailure."""
+        ...
+
+
+class PendingBlob(BlobWriter, Protocol):
+    """A BlobWriter whose bytes become a blob of the service on `commit`, pinned to the
+    job (visible to no repository until the import commits)."""
+
+    async def commit(self) -> None:
+        """Verify size and digest, then keep the blob. Raises ImportFailure SIZE_INVALID or
+        DIGEST_INVALID naming the blob."""
+        ...
+
+    async def discard(self) -> None:
+        """Drop what was received and not committed; idempotent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkScope:
+    """What one import may link without receiving the bytes: blobs linked somewhere in its
+    target registry, blobs of its source repository when that is a registry of this
+    service (`source` = (registry id, repository name); the import policy checked the
+    importer may pull it), and blobs the job itself already pinned."""
+
+    job_id: str
+    registry_id: int
+    source: tuple[int, str] | None
+
+    @classmethod
+    def of(cls, job_id: str, registry_id: int, spec: SourceSpec) -> LinkScope:
+        local = None if spec.registry_id is None else (spec.registry_id, spec.repository)
+        return cls(job_id, registry_id, local)
+
+
+class ImageSink(Protocol):
+    """Where an import writes: blobs pinned to the job as they are verified, then one
+    commit that makes the image visible and moves the tags. Knowing a digest is never
+    access: only what `LinkScope` allows is linked without its bytes."""
+
+    async def existing_tags(
+        self, registry_id: int, targets: Sequence[TargetTag]
+    ) -> list[TargetTag]:
+        """The targets whose tag already exists in the registry."""
+        ...
+
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
+        """Pin, at once, every listed blob the service holds that `scope` allows linking
+        without fetching; returns their digests. The rest must be fetched and verified."""
+        ...
+
+    async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:
+        """`pin_present` for one blob: False when it must be fetched."""
+        ...
+
+    async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
+        """Pin a blob another import into the same registry has just fetched and verified.
+        False when it is gone again."""
+        ...
+
+    def staged_blob(self, job_id: str, digest: Digest, size: int) -> PendingBlob:
+        """A writer for one blob the import fetches."""
+        ...
+
+    async def commit(
+        self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False
+    ) -> None:
+        """Make the image visible in every target repository and move the tags, in one
+        transaction. Raises ImportFailure TagAlreadyExists (unless forced, or `resumed`
+        and the tag already names this image) or BlobMissing (retryable)."""
         ...

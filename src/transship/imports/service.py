@@ -21,7 +21,6 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest
 from transship.imports.ports import Credentials
-from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import ImportJobRecord, JobFailure
 
@@ -71,7 +70,7 @@ class ImportService:
                 ).encode()
             )
         async with self._meta.writing() as q:
-            jobs = JobQueries(q.conn)
+            jobs = q.jobs
             await jobs.create_job(job_id, registry_id, request.to_json(), sealed)
             record = await jobs.job(job_id)
         assert record is not None
@@ -80,19 +79,19 @@ class ImportService:
 
     async def get(self, job_id: str) -> ImportJobRecord | None:
         async with self._meta.reading() as q:
-            return await JobQueries(q.conn).job(job_id)
+            return await q.jobs.job(job_id)
 
     async def list(
         self, registry_id: int, limit: int = 100, after: str | None = None
     ) -> list[ImportJobRecord]:
         async with self._meta.reading() as q:
-            return await JobQueries(q.conn).jobs_of(registry_id, limit, after)
+            return await q.jobs.jobs_of(registry_id, limit, after)
 
     async def cancel(self, job_id: str) -> ImportJobRecord | None:
         """Ask a job to stop: a queued one is canceled at once, a running one at its runner's
         next heartbeat. Returns the job after the change (None if unknown)."""
         async with self._meta.writing() as q:
-            return await JobQueries(q.conn).request_cancel(job_id)
+            return await q.jobs.request_cancel(job_id)
 
     # -- the worker's steps -----------------------------------------------------------------
     def wake(self) -> None:
@@ -112,7 +111,7 @@ class ImportService:
         """Take the next claimable job as this process's (see JobQueries.claim_job), or None.
         Raises what the database raises."""
         async with self._meta.writing() as q:
-            return await JobQueries(q.conn).claim_job(
+            return await q.jobs.claim_job(
                 self._owner,
                 self.settings.lease,
                 max_running=self.settings.max_running,
@@ -125,9 +124,7 @@ class ImportService:
         still ours; a job missing from it was taken over. Raises what the database raises."""
         snapshots = {job_id: p.snapshot() for job_id, p in progress.items()}
         async with self._meta.writing() as q:
-            return await JobQueries(q.conn).renew_leases(
-                self._owner, self.settings.lease, snapshots
-            )
+            return await q.jobs.renew_leases(self._owner, self.settings.lease, snapshots)
 
     async def execute(
         self, job: ImportJobRecord, progress: Progress, stop: asyncio.Future[Stop]
@@ -175,9 +172,7 @@ class ImportService:
                     "InternalServerError", f"the import failed unexpectedly: {type(exc).__name__}"
                 )
         async with self._meta.writing() as q:
-            await JobQueries(q.conn).finish_job(
-                job.id, self._owner, state, progress.snapshot(), failure
-            )
+            await q.jobs.finish_job(job.id, self._owner, state, progress.snapshot(), failure)
         log.info(
             "import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}"
         )
@@ -198,4 +193,4 @@ class ImportService:
         """Shutdown: give the job back to the queue (its committed blobs stay pinned)."""
         with contextlib.suppress(Exception):
             async with self._meta.writing() as q:
-                await JobQueries(q.conn).release_job(job_id, self._owner)
+                await q.jobs.release_job(job_id, self._owner)

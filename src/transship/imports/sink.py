@@ -5,47 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
-from transship.imports.errors import ImportFailure, Step
-from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.errors import ImportFailure, Step, tag_exists_failure
+from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
-from transship.metadata.jobs import JobQueries
-from transship.metadata.queries import BlobMissing, MetadataStore
+from transship.imports.ports import LinkScope
+from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.oci.digest import CountingHasher, Digest
+from transship.registry.blob_commit import commit_staged_blob
 from transship.registry.manifests import store_manifest
 from transship.storage.base import BlobStore
 
 
-def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFailure:
-    return ImportFailure(
-        "TagAlreadyExists",
-        f"Tag {target} already exists in target registry.",
-        step=step,
-        obj=str(target),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LinkScope:
-    """What one import may link without receiving the bytes: blobs linked somewhere in its
-    target registry, blobs of its source repository when that is a registry of this
-    service (`source` = (registry id, repository name); the import policy checked the
-    importer may pull it), and blobs the job itself already pinned."""
-
-    job_id: str
-    registry_id: int
-    source: tuple[int, str] | None
-
-    @classmethod
-    def of(cls, job_id: str, registry_id: int, spec: SourceSpec) -> LinkScope:
-        local = None if spec.registry_id is None else (spec.registry_id, spec.repository)
-        return cls(job_id, registry_id, local)
-
-
 class StagedBlob:
-    """A BlobWriter into a staging area; `commit` verifies size and digest, then records
-    the blob pinned to the job (visible to no repository until the import commits)."""
+    """A PendingBlob in a staging area of the blob store; `commit` verifies size and
+    digest, then records the blob pinned to the job (visible to no repository until the
+    import commits)."""
 
     def __init__(
         self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int
@@ -94,11 +69,14 @@ class StagedBlob:
         if not self._created:  # an empty blob
             await self._store.create_staging(self._staging)
             self._created = True
-        await self._store.sync_staging(self._staging)
-        async with self._meta.writing() as q:
-            await q.record_blob(str(self.digest), self.size)
-            await JobQueries(q.conn).pin_blob(self._job_id, str(self.digest))
-            await self._store.commit_staging(self._staging, self.digest)
+        job_id, digest = self._job_id, self.digest
+
+        async def pin(q: Transaction) -> None:
+            await q.jobs.pin_blob(job_id, digest)
+
+        await commit_staged_blob(
+            self._meta, self._store, self._staging, self.digest, self.size, pin
+        )
 
     async def discard(self) -> None:
         if self._created:
@@ -107,6 +85,8 @@ class StagedBlob:
 
 
 class RegistrySink:
+    """The ImageSink of this service: the metadata store and the blob store."""
+
     def __init__(self, meta: MetadataStore, store: BlobStore) -> None:
         self._meta = meta
         self._store = store
@@ -127,7 +107,7 @@ class RegistrySink:
         when it may not, or the service does not have it (or its file is gone)."""
         return bool(await self.pin_present(scope, [digest]))
 
-    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[str]:
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
         """Pin, in one transaction, every listed blob the service holds (row and file) that
         `scope` allows linking without fetching; returns their digests. The rest must be
         fetched and verified: a digest the store holds for another registry is not access."""
@@ -135,9 +115,7 @@ class RegistrySink:
         if not on_disk:
             return set()
         async with self._meta.writing() as q:
-            return await JobQueries(q.conn).pin_present(
-                scope.job_id, [str(d) for d in on_disk], scope.registry_id, scope.source
-            )
+            return await q.jobs.pin_present(scope.job_id, on_disk, scope.registry_id, scope.source)
 
     async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
         """Pin a blob another import into the same registry has just fetched and verified
@@ -145,9 +123,9 @@ class RegistrySink:
         if await self._store.size(digest) is None:
             return False
         async with self._meta.writing() as q:
-            if await q.blob_size(str(digest)) is None:
+            if await q.blob_size(digest) is None:
                 return False
-            return await JobQueries(q.conn).pin_blob(job_id, str(digest))
+            return await q.jobs.pin_blob(job_id, digest)
 
     def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
         return StagedBlob(self._meta, self._store, job_id, digest, size)
@@ -165,7 +143,7 @@ class RegistrySink:
                 repository_ids[repository] = repo_id
                 for blob in plan.blobs:
                     try:
-                        await q.link_blob(repo_id, str(blob.digest))
+                        await q.link_blob(repo_id, blob.digest)
                     except BlobMissing:
                         raise ImportFailure(
                             "BlobMissing",

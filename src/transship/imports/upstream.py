@@ -200,8 +200,8 @@ class UpstreamClient:
         """`repository:<repo>:pull`: the scope asked for when a challenge names none."""
         return f"repository:{self._repository}:pull"
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        """GET the manifest by tag or digest, verified; see the module docstring."""
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        """GET the manifest by digest or tag, verified; see the module docstring."""
         wanted, obj = self._parse_reference(reference)
         url = self._url(f"manifests/{reference}")
         headers = {"Accept": mt.ACCEPT_ALL_MANIFESTS, "Accept-Encoding": "identity"}
@@ -257,13 +257,12 @@ class UpstreamClient:
 
     # -- manifests -------------------------------------------------------------------------
 
-    def _parse_reference(self, reference: str) -> tuple[Digest | None, str]:
+    def _parse_reference(self, reference: Digest | str) -> tuple[Digest | None, str]:
+        if isinstance(reference, Digest):
+            return reference, f"{self._repository}@{reference}"
         try:
-            if ":" in reference:
-                digest = Digest.parse(reference)
-                return digest, f"{self._repository}@{digest}"
             validate_tag(reference)
-        except (DigestError, InvalidReference) as exc:
+        except InvalidReference as exc:
             raise ImportFailure(
                 INVALID_REFERENCE,
                 f"invalid manifest reference {reference!r}: {exc}",

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from transship.metadata import schema as s
-from transship.metadata.queries import QueryScope, utcnow
 from transship.metadata.records import (
     PrincipalRecord,
     RegistryAccessRecord,
@@ -24,6 +23,7 @@ from transship.metadata.records import (
     TenantRecord,
     TokenPasswordRecord,
 )
+from transship.metadata.scope import QueryScope, utcnow
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

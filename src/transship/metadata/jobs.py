@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,8 +11,9 @@ from sqlalchemy import Row, case, delete, func, insert, or_, select, update
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
-from transship.metadata.queries import QueryScope, RegistryQueries, as_utc, utcnow
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
+from transship.metadata.scope import QueryScope, as_utc, utcnow
+from transship.oci.digest import Digest
 
 FINAL_STATES = ("succeeded", "failed", "canceled")
 # The job row's columns that hold a JobProgress (same names).
@@ -224,7 +225,7 @@ class JobQueries(QueryScope):
         )
         return await self.job(job_id)
 
-    async def pin_blob(self, job_id: str, digest: str) -> bool:
+    async def pin_blob(self, job_id: str, digest: Digest) -> bool:
         """Keep a blob from garbage collection while the job runs; False if the blob is gone."""
         try:
             async with self._nested():
@@ -235,28 +236,57 @@ class JobQueries(QueryScope):
             return False
         return True
 
+    async def linked_blobs(
+        self,
+        digests: Iterable[Digest],
+        registry_id: int,
+        source: tuple[int, str] | None = None,
+        pinned_by: str | None = None,
+    ) -> set[Digest]:
+        """Those of `digests` that some repository of registry `registry_id` links, that the
+        repository `source` = (registry id, repository name) links, or that the import job
+        `pinned_by` has pinned, in one statement keyed by the digest indexes: which blobs an
+        import may link without receiving their bytes."""
+        wanted = list(set(digests))
+        if not wanted:
+            return set()
+        rb, repo, pins = s.repository_blobs, s.repositories, s.blob_pins
+        where = repo.c.registry_id == registry_id
+        if source is not None:
+            where = where | ((repo.c.registry_id == source[0]) & (repo.c.name == source[1]))
+        stmt: Any = (
+            select(rb.c.digest)
+            .select_from(rb.join(repo, repo.c.id == rb.c.repository_id))
+            .where(rb.c.digest.in_(wanted), where)
+        )
+        if pinned_by is not None:
+            stmt = stmt.union(
+                select(pins.c.digest).where(pins.c.job_id == pinned_by, pins.c.digest.in_(wanted))
+            )
+        return {r.digest for r in await self._exec(stmt)}
+
     async def pin_present(
         self,
         job_id: str,
-        digests: list[str],
+        digests: list[Digest],
         registry_id: int,
         source: tuple[int, str] | None = None,
-    ) -> set[str]:
+    ) -> set[Digest]:
         """Pin every listed blob the job may link without fetching it, in one batch; returns
         those pinned. Knowing a digest is never access, so that is only a blob linked to some
         repository of the target registry `registry_id`, to the source repository `source` =
         (registry id, repository name) of a same-service import (whose pull right the import
         policy checked), or already pinned by this job (verified by an earlier attempt).
         (A blob collected meanwhile makes the batch fail; then each is pinned on its own.)"""
-        allowed = await RegistryQueries(self.conn).linked_blobs(
-            digests, registry_id, source, pinned_by=job_id
-        )
+        allowed = await self.linked_blobs(digests, registry_id, source, pinned_by=job_id)
         if not allowed:
             return set()
         stmt = self._insert(s.blob_pins).on_conflict_do_nothing(index_elements=["job_id", "digest"])
         try:
             async with self._nested():
-                await self._exec(stmt, [{"job_id": job_id, "digest": d} for d in sorted(allowed)])
+                await self._exec(
+                    stmt, [{"job_id": job_id, "digest": d} for d in sorted(allowed, key=str)]
+                )
         except Conflict:
             return {d for d in allowed if await self.pin_blob(job_id, d)}
         return allowed

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from transship.metadata import schema as s
 from transship.metadata.db import SyncReadConnection
 from transship.metadata.records import ManifestRecord
+from transship.oci.digest import Digest
 
 
 def _statements() -> tuple[Any, Any, Any]:
@@ -59,16 +60,17 @@ class PullQueries:
         self._conn = conn
 
     async def manifest(
-        self, registry_id: int, repository: str, reference: str, by_digest: bool
+        self, registry_id: int, repository: str, reference: Digest | str
     ) -> ManifestRecord | None:
-        """Resolve repository and tag and fetch the bytes, in one keyed statement."""
-        stmt = MANIFEST_BY_DIGEST if by_digest else MANIFEST_BY_TAG
+        """The manifest `reference` names (a digest, or a tag): resolve repository and tag
+        and fetch the bytes, in one keyed statement."""
+        stmt = MANIFEST_BY_DIGEST if isinstance(reference, Digest) else MANIFEST_BY_TAG
         params = {"registry_id": registry_id, "repository": repository, "reference": reference}
         row = (await self._conn.execute(stmt, params)).first()
         return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
 
     async def repository_blob_size(
-        self, registry_id: int, repository: str, digest: str
+        self, registry_id: int, repository: str, digest: Digest
     ) -> int | None:
         """Size of a blob if `repository` may see it, else None."""
         params = {"registry_id": registry_id, "repository": repository, "digest": digest}

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
     Row,
-    Table,
     and_,
     cast,
     delete,
@@ -22,13 +22,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.db import Database
+from transship.metadata.identity import IdentityQueries
+from transship.metadata.jobs import JobQueries
 from transship.metadata.pull import (
     MANIFEST_BY_DIGEST,
     MANIFEST_BY_TAG,
@@ -43,18 +43,11 @@ from transship.metadata.records import (
     TagRecord,
     UploadRecord,
 )
+from transship.metadata.scope import QueryScope, as_utc, conflict_from, utcnow
+from transship.oci.digest import Digest
 
 # How an ACR listing is sorted: by its key (tag name, manifest digest), or by time.
 ListingOrder = Literal["key", "timeasc", "timedesc"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class BlobMissing(Exception):
@@ -76,11 +69,11 @@ class MetadataStore:
         self.db = db
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[RegistryQueries]:
+    async def reading(self) -> AsyncIterator[Transaction]:
         """A read snapshot through the async driver: any query, however large, runs off
         the event loop."""
         async with self.db.read() as conn:
-            yield RegistryQueries(conn)
+            yield Transaction(conn)
 
     @asynccontextmanager
     async def fast_read(self) -> AsyncIterator[PullQueries]:
@@ -90,7 +83,7 @@ class MetadataStore:
             yield PullQueries(conn)
 
     @asynccontextmanager
-    async def writing(self, within: QueryScope | None = None) -> AsyncIterator[RegistryQueries]:
+    async def writing(self, within: QueryScope | None = None) -> AsyncIterator[Transaction]:
         """A transaction: committed when the block exits normally, rolled back on any error;
         after the commit (never after a rollback) the callbacks given to the scope's
         `on_commit` run, so caches change only with the rows they mirror.
@@ -102,80 +95,15 @@ class MetadataStore:
         Raises Conflict, never the driver's IntegrityError, when a unique key is taken or a
         referenced row is gone (at a statement, or at the commit)."""
         if within is not None:
-            yield within if isinstance(within, RegistryQueries) else RegistryQueries.joining(within)
+            yield within if isinstance(within, Transaction) else Transaction.joining(within)
             return
         try:
             async with self.db.write() as conn:
-                scope = RegistryQueries(conn)
+                scope = Transaction(conn)
                 yield scope
         except IntegrityError as exc:
-            raise _conflict(exc) from exc
+            raise conflict_from(exc) from exc
         scope.committed()
-
-
-def _conflict(exc: IntegrityError) -> Conflict:
-    """The domain error for a constraint violation. Not the driver's text: PostgreSQL's
-    detail quotes the key's values (the IntegrityError stays the cause, for logs)."""
-    return Conflict(
-        f"a unique key is taken or a referenced row is gone ({type(exc.orig).__name__})"
-    )
-
-
-class QueryScope:
-    """Queries bound to one connection. Methods never commit; the scope does."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self._on_commit: list[Callable[[], None]] = []
-
-    @classmethod
-    def joining(cls, other: QueryScope) -> Any:
-        """A scope of this kind in `other`'s transaction, sharing its commit callbacks."""
-        scope = cls(other.conn)
-        scope._on_commit = other._on_commit
-        return scope
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once the transaction commits; never when it rolls back. Only
-        write scopes (`MetadataStore.writing()`) commit: for a cache that must not change
-        before the rows it mirrors, whichever transaction the write joined."""
-        self._on_commit.append(callback)
-
-    def committed(self) -> None:
-        """Called by the store after the commit: run the `on_commit` callbacks."""
-        callbacks, self._on_commit[:] = list(self._on_commit), []
-        for callback in callbacks:
-            callback()
-
-    async def _exec(self, statement: Any, parameters: Any = None) -> Any:
-        """Run a statement on either kind of connection (Result rows are typed Any).
-        Raises Conflict when it violates a unique or foreign key."""
-        try:
-            return await self.conn.execute(statement, parameters)
-        except IntegrityError as exc:
-            raise _conflict(exc) from exc
-
-    def _nested(self) -> Any:
-        """A savepoint; only write scopes (async connections) have them."""
-        assert isinstance(self.conn, AsyncConnection), "savepoints exist only in write scopes"
-        return self.conn.begin_nested()
-
-    # -- dialect helpers ---------------------------------------------------------------------
-    def _insert(self, table: Table) -> Any:
-        dialect = self.conn.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-    async def _insert_ignore(
-        self, table: Table, values: dict[str, Any], keys: Sequence[str]
-    ) -> bool:
-        """Insert unless a row with the same `keys` exists; True when a row was inserted."""
-        stmt = (
-            self._insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-        )
-        result = await self._exec(stmt)
-        return bool(result.rowcount)
 
 
 class RegistryQueries(QueryScope):
@@ -352,18 +280,18 @@ class RegistryQueries(QueryScope):
         return [r.name for r in rows]
 
     # -- blobs -------------------------------------------------------------------------------
-    async def blob_size(self, digest: str) -> int | None:
+    async def blob_size(self, digest: Digest) -> int | None:
         """Size of a committed blob anywhere in the store, or None."""
         return (await self._exec(select(s.blobs.c.size).where(s.blobs.c.digest == digest))).scalar()
 
     async def repository_blob_size(
-        self, registry_id: int, repository: str, digest: str
+        self, registry_id: int, repository: str, digest: Digest
     ) -> int | None:
         """Size of a blob if `repository` may see it, else None."""
         params = {"registry_id": registry_id, "repository": repository, "digest": digest}
         return (await self._exec(_REPOSITORY_BLOB_SIZE, params)).scalar()
 
-    async def record_blob(self, digest: str, size: int) -> None:
+    async def record_blob(self, digest: Digest, size: int) -> None:
         """Create or refresh the blob row. On PostgreSQL the upsert also locks the row until
         commit, which keeps garbage collection from deleting it under a concurrent commit."""
         stmt = self._insert(s.blobs).values(digest=digest, size=size, created_at=utcnow())
@@ -372,7 +300,7 @@ class RegistryQueries(QueryScope):
         )
         await self._exec(stmt)
 
-    async def link_blob(self, repository_id: int, digest: str) -> None:
+    async def link_blob(self, repository_id: int, digest: Digest) -> None:
         """Let a repository see a blob. Raises BlobMissing when the blob row is gone."""
         try:
             async with self._nested():
@@ -382,9 +310,9 @@ class RegistryQueries(QueryScope):
                     ["repository_id", "digest"],
                 )
         except Conflict:
-            raise BlobMissing(digest) from None
+            raise BlobMissing(str(digest)) from None
 
-    async def unlink_blob(self, registry_id: int, repository: str, digest: str) -> bool:
+    async def unlink_blob(self, registry_id: int, repository: str, digest: Digest) -> bool:
         repo_id = await self.repository_id(registry_id, repository)
         if repo_id is None:
             return False
@@ -395,36 +323,7 @@ class RegistryQueries(QueryScope):
         )
         return bool(result.rowcount)
 
-    async def linked_blobs(
-        self,
-        digests: Iterable[str],
-        registry_id: int,
-        source: tuple[int, str] | None = None,
-        pinned_by: str | None = None,
-    ) -> set[str]:
-        """Those of `digests` that some repository of registry `registry_id` links, that the
-        repository `source` = (registry id, repository name) links, or that the import job
-        `pinned_by` has pinned, in one statement keyed by the digest indexes: which blobs an
-        import may link without receiving their bytes."""
-        wanted = list(set(digests))
-        if not wanted:
-            return set()
-        rb, repo, pins = s.repository_blobs, s.repositories, s.blob_pins
-        where = repo.c.registry_id == registry_id
-        if source is not None:
-            where = where | ((repo.c.registry_id == source[0]) & (repo.c.name == source[1]))
-        stmt: Any = (
-            select(rb.c.digest)
-            .select_from(rb.join(repo, repo.c.id == rb.c.repository_id))
-            .where(rb.c.digest.in_(wanted), where)
-        )
-        if pinned_by is not None:
-            stmt = stmt.union(
-                select(pins.c.digest).where(pins.c.job_id == pinned_by, pins.c.digest.in_(wanted))
-            )
-        return {r.digest for r in await self._exec(stmt)}
-
-    async def blob_referenced_in(self, repository_id: int, digest: str) -> str | None:
+    async def blob_referenced_in(self, repository_id: int, digest: Digest) -> Digest | None:
         """A manifest in the repository that needs the blob or child, or None."""
         mr = s.manifest_references
         return (
@@ -435,7 +334,7 @@ class RegistryQueries(QueryScope):
             )
         ).scalar()
 
-    async def touch_links(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+    async def touch_links(self, repository_id: int, digests: Iterable[Digest]) -> set[Digest]:
         """Refresh the links a new manifest relies on and return those that exist.
 
         The update row-locks them, and refreshing `linked_at` keeps garbage collection (which
@@ -455,15 +354,18 @@ class RegistryQueries(QueryScope):
 
     # -- manifests ---------------------------------------------------------------------------
     async def manifest(
-        self, registry_id: int, repository: str, reference: str, by_digest: bool
+        self, registry_id: int, repository: str, reference: Digest | str
     ) -> ManifestRecord | None:
-        """One query for the pull hot path: resolve repository and tag and fetch the bytes."""
-        stmt = _MANIFEST_BY_DIGEST if by_digest else _MANIFEST_BY_TAG
+        """One query for the pull hot path: the manifest `reference` names (a digest, or a
+        tag), resolving repository and tag and fetching the bytes."""
+        stmt = _MANIFEST_BY_DIGEST if isinstance(reference, Digest) else _MANIFEST_BY_TAG
         params = {"registry_id": registry_id, "repository": repository, "reference": reference}
         row = (await self._exec(stmt, params)).first()
         return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
 
-    async def existing_manifests(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+    async def existing_manifests(
+        self, repository_id: int, digests: Iterable[Digest]
+    ) -> set[Digest]:
         wanted = list(set(digests))
         if not wanted:
             return set()
@@ -476,11 +378,11 @@ class RegistryQueries(QueryScope):
     async def insert_manifest(
         self,
         repository_id: int,
-        digest: str,
+        digest: Digest,
         media_type: str,
         content: bytes,
         artifact_type: str | None,
-        subject_digest: str | None,
+        subject_digest: Digest | None,
         annotations: str | None,
         references: Sequence[ManifestReference],
     ) -> bool:
@@ -515,7 +417,7 @@ class RegistryQueries(QueryScope):
             )
         return inserted
 
-    async def manifest_parent(self, repository_id: int, digest: str) -> str | None:
+    async def manifest_parent(self, repository_id: int, digest: Digest) -> Digest | None:
         """An index in the repository that lists this manifest as a child, or None."""
         mr = s.manifest_references
         return (
@@ -530,7 +432,7 @@ class RegistryQueries(QueryScope):
             )
         ).scalar()
 
-    async def delete_manifest(self, repository_id: int, digest: str) -> bool:
+    async def delete_manifest(self, repository_id: int, digest: Digest) -> bool:
         """Delete a manifest and every tag on it; True when it existed."""
         await self._exec(
             delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.digest == digest)
@@ -543,7 +445,7 @@ class RegistryQueries(QueryScope):
         return bool(result.rowcount)
 
     async def referrers(
-        self, registry_id: int, repository: str, subject: str, artifact_type: str | None
+        self, registry_id: int, repository: str, subject: Digest, artifact_type: str | None
     ) -> list[ManifestSummary]:
         m, repo = s.manifests, s.repositories
         stmt = (
@@ -662,7 +564,7 @@ class RegistryQueries(QueryScope):
         return self._listed(by_digest[d] for d in digests if d in by_digest)
 
     async def manifest_listing(
-        self, repository_id: int, digest: str
+        self, repository_id: int, digest: Digest
     ) -> tuple[ManifestRecord, int, datetime] | None:
         """One manifest of a repository with its imageSize and creation time, or None."""
         rows = await self._exec(
@@ -671,7 +573,9 @@ class RegistryQueries(QueryScope):
         listed = self._listed(rows)
         return listed[0] if listed else None
 
-    async def tags_on(self, repository_id: int, digests: Iterable[str]) -> dict[str, list[str]]:
+    async def tags_on(
+        self, repository_id: int, digests: Iterable[Digest]
+    ) -> dict[Digest, list[str]]:
         """Tag names (sorted) on each of `digests` that has any, keyed by the tags' digest index."""
         wanted = list(set(digests))
         if not wanted:
@@ -682,7 +586,7 @@ class RegistryQueries(QueryScope):
             .where(t.c.repository_id == repository_id, t.c.digest.in_(wanted))
             .order_by(t.c.name)
         )
-        found: dict[str, list[str]] = {}
+        found: dict[Digest, list[str]] = {}
         for r in rows:
             found.setdefault(r.digest, []).append(r.name)
         return found
@@ -714,7 +618,7 @@ class RegistryQueries(QueryScope):
             max(lasts) if lasts else None,
         )
 
-    async def delete_repository(self, repository_id: int) -> tuple[list[str], list[str]]:
+    async def delete_repository(self, repository_id: int) -> tuple[list[Digest], list[str]]:
         """Remove a repository with its tags, manifests and blob links; returns (manifest
         digests, tag names) deleted."""
         tags = [
@@ -738,7 +642,7 @@ class RegistryQueries(QueryScope):
         return digests, tags
 
     # -- tags --------------------------------------------------------------------------------
-    async def set_tag(self, repository_id: int, name: str, digest: str) -> None:
+    async def set_tag(self, repository_id: int, name: str, digest: Digest) -> None:
         now = utcnow()
         stmt = self._insert(s.tags).values(
             repository_id=repository_id, name=name, digest=digest, created_at=now, updated_at=now
@@ -749,7 +653,7 @@ class RegistryQueries(QueryScope):
         )
         await self._exec(stmt)
 
-    async def tag_digest(self, repository_id: int, name: str) -> str | None:
+    async def tag_digest(self, repository_id: int, name: str) -> Digest | None:
         t = s.tags
         return (
             await self._exec(
@@ -864,7 +768,7 @@ class RegistryQueries(QueryScope):
         return {r.id for r in await self._exec(select(s.uploads.c.id))}
 
     # -- garbage collection ------------------------------------------------------------------
-    async def unreferenced_links(self, cutoff: datetime) -> list[tuple[int, str]]:
+    async def unreferenced_links(self, cutoff: datetime) -> list[tuple[int, Digest]]:
         """Repository↔blob links older than `cutoff` that no manifest of the repository needs."""
         rb, mr = s.repository_blobs, s.manifest_references
         needed = exists().where(
@@ -876,7 +780,7 @@ class RegistryQueries(QueryScope):
         return [(r.repository_id, r.digest) for r in rows]
 
     async def drop_link_if_unreferenced(
-        self, repository_id: int, digest: str, cutoff: datetime
+        self, repository_id: int, digest: Digest, cutoff: datetime
     ) -> bool:
         rb, mr = s.repository_blobs, s.manifest_references
         needed = exists().where(mr.c.repository_id == repository_id, mr.c.child_digest == digest)
@@ -890,7 +794,7 @@ class RegistryQueries(QueryScope):
         )
         return bool(result.rowcount)
 
-    async def orphan_blobs(self, cutoff: datetime) -> list[tuple[str, int]]:
+    async def orphan_blobs(self, cutoff: datetime) -> list[tuple[Digest, int]]:
         """Blobs no repository links, committed before `cutoff`."""
         b, rb = s.blobs, s.repository_blobs
         pinned = exists().where(s.blob_pins.c.digest == b.c.digest)
@@ -901,7 +805,7 @@ class RegistryQueries(QueryScope):
         )
         return [(r.digest, r.size) for r in rows]
 
-    async def delete_blob_row_if_orphan(self, digest: str, cutoff: datetime) -> bool:
+    async def delete_blob_row_if_orphan(self, digest: Digest, cutoff: datetime) -> bool:
         b, rb = s.blobs, s.repository_blobs
         try:
             async with self._nested():
@@ -917,7 +821,7 @@ class RegistryQueries(QueryScope):
             return False  # a concurrent link or pin won the race
         return bool(result.rowcount)
 
-    async def link_holders(self, digest: str) -> set[int]:
+    async def link_holders(self, digest: Digest) -> set[int]:
         rb = s.repository_blobs
         return {
             r.repository_id
@@ -925,7 +829,7 @@ class RegistryQueries(QueryScope):
         }
 
     # -- consistency checks ------------------------------------------------------------------
-    async def all_blobs(self) -> list[tuple[str, int]]:
+    async def all_blobs(self) -> list[tuple[Digest, int]]:
         return [
             (r.digest, r.size) for r in await self._exec(select(s.blobs.c.digest, s.blobs.c.size))
         ]
@@ -933,7 +837,7 @@ class RegistryQueries(QueryScope):
     async def all_uploads(self) -> list[UploadRecord]:
         return [self._upload(r) for r in await self._exec(select(s.uploads))]
 
-    async def dangling_tags(self) -> list[tuple[str, str, str]]:
+    async def dangling_tags(self) -> list[tuple[str, str, Digest]]:
         """(repository, tag, digest) of tags whose manifest row is missing."""
         t, m, repo = s.tags, s.manifests, s.repositories
         rows = await self._exec(
@@ -945,7 +849,7 @@ class RegistryQueries(QueryScope):
         )
         return [(r.name, r.tag, r.digest) for r in rows]
 
-    async def missing_references(self) -> list[tuple[str, str, str, bool]]:
+    async def missing_references(self) -> list[tuple[str, Digest, Digest, bool]]:
         """(repository, manifest, child, is_manifest) for each reference the repository lacks."""
         mr, m, rb, repo = s.manifest_references, s.manifests, s.repository_blobs, s.repositories
         blob_missing = ~mr.c.is_manifest & ~exists().where(
@@ -967,5 +871,24 @@ class RegistryQueries(QueryScope):
     async def count_tags(self) -> int:
         return (await self._exec(select(func.count()).select_from(s.tags))).scalar_one()
 
-    async def blob_digests(self) -> set[str]:
+    async def blob_digests(self) -> set[Digest]:
         return {r.digest for r in await self._exec(select(s.blobs.c.digest))}
+
+
+class Transaction(RegistryQueries):
+    """What the store's scopes yield: one connection (a read snapshot or a write
+    transaction) with every query group on it. The registry queries are its own methods;
+    `identity` and `jobs` share its connection and commit callbacks, so a write that spans
+    groups is one transaction and no caller wraps a connection in a group of its own."""
+
+    @cached_property
+    def identity(self) -> IdentityQueries:
+        """Tenancy, principals, roles, signing keys, per-registry access."""
+        group: IdentityQueries = IdentityQueries.joining(self)
+        return group
+
+    @cached_property
+    def jobs(self) -> JobQueries:
+        """Import jobs and the blob pins they hold."""
+        group: JobQueries = JobQueries.joining(self)
+        return group

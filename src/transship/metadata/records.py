@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from transship.oci.digest import Digest
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryRecord:
@@ -23,14 +25,14 @@ class RegistryRecord:
 
 @dataclass(frozen=True, slots=True)
 class ManifestRecord:
-    digest: str
+    digest: Digest
     media_type: str
     content: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestSummary:
-    digest: str
+    digest: Digest
     media_type: str
     size: int
     artifact_type: str | None
@@ -51,14 +53,14 @@ class UploadRecord:
 
 @dataclass(frozen=True, slots=True)
 class ManifestReference:
-    digest: str
+    digest: Digest
     is_manifest: bool
 
 
 @dataclass(frozen=True, slots=True)
 class TagRecord:
     name: str
-    digest: str
+    digest: Digest
     created_at: datetime
     updated_at: datetime
 

@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
+from transship.oci.digest import Digest
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Timestamps are instants: bound as UTC, read back timezone-aware on both databases
@@ -54,7 +56,24 @@ metadata = MetaData(
     }
 )
 
-DIGEST = String(160)  # "sha512:" + 128 hex fits
+
+class DigestType(TypeDecorator[Digest]):
+    """A content digest column: stored as its text (`algorithm:encoded`, up to "sha512:" +
+    128 hex), handed back as a parsed `Digest`, so a digest keeps its type from the API
+    down to the row. Rows hold only digests that were parsed on the way in; one that no
+    longer parses raises DigestError (a damaged database), never passes as text."""
+
+    impl = String(160)
+    cache_ok = True
+
+    def process_bind_param(self, value: Digest | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Digest | None:
+        return None if value is None else Digest.parse(value)
+
+
+DIGEST = DigestType()
 
 registries = Table(
     "registries",

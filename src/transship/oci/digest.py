@@ -68,11 +68,6 @@ def new_hasher(algorithm: str = "sha256") -> Hasher:
     return hashlib.new(algorithm)
 
 
-def is_digest(text: str) -> bool:
-    """True when `text` looks like a digest reference rather than a tag (contains ':')."""
-    return ":" in text
-
-
 class CountingHasher:
     """Hashes and counts the bytes passed to it (a storage ChunkSink); the count is read
     from the event loop for progress while a worker thread feeds it."""

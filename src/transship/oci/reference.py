@@ -49,6 +49,18 @@ def validate_tag(tag: str) -> str:
     return tag
 
 
+def parse_tag_or_digest(text: str) -> Digest | str:
+    """A manifest reference as a registry resolves it: a `Digest`, or a validated tag.
+
+    No tag contains ':', so text with one is a digest. Raises DigestError for a malformed
+    digest and InvalidReference for a malformed tag. Callers keep the result and test it
+    with isinstance, never the text again.
+    """
+    if ":" in text:
+        return Digest.parse(text)
+    return validate_tag(text)
+
+
 def _is_host(component: str) -> bool:
     # Docker's rule: the first component is a host if it has a '.' or ':' or is 'localhost'.
     return ("." in component or ":" in component or component == "localhost") and bool(
@@ -95,10 +107,10 @@ class ImageReference:
         return cls(host, remainder, tag, digest)
 
     @property
-    def reference(self) -> str:
-        """The tag or digest a registry resolves: the digest wins, then the tag, then `latest`."""
+    def reference(self) -> Digest | str:
+        """The digest or tag a registry resolves: the digest wins, then the tag, then `latest`."""
         if self.digest is not None:
-            return str(self.digest)
+            return self.digest
         return self.tag or DEFAULT_TAG
 
     def __str__(self) -> str:

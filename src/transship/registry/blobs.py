@@ -7,20 +7,22 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from transship.errors import Conflict, Invalid, NotFound, TooLarge
-from transship.metadata.queries import BlobMissing, MetadataStore
+from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.records import RegistryRecord, UploadRecord
 from transship.oci.digest import SUPPORTED_ALGORITHMS, CountingHasher, Digest, Hasher, new_hasher
+from transship.registry.blob_commit import commit_staged_blob
 from transship.storage.base import BlobStore, StagingUnknown
 
 
 @dataclass(frozen=True, slots=True)
 class BlobLocation:
+    """A blob a repository can see: its digest and size. How its bytes are served is the
+    serving layer's choice (a driver with local files allows sendfile)."""
+
     digest: Digest
     size: int
-    path: Path | None  # a local file to send zero-copy, when the store has one
 
 
 class ChunkOutOfOrder(Invalid):
@@ -73,7 +75,7 @@ class BlobService:
         """Raises NotFound("blob") when the repository cannot see the blob."""
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
-            size = await q.repository_blob_size(registry.id, repository, str(digest))
+            size = await q.repository_blob_size(registry.id, repository, digest)
         if size is None:
             raise NotFound(
                 "blob",
@@ -81,7 +83,7 @@ class BlobService:
                 f"blob {digest} is not in repository {repository}",
                 detail={"digest": str(digest)},
             )
-        return BlobLocation(digest, size, self._store.local_path(digest))
+        return BlobLocation(digest, size)
 
     async def delete(self, registry: RegistryRecord, repository: str, digest: Digest) -> None:
         """Unlink a blob from a repository; the bytes go when garbage collection finds them
@@ -91,15 +93,15 @@ class BlobService:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is not None:
                 await q.lock_repository(repo_id, exclusive=True)
-                user = await q.blob_referenced_in(repo_id, str(digest))
+                user = await q.blob_referenced_in(repo_id, digest)
                 if user is not None:
                     raise Conflict(
                         f"blob {digest} is referenced by manifest {user} in {repository}; delete the manifest first",
                         subject="blob",
                         reason="in_use",
-                        detail={"digest": str(digest), "manifest": user},
+                        detail={"digest": str(digest), "manifest": str(user)},
                     )
-            if not await q.unlink_blob(registry.id, repository, str(digest)):
+            if not await q.unlink_blob(registry.id, repository, digest):
                 raise NotFound(
                     "blob",
                     str(digest),
@@ -120,12 +122,12 @@ class BlobService:
         holder = repository if source is None else source
         async with self._meta.writing() as q:
             holder_id = await q.repository_id(registry.id, holder)
-            linked = holder_id is not None and bool(await q.touch_links(holder_id, [str(digest)]))
+            linked = holder_id is not None and bool(await q.touch_links(holder_id, [digest]))
             if not linked or await self._store.size(digest) is None:
                 return False
             repo_id = await q.ensure_repository(registry.id, repository)
             try:
-                await q.link_blob(repo_id, str(digest))
+                await q.link_blob(repo_id, digest)
             except BlobMissing:
                 return False
         return True
@@ -336,22 +338,19 @@ class BlobService:
         *,
         session: bool = False,
     ) -> BlobLocation:
-        # The row is written (and on PostgreSQL locked) before the file moves into place, so
-        # garbage collection cannot delete the file between the move and the commit; the
-        # session row goes in the same transaction, so a crash never leaves a session whose
-        # staged bytes have already moved.
+        async def hold(q: Transaction) -> None:
+            # The session row goes in the blob's transaction, so a crash never leaves a
+            # session whose staged bytes have already moved.
+            if session:
+                await q.delete_upload(upload_id)
+            repo_id = await q.ensure_repository(registry.id, repository)
+            await q.link_blob(repo_id, digest)
+
         try:
-            await self._store.sync_staging(upload_id)
-            async with self._meta.writing() as q:
-                await q.record_blob(str(digest), size)
-                if session:
-                    await q.delete_upload(upload_id)
-                await self._store.commit_staging(upload_id, digest)
-                repo_id = await q.ensure_repository(registry.id, repository)
-                await q.link_blob(repo_id, str(digest))
+            await commit_staged_blob(self._meta, self._store, upload_id, digest, size, hold)
         except StagingUnknown:
             raise _expired(upload_id) from None
-        return BlobLocation(digest, size, self._store.local_path(digest))
+        return BlobLocation(digest, size)
 
     async def cancel(
         self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False

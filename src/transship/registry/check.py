@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from transship.metadata.jobs import JobQueries
-from transship.metadata.queries import MetadataStore, utcnow
-from transship.oci.digest import Digest, new_hasher
+from transship.metadata.queries import MetadataStore
+from transship.metadata.scope import utcnow
+from transship.oci.digest import new_hasher
 from transship.storage.base import BlobStore
 
 
@@ -45,7 +45,7 @@ class Checker:
             report.checked_manifests = await q.count_manifests()
             report.checked_tags = await q.count_tags()
             sessions = await q.all_uploads()
-            stuck = await JobQueries(q.conn).stuck_jobs(utcnow() - stuck_after)
+            stuck = await q.jobs.stuck_jobs(utcnow() - stuck_after)
         for repository, tag, target in dangling_tags:
             report.problems.append(f"tag {repository}:{tag} points at missing manifest {target}")
         for repository, manifest, child, is_manifest in missing_refs:
@@ -53,9 +53,8 @@ class Checker:
             report.problems.append(
                 f"manifest {repository}@{manifest} needs {what} {child}, which the repository lacks"
             )
-        for recorded, size in blob_rows:
+        for digest, size in blob_rows:
             report.checked_blobs += 1
-            digest = Digest.parse(recorded)
             actual = await self._store.size(digest)
             if actual is None:
                 report.problems.append(f"blob {digest} is recorded but its file is missing")

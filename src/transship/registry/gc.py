@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
+from transship.metadata.scope import utcnow
 from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
 
@@ -29,10 +30,10 @@ class GcReport:
     dry_run: bool
     expired_uploads: list[str] = field(default_factory=list)
     stray_staging: list[str] = field(default_factory=list)
-    dropped_links: list[tuple[int, str]] = field(default_factory=list)
-    deleted_blobs: list[str] = field(default_factory=list)
+    dropped_links: list[tuple[int, Digest]] = field(default_factory=list)
+    deleted_blobs: list[Digest] = field(default_factory=list)
     freed_bytes: int = 0
-    orphan_files: list[str] = field(default_factory=list)
+    orphan_files: list[Digest] = field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -116,7 +117,7 @@ class GarbageCollector:
             candidates = await q.orphan_blobs(cutoff)
             if report.dry_run:
                 # Nothing was dropped, so count blobs whose every link this run would drop.
-                dropping: dict[str, set[int]] = {}
+                dropping: dict[Digest, set[int]] = {}
                 for repository_id, digest in report.dropped_links:
                     dropping.setdefault(digest, set()).add(repository_id)
                 for digest, repository_ids in dropping.items():
@@ -128,7 +129,7 @@ class GarbageCollector:
                     if not await q.delete_blob_row_if_orphan(digest, cutoff):
                         continue
                     # Still inside the transaction: the row goes first (locked on PostgreSQL).
-                    await self._store.delete(Digest.parse(digest))
+                    await self._store.delete(digest)
             report.deleted_blobs.append(digest)
             report.freed_bytes += size
 
@@ -143,12 +144,12 @@ class GarbageCollector:
                 # Known files are skipped without an await: let other callbacks run between
                 # slices, or a store of 20,000 blobs holds the loop for ~40 ms.
                 await asyncio.sleep(0)
-            if str(digest) in known or mtime >= cutoff.timestamp():
+            if digest in known or mtime >= cutoff.timestamp():
                 continue
             async with self._meta.writing() as q:
                 # Re-check under the write lock: a commit may have recorded it since.
-                if await q.blob_size(str(digest)) is not None:
+                if await q.blob_size(digest) is not None:
                     continue
-                report.orphan_files.append(str(digest))
+                report.orphan_files.append(digest)
                 if not report.dry_run:
                     await self._store.delete(digest)

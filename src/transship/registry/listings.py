@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from transship.errors import NotFound
 from transship.metadata.queries import ListingOrder, MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
+from transship.oci.digest import Digest
 from transship.oci.manifest import ManifestError, parse_manifest
 from transship.storage.base import BlobStore
 
@@ -29,7 +30,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ManifestListing:
-    digest: str
+    digest: Digest
     media_type: str
     image_size: int
     created: datetime
@@ -56,7 +57,7 @@ class RepositorySummary:
 
 @dataclass(frozen=True, slots=True)
 class DeletedRepository:
-    manifests: list[str]
+    manifests: list[Digest]
     tags: list[str]
 
 
@@ -125,7 +126,7 @@ class ListingService:
         return ListingPage([await self._listing(row, tags) for row in rows], more)
 
     async def manifest(
-        self, registry: RegistryRecord, repository: str, digest: str
+        self, registry: RegistryRecord, repository: str, digest: Digest
     ) -> ManifestListing | None:
         """One manifest with its tags, size and platform, or None. Raises NotFound("repository")."""
         async with self._meta.reading() as q:
@@ -142,7 +143,7 @@ class ListingService:
         return RepositorySummary(manifests, tags, first, last)
 
     async def _listing(
-        self, row: tuple[ManifestRecord, int, datetime], tags: dict[str, list[str]]
+        self, row: tuple[ManifestRecord, int, datetime], tags: dict[Digest, list[str]]
     ) -> ManifestListing:
         record, size, created = row
         architecture, os_ = await self._platform(record.content, record.media_type)

@@ -9,9 +9,9 @@ from transship.errors import Conflict, Invalid, LimitExceeded, NotFound, TooLarg
 from transship.metadata.queries import MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, ManifestReference, RegistryRecord
 from transship.oci import mediatypes as mt
-from transship.oci.digest import Digest, DigestError, is_digest
+from transship.oci.digest import Digest, DigestError
 from transship.oci.manifest import ManifestError, ParsedManifest, parse_manifest
-from transship.oci.reference import InvalidReference, validate_tag
+from transship.oci.reference import InvalidReference, parse_tag_or_digest
 
 MAX_TAGS_PER_PUT = 64
 
@@ -29,19 +29,16 @@ class Page:
     more: bool
 
 
-def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
-    """Validate a tag-or-digest path segment; returns it and whether it is a digest.
+def parse_reference(reference: str, *, writing: bool) -> Digest | str:
+    """Parse a tag-or-digest path segment: a Digest, or the tag.
 
     Raises Invalid("digest") for a malformed digest. A malformed tag is Invalid("tag") when
     pushing and NotFound("manifest") when reading (no manifest can have that name).
     """
-    if is_digest(reference):
-        try:
-            return str(Digest.parse(reference)), True
-        except DigestError as exc:
-            raise Invalid("digest", str(exc), detail={"reference": reference}) from None
     try:
-        return validate_tag(reference), False
+        return parse_tag_or_digest(reference)
+    except DigestError as exc:
+        raise Invalid("digest", str(exc), detail={"reference": reference}) from None
     except InvalidReference as exc:
         if writing:
             raise Invalid("tag", str(exc), detail={"tag": reference}) from None
@@ -50,13 +47,13 @@ def parse_reference(reference: str, *, writing: bool) -> tuple[str, bool]:
 
 def references_of(parsed: ParsedManifest) -> list[ManifestReference]:
     """What a manifest needs in its repository: blobs (foreign layers excepted) and children."""
-    refs = [ManifestReference(str(d.digest), False) for d in parsed.blobs if not d.is_foreign]
-    refs += [ManifestReference(str(d.digest), True) for d in parsed.manifests]
+    refs = [ManifestReference(d.digest, False) for d in parsed.blobs if not d.is_foreign]
+    refs += [ManifestReference(d.digest, True) for d in parsed.manifests]
     return refs
 
 
 async def store_manifest(
-    q: RegistryQueries, repository_id: int, digest: str, content: bytes, parsed: ParsedManifest
+    q: RegistryQueries, repository_id: int, digest: Digest, content: bytes, parsed: ParsedManifest
 ) -> None:
     """Insert a manifest row with its edges (a no-op when present). The caller has checked
     that what it references exists in the repository."""
@@ -66,7 +63,7 @@ async def store_manifest(
         parsed.media_type,
         content,
         parsed.referrer_artifact_type,
-        str(parsed.subject.digest) if parsed.subject else None,
+        parsed.subject.digest if parsed.subject else None,
         json.dumps(dict(parsed.annotations)) if parsed.annotations else None,
         references_of(parsed),
     )
@@ -89,10 +86,10 @@ class ManifestService:
         self, registry: RegistryRecord, repository: str, reference: str
     ) -> ManifestRecord:
         """Raises NotFound("manifest") (or a reference error) when absent."""
-        ref, by_digest = parse_reference(reference, writing=False)
+        ref = parse_reference(reference, writing=False)
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
-            record = await q.manifest(registry.id, repository, ref, by_digest)
+            record = await q.manifest(registry.id, repository, ref)
         if record is None:
             raise NotFound(
                 "manifest",
@@ -122,10 +119,10 @@ class ManifestService:
                 f"manifest is {len(content)} bytes; the limit is {self.max_manifest_bytes}",
                 subject="manifest",
             )
-        ref, by_digest = parse_reference(reference, writing=True)
-        tags = [] if by_digest else [ref]
+        ref = parse_reference(reference, writing=True)
+        tags = [] if isinstance(ref, Digest) else [ref]
         for tag in extra_tags:
-            if parse_reference(tag, writing=True)[1]:
+            if isinstance(parse_reference(tag, writing=True), Digest):
                 raise Invalid(
                     "tag", f"tag parameter {tag!r} is a digest, not a tag", detail={"tag": tag}
                 )
@@ -137,10 +134,12 @@ class ManifestService:
             parsed = parse_manifest(content, content_type)
         except ManifestError as exc:
             raise Invalid("manifest", str(exc)) from None
-        digest = Digest.of(content, Digest.parse(ref).algorithm if by_digest else "sha256")
-        if by_digest and str(digest) != ref:
+        digest = Digest.of(content, ref.algorithm if isinstance(ref, Digest) else "sha256")
+        if isinstance(ref, Digest) and digest != ref:
             raise Invalid(
-                "digest", f"manifest content has digest {digest}, not {ref}", detail={"digest": ref}
+                "digest",
+                f"manifest content has digest {digest}, not {ref}",
+                detail={"digest": str(ref)},
             )
         if len(parsed.manifests) > self._max_index_children:
             raise LimitExceeded(
@@ -160,7 +159,7 @@ class ManifestService:
                         f"blob {ref_.digest} referenced by the manifest is not in repository "
                         f"{repository}",
                         reason="missing_reference",
-                        detail={"digest": ref_.digest},
+                        detail={"digest": str(ref_.digest)},
                     )
             present = await q.existing_manifests(repo_id, [r.digest for r in refs if r.is_manifest])
             for ref_ in refs:
@@ -170,11 +169,11 @@ class ManifestService:
                         f"manifest {ref_.digest} listed by the index is not in repository "
                         f"{repository}",
                         reason="missing_reference",
-                        detail={"digest": ref_.digest},
+                        detail={"digest": str(ref_.digest)},
                     )
-            await store_manifest(q, repo_id, str(digest), content, parsed)
+            await store_manifest(q, repo_id, digest, content, parsed)
             for tag in tags:
-                await q.set_tag(repo_id, tag, str(digest))
+                await q.set_tag(repo_id, tag, digest)
         return PushedManifest(
             digest, parsed.subject.digest if parsed.subject else None, tuple(tags)
         )
@@ -185,7 +184,7 @@ class ManifestService:
         Raises NotFound("manifest"), or Conflict (reason "in_use") while an index in the
         repository lists it: deleting it would leave the index pointing at nothing.
         """
-        ref, by_digest = parse_reference(reference, writing=False)
+        ref = parse_reference(reference, writing=False)
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             unknown = NotFound(
@@ -194,7 +193,7 @@ class ManifestService:
             if repo_id is None:
                 raise unknown
             await q.lock_repository(repo_id, exclusive=True)
-            if not by_digest:
+            if not isinstance(ref, Digest):
                 if not await q.delete_tag(repo_id, ref):
                     raise unknown
                 return
@@ -205,7 +204,7 @@ class ManifestService:
                     "delete the index first",
                     subject="manifest",
                     reason="in_use",
-                    detail={"digest": ref, "index": parent},
+                    detail={"digest": str(ref), "index": str(parent)},
                 )
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown
@@ -245,16 +244,16 @@ class ManifestService:
     ) -> bytes:
         """The referrers index (an OCI image index) of `subject`; empty when none."""
         try:
-            Digest.parse(subject)
+            subject_digest = Digest.parse(subject)
         except DigestError as exc:
             raise Invalid("digest", str(exc), detail={"digest": subject}) from None
         async with self._meta.reading() as q:
-            found = await q.referrers(registry.id, repository, subject, artifact_type)
+            found = await q.referrers(registry.id, repository, subject_digest, artifact_type)
         manifests = []
         for item in found:
             descriptor: dict[str, object] = {
                 "mediaType": item.media_type,
-                "digest": item.digest,
+                "digest": str(item.digest),
                 "size": item.size,
             }
             if item.artifact_type:

@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterable
 
 from transship.errors import Conflict, Invalid, NotFound, Unsupported
-from transship.metadata.queries import MetadataStore, QueryScope
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
+from transship.metadata.scope import QueryScope
 
 # ACR's rule: 5 to 50 alphanumerics. The default registry keeps its historical name.
 _NAME = re.compile(r"[A-Za-z0-9]{5,50}")

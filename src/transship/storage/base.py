@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from transship.oci.digest import Digest
 
@@ -26,9 +26,6 @@ class BlobStore(Protocol):
 
     async def size(self, digest: Digest) -> int | None:
         """The committed blob's size, or None when absent."""
-
-    def local_path(self, digest: Digest) -> Path | None:
-        """A local file holding the blob, for zero-copy serving; None if the driver has none."""
 
     def read(
         self, digest: Digest, offset: int = 0, length: int | None = None
@@ -78,6 +75,21 @@ class BlobStore(Protocol):
 
     def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:
         """Every committed blob with its modification time (for garbage collection)."""
+
+
+@runtime_checkable
+class LocalBlobFiles(Protocol):
+    """An optional capability, apart from `BlobStore`: a driver whose committed blobs are
+    files on this machine, which the serving layer may hand to sendfile (zero copy).
+
+    Object-store drivers do not implement it; their blobs are served through
+    `BlobStore.read`. Checked with `isinstance` where blobs are served, so nothing else
+    depends on a local path.
+    """
+
+    def local_path(self, digest: Digest) -> Path:
+        """Where the committed blob `digest` is (or would be) stored. The file may be absent
+        (never committed, or deleted since); opening it then raises FileNotFoundError."""
 
 
 class ChunkSink(Protocol):

@@ -50,7 +50,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FilesystemBlobStore:
-    """A BlobStore on a local directory. Blocking file work runs in worker threads.
+    """A BlobStore (and LocalBlobFiles) on a local directory. Blocking file work runs in
+    worker threads.
 
     Only the service's user can read what it stores: directories are created 0700 and files
     0600 (a blob is its staging file, hard-linked), and the two roots are tightened to 0700
@@ -90,7 +91,8 @@ class FilesystemBlobStore:
 
         return await self._run(stat)
 
-    def local_path(self, digest: Digest) -> Path | None:
+    def local_path(self, digest: Digest) -> Path:
+        """`LocalBlobFiles`: the blob's file, for zero-copy serving."""
         return self._blob_path(digest)
 
     async def read(

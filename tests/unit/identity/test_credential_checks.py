@@ -20,8 +20,9 @@ from transship.identity.directory import Directory
 from transship.identity.registry_access import RegistryAccess
 from transship.identity.throttle import FailureThrottle, TooManyFailures
 from transship.metadata.db import Database
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
+from transship.metadata.scope import utcnow
 
 PASSWORD = "a long user password"
 

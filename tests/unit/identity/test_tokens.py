@@ -27,7 +27,8 @@ from transship.identity.secrets import SecretBox
 from transship.identity.tokens import MAX_TOKEN_LIFETIME, SigningKeys, TokenInvalid, TokenService
 from transship.metadata import identity as identity_queries
 from transship.metadata.db import Database
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
+from transship.metadata.scope import utcnow
 
 AUDIENCE = "https://service.example/"
 ISSUER = "https://service.example/tenant/v2.0"
@@ -123,7 +124,7 @@ async def test_jwks_publishes_the_public_half_only(keys: SigningKeys) -> None:
 
 async def test_private_keys_are_sealed_at_rest(meta: MetadataStore, keys: SigningKeys) -> None:
     async with meta.reading() as q:
-        (record,) = await identity_queries.IdentityQueries(q.conn).signing_keys()
+        (record,) = await q.identity.signing_keys()
     assert b"PRIVATE KEY" not in record.private_key
     # Another service key cannot open them.
     with pytest.raises(Exception):  # noqa: B017 - Fernet's InvalidToken or a wrapper

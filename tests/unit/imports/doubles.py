@@ -1,16 +1,18 @@
 """Test doubles for the import engine's ports: an in-memory BlobWriter, a recording sleep,
-and an in-memory ImageSource."""
+an in-memory ImageSource and an in-memory ImageSink."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from transship.imports.errors import ImportFailure, Step
-from transship.imports.ports import BlobWriter, FetchedManifest
+from transship.imports.errors import ImportFailure, Step, tag_exists_failure
+from transship.imports.model import ImportRequest, TargetTag
+from transship.imports.plan import ImportPlan
+from transship.imports.ports import BlobWriter, FetchedManifest, LinkScope
 from transship.oci.digest import Digest, new_hasher
 
 
@@ -118,11 +120,13 @@ class MemorySource:
             {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}, OCI_INDEX, tag
         )
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        self.requests.append(reference)
-        digest = self.tags.get(reference, reference)
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        self.requests.append(str(reference))
+        digest = self.tags.get(str(reference), str(reference))
         if digest not in self.manifests:
-            raise ImportFailure("ManifestUnknown", f"no {reference}", step=Step.PLAN, obj=reference)
+            raise ImportFailure(
+                "ManifestUnknown", f"no {reference}", step=Step.PLAN, obj=str(reference)
+            )
         content, media_type = self.manifests[digest]
         return FetchedManifest(self.swapped.get(digest, content), media_type, Digest.parse(digest))
 
@@ -138,3 +142,95 @@ class MemorySource:
             yield data
 
         await writer.append(chunks())
+
+
+class MemoryPendingBlob(MemoryWriter):
+    """A PendingBlob of `MemorySink`: verified on commit, then held and pinned to the job."""
+
+    def __init__(self, sink: MemorySink, job_id: str, digest: Digest, size: int) -> None:
+        super().__init__(digest.algorithm)
+        self._sink = sink
+        self._job_id = job_id
+        self.expected = digest
+        self.size = size
+
+    async def commit(self) -> None:
+        if self.offset != self.size:
+            raise ImportFailure(
+                "SIZE_INVALID", "wrong size", step=Step.COPY, obj=str(self.expected)
+            )
+        if self.digest != self.expected:
+            raise ImportFailure(
+                "DIGEST_INVALID", "wrong digest", step=Step.COPY, obj=str(self.expected)
+            )
+        self._sink.blobs[str(self.expected)] = bytes(self.data)
+        self._sink.pins.setdefault(self._job_id, set()).add(str(self.expected))
+
+    async def discard(self) -> None:
+        self.data.clear()
+
+
+class MemorySink:
+    """An ImageSink over dicts, for engine tests that need no database: blobs held by the
+    service, blobs linked per (registry id, repository), pins per job, tags."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.links: dict[tuple[int, str], set[str]] = {}
+        self.pins: dict[str, set[str]] = {}
+        self.tags: dict[tuple[int, str, str], Digest] = {}
+        self.manifests: dict[tuple[int, str], list[Digest]] = {}
+
+    async def existing_tags(
+        self, registry_id: int, targets: Sequence[TargetTag]
+    ) -> list[TargetTag]:
+        return [t for t in targets if (registry_id, t.repository, t.tag) in self.tags]
+
+    def _may_link(self, scope: LinkScope, digest: str) -> bool:
+        if digest in self.pins.get(scope.job_id, set()):
+            return True
+        in_target = any(
+            digest in linked
+            for (registry_id, _), linked in self.links.items()
+            if registry_id == scope.registry_id
+        )
+        return in_target or (
+            scope.source is not None and digest in self.links.get(scope.source, set())
+        )
+
+    async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
+        present = {d for d in digests if str(d) in self.blobs and self._may_link(scope, str(d))}
+        self.pins.setdefault(scope.job_id, set()).update(map(str, present))
+        return present
+
+    async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:
+        return bool(await self.pin_present(scope, [digest]))
+
+    async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
+        if str(digest) not in self.blobs:
+            return False
+        self.pins.setdefault(job_id, set()).add(str(digest))
+        return True
+
+    def staged_blob(self, job_id: str, digest: Digest, size: int) -> MemoryPendingBlob:
+        return MemoryPendingBlob(self, job_id, digest, size)
+
+    async def commit(
+        self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False
+    ) -> None:
+        for target in request.target_tags:
+            current = self.tags.get((registry_id, target.repository, target.tag))
+            same = resumed and current == plan.root.digest
+            if not (current is None or request.force or same):
+                raise tag_exists_failure(target, Step.COMMIT)
+        for repository in request.target_repositories:
+            linked = self.links.setdefault((registry_id, repository), set())
+            for blob in plan.blobs:
+                if str(blob.digest) not in self.blobs:
+                    raise ImportFailure(
+                        "BlobMissing", "gone", step=Step.COMMIT, obj=str(blob.digest)
+                    )
+                linked.add(str(blob.digest))
+            self.manifests[(registry_id, repository)] = [m.digest for m in plan.manifests]
+        for target in request.target_tags:
+            self.tags[(registry_id, target.repository, target.tag)] = plan.root.digest

@@ -20,10 +20,9 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits
-from transship.imports.ports import BlobWriter, Credentials, ImageSource
-from transship.imports.sink import LinkScope, RegistrySink
+from transship.imports.ports import BlobWriter, Credentials, ImageSource, LinkScope
+from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
-from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
@@ -148,7 +147,7 @@ class Service:
     async def job(self, registry_id: int) -> str:
         job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
         async with self.meta.writing() as q:
-            await JobQueries(q.conn).create_job(job_id, registry_id, "{}", None)
+            await q.jobs.create_job(job_id, registry_id, "{}", None)
         return job_id
 
     async def run(

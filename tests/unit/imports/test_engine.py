@@ -1,5 +1,6 @@
 """The import engine with an in-memory source and the real sink (SQLite and PostgreSQL):
-plan order, foreign layers, limits, de-duplicated fetches, verification and resumption."""
+plan order, foreign layers, limits, de-duplicated fetches, verification and resumption;
+and over an in-memory sink, which the engine's ImageSink Protocol is enough for."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.unit.imports.doubles import MemorySource, sha
+from tests.unit.imports.doubles import MemorySink, MemorySource, sha
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
-from transship.imports.ports import Credentials, ImageSource
-from transship.imports.sink import LinkScope, RegistrySink
+from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope
+from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
-from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
 from transship.registry.check import Checker
@@ -76,7 +76,7 @@ class World:
     async def job(self, registry_id: int = 1) -> str:
         job_id = hashlib.md5(str(asyncio.get_running_loop().time()).encode()).hexdigest()
         async with self.meta.writing() as q:
-            await JobQueries(q.conn).create_job(job_id, registry_id, "{}", None)
+            await q.jobs.create_job(job_id, registry_id, "{}", None)
         return job_id
 
     async def run(
@@ -95,7 +95,8 @@ class World:
     async def tag(self, repository: str, tag: str) -> str | None:
         async with self.meta.reading() as q:
             repo_id = await q.repository_id(1, repository)
-            return None if repo_id is None else await q.tag_digest(repo_id, tag)
+            digest = None if repo_id is None else await q.tag_digest(repo_id, tag)
+        return None if digest is None else str(digest)
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ async def test_nested_index_is_planned_children_first(world: World) -> None:
     inner = src.index([leaf_a])
     root = src.index([inner, leaf_b], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits(max_manifests=10))
-    order = [m.digest for m in plan.manifests]
+    order = [str(m.digest) for m in plan.manifests]
     assert (
         order.index(leaf_a["digest"]) < order.index(inner["digest"]) < order.index(root["digest"])
     )
@@ -248,3 +249,61 @@ async def test_limits_fail_the_plan_before_any_blob_is_fetched(
         in caught.value.message
     )
     assert src.fetches == []
+
+
+# -- the engine over the sink protocol alone: an in-memory sink, no database ------------------
+def memory_request(reference: str, target: str) -> ImportRequest:
+    return ImportRequest(
+        SourceSpec("upstream.example", None, "app", reference),
+        (TargetTag(*target.split(":")),),
+        (),
+        False,
+    )
+
+
+@pytest.fixture
+def memory() -> tuple[ImportEngine, MemorySink, MemorySource]:
+    sink, source = MemorySink(), MemorySource()
+    sink_port: ImageSink = sink  # the engine needs nothing beyond the Protocol
+    engine = ImportEngine(
+        sink_port, OneSource(source), blob_concurrency=4, limits=ImportLimits(max_manifests=10)
+    )
+    return engine, sink, source
+
+
+async def test_an_in_memory_sink_receives_the_verified_image(
+    memory: tuple[ImportEngine, MemorySink, MemorySource],
+) -> None:
+    engine, sink, src = memory
+    root = src.index([src.image("a"), src.image("b")], tag="v1")
+    await engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
+    assert sink.tags == {(1, "app", "v1"): Digest.parse(root["digest"])}
+    assert sink.links[(1, "app")] == set(src.blobs) == set(sink.blobs)
+    assert sorted(src.fetches) == sorted(src.blobs)
+
+
+async def test_a_reimport_links_what_the_registry_has_and_another_registry_fetches_again(
+    memory: tuple[ImportEngine, MemorySink, MemorySource],
+) -> None:
+    engine, _, src = memory
+    src.image("a", tag="v1")
+    await engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
+    fetched = len(src.fetches)
+    await engine.run("job-2", 1, memory_request("v1", "copy:v1"), None, Progress())
+    assert len(src.fetches) == fetched
+    # Knowing a digest is never access: the bytes of registry 1 do not serve registry 2.
+    await engine.run("job-3", 2, memory_request("v1", "app:v1"), None, Progress())
+    assert len(src.fetches) == 2 * fetched
+
+
+async def test_wrong_bytes_reach_no_repository_of_an_in_memory_sink(
+    memory: tuple[ImportEngine, MemorySink, MemorySource],
+) -> None:
+    engine, sink, src = memory
+    manifest = src.image("x", tag="v1")
+    layer = json.loads(src.manifests[manifest["digest"]][0])["layers"][0]["digest"]
+    src.corrupt.add(layer)
+    with pytest.raises(ImportFailure) as caught:
+        await engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
+    assert caught.value.code == "DIGEST_INVALID" and caught.value.obj == layer
+    assert sink.tags == {} and sink.links == {} and layer not in sink.blobs

@@ -16,6 +16,7 @@ from transship.imports.ports import Credentials
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
+from transship.oci.reference import parse_tag_or_digest
 from transship.registry.registries import RegistryService
 
 SUFFIX = "localhost:5000"
@@ -208,7 +209,8 @@ async def test_default_target_is_the_source_name_without_library(
     request, _ = await intake(
         params(registry_uri="docker.io", source_image=source_image), registries
     )
-    assert request.source == SourceSpec("docker.io", None, source_repository, reference)
+    expected = SourceSpec("docker.io", None, source_repository, parse_tag_or_digest(reference))
+    assert request.source == expected
     assert request.source.is_digest == (reference == DIGEST)
     assert (request.target_tags, request.untagged_repositories) == (tags, untagged)
 

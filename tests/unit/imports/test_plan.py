@@ -33,8 +33,8 @@ async def test_single_manifest_by_tag() -> None:
     src = PlanSource()
     image = src.image("a", tag="v1")
     plan = await build_plan(src, "v1", ImportLimits())
-    assert plan.root.digest == image["digest"]
-    assert [m.digest for m in plan.manifests] == [image["digest"]]
+    assert str(plan.root.digest) == image["digest"]
+    assert [str(m.digest) for m in plan.manifests] == [image["digest"]]
     assert not plan.root.parsed.is_index
     assert [str(b.digest) for b in plan.blobs] == blob_digests(image, src)
     assert plan.foreign == ()
@@ -46,7 +46,7 @@ async def test_single_manifest_by_digest() -> None:
     src = PlanSource()
     image = src.image("a")
     plan = await build_plan(src, image["digest"], ImportLimits())
-    assert [m.digest for m in plan.manifests] == [image["digest"]]
+    assert [str(m.digest) for m in plan.manifests] == [image["digest"]]
 
 
 async def test_index_children_are_fetched_by_digest_and_planned_before_the_index() -> None:
@@ -54,8 +54,8 @@ async def test_index_children_are_fetched_by_digest_and_planned_before_the_index
     a, b = src.image("a"), src.image("b")
     root = src.index([a, b], tag="multi")
     plan = await build_plan(src, "multi", ImportLimits())
-    assert plan.root.digest == root["digest"] and plan.root.parsed.is_index
-    assert [m.digest for m in plan.manifests] == [a["digest"], b["digest"], root["digest"]]
+    assert str(plan.root.digest) == root["digest"] and plan.root.parsed.is_index
+    assert [str(m.digest) for m in plan.manifests] == [a["digest"], b["digest"], root["digest"]]
     assert sorted(src.requests[1:]) == sorted([a["digest"], b["digest"]])
     assert {str(d.digest) for d in plan.blobs} == set(blob_digests(a, src) + blob_digests(b, src))
 
@@ -93,7 +93,11 @@ async def test_nested_index_within_the_depth_limit() -> None:
     inner = src.index([leaf])
     root = src.index([inner], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits(max_index_depth=2))
-    assert [m.digest for m in plan.manifests] == [leaf["digest"], inner["digest"], root["digest"]]
+    assert [str(m.digest) for m in plan.manifests] == [
+        leaf["digest"],
+        inner["digest"],
+        root["digest"],
+    ]
 
 
 async def test_nested_index_beyond_the_depth_limit_names_the_deep_index() -> None:
@@ -137,7 +141,7 @@ async def test_a_child_of_two_indexes_is_fetched_and_planned_once() -> None:
     inner = src.index([a])
     root = src.index([a, inner], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits(max_manifests=3))
-    assert [m.digest for m in plan.manifests] == [a["digest"], inner["digest"], root["digest"]]
+    assert [str(m.digest) for m in plan.manifests] == [a["digest"], inner["digest"], root["digest"]]
     assert src.requests.count(a["digest"]) == 1
 
 
@@ -146,7 +150,7 @@ async def test_a_child_listed_twice_in_one_index_is_fetched_and_planned_once() -
     a = src.image("a")
     root = src.index([a, a], tag="v1")
     plan = await build_plan(src, "v1", ImportLimits())
-    assert [m.digest for m in plan.manifests] == [a["digest"], root["digest"]]
+    assert [str(m.digest) for m in plan.manifests] == [a["digest"], root["digest"]]
     assert src.requests.count(a["digest"]) == 1
 
 

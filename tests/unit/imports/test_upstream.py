@@ -208,7 +208,7 @@ async def test_manifest_by_digest_is_verified_with_its_own_algorithm(
     data = b'{"schemaVersion":2}'
     sha512 = Digest.of(data, "sha512")
     registry.manifests[str(sha512)] = (data, mt.DOCKER_MANIFEST)
-    fetched = await make_client(session, registry, sleeps).get_manifest(str(sha512))
+    fetched = await make_client(session, registry, sleeps).get_manifest(sha512)
     assert fetched.digest == sha512
     assert fetched.content == data
     assert fetched.media_type == mt.DOCKER_MANIFEST
@@ -221,7 +221,7 @@ async def test_manifest_by_digest_with_other_bytes_is_digest_invalid(
     wanted = registry.add_manifest(b'{"a":1}')
     registry.on("manifest", Body(b'{"a":2}', {"Content-Type": mt.OCI_MANIFEST}))
     with pytest.raises(ImportFailure) as info:
-        await make_client(session, registry, sleeps).get_manifest(wanted)
+        await make_client(session, registry, sleeps).get_manifest(Digest.parse(wanted))
     assert info.value.code == "DIGEST_INVALID"
     assert info.value.step is Step.PLAN
     assert info.value.obj == f"{REPO}@{wanted}"

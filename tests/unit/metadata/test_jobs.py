@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from transship.metadata.db import Database
-from transship.metadata.jobs import JobQueries
-from transship.metadata.queries import MetadataStore, utcnow
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import JobFailure, JobProgress
+from transship.metadata.scope import utcnow
+from transship.oci.digest import Digest
 
 LEASE = timedelta(seconds=30)
 
@@ -35,13 +36,13 @@ async def claim(
 ) -> str | None:
     limits = {"max_running": 10, "max_running_per_registry": 10, **limits}
     async with meta.writing() as q:
-        job = await JobQueries(q.conn).claim_job(owner, lease, **limits)
+        job = await q.jobs.claim_job(owner, lease, **limits)
     return None if job is None else job.id
 
 
 async def add(meta: MetadataStore, job_id: str, registry_id: int = 1) -> None:
     async with meta.writing() as q:
-        await JobQueries(q.conn).create_job(job_id, registry_id, "{}", b"sealed")
+        await q.jobs.create_job(job_id, registry_id, "{}", b"sealed")
 
 
 async def test_jobs_are_claimed_oldest_first_and_once(meta: MetadataStore) -> None:
@@ -66,7 +67,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_loses_it(
     assert await claim(meta, owner="a" * 32, lease=timedelta(seconds=-1)) == "1" * 32
     assert await claim(meta, owner="b" * 32) == "1" * 32  # the first owner died
     async with meta.writing() as q:
-        jobs = JobQueries(q.conn)
+        jobs = q.jobs
         assert await jobs.renew_leases("a" * 32, LEASE, {"1" * 32: JobProgress()}) == {}
         assert not await jobs.finish_job("1" * 32, "a" * 32, "succeeded", JobProgress())
         assert await jobs.finish_job(
@@ -92,13 +93,13 @@ async def test_one_statement_renews_the_leases_of_many_jobs_and_reports_cancels(
         await claim(meta, owner="a" * 32)
     await claim(meta, owner="b" * 32)  # "4…": another process's job
     async with meta.writing() as q:
-        await JobQueries(q.conn).request_cancel("2" * 32)
+        await q.jobs.request_cancel("2" * 32)
     progress = {n * 32: JobProgress(bytes_total=int(n) * 100, blobs_done=int(n)) for n in "1234"}
     async with meta.writing() as q:
-        answer = await JobQueries(q.conn).renew_leases("a" * 32, LEASE, progress)
+        answer = await q.jobs.renew_leases("a" * 32, LEASE, progress)
     assert answer == {"1" * 32: False, "2" * 32: True, "3" * 32: False}  # not "4…": not ours
     async with meta.reading() as q:
-        records = {n: await JobQueries(q.conn).job(n * 32) for n in "1234"}
+        records = {n: await q.jobs.job(n * 32) for n in "1234"}
     for n in "123":
         record = records[n]
         assert record is not None and (record.bytes_total, record.blobs_done) == (
@@ -112,7 +113,7 @@ async def test_one_statement_renews_the_leases_of_many_jobs_and_reports_cancels(
 async def test_cancel_of_a_queued_job_is_immediate(meta: MetadataStore) -> None:
     await add(meta, "1" * 32)
     async with meta.writing() as q:
-        record = await JobQueries(q.conn).request_cancel("1" * 32)
+        record = await q.jobs.request_cancel("1" * 32)
     assert record is not None and record.state == "canceled" and record.credentials is None
     assert await claim(meta) is None
 
@@ -122,7 +123,7 @@ async def test_pin_present_pins_what_the_job_may_link_in_one_go(meta: MetadataSt
     held by the store, or linked in another registry's other repository: not (knowing a
     digest is never access). Absent: not."""
     await add(meta, "1" * 32)
-    mine, theirs, source, loose, absent = ("sha256:" + c * 64 for c in "abcde")
+    mine, theirs, source, loose, absent = (Digest.parse("sha256:" + c * 64) for c in "abcde")
     async with meta.writing() as q:
         for digest in (mine, theirs, source, loose):
             await q.record_blob(digest, 10)
@@ -131,7 +132,7 @@ async def test_pin_present_pins_what_the_job_may_link_in_one_go(meta: MetadataSt
         await q.link_blob(await q.ensure_repository(2, "public"), source)
     everything = [mine, theirs, source, loose, absent]
     async with meta.writing() as q:
-        jobs = JobQueries(q.conn)
+        jobs = q.jobs
         assert await jobs.pin_present("1" * 32, everything, 1) == {mine}
         assert await jobs.pin_present("1" * 32, everything, 1, (2, "public")) == {mine, source}
         assert await jobs.pin_present("1" * 32, [mine], 1) == {mine}  # idempotent
@@ -147,7 +148,7 @@ async def test_jobs_page_newest_first(meta: MetadataStore) -> None:
     for n in "12345":
         await add(meta, n * 32)
     async with meta.reading() as q:
-        jobs = JobQueries(q.conn)
+        jobs = q.jobs
         first = [j.id[0] for j in await jobs.jobs_of(1, 2)]
         second = [j.id[0] for j in await jobs.jobs_of(1, 2, after="4" * 32)]
         rest = [j.id[0] for j in await jobs.jobs_of(1, 10, after="2" * 32)]

@@ -1,4 +1,5 @@
-"""`transship.metadata`: Database, MetadataStore and RegistryQueries on SQLite and PostgreSQL.
+"""`transship.metadata`: Database, MetadataStore, its Transaction and RegistryQueries on
+SQLite and PostgreSQL.
 
 Every test runs twice through the `database_url` fixture of tests/conftest.py: once on a
 SQLite file in tmp_path, once on a fresh PostgreSQL database.
@@ -7,7 +8,6 @@ SQLite file in tmp_path, once on a fresh PostgreSQL database.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import sqlite3
 import threading
@@ -20,16 +20,18 @@ from sqlalchemy import text
 
 from transship.errors import Conflict
 from transship.metadata.db import Database, DatabaseUrlError, async_url
-from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries, utcnow
+from transship.metadata.queries import BlobMissing, MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestReference, RegistryRecord
+from transship.metadata.scope import utcnow
+from transship.oci.digest import Digest, DigestError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 PAST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def digest(label: str) -> str:
-    return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
+def digest(label: str) -> Digest:
+    return Digest.of(label.encode())
 
 
 def future() -> datetime:
@@ -363,10 +365,12 @@ async def test_record_link_and_unlink_blob(store: MetadataStore, registry: Regis
         assert await q.repository_blob_size(registry.id, "other", blob) is None
         assert await q.repository_blob_size(registry.id, "missing", blob) is None
         assert await q.link_holders(blob) == {repo_id}
-        assert await q.linked_blobs([blob, digest("absent")], registry.id) == {blob}
-        assert await q.linked_blobs([blob], registry.id + 1000) == set()
-        assert await q.linked_blobs([blob], registry.id + 1000, (registry.id, "app")) == {blob}
-        assert await q.linked_blobs([blob], registry.id + 1000, (registry.id, "other")) == set()
+        assert await q.jobs.linked_blobs([blob, digest("absent")], registry.id) == {blob}
+        assert await q.jobs.linked_blobs([blob], registry.id + 1000) == set()
+        assert await q.jobs.linked_blobs([blob], registry.id + 1000, (registry.id, "app")) == {blob}
+        assert (
+            await q.jobs.linked_blobs([blob], registry.id + 1000, (registry.id, "other")) == set()
+        )
     async with store.writing() as q:
         assert await q.unlink_blob(registry.id, "app", blob) is True
         assert await q.unlink_blob(registry.id, "app", blob) is False
@@ -467,7 +471,7 @@ async def test_insert_manifest_and_references(
         assert await q.manifest_parent(repo_id, image) == index
         assert await q.manifest_parent(repo_id, index) is None
         assert await q.manifest_parent(repo_id, layer) is None  # a blob, not a child manifest
-        record = await q.manifest(registry.id, "app", image, by_digest=True)
+        record = await q.manifest(registry.id, "app", image)
     assert record is not None
     assert record.content == json.dumps({"label": "image"}).encode()  # first insert wins
     assert (record.digest, record.media_type) == (image, OCI_MANIFEST)
@@ -481,7 +485,7 @@ async def test_manifest_bytes_are_stored_exactly(
         repo_id = await q.ensure_repository(registry.id, "app")
         await q.insert_manifest(repo_id, digest("raw"), OCI_MANIFEST, content, None, None, None, [])
     async with store.reading() as q:
-        record = await q.manifest(registry.id, "app", digest("raw"), by_digest=True)
+        record = await q.manifest(registry.id, "app", digest("raw"))
     assert record is not None and record.content == content
 
 
@@ -496,19 +500,16 @@ async def test_manifest_by_tag_and_by_digest(
         await q.set_tag(repo_id, "v1", m)
         await add_manifest(q, other_repo, "elsewhere")
     async with store.reading() as q:
-        by_tag = await q.manifest(registry.id, "app", "v1", by_digest=False)
-        by_digest = await q.manifest(registry.id, "app", m, by_digest=True)
+        by_tag = await q.manifest(registry.id, "app", "v1")
+        by_digest = await q.manifest(registry.id, "app", m)
         assert by_tag == by_digest
         assert by_tag is not None and by_tag.digest == m
-        assert await q.manifest(registry.id, "app", "v2", by_digest=False) is None
-        assert (
-            await q.manifest(registry.id, "app", m, by_digest=False) is None
-        )  # a digest is no tag
-        assert await q.manifest(registry.id, "app", "v1", by_digest=True) is None
-        assert await q.manifest(registry.id, "missing", m, by_digest=True) is None
+        assert await q.manifest(registry.id, "app", "v2") is None
+        assert await q.manifest(registry.id, "app", str(m)) is None  # a digest's text is no tag
+        assert await q.manifest(registry.id, "missing", m) is None
         # Registries are isolated.
-        assert await q.manifest(other_reg.id, "app", m, by_digest=True) is None
-        assert await q.manifest(registry.id, "app", digest("elsewhere"), by_digest=True) is None
+        assert await q.manifest(other_reg.id, "app", m) is None
+        assert await q.manifest(registry.id, "app", digest("elsewhere")) is None
 
 
 async def test_tags(store: MetadataStore, registry: RegistryRecord) -> None:
@@ -547,9 +548,7 @@ async def test_tags(store: MetadataStore, registry: RegistryRecord) -> None:
         assert await q.delete_tag(repo_id, "never") is False
     async with store.reading() as q:
         assert await q.list_tags(repo_id, None, 100) == ["b", "c", "d", "e"]
-        assert (
-            await q.manifest(registry.id, "app", m2, by_digest=True) is not None
-        )  # manifest stays
+        assert await q.manifest(registry.id, "app", m2) is not None  # manifest stays
 
 
 async def test_tags_are_case_sensitive_and_per_repository(
@@ -604,7 +603,7 @@ async def test_delete_manifest_removes_its_tags_and_references(
         assert await q.delete_manifest(repo_id, m) is False
     async with store.reading() as q:
         assert await q.list_tags(repo_id, None, 10) == ["stay"]
-        assert await q.manifest(registry.id, "app", m, by_digest=True) is None
+        assert await q.manifest(registry.id, "app", m) is None
         assert await q.blob_referenced_in(repo_id, layer) is None
         assert await q.dangling_tags() == []
 
@@ -912,3 +911,77 @@ async def test_counts(store: MetadataStore, registry: RegistryRecord) -> None:
     async with store.reading() as q:
         assert await q.count_manifests() == 1
         assert await q.count_tags() == 1
+
+
+# -- one transaction object, every query group on it --------------------------------------------
+async def test_the_query_groups_of_a_write_are_one_transaction(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    """Registry, job and identity rows written through one scope commit together, and roll
+    back together; the groups share the scope's commit callbacks."""
+
+    class Abandon(Exception):
+        pass
+
+    committed: list[str] = []
+    with pytest.raises(Abandon):
+        async with store.writing() as q:
+            await q.ensure_repository(registry.id, "app")
+            await q.jobs.create_job("a" * 32, registry.id, "{}", None)
+            await q.identity.add_tenant("t-rolled-back", "never")
+            q.identity.on_commit(lambda: committed.append("identity"))
+            raise Abandon
+    async with store.reading() as q:
+        assert await q.repository_id(registry.id, "app") is None
+        assert await q.jobs.job("a" * 32) is None
+        assert await q.identity.tenant("t-rolled-back") is None
+    assert committed == []
+
+    async with store.writing() as q:
+        await q.ensure_repository(registry.id, "app")
+        await q.jobs.create_job("b" * 32, registry.id, "{}", None)
+        await q.identity.add_tenant("t-kept", "kept")
+        q.identity.on_commit(lambda: committed.append("identity"))
+        q.jobs.on_commit(lambda: committed.append("jobs"))
+        assert q.jobs is q.jobs and q.jobs.conn is q.conn is q.identity.conn
+    assert committed == ["identity", "jobs"]
+    async with store.reading() as q:
+        assert await q.repository_id(registry.id, "app") is not None
+        assert await q.jobs.job("b" * 32) is not None
+        assert await q.identity.tenant("t-kept") is not None
+
+
+# -- digests keep their type down to the column ---------------------------------------------------
+async def test_digest_columns_hand_back_digests(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    blob = Digest.of(b"layer", "sha512")
+    async with store.writing() as q:
+        repo_id = await q.ensure_repository(registry.id, "app")
+        await q.record_blob(blob, 5)
+        await q.link_blob(repo_id, blob)
+        manifest = await add_manifest(q, repo_id, "m", blobs=[blob])
+        await q.set_tag(repo_id, "v1", manifest)
+    async with store.reading() as q:
+        tagged = await q.tag_digest(repo_id, "v1")
+        assert isinstance(tagged, Digest) and tagged == manifest
+        (tag,) = await q.tags_of(repo_id)
+        assert isinstance(tag.digest, Digest)
+        assert await q.blob_digests() == {blob}
+        assert await q.blob_referenced_in(repo_id, blob) == manifest
+        # Stored as the digest's text, so other tools (and older rows) read the same thing.
+        stored = (await q.conn.execute(text("SELECT digest FROM blobs"))).scalar_one()
+        assert stored == str(blob)
+
+
+async def test_a_digest_column_that_no_longer_parses_is_an_error(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    async with store.writing() as q:
+        await q.conn.execute(
+            text("INSERT INTO blobs (digest, size, created_at) VALUES (:d, 1, :t)"),
+            {"d": "sha256:damaged", "t": utcnow()},
+        )
+    async with store.reading() as q:
+        with pytest.raises(DigestError):
+            await q.blob_digests()

@@ -10,7 +10,6 @@ replaced scans. On SQLite and PostgreSQL (the `database_url` fixture of tests/co
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from transship.metadata.db import Database
 from transship.metadata.pull import PullQueries
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import ManifestReference
+from transship.oci.digest import Digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # A statement that runs for a while on either database, whatever the data.
@@ -71,8 +71,8 @@ async def test_the_fast_path_offers_keyed_lookups_only(store: MetadataStore) -> 
         registry = await q.ensure_default_registry("default")
         repo_id = await q.ensure_repository(registry.id, "app")
         content = b'{"schemaVersion":2}'
-        digest = "sha256:" + hashlib.sha256(content).hexdigest()
-        layer = "sha256:" + "1" * 64
+        digest = Digest.of(content)
+        layer = Digest.parse("sha256:" + "1" * 64)
         await q.record_blob(layer, 7)
         await q.link_blob(repo_id, layer)
         await q.insert_manifest(
@@ -89,10 +89,10 @@ async def test_the_fast_path_offers_keyed_lookups_only(store: MetadataStore) -> 
     async with store.fast_read() as fast:
         assert isinstance(fast, PullQueries)
         assert not hasattr(fast, "tags_of") and not hasattr(fast, "registries")
-        by_tag = await fast.manifest(registry.id, "app", "v1", by_digest=False)
-        by_digest = await fast.manifest(registry.id, "app", digest, by_digest=True)
+        by_tag = await fast.manifest(registry.id, "app", "v1")
+        by_digest = await fast.manifest(registry.id, "app", digest)
         assert by_tag is not None and by_tag == by_digest and by_tag.content == content
-        assert await fast.manifest(registry.id, "app", "v2", by_digest=False) is None
+        assert await fast.manifest(registry.id, "app", "v2") is None
         assert await fast.repository_blob_size(registry.id, "app", layer) == 7
         assert await fast.repository_blob_size(registry.id, "other", layer) is None
 

@@ -12,7 +12,6 @@ from transship.oci.digest import (
     SUPPORTED_ALGORITHMS,
     Digest,
     DigestError,
-    is_digest,
     new_hasher,
 )
 
@@ -174,20 +173,6 @@ def test_digest_is_frozen_and_hashable() -> None:
 
 def test_digests_of_different_algorithms_differ() -> None:
     assert Digest.of(b"x", "sha256") != Digest.of(b"x", "sha512")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (f"sha256:{SHA256_EMPTY}", True),
-        ("v1.0", False),
-        ("latest", False),
-        ("", False),
-        ("not-a-digest:but-has-colon", True),
-    ],
-)
-def test_is_digest(text: str, expected: bool) -> None:
-    assert is_digest(text) is expected
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from transship.oci.digest import Digest
+from transship.oci.digest import Digest, DigestError
 from transship.oci.reference import (
     DEFAULT_TAG,
     DOCKER_HUB,
@@ -16,6 +16,7 @@ from transship.oci.reference import (
     ImageReference,
     InvalidReference,
     normalize_docker_hub,
+    parse_tag_or_digest,
     validate_repository,
     validate_tag,
 )
@@ -261,12 +262,12 @@ def test_parse_without_host_refuses_host_syntax(text: str) -> None:
     [
         ("ubuntu", DEFAULT_TAG),
         ("ubuntu:22.04", "22.04"),
-        (f"ubuntu@{DIGEST_TEXT}", DIGEST_TEXT),
-        (f"ubuntu:22.04@{DIGEST_TEXT}", DIGEST_TEXT),  # the digest wins
+        (f"ubuntu@{DIGEST_TEXT}", Digest.parse(DIGEST_TEXT)),
+        (f"ubuntu:22.04@{DIGEST_TEXT}", Digest.parse(DIGEST_TEXT)),  # the digest wins
         ("localhost:5000/ubuntu", DEFAULT_TAG),
     ],
 )
-def test_reference_property(text: str, expected: str) -> None:
+def test_reference_property(text: str, expected: Digest | str) -> None:
     assert ImageReference.parse(text).reference == expected
 
 
@@ -412,3 +413,23 @@ def test_property_arbitrary_text_parses_or_raises_invalid_reference(
         assert validate_tag(ref.tag) == ref.tag
     assert str(ref) == text
     assert ImageReference.parse(str(ref), allow_host=allow_host) == ref
+
+
+# -- a manifest reference: a digest or a tag, parsed once ---------------------------------------
+def test_parse_tag_or_digest() -> None:
+    digest = Digest.of(b"x")
+    assert parse_tag_or_digest(str(digest)) == digest
+    assert isinstance(parse_tag_or_digest(str(digest)), Digest)
+    assert parse_tag_or_digest("v1.0") == "v1.0"
+
+
+@pytest.mark.parametrize("text", ["sha256:nothex", "md5:" + "0" * 32, "not-a-digest:but-has-colon"])
+def test_parse_tag_or_digest_refuses_a_malformed_digest(text: str) -> None:
+    with pytest.raises(DigestError):
+        parse_tag_or_digest(text)
+
+
+@pytest.mark.parametrize("text", ["", "-bad", "a" * 129])
+def test_parse_tag_or_digest_refuses_a_malformed_tag(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        parse_tag_or_digest(text)

@@ -1,4 +1,5 @@
-"""BlobService against a real MetadataStore (SQLite) and a real FilesystemBlobStore.
+"""BlobService against a real MetadataStore (SQLite) and each blob store driver: the
+filesystem one, and an in-memory one with no local files (nothing here needs a path).
 
 Uploads (monolithic and chunked) commit only verified bytes and leave nothing on failure;
 mounts link only what a repository may see; deletes refuse to strand a manifest.
@@ -12,24 +13,32 @@ from pathlib import Path
 import pytest
 
 from tests.support.app import image_manifest
+from tests.unit.storage.memory_store import MemoryBlobStore
 from transship.errors import Conflict, Invalid, NotFound, TooLarge
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
 from transship.registry.blobs import BlobService, ChunkOutOfOrder
 from transship.registry.manifests import ManifestService
+from transship.storage.base import BlobStore
 from transship.storage.filesystem import FilesystemBlobStore
 
 MAX_BLOB = 10_000
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> FilesystemBlobStore:
+@pytest.fixture(params=["filesystem", "memory"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> BlobStore:
+    if request.param == "memory":
+        return MemoryBlobStore()
     return FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False)
 
 
+async def stored(store: BlobStore, digest: Digest) -> bytes:
+    return b"".join([chunk async for chunk in store.read(digest)])
+
+
 @pytest.fixture
-def blobs(meta: MetadataStore, store: FilesystemBlobStore) -> BlobService:
+def blobs(meta: MetadataStore, store: BlobStore) -> BlobService:
     return BlobService(meta, store, max_blob_bytes=MAX_BLOB)
 
 
@@ -50,12 +59,12 @@ async def body(*chunks: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def blob_files(tmp_path: Path) -> list[Path]:
-    return [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+async def blob_files(store: BlobStore) -> list[Digest]:
+    return [digest async for digest, _ in store.iter_blobs()]
 
 
-def staged_files(tmp_path: Path) -> list[Path]:
-    return [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
+def staged_files(store: BlobStore) -> list[str]:
+    return store.list_staging()
 
 
 async def push(
@@ -77,7 +86,7 @@ async def assert_unknown(
 
 # -- monolithic uploads ---------------------------------------------------------------------
 async def test_a_monolithic_upload_commits_the_verified_bytes(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     data = b"layer bytes" * 10
     digest = Digest.of(data)
@@ -85,38 +94,38 @@ async def test_a_monolithic_upload_commits_the_verified_bytes(
         registry, "app", digest, body(data[:7], data[7:]), len(data)
     )
     assert (location.digest, location.size) == (digest, len(data))
-    assert location.path is not None and location.path.read_bytes() == data
+    assert await stored(store, location.digest) == data
     stat = await blobs.stat(registry, "app", digest)
     assert stat.size == len(data)
-    assert staged_files(tmp_path) == []
+    assert staged_files(store) == []
 
 
 async def test_a_monolithic_upload_with_the_wrong_digest_leaves_nothing(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     claimed = Digest.of(b"what the client said")
     with pytest.raises(Invalid) as caught:
         await blobs.upload_whole(registry, "app", claimed, body(b"what it sent"), None)
     assert caught.value.field == "digest"
     assert caught.value.detail == {"digest": str(claimed)}
-    assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
+    assert await blob_files(store) == [] and staged_files(store) == []
     await assert_unknown(blobs, registry, "app", claimed)
     await assert_unknown(blobs, registry, "app", Digest.of(b"what it sent"))
 
 
 async def test_a_monolithic_upload_shorter_than_declared_is_refused(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     data = b"short"
     with pytest.raises(Invalid) as caught:
         await blobs.upload_whole(registry, "app", Digest.of(data), body(data), len(data) + 1)
     assert caught.value.field == "size"
-    assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
+    assert await blob_files(store) == [] and staged_files(store) == []
 
 
 @pytest.mark.parametrize("declared", [MAX_BLOB + 1, None])
 async def test_a_blob_over_the_size_limit_is_refused_with_413(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path, declared: int | None
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore, declared: int | None
 ) -> None:
     data = b"x" * (MAX_BLOB + 1)
     with pytest.raises(TooLarge) as caught:
@@ -124,7 +133,7 @@ async def test_a_blob_over_the_size_limit_is_refused_with_413(
             registry, "app", Digest.of(data), body(data[:5000], data[5000:]), declared
         )
     assert caught.value.subject == "blob"
-    assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
+    assert await blob_files(store) == [] and staged_files(store) == []
 
 
 async def test_a_blob_is_seen_only_by_the_repository_it_was_pushed_to(
@@ -137,7 +146,7 @@ async def test_a_blob_is_seen_only_by_the_repository_it_was_pushed_to(
 
 # -- upload sessions ------------------------------------------------------------------------
 async def test_a_chunked_upload_commits_and_closes_the_session(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     data = bytes(range(256)) * 20
     session = await blobs.start_upload(registry, "app")
@@ -152,9 +161,9 @@ async def test_a_chunked_upload_commits_and_closes_the_session(
         registry, "app", session.id, digest, body(data[3000:]), 3000, None
     )
     assert location.size == len(data)
-    assert location.path is not None and location.path.read_bytes() == data
+    assert await stored(store, location.digest) == data
     assert (await blobs.stat(registry, "app", digest)).size == len(data)
-    assert staged_files(tmp_path) == []
+    assert staged_files(store) == []
     with pytest.raises(NotFound) as caught:
         await blobs.status(registry, "app", session.id)
     assert caught.value.subject == "upload"
@@ -181,7 +190,7 @@ async def test_an_out_of_order_chunk_is_refused_and_the_session_kept(
 
 
 async def test_a_chunk_shorter_than_declared_leaves_the_offset(
-    blobs: BlobService, registry: RegistryRecord
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     data = b"abcdefghij" * 10
     session = await blobs.start_upload(registry, "app")
@@ -192,11 +201,11 @@ async def test_a_chunk_shorter_than_declared_leaves_the_offset(
     assert (await blobs.status(registry, "app", session.id)).offset == 50
     await blobs.append(registry, "app", session.id, body(data[50:]), 50, 50)
     location = await blobs.finish(registry, "app", session.id, Digest.of(data), body(), None, None)
-    assert location.path is not None and location.path.read_bytes() == data
+    assert await stored(store, location.digest) == data
 
 
 async def test_finishing_with_the_wrong_digest_discards_the_session_and_stores_nothing(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     session = await blobs.start_upload(registry, "app")
     await blobs.append(registry, "app", session.id, body(b"some bytes"), 0, None)
@@ -204,7 +213,7 @@ async def test_finishing_with_the_wrong_digest_discards_the_session_and_stores_n
     with pytest.raises(Invalid) as caught:
         await blobs.finish(registry, "app", session.id, wrong, body(b"!"), None, None)
     assert caught.value.field == "digest"
-    assert blob_files(tmp_path) == [] and staged_files(tmp_path) == []
+    assert await blob_files(store) == [] and staged_files(store) == []
     await assert_unknown(blobs, registry, "app", Digest.of(b"some bytes!"))
     with pytest.raises(NotFound) as gone:
         await blobs.status(registry, "app", session.id)
@@ -223,7 +232,7 @@ async def test_a_session_verifies_a_digest_of_another_algorithm(
 
 
 async def test_a_session_continues_on_another_service_instance(
-    meta: MetadataStore, store: FilesystemBlobStore, blobs: BlobService, registry: RegistryRecord
+    meta: MetadataStore, store: BlobStore, blobs: BlobService, registry: RegistryRecord
 ) -> None:
     """The hash state is rebuilt from the staged bytes (a restart, or another process)."""
     data = b"resumable" * 100
@@ -233,7 +242,7 @@ async def test_a_session_continues_on_another_service_instance(
     location = await fresh.finish(
         registry, "app", session.id, Digest.of(data), body(data[400:]), 400, None
     )
-    assert location.path is not None and location.path.read_bytes() == data
+    assert await stored(store, location.digest) == data
 
 
 async def test_an_unknown_algorithm_is_refused(
@@ -263,23 +272,23 @@ async def test_a_session_is_unknown_outside_its_repository(
 
 
 async def test_cancel_drops_the_session_and_its_staged_bytes(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     session = await blobs.start_upload(registry, "app")
     await blobs.append(registry, "app", session.id, body(b"staged"), 0, None)
-    assert staged_files(tmp_path) != []
+    assert staged_files(store) != []
     await blobs.cancel(registry, "app", session.id)
-    assert staged_files(tmp_path) == []
+    assert staged_files(store) == []
     with pytest.raises(NotFound) as caught:
         await blobs.status(registry, "app", session.id)
     assert caught.value.subject == "upload"
 
 
 async def test_a_session_whose_staged_bytes_vanished_is_expired(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     session = await blobs.start_upload(registry, "app")
-    (tmp_path / "uploads" / session.id).unlink()
+    await store.delete_staging(session.id)
     with pytest.raises(NotFound) as caught:
         await blobs.append(registry, "app", session.id, body(b"x"), 0, None)
     assert caught.value.subject == "upload"
@@ -324,11 +333,11 @@ async def test_an_automatic_mount_links_only_a_blob_the_repository_has(
 
 
 async def test_a_mount_of_a_blob_whose_bytes_are_gone_links_nothing(
-    blobs: BlobService, registry: RegistryRecord, tmp_path: Path
+    blobs: BlobService, registry: RegistryRecord, store: BlobStore
 ) -> None:
     digest = await push(blobs, registry, "source", b"lost bytes")
-    for path in blob_files(tmp_path):
-        path.unlink()
+    for stored_digest in await blob_files(store):
+        await store.delete(stored_digest)
     assert not await blobs.mount(registry, "target", digest, "source")
     await assert_unknown(blobs, registry, "target", digest)
 

@@ -18,7 +18,7 @@ from tests.support.app import (
     running_registry,
     sha256,
 )
-from transship.metadata.queries import utcnow
+from transship.metadata.scope import utcnow
 from transship.oci.digest import Digest
 from transship.registry.gc import _SCAN_SLICE, GarbageCollector
 
@@ -50,7 +50,7 @@ async def test_unreferenced_blobs_go_and_referenced_ones_stay(
     loose = await reg.push_blob("app", b"never referenced")
     age_files(tmp_path, LATER.total_seconds())
     report = await reg.services.gc.run(now=utcnow() + LATER)
-    assert report.deleted_blobs == [loose]
+    assert report.deleted_blobs == [Digest.parse(loose)]
     assert blob_files(tmp_path) == {d.split(":")[1] for d in kept}
     async with reg.request("HEAD", f"/v2/app/blobs/{loose}") as r:
         assert r.status == 404
@@ -74,7 +74,7 @@ async def test_dry_run_reports_and_removes_nothing(reg: RunningRegistry, tmp_pat
     loose = await reg.push_blob("app", b"loose")
     before = blob_files(tmp_path)
     report = await reg.services.gc.run(dry_run=True, now=utcnow() + LATER)
-    assert report.deleted_blobs == [loose]
+    assert report.deleted_blobs == [Digest.parse(loose)]
     assert report.freed_bytes == len(b"loose")
     assert blob_files(tmp_path) == before
     async with reg.request("HEAD", f"/v2/app/blobs/{loose}") as r:
@@ -104,7 +104,7 @@ async def test_blobs_of_a_deleted_manifest_become_collectable(
         assert r.status == 202
     age_files(tmp_path, LATER.total_seconds())
     report = await reg.services.gc.run(now=utcnow() + LATER)
-    assert sorted(report.deleted_blobs) == sorted(blobs)
+    assert sorted(map(str, report.deleted_blobs)) == sorted(blobs)
     assert blob_files(tmp_path) == set()
 
 
@@ -168,7 +168,7 @@ async def test_orphan_files_without_rows_are_removed_when_old(
     path.write_bytes(b"orphan")
     assert (await reg.services.gc.run()).orphan_files == []  # young: maybe a commit in flight
     age_files(tmp_path, LATER.total_seconds())
-    assert (await reg.services.gc.run(now=utcnow() + LATER)).orphan_files == [digest]
+    assert (await reg.services.gc.run(now=utcnow() + LATER)).orphan_files == [Digest.parse(digest)]
     assert not path.exists()
 
 

@@ -26,7 +26,7 @@ from tests.unit.storage.blobstore_contract import (
     random_bytes,
 )
 from transship.oci.digest import Digest
-from transship.storage.base import BlobStore, StagingUnknown
+from transship.storage.base import BlobStore, LocalBlobFiles, StagingUnknown
 from transship.storage.filesystem import FilesystemBlobStore
 
 
@@ -78,6 +78,10 @@ class TestFilesystemBlobStoreContract(BlobStoreContract):
         return fs_store
 
 
+def test_offers_local_files_for_zero_copy_serving(fs_store: FilesystemBlobStore) -> None:
+    assert isinstance(fs_store, LocalBlobFiles)
+
+
 # -- construction and layout --------------------------------------------------------------------
 
 
@@ -104,7 +108,6 @@ async def test_local_path_of_absent_blob_is_where_it_would_be(
 ) -> None:
     digest = Digest.of(b"absent")
     path = fs_store.local_path(digest)
-    assert path is not None
     assert path.is_relative_to(root / "blobs")
     assert not path.exists()
 
@@ -281,7 +284,6 @@ async def test_sink_failure_closes_the_handle(fs_store: FilesystemBlobStore, roo
 async def test_abandoned_read_closes_the_handle(fs_store: FilesystemBlobStore) -> None:
     digest = await BlobStoreContract.put(fs_store, random_bytes(3 * 1024 * 1024))
     path = fs_store.local_path(digest)
-    assert path is not None
     stream = fs_store.read(digest)
     await anext(stream)
     assert open_handles_to(path) == 1
@@ -369,5 +371,4 @@ async def test_commit_unknown_upload_creates_no_blob_directory_entry(
     with pytest.raises(StagingUnknown):
         await fs_store.commit_staging(new_upload_id(), digest)
     assert await fs_store.size(digest) is None
-    path = fs_store.local_path(digest)
-    assert path is not None and not path.exists()
+    assert not fs_store.local_path(digest).exists()

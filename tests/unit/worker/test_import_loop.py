@@ -169,7 +169,7 @@ async def test_the_leases_of_all_running_jobs_are_renewed_in_one_statement_per_i
         # One statement per interval for the three jobs (not one per job).
         assert per_beat[:4] == [1, 2, 3, 4]
         async with meta.reading() as q:
-            rows = {job_id: await JobQueries(q.conn).job(job_id) for job_id in ids}
+            rows = {job_id: await q.jobs.job(job_id) for job_id in ids}
         by_order = {job_id: engine.started.index(job_id) + 1 for job_id in ids}
         for job_id, row in rows.items():
             assert row is not None and row.state == "running"
@@ -190,7 +190,7 @@ async def test_the_leases_of_all_running_jobs_are_renewed_in_one_statement_per_i
         heartbeat.cancel()
         assert worker.running == {kept}
         async with meta.reading() as q:
-            jq = JobQueries(q.conn)
+            jq = q.jobs
             done, taken = await jq.job(canceled), await jq.job(lost)
         assert done is not None and done.state == "canceled"
         assert taken is not None and taken.state == "running"  # the new owner's; nothing written
@@ -199,7 +199,7 @@ async def test_the_leases_of_all_running_jobs_are_renewed_in_one_statement_per_i
         claiming.cancel()
         await worker.close()
         async with meta.reading() as q:
-            requeued = await JobQueries(q.conn).job(kept)
+            requeued = await q.jobs.job(kept)
         assert requeued is not None and requeued.state == "queued"
     finally:
         claiming.cancel()

@@ -1,0 +1,89 @@
+"""What every query group builds on: one connection, commit callbacks, dialect helpers,
+and the translation of the driver's IntegrityError into the domain's Conflict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from transship.errors import Conflict
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def conflict_from(exc: IntegrityError) -> Conflict:
+    """The domain error for a constraint violation. Not the driver's text: PostgreSQL's
+    detail quotes the key's values (the IntegrityError stays the cause, for logs)."""
+    return Conflict(
+        f"a unique key is taken or a referenced row is gone ({type(exc.orig).__name__})"
+    )
+
+
+class QueryScope:
+    """Queries bound to one connection. Methods never commit; the scope does."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._on_commit: list[Callable[[], None]] = []
+
+    @classmethod
+    def joining(cls, other: QueryScope) -> Any:
+        """A scope of this kind in `other`'s transaction, sharing its commit callbacks."""
+        scope = cls(other.conn)
+        scope._on_commit = other._on_commit
+        return scope
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction commits; never when it rolls back. Only
+        write scopes (`MetadataStore.writing()`) commit: for a cache that must not change
+        before the rows it mirrors, whichever transaction the write joined."""
+        self._on_commit.append(callback)
+
+    def committed(self) -> None:
+        """Called by the store after the commit: run the `on_commit` callbacks."""
+        callbacks, self._on_commit[:] = list(self._on_commit), []
+        for callback in callbacks:
+            callback()
+
+    async def _exec(self, statement: Any, parameters: Any = None) -> Any:
+        """Run a statement on either kind of connection (Result rows are typed Any).
+        Raises Conflict when it violates a unique or foreign key."""
+        try:
+            return await self.conn.execute(statement, parameters)
+        except IntegrityError as exc:
+            raise conflict_from(exc) from exc
+
+    def _nested(self) -> Any:
+        """A savepoint; only write scopes (async connections) have them."""
+        assert isinstance(self.conn, AsyncConnection), "savepoints exist only in write scopes"
+        return self.conn.begin_nested()
+
+    # -- dialect helpers ---------------------------------------------------------------------
+    def _insert(self, table: Table) -> Any:
+        dialect = self.conn.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def _insert_ignore(
+        self, table: Table, values: dict[str, Any], keys: Sequence[str]
+    ) -> bool:
+        """Insert unless a row with the same `keys` exists; True when a row was inserted."""
+        stmt = (
+            self._insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+        )
+        result = await self._exec(stmt)
+        return bool(result.rowcount)

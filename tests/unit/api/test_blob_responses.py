@@ -1,0 +1,108 @@
+"""Blob GET answers over each driver: sendfile for one with local files, a stream with the
+same Range semantics for one without (an object store), chosen by capability only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.unit.storage.blobstore_contract import BlobStoreContract
+from tests.unit.storage.memory_store import MemoryBlobStore
+from transship.api.blob_responses import BlobFileResponse, serve_blob
+from transship.oci.digest import Digest
+from transship.registry.blobs import BlobLocation
+from transship.storage.base import BlobStore
+from transship.storage.filesystem import FilesystemBlobStore
+
+DATA = bytes(range(256)) * 40
+DIGEST = Digest.of(DATA)
+Client = TestClient[web.Request, web.Application]
+
+
+class Served:
+    """A one-route server answering GET /blob with `serve_blob` for one stored blob."""
+
+    def __init__(self, store: BlobStore, location: BlobLocation) -> None:
+        self.kinds: list[type[web.StreamResponse]] = []
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = await serve_blob(request, store, location)
+            self.kinds.append(type(response))
+            return response
+
+        app = web.Application()
+        app.router.add_get("/blob", handler)
+        self.client: Client = TestClient(TestServer(app, host="127.0.0.1"))
+
+
+@pytest.fixture(params=["filesystem", "memory"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> BlobStore:
+    if request.param == "memory":
+        return MemoryBlobStore()
+    return FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False)
+
+
+@pytest.fixture
+async def served(store: BlobStore) -> AsyncIterator[Served]:
+    await BlobStoreContract.put(store, DATA)
+    server = Served(store, BlobLocation(DIGEST, len(DATA)))
+    async with server.client:
+        yield server
+
+
+async def test_the_whole_blob(served: Served) -> None:
+    response = await served.client.get("/blob")
+    assert response.status == 200
+    assert await response.read() == DATA
+    assert response.headers["Content-Length"] == str(len(DATA))
+    assert response.headers["Docker-Content-Digest"] == str(DIGEST)
+    assert response.headers["ETag"] == f'"{DIGEST}"'
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["Accept-Ranges"] == "bytes"
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=100-199", 100, 199),
+        ("bytes=100-", 100, len(DATA) - 1),
+        ("bytes=-16", len(DATA) - 16, len(DATA) - 1),
+        ("bytes=-999999", 0, len(DATA) - 1),
+        ("bytes=10-999999", 10, len(DATA) - 1),
+        ("bytes=0-0", 0, 0),
+    ],
+)
+async def test_one_range(served: Served, header: str, first: int, last: int) -> None:
+    response = await served.client.get("/blob", headers={"Range": header})
+    assert response.status == 206
+    assert response.headers["Content-Range"] == f"bytes {first}-{last}/{len(DATA)}"
+    assert await response.read() == DATA[first : last + 1]
+
+
+@pytest.mark.parametrize("header", [f"bytes={len(DATA)}-", "bytes=5-2", "bytes=x-y", "items=0-1"])
+async def test_an_unsatisfiable_range_is_416(served: Served, header: str) -> None:
+    response = await served.client.get("/blob", headers={"Range": header})
+    assert response.status == 416
+    assert response.headers["Content-Range"] == f"bytes */{len(DATA)}"
+    assert await response.read() == b""
+
+
+async def test_bytes_gone_from_the_store_answer_404(store: BlobStore) -> None:
+    """The metadata may still link a blob whose bytes are gone; no truncated 200."""
+    server = Served(store, BlobLocation(DIGEST, len(DATA)))
+    async with server.client:
+        response = await server.client.get("/blob")
+        assert response.status == 404
+
+
+async def test_the_fast_path_is_sendfile_and_only_for_local_files(
+    served: Served, store: BlobStore
+) -> None:
+    await (await served.client.get("/blob")).read()
+    local = isinstance(store, FilesystemBlobStore)
+    assert (served.kinds == [BlobFileResponse]) is local
+    assert (served.kinds == [web.StreamResponse]) is not local
