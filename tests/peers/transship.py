@@ -170,7 +170,10 @@ class TransshipServer(Peer):
         return self._proc.kill9()
 
     def restart(self, *, graceful: bool = True) -> Self:
-        """Stop (SIGTERM, or SIGKILL when ``graceful`` is False) if running, then start on the same port and data dir."""
+        """Stop (SIGTERM, or SIGKILL when ``graceful`` is False) if running, then start.
+
+        The new process uses the same port and data dir.
+        """
         if self._proc is not None and self._proc.running:
             if graceful:
                 self.stop()

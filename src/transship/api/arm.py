@@ -312,7 +312,8 @@ def _credentials_json(
 
 # -- import ----------------------------------------------------------------------------------
 def _operation_urls(request: web.Request, job_id: str, location: str) -> tuple[str, str]:
-    base = f"{request.url.origin()}/subscriptions/{request.match_info['sub']}/{PROVIDER}/locations/{location}"
+    subscription = request.match_info["sub"]
+    base = f"{request.url.origin()}/subscriptions/{subscription}/{PROVIDER}/locations/{location}"
     query = urlencode({"api-version": request.query.get("api-version", "2025-04-01")})
     return (
         f"{base}/operationResults/{job_id}?{query}",
@@ -477,7 +478,10 @@ async def operation_result(request: web.Request) -> web.Response:
     details = [
         {
             "code": "ImportStep",
-            "message": f"step={job.error_step} object={job.error_object} upstreamStatus={job.error_upstream_status}",
+            "message": (
+                f"step={job.error_step} object={job.error_object} "
+                f"upstreamStatus={job.error_upstream_status}"
+            ),
         }
     ]
     raise ArmError(

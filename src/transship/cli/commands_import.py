@@ -405,21 +405,30 @@ def import_(
     \b
     Examples:
       Import a multi-arch image from Docker Hub:
-        transship import --name myregistry --source docker.io/library/hello-world:latest --image hello-world:latest
+        transship import --name myregistry --source docker.io/library/hello-world:latest \\
+          --image hello-world:latest
       Import from Docker Hub with your Docker Hub credentials:
-        transship import --name myregistry --source docker.io/tensorflow/tensorflow:latest-gpu --image tensorflow:latest-gpu --username <user> --password <token>
+        transship import --name myregistry --source docker.io/tensorflow/tensorflow:latest-gpu \\
+          --image tensorflow:latest-gpu --username <user> --password <token>
       Import from Microsoft Container Registry:
-        transship import --name myregistry --source mcr.microsoft.com/windows/servercore:ltsc2019 --image servercore:ltsc2019
+        transship import --name myregistry --source mcr.microsoft.com/windows/servercore:ltsc2019 \\
+          --image servercore:ltsc2019
       Import from another registry of this service, by its login server:
-        transship import --name myregistry --source mysourceregistry.<suffix>/aci-helloworld:latest --image aci-helloworld:latest
+        transship import --name myregistry \\
+          --source mysourceregistry.<suffix>/aci-helloworld:latest --image aci-helloworld:latest
       Import from another registry of this service, by its resource ID:
-        transship import --name myregistry --source aci-helloworld:latest --image aci-helloworld:latest --registry /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ContainerRegistry/registries/mysourceregistry
+        transship import --name myregistry --source aci-helloworld:latest \\
+          --image aci-helloworld:latest --registry \\
+          /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ContainerRegistry/registries/mysourceregistry
       Import by manifest digest (the target tag defaults to the repository name, i.e. latest):
-        transship import --name myregistry --source mysourceregistry.<suffix>/aci-helloworld@sha256:<digest>
+        transship import --name myregistry \\
+          --source mysourceregistry.<suffix>/aci-helloworld@sha256:<digest>
       Import from a private registry with credentials:
-        transship import --name myregistry --source sourceregistry.example.com/sourcerepo:tag --image targetimage:tag --username <user> --password <password>
+        transship import --name myregistry --source sourceregistry.example.com/sourcerepo:tag \\
+          --image targetimage:tag --username <user> --password <password>
       Import without tagging, overwriting nothing, and return at once:
-        transship import --name myregistry --source docker.io/library/alpine:3.20 --repository alpine --no-wait
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --repository alpine --no-wait
 
     Subcommands list, show and cancel manage import operations.
     """

@@ -96,9 +96,11 @@ def login(
     \b
     Examples:
       Log in with the owner credential the server wrote at first start:
-        transship login --server localhost:5000 --credential-file /srv/transship/owner-credential.json
+        transship login --server localhost:5000 \\
+          --credential-file /srv/transship/owner-credential.json
       Log in as a service principal, the secret on stdin:
-        echo "$SECRET" | transship login --server https://registry.example.com --service-principal -u $APP_ID --tenant $TENANT_ID --password-stdin
+        echo "$SECRET" | transship login --server https://registry.example.com \\
+          --service-principal -u $APP_ID --tenant $TENANT_ID --password-stdin
       Log in as a user, prompted for the password:
         transship login --server https://registry.example.com -u alice --tenant $TENANT_ID
     """
@@ -125,7 +127,8 @@ def login(
         credential = profiles.read_credential_file(credential_file)
         if tenant and credential.tenant and tenant.lower() != credential.tenant.lower():
             raise click.UsageError(
-                f"--tenant {tenant} differs from the tenant {credential.tenant} in {credential_file}"
+                f"--tenant {tenant} differs from the tenant {credential.tenant} "
+                f"in {credential_file}"
             )
         username, password = credential.client_id, credential.client_secret
         tenant = tenant or credential.tenant
@@ -139,7 +142,8 @@ def login(
             kind = profiles.USER
             if not tenant:
                 raise click.UsageError(
-                    "a user's login needs --tenant (for a service principal add --service-principal)"
+                    "a user's login needs --tenant "
+                    "(for a service principal add --service-principal)"
                 )
         if password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")

@@ -189,7 +189,9 @@ def scope_map_create(
     \b
     Examples:
       Read and write one repository, read the others under samples/:
-        transship registry scope-map create -r myregistry -n app-rw --repository team/app content/read content/write --repository 'samples/*' content/read metadata/read --description "CI of team/app"
+        transship registry scope-map create -r myregistry -n app-rw \\
+          --repository team/app content/read content/write \\
+          --repository 'samples/*' content/read metadata/read --description "CI of team/app"
     """
     if not repository:
         raise click.UsageError("give at least one --repository REPO ACTION...")
@@ -226,9 +228,11 @@ def scope_map_update(
     \b
     Examples:
       Let the map also delete in team/app:
-        transship registry scope-map update -r myregistry -n app-rw --add-repository team/app content/delete
+        transship registry scope-map update -r myregistry -n app-rw \\
+          --add-repository team/app content/delete
       Stop it writing:
-        transship registry scope-map update -r myregistry -n app-rw --remove-repository team/app content/write
+        transship registry scope-map update -r myregistry -n app-rw \\
+          --remove-repository team/app content/write
     """
     if not (repository or add_repository or remove_repository or description is not None):
         raise click.UsageError(
@@ -466,9 +470,11 @@ def token_create(
     \b
     Examples:
       A token that may pull everything under team/:
-        transship registry token create -r myregistry -n team-puller --repository 'team/*' content/read metadata/read
+        transship registry token create -r myregistry -n team-puller \\
+          --repository 'team/*' content/read metadata/read
       A token with a system scope map, passwords valid for 30 days:
-        transship registry token create -r myregistry -n ci-pusher --scope-map _repositories_push --expiration-in-days 30
+        transship registry token create -r myregistry -n ci-pusher \\
+          --scope-map _repositories_push --expiration-in-days 30
     """
     if bool(scope_map) == bool(repository):
         raise click.UsageError("give either --scope-map or --repository REPO ACTION...")
@@ -622,7 +628,8 @@ def token_credential_generate(
     \b
     Examples:
       Rotate password2, valid for 90 days:
-        transship registry token credential generate -r myregistry -n ci-pusher --password2 --expiration-in-days 90
+        transship registry token credential generate -r myregistry -n ci-pusher \\
+          --password2 --expiration-in-days 90
       Replace both:
         transship registry token credential generate -r myregistry -n ci-pusher -o json
     """

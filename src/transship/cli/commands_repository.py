@@ -114,7 +114,8 @@ def show_tags(
     Examples:
       transship repository show-tags --name myregistry --repository hello-world
       Newest first, with digests and times:
-        transship repository show-tags --name myregistry --repository hello-world --detail --orderby time_desc
+        transship repository show-tags --name myregistry --repository hello-world \\
+          --detail --orderby time_desc
     """
     query = {"orderby": ORDERBY[orderby]} if orderby else None
     tags: list[TagAttributes] = list(

@@ -358,7 +358,8 @@ def assignment_delete(
       Take AcrPull on a registry away from a service principal:
         transship role assignment delete --assignee $APP_ID --role AcrPull --registry myregistry
       Delete assignments by id (from role assignment list -o json):
-        transship role assignment delete --ids $(transship role assignment list --assignee alice -o json | jq -r ".[].id")
+        transship role assignment delete \\
+          --ids $(transship role assignment list --assignee alice -o json | jq -r ".[].id")
     """
     management = api()
     targets = [i for value in ids for i in value.split()]
@@ -491,7 +492,9 @@ def definition_create(role_definition: str, output: str) -> None:
     \b
     Examples:
       A role that may only import images:
-        transship role definition create --role-definition '{"Name": "Importer", "Actions": ["Microsoft.ContainerRegistry/registries/importImage/action"]}'
+        transship role definition create --role-definition \\
+          '{"Name": "Importer",
+            "Actions": ["Microsoft.ContainerRegistry/registries/importImage/action"]}'
       From a file:
         transship role definition create --role-definition importer.json
     """

@@ -78,7 +78,10 @@ _data_dir = click.option(
 _database_url = click.option(
     "--database-url",
     metavar="URL",
-    help="postgresql://user:pass@host:port/db, or sqlite:///path (default: SQLite in the data directory).",
+    help=(
+        "postgresql://user:pass@host:port/db, or sqlite:///path "
+        "(default: SQLite in the data directory)."
+    ),
 )
 
 

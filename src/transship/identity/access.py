@@ -37,8 +37,10 @@ _SCOPE = re.compile(
 
 def authorization_failed(principal: Principal, action: str, scope: str) -> Denied:
     return Denied(
-        f"The client '{principal.app_id or principal.name}' with object id '{principal.object_id}' does not have "
-        f"authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was "
+        f"The client '{principal.app_id or principal.name}' "
+        f"with object id '{principal.object_id}' does not have "
+        f"authorization to perform action '{action}' over scope '{scope}' "
+        "or the scope is invalid. If access was "
         "recently granted, please refresh your credentials.",
     )
 

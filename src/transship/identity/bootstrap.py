@@ -73,7 +73,8 @@ async def bootstrap(
         )
         if sys.stdout.isatty():
             print(
-                f"Owner service principal (shown once): tenant {tenant.id}, client id {owner.principal.app_id}, "
+                f"Owner service principal (shown once): tenant {tenant.id}, "
+                f"client id {owner.principal.app_id}, "
                 f"secret {owner.secret.value} (also saved to {credential_file})"
             )
         state = {

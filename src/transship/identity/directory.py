@@ -223,7 +223,8 @@ class Directory:
         if not _RESOURCE_GROUP.fullmatch(name) or name.endswith("."):
             raise Invalid(
                 "resourceGroupName",
-                f"Resource group name {name!r} must be 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'.",
+                f"Resource group name {name!r} must be 1-90 letters, digits, "
+                "'-', '_', '.', '(' or ')', not ending in '.'.",
                 reason="resource_group_name",
             )
         existing = await self.resource_group(subscription_id, name)
@@ -255,7 +256,8 @@ class Directory:
             ]
             if registry_names:
                 raise Conflict(
-                    f"Resource group '{name}' still holds registries: {', '.join(sorted(registry_names))}. Delete them first.",
+                    f"Resource group '{name}' still holds registries: "
+                    f"{', '.join(sorted(registry_names))}. Delete them first.",
                     subject="resource group",
                     reason="in_use",
                 )

@@ -186,7 +186,8 @@ class RegistryAccess:
         if not record.admin_user_enabled or record.admin_passwords is None:
             raise Invalid(
                 None,
-                f"The admin user of registry '{registry.name}' is disabled. Enable it with adminUserEnabled=true.",
+                f"The admin user of registry '{registry.name}' is disabled. "
+                "Enable it with adminUserEnabled=true.",
                 reason="admin_user_disabled",
             )
         passwords: dict[str, str] = json.loads(self._box.open(record.admin_passwords))

@@ -62,7 +62,8 @@ class StagedBlob:
         if actual != self.digest.encoded:
             raise ImportFailure(
                 "DIGEST_INVALID",
-                f"upstream sent content with digest {self.digest.algorithm}:{actual} for blob {self.digest}",
+                f"upstream sent content with digest {self.digest.algorithm}:{actual} "
+                f"for blob {self.digest}",
                 step=Step.COPY,
                 obj=str(self.digest),
             )

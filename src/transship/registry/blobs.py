@@ -96,7 +96,8 @@ class BlobService:
                 user = await q.blob_referenced_in(repo_id, digest)
                 if user is not None:
                     raise Conflict(
-                        f"blob {digest} is referenced by manifest {user} in {repository}; delete the manifest first",
+                        f"blob {digest} is referenced by manifest {user} in {repository}; "
+                        "delete the manifest first",
                         subject="blob",
                         reason="in_use",
                         detail={"digest": str(digest), "manifest": str(user)},

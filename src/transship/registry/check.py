@@ -68,11 +68,13 @@ class Checker:
                     hasher.update(chunk)
                 if hasher.hexdigest() != digest.encoded:
                     report.problems.append(
-                        f"blob {digest} has content with digest {digest.algorithm}:{hasher.hexdigest()}"
+                        f"blob {digest} has content with digest "
+                        f"{digest.algorithm}:{hasher.hexdigest()}"
                     )
         for job in stuck:
             report.problems.append(
-                f"import job {job.id} has been running without a live process since its lease expired"
+                f"import job {job.id} has been running without a live process "
+                "since its lease expired"
             )
         for upload in sessions:
             try:

@@ -40,7 +40,8 @@ class GcReport:
         return (
             f"{verb} {len(self.deleted_blobs)} blobs ({self.freed_bytes} bytes), "
             f"{len(self.orphan_files)} orphan files, {len(self.dropped_links)} unreferenced links, "
-            f"{len(self.expired_uploads)} expired uploads, {len(self.stray_staging)} stray staging files"
+            f"{len(self.expired_uploads)} expired uploads, "
+            f"{len(self.stray_staging)} stray staging files"
         )
 
 

@@ -34,7 +34,8 @@ def not_found(name: str, resource_group: str) -> NotFound:
     return NotFound(
         "registry",
         name,
-        f"The Resource 'Microsoft.ContainerRegistry/registries/{name}' under resource group '{resource_group}' was not found.",
+        f"The Resource 'Microsoft.ContainerRegistry/registries/{name}' "
+        f"under resource group '{resource_group}' was not found.",
     )
 
 

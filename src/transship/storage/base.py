@@ -45,7 +45,10 @@ class BlobStore(Protocol):
         """Drop bytes past `size` (left by a crash mid-write). Raises StagingUnknown."""
 
     def read_staging(self, upload_id: str) -> AsyncIterator[bytes]:
-        """Stream the staged bytes (to rebuild hash state after a restart). Raises StagingUnknown."""
+        """Stream the staged bytes (to rebuild hash state after a restart).
+
+        Raises StagingUnknown.
+        """
 
     async def append_staging(
         self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink

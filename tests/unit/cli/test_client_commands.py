@@ -370,8 +370,8 @@ def test_a_profile_of_an_older_version_asks_for_a_new_login(config_home: Path) -
     result = run("registry", "list")
     assert result.exit_code == 1
     assert (
-        "the saved profile is from an older transship (an admin password); run `transship login` again"
-        in result.stderr
+        "the saved profile is from an older transship (an admin password); "
+        "run `transship login` again" in result.stderr
     )
 
 
@@ -1407,8 +1407,8 @@ def test_import_list_show_and_cancel(logged_in: LiveService) -> None:
     assert canceled["name"] == op1 and canceled["status"] in ("Canceled", "Failed")
     [cancel] = logged_in.seen("POST", "/cancel")
     assert (
-        cancel.path
-        == f"/subscriptions/{logged_in.sub}{PROVIDER}/locations/{LOCATION}/operationStatuses/{op1}/cancel"
+        cancel.path == f"/subscriptions/{logged_in.sub}{PROVIDER}/locations/{LOCATION}"
+        f"/operationStatuses/{op1}/cancel"
     )
     assert cancel.status == 200
     result = run("import", "cancel", "--name", "myregistry", op2)

@@ -60,7 +60,8 @@ def test_check_exits_1_and_names_the_problem(tmp_path: Path) -> None:
 
     with sqlite3.connect(tmp_path / "metadata.db") as db:
         db.execute(
-            "insert into uploads (id, registry_id, repository, offset, algorithm, created_at, updated_at) "
+            "insert into uploads "
+            "(id, registry_id, repository, offset, algorithm, created_at, updated_at) "
             "values (?, 1, 'app', 10, 'sha256', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
             ("a" * 32,),
         )
@@ -76,9 +77,10 @@ def test_check_reports_an_import_job_left_running_without_a_process(tmp_path: Pa
 
     with sqlite3.connect(tmp_path / "metadata.db") as db:
         db.execute(
-            "insert into import_jobs (id, registry_id, request, state, bytes_total, bytes_done, blobs_total,"
-            " blobs_done, manifests_total, manifests_done, bytes_fetched, cancel_requested, attempts,"
-            " lease_owner, lease_expires_at, created_at) values (?, 1, '{}', 'running', 0, 0, 0, 0, 0, 0, 0, 0, 1,"
+            "insert into import_jobs (id, registry_id, request, state, bytes_total, bytes_done,"
+            " blobs_total, blobs_done, manifests_total, manifests_done, bytes_fetched,"
+            " cancel_requested, attempts, lease_owner, lease_expires_at, created_at)"
+            " values (?, 1, '{}', 'running', 0, 0, 0, 0, 0, 0, 0, 0, 1,"
             " 'gone', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
             ("b" * 32,),
         )
