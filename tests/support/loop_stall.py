@@ -3,12 +3,13 @@ test in which one event-loop callback held its loop for longer than N millisecon
 
 The event loop never waits (docs/architecture.md): a callback that runs long delays every
 request of the process. Every loop created while tests run (the tests' own, through
-pytest-asyncio, and those of `asyncio.run` in threads) runs in asyncio debug mode with
-`slow_callback_duration` = N ms, and asyncio's "Executing … took …" warnings logged during
-a test's setup, call or teardown fail that phase, quoting them, with the stack the loop was
-held at (sampled by a watchdog thread while the callback still ran). Servers started as
-subprocesses by tests/peers/transship.py watch their own loops the same way (without debug
-mode: tests/support/loop_stall_child.py) and write their stalls to a directory this plugin
+pytest-asyncio, and those of `asyncio.run` in threads) has every callback timed (wall and
+thread CPU) by a watchdog, and a slow one during a test's setup, call or teardown fails
+that phase, naming the callback, with the stack the loop was held at (sampled by the
+watchdog's thread while the callback still ran). No asyncio debug mode: it records a stack
+for every callback scheduled, which made the suite several times slower. Servers started
+as subprocesses by tests/peers/transship.py watch their own loops the same way
+(tests/support/loop_stall_child.py) and write their stalls to a directory this plugin
 reads after each phase, failing the test that was running.
 
 A callback is judged by the CPU time its thread spent in it, not only by the wall clock: on
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 import shutil
 import sys
@@ -57,8 +57,6 @@ DEFAULT_BOUND_MS = 100.0
 _WALL_FACTOR = 10
 _BLOCKED = 1.0
 
-_SLOW = "Executing %s took %.3f seconds"  # asyncio's message, matched as a template
-
 # Handed to the servers tests start as subprocesses (tests/peers/transship.py): the bound,
 # and the directory their stalls are written to (tests/support/loop_stall_child.py).
 BOUND_ENV = STALL_BOUND_ENV
@@ -78,26 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_BOUND_MS,
         metavar="N",
         help="fail a test in which an event-loop callback holds its loop longer than N ms "
-        f"(asyncio debug mode; default {DEFAULT_BOUND_MS:g}; 0 turns the guard off)",
+        f"(default {DEFAULT_BOUND_MS:g}; 0 turns the guard off)",
     )
 
 
 class _StallPolicy(asyncio.DefaultEventLoopPolicy):
     """New loops are watched (a loop made otherwise, such as a migration's private one,
-    is not) and, with `debug`, run in debug mode and report callbacks slower than `bound`
-    seconds."""
+    is not); `bound` is the bound in seconds of the test running."""
 
-    def __init__(self, bound: float, *, debug: bool = True) -> None:
+    def __init__(self, bound: float) -> None:
         super().__init__()
         self.bound = bound
-        self.debug = debug
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         loop = super().new_event_loop()
         loop._stall_watched = True  # type: ignore[attr-defined]
-        if self.debug:
-            loop.set_debug(True)
-            loop.slow_callback_duration = self.bound
         return loop
 
 
@@ -194,19 +187,25 @@ class _Watchdog:
                     self.by_start[(thread, started)] = sample
 
 
-class _Collector(logging.Handler):
-    """Keeps asyncio's slow-callback warnings, from any thread, each with the CPU time of
-    the callback (the warning is logged on the loop's thread right after it ran)."""
+class _Collector:
+    """Keeps the callbacks of watched loops, from any thread, that ran longer than the
+    bound of the test running, each with its wall and CPU time and the stack sampled while
+    it ran (if the watchdog caught it)."""
 
-    def __init__(self, watchdog: _Watchdog) -> None:
-        super().__init__(logging.WARNING)
-        self.watchdog = watchdog
-        self.records: list[tuple[logging.LogRecord, float, float]] = []
+    watchdog: _Watchdog
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == _SLOW:
-            wall, cpu = self.watchdog.last.get(threading.get_ident(), (0.0, 0.0))
-            self.records.append((record, wall, cpu))
+    def __init__(self) -> None:
+        self.records: list[tuple[str, float, float]] = []
+
+    def record(self, handle: asyncio.Handle, wall: float, cpu: float, sample: str | None) -> None:
+        if wall > self.watchdog.bound or cpu > self.watchdog.bound:
+            self.records.append((f"{describe(handle):.300}", wall, cpu))
+
+
+def describe(handle: asyncio.Handle) -> str:
+    # Without debug mode a handle shows only its callback; a task's step names the task.
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+    return repr(owner) if isinstance(owner, asyncio.Future) else repr(handle)
 
 
 _COLLECTOR = pytest.StashKey[_Collector]()
@@ -240,13 +239,14 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(BOUND_ENV, None)
         os.environ.pop(DIR_ENV, None)
         return
-    # pytest-asyncio creates each test's loop through the global policy, then applies its
-    # own debug setting: both must say debug.
-    config.option.asyncio_debug = True
+    # No asyncio debug mode: it records a stack for every callback scheduled, which made
+    # the whole suite several times slower; the watchdog times every callback itself.
     policy = _StallPolicy(bound / 1000)
     asyncio.set_event_loop_policy(policy)
     config.stash[_POLICY] = policy
-    config.stash[_COLLECTOR] = _Collector(_Watchdog(bound / 1000))
+    collector = _Collector()
+    collector.watchdog = _Watchdog(bound / 1000, on_callback=collector.record)
+    config.stash[_COLLECTOR] = collector
     # Servers started as subprocesses watch their own loops and write stalls here.
     directory = tempfile.mkdtemp(prefix="transship-loop-stalls-")
     config.stash[_CHILD_DIR] = Path(directory)
@@ -282,12 +282,7 @@ def pytest_runtest_protocol(
     # tighter than the run's).
     bound = _bound_of(item) or item.config.getoption("loop_stall_ms") / 1000
     item.config.stash[_POLICY].bound = collector.watchdog.bound = bound
-    asyncio_logger = logging.getLogger("asyncio")
-    asyncio_logger.addHandler(collector)
-    try:
-        return (yield)
-    finally:
-        asyncio_logger.removeHandler(collector)
+    return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -302,13 +297,13 @@ def pytest_runtest_makereport(
     # The records of this phase (the loop logs from its own thread, or from a thread's loop).
     records, collector.records = collector.records, []
     samples, collector.watchdog.samples = collector.watchdog.samples, []
-    stalls = [(record, wall, cpu) for record, wall, cpu in records if is_stall(bound, wall, cpu)]
+    stalls = [(what, wall, cpu) for what, wall, cpu in records if is_stall(bound, wall, cpu)]
     children = _child_stalls(item.config.stash[_CHILD_DIR])
     if (stalls or children) and report.passed:
         lines = "\n".join(
-            f"  {r.getMessage()} ({cpu * 1000:.0f} ms CPU, {wall * 1000:.0f} ms wall "
-            "without the garbage collector's pauses)"
-            for r, wall, cpu in stalls
+            f"  {what} took {cpu * 1000:.0f} ms CPU, {wall * 1000:.0f} ms wall "
+            "without the garbage collector's pauses"
+            for what, wall, cpu in stalls
         )
         where = "".join(f"\nwhere the loop was held:\n{sample}" for sample in samples)
         servers = "".join(f"\nin a server subprocess:\n{text}" for text in children)

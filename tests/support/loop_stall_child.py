@@ -6,8 +6,7 @@ the command line stays ``python -m transship serve …``.
 Each callback of a loop made through the event-loop policy that used more than the bound
 (``TRANSSHIP_TEST_LOOP_STALL_MS``) of CPU, or blocked for long, is appended to
 ``<TRANSSHIP_TEST_LOOP_STALL_DIR>/<pid>.stalls`` with the stack sampled while it ran; the
-test run fails the test during which the file appeared. No debug mode here: it would slow
-the server down for the load and soak tests, and the timing needs none.
+test run fails the test during which the file appeared.
 """
 
 from __future__ import annotations
@@ -16,13 +15,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from tests.support.loop_stall import _StallPolicy, _Watchdog, is_stall
-
-
-def _describe(handle: asyncio.Handle) -> str:
-    # Without debug mode a handle shows only its callback; a task's step names the task.
-    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
-    return repr(owner) if isinstance(owner, asyncio.Future) else repr(handle)
+from tests.support.loop_stall import _StallPolicy, _Watchdog, describe, is_stall
 
 
 def install(bound_ms: float, directory: Path) -> None:
@@ -35,9 +28,9 @@ def install(bound_ms: float, directory: Path) -> None:
             return
         with path.open("a") as out:
             out.write(
-                f"  pid {os.getpid()}: {_describe(handle):.300} took {wall * 1000:.0f} ms wall, "
+                f"  pid {os.getpid()}: {describe(handle):.300} took {wall * 1000:.0f} ms wall, "
                 f"{cpu * 1000:.0f} ms CPU (longer than {bound_ms:g} ms)\n{sample or ''}"
             )
 
-    asyncio.set_event_loop_policy(_StallPolicy(bound, debug=False))
+    asyncio.set_event_loop_policy(_StallPolicy(bound))
     _Watchdog(bound, on_callback=record)

@@ -62,8 +62,11 @@ async def test_a_long_read_does_not_hold_the_loop(store: MetadataStore) -> None:
     took = time.perf_counter() - started
     assert took > 0.2, "the statement must run long enough to tell"
     # Inline, the loop would not have ticked for the whole statement (`took`).
-    assert lags, f"the loop never ran during the {took:.3f} s statement"
-    assert max(lags) < min(0.1, took / 2), (max(lags), took)
+    # Inline, the loop would not have ticked during the statement: one lag as long as the
+    # statement. Async, it keeps ticking; the bound is relative (a loaded machine delays
+    # each tick by tens of ms, but never by half a statement that takes > 0.2 s).
+    assert len(lags) >= 3, f"the loop ran {len(lags)} times during the {took:.3f} s statement"
+    assert max(lags) < took / 2, (max(lags), took)
 
 
 async def test_the_fast_path_offers_keyed_lookups_only(store: MetadataStore) -> None:
