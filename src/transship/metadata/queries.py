@@ -774,10 +774,8 @@ class RegistryQueries(QueryScope):
         needed = exists().where(
             mr.c.repository_id == rb.c.repository_id, mr.c.child_digest == rb.c.digest
         )
-        rows = await self._exec(
-            select(rb.c.repository_id, rb.c.digest).where(rb.c.linked_at < cutoff, ~needed)
-        )
-        return [(r.repository_id, r.digest) for r in rows]
+        statement = select(rb.c.repository_id, rb.c.digest).where(rb.c.linked_at < cutoff, ~needed)
+        return [(r.repository_id, r.digest) async for r in self._scan(statement)]
 
     async def drop_link_if_unreferenced(
         self, repository_id: int, digest: Digest, cutoff: datetime
@@ -798,12 +796,10 @@ class RegistryQueries(QueryScope):
         """Blobs no repository links, committed before `cutoff`."""
         b, rb = s.blobs, s.repository_blobs
         pinned = exists().where(s.blob_pins.c.digest == b.c.digest)
-        rows = await self._exec(
-            select(b.c.digest, b.c.size).where(
-                b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest), ~pinned
-            )
+        statement = select(b.c.digest, b.c.size).where(
+            b.c.created_at < cutoff, ~exists().where(rb.c.digest == b.c.digest), ~pinned
         )
-        return [(r.digest, r.size) for r in rows]
+        return [(r.digest, r.size) async for r in self._scan(statement)]
 
     async def delete_blob_row_if_orphan(self, digest: Digest, cutoff: datetime) -> bool:
         b, rb = s.blobs, s.repository_blobs
@@ -872,7 +868,7 @@ class RegistryQueries(QueryScope):
         return (await self._exec(select(func.count()).select_from(s.tags))).scalar_one()
 
     async def blob_digests(self) -> set[Digest]:
-        return {r.digest for r in await self._exec(select(s.blobs.c.digest))}
+        return {r.digest async for r in self._scan(select(s.blobs.c.digest))}
 
 
 class Transaction(RegistryQueries):

@@ -3,7 +3,8 @@ and the translation of the driver's IntegrityError into the domain's Conflict.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.errors import Conflict
+
+# Rows converted per turn of the event loop when a scan is streamed (`_scan`): ~0.5 ms of
+# row and column-type processing, where a 20,000-row list built at once held the loop ~20 ms.
+SCAN_SLICE = 500
 
 
 def utcnow() -> datetime:
@@ -65,6 +70,17 @@ class QueryScope:
             return await self.conn.execute(statement, parameters)
         except IntegrityError as exc:
             raise conflict_from(exc) from exc
+
+    async def _scan(self, statement: Any) -> AsyncIterator[Any]:
+        """The rows of a statement that may return many (a GC scan), streamed from the
+        database a slice at a time, letting other callbacks run between slices: the rows
+        arrive and are converted on the loop's thread, so a list built in one go would hold
+        the loop for as long as it takes to convert them all."""
+        result = await self.conn.stream(statement)
+        async for partition in result.partitions(SCAN_SLICE):
+            for row in partition:
+                yield row
+            await asyncio.sleep(0)
 
     def _nested(self) -> Any:
         """A savepoint; only write scopes (async connections) have them."""
