@@ -86,7 +86,7 @@ async def assert_whole_image_reads_back(client: UpstreamClient, built: BuiltInde
     assert root.media_type == OCI_INDEX
     assert str(root.digest) == built.digest
     for child in built.children:
-        fetched = await client.get_manifest(child.digest)
+        fetched = await client.get_manifest(Digest.parse(child.digest))
         assert fetched.content == child.manifest_bytes
         assert fetched.media_type == child.media_type
         assert str(fetched.digest) == child.digest
