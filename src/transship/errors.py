@@ -64,17 +64,6 @@ class Conflict(DomainError):
     never leaves metadata/; services that catch it raise their own, naming the subject. The
     message never quotes the values written."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        subject: str | None = None,
-        reason: str | None = None,
-        field: str | None = None,
-        detail: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message, subject=subject, reason=reason, field=field, detail=detail)
-
 
 class Invalid(DomainError):
     """A value the caller sent is not acceptable; `field` names it (None when the request as a

@@ -30,11 +30,11 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.integration.test_import_authorization import push_image, run_import
+from tests.integration.test_import_authorization import run_import
 from tests.peers.ports import free_port
 from tests.peers.postgres import PostgresCluster
 from tests.peers.transship import TransshipServer
-from tests.support.app import OCI_MANIFEST, sha256
+from tests.support.app import OCI_MANIFEST, push_image, sha256
 from tests.support.identity import (
     Credential,
     IdentityClient,

@@ -11,45 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.support.app import (
-    OCI_MANIFEST,
     RunningRegistry,
-    image_manifest,
     make_settings,
+    push_image,
     running_registry,
-    sha256,
 )
 from tests.support.identity import Credential, IdentityClient, owner_credential
 
 OTHER_TENANT = "0f0e0d0c-0b0a-4909-8807-060504030201"
 SECOND_SUBSCRIPTION = "11111111-2222-4333-8444-555555555555"
-
-
-async def push_image(
-    http: aiohttp.ClientSession, url: str, host: str, authorization: str, repository: str, tag: str
-) -> str:
-    """Push a one-layer image through /v2 as `authorization` would; returns its digest."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "repository": repository}).encode()
-    layer = b"layer of " + repository.encode() * 50
-    headers = {"Host": host, "Authorization": authorization}
-    for blob in (config, layer):
-        async with http.post(
-            f"{url}/v2/{repository}/blobs/uploads/?digest={sha256(blob)}",
-            data=blob,
-            headers=headers,
-        ) as r:
-            assert r.status == 201, await r.text()
-    body = image_manifest(config, [layer])
-    async with http.put(
-        f"{url}/v2/{repository}/manifests/{tag}",
-        data=body,
-        headers={**headers, "Content-Type": OCI_MANIFEST},
-    ) as r:
-        assert r.status == 201, await r.text()
-    return sha256(body)
 
 
 @dataclass

@@ -47,6 +47,43 @@ def image_manifest(config: bytes, layers: list[bytes], **extra: Any) -> bytes:
     ).encode()
 
 
+async def push_image(
+    http: aiohttp.ClientSession,
+    url: str,
+    host: str,
+    authorization: str,
+    repository: str,
+    tag: str | None,
+    *,
+    config: bytes | None = None,
+    layer: bytes | None = None,
+) -> str:
+    """Push a one-layer image through /v2 as `authorization` would, by `tag` (by digest when
+    None); returns its digest. The default config and layer are derived from `repository`."""
+    if config is None:
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "repository": repository}
+        ).encode()
+    if layer is None:
+        layer = b"layer of " + repository.encode() * 50
+    headers = {"Host": host, "Authorization": authorization}
+    for blob in (config, layer):
+        async with http.post(
+            f"{url}/v2/{repository}/blobs/uploads/?digest={sha256(blob)}",
+            data=blob,
+            headers=headers,
+        ) as r:
+            assert r.status == 201, await r.text()
+    body = image_manifest(config, [layer])
+    async with http.put(
+        f"{url}/v2/{repository}/manifests/{tag or sha256(body)}",
+        data=body,
+        headers={**headers, "Content-Type": OCI_MANIFEST},
+    ) as r:
+        assert r.status == 201, await r.text()
+    return sha256(body)
+
+
 @dataclass(frozen=True)
 class Answer:
     """A response read whole, usable after its connection is released."""

@@ -35,12 +35,10 @@ from aiohttp import StreamReader, web
 from click.testing import CliRunner, Result
 
 from tests.support.app import (
-    OCI_MANIFEST,
     AppTestServer,
-    image_manifest,
     make_settings,
+    push_image,
     running_registry,
-    sha256,
 )
 from transship.api.app import create_app
 from transship.api.services import build_services
@@ -254,24 +252,19 @@ class LiveService:
                     token = (await r.json())["access_token"]
                 tokens.update(dict.fromkeys(batch, token))
             for repository, tag in images:
-                headers = {"Host": login_server, "Authorization": f"Bearer {tokens[repository]}"}
                 config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
-                layer = f"layer of {repository} {seed}".encode()
-                for blob in (config, layer):
-                    async with http.post(
-                        f"{self.url}/v2/{repository}/blobs/uploads/?digest={sha256(blob)}",
-                        data=blob,
-                        headers=headers,
-                    ) as r:
-                        assert r.status == 201, await r.text()
-                body = image_manifest(config, [layer])
-                async with http.put(
-                    f"{self.url}/v2/{repository}/manifests/{tag or sha256(body)}",
-                    data=body,
-                    headers={**headers, "Content-Type": OCI_MANIFEST},
-                ) as r:
-                    assert r.status == 201, await r.text()
-                digests.append(sha256(body))
+                digests.append(
+                    await push_image(
+                        http,
+                        self.url,
+                        login_server,
+                        f"Bearer {tokens[repository]}",
+                        repository,
+                        tag,
+                        config=config,
+                        layer=f"layer of {repository} {seed}".encode(),
+                    )
+                )
         return digests
 
 
