@@ -10,6 +10,7 @@ the one thing changed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -317,7 +318,9 @@ async def test_management_api_refuses_expired_and_forged_tokens(env: Env) -> Non
     assert status == 401 and body["error"]["code"] == "ExpiredAuthenticationToken", body
     assert challenge.startswith("Bearer ") and 'error="invalid_token"' in challenge, challenge
 
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # On a thread: a 2048-bit key takes 50 to 500 ms of CPU, and the stall guard watches this
+    # loop too.
+    other_key = await asyncio.to_thread(rsa.generate_private_key, 65537, 2048)
     same_kid = jwt.encode(
         fresh(claims), other_key, algorithm="RS256", headers={"kid": kid, "typ": "JWT"}
     )
@@ -468,7 +471,9 @@ async def test_data_plane_refuses_expired_and_forged_bearer_tokens(env: Env) -> 
     status, body, _ = await env.v2(x, f"Bearer {env.sign(fresh(claims))}", "/v2/r/tags/list")
     assert status == 404, body
 
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # On a thread: a 2048-bit key takes 50 to 500 ms of CPU, and the stall guard watches this
+    # loop too.
+    other_key = await asyncio.to_thread(rsa.generate_private_key, 65537, 2048)
     everything = fresh(
         claims, access=[{"type": "repository", "name": "r", "actions": ["pull", "push"]}]
     )

@@ -3,6 +3,7 @@ processes through the database) and TokenService's issue and verify, on a SQLite
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -290,7 +291,9 @@ async def test_required_claims(service: TokenService, missing: str) -> None:
 async def test_forgeries_are_refused(service: TokenService) -> None:
     real = service.keys.sign(timed())
     kid = _kid(real)
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # On a thread: a 2048-bit key takes 50 to 500 ms of CPU, and the stall guard watches this
+    # loop too.
+    other = await asyncio.to_thread(rsa.generate_private_key, 65537, 2048)
     public = service.keys.public_key(kid)
     assert public is not None
     pem = public.public_bytes(
