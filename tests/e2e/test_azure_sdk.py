@@ -186,7 +186,10 @@ def test_create_and_import_image(env: AzureEnv) -> None:
     assert conflict["ok"] is False, conflict
     assert conflict["type"] == "HttpResponseError"
     assert conflict["code"] == "TagAlreadyExists"
-    assert conflict["message"] == "Tag sdk:one already exists in target registry."
+    assert conflict["message"] == (
+        "Tag sdk:one already exists in target registry. Import with --force (mode Force) to "
+        "overwrite it."
+    )
 
     assert outcomes["import_force"] == {"ok": True, "status": "Succeeded"}
     assert outcomes["import_from_registry"] == {"ok": True, "status": "Succeeded"}

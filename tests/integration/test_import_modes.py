@@ -31,7 +31,10 @@ async def test_noforce_refuses_an_existing_tag_and_force_moves_it(
     operation = await env.admin.start_import(TARGET, body)
     final = await env.admin.wait(operation)
     error = assert_failed(final, "TagAlreadyExists")
-    assert error["message"] == "Tag app:v1 already exists in target registry."
+    assert error["message"] == (
+        "Tag app:v1 already exists in target registry. Import with --force (mode Force) to "
+        "overwrite it."
+    )
     status, result = await env.admin.result(operation)
     assert status == 409 and result["error"]["code"] == "TagAlreadyExists", (status, result)
     assert proxy.blob_requests() == [], "NoForce must fail before copying anything"
@@ -81,7 +84,10 @@ async def test_noforce_refuses_a_tag_that_appeared_while_copying(
     held.release.set()
     final = await env.admin.wait(operation)
     error = assert_failed(final, "TagAlreadyExists")
-    assert error["message"] == "Tag app:v1 already exists in target registry."
+    assert error["message"] == (
+        "Tag app:v1 already exists in target registry. Import with --force (mode Force) to "
+        "overwrite it."
+    )
     assert final["properties"]["failure"]["step"] == "commit"
     kept = await env.manifest("app", "v1")
     assert kept.status == 200 and kept.body == other.manifest_bytes

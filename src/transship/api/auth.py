@@ -106,6 +106,15 @@ async def caller(request: web.Request, services: Services) -> Principal:
             if basic is None
             else await services.directory.authenticate_client(*basic, address=request.remote)
         )
+        if found is None and basic is not None:
+            # The same words as the token endpoint's for a wrong secret: a client that signs
+            # in with HTTP Basic (the CLI does when it learns its tenant) tells the user the
+            # same thing either way.
+            raise _unauthenticated(
+                request,
+                "AuthenticationFailed",
+                f"AADSTS7000215: Invalid client secret provided for application '{basic[0]}'.",
+            )
         if found is None:
             raise _unauthenticated(
                 request,

@@ -150,7 +150,8 @@ async def check_network(request: web.Request, registry: RegistryRecord) -> None:
     settings = await request.app[SERVICES].registry_access.settings(registry)
     address = request.remote or ""
     if not client_allowed(settings.network, address):
-        raise OciError(e.DENIED, denial_message(address), {"ip": address})
+        message = denial_message(address, registry.name, settings.network)
+        raise OciError(e.DENIED, message, {"ip": address})
 
 
 async def grant_of(request: web.Request, registry: RegistryRecord) -> Grant:

@@ -141,6 +141,9 @@ class ApiError(Exception):
     message: str
     target: str | None = None
     details: Sequence[ArmErrorDetail | OciErrorItem] = field(default_factory=list)
+    # False when the body was none of the service's error envelopes (ARM, OCI, OAuth): a
+    # proxy's page, or a server that is not Transship at all.
+    enveloped: bool = True
 
     def __str__(self) -> str:
         return f"({self.code}) {self.message}"
@@ -183,7 +186,9 @@ def error_from(status: int, reason: str, body: bytes) -> ApiError:
         if isinstance(found, OAuthError):
             return ApiError(status, found.error, found.error_description)
     text = body.decode("utf-8", "replace").strip()[:200] if body else ""
-    return ApiError(status, f"HTTP{status}", f"{reason}{': ' + text if text else ''}")
+    return ApiError(
+        status, f"HTTP{status}", f"{reason}{': ' + text if text else ''}", enveloped=False
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -347,7 +352,15 @@ class TokenAuth:
         if self._tenant is None:
             if self.kind != SERVICE_PRINCIPAL:
                 raise TransportError("a user's login needs its tenant")
-            response = self._http.request("GET", INFO, authorization=self.basic)
+            try:
+                response = self._http.request("GET", INFO, authorization=self.basic)
+            except ApiError as exc:
+                if exc.status == 401:
+                    # What the token endpoint answers for a wrong secret (its message is
+                    # the server's, AADSTS7000215): one answer whether or not a tenant was
+                    # given.
+                    raise ApiError(401, "invalid_client", exc.message) from None
+                raise
             self._tenant = parse_answer(response, ServiceInfo, f"GET {INFO}").tenant_id
         return self._tenant
 

@@ -7,6 +7,7 @@ its Azure-AsyncOperation status URL, showing progress on stderr.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 sleep = time.sleep  # replaced in tests
 
 Registries = Callable[[], list[Registry]]
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,12 @@ def build_parameters(
         )
     if not source:
         raise click.UsageError("--source is empty")
+    scheme = URL_SCHEME.match(source)
+    if scheme:
+        raise click.UsageError(
+            f"--source {source!r} starts with {scheme.group(0)!r}: a URL scheme is not part of "
+            f"an image reference. Write --source {source[scheme.end() :]!r}."
+        )
     body_source: ImportSource
     if source_registry:
         if password:
@@ -347,7 +355,7 @@ class ImportGroup(click.Group):
     multiple=True,
     metavar="REPO[:TAG]",
     help="Target repository and tag; repeat for several tags. Default: the source's "
-    "repository and tag.",
+    "repository and tag (a source by digest alone is imported untagged).",
 )
 @click.option(
     "--repository",
@@ -420,9 +428,13 @@ def import_(
         transship import --name myregistry --source aci-helloworld:latest \\
           --image aci-helloworld:latest --registry \\
           /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ContainerRegistry/registries/mysourceregistry
-      Import by manifest digest (the target tag defaults to the repository name, i.e. latest):
+      Import by manifest digest, untagged (find it with repository show-manifests):
         transship import --name myregistry \\
           --source mysourceregistry.<suffix>/aci-helloworld@sha256:<digest>
+      Import by manifest digest and tag it:
+        transship import --name myregistry \\
+          --source mysourceregistry.<suffix>/aci-helloworld@sha256:<digest> \\
+          --image aci-helloworld:pinned
       Import from a private registry with credentials:
         transship import --name myregistry --source sourceregistry.example.com/sourcerepo:tag \\
           --image targetimage:tag --username <user> --password <password>

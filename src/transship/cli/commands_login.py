@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import click
 
 from transship.cli import profile as profiles
-from transship.cli.client import ApiError, ManagementApi, info_of
+from transship.cli.client import AnswerMismatch, ApiError, ManagementApi, info_of
 from transship.cli.common import CONTEXT, service_command
 from transship.cli.output import JSON, CommandFailed, emit_json, info, output_option, warn
 from transship.wire.arm import ServiceInfo
@@ -184,7 +184,12 @@ def _verify(candidate: profiles.Profile) -> ServiceInfo:
     management = ManagementApi(candidate)
     try:
         data = management.fetch_info()
+    except AnswerMismatch as exc:
+        raise not_transship(candidate.server, str(exc)) from None
     except ApiError as exc:
+        if not exc.enveloped:
+            why = f"it answered {exc.status} {exc.message}"
+            raise not_transship(candidate.server, why) from None
         if exc.code == "invalid_tenant" or (
             exc.code == "invalid_request" and "AADSTS90002" in exc.message
         ):
@@ -209,6 +214,19 @@ def _verify(candidate: profiles.Profile) -> ServiceInfo:
             f"subscription: /transship/v1/info lacks {', '.join(missing)}"
         )
     return data
+
+
+def not_transship(server: str, why: str) -> CommandFailed:
+    """The failure of a login whose server does not speak Transship's API (another registry,
+    a web server, a proxy's page): said plainly, since its own errors would mislead."""
+    if len(why) > 200:
+        why = why[:200] + "…"
+    return CommandFailed(
+        f"{server} is not a Transship server (or not its base URL): its token endpoint and "
+        f"/transship/v1/info do not answer as Transship's do ({why}). Give the URL that "
+        "`transship serve` listens on, e.g. http://localhost:5000.",
+        code="NotTransship",
+    )
 
 
 @click.command(context_settings=CONTEXT)

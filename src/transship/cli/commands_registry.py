@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from transship.cli.common import CONTEXT, api, name_option, resource_group_option, service_command
+from transship.cli.common import (
+    CONTEXT,
+    api,
+    name_option,
+    registry_name,
+    resource_group_option,
+    service_command,
+)
 from transship.cli.output import JSON, CommandFailed, emit, emit_json, output_option, short_time
 from transship.wire.arm import NetworkRules, Registry, RegistryCredentials
 from transship.wire.bodies import (
@@ -61,7 +68,7 @@ def registry() -> None:
 
 
 @registry.command(context_settings=CONTEXT)
-@click.argument("name")
+@registry_name
 @resource_group_option
 @click.option("--location", "-l", metavar="LOCATION", help="Location (default: the service's).")
 @click.option(
@@ -82,18 +89,19 @@ def create(
 ) -> None:
     """Create a registry (or update an existing one's settings).
 
-    NAME is 5-50 letters and digits, as in Azure Container Registry, unique across the
-    service. Its login server is always NAME (in lower case) followed by the service's
-    login-server suffix, e.g. myregistry.localhost:5000 (like NAME.azurecr.io in Azure).
+    The name (-n/--name, as in az; a positional NAME works too) is 5-50 letters and digits,
+    as in Azure Container Registry, unique across the service. Its login server is always
+    the name (in lower case) followed by the service's login-server suffix, e.g.
+    myregistry.localhost:5000 (like NAME.azurecr.io in Azure).
 
     \b
     Examples:
       Create a registry:
-        transship registry create myregistry
+        transship registry create -n myregistry
     """
     if not REGISTRY_NAME.fullmatch(name):
         raise click.BadParameter(
-            "a registry name is 5-50 alphanumeric characters", param_hint="NAME"
+            "a registry name is 5-50 alphanumeric characters", param_hint="-n/--name"
         )
     body = RegistryBody(
         sku=RegistrySku.model_validate({"name": sku.capitalize()}), location=location or None
@@ -119,7 +127,7 @@ def list_registries(resource_group: str | None, output: str) -> None:
 
 
 @registry.command(context_settings=CONTEXT)
-@click.argument("name")
+@registry_name
 @resource_group_option
 @output_option
 @service_command
@@ -128,15 +136,17 @@ def show(name: str, resource_group: str | None, output: str) -> None:
 
     \b
     Examples:
-      transship registry show myregistry
-      transship registry show myregistry -o json
+      transship registry show -n myregistry
+      transship registry show -n myregistry -o json
+      Just its login server:
+        transship registry show -n myregistry --query properties.loginServer -o tsv
     """
     found = api().get_registry(name, resource_group)
     emit(output, found, COLUMNS, lambda r: [registry_row(r)])
 
 
 @registry.command(context_settings=CONTEXT)
-@click.argument("name")
+@registry_name
 @resource_group_option
 @click.option("--yes", "-y", is_flag=True, help="Do not prompt for confirmation.")
 @output_option
@@ -146,8 +156,8 @@ def delete(name: str, resource_group: str | None, yes: bool, output: str) -> Non
 
     \b
     Examples:
-      transship registry delete myregistry
-      transship registry delete myregistry --yes
+      transship registry delete -n myregistry
+      transship registry delete -n myregistry --yes
     """
     if not yes:
         click.confirm(f"Delete registry '{name}' and all its repositories?", abort=True, err=True)

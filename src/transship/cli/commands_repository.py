@@ -1,4 +1,5 @@
-"""`transship repository list|show-tags|show-manifests|delete` (az acr repository …).
+"""`transship repository list|show|show-tags|show-manifests|untag|delete` (az acr repository
+…).
 
 These use the ACR data plane of the registry: requests go to the server URL with the
 `Host` header set to the registry's login server (found with registry show), and follow
@@ -10,23 +11,28 @@ from __future__ import annotations
 import click
 from pydantic import MISSING
 
-from transship.cli.client import ApiError, DataPlane, repository_path
+from transship.cli.client import ApiError, DataPlane, repository_path, seg
 from transship.cli.common import CONTEXT, api, name_option, resource_group_option, service_command
 from transship.cli.output import (
     JSON,
+    CommandFailed,
     emit,
     emit_json,
     human_bytes,
     output_option,
+    plain,
     plural,
     short_time,
 )
 from transship.wire.acr import (
     DeletedRepository,
     ManifestAttributes,
+    ManifestItem,
     ManifestList,
     Repositories,
+    RepositoryAttributes,
     TagAttributes,
+    TagItem,
     TagList,
 )
 
@@ -63,7 +69,8 @@ def data_plane(registry: str, resource_group: str | None) -> DataPlane:
 
 @click.group(context_settings=CONTEXT)
 def repository() -> None:
-    """List and delete a registry's repositories, tags and manifests (az acr repository)."""
+    """Show, list, untag and delete a registry's repositories, tags and manifests (az acr
+    repository)."""
 
 
 @repository.command(name="list", context_settings=CONTEXT)
@@ -208,6 +215,124 @@ def show_manifests(
             lambda v: [(m["digest"], m["tags"], short_time(m["timestamp"])) for m in v],
             empty="No manifests.",
         )
+
+
+def parse_image(image: str, *, tag_required: bool) -> tuple[str, str, bool]:
+    """`REPO:TAG` or `REPO@DIGEST` as (repository, tag or digest, is a digest); a bare `REPO`
+    means its tag `latest` unless `tag_required`. Raises click.BadParameter."""
+    repository, at, digest = image.partition("@")
+    if at:
+        if not repository or not digest or tag_required:
+            wanted = "REPO:TAG" if tag_required else "REPO:TAG or REPO@DIGEST"
+            raise click.BadParameter(f"{image!r} is not {wanted}", param_hint="--image")
+        return repository, digest, True
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        repository, tag = image[:colon], image[colon + 1 :]
+    elif tag_required:
+        raise click.BadParameter(
+            f"{image!r} names no tag: give REPO:TAG (e.g. hello-world:v1)", param_hint="--image"
+        )
+    else:
+        repository, tag = image, "latest"
+    if not repository or not tag:
+        raise click.BadParameter(f"{image!r} is not REPO:TAG", param_hint="--image")
+    return repository, tag, False
+
+
+def _attribute_rows(attributes: dict[str, object]) -> list[tuple[str, object]]:
+    """An attributes object (as JSON) as (field, value) rows, its changeable attributes
+    flattened."""
+    rows: list[tuple[str, object]] = []
+    for key, value in attributes.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}.{k}", v) for k, v in value.items()]
+        else:
+            rows.append((key, value))
+    return rows
+
+
+@repository.command(name="show", context_settings=CONTEXT)
+@name_option
+@click.option("--repository", metavar="REPO", help="The repository to show, e.g. team/app.")
+@click.option(
+    "--image",
+    "-t",
+    metavar="REPO:TAG|REPO@DIGEST",
+    help="A tag or a manifest to show instead (REPO alone means REPO:latest).",
+)
+@resource_group_option
+@output_option
+@service_command
+def show_repository(
+    registry: str,
+    repository: str | None,
+    image: str | None,
+    resource_group: str | None,
+    output: str,
+) -> None:
+    """Show the attributes of a repository, or of one tag or manifest (az acr repository show).
+
+    A repository: its manifest and tag counts and times. A tag: its digest and times. A
+    manifest: its media type, platform, size and tags. Give --repository or --image.
+
+    \b
+    Examples:
+      transship repository show --name myregistry --repository hello-world
+      transship repository show --name myregistry --image hello-world:latest
+      transship repository show --name myregistry --image hello-world@sha256:<digest>
+      The digest of a tag:
+        transship repository show -n myregistry -t hello-world:v1 --query digest -o tsv
+    """
+    if (repository is None) == (image is None):
+        raise click.UsageError("give one of --repository REPO, --image REPO:TAG|REPO@DIGEST")
+    plane = data_plane(registry, resource_group)
+    attributes: RepositoryAttributes | TagAttributes | ManifestAttributes
+    if repository is not None:
+        attributes = plane.answer(
+            "GET", f"/acr/v1/{repository_path(repository)}", RepositoryAttributes
+        )
+    else:
+        assert image is not None
+        name, reference, by_digest = parse_image(image, tag_required=False)
+        if by_digest:
+            url = f"/acr/v1/{repository_path(name)}/_manifests/{seg(reference)}"
+            attributes = plane.answer("GET", url, ManifestItem).manifest
+        else:
+            url = f"/acr/v1/{repository_path(name)}/_tags/{seg(reference)}"
+            attributes = plane.answer("GET", url, TagItem).tag
+    # As az prints it: the repository, or the tag's or manifest's own attributes.
+    emit(output, attributes, ("FIELD", "VALUE"), lambda a: _attribute_rows(plain(a)))
+
+
+@repository.command(name="untag", context_settings=CONTEXT)
+@name_option
+@click.option(
+    "--image", "-t", required=True, metavar="REPO:TAG", help="The tag to remove, e.g. app:v1."
+)
+@resource_group_option
+@output_option
+@service_command
+def untag(registry: str, image: str, resource_group: str | None, output: str) -> None:
+    """Remove a tag from a repository (az acr repository untag).
+
+    The manifest it pointed at stays, reachable by its digest and any other tag; only the
+    name goes. To delete the manifest itself, use `transship repository delete`.
+
+    \b
+    Examples:
+      transship repository untag --name myregistry --image hello-world:v1
+    """
+    name, tag, _ = parse_image(image, tag_required=True)
+    plane = data_plane(registry, resource_group)
+    response = plane.request("DELETE", f"/acr/v1/{repository_path(name)}/_tags/{seg(tag)}")
+    if response.status not in (200, 202, 204):
+        raise CommandFailed(f"untagging {name}:{tag} was answered {response.status}")
+    if output == JSON:
+        emit_json({"repository": name, "tag": tag, "untagged": True})
+    else:
+        click.echo(f"Untagged {name}:{tag} in {registry}.")
 
 
 @repository.command(name="delete", context_settings=CONTEXT)

@@ -28,6 +28,28 @@ name_option = click.option(
 )
 
 
+def registry_name(function: F) -> F:
+    """`-n/--name REGISTRY`, as az acr names it, or — kept for scripts written before — a
+    positional NAME; exactly one (or both the same). The command receives `name`."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, name: str | None, name_argument: str | None, **kwargs: Any) -> Any:
+        if name and name_argument and name != name_argument:
+            raise click.UsageError(
+                f"two registry names: NAME {name_argument!r} and --name {name!r}; give one"
+            )
+        chosen = name or name_argument
+        if not chosen:
+            raise click.UsageError("missing the registry's name: give -n/--name REGISTRY")
+        return function(*args, name=chosen, **kwargs)
+
+    decorated = click.option(
+        "--name", "-n", "name", metavar="REGISTRY", help="Name of the registry."
+    )(wrapper)
+    decorated = click.argument("name_argument", metavar="[NAME]", required=False)(decorated)
+    return cast(F, decorated)
+
+
 def api() -> ManagementApi:
     """The management API for the saved login (with TRANSSHIP_* overrides)."""
     try:

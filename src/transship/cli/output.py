@@ -1,8 +1,14 @@
-"""Output for the client commands: `-o table|json`, rich tables, and az-style errors.
+"""Output for the client commands: `-o table|json|tsv`, `--query`, rich tables, and az-style
+errors.
 
 Results go to stdout (JSON exactly as the service returned it, or a table); everything meant
 for a person alone — progress, warnings, errors — goes to stderr, so `-o json` stays
 machine-readable.
+
+A command decides between two answers: its own table for people (`output == TABLE`), or its
+JSON answer (`output == JSON`, given to `emit_json`). `-o tsv` and `--query` (a JMESPath
+expression, as az's) work on the JSON answer, so the command sees JSON for them and
+`emit_json` applies the query and renders the result as JSON, TSV or a generic table.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from datetime import datetime
 from typing import IO, Any, TypeVar
 
 import click
+import jmespath
+from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -22,21 +30,67 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 TABLE = "table"
 JSON = "json"
+TSV = "tsv"
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
+# Where the options keep what the command does not see: the format asked for, and the
+# compiled query (click's ctx.meta is shared by a command and its groups).
+_FORMAT = "transship.output.format"
+_QUERY = "transship.output.query"
+
+
+def _remember_query(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        ctx.meta[_QUERY] = jmespath.compile(value)
+    except JMESPathError as exc:
+        position = getattr(exc, "lex_position", getattr(exc, "lexer_position", None))
+        where = f" at character {position}" if isinstance(position, int) else ""
+        raise click.BadParameter(
+            f"{value!r} is not a valid JMESPath expression ({_first_line(exc)}{where})"
+        ) from None
+
+
+def _choose_answer(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """What the command produces: its table only for `-o table` without `--query`."""
+    chosen = value.lower()
+    ctx.meta[_FORMAT] = chosen
+    return TABLE if chosen == TABLE and _QUERY not in ctx.meta else JSON
+
 
 def output_option(function: F) -> F:
-    """`--output/-o table|json` (default table)."""
-    return click.option(
+    """`--output/-o table|json|tsv` (default table) and `--query JMESPATH`.
+
+    The command's `output` parameter is TABLE or JSON (see the module docstring); `--query`
+    is compiled as it is parsed (eagerly, so before `--output`), and a bad expression is a
+    usage error (exit 2), as in az."""
+    function = click.option(
         "--output",
         "-o",
-        type=click.Choice([TABLE, JSON], case_sensitive=False),
+        type=click.Choice([TABLE, JSON, TSV], case_sensitive=False),
         default=TABLE,
         show_default=True,
-        help="Output format: a table for people, or JSON for scripts (stdout only).",
+        callback=_choose_answer,
+        help="Output format: a table for people, or JSON or TSV (tab-separated values) for "
+        "scripts (stdout only).",
     )(function)
+    return click.option(
+        "--query",
+        metavar="JMESPATH",
+        is_eager=True,
+        expose_value=False,
+        callback=_remember_query,
+        help="A JMESPath expression applied to the JSON answer before output "
+        '(see https://jmespath.org), e.g. "[].name".',
+    )(function)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(":") if text else type(exc).__name__
 
 
 class CommandFailed(click.ClickException):
@@ -82,9 +136,71 @@ def info(message: str) -> None:
 
 
 def emit_json(value: Any) -> None:
-    """`value` as indented JSON; wire models (also in lists or dicts) as the server wrote
-    them: by alias, fields the server left out left out."""
-    click.echo(json.dumps(plain(value), indent=2, ensure_ascii=False))
+    """The command's JSON answer `value` (wire models, also in lists or dicts, as the server
+    wrote them: by alias, fields the server left out left out), after `--query` if given,
+    as indented JSON, TSV, or (`-o table --query`) a table of the query's result.
+
+    Raises click.UsageError (exit 2) when the query cannot be applied to the answer (a
+    function given the wrong type)."""
+    data = plain(value)
+    context = click.get_current_context(silent=True)
+    meta = context.meta if context is not None else {}
+    query = meta.get(_QUERY)
+    if query is not None:
+        try:
+            data = query.search(data)
+        except JMESPathError as exc:
+            raise click.UsageError(f"--query: {_first_line(exc)}") from None
+    chosen = meta.get(_FORMAT, JSON)
+    if chosen == TSV:
+        click.echo(tsv(data), nl=False)
+    elif chosen == TABLE:
+        columns, rows = generic_table(data)
+        if rows:
+            emit_table(columns, rows)
+    else:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def tsv(data: Any) -> str:
+    """`data` (JSON values) as az's `-o tsv`: a list is one line per item, an object one line
+    of its values in order, a scalar one line; nested objects and lists are empty fields
+    (select what you need with --query), booleans `True`/`False` and null empty, as az
+    prints them."""
+    items = data if isinstance(data, list) else [data]
+    lines = []
+    for item in items:
+        if isinstance(item, dict):
+            values = list(item.values())
+        elif isinstance(item, list):
+            values = item
+        else:
+            values = [item]
+        lines.append("\t".join(_tsv_field(v) for v in values))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _tsv_field(value: Any) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    # A tab or line break inside a value would shift the columns of every later field.
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def generic_table(data: Any) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows for a query's result, as az's table output builds them: objects are
+    rows whose columns are their keys (first letter capitalised; nested objects left out),
+    anything else is a `Result` column."""
+    items = data if isinstance(data, list) else [] if data is None else [data]
+    if items and all(isinstance(item, dict) for item in items):
+        keys: list[str] = []
+        for item in items:
+            keys += [k for k, v in item.items() if not isinstance(v, dict) and k not in keys]
+        columns = [key[:1].upper() + key[1:] for key in keys]
+        return columns, [[item.get(key) for key in keys] for item in items]
+    return ["Result"], [[item] for item in items]
 
 
 def plain(value: Any) -> Any:

@@ -23,7 +23,6 @@ DEFAULT_ACTION_VALUES: Final = ("Allow", "Deny")
 BYPASS_VALUES: Final = ("AzureServices", "None")
 # ACR's limit on the number of IP rules of one registry.
 MAX_IP_RULES: Final = 200
-FIREWALL_HELP_URL: Final = "https://aka.ms/acr/firewall"
 
 _IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -141,10 +140,12 @@ def trusted_service_allowed(rules: NetworkRules) -> bool:
     return everyone or rules.bypass == "AzureServices"
 
 
-def denial_message(address: str) -> str:
-    """The message for a refused client, in ACR's wording. A parseable address is shown in
-    canonical form (IPv4-mapped as IPv4); anything else with non-printable characters and
-    quotes escaped."""
+def denial_message(address: str, registry: str, rules: NetworkRules) -> str:
+    """The message for a client that `registry`'s `rules` refuse: ACR's first sentence (which
+    scripts may match), then how to let the client in with Transship's own commands (ACR's
+    text points at an Azure help page, of no use to a self-hosted admin). A parseable
+    address is shown in canonical form (IPv4-mapped as IPv4); anything else with
+    non-printable characters and quotes escaped, and then no rule is suggested for it."""
     client = _client_address(address)
     if client is not None:
         shown = str(client)
@@ -153,7 +154,21 @@ def denial_message(address: str) -> str:
             char if char.isprintable() and char not in "'\\" else f"\\u{ord(char):04x}"
             for char in address
         )
+    refused = f"client with IP '{shown}' is not allowed access."
+    # Registry names are ASCII letters and digits; keep the message one safe line regardless.
+    name = "".join(char for char in registry if char.isascii() and char.isalnum())
+    if rules.public_network_access != "Enabled":
+        return (
+            f"{refused} Public network access to registry '{name}' is disabled: "
+            f"`transship registry update -n {name} --public-network-enabled true` enables it."
+        )
+    if client is None:
+        return (
+            f"{refused} Registry '{name}' accepts only the clients its network rules allow "
+            "(see `transship registry network-rule list`)."
+        )
     return (
-        f"client with IP '{shown}' is not allowed access. "
-        f"Refer {FIREWALL_HELP_URL} to grant access."
+        f"{refused} To grant access, add a network rule: `transship registry network-rule add "
+        f"-n {name} --ip-address {shown}` (or `az acr network-rule add`), or set the default "
+        f"action to Allow: `transship registry update -n {name} --default-action Allow`."
     )

@@ -48,7 +48,10 @@ def tag_exists_failure(target: TargetTag, step: Step = Step.RESOLVE) -> ImportFa
     """The failure of an import without `force` whose target tag `target` exists."""
     return ImportFailure(
         "TagAlreadyExists",
-        f"Tag {target} already exists in target registry.",
+        # ACR's sentence first (scripts match it), then the way out: `--force` is the flag
+        # of both `az acr import` and `transship import`, `mode: Force` the ARM field.
+        f"Tag {target} already exists in target registry. Import with --force "
+        "(mode Force) to overwrite it.",
         step=step,
         obj=str(target),
     )

@@ -16,6 +16,7 @@ from transship.registry.registries import RegistryService, parse_registry_id
 _HOST = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?"
 )
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,17 @@ async def intake(
                 "source.credentials.password is required when credentials are given.",
             )
         credentials = Credentials(params.username or None, params.password)
+    scheme = _URL_SCHEME.match(params.source_image)
+    if scheme:
+        # A URL pasted as an image (`https://registry.example.com/app:1`): the grammar error
+        # alone would not say what to change.
+        bare = params.source_image[scheme.end() :]
+        raise _invalid(
+            "source.sourceImage",
+            f"source.sourceImage {params.source_image!r} starts with the URL scheme "
+            f"{scheme.group(0)!r}: a URL scheme is not part of an image reference. Write the "
+            f"image as {bare!r}.",
+        )
     try:
         image = ImageReference.parse(params.source_image, allow_host=False)
     except InvalidReference as exc:

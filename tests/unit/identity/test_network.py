@@ -320,27 +320,57 @@ def test_trusted_service_allowed(public: str, default: str, bypass: str, expecte
 # -- denial_message ----------------------------------------------------------------------------
 
 
+DENY = NetworkRules(default_action="Deny")
+
+
 @pytest.mark.parametrize(
     ("address", "shown"),
     [
         ("1.2.3.4", "1.2.3.4"),
         ("::ffff:1.2.3.4", "1.2.3.4"),
         ("2001:DB8::1", "2001:db8::1"),
-        ("junk", "junk"),
-        ("", ""),
-        ("a'b", "a\\u0027b"),
-        ("a\nb\\", "a\\u000ab\\u005c"),
     ],
 )
-def test_denial_message(address: str, shown: str) -> None:
-    assert denial_message(address) == (
-        f"client with IP '{shown}' is not allowed access. "
-        "Refer https://aka.ms/acr/firewall to grant access."
+def test_denial_message_names_the_rule_to_add(address: str, shown: str) -> None:
+    assert denial_message(address, "myregistry", DENY) == (
+        f"client with IP '{shown}' is not allowed access. To grant access, add a network "
+        f"rule: `transship registry network-rule add -n myregistry --ip-address {shown}` (or "
+        "`az acr network-rule add`), or set the default action to Allow: `transship registry "
+        "update -n myregistry --default-action Allow`."
     )
 
 
-@given(st.text(max_size=30))
-def test_denial_message_is_one_printable_line(address: str) -> None:
-    message = denial_message(address)
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [("junk", "junk"), ("", ""), ("a'b", "a\\u0027b"), ("a\nb\\", "a\\u000ab\\u005c")],
+)
+def test_denial_message_for_an_address_that_is_not_one(address: str, shown: str) -> None:
+    assert denial_message(address, "myregistry", DENY) == (
+        f"client with IP '{shown}' is not allowed access. Registry 'myregistry' accepts only "
+        "the clients its network rules allow (see `transship registry network-rule list`)."
+    )
+
+
+def test_denial_message_when_public_access_is_disabled() -> None:
+    rules = NetworkRules(public_network_access="Disabled")
+    assert denial_message("1.2.3.4", "myregistry", rules) == (
+        "client with IP '1.2.3.4' is not allowed access. Public network access to registry "
+        "'myregistry' is disabled: `transship registry update -n myregistry "
+        "--public-network-enabled true` enables it."
+    )
+
+
+def test_denial_message_points_at_no_azure_page() -> None:
+    for rules in (DENY, NetworkRules(public_network_access="Disabled")):
+        for address in ("10.1.2.3", "junk"):
+            message = denial_message(address, "myregistry", rules)
+            assert "aka.ms" not in message and "microsoft" not in message.lower()
+
+
+@given(st.text(max_size=30), st.text(max_size=10))
+def test_denial_message_is_one_printable_line(address: str, registry: str) -> None:
+    message = denial_message(address, registry, DENY)
     assert message.isprintable()
-    assert message.count("'") == 2
+    assert message.startswith("client with IP '")
+    # The address cannot close its quotes early, nor the registry name add a backtick.
+    assert message.count("'") in (2, 4)

@@ -204,7 +204,10 @@ async def test_noforce_conflict_unless_a_resumed_attempt_already_moved_the_tag(
     with pytest.raises(ImportFailure) as caught:
         await world.run("v1", "app:v1")
     assert caught.value.code == "TagAlreadyExists"
-    assert caught.value.message == "Tag app:v1 already exists in target registry."
+    assert caught.value.message == (
+        "Tag app:v1 already exists in target registry. Import with --force (mode Force) to "
+        "overwrite it."
+    )
     await world.run("v1", "app:v1", resumed=True)  # the interrupted attempt had committed
     other = src.image("w", tag="v2")
     with pytest.raises(ImportFailure):
