@@ -337,21 +337,43 @@ def untag(registry: str, image: str, resource_group: str | None, output: str) ->
 
 @repository.command(name="delete", context_settings=CONTEXT)
 @name_option
-@repository_option
+@click.option("--repository", metavar="REPO", help="The repository to delete, e.g. team/app.")
+@click.option(
+    "--image",
+    "-t",
+    metavar="REPO:TAG|REPO@DIGEST",
+    help="Delete one manifest instead, named by digest or by a tag of it (all its tags go too).",
+)
 @resource_group_option
 @click.option("--yes", "-y", is_flag=True, help="Do not prompt for confirmation.")
 @output_option
 @service_command
 def delete_repository(
-    registry: str, repository: str, resource_group: str | None, yes: bool, output: str
+    registry: str,
+    repository: str | None,
+    image: str | None,
+    resource_group: str | None,
+    yes: bool,
+    output: str,
 ) -> None:
-    """Delete a repository: all its tags and manifests.
+    """Delete a repository (all its tags and manifests), or one manifest with its tags.
+
+    As az acr repository delete: --repository deletes the repository; --image deletes the
+    manifest that REPO@DIGEST names or that REPO:TAG points at, and with it every tag that
+    points at it (to remove only a tag, use `transship repository untag`).
 
     \b
     Examples:
       transship repository delete --name myregistry --repository hello-world
       transship repository delete --name myregistry --repository hello-world --yes
+      transship repository delete --name myregistry --image hello-world:v1 --yes
     """
+    if (repository is None) == (image is None):
+        raise click.UsageError("give one of --repository REPO, --image REPO:TAG|REPO@DIGEST")
+    if image is not None:
+        _delete_manifest(registry, image, resource_group, yes, output)
+        return
+    assert repository is not None
     if not yes:
         click.confirm(
             f"This deletes the repository '{repository}' and every image in it. Continue?",
@@ -368,6 +390,38 @@ def delete_repository(
             f"{plural(len(result.manifests_deleted), 'manifest')}, "
             f"{plural(len(result.tags_deleted), 'tag')}."
         )
+
+
+def _delete_manifest(
+    registry: str, image: str, resource_group: str | None, yes: bool, output: str
+) -> None:
+    name, reference, by_digest = parse_image(image, tag_required=False)
+    plane = data_plane(registry, resource_group)
+    # A tag is resolved to its manifest first, as az does, so the prompt names the digest
+    # and every tag that goes with it.
+    if by_digest:
+        url = f"/acr/v1/{repository_path(name)}/_manifests/{seg(reference)}"
+        manifest = plane.answer("GET", url, ManifestItem).manifest
+    else:
+        url = f"/acr/v1/{repository_path(name)}/_tags/{seg(reference)}"
+        digest = plane.answer("GET", url, TagItem).tag.digest
+        url = f"/acr/v1/{repository_path(name)}/_manifests/{seg(digest)}"
+        manifest = plane.answer("GET", url, ManifestItem).manifest
+    tags = list(manifest.tags)
+    if not yes:
+        shown = f" and its tags {', '.join(tags)}" if tags else ""
+        click.confirm(
+            f"This deletes the manifest {name}@{manifest.digest}{shown}. Continue?",
+            abort=True,
+            err=True,
+        )
+    response = plane.request("DELETE", url)
+    if response.status not in (200, 202, 204):
+        raise CommandFailed(f"deleting {name}@{manifest.digest} was answered {response.status}")
+    if output == JSON:
+        emit_json({"repository": name, "digest": manifest.digest, "tagsDeleted": tags})
+    else:
+        click.echo(f"Deleted {name}@{manifest.digest} ({plural(len(tags), 'tag')}).")
 
 
 def _present(value: str | MISSING) -> str | None:

@@ -279,6 +279,43 @@ def test_repository_untag_errors(logged_in: LiveService) -> None:
     ) == ["v1"]
 
 
+def test_repository_delete_image_deletes_one_manifest_with_its_tags(
+    logged_in: LiveService,
+) -> None:
+    ok("registry", "create", "-n", "myregistry")
+    [first] = logged_in.push_images(LOGIN, [("app", "v1")])
+    [second] = logged_in.push_images(LOGIN, [("app", "v2")], seed="2")
+    ok("import", "-n", "myregistry", "--source", f"{LOGIN}/app:v1", "-t", "app:stable")
+    logged_in.requests.clear()
+
+    # Refused at the prompt: nothing deleted; the prompt names the digest and its tags.
+    result = run("repository", "delete", "-n", "myregistry", "--image", "app:v1", input="n\n")
+    assert result.exit_code == 1
+    assert f"This deletes the manifest app@{first} and its tags stable, v1" in result.stderr
+    assert not [d for d in logged_in.seen("DELETE") if d.status != 401]
+
+    result = ok("repository", "delete", "-n", "myregistry", "--image", "app:v1", "--yes")
+    assert result.stdout == f"Deleted app@{first} (2 tags).\n"
+    manifests = ok_json("repository", "show-manifests", "-n", "myregistry", "--repository", "app")
+    assert [(m["digest"], m["tags"]) for m in manifests] == [(second, ["v2"])]
+
+    result = ok(
+        "repository", "delete", "-n", "myregistry", "-t", f"app@{second}", "-y", "-o", "json"
+    )
+    assert json.loads(result.stdout) == {
+        "repository": "app",
+        "digest": second,
+        "tagsDeleted": ["v2"],
+    }
+    assert ok_json("repository", "show-manifests", "-n", "myregistry", "--repository", "app") == []
+
+    result = run("repository", "delete", "-n", "myregistry", "-t", "app:v1", "-y")
+    assert result.exit_code == 1 and "(TAG_UNKNOWN)" in result.stderr
+    result = run("repository", "delete", "-n", "myregistry", "-t", "app:v1", "--repository", "a")
+    assert result.exit_code == 2
+    assert "give one of --repository REPO, --image REPO:TAG|REPO@DIGEST" in result.stderr
+
+
 # -- import messages ------------------------------------------------------------------------------
 
 
