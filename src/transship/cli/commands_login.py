@@ -187,7 +187,8 @@ def _verify(candidate: profiles.Profile) -> ServiceInfo:
     except AnswerMismatch as exc:
         raise not_transship(candidate.server, str(exc)) from None
     except ApiError as exc:
-        if not exc.enveloped:
+        # A 5xx page (a proxy whose Transship is down) says nothing about what is behind it.
+        if not exc.enveloped and exc.status < 500:
             why = f"it answered {exc.status} {exc.message}"
             raise not_transship(candidate.server, why) from None
         if exc.code == "invalid_tenant" or (

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 
 from tests.peers.ports import LOOPBACK, free_port
-from tests.unit.cli.live_service import SUFFIX, LiveService, profile_file, run
+from tests.unit.cli.live_service import SUFFIX, Handler, LiveService, profile_file, run
 from transship.cli import profile as profiles
 from transship.cli.client import ApiError, ManagementApi, unchecked
 from transship.cli.main import main
@@ -454,6 +455,24 @@ def web_server(request: pytest.FixtureRequest) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_a_proxy_error_page_is_not_called_another_server(
+    service: LiveService, config_home: Path
+) -> None:
+    # A reverse proxy whose Transship is down: its 502 page is reported as it came.
+    service.intercept("POST", f"/{service.tenant}/oauth2/v2.0/token", _bad_gateway)
+    result = run(
+        "login", "--server", service.url, "--credential-file", str(service.credential_file)
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("ERROR: (HTTP502) Bad Gateway: <html>")
+    assert "NotTransship" not in result.stderr
+    assert not profile_file(config_home).exists()
+
+
+async def _bad_gateway(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return web.Response(status=502, text="<html>bad gateway</html>", content_type="text/html")
 
 
 @pytest.mark.parametrize("tenant", [(), ("--tenant", "t1")], ids=["no tenant", "tenant"])
