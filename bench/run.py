@@ -29,7 +29,16 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import blob_get, imports, load, manifest_get, manifest_get_auth, push, rss  # noqa: E402
+from bench import (  # noqa: E402
+    blob_get,
+    import_latency,
+    imports,
+    load,
+    manifest_get,
+    manifest_get_auth,
+    push,
+    rss,
+)
 from bench.harness import Context, machine_info, scratch_dir  # noqa: E402
 from bench.profiling import summarize_dir  # noqa: E402
 from bench.report import BenchResult, format_table, write_json  # noqa: E402
@@ -42,6 +51,7 @@ BENCHMARKS: dict[str, Runner] = {
     manifest_get_auth.NAME: manifest_get_auth.run,
     rss.NAME: rss.run,
     **imports.BENCHMARKS,
+    import_latency.NAME: import_latency.run,
     load.NAME: load.run,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"

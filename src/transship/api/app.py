@@ -50,6 +50,14 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
                 await app[v2.SERVICES].close()
 
     app.cleanup_ctx.append(lifecycle)
+
+    async def release_followers(app: web.Application) -> None:
+        # Shutdown waits for the requests in progress: long polls must answer now, not at
+        # the end of their wait.
+        if v2.SERVICES in app:
+            app[v2.SERVICES].imports.signals.close()
+
+    app.on_shutdown.append(release_followers)
     app[DOCUMENT] = document_bytes(ROUTES)
     register(app, ROUTES)
     return app

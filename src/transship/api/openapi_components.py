@@ -128,6 +128,19 @@ PARAMETERS: dict[str, Any] = {
         "Where the page starts: taken from a previous page's `nextLink`.",
         {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     ),
+    "WaitSeconds": _query(
+        "waitSeconds",
+        "With If-None-Match: how long to wait for the operation to change, 0 to 30 seconds "
+        "(default 0: answer at once).",
+        {"type": "number", "minimum": 0, "maximum": 30},
+    ),
+    "IfNoneMatchVersion": {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag of the version the caller already has.",
+        "schema": _STRING,
+    },
     "OrderBy": _query(
         "orderby",
         "`timedesc` or `timeasc` (by lastUpdateTime); anything else orders by name or digest.",
@@ -180,13 +193,18 @@ HEADERS: dict[str, Any] = {
         "required": True,
         "schema": {"type": "integer"},
     },
+    "OperationVersion": {
+        "description": "The version of the operation's status (send it back in If-None-Match).",
+        "required": True,
+        "schema": _STRING,
+    },
     "Link": {
         "description": 'The next page: `<path?last=…&n=…>; rel="next"`.',
         "required": False,
         "schema": _STRING,
     },
     "NoStore": {
-        "description": "`no-store`: token responses are not cached.",
+        "description": "`no-store`: the answer is not cached (tokens, live statuses).",
         "required": True,
         "schema": {"const": "no-store"},
     },

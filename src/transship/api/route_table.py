@@ -14,6 +14,7 @@ from transship.api import (
     dataplane_auth,
     graph,
     identity,
+    import_follow,
     ops,
     v2,
 )
@@ -148,6 +149,7 @@ _REGISTRY_LIST = {200: arm("The registries the caller may read.", resources.Regi
 _STATUS = {200: arm("The operation's status.", resources.OperationStatus), **errors(401, 404)}
 _CREDENTIALS = arm("The admin user's name and passwords.", resources.RegistryCredentials)
 _ON_OPERATION = (*_COMMON, "Location", "OperationId")
+_VERSIONED = {"ETag": "OperationVersion", "Cache-Control": "NoStore"}
 _REGISTRIES = (
     route(
         "GET",
@@ -371,6 +373,28 @@ _REGISTRIES = (
             _MGMT,
             _STATUS,
             _ON_OPERATION,
+        ),
+    ),
+    route(
+        "GET",
+        "/transship/v1" + SUBSCRIPTION + "/importOperations/{operation}",
+        import_follow.follow_operation,
+        Operation(
+            "Operations_Follow",
+            "An import operation's status as a long poll (a Transship extension): with "
+            "If-None-Match and waitSeconds, answered when the operation changes or the wait "
+            "ends.",
+            _MGMT,
+            {
+                200: arm(
+                    "The operation's status, a version other than If-None-Match names.",
+                    resources.OperationStatus,
+                    _VERSIONED,
+                ),
+                304: arm("The operation did not change during the wait.", headers=_VERSIONED),
+                **errors(400, 401, 404),
+            },
+            ("SubscriptionId", "OperationId", "WaitSeconds", "IfNoneMatchVersion"),
         ),
     ),
 )

@@ -27,6 +27,7 @@ from transship.imports.engine import ImportEngine
 from transship.imports.plan import ImportLimits
 from transship.imports.retry import RetryPolicy
 from transship.imports.service import ImportService, RunnerSettings
+from transship.imports.signals import JobSignals
 from transship.imports.sink import RegistrySink
 from transship.imports.sources import Sources
 from transship.metadata.db import Database
@@ -170,6 +171,8 @@ async def build_services(
             max_running_per_registry=settings.import_max_running_per_registry,
             lease=timedelta(seconds=settings.import_lease_seconds),
         ),
+        # One per process: the API's submits and follows, the worker's claims and progress.
+        signals=JobSignals(),
     )
     tokens = TokenService(keys)
     access = AccessControl(meta)

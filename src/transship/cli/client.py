@@ -418,6 +418,7 @@ class ManagementApi:
         query: Mapping[str, str] | None = None,
         body: BaseModel | None = None,
         expect: Sequence[int] = (),
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         """One request with a bearer token; when the server refuses a token cached from an
         earlier request (401: expired, revoked, its principal changed), a new one is
@@ -429,13 +430,20 @@ class ManagementApi:
             url,
             query=query,
             body=body,
+            headers=headers,
             authorization=authorization,
             expect=(*expect, 401) if reused else expect,
         )
         if response.status == 401 and reused and 401 not in expect:
             self.auth.forget()
             response = self.http.request(
-                method, url, query=query, body=body, authorization=self.auth.header(), expect=expect
+                method,
+                url,
+                query=query,
+                body=body,
+                headers=headers,
+                authorization=self.auth.header(),
+                expect=expect,
             )
         return response
 
@@ -618,6 +626,28 @@ class ManagementApi:
     def cancel_operation(self, operation_id: str) -> OperationStatus:
         url = f"{self.operation_status_url(operation_id)}/cancel"
         return self.answer("POST", url, OperationStatus)
+
+    def follow_operation_url(self, operation_id: str) -> str:
+        return (
+            f"{DIRECTORY}/subscriptions/{_seg(self.subscription)}"
+            f"/importOperations/{_seg(operation_id)}"
+        )
+
+    def follow_operation(
+        self, operation_id: str, version: str | None, wait_seconds: float
+    ) -> Response:
+        """`GET /transship/v1/…/importOperations/{id}`, the long poll: answered 200 (the
+        operation's status, its version in `ETag`) as soon as the operation differs from
+        `version`, or 304 after `wait_seconds` without a change. Raises ApiError (a 404
+        too: a server without this endpoint answers so) and TransportError."""
+        headers = {"If-None-Match": version} if version else None
+        query = {"waitSeconds": f"{wait_seconds:g}"} if version else None
+        return self.send(
+            "GET",
+            self.follow_operation_url(operation_id),
+            query=query,
+            headers=headers,
+        )
 
 
 def info_of(found: ServiceInfo) -> dict[str, str]:

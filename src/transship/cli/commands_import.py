@@ -1,8 +1,10 @@
 """`transship import` (az acr import) and `transship import list|show|cancel`.
 
 `build_parameters` turns the flags into ImportImageParameters exactly as `az acr import`
-does; the command then POSTs importImage and follows the long-running operation through
-its Azure-AsyncOperation status URL, showing progress on stderr.
+does; the command then POSTs importImage and follows the long-running operation, showing
+progress on stderr: by long poll on the server's follow endpoint (each answer comes when the
+operation changes, so the command returns right after it ends), or, from a server without
+that endpoint, by polling the Azure-AsyncOperation status URL it handed out.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ from transship.wire.bodies import ImportImageParameters, ImportSource, ImportSou
 MIN_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 2.0
 POLL_RETRIES = 3  # consecutive transient failures (connection, 5xx) tolerated while polling
+# One long poll's wait; the server answers earlier when the operation changes (it allows up
+# to 30 s; the HTTP client's timeout is longer than both).
+FOLLOW_WAIT_SECONDS = 25.0
 TERMINAL = {"succeeded", "failed", "canceled"}
 sleep = time.sleep  # replaced in tests
+clock = time.monotonic  # replaced in tests
 
 Registries = Callable[[], list[Registry]]
 URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -219,7 +225,9 @@ def wait(
     operation: OperationStatus | None,
     progress: ImportProgress,
 ) -> Outcome:
-    """Poll until the operation ends; return where it ended."""
+    """Follow the operation until it ends; return where it ended. An operation with a status
+    (an Azure-AsyncOperation URL, or an id naming one) is followed by long poll; a server
+    without the follow endpoint, or an answer with only a result URL, is polled."""
     status_url = accepted.header("Azure-AsyncOperation")
     if not status_url and operation is not None and "/operationStatuses/" in operation.id:
         status_url = operation.id
@@ -227,6 +235,64 @@ def wait(
     if not status_url and not result_url:
         raise TransportError("the server accepted the import but gave no operation URL to follow")
     progress.update(operation)
+    operation_id = operation_id_of(operation, status_url)
+    if status_url and operation_id:
+        followed = follow(api, operation_id, progress)
+        if followed is not None:
+            return followed
+    return poll(api, accepted, status_url, result_url, operation, progress)
+
+
+def _transient(exc: TransportError | ApiError) -> bool:
+    return isinstance(exc, TransportError) or exc.status >= 500 or exc.status == 429
+
+
+def follow(api: ManagementApi, operation_id: str, progress: ImportProgress) -> Outcome | None:
+    """Long-poll the operation until it ends; None when the server has no follow endpoint
+    (its first answer is a 404), so the caller polls instead.
+
+    Each request names the version already seen (`If-None-Match`) and waits up to
+    FOLLOW_WAIT_SECONDS for a newer one. An answer that brings nothing new before its wait
+    is over (a server shutting down, one that ignores the wait) is followed by a poll
+    delay, never by an immediate request: this loop cannot spin."""
+    version: str | None = None
+    first, failures = True, 0
+    while True:
+        began = clock()
+        try:
+            response = api.follow_operation(operation_id, version, FOLLOW_WAIT_SECONDS)
+        except (TransportError, ApiError) as exc:
+            if first and isinstance(exc, ApiError) and exc.status == 404:
+                return None
+            failures += 1
+            if not _transient(exc) or failures > POLL_RETRIES:
+                raise
+            sleep(MAX_POLL_SECONDS)
+            continue
+        first, failures = False, 0
+        answered = response.header("ETag")
+        # Without an ETag there is nothing to wait on: each answer is then a plain poll.
+        fresh = response.status != 304 and answered is not None and answered != version
+        if response.status != 304:
+            url = api.follow_operation_url(operation_id)
+            operation = parse_answer(response, OperationStatus, request_line("GET", url))
+            progress.update(operation)
+            if operation.status.lower() in TERMINAL:
+                return Outcome(operation.status, operation)
+            version = answered
+        if not fresh and clock() - began < FOLLOW_WAIT_SECONDS / 2:
+            sleep(poll_delay(parse_retry_after(response.header("Retry-After"))))
+
+
+def poll(
+    api: ManagementApi,
+    accepted: Response,
+    status_url: str | None,
+    result_url: str | None,
+    operation: OperationStatus | None,
+    progress: ImportProgress,
+) -> Outcome:
+    """Poll the status URL (else the result URL) until the operation ends."""
     delay = poll_delay(parse_retry_after(accepted.header("Retry-After")))
     failures = 0
     while True:
@@ -244,9 +310,8 @@ def wait(
                 if response.status != 202:
                     return Outcome("Succeeded", operation)
         except (TransportError, ApiError) as exc:
-            transient = isinstance(exc, TransportError) or exc.status >= 500 or exc.status == 429
             failures += 1
-            if not transient or not status_url or failures > POLL_RETRIES:
+            if not _transient(exc) or not status_url or failures > POLL_RETRIES:
                 raise
             delay = MAX_POLL_SECONDS
             continue

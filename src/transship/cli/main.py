@@ -7,6 +7,8 @@ The entry point only assembles the command group: the server's commands live in
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from transship import __version__
@@ -43,3 +45,10 @@ for _command in (
     _role_command,
 ):
     main.add_command(_command)
+
+# Once, when the command line is loaded: the modules and objects imported so far live until
+# the process ends. Kept out of the cyclic collector's scans, they no longer cost the
+# interpreter's exit about a second on two loaded cores (measured: from the last answer of
+# `transship import` to the process's end, 1.2 s before, 0.1-0.2 s after), a wait the user
+# has after every command. Objects made later are collected as usual.
+gc.freeze()

@@ -80,7 +80,8 @@ class Counters:
 
 
 class ImportProgress:
-    """Context manager; call `update(operation)` after each poll."""
+    """Context manager; call `update(operation)` with each answer about the operation (each
+    long-poll answer that shows a change, or each poll)."""
 
     def __init__(self, console: Console, title: str, *, live: bool | None = None) -> None:
         self.console = console

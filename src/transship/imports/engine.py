@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from transship.imports.errors import tag_exists_failure
@@ -28,7 +28,14 @@ class SourceFactory(Protocol):
 
 @dataclass
 class Progress:
-    """Live counters of one running import; read by the job runner to persist them."""
+    """Live counters of one running import; read by the job runner to persist them.
+
+    What `snapshot` publishes never decreases, field by field, whatever happens to the live
+    counters underneath: bytes of a transfer that is abandoned (a cancel, a stream
+    restarted from zero after a failed resume) drop out of the in-flight sum, but what was
+    reported stays reported. `floor` is what an earlier attempt of the job had published
+    (a resumed job starts from it, not from zero), and `freeze` fixes the counters when
+    the job is stopped, so the cleanup that follows cannot lower them either."""
 
     bytes_total: int = 0
     blobs_total: int = 0
@@ -38,10 +45,16 @@ class Progress:
     bytes_completed: int = 0
     bytes_fetched_completed: int = 0
     active: set[PendingBlob] = field(default_factory=set)
+    floor: JobProgress = field(default_factory=JobProgress)
+    _frozen: bool = field(default=False, repr=False)
 
     def snapshot(self) -> JobProgress:
+        """The counters to publish: the live ones, but never below an earlier snapshot (or
+        the floor); once frozen, always the frozen counters."""
+        if self._frozen:
+            return self.floor
         in_flight = sum(blob.offset for blob in self.active)
-        return JobProgress(
+        live = JobProgress(
             bytes_total=self.bytes_total,
             bytes_done=self.bytes_completed + in_flight,
             blobs_total=self.blobs_total,
@@ -50,6 +63,22 @@ class Progress:
             manifests_done=self.manifests_done,
             bytes_fetched=self.bytes_fetched_completed + in_flight,
         )
+        self.floor = _at_least(live, self.floor)
+        return self.floor
+
+    def freeze(self) -> JobProgress:
+        """Take a last snapshot and publish only it from now on (the job is being stopped:
+        its transfers are about to be discarded)."""
+        final = self.snapshot()
+        self._frozen = True
+        return final
+
+
+def _at_least(live: JobProgress, floor: JobProgress) -> JobProgress:
+    """`live`, each counter raised to `floor`'s where that is higher."""
+    return JobProgress(
+        **{f.name: max(getattr(live, f.name), getattr(floor, f.name)) for f in fields(JobProgress)}
+    )
 
 
 @dataclass

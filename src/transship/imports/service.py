@@ -1,18 +1,23 @@
 """Import jobs: submit, inspect and cancel them, and the steps a worker takes to run them
 under leases (claim a job, execute it, renew the leases of running jobs in one batch, hand a
 job back at shutdown), so a job interrupted by a restart (or a crash) resumes on the next
-process that looks. The loops that drive these steps live in `transship.worker.import_loop`."""
+process that looks. The loops that drive these steps live in `transship.worker.import_loop`.
+
+`follow` is the progress long poll: it answers as soon as a job differs from the version a
+follower already has. The in-process JobSignals make that (and the claiming of a job just
+queued) immediate; jobs changed by another process are seen by polling the database."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import enum
+import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -21,8 +26,10 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest
 from transship.imports.ports import Credentials
+from transship.imports.signals import JobSignals
+from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.queries import MetadataStore
-from transship.metadata.records import ImportJobRecord, JobFailure
+from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,14 @@ class RunnerSettings:
     lease: timedelta = timedelta(seconds=15)
     # One lease renewal (and progress write) per interval for all of the process's jobs.
     heartbeat_seconds: float = 0.5
+    # The claiming loop's poll when nothing wakes it (jobs queued by another process,
+    # expired leases); a job queued in this process is claimed at once.
     idle_poll_seconds: float = 1.0
+    # A follower's re-read of its job when nothing wakes it (a job another process runs
+    # publishes its progress once per heartbeat).
+    follow_poll_seconds: float = 0.5
+    # The longest a follower may ask to wait for a change.
+    max_follow_seconds: float = 30.0
 
 
 class Stop(enum.Enum):
@@ -45,16 +59,54 @@ class Stop(enum.Enum):
     LOST = "lost"  # another process holds the job now: this one records nothing
 
 
+def job_progress(job: ImportJobRecord) -> JobProgress:
+    """The counters the job's record holds (what its last attempt published)."""
+    return JobProgress(
+        bytes_total=job.bytes_total,
+        bytes_done=job.bytes_done,
+        blobs_total=job.blobs_total,
+        blobs_done=job.blobs_done,
+        manifests_total=job.manifests_total,
+        manifests_done=job.manifests_done,
+        bytes_fetched=job.bytes_fetched,
+    )
+
+
+def job_version(job: ImportJobRecord) -> str:
+    """A short fingerprint of everything a follower sees change in a job (state, attempts,
+    counters, outcome, end): equal versions, same answer."""
+    parts = [
+        job.state,
+        job.attempts,
+        *astuple(job_progress(job)),
+        job.error_code,
+        job.error_message,
+        job.error_step,
+        job.error_object,
+        job.error_upstream_status,
+        None if job.ended_at is None else job.ended_at.isoformat(),
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
 class ImportService:
     def __init__(
-        self, meta: MetadataStore, engine: ImportEngine, box: SecretBox, settings: RunnerSettings
+        self,
+        meta: MetadataStore,
+        engine: ImportEngine,
+        box: SecretBox,
+        settings: RunnerSettings,
+        *,
+        signals: JobSignals | None = None,
     ) -> None:
+        """`signals`: the process's JobSignals (the composition root shares one with the
+        API); a service of its own when None."""
         self._meta = meta
         self._engine = engine
         self._box = box
         self.settings = settings
         self._owner = uuid.uuid4().hex  # this process, as lease holder
-        self._wake = asyncio.Event()
+        self.signals = signals if signals is not None else JobSignals()
 
     # -- requests ----------------------------------------------------------------------------
     async def submit(
@@ -74,7 +126,7 @@ class ImportService:
             await jobs.create_job(job_id, registry_id, request.to_json(), sealed)
             record = await jobs.job(job_id)
         assert record is not None
-        self._wake.set()
+        self.signals.work_available()
         return record
 
     async def get(self, job_id: str) -> ImportJobRecord | None:
@@ -91,32 +143,67 @@ class ImportService:
         """Ask a job to stop: a queued one is canceled at once, a running one at its runner's
         next heartbeat. Returns the job after the change (None if unknown)."""
         async with self._meta.writing() as q:
-            return await q.jobs.request_cancel(job_id)
+            job = await q.jobs.request_cancel(job_id)
+        self.signals.job_changed(job_id)
+        return job
+
+    async def follow(
+        self, job_id: str, seen_version: str | None, wait_seconds: float
+    ) -> ImportJobRecord | None:
+        """The job as soon as its version (`job_version`) differs from `seen_version`, the
+        one the follower already has; at once when `seen_version` is None, the job has
+        ended (it will not change again) or the process is shutting down. After
+        `wait_seconds` (at most `settings.max_follow_seconds`) without a change, the job
+        as it is, unchanged. None when there is no such job. Raises what the database
+        raises."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(wait_seconds, 0.0), self.settings.max_follow_seconds)
+        # Watching before each read: a change committed between the read and the wait wakes
+        # the wait instead of being missed.
+        with self.signals.watch(job_id) as watch:
+            while True:
+                job = await self.get(job_id)
+                if (
+                    job is None
+                    or seen_version is None
+                    or job.state in FINAL_STATES
+                    or job_version(job) != seen_version
+                    or self.signals.closed
+                ):
+                    return job
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return job
+                await watch.wait(min(remaining, self.settings.follow_poll_seconds))
 
     # -- the worker's steps -----------------------------------------------------------------
     def wake(self) -> None:
         """Tell the claiming loop there may be work (a job was queued, a slot freed)."""
-        self._wake.set()
+        self.signals.work_available()
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when woken, or after `timeout` seconds (jobs queued by other processes and
         expired leases are found by polling)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        # Cleared after the wait, before the next claim round: a wake during that round is
-        # kept for the next wait, never lost.
-        self._wake.clear()
+        await self.signals.wait_for_work(timeout)
 
     async def claim(self) -> ImportJobRecord | None:
         """Take the next claimable job as this process's (see JobQueries.claim_job), or None.
         Raises what the database raises."""
         async with self._meta.writing() as q:
-            return await q.jobs.claim_job(
+            job = await q.jobs.claim_job(
                 self._owner,
                 self.settings.lease,
                 max_running=self.settings.max_running,
                 max_running_per_registry=self.settings.max_running_per_registry,
             )
+        if job is not None:
+            self.signals.job_changed(job.id)
+        return job
+
+    def progress_for(self, job: ImportJobRecord) -> Progress:
+        """Live counters for a claimed job, starting from what its earlier attempts
+        published (so a resumed job's counters do not restart from zero)."""
+        return Progress(floor=job_progress(job))
 
     async def renew(self, progress: Mapping[str, Progress]) -> dict[str, bool]:
         """The heartbeat of all of this process's running jobs, one statement: extend their
@@ -124,7 +211,9 @@ class ImportService:
         still ours; a job missing from it was taken over. Raises what the database raises."""
         snapshots = {job_id: p.snapshot() for job_id, p in progress.items()}
         async with self._meta.writing() as q:
-            return await q.jobs.renew_leases(self._owner, self.settings.lease, snapshots)
+            answer = await q.jobs.renew_leases(self._owner, self.settings.lease, snapshots)
+        self.signals.jobs_changed(answer)
+        return answer
 
     async def execute(
         self, job: ImportJobRecord, progress: Progress, stop: asyncio.Future[Stop]
@@ -152,6 +241,9 @@ class ImportService:
             raise
         state, failure = "succeeded", None
         if not work.done():
+            # Fixed before the transfers are torn down: their in-flight bytes, already
+            # published, must not be taken back by the cleanup.
+            progress.freeze()
             await self._halt(work)
             if stop.result() is Stop.LOST:
                 log.warning("import job %s was taken over by another process", job.id)
@@ -173,6 +265,7 @@ class ImportService:
                 )
         async with self._meta.writing() as q:
             await q.jobs.finish_job(job.id, self._owner, state, progress.snapshot(), failure)
+        self.signals.job_changed(job.id)
         log.info(
             "import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}"
         )
@@ -194,3 +287,4 @@ class ImportService:
         with contextlib.suppress(Exception):
             async with self._meta.writing() as q:
                 await q.jobs.release_job(job_id, self._owner)
+        self.signals.job_changed(job_id)

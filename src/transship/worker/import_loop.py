@@ -1,8 +1,9 @@
 """This process's share of the import jobs: two loops over one set of running jobs.
 
 - `claim_forever` claims queued jobs (or ones whose lease expired) while the process has
-  free slots, and starts each as a task; it waits for a wake-up (a job queued here, a slot
-  freed) or polls.
+  free slots, and starts each as a task; it waits for a wake-up (a job queued in this
+  process, a slot freed: `JobSignals`) or, for jobs queued by another process and expired
+  leases, polls every `idle_poll_seconds`.
 - `heartbeat_forever` renews the leases of all the running jobs, records their progress and
   learns which were canceled or taken over, in one statement per interval.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from transship.imports.engine import Progress
 from transship.imports.service import ImportService, Stop
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class _Running:
     job: ImportJobRecord
     stop: asyncio.Future[Stop]
-    progress: Progress = field(default_factory=Progress)
+    progress: Progress
     task: asyncio.Task[None] | None = None
 
 
@@ -87,7 +88,9 @@ class ImportWorker:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _start(self, job: ImportJobRecord) -> None:
-        run = _Running(job, asyncio.get_running_loop().create_future())
+        run = _Running(
+            job, asyncio.get_running_loop().create_future(), self._imports.progress_for(job)
+        )
         self._running[job.id] = run
         run.task = asyncio.create_task(self._run(run), name=f"import:{job.id}")
 

@@ -436,7 +436,7 @@ def test_a_saved_secret_is_never_sent_to_another_server_or_for_another_name(
 
 
 def test_one_token_serves_a_command_and_a_refused_token_is_renewed(
-    logged_in: LiveService, monkeypatch: pytest.MonkeyPatch
+    logged_in: LiveService,
 ) -> None:
     create_registries(logged_in, "myregistry", "mysourceregistry")
     logged_in.push_images(f"mysourceregistry.{SUFFIX}", [("a", "1")])
@@ -454,11 +454,12 @@ def test_one_token_serves_a_command_and_a_refused_token_is_renewed(
     # The server refuses a token (expired, revoked): a new one is fetched, the call repeated.
     logged_in.requests.clear()
 
-    def expire(seconds: float) -> None:
+    def expire(response: web.StreamResponse) -> None:
+        # Once, as the import is accepted: the requests following it meet the refusal.
         if not logged_in.refused:
-            logged_in.refuse_tokens(set(logged_in.tokens()))  # once, while the import is polled
+            logged_in.refuse_tokens(set(logged_in.tokens()))
 
-    monkeypatch.setattr(commands_import, "sleep", expire)
+    rewrite_import_answer(logged_in, expire)
     ok("import", "-n", "myregistry", "--source", source, "-t", "b:1")
     first, second = logged_in.tokens()
     refused = [r for r in logged_in.requests if r.headers.get("Authorization") == f"Bearer {first}"]
@@ -1007,11 +1008,17 @@ PROGRESS_SCRIPT = [
 ]
 
 
+def follow_path(service: LiveService) -> str:
+    """The prefix of the operations' follow (long poll) URLs."""
+    return f"/transship/v1/subscriptions/{service.sub}/importOperations/"
+
+
 def script_operations(service: LiveService, snapshots: list[dict[str, Any]]) -> list[str]:
-    """The operation status URL answers with `snapshots` in turn (the last repeats), each
-    laid over the real operation (its id, name, source and targets stay the server's): a
-    real import here runs too fast, and offline, to show progress or a chosen failure.
-    Returns the operations polled, one entry per poll."""
+    """The operation status URL and the follow URL answer with `snapshots` in turn (the
+    last repeats, under the same ETag), each laid over the real operation (its id, name,
+    source and targets stay the server's): a real import here runs too fast, and offline,
+    to show progress or a chosen failure. Returns the operations polled, one entry per
+    poll."""
     polls: list[str] = []
 
     async def scripted(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -1020,13 +1027,14 @@ def script_operations(service: LiveService, snapshots: list[dict[str, Any]]) -> 
             return response
         assert isinstance(response, web.Response) and isinstance(response.body, bytes)
         real = json.loads(response.body)
-        snapshot = snapshots[min(len(polls), len(snapshots) - 1)]
+        index = min(len(polls), len(snapshots) - 1)
+        snapshot = snapshots[index]
         polls.append(real["name"])
         merged = {k: v for k, v in real.items() if k not in ("endTime", "error")}
         merged.update({k: v for k, v in snapshot.items() if k != "properties"})
         properties = {k: v for k, v in real["properties"].items() if k != "failure"}
         merged["properties"] = {**properties, **snapshot["properties"]}
-        return web.json_response(merged)
+        return web.json_response(merged, headers={"ETag": f'"scripted-{index}"'})
 
     service.intercept(
         "GET",
@@ -1034,6 +1042,7 @@ def script_operations(service: LiveService, snapshots: list[dict[str, Any]]) -> 
         scripted,
         prefix=True,
     )
+    service.intercept("GET", follow_path(service), scripted, prefix=True)
     return polls
 
 
@@ -1058,7 +1067,8 @@ def test_import_waits_with_progress_and_summarises(logged_in: LiveService) -> No
     )
     op = started(logged_in)
     assert polls == [op] * 4
-    statuses = logged_in.seen("GET", f"/operationStatuses/{op}")
+    statuses = logged_in.seen("GET", f"{follow_path(logged_in)}{op}")
+    assert len(statuses) == 4
     assert all(p.headers["Authorization"].startswith("Bearer ") for p in statuses)
     lines = result.stderr.splitlines()
     assert lines[0] == "Importing docker.io/library/hello-world:latest"
@@ -1258,15 +1268,10 @@ def test_polling_survives_transient_errors_and_stays_on_the_configured_server(
             )
         return await handler(request)
 
-    logged_in.intercept(
-        "GET",
-        f"/subscriptions/{logged_in.sub}{PROVIDER}/locations/{LOCATION}/operationStatuses/",
-        twice_unavailable,
-        prefix=True,
-    )
+    logged_in.intercept("GET", follow_path(logged_in), twice_unavailable, prefix=True)
     result = ok(*args)
     op = started(logged_in)
-    polls = logged_in.seen("GET", f"/operationStatuses/{op}")
+    polls = logged_in.seen("GET", f"{follow_path(logged_in)}{op}")
     assert [p.status for p in polls[:3]] == [503, 503, 200]
     assert polls[-1].reply["status"] == "Succeeded"
     assert f"(operation {op})" in result.stdout
@@ -1281,7 +1286,7 @@ def test_without_azure_async_operation_the_body_id_is_followed(logged_in: LiveSe
     rewrite_import_answer(logged_in, without_header)
     result = ok(*args)
     op = started(logged_in)
-    polls = logged_in.seen("GET", f"/operationStatuses/{op}")
+    polls = logged_in.seen("GET", f"{follow_path(logged_in)}{op}")
     assert polls and polls[-1].reply["status"] == "Succeeded"
     assert f"(operation {op})" in result.stdout
 
