@@ -67,24 +67,26 @@ def is_loopback_name(host: str) -> bool:
 
 def unresolved_fix(host: str, server_address: str | None = None) -> list[str]:
     """What to do when `host` (a login server's host name) does not resolve: lines for a
-    person, naming the exact change. `server_address` is where the server listens (for a
-    hosts-file line of a name outside `.localhost`)."""
+    person, naming the exact change; the first says what is wrong. `server_address` is
+    where the server listens (for a hosts-file line of a name outside `.localhost`)."""
     if is_loopback_name(host):
         return [
             f"{host} does not resolve on this machine, so podman, skopeo and docker cannot "
             "reach the registry by its login server. Either:",
             "  - let every *.localhost name resolve to loopback (once, as root):",
-            "      apt-get install libnss-myhostname   # then add `myhostname` to the hosts:",
-            "      # line of /etc/nsswitch.conf, e.g.  hosts: files myhostname dns",
+            "      apt-get install libnss-myhostname",
+            "      and add myhostname to the hosts: line of /etc/nsswitch.conf, e.g.",
+            "      hosts: files myhostname dns",
             "  - or add one line per registry to /etc/hosts (as root):",
             f"      echo '127.0.0.1 {host}' >> /etc/hosts",
         ]
     address = server_address or "<server address>"
     return [
         f"{host} does not resolve on this machine, so clients cannot reach the registry by "
-        "its login server. Give the login-server suffix a DNS record (a wildcard "
-        f"*.<suffix>), or add a line to /etc/hosts (as root): echo '{address} {host}' "
-        ">> /etc/hosts",
+        "its login server. Either:",
+        "  - give the login-server suffix a wildcard DNS record (*.<suffix>),",
+        "  - or add a line to /etc/hosts (as root):",
+        f"      echo '{address} {host}' >> /etc/hosts",
     ]
 
 
@@ -144,16 +146,16 @@ def pull_hint(
     *,
     server_url: str,
     username: str | None,
-    resolver: Resolver = resolves,
+    resolver: Resolver | None = None,
 ) -> list[str]:
     """Lines telling a person how to pull `images` from the registry at `login_server`
     (nothing without a login server): the commands, and the fix first when the host name
-    does not resolve here."""
+    does not resolve here (`resolver`, default `resolves`)."""
     if not login_server:
         return []
     host = host_of(login_server)
     lines: list[str] = []
-    if not resolver(host):
+    if not (resolver or resolves)(host):
         server_host = urlsplit(server_url).hostname
         lines += [
             f"NOTE: {line}" if i == 0 else line
@@ -163,13 +165,16 @@ def pull_hint(
                 )
             )
         ]
-    what = "it" if images else "from it"
-    secret = " (the login asks for the secret or password)" if username else ""
-    lines.append(f"Pull {what} with podman or skopeo{secret}:")
-    lines += [
-        f"  {command}"
-        for command in pull_commands(login_server, images, server_url=server_url, username=username)
-    ]
+    commands = pull_commands(login_server, images, server_url=server_url, username=username)
+    asks = " (the login asks for the secret or password)" if username else ""
+    if images:
+        lines.append(f"Pull it with podman or skopeo{asks}:")
+    else:
+        lines.append(f"Log in to it with podman or skopeo{asks}, then push and pull:")
+        commands += pull_commands(
+            login_server, ["<repository>:<tag>"], server_url=server_url, username=None
+        )[1:2]
+    lines += [f"  {command}" for command in commands]
     return lines
 
 

@@ -81,14 +81,15 @@ def check_login_server_names(suffix: str, resolver: Resolver = resolves) -> bool
     suffix_host = host_of(suffix)
     if resolver(f"{PROBE_LABEL}.{suffix_host}"):
         return True
-    lines = unresolved_fix(f"<name>.{suffix_host}")
+    fix = unresolved_fix(f"<name>.{suffix_host}")
     log.warning(
-        "registry login servers <name>.%s do not resolve on this machine (probed %s.%s)\n%s\n"
+        "registry login servers <name>.%s do not resolve on this machine (probed %s.%s), so "
+        "podman, skopeo and docker cannot reach the registries. Either:\n%s\n"
         "`transship registry create` and `transship import` print the line for each registry.",
         suffix,
         PROBE_LABEL,
         suffix_host,
-        "\n".join(lines),
+        "\n".join(fix[1:]),
     )
     return False
 
