@@ -95,6 +95,7 @@ class Readme:
     create: str
     import_hello: str
     pull: tuple[str, ...]
+    network_rules: tuple[str, ...]
 
     @classmethod
     def read(cls, checkout: Path) -> Readme:
@@ -108,6 +109,9 @@ class Readme:
                 blocks, "transship import --name myregistry --source docker.io/library/hello-world"
             ),
             pull=tuple(line.split(" #", 1)[0].strip() for line in pull_block),
+            network_rules=next(
+                tuple(b) for b in blocks if any("--default-action Deny" in line for line in b)
+            ),
         )
 
 
@@ -390,3 +394,17 @@ def test_readme_from_a_fresh_clone(
     newcomer.shell(f"cd {workdir}\n{copy}")
     index = json.loads((workdir / "hello-world" / "index.json").read_text())
     assert [m["digest"] for m in index["manifests"]] == [want]
+
+    if stock:
+        return
+    # The README's network-rule block, pasted as is but for its last line (the undo), must
+    # not lock this machine out: the pull still works under Deny.
+    *rules, undo = readme.network_rules
+    assert "--default-action Allow" in undo
+    for line in rules:
+        newcomer.transship(readme, line)
+    shown = newcomer.transship(readme, "transship registry show myregistry -o json")
+    network = json.loads(shown.text)["properties"]["networkRuleSet"]
+    assert network["defaultAction"] == "Deny"
+    assert {"127.0.0.1/32", "::1/128"} <= {r["value"] for r in network["ipRules"]}
+    newcomer.shell(f"podman rmi {pull.split()[-1]}\n{pull}")
