@@ -95,6 +95,7 @@ class Readme:
     create: str
     import_hello: str
     pull: tuple[str, ...]
+    access: tuple[str, ...]
     network_rules: tuple[str, ...]
 
     @classmethod
@@ -109,6 +110,9 @@ class Readme:
                 blocks, "transship import --name myregistry --source docker.io/library/hello-world"
             ),
             pull=tuple(line.split(" #", 1)[0].strip() for line in pull_block),
+            access=next(
+                tuple(b) for b in blocks if any("identity sp create" in line for line in b)
+            ),
             network_rules=next(
                 tuple(b) for b in blocks if any("--default-action Deny" in line for line in b)
             ),
@@ -397,6 +401,19 @@ def test_readme_from_a_fresh_clone(
 
     if stock:
         return
+    # The README's Access block, pasted (the appId it asks for is the one sp create printed),
+    # takes effect: anonymous pull works once podman forgets the login.
+    app_id = ""
+    for line in readme.access:
+        if line.startswith("transship "):
+            done = newcomer.transship(readme, line.replace("<appId>", app_id))
+            if "identity sp create" in line:
+                app_id = re.findall(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}", done.text)[0]
+        else:
+            assert line.startswith("podman login --tls-verify=false -u <appId or token name> ")
+    assert app_id
+    newcomer.shell(f"podman logout myregistry.localhost:{newcomer.port}\npodman rmi -a\n{pull}")
+
     # The README's network-rule block, pasted as is but for its last line (the undo), must
     # not lock this machine out: the pull still works under Deny.
     *rules, undo = readme.network_rules
@@ -407,4 +424,4 @@ def test_readme_from_a_fresh_clone(
     network = json.loads(shown.text)["properties"]["networkRuleSet"]
     assert network["defaultAction"] == "Deny"
     assert {"127.0.0.1/32", "::1/128"} <= {r["value"] for r in network["ipRules"]}
-    newcomer.shell(f"podman rmi {pull.split()[-1]}\n{pull}")
+    newcomer.shell(f"podman rmi -a\n{pull}")
