@@ -425,3 +425,23 @@ def test_readme_from_a_fresh_clone(
     assert network["defaultAction"] == "Deny"
     assert {"127.0.0.1/32", "::1/128"} <= {r["value"] for r in network["ipRules"]}
     newcomer.shell(f"podman rmi -a\n{pull}")
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("hosts:          files dns", "hosts:          files myhostname dns"),
+        ("hosts: files mdns4_minimal [NOTFOUND=return] dns", None),
+        ("hosts:          files myhostname dns", "hosts:          files myhostname dns"),
+    ],
+)
+def test_the_readme_nsswitch_fix_adds_myhostname_once(
+    tmp_path: Path, before: str, after: str | None
+) -> None:
+    """The README's `sed` line (run on a copy: a bind-mounted file cannot be replaced)."""
+    sed = readme_line(readme_blocks((REPO_ROOT / "README.md").read_text()), "sed -i -E")
+    conf = tmp_path / "nsswitch.conf"
+    conf.write_text(f"passwd:         files\n{before}\nnetworks:       files\n")
+    run_command(["bash", "-c", sed.replace("/etc/nsswitch.conf", shlex.quote(str(conf)))])
+    want = after or before.replace("files", "files myhostname", 1)
+    assert conf.read_text() == f"passwd:         files\n{want}\nnetworks:       files\n"
