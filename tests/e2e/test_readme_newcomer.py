@@ -14,7 +14,10 @@ on a stock machine where it does not (no `myhostname`): there `serve`, `registry
 and `import` must say so, the pull must fail, and the `/etc/hosts` line they print —
 appended to a private copy of /etc/hosts — must make it work.
 
-Only root can make mount namespaces: other users skip.
+Only root can make mount namespaces: other users skip. The clone is of HEAD: commit first.
+By default the clone's `.venv` sees the test run's packages, so that `scripts/serve`'s
+`pip install -e .` installs the project alone; TRANSSHIP_TEST_NEWCOMER_FULL_INSTALL=1 lets
+it install everything from the package index, as on a new machine (minutes).
 """
 
 from __future__ import annotations
@@ -136,9 +139,12 @@ class MountNamespace:
         )
         deadline = time.monotonic() + 5
         own = os.readlink("/proc/self/ns/mnt")
-        while os.readlink(f"/proc/{self._holder.pid}/ns/mnt") == own:
+        while self._holder.poll() is None:
+            if os.readlink(f"/proc/{self._holder.pid}/ns/mnt") != own:
+                return
             assert time.monotonic() < deadline, "unshare did not make a mount namespace"
             time.sleep(0.01)
+        _unavailable(f"unshare --mount failed (exit {self._holder.returncode})")
 
     @property
     def prefix(self) -> list[str]:
@@ -186,7 +192,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get(FULL_INSTALL_ENV) != "1":
         # The venv scripts/serve would make, seeing the test run's packages: its own
         # `pip install -e .` then installs the project only, not ~30 packages from the index.
-        run_command([os.environ.get("PYTHON", "python3"), "-m", "venv", str(clone / ".venv")])
+        run_command([sys.executable, "-m", "venv", str(clone / ".venv")])
         (clone / ".venv" / sysconfig_purelib_rel() / "test-run-packages.pth").write_text(
             "\n".join(p for p in sys.path if p.endswith("-packages")) + "\n"
         )
