@@ -426,8 +426,8 @@ def test_readme_from_a_fresh_clone(
     assert "--default-action Allow" in undo
     for line in rules:
         newcomer.transship(readme, line)
-    shown = newcomer.transship(readme, "transship registry show myregistry -o json")
-    network = json.loads(shown.text)["properties"]["networkRuleSet"]
+    shown = newcomer.transship(readme, "transship registry network-rule list -n myregistry -o json")
+    network = json.loads(shown.text)
     assert network["defaultAction"] == "Deny"
     assert {"127.0.0.1/32", "::1/128"} <= {r["value"] for r in network["ipRules"]}
     newcomer.shell(f"podman rmi -a\n{pull}")
