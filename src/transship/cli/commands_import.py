@@ -51,6 +51,7 @@ from transship.cli.output import (
     warn,
 )
 from transship.cli.progress import Counters, ImportProgress
+from transship.cli.pull_hint import registry_login_server, show_pull_hint
 from transship.wire.arm import ImportFailure, OperationError, OperationStatus, Registry
 from transship.wire.bodies import ImportImageParameters, ImportSource, ImportSourceCredentials
 
@@ -558,6 +559,11 @@ def import_(
             )
             ctx.exit(EXIT_INTERRUPTED)
     report(outcome, registry, operation_id, output)
+    tags = outcome.operation.properties.target_tags if outcome.operation else []
+    if output != JSON and tags:
+        show_pull_hint(
+            management, registry_login_server(management, registry, resource_group), tags
+        )
 
 
 def report(outcome: Outcome, registry: str, operation_id: str, output: str) -> None:

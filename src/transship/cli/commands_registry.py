@@ -19,6 +19,7 @@ from transship.cli.common import (
     service_command,
 )
 from transship.cli.output import JSON, CommandFailed, emit, emit_json, output_option, short_time
+from transship.cli.pull_hint import show_pull_hint
 from transship.wire.arm import NetworkRules, Registry, RegistryCredentials
 from transship.wire.bodies import (
     IpRule,
@@ -106,8 +107,11 @@ def create(
     body = RegistryBody(
         sku=RegistrySku.model_validate({"name": sku.capitalize()}), location=location or None
     )
-    created = api().put_registry(name, body, resource_group)
+    management = api()
+    created = management.put_registry(name, body, resource_group)
     emit(output, created, COLUMNS, lambda r: [registry_row(r)])
+    if output != JSON:
+        show_pull_hint(management, created.properties.login_server, ())
 
 
 @registry.command(name="list", context_settings=CONTEXT)

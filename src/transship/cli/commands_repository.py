@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 from pydantic import MISSING
 
-from transship.cli.client import ApiError, DataPlane, repository_path, seg
+from transship.cli.client import DataPlane, repository_path, seg
 from transship.cli.common import CONTEXT, api, name_option, resource_group_option, service_command
 from transship.cli.output import (
     JSON,
@@ -24,6 +24,7 @@ from transship.cli.output import (
     plural,
     short_time,
 )
+from transship.cli.pull_hint import registry_login_server
 from transship.wire.acr import (
     DeletedRepository,
     ManifestAttributes,
@@ -53,18 +54,10 @@ detail_option = click.option("--detail", is_flag=True, help="Show every attribut
 
 
 def data_plane(registry: str, resource_group: str | None) -> DataPlane:
-    """The registry's data plane, reached by its login server: from `registry show`, or —
-    for a login allowed to pull but not to read the registry's settings (AcrPull alone) —
-    `<name>.<login server suffix>`, as az acr does."""
+    """The registry's data plane, reached by its login server (`registry_login_server`)."""
     management = api()
-    try:
-        found = management.get_registry(registry, resource_group)
-    except ApiError as exc:
-        suffix = management.login_server_suffix
-        if exc.status != 403 or not suffix:
-            raise
-        return DataPlane(management.http, f"{registry.lower()}.{suffix}", management.auth.basic)
-    return DataPlane(management.http, found.properties.login_server or None, management.auth.basic)
+    login_server = registry_login_server(management, registry, resource_group)
+    return DataPlane(management.http, login_server, management.auth.basic)
 
 
 @click.group(context_settings=CONTEXT)
