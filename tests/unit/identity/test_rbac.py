@@ -79,6 +79,12 @@ Microsoft.ContainerRegistry/registries/tokens/delete                 Y Y . . . .
 Microsoft.ContainerRegistry/registries/scopeMaps/read                Y Y Y . . . .
 Microsoft.ContainerRegistry/registries/scopeMaps/write               Y Y . . . . .
 Microsoft.ContainerRegistry/registries/scopeMaps/delete              Y Y . . . . .
+Microsoft.ContainerRegistry/registries/webhooks/read                 Y Y Y . . . .
+Microsoft.ContainerRegistry/registries/webhooks/write                Y Y . . . . .
+Microsoft.ContainerRegistry/registries/webhooks/delete               Y Y . . . . .
+Microsoft.ContainerRegistry/registries/webhooks/ping/action          Y Y . . . . .
+Microsoft.ContainerRegistry/registries/webhooks/getCallbackConfig/action Y Y . . . . .
+Microsoft.ContainerRegistry/registries/webhooks/listEvents/action    Y Y . . . . .
 Microsoft.Authorization/roleAssignments/read                         Y Y Y . . . .
 Microsoft.Authorization/roleAssignments/write                        Y . . . . . .
 Microsoft.Authorization/roleAssignments/delete                       Y . . . . . .
