@@ -378,15 +378,17 @@ class WebhookQueries(QueryScope):
         it meanwhile; a process that dies mid-attempt leaves it due again after the lease).
         """
         d = s.webhook_deliveries.c
-        candidates = [
-            (r.id, r.next_attempt_at)
-            for r in await self._exec(
-                select(d.id, d.next_attempt_at)
-                .where(d.state == PENDING, d.next_attempt_at <= now)
-                .order_by(d.next_attempt_at)
-                .limit(limit)
-            )
-        ]
+        due_rows = (
+            select(d.id, d.next_attempt_at)
+            .where(d.state == PENDING, d.next_attempt_at <= now)
+            .order_by(d.next_attempt_at)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            # Concurrent claimers take different rows instead of queueing on the same ones
+            # (SQLite runs one writer at a time anyway).
+            due_rows = due_rows.with_for_update(skip_locked=True)
+        candidates = [(r.id, r.next_attempt_at) for r in await self._exec(due_rows)]
         claimed: list[str] = []
         for delivery_id, due in candidates:
             result = await self._exec(
