@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from tests.support.app import RunningRegistry, make_settings, running_registry
+from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import Management
 from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
 from transship.metadata import schema as s
@@ -355,3 +356,38 @@ async def test_readyz_lists_the_webhook_loop(reg: RunningRegistry) -> None:
     assert r.status == 200, body
     (loop,) = [entry for entry in body["loops"] if entry["name"] == "webhooks"]
     assert loop["state"] == "running"
+
+
+async def test_readers_see_webhooks_but_not_their_secrets_nor_change_them(
+    reg: RunningRegistry, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    admin = _admin(reg, tmp_path)
+    await _create(admin, "guarded", serviceUri=receiver.url, actions=["push"])
+    owner = IdentityClient(reg.http, reg.url, owner_credential(tmp_path / "data"))
+    sp = await owner.create_service_principal("hook-reader")
+    await owner.assign(f"{admin.base}/default", sp.object_id, "Reader")
+    reader = IdentityClient(reg.http, reg.url, sp)
+    hook = _hook(admin, "guarded")
+    status, listed = await reader.call("GET", f"{admin.base}/default/webhooks")
+    assert status == 200 and [w["name"] for w in listed["value"]] == ["guarded"]
+    assert (await reader.call("GET", hook))[0] == 200
+    create = {"properties": {"serviceUri": receiver.url, "actions": ["push"]}}
+    refused = [
+        ("PUT", _hook(admin, "readers"), create),
+        ("PATCH", hook, {"properties": {"status": "disabled"}}),
+        ("DELETE", hook, None),
+        ("POST", hook + "/ping", None),
+        ("POST", hook + "/getCallbackConfig", None),
+        ("POST", hook + "/listEvents", None),
+    ]
+    for method, path, body in refused:
+        status, answer = await reader.call(method, path, body)
+        assert status == 403, (method, path, answer)
+        assert answer["error"]["code"] == "AuthorizationFailed"
+    for method, path, body in refused:
+        status, _, _ = await admin.call(method, path, body, authorization=None)
+        assert status == 401, (method, path)
+    # Nothing changed, nothing was sent.
+    _, config, _ = await admin.call("POST", hook + "/getCallbackConfig")
+    assert config["serviceUri"] == receiver.url
+    assert receiver.received == []
