@@ -229,3 +229,15 @@ async def test_deleting_a_webhook_deletes_its_deliveries(meta: MetadataStore) ->
         assert await webhook_queries(q).delete_webhook(rid, "deleted")
         assert not await webhook_queries(q).delete_webhook(rid, "deleted")
     assert await deliveries(meta, hook) == []
+
+
+async def test_deleting_the_registry_deletes_its_webhooks_and_deliveries(
+    meta: MetadataStore,
+) -> None:
+    hook = await add_hook(meta, "cascaded")
+    await record(meta, EventDraft("push", "app", DIGEST, "v1"))
+    rid = await registry_id(meta)
+    async with meta.writing() as q:
+        assert await q.delete_registry(rid)
+        assert await webhook_queries(q).webhook_by_id(hook) is None
+    assert await deliveries(meta, hook) == []
