@@ -768,7 +768,7 @@ def test_validate_rejects_any_control_character(text: str, control: str, at: int
 
 
 def test_action_lists() -> None:
-    assert len(ALL_ACTIONS) == len(set(ALL_ACTIONS)) == 27
+    assert len(ALL_ACTIONS) == len(set(ALL_ACTIONS)) == 33
     assert len(ALL_DATA_ACTIONS) == len(set(ALL_DATA_ACTIONS)) == 5
     assert not set(ALL_ACTIONS) & set(ALL_DATA_ACTIONS)
     assert Actions.IMPORT_IMAGE == "Microsoft.ContainerRegistry/registries/importImage/action"
