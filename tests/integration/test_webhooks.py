@@ -391,3 +391,36 @@ async def test_readers_see_webhooks_but_not_their_secrets_nor_change_them(
     _, config, _ = await admin.call("POST", hook + "/getCallbackConfig")
     assert config["serviceUri"] == receiver.url
     assert receiver.received == []
+
+
+async def test_an_import_is_a_push_per_tag_and_a_repository_delete_a_delete_per_manifest(
+    reg: RunningRegistry, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    admin = _admin(reg, tmp_path)
+    digest, _, _ = await reg.push_image("source", "v1")
+    await _create(admin, "imports", serviceUri=receiver.url, actions=["push", "delete"])
+    operation = await admin.start_import(
+        "default",
+        {
+            "source": {"resourceId": admin.registry_id("default"), "sourceImage": "source:v1"},
+            "targetTags": ["copy:v1", "copy:stable"],
+            "untaggedTargetRepositories": ["bare"],
+        },
+    )
+    assert operation.status == 202, operation.body
+    await receiver.wait(lambda got: len(got) == 3)
+    pushes = sorted(
+        (r.event["target"]["repository"], r.event["target"].get("tag")) for r in receiver.received
+    )
+    assert pushes == [("bare", None), ("copy", "stable"), ("copy", "v1")]
+    assert all(r.event["action"] == "push" for r in receiver.received)
+    assert all(r.event["target"]["digest"] == digest for r in receiver.received)
+    assert all("request" not in r.event for r in receiver.received)
+
+    async with reg.request("DELETE", "/acr/v1/copy") as r:
+        assert r.status == 202
+    await receiver.wait(lambda got: len(got) == 4)
+    deleted = receiver.received[3].event
+    assert deleted["action"] == "delete"
+    assert deleted["target"] == {"repository": "copy", "digest": digest}
+    assert deleted["request"]["method"] == "DELETE"
