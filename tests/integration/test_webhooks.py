@@ -424,3 +424,24 @@ async def test_an_import_is_a_push_per_tag_and_a_repository_delete_a_delete_per_
     assert deleted["action"] == "delete"
     assert deleted["target"] == {"repository": "copy", "digest": digest}
     assert deleted["request"]["method"] == "DELETE"
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_retried(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    settings = make_settings(tmp_path / "data", None, webhooks={**FAST, "timeout_seconds": 0.5})
+    receiver.stall_next, receiver.stall_seconds = 1, 2.0
+    async with running_registry(settings) as reg:
+        admin = _admin(reg, tmp_path)
+        await _create(admin, "slowpoke", serviceUri=receiver.url, actions=["push"])
+        started = asyncio.get_running_loop().time()
+        await reg.push_image("app", "v1")
+        (event,) = await _wait_events(
+            admin, "slowpoke", lambda e: e[0]["deliveryState"] == "delivered"
+        )
+        assert event["attempts"] == 2
+        # The timed-out attempt did not hold the loop for the receiver's 2 s.
+        assert asyncio.get_running_loop().time() - started < 10
+    # The stalled request is recorded when the receiver finally answers it.
+    await receiver.wait(lambda got: len(got) == 2)
+    assert len({r.event["id"] for r in receiver.received}) == 1

@@ -49,6 +49,8 @@ class WebhookReceiver:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.fail_next = 0
+        self.stall_next = 0  # requests answered only after `stall_seconds`
+        self.stall_seconds = 0.0
         self._lock = threading.Lock()
         self._received: list[Received] = []
         receiver = self
@@ -57,6 +59,11 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                with receiver._lock:
+                    stall = receiver.stall_next > 0
+                    receiver.stall_next -= 1 if stall else 0
+                if stall:
+                    time.sleep(receiver.stall_seconds)
                 with receiver._lock:
                     status = 500 if receiver.fail_next > 0 else 200
                     if receiver.fail_next > 0:

@@ -261,10 +261,9 @@ def check_service_uri(service_uri: str, egress: EgressPolicy) -> None:
     delivery). Raises Invalid("serviceUri")."""
     try:
         parts = urlsplit(service_uri)
-        port = parts.port
+        parts.port  # noqa: B018 (reading it raises ValueError for a port out of range)
     except ValueError as exc:
         raise Invalid("serviceUri", f"serviceUri is not a URL: {exc}", subject="webhook") from None
-    del port
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid(
             "serviceUri",
