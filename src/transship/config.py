@@ -67,6 +67,47 @@ class EgressSettings(BaseModel):
     rules: tuple[EgressRuleSettings, ...] = ()
 
 
+class WebhookEgressSettings(EgressSettings):
+    """Where webhook deliveries may connect. Unlike imports, loopback and private ranges are
+    denied unless a rule allows them, also when the table gives only rules."""
+
+    deny_private: bool = Field(default=True, description="deny loopback and private ranges")
+
+
+class WebhookSettings(BaseModel):
+    """How webhook deliveries are made (see docs/configuration.md, "Webhooks")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Deliveries go to URLs any registry contributor chooses: loopback and private ranges
+    # are refused unless a rule allows them, whatever the imports' policy says.
+    egress: WebhookEgressSettings = Field(
+        default_factory=WebhookEgressSettings,
+        description="where deliveries may connect (private ranges denied by default)",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="per delivery attempt")
+    max_attempts: int = Field(default=6, gt=0, description="tries before a delivery fails")
+    retry_initial_seconds: float = Field(
+        default=10.0, gt=0, description="wait after the first failure, doubling each time"
+    )
+    retry_max_seconds: float = Field(default=3600.0, gt=0, description="longest wait")
+    concurrency: int = Field(default=8, gt=0, description="deliveries in flight per process")
+    poll_seconds: float = Field(
+        default=1.0, gt=0, description="how often the outbox is checked for new events"
+    )
+    max_pending_per_webhook: int = Field(
+        default=1000, gt=0, description="undelivered events kept per webhook; older dropped"
+    )
+    log_max_age_days: float = Field(default=30.0, gt=0, description="delivery log retention")
+    log_max_per_webhook: int = Field(
+        default=1000, gt=0, description="finished deliveries kept per webhook"
+    )
+    response_body_bytes: int = Field(
+        default=4096, ge=0, description="bytes of a response body kept in the log"
+    )
+    max_per_registry: int = Field(default=500, gt=0, description="webhooks per registry (ACR)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRANSSHIP_", extra="forbid", frozen=True)
 
@@ -179,6 +220,7 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="per-registry egress policies (by registry name) replacing `egress`",
     )
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     upstreams: dict[str, UpstreamHost] = Field(
         default_factory=dict,
         description="per-host endpoint overrides for imports, keyed by host[:port]",

@@ -154,10 +154,15 @@ async def wait_for_import(client: IdentityClient, operation: dict[str, Any]) -> 
 
 
 def start_azure_env(
-    workdir: Path, *, mcr: bool = False, private: bool = False, login: bool = True
+    workdir: Path,
+    *,
+    mcr: bool = False,
+    private: bool = False,
+    login: bool = True,
+    extra_config: str = "",
 ) -> AzureEnv:
     """Start the upstreams, Transship and (with ``login``) a logged-in ``az`` (see the
-    module docstring).
+    module docstring). ``extra_config`` is appended to the server's TOML configuration.
 
     Skips (or fails under ``TRANSSHIP_REQUIRE_PEERS=1``) when the az venv, docker-registry
     or the ``*.localhost`` name resolution is missing.
@@ -166,7 +171,7 @@ def start_azure_env(
     _require_localhost_names()
     stoppers: list[Callable[[], object]] = []
     try:
-        env = _start(workdir, venv, stoppers, mcr=mcr, private=private)
+        env = _start(workdir, venv, stoppers, mcr=mcr, private=private, extra_config=extra_config)
         if login:
             env.cloud = env.az.setup_cloud()
             env.subscriptions = env.az.login_service_principal(
@@ -186,6 +191,7 @@ def _start(
     *,
     mcr: bool,
     private: bool,
+    extra_config: str = "",
 ) -> AzureEnv:
     def registry(name: str, mode: Any) -> DistributionRegistry:
         try:
@@ -234,6 +240,7 @@ def _start(
             f'[upstreams."{host}"]\nendpoint = "{peer.url}"\ninsecure = true\n\n'
             for host, peer in upstreams.items()
         )
+        + extra_config
     )
 
     port = free_port()

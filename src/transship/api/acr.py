@@ -12,6 +12,7 @@ from pydantic import MISSING
 from transship.api import envelopes as e
 from transship.api.answers import json_answer
 from transship.api.envelopes import OciError
+from transship.api.events import event_request
 from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
 from transship.metadata.records import RegistryRecord, TagRecord
@@ -119,7 +120,7 @@ async def _item(
             and await services.listings.tag(registry, repository, reference) is None
         ):
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
-        await services.manifests.delete(registry, repository, reference)
+        await services.manifests.delete(registry, repository, reference, event_request(request))
         return web.Response(status=202)
     if request.method != "GET":
         raise OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}")
@@ -171,7 +172,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         }
         return await _repository_attributes(services, registry, header["imageName"], header)
     if request.method == "DELETE" and found is None:
-        deleted = await services.listings.delete_repository(registry, repository_name(tail))
+        deleted = await services.listings.delete_repository(
+            registry, repository_name(tail), event_request(request)
+        )
         return json_answer(
             answers.DeletedRepository(
                 manifests_deleted=[str(d) for d in deleted.manifests], tags_deleted=deleted.tags

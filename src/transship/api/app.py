@@ -38,6 +38,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             built.tokens.keys,
             built.gc,
             gc_interval_seconds=settings.gc_interval_seconds,
+            webhooks=built.webhook_dispatcher,
         )
         app[ops.LOOPS] = loops
         loops.start()

@@ -79,6 +79,19 @@ PARAMETERS: dict[str, Any] = {
         **_RESOURCE_NAME,
     ),
     "TokenName": _path_parameter("tokenName", "A token of the registry."),
+    "WebhookName": _path_parameter("webhookName", "A webhook of the registry."),
+    "NewWebhookName": _path_parameter(
+        "webhookName",
+        "The webhook's name: 5-50 letters and digits (ACR's rule).",
+        pattern="^[a-zA-Z0-9]*$",
+        minLength=5,
+        maxLength=50,
+    ),
+    "EventsSkipToken": _query(
+        "$skipToken",
+        "Where the page of the delivery log starts: taken from a previous page's `nextLink`.",
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ),
     "NewTokenName": _path_parameter(
         "tokenName", "The token's name: 5-50 letters, digits and '-'.", **_RESOURCE_NAME
     ),

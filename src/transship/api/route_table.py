@@ -11,6 +11,7 @@ from transship.api import (
     arm_access,
     arm_authorization,
     arm_tenancy,
+    arm_webhooks,
     dataplane_auth,
     graph,
     identity,
@@ -38,10 +39,12 @@ from transship.wire import acr as acr_wire
 from transship.wire import arm as resources
 from transship.wire import bodies, forms
 from transship.wire import identity as identity_wire
+from transship.wire import webhooks as webhooks_wire
 from transship.wire.service import OpenApiDocument
 
 _MGMT = ("Management",)
 _ACCESS = ("Registry access",)
+_WEBHOOK_TAG = ("Webhooks",)
 _TENANCY = ("Tenancy",)
 _DIRECTORY = ("Directory",)
 _AUTHORIZATION = ("Authorization",)
@@ -396,6 +399,153 @@ _REGISTRIES = (
             },
             ("SubscriptionId", "OperationId", "WaitSeconds", "IfNoneMatchVersion"),
         ),
+    ),
+)
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+_WEBHOOK_PATH = REGISTRY + "/webhooks"
+_ON_WEBHOOK = (*_IN_GROUP, "WebhookName")
+_WEBHOOK_MISSING = _arm_error("The registry or the webhook does not exist.")
+_WEBHOOKS = (
+    route(
+        "GET",
+        _WEBHOOK_PATH,
+        arm_webhooks.webhooks_list,
+        Operation(
+            "Webhooks_List",
+            "The registry's webhooks (without their URIs and headers: see getCallbackConfig).",
+            _WEBHOOK_TAG,
+            {200: arm("The webhooks.", webhooks_wire.WebhookList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _WEBHOOK_PATH + "/{webhook}",
+        arm_webhooks.webhook_get,
+        Operation(
+            "Webhooks_Get",
+            "A webhook.",
+            _WEBHOOK_TAG,
+            {
+                200: arm("The webhook.", webhooks_wire.Webhook),
+                **errors(401, 403),
+                404: _WEBHOOK_MISSING,
+            },
+            _ON_WEBHOOK,
+        ),
+    ),
+    route(
+        "PUT",
+        _WEBHOOK_PATH + "/{webhook}",
+        arm_webhooks.webhook_put,
+        Operation(
+            "Webhooks_Create",
+            "Create a webhook, or replace every setting of one (its signing secret stays).",
+            _WEBHOOK_TAG,
+            {
+                200: arm("Replaced.", webhooks_wire.Webhook),
+                201: arm("Created.", webhooks_wire.Webhook),
+                400: _arm_error(
+                    "InvalidParameter (naming the field: serviceUri, actions, scope, "
+                    "customHeaders, webhookName) or QuotaExceeded (webhooks per registry)."
+                ),
+                **errors(401, 403, 404, 409, 413),
+            },
+            (*_IN_GROUP, "NewWebhookName"),
+            request=webhooks_wire.WebhookCreateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _WEBHOOK_PATH + "/{webhook}",
+        arm_webhooks.webhook_patch,
+        Operation(
+            "Webhooks_Update",
+            "Change a webhook; what is not given stays (`customHeaders: {}` clears them).",
+            _WEBHOOK_TAG,
+            {
+                200: arm("Changed.", webhooks_wire.Webhook),
+                **errors(400, 401, 403),
+                404: _WEBHOOK_MISSING,
+                **errors(413),
+            },
+            _ON_WEBHOOK,
+            request=webhooks_wire.WebhookUpdateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _WEBHOOK_PATH + "/{webhook}",
+        arm_webhooks.webhook_delete,
+        Operation(
+            "Webhooks_Delete",
+            "Delete a webhook with its delivery log; undelivered events are dropped.",
+            _WEBHOOK_TAG,
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such webhook."),
+                **errors(401, 403, 404),
+            },
+            _ON_WEBHOOK,
+        ),
+    ),
+    route(
+        "POST",
+        _WEBHOOK_PATH + "/{webhook}/ping",
+        arm_webhooks.webhook_ping,
+        Operation(
+            "Webhooks_Ping",
+            "Send the webhook a ping event (delivered and logged like any event).",
+            _WEBHOOK_TAG,
+            {
+                200: arm("The ping event's id.", webhooks_wire.EventInfo),
+                **errors(401, 403),
+                404: _WEBHOOK_MISSING,
+            },
+            _ON_WEBHOOK,
+        ),
+    ),
+    route(
+        "POST",
+        _WEBHOOK_PATH + "/{webhook}/getCallbackConfig",
+        arm_webhooks.webhook_callback_config,
+        Operation(
+            "Webhooks_GetCallbackConfig",
+            "Where the webhook posts, its custom headers and the key of its signature.",
+            _WEBHOOK_TAG,
+            {
+                200: arm("The callback configuration.", webhooks_wire.CallbackConfig),
+                **errors(401, 403),
+                404: _WEBHOOK_MISSING,
+            },
+            _ON_WEBHOOK,
+        ),
+    ),
+    *(
+        route(
+            method,
+            _WEBHOOK_PATH + "/{webhook}/listEvents",
+            arm_webhooks.webhook_events,
+            Operation(
+                f"Webhooks_ListEvents{suffix}",
+                summary,
+                _WEBHOOK_TAG,
+                {
+                    200: arm("The deliveries, newest first.", webhooks_wire.EventList),
+                    **errors(400, 401, 403),
+                    404: _WEBHOOK_MISSING,
+                },
+                (*_ON_WEBHOOK, "EventsSkipToken"),
+            ),
+        )
+        for method, suffix, summary in (
+            ("POST", "", "The webhook's delivery log, newest first, paged."),
+            ("GET", "_NextPage", "A further page of the delivery log (a nextLink)."),
+        )
     ),
 )
 
@@ -1273,6 +1423,7 @@ ROUTES: tuple[Route, ...] = (
     *_ACR_ROUTES,
     *_REGISTRIES,
     *_REGISTRY_ACCESS,
+    *_WEBHOOKS,
     *_TENANCY_ROUTES,
     *_DIRECTORY_ROUTES,
     *_role_routes(root=True),

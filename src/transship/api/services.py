@@ -42,6 +42,8 @@ from transship.registry.registries import RegistryService
 from transship.registry.resolver import RegistryResolver
 from transship.storage.base import BlobStore
 from transship.storage.filesystem import FilesystemBlobStore
+from transship.webhooks.delivery import WebhookDispatcher
+from transship.webhooks.service import WebhookService
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Services:
     gc: GarbageCollector
     checker: Checker
     hasher: SecretHasher
+    webhooks: WebhookService
+    webhook_dispatcher: WebhookDispatcher
 
     async def close(self) -> None:
         await self.db.close()
@@ -180,6 +184,13 @@ async def build_services(
     entra = EntraTokens(directory, tokens)
     blobs = BlobService(meta, store, settings.max_blob_bytes)
     dataplane = DataPlaneAuth(directory, access, registry_access, entra, tokens)
+    hooks = settings.webhooks
+    webhook_egress = policy_from_settings(
+        hooks.egress.rules, hooks.egress.default, hooks.egress.deny_private
+    )
+    webhooks = WebhookService(meta, box, hooks, webhook_egress)
+    webhook_dispatcher = WebhookDispatcher(meta, webhooks, hooks, webhook_egress, inner_resolver)
+    webhooks.wake = webhook_dispatcher.wake
     return Services(
         settings=settings,
         db=db,
@@ -212,4 +223,6 @@ async def build_services(
         ),
         checker=Checker(meta, store),
         hasher=hasher,
+        webhooks=webhooks,
+        webhook_dispatcher=webhook_dispatcher,
     )

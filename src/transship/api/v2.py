@@ -12,6 +12,7 @@ from transship.api import envelopes as e
 from transship.api.blob_responses import serve_blob
 from transship.api.envelopes import OciError
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
+from transship.api.events import event_request
 from transship.api.services import Services
 from transship.metadata.records import RegistryRecord
 from transship.oci import mediatypes as mt
@@ -290,6 +291,7 @@ async def manifest_put(
         content,
         request.headers.get(hdrs.CONTENT_TYPE),
         tuple(request.query.getall("tag", [])),
+        event_request(request),
     )
     response = web.Response(
         status=201,
@@ -310,7 +312,9 @@ async def manifest_put(
 async def manifest_delete(
     request: web.Request, registry: RegistryRecord, match: dict[str, str]
 ) -> web.StreamResponse:
-    await _services(request).manifests.delete(registry, match["name"], match["reference"])
+    await _services(request).manifests.delete(
+        registry, match["name"], match["reference"], event_request(request)
+    )
     return web.Response(status=202, headers=_headers())
 
 

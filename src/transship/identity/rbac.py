@@ -54,6 +54,16 @@ class Actions:
     SCOPE_MAPS_READ: Final = "Microsoft.ContainerRegistry/registries/scopeMaps/read"
     SCOPE_MAPS_WRITE: Final = "Microsoft.ContainerRegistry/registries/scopeMaps/write"
     SCOPE_MAPS_DELETE: Final = "Microsoft.ContainerRegistry/registries/scopeMaps/delete"
+    WEBHOOKS_READ: Final = "Microsoft.ContainerRegistry/registries/webhooks/read"
+    WEBHOOKS_WRITE: Final = "Microsoft.ContainerRegistry/registries/webhooks/write"
+    WEBHOOKS_DELETE: Final = "Microsoft.ContainerRegistry/registries/webhooks/delete"
+    WEBHOOKS_PING: Final = "Microsoft.ContainerRegistry/registries/webhooks/ping/action"
+    WEBHOOKS_CALLBACK_CONFIG: Final = (
+        "Microsoft.ContainerRegistry/registries/webhooks/getCallbackConfig/action"
+    )
+    WEBHOOKS_LIST_EVENTS: Final = (
+        "Microsoft.ContainerRegistry/registries/webhooks/listEvents/action"
+    )
     ROLE_ASSIGNMENTS_READ: Final = "Microsoft.Authorization/roleAssignments/read"
     ROLE_ASSIGNMENTS_WRITE: Final = "Microsoft.Authorization/roleAssignments/write"
     ROLE_ASSIGNMENTS_DELETE: Final = "Microsoft.Authorization/roleAssignments/delete"
@@ -102,6 +112,12 @@ ALL_ACTIONS: Final[tuple[str, ...]] = (
     Actions.SCOPE_MAPS_READ,
     Actions.SCOPE_MAPS_WRITE,
     Actions.SCOPE_MAPS_DELETE,
+    Actions.WEBHOOKS_READ,
+    Actions.WEBHOOKS_WRITE,
+    Actions.WEBHOOKS_DELETE,
+    Actions.WEBHOOKS_PING,
+    Actions.WEBHOOKS_CALLBACK_CONFIG,
+    Actions.WEBHOOKS_LIST_EVENTS,
     Actions.ROLE_ASSIGNMENTS_READ,
     Actions.ROLE_ASSIGNMENTS_WRITE,
     Actions.ROLE_ASSIGNMENTS_DELETE,

@@ -11,6 +11,7 @@ from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.imports.ports import LinkScope
 from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
+from transship.metadata.webhooks import EventDraft, webhook_queries
 from transship.oci.digest import CountingHasher, Digest
 from transship.registry.blob_commit import commit_staged_blob
 from transship.registry.manifests import store_manifest
@@ -164,3 +165,21 @@ class RegistrySink:
                     if current is not None and not (resumed and current == plan.root.digest):
                         raise tag_exists_failure(target, Step.COMMIT)
                 await q.set_tag(repo_id, target.tag, plan.root.digest)
+            await webhook_queries(q).record_events(registry_id, _pushed(plan, request), None)
+
+
+def _pushed(plan: ImportPlan, request: ImportRequest) -> list[EventDraft]:
+    """An import is a push for webhooks (as on ACR): one `push` event per target tag, and
+    one untagged per repository the image lands in without a tag. No `request` object:
+    no client request made the change (the import job did)."""
+    root = plan.root
+    size = len(root.fetched.content)
+    drafts = [
+        EventDraft("push", t.repository, root.digest, t.tag, root.parsed.media_type, size)
+        for t in request.target_tags
+    ]
+    drafts += [
+        EventDraft("push", repository, root.digest, None, root.parsed.media_type, size)
+        for repository in request.untagged_repositories
+    ]
+    return drafts

@@ -396,3 +396,47 @@ token_passwords = Table(
     Column("expires_at", UtcDateTime(), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# Webhooks of a registry. Where to call and the headers to send are sealed JSON (a URI can
+# carry a key in its query, headers an Authorization): handed back only by getCallbackConfig.
+# `signing_secret` (sealed) keys the HMAC each delivery is signed with.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(50), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("scope", String(255), nullable=False, default=""),
+    Column("actions", Text, nullable=False),  # JSON list
+    Column("tags", Text, nullable=False, default="{}"),  # JSON object (ARM resource tags)
+    Column("callback", LargeBinary, nullable=False),
+    Column("signing_secret", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("registry_id", "name"),
+)
+
+# The outbox and the delivery log in one: a row is written in the transaction of the change
+# that caused the event, delivered (retried) by the webhook loop, and kept afterwards as the
+# log `listEvents` shows until pruned by age and count.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the event id
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # the event body, JSON
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_attempt_at", UtcDateTime(), nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_reason", Text, nullable=True),
+    Column("response_headers", Text, nullable=True),  # JSON object
+    Column("response_body", Text, nullable=True),  # truncated
+    Column("error", Text, nullable=True),  # why the last attempt failed without a response
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+)

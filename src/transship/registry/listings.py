@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from transship.errors import NotFound
 from transship.metadata.queries import ListingOrder, MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
+from transship.metadata.webhooks import EventDraft, EventRequest, webhook_queries
 from transship.oci.digest import Digest
 from transship.oci.manifest import ManifestError, parse_manifest
 from transship.storage.base import BlobStore
@@ -180,9 +181,13 @@ class ListingService:
         return (arch if isinstance(arch, str) else None), (os_ if isinstance(os_, str) else None)
 
     async def delete_repository(
-        self, registry: RegistryRecord, repository: str
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        event_request: EventRequest | None = None,
     ) -> DeletedRepository:
-        """Raises NotFound("repository")."""
+        """Delete a repository with a webhook `delete` event per manifest (same
+        transaction). Raises NotFound("repository")."""
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
@@ -194,4 +199,6 @@ class ListingService:
                 )
             await q.lock_repository(repo_id, exclusive=True)
             manifests, tags = await q.delete_repository(repo_id)
+            drafts = [EventDraft("delete", repository, digest) for digest in manifests]
+            await webhook_queries(q).record_events(registry.id, drafts, event_request)
         return DeletedRepository(manifests, tags)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from transship.errors import Conflict, Invalid, LimitExceeded, NotFound, TooLarge
 from transship.metadata.queries import MetadataStore, RegistryQueries
 from transship.metadata.records import ManifestRecord, ManifestReference, RegistryRecord
+from transship.metadata.webhooks import EventDraft, EventRequest, webhook_queries
 from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError
 from transship.oci.manifest import ManifestError, ParsedManifest, parse_manifest
@@ -107,8 +108,10 @@ class ManifestService:
         content: bytes,
         content_type: str | None,
         extra_tags: tuple[str, ...] = (),
+        event_request: EventRequest | None = None,
     ) -> PushedManifest:
-        """Store a manifest byte-for-byte and move its tags in one transaction.
+        """Store a manifest byte-for-byte and move its tags in one transaction, with the
+        `push` events of the registry's webhooks (one per tag; one untagged by digest).
 
         Raises Invalid (field "manifest", "tag" or "digest"; reason "missing_reference" for
         content the repository lacks), LimitExceeded("manifest") or TooLarge; on any error
@@ -174,12 +177,24 @@ class ManifestService:
             await store_manifest(q, repo_id, digest, content, parsed)
             for tag in tags:
                 await q.set_tag(repo_id, tag, digest)
+            pushed: list[EventDraft] = [
+                EventDraft("push", repository, digest, tag, parsed.media_type, len(content))
+                for tag in (list[str | None](tags) or [None])
+            ]
+            await webhook_queries(q).record_events(registry.id, pushed, event_request)
         return PushedManifest(
             digest, parsed.subject.digest if parsed.subject else None, tuple(tags)
         )
 
-    async def delete(self, registry: RegistryRecord, repository: str, reference: str) -> None:
-        """By digest: the manifest and its tags; by tag: only the tag.
+    async def delete(
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        reference: str,
+        event_request: EventRequest | None = None,
+    ) -> None:
+        """By digest: the manifest and its tags; by tag: only the tag. Records the `delete`
+        event of the registry's webhooks in the same transaction.
 
         Raises NotFound("manifest"), or Conflict (reason "in_use") while an index in the
         repository lists it: deleting it would leave the index pointing at nothing.
@@ -193,9 +208,13 @@ class ManifestService:
             if repo_id is None:
                 raise unknown
             await q.lock_repository(repo_id, exclusive=True)
+            events = webhook_queries(q)
             if not isinstance(ref, Digest):
+                tagged = await q.tag_digest(repo_id, ref)
                 if not await q.delete_tag(repo_id, ref):
                     raise unknown
+                draft = EventDraft("delete", repository, tagged, ref)
+                await events.record_events(registry.id, [draft], event_request)
                 return
             parent = await q.manifest_parent(repo_id, ref)
             if parent is not None:
@@ -206,8 +225,13 @@ class ManifestService:
                     reason="in_use",
                     detail={"digest": str(ref), "index": str(parent)},
                 )
+            record = await q.manifest(registry.id, repository, ref)
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown
+            draft = EventDraft(
+                "delete", repository, ref, None, record.media_type if record else None
+            )
+            await events.record_events(registry.id, [draft], event_request)
 
     async def tags(
         self, registry: RegistryRecord, repository: str, last: str | None, n: int | None

@@ -8,6 +8,7 @@ from functools import partial
 from transship.identity.tokens import SigningKeys
 from transship.imports.service import ImportService
 from transship.registry.gc import GarbageCollector
+from transship.webhooks.delivery import WebhookDispatcher
 from transship.worker.gc_loop import run_periodically
 from transship.worker.import_loop import ImportWorker
 from transship.worker.key_loop import refresh_keys_periodically
@@ -21,6 +22,7 @@ IMPORTS = "imports"
 IMPORT_HEARTBEATS = "import-heartbeats"
 SIGNING_KEYS = "signing-keys"
 GC = "gc"
+WEBHOOKS = "webhooks"
 
 
 def background_loops(
@@ -30,15 +32,19 @@ def background_loops(
     *,
     gc_interval_seconds: float,
     backoff: Backoff | None = None,
+    webhooks: WebhookDispatcher | None = None,
 ) -> Supervisor:
     """A Supervisor (not started) with the import claim and heartbeat loops, the signing-key
-    refresh and, when `gc_interval_seconds` > 0, periodic GC (which also expires idle
-    uploads). Its `stop()` hands this process's running import jobs back to the queue."""
+    refresh, the webhook deliveries (given `webhooks`) and, when `gc_interval_seconds` > 0,
+    periodic GC (which also expires idle uploads). Its `stop()` hands this process's running
+    import jobs back to the queue."""
     supervisor = Supervisor(backoff or RESTART_BACKOFF)
     worker = ImportWorker(imports)
     supervisor.add(IMPORTS, worker.claim_forever)
     supervisor.add(IMPORT_HEARTBEATS, worker.heartbeat_forever)
     supervisor.add(SIGNING_KEYS, partial(refresh_keys_periodically, keys))
+    if webhooks is not None:
+        supervisor.add(WEBHOOKS, webhooks.run_forever)
     if gc_interval_seconds > 0:
         supervisor.add(GC, partial(run_periodically, gc, gc_interval_seconds))
     supervisor.on_stop(worker.close)

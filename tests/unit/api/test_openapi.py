@@ -44,6 +44,7 @@ from transship.wire.bodies import (
     TokenPatchBody,
     UserBody,
 )
+from transship.wire.webhooks import WebhookCreateBody, WebhookUpdateBody
 
 DOCUMENT = build_document(ROUTES)
 # The JSON request bodies' models, by component name.
@@ -209,6 +210,8 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "credentials/reset"): CredentialResetBody,
     ("put", "roleDefinitionId}"): RoleDefinitionBody,
     ("put", "roleAssignmentName}"): RoleAssignmentBody,
+    ("put", "webhookName}"): WebhookCreateBody,
+    ("patch", "webhookName}"): WebhookUpdateBody,
 }
 # Token endpoints take forms (every value text), not JSON: schemas of their own.
 FORMS = {

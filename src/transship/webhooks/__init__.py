@@ -1,0 +1,1 @@
+"""Webhooks: management of a registry's webhooks and delivery of their events."""
