@@ -63,7 +63,13 @@ class EgressSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default: Literal["allow", "deny"] = "allow"
-    deny_private: bool = Field(default=False, description="deny loopback and private ranges")
+    deny_private: bool = Field(
+        default=True,
+        description=(
+            "deny loopback, private, CGNAT, ULA and other non-public ranges unless a rule or "
+            "an [upstreams] entry allows them"
+        ),
+    )
     rules: tuple[EgressRuleSettings, ...] = ()
 
 
