@@ -166,8 +166,9 @@ class EgressPolicy:
 
     def decide(self, host: str, address: IPAddress) -> Decision:
         """May the service connect to `address`, reached as `host`? Built-in denials, then
-        the rules strictly in order (host and address rules alike), then deny_private, then
-        the default."""
+        the rules strictly in order (host and address rules alike), then the trusted hosts,
+        then deny_private, then the default. A refusal's `hint` names the setting that would
+        allow it."""
         for network, reason in _ALWAYS_DENIED:
             if address.version == network.version and address in network:
                 return Decision(False, f"built-in: {reason} {network}")
