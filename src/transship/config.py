@@ -38,6 +38,14 @@ class UpstreamHost(BaseModel):
     )
     insecure: bool = Field(default=False, description="allow plain HTTP and skip TLS verification")
     ca_file: Path | None = Field(default=None, description="PEM bundle to trust for this host")
+    trusted: bool = Field(
+        default=True,
+        description=(
+            "imports from this upstream may reach its endpoint host even on a private address "
+            "(false: the egress policy judges it like any host, e.g. a partner's registry "
+            "whose DNS you do not control)"
+        ),
+    )
 
 
 class EgressRuleSettings(BaseModel):

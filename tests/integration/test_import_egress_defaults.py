@@ -193,3 +193,15 @@ async def test_a_per_registry_policy_names_its_own_setting(
     # The other registries keep the [egress] policy (the same defaults here).
     error = await assert_denied(env, await env.run_import(import_body(upstream.authority)))
     assert "egress.deny_private" in error["message"] and TARGET != "StrictReg"
+
+
+async def test_an_upstream_entry_with_trusted_false_gets_no_trust(
+    import_env: ImportEnvFactory, serve: Serve, loopback_only: Connections
+) -> None:
+    """`trusted = false` (a partner's registry, configured only for `insecure` or a
+    `ca_file`, whose DNS someone else controls): its host is judged like any other."""
+    upstream: Upstream = await serve(Upstream("127.0.0.2"))
+    env = await import_env(upstreams={upstream.authority: {"insecure": True, "trusted": False}})
+    error = await assert_denied(env, await env.run_import(import_body(upstream.authority)))
+    assert "egress.deny_private: loopback 127.0.0.0/8" in error["message"], error
+    assert_untouched(loopback_only, upstream)

@@ -45,14 +45,15 @@ class Endpoint:
     `base_url`: `scheme://host[:port][/prefix]` without a trailing slash; `/v2/…` follows.
     `ssl`: an `ssl.SSLContext` (custom trust), `False` (verification skipped: `insecure`), or
     `None` (the default verification; also for `http://`, where it does not apply).
-    `configured`: an `[upstreams]` entry names this host, so the administrator chose where
-    it is (the egress policy trusts that endpoint's host for imports from it).
+    `trusted`: an `[upstreams]` entry names this host (and does not say `trusted = false`),
+    so the administrator chose where it is: the egress policy trusts the endpoint's host for
+    imports from it.
     """
 
     host: str
     base_url: str
     ssl: SSLContext | Literal[False] | None = None
-    configured: bool = False
+    trusted: bool = False
 
     @property
     def url(self) -> URL:
@@ -157,4 +158,5 @@ def resolve_endpoint(host: str, upstreams: Mapping[str, UpstreamHost]) -> Endpoi
         elif override is not None and override.ca_file is not None:
             context = _ssl_context(host, override.ca_file)
     base = str(url.with_path(url.path.rstrip("/"))).rstrip("/")
-    return Endpoint(host=host, base_url=base, ssl=context, configured=override is not None)
+    trusted = override is not None and override.trusted
+    return Endpoint(host=host, base_url=base, ssl=context, trusted=trusted)
