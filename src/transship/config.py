@@ -38,6 +38,14 @@ class UpstreamHost(BaseModel):
     )
     insecure: bool = Field(default=False, description="allow plain HTTP and skip TLS verification")
     ca_file: Path | None = Field(default=None, description="PEM bundle to trust for this host")
+    trusted: bool = Field(
+        default=True,
+        description=(
+            "imports from this upstream may reach its endpoint host even on a private address "
+            "(false: the egress policy judges it like any host, e.g. a partner's registry "
+            "whose DNS you do not control)"
+        ),
+    )
 
 
 class EgressRuleSettings(BaseModel):
@@ -63,7 +71,13 @@ class EgressSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default: Literal["allow", "deny"] = "allow"
-    deny_private: bool = Field(default=False, description="deny loopback and private ranges")
+    deny_private: bool = Field(
+        default=True,
+        description=(
+            "deny loopback, private, CGNAT, ULA and other non-public ranges unless a rule or "
+            "an [upstreams] entry allows them"
+        ),
+    )
     rules: tuple[EgressRuleSettings, ...] = ()
 
 

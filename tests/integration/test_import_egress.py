@@ -3,8 +3,11 @@
 Upstreams are the in-process fakes of tests/unit/imports/fake_registry.py on 127.0.0.x;
 the "forbidden" address is a loopback address the policy denies (127.0.0.3, or 127.0.0.1
 under `deny_private`), so a broken rule would only ever reach another loopback server,
-which records it. Host names resolve through a scripted resolver (injected as the
-`EgressPolicies.inner_resolver`), never through DNS.
+which records it. The level-1 policies turn `deny_private` off, so that loopback stands in
+for public addresses and only the rules decide; the defaults (`deny_private` on, configured
+upstreams trusted) are tested in test_import_egress_defaults.py. Host names resolve
+through a scripted resolver (injected as the `EgressPolicies.inner_resolver`), never
+through DNS.
 
 Two levels: `Sources.open` → `UpstreamClient` (failures inspected as `ImportFailure`s), and
 whole imports through the in-process server and its management API.
@@ -56,7 +59,7 @@ from transship.oci.digest import Digest
 ALLOWED = "127.0.0.2"
 DENIED = "127.0.0.3"
 DENY_RULE = f"deny {DENIED}/32"
-DENY_3 = EgressPolicy((EgressRule.parse("deny", f"{DENIED}/32"),))
+DENY_3 = EgressPolicy((EgressRule.parse("deny", f"{DENIED}/32"),), deny_private=False)
 EGRESS_DENY_3 = {"rules": [{"action": "deny", "target": f"{DENIED}/32"}]}
 
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "seed": "egress"}).encode()
@@ -323,7 +326,8 @@ async def test_sources_allow_the_same_upstream_without_the_rule(
 ) -> None:
     upstream: Upstream = await serve(Upstream(DENIED))
     await harness.read_image(
-        harness.sources(EgressPolicy(), plain_http(upstream.authority)), upstream.authority
+        harness.sources(EgressPolicy(deny_private=False), plain_http(upstream.authority)),
+        upstream.authority,
     )
     assert upstream.seen("manifest") and len(upstream.seen("blob")) == 2
 
@@ -568,14 +572,16 @@ async def test_import_from_allowed_hosts_succeeds_under_an_allowlist(
     await env.assert_consistent()
 
 
-async def test_deny_private_alone_blocks_an_import_from_loopback(
+async def test_deny_private_alone_blocks_an_import_from_an_unconfigured_loopback_host(
     import_env: ImportEnvFactory, serve: Serve, loopback_only: Connections
 ) -> None:
+    """No `[upstreams]` entry names the host, so nothing trusts it: `deny_private` refuses
+    it before any connection (over https, as an unconfigured host is reached)."""
     upstream: Upstream = await serve(Upstream("127.0.0.1"))
-    env = await import_env(egress={"deny_private": True}, upstreams=insecure(upstream.authority))
+    env = await import_env(egress={"deny_private": True})
     final = await env.run_import(import_body(upstream.authority))
     await assert_denied(
-        env, final, "egress to 127.0.0.1 ", "deny_private: loopback and private ranges"
+        env, final, "egress to 127.0.0.1 ", "egress.deny_private: loopback 127.0.0.0/8"
     )
     assert_untouched(loopback_only, upstream)
 

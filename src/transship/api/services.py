@@ -139,7 +139,12 @@ async def build_services(
             settings.egress.rules, settings.egress.default, settings.egress.deny_private
         ),
         {
-            name: policy_from_settings(policy.rules, policy.default, policy.deny_private)
+            name: policy_from_settings(
+                policy.rules,
+                policy.default,
+                policy.deny_private,
+                setting=f"egress_registries.{name}",
+            )
             for name, policy in settings.egress_registries.items()
         },
         inner_resolver,

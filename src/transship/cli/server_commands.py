@@ -149,6 +149,7 @@ def serve(
         tls_key=tls_key,
         tls_hosts=tls_hosts,
     )
+    refuse_unworkable_settings(settings)
     _logging(settings.log_level)
     ssl_context = server_ssl_context(settings) if settings.tls_enabled else None
     from transship.cli.server import serve as run_server
@@ -157,6 +158,21 @@ def serve(
         asyncio.run(run_server(settings, ssl_context))
     except (DatabaseUrlError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def refuse_unworkable_settings(settings: Settings) -> None:
+    """Stop `serve` before it binds anything when settings cannot work (an `http://`
+    upstream endpoint without `insecure`, an endpoint without a scheme, an egress rule that
+    never takes effect…): a ClickException (exit 1) listing each setting, its value and
+    why. Pydantic has already refused values of the wrong type or range."""
+    from transship.imports.settings_check import import_settings_problems
+
+    problems = import_settings_problems(settings)
+    if problems:
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        raise click.ClickException(
+            f"settings that cannot work (see docs/configuration.md):\n{lines}"
+        )
 
 
 def certificate_hosts(settings: Settings) -> list[str]:

@@ -45,11 +45,15 @@ class Endpoint:
     `base_url`: `scheme://host[:port][/prefix]` without a trailing slash; `/v2/…` follows.
     `ssl`: an `ssl.SSLContext` (custom trust), `False` (verification skipped: `insecure`), or
     `None` (the default verification; also for `http://`, where it does not apply).
+    `trusted`: an `[upstreams]` entry names this host (and does not say `trusted = false`),
+    so the administrator chose where it is: the egress policy trusts the endpoint's host for
+    imports from it.
     """
 
     host: str
     base_url: str
     ssl: SSLContext | Literal[False] | None = None
+    trusted: bool = False
 
     @property
     def url(self) -> URL:
@@ -80,27 +84,39 @@ def _default_base(host: str) -> str:
 
 
 def _parse_base(host: str, text: str, *, what: str) -> URL:
+    bad = f"invalid {what} {_redacted(text)!r} for upstream host {host!r}"
     try:
         url = URL(text)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid {what} for upstream host {host!r}: {exc}") from None
+        raise ValueError(f"{bad}: {exc}") from None
+    if "://" not in text:
+        # "mirror:5000" parses as the scheme "mirror": say what is missing instead.
+        raise ValueError(f"{bad}: no scheme (write https://…, or http://… with insecure = true)")
     if url.scheme not in ("http", "https"):
-        raise ValueError(
-            f"invalid {what} for upstream host {host!r}: the scheme must be http or https"
-        )
+        raise ValueError(f"{bad}: the scheme must be http or https")
     if not url.host:
-        raise ValueError(f"invalid {what} for upstream host {host!r}: no host in the URL")
+        raise ValueError(f"{bad}: no host in the URL")
     if url.user is not None or url.password is not None:
-        raise ValueError(
-            f"invalid {what} for upstream host {host!r}: credentials do not belong in the URL"
-        )
+        raise ValueError(f"{bad}: credentials do not belong in the URL")
     if url.query_string or url.fragment:
-        raise ValueError(f"invalid {what} for upstream host {host!r}: no query or fragment allowed")
+        raise ValueError(f"{bad}: no query or fragment allowed")
     try:
         url.port  # noqa: B018 - validates the port
     except ValueError as exc:
-        raise ValueError(f"invalid {what} for upstream host {host!r}: {exc}") from None
+        raise ValueError(f"{bad}: {exc}") from None
     return url
+
+
+def _redacted(text: str) -> str:
+    """`text` with any user information of its authority replaced by `***` (messages must
+    not carry a password written into an endpoint by mistake)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _ssl_context(host: str, ca_file: object) -> SSLContext:
@@ -132,7 +148,8 @@ def resolve_endpoint(host: str, upstreams: Mapping[str, UpstreamHost]) -> Endpoi
     url = _parse_base(host, text or default, what="endpoint" if text else "host")
     if url.scheme == "http" and not insecure:
         raise ValueError(
-            f"endpoint for upstream host {host!r} is plain http://; set insecure = true to allow it"
+            f"endpoint {str(url)!r} for upstream host {host!r} is plain http://; set "
+            "insecure = true to allow it"
         )
     context: SSLContext | Literal[False] | None = None
     if url.scheme == "https":
@@ -141,4 +158,5 @@ def resolve_endpoint(host: str, upstreams: Mapping[str, UpstreamHost]) -> Endpoi
         elif override is not None and override.ca_file is not None:
             context = _ssl_context(host, override.ca_file)
     base = str(url.with_path(url.path.rstrip("/"))).rstrip("/")
-    return Endpoint(host=host, base_url=base, ssl=context)
+    trusted = override is not None and override.trusted
+    return Endpoint(host=host, base_url=base, ssl=context, trusted=trusted)

@@ -69,6 +69,10 @@ class Sources:
             ) from None
         target = registries.get(target_registry_id)
         policy = self._egress.for_registry(target.name if target is not None else None)
+        if endpoint.trusted and endpoint.url.host:
+            # The administrator chose this endpoint: private ranges do not stop imports
+            # from it (explicit rules still do); its redirects elsewhere are judged as usual.
+            policy = policy.trusting(endpoint.url.host)
         try:
             policy.check_literal(endpoint.url.host or spec.host)
         except EgressDenied as exc:

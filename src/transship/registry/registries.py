@@ -30,6 +30,11 @@ def canonical_host(value: str) -> str | None:
     return candidate if _HOST.fullmatch(candidate) else None
 
 
+def valid_registry_name(name: str) -> bool:
+    """Whether `name` may name a registry created through the API (ACR's rule)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def not_found(name: str, resource_group: str) -> NotFound:
     return NotFound(
         "registry",

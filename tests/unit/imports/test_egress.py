@@ -42,7 +42,9 @@ PERMISSIVE = EgressPolicy(
     default="allow",
 )
 DEFAULT = EgressPolicy()
-PRIVATE_RULE = "deny_private: loopback and private ranges"
+# Most tests below are about rules and resolution, with loopback addresses standing in for
+# public ones: they turn deny_private off and say so.
+OPEN = EgressPolicy(deny_private=False)
 
 
 def rules(*pairs: tuple[str, str]) -> tuple[EgressRule, ...]:
@@ -186,25 +188,38 @@ PUBLIC = [
     "2606:4700:4700::1111",
     "2001:db8::1",
 ]
-PRIVATE = [
-    "127.0.0.1",
-    "127.0.0.2",
-    "127.255.255.254",
-    "::1",
-    "10.0.0.1",
-    "10.255.255.255",
-    "172.16.0.1",
-    "172.31.255.255",
-    "192.168.0.1",
-    "192.168.255.255",
-    "100.64.0.1",
-    "100.127.255.254",
-    "fc00::1",
-    "fd12:3456::1",
-    "fdff:ffff::1",
-    "::ffff:127.0.0.1",
-    "::ffff:10.1.2.3",
-]
+LOOPBACK_RULE = "egress.deny_private: loopback 127.0.0.0/8"
+PRIVATE_10 = "egress.deny_private: private 10.0.0.0/8"
+PRIVATE_RULES = {
+    "127.0.0.1": LOOPBACK_RULE,
+    "127.0.0.2": LOOPBACK_RULE,
+    "127.255.255.254": LOOPBACK_RULE,
+    "::1": "egress.deny_private: loopback ::1/128",
+    "10.0.0.1": PRIVATE_10,
+    "10.255.255.255": PRIVATE_10,
+    "172.16.0.1": "egress.deny_private: private 172.16.0.0/12",
+    "172.31.255.255": "egress.deny_private: private 172.16.0.0/12",
+    "192.168.0.1": "egress.deny_private: private 192.168.0.0/16",
+    "192.168.255.255": "egress.deny_private: private 192.168.0.0/16",
+    "100.64.0.1": "egress.deny_private: shared address space (CGNAT) 100.64.0.0/10",
+    "100.127.255.254": "egress.deny_private: shared address space (CGNAT) 100.64.0.0/10",
+    "fc00::1": "egress.deny_private: unique local (ULA) fc00::/7",
+    "fd12:3456::1": "egress.deny_private: unique local (ULA) fc00::/7",
+    "fdff:ffff::1": "egress.deny_private: unique local (ULA) fc00::/7",
+    "::ffff:127.0.0.1": LOOPBACK_RULE,
+    "::ffff:10.1.2.3": PRIVATE_10,
+    "192.0.0.8": "egress.deny_private: IETF protocol assignments 192.0.0.0/24",
+    "198.18.0.1": "egress.deny_private: benchmarking 198.18.0.0/15",
+    "198.19.255.254": "egress.deny_private: benchmarking 198.18.0.0/15",
+    "240.0.0.1": "egress.deny_private: reserved 240.0.0.0/4",
+    "fec0::1": "egress.deny_private: site-local fec0::/10",
+    "64:ff9b:1::a00:1": "egress.deny_private: local-use NAT64 64:ff9b:1::/48",
+    # IPv6 forms that stand for an IPv4 address are judged as that address.
+    "64:ff9b::7f00:1": LOOPBACK_RULE,  # NAT64
+    "2002:7f00:1::1": LOOPBACK_RULE,  # 6to4
+    "2002:a01:203::": PRIVATE_10,
+}
+PRIVATE = list(PRIVATE_RULES)
 NEAR_PRIVATE = [
     "11.0.0.1",
     "9.255.255.255",
@@ -220,21 +235,22 @@ NEAR_PRIVATE = [
 
 
 @pytest.mark.parametrize("address", PUBLIC + PRIVATE + NEAR_PRIVATE)
-def test_everything_not_built_in_is_allowed_by_default(address: str) -> None:
-    assert decide(DEFAULT, address) == Decision(True, "default allow")
+def test_without_deny_private_everything_not_built_in_is_allowed(address: str) -> None:
+    assert decide(OPEN, address) == Decision(True, "default allow")
 
 
 @pytest.mark.parametrize("address", PRIVATE)
-def test_deny_private_denies_loopback_and_private_ranges(address: str) -> None:
-    policy = EgressPolicy(deny_private=True)
-    assert decide(policy, address) == Decision(False, PRIVATE_RULE)
-    with pytest.raises(EgressDenied, match="deny_private"):
-        policy.check_literal(address)
+def test_deny_private_is_the_default_and_denies_non_public_ranges(address: str) -> None:
+    assert DEFAULT.deny_private is True
+    assert decide(DEFAULT, address) == Decision(False, PRIVATE_RULES[address])
+    with pytest.raises(EgressDenied) as caught:
+        DEFAULT.check_literal(address)
+    assert caught.value.rule == PRIVATE_RULES[address]
 
 
 @pytest.mark.parametrize("address", PUBLIC + NEAR_PRIVATE)
 def test_deny_private_leaves_public_addresses_alone(address: str) -> None:
-    assert decide(EgressPolicy(deny_private=True), address) == Decision(True, "default allow")
+    assert decide(DEFAULT, address) == Decision(True, "default allow")
 
 
 # -- rules ---------------------------------------------------------------------------------
@@ -244,8 +260,8 @@ def test_an_allow_rule_before_deny_private_wins() -> None:
     policy = EgressPolicy(rules(("allow", "10.1.0.0/16")), deny_private=True)
     assert decide(policy, "10.1.2.3") == Decision(True, "allow 10.1.0.0/16")
     assert decide(policy, "10.1.255.255") == Decision(True, "allow 10.1.0.0/16")
-    assert decide(policy, "10.2.0.1") == Decision(False, PRIVATE_RULE)
-    assert decide(policy, "192.168.1.1") == Decision(False, PRIVATE_RULE)
+    assert decide(policy, "10.2.0.1") == Decision(False, PRIVATE_10)
+    assert decide(policy, "192.168.1.1") == Decision(False, PRIVATE_RULES["192.168.0.1"])
     assert decide(policy, "8.8.8.8") == Decision(True, "default allow")
 
 
@@ -308,7 +324,7 @@ def test_a_host_rule_wins_over_deny_private_for_that_host_only() -> None:
         True, "allow mirror.corp.example"
     )
     # ... and only for that host.
-    assert decide(policy, "10.0.0.7", host="other.corp.example") == Decision(False, PRIVATE_RULE)
+    assert decide(policy, "10.0.0.7", host="other.corp.example") == Decision(False, PRIVATE_10)
 
 
 def test_first_match_wins_across_address_and_host_rules() -> None:
@@ -348,12 +364,13 @@ def test_default_deny_with_an_allowlist() -> None:
         ("anything.example", "198.51.100.1"),
         ("anything.example", "2001:db9::1"),
         ("registry.example", "198.51.100.1"),
-        ("anything.example", "127.0.0.1"),
     ):
         assert decide(policy, address, host=host) == Decision(False, "default deny"), (
             host,
             address,
         )
+    # deny_private (on by default) decides before the default does.
+    assert decide(policy, "127.0.0.1", host="anything.example") == Decision(False, LOOPBACK_RULE)
     with pytest.raises(EgressDenied, match="default deny"):
         policy.check_literal("198.51.100.1")
     policy.check_literal("203.0.113.7")
@@ -427,7 +444,7 @@ def test_policy_from_settings() -> None:
 
 
 def test_per_registry_policies_override_the_default_case_insensitively() -> None:
-    default = EgressPolicy()
+    default = OPEN
     strict = EgressPolicy(rules(("deny", "127.0.0.3/32")), deny_private=True)
     policies = EgressPolicies(default, {"TeamA": strict})
     for name in ("TeamA", "teama", "TEAMA"):
@@ -517,7 +534,7 @@ class ScriptedResolver(AbstractResolver):
         self.closed = True
 
 
-DENY_3 = EgressPolicy(rules(("deny", "127.0.0.3/32")))
+DENY_3 = EgressPolicy(rules(("deny", "127.0.0.3/32")), deny_private=False)
 
 
 async def test_a_name_resolving_to_a_denied_address_is_refused_naming_host_address_and_rule() -> (
@@ -586,12 +603,12 @@ async def test_no_answer_at_all_is_refused() -> None:
 @pytest.mark.parametrize(
     ("policy", "second", "rule"),
     [
-        (DEFAULT, "169.254.169.254", "built-in: link-local 169.254.0.0/16"),
+        (OPEN, "169.254.169.254", "built-in: link-local 169.254.0.0/16"),
         (DENY_3, "127.0.0.3", "deny 127.0.0.3/32"),
         (
             EgressPolicy(deny_private=True, rules=rules(("allow", "127.0.0.2/32"))),
             "127.0.0.1",
-            PRIVATE_RULE,
+            LOOPBACK_RULE,
         ),
     ],
     ids=["metadata", "denied-loopback", "deny-private"],
@@ -661,7 +678,7 @@ async def test_a_denied_name_is_refused_before_the_inner_resolver_is_asked(
 
 async def test_an_allowed_name_passes_through_and_close_reaches_the_inner_resolver() -> None:
     inner = ScriptedResolver({"ok.example": [["127.0.0.2", "::1"]]})
-    resolver = PolicyResolver(DEFAULT, inner)
+    resolver = PolicyResolver(OPEN, inner)
     got = await resolver.resolve("ok.example", 5000, socket.AF_UNSPEC)
     assert got == [answer("ok.example", "127.0.0.2", 5000), answer("ok.example", "::1", 5000)]
     await resolver.close()
