@@ -296,9 +296,16 @@ class RegistryQueries(QueryScope):
         row = (await self._exec(select(r).where(func.lower(r.c.name) == name.lower()))).first()
         return None if row is None else self._registry(row)
 
-    async def registry_by_id(self, registry_id: int) -> RegistryRecord | None:
+    async def registry_by_id(
+        self, registry_id: int, *, for_update: bool = False
+    ) -> RegistryRecord | None:
+        """The registry; `for_update` locks its row to the end of the transaction
+        (PostgreSQL; SQLite serialises writers anyway)."""
         r = s.registries
-        row = (await self._exec(select(r).where(r.c.id == registry_id))).first()
+        statement = select(r).where(r.c.id == registry_id)
+        if for_update:
+            statement = statement.with_for_update()
+        row = (await self._exec(statement)).first()
         return None if row is None else self._registry(row)
 
     async def registries_by_id(self, registry_ids: Iterable[int]) -> dict[int, RegistryRecord]:

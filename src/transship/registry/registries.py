@@ -244,7 +244,8 @@ class RegistryService:
                 f"{RETENTION_DAYS.stop - 1} ({retention_days} given).",
             )
         async with self._meta.writing(within) as q:
-            current = await q.registry_by_id(record.id)
+            # Locked: two PATCHes changing the status and the days each keep the other's.
+            current = await q.registry_by_id(record.id, for_update=True)
             if current is None:
                 raise not_found(record.name, record.resource_group or "")
             retention = None

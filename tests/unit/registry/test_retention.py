@@ -4,6 +4,7 @@ through the real HTTP API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -209,3 +210,18 @@ async def test_retention_days_out_of_range_are_refused(reg: RunningRegistry) -> 
         assert caught.value.field == "properties.policies.retentionPolicy.days"
     after = await reg.services.registries.get(registry.name)
     assert after is not None and after.retention == registry.retention
+
+
+async def test_concurrent_changes_of_status_and_days_keep_both(reg: RunningRegistry) -> None:
+    registry = await reg.services.registries.get(reg.services.settings.default_registry)
+    assert registry is not None
+    registries = reg.services.registries
+    for days in range(20, 25):
+        await registries.update_properties(registry, retention_enabled=False, retention_days=7)
+        await asyncio.gather(
+            registries.update_properties(registry, retention_enabled=True),
+            registries.update_properties(registry, retention_days=days),
+        )
+        after = await registries.get(registry.name)
+        assert after is not None
+        assert (after.retention.enabled, after.retention.days) == (True, days)
