@@ -115,8 +115,7 @@ def test_acr_create_show_list(env: AzureEnv, registries: dict[str, dict[str, Any
     assert target["sku"] == {"name": "Premium", "tier": "Premium"}
     assert target["provisioningState"] == "Succeeded"
     assert target["networkRuleBypassOptions"] == "AzureServices"
-    # Difference from ACR: every registry is Premium (the requested SKU is not kept).
-    assert registries["sourcereg"]["sku"]["name"] == "Premium"
+    assert registries["sourcereg"]["sku"] == {"name": "Standard", "tier": "Standard"}
     assert env.az.json("acr", "show", "-n", "targetreg")["id"] == target["id"]
     listed = {r["name"]: r["loginServer"] for r in env.az.json("acr", "list")}
     assert listed["targetreg"] == env.login_server("targetreg")

@@ -19,6 +19,7 @@ from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
+from transship.errors import Unsupported
 from transship.identity.model import Principal
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
@@ -30,6 +31,7 @@ from transship.registry.registries import registry_id_of
 from transship.wire import arm as resources
 from transship.wire.base import Answer
 from transship.wire.bodies import (
+    CheckNameBody,
     ImportImageParameters,
     RegenerateCredentialBody,
     RegistryBody,
@@ -71,10 +73,12 @@ def _at(value: datetime) -> str:
 
 def registry_json(record: RegistryRecord, access: AccessSettings) -> resources.Registry:
     network = access.network
+    retention = record.retention
     return resources.Registry(
         id=registry_id_of(record),
         name=record.name,
         location=record.location,
+        tags=dict(record.tags),
         sku=resources.Sku(name=record.sku, tier=record.sku),
         properties=resources.RegistryInfo(
             login_server=record.login_server,
@@ -86,6 +90,13 @@ def registry_json(record: RegistryRecord, access: AccessSettings) -> resources.R
             network_rule_set=resources.NetworkRules(
                 default_action=network.default_action,
                 ip_rules=[resources.IpRuleInfo(value=rule) for rule in network.ip_rules],
+            ),
+            policies=resources.Policies(
+                retention_policy=resources.RetentionPolicyInfo(
+                    days=retention.days,
+                    last_updated_time=_iso(retention.updated_at),
+                    status="enabled" if retention.enabled else "disabled",
+                )
             ),
         ),
     )
@@ -224,12 +235,72 @@ async def _apply_access(
     )
 
 
+def _refuse_unsupported(properties: RegistryProperties | None) -> None:
+    """Raises Unsupported (reason "feature") for a property asking for something Transship
+    does not do, rather than accepting and dropping it."""
+    if properties is None:
+        return
+    if properties.data_endpoint_enabled:
+        raise _feature(
+            "Dedicated data endpoints are not supported by Transship: blobs are served by the "
+            "registry's login server.",
+            "properties.dataEndpointEnabled",
+        )
+    policies = properties.policies
+    if policies is None:
+        return
+    refused = {
+        "quarantinePolicy": (policies.quarantine_policy, "enabled", "Quarantine"),
+        "trustPolicy": (policies.trust_policy, "enabled", "Content trust"),
+        "exportPolicy": (policies.export_policy, "disabled", "Disabling exports"),
+        "softDeletePolicy": (policies.soft_delete_policy, "enabled", "Soft delete"),
+    }
+    for field, (policy, status, feature) in refused.items():
+        if policy is not None and policy.status == status:
+            raise _feature(
+                f"{feature} is not supported by Transship.", f"properties.policies.{field}"
+            )
+    soft_delete = policies.soft_delete_policy
+    if soft_delete is not None and soft_delete.retention_days not in (None, 7):
+        raise _feature(
+            "Soft delete is not supported by Transship: its retention days cannot be set.",
+            "properties.policies.softDeletePolicy.retentionDays",
+        )
+
+
+def _feature(message: str, field: str) -> Unsupported:
+    return Unsupported(message, subject="registry", reason="feature", field=field)
+
+
+async def _apply_properties(
+    services: Services, record: RegistryRecord, body: RegistryBody, within: QueryScope
+) -> RegistryRecord:
+    """Write the SKU, tags and retention policy `body` gives, in the caller's transaction.
+    Raises Invalid naming the field."""
+    retention = (
+        None
+        if body.properties is None or body.properties.policies is None
+        else body.properties.policies.retention_policy
+    )
+    return await services.registries.update_properties(
+        record,
+        sku=None if body.sku is None else body.sku.name,
+        tags=body.tags,
+        retention_enabled=None
+        if retention is None or retention.status is None
+        else retention.status == "enabled",
+        retention_days=None if retention is None else retention.days,
+        within=within,
+    )
+
+
 async def registry_put(request: web.Request) -> web.Response:
     services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
+    _refuse_unsupported(body.properties)
     group = await services.directory.require_resource_group(sub, rg)
-    # One transaction: a registry whose access settings are refused (an invalid IP rule)
-    # is not created, and an existing one keeps all its settings.
+    # One transaction: a registry whose settings are refused (an invalid IP rule, tag or
+    # retention) is not created, and an existing one keeps all its settings.
     async with services.meta.writing() as q:
         record, created = await services.registries.create(
             sub,
@@ -237,9 +308,12 @@ async def registry_put(request: web.Request) -> web.Response:
             name,
             body.location or group.location,
             body.properties.login_server if body.properties else None,
+            sku=body.sku.name if body.sku is not None else "Premium",
+            tags=body.tags,
             within=q,
         )
         await _apply_access(services, record, body.properties, within=q)
+        record = await _apply_properties(services, record, body, q)
     await services.resolver.refresh()
     return arm_json(await registry_json_of(services, record), status=201 if created else 200)
 
@@ -249,8 +323,101 @@ async def registry_patch(request: web.Request) -> web.Response:
     body = parse_body(RegistryBody, await json_body(request))
     if body.properties is not None:
         services.registries.check_login_server(record.name, body.properties.login_server)
-    await _apply_access(services, record, body.properties)
+    _refuse_unsupported(body.properties)
+    # One transaction: a refused property (an invalid IP rule, tag or retention) leaves
+    # every other one as it was.
+    async with services.meta.writing() as q:
+        await _apply_access(services, record, body.properties, within=q)
+        record = await _apply_properties(services, record, body, q)
     return arm_json(await registry_json_of(services, record))
+
+
+async def check_name(request: web.Request) -> web.Response:
+    """Whether a registry name is free: names are unique across the service, so a name
+    taken in any tenant is not available (the answer says no more than ACR's does)."""
+    services = request.app[SERVICES]
+    principal = await caller(request, services)
+    await subscription_of(request, services, principal, request.match_info["sub"])
+    body = parse_body(CheckNameBody, await json_body(request))
+    found = await services.registries.name_availability(body.name)
+    return arm_json(
+        resources.NameAvailability(
+            name_available=found.available,
+            available_login_server_name=services.registries.login_server_for(body.name)
+            if found.available
+            else MISSING,
+            reason=MISSING if found.reason is None else found.reason,
+            message=MISSING if found.message is None else found.message,
+        )
+    )
+
+
+async def list_usages(request: web.Request) -> web.Response:
+    services, record = await registry_in_scope(request, Actions.REGISTRIES_READ)
+    usage = await services.registries.usage(record)
+    # Webhooks are counted once the registry has them (they are another part of issue 12).
+    return arm_json(
+        resources.UsageList(
+            value=[
+                resources.UsageInfo(
+                    name="Size",
+                    limit=usage.storage_limit,
+                    current_value=usage.storage_bytes,
+                    unit="Bytes",
+                ),
+                resources.UsageInfo(
+                    name="ScopeMaps",
+                    limit=usage.scope_map_limit,
+                    current_value=usage.scope_maps,
+                    unit="Count",
+                ),
+                resources.UsageInfo(
+                    name="Tokens", limit=usage.token_limit, current_value=usage.tokens, unit="Count"
+                ),
+            ]
+        )
+    )
+
+
+async def replications_list(request: web.Request) -> web.Response:
+    """No replications: Transship does not replicate (`az acr show-endpoints` reads this
+    list when the registry has no dedicated data endpoint)."""
+    await registry_in_scope(request, Actions.REGISTRIES_READ)
+    return arm_json(resources.ReplicationList())
+
+
+# ARM child resources and actions of a registry that Transship does not offer, with what
+# the refusal names.
+UNSUPPORTED_FEATURES = {
+    "replications": "Geo-replication (az acr replication)",
+    "tasks": "ACR Tasks (az acr task)",
+    "taskRuns": "ACR Tasks (az acr taskrun)",
+    "runs": "ACR Tasks runs (az acr task list-runs, logs, cancel-run)",
+    "scheduleRun": "ACR Tasks runs (az acr run, az acr build)",
+    "listBuildSourceUploadUrl": "ACR Tasks builds (az acr build, az acr run)",
+    "agentPools": "Agent pools (az acr agentpool)",
+    "privateEndpointConnections": "Private endpoints (az acr private-endpoint-connection)",
+    "privateLinkResources": "Private link resources (az acr private-link-resource)",
+    "connectedRegistries": "Connected registries (az acr connected-registry)",
+    "cacheRules": "Artifact cache rules (az acr cache)",
+    "credentialSets": "Credential sets (az acr credential-set)",
+    "pipelineRuns": "Transfer pipelines (az acr pipeline-run)",
+    "importPipelines": "Transfer pipelines (az acr import-pipeline)",
+    "exportPipelines": "Transfer pipelines (az acr export-pipeline)",
+}
+FEATURE = "{feature:(?:" + "|".join(UNSUPPORTED_FEATURES) + ")}"
+
+
+async def unsupported_feature(request: web.Request) -> web.Response:
+    """Any request on a feature Transship does not offer, on a registry the caller may
+    read: ARM's error naming the feature, not a route-not-found."""
+    await registry_in_scope(request, Actions.REGISTRIES_READ)
+    feature = UNSUPPORTED_FEATURES[request.match_info["feature"]]
+    raise Unsupported(
+        f"{feature} is not supported by Transship.",
+        subject="registry",
+        reason="feature",
+    )
 
 
 async def registry_delete(request: web.Request) -> web.Response:

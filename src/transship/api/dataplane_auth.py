@@ -18,6 +18,7 @@ from transship.api.auth import basic_credentials, bearer_token, management_audie
 from transship.api.envelopes import OciError
 from transship.api.v2 import SERVICES
 from transship.api.v2 import repository_in as v2_repository_in
+from transship.errors import Unsupported
 from transship.identity.dataplane import EVERY_ACTION, Grant, Unauthenticated, parse_scopes
 from transship.identity.network import client_allowed, denial_message
 from transship.metadata.records import RegistryRecord
@@ -32,6 +33,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # An upload session (`/v2/<name>/blobs/uploads/<id>`), as v2's router matches it: DELETE
 # there cancels the caller's own upload, part of pushing, not a deletion of content.
 _UPLOAD_SESSION = re.compile(r".+/blobs/uploads/[^/]+")
+# ACR's soft-delete API (`az acr manifest list-deleted|restore`, `az acr repository
+# list-deleted`): Transship deletes for good, so these paths are refused as unsupported
+# for every caller, before any credential is asked for.
+_SOFT_DELETE = "/acr/v1/_deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +80,14 @@ def need_of(method: str, path: str) -> Need | None:
     repository is read by the routers' own functions, so the one checked is the one served.
 
     Raises OciError 400 NAME_INVALID when that repository name breaks the OCI grammar
-    (for every caller, anonymous or not).
+    (for every caller, anonymous or not); Unsupported for ACR's soft-delete paths.
     """
     if path in ("/v2", "/v2/"):
         return Need("base")
     if path in ("/v2/_catalog", "/acr/v1/_catalog"):
         return Need("catalog")
+    if path == _SOFT_DELETE or path.startswith(_SOFT_DELETE + "/"):
+        raise soft_delete_unsupported()
     if path.startswith("/v2/"):
         tail = path[len("/v2/") :]
         name = _name_in(tail, v2_repository_in)
@@ -106,9 +113,20 @@ def need_of(method: str, path: str) -> Need | None:
     return None
 
 
+def soft_delete_unsupported() -> Unsupported:
+    return Unsupported(
+        "Soft delete is not supported by Transship: deleted manifests, tags and repositories "
+        "are removed for good and cannot be listed or restored.",
+        subject="soft delete",
+    )
+
+
 def _satisfied(grant: Grant, need: Need) -> bool:
     if need.kind == "base":
-        return grant.authenticated or bool(grant.everywhere)
+        # ACR challenges an anonymous `GET /v2/` even when anonymous pull is on: clients
+        # (az, docker, podman) learn the token realm from that challenge, and az's
+        # data-plane commands fail without one. Anonymous pulls of content still work.
+        return grant.authenticated
     if need.kind == "catalog":
         return grant.catalog
     return grant.allows(need.name, need.action)
@@ -196,6 +214,8 @@ async def data_plane_auth(request: web.Request, handler: Handler) -> web.StreamR
     services = request.app[SERVICES]
     registry = await services.resolver.for_host(request.host)
     await check_network(request, registry)
+    if request.path == _SOFT_DELETE or request.path.startswith(_SOFT_DELETE + "/"):
+        raise soft_delete_unsupported()
     need = need_of(request.method, request.path) if services.settings.data_plane_auth else None
     if need is None:
         return await handler(request)

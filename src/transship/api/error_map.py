@@ -158,6 +158,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(d.Unsupported, _A, "SystemScopeMapReadOnly", 409, subject="scope map", reason="builtin"),
     Rule(d.Unsupported, _A, "DefaultRegistry", 409, subject="registry", reason="default"),
+    Rule(d.Unsupported, _A, "FeatureNotSupported", 400, reason="feature"),
     Rule(d.Unsupported, _A, "OperationNotAllowed", 400),
     Rule(d.UpstreamFailure, _A, "BadGateway", 502),
     Rule(d.TooManyRequests, _A, "TooManyRequests", 429),

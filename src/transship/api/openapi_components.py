@@ -69,6 +69,28 @@ PARAMETERS: dict[str, Any] = {
         "location", "The location of the registry the operation imports into."
     ),
     "OperationId": _path_parameter("operationId", "The id of an import operation (32 hex digits)."),
+    "UnsupportedFeature": _path_parameter(
+        "feature",
+        "A registry feature of ACR that Transship does not offer (tasks, replications…).",
+        enum=[
+            "tasks",
+            "taskRuns",
+            "runs",
+            "scheduleRun",
+            "listBuildSourceUploadUrl",
+            "agentPools",
+            "privateEndpointConnections",
+            "privateLinkResources",
+            "connectedRegistries",
+            "cacheRules",
+            "credentialSets",
+            "pipelineRuns",
+            "importPipelines",
+            "exportPipelines",
+            "replications",
+        ],
+    ),
+    "FeatureItem": _path_parameter("item", "An item of that feature (a task's name…)."),
     "ScopeMapName": _path_parameter(
         "scopeMapName",
         "A scope map: a built-in one (`_repositories_pull`, …) or one of the registry's.",

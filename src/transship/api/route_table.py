@@ -20,7 +20,14 @@ from transship.api import (
     v2,
 )
 from transship.api import arm as management
-from transship.api.arm import LOCATION, PROVIDER, REGISTRIES_IN_GROUP, REGISTRY, SUBSCRIPTION
+from transship.api.arm import (
+    FEATURE,
+    LOCATION,
+    PROVIDER,
+    REGISTRIES_IN_GROUP,
+    REGISTRY,
+    SUBSCRIPTION,
+)
 from transship.api.arm_authorization import AUTHZ, ROLE_SCOPE
 from transship.api.identity import TENANT
 from transship.api.openapi import OPENAPI_PATH, openapi_json
@@ -53,6 +60,12 @@ _DATA_PLANE_AUTH = ("Data-plane tokens",)
 _ACR = ("ACR data plane",)
 _COMMON = ("SubscriptionId", "ApiVersion")
 _IN_GROUP = (*_COMMON, "ResourceGroupName", "RegistryName")
+# A registry's path as the document names its parameters (for operations given a `path`).
+_DOCUMENTED_REGISTRY = (
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/"
+    + PROVIDER
+    + "/registries/{registryName}"
+)
 
 
 async def merge_leading_slashes(request: web.Request) -> web.StreamResponse:
@@ -225,7 +238,8 @@ _REGISTRIES = (
         management.registry_patch,
         Operation(
             "Registries_Update",
-            "Change a registry's access properties: admin user, anonymous pull, network rules.",
+            "Change a registry's properties: SKU, tags, admin user, anonymous pull, network "
+            "rules, retention policy.",
             _MGMT,
             {200: arm("The registry.", resources.Registry), **errors(400, 401, 403, 404, 413)},
             _IN_GROUP,
@@ -327,6 +341,84 @@ _REGISTRIES = (
                 **errors(400, 401, 403, 404),
             },
             (*_IN_GROUP, "Top", "SkipToken"),
+        ),
+    ),
+    route(
+        "POST",
+        SUBSCRIPTION + "/" + PROVIDER + "/checkNameAvailability",
+        management.check_name,
+        Operation(
+            "Registries_CheckNameAvailability",
+            "Whether a registry name is available (names are unique across the service).",
+            _MGMT,
+            {
+                200: arm("The name's availability.", resources.NameAvailability),
+                **errors(400, 401, 404, 413),
+            },
+            _COMMON,
+            request=bodies.CheckNameBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "GET",
+        REGISTRY + "/listUsages",
+        management.list_usages,
+        Operation(
+            "Registries_ListUsages",
+            "The registry's storage (bytes of its distinct blobs), scope maps and tokens, "
+            "with ACR's limits for its SKU (not enforced).",
+            _MGMT,
+            {200: arm("The usages.", resources.UsageList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        REGISTRY + "/replications",
+        management.replications_list,
+        Operation(
+            "Replications_List",
+            "The registry's replications: none (Transship does not replicate).",
+            _MGMT,
+            {200: arm("No replications.", resources.ReplicationList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "*",
+        REGISTRY + "/" + FEATURE,
+        management.unsupported_feature,
+        Operation(
+            "Registries_UnsupportedFeature",
+            "A feature of ACR that Transship does not offer (tasks, runs, builds…): "
+            "FeatureNotSupported, on every method.",
+            _MGMT,
+            {
+                400: _arm_error("FeatureNotSupported: the feature is not offered."),
+                **errors(401, 403, 404),
+            },
+            (*_IN_GROUP, "UnsupportedFeature"),
+            path=_DOCUMENTED_REGISTRY + "/{feature}",
+            method="POST",
+        ),
+    ),
+    route(
+        "*",
+        REGISTRY + "/" + FEATURE + "/{item:.+}",
+        management.unsupported_feature,
+        Operation(
+            "Registries_UnsupportedFeatureItem",
+            "An item of a feature of ACR that Transship does not offer (a replication, a "
+            "task, a cache rule…): FeatureNotSupported, on every method.",
+            _MGMT,
+            {
+                400: _arm_error("FeatureNotSupported: the feature is not offered."),
+                **errors(401, 403, 404),
+            },
+            (*_IN_GROUP, "UnsupportedFeature", "FeatureItem"),
+            path=_DOCUMENTED_REGISTRY + "/{feature}/{item}",
+            method="PUT",
         ),
     ),
     route(

@@ -238,7 +238,8 @@ def gc(
     grace_seconds: int | None,
     output: str,
 ) -> None:
-    """Remove unreferenced blobs and expired uploads (safe while the server runs)."""
+    """Remove unreferenced blobs, expired uploads, and untagged manifests past their
+    registry's retention policy (safe while the server runs)."""
     settings = _settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -252,6 +253,7 @@ def gc(
             json.dumps(
                 {
                     "dryRun": report.dry_run,
+                    "expiredManifests": [str(d) for _, d in report.expired_manifests],
                     "deletedBlobs": [str(d) for d in report.deleted_blobs],
                     "freedBytes": report.freed_bytes,
                     "orphanFiles": [str(d) for d in report.orphan_files],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import cached_property
@@ -36,10 +37,13 @@ from transship.metadata.pull import (
     PullQueries,
 )
 from transship.metadata.records import (
+    ManifestGraph,
+    ManifestNode,
     ManifestRecord,
     ManifestReference,
     ManifestSummary,
     RegistryRecord,
+    RetentionPolicy,
     TagRecord,
     UploadRecord,
 )
@@ -106,6 +110,15 @@ class MetadataStore:
         scope.committed()
 
 
+def _tags_json(tags: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(tags.items())), separators=(",", ":"))
+
+
+def _tags_of(text: str) -> tuple[tuple[str, str], ...]:
+    value = json.loads(text or "{}")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
 class RegistryQueries(QueryScope):
     """Every query the registry layer needs."""
 
@@ -123,6 +136,14 @@ class RegistryQueries(QueryScope):
             location=row.location,
             sku=row.sku,
             uid=row.uid,
+            tags=_tags_of(row.tags),
+            retention=RetentionPolicy(
+                enabled=row.retention_enabled,
+                days=row.retention_days,
+                updated_at=None
+                if row.retention_updated_at is None
+                else as_utc(row.retention_updated_at),
+            ),
         )
 
     async def ensure_default_registry(
@@ -158,6 +179,8 @@ class RegistryQueries(QueryScope):
         subscription_id: str | None = None,
         resource_group: str | None = None,
         location: str = "local",
+        sku: str = "Premium",
+        tags: Mapping[str, str] | None = None,
     ) -> RegistryRecord:
         """Insert a registry. Raises Conflict when the name or login server is taken."""
         result = await self._exec(
@@ -170,11 +193,89 @@ class RegistryQueries(QueryScope):
                 is_default=False,
                 created_at=utcnow(),
                 location=location,
+                sku=sku,
+                tags=_tags_json(tags or {}),
                 uid=uuid.uuid4().hex,
             )
             .returning(*s.registries.c)
         )
         return self._registry(result.one())
+
+    async def update_registry_properties(
+        self,
+        registry_id: int,
+        *,
+        sku: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> RegistryRecord | None:
+        """Set the properties given (None: unchanged); the registry after, or None when it
+        is gone."""
+        values: dict[str, Any] = {}
+        if sku is not None:
+            values["sku"] = sku
+        if tags is not None:
+            values["tags"] = _tags_json(tags)
+        if retention is not None:
+            values["retention_enabled"] = retention.enabled
+            values["retention_days"] = retention.days
+            values["retention_updated_at"] = retention.updated_at
+        r = s.registries
+        if values:
+            await self._exec(update(r).where(r.c.id == registry_id).values(**values))
+        return await self.registry_by_id(registry_id)
+
+    async def registry_storage_bytes(self, registry_id: int) -> int:
+        """The bytes of the distinct blobs the registry's repositories link (a blob shared by
+        two repositories counts once, as it is stored once)."""
+        rb, repo, b = s.repository_blobs, s.repositories, s.blobs
+        linked = (
+            select(rb.c.digest)
+            .join(repo, repo.c.id == rb.c.repository_id)
+            .where(repo.c.registry_id == registry_id)
+        )
+        total = await self._exec(
+            select(func.coalesce(func.sum(b.c.size), 0)).where(b.c.digest.in_(linked))
+        )
+        return int(total.scalar_one())
+
+    async def registries_with_retention(self) -> list[RegistryRecord]:
+        r = s.registries
+        rows = await self._exec(select(r).where(r.c.retention_enabled).order_by(r.c.id))
+        return [self._registry(row) for row in rows]
+
+    async def repository_ids(self, registry_id: int) -> list[int]:
+        r = s.repositories
+        rows = await self._exec(select(r.c.id).where(r.c.registry_id == registry_id))
+        return sorted(row.id for row in rows)
+
+    async def manifest_graph(self, repository_id: int) -> ManifestGraph:
+        """Every manifest of the repository with its age and subject, the tagged ones, and
+        the index → child edges: what retention decides on."""
+        m, t, mr = s.manifests, s.tags, s.manifest_references
+        nodes = [
+            ManifestNode(row.digest, as_utc(row.created_at), row.subject_digest)
+            async for row in self._scan(
+                select(m.c.digest, m.c.created_at, m.c.subject_digest).where(
+                    m.c.repository_id == repository_id
+                )
+            )
+        ]
+        tagged = {
+            row.digest
+            async for row in self._scan(
+                select(t.c.digest).where(t.c.repository_id == repository_id).distinct()
+            )
+        }
+        edges = [
+            (row.manifest_digest, row.child_digest)
+            async for row in self._scan(
+                select(mr.c.manifest_digest, mr.c.child_digest).where(
+                    mr.c.repository_id == repository_id, mr.c.is_manifest
+                )
+            )
+        ]
+        return ManifestGraph(tuple(nodes), frozenset(tagged), tuple(edges))
 
     async def registries(self) -> list[RegistryRecord]:
         rows = await self._exec(select(s.registries).order_by(s.registries.c.name))
@@ -195,9 +296,16 @@ class RegistryQueries(QueryScope):
         row = (await self._exec(select(r).where(func.lower(r.c.name) == name.lower()))).first()
         return None if row is None else self._registry(row)
 
-    async def registry_by_id(self, registry_id: int) -> RegistryRecord | None:
+    async def registry_by_id(
+        self, registry_id: int, *, for_update: bool = False
+    ) -> RegistryRecord | None:
+        """The registry; `for_update` locks its row to the end of the transaction
+        (PostgreSQL; SQLite serialises writers anyway)."""
         r = s.registries
-        row = (await self._exec(select(r).where(r.c.id == registry_id))).first()
+        statement = select(r).where(r.c.id == registry_id)
+        if for_update:
+            statement = statement.with_for_update()
+        row = (await self._exec(statement)).first()
         return None if row is None else self._registry(row)
 
     async def registries_by_id(self, registry_ids: Iterable[int]) -> dict[int, RegistryRecord]:

@@ -9,6 +9,16 @@ from transship.oci.digest import Digest
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """ACR's retention policy of untagged manifests: when `enabled`, garbage collection
+    deletes untagged manifests older than `days` (0: at the next run)."""
+
+    enabled: bool = False
+    days: int = 7
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RegistryRecord:
     id: int
     name: str
@@ -21,6 +31,25 @@ class RegistryRecord:
     sku: str = "Premium"
     # Immutable identifier of this registry (a new registry of the same name gets another).
     uid: str = ""
+    # ARM tags, sorted by name.
+    tags: tuple[tuple[str, str], ...] = ()
+    retention: RetentionPolicy = RetentionPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestNode:
+    digest: Digest
+    created_at: datetime
+    subject: Digest | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestGraph:
+    """A repository's manifests, which of them are tagged, and its index → child edges."""
+
+    manifests: tuple[ManifestNode, ...]
+    tagged: frozenset[Digest]
+    edges: tuple[tuple[Digest, Digest], ...]
 
 
 @dataclass(frozen=True, slots=True)

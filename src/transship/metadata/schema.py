@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -89,6 +90,12 @@ registries = Table(
     Column("sku", String(16), nullable=False, server_default="Premium"),
     # Immutable per registry incarnation: data-plane tokens are bound to it.
     Column("uid", String(32), nullable=False, unique=True),
+    # ARM tags, a JSON object of strings.
+    Column("tags", Text, nullable=False, server_default="{}"),
+    # ACR's retention policy of untagged manifests (garbage collection applies it).
+    Column("retention_enabled", Boolean, nullable=False, server_default=false()),
+    Column("retention_days", Integer, nullable=False, server_default="7"),
+    Column("retention_updated_at", UtcDateTime(), nullable=True),
 )
 
 repositories = Table(

@@ -1,4 +1,5 @@
-"""Online garbage collection: expired uploads, unreferenced links, orphan blobs and files.
+"""Online garbage collection: expired uploads, untagged manifests past their registry's
+retention, unreferenced links, orphan blobs and files.
 
 Safe while the server keeps serving: every removal re-checks its condition in the same
 transaction that removes it, content younger than the grace period is never touched, and a
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from transship.metadata.queries import MetadataStore
+from transship.metadata.records import ManifestGraph
 from transship.metadata.scope import utcnow
 from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
@@ -30,6 +32,8 @@ class GcReport:
     dry_run: bool
     expired_uploads: list[str] = field(default_factory=list)
     stray_staging: list[str] = field(default_factory=list)
+    # (repository id, digest) of untagged manifests removed by a retention policy.
+    expired_manifests: list[tuple[int, Digest]] = field(default_factory=list)
     dropped_links: list[tuple[int, Digest]] = field(default_factory=list)
     deleted_blobs: list[Digest] = field(default_factory=list)
     freed_bytes: int = 0
@@ -38,11 +42,36 @@ class GcReport:
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         return (
-            f"{verb} {len(self.deleted_blobs)} blobs ({self.freed_bytes} bytes), "
+            f"{verb} {len(self.expired_manifests)} untagged manifests past retention, "
+            f"{len(self.deleted_blobs)} blobs ({self.freed_bytes} bytes), "
             f"{len(self.orphan_files)} orphan files, {len(self.dropped_links)} unreferenced links, "
             f"{len(self.expired_uploads)} expired uploads, "
             f"{len(self.stray_staging)} stray staging files"
         )
+
+
+def expired_untagged(graph: ManifestGraph, cutoff: datetime) -> set[Digest]:
+    """The manifests a retention policy removes: untagged ones created before `cutoff`,
+    except any a kept manifest needs. Kept are the tagged and the younger manifests, and,
+    until nothing changes, the children of a kept index (deleting them would break it) and
+    the referrers of a kept subject (its signatures, SBOMs… stay with it). A referrer
+    whose subject goes, goes with it unless kept on its own."""
+    children: dict[Digest, list[Digest]] = {}
+    for parent, child in graph.edges:
+        children.setdefault(parent, []).append(child)
+    referrers: dict[Digest, list[Digest]] = {}
+    for node in graph.manifests:
+        if node.subject is not None:
+            referrers.setdefault(node.subject, []).append(node.digest)
+    kept = {n.digest for n in graph.manifests if n.digest in graph.tagged or n.created_at >= cutoff}
+    pending = list(kept)
+    while pending:
+        digest = pending.pop()
+        for needed in (*children.get(digest, ()), *referrers.get(digest, ())):
+            if needed not in kept:
+                kept.add(needed)
+                pending.append(needed)
+    return {n.digest for n in graph.manifests} - kept
 
 
 class GarbageCollector:
@@ -70,6 +99,8 @@ class GarbageCollector:
         await self._expire_uploads(report, now - self._upload_expiry)
         # Monolithic uploads stage without a session row; they count as idle sessions do.
         await self._stray_staging(report, now - self._upload_expiry)
+        # Before the link sweep: the blobs of expired manifests go in this same run.
+        await self._retention(report, now)
         await self._unreferenced_links(report, now - self._grace)
         await self._orphan_blobs(report, now - self._grace)
         await self._orphan_files(report, now - self._grace)
@@ -100,6 +131,32 @@ class GarbageCollector:
                 report.stray_staging.append(upload_id)
                 if not report.dry_run:
                     await self._store.delete_staging(upload_id)
+
+    async def _retention(self, report: GcReport, now: datetime) -> None:
+        """Apply each registry's retention policy of untagged manifests. The grace period
+        still holds (days=0 never removes a manifest a push in progress is about to tag or
+        list in an index), and each repository is decided again under its lock, in the
+        transaction that deletes."""
+        async with self._meta.reading() as q:
+            registries = await q.registries_with_retention()
+        for registry in registries:
+            cutoff = min(now - timedelta(days=registry.retention.days), now - self._grace)
+            async with self._meta.reading() as q:
+                repository_ids = await q.repository_ids(registry.id)
+            for repository_id in repository_ids:
+                if report.dry_run:
+                    async with self._meta.reading() as q:
+                        graph = await q.manifest_graph(repository_id)
+                    expired = expired_untagged(graph, cutoff)
+                else:
+                    async with self._meta.writing() as q:
+                        await q.lock_repository(repository_id, exclusive=True)
+                        expired = expired_untagged(await q.manifest_graph(repository_id), cutoff)
+                        for digest in sorted(expired, key=str):
+                            await q.delete_manifest(repository_id, digest)
+                report.expired_manifests.extend(
+                    (repository_id, d) for d in sorted(expired, key=str)
+                )
 
     async def _unreferenced_links(self, report: GcReport, cutoff: datetime) -> None:
         async with self._meta.reading() as q:

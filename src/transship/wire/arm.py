@@ -69,6 +69,43 @@ class NetworkRules(Answer):
     ip_rules: list[IpRuleInfo]
 
 
+class RetentionPolicyInfo(Answer):
+    """Retention of untagged manifests: garbage collection deletes those older than `days`
+    while `status` is enabled."""
+
+    days: int
+    last_updated_time: DateTime | None
+    status: Literal["enabled", "disabled"]
+
+
+class StatusPolicy(Answer):
+    """A policy Transship reports in its one state (changing it is refused)."""
+
+    status: Literal["enabled", "disabled"]
+
+
+class TrustPolicyInfo(Answer):
+    type: Literal["Notary"] = "Notary"
+    status: Literal["disabled"] = "disabled"
+
+
+class SoftDeletePolicyInfo(Answer):
+    retention_days: int = 7
+    last_updated_time: DateTime | None = None
+    status: Literal["disabled"] = "disabled"
+
+
+class Policies(Answer):
+    """ACR's registry policies: retention is Transship's; quarantine, content trust and soft
+    delete are always disabled, export always enabled (anything that can pull may copy)."""
+
+    quarantine_policy: StatusPolicy = Field(default_factory=lambda: StatusPolicy(status="disabled"))
+    trust_policy: TrustPolicyInfo = Field(default_factory=TrustPolicyInfo)
+    retention_policy: RetentionPolicyInfo
+    export_policy: StatusPolicy = Field(default_factory=lambda: StatusPolicy(status="enabled"))
+    soft_delete_policy: SoftDeletePolicyInfo = Field(default_factory=SoftDeletePolicyInfo)
+
+
 class RegistryInfo(Answer):
     login_server: str | None
     creation_date: DateTime | None
@@ -79,8 +116,9 @@ class RegistryInfo(Answer):
     network_rule_bypass_options: str = extensible("AzureServices", "None")
     network_rule_set: NetworkRules
     zone_redundancy: Literal["Enabled", "Disabled"] = "Disabled"
-    data_endpoint_enabled: bool = False
-    policies: dict[str, object] = Field(default_factory=dict)
+    data_endpoint_enabled: Literal[False] = False
+    data_endpoint_host_names: list[str] = Field(default_factory=list, max_length=0)
+    policies: Policies
 
 
 class Registry(Answer):
@@ -99,6 +137,35 @@ class Registry(Answer):
 
 class RegistryList(Answer):
     value: list[Registry]
+
+
+class NameAvailability(Answer):
+    """checkNameAvailability's answer: the login server a registry of that name would
+    have, or `reason` (Invalid or AlreadyExists) and `message` when it is not available."""
+
+    name_available: bool
+    available_login_server_name: str | MISSING = MISSING
+    reason: str | MISSING = MISSING
+    message: str | MISSING = MISSING
+
+
+class UsageInfo(Answer):
+    name: str = extensible("Size", "ScopeMaps", "Tokens")
+    limit: NonNegativeInt
+    current_value: NonNegativeInt
+    unit: str = extensible("Bytes", "Count")
+
+
+class UsageList(Answer):
+    """A registry's usages (listUsages): its storage, scope maps and tokens with limits."""
+
+    value: list[UsageInfo]
+
+
+class ReplicationList(Answer):
+    """A registry's replications: none (Transship does not replicate)."""
+
+    value: list[object] = Field(default_factory=list, max_length=0)
 
 
 class AdminPassword(Answer):

@@ -74,6 +74,11 @@ class RegistrySku(_Body):
     name: Literal["Basic", "Standard", "Premium"] = "Premium"
 
 
+class CheckNameBody(_Body):
+    name: str = Field(min_length=1, max_length=256)
+    type: Literal["Microsoft.ContainerRegistry/registries"]
+
+
 class IpRule(_Body):
     action: Literal["Allow"] = "Allow"
     value: str = Field(alias="value", min_length=1, max_length=64)
@@ -82,6 +87,28 @@ class IpRule(_Body):
 class NetworkRuleSet(_Body):
     default_action: Literal["Allow", "Deny"] | None = Field(default=None, alias="defaultAction")
     ip_rules: list[IpRule] | None = Field(default=None, alias="ipRules", max_length=200)
+
+
+class RetentionPolicyBody(_Body):
+    status: Literal["enabled", "disabled"] | None = None
+    days: JsonInt | None = None
+
+
+class StatusPolicyBody(_Body):
+    status: Literal["enabled", "disabled"] | None = None
+
+
+class SoftDeletePolicyBody(_Body):
+    status: Literal["enabled", "disabled"] | None = None
+    retention_days: JsonInt | None = Field(default=None, alias="retentionDays")
+
+
+class PoliciesBody(_Body):
+    retention_policy: RetentionPolicyBody | None = Field(default=None, alias="retentionPolicy")
+    quarantine_policy: StatusPolicyBody | None = Field(default=None, alias="quarantinePolicy")
+    trust_policy: StatusPolicyBody | None = Field(default=None, alias="trustPolicy")
+    export_policy: StatusPolicyBody | None = Field(default=None, alias="exportPolicy")
+    soft_delete_policy: SoftDeletePolicyBody | None = Field(default=None, alias="softDeletePolicy")
 
 
 class RegistryProperties(_Body):
@@ -95,13 +122,15 @@ class RegistryProperties(_Body):
     network_rule_bypass_options: Literal["AzureServices", "None"] | None = Field(
         default=None, alias="networkRuleBypassOptions"
     )
+    data_endpoint_enabled: JsonBool | None = Field(default=None, alias="dataEndpointEnabled")
+    policies: PoliciesBody | None = None
 
 
 class RegistryBody(_Body):
     location: str | None = None
     sku: RegistrySku | None = None
     properties: RegistryProperties | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[str, str] | None = Field(default=None, max_length=50)
 
 
 class RegenerateCredentialBody(_Body):

@@ -27,6 +27,7 @@ from transship.api.route_table import ROUTES
 from transship.api.routes import JSON, Operation, Reply, Route, route
 from transship.wire import arm as wire_arm
 from transship.wire.bodies import (
+    CheckNameBody,
     CredentialResetBody,
     GenerateCredentialsBody,
     ImportImageParameters,
@@ -61,7 +62,7 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # redirect of `//…` paths (a client quirk, not an operation).
 UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$|^/\{slashes\}$")
 # Values for path parameters when turning a documented path into a request path.
-SAMPLES = {"repository": "team/app"}
+SAMPLES = {"repository": "team/app", "feature": "tasks"}
 
 
 def operations() -> list[tuple[str, str, dict[str, Any]]]:
@@ -194,6 +195,7 @@ async def test_the_document_is_served_without_credentials(tmp_path: Path) -> Non
 # -- request schemas are the pydantic models' -------------------------------------------------
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "importImage"): ImportImageParameters,
+    ("post", "checkNameAvailability"): CheckNameBody,
     ("put", "registryName}"): RegistryBody,
     ("patch", "registryName}"): RegistryBody,
     ("post", "regenerateCredential"): RegenerateCredentialBody,
