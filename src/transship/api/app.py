@@ -8,7 +8,7 @@ from aiohttp import web
 
 from transship.api import arm, dataplane_auth, ops, v2
 from transship.api.errors import error_middleware
-from transship.api.openapi import DOCUMENT, document_bytes
+from transship.api.openapi import DOCUMENTED_ROUTES
 from transship.api.route_table import ROUTES
 from transship.api.routes import register
 from transship.api.services import Services, build_services
@@ -59,6 +59,6 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             app[v2.SERVICES].imports.signals.close()
 
     app.on_shutdown.append(release_followers)
-    app[DOCUMENT] = document_bytes(ROUTES)
+    app[DOCUMENTED_ROUTES] = ROUTES
     register(app, ROUTES)
     return app

@@ -355,7 +355,7 @@ async def check_name(request: web.Request) -> web.Response:
 async def list_usages(request: web.Request) -> web.Response:
     services, record = await registry_in_scope(request, Actions.REGISTRIES_READ)
     usage = await services.registries.usage(record)
-    # Webhooks are counted once the registry has them (they are another part of issue 12).
+    webhooks, webhook_limit = await services.webhooks.usage(record)
     return arm_json(
         resources.UsageList(
             value=[
@@ -364,6 +364,9 @@ async def list_usages(request: web.Request) -> web.Response:
                     limit=usage.storage_limit,
                     current_value=usage.storage_bytes,
                     unit="Bytes",
+                ),
+                resources.UsageInfo(
+                    name="Webhooks", limit=webhook_limit, current_value=webhooks, unit="Count"
                 ),
                 resources.UsageInfo(
                     name="ScopeMaps",

@@ -10,6 +10,7 @@ and `tests/integration/test_schemathesis.py` holds the server to the document.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
@@ -25,7 +26,8 @@ from transship.api import openapi_components as parts
 from transship.api.routes import JSON, MANAGEMENT_SECURITY, Operation, Reply, Route
 
 OPENAPI_PATH = "/openapi.json"
-DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document", bytes)
+# The table the served document describes; the document itself is built on first request.
+DOCUMENTED_ROUTES: web.AppKey[tuple[Route, ...]] = web.AppKey("openapi_routes", tuple)
 _REF = "#/components/schemas/{model}"
 # `{name}` or `{name:regex}` in an aiohttp pattern (the regex may hold `{m,n}`).
 _VARIABLE = re.compile(r"\{[^{}:]+(?::(?:[^{}]|\{[^{}]*\})*)?\}")
@@ -186,4 +188,6 @@ def document_bytes(routes: tuple[Route, ...]) -> bytes:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[DOCUMENT], content_type=JSON)
+    # Building it takes ~100 ms of CPU, too long for the event loop; cached after the first.
+    body = await asyncio.to_thread(document_bytes, request.app[DOCUMENTED_ROUTES])
+    return web.Response(body=body, content_type=JSON)

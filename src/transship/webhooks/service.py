@@ -90,6 +90,12 @@ class WebhookService:
         async with self._meta.reading() as q:
             return await webhook_queries(q).webhooks(registry.id)
 
+    async def usage(self, registry: RegistryRecord) -> tuple[int, int]:
+        """How many webhooks the registry has, and the most it may have."""
+        async with self._meta.reading() as q:
+            count = await webhook_queries(q).count_webhooks(registry.id)
+        return count, self._settings.max_per_registry
+
     async def get(self, registry: RegistryRecord, name: str) -> WebhookRecord:
         """Raises NotFound("webhook")."""
         async with self._meta.reading() as q:

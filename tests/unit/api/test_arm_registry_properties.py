@@ -201,6 +201,12 @@ async def test_list_usages_counts_distinct_blobs_scope_maps_and_tokens(
         "unit": "Bytes",
     }
     assert empty["ScopeMaps"]["currentValue"] == empty["Tokens"]["currentValue"] == 0
+    assert empty["Webhooks"] == {
+        "name": "Webhooks",
+        "limit": 500,
+        "currentValue": 0,
+        "unit": "Count",
+    }
     status, scope_map, _ = await admin.call(
         "PUT",
         f"{base}/scopeMaps/readers",
@@ -211,8 +217,18 @@ async def test_list_usages_counts_distinct_blobs_scope_maps_and_tokens(
         "PUT", f"{base}/tokens/reader1", {"properties": {"scopeMapId": scope_map["id"]}}
     )
     assert status in (200, 201), token
+    status, hook, _ = await admin.call(
+        "PUT",
+        f"{base}/webhooks/hook1",
+        {
+            "location": "westus",
+            "properties": {"serviceUri": "https://hooks.example.com/in", "actions": ["push"]},
+        },
+    )
+    assert status in (200, 201), hook
     counted = await usages(base)
     assert counted["ScopeMaps"]["currentValue"] == counted["Tokens"]["currentValue"] == 1
+    assert counted["Webhooks"]["currentValue"] == 1
     assert counted["Size"]["currentValue"] == 0  # no content of its own
     assert created["name"] == "usagereg"
 
