@@ -9,13 +9,26 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from transship.errors import NotFound
-from transship.metadata.queries import ListingOrder, MetadataStore, RegistryQueries
-from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
+from transship.metadata.queries import (
+    AttributeSubject,
+    ListingOrder,
+    MetadataStore,
+    RegistryQueries,
+)
+from transship.metadata.records import (
+    UNLOCKED,
+    Attributes,
+    ManifestRecord,
+    RegistryRecord,
+    TagRecord,
+)
 from transship.oci.digest import Digest
 from transship.oci.manifest import ManifestError, parse_manifest
+from transship.registry import locks
 from transship.storage.base import BlobStore
 
 __all__ = [
+    "AttributeChanges",
     "DeletedRepository",
     "ListingOrder",
     "ListingPage",
@@ -37,6 +50,7 @@ class ManifestListing:
     architecture: str | None
     os: str | None
     tags: tuple[str, ...]
+    attributes: Attributes = UNLOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,26 @@ class RepositorySummary:
     tag_count: int
     created: datetime | None
     last_update: datetime | None
+    attributes: Attributes = UNLOCKED
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeChanges:
+    """The changeable attributes an update sets; None leaves one as it is."""
+
+    delete_enabled: bool | None = None
+    write_enabled: bool | None = None
+    read_enabled: bool | None = None
+    list_enabled: bool | None = None
+
+    def columns(self) -> dict[str, bool]:
+        values = {
+            "delete_enabled": self.delete_enabled,
+            "write_enabled": self.write_enabled,
+            "read_enabled": self.read_enabled,
+            "list_enabled": self.list_enabled,
+        }
+        return {name: value for name, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +156,7 @@ class ListingService:
             repo_id = await self._repository_id(q, registry, repository)
             rows = await q.manifests_page(repo_id, order, last, limit + 1)
             more, rows = len(rows) > limit, rows[:limit]
-            tags = await q.tags_on(repo_id, (record.digest for record, _, _ in rows))
+            tags = await q.tags_on(repo_id, (record.digest for record, _, _, _ in rows))
         return ListingPage([await self._listing(row, tags) for row in rows], more)
 
     async def manifest(
@@ -140,12 +174,42 @@ class ListingService:
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
             manifests, tags, first, last = await q.repository_summary(repo_id)
-        return RepositorySummary(manifests, tags, first, last)
+            attributes = await q.attributes("repository", repo_id)
+        return RepositorySummary(manifests, tags, first, last, attributes or UNLOCKED)
+
+    async def update_attributes(
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        subject: AttributeSubject,
+        key: str | Digest | None,
+        changes: AttributeChanges,
+    ) -> Attributes:
+        """Set changeable attributes of the repository (`key` None), one of its tags (`key`
+        the tag's name) or manifests (`key` its digest); returns them as they now are.
+        Unlocking is always allowed: a lock guards content, not itself.
+
+        Raises NotFound("repository"), NotFound("tag") or NotFound("manifest")."""
+        async with self._meta.writing() as q:
+            repo_id = await self._repository_id(q, registry, repository)
+            await q.lock_repository(repo_id, exclusive=True)
+            attributes = await q.set_attributes(subject, repo_id, key, changes.columns())
+        if attributes is None:
+            name = f"{repository}{'@' if subject == 'manifest' else ':'}{key}"
+            raise NotFound(
+                subject,
+                name,
+                f"{subject} {key} is not in repository {repository}",
+                detail={subject: str(key)},
+            )
+        return attributes
 
     async def _listing(
-        self, row: tuple[ManifestRecord, int, datetime], tags: dict[Digest, list[str]]
+        self,
+        row: tuple[ManifestRecord, int, datetime, Attributes],
+        tags: dict[Digest, list[str]],
     ) -> ManifestListing:
-        record, size, created = row
+        record, size, created, attributes = row
         architecture, os_ = await self._platform(record.content, record.media_type)
         return ManifestListing(
             record.digest,
@@ -155,6 +219,7 @@ class ListingService:
             architecture,
             os_,
             tuple(tags.get(record.digest, ())),
+            attributes,
         )
 
     async def _platform(self, content: bytes, media_type: str) -> tuple[str | None, str | None]:
@@ -182,7 +247,8 @@ class ListingService:
     async def delete_repository(
         self, registry: RegistryRecord, repository: str
     ) -> DeletedRepository:
-        """Raises NotFound("repository")."""
+        """Raises NotFound("repository"), or Denied (reason "locked") when the repository or
+        anything in it is locked against deletion; nothing is deleted then."""
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
@@ -193,5 +259,6 @@ class ListingService:
                     detail={"name": repository},
                 )
             await q.lock_repository(repo_id, exclusive=True)
+            await locks.check_repository_deletable(q, repo_id, repository)
             manifests, tags = await q.delete_repository(repo_id)
         return DeletedRepository(manifests, tags)

@@ -12,6 +12,7 @@ from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError
 from transship.oci.manifest import ManifestError, ParsedManifest, parse_manifest
 from transship.oci.reference import InvalidReference, parse_tag_or_digest
+from transship.registry import locks
 
 MAX_TAGS_PER_PUT = 64
 
@@ -85,7 +86,8 @@ class ManifestService:
     async def get(
         self, registry: RegistryRecord, repository: str, reference: str
     ) -> ManifestRecord:
-        """Raises NotFound("manifest") (or a reference error) when absent."""
+        """Raises NotFound("manifest") (or a reference error) when absent, Denied (reason
+        "locked") when the repository, the tag asked by or the manifest is not readable."""
         ref = parse_reference(reference, writing=False)
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
@@ -97,6 +99,7 @@ class ManifestService:
                 f"manifest {reference} is not in repository {repository}",
                 detail={"reference": reference},
             )
+        locks.check_readable(record.readable, repository, reference)
         return record
 
     async def put(
@@ -111,7 +114,8 @@ class ManifestService:
         """Store a manifest byte-for-byte and move its tags in one transaction.
 
         Raises Invalid (field "manifest", "tag" or "digest"; reason "missing_reference" for
-        content the repository lacks), LimitExceeded("manifest") or TooLarge; on any error
+        content the repository lacks), LimitExceeded("manifest"), TooLarge, or Denied
+        (reason "locked") when the repository or a tag is locked against writes; on any error
         nothing is stored.
         """
         if len(content) > self.max_manifest_bytes:
@@ -151,6 +155,7 @@ class ManifestService:
         async with self._meta.writing() as q:
             repo_id = await q.ensure_repository(registry.id, repository)
             await q.lock_repository(repo_id, exclusive=False)
+            await locks.check_writable(q, repo_id, repository, tags)
             linked = await q.touch_links(repo_id, [r.digest for r in refs if not r.is_manifest])
             for ref_ in refs:
                 if not ref_.is_manifest and ref_.digest not in linked:
@@ -181,8 +186,10 @@ class ManifestService:
     async def delete(self, registry: RegistryRecord, repository: str, reference: str) -> None:
         """By digest: the manifest and its tags; by tag: only the tag.
 
-        Raises NotFound("manifest"), or Conflict (reason "in_use") while an index in the
-        repository lists it: deleting it would leave the index pointing at nothing.
+        Raises NotFound("manifest"), Conflict (reason "in_use") while an index in the
+        repository lists it (deleting it would leave the index pointing at nothing), or
+        Denied (reason "locked") when the repository, the tag, the manifest or one of its
+        tags is locked against deletion; nothing is deleted then.
         """
         ref = parse_reference(reference, writing=False)
         async with self._meta.writing() as q:
@@ -194,8 +201,10 @@ class ManifestService:
                 raise unknown
             await q.lock_repository(repo_id, exclusive=True)
             if not isinstance(ref, Digest):
-                if not await q.delete_tag(repo_id, ref):
+                if await q.tag_digest(repo_id, ref) is None:
                     raise unknown
+                await locks.check_tag_deletable(q, repo_id, repository, ref)
+                await q.delete_tag(repo_id, ref)
                 return
             parent = await q.manifest_parent(repo_id, ref)
             if parent is not None:
@@ -206,6 +215,9 @@ class ManifestService:
                     reason="in_use",
                     detail={"digest": str(ref), "index": str(parent)},
                 )
+            if not await q.existing_manifests(repo_id, [ref]):
+                raise unknown
+            await locks.check_manifest_deletable(q, repo_id, repository, ref)
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown
 

@@ -5,6 +5,7 @@ and accept exactly what those models accept."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -26,6 +27,7 @@ from transship.api.openapi import OPENAPI_PATH, DocumentError, build_document
 from transship.api.route_table import ROUTES
 from transship.api.routes import JSON, Operation, Reply, Route, route
 from transship.wire import arm as wire_arm
+from transship.wire.acr import ChangeableAttributesUpdate
 from transship.wire.bodies import (
     CredentialResetBody,
     GenerateCredentialsBody,
@@ -135,7 +137,7 @@ def test_exactly_these_operations_need_no_credentials() -> None:
         # OIDC discovery, the signing keys and the Entra token endpoints
         or path.startswith("/{tenant}/")
         # listings, when the registry allows anonymous pull
-        or (path.startswith("/acr/v1/{repository}/") and method == "get")
+        or (path.startswith("/acr/v1/{repository}") and method == "get")
     }
     assert anonymous == expected
 
@@ -153,6 +155,9 @@ async def test_every_route_of_the_management_api_and_acr_is_documented(tmp_path:
     app = create_app(make_settings(tmp_path / "data", None))
     documented: set[web.AbstractRoute] = set()
     for path, method, _ in operations():
+        # Building a mocked request costs ~1.5 ms (unittest.mock): yield between them, or
+        # the loop is held past the stall guard's bound for the whole document.
+        await asyncio.sleep(0)
         request = make_mocked_request(method.upper(), _request_path(path), app=app)
         match = await app.router.resolve(request)
         assert match.http_exception is None, (
@@ -192,6 +197,9 @@ async def test_the_document_is_served_without_credentials(tmp_path: Path) -> Non
 
 # -- request schemas are the pydantic models' -------------------------------------------------
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("patch", "/acr/v1/{repository}"): ChangeableAttributesUpdate,
+    ("patch", "_tags/{tag}"): ChangeableAttributesUpdate,
+    ("patch", "_manifests/{digest}"): ChangeableAttributesUpdate,
     ("post", "importImage"): ImportImageParameters,
     ("put", "registryName}"): RegistryBody,
     ("patch", "registryName}"): RegistryBody,
