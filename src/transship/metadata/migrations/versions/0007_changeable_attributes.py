@@ -18,16 +18,18 @@ _ATTRIBUTES = ("delete_enabled", "write_enabled", "read_enabled", "list_enabled"
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMN, not a batch: on SQLite a batch may rebuild the table, and dropping
+    # the old one with foreign keys on (every connection sets them) would cascade-delete
+    # the tags and manifests of every repository. A constant default is all SQLite needs.
     for table in _TABLES:
-        with op.batch_alter_table(table) as batch:
-            for name in _ATTRIBUTES:
-                batch.add_column(
-                    sa.Column(name, sa.Boolean, nullable=False, server_default=sa.true())
-                )
+        for name in _ATTRIBUTES:
+            op.add_column(
+                table, sa.Column(name, sa.Boolean, nullable=False, server_default=sa.true())
+            )
 
 
 def downgrade() -> None:
+    # DROP COLUMN exists natively in SQLite since 3.35; no rebuild either.
     for table in _TABLES:
-        with op.batch_alter_table(table) as batch:
-            for name in _ATTRIBUTES:
-                batch.drop_column(name)
+        for name in _ATTRIBUTES:
+            op.drop_column(table, name)
