@@ -463,7 +463,11 @@ class RegistryQueries(QueryScope):
         ).scalar()
 
     async def delete_manifest(self, repository_id: int, digest: Digest) -> bool:
-        """Delete a manifest and every tag on it; True when it existed."""
+        """Delete a manifest and every tag on it; True when it existed. One locked against
+        deletion (by its own attributes, a tag on it or its repository) is kept and False
+        returned, whoever asks: callers that must say why check `registry.locks` first."""
+        if await self.deletion_locked(repository_id, digest):
+            return False
         await self._exec(
             delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.digest == digest)
         )
@@ -795,6 +799,17 @@ class RegistryQueries(QueryScope):
             )
         ).first()
         return None if row is None else _attributes(row)
+
+    async def deletion_locked(self, repository_id: int, digest: Digest) -> bool:
+        """Whether deleting the manifest is forbidden: it, a tag on it or its repository
+        has deleteEnabled or writeEnabled false."""
+        m, t, repo = s.manifests, s.tags, s.repositories
+        stmt = select(
+            exists().where(repo.c.id == repository_id, locked(repo))
+            | exists().where(m.c.repository_id == repository_id, m.c.digest == digest, locked(m))
+            | exists().where(t.c.repository_id == repository_id, t.c.digest == digest, locked(t))
+        )
+        return bool((await self._exec(stmt)).scalar())
 
     async def locked_tags(
         self, repository_id: int, *, digest: Digest | None = None, limit: int = 1

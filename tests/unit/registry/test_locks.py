@@ -453,3 +453,28 @@ async def test_a_lock_and_a_concurrent_delete_never_both_win(
         assert locked == Attributes(delete_enabled=False) and "v1" in remaining
     else:
         assert deleted is None and isinstance(locked, NotFound) and "v1" not in remaining
+
+
+@pytest.mark.parametrize("subject", ["repository", "tag", "manifest"])
+async def test_the_delete_query_itself_keeps_locked_manifests(
+    meta: MetadataStore,
+    listings: ListingService,
+    registry: RegistryRecord,
+    image: Digest,
+    subject: str,
+) -> None:
+    """Defence in depth for retention and any other caller of the raw query: a locked
+    manifest is kept even when no service-level check ran."""
+    key = {"repository": None, "tag": "v1", "manifest": image}[subject]
+    await listings.update_attributes(registry, "app", subject, key, NO_DELETE)  # type: ignore[arg-type]
+    async with meta.writing() as q:
+        repo_id = await q.repository_id(registry.id, "app")
+        assert repo_id is not None
+        assert await q.deletion_locked(repo_id, image)
+        assert await q.delete_manifest(repo_id, image) is False
+    assert await listings.manifest(registry, "app", image) is not None
+    assert set(await tags_of(listings, registry)) == {"v1", "latest"}
+    await listings.update_attributes(registry, "app", subject, key, UNLOCK)  # type: ignore[arg-type]
+    async with meta.writing() as q:
+        assert not await q.deletion_locked(repo_id, image)
+        assert await q.delete_manifest(repo_id, image) is True
