@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from pydantic import MISSING
+from pydantic import MISSING, ValidationError
 
 from transship.api import envelopes as e
 from transship.api.answers import json_answer
@@ -15,9 +16,10 @@ from transship.api.envelopes import OciError
 from transship.api.events import event_request
 from transship.api.services import Services
 from transship.api.v2 import SERVICES, page_params, repository_name
-from transship.metadata.records import RegistryRecord, TagRecord
+from transship.errors import Invalid, TooLarge
+from transship.metadata.records import Attributes, RegistryRecord, TagRecord
 from transship.oci.digest import Digest, DigestError
-from transship.registry.listings import ListingOrder, ManifestListing
+from transship.registry.listings import AttributeChanges, ListingOrder, ManifestListing
 from transship.wire import acr as answers
 
 _ROUTE = re.compile(r"(?P<name>.+)/(?P<what>_tags|_manifests)")
@@ -50,7 +52,7 @@ def repository_in(tail: str, method: str) -> tuple[str, str | None] | None:
     found = _ITEM.fullmatch(tail) or _ROUTE.fullmatch(tail)
     if found is not None:
         return found["name"], found["what"]
-    return (tail, None) if tail and method in ("DELETE", "GET") else None
+    return (tail, None) if tail and method in ("DELETE", "GET", "PATCH") else None
 
 
 async def catalog(request: web.Request) -> web.Response:
@@ -67,12 +69,49 @@ async def catalog(request: web.Request) -> web.Response:
     return json_answer(answers.Repositories(repositories=page.items), headers=headers)
 
 
+def _changeable(attributes: Attributes) -> answers.ChangeableAttributes:
+    return answers.ChangeableAttributes(
+        delete_enabled=attributes.delete_enabled,
+        write_enabled=attributes.write_enabled,
+        read_enabled=attributes.read_enabled,
+        list_enabled=attributes.list_enabled,
+    )
+
+
+async def _changes(request: web.Request) -> AttributeChanges:
+    """The PATCH body: changeable attributes (JSON booleans). Raises Invalid naming the
+    field at fault, TooLarge past the configured body limit."""
+    limit = request.app[SERVICES].settings.max_request_body_bytes
+    data = bytearray()
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise TooLarge(f"the request body is larger than {limit} bytes")
+    try:
+        document = json.loads(bytes(data)) if data.strip() else {}
+    except (ValueError, RecursionError):
+        raise Invalid(None, "the request body is not valid JSON") from None
+    try:
+        body = answers.ChangeableAttributesUpdate.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise Invalid(field, f"{field}: {first['msg']}", detail={"field": field}) from None
+    return AttributeChanges(
+        delete_enabled=body.delete_enabled,
+        write_enabled=body.write_enabled,
+        read_enabled=body.read_enabled,
+        list_enabled=body.list_enabled,
+    )
+
+
 def _tag_json(tag: TagRecord) -> answers.TagAttributes:
     return answers.TagAttributes(
         name=tag.name,
         digest=str(tag.digest),
         created_time=_iso(tag.created_at),
         last_update_time=_iso(tag.updated_at),
+        changeable_attributes=_changeable(tag.attributes),
     )
 
 
@@ -86,13 +125,15 @@ def _manifest_json(item: ManifestListing) -> answers.ManifestAttributes:
         tags=list(item.tags),
         architecture=item.architecture if item.architecture else MISSING,
         os=item.os if item.os else MISSING,
+        changeable_attributes=_changeable(item.attributes),
     )
 
 
 async def _repository_attributes(
     services: Services, registry: RegistryRecord, repository: str, header: dict[str, Any]
 ) -> web.Response:
-    """`GET /acr/v1/{repo}` (`az acr repository show --repository`)."""
+    """`GET /acr/v1/{repo}` (`az acr repository show --repository`), also the answer of
+    its PATCH."""
     summary = await services.listings.summary(registry, repository)
     return json_answer(
         answers.RepositoryAttributes(
@@ -102,6 +143,7 @@ async def _repository_attributes(
             last_update_time=_iso(summary.last_update) if summary.last_update else None,
             manifest_count=summary.manifest_count,
             tag_count=summary.tag_count,
+            changeable_attributes=_changeable(summary.attributes),
         )
     )
 
@@ -110,10 +152,26 @@ async def _item(
     request: web.Request, registry: RegistryRecord, found: re.Match[str], header: dict[str, Any]
 ) -> web.StreamResponse:
     """One tag (`/_tags/{tag}`) or manifest (`/_manifests/{digest}`): GET its attributes
-    (`az acr repository show --image`, and what `delete --image` resolves a tag with), or
-    DELETE it (`az acr repository untag`; a manifest with its tags)."""
+    (`az acr repository show --image`, and what `delete --image` resolves a tag with),
+    PATCH its changeable attributes (`az acr repository update --image`, `az acr manifest
+    update-metadata`) and answer them as GET does, or DELETE it (`az acr repository untag`;
+    a manifest with its tags)."""
     services = request.app[SERVICES]
     repository, reference = header["imageName"], found["reference"]
+    if request.method == "PATCH":
+        changes = await _changes(request)
+        if found["what"] == "_tags":
+            await services.listings.update_attributes(
+                registry, repository, "tag", reference, changes
+            )
+        else:
+            try:
+                key = Digest.parse(reference)
+            except DigestError as exc:
+                raise Invalid("digest", str(exc), detail={"reference": reference}) from None
+            await services.listings.update_attributes(
+                registry, repository, "manifest", key, changes
+            )
     if request.method == "DELETE":
         if (
             found["what"] == "_tags"
@@ -122,7 +180,7 @@ async def _item(
             raise OciError(TAG_UNKNOWN, f"tag {reference} is not in repository {repository}")
         await services.manifests.delete(registry, repository, reference, event_request(request))
         return web.Response(status=202)
-    if request.method != "GET":
+    if request.method not in ("GET", "PATCH"):
         raise OciError(e.UNSUPPORTED, f"{request.method} is not supported on {request.path}")
     if found["what"] == "_tags":
         tag = await services.listings.tag(registry, repository, reference)
@@ -165,7 +223,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         }
         return await _item(request, registry, item, header)
     found = _ROUTE.fullmatch(tail)
-    if request.method == "GET" and found is None:
+    if request.method == "PATCH" and found is None:
+        repository = repository_name(tail)
+        changes = await _changes(request)
+        await services.listings.update_attributes(registry, repository, "repository", None, changes)
+    if request.method in ("GET", "PATCH") and found is None:
         header = {
             "registry": registry.login_server or request.host,
             "imageName": repository_name(tail),

@@ -104,11 +104,12 @@ def need_of(method: str, path: str) -> Need | None:
         found = acr_repository_in(tail.replace("\n", "\r"), method)
         if found is None:
             return Need("base")
-        name, what = _valid_name(tail[: len(found[0])]), found[1]
+        name = _valid_name(tail[: len(found[0])])
         if method in ("GET", "HEAD"):
             return Need("repository", name, "metadata_read")
-        if what is None or method == "DELETE":
+        if method == "DELETE":
             return Need("repository", name, "delete")
+        # PATCH of changeable attributes (image locking), on the repository or an item.
         return Need("repository", name, "metadata_write")
     return None
 

@@ -151,6 +151,12 @@ PARAMETERS: dict[str, Any] = {
         pattern=f"^{REPOSITORY_PATTERN.pattern}$",
         maxLength=MAX_REPOSITORY_LENGTH,
     ),
+    "Tag": _path_parameter("tag", "A tag of the repository."),
+    "ManifestDigest": _path_parameter(
+        "digest",
+        "A manifest's digest (`algorithm:encoded`).",
+        pattern="^[a-z0-9]+:[a-zA-Z0-9=_-]+$",
+    ),
     "PageSize": _query("n", "Items per page (default 100).", {"type": "integer", "minimum": 0}),
     "PageLast": _query("last", "Answer the items after this one."),
     "Top": _query(

@@ -100,6 +100,12 @@ _LISTING_ERRORS: dict[int, Reply | str] = {
     404: "OciNotFound",
 }
 _LINK = {"Link": "Link"}
+_OCI_TOO_LARGE = Reply("SIZE_INVALID: the body is larger than the limit.", acr_wire.OciError)
+_LOCKED = Reply(
+    "REGISTRY_DISALLOWED_OPERATION: the repository, or something in it, is locked "
+    "(deleteEnabled or writeEnabled false).",
+    acr_wire.OciError,
+)
 # Anonymous callers may read repositories' listings when the registry allows anonymous pull.
 _PULL = (*REGISTRY_SECURITY, {})
 _ACR_ROUTES = (
@@ -130,11 +136,91 @@ _ACR_ROUTES = (
             "Acr_DeleteRepository",
             "Delete a repository: its tags and manifests.",
             _ACR,
-            {202: Reply("Deleted.", acr_wire.DeletedRepository), **_LISTING_ERRORS},
+            {
+                202: Reply("Deleted.", acr_wire.DeletedRepository),
+                **_LISTING_ERRORS,
+                405: _LOCKED,
+            },
             ("Repository",),
             security=REGISTRY_SECURITY,
             path="/acr/v1/{repository}",
             method="DELETE",
+        ),
+        Operation(
+            "Acr_GetRepositoryAttributes",
+            "A repository: its counts, times and changeable attributes.",
+            _ACR,
+            {200: Reply("The repository.", acr_wire.RepositoryAttributes), **_LISTING_ERRORS},
+            ("Repository",),
+            security=_PULL,
+            path="/acr/v1/{repository}",
+            method="GET",
+        ),
+        Operation(
+            "Acr_UpdateRepositoryAttributes",
+            "Lock or unlock a repository: set its changeable attributes (deleteEnabled, "
+            "writeEnabled, readEnabled, listEnabled), which apply to everything in it.",
+            _ACR,
+            {
+                200: Reply("The repository as updated.", acr_wire.RepositoryAttributes),
+                **_LISTING_ERRORS,
+                413: _OCI_TOO_LARGE,
+            },
+            ("Repository",),
+            request=acr_wire.ChangeableAttributesUpdate,
+            security=REGISTRY_SECURITY,
+            path="/acr/v1/{repository}",
+            method="PATCH",
+        ),
+        Operation(
+            "Acr_GetTagAttributes",
+            "A tag: its digest, times and changeable attributes.",
+            _ACR,
+            {200: Reply("The tag.", acr_wire.TagItem), **_LISTING_ERRORS},
+            ("Repository", "Tag"),
+            security=_PULL,
+            path="/acr/v1/{repository}/_tags/{tag}",
+            method="GET",
+        ),
+        Operation(
+            "Acr_UpdateTagAttributes",
+            "Lock or unlock a tag: set its changeable attributes.",
+            _ACR,
+            {
+                200: Reply("The tag as updated.", acr_wire.TagItem),
+                **_LISTING_ERRORS,
+                413: _OCI_TOO_LARGE,
+            },
+            ("Repository", "Tag"),
+            request=acr_wire.ChangeableAttributesUpdate,
+            security=REGISTRY_SECURITY,
+            path="/acr/v1/{repository}/_tags/{tag}",
+            method="PATCH",
+        ),
+        Operation(
+            "Acr_GetManifestAttributes",
+            "A manifest: its tags, size, platform and changeable attributes.",
+            _ACR,
+            {200: Reply("The manifest.", acr_wire.ManifestItem), **_LISTING_ERRORS},
+            ("Repository", "ManifestDigest"),
+            security=_PULL,
+            path="/acr/v1/{repository}/_manifests/{digest}",
+            method="GET",
+        ),
+        Operation(
+            "Acr_UpdateManifestAttributes",
+            "Lock or unlock a manifest: set its changeable attributes.",
+            _ACR,
+            {
+                200: Reply("The manifest as updated.", acr_wire.ManifestItem),
+                **_LISTING_ERRORS,
+                413: _OCI_TOO_LARGE,
+            },
+            ("Repository", "ManifestDigest"),
+            request=acr_wire.ChangeableAttributesUpdate,
+            security=REGISTRY_SECURITY,
+            path="/acr/v1/{repository}/_manifests/{digest}",
+            method="PATCH",
         ),
         Operation(
             "Acr_ListTags",

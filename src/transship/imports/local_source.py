@@ -33,6 +33,16 @@ class LocalSource:
                 obj=f"{self._repository}:{reference}",
                 upstream_status=404,
             )
+        if not record.readable:
+            # Image locking: readEnabled false refuses every pull, an import's included.
+            raise ImportFailure(
+                "OperationDisallowed",
+                f"{self._repository}{'@' if by_digest else ':'}{reference} in registry "
+                f"{self._registry.name} is locked (readEnabled is false): the operation is "
+                "disallowed on this registry, repository or image",
+                step=Step.PLAN,
+                obj=f"{self._repository}:{reference}",
+            )
         return FetchedManifest(record.content, record.media_type, record.digest)
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
+from transship.errors import Denied
 from transship.imports.errors import ImportFailure, Step, tag_exists_failure
 from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
@@ -13,6 +14,7 @@ from transship.imports.ports import LinkScope
 from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.webhooks import EventDraft, webhook_queries
 from transship.oci.digest import CountingHasher, Digest
+from transship.registry import locks
 from transship.registry.blob_commit import commit_staged_blob
 from transship.registry.manifests import store_manifest
 from transship.storage.base import BlobStore
@@ -136,13 +138,22 @@ class RegistrySink:
         self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False
     ) -> None:
         """Make the image visible in every target repository and move the tags, in one
-        transaction. Raises ImportFailure TagAlreadyExists (NoForce) or BlobMissing."""
+        transaction. Raises ImportFailure TagAlreadyExists (NoForce), OperationDisallowed
+        (a target repository or tag is locked against writes: `--force` does not override
+        a lock) or BlobMissing."""
         async with self._meta.writing() as q:
             repository_ids: dict[str, int] = {}
             for repository in request.target_repositories:
                 repo_id = await q.ensure_repository(registry_id, repository)
                 await q.lock_repository(repo_id, exclusive=False)
                 repository_ids[repository] = repo_id
+                tags = [t.tag for t in request.target_tags if t.repository == repository]
+                try:
+                    await locks.check_writable(q, repo_id, repository, tags)
+                except Denied as exc:
+                    raise ImportFailure(
+                        "OperationDisallowed", exc.message, step=Step.COMMIT, obj=repository
+                    ) from None
                 for blob in plan.blobs:
                     try:
                         await q.link_blob(repo_id, blob.digest)

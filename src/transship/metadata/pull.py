@@ -25,13 +25,25 @@ def _statements() -> tuple[Any, Any, Any]:
         repo.c.registry_id == bindparam("registry_id"),
         repo.c.name == bindparam("repository"),
     )
+    # A pull is refused when the manifest, the tag it is asked by, or the repository has
+    # readEnabled false: the flags come with the row, so the check costs no statement.
     by_digest = (
-        select(m.c.digest, m.c.media_type, m.c.content)
+        select(
+            m.c.digest,
+            m.c.media_type,
+            m.c.content,
+            and_(repo.c.read_enabled, m.c.read_enabled).label("readable"),
+        )
         .select_from(repo.join(m, m.c.repository_id == repo.c.id))
         .where(*in_repository, m.c.digest == bindparam("reference"))
     )
     by_tag = (
-        select(m.c.digest, m.c.media_type, m.c.content)
+        select(
+            m.c.digest,
+            m.c.media_type,
+            m.c.content,
+            and_(repo.c.read_enabled, t.c.read_enabled, m.c.read_enabled).label("readable"),
+        )
         .select_from(
             repo.join(t, t.c.repository_id == repo.c.id).join(
                 m, and_(m.c.repository_id == t.c.repository_id, m.c.digest == t.c.digest)
@@ -67,7 +79,9 @@ class PullQueries:
         stmt = MANIFEST_BY_DIGEST if isinstance(reference, Digest) else MANIFEST_BY_TAG
         params = {"registry_id": registry_id, "repository": repository, "reference": reference}
         row = (await self._conn.execute(stmt, params)).first()
-        return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
+        if row is None:
+            return None
+        return ManifestRecord(row.digest, row.media_type, row.content, bool(row.readable))
 
     async def repository_blob_size(
         self, registry_id: int, repository: str, digest: Digest

@@ -37,6 +37,7 @@ from transship.metadata.pull import (
     PullQueries,
 )
 from transship.metadata.records import (
+    Attributes,
     ManifestGraph,
     ManifestNode,
     ManifestRecord,
@@ -52,6 +53,31 @@ from transship.oci.digest import Digest
 
 # How an ACR listing is sorted: by its key (tag name, manifest digest), or by time.
 ListingOrder = Literal["key", "timeasc", "timedesc"]
+
+# What carries changeable attributes (ACR's image locking).
+AttributeSubject = Literal["repository", "tag", "manifest"]
+
+
+def _attributes(row: Row[Any]) -> Attributes:
+    return Attributes(
+        bool(row.delete_enabled),
+        bool(row.write_enabled),
+        bool(row.read_enabled),
+        bool(row.list_enabled),
+    )
+
+
+def _tag_record(row: Row[Any]) -> TagRecord:
+    return TagRecord(
+        row.name, row.digest, as_utc(row.created_at), as_utc(row.updated_at), _attributes(row)
+    )
+
+
+def locked(table: Any) -> Any:
+    """The SQL condition under which a row of `table` (repositories, tags or manifests) is
+    locked against deletion: deleteEnabled or writeEnabled is false. Garbage collection and
+    retention must exclude such rows (and the manifests their locked tags name)."""
+    return ~table.c.delete_enabled | ~table.c.write_enabled
 
 
 class BlobMissing(Exception):
@@ -381,7 +407,9 @@ class RegistryQueries(QueryScope):
         has_content = exists().where(s.manifests.c.repository_id == repo.c.id) | exists().where(
             s.repository_blobs.c.repository_id == repo.c.id
         )
-        stmt = select(repo.c.name).where(repo.c.registry_id == registry_id, has_content)
+        stmt = select(repo.c.name).where(
+            repo.c.registry_id == registry_id, repo.c.list_enabled, has_content
+        )
         if last is not None:
             stmt = stmt.where(repo.c.name > last)
         rows = await self._exec(stmt.order_by(repo.c.name).limit(limit))
@@ -469,7 +497,9 @@ class RegistryQueries(QueryScope):
         stmt = _MANIFEST_BY_DIGEST if isinstance(reference, Digest) else _MANIFEST_BY_TAG
         params = {"registry_id": registry_id, "repository": repository, "reference": reference}
         row = (await self._exec(stmt, params)).first()
-        return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
+        if row is None:
+            return None
+        return ManifestRecord(row.digest, row.media_type, row.content, bool(row.readable))
 
     async def existing_manifests(
         self, repository_id: int, digests: Iterable[Digest]
@@ -541,7 +571,11 @@ class RegistryQueries(QueryScope):
         ).scalar()
 
     async def delete_manifest(self, repository_id: int, digest: Digest) -> bool:
-        """Delete a manifest and every tag on it; True when it existed."""
+        """Delete a manifest and every tag on it; True when it existed. One locked against
+        deletion (by its own attributes, a tag on it or its repository) is kept and False
+        returned, whoever asks: callers that must say why check `registry.locks` first."""
+        if await self.deletion_locked(repository_id, digest):
+            return False
         await self._exec(
             delete(s.tags).where(s.tags.c.repository_id == repository_id, s.tags.c.digest == digest)
         )
@@ -631,30 +665,35 @@ class RegistryQueries(QueryScope):
             m.c.size,
             m.c.created_at,
             blob_bytes.label("blob_bytes"),
+            m.c.delete_enabled,
+            m.c.write_enabled,
+            m.c.read_enabled,
+            m.c.list_enabled,
         ).where(m.c.repository_id == repository_id)
 
     @staticmethod
-    def _listed(rows: Any) -> list[tuple[ManifestRecord, int, datetime]]:
+    def _listed(rows: Any) -> list[tuple[ManifestRecord, int, datetime, Attributes]]:
         return [
             (
                 ManifestRecord(r.digest, r.media_type, r.content),
                 r.size + r.blob_bytes,
                 as_utc(r.created_at),
+                _attributes(r),
             )
             for r in rows
         ]
 
     async def manifests_page(
         self, repository_id: int, order: ListingOrder, last: str | None, limit: int
-    ) -> list[tuple[ManifestRecord, int, datetime]]:
-        """One page of a repository's manifests (keyed by digest, timed by creation), each
-        with its imageSize and creation time."""
+    ) -> list[tuple[ManifestRecord, int, datetime, Attributes]]:
+        """One page of a repository's listable manifests (keyed by digest, timed by
+        creation), each with its imageSize, creation time and changeable attributes."""
         m = s.manifests
         anchor = and_(m.c.repository_id == repository_id, m.c.digest == last)
         # Sort narrow rows, then size and fetch only the page: sorting the full rows would
         # compute every manifest's imageSize and carry its bytes through the sorter.
         keys = await self._page(
-            select(m.c.digest).where(m.c.repository_id == repository_id),
+            select(m.c.digest).where(m.c.repository_id == repository_id, m.c.list_enabled),
             m.c.digest,
             m.c.created_at,
             anchor,
@@ -673,8 +712,9 @@ class RegistryQueries(QueryScope):
 
     async def manifest_listing(
         self, repository_id: int, digest: Digest
-    ) -> tuple[ManifestRecord, int, datetime] | None:
-        """One manifest of a repository with its imageSize and creation time, or None."""
+    ) -> tuple[ManifestRecord, int, datetime, Attributes] | None:
+        """One manifest of a repository with its imageSize, creation time and changeable
+        attributes, or None."""
         rows = await self._exec(
             self._manifest_listing(repository_id).where(s.manifests.c.digest == digest)
         )
@@ -776,8 +816,9 @@ class RegistryQueries(QueryScope):
         return bool(result.rowcount)
 
     async def list_tags(self, repository_id: int, last: str | None, limit: int) -> list[str]:
+        """Listable tag names after `last`, lexically, at most `limit`."""
         t = s.tags
-        stmt = select(t.c.name).where(t.c.repository_id == repository_id)
+        stmt = select(t.c.name).where(t.c.repository_id == repository_id, t.c.list_enabled)
         if last is not None:
             stmt = stmt.where(t.c.name > last)
         rows = await self._exec(stmt.order_by(t.c.name).limit(limit))
@@ -788,18 +829,16 @@ class RegistryQueries(QueryScope):
         rows = await self._exec(
             select(t).where(t.c.repository_id == repository_id).order_by(t.c.name)
         )
-        return [
-            TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows
-        ]
+        return [_tag_record(r) for r in rows]
 
     async def tags_page(
         self, repository_id: int, order: ListingOrder, last: str | None, limit: int
     ) -> list[TagRecord]:
-        """One page of a repository's tags (keyed by name, timed by last update)."""
+        """One page of a repository's listable tags (keyed by name, timed by last update)."""
         t = s.tags
         anchor = and_(t.c.repository_id == repository_id, t.c.name == last)
         rows = await self._page(
-            select(t).where(t.c.repository_id == repository_id),
+            select(t).where(t.c.repository_id == repository_id, t.c.list_enabled),
             t.c.name,
             t.c.updated_at,
             anchor,
@@ -807,20 +846,100 @@ class RegistryQueries(QueryScope):
             last,
             limit,
         )
-        return [
-            TagRecord(r.name, r.digest, as_utc(r.created_at), as_utc(r.updated_at)) for r in rows
-        ]
+        return [_tag_record(r) for r in rows]
 
     async def tag(self, repository_id: int, name: str) -> TagRecord | None:
         t = s.tags
         row = (
             await self._exec(select(t).where(t.c.repository_id == repository_id, t.c.name == name))
         ).first()
-        return (
-            None
-            if row is None
-            else TagRecord(row.name, row.digest, as_utc(row.created_at), as_utc(row.updated_at))
+        return None if row is None else _tag_record(row)
+
+    # -- changeable attributes (image locking) -----------------------------------------------
+    @staticmethod
+    def _attribute_row(
+        subject: AttributeSubject, repository_id: int, key: str | Digest | None
+    ) -> Any:
+        """(table, WHERE clause) of the row carrying `subject`'s attributes: the repository,
+        the tag named `key`, or the manifest whose digest is `key`."""
+        if subject == "repository":
+            return s.repositories, s.repositories.c.id == repository_id
+        if subject == "tag":
+            t = s.tags
+            return t, and_(t.c.repository_id == repository_id, t.c.name == key)
+        m = s.manifests
+        return m, and_(m.c.repository_id == repository_id, m.c.digest == key)
+
+    async def attributes(
+        self, subject: AttributeSubject, repository_id: int, key: str | Digest | None = None
+    ) -> Attributes | None:
+        """The changeable attributes of a repository, tag or manifest; None when absent."""
+        table, where = self._attribute_row(subject, repository_id, key)
+        row = (
+            await self._exec(
+                select(*(table.c[name] for name in s.CHANGEABLE_ATTRIBUTES)).where(where)
+            )
+        ).first()
+        return None if row is None else _attributes(row)
+
+    async def set_attributes(
+        self,
+        subject: AttributeSubject,
+        repository_id: int,
+        key: str | Digest | None,
+        changes: dict[str, bool],
+    ) -> Attributes | None:
+        """Change some of the attributes (keys of `changes` are column names of
+        `schema.CHANGEABLE_ATTRIBUTES`); the attributes after the change, or None when the
+        row is absent. Raises ValueError for another key."""
+        unknown = set(changes) - set(s.CHANGEABLE_ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"not changeable attributes: {sorted(unknown)}")
+        if not changes:
+            return await self.attributes(subject, repository_id, key)
+        table, where = self._attribute_row(subject, repository_id, key)
+        row = (
+            await self._exec(
+                update(table)
+                .where(where)
+                .values(**changes)
+                .returning(*(table.c[name] for name in s.CHANGEABLE_ATTRIBUTES))
+            )
+        ).first()
+        return None if row is None else _attributes(row)
+
+    async def deletion_locked(self, repository_id: int, digest: Digest) -> bool:
+        """Whether deleting the manifest is forbidden: it, a tag on it or its repository
+        has deleteEnabled or writeEnabled false."""
+        m, t, repo = s.manifests, s.tags, s.repositories
+        stmt = select(
+            exists().where(repo.c.id == repository_id, locked(repo))
+            | exists().where(m.c.repository_id == repository_id, m.c.digest == digest, locked(m))
+            | exists().where(t.c.repository_id == repository_id, t.c.digest == digest, locked(t))
         )
+        return bool((await self._exec(stmt)).scalar())
+
+    async def locked_tags(
+        self, repository_id: int, *, digest: Digest | None = None, limit: int = 1
+    ) -> list[str]:
+        """Names of tags locked against deletion in the repository (only those on `digest`,
+        when given), at most `limit`, by name."""
+        t = s.tags
+        stmt = select(t.c.name).where(t.c.repository_id == repository_id, locked(t))
+        if digest is not None:
+            stmt = stmt.where(t.c.digest == digest)
+        return [r.name for r in await self._exec(stmt.order_by(t.c.name).limit(limit))]
+
+    async def locked_manifests(self, repository_id: int, *, limit: int = 1) -> list[Digest]:
+        """Digests of manifests locked against deletion in the repository, at most `limit`."""
+        m = s.manifests
+        rows = await self._exec(
+            select(m.c.digest)
+            .where(m.c.repository_id == repository_id, locked(m))
+            .order_by(m.c.digest)
+            .limit(limit)
+        )
+        return [r.digest for r in rows]
 
     # -- uploads -----------------------------------------------------------------------------
     @staticmethod

@@ -53,10 +53,26 @@ class ManifestGraph:
 
 
 @dataclass(frozen=True, slots=True)
+class Attributes:
+    """ACR's changeable attributes of a repository, tag or manifest: whether its content may
+    be deleted, overwritten, read (pulled) and listed. All true unless someone locked it."""
+
+    delete_enabled: bool = True
+    write_enabled: bool = True
+    read_enabled: bool = True
+    list_enabled: bool = True
+
+
+UNLOCKED = Attributes()
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestRecord:
     digest: Digest
     media_type: str
     content: bytes
+    # False when the manifest, the tag it was asked by, or its repository is not readable.
+    readable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,7 @@ class TagRecord:
     digest: Digest
     created_at: datetime
     updated_at: datetime
+    attributes: Attributes = UNLOCKED
 
 
 @dataclass(frozen=True, slots=True)

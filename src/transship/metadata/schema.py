@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 
@@ -76,6 +77,19 @@ class DigestType(TypeDecorator[Digest]):
 
 DIGEST = DigestType()
 
+# ACR's changeable attributes, kept on repositories, tags and manifests (see
+# `transship.registry.locks`): what may be done to the row's content. Every row starts
+# with all four enabled; only an explicit update turns one off.
+CHANGEABLE_ATTRIBUTES = ("delete_enabled", "write_enabled", "read_enabled", "list_enabled")
+
+
+def changeable_attributes() -> list[Column[bool]]:
+    return [
+        Column(name, Boolean, nullable=False, server_default=true())
+        for name in CHANGEABLE_ATTRIBUTES
+    ]
+
+
 registries = Table(
     "registries",
     metadata,
@@ -105,6 +119,7 @@ repositories = Table(
     Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(255), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    *changeable_attributes(),
     UniqueConstraint("registry_id", "name"),
 )
 
@@ -150,6 +165,7 @@ manifests = Table(
     Column("subject_digest", DIGEST, nullable=True),
     Column("annotations", Text, nullable=True),  # JSON object, for referrer descriptors
     Column("created_at", UtcDateTime(), nullable=False),
+    *changeable_attributes(),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
 )
 
@@ -177,6 +193,7 @@ tags = Table(
     Column("digest", DIGEST, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    *changeable_attributes(),
     ForeignKeyConstraint(
         ["repository_id", "digest"], ["manifests.repository_id", "manifests.digest"]
     ),

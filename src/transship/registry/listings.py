@@ -9,14 +9,27 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from transship.errors import NotFound
-from transship.metadata.queries import ListingOrder, MetadataStore, RegistryQueries
-from transship.metadata.records import ManifestRecord, RegistryRecord, TagRecord
+from transship.metadata.queries import (
+    AttributeSubject,
+    ListingOrder,
+    MetadataStore,
+    RegistryQueries,
+)
+from transship.metadata.records import (
+    UNLOCKED,
+    Attributes,
+    ManifestRecord,
+    RegistryRecord,
+    TagRecord,
+)
 from transship.metadata.webhooks import EventDraft, EventRequest, webhook_queries
 from transship.oci.digest import Digest
 from transship.oci.manifest import ManifestError, parse_manifest
+from transship.registry import locks
 from transship.storage.base import BlobStore
 
 __all__ = [
+    "AttributeChanges",
     "DeletedRepository",
     "ListingOrder",
     "ListingPage",
@@ -38,6 +51,7 @@ class ManifestListing:
     architecture: str | None
     os: str | None
     tags: tuple[str, ...]
+    attributes: Attributes = UNLOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +68,26 @@ class RepositorySummary:
     tag_count: int
     created: datetime | None
     last_update: datetime | None
+    attributes: Attributes = UNLOCKED
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeChanges:
+    """The changeable attributes an update sets; None leaves one as it is."""
+
+    delete_enabled: bool | None = None
+    write_enabled: bool | None = None
+    read_enabled: bool | None = None
+    list_enabled: bool | None = None
+
+    def columns(self) -> dict[str, bool]:
+        values = {
+            "delete_enabled": self.delete_enabled,
+            "write_enabled": self.write_enabled,
+            "read_enabled": self.read_enabled,
+            "list_enabled": self.list_enabled,
+        }
+        return {name: value for name, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +157,7 @@ class ListingService:
             repo_id = await self._repository_id(q, registry, repository)
             rows = await q.manifests_page(repo_id, order, last, limit + 1)
             more, rows = len(rows) > limit, rows[:limit]
-            tags = await q.tags_on(repo_id, (record.digest for record, _, _ in rows))
+            tags = await q.tags_on(repo_id, (record.digest for record, _, _, _ in rows))
         return ListingPage([await self._listing(row, tags) for row in rows], more)
 
     async def manifest(
@@ -141,12 +175,42 @@ class ListingService:
         async with self._meta.reading() as q:
             repo_id = await self._repository_id(q, registry, repository)
             manifests, tags, first, last = await q.repository_summary(repo_id)
-        return RepositorySummary(manifests, tags, first, last)
+            attributes = await q.attributes("repository", repo_id)
+        return RepositorySummary(manifests, tags, first, last, attributes or UNLOCKED)
+
+    async def update_attributes(
+        self,
+        registry: RegistryRecord,
+        repository: str,
+        subject: AttributeSubject,
+        key: str | Digest | None,
+        changes: AttributeChanges,
+    ) -> Attributes:
+        """Set changeable attributes of the repository (`key` None), one of its tags (`key`
+        the tag's name) or manifests (`key` its digest); returns them as they now are.
+        Unlocking is always allowed: a lock guards content, not itself.
+
+        Raises NotFound("repository"), NotFound("tag") or NotFound("manifest")."""
+        async with self._meta.writing() as q:
+            repo_id = await self._repository_id(q, registry, repository)
+            await q.lock_repository(repo_id, exclusive=True)
+            attributes = await q.set_attributes(subject, repo_id, key, changes.columns())
+        if attributes is None:
+            name = f"{repository}{'@' if subject == 'manifest' else ':'}{key}"
+            raise NotFound(
+                subject,
+                name,
+                f"{subject} {key} is not in repository {repository}",
+                detail={subject: str(key)},
+            )
+        return attributes
 
     async def _listing(
-        self, row: tuple[ManifestRecord, int, datetime], tags: dict[Digest, list[str]]
+        self,
+        row: tuple[ManifestRecord, int, datetime, Attributes],
+        tags: dict[Digest, list[str]],
     ) -> ManifestListing:
-        record, size, created = row
+        record, size, created, attributes = row
         architecture, os_ = await self._platform(record.content, record.media_type)
         return ManifestListing(
             record.digest,
@@ -156,6 +220,7 @@ class ListingService:
             architecture,
             os_,
             tuple(tags.get(record.digest, ())),
+            attributes,
         )
 
     async def _platform(self, content: bytes, media_type: str) -> tuple[str | None, str | None]:
@@ -187,7 +252,8 @@ class ListingService:
         event_request: EventRequest | None = None,
     ) -> DeletedRepository:
         """Delete a repository with a webhook `delete` event per manifest (same
-        transaction). Raises NotFound("repository")."""
+        transaction). Raises NotFound("repository"), or Denied (reason "locked") when the
+        repository or anything in it is locked against deletion; nothing is deleted then."""
         async with self._meta.writing() as q:
             repo_id = await q.repository_id(registry.id, repository)
             if repo_id is None:
@@ -198,6 +264,7 @@ class ListingService:
                     detail={"name": repository},
                 )
             await q.lock_repository(repo_id, exclusive=True)
+            await locks.check_repository_deletable(q, repo_id, repository)
             manifests, tags = await q.delete_repository(repo_id)
             drafts = [EventDraft("delete", repository, digest) for digest in manifests]
             await webhook_queries(q).record_events(registry.id, drafts, event_request)

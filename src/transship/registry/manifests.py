@@ -13,6 +13,7 @@ from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError
 from transship.oci.manifest import ManifestError, ParsedManifest, parse_manifest
 from transship.oci.reference import InvalidReference, parse_tag_or_digest
+from transship.registry import locks
 
 MAX_TAGS_PER_PUT = 64
 
@@ -86,7 +87,8 @@ class ManifestService:
     async def get(
         self, registry: RegistryRecord, repository: str, reference: str
     ) -> ManifestRecord:
-        """Raises NotFound("manifest") (or a reference error) when absent."""
+        """Raises NotFound("manifest") (or a reference error) when absent, Denied (reason
+        "locked") when the repository, the tag asked by or the manifest is not readable."""
         ref = parse_reference(reference, writing=False)
         # The pull path's keyed lookup: inline on the loop (see MetadataStore.fast_read).
         async with self._meta.fast_read() as q:
@@ -98,6 +100,7 @@ class ManifestService:
                 f"manifest {reference} is not in repository {repository}",
                 detail={"reference": reference},
             )
+        locks.check_readable(record.readable, repository, reference)
         return record
 
     async def put(
@@ -114,7 +117,8 @@ class ManifestService:
         `push` events of the registry's webhooks (one per tag; one untagged by digest).
 
         Raises Invalid (field "manifest", "tag" or "digest"; reason "missing_reference" for
-        content the repository lacks), LimitExceeded("manifest") or TooLarge; on any error
+        content the repository lacks), LimitExceeded("manifest"), TooLarge, or Denied
+        (reason "locked") when the repository or a tag is locked against writes; on any error
         nothing is stored.
         """
         if len(content) > self.max_manifest_bytes:
@@ -154,6 +158,7 @@ class ManifestService:
         async with self._meta.writing() as q:
             repo_id = await q.ensure_repository(registry.id, repository)
             await q.lock_repository(repo_id, exclusive=False)
+            await locks.check_writable(q, repo_id, repository, tags)
             linked = await q.touch_links(repo_id, [r.digest for r in refs if not r.is_manifest])
             for ref_ in refs:
                 if not ref_.is_manifest and ref_.digest not in linked:
@@ -196,8 +201,10 @@ class ManifestService:
         """By digest: the manifest and its tags; by tag: only the tag. Records the `delete`
         event of the registry's webhooks in the same transaction.
 
-        Raises NotFound("manifest"), or Conflict (reason "in_use") while an index in the
-        repository lists it: deleting it would leave the index pointing at nothing.
+        Raises NotFound("manifest"), Conflict (reason "in_use") while an index in the
+        repository lists it (deleting it would leave the index pointing at nothing), or
+        Denied (reason "locked") when the repository, the tag, the manifest or one of its
+        tags is locked against deletion; nothing is deleted then.
         """
         ref = parse_reference(reference, writing=False)
         async with self._meta.writing() as q:
@@ -211,8 +218,10 @@ class ManifestService:
             events = webhook_queries(q)
             if not isinstance(ref, Digest):
                 tagged = await q.tag_digest(repo_id, ref)
-                if not await q.delete_tag(repo_id, ref):
+                if tagged is None:
                     raise unknown
+                await locks.check_tag_deletable(q, repo_id, repository, ref)
+                await q.delete_tag(repo_id, ref)
                 draft = EventDraft("delete", repository, tagged, ref)
                 await events.record_events(registry.id, [draft], event_request)
                 return
@@ -225,6 +234,9 @@ class ManifestService:
                     reason="in_use",
                     detail={"digest": str(ref), "index": str(parent)},
                 )
+            if not await q.existing_manifests(repo_id, [ref]):
+                raise unknown
+            await locks.check_manifest_deletable(q, repo_id, repository, ref)
             record = await q.manifest(registry.id, repository, ref)
             if not await q.delete_manifest(repo_id, ref):
                 raise unknown

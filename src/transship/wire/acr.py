@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import MISSING, Field, NonNegativeInt
+from pydantic import MISSING, BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic.alias_generators import to_camel
 
 from transship.wire.base import Answer, DateTime
+from transship.wire.bodies import JsonBool
 
 
 class OciErrorItem(Answer):
@@ -96,3 +98,18 @@ class ManifestItem(Answer):
     registry: str
     image_name: str
     manifest: ManifestAttributes
+
+
+class ChangeableAttributesUpdate(BaseModel):
+    """The body of `PATCH /acr/v1/{repository}[/_tags/{tag}|/_manifests/{digest}]`
+    (`az acr repository update`, `az acr manifest update-metadata`): the attributes to set;
+    one left out keeps its value. Another field is refused, not ignored."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, alias_generator=to_camel
+    )
+
+    delete_enabled: JsonBool | None = None
+    write_enabled: JsonBool | None = None
+    read_enabled: JsonBool | None = None
+    list_enabled: JsonBool | None = None

@@ -140,9 +140,9 @@ async def test_acr_untag_and_delete_manifest(tmp_path: Path) -> None:
         assert listed["manifests"] == []
         status, tags = await _acr(reg, "GET", "/acr/v1/team/app/_tags")
         assert tags["tags"] == []
-        # PATCH (`az acr repository update`) is not supported
+        # PATCH (`az acr repository update`) of a deleted tag: the tag is unknown
         status, refused = await _acr(reg, "PATCH", "/acr/v1/team/app/_tags/v2")
-        assert (status, refused["errors"][0]["code"]) == (405, "UNSUPPORTED")
+        assert (status, refused["errors"][0]["code"]) == (404, "TAG_UNKNOWN")
 
 
 async def _graph(

@@ -54,7 +54,7 @@ ROUTES: list[tuple[str, str, Need | None]] = [
     # /acr/v1: the repository as acr.dispatch reads it; shapes it has no route for need
     # only valid credentials (they answer 404, or 400 for a name that cannot exist)
     ("GET", "/acr/v1/team/app", Need("repository", "team/app", "metadata_read")),
-    ("PATCH", "/acr/v1/r", Need("base")),
+    ("PATCH", "/acr/v1/r", Need("repository", "r", "metadata_write")),
     ("DELETE", "/acr/v1/team/app", Need("repository", "team/app", "delete")),
     ("GET", "/acr/v1/team/app/_tags", Need("repository", "team/app", "metadata_read")),
     ("HEAD", "/acr/v1/r/_tags", Need("repository", "r", "metadata_read")),

@@ -27,6 +27,7 @@ from transship.api.openapi import OPENAPI_PATH, DocumentError, build_document
 from transship.api.route_table import ROUTES
 from transship.api.routes import JSON, Operation, Reply, Route, route
 from transship.wire import arm as wire_arm
+from transship.wire.acr import ChangeableAttributesUpdate
 from transship.wire.bodies import (
     CheckNameBody,
     CredentialResetBody,
@@ -138,7 +139,7 @@ def test_exactly_these_operations_need_no_credentials() -> None:
         # OIDC discovery, the signing keys and the Entra token endpoints
         or path.startswith("/{tenant}/")
         # listings, when the registry allows anonymous pull
-        or (path.startswith("/acr/v1/{repository}/") and method == "get")
+        or (path.startswith("/acr/v1/{repository}") and method == "get")
     }
     assert anonymous == expected
 
@@ -156,9 +157,10 @@ async def test_every_route_of_the_management_api_and_acr_is_documented(tmp_path:
     # Building the application and resolving every operation are CPU work: keep the loop free.
     app = await asyncio.to_thread(create_app, make_settings(tmp_path / "data", None))
     documented: set[web.AbstractRoute] = set()
-    for count, (path, method, _) in enumerate(operations()):
-        if count % 20 == 0:
-            await asyncio.sleep(0)
+    for path, method, _ in operations():
+        # Building a mocked request costs ~1.5 ms (unittest.mock): yield between them, or
+        # the loop is held past the stall guard's bound for the whole document.
+        await asyncio.sleep(0)
         request = make_mocked_request(method.upper(), _request_path(path), app=app)
         match = await app.router.resolve(request)
         assert match.http_exception is None, (
@@ -198,6 +200,9 @@ async def test_the_document_is_served_without_credentials(tmp_path: Path) -> Non
 
 # -- request schemas are the pydantic models' -------------------------------------------------
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("patch", "/acr/v1/{repository}"): ChangeableAttributesUpdate,
+    ("patch", "_tags/{tag}"): ChangeableAttributesUpdate,
+    ("patch", "_manifests/{digest}"): ChangeableAttributesUpdate,
     ("post", "importImage"): ImportImageParameters,
     ("post", "checkNameAvailability"): CheckNameBody,
     ("put", "registryName}"): RegistryBody,
