@@ -166,13 +166,25 @@ class Database:
     async def _migrate(self) -> None:
         engine = create_async_engine(self.url, poolclass=NullPool, hide_parameters=True)
         if self.is_sqlite:
-            _configure_sqlite(engine.sync_engine, "BEGIN IMMEDIATE", self._durable)
+            # Alembic's batch mode rebuilds a table (copy, drop, rename); with foreign keys on,
+            # dropping the old `registries` cascaded into every repository, tag and manifest.
+            # SQLite's own procedure for schema changes: keys off, then a check before commit.
+            _configure_sqlite(
+                engine.sync_engine, "BEGIN IMMEDIATE", self._durable, foreign_keys=False
+            )
         try:
             async with engine.begin() as conn:
                 if not self.is_sqlite:
                     # Serialise concurrent starters; released at commit.
                     await conn.execute(text("SELECT pg_advisory_xact_lock(7347242)"))
                 await conn.run_sync(_upgrade)
+                if self.is_sqlite:
+                    broken = (await conn.execute(text("PRAGMA foreign_key_check"))).all()
+                    if broken:
+                        raise RuntimeError(
+                            f"the migration left {len(broken)} rows whose foreign keys point "
+                            f"at nothing (first: {tuple(broken[0])}); nothing was committed"
+                        )
         finally:
             await engine.dispose()
 
@@ -246,7 +258,9 @@ def _enable_wal(cursor: Any) -> None:
         delay = min(delay * 2, 0.5)
 
 
-def _configure_sqlite(engine: Engine, begin: str | None, durable: bool) -> None:
+def _configure_sqlite(
+    engine: Engine, begin: str | None, durable: bool, foreign_keys: bool = True
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so `begin` below decides the mode.
@@ -254,7 +268,7 @@ def _configure_sqlite(engine: Engine, begin: str | None, durable: bool) -> None:
         cursor = dbapi_connection.cursor()
         _enable_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 

@@ -1,6 +1,7 @@
-"""Migration 0007 (changeable attributes) on SQLite and PostgreSQL: a database holding
-content before it gets the four attributes on its repositories, tags and manifests, all
-enabled (nothing existing becomes locked), and the downgrade removes them again."""
+"""Upgrades of a database that holds content, on SQLite and PostgreSQL: from every earlier
+revision the content survives (a table rebuilt by a migration once cascaded into every
+repository on SQLite); migration 0007 (changeable attributes) leaves existing content
+unlocked, and its downgrade removes the attributes again."""
 
 from __future__ import annotations
 
@@ -49,10 +50,18 @@ async def _on(url: str, action: str, revision: str, *, rows: bool = False) -> di
             await conn.run_sync(_alembic, action, revision)
             if rows:
                 now = datetime(2026, 1, 1, tzinfo=UTC)
+                # `uid` came with 0004: a database from before it has none.
+                has_uid = "uid" in await conn.run_sync(
+                    lambda c: {col["name"] for col in inspect(c).get_columns("registries")}
+                )
                 await conn.execute(
                     text(
-                        "INSERT INTO registries (name, is_default, created_at, location, sku, uid)"
-                        " VALUES ('old', false, :now, 'local', 'Premium', 'u1')"
+                        "INSERT INTO registries (name, is_default, created_at, location, sku"
+                        + (
+                            ", uid) VALUES ('old', false, :now, 'local', 'Premium', 'u1')"
+                            if has_uid
+                            else ") VALUES ('old', false, :now, 'local', 'Premium')"
+                        )
                     ),
                     {"now": now},
                 )
@@ -115,3 +124,25 @@ async def test_existing_content_is_unlocked_and_the_downgrade_removes_the_column
 
     after = await asyncio.to_thread(_in_thread, url, "downgrade", "0004")
     assert after == before
+
+
+@pytest.mark.empty_database
+@pytest.mark.parametrize("start", ["0003", "0004", "0005", "0006"])
+async def test_an_upgrade_keeps_every_repository_tag_and_manifest(
+    database_url: str | None, tmp_path: Path, start: str
+) -> None:
+    url = database_url or f"sqlite:///{tmp_path}/m.db"
+    await asyncio.to_thread(_in_thread, url, "upgrade", start, rows=True)
+
+    database = Database(url, durable=False)
+    await database.migrate()
+    try:
+        async with MetadataStore(database).reading() as q:
+            registry = await q.registry_by_name("old")
+            assert registry is not None
+            repo_id = await q.repository_id(registry.id, "app")
+            assert repo_id is not None, f"the upgrade from {start} lost the repository"
+            assert await q.tag_digest(repo_id, "v1") == DIGEST
+            assert await q.existing_manifests(repo_id, [DIGEST])
+    finally:
+        await database.close()
