@@ -276,17 +276,25 @@ class RegistryQueries(QueryScope):
         return sorted(row.id for row in rows)
 
     async def manifest_graph(self, repository_id: int) -> ManifestGraph:
-        """Every manifest of the repository with its age and subject, the tagged ones, and
-        the index → child edges: what retention decides on."""
-        m, t, mr = s.manifests, s.tags, s.manifest_references
-        nodes = [
-            ManifestNode(row.digest, as_utc(row.created_at), row.subject_digest)
-            async for row in self._scan(
-                select(m.c.digest, m.c.created_at, m.c.subject_digest).where(
-                    m.c.repository_id == repository_id
-                )
+        """Every manifest of the repository with its age and subject, the tagged ones, the
+        index → child edges, and the ones locked against deletion (by their own attributes
+        or the repository's): what retention decides on."""
+        m, t, mr, r = s.manifests, s.tags, s.manifest_references, s.repositories
+        repository_locked = bool(
+            (
+                await self._exec(select(locked(r)).where(r.c.id == repository_id))
+            ).scalar_one_or_none()
+        )
+        nodes = []
+        locked_manifests = set()
+        async for row in self._scan(
+            select(m.c.digest, m.c.created_at, m.c.subject_digest, locked(m).label("locked")).where(
+                m.c.repository_id == repository_id
             )
-        ]
+        ):
+            nodes.append(ManifestNode(row.digest, as_utc(row.created_at), row.subject_digest))
+            if row.locked or repository_locked:
+                locked_manifests.add(row.digest)
         tagged = {
             row.digest
             async for row in self._scan(
@@ -301,7 +309,9 @@ class RegistryQueries(QueryScope):
                 )
             )
         ]
-        return ManifestGraph(tuple(nodes), frozenset(tagged), tuple(edges))
+        return ManifestGraph(
+            tuple(nodes), frozenset(tagged), tuple(edges), frozenset(locked_manifests)
+        )
 
     async def registries(self) -> list[RegistryRecord]:
         rows = await self._exec(select(s.registries).order_by(s.registries.c.name))

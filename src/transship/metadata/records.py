@@ -45,11 +45,13 @@ class ManifestNode:
 
 @dataclass(frozen=True, slots=True)
 class ManifestGraph:
-    """A repository's manifests, which of them are tagged, and its index → child edges."""
+    """A repository's manifests, which of them are tagged, its index → child edges, and
+    which manifests are locked against deletion."""
 
     manifests: tuple[ManifestNode, ...]
     tagged: frozenset[Digest]
     edges: tuple[tuple[Digest, Digest], ...]
+    locked: frozenset[Digest] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,9 +52,9 @@ class GcReport:
 
 def expired_untagged(graph: ManifestGraph, cutoff: datetime) -> set[Digest]:
     """The manifests a retention policy removes: untagged ones created before `cutoff`,
-    except any a kept manifest needs. Kept are the tagged and the younger manifests, and,
-    until nothing changes, the children of a kept index (deleting them would break it) and
-    the referrers of a kept subject (its signatures, SBOMs… stay with it). A referrer
+    except any a kept manifest needs. Kept are the tagged, the locked and the younger
+    manifests, and, until nothing changes, the children of a kept index (deleting them would
+    break it) and the referrers of a kept subject (its signatures, SBOMs… stay with it). A referrer
     whose subject goes, goes with it unless kept on its own."""
     children: dict[Digest, list[Digest]] = {}
     for parent, child in graph.edges:
@@ -63,7 +63,11 @@ def expired_untagged(graph: ManifestGraph, cutoff: datetime) -> set[Digest]:
     for node in graph.manifests:
         if node.subject is not None:
             referrers.setdefault(node.subject, []).append(node.digest)
-    kept = {n.digest for n in graph.manifests if n.digest in graph.tagged or n.created_at >= cutoff}
+    kept = {
+        n.digest
+        for n in graph.manifests
+        if n.digest in graph.tagged or n.digest in graph.locked or n.created_at >= cutoff
+    }
     pending = list(kept)
     while pending:
         digest = pending.pop()

@@ -34,10 +34,16 @@ def node(name: str, created: datetime = OLD, subject: str | None = None) -> Mani
 
 
 def graph(
-    nodes: list[ManifestNode], tagged: set[str], edges: Sequence[tuple[str, str]] = ()
+    nodes: list[ManifestNode],
+    tagged: set[str],
+    edges: Sequence[tuple[str, str]] = (),
+    locked: Sequence[str] = (),
 ) -> ManifestGraph:
     return ManifestGraph(
-        tuple(nodes), frozenset(d(t) for t in tagged), tuple((d(p), d(c)) for p, c in edges)
+        tuple(nodes),
+        frozenset(d(t) for t in tagged),
+        tuple((d(p), d(c)) for p, c in edges),
+        frozenset(d(x) for x in locked),
     )
 
 
@@ -57,6 +63,11 @@ def test_the_children_of_a_kept_index_stay_and_those_of_an_expired_one_go() -> N
     )
     # amd64 is shared by both indexes: the tagged one keeps it.
     assert expired_untagged(g, NOW) == {d("oldindex"), d("oldchild")}
+
+
+def test_a_locked_untagged_index_stays_with_its_children() -> None:
+    g = graph([node("index"), node("child"), node("loose")], set(), [("index", "child")], {"index"})
+    assert expired_untagged(g, NOW) == {d("loose")}
 
 
 def test_a_young_index_keeps_its_old_children() -> None:
@@ -179,6 +190,45 @@ async def test_gc_keeps_the_untagged_children_of_a_tagged_index(reg: RunningRegi
     report = await reg.services.gc.run(now=utcnow() + LATER)
     assert {str(x) for _, x in report.expired_manifests} == {index, first, second}
     assert not await exists(reg, "multi", first)
+
+
+async def lock(reg: RunningRegistry, path: str, attributes: dict[str, bool]) -> None:
+    async with reg.request("PATCH", path, data=json.dumps(attributes)) as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_retention_keeps_a_locked_index_with_its_children(reg: RunningRegistry) -> None:
+    await retention(reg, True, days=0)
+    first, first_body, _ = await reg.push_image("multi", "amd64-only", seed=b"amd64")
+    second, second_body, _ = await reg.push_image("multi", "arm64-only", seed=b"arm64")
+    for tag in ("amd64-only", "arm64-only"):
+        async with reg.request("DELETE", f"/v2/multi/manifests/{tag}") as r:
+            assert r.status == 202
+    index = await push_index(reg, "multi", "v1", [first_body, second_body])
+    loose, _, _ = await reg.push_image("multi", "loose", seed=b"loose")
+    async with reg.request("DELETE", "/v2/multi/manifests/loose") as r:
+        assert r.status == 202
+    await lock(reg, f"/acr/v1/multi/_manifests/{index}", {"deleteEnabled": False})
+    async with reg.request("DELETE", "/v2/multi/manifests/v1") as r:
+        assert r.status == 202  # the tag is not locked: untagging works
+    report = await reg.services.gc.run(now=utcnow() + LATER)
+    # The locked index and the children it lists stay; only the loose manifest goes.
+    assert [str(x) for _, x in report.expired_manifests] == [loose]
+    for digest in (index, first, second):
+        assert await exists(reg, "multi", digest)
+    assert (await reg.services.checker.run(verify_digests=True)).ok
+
+
+async def test_retention_skips_a_locked_repository(reg: RunningRegistry) -> None:
+    await retention(reg, True, days=0)
+    old, _, _ = await reg.push_image("app", "v1", seed=b"old")
+    await reg.push_image("app", "v1", seed=b"new")
+    await lock(reg, "/acr/v1/app", {"writeEnabled": False})
+    report = await reg.services.gc.run(now=utcnow() + LATER)
+    assert report.expired_manifests == [] and await exists(reg, "app", old)
+    await lock(reg, "/acr/v1/app", {"writeEnabled": True})
+    report = await reg.services.gc.run(now=utcnow() + LATER)
+    assert [str(x) for _, x in report.expired_manifests] == [old]
 
 
 async def test_a_dry_run_reports_and_removes_nothing(reg: RunningRegistry) -> None:
