@@ -403,6 +403,10 @@ async def import_image(request: web.Request) -> web.Response:
         else None,
         force=body.mode == "Force",
     )
+    if params.resource_id is not None and not params.credentials_given:
+        # Before the intake looks the registry up: its NotFound would tell a caller of
+        # another tenant which registries exist there.
+        await services.import_policy.check_source_id(request[CALLER], params.resource_id)
     import_request, credentials = await intake(params, services.registries)
     source = import_request.source
     await services.import_policy.check(

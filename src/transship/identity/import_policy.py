@@ -14,7 +14,7 @@ from transship.identity.network import NetworkRules, trusted_service_allowed
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import RegistryAccess
 from transship.metadata.records import RegistryRecord
-from transship.registry.registries import registry_id_of
+from transship.registry.registries import parse_registry_id, registry_id_of
 
 
 def _restricted(rules: NetworkRules) -> bool:
@@ -41,6 +41,30 @@ class ImportPolicy:
                 reason="network",
                 field="source" if role == "source" else "registry",
             )
+
+    async def check_source_id(self, principal: Principal, resource_id: str) -> None:
+        """Passes when a source named by resource id, without credentials, is in a
+        subscription of the caller's tenant (whether the registry exists is then for the
+        caller to learn: 404 or a refusal naming its rights). Otherwise raises Denied
+        (reason "cross_tenant") with one answer for a registry of another tenant, a
+        registry that does not exist and a subscription that does not exist: the message
+        and code come from the request alone, and each case costs the same one lookup, so a
+        caller outside a tenant cannot probe which of its registries exist. An id that is
+        not a registry id passes (the intake refuses it, naming the field)."""
+        parts = parse_registry_id(resource_id)
+        if parts is None:
+            return
+        subscription, _, name = parts
+        if await self._dataplane.subscription_tenant(subscription) == principal.tenant_id:
+            return
+        raise Denied(
+            f"The source registry '{name}' (source.resourceId) is not in a subscription of "
+            "your tenant, or does not exist. A registry of another tenant is imported with "
+            "source.credentials (its admin user, a registry token, or a service principal "
+            "of that tenant).",
+            reason="cross_tenant",
+            field="source.credentials",
+        )
 
     async def check(
         self,
