@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.test_import_authorization import (  # noqa: F401 (the fixture)
-    World,
-    by_id,
-    run_import,
-    world,
-)
+from tests.integration.test_import_authorization import World, by_id, run_import
+from tests.integration.test_import_authorization import world as _world  # noqa: F401 (fixture)
 from tests.support.identity import IdentityClient
 
 UNKNOWN_SUBSCRIPTION = "99999999-8888-4777-8666-555555555555"
