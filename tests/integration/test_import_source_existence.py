@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.integration import test_import_authorization as authorization
 from tests.integration.test_import_authorization import World, by_id, run_import
-from tests.integration.test_import_authorization import world as _world  # noqa: F401 (fixture)
 from tests.support.identity import IdentityClient
 
 UNKNOWN_SUBSCRIPTION = "99999999-8888-4777-8666-555555555555"
+world = authorization.world  # the same service, tenants and registries
 
 
 def _renamed(resource_id: str, name: str) -> str:
@@ -81,3 +82,26 @@ async def test_the_owner_of_another_tenant_still_imports_its_own_registry(world:
     await world.reg.services.resolver.refresh()
     status, final = await run_import(other, target["id"], by_id(world.foreign_id))
     assert status == 202 and final["status"] == "Succeeded", final
+
+
+async def test_made_up_credentials_do_not_tell_either(world: World) -> None:
+    # A prober adds credentials: an existing registry of another tenant (even one whose
+    # network rules would refuse the import) and a missing one both refuse the credentials.
+    caller = await world.principal("credential-prober", target_id="Contributor")
+    await world.other_owner.update_registry(
+        world.foreign_id,
+        publicNetworkAccess="Disabled",
+        networkRuleBypassOptions="None",
+    )
+    foreign_sub = world.foreign_id.split("/")[2]
+    made_up = {"credentials": {"username": "someone", "password": "guess"}}
+    answers = []
+    for resource_id in (
+        world.foreign_id,
+        _renamed(world.foreign_id, "nosuchregistry"),
+        world.foreign_id.replace(foreign_sub, UNKNOWN_SUBSCRIPTION),
+    ):
+        status, body = await run_import(caller, world.target_id, by_id(resource_id, **made_up))
+        answers.append((status, _masked(body, resource_id)))
+    assert answers[0][0] == 401 and answers[0][1]["code"] == "InvalidSourceCredentials"
+    assert all(answer == answers[0] for answer in answers), answers

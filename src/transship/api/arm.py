@@ -19,6 +19,7 @@ from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
+from transship.errors import NotFound
 from transship.identity.model import Principal
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
@@ -26,7 +27,7 @@ from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.metadata.scope import QueryScope
-from transship.registry.registries import registry_id_of
+from transship.registry.registries import parse_registry_id, registry_id_of
 from transship.wire import arm as resources
 from transship.wire.base import Answer
 from transship.wire.bodies import (
@@ -411,7 +412,19 @@ async def import_image(request: web.Request) -> web.Response:
         # Before the intake looks the registry up: its NotFound would tell a caller of
         # another tenant which registries exist there.
         await services.import_policy.check_source_id(request[CALLER], params.resource_id)
-    import_request, credentials = await intake(params, services.registries)
+    try:
+        import_request, credentials = await intake(params, services.registries)
+    except NotFound as exc:
+        # With made-up credentials, a caller of another tenant would otherwise tell a
+        # missing registry (404) from an existing one (credentials refused).
+        if (
+            exc.subject == "registry"
+            and params.resource_id is not None
+            and params.credentials_given
+            and await services.import_policy.outside_tenant(request[CALLER], params.resource_id)
+        ):
+            raise services.import_policy.credentials_refused(exc.name) from None
+        raise
     source = import_request.source
     await services.import_policy.check(
         request[CALLER],
@@ -421,6 +434,7 @@ async def import_image(request: web.Request) -> web.Response:
         (params.username or "", params.password)
         if params.credentials_given and params.password
         else None,
+        source_name=_source_name(params.resource_id),
     )
     job = await services.imports.submit(registry.id, import_request, credentials)
     result_url, _ = _operation_urls(request, job.id, registry.location)
@@ -431,6 +445,12 @@ async def import_image(request: web.Request) -> web.Response:
     headers = {"Location": result_url, "Retry-After": _RETRY_AFTER}
     body = await _operation(services, job, registry, request.match_info["sub"])
     return arm_json(body, status=202, headers=headers)
+
+
+def _source_name(resource_id: str | None) -> str | None:
+    """The registry name a source resource id gives, as written."""
+    parts = None if resource_id is None else parse_registry_id(resource_id)
+    return None if parts is None else parts[2]
 
 
 async def _may_see_operations(
