@@ -20,6 +20,7 @@ from tests.support.app import (
     running_registry,
 )
 from tests.support.identity import Credential, IdentityClient, owner_credential
+from tests.support.imports import status_url_of
 
 OTHER_TENANT = "0f0e0d0c-0b0a-4909-8807-060504030201"
 SECOND_SUBSCRIPTION = "11111111-2222-4333-8444-555555555555"
@@ -58,7 +59,9 @@ async def start_import(
     async with client.http.post(
         f"{client.url}{target_id}/importImage?api-version=2025-04-01", json=body, headers=headers
     ) as r:
-        return r.status, await r.json(content_type=None), r.headers.get("Azure-AsyncOperation")
+        payload = await r.json(content_type=None)
+    found = status_url_of(r.status, payload)
+    return r.status, payload, None if found is None else f"{client.url}{found}"
 
 
 async def run_import(

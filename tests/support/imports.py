@@ -36,6 +36,14 @@ class Operation:
         return str(self.body["name"])
 
 
+def status_url_of(status: int, body: Any) -> str | None:
+    """The status URL of an accepted import: the 202 body's `id` (the answer, as ACR's,
+    has no Azure-AsyncOperation header)."""
+    if status != 202 or not isinstance(body, dict) or "/operationStatuses/" not in body["id"]:
+        return None
+    return str(body["id"])
+
+
 def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
@@ -155,9 +163,7 @@ class Management:
         status, payload, headers = await self.call(
             "POST", f"{self.base}/{registry}/importImage", body
         )
-        return Operation(
-            status, payload, headers.get("Location"), headers.get("Azure-AsyncOperation")
-        )
+        return Operation(status, payload, headers.get("Location"), status_url_of(status, payload))
 
     async def status(self, operation: Operation) -> dict[str, Any]:
         assert operation.async_operation is not None, operation
@@ -202,7 +208,7 @@ class Management:
             await asyncio.sleep(0.2)
 
     async def wait(self, operation: Operation, timeout: float = 60.0) -> dict[str, Any]:
-        """Poll the Azure-AsyncOperation URL until the operation ends; returns its status."""
+        """Poll the status URL until the operation ends; returns its status."""
         return await self.wait_for(
             operation, lambda body: body["status"] != "InProgress", timeout, "the end"
         )

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from pydantic import MISSING
 
 from transship import __version__
@@ -19,7 +19,7 @@ from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
-from transship.errors import Unsupported
+from transship.errors import NotFound, Unsupported
 from transship.identity.model import Principal
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
@@ -27,7 +27,7 @@ from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.metadata.scope import QueryScope
-from transship.registry.registries import registry_id_of
+from transship.registry.registries import parse_registry_id, registry_id_of
 from transship.wire import arm as resources
 from transship.wire.base import Answer
 from transship.wire.bodies import (
@@ -53,14 +53,17 @@ _STATUS = {
     "failed": "Failed",
     "canceled": "Canceled",
 }
-# The HTTP status a failed operation's result URL answers with, by failure code.
+# The HTTP status a failed operation's result URL answers with, by failure code; any other
+# code is 400, as ACR answers a failed import (its `InvalidParameters`). Not 404 for content
+# missing at the source: az reads a 404 there as "resource not found" (exit 3), as if the
+# registry itself were missing.
 _FAILURE_STATUS = {
     "TagAlreadyExists": 409,
-    "ManifestUnknown": 404,
-    "BlobUnknown": 404,
-    "ResourceNotFound": 404,
     "InternalServerError": 500,
 }
+# ACR asks for 10 s between polls; imports here often end within one second, and every
+# client honours the value (azure-core would otherwise wait its default 30 s).
+_RETRY_AFTER = "1"
 
 
 def _iso(value: Any) -> str | None:
@@ -482,6 +485,7 @@ def _credentials_json(
 
 # -- import ----------------------------------------------------------------------------------
 def _operation_urls(request: web.Request, job_id: str, location: str) -> tuple[str, str]:
+    """(result URL, status URL) of an import operation."""
     subscription = request.match_info["sub"]
     base = f"{request.url.origin()}/subscriptions/{subscription}/{PROVIDER}/locations/{location}"
     query = urlencode({"api-version": request.query.get("api-version", "2025-04-01")})
@@ -573,7 +577,23 @@ async def import_image(request: web.Request) -> web.Response:
         else None,
         force=body.mode == "Force",
     )
-    import_request, credentials = await intake(params, services.registries)
+    if params.resource_id is not None and not params.credentials_given:
+        # Before the intake looks the registry up: its NotFound would tell a caller of
+        # another tenant which registries exist there.
+        await services.import_policy.check_source_id(request[CALLER], params.resource_id)
+    try:
+        import_request, credentials = await intake(params, services.registries)
+    except NotFound as exc:
+        # With made-up credentials, a caller of another tenant would otherwise tell a
+        # missing registry (404) from an existing one (credentials refused).
+        if (
+            exc.subject == "registry"
+            and params.resource_id is not None
+            and params.credentials_given
+            and await services.import_policy.outside_tenant(request[CALLER], params.resource_id)
+        ):
+            raise services.import_policy.credentials_refused(exc.name) from None
+        raise
     source = import_request.source
     await services.import_policy.check(
         request[CALLER],
@@ -583,12 +603,23 @@ async def import_image(request: web.Request) -> web.Response:
         (params.username or "", params.password)
         if params.credentials_given and params.password
         else None,
+        source_name=_source_name(params.resource_id),
     )
     job = await services.imports.submit(registry.id, import_request, credentials)
-    result_url, status_url = _operation_urls(request, job.id, registry.location)
-    headers = {hdrs.LOCATION: result_url, "Azure-AsyncOperation": status_url, hdrs.RETRY_AFTER: "1"}
+    result_url, _ = _operation_urls(request, job.id, registry.location)
+    # As ACR: Location and Retry-After, no Azure-AsyncOperation, so Azure clients follow the
+    # result URL and a failed import reaches them with that URL's status and error (ACR's
+    # body is `null`; ours is the operation status, which they ignore and whose `id` is the
+    # status URL for clients that want progress).
+    headers = {"Location": result_url, "Retry-After": _RETRY_AFTER}
     body = await _operation(services, job, registry, request.match_info["sub"])
     return arm_json(body, status=202, headers=headers)
+
+
+def _source_name(resource_id: str | None) -> str | None:
+    """The registry name a source resource id gives, as written."""
+    parts = None if resource_id is None else parse_registry_id(resource_id)
+    return None if parts is None else parts[2]
 
 
 async def _may_see_operations(
@@ -625,7 +656,7 @@ async def _job_and_registry(request: web.Request) -> tuple[Any, ImportJobRecord,
 async def operation_status(request: web.Request) -> web.Response:
     services, job, registry = await _job_and_registry(request)
     # Without Retry-After, azure-core's poller waits its default 30 s between polls.
-    headers = {"Retry-After": "1"} if job.state in ("queued", "running") else None
+    headers = {"Retry-After": _RETRY_AFTER} if job.state in ("queued", "running") else None
     return arm_json(
         await _operation(services, job, registry, request.match_info["sub"]), headers=headers
     )
@@ -635,13 +666,13 @@ async def operation_result(request: web.Request) -> web.Response:
     _, job, registry = await _job_and_registry(request)
     if job.state in ("queued", "running"):
         result_url, _ = _operation_urls(request, job.id, registry.location)
-        return web.Response(status=202, headers={hdrs.LOCATION: result_url, hdrs.RETRY_AFTER: "1"})
-    if job.state == "succeeded":
-        return web.Response(
-            status=200,
-            body=resources.OperationResult().to_json().encode(),
-            content_type="application/json",
+        return arm_json(
+            resources.OperationPending(),
+            status=202,
+            headers={"Location": result_url, "Retry-After": _RETRY_AFTER},
         )
+    if job.state == "succeeded":
+        return arm_json(resources.OperationResult())
     if job.state == "canceled":
         raise ArmError(409, "OperationCanceled", f"The import operation '{job.id}' was canceled.")
     code = job.error_code or "InternalServerError"

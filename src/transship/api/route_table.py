@@ -394,13 +394,10 @@ _REGISTRIES = (
             _MGMT,
             {
                 202: arm(
-                    "Accepted: poll Azure-AsyncOperation for the status, Location for the result.",
+                    "Accepted: poll Location for the result (as ACR); the body's `id` is the "
+                    "operation's status URL.",
                     resources.OperationStatus,
-                    {
-                        "Location": "Location",
-                        "Azure-AsyncOperation": "AzureAsyncOperation",
-                        "Retry-After": "RetryAfter",
-                    },
+                    {"Location": "Location", "Retry-After": "RetryAfter"},
                 ),
                 **errors(400, 401),
                 403: _arm_error(
@@ -519,7 +516,8 @@ _REGISTRIES = (
                 200: arm("Succeeded.", resources.OperationResult),
                 202: arm(
                     "Still queued or running.",
-                    headers={"Location": "Location", "Retry-After": "RetryAfter"},
+                    resources.OperationPending,
+                    {"Location": "Location", "Retry-After": "RetryAfter"},
                 ),
                 400: _arm_error("The import failed (the failure's code and details)."),
                 **errors(401),

@@ -4,7 +4,8 @@
 does; the command then POSTs importImage and follows the long-running operation, showing
 progress on stderr: by long poll on the server's follow endpoint (each answer comes when the
 operation changes, so the command returns right after it ends), or, from a server without
-that endpoint, by polling the Azure-AsyncOperation status URL it handed out.
+that endpoint, by polling the operation's status URL (an Azure-AsyncOperation header, else
+the accepted body's `id`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 
 from transship.cli.client import (
+    API_VERSION,
     ApiError,
     ManagementApi,
     Response,
@@ -220,6 +223,14 @@ def operation_id_of(operation: OperationStatus | None, *urls: str | None) -> str
     return ""
 
 
+def status_url_of(operation: OperationStatus | None) -> str | None:
+    """The status URL an accepted import's body names: its `id`, with the api-version (the
+    answer, as ACR's, sends no Azure-AsyncOperation header)."""
+    if operation is None or "/operationStatuses/" not in operation.id:
+        return None
+    return f"{operation.id}?{urlencode({'api-version': API_VERSION})}"
+
+
 def wait(
     api: ManagementApi,
     accepted: Response,
@@ -229,9 +240,7 @@ def wait(
     """Follow the operation until it ends; return where it ended. An operation with a status
     (an Azure-AsyncOperation URL, or an id naming one) is followed by long poll; a server
     without the follow endpoint, or an answer with only a result URL, is polled."""
-    status_url = accepted.header("Azure-AsyncOperation")
-    if not status_url and operation is not None and "/operationStatuses/" in operation.id:
-        status_url = operation.id
+    status_url = accepted.header("Azure-AsyncOperation") or status_url_of(operation)
     result_url = accepted.header("Location")
     if not status_url and not result_url:
         raise TransportError("the server accepted the import but gave no operation URL to follow")
@@ -531,7 +540,7 @@ def import_(
     accepted = management.import_image(registry, parameters, resource_group)
     request = f"POST {management.registry_id(registry, resource_group)}/importImage"
     operation = parse_answer(accepted, OperationStatus, request) if accepted.body else None
-    status_url = accepted.header("Azure-AsyncOperation")
+    status_url = accepted.header("Azure-AsyncOperation") or status_url_of(operation)
     result_url = accepted.header("Location")
     operation_id = operation_id_of(operation, status_url, result_url)
 

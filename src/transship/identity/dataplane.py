@@ -149,11 +149,13 @@ class DataPlaneAuth:
         return claims
 
     async def registry_tenant(self, registry: RegistryRecord) -> str | None:
-        subscription = (
-            None
-            if registry.subscription_id is None
-            else await self._directory.subscription(registry.subscription_id)
-        )
+        if registry.subscription_id is None:
+            return None
+        return await self.subscription_tenant(registry.subscription_id)
+
+    async def subscription_tenant(self, subscription_id: str) -> str | None:
+        """The tenant owning the subscription; None when there is no such subscription."""
+        subscription = await self._directory.subscription(subscription_id)
         return None if subscription is None else subscription.tenant_id
 
     # -- grants ------------------------------------------------------------------------------

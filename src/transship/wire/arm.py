@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import MISSING, ConfigDict, Field, NonNegativeInt
+from pydantic import MISSING, Field, NonNegativeInt
 
 from transship.wire.base import Answer, DateTime, extensible
 
@@ -231,10 +231,17 @@ class OperationStatusList(Answer):
     next_link: str | MISSING = MISSING
 
 
-class OperationResult(Answer):
-    """An operation that succeeded."""
+class OperationPending(Answer):
+    """An operation still queued or running, as ACR answers its operationResults URL (ACR
+    also lists each target tag as a key, "Pending"; clients read neither)."""
 
-    model_config = ConfigDict(json_schema_extra={"maxProperties": 0})
+    status: Literal["Accepted"] = "Accepted"
+
+
+class OperationResult(Answer):
+    """An operation that succeeded, as ACR answers its operationResults URL at the end."""
+
+    status: Literal["Succeeded"] = "Succeeded"
 
 
 # -- scope maps and tokens -------------------------------------------------------------------
