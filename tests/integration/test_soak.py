@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,9 +283,10 @@ def _range_end(header: str) -> int:
     return last + 1 if last > 0 else 0
 
 
-@contextlib.contextmanager
-def pushing(url: str, ledger: PushLedger) -> Iterator[threading.Event]:
-    """Pushers running in threads until the block ends (or the returned event is set)."""
+@contextlib.asynccontextmanager
+async def pushing(url: str, ledger: PushLedger) -> AsyncIterator[threading.Event]:
+    """Pushers running in threads until the block ends (or the returned event is set); the
+    join waits on a thread, since a pusher may be mid-request for seconds."""
     stop = threading.Event()
     lock = threading.Lock()
     pushers = [Pusher(url, w, stop, ledger, lock) for w in range(PUSHERS)]
@@ -298,9 +299,13 @@ def pushing(url: str, ledger: PushLedger) -> Iterator[threading.Event]:
         yield stop
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        await asyncio.to_thread(_join, threads)
         assert not any(t.is_alive() for t in threads), "a pusher thread did not stop"
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 # -- imports (asyncio tasks) ------------------------------------------------------------------
@@ -516,8 +521,11 @@ async def test_soak_kill_9_during_pushes_and_imports(
     http: aiohttp.ClientSession,
 ) -> None:
     began = time.monotonic()
-    index = small_index(tmp_path, seed="soak")
-    push_layout_http(index, distribution_anon.url, SOURCE_REPOSITORY, SOURCE_TAG)
+    # Building and pushing the source image are blocking work: off the test's loop.
+    index = await asyncio.to_thread(small_index, tmp_path, seed="soak")
+    await asyncio.to_thread(
+        push_layout_http, index, distribution_anon.url, SOURCE_REPOSITORY, SOURCE_TAG
+    )
     config = write_config(tmp_path / "transship.toml", distribution_anon.host)
     server = TransshipServer(
         tmp_path / "transship", database_url=database_url, env={"TRANSSHIP_CONFIG": str(config)}
@@ -534,7 +542,7 @@ async def test_soak_kill_9_during_pushes_and_imports(
         importers = Importers(admin, distribution_anon.host, imports)
         tasks = [asyncio.create_task(importers.run(w)) for w in range(IMPORTERS)]
         try:
-            with pushing(server.url, pushes):
+            async with pushing(server.url, pushes):
                 try:
                     uptimes = await kill_loop(server, random.Random(SEED), importers)
                 finally:

@@ -150,7 +150,7 @@ class NameAvailability(Answer):
 
 
 class UsageInfo(Answer):
-    name: str = extensible("Size", "ScopeMaps", "Tokens")
+    name: str = extensible("Size", "Webhooks", "ScopeMaps", "Tokens")
     limit: NonNegativeInt
     current_value: NonNegativeInt
     unit: str = extensible("Bytes", "Count")
