@@ -99,7 +99,7 @@ async def test_connection_reset_mid_blob_resumes_with_range(
     upstream_proxy: ProxyFactory,
     fault_proxy_factory: FaultProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon)
     tcp, recorder = await chain(distribution_anon, upstream_proxy, fault_proxy_factory)
     env = await import_env(upstreams=insecure(tcp.host))
     operation, done = await start_slow_copy(env, tcp)
@@ -123,7 +123,7 @@ async def test_stall_mid_blob_resumes_when_the_upstream_recovers(
     upstream_proxy: ProxyFactory,
     fault_proxy_factory: FaultProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon)
     tcp, recorder = await chain(distribution_anon, upstream_proxy, fault_proxy_factory)
     env = await import_env(
         upstreams=insecure(tcp.host), upstream_read_timeout=0.5, upstream_retry_attempts=4
@@ -149,7 +149,7 @@ async def test_stall_that_never_ends_fails_cleanly(
     distribution_anon: DistributionRegistry,
     fault_proxy_factory: FaultProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon)
     tcp = fault_proxy_factory("127.0.0.1", distribution_anon.port)
     env = await import_env(
         upstreams=insecure(tcp.host), upstream_read_timeout=0.4, upstream_retry_attempts=2
@@ -169,7 +169,7 @@ async def test_refused_connection_is_unreachable(
     distribution_anon: DistributionRegistry,
     fault_proxy_factory: FaultProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon, big=1000)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon, big=1000)
     tcp = fault_proxy_factory("127.0.0.1", distribution_anon.port)
     tcp.set_mode(FaultMode.refuse())
     env = await import_env(upstreams=insecure(tcp.host), upstream_retry_attempts=2)
@@ -188,7 +188,7 @@ async def test_429_retry_after_is_honoured(
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon, big=50_000)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon, big=50_000)
     proxy = await upstream_proxy(distribution_anon.url)
     proxy.fail("/blobs/", 429, headers={"Retry-After": "1"})  # the first blob GET, whichever
     env = await import_env(upstreams=insecure(proxy.host))
@@ -208,7 +208,7 @@ async def test_500_twice_then_success(
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon, big=50_000)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon, big=50_000)
     proxy = await upstream_proxy(distribution_anon.url)
     layer = image.layers[-1].digest
     proxy.fail(f"/blobs/{layer}", 500, times=2)
@@ -225,7 +225,7 @@ async def test_wrong_bytes_fail_with_digest_invalid_and_commit_nothing(
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
-    image = upstream_image(tmp_path, distribution_anon, big=50_000)
+    image = await asyncio.to_thread(upstream_image, tmp_path, distribution_anon, big=50_000)
     proxy = await upstream_proxy(distribution_anon.url)
     layer = image.layers[-1].digest
     proxy.corrupt(f"/blobs/{layer}")  # same length, other bytes

@@ -545,9 +545,10 @@ async def test_soak_kill_9_during_pushes_and_imports(
             async with pushing(server.url, pushes):
                 try:
                     uptimes = await kill_loop(server, random.Random(SEED), importers)
+                    # Before `submitting` goes false: after it, every importer returns.
+                    stopped_early = [t for t in tasks if t.done()]
                 finally:
                     importers.submitting = False
-            stopped_early = [t for t in tasks if t.done()]
             for task in stopped_early:
                 task.result()  # raises what stopped it, if anything did
             assert not stopped_early, f"importers ran out of work early: {imports.submitted}"

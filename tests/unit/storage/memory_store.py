@@ -80,6 +80,9 @@ class MemoryBlobStore:
             sink.update(chunk)
             total += len(chunk)
             self._touch(upload_id)
+            # A real driver awaits its writes: yield as one would, so a stream of many small
+            # chunks does not hold the loop.
+            await asyncio.sleep(0)
         return total
 
     async def sync_staging(self, upload_id: str) -> None:
