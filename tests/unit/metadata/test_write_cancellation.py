@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
 from transship.metadata import schema as s
-from transship.metadata.db import Database, finish_then_cancel
+from transship.metadata.db import finish_then_cancel
 from transship.metadata.queries import MetadataStore
 
 ROUNDS = 120
-
-
-@pytest.fixture
-async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    store = MetadataStore(db)
-    async with store.writing() as q:
-        await q.ensure_default_registry("default")
-    try:
-        yield store
-    finally:
-        await db.close()
 
 
 async def _bump(meta: MetadataStore, by: int) -> None:
