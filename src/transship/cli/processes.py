@@ -118,11 +118,24 @@ def bind_listeners(hosts: Sequence[str], port: int, backlog: int = 1024) -> list
     return sockets
 
 
-def child_loop(name: str, spec: ChildSpec) -> Loop:
+def child_loops(
+    prefix: str, count: int, spec: ChildSpec, stopping: asyncio.Event
+) -> dict[str, Loop]:
+    """The supervised loops of a master's `count` - 1 children (`<prefix>-2`…: the master
+    is number 1), each running `spec` (see `child_loop`)."""
+    return {
+        f"{prefix}-{number}": child_loop(f"{prefix}-{number}", spec, stopping)
+        for number in range(2, count + 1)
+    }
+
+
+def child_loop(name: str, spec: ChildSpec, stopping: asyncio.Event) -> Loop:
     """A supervised loop running one child process: it starts the child, beats once the
     child has its spec, and raises ChildExited when the child ends (so the supervisor logs
-    it and starts a new one after its backoff). Cancelled (the master stops), it sends the
-    child SIGTERM and waits for it to finish, killing it after CHILD_STOP_SECONDS."""
+    it and starts a new one after its backoff) — unless `stopping` is set: the child ended
+    because the master is stopping too (systemd and terminals signal the whole group), and
+    the loop waits for its own cancellation instead. Cancelled (the master stops), it sends
+    the child SIGTERM and waits for it to finish, killing it after CHILD_STOP_SECONDS."""
 
     async def run(beat: Beat) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -145,6 +158,9 @@ def child_loop(name: str, spec: ChildSpec) -> Loop:
         except BaseException:
             await _stop(proc, name)
             raise
+        if stopping.is_set():
+            log.info("%s (pid %d) stopped", name, proc.pid)
+            await asyncio.Future()  # until the supervisor's stop cancels this loop
         raise ChildExited(f"{name} (pid {proc.pid}) exited with status {status}")
 
     return run
@@ -192,8 +208,3 @@ def stop_event(*, child: bool) -> asyncio.Event:
     else:
         loop.add_signal_handler(signal.SIGINT, stop.set)
     return stop
-
-
-def child_names(prefix: str, count: int) -> list[str]:
-    """The loop names of a master's children: the master is number 1."""
-    return [f"{prefix}-{number}" for number in range(2, count + 1)]

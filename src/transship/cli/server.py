@@ -16,14 +16,12 @@ from transship.api.worker_app import create_worker_app
 from transship.cli.processes import (
     ChildSpec,
     bind_listeners,
-    child_loop,
-    child_names,
+    child_loops,
     child_settings,
     stop_event,
 )
 from transship.cli.pull_hint import Resolver, host_of, resolves, unresolved_fix
 from transship.config import Settings
-from transship.worker.supervisor import Loop
 
 log = logging.getLogger("transship")
 
@@ -34,15 +32,11 @@ async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None) -
     HTTP processes as supervised children (`transship.cli.processes`). Raises OSError when
     no address could be bound."""
     if settings.http_workers == 1:
-        await _serve(settings, ssl_context, None, {}, child=False)
+        await _serve(settings, ssl_context, None, child=False)
         return
     sockets = bind_listeners(settings.hosts, settings.port)
     try:
-        spec = ChildSpec("serve", child_settings(settings), tuple(s.fileno() for s in sockets))
-        children = {
-            name: child_loop(name, spec) for name in child_names("http", settings.http_workers)
-        }
-        await _serve(settings, ssl_context, sockets, children, child=False)
+        await _serve(settings, ssl_context, sockets, child=False)
     finally:
         for sock in sockets:
             sock.close()
@@ -53,17 +47,21 @@ async def serve_child(
 ) -> None:
     """An HTTP child of `serve --workers N`: serve the inherited `sockets` until SIGTERM or
     the master's end."""
-    await _serve(settings, ssl_context, sockets, {}, child=True)
+    await _serve(settings, ssl_context, sockets, child=True)
 
 
 async def _serve(
     settings: Settings,
     ssl_context: ssl.SSLContext | None,
     sockets: list[socket.socket] | None,
-    children: dict[str, Loop],
     *,
     child: bool,
 ) -> None:
+    stop = stop_event(child=child)
+    children = {}
+    if sockets is not None and not child:
+        spec = ChildSpec("serve", child_settings(settings), tuple(s.fileno() for s in sockets))
+        children = child_loops("http", settings.http_workers, spec, stop)
     app = create_app(settings, extra_loops=children)
     # The runner adds the connection timeouts and the per-client cap (api/connections.py).
     runner = app_runner(
@@ -97,7 +95,7 @@ async def _serve(
                 asyncio.to_thread(check_login_server_names, settings.effective_login_server_suffix)
             )
         )
-        await stop_event(child=child).wait()
+        await stop.wait()
         log.info("shutting down")
         if probe is not None:
             probe.cancel()
@@ -147,8 +145,9 @@ async def run_worker(
     `processes` > 1: this process also starts that many minus one worker children, as
     supervised loops. `health`: sockets to answer /healthz and /readyz on. Raises what
     building the services raises."""
+    stop = stop_event(child=child)
     spec = ChildSpec("worker", child_settings(settings))
-    children = {name: child_loop(name, spec) for name in child_names("worker", processes)}
+    children = child_loops("worker", processes, spec, stop) if not child else {}
     app = create_worker_app(settings, extra_loops=children)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -163,7 +162,7 @@ async def run_worker(
                 "es" if processes > 1 else "",
                 settings.data_dir,
             )
-        await stop_event(child=child).wait()
+        await stop.wait()
         log.info("worker stopping: handing running imports back to the queue")
     finally:
         await runner.cleanup()
