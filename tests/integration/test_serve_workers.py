@@ -2,7 +2,7 @@
 port; an upload whose chunks land on different processes completes and verifies; a token
 issued by one process is accepted by the other; a child killed with `kill -9` is restarted;
 SIGTERM on the master stops every process, and a master killed outright takes its
-children with it."""
+children with it. `worker --processes 2` supervises its child the same way."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 
 from tests.peers.procs import wait_until
 from tests.peers.transship import TransshipServer
+from tests.peers.transship_worker import TransshipWorker
 from tests.support.imports import API_VERSION, Management
 
 pytestmark = pytest.mark.slow
@@ -228,3 +229,40 @@ async def _token(url: str, credential_json: str) -> tuple[str, bool]:
             body = await r.json()
             assert r.status == 200, body
         return body["access_token"], await conn.master()
+
+
+async def test_worker_processes_are_supervised_by_their_master(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    worker = TransshipWorker(tmp_path / "worker", extra_args=["--processes", "2"])
+    try:
+        await asyncio.to_thread(worker.start)
+        master = worker.pid
+        await asyncio.to_thread(
+            wait_until, lambda: len(children_of(master)) == 1, 20, what="one worker child"
+        )
+        (child,) = children_of(master)
+        os.kill(child, signal.SIGKILL)
+        await asyncio.to_thread(
+            wait_until,
+            lambda: len(children_of(master) - {child}) == 1,
+            20,
+            what="a new worker child",
+        )
+        async with http.get(f"{worker.url}/readyz") as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        loops = {loop["name"]: loop for loop in body["loops"]}
+        assert body["backgroundWork"] is True
+        assert {"imports", "import-heartbeats", "webhooks", "gc"} <= set(loops)
+        assert loops["worker-2"]["restarts"] >= 1
+        (child,) = children_of(master)
+        os.kill(master, signal.SIGTERM)
+        await asyncio.to_thread(
+            wait_until,
+            lambda: not alive(master) and not alive(child),
+            30,
+            what="the worker and its child stopped",
+        )
+    finally:
+        await asyncio.to_thread(worker.stop)
