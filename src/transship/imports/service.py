@@ -283,8 +283,16 @@ class ImportService:
         return Credentials(data["username"], data["password"])
 
     async def _release(self, job_id: str) -> None:
-        """Shutdown: give the job back to the queue (its committed blobs stay pinned)."""
-        with contextlib.suppress(Exception):
+        """Shutdown: give the job back to the queue (its committed blobs stay pinned). When
+        that fails, the job resumes elsewhere once its lease expires."""
+        try:
             async with self._meta.writing() as q:
                 await q.jobs.release_job(job_id, self._owner)
+        except Exception:
+            log.warning(
+                "import job %s could not be handed back to the queue; it resumes when its "
+                "lease expires",
+                job_id,
+                exc_info=True,
+            )
         self.signals.job_changed(job_id)
