@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,10 +83,12 @@ class Context:
 class ServerPair:
     """Transship and docker-registry, started together under ``workdir``; a context manager."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, transship_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.registry = DistributionRegistry(workdir / "docker-registry")
-        self.transship = TransshipServer(workdir / "transship", ready_timeout=60.0)
+        self.transship = TransshipServer(
+            workdir / "transship", ready_timeout=60.0, extra_args=transship_args
+        )
         self._started: list[DistributionRegistry | TransshipServer] = []
 
     def start(self) -> Self:
