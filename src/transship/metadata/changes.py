@@ -55,6 +55,7 @@ class Topic(StrEnum):
     CREDENTIALS = "credentials"  # secrets, tokens and their passwords, scope maps, admin user
     REGISTRIES = "registries"  # registries (login servers) and their access settings
     IMPORTS = "imports"  # a job queued, or one ended (a slot freed)
+    SIGNING_KEYS = "signing-keys"  # a token-signing key added (a rotation)
 
 
 Callback = Callable[[], None]

@@ -325,6 +325,7 @@ class IdentityQueries(QueryScope):
 
     # -- signing keys ------------------------------------------------------------------------
     async def add_signing_key(self, kid: str, sealed_private_key: bytes) -> SigningKeyRecord:
+        await self.changed(Topic.SIGNING_KEYS)
         now = utcnow()
         await self._exec(
             insert(s.signing_keys).values(kid=kid, private_key=sealed_private_key, created_at=now)

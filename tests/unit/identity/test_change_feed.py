@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
@@ -22,6 +23,7 @@ from transship.identity.model import Principal
 from transship.identity.rbac import Actions, builtin_role
 from transship.identity.registry_access import RegistryAccess
 from transship.identity.secrets import SecretBox
+from transship.identity.tokens import SigningKeys, TokenService
 from transship.imports.engine import ImportEngine
 from transship.imports.service import ImportService, RunnerSettings
 from transship.metadata.changes import ChangeHub, ChangeListener
@@ -50,6 +52,7 @@ class World:
     scope: str
     app: Principal
     secret: str
+    box: SecretBox
 
 
 def _process(db: Database, box: SecretBox) -> Process:
@@ -88,7 +91,7 @@ async def world(tmp_path: Path, database_url: str | None) -> AsyncIterator[World
             f"/subscriptions/{subscription.id}/resourceGroups/default"
             "/providers/Microsoft.ContainerRegistry/registries/one"
         )
-        yield World(here, there, registry, scope, app.principal, app.secret.value)
+        yield World(here, there, registry, scope, app.principal, app.secret.value, box)
     finally:
         await supervisor.stop()
         await db.close()
@@ -177,3 +180,24 @@ async def test_a_job_queued_elsewhere_wakes_the_idle_claiming_loop(world: World)
     async with world.here.meta.writing() as q:
         await q.jobs.create_job("a" * 32, world.registry.id, "{}", None)
     await asyncio.wait_for(waiting, WITHIN)
+
+
+async def test_a_key_rotated_elsewhere_verifies_at_once(world: World) -> None:
+    here_keys = SigningKeys(world.here.meta, world.box)
+    await here_keys.load()
+    there_keys = SigningKeys(world.there.meta, world.box)
+    await there_keys.load()
+    there = TokenService(there_keys)
+    # As if a token with an unknown key id had just made it reload: rate-limited for 5 s.
+    there._refreshed_at = time.monotonic()
+    await here_keys.rotate()
+    token, _ = TokenService(here_keys).issue(
+        {"aud": "svc", "iss": "https://svc"}, timedelta(minutes=5)
+    )
+
+    async def told() -> bool:
+        return there_keys.rotated
+
+    await within(told, "the rotation elsewhere")
+    claims = await there.verify(token, audiences={"svc"})
+    assert claims["aud"] == "svc"
