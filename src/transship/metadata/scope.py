@@ -62,7 +62,9 @@ class QueryScope:
     async def changed(self, topic: Topic) -> None:
         """Announce, at commit, that this transaction changed rows cached under `topic`:
         every process of the service drops the entries (see `transship.metadata.changes`).
-        Once per topic and transaction; nothing is announced if it rolls back."""
+        Once per topic and transaction; nothing is announced if it rolls back. Not inside a
+        savepoint that may roll back alone: the announcement would go with it, and a later
+        call for the same topic in this transaction would be taken as done."""
         if topic in self._changed:
             return
         self._changed.add(topic)
