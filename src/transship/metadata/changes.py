@@ -171,8 +171,11 @@ class ChangeListener:
             self._hub.reset()
             beat()
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stops the loop when its awaitable finishes at that moment.
                 try:
-                    await asyncio.wait_for(lost.wait(), self._keepalive_seconds)
+                    async with asyncio.timeout(self._keepalive_seconds):
+                        await lost.wait()
                 except TimeoutError:
                     pass
                 else:
@@ -180,7 +183,7 @@ class ChangeListener:
                 try:
                     # Straight on the driver: through SQLAlchemy it would open a transaction,
                     # and PostgreSQL holds notifications back while one is open.
-                    await asyncio.wait_for(raw.fetchval("SELECT 1"), self._keepalive_seconds)
+                    await raw.fetchval("SELECT 1", timeout=self._keepalive_seconds)
                 except Exception as exc:
                     raise ChangeFeedLost(
                         f"the change feed's database connection stopped answering "
