@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 
 from transship.api import ops, v2
+from transship.api.app import process_loops
 from transship.api.errors import error_middleware
 from transship.api.services import build_services
 from transship.config import Settings
-from transship.worker.loops import background_loops
 from transship.worker.supervisor import Loop
 
 
@@ -31,15 +31,7 @@ def create_worker_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         services = await build_services(settings)
         app[v2.SERVICES] = services
-        loops = background_loops(
-            services.imports,
-            services.tokens.keys,
-            services.gc,
-            gc_interval_seconds=settings.gc_interval_seconds,
-            webhooks=services.webhook_dispatcher,
-            background_work=True,
-            extra=extra_loops,
-        )
+        loops = process_loops(services, settings, extra_loops)
         app[ops.LOOPS] = loops
         loops.start()
         try:

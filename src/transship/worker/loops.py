@@ -24,6 +24,8 @@ IMPORT_HEARTBEATS = "import-heartbeats"
 SIGNING_KEYS = "signing-keys"
 GC = "gc"
 WEBHOOKS = "webhooks"
+# Not background work: every process with caches runs it (see transship.metadata.changes).
+CHANGE_FEED = "change-feed"
 
 
 def background_loops(
@@ -35,6 +37,7 @@ def background_loops(
     backoff: Backoff | None = None,
     webhooks: WebhookDispatcher | None = None,
     background_work: bool = True,
+    change_feed: Loop | None = None,
     extra: Mapping[str, Loop] | None = None,
 ) -> Supervisor:
     """A Supervisor (not started) with the signing-key refresh, the `extra` loops (e.g. the
@@ -43,8 +46,9 @@ def background_loops(
     `webhooks`) and, when `gc_interval_seconds` > 0, periodic GC (which also expires idle
     uploads). Its `stop()` hands this process's running import jobs back to the queue.
 
-    The key refresh runs in every process, doing background work or not: it keeps this
-    process's copy of the keys current, so it verifies tokens signed by the others."""
+    The key refresh and the `change_feed` (given) run in every process, doing background
+    work or not: they keep this process's copy of the keys current, so it verifies tokens
+    signed by the others, and its caches following what the others change."""
     supervisor = Supervisor(backoff or RESTART_BACKOFF)
     if background_work:
         worker = ImportWorker(imports)
@@ -52,6 +56,8 @@ def background_loops(
         supervisor.add(IMPORT_HEARTBEATS, worker.heartbeat_forever)
         supervisor.on_stop(worker.close)
     supervisor.add(SIGNING_KEYS, partial(refresh_keys_periodically, keys))
+    if change_feed is not None:
+        supervisor.add(CHANGE_FEED, change_feed)
     if background_work and webhooks is not None:
         supervisor.add(WEBHOOKS, webhooks.run_forever)
     if background_work and gc_interval_seconds > 0:
