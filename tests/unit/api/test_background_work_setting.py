@@ -18,7 +18,7 @@ async def test_an_http_only_process_runs_no_background_work(tmp_path: Path) -> N
             assert r.status == 200
             ready = await r.json()
         assert ready["backgroundWork"] is False
-        assert [loop["name"] for loop in ready["loops"]] == ["signing-keys"]
+        assert [loop["name"] for loop in ready["loops"]] == ["signing-keys", "change-feed"]
         admin = Management(reg, settings.data_dir)
         operation = await admin.start_import(
             "default",
