@@ -274,5 +274,11 @@ class ObjectBlobStore:
         return None if area is None else area.mtime
 
     async def list_staging(self) -> list[str]:
-        names = await self._driver.list_dirs("uploads/")
-        return [name for name in names if _UPLOAD_ID.fullmatch(name)]
+        # The markers, not the "directories": some stores (SeaweedFS's filer) keep an empty
+        # directory listed after its last object is gone.
+        found: list[str] = []
+        async for info in self._driver.list_prefix("uploads/"):
+            upload_id, _, name = info.key[len("uploads/") :].partition("/")
+            if name == _MARKER and _UPLOAD_ID.fullmatch(upload_id):
+                found.append(upload_id)
+        return found
