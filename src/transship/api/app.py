@@ -1,8 +1,9 @@
-"""`create_app(settings)`: the aiohttp application with every surface and background loop."""
+"""`create_app(settings)`: the aiohttp application with every surface and its process's
+background loops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
@@ -14,10 +15,19 @@ from transship.api.routes import register
 from transship.api.services import Services, build_services
 from transship.config import Settings
 from transship.worker.loops import background_loops
+from transship.worker.supervisor import Loop
 
 
-def create_app(settings: Settings, services: Services | None = None) -> web.Application:
-    """Build the application. Services are created on startup unless given (tests)."""
+def create_app(
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    extra_loops: Mapping[str, Loop] | None = None,
+) -> web.Application:
+    """Build the application. Services are created on startup unless given (tests). The
+    background work runs in it when `settings.background_work`; `extra_loops` join its
+    supervisor (the child processes of `serve --workers N`, started once the services are
+    built, so after the schema is migrated and the service bootstrapped)."""
     app = web.Application(
         middlewares=[
             arm.request_ids,
@@ -39,6 +49,8 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
             built.gc,
             gc_interval_seconds=settings.gc_interval_seconds,
             webhooks=built.webhook_dispatcher,
+            background_work=settings.background_work,
+            extra=extra_loops,
         )
         app[ops.LOOPS] = loops
         loops.start()

@@ -7,7 +7,7 @@ from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, insert, or_, select, update
+from sqlalchemy import Row, case, delete, func, insert, or_, select, text, update
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
@@ -18,6 +18,9 @@ from transship.oci.digest import Digest
 FINAL_STATES = ("succeeded", "failed", "canceled")
 # The job row's columns that hold a JobProgress (same names).
 JOB_PROGRESS_COLUMNS = tuple(f.name for f in fields(JobProgress))
+# PostgreSQL advisory lock serialising claims across processes (any constant unused elsewhere;
+# the migration lock is 7347242).
+CLAIM_LOCK_KEY = 7347243
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:
@@ -92,7 +95,14 @@ class JobQueries(QueryScope):
     ) -> ImportJobRecord | None:
         """Take the oldest queued job, or a running one whose owner stopped renewing its lease
         (a crashed process), unless the service or that job's registry already runs as many
-        imports as allowed. Returns it as running, or None."""
+        imports as allowed. Returns it as running, or None.
+
+        The limits hold across every process claiming from the database: on PostgreSQL the
+        claim takes a transaction-scoped advisory lock first (read committed would otherwise
+        let two processes count the same running jobs and both claim); SQLite's write
+        transactions are serialised already (BEGIN IMMEDIATE)."""
+        if self.conn.dialect.name == "postgresql":
+            await self._exec(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
         j, now = s.import_jobs, utcnow()
         live = (j.c.state == "running") & (j.c.lease_expires_at >= now)
         claimable = (j.c.state == "queued") | (
