@@ -14,7 +14,7 @@ from transship.api.route_table import ROUTES
 from transship.api.routes import register
 from transship.api.services import Services, build_services
 from transship.config import Settings
-from transship.worker.loops import background_loops
+from transship.worker.loops import CHANGE_FEED, background_loops
 from transship.worker.supervisor import Loop
 
 
@@ -52,6 +52,9 @@ def create_app(
             background_work=settings.background_work,
             extra=extra_loops,
         )
+        # Not background work, and never turned off with it: this process's caches follow
+        # what the other processes of the service change.
+        loops.add(CHANGE_FEED, built.change_listener.run_forever)
         app[ops.LOOPS] = loops
         loops.start()
         try:

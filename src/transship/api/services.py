@@ -30,6 +30,7 @@ from transship.imports.service import ImportService, RunnerSettings
 from transship.imports.signals import JobSignals
 from transship.imports.sink import RegistrySink
 from transship.imports.sources import Sources
+from transship.metadata.changes import ChangeHub, ChangeListener
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.oci.reference import DOCKER_HUB_ALIASES
@@ -71,6 +72,8 @@ class Services:
     hasher: SecretHasher
     webhooks: WebhookService
     webhook_dispatcher: WebhookDispatcher
+    # Tells this process's caches what other processes change (supervised in every process).
+    change_listener: ChangeListener
 
     async def close(self) -> None:
         await self.db.close()
@@ -116,7 +119,9 @@ async def build_services(
     )
     try:
         await db.migrate()
-        meta = MetadataStore(db)
+        # The caches of every service subscribe to it; the listener feeds it.
+        changes = ChangeHub()
+        meta = MetadataStore(db, changes)
         store = FilesystemBlobStore(
             settings.blob_dir, settings.staging_dir, durable=settings.durable_writes
         )
@@ -188,7 +193,9 @@ async def build_services(
     registry_access = RegistryAccess(meta, box, hasher=hasher, throttle=throttle)
     entra = EntraTokens(directory, tokens)
     blobs = BlobService(meta, store, settings.max_blob_bytes)
-    dataplane = DataPlaneAuth(directory, access, registry_access, entra, tokens)
+    dataplane = DataPlaneAuth(
+        directory, access, registry_access, entra, tokens, changes=meta.changes
+    )
     hooks = settings.webhooks
     webhook_egress = policy_from_settings(
         hooks.egress.rules, hooks.egress.default, hooks.egress.deny_private
@@ -230,4 +237,5 @@ async def build_services(
         hasher=hasher,
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
+        change_listener=ChangeListener(db, meta.changes),
     )

@@ -13,7 +13,7 @@ from transship.api import ops, v2
 from transship.api.errors import error_middleware
 from transship.api.services import build_services
 from transship.config import Settings
-from transship.worker.loops import background_loops
+from transship.worker.loops import CHANGE_FEED, background_loops
 from transship.worker.supervisor import Loop
 
 
@@ -40,6 +40,9 @@ def create_worker_app(
             background_work=True,
             extra=extra_loops,
         )
+        # As in `serve`: this process's caches follow what the others change, and its idle
+        # import claims wake when another process queues a job.
+        loops.add(CHANGE_FEED, services.change_listener.run_forever)
         app[ops.LOOPS] = loops
         loops.start()
         try:

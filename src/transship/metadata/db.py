@@ -19,6 +19,7 @@ from sqlalchemy.sql.base import Executable
 from transship.filemodes import PRIVATE_FILE, private_dir, private_file, tighten
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger(__name__)
 
 
 class DatabaseUrlError(ValueError):
@@ -139,6 +140,31 @@ class Database:
         """A transaction committed when the block exits normally, rolled back on error."""
         async with self._writer.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def dedicated(self, application_name: str) -> AsyncIterator[AsyncConnection]:
+        """A PostgreSQL connection of its own, outside the pools, for a session that lives
+        as long as its user (the change feed's LISTEN): held in a pool it would take a slot
+        from the requests for good. `application_name` names it in `pg_stat_activity`.
+        Closed when the block exits; closing one the server already cut raises nothing (the
+        block's own error, if any, propagates)."""
+        engine = create_async_engine(
+            self.url,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args={"server_settings": {"application_name": application_name}},
+        )
+        try:
+            conn = await engine.connect()
+            try:
+                yield conn
+            finally:
+                try:
+                    await conn.close()
+                except Exception:
+                    log.debug("closing a dedicated connection failed", exc_info=True)
+        finally:
+            await engine.dispose()
 
     async def ping(self) -> None:
         """Run a trivial statement through the async driver (the readiness probe). Returns

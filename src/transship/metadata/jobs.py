@@ -11,6 +11,7 @@ from sqlalchemy import Row, case, delete, func, insert, or_, select, text, updat
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
+from transship.metadata.changes import Topic
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 from transship.metadata.scope import QueryScope, as_utc, utcnow
 from transship.oci.digest import Digest
@@ -58,6 +59,7 @@ class JobQueries(QueryScope):
     async def create_job(
         self, job_id: str, registry_id: int, request: str, credentials: bytes | None
     ) -> None:
+        await self.changed(Topic.IMPORTS)
         await self._exec(
             insert(s.import_jobs).values(
                 id=job_id,
@@ -185,6 +187,7 @@ class JobQueries(QueryScope):
         failure: JobFailure | None = None,
     ) -> bool:
         """Record the outcome and forget the credentials. False if the job is no longer ours."""
+        await self.changed(Topic.IMPORTS)
         j = s.import_jobs
         values: dict[str, Any] = {
             "state": state,
@@ -214,6 +217,7 @@ class JobQueries(QueryScope):
 
     async def release_job(self, job_id: str, owner: str) -> None:
         """Hand a running job back to the queue (a graceful shutdown)."""
+        await self.changed(Topic.IMPORTS)
         j = s.import_jobs
         await self._exec(
             update(j)

@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.errors import Conflict
+from transship.metadata import schema as s
+from transship.metadata.changes import ChangeHub, Topic, notify_statement
 
 # Rows converted per turn of the event loop when a scan is streamed (`_scan`): ~0.5 ms of
 # row and column-type processing, where a 20,000-row list built at once held the loop ~20 ms.
@@ -40,16 +42,44 @@ def conflict_from(exc: IntegrityError) -> Conflict:
 class QueryScope:
     """Queries bound to one connection. Methods never commit; the scope does."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, changes: ChangeHub | None = None) -> None:
+        """`changes`: the process's hub, told after the commit which topics the transaction
+        changed (None: no process-local subscribers, only the other processes learn)."""
         self.conn = conn
         self._on_commit: list[Callable[[], None]] = []
+        self._changes = changes
+        self._changed: set[Topic] = set()
 
     @classmethod
     def joining(cls, other: QueryScope) -> Any:
-        """A scope of this kind in `other`'s transaction, sharing its commit callbacks."""
-        scope = cls(other.conn)
+        """A scope of this kind in `other`'s transaction, sharing its commit callbacks and
+        change topics."""
+        scope = cls(other.conn, other._changes)
         scope._on_commit = other._on_commit
+        scope._changed = other._changed
         return scope
+
+    async def changed(self, topic: Topic) -> None:
+        """Announce, at commit, that this transaction changed rows cached under `topic`:
+        every process of the service drops the entries (see `transship.metadata.changes`).
+        Once per topic and transaction; nothing is announced if it rolls back."""
+        if topic in self._changed:
+            return
+        self._changed.add(topic)
+        if self.conn.dialect.name == "postgresql":
+            await self._exec(notify_statement(topic))
+        else:
+            counters = s.change_counters
+            await self._exec(
+                sqlite.insert(counters)
+                .values(topic=topic.value, counter=1)
+                .on_conflict_do_update(
+                    index_elements=["topic"], set_={"counter": counters.c.counter + 1}
+                )
+            )
+        hub = self._changes
+        if hub is not None:
+            self.on_commit(lambda: hub.publish((topic,)))
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction commits; never when it rolls back. Only

@@ -24,6 +24,8 @@ IMPORT_HEARTBEATS = "import-heartbeats"
 SIGNING_KEYS = "signing-keys"
 GC = "gc"
 WEBHOOKS = "webhooks"
+# Not background work: every process with caches runs it (see transship.metadata.changes).
+CHANGE_FEED = "change-feed"
 
 
 def background_loops(
