@@ -429,12 +429,23 @@ async def test_kill9_of_a_replica_and_a_worker_under_load_loses_nothing(
                 assert sha256(got) == digest
                 round_ += 1
 
+    # The worker fetching the import is the one with a connection to the slow upstream.
+    importer = None
+    if deployment.split:
+        fetching = [
+            worker.name
+            for worker in deployment.members("worker")
+            if await asyncio.to_thread(worker.connected_to, scene.slow_upstream.port)
+        ]
+        assert len(fetching) == 1, fetching
+        importer = fetching[0]
+
     pushers = [asyncio.create_task(pusher(n)) for n in range(4)]
     try:
         await asyncio.sleep(1.0)
         await asyncio.to_thread(deployment.kill9, "replica2")
-        if deployment.split:
-            await asyncio.to_thread(deployment.kill9, "worker1")
+        if importer is not None:
+            await asyncio.to_thread(deployment.kill9, importer)
         await asyncio.sleep(3.0)
     finally:
         stop.set()

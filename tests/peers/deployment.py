@@ -50,6 +50,40 @@ class Member:
         except FileNotFoundError:
             return ""
 
+    def connected_to(self, port: int) -> bool:
+        """Whether a process of this member's group holds a TCP connection to loopback
+        `port` (e.g. which worker is fetching through a test's proxy), from /proc."""
+        inodes = set()
+        for pid in _group_pids(self.pid):
+            with contextlib.suppress(OSError):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                        if target.startswith("socket:["):
+                            inodes.add(target[8:-1])
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as handle:
+                for line in list(handle)[1:]:
+                    fields = line.split()
+                    remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                    if remote_port == port and fields[9] in inodes:
+                        return True
+        return False
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """Every live process of process group `pgid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry}/stat") as handle:
+                after_name = handle.read().rsplit(")", 1)[1].split()
+            if int(after_name[2]) == pgid:  # state, ppid, pgrp
+                found.append(int(entry))
+    return found
+
 
 class LocalDeployment(Peer):
     """``deploy/local/up`` in ``workdir``. Context manager, or start()/stop()."""
