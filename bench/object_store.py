@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tests.peers.object_stores import SeaweedFS  # noqa: E402
-from transship.oci.digest import Digest  # noqa: E402
-from transship.storage.location import open_object_store, parse_storage_url  # noqa: E402
+from tests.peers.object_stores import SeaweedFS
+from transship.oci.digest import Digest
+from transship.storage.location import open_object_store, parse_storage_url
 
 CHUNK = 1 << 20
 
