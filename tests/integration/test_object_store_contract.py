@@ -34,9 +34,7 @@ PART = 1024 * 1024  # small parts, so the contract's multi-MiB appends span seve
 
 
 def s3_store(seaweedfs: SeaweedFS, prefix: str, part_bytes: int = PART) -> ObjectBlobStore:
-    location = parse_storage_url(
-        f"s3://{seaweedfs.bucket}/{prefix}?endpoint={seaweedfs.endpoint}"
-    )
+    location = parse_storage_url(f"s3://{seaweedfs.bucket}/{prefix}?endpoint={seaweedfs.endpoint}")
     return open_object_store(location, seaweedfs.environ, part_bytes=part_bytes)
 
 
@@ -92,9 +90,7 @@ async def multipart_commit_and_presigned_read(store: ObjectBlobStore) -> None:
 
 
 async def test_probe_refuses_an_absent_bucket(seaweedfs: SeaweedFS) -> None:
-    location = parse_storage_url(
-        f"s3://no-such-bucket-here/reg?endpoint={seaweedfs.endpoint}"
-    )
+    location = parse_storage_url(f"s3://no-such-bucket-here/reg?endpoint={seaweedfs.endpoint}")
     store = open_object_store(location, seaweedfs.environ)
     with pytest.raises(StorageConnectError, match="storage_url") as caught:
         await probe_object_store(store, location)

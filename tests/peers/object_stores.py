@@ -245,9 +245,7 @@ class Azurite:
             f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{name}\nrestype:container"
         )
         signature = base64.b64encode(
-            hmac.new(
-                base64.b64decode(AZURITE_KEY), canonical.encode(), hashlib.sha256
-            ).digest()
+            hmac.new(base64.b64decode(AZURITE_KEY), canonical.encode(), hashlib.sha256).digest()
         ).decode()
         return _put(
             f"{self.endpoint}/{name}?restype=container",

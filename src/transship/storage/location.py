@@ -178,9 +178,7 @@ async def probe_object_store(store: ObjectBlobStore, location: StorageLocation) 
     try:
         await store.list_staging()
     except StorageError as exc:
-        raise StorageConnectError(
-            f"{SETTING}: cannot reach {location.describe()}: {exc}"
-        ) from None
+        raise StorageConnectError(f"{SETTING}: cannot reach {location.describe()}: {exc}") from None
 
 
 def _s3_store(location: StorageLocation, environ: Mapping[str, str]) -> S3Store:
