@@ -109,7 +109,7 @@ def run(ctx: Context, result: BenchResult) -> None:
     seconds, rounds, warmup = (5, 2, 1) if ctx.quick else (10, 3, 2)
     layout = OciLayout(ctx.workdir / "layout")
     index = build_index(layout, tag=TAG, seed="bench-manifest")
-    with ServerPair(ctx.workdir / "servers") as pair:
+    with ServerPair(ctx.workdir / "servers", ctx.storage) as pair:
         for target in pair.targets:
             skopeo = Skopeo(ctx.workdir / "skopeo" / target.name)
             skopeo.copy(layout.skopeo_ref(TAG), f"docker://{target.host}/{REPO}:{TAG}", all=True)

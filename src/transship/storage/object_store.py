@@ -210,19 +210,14 @@ class ObjectBlobStore:
 
         async def flush() -> None:
             nonlocal position, total, batch, batch_bytes
-            parts, size = batch, batch_bytes
-            batch, batch_bytes = [], 0
-            await self._driver.put(self._part_key(upload_id, position), b"".join(parts))
-            position += size
-            total += size
-
+            part = b"".join(batch)
+            batch, batch_bytes = [], 0  # one copy of the part alive, not two
+            await self._driver.put(self._part_key(upload_id, position), part)
+            position += len(part)
+            total += len(part)
             # Hashing happens once the part is stored (so the sink never saw bytes the
             # staging area lacks) and in a thread (hashing 8 MiB takes tens of ms).
-            def feed() -> None:
-                for part in parts:
-                    sink.update(part)
-
-            await asyncio.to_thread(feed)
+            await asyncio.to_thread(sink.update, part)
 
         try:
             async for chunk in chunks:
