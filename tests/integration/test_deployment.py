@@ -20,6 +20,7 @@ kill test runs last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -64,6 +65,9 @@ LEASE_SECONDS = 4.0
 
 @dataclass
 class Scene:
+    """The running deployment, the docker-registry imports come from, and a fault proxy in
+    front of that registry (to slow an import down)."""
+
     deployment: LocalDeployment
     upstream: DistributionRegistry
     slow_upstream: FaultProxy
@@ -77,9 +81,6 @@ class Scene:
     @property
     def host(self) -> str:
         return self.deployment.login_server_suffix
-
-    def login_server(self, registry: str) -> str:
-        return f"{registry}.{self.deployment.login_server_suffix}"
 
     @property
     def owner_dir(self) -> Path:
@@ -103,29 +104,29 @@ def _unavailable(exc: Exception) -> None:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    """Everything started once for the module, and stopped at its end (also when a start
+    fails half-way: each part is stopped once it has started)."""
     root = tmp_path_factory.mktemp("deployment")
-    try:
-        upstream = DistributionRegistry(root / "upstream", "anonymous").start()
-    except PeerUnavailable as exc:
-        _unavailable(exc)
-    slow = FaultProxy("127.0.0.1", upstream.port).start()
-    deployment = LocalDeployment(
-        root / "deploy",
-        lease_seconds=LEASE_SECONDS,
-        extra_settings="".join(
-            f'[upstreams."{host}"]\ninsecure = true\n' for host in (upstream.host, slow.host)
-        ),
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            upstream = stack.enter_context(DistributionRegistry(root / "upstream", "anonymous"))
+        except PeerUnavailable as exc:
+            _unavailable(exc)
+        slow = stack.enter_context(FaultProxy("127.0.0.1", upstream.port))
+        deployment = LocalDeployment(
+            root / "deploy",
+            lease_seconds=LEASE_SECONDS,
+            extra_settings="".join(
+                f'[upstreams."{host}"]\ninsecure = true\n' for host in (upstream.host, slow.host)
+            ),
+        )
+        # Registered before the start: `up` may fail after starting some processes.
+        stack.callback(deployment.stop)
         try:
             deployment.start()
         except PeerUnavailable as exc:
             _unavailable(exc)
         yield Scene(deployment, upstream, slow)
-    finally:
-        deployment.stop()
-        slow.stop()
-        upstream.stop()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ run's Python (``-m transship`` with ``src/`` first on ``PYTHONPATH``; the stall 
 site directory too while it is on), so the test drives exactly what a user starts, then
 reads the ``state.json`` the script writes.
 
-- :meth:`stop` runs ``deploy/local/down`` and, as a fallback, SIGKILLs every process group
-  the state names (idempotent; safe after a failed start);
+- :meth:`stop` runs ``deploy/local/down`` and, when that fails, SIGKILLs every process
+  group the state names (idempotent; safe after a failed start, which `up` cleans up);
 - :meth:`kill9` crashes one process (a replica or a worker) by name;
 - :meth:`check` runs ``transship check --verify-digests -o json`` with the deployment's
   settings file, off the event loop's thread when awaited through ``asyncio.to_thread``.
@@ -162,18 +162,26 @@ class LocalDeployment(Peer):
         return self
 
     def stop(self) -> None:
-        """``deploy/local/down``, then SIGKILL whatever the state still names (idempotent)."""
-        if (self.workdir / "state.json").exists():
-            subprocess.run(
+        """``deploy/local/down``; when it fails, SIGKILL every process group the state
+        names (not after a clean stop: their ids may belong to others by then).
+        Idempotent."""
+        if not (self.workdir / "state.json").exists():
+            return
+        try:
+            result = subprocess.run(
                 [sys.executable, str(DOWN), "--dir", str(self.workdir)],
                 capture_output=True,
                 env=self.env(),
                 timeout=120,
                 check=False,
             )
-        for member in self.members():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(member.pid, signal.SIGKILL)
+            stopped = result.returncode == 0
+        except subprocess.TimeoutExpired:
+            stopped = False
+        if not stopped:
+            for member in self.members():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(member.pid, signal.SIGKILL)
 
     def _load_state(self) -> None:
         with contextlib.suppress(FileNotFoundError):
