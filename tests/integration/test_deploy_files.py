@@ -101,6 +101,11 @@ def test_the_compose_file_describes_the_reference_topology() -> None:
     assert "--no-background-work" in services["replica"]["command"]
     assert services["worker"]["command"][0] == "worker"
     assert set(services) >= {"postgres", "seaweedfs", "init", "replica", "worker", "haproxy"}
+    # The bucket exists before anything opens it, and the schema before any replica starts.
+    assert services["init"]["depends_on"]["bucket"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert "http://seaweedfs:8333/transship" in services["bucket"]["command"]
     # Every Transship process reads one settings file and one service key.
     for name in ("init", "replica", "worker"):
         service = services[name]
