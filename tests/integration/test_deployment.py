@@ -373,8 +373,8 @@ async def test_kill9_of_a_replica_and_a_worker_under_load_loses_nothing(
 ) -> None:
     deployment = scene.deployment
     admin = await Management.remote(scene.url, http, scene.owner_dir)
-    # An import slow enough to be running when its worker dies: ~6 MiB through a proxy
-    # capped at 1 MiB/s.
+    # An import slow enough to be running when its worker dies: two 3 MiB layers through a
+    # proxy capping each connection at 256 KiB/s (about 12 s), uncapped after the crash.
     index = await asyncio.to_thread(
         build_index,
         OciLayout(tmp_path / "layout-crash"),
@@ -384,7 +384,7 @@ async def test_kill9_of_a_replica_and_a_worker_under_load_loses_nothing(
         shared_layer_size=10_000,
     )
     await asyncio.to_thread(push_layout_http, index, scene.upstream.url, "big/app", "v1")
-    scene.slow_upstream.bandwidth(1024 * 1024)
+    scene.slow_upstream.bandwidth(256 * 1024)
     operation = await admin.start_import(
         "default",
         {
@@ -447,13 +447,16 @@ async def test_kill9_of_a_replica_and_a_worker_under_load_loses_nothing(
         await asyncio.to_thread(deployment.kill9, "replica2")
         if importer is not None:
             await asyncio.to_thread(deployment.kill9, importer)
+            # Killed mid-copy: what follows is another worker taking the import over.
+            status = await admin.status(operation)
+            assert status["status"] == "InProgress", status
         await asyncio.sleep(3.0)
     finally:
         stop.set()
         results = await asyncio.gather(*pushers, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, failures
-    assert len(pushed) >= 8, pushed
+    assert len(pushed) >= 4, pushed
 
     scene.slow_upstream.passthrough()
     final = await admin.wait(operation, timeout=60 + LEASE_SECONDS)
