@@ -33,6 +33,8 @@ from bench.procstat import process_alive  # noqa: E402
 from bench.profiling import profiled  # noqa: E402
 from bench.regclient import Endpoint  # noqa: E402
 from tests.peers.distribution import DistributionRegistry  # noqa: E402
+from tests.peers.object_stores import SeaweedFS  # noqa: E402
+from tests.peers.procs import peer_env  # noqa: E402
 from tests.peers.transship import TransshipServer  # noqa: E402
 
 TRANSSHIP = "transship"
@@ -63,6 +65,7 @@ class Context:
     quick: bool
     workdir: Path
     profile_dir: Path | None = None
+    storage: str = "filesystem"  # or "s3": both servers on one SeaweedFS (--storage s3)
     started: float = field(default_factory=time.monotonic)
     _profiles: Counter[str] = field(default_factory=Counter)
 
@@ -81,13 +84,51 @@ class Context:
 
 
 class ServerPair:
-    """Transship and docker-registry, started together under ``workdir``; a context manager."""
+    """Transship and docker-registry, started together under ``workdir``; a context manager.
 
-    def __init__(self, workdir: Path, transship_args: Sequence[str] = ()) -> None:
+    With ``storage="s3"`` a SeaweedFS server starts first and both keep their blobs in its
+    S3 API (Transship: ``storage_url``, streaming, no redirects; docker-registry: its S3
+    driver, ``redirect: disable``), in one bucket under prefixes of their own (a new
+    SeaweedFS bucket is a collection that needs volumes of its own).
+    """
+
+    def __init__(
+        self, workdir: Path, storage: str = "filesystem", transship_args: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
-        self.registry = DistributionRegistry(workdir / "docker-registry")
+        self.seaweedfs: SeaweedFS | None = None
+        registry_storage: dict[str, object] | None = None
+        registry_env: dict[str, str] | None = None
+        transship_env: dict[str, str] = {}
+        if storage == "s3":
+            weed = self.seaweedfs = SeaweedFS().start()
+            registry_storage = {
+                "s3": {
+                    "accesskey": weed.environ["AWS_ACCESS_KEY_ID"],
+                    "secretkey": weed.environ["AWS_SECRET_ACCESS_KEY"],
+                    "region": "us-east-1",
+                    "regionendpoint": weed.endpoint,
+                    "bucket": weed.bucket,
+                    "rootdirectory": "/registry",
+                    "secure": False,
+                    "v4auth": True,
+                    "forcepathstyle": True,
+                },
+                "redirect": {"disable": True},
+            }
+            # This machine sets AWS_CA_BUNDLE, on which the registry's S3 driver panics.
+            registry_env = {k: v for k, v in peer_env().items() if k != "AWS_CA_BUNDLE"}
+            transship_env = {
+                **weed.environ,
+                "TRANSSHIP_STORAGE_URL": f"s3://{weed.bucket}/transship?endpoint={weed.endpoint}",
+            }
+        elif storage != "filesystem":
+            raise ValueError(f"unknown storage {storage!r} (filesystem or s3)")
+        self.registry = DistributionRegistry(
+            workdir / "docker-registry", storage=registry_storage, env=registry_env
+        )
         self.transship = TransshipServer(
-            workdir / "transship", ready_timeout=60.0, extra_args=transship_args
+            workdir / "transship", ready_timeout=60.0, env=transship_env, extra_args=transship_args
         )
         self._started: list[DistributionRegistry | TransshipServer] = []
 
@@ -106,6 +147,8 @@ class ServerPair:
             with contextlib.suppress(Exception):
                 server.stop()
         self._started.clear()
+        if self.seaweedfs is not None:
+            self.seaweedfs.stop()
 
     def __enter__(self) -> Self:
         return self.start()

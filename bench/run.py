@@ -75,6 +75,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only this benchmark ({', '.join(BENCHMARKS)}); repeatable or comma-separated",
     )
+    parser.add_argument(
+        "--storage",
+        choices=("filesystem", "s3"),
+        default="filesystem",
+        help="where both servers keep blobs: their filesystem, or one SeaweedFS's S3 API "
+        "(Transship streaming through storage_url, docker-registry's S3 driver); push, "
+        "blob_get, manifest_get and rss use it",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp dirs (server logs, data)"
@@ -133,7 +141,13 @@ def _clear_profiles(profile_dir: Path, name: str) -> None:
         stale.unlink()
 
 
-def run_one(name: str, quick: bool, keep: bool, profile_dir: Path | None = None) -> BenchResult:
+def run_one(
+    name: str,
+    quick: bool,
+    keep: bool,
+    profile_dir: Path | None = None,
+    storage: str = "filesystem",
+) -> BenchResult:
     """Run one benchmark in its own temp dir; a failure is recorded (logs kept), not raised."""
     result = BenchResult(name)
     start = time.monotonic()
@@ -142,7 +156,7 @@ def run_one(name: str, quick: bool, keep: bool, profile_dir: Path | None = None)
         _clear_profiles(profile_dir, name)
     with scratch_dir(name, keep=keep) as workdir:
         try:
-            BENCHMARKS[name](Context(name, quick, workdir, profile_dir), result)
+            BENCHMARKS[name](Context(name, quick, workdir, profile_dir, storage), result)
         except Exception as exc:  # one failed benchmark must not stop the others
             logs = _save_logs(workdir, name)
             result.error = f"{_describe_failure(exc)}\n(server logs copied to {logs})"
@@ -186,7 +200,7 @@ def main(argv: list[str]) -> int:
     interrupted = False
     try:
         for name in names:
-            results.append(run_one(name, args.quick, args.keep, args.profile))
+            results.append(run_one(name, args.quick, args.keep, args.profile, args.storage))
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: servers stopped; partial results follow", file=sys.stderr)

@@ -53,6 +53,7 @@ from tests.peers.clients import DockerCli, Podman, Skopeo
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultProxy
 from tests.peers.images import OciLayout
+from tests.peers.object_stores import Azurite, SeaweedFS
 from tests.peers.postgres import PostgresCluster
 from tests.peers.procs import PeerUnavailable
 from tests.peers.transship import TransshipServer
@@ -73,6 +74,8 @@ hypothesis_settings.load_profile(
 PEER_FIXTURES = frozenset(
     {
         "postgres",
+        "seaweedfs",
+        "azurite",
         "distribution_anon",
         "distribution_htpasswd",
         "distribution_token",
@@ -152,6 +155,32 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """A SeaweedFS server with its S3 gateway, once per session (per xdist worker)."""
+    try:
+        server = SeaweedFS().start()
+    except PeerUnavailable as exc:
+        _unavailable(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """An Azurite blob service, once per session (per xdist worker)."""
+    try:
+        server = Azurite().start()
+    except PeerUnavailable as exc:
+        _unavailable(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

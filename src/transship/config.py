@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from transship.storage.location import StorageLocation, parse_storage_url
+
 MiB = 1024 * 1024
 
 
@@ -130,6 +132,23 @@ class Settings(BaseSettings):
     )
     port: int = Field(default=5000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
+    storage_url: str | None = Field(
+        default=None,
+        description=(
+            "where blobs live: absent for the filesystem under data_dir, file:///path, "
+            "s3://bucket/prefix?endpoint=…&region=…, or azure://account/container/prefix"
+            "?endpoint=…; credentials come from the store's usual environment variables"
+        ),
+    )
+    storage_redirect_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description=(
+            "answer an authorized blob GET with a 307 to a signed URL valid this long "
+            "(object stores only); 0 streams blobs through the registry"
+        ),
+    )
     database_url: str | None = Field(
         default=None,
         description="postgresql://… or sqlite:///…; default: SQLite in the data directory",
@@ -319,6 +338,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
+
+    @field_validator("storage_url", mode="after")
+    @classmethod
+    def _parse_storage_url(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            # Raises StorageUrlError (a ValueError) naming storage_url and what is wrong,
+            # never quoting a query value.
+            parse_storage_url(value)
+            return value.strip()
+        return None
+
+    @property
+    def storage_location(self) -> StorageLocation | None:
+        """The parsed `storage_url`; None for the filesystem under `data_dir`."""
+        return parse_storage_url(self.storage_url) if self.storage_url else None
 
     @model_validator(mode="after")
     def _tls_certificate_and_key_together(self) -> Settings:

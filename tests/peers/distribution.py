@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
@@ -43,6 +44,8 @@ class DistributionRegistry(Peer):
         password: str | None = None,
         token_server: TokenServer | None = None,
         ready_timeout: float = 15.0,
+        storage: Mapping[str, object] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if mode not in ("anonymous", "htpasswd", "token"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -53,6 +56,9 @@ class DistributionRegistry(Peer):
             None if mode == "anonymous" else (password or secrets.token_urlsafe(12))
         )
         self.ready_timeout = ready_timeout
+        # Another storage driver's section (e.g. {"s3": {...}}) instead of the filesystem.
+        self.storage = dict(storage) if storage is not None else None
+        self.env = dict(env) if env is not None else None
         self.storage_dir = workdir / "storage"
         self.config_path = workdir / "config.yml"
         self._owns_token_server = mode == "token" and token_server is None
@@ -84,7 +90,7 @@ class DistributionRegistry(Peer):
         self._proc = ManagedProcess(
             [binary, "serve", str(self.config_path)],
             log_path=self.workdir / "registry.log",
-            env=peer_env(),
+            env=self.env if self.env is not None else peer_env(),
             cwd=self.workdir,
         ).start()
         try:
@@ -149,7 +155,7 @@ class DistributionRegistry(Peer):
             "version": "0.1",
             "log": {"level": "info", "formatter": "text"},
             "storage": {
-                "filesystem": {"rootdirectory": str(self.storage_dir)},
+                **(self.storage or {"filesystem": {"rootdirectory": str(self.storage_dir)}}),
                 "delete": {"enabled": True},
                 "maintenance": {"uploadpurging": {"enabled": False}},
                 "cache": {"blobdescriptor": "inmemory"},

@@ -7,6 +7,7 @@ object-store drivers fit under it unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from aiohttp.helpers import ETag
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER
 from transship.oci.digest import Digest
 from transship.registry.blobs import BlobLocation
-from transship.storage.base import BlobStore, LocalBlobFiles
+from transship.storage.base import BlobStore, LocalBlobFiles, RedirectableBlobs, StorageError
+
+_log = logging.getLogger(__name__)
 
 
 def _blob_headers(digest: Digest) -> dict[str, str]:
@@ -45,13 +48,34 @@ class BlobFileResponse(web.FileResponse):
 
 
 async def serve_blob(
-    request: web.Request, store: BlobStore, location: BlobLocation
+    request: web.Request, store: BlobStore, location: BlobLocation, *, redirect_seconds: int = 0
 ) -> web.StreamResponse:
     """Answer a blob GET (whole, or one `Range`) for a blob the caller may read.
+
+    With `redirect_seconds` > 0 and a store that can sign, the answer is a 307 to a URL
+    reading the blob from the storage service for that long (the client sends its `Range`
+    there); a store that cannot sign just now (no signing credential) streams instead.
 
     Raises web.HTTPNotFound when the bytes are gone although the metadata still links them
     (as FileResponse does for a missing file).
     """
+    if redirect_seconds > 0 and isinstance(store, RedirectableBlobs):
+        try:
+            url = await store.presign_read(location.digest, redirect_seconds)
+        except StorageError as exc:
+            _log.warning("cannot sign a blob URL, streaming instead: %s", exc)
+            url = None
+        if url is not None:
+            # The URL is a bearer secret: it goes to this client only, never to a log.
+            return web.Response(
+                status=307,
+                headers={
+                    hdrs.LOCATION: url,
+                    "Docker-Content-Digest": str(location.digest),
+                    hdrs.CACHE_CONTROL: "no-store",
+                    **DISTRIBUTION_VERSION_HEADER,
+                },
+            )
     if isinstance(store, LocalBlobFiles):
         return BlobFileResponse(location.digest, store.local_path(location.digest))
     return await _stream(request, store, location)

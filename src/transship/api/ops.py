@@ -258,19 +258,25 @@ def _loop_json(status: LoopStatus) -> LoopLiveness:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """`GET /readyz`: 200 when the database answers, the blob directory exists and no
-    background loop has been crashing for `loop_unready_seconds`; else 503. The JSON body
-    lists every problem, whether this process runs the background work, and each of its
-    loops' liveness (state, restarts, the type of its last error, how long it has been
-    failing, the age of its last heartbeat)."""
+    """`GET /readyz`: 200 when the database answers, the blob directory exists (blobs on the
+    filesystem; an object store is reached by the requests themselves) and no background
+    loop has been crashing for `loop_unready_seconds`; else 503. The JSON body lists every
+    problem, whether this process runs the background work, and each of its loops'
+    liveness (state, restarts, the type of its last error, how long it has been failing,
+    the age of its last heartbeat)."""
     services = request.app[SERVICES]
     problems: list[str] = []
     try:
         await services.db.ping()
     except Exception as exc:
         problems.append(f"database unavailable: {type(exc).__name__}")
-    if not services.settings.blob_dir.is_dir():
-        problems.append("blob directory missing")
+    location = services.settings.storage_location
+    if location is None or location.kind == "file":
+        # An object store has no directory here: a replica's data dir is scratch space.
+        root = location.path if location is not None else None
+        blob_dir = services.settings.blob_dir if root is None else root / "blobs"
+        if not blob_dir.is_dir():
+            problems.append("blob directory missing")
     loops = request.app[LOOPS].status() if LOOPS in request.app else {}
     bound = services.settings.loop_unready_seconds
     for status in loops.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +44,7 @@ from transship.registry.registries import RegistryService
 from transship.registry.resolver import RegistryResolver
 from transship.storage.base import BlobStore
 from transship.storage.filesystem import FilesystemBlobStore
+from transship.storage.location import open_object_store, probe_object_store
 from transship.webhooks.delivery import WebhookDispatcher
 from transship.webhooks.service import WebhookService
 
@@ -97,13 +99,33 @@ def reserved_hosts(settings: Settings) -> set[str]:
     }
 
 
+async def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store `storage_url` names: the filesystem under `data_dir` (or a `file://`
+    root), or an object store reached once here so a wrong bucket or credential stops
+    startup. Credentials come from the process environment. Raises StorageConnectError."""
+    location = settings.storage_location
+    if location is None:
+        return FilesystemBlobStore(
+            settings.blob_dir, settings.staging_dir, durable=settings.durable_writes
+        )
+    if location.kind == "file":
+        assert location.path is not None
+        return FilesystemBlobStore(
+            location.path / "blobs", location.path / "uploads", durable=settings.durable_writes
+        )
+    store = open_object_store(location, os.environ)
+    await probe_object_store(store, location)
+    return store
+
+
 async def build_services(
     settings: Settings, *, inner_resolver: Callable[[], AbstractResolver] = DefaultResolver
 ) -> Services:
     """Create the data directory, migrate the schema, bootstrap the service identity and wire
     every service.
 
-    Raises DatabaseUrlError for an unusable database URL, and whatever the database driver
+    Raises DatabaseUrlError for an unusable database URL, StorageConnectError when the
+    object store of `storage_url` cannot be reached, and whatever the database driver
     raises when it cannot connect.
     """
     # 0700, and tightened if an older version left it open: it holds keys and private images.
@@ -122,9 +144,7 @@ async def build_services(
         # The caches of every service subscribe to it; the listener feeds it.
         changes = ChangeHub()
         meta = MetadataStore(db, changes)
-        store = FilesystemBlobStore(
-            settings.blob_dir, settings.staging_dir, durable=settings.durable_writes
-        )
+        store = await open_blob_store(settings)
         resolver = RegistryResolver(
             meta, settings.default_registry, settings.effective_login_server_suffix
         )

@@ -118,7 +118,12 @@ async def blob_get(
             hdrs.ACCEPT_RANGES: "bytes",
         }
         return await _head(request, headers, location.size)
-    return await serve_blob(request, services.store, location)
+    return await serve_blob(
+        request,
+        services.store,
+        location,
+        redirect_seconds=services.settings.storage_redirect_seconds,
+    )
 
 
 async def _head(request: web.Request, headers: dict[str, str], length: int) -> web.StreamResponse:

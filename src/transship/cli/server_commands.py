@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from transship.config import Settings
 from transship.metadata.db import DatabaseUrlError
+from transship.storage.base import StorageError
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ def _offline(settings: Settings, action: Callable[[Services], Awaitable[T]]) -> 
     async def run() -> T:
         try:
             services = await build_services(settings)
-        except (DatabaseUrlError, OSError) as exc:
+        except (DatabaseUrlError, StorageError, OSError) as exc:
             raise click.ClickException(f"cannot open the registry: {exc}") from None
         try:
             return await action(services)
@@ -182,7 +183,7 @@ def serve(
 
     try:
         asyncio.run(run_server(settings, ssl_context))
-    except (DatabaseUrlError, OSError) as exc:
+    except (DatabaseUrlError, StorageError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

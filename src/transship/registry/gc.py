@@ -127,7 +127,7 @@ class GarbageCollector:
         """Staging files with no session row: monolithic uploads cut off by a crash."""
         async with self._meta.reading() as q:
             sessions = await q.upload_ids()
-        for upload_id in self._store.list_staging():
+        for upload_id in await self._store.list_staging():
             if upload_id in sessions:
                 continue
             mtime = await self._store.staging_mtime(upload_id)

@@ -73,7 +73,7 @@ class BlobStore(Protocol):
     async def staging_mtime(self, upload_id: str) -> float | None:
         """When the staging area was last written, or None when absent."""
 
-    def list_staging(self) -> list[str]:
+    async def list_staging(self) -> list[str]:
         """Upload ids that have a staging area (for garbage collection)."""
 
     def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:
@@ -93,6 +93,21 @@ class LocalBlobFiles(Protocol):
     def local_path(self, digest: Digest) -> Path:
         """Where the committed blob `digest` is (or would be) stored. The file may be absent
         (never committed, or deleted since); opening it then raises FileNotFoundError."""
+
+
+@runtime_checkable
+class RedirectableBlobs(Protocol):
+    """An optional capability, apart from `BlobStore`: a driver whose blobs clients may
+    fetch straight from the storage service through a short-lived signed URL (an S3
+    presigned URL, an Azure SAS URL), so blob bytes need not pass through the registry.
+
+    Checked with `isinstance` where blobs are served, after access control.
+    """
+
+    async def presign_read(self, digest: Digest, expires_seconds: int) -> str | None:
+        """A URL reading the committed blob `digest` for `expires_seconds`, or None when the
+        store cannot sign (the caller then streams the blob itself). The URL is a bearer
+        secret: never log it. Raises StorageError when the store fails."""
 
 
 class ChunkSink(Protocol):

@@ -288,8 +288,11 @@ class FilesystemBlobStore:
 
         return await self._run(stat)
 
-    def list_staging(self) -> list[str]:
-        return [p.name for p in self._staging_dir.iterdir() if _UPLOAD_ID.fullmatch(p.name)]
+    async def list_staging(self) -> list[str]:
+        def scan() -> list[str]:
+            return [p.name for p in self._staging_dir.iterdir() if _UPLOAD_ID.fullmatch(p.name)]
+
+        return await self._run(scan)
 
 
 def _scan(root: Path) -> list[tuple[str, float]]:

@@ -62,7 +62,7 @@ async def test_the_blob_row_is_written_and_held_before_the_bytes_move(
     async with meta.reading() as q:
         assert await q.repository_blob_size(registry_id, "app", str(DIGEST)) == len(DATA)
     # The staging area is the caller's to drop.
-    assert staged in store.list_staging()
+    assert staged in await store.list_staging()
 
 
 async def test_a_failing_holder_leaves_no_row_and_no_blob(

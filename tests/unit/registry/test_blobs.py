@@ -63,8 +63,8 @@ async def blob_files(store: BlobStore) -> list[Digest]:
     return [digest async for digest, _ in store.iter_blobs()]
 
 
-def staged_files(store: BlobStore) -> list[str]:
-    return store.list_staging()
+async def staged_files(store: BlobStore) -> list[str]:
+    return await store.list_staging()
 
 
 async def push(
@@ -97,7 +97,7 @@ async def test_a_monolithic_upload_commits_the_verified_bytes(
     assert await stored(store, location.digest) == data
     stat = await blobs.stat(registry, "app", digest)
     assert stat.size == len(data)
-    assert staged_files(store) == []
+    assert await staged_files(store) == []
 
 
 async def test_a_monolithic_upload_with_the_wrong_digest_leaves_nothing(
@@ -108,7 +108,7 @@ async def test_a_monolithic_upload_with_the_wrong_digest_leaves_nothing(
         await blobs.upload_whole(registry, "app", claimed, body(b"what it sent"), None)
     assert caught.value.field == "digest"
     assert caught.value.detail == {"digest": str(claimed)}
-    assert await blob_files(store) == [] and staged_files(store) == []
+    assert await blob_files(store) == [] and await staged_files(store) == []
     await assert_unknown(blobs, registry, "app", claimed)
     await assert_unknown(blobs, registry, "app", Digest.of(b"what it sent"))
 
@@ -120,7 +120,7 @@ async def test_a_monolithic_upload_shorter_than_declared_is_refused(
     with pytest.raises(Invalid) as caught:
         await blobs.upload_whole(registry, "app", Digest.of(data), body(data), len(data) + 1)
     assert caught.value.field == "size"
-    assert await blob_files(store) == [] and staged_files(store) == []
+    assert await blob_files(store) == [] and await staged_files(store) == []
 
 
 @pytest.mark.parametrize("declared", [MAX_BLOB + 1, None])
@@ -133,7 +133,7 @@ async def test_a_blob_over_the_size_limit_is_refused_with_413(
             registry, "app", Digest.of(data), body(data[:5000], data[5000:]), declared
         )
     assert caught.value.subject == "blob"
-    assert await blob_files(store) == [] and staged_files(store) == []
+    assert await blob_files(store) == [] and await staged_files(store) == []
 
 
 async def test_a_blob_is_seen_only_by_the_repository_it_was_pushed_to(
@@ -163,7 +163,7 @@ async def test_a_chunked_upload_commits_and_closes_the_session(
     assert location.size == len(data)
     assert await stored(store, location.digest) == data
     assert (await blobs.stat(registry, "app", digest)).size == len(data)
-    assert staged_files(store) == []
+    assert await staged_files(store) == []
     with pytest.raises(NotFound) as caught:
         await blobs.status(registry, "app", session.id)
     assert caught.value.subject == "upload"
@@ -213,7 +213,7 @@ async def test_finishing_with_the_wrong_digest_discards_the_session_and_stores_n
     with pytest.raises(Invalid) as caught:
         await blobs.finish(registry, "app", session.id, wrong, body(b"!"), None, None)
     assert caught.value.field == "digest"
-    assert await blob_files(store) == [] and staged_files(store) == []
+    assert await blob_files(store) == [] and await staged_files(store) == []
     await assert_unknown(blobs, registry, "app", Digest.of(b"some bytes!"))
     with pytest.raises(NotFound) as gone:
         await blobs.status(registry, "app", session.id)
@@ -276,9 +276,9 @@ async def test_cancel_drops_the_session_and_its_staged_bytes(
 ) -> None:
     session = await blobs.start_upload(registry, "app")
     await blobs.append(registry, "app", session.id, body(b"staged"), 0, None)
-    assert staged_files(store) != []
+    assert await staged_files(store) != []
     await blobs.cancel(registry, "app", session.id)
-    assert staged_files(store) == []
+    assert await staged_files(store) == []
     with pytest.raises(NotFound) as caught:
         await blobs.status(registry, "app", session.id)
     assert caught.value.subject == "upload"

@@ -218,7 +218,7 @@ class _ManyFilesStore:
         self.ticks = ticks
         self.turns_during_sweep: int | None = None
 
-    def list_staging(self) -> list[str]:
+    async def list_staging(self) -> list[str]:
         return []
 
     async def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:

@@ -108,7 +108,7 @@ class BlobStoreContract:
         await store.create_staging(upload_id)
         assert await store.staging_size(upload_id) == 0
         assert await collect(store.read_staging(upload_id)) == b""
-        assert upload_id in store.list_staging()
+        assert upload_id in await store.list_staging()
         assert await store.staging_mtime(upload_id) is not None
 
     async def test_append_returns_bytes_appended_and_accumulates(self, store: BlobStore) -> None:
@@ -173,13 +173,13 @@ class BlobStoreContract:
         assert await collect(store.read(digest)) == data
         # The staging area stays until delete_staging (a crash before the caller's metadata
         # commit loses nothing)…
-        assert upload_id in store.list_staging()
+        assert upload_id in await store.list_staging()
         assert await collect(store.read_staging(upload_id)) == data
         # …and deleting it leaves the blob in place.
         await store.delete_staging(upload_id)
         assert await store.size(digest) == len(data)
         assert await collect(store.read(digest)) == data
-        assert upload_id not in store.list_staging()
+        assert upload_id not in await store.list_staging()
         assert await store.staging_mtime(upload_id) is None
         with pytest.raises(StagingUnknown):
             await store.staging_size(upload_id)
@@ -237,7 +237,7 @@ class BlobStoreContract:
         await store.create_staging(upload_id)
         await store.append_staging(upload_id, just(b"bytes"), RecordingSink())
         await store.delete_staging(upload_id)
-        assert upload_id not in store.list_staging()
+        assert upload_id not in await store.list_staging()
         with pytest.raises(StagingUnknown):
             await store.staging_size(upload_id)
         await store.delete_staging(upload_id)  # absent is not an error
@@ -258,7 +258,7 @@ class BlobStoreContract:
         ids = {new_upload_id() for _ in range(3)}
         for upload_id in ids:
             await store.create_staging(upload_id)
-        assert ids <= set(store.list_staging())
+        assert ids <= set(await store.list_staging())
 
     # -- unknown staging areas ---------------------------------------------------------------
     async def test_unknown_upload_raises_staging_unknown(self, store: BlobStore) -> None:
@@ -274,7 +274,7 @@ class BlobStoreContract:
         with pytest.raises(StagingUnknown):
             await store.commit_staging(upload_id, Digest.of(b""))
         # Nothing was created by the failed calls.
-        assert upload_id not in store.list_staging()
+        assert upload_id not in await store.list_staging()
         assert await store.size(Digest.of(b"")) is None
 
     async def test_append_to_unknown_upload_does_not_consume_or_sink(

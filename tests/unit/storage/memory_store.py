@@ -99,7 +99,7 @@ class MemoryBlobStore:
         held = self._staging.get(upload_id)
         return None if held is None else held[1]
 
-    def list_staging(self) -> list[str]:
+    async def list_staging(self) -> list[str]:
         return list(self._staging)
 
     async def iter_blobs(self) -> AsyncIterator[tuple[Digest, float]]:

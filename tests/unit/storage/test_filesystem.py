@@ -171,7 +171,7 @@ async def test_list_staging_ignores_junk(fs_store: FilesystemBlobStore, root: Pa
     (root / "uploads" / "junk").write_bytes(b"")
     (root / "uploads" / upload_id.upper()).write_bytes(b"")
     (root / "uploads" / (upload_id + "0")).write_bytes(b"")
-    assert fs_store.list_staging() == [upload_id]
+    assert await fs_store.list_staging() == [upload_id]
 
 
 # -- upload ids are validated -----------------------------------------------------------------

