@@ -176,7 +176,7 @@ async def probe_object_store(store: ObjectBlobStore, location: StorageLocation) 
     """List the store once, so a wrong bucket, endpoint or credential stops startup.
     Raises StorageConnectError naming `storage_url` and the store (not its credentials)."""
     try:
-        await store.list_staging()
+        await store.probe()
     except StorageError as exc:
         raise StorageConnectError(f"{SETTING}: cannot reach {location.describe()}: {exc}") from None
 

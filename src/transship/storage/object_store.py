@@ -127,6 +127,12 @@ class ObjectBlobStore:
                 # Dropped under us (a concurrent truncate or delete): the area changed.
                 raise StagingUnknown(f"a staged part vanished: {part.key}") from None
 
+    async def probe(self) -> None:
+        """One listing request (the first page of blobs), so an absent bucket, a wrong
+        endpoint or refused credentials show at startup. Raises StorageError."""
+        async for _ in self._driver.list_prefix("blobs/"):
+            break
+
     # -- blobs -------------------------------------------------------------------------------
     async def size(self, digest: Digest) -> int | None:
         info = await self._driver.head(self._blob_key(digest))
