@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +92,9 @@ class ServerPair:
     SeaweedFS bucket is a collection that needs volumes of its own).
     """
 
-    def __init__(self, workdir: Path, storage: str = "filesystem") -> None:
+    def __init__(
+        self, workdir: Path, transship_args: Sequence[str] = (), storage: str = "filesystem"
+    ) -> None:
         self.workdir = workdir
         self.seaweedfs: SeaweedFS | None = None
         registry_storage: dict[str, object] | None = None
@@ -126,7 +128,10 @@ class ServerPair:
             workdir / "docker-registry", storage=registry_storage, env=registry_env
         )
         self.transship = TransshipServer(
-            workdir / "transship", ready_timeout=60.0, env=transship_env
+            workdir / "transship",
+            ready_timeout=60.0,
+            extra_args=transship_args,
+            env=transship_env,
         )
         self._started: list[DistributionRegistry | TransshipServer] = []
 

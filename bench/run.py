@@ -36,6 +36,7 @@ from bench import (  # noqa: E402
     load,
     manifest_get,
     manifest_get_auth,
+    manifest_get_workers,
     push,
     rss,
 )
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Runner] = {
     push.NAME: push.run,
     manifest_get.NAME: manifest_get.run,
     manifest_get_auth.NAME: manifest_get_auth.run,
+    manifest_get_workers.NAME: manifest_get_workers.run,
     rss.NAME: rss.run,
     **imports.BENCHMARKS,
     import_latency.NAME: import_latency.run,

@@ -181,6 +181,19 @@ class Settings(BaseSettings):
         default=None, description="key encrypting secrets at rest; default <data_dir>/service.key"
     )
     import_workers: int = Field(default=4, gt=0, description="imports run at once per process")
+    background_work: bool = Field(
+        default=True,
+        description=(
+            "serve also runs the background work (imports, GC and upload expiry, webhook "
+            "deliveries); false: HTTP only, the work left to `transship worker` processes"
+        ),
+    )
+    http_workers: int = Field(
+        default=1,
+        gt=0,
+        le=256,
+        description="HTTP processes `serve` runs on the same port (one machine, every core)",
+    )
     import_blob_concurrency: int = Field(
         default=4, gt=0, description="blobs fetched at once per import"
     )

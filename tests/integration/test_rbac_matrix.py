@@ -400,8 +400,9 @@ async def test_a_custom_import_only_role_imports_but_cannot_read(world: World) -
 
 
 async def test_removing_an_assignment_revokes_at_once(world: World) -> None:
-    """`AccessControl.unassign` clears the assignment cache of this process, so no wait is
-    needed here (other processes of a service would notice within the cache's 5 s)."""
+    """`AccessControl.unassign` clears the assignment cache of this process at commit, so no
+    wait is needed here (other processes learn it through the change feed within a second:
+    tests/integration/test_change_feed.py)."""
     login_server = await world.registry("revoketarget")
     target = world.registry_id("revoketarget")
     principal = await world.owner.create_service_principal("revoked")

@@ -1,8 +1,9 @@
-"""`create_app(settings)`: the aiohttp application with every surface and background loop."""
+"""`create_app(settings)`: the aiohttp application with every surface and its process's
+background loops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
@@ -14,10 +15,19 @@ from transship.api.routes import register
 from transship.api.services import Services, build_services
 from transship.config import Settings
 from transship.worker.loops import background_loops
+from transship.worker.supervisor import Loop, Supervisor
 
 
-def create_app(settings: Settings, services: Services | None = None) -> web.Application:
-    """Build the application. Services are created on startup unless given (tests)."""
+def create_app(
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    extra_loops: Mapping[str, Loop] | None = None,
+) -> web.Application:
+    """Build the application. Services are created on startup unless given (tests). The
+    background work runs in it when `settings.background_work`; `extra_loops` join its
+    supervisor (the child processes of `serve --workers N`, started once the services are
+    built, so after the schema is migrated and the service bootstrapped)."""
     app = web.Application(
         middlewares=[
             arm.request_ids,
@@ -33,13 +43,7 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
         owned = services is None
         app[v2.SERVICES] = services if services is not None else await build_services(settings)
         built = app[v2.SERVICES]
-        loops = background_loops(
-            built.imports,
-            built.tokens.keys,
-            built.gc,
-            gc_interval_seconds=settings.gc_interval_seconds,
-            webhooks=built.webhook_dispatcher,
-        )
+        loops = process_loops(built, settings, extra_loops)
         app[ops.LOOPS] = loops
         loops.start()
         try:
@@ -62,3 +66,22 @@ def create_app(settings: Settings, services: Services | None = None) -> web.Appl
     app[DOCUMENTED_ROUTES] = ROUTES
     register(app, ROUTES)
     return app
+
+
+def process_loops(
+    services: Services, settings: Settings, extra: Mapping[str, Loop] | None = None
+) -> Supervisor:
+    """The supervised loops of one process (not started): the background work when
+    `settings.background_work`, and always the signing-key refresh and the change feed
+    (this process's caches follow what the other processes of the service change), plus
+    `extra`."""
+    return background_loops(
+        services.imports,
+        services.tokens.keys,
+        services.gc,
+        gc_interval_seconds=settings.gc_interval_seconds,
+        webhooks=services.webhook_dispatcher,
+        background_work=settings.background_work,
+        change_feed=services.change_listener.run_forever,
+        extra=extra,
+    )

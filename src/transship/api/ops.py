@@ -260,8 +260,9 @@ def _loop_json(status: LoopStatus) -> LoopLiveness:
 async def readyz(request: web.Request) -> web.Response:
     """`GET /readyz`: 200 when the database answers, the blob directory exists and no
     background loop has been crashing for `loop_unready_seconds`; else 503. The JSON body
-    lists every problem and each loop's liveness (state, restarts, the type of its last
-    error, how long it has been failing, the age of its last heartbeat)."""
+    lists every problem, whether this process runs the background work, and each of its
+    loops' liveness (state, restarts, the type of its last error, how long it has been
+    failing, the age of its last heartbeat)."""
     services = request.app[SERVICES]
     problems: list[str] = []
     try:
@@ -281,6 +282,7 @@ async def readyz(request: web.Request) -> web.Response:
     body = Readiness(
         status="unavailable" if problems else "ready",
         problems=problems,
+        background_work=services.settings.background_work,
         loops=[_loop_json(status) for status in loops.values()],
     )
     return json_answer(body, status=503 if problems else 200)

@@ -32,6 +32,7 @@ from transship.imports.service import ImportService, RunnerSettings
 from transship.imports.signals import JobSignals
 from transship.imports.sink import RegistrySink
 from transship.imports.sources import Sources
+from transship.metadata.changes import ChangeHub, ChangeListener
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.oci.reference import DOCKER_HUB_ALIASES
@@ -74,6 +75,8 @@ class Services:
     hasher: SecretHasher
     webhooks: WebhookService
     webhook_dispatcher: WebhookDispatcher
+    # Tells this process's caches what other processes change (supervised in every process).
+    change_listener: ChangeListener
 
     async def close(self) -> None:
         await self.db.close()
@@ -140,7 +143,9 @@ async def build_services(
     )
     try:
         await db.migrate()
-        meta = MetadataStore(db)
+        # The caches of every service subscribe to it; the listener feeds it.
+        changes = ChangeHub()
+        meta = MetadataStore(db, changes)
         store = await open_blob_store(settings)
         resolver = RegistryResolver(
             meta, settings.default_registry, settings.effective_login_server_suffix
@@ -210,7 +215,9 @@ async def build_services(
     registry_access = RegistryAccess(meta, box, hasher=hasher, throttle=throttle)
     entra = EntraTokens(directory, tokens)
     blobs = BlobService(meta, store, settings.max_blob_bytes)
-    dataplane = DataPlaneAuth(directory, access, registry_access, entra, tokens)
+    dataplane = DataPlaneAuth(
+        directory, access, registry_access, entra, tokens, changes=meta.changes
+    )
     hooks = settings.webhooks
     webhook_egress = policy_from_settings(
         hooks.egress.rules, hooks.egress.default, hooks.egress.deny_private
@@ -252,4 +259,5 @@ async def build_services(
         hasher=hasher,
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
+        change_listener=ChangeListener(db, meta.changes),
     )

@@ -40,13 +40,19 @@ def _validation_message(exc: ValidationError) -> str:
     )
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str, *, processes: bool = False) -> None:
+    """Log to stderr at `level`; with `processes` (a command running several), each line
+    names its process id."""
+    pid = "[%(process)d] " if processes else ""
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {pid}%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+_logging = configure_logging
 
 
 if TYPE_CHECKING:
@@ -127,6 +133,21 @@ _database_url = click.option(
     "(localhost, *.localhost, 127.0.0.1, ::1, the --host addresses and the login server "
     "suffix are always in it).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="HTTP processes sharing the port, to use every core (default: 1; setting "
+    "http_workers). This process runs the background work once for all of them; a child "
+    "that dies is restarted.",
+)
+@click.option(
+    "--no-background-work",
+    "no_background_work",
+    is_flag=True,
+    default=None,
+    help="Serve HTTP only: no imports, GC, upload expiry or webhook deliveries here "
+    "(run `transship worker` for them; setting background_work).",
+)
 def serve(
     hosts: tuple[str, ...],
     port: int | None,
@@ -137,8 +158,11 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_hosts: tuple[str, ...],
+    workers: int | None,
+    no_background_work: bool | None,
 ) -> None:
-    """Run the registry server until interrupted."""
+    """Run the registry server until interrupted (SIGINT or SIGTERM: requests in progress
+    finish, running imports go back to the queue)."""
     settings = _settings(
         hosts=hosts,
         port=port,
@@ -149,9 +173,11 @@ def serve(
         tls_certificate=tls_cert,
         tls_key=tls_key,
         tls_hosts=tls_hosts,
+        http_workers=workers,
+        background_work=False if no_background_work else None,
     )
     refuse_unworkable_settings(settings)
-    _logging(settings.log_level)
+    configure_logging(settings.log_level, processes=settings.http_workers > 1)
     ssl_context = server_ssl_context(settings) if settings.tls_enabled else None
     from transship.cli.server import serve as run_server
 
@@ -372,5 +398,69 @@ def rotate_keys(data_dir: Path | None, database_url: str | None) -> None:
     click.echo(f"new signing key {kid} is active")
 
 
-SERVER_COMMANDS: tuple[click.Command, ...] = (serve, gc, check, tls, keys)
+@click.command()
+@_data_dir
+@_database_url
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log verbosity.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes to run; each claims up to import_workers imports. A child that "
+    "dies is restarted.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(1, 65535),
+    help="Answer GET /healthz and /readyz (each background loop's liveness) on this port "
+    "(default: no HTTP at all).",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the health endpoint.",
+)
+def worker(
+    data_dir: Path | None,
+    database_url: str | None,
+    log_level: str | None,
+    processes: int,
+    health_port: int | None,
+    health_host: str,
+) -> None:
+    """Run the background work without serving the registry: imports, periodic GC and
+    upload expiry, webhook deliveries.
+
+    Start it with the same settings (data directory or storage, database, service key) as
+    the `serve --no-background-work` processes it works for; run as many as you like, on
+    any machines sharing the database: jobs are claimed with leases, and the import limits
+    (import_max_running, import_max_running_per_registry) hold across all of them.
+    SIGTERM or SIGINT hands running imports back to the queue at once; a worker killed
+    outright (kill -9) has its imports taken over by another after import_lease_seconds,
+    without fetching again the blobs they had already stored.
+    """
+    settings = _settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        log_level=log_level.upper() if log_level else None,
+    )
+    refuse_unworkable_settings(settings)
+    configure_logging(settings.log_level, processes=processes > 1)
+    from transship.cli.processes import bind_listeners
+    from transship.cli.server import run_worker
+
+    try:
+        health = None if health_port is None else bind_listeners([health_host], health_port)
+        asyncio.run(run_worker(settings, health, processes=processes))
+    except (DatabaseUrlError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+SERVER_COMMANDS: tuple[click.Command, ...] = (serve, worker, gc, check, tls, keys)
 """Every server command, for `transship.cli.main` to register."""

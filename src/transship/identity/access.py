@@ -20,6 +20,7 @@ from transship.identity.rbac import (
     registry_data_permissions,
     validate_role_permissions,
 )
+from transship.metadata.changes import Topic
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RoleAssignmentRecord, RoleDefinitionRecord
 from transship.metadata.scope import utcnow
@@ -75,6 +76,8 @@ class AccessControl:
     def __init__(self, meta: MetadataStore) -> None:
         self._meta = meta
         self._assignments: dict[str, tuple[list[Assignment], float]] = {}
+        # Any process's change of roles or assignments drops them all (the change feed).
+        meta.changes.subscribe(Topic.ROLES, self._forget)
 
     def _forget(self) -> None:
         self._assignments.clear()
@@ -252,6 +255,8 @@ class AccessControl:
         hit = self._assignments.get(principal.object_id)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
+        changes = self._meta.changes
+        version = changes.version(Topic.ROLES)
         roles = {r.id: r for r in await self.roles(principal.tenant_id)}
         root = tenant_root_scope(principal.tenant_id).lower()
         effective = []
@@ -262,6 +267,8 @@ class AccessControl:
             effective.append(Assignment(record.scope, role))
             if record.scope.lower() == root:
                 effective.append(Assignment("/subscriptions", role))
+        if not changes.unchanged(version, Topic.ROLES):
+            return effective  # read before a change committed: right now, not worth keeping
         if len(self._assignments) > 10_000:
             self._assignments.clear()
         self._assignments[principal.object_id] = (effective, time.monotonic() + _CACHE_SECONDS)

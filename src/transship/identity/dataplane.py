@@ -23,6 +23,7 @@ from transship.identity.scopemaps import (
     granted_docker_actions,
 )
 from transship.identity.tokens import TokenInvalid, TokenService
+from transship.metadata.changes import ChangeHub, Topic
 from transship.metadata.records import RegistryRecord
 from transship.registry.registries import canonical_host, registry_id_of
 
@@ -30,12 +31,15 @@ REFRESH_TOKEN_LIFETIME = timedelta(hours=3)
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=75)
 # An access token's rights are checked against its holder's current ones at least this
 # often: deleting a principal, a role assignment, a registry token or the admin user revokes
-# its tokens within seconds, not at their expiry.
+# its tokens within seconds, not at their expiry. With a change hub, any process's change
+# drops the remembered grants at once and this is only the backstop.
 GRANT_REVALIDATE_SECONDS = 5.0
 # The user name `docker login` is given with an ACR refresh token as password.
 REFRESH_TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
 EVERY_ACTION = frozenset(DOCKER_ACTIONS)
 _BEARER_CACHE_SIZE = 4096
+# What a remembered grant depends on.
+_GRANT_TOPICS = (Topic.ROLES, Topic.CREDENTIALS, Topic.REGISTRIES)
 PULL_ONLY = frozenset({"pull", "metadata_read"})
 _SCOPE = re.compile(
     r"(?P<type>repository|registry|repository\(plugin\)):(?P<name>.+):(?P<actions>[a-z_*,]*)"
@@ -108,7 +112,10 @@ class DataPlaneAuth:
         tokens: TokenService,
         *,
         revalidate_seconds: float = GRANT_REVALIDATE_SECONDS,
+        changes: ChangeHub | None = None,
     ) -> None:
+        """`changes`: the process's change hub; remembered grants are dropped whenever
+        roles, credentials or registries change (None: they last `revalidate_seconds`)."""
         self._directory = directory
         self._revalidate_seconds = revalidate_seconds
         self._access = access
@@ -116,6 +123,9 @@ class DataPlaneAuth:
         self._entra = entra
         self._tokens = tokens
         self._bearer_grants: dict[tuple[str, str], tuple[Grant, float]] = {}
+        self._changes = changes if changes is not None else ChangeHub()
+        for topic in _GRANT_TOPICS:
+            self._changes.subscribe(topic, self._bearer_grants.clear)
 
     @staticmethod
     def service_name(registry: RegistryRecord, host: str) -> str:
@@ -250,6 +260,7 @@ class DataPlaneAuth:
             return hit[0]
         claims = await self._verify(registry, host, token, "access_token")
         holder = str(claims.get("who", ""))
+        version = self._changes.version(*_GRANT_TOPICS)
         current = await self.current_grant(registry, holder)
         explicit: dict[str, frozenset[str]] = {}
         catalog = False
@@ -263,6 +274,8 @@ class DataPlaneAuth:
         grant = Grant(
             str(claims.get("sub", "token")), explicit=explicit, catalog=catalog, holder=holder
         )
+        if not self._changes.unchanged(version, *_GRANT_TOPICS):
+            return grant  # checked against rows read before a change committed: not kept
         if len(self._bearer_grants) >= _BEARER_CACHE_SIZE:
             self._bearer_grants.clear()
         until = min(float(claims["exp"]), time.time() + self._revalidate_seconds)

@@ -22,6 +22,7 @@ from transship.identity.model import (
 from transship.identity.rbac import builtin_role
 from transship.identity.secrets import SecretHasher, new_secret
 from transship.identity.throttle import FailureThrottle
+from transship.metadata.changes import Topic
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import (
@@ -33,8 +34,8 @@ from transship.metadata.records import (
 from transship.metadata.scope import utcnow
 
 # A credential once verified is trusted this long without another (slow, scrypt) check.
-# Within this process a change of credentials clears the cache at once; other processes of
-# the service notice within this time.
+# A change of credentials in any process clears the cache at once (the change feed); this is
+# the backstop for a feed that is down.
 _VERIFIED_TTL_SECONDS = 60.0
 _RESOURCE_GROUP = re.compile(r"[-\w._()]{1,90}")
 _DISPLAY_NAME_MAX = 256
@@ -92,6 +93,7 @@ class Directory:
         self._hasher = hasher if hasher is not None else SecretHasher()
         self._throttle = throttle if throttle is not None else FailureThrottle()
         self._verified: dict[bytes, tuple[Principal, float]] = {}
+        meta.changes.subscribe(Topic.CREDENTIALS, self._forget_verified)
 
     def _forget_verified(self) -> None:
         self._verified.clear()
@@ -392,7 +394,11 @@ class Directory:
             return None
         return hit[0]
 
-    def _remember(self, fingerprint: bytes, principal: Principal) -> None:
+    def _remember(self, fingerprint: bytes, principal: Principal, version: int) -> None:
+        """Keep a success, unless credentials changed since `version` (taken before the
+        read that found them): the read may predate the change."""
+        if not self._meta.changes.unchanged(version, Topic.CREDENTIALS):
+            return
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[fingerprint] = (principal, time.monotonic() + _VERIFIED_TTL_SECONDS)
@@ -414,6 +420,7 @@ class Directory:
         key = "sp:" + client_id
         # Refused before the database too: a throttled guesser costs no more than a 404.
         self._throttle.check(address, key)
+        version = self._meta.changes.version(Topic.CREDENTIALS)
         async with self._meta.reading() as q:
             iq = q.identity
             record = await iq.principal_by_app_id(client_id)
@@ -426,7 +433,7 @@ class Directory:
             for stored in candidates:
                 if await self._hasher.verify(secret, stored.secret_hash):
                     principal = _principal(record)
-                    self._remember(fingerprint, principal)
+                    self._remember(fingerprint, principal, version)
                     return principal
             attempt.failed()
         return None
@@ -447,6 +454,7 @@ class Directory:
         cached = self._cached(fingerprint)
         if cached is not None:
             return cached
+        version = self._meta.changes.version(Topic.CREDENTIALS)
         async with self._meta.reading() as q:
             record = await q.identity.user_by_name(tenant_id, name)
         if record is None or record.password_hash is None:
@@ -458,7 +466,7 @@ class Directory:
                 attempt.failed()
                 return None
         principal = _principal(record)
-        self._remember(fingerprint, principal)
+        self._remember(fingerprint, principal, version)
         return principal
 
 

@@ -21,6 +21,7 @@ from transship.identity.scopemaps import (
 )
 from transship.identity.secrets import SecretBox, SecretHasher, new_secret
 from transship.identity.throttle import FailureThrottle
+from transship.metadata.changes import Topic
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import (
@@ -100,16 +101,27 @@ class RegistryAccess:
         self._cache: dict[int, AccessSettings] = {}
         self._loaded_at = 0.0
         self._verified: dict[bytes, tuple[RegistryCredential, float]] = {}
+        # Any process's change drops what mirrors it (the change feed); the times to live
+        # are the backstop for a feed that is down.
+        meta.changes.subscribe(Topic.REGISTRIES, self._settings_changed)
+        meta.changes.subscribe(Topic.CREDENTIALS, self._verified.clear)
+
+    def _settings_changed(self) -> None:
+        self._loaded_at = 0.0  # reloaded at the next use
 
     # -- settings ----------------------------------------------------------------------------
     async def settings(self, registry: RegistryRecord) -> AccessSettings:
         """The registry's access settings; cached for a few seconds (they sit on every
         data-plane request's path)."""
         if time.monotonic() - self._loaded_at > _CACHE_SECONDS:
+            changes = self._meta.changes
+            version = changes.version(Topic.REGISTRIES)
             async with self._meta.reading() as q:
                 records = await q.identity.all_registry_access()
             self._cache = {rid: _settings(r) for rid, r in records.items()}
-            self._loaded_at = time.monotonic()
+            if changes.unchanged(version, Topic.REGISTRIES):
+                self._loaded_at = time.monotonic()
+            # else: read before a change committed; used once, read again at the next use
         found = self._cache.get(registry.id)
         return found if found is not None else _settings(RegistryAccessRecord(registry.id))
 
@@ -461,10 +473,14 @@ class RegistryAccess:
             return hit[0]
         # Refused before the database too: a throttled guesser costs no more than a 404.
         self._throttle.check(address, _token_key(registry, username))
+        topics = (Topic.CREDENTIALS, Topic.REGISTRIES)
+        version = self._meta.changes.version(*topics)
         checked = await self._check(registry, username, password, address)
         if checked is None:
             return None
         found, expires_at = checked
+        if not self._meta.changes.unchanged(version, *topics):
+            return found  # read before a change committed: not remembered
         lifetime = _VERIFIED_TTL_SECONDS
         if expires_at is not None:
             lifetime = min(lifetime, (expires_at - utcnow()).total_seconds())

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from transship.identity.secrets import SecretBox
+from transship.metadata.changes import Topic
 from transship.metadata.queries import MetadataStore
 from transship.metadata.scope import utcnow
 from transship.registry.registries import canonical_host
@@ -60,6 +61,13 @@ class SigningKeys:
         self._box = box
         self._keys: dict[str, _Key] = {}
         self._active: _Key | None = None
+        # Set when any process added a key: the next token with an unknown key id reloads
+        # the keys at once, whatever the reload rate limit says.
+        self.rotated = False
+        meta.changes.subscribe(Topic.SIGNING_KEYS, self._rotated)
+
+    def _rotated(self) -> None:
+        self.rotated = True
 
     # Generating an RSA key (~50 to 500 ms) and parsing one (~35 ms each: the key check) are
     # CPU work that would hold the event loop, at every refresh too: both run on a thread.
@@ -88,9 +96,15 @@ class SigningKeys:
 
     async def refresh(self) -> None:
         """Pick up keys another process rotated in."""
-        async with self._meta.reading() as q:
-            records = await q.identity.signing_keys()
-        await self._install(records)
+        # Cleared before the read: a key announced during it sets the flag again.
+        self.rotated = False
+        try:
+            async with self._meta.reading() as q:
+                records = await q.identity.signing_keys()
+            await self._install(records)
+        except BaseException:
+            self.rotated = True
+            raise
 
     def _new_sealed_key(self) -> tuple[str, bytes]:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -203,8 +217,12 @@ class TokenService:
             raise TokenInvalid("the token is not signed with RS256")
         kid = str(header.get("kid", ""))
         public = self.keys.public_key(kid)
-        if public is None and time.monotonic() - self._refreshed_at > _UNKNOWN_KID_REFRESH_SECONDS:
-            # Rotated by another process? Reload, but not for every forged kid in a burst.
+        if public is None and (
+            self.keys.rotated
+            or time.monotonic() - self._refreshed_at > _UNKNOWN_KID_REFRESH_SECONDS
+        ):
+            # Rotated by another process? Reload, but not for every forged kid in a burst
+            # (at once when the change feed said a key was added).
             self._refreshed_at = time.monotonic()
             await self.keys.refresh()
             public = self.keys.public_key(kid)

@@ -7,7 +7,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields
 from typing import Protocol
 
-from transship.imports.errors import tag_exists_failure
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope, PendingBlob
@@ -124,10 +123,7 @@ class ImportEngine:
         `resumed`: an earlier attempt of this job was interrupted, possibly after it had
         already moved the tags; tags that point at the very image are then not a conflict.
         """
-        if not request.force and not resumed:
-            taken = await self._sink.existing_tags(registry_id, request.target_tags)
-            if taken:
-                raise tag_exists_failure(taken[0])
+        await self._sink.check_targets(registry_id, request, resumed=resumed)
         async with self._sources.open(request.source, credentials, registry_id) as source:
             plan = await build_plan(source, request.source.reference, self._limits)
             progress.manifests_total = len(plan.manifests)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -10,7 +10,7 @@ from transship.imports.model import SourceSpec
 from transship.oci.digest import Digest
 
 if TYPE_CHECKING:  # plan.py depends on this module's ImageSource
-    from transship.imports.model import ImportRequest, TargetTag
+    from transship.imports.model import ImportRequest
     from transship.imports.plan import ImportPlan
 
 
@@ -98,10 +98,13 @@ class ImageSink(Protocol):
     commit that makes the image visible and moves the tags. Knowing a digest is never
     access: only what `LinkScope` allows is linked without its bytes."""
 
-    async def existing_tags(
-        self, registry_id: int, targets: Sequence[TargetTag]
-    ) -> list[TargetTag]:
-        """The targets whose tag already exists in the registry."""
+    async def check_targets(
+        self, registry_id: int, request: ImportRequest, *, resumed: bool = False
+    ) -> None:
+        """Before anything is copied: raise ImportFailure OperationDisallowed when a target
+        repository or tag is locked against writes (whatever `force`), or TagAlreadyExists
+        when a target tag exists and neither `request.force` nor `resumed` is set. `commit`
+        checks again, in its transaction."""
         ...
 
     async def pin_present(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:

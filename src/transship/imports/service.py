@@ -5,7 +5,9 @@ process that looks. The loops that drive these steps live in `transship.worker.i
 
 `follow` is the progress long poll: it answers as soon as a job differs from the version a
 follower already has. The in-process JobSignals make that (and the claiming of a job just
-queued) immediate; jobs changed by another process are seen by polling the database."""
+queued) immediate; a job queued or ended by another process wakes the claiming loop through
+the change feed (`transship.metadata.changes`); progress another process writes is seen by
+polling the database."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest
 from transship.imports.ports import Credentials
 from transship.imports.signals import JobSignals
+from transship.metadata.changes import Topic
 from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
@@ -107,6 +110,8 @@ class ImportService:
         self.settings = settings
         self._owner = uuid.uuid4().hex  # this process, as lease holder
         self.signals = signals if signals is not None else JobSignals()
+        # A job queued, or a slot freed, by any process wakes this one's claiming loop.
+        meta.changes.subscribe(Topic.IMPORTS, self.wake)
 
     # -- requests ----------------------------------------------------------------------------
     async def submit(
@@ -283,8 +288,16 @@ class ImportService:
         return Credentials(data["username"], data["password"])
 
     async def _release(self, job_id: str) -> None:
-        """Shutdown: give the job back to the queue (its committed blobs stay pinned)."""
-        with contextlib.suppress(Exception):
+        """Shutdown: give the job back to the queue (its committed blobs stay pinned). When
+        that fails, the job resumes elsewhere once its lease expires."""
+        try:
             async with self._meta.writing() as q:
                 await q.jobs.release_job(job_id, self._owner)
+        except Exception:
+            log.warning(
+                "import job %s could not be handed back to the queue; it resumes when its "
+                "lease expires",
+                job_id,
+                exc_info=True,
+            )
         self.signals.job_changed(job_id)

@@ -3,9 +3,11 @@ queued here (or a slot frees up), and followers of a job (the progress long poll
 process changes it.
 
 They only shorten waits: every waiter also wakes after a timeout and reads the database,
-which stays the truth. That is what finds jobs queued, and progress written, by another
-process sharing the database; a later step for several server processes could carry these
-same signals between them (PostgreSQL LISTEN/NOTIFY) instead of waiting for the timeout.
+which stays the truth. The queue's wake-up also comes from other processes: a job queued or
+ended anywhere reaches every process through the change feed (`transship.metadata.changes`,
+topic IMPORTS), so an idle worker elsewhere claims it within a second; the timeout is left
+for expired leases and for a feed that is down. Job progress written by another process is
+still found by the followers' timeout.
 
 One instance per process, made in the composition root and shared by the ImportService
 (which signals) and the worker loop and API handlers (which wait).

@@ -4,7 +4,7 @@ transaction that links blobs, stores manifests bottom-up and moves tags."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from transship.errors import Denied
 from transship.imports.errors import ImportFailure, Step, tag_exists_failure
@@ -95,16 +95,21 @@ class RegistrySink:
         self._meta = meta
         self._store = store
 
-    async def existing_tags(
-        self, registry_id: int, targets: Sequence[TargetTag]
-    ) -> list[TargetTag]:
-        found = []
+    async def check_targets(
+        self, registry_id: int, request: ImportRequest, *, resumed: bool = False
+    ) -> None:
         async with self._meta.reading() as q:
-            for target in targets:
-                repo_id = await q.repository_id(registry_id, target.repository)
-                if repo_id is not None and await q.tag_digest(repo_id, target.tag) is not None:
-                    found.append(target)
-        return found
+            for repository in request.target_repositories:
+                repo_id = await q.repository_id(registry_id, repository)
+                if repo_id is None:
+                    continue
+                targets = [t for t in request.target_tags if t.repository == repository]
+                await _check_writable(q, repo_id, repository, targets, Step.RESOLVE)
+                if request.force or resumed:
+                    continue
+                for target in targets:
+                    if await q.tag_digest(repo_id, target.tag) is not None:
+                        raise tag_exists_failure(target)
 
     async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:
         """Pin a blob the import may link without fetching it (see `pin_present`). False
@@ -147,13 +152,8 @@ class RegistrySink:
                 repo_id = await q.ensure_repository(registry_id, repository)
                 await q.lock_repository(repo_id, exclusive=False)
                 repository_ids[repository] = repo_id
-                tags = [t.tag for t in request.target_tags if t.repository == repository]
-                try:
-                    await locks.check_writable(q, repo_id, repository, tags)
-                except Denied as exc:
-                    raise ImportFailure(
-                        "OperationDisallowed", exc.message, step=Step.COMMIT, obj=repository
-                    ) from None
+                targets = [t for t in request.target_tags if t.repository == repository]
+                await _check_writable(q, repo_id, repository, targets, Step.COMMIT)
                 for blob in plan.blobs:
                     try:
                         await q.link_blob(repo_id, blob.digest)
@@ -177,6 +177,17 @@ class RegistrySink:
                         raise tag_exists_failure(target, Step.COMMIT)
                 await q.set_tag(repo_id, target.tag, plan.root.digest)
             await webhook_queries(q).record_events(registry_id, _pushed(plan, request), None)
+
+
+async def _check_writable(
+    q: Transaction, repo_id: int, repository: str, targets: list[TargetTag], step: Step
+) -> None:
+    """Raises ImportFailure OperationDisallowed when the repository or one of the target
+    tags is locked against writes."""
+    try:
+        await locks.check_writable(q, repo_id, repository, [t.tag for t in targets])
+    except Denied as exc:
+        raise ImportFailure("OperationDisallowed", exc.message, step=step, obj=repository) from None
 
 
 def _pushed(plan: ImportPlan, request: ImportRequest) -> list[EventDraft]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, Result, make_url
@@ -19,6 +20,32 @@ from sqlalchemy.sql.base import Executable
 from transship.filemodes import PRIVATE_FILE, private_dir, private_file, tighten
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def finish_then_cancel(
+    operation: Awaitable[T], undo: Callable[[T], Awaitable[object]] | None = None
+) -> T:
+    """Await a driver operation that a cancellation must not cut short: when the caller is
+    cancelled meanwhile, the operation still runs to its end (then `undo`, given, runs on
+    its result: a connection checked out for nobody is closed), then CancelledError is raised.
+
+    SQLAlchemy invalidates a connection whose statement was interrupted by a cancellation,
+    but the driver's thread (aiosqlite) or socket goes on with the statement: on SQLite the
+    abandoned connection kept its BEGIN IMMEDIATE lock, and the next write waited out the
+    60 s busy timeout and failed (a shutdown that cancelled a heartbeat mid-write could then
+    not hand its jobs back to the queue). Raises what the operation raises."""
+    task = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            result = await task
+            if undo is not None:
+                await undo(result)
+        raise
 
 
 class DatabaseUrlError(ValueError):
@@ -136,9 +163,46 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction committed when the block exits normally, rolled back on error."""
-        async with self._writer.begin() as conn:
-            yield conn
+        """A transaction committed when the block exits normally, rolled back on error
+        (a cancellation included). Beginning, committing and rolling back run to their end
+        even when the caller is cancelled meanwhile (see finish_then_cancel), as must every
+        statement run in the block (QueryScope._exec does it)."""
+        conn = await finish_then_cancel(self._writer.connect(), undo=AsyncConnection.close)
+        try:
+            transaction = await finish_then_cancel(conn.begin())
+            try:
+                yield conn
+            except BaseException:
+                await finish_then_cancel(transaction.rollback())
+                raise
+            await finish_then_cancel(transaction.commit())
+        finally:
+            await finish_then_cancel(conn.close())
+
+    @asynccontextmanager
+    async def dedicated(self, application_name: str) -> AsyncIterator[AsyncConnection]:
+        """A PostgreSQL connection of its own, outside the pools, for a session that lives
+        as long as its user (the change feed's LISTEN): held in a pool it would take a slot
+        from the requests for good. `application_name` names it in `pg_stat_activity`.
+        Closed when the block exits; closing one the server already cut raises nothing (the
+        block's own error, if any, propagates)."""
+        engine = create_async_engine(
+            self.url,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args={"server_settings": {"application_name": application_name}},
+        )
+        try:
+            conn = await engine.connect()
+            try:
+                yield conn
+            finally:
+                try:
+                    await conn.close()
+                except Exception:
+                    log.debug("closing a dedicated connection failed", exc_info=True)
+        finally:
+            await engine.dispose()
 
     async def ping(self) -> None:
         """Run a trivial statement through the async driver (the readiness probe). Returns

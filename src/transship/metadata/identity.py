@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from transship.metadata import schema as s
+from transship.metadata.changes import Topic
 from transship.metadata.records import (
     PrincipalRecord,
     RegistryAccessRecord,
@@ -128,6 +129,9 @@ class IdentityQueries(QueryScope):
         )
 
     async def delete_resource_group(self, subscription_id: str, name: str) -> bool:
+        await self.changed(Topic.REGISTRIES)
+        await self.changed(Topic.ROLES)
+        await self.changed(Topic.CREDENTIALS)
         c = s.resource_groups.c
         return await self._delete(
             s.resource_groups, c.subscription_id == subscription_id, c.name_key == name.lower()
@@ -197,6 +201,8 @@ class IdentityQueries(QueryScope):
         return await self._all(PrincipalRecord, stmt)
 
     async def delete_principal(self, principal_id: str) -> bool:
+        await self.changed(Topic.ROLES)
+        await self.changed(Topic.CREDENTIALS)
         return await self._delete(s.principals, s.principals.c.id == principal_id)
 
     async def add_secret(
@@ -234,14 +240,17 @@ class IdentityQueries(QueryScope):
         )
 
     async def delete_secrets(self, principal_id: str) -> None:
+        await self.changed(Topic.CREDENTIALS)
         await self._delete(s.principal_secrets, s.principal_secrets.c.principal_id == principal_id)
 
     # -- roles -------------------------------------------------------------------------------
     async def add_role_definition(self, record: RoleDefinitionRecord) -> None:
+        await self.changed(Topic.ROLES)
         values = {f.name: getattr(record, f.name) for f in fields(record)}
         await self._exec(insert(s.role_definitions).values(**values, name_key=record.name.lower()))
 
     async def replace_role_definition(self, record: RoleDefinitionRecord) -> None:
+        await self.changed(Topic.ROLES)
         values = {
             f.name: getattr(record, f.name)
             for f in fields(record)
@@ -268,6 +277,7 @@ class IdentityQueries(QueryScope):
         )
 
     async def delete_role_definition(self, definition_id: str) -> bool:
+        await self.changed(Topic.ROLES)
         return await self._delete(s.role_definitions, s.role_definitions.c.id == definition_id)
 
     async def role_definition_in_use(self, definition_id: str) -> bool:
@@ -280,6 +290,7 @@ class IdentityQueries(QueryScope):
     async def add_role_assignment(
         self, assignment_id: str, scope: str, principal_id: str, role_definition_id: str
     ) -> RoleAssignmentRecord:
+        await self.changed(Topic.ROLES)
         now = utcnow()
         await self._exec(
             insert(s.role_assignments).values(
@@ -307,12 +318,14 @@ class IdentityQueries(QueryScope):
         )
 
     async def delete_role_assignment(self, assignment_id: str) -> bool:
+        await self.changed(Topic.ROLES)
         return await self._delete(
             s.role_assignments, func.lower(s.role_assignments.c.id) == assignment_id.lower()
         )
 
     # -- signing keys ------------------------------------------------------------------------
     async def add_signing_key(self, kid: str, sealed_private_key: bytes) -> SigningKeyRecord:
+        await self.changed(Topic.SIGNING_KEYS)
         now = utcnow()
         await self._exec(
             insert(s.signing_keys).values(kid=kid, private_key=sealed_private_key, created_at=now)
@@ -351,6 +364,8 @@ class IdentityQueries(QueryScope):
         }
 
     async def set_registry_access(self, record: RegistryAccessRecord) -> None:
+        await self.changed(Topic.REGISTRIES)
+        await self.changed(Topic.CREDENTIALS)
         values = {f.name: getattr(record, f.name) for f in fields(record)}
         stmt = self._insert(s.registry_access).values(**values)
         await self._exec(
@@ -378,6 +393,7 @@ class IdentityQueries(QueryScope):
         return _record(ScopeMapRecord, result.one())
 
     async def update_scope_map(self, scope_map_id: int, description: str, actions: str) -> None:
+        await self.changed(Topic.CREDENTIALS)
         await self._exec(
             update(s.scope_maps)
             .where(s.scope_maps.c.id == scope_map_id)
@@ -406,6 +422,7 @@ class IdentityQueries(QueryScope):
         )
 
     async def delete_scope_map(self, scope_map_id: int) -> bool:
+        await self.changed(Topic.CREDENTIALS)
         return await self._delete(s.scope_maps, s.scope_maps.c.id == scope_map_id)
 
     async def scope_map_in_use(self, scope_map_id: int) -> bool:
@@ -431,6 +448,7 @@ class IdentityQueries(QueryScope):
         return _record(RegistryTokenRecord, result.one())
 
     async def update_token(self, token_id: int, scope_map_id: int, enabled: bool) -> None:
+        await self.changed(Topic.CREDENTIALS)
         await self._exec(
             update(s.registry_tokens)
             .where(s.registry_tokens.c.id == token_id)
@@ -454,11 +472,13 @@ class IdentityQueries(QueryScope):
         )
 
     async def delete_token(self, token_id: int) -> bool:
+        await self.changed(Topic.CREDENTIALS)
         return await self._delete(s.registry_tokens, s.registry_tokens.c.id == token_id)
 
     async def set_token_password(
         self, token_id: int, name: str, secret_hash: str, expires_at: datetime | None
     ) -> TokenPasswordRecord:
+        await self.changed(Topic.CREDENTIALS)
         now = utcnow()
         values = {"secret_hash": secret_hash, "expires_at": expires_at, "created_at": now}
         stmt = self._insert(s.token_passwords).values(token_id=token_id, name=name, **values)

@@ -7,10 +7,11 @@ from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, insert, or_, select, update
+from sqlalchemy import Row, case, delete, func, insert, or_, select, text, update
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
+from transship.metadata.changes import Topic
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 from transship.metadata.scope import QueryScope, as_utc, utcnow
 from transship.oci.digest import Digest
@@ -18,6 +19,9 @@ from transship.oci.digest import Digest
 FINAL_STATES = ("succeeded", "failed", "canceled")
 # The job row's columns that hold a JobProgress (same names).
 JOB_PROGRESS_COLUMNS = tuple(f.name for f in fields(JobProgress))
+# PostgreSQL advisory lock serialising claims across processes (any constant unused elsewhere;
+# the migration lock is 7347242).
+CLAIM_LOCK_KEY = 7347243
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:
@@ -55,6 +59,7 @@ class JobQueries(QueryScope):
     async def create_job(
         self, job_id: str, registry_id: int, request: str, credentials: bytes | None
     ) -> None:
+        await self.changed(Topic.IMPORTS)
         await self._exec(
             insert(s.import_jobs).values(
                 id=job_id,
@@ -92,7 +97,14 @@ class JobQueries(QueryScope):
     ) -> ImportJobRecord | None:
         """Take the oldest queued job, or a running one whose owner stopped renewing its lease
         (a crashed process), unless the service or that job's registry already runs as many
-        imports as allowed. Returns it as running, or None."""
+        imports as allowed. Returns it as running, or None.
+
+        The limits hold across every process claiming from the database: on PostgreSQL the
+        claim takes a transaction-scoped advisory lock first (read committed would otherwise
+        let two processes count the same running jobs and both claim); SQLite's write
+        transactions are serialised already (BEGIN IMMEDIATE)."""
+        if self.conn.dialect.name == "postgresql":
+            await self._exec(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
         j, now = s.import_jobs, utcnow()
         live = (j.c.state == "running") & (j.c.lease_expires_at >= now)
         claimable = (j.c.state == "queued") | (
@@ -175,6 +187,7 @@ class JobQueries(QueryScope):
         failure: JobFailure | None = None,
     ) -> bool:
         """Record the outcome and forget the credentials. False if the job is no longer ours."""
+        await self.changed(Topic.IMPORTS)
         j = s.import_jobs
         values: dict[str, Any] = {
             "state": state,
@@ -204,6 +217,7 @@ class JobQueries(QueryScope):
 
     async def release_job(self, job_id: str, owner: str) -> None:
         """Hand a running job back to the queue (a graceful shutdown)."""
+        await self.changed(Topic.IMPORTS)
         j = s.import_jobs
         await self._exec(
             update(j)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
+from transship.metadata.changes import ChangeHub, Topic
 from transship.metadata.db import Database
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.jobs import JobQueries
@@ -95,15 +96,18 @@ _MANIFEST_BY_DIGEST, _MANIFEST_BY_TAG, _REPOSITORY_BLOB_SIZE = (
 class MetadataStore:
     """Opens query scopes over the database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, changes: ChangeHub | None = None) -> None:
+        """`changes`: the process's change hub, which caches subscribe to (`meta.changes`);
+        one of its own when None."""
         self.db = db
+        self.changes = changes if changes is not None else ChangeHub()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Transaction]:
         """A read snapshot through the async driver: any query, however large, runs off
         the event loop."""
         async with self.db.read() as conn:
-            yield Transaction(conn)
+            yield Transaction(conn, self.changes)
 
     @asynccontextmanager
     async def fast_read(self) -> AsyncIterator[PullQueries]:
@@ -129,7 +133,7 @@ class MetadataStore:
             return
         try:
             async with self.db.write() as conn:
-                scope = Transaction(conn)
+                scope = Transaction(conn, self.changes)
                 yield scope
         except IntegrityError as exc:
             raise conflict_from(exc) from exc
@@ -209,6 +213,7 @@ class RegistryQueries(QueryScope):
         tags: Mapping[str, str] | None = None,
     ) -> RegistryRecord:
         """Insert a registry. Raises Conflict when the name or login server is taken."""
+        await self.changed(Topic.REGISTRIES)
         result = await self._exec(
             insert(s.registries)
             .values(
@@ -237,6 +242,7 @@ class RegistryQueries(QueryScope):
     ) -> RegistryRecord | None:
         """Set the properties given (None: unchanged); the registry after, or None when it
         is gone."""
+        await self.changed(Topic.REGISTRIES)
         values: dict[str, Any] = {}
         if sku is not None:
             values["sku"] = sku
@@ -319,6 +325,7 @@ class RegistryQueries(QueryScope):
 
     async def adopt_orphan_registries(self, subscription_id: str, resource_group: str) -> None:
         """Registries created before tenancy existed (the default one) join the default group."""
+        await self.changed(Topic.REGISTRIES)
         r = s.registries
         await self._exec(
             update(r)
@@ -363,6 +370,9 @@ class RegistryQueries(QueryScope):
         return None if row is None else self._registry(row)
 
     async def delete_registry(self, registry_id: int) -> bool:
+        await self.changed(Topic.REGISTRIES)
+        await self.changed(Topic.ROLES)
+        await self.changed(Topic.CREDENTIALS)
         result = await self._exec(delete(s.registries).where(s.registries.c.id == registry_id))
         return bool(result.rowcount)
 

@@ -464,3 +464,13 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
 )
+
+# The change feed on SQLite (`transship.metadata.changes`): a write bumps its topic's counter
+# in its own transaction, and every process polls the few rows. PostgreSQL uses NOTIFY
+# instead and leaves the table empty.
+change_counters = Table(
+    "change_counters",
+    metadata,
+    Column("topic", String(32), primary_key=True),
+    Column("counter", BigInteger, nullable=False),
+)

@@ -14,6 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.errors import Conflict
+from transship.metadata import schema as s
+from transship.metadata.changes import ChangeHub, Topic, notify_statement
+from transship.metadata.db import finish_then_cancel
 
 # Rows converted per turn of the event loop when a scan is streamed (`_scan`): ~0.5 ms of
 # row and column-type processing, where a 20,000-row list built at once held the loop ~20 ms.
@@ -40,16 +43,46 @@ def conflict_from(exc: IntegrityError) -> Conflict:
 class QueryScope:
     """Queries bound to one connection. Methods never commit; the scope does."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, changes: ChangeHub | None = None) -> None:
+        """`changes`: the process's hub, told after the commit which topics the transaction
+        changed (None: no process-local subscribers, only the other processes learn)."""
         self.conn = conn
         self._on_commit: list[Callable[[], None]] = []
+        self._changes = changes
+        self._changed: set[Topic] = set()
 
     @classmethod
     def joining(cls, other: QueryScope) -> Any:
-        """A scope of this kind in `other`'s transaction, sharing its commit callbacks."""
-        scope = cls(other.conn)
+        """A scope of this kind in `other`'s transaction, sharing its commit callbacks and
+        change topics."""
+        scope = cls(other.conn, other._changes)
         scope._on_commit = other._on_commit
+        scope._changed = other._changed
         return scope
+
+    async def changed(self, topic: Topic) -> None:
+        """Announce, at commit, that this transaction changed rows cached under `topic`:
+        every process of the service drops the entries (see `transship.metadata.changes`).
+        Once per topic and transaction; nothing is announced if it rolls back. Not inside a
+        savepoint that may roll back alone: the announcement would go with it, and a later
+        call for the same topic in this transaction would be taken as done."""
+        if topic in self._changed:
+            return
+        self._changed.add(topic)
+        if self.conn.dialect.name == "postgresql":
+            await self._exec(notify_statement(topic))
+        else:
+            counters = s.change_counters
+            await self._exec(
+                sqlite.insert(counters)
+                .values(topic=topic.value, counter=1)
+                .on_conflict_do_update(
+                    index_elements=["topic"], set_={"counter": counters.c.counter + 1}
+                )
+            )
+        hub = self._changes
+        if hub is not None:
+            self.on_commit(lambda: hub.publish((topic,)))
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the transaction commits; never when it rolls back. Only
@@ -67,6 +100,8 @@ class QueryScope:
         """Run a statement on either kind of connection (Result rows are typed Any).
         Raises Conflict when it violates a unique or foreign key."""
         try:
+            if isinstance(self.conn, AsyncConnection):
+                return await finish_then_cancel(self.conn.execute(statement, parameters))
             return await self.conn.execute(statement, parameters)
         except IntegrityError as exc:
             raise conflict_from(exc) from exc
@@ -76,7 +111,7 @@ class QueryScope:
         database a slice at a time, letting other callbacks run between slices: the rows
         arrive and are converted on the loop's thread, so a list built in one go would hold
         the loop for as long as it takes to convert them all."""
-        result = await self.conn.stream(statement)
+        result = await finish_then_cancel(self.conn.stream(statement))
         async for partition in result.partitions(SCAN_SLICE):
             for row in partition:
                 yield row

@@ -176,11 +176,14 @@ class BlobService:
         """The hash state at the session's committed offset. Bytes past it were left by an
         interrupted request and are dropped."""
         state = self._hash_states.get(record.id)
-        if state is not None and state.offset == record.offset:
-            return state
         try:
+            # Checked even with a saved state: a PATCH of this session that landed on another
+            # process and failed may have left bytes past the offset since, and appending
+            # after them would commit bytes the hash never saw.
             if await self._store.staging_size(record.id) != record.offset:
                 await self._store.truncate_staging(record.id, record.offset)
+            if state is not None and state.offset == record.offset:
+                return state
             hasher = new_hasher(record.algorithm)
             async for chunk in self._store.read_staging(record.id):
                 hasher.update(chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from transship.errors import NotFound
+from transship.metadata.changes import Topic
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.registry.registries import canonical_host
@@ -21,9 +22,11 @@ class RegistryResolver:
     host (the service's own addresses, the suffix itself, names of a proxy in front) reaches
     the default registry.
 
-    Answers are cached for a few seconds: registries change rarely, and the lookup sits on
-    every request's path. A miss under the suffix asks the database (keyed), so a registry
-    another process just created is found at once.
+    Answers are cached: registries change rarely, and the lookup sits on every request's
+    path. A change of registries in any process (the change feed) makes the next lookup
+    reload them, and they are reloaded every few seconds anyway (the backstop for a feed
+    that is down). A miss under the suffix asks the database (keyed), so a registry another
+    process just created is found at once.
     """
 
     def __init__(self, meta: MetadataStore, default_name: str, login_server_suffix: str) -> None:
@@ -34,6 +37,10 @@ class RegistryResolver:
         self._by_host: dict[str, RegistryRecord] = {}
         self._default: RegistryRecord | None = None
         self._loaded_at = 0.0
+        meta.changes.subscribe(Topic.REGISTRIES, self._changed)
+
+    def _changed(self) -> None:
+        self._loaded_at = 0.0  # reloaded at the next lookup
 
     async def start(self) -> None:
         """Create the default registry if this is a new service, then load the map."""
@@ -42,6 +49,8 @@ class RegistryResolver:
         await self.refresh()
 
     async def refresh(self) -> None:
+        changes = self._meta.changes
+        version = changes.version(Topic.REGISTRIES)
         async with self._meta.reading() as q:
             records = await q.registries()
         by_host = {}
@@ -53,7 +62,9 @@ class RegistryResolver:
                 by_host[f"{record.name.lower()}{self._subdomain_suffix}"] = record
         self._by_host = by_host
         self._default = next((r for r in records if r.is_default), None)
-        self._loaded_at = time.monotonic()
+        if changes.unchanged(version, Topic.REGISTRIES):
+            self._loaded_at = time.monotonic()
+        # else: read before a change committed; used once, read again at the next lookup
 
     async def for_host(self, host: str | None) -> RegistryRecord:
         """The registry a request's Host header addresses. Raises NotFound("registry")

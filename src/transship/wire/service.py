@@ -32,8 +32,12 @@ class LoopLiveness(Answer):
 
 
 class Readiness(Answer):
-    """`GET /readyz`: ready, or unavailable with every problem; each loop's liveness."""
+    """`GET /readyz`: ready, or unavailable with every problem; each loop's liveness.
+    `background_work`: whether this process runs the service's background work (imports,
+    GC, webhook deliveries), false for an HTTP-only process (`serve --no-background-work`,
+    the extra processes of `serve --workers N`)."""
 
     status: str = extensible("ready", "unavailable")
     problems: list[str]
+    background_work: bool = True
     loops: list[LoopLiveness]

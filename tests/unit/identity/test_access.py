@@ -307,8 +307,9 @@ async def test_another_process_sees_changes_within_the_cache_lifetime(
     monkeypatch: pytest.MonkeyPatch, world: World
 ) -> None:
     """Each process caches a principal's assignments for 5 s; a change made by another
-    process (another AccessControl over the same database) shows after that."""
-    here, there = world.access, AccessControl(world.meta)
+    process (another store over the same database, with a change hub of its own) shows
+    after that even when no change feed tells this one (the backstop)."""
+    here, there = world.access, AccessControl(MetadataStore(world.meta.db))
     record = await there.assign(None, REGISTRY, world.alice, READER)
     assert await here.allowed(world.alice, Actions.REGISTRIES_READ, REGISTRY)
     await there.unassign(record.id)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from transship.imports.errors import ImportFailure, Step, tag_exists_failure
-from transship.imports.model import ImportRequest, TargetTag
+from transship.imports.model import ImportRequest
 from transship.imports.plan import ImportPlan
 from transship.imports.ports import BlobWriter, FetchedManifest, LinkScope
 from transship.oci.digest import Digest, new_hasher
@@ -181,10 +181,14 @@ class MemorySink:
         self.tags: dict[tuple[int, str, str], Digest] = {}
         self.manifests: dict[tuple[int, str], list[Digest]] = {}
 
-    async def existing_tags(
-        self, registry_id: int, targets: Sequence[TargetTag]
-    ) -> list[TargetTag]:
-        return [t for t in targets if (registry_id, t.repository, t.tag) in self.tags]
+    async def check_targets(
+        self, registry_id: int, request: ImportRequest, *, resumed: bool = False
+    ) -> None:
+        if request.force or resumed:
+            return
+        for target in request.target_tags:
+            if (registry_id, target.repository, target.tag) in self.tags:
+                raise tag_exists_failure(target)
 
     def _may_link(self, scope: LinkScope, digest: str) -> bool:
         if digest in self.pins.get(scope.job_id, set()):

@@ -9,18 +9,14 @@ them, so every change is one the test makes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
-
-import pytest
 
 from transship.identity.secrets import SecretBox
 from transship.imports.engine import ImportEngine
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.service import ImportService, RunnerSettings, job_version
 from transship.imports.signals import JobSignals
-from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 
 REQUEST = ImportRequest(
@@ -28,19 +24,6 @@ REQUEST = ImportRequest(
 )
 # Longer than any test may take: a follower that returns did not wait this out.
 LONG = 60.0
-
-
-@pytest.fixture
-async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    store = MetadataStore(db)
-    async with store.writing() as q:
-        await q.ensure_default_registry("default")
-    try:
-        yield store
-    finally:
-        await db.close()
 
 
 def service(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from transship.metadata.db import Database
+from tests.support.metadata import migrated_store
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import JobFailure, JobProgress
 from transship.metadata.scope import utcnow
@@ -19,16 +19,10 @@ LEASE = timedelta(seconds=30)
 
 @pytest.fixture
 async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    store = MetadataStore(db)
-    async with store.writing() as q:
-        await q.ensure_default_registry("default")
-        await q.create_registry("second", "second.localhost")
-    try:
+    async with migrated_store(database_url, tmp_path) as store:
+        async with store.writing() as q:
+            await q.create_registry("second", "second.localhost")
         yield store
-    finally:
-        await db.close()
 
 
 async def claim(

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from transship.errors import Conflict
-from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.metadata.scope import utcnow
 from transship.metadata.webhooks import (
@@ -29,19 +26,6 @@ from transship.oci.digest import Digest
 
 DIGEST = Digest.parse("sha256:" + "ab" * 32)
 REQUEST = EventRequest("req-1", "reg.localhost:5000", "PUT", "skopeo/1.9")
-
-
-@pytest.fixture
-async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    store = MetadataStore(db)
-    async with store.writing() as q:
-        await q.ensure_default_registry("default")
-    try:
-        yield store
-    finally:
-        await db.close()
 
 
 async def registry_id(meta: MetadataStore) -> int:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from tests.support.app import image_manifest
 from transship.errors import Denied, NotFound
-from transship.imports.errors import ImportFailure
+from transship.imports.engine import ImportEngine, Progress
+from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
-from transship.imports.plan import ImportPlan, PlannedManifest
-from transship.imports.ports import FetchedManifest
+from transship.imports.plan import ImportLimits, ImportPlan, PlannedManifest
+from transship.imports.ports import Credentials, FetchedManifest, ImageSource
 from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
@@ -416,6 +418,45 @@ async def test_an_import_into_a_write_locked_repository_is_refused(
         )
     assert caught.value.code == "OperationDisallowed"
     assert set(await tags_of(listings, registry)) == {"v1", "latest"}
+
+
+class _NoSource:
+    """An import engine's source factory that must not be reached."""
+
+    def open(
+        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+    ) -> AbstractAsyncContextManager[ImageSource]:
+        raise AssertionError("the upstream was contacted before the target was checked")
+
+
+async def test_an_import_onto_a_locked_target_fails_before_anything_is_fetched(
+    meta: MetadataStore,
+    store: FilesystemBlobStore,
+    listings: ListingService,
+    registry: RegistryRecord,
+    image: Digest,
+) -> None:
+    sink = RegistrySink(meta, store)
+    engine = ImportEngine(sink, _NoSource(), blob_concurrency=1, limits=ImportLimits())
+    await listings.update_attributes(registry, "app", "tag", "v1", LOCK)
+    for request in (_request("v1", force=True), _request("latest", "v1", force=False)):
+        with pytest.raises(ImportFailure) as caught:
+            await engine.run("job", registry.id, request, None, Progress())
+        assert (caught.value.code, caught.value.step) == ("OperationDisallowed", Step.RESOLVE)
+        assert "app:v1" in caught.value.message and "locked" in caught.value.message
+    await listings.update_attributes(registry, "app", "tag", "v1", UNLOCK)
+    await listings.update_attributes(registry, "app", "repository", None, LOCK)
+    with pytest.raises(ImportFailure) as caught:
+        await engine.run("job", registry.id, _request("new", force=True), None, Progress())
+    assert (caught.value.code, caught.value.step) == ("OperationDisallowed", Step.RESOLVE)
+    await listings.update_attributes(registry, "app", "repository", None, UNLOCK)
+    # Unlocked: an existing tag without force is still refused up front, with force the
+    # check lets the import go on (to the upstream, here a source that must not be reached).
+    with pytest.raises(ImportFailure) as caught:
+        await engine.run("job", registry.id, _request("v1", force=False), None, Progress())
+    assert (caught.value.code, caught.value.step) == ("TagAlreadyExists", Step.RESOLVE)
+    with pytest.raises(AssertionError, match="upstream was contacted"):
+        await engine.run("job", registry.id, _request("v1", force=True), None, Progress())
 
 
 async def test_garbage_collection_keeps_locked_content(

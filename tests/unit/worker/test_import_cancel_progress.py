@@ -24,7 +24,6 @@ from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits
 from transship.imports.ports import BlobWriter
 from transship.imports.service import ImportService, RunnerSettings, job_progress, job_version
-from transship.metadata.db import Database
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import ImportJobRecord, JobProgress
@@ -61,19 +60,6 @@ class StallingSource(MemorySource):
             yield data[size // 2 :]
 
         await writer.append(chunks())
-
-
-@pytest.fixture
-async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    store = MetadataStore(db)
-    async with store.writing() as q:
-        await q.ensure_default_registry("default")
-    try:
-        yield store
-    finally:
-        await db.close()
 
 
 def counters(job: ImportJobRecord) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ one statement per heartbeat interval, which also delivers cancels and take-overs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +21,6 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.service import ImportService, RunnerSettings
 from transship.metadata import schema as s
-from transship.metadata.db import Database
 from transship.metadata.jobs import JobQueries
 from transship.metadata.queries import MetadataStore
 from transship.worker.import_loop import ImportWorker
@@ -111,19 +110,6 @@ def job_updates() -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(Engine, "before_cursor_execute", record)
-
-
-@pytest.fixture
-async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    store = MetadataStore(db)
-    async with store.writing() as q:
-        await q.ensure_default_registry("default")
-    try:
-        yield store
-    finally:
-        await db.close()
 
 
 async def test_the_leases_of_all_running_jobs_are_renewed_in_one_statement_per_interval(
