@@ -129,7 +129,7 @@ def run(ctx: Context, result: BenchResult) -> None:
     blob = ctx.workdir / "blob.bin"
     ctx.log(f"writing a {size // MiB} MiB random blob")
     digest = write_random_file(blob, size)
-    with ServerPair(ctx.workdir / "servers", ctx.storage) as pair:
+    with ServerPair(ctx.workdir / "servers", storage=ctx.storage) as pair:
         uploads = {t.name: _measured_upload(ctx, t, blob, digest) for t in pair.targets}
         blob.unlink()
         samples = _fetch_all(ctx, pair, digest, size)

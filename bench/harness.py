@@ -93,7 +93,7 @@ class ServerPair:
     """
 
     def __init__(
-        self, workdir: Path, storage: str = "filesystem", transship_args: Sequence[str] = ()
+        self, workdir: Path, transship_args: Sequence[str] = (), storage: str = "filesystem"
     ) -> None:
         self.workdir = workdir
         self.seaweedfs: SeaweedFS | None = None
@@ -128,7 +128,10 @@ class ServerPair:
             workdir / "docker-registry", storage=registry_storage, env=registry_env
         )
         self.transship = TransshipServer(
-            workdir / "transship", ready_timeout=60.0, env=transship_env, extra_args=transship_args
+            workdir / "transship",
+            ready_timeout=60.0,
+            extra_args=transship_args,
+            env=transship_env,
         )
         self._started: list[DistributionRegistry | TransshipServer] = []
 

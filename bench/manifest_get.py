@@ -121,7 +121,7 @@ def run_against(
     seconds, rounds, warmup = (5, 2, 1) if ctx.quick else (10, 3, 2)
     layout = OciLayout(ctx.workdir / "layout")
     index = build_index(layout, tag=TAG, seed="bench-manifest")
-    with ServerPair(ctx.workdir / "servers", ctx.storage, transship_args) as pair:
+    with ServerPair(ctx.workdir / "servers", transship_args, storage=ctx.storage) as pair:
         if before is not None:
             before(pair.targets[0])
         for target in pair.targets:

@@ -112,7 +112,7 @@ def run(ctx: Context, result: BenchResult) -> None:
     ctx.log(f"building {runs} images of {len(sizes)} layers, {sum(sizes)} MiB each")
     images = [_build(ctx, f"round{i}", sizes) for i in range(runs)]
     warmup = _build(ctx, "warmup", WARMUP_LAYERS_MIB)
-    with ServerPair(ctx.workdir / "servers", ctx.storage) as pair:
+    with ServerPair(ctx.workdir / "servers", storage=ctx.storage) as pair:
         for target in pair.targets:
             warm = _push(ctx, warmup, target, "warmup/image")
             ctx.log(f"warm-up push to {target.name}: {warm['seconds']:.2f}s")

@@ -162,7 +162,7 @@ def run(ctx: Context, result: BenchResult) -> None:
     ctx.log(f"writing a {size // MiB} MiB random blob")
     digest = write_random_file(blob, size)
     phases: dict[str, dict[str, dict[str, float]]] = {}
-    with ServerPair(ctx.workdir / "servers", ctx.storage) as pair:
+    with ServerPair(ctx.workdir / "servers", storage=ctx.storage) as pair:
         for target in pair.targets:
             phases[target.name] = _server_phases(ctx, target, blob, digest, chunk)
             pair.check_alive()

@@ -1,6 +1,7 @@
 """Transship on S3 (SeaweedFS): `storage_url=s3://…` with blob GETs redirected to presigned
 URLs. skopeo and podman push and pull byte-exact through the redirect; a chunked upload of
-tiny chunks lands whole; GC deletes an unreferenced blob from the bucket; `check` is clean."""
+tiny chunks lands whole; GC deletes an unreferenced blob from the bucket; `check` is clean;
+an unauthorized GET is refused, never redirected."""
 
 from __future__ import annotations
 
@@ -138,3 +139,14 @@ def test_s3_storage_round_trip_redirects_gc_and_check(
     assert_identical(LayoutView(again), "back", multiarch)
     checked = _offline(server, env, "check")
     assert checked["ok"] is True, checked["problems"]
+
+    # With sign-in required, an anonymous GET of a stored blob is refused before any
+    # signing: a 401 challenge, no Location.
+    server.data_plane_auth = True
+    server.restart()
+    refused = session.get(
+        f"{server.url}/v2/e2e/multi/blobs/{layer.config.digest}", allow_redirects=False
+    )
+    assert refused.status_code == 401
+    assert "Location" not in refused.headers
+    assert "X-Amz-Signature" not in refused.text

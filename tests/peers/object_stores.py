@@ -76,7 +76,7 @@ class SeaweedFS:
         self.root: Path | None = None
         self.s3_port = 0
         self._process: ManagedProcess | None = None
-        self._buckets = itertools.count(1)
+        self._prefixes = itertools.count(1)
 
     @property
     def endpoint(self) -> str:
@@ -121,7 +121,7 @@ class SeaweedFS:
         try:
             self._process.start()
             deadline = time.monotonic() + self.start_timeout
-            while _put(f"{self.endpoint}/transship-ready") != 200:
+            while _put(f"{self.endpoint}/{self.bucket}") != 200:
                 if not self._process.running:
                     raise RuntimeError(f"weed exited:\n{self._process.log_text()}")
                 if time.monotonic() > deadline:
@@ -132,19 +132,11 @@ class SeaweedFS:
             raise
         return self
 
-    bucket = "transship-ready"
+    bucket = "transship"
 
     def new_prefix(self, stem: str = "t") -> str:
         """A key prefix no other test of this session uses."""
-        return f"{stem}-{os.getpid()}-{next(self._buckets)}"
-
-    def new_bucket(self, stem: str = "bucket") -> str:
-        """Create a fresh bucket and return its name."""
-        name = f"{stem}-{os.getpid()}-{next(self._buckets)}"
-        status = _put(f"{self.endpoint}/{name}")
-        if status != 200:
-            raise RuntimeError(f"creating bucket {name}: HTTP {status}")
-        return name
+        return f"{stem}-{os.getpid()}-{next(self._prefixes)}"
 
     def stop(self) -> None:
         if self._process is not None:

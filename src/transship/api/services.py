@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ async def open_blob_store(settings: Settings) -> BlobStore:
         )
     store = open_object_store(location, os.environ)
     await probe_object_store(store, location)
+    logging.getLogger("transship").info("blobs are stored in %s", location.describe())
     return store
 
 

@@ -127,6 +127,12 @@ class ObjectBlobStore:
                 # Dropped under us (a concurrent truncate or delete): the area changed.
                 raise StagingUnknown(f"a staged part vanished: {part.key}") from None
 
+    async def probe(self) -> None:
+        """One listing request (the first page of blobs), so an absent bucket, a wrong
+        endpoint or refused credentials show at startup. Raises StorageError."""
+        async for _ in self._driver.list_prefix("blobs/"):
+            break
+
     # -- blobs -------------------------------------------------------------------------------
     async def size(self, digest: Digest) -> int | None:
         info = await self._driver.head(self._blob_key(digest))
@@ -203,39 +209,72 @@ class ObjectBlobStore:
         self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
     ) -> int:
         area = await self._require_area(upload_id)
-        position = area.size
+        next_offset = area.size
         total = 0
         batch: list[bytes] = []
         batch_bytes = 0
+        # One part is stored (and then hashed) while the next is read from the socket, so
+        # the network to the store and the client's upload overlap; at most two parts are
+        # in memory per append.
+        in_flight: asyncio.Future[None] | None = None
+        store_failed = False
 
-        async def flush() -> None:
-            nonlocal position, total, batch, batch_bytes
+        async def store(key: str, part: bytes) -> None:
+            nonlocal total, store_failed
+            try:
+                await self._driver.put(key, part)
+            except BaseException:
+                store_failed = True
+                raise
+            # Hashed once stored (so the sink never sees bytes the staging area lacks), in
+            # a thread (hashing 8 MiB takes tens of ms).
+            await asyncio.to_thread(sink.update, part)
+            total += len(part)
+
+        async def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                # Shielded: a cancelled request still waits for its part in the finally
+                # below, rather than leaving a PUT and a hash running behind it.
+                await asyncio.shield(in_flight)
+                in_flight = None
+
+        async def launch() -> None:
+            nonlocal in_flight, batch, batch_bytes, next_offset
             part = b"".join(batch)
             batch, batch_bytes = [], 0  # one copy of the part alive, not two
-            await self._driver.put(self._part_key(upload_id, position), part)
-            position += len(part)
-            total += len(part)
-            # Hashing happens once the part is stored (so the sink never saw bytes the
-            # staging area lacks) and in a thread (hashing 8 MiB takes tens of ms).
-            await asyncio.to_thread(sink.update, part)
+            await settle()  # parts are stored, and reach the sink, in order
+            key = self._part_key(upload_id, next_offset)
+            next_offset += len(part)
+            in_flight = asyncio.ensure_future(store(key, part))
 
         try:
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                batch.append(chunk)
-                batch_bytes += len(chunk)
-                if batch_bytes >= self._part_bytes:
-                    await flush()
-        except Exception:
-            # The client went away mid-body: keep what arrived, as a file would, so the
-            # upload can resume from there.
+            try:
+                async for chunk in chunks:
+                    if not chunk:
+                        continue
+                    batch.append(chunk)
+                    batch_bytes += len(chunk)
+                    if batch_bytes >= self._part_bytes:
+                        await launch()
+            except Exception:
+                # The client went away mid-body: keep what arrived, as a file would, so the
+                # upload can resume from there (unless the store itself failed: nothing may
+                # follow a missing part).
+                if not store_failed:
+                    with contextlib.suppress(Exception):
+                        if batch_bytes:
+                            await launch()
+                        await settle()
+                raise
             if batch_bytes:
-                with contextlib.suppress(Exception):
-                    await flush()
-            raise
-        if batch_bytes:
-            await flush()
+                await launch()
+            await settle()
+        finally:
+            if in_flight is not None:
+                await asyncio.wait({in_flight})
+                if not in_flight.cancelled():
+                    in_flight.exception()  # raised above, or superseded by what is raised
         return total
 
     async def sync_staging(self, upload_id: str) -> None:

@@ -4,12 +4,13 @@ what is particular to staging in parts (racing writers, truncation inside a part
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterable
 
 import pytest
 from obstore.store import MemoryStore
 
 from transship.oci.digest import Digest
-from transship.storage.base import BlobStore, RedirectableBlobs
+from transship.storage.base import BlobStore, RedirectableBlobs, StorageError
 from transship.storage.object_store import ObjectBlobStore
 from transship.storage.objects import ObstoreDriver
 
@@ -93,3 +94,43 @@ async def test_memory_store_cannot_redirect() -> None:
     await store.append_staging(upload_id, just(data), RecordingSink())
     await store.commit_staging(upload_id, Digest.of(data))
     assert await store.presign_read(Digest.of(data), 60) is None
+
+
+class FailingPuts(ObstoreDriver):
+    """Fails the `fail_at`-th PUT of a part (a store outage mid-append)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__(MemoryStore(), can_sign=False)
+        self.fail_at = fail_at
+        self.part_puts = 0
+
+    async def put(self, key: str, data: bytes | AsyncIterable[bytes]) -> None:
+        if key.startswith("uploads/") and not key.endswith(".area"):
+            self.part_puts += 1
+            if self.part_puts == self.fail_at:
+                raise StorageError("object store put failed: 503")
+        await super().put(key, data)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 4])
+async def test_a_failed_part_ends_the_append_and_nothing_follows_it(fail_at: int) -> None:
+    """Parts are pipelined (one stored while the next is read), yet what is staged and what
+    reached the sink stay the same prefix when the store fails."""
+    driver = FailingPuts(fail_at)
+    store = ObjectBlobStore(driver, part_bytes=1000)
+    data = random_bytes(10_000, seed=8)
+    upload_id = new_upload_id()
+    await store.create_staging(upload_id)
+    sink = RecordingSink()
+    with pytest.raises(StorageError, match="503"):
+        await store.append_staging(upload_id, chunked(data, [100]), sink)
+    staged = await collect(store.read_staging(upload_id))
+    assert staged == data[: (fail_at - 1) * 1000]
+    assert sink.data == staged
+    # Nothing was stored past the failed part (a later truncate would have to drop it).
+    names = [info.key async for info in driver.list_prefix(f"uploads/{upload_id}/")]
+    assert len(names) == fail_at  # the marker and the parts before the failure
+    # The upload resumes from the stored prefix.
+    driver.fail_at = 0
+    await store.append_staging(upload_id, just(data[len(staged) :]), sink)
+    assert await collect(store.read_staging(upload_id)) == data == sink.data
