@@ -116,10 +116,13 @@ class AzureEnv:
         )
 
     def new_az(self, name: str) -> AzureCli:
-        """Another ``az`` with its own config dir (for signing in as someone else)."""
-        return AzureCli(
+        """Another ``az`` with its own config dir (for signing in as someone else); stopped
+        by :meth:`close`."""
+        az = AzureCli(
             self.server.url, self.server.ca_certificate, self.workdir / name, venv=self.az.venv
         )
+        self._stoppers.append(az.close)
+        return az
 
     def owner_api(self, work: Callable[[IdentityClient], Awaitable[T]]) -> T:
         """Run ``work(client)`` with the owner's management API client; return its result."""
@@ -258,6 +261,7 @@ def _start(
     owner = owner_credential(server.data_dir)
 
     az = AzureCli(server.url, server.ca_certificate, workdir / "client", venv=venv)
+    stoppers.append(az.close)
     return AzureEnv(
         workdir, server, az, owner, hub, images, mcr_peer, private_peer, _stoppers=stoppers
     )

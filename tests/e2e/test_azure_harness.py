@@ -23,7 +23,7 @@ import ipaddress
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,17 +276,22 @@ async def fake_arm(tmp_path: Path) -> AsyncIterator[FakeArm]:
 
 
 @pytest.fixture
-def az_factory(tmp_path: Path) -> Callable[[str, Path], AzureCli]:
-    """``make(base_url, ca_pem)`` → an :class:`AzureCli` in its own dir under ``tmp_path``."""
+def az_factory(tmp_path: Path) -> Iterator[Callable[[str, Path], AzureCli]]:
+    """``make(base_url, ca_pem)`` → an :class:`AzureCli` in its own dir under ``tmp_path``
+    (closed at teardown)."""
     venv = az_venv_or_skip()
-    count = 0
+    made: list[AzureCli] = []
 
     def make(base_url: str, ca_pem: Path) -> AzureCli:
-        nonlocal count
-        count += 1
-        return AzureCli(base_url, ca_pem, tmp_path / f"az-{count}", venv=venv)
+        az = AzureCli(base_url, ca_pem, tmp_path / f"az-{len(made) + 1}", venv=venv)
+        made.append(az)
+        return az
 
-    return make
+    try:
+        yield make
+    finally:
+        for az in made:
+            az.close()
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -300,8 +305,8 @@ async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def test_az_version_is_the_pinned_one(tmp_path: Path) -> None:
     venv = az_venv_or_skip()
     pins = pinned_versions()
-    az = AzureCli("https://127.0.0.1:9", tmp_path / "unused-ca.pem", tmp_path, venv=venv)
-    version = az.json("version")
+    with AzureCli("https://127.0.0.1:9", tmp_path / "unused-ca.pem", tmp_path, venv=venv) as az:
+        version = az.json("version")
     assert version["azure-cli"] == pins["azure-cli"]
     assert version["azure-cli-core"] == pins["azure-cli"]
 
@@ -442,14 +447,14 @@ async def test_minimal_metadata_registers_but_acr_needs_its_suffix(
 
 def test_results_parse_as_json(tmp_path: Path) -> None:
     venv = az_venv_or_skip()
-    az = AzureCli("https://127.0.0.1:9/", tmp_path / "unused-ca.pem", tmp_path, venv=venv)
-    assert az.base_url == "https://127.0.0.1:9"
-    assert az.resource_manager == "https://127.0.0.1:9/"
-    assert az.env["AZURE_CONFIG_DIR"] == str(tmp_path / "az")
-    result = az.run("cloud", "list")
-    assert result.args[-2:] == ["-o", "json"]
-    assert "AzureCloud" in {c["name"] for c in result.json()}
-    table = az.run("cloud", "list", "-o", "tsv")
-    assert table.args.count("-o") == 1
-    assert table.args[-2:] == ["-o", "tsv"]
-    assert az.run("cloud", "list", output=None).args[-1] == "list"
+    with AzureCli("https://127.0.0.1:9/", tmp_path / "unused-ca.pem", tmp_path, venv=venv) as az:
+        assert az.base_url == "https://127.0.0.1:9"
+        assert az.resource_manager == "https://127.0.0.1:9/"
+        assert az.env["AZURE_CONFIG_DIR"] == str(tmp_path / "az")
+        result = az.run("cloud", "list")
+        assert result.args[-2:] == ["-o", "json"]
+        assert "AzureCloud" in {c["name"] for c in result.json()}
+        table = az.run("cloud", "list", "-o", "tsv")
+        assert table.args.count("-o") == 1
+        assert table.args[-2:] == ["-o", "tsv"]
+        assert az.run("cloud", "list", output=None).args[-1] == "list"
