@@ -17,8 +17,11 @@ digest, every tag resolves (pushed ones to a manifest pushed to that tag, import
 the source index, byte for byte, with every blob), and no import operation of either
 registry is left queued or running: each one Succeeded.
 
-Runs on SQLite and on PostgreSQL: ~1.9 min each on a 2-core machine (up to ~2.5 min while
-other work shares it), mostly the 50 restarts (~1 s of Python start-up each).
+Runs on SQLite and on PostgreSQL: mostly the 50 restarts and the uptimes between them
+(~50 s in all). Each restart releases a spare server process that did its imports while
+the former one ran (`TransshipServer(prewarm=True)`): it still is a fresh process started
+after the crash, but pays only the server's own start-up, not the seconds of interpreter
+start and imports (`TRANSSHIP_SOAK_PREWARM=0` starts each one cold).
 `TRANSSHIP_SOAK_DATABASES=sqlite` (or `postgresql`) runs one only.
 """
 
@@ -528,7 +531,10 @@ async def test_soak_kill_9_during_pushes_and_imports(
     )
     config = write_config(tmp_path / "transship.toml", distribution_anon.host)
     server = TransshipServer(
-        tmp_path / "transship", database_url=database_url, env={"TRANSSHIP_CONFIG": str(config)}
+        tmp_path / "transship",
+        database_url=database_url,
+        env={"TRANSSHIP_CONFIG": str(config)},
+        prewarm=os.environ.get("TRANSSHIP_SOAK_PREWARM", "1") != "0",
     )
     await asyncio.to_thread(server.start)
     pushes, imports = PushLedger(), ImportLedger()
