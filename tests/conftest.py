@@ -94,8 +94,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = getattr(item, "fixturenames", ())
         if PEER_FIXTURES.intersection(names):
             item.add_marker(pytest.mark.peers)
+        explicit = item.get_closest_marker("xdist_group")
+        if explicit is not None:
+            # A group named in the module (tests sharing a fixture across modules).
+            group = explicit.args[0] if explicit.args else explicit.kwargs.get("name", "default")
+            if getattr(config.option, "loadgroup", False):
+                _suffix_node_id(item, group)
+            continue
         group = None if item.get_closest_marker("spread") else _shared_fixture_group(item)
-        if group is not None and item.get_closest_marker("xdist_group") is None:
+        if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
             if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
                 _suffix_node_id(item, group)

@@ -31,6 +31,7 @@ here: creating service principals, subscriptions and tenants through ``/transshi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import ssl
@@ -142,6 +143,29 @@ class AzureEnv:
     def close(self) -> None:
         for stop in reversed(self._stoppers):
             stop()
+
+
+def sdk_config(env: AzureEnv) -> dict[str, str | None]:
+    """What an SDK script of the e2e tests reads from ``sys.argv[1]`` (as JSON): the service's
+    URL (authority and ARM), the owner's tenant, client id, secret and subscription, and the
+    Docker Hub stand-in's user."""
+    return {
+        "base": env.server.url,
+        "tenant": env.owner.tenant_id,
+        "client": env.owner.client_id,
+        "secret": env.owner.secret,
+        "subscription": env.subscription,
+        "hub_user": env.hub.username,
+    }
+
+
+def run_sdk_steps(env: AzureEnv, script: str, *steps: str) -> dict[str, dict[str, Any]]:
+    """Run ``script`` under the az venv's Python with :func:`sdk_config` and ``steps`` as its
+    arguments; return the ``{step: outcome}`` JSON it prints. Raises
+    :class:`~tests.peers.azure.CommandError` if it fails."""
+    result = env.az.run_python(script, json.dumps(sdk_config(env)), *steps, timeout=180)
+    outcomes: dict[str, dict[str, Any]] = result.json()
+    return outcomes
 
 
 async def wait_for_import(client: IdentityClient, operation: dict[str, Any]) -> dict[str, Any]:

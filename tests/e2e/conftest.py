@@ -1,4 +1,5 @@
-"""Fixtures of the end-to-end tests: built images, a SQLite Transship, a second docker-registry."""
+"""Fixtures of the end-to-end tests: built images, a SQLite Transship, a second docker-registry,
+and the service the Azure SDK modules share (``sdk_env``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.azure_env import AzureEnv, start_azure_env
 from tests.e2e.content import MIB
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import (
@@ -58,3 +60,15 @@ def second_distribution(
         yield registry
     finally:
         registry.stop()
+
+
+@pytest.fixture(scope="session")
+def sdk_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
+    """One :class:`AzureEnv` (no ``az login``: SDK scripts sign in themselves) for the Azure
+    SDK modules, which mark themselves ``xdist_group("azure-sdk")`` so one worker starts it.
+    Each module works in registries of its own."""
+    env = start_azure_env(tmp_path_factory.mktemp("azure-sdk"), login=False)
+    try:
+        yield env
+    finally:
+        env.close()

@@ -10,16 +10,16 @@ and one Docker Hub stand-in serve the module (see :mod:`tests.e2e.azure_env`).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.azure_env import AzureEnv, start_azure_env
+from tests.e2e.azure_env import AzureEnv, run_sdk_steps
 
-pytestmark = [pytest.mark.peers, pytest.mark.heavy]
+# Both SDK modules use one service (``sdk_env`` in tests/e2e/conftest.py; registries of their
+# own), so they run on one worker.
+pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-sdk")]
 
 # Signs in as the owner service principal against the service (authority and ARM both at its
 # URL, no instance discovery), then runs the steps named in argv[2:] and prints
@@ -129,27 +129,13 @@ print(json.dumps(outcomes))
 """
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
-    env = start_azure_env(tmp_path_factory.mktemp("azure-sdk"), login=False)
-    try:
-        yield env
-    finally:
-        env.close()
+@pytest.fixture
+def env(sdk_env: AzureEnv) -> AzureEnv:
+    return sdk_env
 
 
 def run_steps(env: AzureEnv, *steps: str) -> dict[str, dict[str, Any]]:
-    config = {
-        "base": env.server.url,
-        "tenant": env.owner.tenant_id,
-        "client": env.owner.client_id,
-        "secret": env.owner.secret,
-        "subscription": env.subscription,
-        "hub_user": env.hub.username,
-    }
-    result = env.az.run_python(SCRIPT, json.dumps(config), *steps, timeout=180)
-    outcomes: dict[str, dict[str, Any]] = result.json()
-    return outcomes
+    return run_sdk_steps(env, SCRIPT, *steps)
 
 
 def tags_of(env: AzureEnv, repository: str) -> list[str]:

@@ -8,15 +8,15 @@ the initial request, with the answer an existing registry of another tenant gets
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.azure_env import AzureEnv, start_azure_env
+from tests.e2e.azure_env import AzureEnv, run_sdk_steps
 
-pytestmark = [pytest.mark.peers, pytest.mark.heavy]
+# Both SDK modules use one service (``sdk_env`` in tests/e2e/conftest.py; registries of their
+# own), so they run on one worker.
+pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-sdk")]
 
 # Prints {step: outcome}; a failure's outcome is what the SDK gives its caller, plus every
 # request the client sent (method and path), so the test sees which URL the poller followed.
@@ -102,26 +102,13 @@ print(json.dumps(outcomes))
 """
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
-    env = start_azure_env(tmp_path_factory.mktemp("azure-sdk-failure"), login=False)
-    try:
-        yield env
-    finally:
-        env.close()
+@pytest.fixture
+def env(sdk_env: AzureEnv) -> AzureEnv:
+    return sdk_env
 
 
 def run_steps(env: AzureEnv, *steps: str) -> dict[str, dict[str, Any]]:
-    config = {
-        "base": env.server.url,
-        "tenant": env.owner.tenant_id,
-        "client": env.owner.client_id,
-        "secret": env.owner.secret,
-        "subscription": env.subscription,
-    }
-    result = env.az.run_python(SCRIPT, json.dumps(config), *steps, timeout=180)
-    outcomes: dict[str, dict[str, Any]] = result.json()
-    return outcomes
+    return run_sdk_steps(env, SCRIPT, *steps)
 
 
 def test_a_failed_import_surfaces_as_acr_s_does(env: AzureEnv) -> None:
