@@ -88,8 +88,10 @@ PEER_FIXTURES = frozenset(
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark tests that use a peer fixture with ``peers``, and group those sharing a
-    module-scoped fixture for xdist (see :func:`_shared_fixture_group`)."""
+    """Mark tests that use a peer fixture with ``peers``, group those sharing a
+    module-scoped fixture for xdist (see :func:`_shared_fixture_group`), and run the long
+    ones first (:func:`_run_long_first`)."""
+    _run_long_first(items)
     for item in items:
         names = getattr(item, "fixturenames", ())
         if PEER_FIXTURES.intersection(names):
@@ -106,6 +108,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(group))
             if getattr(config.option, "loadgroup", False):  # an xdist worker, --dist loadgroup
                 _suffix_node_id(item, group)
+
+
+def _run_long_first(items: list[pytest.Item]) -> None:
+    """Order ``heavy`` tests first (the ``slow`` among them before the others), then ``slow``
+    ones, then the rest (a stable sort: a
+    module's tests keep their order). xdist hands work out in collection order, so a
+    minutes-long test collected late (the soak test runs ~4 min per database) would run
+    alone at the end while the other workers idle; started first, it overlaps the many
+    short tests."""
+
+    def weight(item: pytest.Item) -> int:
+        heavy = item.get_closest_marker("heavy") is not None
+        slow = item.get_closest_marker("slow") is not None
+        return (0 if heavy else 2) + (0 if slow else 1)
+
+    items.sort(key=weight)
 
 
 def _suffix_node_id(item: pytest.Item, group: str) -> None:
