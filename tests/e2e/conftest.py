@@ -1,5 +1,5 @@
 """Fixtures of the end-to-end tests: built images, a SQLite Transship, a second docker-registry,
-and the service the Azure SDK modules share (``sdk_env``)."""
+and the services Azure modules share (``sdk_env``, ``cli_env``)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,19 @@ def sdk_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
     SDK modules, which mark themselves ``xdist_group("azure-sdk")`` so one worker starts it.
     Each module works in registries of its own."""
     env = start_azure_env(tmp_path_factory.mktemp("azure-sdk"), login=False)
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="session")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
+    """One :class:`AzureEnv` with a logged-in ``az`` for the Azure CLI modules whose tests
+    need the default set-up (messages, locking, registry parity): they mark themselves
+    ``xdist_group("azure-cli-shared")`` so one worker starts it, and each works in
+    registries of its own."""
+    env = start_azure_env(tmp_path_factory.mktemp("azure-cli-shared"))
     try:
         yield env
     finally:

@@ -4,41 +4,40 @@ manifest show-metadata`` report them, and a locked tag, manifest or repository r
 skopeo push, ``az acr import --force``, ``az acr manifest delete`` and ``az acr repository
 delete`` with a message naming the lock, until it is unlocked.
 
-One service and one ``az`` serve the module (see :mod:`tests.e2e.azure_env`); each test
+One service and one ``az`` serve the module, shared with other Azure CLI modules
+(``cli_env``, see :mod:`tests.e2e.azure_env`); each test
 works on a repository of its own, imported once by the module's fixture.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.azure_env import AzureEnv, start_azure_env
+from tests.e2e.azure_env import AzureEnv
 from tests.peers.clients import Skopeo, docker_ref
 
-pytestmark = [pytest.mark.peers, pytest.mark.heavy]
+# Messages, locking and registry parity share one service (``cli_env`` in
+# tests/e2e/conftest.py; registries of their own), so they run on one worker.
+pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-cli-shared")]
 
 REGISTRY = "lockreg"
 ZERO_USER = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
-    env = start_azure_env(tmp_path_factory.mktemp("azure-cli-locking"))
-    try:
-        env.az.run("acr", "create", "-n", REGISTRY, "-g", "default", "--sku", "Premium")
-        env.az.run(
-            "acr", "import", "-n", REGISTRY,
-            "--source", "docker.io/library/hello-world:latest",
-            "--image", "tagged:v1", "--image", "whole:v1",
-            output="none",
-        )  # fmt: skip
-        yield env
-    finally:
-        env.close()
+def env(cli_env: AzureEnv) -> AzureEnv:
+    """The shared service, with this module's registry and the images its tests lock."""
+    cli_env.az.run("acr", "create", "-n", REGISTRY, "-g", "default", "--sku", "Premium")
+    cli_env.az.run(
+        "acr", "import", "-n", REGISTRY,
+        "--source", "docker.io/library/hello-world:latest",
+        "--image", "tagged:v1", "--image", "whole:v1",
+        output="none",
+    )  # fmt: skip
+    return cli_env
 
 
 def fails(env: AzureEnv, *args: str) -> str:

@@ -4,31 +4,29 @@ and a network-rule denial names the Transship command that lets the client in (A
 text sends the user to an Azure help page). Each command's effect is checked, not only its
 exit code.
 
-One service and one logged-in `az` serve the module (see :mod:`tests.e2e.azure_env`).
+One service and one logged-in `az` serve the module, shared with other Azure CLI modules
+(``cli_env``, see :mod:`tests.e2e.azure_env`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.azure_env import AzureEnv, start_azure_env
+from tests.e2e.azure_env import AzureEnv
 
-pytestmark = [pytest.mark.peers, pytest.mark.heavy]
+# Messages, locking and registry parity share one service (``cli_env`` in
+# tests/e2e/conftest.py; registries of their own), so they run on one worker.
+pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-cli-shared")]
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
-    env = start_azure_env(tmp_path_factory.mktemp("azure-cli-messages"))
-    try:
-        yield env
-    finally:
-        env.close()
+@pytest.fixture
+def env(cli_env: AzureEnv) -> AzureEnv:
+    return cli_env
 
 
 def fails(env: AzureEnv, *args: str) -> str:

@@ -5,7 +5,8 @@ collection), dedicated data endpoints (refused), ``check-name``, ``show-usage``,
 every data-plane command of ``az acr repository`` and ``az acr manifest`` on a registry with
 anonymous pull on, where anonymous ``GET /v2/`` must still be challenged.
 
-One service and one ``az`` serve the module (see :mod:`tests.e2e.azure_env`); the tests run
+One service and one ``az`` serve the module, shared with other Azure CLI modules
+(``cli_env``, see :mod:`tests.e2e.azure_env`); the tests run
 in file order on one worker and share the registry ``parityreg``. Every az command's effect
 is checked through another command or the registry's HTTP API, not only its exit code.
 """
@@ -16,30 +17,27 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.azure_env import AzureEnv, start_azure_env
+from tests.e2e.azure_env import AzureEnv
 from tests.peers.azure import AzureCli
 from tests.peers.procs import peer_env
 from tests.peers.transship import SRC_DIR
 
-pytestmark = [pytest.mark.peers, pytest.mark.heavy]
+# Messages, locking and registry parity share one service (``cli_env`` in
+# tests/e2e/conftest.py; registries of their own), so they run on one worker.
+pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-cli-shared")]
 
 REGISTRY = "parityreg"
 HELLO = "docker.io/library/hello-world"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
-    env = start_azure_env(tmp_path_factory.mktemp("azure-cli-parity"))
-    try:
-        yield env
-    finally:
-        env.close()
+@pytest.fixture
+def env(cli_env: AzureEnv) -> AzureEnv:
+    return cli_env
 
 
 def fails(az: AzureCli, *args: str, exit_code: int = 1) -> str:
