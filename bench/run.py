@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, Runner] = {
     **imports.BENCHMARKS,
     import_latency.NAME: import_latency.run,
     load.NAME: load.run,
+    load.NAME_SPLIT: load.run_split,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent / "results" / "profile"
@@ -81,7 +82,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         default="filesystem",
         help="where both servers keep blobs: their filesystem, or one SeaweedFS's S3 API "
         "(Transship streaming through storage_url, docker-registry's S3 driver); push, "
-        "blob_get, manifest_get and rss use it",
+        "blob_get, manifest_get, rss and import use it",
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     parser.add_argument(
