@@ -92,12 +92,17 @@ class S3Bucket:
     bucket: str
     access_key: str
     secret_key: str
+    pid: int | None = None  # the object store's server process, when it is ours
 
     @classmethod
     def of(cls, weed: SeaweedFS) -> S3Bucket:
         env = weed.environ
         return cls(
-            weed.endpoint, weed.bucket, env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+            weed.endpoint,
+            weed.bucket,
+            env["AWS_ACCESS_KEY_ID"],
+            env["AWS_SECRET_ACCESS_KEY"],
+            weed.pid,
         )
 
     def transship_env(self, prefix: str) -> dict[str, str]:

@@ -55,6 +55,8 @@ NAME = "load"
 NAME_SPLIT = "load_split"
 ROUNDS = {False: 5, True: 2}  # pulls per puller at least (full / --quick)
 MAX_ROUNDS = 200
+PULL_SLOWDOWN_TARGET = 1.15  # pulls no slower than without imports by more than 15%
+IMPORT_SLOWDOWN_TARGET = 2.0  # each import within 2x its idle time
 TIMEOUT = 600.0
 
 
@@ -119,6 +121,11 @@ async def _scenario(
             meters.enter_context(ctx.profile(target, "load"))
             load = await phase("load", sources["load"], PULLERS)
     return Phases(load, cpu, worker_cpu, pulls_alone, imports_alone)
+
+
+def _target_row(result: BenchResult, label: str, ratio: float, limit: float) -> None:
+    metric = result.add(Metric(label, "x", ratio, None, "lower", target=f"<= {limit:g}x", digits=2))
+    metric.met = ratio <= limit
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -203,6 +210,20 @@ def _fill(result: BenchResult, phases: Phases, rounds: int) -> None:
     add("pull p99, no import running", "ms", _ms(alone_pulls, 99))
     add("import wall p50, no pull running", "s", percentile(alone_imports, 50), 2)
     add("import wall p99, no pull running", "s", percentile(alone_imports, 99), 2)
+    # The targets, as ratios of this run's own phases (the machine is shared, so
+    # only figures taken minutes apart are compared).
+    _target_row(
+        result,
+        "pull p50 under imports / no import",
+        percentile(pulls, 50) / percentile(alone_pulls, 50),
+        PULL_SLOWDOWN_TARGET,
+    )
+    _target_row(
+        result,
+        "slowest import under pulls / slowest idle",
+        percentile(imports, 100) / percentile(alone_imports, 100),
+        IMPORT_SLOWDOWN_TARGET,
+    )
     if errors:
         result.flags.append(f"{errors} errors under load; first: {report.errors[:3]}")
     result.notes.append(
