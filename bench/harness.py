@@ -41,6 +41,8 @@ TRANSSHIP = "transship"
 REGISTRY = "docker-registry"
 MiB = 1 << 20
 GiB = 1 << 30
+STORAGES = ("filesystem", "s3", "s3-redirect")  # --storage
+REDIRECT_SECONDS = 600  # presigned URLs' lifetime with --storage s3-redirect
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,9 @@ class ServerPair:
     With ``storage="s3"`` a SeaweedFS server starts first and both keep their blobs in its
     S3 API (Transship: ``storage_url``, streaming, no redirects; docker-registry: its S3
     driver, ``redirect: disable``), in one bucket under prefixes of their own (a new
-    SeaweedFS bucket is a collection that needs volumes of its own).
+    SeaweedFS bucket is a collection that needs volumes of its own). ``storage="s3-redirect"``
+    is the same with both answering a blob GET by a 307 to a presigned URL (Transship:
+    ``storage_redirect_seconds``; docker-registry: its S3 driver's default).
     """
 
     def __init__(
@@ -177,14 +181,17 @@ class ServerPair:
         registry_storage: dict[str, object] | None = None
         registry_env: dict[str, str] | None = None
         transship_env: dict[str, str] = {}
-        if storage == "s3":
+        if storage in STORAGES[1:]:
+            redirect = storage == "s3-redirect"
             weed = self.seaweedfs = SeaweedFS().start()
             bucket = S3Bucket.of(weed)
-            registry_storage = bucket.registry_storage("registry")
+            registry_storage = bucket.registry_storage("registry", redirect=redirect)
             registry_env = bucket.registry_env()
             transship_env = bucket.transship_env("transship")
+            if redirect:
+                transship_env["TRANSSHIP_STORAGE_REDIRECT_SECONDS"] = str(REDIRECT_SECONDS)
         elif storage != "filesystem":
-            raise ValueError(f"unknown storage {storage!r} (filesystem or s3)")
+            raise ValueError(f"unknown storage {storage!r} ({', '.join(STORAGES)})")
         self.registry = DistributionRegistry(
             workdir / "docker-registry", storage=registry_storage, env=registry_env
         )

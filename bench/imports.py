@@ -577,7 +577,7 @@ def run_import(ctx: Context, result: BenchResult) -> None:
     samples: dict[str, list[Figures]] = {TRANSSHIP: [], REGISTRY: []}
     with contextlib.ExitStack() as stack:
         s3 = None
-        if ctx.storage == "s3":
+        if ctx.storage != "filesystem":
             s3 = S3Bucket.of(stack.enter_context(SeaweedFS()))
             ctx.log(f"SeaweedFS at {s3.endpoint}: every registry's blobs in its S3 API")
         source = stack.enter_context(source_registry(ctx, image, s3))
@@ -624,7 +624,7 @@ def run_import(ctx: Context, result: BenchResult) -> None:
         "CPU row: T = the Transship server (it pulls and stores); R = skopeo + the target "
         "docker-registry (the pair doing the same work); the source registry serves both alike",
     ]
-    if ctx.storage == "s3":
+    if ctx.storage != "filesystem":
         result.notes.append(
             "--storage s3: one SeaweedFS, every registry under a prefix of one bucket: the "
             "source and target docker-registries through their S3 driver (redirect disabled, "
