@@ -4,7 +4,9 @@ The blob (1 GiB; 256 MiB with --quick) is generated into a temp file and uploade
 registries with a streamed POST + PUT. Then it is fetched ``runs`` times from each,
 alternating, by ``bench/fetch.py`` in a subprocess (``readinto`` a reused 1 MiB buffer,
 bytes discarded). Server CPU is the utime+stime delta of the server's process group over
-each download. The upload's own throughput and CPU cost are reported too (one sample).
+each download (with ``--storage s3-redirect`` the servers only sign a URL and the client
+follows the 307 to SeaweedFS). The upload's own throughput and CPU cost are reported too
+(one sample).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def _measured_fetch(ctx: Context, target: Target, url: str, size: int) -> Figure
         "mb_per_s": size / got["seconds"] / 1e6,
         "seconds": got["seconds"],
         "client_cpu_s": got["client_cpu_seconds"],
+        "redirects": got["redirects"],
         **cpu_figures(cpu, size),
     }
 
@@ -139,3 +142,11 @@ def run(ctx: Context, result: BenchResult) -> None:
     result.notes.append(
         "GET client: bench/fetch.py (http.client readinto a 1 MiB buffer, bytes discarded)"
     )
+    if ctx.storage == "s3-redirect":
+        redirected = {name: min(r["redirects"] for r in rows) for name, rows in samples.items()}
+        if not all(redirected.values()):
+            raise RuntimeError(f"--storage s3-redirect, but a GET was not redirected: {redirected}")
+        result.notes.append(
+            "s3-redirect: both answer the GET with a 307 to a presigned SeaweedFS URL, which "
+            "the client follows; the time includes the redirect, the bytes come from SeaweedFS"
+        )

@@ -41,6 +41,8 @@ TRANSSHIP = "transship"
 REGISTRY = "docker-registry"
 MiB = 1 << 20
 GiB = 1 << 30
+STORAGES = ("filesystem", "s3", "s3-redirect")  # --storage
+REDIRECT_SECONDS = 600  # presigned URLs' lifetime with --storage s3-redirect
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,92 @@ class Context:
         print(f"  [{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class S3Bucket:
+    """One SeaweedFS bucket that several servers share, each under a key prefix of its own
+    (a new SeaweedFS bucket is a collection that needs volumes of its own)."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    pid: int | None = None  # the object store's server process, when it is ours
+
+    @classmethod
+    def of(cls, weed: SeaweedFS) -> S3Bucket:
+        env = weed.environ
+        return cls(
+            weed.endpoint,
+            weed.bucket,
+            env["AWS_ACCESS_KEY_ID"],
+            env["AWS_SECRET_ACCESS_KEY"],
+            weed.pid,
+        )
+
+    def transship_env(self, prefix: str) -> dict[str, str]:
+        """Environment for a Transship keeping its blobs under ``prefix`` (streaming: no
+        ``storage_redirect_seconds``)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "TRANSSHIP_STORAGE_URL": f"s3://{self.bucket}/{prefix}?endpoint={self.endpoint}",
+        }
+
+    def registry_storage(self, prefix: str, *, redirect: bool = False) -> dict[str, object]:
+        """docker-registry's ``storage`` section: its S3 driver under ``prefix``; redirects
+        to presigned URLs only with ``redirect`` (its own default is to redirect)."""
+        return {
+            "s3": {
+                "accesskey": self.access_key,
+                "secretkey": self.secret_key,
+                "region": "us-east-1",
+                "regionendpoint": self.endpoint,
+                "bucket": self.bucket,
+                "rootdirectory": f"/{prefix}",
+                "secure": False,
+                "v4auth": True,
+                "forcepathstyle": True,
+            },
+            "redirect": {"disable": not redirect},
+        }
+
+    @staticmethod
+    def registry_env() -> dict[str, str]:
+        # This machine sets AWS_CA_BUNDLE, on which the registry's S3 driver panics.
+        return {k: v for k, v in peer_env().items() if k != "AWS_CA_BUNDLE"}
+
+    def usage(self, prefix: str) -> tuple[int, int]:
+        """(objects, bytes) stored under ``prefix``."""
+        import obstore
+        from obstore.store import S3Store
+
+        store = S3Store(
+            self.bucket,
+            config={
+                "endpoint": self.endpoint,
+                "virtual_hosted_style_request": "false",
+                "region": "us-east-1",
+                "access_key_id": self.access_key,
+                "secret_access_key": self.secret_key,
+            },
+            client_options={"allow_http": True},
+        )
+        objects = size = 0
+        for batch in obstore.list(store, prefix=prefix, chunk_size=1000):
+            objects += len(batch)
+            size += sum(int(meta["size"]) for meta in batch)
+        return objects, size
+
+
 class ServerPair:
     """Transship and docker-registry, started together under ``workdir``; a context manager.
 
     With ``storage="s3"`` a SeaweedFS server starts first and both keep their blobs in its
     S3 API (Transship: ``storage_url``, streaming, no redirects; docker-registry: its S3
     driver, ``redirect: disable``), in one bucket under prefixes of their own (a new
-    SeaweedFS bucket is a collection that needs volumes of its own).
+    SeaweedFS bucket is a collection that needs volumes of its own). ``storage="s3-redirect"``
+    is the same with both answering a blob GET by a 307 to a presigned URL (Transship:
+    ``storage_redirect_seconds``; docker-registry: its S3 driver's default).
     """
 
     def __init__(
@@ -100,30 +181,17 @@ class ServerPair:
         registry_storage: dict[str, object] | None = None
         registry_env: dict[str, str] | None = None
         transship_env: dict[str, str] = {}
-        if storage == "s3":
+        if storage in STORAGES[1:]:
+            redirect = storage == "s3-redirect"
             weed = self.seaweedfs = SeaweedFS().start()
-            registry_storage = {
-                "s3": {
-                    "accesskey": weed.environ["AWS_ACCESS_KEY_ID"],
-                    "secretkey": weed.environ["AWS_SECRET_ACCESS_KEY"],
-                    "region": "us-east-1",
-                    "regionendpoint": weed.endpoint,
-                    "bucket": weed.bucket,
-                    "rootdirectory": "/registry",
-                    "secure": False,
-                    "v4auth": True,
-                    "forcepathstyle": True,
-                },
-                "redirect": {"disable": True},
-            }
-            # This machine sets AWS_CA_BUNDLE, on which the registry's S3 driver panics.
-            registry_env = {k: v for k, v in peer_env().items() if k != "AWS_CA_BUNDLE"}
-            transship_env = {
-                **weed.environ,
-                "TRANSSHIP_STORAGE_URL": f"s3://{weed.bucket}/transship?endpoint={weed.endpoint}",
-            }
+            bucket = S3Bucket.of(weed)
+            registry_storage = bucket.registry_storage("registry", redirect=redirect)
+            registry_env = bucket.registry_env()
+            transship_env = bucket.transship_env("transship")
+            if redirect:
+                transship_env["TRANSSHIP_STORAGE_REDIRECT_SECONDS"] = str(REDIRECT_SECONDS)
         elif storage != "filesystem":
-            raise ValueError(f"unknown storage {storage!r} (filesystem or s3)")
+            raise ValueError(f"unknown storage {storage!r} ({', '.join(STORAGES)})")
         self.registry = DistributionRegistry(
             workdir / "docker-registry", storage=registry_storage, env=registry_env
         )

@@ -42,7 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REGISTRY, TRANSSHIP, Context, GiB, MiB, Target, median
+from bench.harness import REGISTRY, TRANSSHIP, Context, GiB, MiB, S3Bucket, Target, median
 from bench.procstat import (
     CpuMeter,
     RssSampler,
@@ -66,6 +66,7 @@ from tests.peers.images import (
     build_image,
     build_index,
 )
+from tests.peers.object_stores import SeaweedFS
 from tests.peers.transship import TransshipServer
 
 IMPORT = "import"
@@ -140,7 +141,7 @@ class Management:
         return registry
 
     def start_import(self, registry: str, body: Mapping[str, Any]) -> str:
-        """POST importImage (202); the path of its Azure-AsyncOperation status URL."""
+        """POST importImage (202); the path of its operation status URL."""
         headers = {"Authorization": self.authorization, "Content-Type": "application/json"}
         reply = self.endpoint.request(
             "POST",
@@ -150,8 +151,10 @@ class Management:
         )
         if reply.status != 202:
             raise RegistryHttpError(f"importImage: HTTP {reply.status} {reply.body[:500]!r}")
-        url = urllib.parse.urlsplit(reply.headers["azure-asyncoperation"])
-        return url.path
+        # As ACR's, the answer has no Azure-AsyncOperation header: the body's `id` is the
+        # operation status URL (with Location, the result URL, beside it).
+        status_url = reply.headers.get("azure-asyncoperation") or json.loads(reply.body)["id"]
+        return urllib.parse.urlsplit(status_url).path
 
     def wait(self, status_path: str, timeout: float = IMPORT_TIMEOUT) -> tuple[dict[str, Any], int]:
         """Poll the operation status every POLL_SECONDS until it ends; (status, polls)."""
@@ -263,10 +266,30 @@ def tree_bytes(root: Path) -> tuple[int, int]:
     return files, size
 
 
-def _blob_store(server: TransshipServer | DistributionRegistry) -> Path:
+StoreProbe = Callable[[], tuple[int, int]]
+
+
+def _blob_store(server: TransshipServer | DistributionRegistry) -> StoreProbe:
+    """What reads (files or objects, bytes) of ``server``'s blob store: its directory, or
+    its prefix of the S3 bucket (set up by :func:`fresh_transship` / :func:`fresh_registry`)."""
     if isinstance(server, TransshipServer):
-        return server.data_dir / "blobs"
-    return server.storage_dir / "docker" / "registry" / "v2" / "blobs"
+        url = server.extra_env.get("TRANSSHIP_STORAGE_URL")
+        if url is None:
+            return lambda: tree_bytes(server.data_dir / "blobs")
+        parts = urllib.parse.urlsplit(url)
+        endpoint = urllib.parse.parse_qs(parts.query)["endpoint"][0]
+        env = server.extra_env
+        bucket = S3Bucket(
+            endpoint, parts.netloc, env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+        )
+        prefix = parts.path.strip("/")
+        return lambda: bucket.usage(prefix)
+    s3 = (server.storage or {}).get("s3")
+    if not isinstance(s3, dict):
+        return lambda: tree_bytes(server.storage_dir / "docker" / "registry" / "v2" / "blobs")
+    bucket = S3Bucket(s3["regionendpoint"], s3["bucket"], s3["accesskey"], s3["secretkey"])
+    blobs = f"{str(s3['rootdirectory']).strip('/')}/docker/registry/v2/blobs"
+    return lambda: bucket.usage(blobs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,17 +300,28 @@ def _transship_target(server: TransshipServer) -> Target:
     return Target(TRANSSHIP, server.url, server.host, server.pid)
 
 
+def _s3_prefix(workdir: Path) -> str:
+    """A key prefix as unique as the work dir: its last two path parts (``round0-transship``)."""
+    return f"{workdir.parent.name}-{workdir.name}"
+
+
 @contextlib.contextmanager
-def fresh_transship(workdir: Path, upstream_hosts: Sequence[str]) -> Iterator[TransshipServer]:
+def fresh_transship(
+    workdir: Path, upstream_hosts: Sequence[str], s3: S3Bucket | None = None
+) -> Iterator[TransshipServer]:
     """A Transship with an empty data dir whose imports may reach ``upstream_hosts`` over
-    plain HTTP (``TRANSSHIP_CONFIG`` names a TOML file with ``[upstreams."HOST"]``).
+    plain HTTP (``TRANSSHIP_CONFIG`` names a TOML file with ``[upstreams."HOST"]``); with
+    ``s3``, its blobs go to a prefix of that bucket named after ``workdir`` (storage_url).
 
     The work dir is removed after a clean exit (kept, for its log, when the block raised).
     """
     workdir.mkdir(parents=True)
     config = workdir / "transship.toml"
     config.write_text("".join(f'[upstreams."{h}"]\ninsecure = true\n\n' for h in upstream_hosts))
-    server = TransshipServer(workdir, env={"TRANSSHIP_CONFIG": str(config)}, ready_timeout=60.0)
+    env = {"TRANSSHIP_CONFIG": str(config)}
+    if s3 is not None:
+        env |= s3.transship_env(_s3_prefix(workdir))
+    server = TransshipServer(workdir, env=env, ready_timeout=60.0)
     server.start()
     try:
         yield server
@@ -297,9 +331,15 @@ def fresh_transship(workdir: Path, upstream_hosts: Sequence[str]) -> Iterator[Tr
 
 
 @contextlib.contextmanager
-def fresh_registry(workdir: Path) -> Iterator[DistributionRegistry]:
-    """A docker-registry with an empty store; removed after a clean exit."""
-    registry = DistributionRegistry(workdir)
+def fresh_registry(workdir: Path, s3: S3Bucket | None = None) -> Iterator[DistributionRegistry]:
+    """A docker-registry with an empty store (with ``s3``: its S3 driver, under a prefix of
+    that bucket named after ``workdir``, redirects off); removed after a clean exit."""
+    if s3 is None:
+        registry = DistributionRegistry(workdir)
+    else:
+        registry = DistributionRegistry(
+            workdir, storage=s3.registry_storage(_s3_prefix(workdir)), env=s3.registry_env()
+        )
     registry.start()
     try:
         yield registry
@@ -316,6 +356,7 @@ class Source:
     image: Built
     warmup: BuiltIndex
     skopeo: Skopeo
+    s3: S3Bucket | None = None  # every server's blobs in this bucket (--storage s3)
 
     @property
     def host(self) -> str:
@@ -335,13 +376,14 @@ class Source:
 
 
 @contextlib.contextmanager
-def source_registry(ctx: Context, image: Built) -> Iterator[Source]:
-    """Start the source docker-registry and copy ``image`` and the warm-up image into it
-    from their layouts (``skopeo copy --all --preserve-digests``); the layouts then go."""
+def source_registry(ctx: Context, image: Built, s3: S3Bucket | None = None) -> Iterator[Source]:
+    """Start the source docker-registry (on ``s3`` when given) and copy ``image`` and the
+    warm-up image into it from their layouts (``skopeo copy --all --preserve-digests``); the
+    layouts then go."""
     warmup = _build_index(ctx, "warmup", WARMUP_LAYERS_MIB, f"{ctx.name}-warmup")
     skopeo = Skopeo(ctx.workdir / "skopeo", timeout=IMPORT_TIMEOUT)
-    with fresh_registry(ctx.workdir / "source") as registry:
-        source = Source(registry, image, warmup, skopeo)
+    with fresh_registry(ctx.workdir / "source", s3) as registry:
+        source = Source(registry, image, warmup, skopeo, s3)
         for built, repo in ((image, SOURCE_REPO), (warmup, WARMUP_REPO)):
             skopeo.copy(
                 built.layout.skopeo_ref(TAG),
@@ -368,13 +410,13 @@ class Watch:
 
     cpu: dict[str, int]  # label → process-group id
     rss_pid: int | None = None
-    stores: dict[str, Path] = field(default_factory=dict)  # label → blob store
+    stores: dict[str, StoreProbe] = field(default_factory=dict)  # label → blob store usage
 
 
 @contextlib.contextmanager
 def _measured(watch: Watch, figures: Figures) -> Iterator[None]:
     """Fill ``figures`` with seconds, CPU per group, RSS peak and store growth."""
-    stores0 = {label: tree_bytes(path) for label, path in watch.stores.items()}
+    stores0 = {label: probe() for label, probe in watch.stores.items()}
     with contextlib.ExitStack() as stack:
         meters = {label: stack.enter_context(CpuMeter(pid)) for label, pid in watch.cpu.items()}
         sampler = None
@@ -394,8 +436,8 @@ def _measured(watch: Watch, figures: Figures) -> Iterator[None]:
         figures["vmhwm_mb"] = hwm / MB
         figures["sampled_mb"] = sampler.peak / MB
         figures["peak_mb"] = max(hwm, sampler.peak) / MB
-    for label, path in watch.stores.items():
-        files, size = tree_bytes(path)
+    for label, probe in watch.stores.items():
+        files, size = probe()
         figures[f"{label}_files_added"] = float(files - stores0[label][0])
         figures[f"{label}_bytes_added"] = float(size - stores0[label][1])
 
@@ -409,12 +451,16 @@ def timed_import(
     phase: str,
     *,
     source_pid: int | None = None,
+    store_pid: int | None = None,
     rss: bool = False,
 ) -> Figures:
     """POST importImage and poll until the operation ends: wall seconds (POST → Succeeded
-    seen), Transship CPU (and the source's), the progress counters, blob-store growth."""
+    seen), Transship CPU (and the source's, and the object store's), the progress counters,
+    blob-store growth."""
     figures: Figures = {}
     cpu = {"server": server.pid, **({"source": source_pid} if source_pid else {})}
+    if store_pid is not None:
+        cpu["objstore"] = store_pid
     watch = Watch(cpu, server.pid if rss else None, {"store": _blob_store(server)})
     written0 = io_chars(server.pid)[1]
     with _measured(watch, figures), ctx.profile(_transship_target(server), phase):
@@ -451,6 +497,8 @@ def timed_copy(
     cpu = {"server": dest.pid}
     if source.registry.pid != dest.pid:
         cpu["source"] = source.registry.pid
+    if source.s3 is not None and source.s3.pid is not None:
+        cpu["objstore"] = source.s3.pid
     watch = Watch(cpu, dest.pid if rss else None, {"store": _blob_store(dest)})
     written0 = io_chars(dest.pid)[1]
     children0 = _children_cpu()
@@ -527,11 +575,16 @@ def run_import(ctx: Context, result: BenchResult) -> None:
     if not ctx.quick and size < GiB:
         raise RuntimeError(f"the image is {size} bytes, under 1 GiB")
     samples: dict[str, list[Figures]] = {TRANSSHIP: [], REGISTRY: []}
-    with source_registry(ctx, image) as source:
+    with contextlib.ExitStack() as stack:
+        s3 = None
+        if ctx.storage != "filesystem":
+            s3 = S3Bucket.of(stack.enter_context(SeaweedFS()))
+            ctx.log(f"SeaweedFS at {s3.endpoint}: every registry's blobs in its S3 API")
+        source = stack.enter_context(source_registry(ctx, image, s3))
         ctx.log(f"source docker-registry holds {size / MiB:.0f} MiB; {rounds} rounds T R")
         for index in range(rounds):
             workdir = ctx.workdir / f"round{index}"
-            with fresh_transship(workdir / "transship", [source.host]) as server:
+            with fresh_transship(workdir / "transship", [source.host], s3) as server:
                 mgmt = Management(server)
                 warm_transship(source, server, mgmt)
                 repo = f"imported/run{index}"
@@ -543,6 +596,7 @@ def run_import(ctx: Context, result: BenchResult) -> None:
                     source.import_body(f"{repo}:{TAG}"),
                     "import",
                     source_pid=source.registry.pid,
+                    store_pid=None if s3 is None else s3.pid,
                 )
                 verify_copy(TRANSSHIP, Endpoint.from_url(server.url), repo, TAG, image, blobs=True)
                 _check_stored(TRANSSHIP, got, image)
@@ -550,7 +604,7 @@ def run_import(ctx: Context, result: BenchResult) -> None:
                     raise RuntimeError(f"bytesFetched {got['bytesFetched']:.0f}, image {size}")
             samples[TRANSSHIP].append(got)
             _log_run(ctx, f"round {index + 1}/{rounds} {TRANSSHIP} import", got)
-            with fresh_registry(workdir / "docker-registry") as dest:
+            with fresh_registry(workdir / "docker-registry", s3) as dest:
                 warm_registry(source, dest)
                 repo = f"copied/run{index}"
                 got = timed_copy(source, dest, repo)
@@ -570,6 +624,13 @@ def run_import(ctx: Context, result: BenchResult) -> None:
         "CPU row: T = the Transship server (it pulls and stores); R = skopeo + the target "
         "docker-registry (the pair doing the same work); the source registry serves both alike",
     ]
+    if ctx.storage != "filesystem":
+        result.notes.append(
+            "--storage s3: one SeaweedFS, every registry under a prefix of one bucket: the "
+            "source and target docker-registries through their S3 driver (redirect disabled, "
+            "so blobs stream through them), each fresh Transship through storage_url "
+            "(streaming); store growth = the bytes under the target's prefix"
+        )
 
 
 def _med(rows: list[Figures], key: str) -> float:
@@ -623,6 +684,17 @@ def _import_metrics(
             digits=2,
         )
     )
+    if "objstore_cpu_s" in t[0]:
+        result.add(
+            Metric(
+                "SeaweedFS CPU (serves the source, stores the copy)",
+                "CPU-s",
+                _med(t, "objstore_cpu_s"),
+                _med(r, "objstore_cpu_s"),
+                "lower",
+                digits=2,
+            )
+        )
     _server_side_row(result, t, 2)
 
 

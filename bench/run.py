@@ -40,7 +40,7 @@ from bench import (  # noqa: E402
     push,
     rss,
 )
-from bench.harness import Context, machine_info, scratch_dir  # noqa: E402
+from bench.harness import STORAGES, Context, machine_info, scratch_dir  # noqa: E402
 from bench.profiling import summarize_dir  # noqa: E402
 from bench.report import BenchResult, format_table, write_json  # noqa: E402
 
@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, Runner] = {
     **imports.BENCHMARKS,
     import_latency.NAME: import_latency.run,
     load.NAME: load.run,
+    load.NAME_SPLIT: load.run_split,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent / "results" / "profile"
@@ -77,11 +78,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--storage",
-        choices=("filesystem", "s3"),
+        choices=STORAGES,
         default="filesystem",
         help="where both servers keep blobs: their filesystem, or one SeaweedFS's S3 API "
-        "(Transship streaming through storage_url, docker-registry's S3 driver); push, "
-        "blob_get, manifest_get and rss use it",
+        "(Transship streaming through storage_url, docker-registry's S3 driver); "
+        "s3-redirect: the same, both answering blob GETs with a 307 to a presigned URL; "
+        "push, blob_get, manifest_get, rss and import use it (import: s3 either way)",
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     parser.add_argument(

@@ -134,6 +134,13 @@ class SeaweedFS:
 
     bucket = "transship"
 
+    @property
+    def pid(self) -> int:
+        """The ``weed server`` process (also its process-group id, for CPU meters)."""
+        if self._process is None:
+            raise RuntimeError("SeaweedFS is not running")
+        return self._process.pid
+
     def new_prefix(self, stem: str = "t") -> str:
         """A key prefix no other test of this session uses."""
         return f"{stem}-{os.getpid()}-{next(self._prefixes)}"
