@@ -3,7 +3,7 @@ background loops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
@@ -39,22 +39,7 @@ def create_app(
     )
     app[ops.METRICS] = ops.Metrics.from_settings(settings)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        owned = services is None
-        app[v2.SERVICES] = services if services is not None else await build_services(settings)
-        built = app[v2.SERVICES]
-        loops = process_loops(built, settings, extra_loops)
-        app[ops.LOOPS] = loops
-        loops.start()
-        try:
-            yield
-        finally:
-            # Cancels every loop (no restart) and hands running import jobs back.
-            await loops.stop()
-            if owned:
-                await app[v2.SERVICES].close()
-
-    app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(service_lifecycle(settings, services, extra_loops))
 
     async def release_followers(app: web.Application) -> None:
         # Shutdown waits for the requests in progress: long polls must answer now, not at
@@ -66,6 +51,32 @@ def create_app(
     app[DOCUMENTED_ROUTES] = ROUTES
     register(app, ROUTES)
     return app
+
+
+def service_lifecycle(
+    settings: Settings,
+    services: Services | None = None,
+    extra_loops: Mapping[str, Loop] | None = None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A process's cleanup context: on startup the services (built from `settings` unless
+    given; then their owner closes them) and its supervised loops (`process_loops`), on
+    cleanup the loops stop (running import jobs go back to the queue at once) and the
+    services built here close. Startup raises what `build_services` raises."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        built = services if services is not None else await build_services(settings)
+        app[v2.SERVICES] = built
+        loops = process_loops(built, settings, extra_loops)
+        app[ops.LOOPS] = loops
+        loops.start()
+        try:
+            yield
+        finally:
+            await loops.stop()
+            if services is None:
+                await built.close()
+
+    return lifecycle
 
 
 def process_loops(

@@ -5,14 +5,13 @@ is given a health port)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 
-from transship.api import ops, v2
-from transship.api.app import process_loops
+from transship.api import ops
+from transship.api.app import service_lifecycle
 from transship.api.errors import error_middleware
-from transship.api.services import build_services
 from transship.config import Settings
 from transship.worker.supervisor import Loop
 
@@ -28,19 +27,7 @@ def create_worker_app(
     settings = settings.model_copy(update={"background_work": True})
     app = web.Application(middlewares=[error_middleware])
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        services = await build_services(settings)
-        app[v2.SERVICES] = services
-        loops = process_loops(services, settings, extra_loops)
-        app[ops.LOOPS] = loops
-        loops.start()
-        try:
-            yield
-        finally:
-            await loops.stop()
-            await services.close()
-
-    app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(service_lifecycle(settings, extra_loops=extra_loops))
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     return app
