@@ -44,7 +44,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, Self, TypeVar
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -169,43 +169,44 @@ def _unavailable(exc: PeerUnavailable) -> NoReturn:
 # -- databases -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster for the whole session."""
+class _Startable(Protocol):
+    def start(self) -> Self: ...
+
+    def stop(self) -> None: ...
+
+
+PeerT = TypeVar("PeerT", bound=_Startable)
+
+
+def _running(peer: PeerT) -> Iterator[PeerT]:
+    """Start `peer` for a fixture (skipping, or failing under TRANSSHIP_REQUIRE_PEERS, when
+    it cannot run here) and stop it at the fixture's end."""
     try:
-        cluster = PostgresCluster().start()
+        started = peer.start()
     except PeerUnavailable as exc:
         _unavailable(exc)
     try:
-        yield cluster
+        yield started
     finally:
-        cluster.stop()
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for the whole session."""
+    yield from _running(PostgresCluster())
 
 
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A SeaweedFS server with its S3 gateway, once per session (per xdist worker)."""
-    try:
-        server = SeaweedFS().start()
-    except PeerUnavailable as exc:
-        _unavailable(exc)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(SeaweedFS())
 
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     """An Azurite blob service, once per session (per xdist worker)."""
-    try:
-        server = Azurite().start()
-    except PeerUnavailable as exc:
-        _unavailable(exc)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(Azurite())
 
 
 @pytest.fixture(scope="session")
