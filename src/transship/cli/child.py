@@ -13,7 +13,6 @@ import click
 from transship.cli.processes import ChildSpec
 from transship.cli.server import run_worker, serve_child
 from transship.cli.server_commands import configure_logging, server_ssl_context
-from transship.config import Settings
 from transship.metadata.db import DatabaseUrlError
 
 
@@ -25,7 +24,7 @@ def main() -> int:
     except (ValueError, KeyError) as exc:
         print(f"transship child: no usable spec on stdin ({exc})", file=sys.stderr)
         return 2
-    settings = Settings(**spec.settings)
+    settings = spec.settings
     configure_logging(settings.log_level, processes=True)
     sockets = [socket.socket(fileno=fd) for fd in spec.fds]
     try:

@@ -28,7 +28,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from transship.config import Settings
 from transship.worker.supervisor import Beat, Loop
@@ -48,16 +48,18 @@ class ChildExited(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
-    """What a child runs: `kind`, with `settings` (as JSON values), serving the inherited
-    listening sockets `fds` (HTTP children; none for workers)."""
+    """What a child runs: `kind`, with `settings`, serving the inherited listening sockets
+    `fds` (HTTP children; none for workers). It travels as one JSON line on the child's
+    stdin (the settings as their JSON values)."""
 
     kind: ChildKind
-    settings: dict[str, Any]
+    settings: Settings
     fds: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
+        settings = self.settings.model_dump(mode="json")
         return (
-            json.dumps({"kind": self.kind, "settings": self.settings, "fds": list(self.fds)}) + "\n"
+            json.dumps({"kind": self.kind, "settings": settings, "fds": list(self.fds)}) + "\n"
         ).encode()
 
     @classmethod
@@ -67,15 +69,13 @@ class ChildSpec:
         kind = data.get("kind")
         if kind not in ("serve", "worker"):
             raise ValueError(f"unknown child kind {kind!r}")
-        return cls(kind, dict(data["settings"]), tuple(int(fd) for fd in data["fds"]))
+        return cls(kind, Settings(**data["settings"]), tuple(int(fd) for fd in data["fds"]))
 
 
-def child_settings(settings: Settings) -> dict[str, Any]:
+def child_settings(settings: Settings) -> Settings:
     """The settings a child runs with: the master's, as it resolved them (flags, environment
     and file alike), without the background work and without children of its own."""
-    return settings.model_copy(update={"background_work": False, "http_workers": 1}).model_dump(
-        mode="json"
-    )
+    return settings.model_copy(update={"background_work": False, "http_workers": 1})
 
 
 def bind_listeners(hosts: Sequence[str], port: int, backlog: int = 1024) -> list[socket.socket]:

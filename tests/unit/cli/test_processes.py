@@ -27,7 +27,7 @@ def test_a_child_gets_the_master_s_resolved_settings_without_background_work(
     spec = ChildSpec("serve", child_settings(master), (7, 9))
     decoded = ChildSpec.decode(spec.encode())
     assert decoded == spec
-    child = Settings(**decoded.settings)
+    child = decoded.settings
     assert child.background_work is False and child.http_workers == 1
     assert child.model_copy(update={"background_work": True, "http_workers": 4}) == master
 
