@@ -112,8 +112,10 @@ class Supervisor:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        stop_grace_seconds: float = 30.0,
     ) -> None:
         self._backoff = backoff or Backoff()
+        self._stop_grace = stop_grace_seconds
         self._clock = clock
         self._sleep = sleep
         self._entries: dict[str, _Entry] = {}
@@ -146,11 +148,26 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Cancel every loop and wait for each to end, then run the stop hooks. A hook's
-        failure is logged; the others still run."""
-        tasks = [entry.task for entry in self._entries.values() if entry.task is not None]
-        for task in tasks:
+        failure is logged; the others still run. A loop still running `stop_grace_seconds`
+        after its cancellation is logged by name and left behind: a stuck loop must not
+        hold up the process's shutdown (nor the hooks that hand import jobs back)."""
+        running = {
+            entry.task: entry.name for entry in self._entries.values() if entry.task is not None
+        }
+        for task in running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if running:
+            ended, stuck = await asyncio.wait(running, timeout=self._stop_grace)
+            for task in ended:
+                if not task.cancelled():
+                    task.exception()  # retrieved (a loop's failures are logged as they happen)
+            for task in stuck:
+                log.error(
+                    "background loop %s did not end within %.0f s of its cancellation; "
+                    "stopping without it",
+                    running[task],
+                    self._stop_grace,
+                )
         for hook in self._on_stop:
             try:
                 await hook()

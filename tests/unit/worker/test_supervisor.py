@@ -166,6 +166,42 @@ async def test_stop_cancels_cleanly_without_restart_or_error_log(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+async def test_a_loop_stuck_past_its_cancellation_does_not_hold_up_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    supervisor = Supervisor(stop_grace_seconds=0.2)
+    started, unstick = asyncio.Event(), asyncio.Event()
+
+    async def stuck(beat: Beat) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # Cleanup that does not end (a driver call that never answers).
+            await asyncio.shield(unstick.wait())
+
+    async def prompt(beat: Beat) -> None:
+        await asyncio.Event().wait()
+
+    hook_ran: list[bool] = []
+
+    async def hook() -> None:
+        hook_ran.append(True)
+
+    supervisor.add("change-feed", stuck)
+    supervisor.add("imports", prompt)
+    supervisor.on_stop(hook)
+    supervisor.start()
+    await asyncio.wait_for(started.wait(), 10)
+    with caplog.at_level(logging.ERROR):
+        await asyncio.wait_for(supervisor.stop(), 10)
+    assert hook_ran == [True]  # the hand-back of import jobs still happens
+    stuck_logs = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(stuck_logs) == 1 and "change-feed" in stuck_logs[0], stuck_logs
+    unstick.set()  # let the stuck task end before the test's loop closes
+    await asyncio.sleep(0.05)
+
+
 async def test_stop_during_a_backoff_does_not_restart() -> None:
     time = FakeTime()
     time.gate.clear()
