@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Marks a connection, in its `info`, as running a `Database.write()` transaction: only its
+# statements are worth a task each to survive a cancellation (see finish_then_cancel); the
+# reads of the pull path are not slowed by it.
+WRITING = "transship.writing"
+
 
 async def finish_then_cancel(
     operation: Awaitable[T], undo: Callable[[T], Awaitable[object]] | None = None
@@ -170,6 +175,7 @@ class Database:
         conn = await finish_then_cancel(self._writer.connect(), undo=AsyncConnection.close)
         try:
             transaction = await finish_then_cancel(conn.begin())
+            conn.info[WRITING] = True
             try:
                 yield conn
             except BaseException:
@@ -177,6 +183,9 @@ class Database:
                 raise
             await finish_then_cancel(transaction.commit())
         finally:
+            # The info dict outlives the checkout (it is the pooled connection's), and on
+            # PostgreSQL reads share the pool.
+            conn.info.pop(WRITING, None)
             await finish_then_cancel(conn.close())
 
     @asynccontextmanager

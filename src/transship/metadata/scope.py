@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.changes import ChangeHub, Topic, notify_statement
-from transship.metadata.db import finish_then_cancel
+from transship.metadata.db import WRITING, finish_then_cancel
 
 # Rows converted per turn of the event loop when a scan is streamed (`_scan`): ~0.5 ms of
 # row and column-type processing, where a 20,000-row list built at once held the loop ~20 ms.
@@ -100,7 +100,7 @@ class QueryScope:
         """Run a statement on either kind of connection (Result rows are typed Any).
         Raises Conflict when it violates a unique or foreign key."""
         try:
-            if isinstance(self.conn, AsyncConnection):
+            if isinstance(self.conn, AsyncConnection) and self.conn.info.get(WRITING):
                 return await finish_then_cancel(self.conn.execute(statement, parameters))
             return await self.conn.execute(statement, parameters)
         except IntegrityError as exc:
@@ -111,7 +111,8 @@ class QueryScope:
         database a slice at a time, letting other callbacks run between slices: the rows
         arrive and are converted on the loop's thread, so a list built in one go would hold
         the loop for as long as it takes to convert them all."""
-        result = await finish_then_cancel(self.conn.stream(statement))
+        streaming = self.conn.stream(statement)
+        result = await (finish_then_cancel(streaming) if self.conn.info.get(WRITING) else streaming)
         async for partition in result.partitions(SCAN_SLICE):
             for row in partition:
                 yield row
