@@ -3,6 +3,7 @@ address directly, upstream images, the recording HTTP proxy and a spare docker-r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,7 +15,15 @@ from typing import Any
 import pytest
 
 from tests.peers.distribution import DistributionRegistry
-from tests.peers.images import BuiltIndex, OciLayout, build_index, push_layout_http
+from tests.peers.fault_proxy import FaultMode, FaultProxy
+from tests.peers.images import (
+    BuiltImage,
+    BuiltIndex,
+    OciLayout,
+    build_image,
+    build_index,
+    push_layout_http,
+)
 from tests.peers.procs import PeerUnavailable
 from tests.support.app import RunningRegistry, make_settings, running_registry
 from tests.support.imports import Fetched, Management, fetch
@@ -116,6 +125,56 @@ async def upstream_proxy() -> AsyncIterator[ProxyFactory]:
     finally:
         for proxy in reversed(proxies):
             await proxy.close()
+
+
+# The slow upstream's image: small blobs first (committed early), then large ones (in flight
+# when an import is interrupted).
+SLOW_SMALL = (400_000, 400_000)
+SLOW_LARGE = (2_000_000, 2_000_000)
+
+
+@dataclass(frozen=True)
+class SlowUpstream:
+    """An image in docker-registry as `team/app:v1`, reached at `tcp.host` through a 1 MB/s
+    (per connection) fault proxy in front of a `recorder` of every upstream request."""
+
+    image: BuiltImage
+    sizes: dict[str, int]  # blob digest → size
+    recorder: UpstreamProxy
+    tcp: FaultProxy
+
+
+SlowUpstreamFactory = Callable[[str], Awaitable[SlowUpstream]]
+
+
+@pytest.fixture
+def slow_upstream(
+    tmp_path: Path,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+    fault_proxy_factory: Callable[[str, int], FaultProxy],
+) -> SlowUpstreamFactory:
+    """`await slow_upstream(seed)` → the image built from `seed`, pushed, behind its proxies
+    (stopped by their own fixtures)."""
+
+    async def make(seed: str) -> SlowUpstream:
+        image = await asyncio.to_thread(
+            build_image,
+            OciLayout(tmp_path / "layout"),
+            seed=seed,
+            layer_sizes=SLOW_SMALL + SLOW_LARGE,
+        )
+        await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/app", "v1")
+        sizes = {
+            image.config.digest: image.config.size,
+            **{layer.digest: layer.descriptor.size for layer in image.layers},
+        }
+        recorder = await upstream_proxy(distribution_anon.url)
+        tcp = fault_proxy_factory("127.0.0.1", recorder.port)
+        tcp.set_mode(FaultMode.bandwidth(1_000_000))
+        return SlowUpstream(image, sizes, recorder, tcp)
+
+    return make
 
 
 @pytest.fixture

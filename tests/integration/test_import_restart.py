@@ -11,10 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.conftest import TARGET, ProxyFactory
-from tests.peers.distribution import DistributionRegistry
-from tests.peers.fault_proxy import FaultMode, FaultProxy
-from tests.peers.images import OciLayout, build_image, push_layout_http, sha256_digest
+from tests.integration.conftest import SLOW_SMALL, TARGET, SlowUpstreamFactory
+from tests.peers.images import sha256_digest
 from tests.peers.procs import wait_until
 from tests.peers.transship import TransshipServer
 from tests.support.imports import (
@@ -28,8 +26,6 @@ from tests.support.imports import (
 pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 2
-SMALL = (400_000, 400_000)
-LARGE = (2_000_000, 2_000_000)
 # What may cross the proxy after the restart besides the missing blobs: manifests and
 # headers, and chunks the proxy still pushed towards the dead process. Less than one small
 # layer, so fetching any committed blob again shows.
@@ -58,24 +54,13 @@ async def test_import_resumes_after_a_restart(
     crash: bool,
     tmp_path: Path,
     database_url: str | None,
-    distribution_anon: DistributionRegistry,
-    upstream_proxy: ProxyFactory,
-    fault_proxy_factory: Callable[[str, int], FaultProxy],
+    slow_upstream: SlowUpstreamFactory,
     transship_factory: Callable[..., TransshipServer],
     http: aiohttp.ClientSession,
 ) -> None:
-    image = await asyncio.to_thread(
-        build_image, OciLayout(tmp_path / "layout"), seed="restart", layer_sizes=SMALL + LARGE
-    )
-    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/app", "v1")
-    sizes = {
-        image.config.digest: image.config.size,
-        **{layer.digest: layer.descriptor.size for layer in image.layers},
-    }
     # Transship → FaultProxy (1 MB/s per connection) → recording proxy → docker-registry
-    recorder = await upstream_proxy(distribution_anon.url)
-    tcp = fault_proxy_factory("127.0.0.1", recorder.port)
-    tcp.set_mode(FaultMode.bandwidth(1_000_000))
+    upstream = await slow_upstream("restart")
+    image, sizes, recorder, tcp = upstream.image, upstream.sizes, upstream.recorder, upstream.tcp
     config = config_toml(tmp_path / "transship.toml", tcp.host)
     server = await asyncio.to_thread(
         transship_factory, database_url=database_url, env={"TRANSSHIP_CONFIG": str(config)}
@@ -94,7 +79,7 @@ async def test_import_resumes_after_a_restart(
     running = await admin.wait_for(
         operation,
         lambda s: (
-            s["properties"]["progress"]["blobsDone"] >= 1 + len(SMALL)
+            s["properties"]["progress"]["blobsDone"] >= 1 + len(SLOW_SMALL)
             and s["status"] == "InProgress"
         ),
         timeout=30,
@@ -105,7 +90,7 @@ async def test_import_resumes_after_a_restart(
         < running["properties"]["progress"]["blobsTotal"]
     ), running
     committed = {d for d in sizes if has_blob_file(server.data_dir, d)}
-    assert set(image.blob_digests[: 1 + len(SMALL)]) <= committed, (
+    assert set(image.blob_digests[: 1 + len(SLOW_SMALL)]) <= committed, (
         "the config and the small layers are not committed"
     )
     seen_before = len(recorder.seen)
@@ -124,7 +109,7 @@ async def test_import_resumes_after_a_restart(
 
     again = [s.path for s in recorder.seen[seen_before:] if any(d in s.path for d in committed)]
     assert again == [], f"committed blobs were fetched again after the restart: {again}"
-    assert min(SMALL) > OVERHEAD
+    assert min(SLOW_SMALL) > OVERHEAD
     missing = sum(size for digest, size in sizes.items() if digest not in committed)
     assert tcp.stats.bytes_down <= missing + OVERHEAD, (tcp.stats, missing)
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.conftest import TARGET, ProxyFactory
+from tests.integration.conftest import SLOW_SMALL, TARGET, SlowUpstreamFactory
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import OciLayout, build_image, push_layout_http, sha256_digest
@@ -32,8 +32,6 @@ from tests.support.imports import (
 pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 2
-SMALL = (400_000, 400_000)
-LARGE = (2_000_000, 2_000_000)
 # What may cross the proxy after the kill besides the missing blobs: manifests, headers and
 # chunks the proxy still pushed towards the dead worker. Less than one small layer, so
 # fetching any committed blob again shows.
@@ -89,25 +87,14 @@ def loop_names(body: dict[str, Any]) -> set[str]:
 async def test_a_killed_worker_s_import_is_finished_by_another(
     tmp_path: Path,
     database_url: str | None,
-    distribution_anon: DistributionRegistry,
-    upstream_proxy: ProxyFactory,
-    fault_proxy_factory: Callable[[str, int], FaultProxy],
+    slow_upstream: SlowUpstreamFactory,
     transship_factory: Callable[..., TransshipServer],
     worker_factory: Callable[..., TransshipWorker],
     http: aiohttp.ClientSession,
 ) -> None:
-    image = await asyncio.to_thread(
-        build_image, OciLayout(tmp_path / "layout"), seed="workers", layer_sizes=SMALL + LARGE
-    )
-    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/app", "v1")
-    sizes = {
-        image.config.digest: image.config.size,
-        **{layer.digest: layer.descriptor.size for layer in image.layers},
-    }
     # Workers → FaultProxy (1 MB/s per connection) → recording proxy → docker-registry
-    recorder = await upstream_proxy(distribution_anon.url)
-    tcp = fault_proxy_factory("127.0.0.1", recorder.port)
-    tcp.set_mode(FaultMode.bandwidth(1_000_000))
+    upstream = await slow_upstream("workers")
+    image, sizes, recorder, tcp = upstream.image, upstream.sizes, upstream.recorder, upstream.tcp
     env = {"TRANSSHIP_CONFIG": str(config_toml(tmp_path / "transship.toml", tcp.host))}
     server = await asyncio.to_thread(
         transship_factory,
@@ -136,7 +123,7 @@ async def test_a_killed_worker_s_import_is_finished_by_another(
     running = await admin.wait_for(
         operation,
         lambda s: (
-            s["properties"]["progress"]["blobsDone"] >= 1 + len(SMALL)
+            s["properties"]["progress"]["blobsDone"] >= 1 + len(SLOW_SMALL)
             and s["status"] == "InProgress"
         ),
         timeout=30,
@@ -154,7 +141,7 @@ async def test_a_killed_worker_s_import_is_finished_by_another(
     assert worker["backgroundWork"] is True
     assert {"imports", "import-heartbeats", "webhooks"} <= loop_names(worker)
     committed = {d for d in sizes if has_blob_file(server.data_dir, d)}
-    assert set(image.blob_digests[: 1 + len(SMALL)]) <= committed
+    assert set(image.blob_digests[: 1 + len(SLOW_SMALL)]) <= committed
     seen_before = len(recorder.seen)
 
     await asyncio.to_thread(first.kill9)
