@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 from typing import Self
@@ -55,6 +56,21 @@ def _put(url: str, headers: dict[str, str] | None = None) -> int | None:
         return exc.code
     except OSError:
         return None
+
+
+def _start_until_ready(
+    process: ManagedProcess, ready: Callable[[], bool], name: str, timeout: float
+) -> None:
+    """Start `process` and poll `ready` until it holds. Raises RuntimeError, with the
+    process's log, when it exits or is not ready within `timeout` seconds."""
+    process.start()
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if not process.running:
+            raise RuntimeError(f"{name} exited:\n{process.log_text()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not ready:\n{process.log_text()}")
+        time.sleep(0.3)
 
 
 def find_weed() -> str:
@@ -119,14 +135,13 @@ class SeaweedFS:
         )
         (self.root / "data").mkdir()
         try:
-            self._process.start()
-            deadline = time.monotonic() + self.start_timeout
-            while _put(f"{self.endpoint}/{self.bucket}") != 200:
-                if not self._process.running:
-                    raise RuntimeError(f"weed exited:\n{self._process.log_text()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"weed not ready:\n{self._process.log_text()}")
-                time.sleep(0.3)
+            # Creating the bucket is the readiness probe: it refuses, then answers 500, at first.
+            _start_until_ready(
+                self._process,
+                lambda: _put(f"{self.endpoint}/{self.bucket}") == 200,
+                "weed",
+                self.start_timeout,
+            )
         except BaseException:
             self.stop()
             raise
@@ -213,14 +228,12 @@ class Azurite:
             env=peer_env(),
         )
         try:
-            self._process.start()
-            deadline = time.monotonic() + self.start_timeout
-            while self._create_container("transship-ready") not in (201, 409):
-                if not self._process.running:
-                    raise RuntimeError(f"azurite exited:\n{self._process.log_text()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"azurite not ready:\n{self._process.log_text()}")
-                time.sleep(0.3)
+            _start_until_ready(
+                self._process,
+                lambda: self._create_container("transship-ready") in (201, 409),
+                "azurite",
+                self.start_timeout,
+            )
         except BaseException:
             self.stop()
             raise
