@@ -935,8 +935,13 @@ def run_rss(ctx: Context, result: BenchResult) -> None:
         tag=TAG,
     )
     size = sum(_blob_sizes(image).values())
-    with source_registry(ctx, image) as source:
-        with fresh_transship(ctx.workdir / "transship", [source.host]) as server:
+    with contextlib.ExitStack() as stack:
+        s3 = None
+        if ctx.storage != "filesystem":
+            s3 = S3Bucket.of(stack.enter_context(SeaweedFS()))
+            ctx.log(f"SeaweedFS at {s3.endpoint}: every registry's blobs in its S3 API")
+        source = stack.enter_context(source_registry(ctx, image, s3))
+        with fresh_transship(ctx.workdir / "transship", [source.host], s3) as server:
             started_mb = (rss_bytes(server.pid) or 0) / MB
             mgmt = Management(server)
             warm_transship(source, server, mgmt)
@@ -955,7 +960,7 @@ def run_rss(ctx: Context, result: BenchResult) -> None:
             )
             _check_stored(TRANSSHIP, t, image)
         _log_run(ctx, f"{TRANSSHIP} import", t)
-        with fresh_registry(ctx.workdir / "docker-registry") as dest:
+        with fresh_registry(ctx.workdir / "docker-registry", s3) as dest:
             warm_registry(source, dest)
             r = timed_copy(source, dest, "big/image", rss=True)
             verify_copy(REGISTRY, registry_endpoint(dest), "big/image", TAG, image)

@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.conftest import SLOW_SMALL, TARGET, SlowUpstreamFactory
 from tests.peers.distribution import DistributionRegistry
@@ -28,6 +30,8 @@ from tests.support.imports import (
     fetch,
     has_blob_file,
 )
+from transship.metadata.db import async_url
+from transship.metadata.schema import import_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -212,22 +216,31 @@ async def test_import_limits_hold_across_workers(
         for n in range(2)
     ]
 
+    # Counted in the database, in one statement: reading each registry's operations in turn
+    # would add up jobs that never ran at the same moment.
+    engine = create_async_engine(
+        async_url(database_url or f"sqlite:///{server.data_dir / 'metadata.db'}")
+    )
+    running_now = (
+        select(import_jobs.c.registry_id, func.count())
+        .where(import_jobs.c.state == "running")
+        .group_by(import_jobs.c.registry_id)
+    )
     most_at_once, most_in_one = 0, 0
-    while True:
-        running: dict[str, int] = {}
-        ended = 0
-        for registry in registries:
-            for status in await admin.operations(registry):
-                state = status["properties"]["state"]
-                if state == "running":
-                    running[registry] = running.get(registry, 0) + 1
-                elif state in ("succeeded", "failed", "canceled"):
-                    ended += 1
-        most_at_once = max(most_at_once, sum(running.values()))
-        most_in_one = max(most_in_one, *running.values(), 0)
-        if ended == len(operations):
-            break
-        await asyncio.sleep(0.1)
+    try:
+        while True:
+            async with engine.connect() as connection:
+                running = {r: n for r, n in await connection.execute(running_now)}
+            most_at_once = max(most_at_once, sum(running.values()))
+            most_in_one = max(most_in_one, *running.values(), 0)
+            statuses = [s for r in registries for s in await admin.operations(r)]
+            if all(
+                s["properties"]["state"] in ("succeeded", "failed", "canceled") for s in statuses
+            ):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
     assert most_in_one == 1, most_in_one
     assert most_at_once == 2, most_at_once
     for operation in operations:

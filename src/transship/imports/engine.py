@@ -194,7 +194,7 @@ class ImportEngine:
     ) -> None:
         fetch = _Fetch()
         self._fetching[key] = fetch
-        staged = self._sink.staged_blob(job_id, blob.digest, blob.size)
+        staged = self._sink.pending_blob(job_id, blob.digest, blob.size)
         progress.active.add(staged)
         try:
             await source.fetch_blob(blob.digest, blob.size, staged)

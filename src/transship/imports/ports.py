@@ -121,7 +121,7 @@ class ImageSink(Protocol):
         False when it is gone again."""
         ...
 
-    def staged_blob(self, job_id: str, digest: Digest, size: int) -> PendingBlob:
+    def pending_blob(self, job_id: str, digest: Digest, size: int) -> PendingBlob:
         """A writer for one blob the import fetches."""
         ...
 

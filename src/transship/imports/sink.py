@@ -15,44 +15,30 @@ from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.webhooks import EventDraft, webhook_queries
 from transship.oci.digest import CountingHasher, Digest
 from transship.registry import locks
-from transship.registry.blob_commit import commit_staged_blob
+from transship.registry.blob_commit import commit_blob, commit_staged_blob
 from transship.registry.manifests import store_manifest
-from transship.storage.base import BlobStore
+from transship.storage.base import BlobStore, DirectBlobWrites
 
 
-class StagedBlob:
-    """A PendingBlob in a staging area of the blob store; `commit` verifies size and
-    digest, then records the blob pinned to the job (visible to no repository until the
-    import commits)."""
+class _ReceivedBlob:
+    """What both kinds of PendingBlob share: the running hash and byte count of what was
+    received, checked against the expected digest and size."""
 
-    def __init__(
-        self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int
-    ) -> None:
+    def __init__(self, meta: MetadataStore, job_id: str, digest: Digest, size: int) -> None:
         self._meta = meta
-        self._store = store
         self._job_id = job_id
         self.digest = digest
         self.size = size
-        self._staging = uuid.uuid4().hex
         self._counter = CountingHasher(digest.algorithm)
-        self._created = False
 
     @property
     def offset(self) -> int:
         return self._counter.count
 
-    async def append(self, chunks: AsyncIterator[bytes]) -> None:
-        if not self._created:
-            await self._store.create_staging(self._staging)
-            self._created = True
-        await self._store.append_staging(self._staging, chunks, self._counter)
-
-    async def reset(self) -> None:
-        if self._created:
-            await self._store.truncate_staging(self._staging, 0)
+    def _restart_count(self) -> None:
         self._counter = CountingHasher(self.digest.algorithm)
 
-    async def commit(self) -> None:
+    def _verify(self) -> None:
         """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob."""
         if self.offset != self.size:
             raise ImportFailure(
@@ -70,22 +56,78 @@ class StagedBlob:
                 step=Step.COPY,
                 obj=str(self.digest),
             )
+
+    async def _pin(self, q: Transaction) -> None:
+        await q.jobs.pin_blob(self._job_id, self.digest)
+
+
+class StagedBlob(_ReceivedBlob):
+    """A PendingBlob in a staging area of the blob store; `commit` verifies size and
+    digest, then records the blob pinned to the job (visible to no repository until the
+    import commits)."""
+
+    def __init__(
+        self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int
+    ) -> None:
+        super().__init__(meta, job_id, digest, size)
+        self._store = store
+        self._staging = uuid.uuid4().hex
+        self._created = False
+
+    async def append(self, chunks: AsyncIterator[bytes]) -> None:
+        if not self._created:
+            await self._store.create_staging(self._staging)
+            self._created = True
+        await self._store.append_staging(self._staging, chunks, self._counter)
+
+    async def reset(self) -> None:
+        if self._created:
+            await self._store.truncate_staging(self._staging, 0)
+        self._restart_count()
+
+    async def commit(self) -> None:
+        """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob."""
+        self._verify()
         if not self._created:  # an empty blob
             await self._store.create_staging(self._staging)
             self._created = True
-        job_id, digest = self._job_id, self.digest
-
-        async def pin(q: Transaction) -> None:
-            await q.jobs.pin_blob(job_id, digest)
-
         await commit_staged_blob(
-            self._meta, self._store, self._staging, self.digest, self.size, pin
+            self._meta, self._store, self._staging, self.digest, self.size, self._pin
         )
 
     async def discard(self) -> None:
         if self._created:
             await self._store.delete_staging(self._staging)
             self._created = False
+
+
+class DirectBlob(_ReceivedBlob):
+    """A PendingBlob written straight to its place in a store that can
+    (`DirectBlobWrites`: one multipart upload on an object store), completed only once
+    `commit` has verified size and digest, in the transaction that pins it to the job."""
+
+    def __init__(
+        self, meta: MetadataStore, store: DirectBlobWrites, job_id: str, digest: Digest, size: int
+    ) -> None:
+        super().__init__(meta, job_id, digest, size)
+        self._write = store.open_blob_write(digest)
+
+    async def append(self, chunks: AsyncIterator[bytes]) -> None:
+        await self._write.append(chunks, self._counter)
+
+    async def reset(self) -> None:
+        await self._write.abort()
+        self._restart_count()
+
+    async def commit(self) -> None:
+        """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob (the write
+        is then aborted by `discard`), or StorageError."""
+        self._verify()
+        await commit_blob(self._meta, self.digest, self.size, self._pin, self._write.complete)
+
+    async def discard(self) -> None:
+        # After `complete` there is nothing left to abort: a no-op.
+        await self._write.abort()
 
 
 class RegistrySink:
@@ -136,7 +178,11 @@ class RegistrySink:
                 return False
             return await q.jobs.pin_blob(job_id, digest)
 
-    def staged_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob:
+    def pending_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob | DirectBlob:
+        """Where a fetched blob goes: straight to its place when the store can write it
+        there before it is verified (an object store), else a staging area."""
+        if isinstance(self._store, DirectBlobWrites):
+            return DirectBlob(self._meta, self._store, job_id, digest, size)
         return StagedBlob(self._meta, self._store, job_id, digest, size)
 
     async def commit(

@@ -1,5 +1,5 @@
-"""The one way verified staged bytes become a blob of the service (pushed uploads and
-imported blobs alike)."""
+"""The one way verified bytes become a blob of the service (pushed uploads and imported
+blobs alike)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,41 @@ Hold = Callable[[Transaction], Awaitable[object]]
 """What keeps a new blob referenced, run in the commit's transaction: a link into a
 repository (a push), a pin to a job (an import)."""
 
+Place = Callable[[], Awaitable[None]]
+"""What makes the verified bytes visible in the blob store as the blob."""
+
+
+async def commit_blob(
+    meta: MetadataStore, digest: Digest, size: int, hold: Hold, place: Place
+) -> None:
+    """Record blob `digest` (`size` bytes, already verified), held by `hold`, and `place`
+    its bytes, in one transaction.
+
+    The blob row is written (on PostgreSQL, locked) and `hold` runs before the bytes are
+    placed, so garbage collection never sees the stored blob without a row, nor the row
+    without a holder; a crash or an error at any point leaves either nothing visible or
+    the blob complete and held.
+
+    Raises whatever `hold` or `place` raises; the transaction then rolls back.
+    """
+    async with meta.writing() as q:
+        await q.record_blob(digest, size)
+        await hold(q)
+        await place()
+
 
 async def commit_staged_blob(
     meta: MetadataStore, store: BlobStore, staging_id: str, digest: Digest, size: int, hold: Hold
 ) -> None:
-    """Place the staged bytes of `staging_id` — already verified to be `size` bytes with
-    digest `digest` — as that blob, held by `hold`, in one transaction.
+    """`commit_blob` for bytes in the staging area `staging_id`: they are made durable
+    first, outside the transaction, then moved into place in it. The staging area stays:
+    the caller drops it after this returns.
 
-    The staged bytes are made durable first, outside the transaction. Then the blob row is
-    written (on PostgreSQL, locked) and `hold` runs before the bytes move into place, so
-    garbage collection never sees the file without a row, nor the row without a holder;
-    a crash or an error at any point leaves either nothing visible or the blob complete
-    and held. The staging area stays: the caller drops it after this returns.
-
-    Raises StagingUnknown when the staging area is gone, and whatever `hold` raises; the
-    transaction then rolls back.
+    Raises StagingUnknown when the staging area is gone, and whatever `hold` raises.
     """
     await store.sync_staging(staging_id)
-    async with meta.writing() as q:
-        await q.record_blob(digest, size)
-        await hold(q)
+
+    async def place() -> None:
         await store.commit_staging(staging_id, digest)
+
+    await commit_blob(meta, digest, size, hold, place)

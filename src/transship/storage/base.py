@@ -110,6 +110,41 @@ class RedirectableBlobs(Protocol):
         secret: never log it. Raises StorageError when the store fails."""
 
 
+class BlobWrite(Protocol):
+    """One blob being written straight to its final place (see `DirectBlobWrites`).
+
+    After any method raises `StorageError` the write is unusable: `abort` it.
+    """
+
+    async def append(self, chunks: AsyncIterator[bytes], sink: ChunkSink) -> int:
+        """Append chunks, passing each to `sink` once it is held by the write. Returns the
+        number of bytes appended; when `chunks` raises, what was read before is kept and
+        the error is raised. Raises StorageError when the store fails."""
+
+    async def complete(self) -> None:
+        """Make the bytes appended so far visible as the blob (atomically: readers see no
+        blob or the whole one). The caller has verified them. Raises StorageError."""
+
+    async def abort(self) -> None:
+        """Drop everything appended, leaving nothing behind in the store; idempotent. The
+        write may be appended to again afterwards, from zero."""
+
+
+@runtime_checkable
+class DirectBlobWrites(Protocol):
+    """An optional capability, apart from `BlobStore`: a driver that can write a blob whose
+    digest is known in advance (an import) straight to its final place, with no staging
+    area to copy from afterwards — on an object store, one multipart upload that completes
+    only when the caller says so.
+
+    Checked with `isinstance` where imported blobs are written; a store without it (the
+    filesystem, whose commit is a rename) is written through its staging areas.
+    """
+
+    def open_blob_write(self, digest: Digest) -> BlobWrite:
+        """A write of blob `digest`; nothing is visible until `BlobWrite.complete`."""
+
+
 class ChunkSink(Protocol):
     """Receives each chunk as it is written (an incremental hasher, a size check…)."""
 

@@ -23,17 +23,26 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
-from transship.storage.base import ChunkSink, StagingUnknown
+from transship.storage.base import BlobWrite, ChunkSink, StagingUnknown, StorageError
 from transship.storage.objects import ObjectDriver
 
 # Bytes buffered before an append writes a part: the memory one append holds at most. Parts
 # are plain PUTs, so they may be small (an OCI chunked upload may send 1-byte chunks); the
 # commit streams them into one multipart upload, which is where S3's 5 MiB minimum applies.
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
+
+# A direct blob write hands the upload its bytes in pieces of this size, each hashed in a
+# thread first; with `_DIRECT_QUEUE` pieces waiting, that bounds what one write holds in
+# Python (the multipart upload buffers its own parts on top).
+_DIRECT_PIECE_BYTES = 1024 * 1024
+_DIRECT_QUEUE = 2
+# How long an abort waits for the store to drop its multipart upload before giving up on
+# it (the bucket's lifecycle rule then removes the parts).
+_ABORT_SECONDS = 30.0
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _PART = re.compile(r"([0-9a-f]{16})-([0-9a-f]{32})")
@@ -66,8 +75,85 @@ class _Area:
         self.size = position
 
 
+class _Aborted(Exception):
+    """Fed to a direct write's upload so the store drops its multipart upload."""
+
+
+class _DirectBlobWrite:
+    """`BlobWrite`: one blob streamed into a single upload at its final key, completed
+    only on `complete` (an object store shows a multipart upload's object only when it
+    completes).
+
+    The upload runs as a task reading a bounded queue; `append` fills the queue, `complete`
+    ends it, `abort` ends it with an error so the driver aborts the multipart upload
+    rather than leave its parts behind (cancelling the task would leave them).
+    """
+
+    def __init__(self, driver: ObjectDriver, key: str) -> None:
+        self._driver = driver
+        self._key = key
+        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_DIRECT_QUEUE)
+        self._upload: asyncio.Future[None] | None = None
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        while (item := await self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def _send(self, item: bytes | None) -> None:
+        """Queue `item` for the upload (None: the end). Raises StorageError when the
+        upload has failed."""
+        if self._upload is None:
+            self._upload = asyncio.ensure_future(self._driver.put(self._key, self._body()))
+        sending = asyncio.ensure_future(self._queue.put(item))
+        await asyncio.wait({sending, self._upload}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            sending.cancel()
+            self._upload.result()  # its StorageError
+            raise StorageError(f"object store upload of {self._key!r} ended early")
+
+    async def append(self, chunks: AsyncIterator[bytes], sink: ChunkSink) -> int:
+        total = 0
+
+        async def store(piece: bytes) -> None:
+            nonlocal total
+            # Hashed in a thread (hashlib lets go of the GIL), while the next piece is read.
+            await asyncio.to_thread(sink.update, piece)
+            await self._send(piece)
+            total += len(piece)
+
+        await _store_in_parts(chunks, _DIRECT_PIECE_BYTES, store)
+        return total
+
+    async def complete(self) -> None:
+        if self._upload is None:
+            await self._driver.put(self._key, b"")  # nothing appended: the empty blob
+            return
+        await self._send(None)
+        upload, self._upload = self._upload, None
+        await upload
+
+    async def abort(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is None:
+            return
+        if not upload.done():
+            # No append runs now, so the queue only drains: room for the error is certain.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(_Aborted(self._key))
+            done, _ = await asyncio.wait({upload}, timeout=_ABORT_SECONDS)
+            if not done:
+                upload.cancel()
+                await asyncio.wait({upload})
+        if not upload.cancelled():
+            upload.exception()  # the abort's own error, or a failure already raised
+        self._queue = asyncio.Queue(_DIRECT_QUEUE)
+
+
 class ObjectBlobStore:
-    """A `BlobStore` (and `RedirectableBlobs`) on an object store.
+    """A `BlobStore` (and `RedirectableBlobs`, `DirectBlobWrites`) on an object store.
 
     `part_bytes` bounds the memory an append holds. Raises `StorageError` (from the driver)
     when the object store fails.
@@ -178,6 +264,13 @@ class ObjectBlobStore:
             self._blob_key(digest), timedelta(seconds=expires_seconds)
         )
 
+    def open_blob_write(self, digest: Digest) -> BlobWrite:
+        """`DirectBlobWrites`: the blob goes straight to its key as one multipart upload
+        (a single write of each byte, where staging writes it twice: parts, then the
+        commit's upload). A process killed mid-write leaves an incomplete multipart upload,
+        which the bucket's lifecycle rule removes (docs/deployment.md)."""
+        return _DirectBlobWrite(self._driver, self._blob_key(digest))
+
     # -- staging -----------------------------------------------------------------------------
     async def create_staging(self, upload_id: str) -> None:
         marker = self._area_prefix(upload_id) + _MARKER
@@ -211,70 +304,18 @@ class ObjectBlobStore:
         area = await self._require_area(upload_id)
         next_offset = area.size
         total = 0
-        batch: list[bytes] = []
-        batch_bytes = 0
-        # One part is stored (and then hashed) while the next is read from the socket, so
-        # the network to the store and the client's upload overlap; at most two parts are
-        # in memory per append.
-        in_flight: asyncio.Future[None] | None = None
-        store_failed = False
 
-        async def store(key: str, part: bytes) -> None:
-            nonlocal total, store_failed
-            try:
-                await self._driver.put(key, part)
-            except BaseException:
-                store_failed = True
-                raise
+        async def store(part: bytes) -> None:
+            nonlocal next_offset, total
+            key = self._part_key(upload_id, next_offset)
+            next_offset += len(part)
+            await self._driver.put(key, part)
             # Hashed once stored (so the sink never sees bytes the staging area lacks), in
             # a thread (hashing 8 MiB takes tens of ms).
             await asyncio.to_thread(sink.update, part)
             total += len(part)
 
-        async def settle() -> None:
-            nonlocal in_flight
-            if in_flight is not None:
-                # Shielded: a cancelled request still waits for its part in the finally
-                # below, rather than leaving a PUT and a hash running behind it.
-                await asyncio.shield(in_flight)
-                in_flight = None
-
-        async def launch() -> None:
-            nonlocal in_flight, batch, batch_bytes, next_offset
-            part = b"".join(batch)
-            batch, batch_bytes = [], 0  # one copy of the part alive, not two
-            await settle()  # parts are stored, and reach the sink, in order
-            key = self._part_key(upload_id, next_offset)
-            next_offset += len(part)
-            in_flight = asyncio.ensure_future(store(key, part))
-
-        try:
-            try:
-                async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    batch.append(chunk)
-                    batch_bytes += len(chunk)
-                    if batch_bytes >= self._part_bytes:
-                        await launch()
-            except Exception:
-                # The client went away mid-body: keep what arrived, as a file would, so the
-                # upload can resume from there (unless the store itself failed: nothing may
-                # follow a missing part).
-                if not store_failed:
-                    with contextlib.suppress(Exception):
-                        if batch_bytes:
-                            await launch()
-                        await settle()
-                raise
-            if batch_bytes:
-                await launch()
-            await settle()
-        finally:
-            if in_flight is not None:
-                await asyncio.wait({in_flight})
-                if not in_flight.cancelled():
-                    in_flight.exception()  # raised above, or superseded by what is raised
+        await _store_in_parts(chunks, self._part_bytes, store)
         return total
 
     async def sync_staging(self, upload_id: str) -> None:
@@ -316,3 +357,70 @@ class ObjectBlobStore:
             if name == _MARKER and _UPLOAD_ID.fullmatch(upload_id):
                 found.append(upload_id)
         return found
+
+
+async def _store_in_parts(
+    chunks: AsyncIterator[bytes], part_bytes: int, store: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Gather `chunks` into parts of at least `part_bytes` (the last may be shorter) and
+    hand each to `store`, in order, one at a time, while the next part is read: the
+    client's (or upstream's) bytes and the store's requests overlap, and at most two parts
+    are in memory.
+
+    When `chunks` raises (a client gone mid-body), what was read is still stored, as a
+    file would keep it, so the transfer can resume from there — unless storing itself
+    failed (nothing may follow a missing part); the error is then raised. Raises what
+    `store` raises.
+    """
+    batch: list[bytes] = []
+    batch_bytes = 0
+    in_flight: asyncio.Future[None] | None = None
+    store_failed = False
+
+    async def guarded(part: bytes) -> None:
+        nonlocal store_failed
+        try:
+            await store(part)
+        except BaseException:
+            store_failed = True
+            raise
+
+    async def settle() -> None:
+        nonlocal in_flight
+        if in_flight is not None:
+            # Shielded: a cancelled transfer still waits for its part in the finally
+            # below, rather than leaving a request and a hash running behind it.
+            await asyncio.shield(in_flight)
+            in_flight = None
+
+    async def launch() -> None:
+        nonlocal in_flight, batch, batch_bytes
+        part = b"".join(batch)
+        batch, batch_bytes = [], 0  # one copy of the part alive, not two
+        await settle()  # parts are stored, and reach the sink, in order
+        in_flight = asyncio.ensure_future(guarded(part))
+
+    try:
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                batch.append(chunk)
+                batch_bytes += len(chunk)
+                if batch_bytes >= part_bytes:
+                    await launch()
+        except Exception:
+            if not store_failed:
+                with contextlib.suppress(Exception):
+                    if batch_bytes:
+                        await launch()
+                    await settle()
+            raise
+        if batch_bytes:
+            await launch()
+        await settle()
+    finally:
+        if in_flight is not None:
+            await asyncio.wait({in_flight})
+            if not in_flight.cancelled():
+                in_flight.exception()  # raised above, or superseded by what is raised

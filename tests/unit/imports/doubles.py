@@ -216,7 +216,7 @@ class MemorySink:
         self.pins.setdefault(job_id, set()).add(str(digest))
         return True
 
-    def staged_blob(self, job_id: str, digest: Digest, size: int) -> MemoryPendingBlob:
+    def pending_blob(self, job_id: str, digest: Digest, size: int) -> MemoryPendingBlob:
         return MemoryPendingBlob(self, job_id, digest, size)
 
     async def commit(

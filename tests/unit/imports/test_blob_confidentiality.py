@@ -254,7 +254,7 @@ async def test_a_resumed_job_links_what_it_already_fetched(service: Service) -> 
     source = service.source("upstream")
     source.listing(sha(PRIVATE), len(PRIVATE), "v1")
     job_id = await service.job(service.mine.id)
-    staged = RegistrySink(service.meta, service.store).staged_blob(
+    staged = RegistrySink(service.meta, service.store).pending_blob(
         job_id, Digest.parse(sha(PRIVATE)), len(PRIVATE)
     )
 

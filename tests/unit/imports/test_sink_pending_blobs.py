@@ -1,0 +1,107 @@
+"""`RegistrySink.pending_blob`: on an object store a blob is written straight to its key and
+appears only once verified and pinned; on the filesystem it is staged. Either way a size or
+digest mismatch leaves no blob, no row and no pin."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from obstore.store import MemoryStore
+
+from transship.imports.errors import ImportFailure
+from transship.imports.sink import DirectBlob, RegistrySink, StagedBlob
+from transship.metadata.db import Database
+from transship.metadata.queries import MetadataStore
+from transship.oci.digest import Digest
+from transship.storage.base import BlobStore
+from transship.storage.filesystem import FilesystemBlobStore
+from transship.storage.object_store import ObjectBlobStore
+from transship.storage.objects import ObstoreDriver
+
+DATA = b"layer bytes " * 100_000
+DIGEST = Digest.of(DATA)
+
+
+async def chunks(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+    for offset in range(0, len(data), size):
+        yield data[offset : offset + size]
+
+
+@pytest.fixture(params=["object", "filesystem"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "object":
+        return ObjectBlobStore(ObstoreDriver(MemoryStore(), can_sign=False))
+    return FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False)
+
+
+@pytest.fixture
+async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
+    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
+    await db.migrate()
+    try:
+        yield MetadataStore(db)
+    finally:
+        await db.close()
+
+
+async def new_job(meta: MetadataStore) -> str:
+    job_id = uuid.uuid4().hex
+    async with meta.writing() as q:
+        registry = await q.ensure_default_registry("mine")
+        await q.jobs.create_job(job_id, registry.id, "{}", None)
+    return job_id
+
+
+async def test_the_store_decides_how_a_blob_is_written(
+    meta: MetadataStore, store: BlobStore
+) -> None:
+    job_id = await new_job(meta)
+    pending = RegistrySink(meta, store).pending_blob(job_id, DIGEST, len(DATA))
+    expected = DirectBlob if isinstance(store, ObjectBlobStore) else StagedBlob
+    assert type(pending) is expected
+    await pending.append(chunks(DATA[:300_000]))
+    await pending.append(chunks(DATA[300_000:]))  # a resumed fetch
+    assert pending.offset == len(DATA)
+    assert await store.size(DIGEST) is None  # nothing visible before the commit
+    await pending.commit()
+    await pending.discard()  # after a commit: nothing to drop
+    assert await store.size(DIGEST) == len(DATA)
+    async with meta.reading() as q:
+        assert await q.blob_size(DIGEST) == len(DATA)
+    assert b"".join([c async for c in store.read(DIGEST)]) == DATA
+
+
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [(DATA[:-1], "SIZE_INVALID"), (DATA[:-1] + b"!", "DIGEST_INVALID")],
+    ids=["short", "corrupt"],
+)
+async def test_a_mismatch_leaves_nothing(
+    meta: MetadataStore, store: BlobStore, sent: bytes, code: str
+) -> None:
+    job_id = await new_job(meta)
+    pending = RegistrySink(meta, store).pending_blob(job_id, DIGEST, len(DATA))
+    await pending.append(chunks(sent))
+    with pytest.raises(ImportFailure) as caught:
+        await pending.commit()
+    assert caught.value.code == code and caught.value.obj == str(DIGEST)
+    await pending.discard()
+    assert await store.size(DIGEST) is None
+    assert [d async for d, _ in store.iter_blobs()] == []
+    async with meta.reading() as q:
+        assert await q.blob_size(DIGEST) is None
+
+
+async def test_a_reset_starts_the_blob_again(meta: MetadataStore, store: BlobStore) -> None:
+    """An upstream that ignored a Range request: what was received is dropped."""
+    job_id = await new_job(meta)
+    pending = RegistrySink(meta, store).pending_blob(job_id, DIGEST, len(DATA))
+    await pending.append(chunks(b"a first attempt that went wrong"))
+    await pending.reset()
+    assert pending.offset == 0
+    await pending.append(chunks(DATA))
+    await pending.commit()
+    assert b"".join([c async for c in store.read(DIGEST)]) == DATA
