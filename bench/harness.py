@@ -146,13 +146,11 @@ class S3Bucket:
 
         store = S3Store(
             self.bucket,
-            config={
-                "endpoint": self.endpoint,
-                "virtual_hosted_style_request": "false",
-                "region": "us-east-1",
-                "access_key_id": self.access_key,
-                "secret_access_key": self.secret_key,
-            },
+            endpoint=self.endpoint,
+            virtual_hosted_style_request=False,
+            region="us-east-1",
+            access_key_id=self.access_key,
+            secret_access_key=self.secret_key,
             client_options={"allow_http": True},
         )
         objects = size = 0

@@ -566,6 +566,16 @@ def _image_details(image: Built, layers_mib: Sequence[int] | None = None) -> dic
 # import
 
 
+def _bucket_for(ctx: Context, stack: contextlib.ExitStack) -> S3Bucket | None:
+    """With ``--storage s3``: one SeaweedFS (stopped with ``stack``) whose bucket holds
+    every registry's blobs, each under a prefix of its own; else None (the filesystem)."""
+    if ctx.storage == "filesystem":
+        return None
+    s3 = S3Bucket.of(stack.enter_context(SeaweedFS()))
+    ctx.log(f"SeaweedFS at {s3.endpoint}: every registry's blobs in its S3 API")
+    return s3
+
+
 def run_import(ctx: Context, result: BenchResult) -> None:
     layers = QUICK_LAYERS_MIB if ctx.quick else FULL_LAYERS_MIB
     rounds = 2 if ctx.quick else 3
@@ -576,10 +586,7 @@ def run_import(ctx: Context, result: BenchResult) -> None:
         raise RuntimeError(f"the image is {size} bytes, under 1 GiB")
     samples: dict[str, list[Figures]] = {TRANSSHIP: [], REGISTRY: []}
     with contextlib.ExitStack() as stack:
-        s3 = None
-        if ctx.storage != "filesystem":
-            s3 = S3Bucket.of(stack.enter_context(SeaweedFS()))
-            ctx.log(f"SeaweedFS at {s3.endpoint}: every registry's blobs in its S3 API")
+        s3 = _bucket_for(ctx, stack)
         source = stack.enter_context(source_registry(ctx, image, s3))
         ctx.log(f"source docker-registry holds {size / MiB:.0f} MiB; {rounds} rounds T R")
         for index in range(rounds):
@@ -936,10 +943,7 @@ def run_rss(ctx: Context, result: BenchResult) -> None:
     )
     size = sum(_blob_sizes(image).values())
     with contextlib.ExitStack() as stack:
-        s3 = None
-        if ctx.storage != "filesystem":
-            s3 = S3Bucket.of(stack.enter_context(SeaweedFS()))
-            ctx.log(f"SeaweedFS at {s3.endpoint}: every registry's blobs in its S3 API")
+        s3 = _bucket_for(ctx, stack)
         source = stack.enter_context(source_registry(ctx, image, s3))
         with fresh_transship(ctx.workdir / "transship", [source.host], s3) as server:
             started_mb = (rss_bytes(server.pid) or 0) / MB
