@@ -6,10 +6,12 @@ index (~2 MB: 3 manifests, 3 configs, 7 layers) is pushed to Transship, and 10 o
 (10 pulls, one import), at the same moment 100 aiohttp tasks (one connection each) pull the
 index — the index by tag, each child manifest by digest, every blob, one request after the
 other, every byte checked — and 10 imports into distinct targets are submitted and their
-status polled every 0.1 s; each puller pulls at least ROUNDS times and goes on until every
-import has ended. Reported: pull latency p50/p99 per whole pull and per request, each
-import's wall time (POST to the poll that sees it ended) p50/p99, errors (must be 0), pull
-throughput and the server's CPU. Afterwards every import target must serve its source image.
+status followed through the long poll (`transship import`'s way: the answer comes when the
+operation changes, so its end is seen at once); each puller pulls at least ROUNDS times and
+goes on until every import has ended. Reported: pull latency p50/p99 per whole pull and per
+request, each import's wall time (POST to the answer that shows it ended) p50/p99, errors
+(must be 0), pull throughput and the server's CPU. Afterwards every import target must
+serve its source image.
 
 For scale, two unmeasured-by-the-scenario phases run first on the same server: the same
 pulls with no import running, and 10 other imports (same sizes) with no pull running.
@@ -232,7 +234,7 @@ def _fill(result: BenchResult, phases: Phases, rounds: int) -> None:
         f"imports ended (at {report.imports_ended_at:.1f} s); the client shares the 2 cores"
     )
     result.notes.append(
-        "import wall = POST importImage to the status poll (every 0.1 s) that sees it end; "
+        "import wall = POST importImage to the long-poll answer that shows its end; "
         "it includes queueing (import_workers=4 run at once); p99 of 10 = max"
     )
     if phases.worker_cpu is not None:

@@ -52,7 +52,10 @@ PULL_LAYERS = (100_000, 400_000)
 PULL_SHARED_LAYER = 500_000
 IMPORT_LAYERS = (50_000, 150_000)
 IMPORT_SHARED_LAYER = 100_000
-STATUS_POLL_SECONDS = 0.1
+# Imports are followed as `transship import` follows them: the long poll answers when the
+# operation changes (its end at once), with one request per change instead of a poll's
+# steady stream through the server the pullers load.
+FOLLOW_WAIT_SECONDS = 5.0
 TEST_ROUNDS = 30
 
 
@@ -229,13 +232,14 @@ async def run_load(
             operation = await admin.start_import(TARGET_REGISTRY, spec.body())
             if operation.status != 202:
                 raise LoadError(f"importImage {spec.target}: {operation.status} {operation.body}")
+            seen = None
             while True:
-                status = await admin.status(operation)
+                seen = await admin.follow(operation, seen, FOLLOW_WAIT_SECONDS)
+                status = seen[0]
                 if status["status"] != "InProgress":
                     break
                 if time.monotonic() > deadline:
                     raise LoadError(f"import {spec.target} still running: {status}")
-                await asyncio.sleep(STATUS_POLL_SECONDS)
         except (aiohttp.ClientError, TimeoutError, AssertionError, LoadError) as exc:
             report.errors.append(f"import {spec.target}: {exc!r}")
             return

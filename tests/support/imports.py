@@ -125,12 +125,13 @@ class Management:
         *,
         raw: bytes | None = None,
         authorization: str | None = "admin",
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, Any, Mapping[str, str]]:
         """One management request. `authorization`: "admin" (the default) sends the admin
         credential, None sends none, any other string is sent as the header."""
         separator = "&" if "?" in path else "?"
         url = path if path.startswith("http") else self.url + path
-        headers: dict[str, str] = {}
+        headers = dict(headers or {})
         if authorization == "admin":
             headers["Authorization"] = self.authorization
         elif isinstance(authorization, str):
@@ -170,6 +171,26 @@ class Management:
         status, body, _ = await self.call("GET", operation.async_operation.split("?")[0])
         assert status == 200, body
         return dict(body)
+
+    async def follow(
+        self, operation: Operation, seen: tuple[dict[str, Any], str] | None, wait_seconds: float
+    ) -> tuple[dict[str, Any], str]:
+        """The operation's status through the long poll (`GET /transship/v1/subscriptions/
+        {sub}/importOperations/{id}`): at once without `seen`, else as soon as it differs
+        from `seen` (the status and ETag of the last answer), or `seen` itself after
+        `wait_seconds` without a change. Returns the status and its ETag."""
+        assert operation.async_operation is not None, operation
+        op_id = operation.async_operation.split("?")[0].rsplit("/", 1)[-1]
+        path = f"/transship/v1/subscriptions/{self.subscription_id}/importOperations/{op_id}"
+        headers: dict[str, str] = {}
+        if seen is not None:
+            path += f"?waitSeconds={wait_seconds:g}"
+            headers["If-None-Match"] = seen[1]
+        status, body, answer = await self.call("GET", path, headers=headers)
+        if status == 304 and seen is not None:
+            return seen
+        assert status == 200, body
+        return dict(body), answer["ETag"]
 
     async def result(self, operation: Operation) -> tuple[int, Any]:
         """GET the operation's Location (operationResults) once."""

@@ -110,8 +110,9 @@ class ImportService:
         self.settings = settings
         self._owner = uuid.uuid4().hex  # this process, as lease holder
         self.signals = signals if signals is not None else JobSignals()
-        # A job queued, or a slot freed, by any process wakes this one's claiming loop.
-        meta.changes.subscribe(Topic.IMPORTS, self.wake)
+        # A job queued, or a slot freed, by any process wakes this one's claiming loop, and
+        # a job ended by another process (a worker) answers its followers here at once.
+        meta.changes.subscribe(Topic.IMPORTS, self._imports_changed)
 
     # -- requests ----------------------------------------------------------------------------
     async def submit(
@@ -182,6 +183,10 @@ class ImportService:
                 await watch.wait(min(remaining, self.settings.follow_poll_seconds))
 
     # -- the worker's steps -----------------------------------------------------------------
+    def _imports_changed(self) -> None:
+        self.wake()
+        self.signals.some_job_changed()
+
     def wake(self) -> None:
         """Tell the claiming loop there may be work (a job was queued, a slot freed)."""
         self.signals.work_available()

@@ -85,6 +85,13 @@ class JobSignals:
         for job_id in job_ids:
             self.job_changed(job_id)
 
+    def some_job_changed(self) -> None:
+        """Another process queued or ended a job (the change feed does not say which):
+        wake every follower to read its job again, one keyed read each."""
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.fire()
+
     @contextlib.contextmanager
     def watch(self, job_id: str) -> Iterator[ChangeWatch]:
         """A ChangeWatch on `job_id` for the block; it fires at once when the signals are
@@ -105,9 +112,7 @@ class JobSignals:
     def close(self) -> None:
         """Shutdown: wake every follower now and never make one wait again."""
         self._closed = True
-        for watches in self._watches.values():
-            for watch in watches:
-                watch.fire()
+        self.some_job_changed()
 
     @property
     def followers(self) -> int:
