@@ -91,6 +91,16 @@ _database_url = click.option(
     ),
 )
 
+_storage_url = click.option(
+    "--storage-url",
+    metavar="URL",
+    help=(
+        "Where blobs and upload staging live: s3://bucket/prefix?endpoint=…&region=…, "
+        "azure://account/container/prefix or file:///path (default: the data directory). "
+        "Credentials come from AWS_* / AZURE_STORAGE_* variables, never the URL."
+    ),
+)
+
 
 @click.command()
 @click.option(
@@ -102,6 +112,7 @@ _database_url = click.option(
 @click.option("--port", type=int, help="Port to listen on (default: 5000).")
 @_data_dir
 @_database_url
+@_storage_url
 @click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -153,6 +164,7 @@ def serve(
     port: int | None,
     data_dir: Path | None,
     database_url: str | None,
+    storage_url: str | None,
     log_level: str | None,
     tls: bool | None,
     tls_cert: Path | None,
@@ -168,6 +180,7 @@ def serve(
         port=port,
         data_dir=data_dir,
         database_url=database_url,
+        storage_url=storage_url,
         log_level=log_level.upper() if log_level else None,
         tls=tls or None,
         tls_certificate=tls_cert,
@@ -251,6 +264,7 @@ def _is_address(host: str) -> bool:
 @click.command()
 @_data_dir
 @_database_url
+@_storage_url
 @click.option("--dry-run", is_flag=True, help="Report what would be removed; remove nothing.")
 @click.option(
     "--grace-seconds", type=int, help="Never remove content younger than this (default: 3600)."
@@ -261,6 +275,7 @@ def _is_address(host: str) -> bool:
 def gc(
     data_dir: Path | None,
     database_url: str | None,
+    storage_url: str | None,
     dry_run: bool,
     grace_seconds: int | None,
     output: str,
@@ -270,6 +285,7 @@ def gc(
     settings = _settings(
         data_dir=data_dir,
         database_url=database_url,
+        storage_url=storage_url,
         gc_grace_seconds=grace_seconds,
         log_level="WARNING",
     )
@@ -298,15 +314,22 @@ def gc(
 @click.command()
 @_data_dir
 @_database_url
+@_storage_url
 @click.option("--verify-digests", is_flag=True, help="Also re-hash every blob (reads all bytes).")
 @click.option(
     "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def check(
-    data_dir: Path | None, database_url: str | None, verify_digests: bool, output: str
+    data_dir: Path | None,
+    database_url: str | None,
+    storage_url: str | None,
+    verify_digests: bool,
+    output: str,
 ) -> None:
     """Verify tags, manifests, blobs, uploads and import jobs are consistent; exit 1 on problems."""
-    settings = _settings(data_dir=data_dir, database_url=database_url, log_level="WARNING")
+    settings = _settings(
+        data_dir=data_dir, database_url=database_url, storage_url=storage_url, log_level="WARNING"
+    )
     _logging(settings.log_level)
     report = _offline(
         settings, lambda services: services.checker.run(verify_digests=verify_digests)
@@ -401,6 +424,7 @@ def rotate_keys(data_dir: Path | None, database_url: str | None) -> None:
 @click.command()
 @_data_dir
 @_database_url
+@_storage_url
 @click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -429,6 +453,7 @@ def rotate_keys(data_dir: Path | None, database_url: str | None) -> None:
 def worker(
     data_dir: Path | None,
     database_url: str | None,
+    storage_url: str | None,
     log_level: str | None,
     processes: int,
     health_port: int | None,
@@ -448,6 +473,7 @@ def worker(
     settings = _settings(
         data_dir=data_dir,
         database_url=database_url,
+        storage_url=storage_url,
         log_level=log_level.upper() if log_level else None,
     )
     refuse_unworkable_settings(settings)
