@@ -6,15 +6,15 @@
 - `azure://account/container/prefix?endpoint=…`: an Azure Blob storage container.
 
 Credentials never appear in the URL: each ecosystem's usual environment variables are read
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, else the AWS_PROFILE section
-of ~/.aws/credentials…; AZURE_STORAGE_ACCOUNT_KEY,
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, else the AWS_PROFILE's
+static keys or credential_process in ~/.aws/credentials or ~/.aws/config, see
+`aws_profiles`…; AZURE_STORAGE_ACCOUNT_KEY,
 AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING…). Errors name the setting and
 the offending part, never a credential.
 """
 
 from __future__ import annotations
 
-import configparser
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from obstore.store import AzureStore, S3Store
 
+from transship.storage.aws_profiles import ProfileError, credential_process, static_keys
 from transship.storage.base import StorageError
 from transship.storage.object_store import ObjectBlobStore
 from transship.storage.objects import ObstoreDriver
@@ -183,34 +184,6 @@ async def probe_object_store(store: ObjectBlobStore, location: StorageLocation) 
         raise StorageConnectError(f"{SETTING}: cannot reach {location.describe()}: {exc}") from None
 
 
-def aws_profile_keys(environ: Mapping[str, str]) -> dict[str, str]:
-    """Static keys of the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
-    `~/.aws/credentials`), section `AWS_PROFILE` (else `default`); empty when the file or
-    section is absent. Raises StorageConnectError when the file cannot be parsed (the
-    message names the file, not its content)."""
-    default = Path(environ.get("HOME") or Path.home()) / ".aws" / "credentials"
-    path = Path(environ.get("AWS_SHARED_CREDENTIALS_FILE") or default)
-    profile = environ.get("AWS_PROFILE") or "default"
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        if not parser.read(path):
-            return {}
-    except (configparser.Error, UnicodeDecodeError):
-        raise StorageConnectError(f"{SETTING}: cannot parse {path}") from None
-    if not parser.has_section(profile):
-        return {}
-    section = parser[profile]
-    return {
-        key: section[name]
-        for key, name in (
-            ("access_key_id", "aws_access_key_id"),
-            ("secret_access_key", "aws_secret_access_key"),
-            ("session_token", "aws_session_token"),
-        )
-        if section.get(name)
-    }
-
-
 def _s3_store(location: StorageLocation, environ: Mapping[str, str]) -> S3Store:
     config: dict[str, str] = {}
     for key, name in (
@@ -220,9 +193,15 @@ def _s3_store(location: StorageLocation, environ: Mapping[str, str]) -> S3Store:
     ):
         if environ.get(name):
             config[key] = environ[name]
+    provider = None
     if "access_key_id" not in config:
-        # The environment wins; then the shared credentials file, as the AWS CLI does.
-        config.update(aws_profile_keys(environ))
+        # The environment wins; then the shared files, as the AWS CLI reads them.
+        try:
+            config.update(static_keys(environ))
+            if "access_key_id" not in config:
+                provider = credential_process(environ)
+        except ProfileError as exc:
+            raise StorageConnectError(f"{SETTING}: {exc}") from None
     region = location.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     config["region"] = region or "us-east-1"
     client: dict[str, str | bool] = {}
@@ -236,6 +215,7 @@ def _s3_store(location: StorageLocation, environ: Mapping[str, str]) -> S3Store:
         prefix=location.prefix or None,
         config=config,  # type: ignore[arg-type]
         client_options=client,  # type: ignore[arg-type]
+        credential_provider=provider,
     )
 
 

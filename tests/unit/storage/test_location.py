@@ -10,10 +10,8 @@ from pydantic import ValidationError
 
 from transship.config import Settings
 from transship.storage.location import (
-    StorageConnectError,
     StorageLocation,
     StorageUrlError,
-    aws_profile_keys,
     parse_storage_url,
 )
 
@@ -87,28 +85,3 @@ def test_settings_default_to_the_filesystem(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, storage_url="s3://b-1/p").storage_location == (
         StorageLocation("s3", bucket="b-1", prefix="p")
     )
-
-
-def test_aws_profile_keys_come_from_the_shared_credentials_file(tmp_path: Path) -> None:
-    credentials = tmp_path / "credentials"
-    credentials.write_text(
-        "[default]\naws_access_key_id = DEFAULTID\naws_secret_access_key = defaultsecret\n"
-        "[ci]\naws_access_key_id = CIID\naws_secret_access_key = cisecret\n"
-        "aws_session_token = citoken\n"
-    )
-    environ = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials)}
-    assert aws_profile_keys(environ) == {
-        "access_key_id": "DEFAULTID",
-        "secret_access_key": "defaultsecret",
-    }
-    assert aws_profile_keys({**environ, "AWS_PROFILE": "ci"}) == {
-        "access_key_id": "CIID",
-        "secret_access_key": "cisecret",
-        "session_token": "citoken",
-    }
-    assert aws_profile_keys({**environ, "AWS_PROFILE": "absent"}) == {}
-    assert aws_profile_keys({"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}) == {}
-    credentials.write_text("not an ini file = [\n")
-    with pytest.raises(StorageConnectError, match="cannot parse") as caught:
-        aws_profile_keys(environ)
-    assert "ini" not in str(caught.value).split("cannot parse")[1].replace(str(credentials), "")
