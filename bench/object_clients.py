@@ -1,13 +1,16 @@
-"""Which S3 client for the object-store driver: obstore against aiobotocore, by measurement.
+"""Which object-store client for the driver, by measurement: obstore against aiobotocore
+(S3, on SeaweedFS) and against azure-storage-blob (Azure Blob, on Azurite).
 
-    python bench/object_clients.py [--mib 256] [--runs 3]
+    python bench/object_clients.py [--service s3|azure] [--mib 256] [--runs 3]
 
-Starts SeaweedFS (tests/peers/object_stores.py) on free loopback ports and, with each
-client importable in this Python (obstore is a dependency; aiobotocore is not, install it
-into a scratch venv to compare), PUTs MIB of bytes as a streamed multipart upload (8 MiB
-parts, 4 in flight) and GETs them back as a stream. Prints the median wall time as MiB/s
-and this process's CPU seconds per step. SeaweedFS shares the cores, so the absolute
-figures are a floor; the CPU column is what the registry process pays.
+Starts the service (tests/peers/object_stores.py) on free loopback ports and, with each
+client importable in this Python (obstore is a dependency; aiobotocore and
+azure-storage-blob are not: `pip install --target DIR aiobotocore azure-storage-blob` and
+run with `PYTHONPATH=DIR` to compare), PUTs MIB of bytes as a streamed upload (S3: a
+multipart upload of 8 MiB parts, 4 in flight; Azure: 8 MiB blocks, 4 in flight, then the
+block list) and GETs them back as a stream. Prints the median wall time as MiB/s and this
+process's CPU seconds per step. The service shares the cores, so the absolute figures are
+a floor; the CPU column is what the registry process pays.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.peers.object_stores import SeaweedFS
+from tests.peers.object_stores import Azurite, SeaweedFS
 
 PART = 8 << 20
 CHUNK = 1 << 20
@@ -126,21 +130,88 @@ async def aiobotocore_put_get(weed: SeaweedFS, key: str, mib: int, block: bytes)
     return {"put": put, "get": get}
 
 
+async def obstore_azure_put_get(azurite: Azurite, key: str, mib: int, block: bytes) -> Steps:
+    import obstore
+    from obstore.store import AzureStore
+
+    store = AzureStore(
+        azurite.new_container("obstore"),
+        account_name="devstoreaccount1",
+        account_key=azurite.environ["AZURE_STORAGE_ACCOUNT_KEY"],
+        endpoint=azurite.endpoint,
+        client_options={"allow_http": True},
+    )
+
+    async def put() -> None:
+        await obstore.put_async(store, key, _chunks(block, mib), chunk_size=PART, max_concurrency=4)
+
+    async def get() -> None:
+        result = await obstore.get_async(store, key)
+        async for _ in result.stream(min_chunk_size=CHUNK):
+            pass
+
+    return {"put": put, "get": get}
+
+
+async def azure_blob_put_get(azurite: Azurite, key: str, mib: int, block: bytes) -> Steps:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    container = azurite.new_container("sdk")
+    connection = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={azurite.environ['AZURE_STORAGE_ACCOUNT_KEY']};"
+        f"BlobEndpoint={azurite.endpoint};"
+    )
+
+    def client():  # type: ignore[no-untyped-def]
+        return BlobServiceClient.from_connection_string(
+            connection, max_block_size=PART, max_single_put_size=PART
+        )
+
+    async def put() -> None:
+        async with client() as service:
+            blob = service.get_blob_client(container, key)
+            await blob.upload_blob(_chunks(block, mib), overwrite=True, max_concurrency=4)
+
+    async def get() -> None:
+        async with client() as service:
+            blob = service.get_blob_client(container, key)
+            stream = await blob.download_blob()
+            async for _ in stream.chunks():
+                pass
+
+    return {"put": put, "get": get}
+
+
 Steps = dict[str, Callable[[], Awaitable[None]]]
-CLIENTS: dict[str, tuple[str, Callable[[SeaweedFS, str, int, bytes], Awaitable[Steps]]]] = {
-    "obstore": ("obstore", obstore_put_get),
-    "aiobotocore": ("aiobotocore", aiobotocore_put_get),
+Maker = Callable[[Any, str, int, bytes], Awaitable[Steps]]
+CLIENTS: dict[str, dict[str, tuple[str, Maker]]] = {
+    "s3": {
+        "obstore": ("obstore", obstore_put_get),
+        "aiobotocore": ("aiobotocore", aiobotocore_put_get),
+    },
+    "azure": {
+        "obstore": ("obstore", obstore_azure_put_get),
+        "azure-storage-blob": ("azure.storage.blob", azure_blob_put_get),
+    },
 }
 
 
-async def run(mib: int, runs: int) -> None:
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is absent
+        return False
+
+
+async def run(service: str, mib: int, runs: int) -> None:
     block = os.urandom(CHUNK)
-    with SeaweedFS() as weed:
-        for name, (module, make) in CLIENTS.items():
-            if importlib.util.find_spec(module) is None:
-                print(f"{name:12} not installed here: skipped")
+    with SeaweedFS() if service == "s3" else Azurite() as peer:
+        for name, (module, make) in CLIENTS[service].items():
+            if not _installed(module):
+                print(f"{name:18} not installed here: skipped")
                 continue
-            steps = await make(weed, f"bench/{name}", mib, block)
+            steps = await make(peer, f"bench/{name}", mib, block)
             for step, action in steps.items():
                 walls, cpus = [], []
                 for _ in range(runs):
@@ -149,17 +220,19 @@ async def run(mib: int, runs: int) -> None:
                     walls.append(time.perf_counter() - wall)
                     cpus.append(time.process_time() - cpu)
                 wall, cpu = statistics.median(walls), statistics.median(cpus)
-                print(f"{name:12} {step:4} {mib / wall:8.1f} MiB/s  {cpu:6.2f} CPU s")
+                print(f"{name:18} {step:4} {mib / wall:8.1f} MiB/s  {cpu:6.2f} CPU s")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--service", choices=sorted(CLIENTS), default="s3")
     parser.add_argument("--mib", type=int, default=256, help="object size in MiB")
     parser.add_argument("--runs", type=int, default=3, help="runs per step (median)")
     args = parser.parse_args()
-    print(f"S3 clients on SeaweedFS, {args.mib} MiB, nproc={os.cpu_count()}")
+    where = "S3 clients on SeaweedFS" if args.service == "s3" else "Azure clients on Azurite"
+    print(f"{where}, {args.mib} MiB, nproc={os.cpu_count()}")
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    asyncio.run(run(args.mib, args.runs))
+    asyncio.run(run(args.service, args.mib, args.runs))
     return 0
 
 
