@@ -11,11 +11,11 @@ A child is `python -m transship.cli.child`: it reads its `ChildSpec` (JSON, one 
 its stdin, which stays open; an HTTP child, once its services are built, binds listening
 sockets of its own on the master's addresses and port (SO_REUSEPORT: the kernel spreads new
 connections evenly over the processes' sockets, and a child's socket exists only while that
-child can serve it), serves them, and
-never runs the background work. It stops gracefully on SIGTERM (the master's stop) and when
-its stdin reaches end of file: the master is gone, even killed with `kill -9`, so no child
-outlives it. It ignores SIGINT: Ctrl-C in a terminal reaches the whole process group, and
-the children are stopped by the master, in order, instead.
+child can serve it), serves them, and never runs the background work. It stops gracefully
+on SIGTERM (the master's stop) and when its stdin reaches end of file: the master is gone,
+even killed with `kill -9`, so no child outlives it. It ignores SIGINT: Ctrl-C in a
+terminal reaches the whole process group, and the children are stopped by the master, in
+order, instead.
 """
 
 from __future__ import annotations
