@@ -5,7 +5,6 @@ command for people: see `transship.cli.processes`."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 
 import click
@@ -26,11 +25,10 @@ def main() -> int:
         return 2
     settings = spec.settings
     configure_logging(settings.log_level, processes=True)
-    sockets = [socket.socket(fileno=fd) for fd in spec.fds]
     try:
         if spec.kind == "serve":
             ssl_context = server_ssl_context(settings) if settings.tls_enabled else None
-            asyncio.run(serve_child(settings, ssl_context, sockets))
+            asyncio.run(serve_child(settings, ssl_context, spec.addresses))
         else:
             asyncio.run(run_worker(settings, child=True))
     except click.ClickException as exc:

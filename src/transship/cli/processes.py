@@ -8,12 +8,14 @@ loop of the master (`child_loop`), so it shows in the master's `/readyz` and is 
 with the supervisor's backoff when it dies (`kill -9` included), as gunicorn does.
 
 A child is `python -m transship.cli.child`: it reads its `ChildSpec` (JSON, one line) from
-its stdin, which stays open; it inherits the master's listening sockets (HTTP children all
-accept on the same sockets, the kernel spreading connections over them), serves them, and
-never runs the background work. It stops gracefully on SIGTERM (the master's stop) and when
-its stdin reaches end of file: the master is gone, even killed with `kill -9`, so no child
-outlives it. It ignores SIGINT: Ctrl-C in a terminal reaches the whole process group, and
-the children are stopped by the master, in order, instead.
+its stdin, which stays open; an HTTP child, once its services are built, binds listening
+sockets of its own on the master's addresses and port (SO_REUSEPORT: the kernel spreads new
+connections evenly over the processes' sockets, and a child's socket exists only while that
+child can serve it), serves them, and never runs the background work. It stops gracefully
+on SIGTERM (the master's stop) and when its stdin reaches end of file: the master is gone,
+even killed with `kill -9`, so no child outlives it. It ignores SIGINT: Ctrl-C in a
+terminal reaches the whole process group, and the children are stopped by the master, in
+order, instead.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from transship.config import Settings
 from transship.worker.supervisor import Beat, Loop
@@ -46,20 +48,26 @@ class ChildExited(RuntimeError):
     """A child process ended without being asked to (the supervisor restarts it)."""
 
 
+# Where a socket is bound, as `socket.getsockname()` gives it: (host, port) for IPv4,
+# (host, port, flowinfo, scope_id) for IPv6.
+Address = tuple[str, int] | tuple[str, int, int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
-    """What a child runs: `kind`, with `settings`, serving the inherited listening sockets
-    `fds` (HTTP children; none for workers). It travels as one JSON line on the child's
-    stdin (the settings as their JSON values)."""
+    """What a child runs: `kind`, with `settings`, serving new sockets on each of the
+    master's listening `addresses` (HTTP children; none for workers; see join_listeners).
+    It travels as one JSON line on the child's stdin (the settings as their JSON values)."""
 
     kind: ChildKind
     settings: Settings
-    fds: tuple[int, ...] = ()
+    addresses: tuple[Address, ...] = ()
 
     def encode(self) -> bytes:
         settings = self.settings.model_dump(mode="json")
+        addresses = [list(address) for address in self.addresses]
         return (
-            json.dumps({"kind": self.kind, "settings": settings, "fds": list(self.fds)}) + "\n"
+            json.dumps({"kind": self.kind, "settings": settings, "addresses": addresses}) + "\n"
         ).encode()
 
     @classmethod
@@ -69,7 +77,20 @@ class ChildSpec:
         kind = data.get("kind")
         if kind not in ("serve", "worker"):
             raise ValueError(f"unknown child kind {kind!r}")
-        return cls(kind, Settings(**data["settings"]), tuple(int(fd) for fd in data["fds"]))
+        return cls(
+            kind,
+            Settings(**data["settings"]),
+            tuple(_address(item) for item in data["addresses"]),
+        )
+
+
+def _address(item: object) -> Address:
+    match item:
+        case [str(host), int(port)]:
+            return (host, port)
+        case [str(host), int(port), int(flowinfo), int(scope_id)]:
+            return (host, port, flowinfo, scope_id)
+    raise ValueError(f"not a socket address: {item!r}")
 
 
 def child_settings(settings: Settings) -> Settings:
@@ -78,11 +99,21 @@ def child_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"background_work": False, "http_workers": 1})
 
 
-def bind_listeners(hosts: Sequence[str], port: int, backlog: int = 1024) -> list[socket.socket]:
-    """Listening TCP sockets on every address of `hosts` at `port`, inheritable, for HTTP
-    processes to share. An address the machine lacks (no IPv6) is skipped with a warning, as
-    a single process does; raises OSError for anything else (a port in use) or when nothing
-    could be bound."""
+def bind_listeners(
+    hosts: Sequence[str], port: int, backlog: int = 1024, *, reuse_port: bool = False
+) -> list[socket.socket]:
+    """Listening TCP sockets on every address of `hosts` at `port`. An address
+    the machine lacks (no IPv6) is skipped with a warning, as a single process does; raises
+    OSError for anything else (a port in use) or when nothing could be bound.
+
+    `reuse_port`: the sockets allow the master's children to bind sockets of their own on
+    the same addresses (`join_listeners`), the kernel spreading new connections evenly over
+    them all. (With one socket shared by every process, the process that wakes first
+    accepts every connection queued: 63 of a load generator's 64 keep-alive connections
+    went to one process in a measurement, which then served them alone.) A probe bound
+    without SO_REUSEPORT first still makes a port in use fail here with EADDRINUSE instead
+    of silently joining another server's sockets, and any later server's own bind fails
+    the same way."""
     sockets: list[socket.socket] = []
     try:
         for host in hosts:
@@ -92,23 +123,20 @@ def bind_listeners(hosts: Sequence[str], port: int, backlog: int = 1024) -> list
                 )
             except socket.gaierror as exc:
                 raise OSError(f"cannot resolve listen address {host!r}: {exc}") from None
-            for family, kind, proto, _, address in dict.fromkeys(infos):
-                sock = socket.socket(family, kind, proto)
+            for family, _, _, _, address in dict.fromkeys(infos):
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    if family == socket.AF_INET6:
-                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    sock.bind(address)
-                    sock.listen(backlog)
+                    if reuse_port:
+                        with _bound(family, address, reuse_port=False) as probe:
+                            # Port 0: the shared sockets take the port the probe was given.
+                            address = (address[0], probe.getsockname()[1], *address[2:])
+                    sock = _bound(family, address, reuse_port=reuse_port)
                 except OSError as exc:
-                    sock.close()
                     if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                         raise
                     log.warning("cannot listen on %s port %s: %s", host, port, exc.strerror)
                     continue
-                sock.setblocking(False)
-                sock.set_inheritable(True)
                 sockets.append(sock)
+                _listen(sock, backlog)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -116,6 +144,46 @@ def bind_listeners(hosts: Sequence[str], port: int, backlog: int = 1024) -> list
     if not sockets:
         raise OSError(f"could not listen on any of {', '.join(hosts)} port {port}")
     return sockets
+
+
+def join_listeners(addresses: Sequence[Address], backlog: int = 1024) -> list[socket.socket]:
+    """Listening TCP sockets of this process on `addresses`, which the master's sockets
+    (bound with `reuse_port`) hold: each new connection goes to one of them all. Raises
+    OSError when one cannot be bound (nothing holds that address with SO_REUSEPORT any more,
+    or the master runs as another user)."""
+    sockets: list[socket.socket] = []
+    try:
+        for address in addresses:
+            family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+            sock = _bound(family, address, reuse_port=True)
+            sockets.append(sock)
+            _listen(sock, backlog)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _bound(family: int, address: tuple[Any, ...], *, reuse_port: bool) -> socket.socket:
+    """A TCP socket of `family` bound to `address`; raises OSError (having closed it)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen(sock: socket.socket, backlog: int) -> None:
+    sock.listen(backlog)
+    sock.setblocking(False)
 
 
 def child_loops(
@@ -143,7 +211,6 @@ def child_loop(name: str, spec: ChildSpec, stopping: asyncio.Event) -> Loop:
             "-m",
             "transship.cli.child",
             stdin=asyncio.subprocess.PIPE,
-            pass_fds=spec.fds,
         )
         assert proc.stdin is not None
         try:

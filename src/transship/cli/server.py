@@ -7,6 +7,8 @@ import errno
 import logging
 import socket
 import ssl
+from collections.abc import Sequence
+from typing import cast
 
 from aiohttp import web
 
@@ -14,10 +16,12 @@ from transship.api.app import create_app
 from transship.api.connections import app_runner
 from transship.api.worker_app import create_worker_app
 from transship.cli.processes import (
+    Address,
     ChildSpec,
     bind_listeners,
     child_loops,
     child_settings,
+    join_listeners,
     stop_event,
 )
 from transship.cli.pull_hint import Resolver, host_of, resolves, unresolved_fix
@@ -34,7 +38,7 @@ async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None) -
     if settings.http_workers == 1:
         await _serve(settings, ssl_context, None, child=False)
         return
-    sockets = bind_listeners(settings.hosts, settings.port)
+    sockets = bind_listeners(settings.hosts, settings.port, reuse_port=True)
     try:
         await _serve(settings, ssl_context, sockets, child=False)
     finally:
@@ -43,11 +47,12 @@ async def serve(settings: Settings, ssl_context: ssl.SSLContext | None = None) -
 
 
 async def serve_child(
-    settings: Settings, ssl_context: ssl.SSLContext | None, sockets: list[socket.socket]
+    settings: Settings, ssl_context: ssl.SSLContext | None, addresses: Sequence[Address]
 ) -> None:
-    """An HTTP child of `serve --workers N`: serve the inherited `sockets` until SIGTERM or
-    the master's end."""
-    await _serve(settings, ssl_context, sockets, child=True)
+    """An HTTP child of `serve --workers N`: once its services are built, serve sockets of
+    its own on the master's `addresses` (`join_listeners`) until SIGTERM or the master's
+    end. Raises OSError when they cannot be bound."""
+    await _serve(settings, ssl_context, None, child=True, join=addresses)
 
 
 async def _serve(
@@ -56,11 +61,13 @@ async def _serve(
     sockets: list[socket.socket] | None,
     *,
     child: bool,
+    join: Sequence[Address] = (),
 ) -> None:
     stop = stop_event(child=child)
     children = {}
     if sockets is not None and not child:
-        spec = ChildSpec("serve", child_settings(settings), tuple(s.fileno() for s in sockets))
+        addresses = tuple(cast(Address, s.getsockname()) for s in sockets)
+        spec = ChildSpec("serve", child_settings(settings), addresses)
         children = child_loops("http", settings.http_workers, spec, stop)
     app = create_app(settings, extra_loops=children)
     # The runner adds the connection timeouts and the per-client cap (api/connections.py).
@@ -70,6 +77,10 @@ async def _serve(
     await runner.setup()
     bound: list[str] = []
     try:
+        if join:
+            # Bound only now that the services are built: the kernel hands a child's socket
+            # connections from the moment it exists, and none should wait for a start-up.
+            sockets = join_listeners(join)
         if sockets is not None:
             for sock in sockets:
                 await web.SockSite(runner, sock, ssl_context=ssl_context).start()

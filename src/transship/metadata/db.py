@@ -158,7 +158,8 @@ class Database:
     async def fast_read(self) -> AsyncIterator[AsyncConnection | SyncReadConnection]:
         """A connection for a prebuilt keyed lookup of the pull path, run inline on the loop
         on SQLite. Never for a statement whose cost grows with the data (see
-        SyncReadConnection); `MetadataStore.fast_read()` is its only caller."""
+        SyncReadConnection); `MetadataStore.fast_read()` and the change feed's poll of its
+        few counters (`ChangeListener`) are its only callers."""
         if self._sync_reader is not None:
             with self._sync_reader.connect() as sync_conn:
                 yield SyncReadConnection(sync_conn)

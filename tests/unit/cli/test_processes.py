@@ -24,7 +24,7 @@ def test_a_child_gets_the_master_s_resolved_settings_without_background_work(
         hosts=("127.0.0.1",),
         upstreams={"mirror.example:5000": {"insecure": True}},
     )
-    spec = ChildSpec("serve", child_settings(master), (7, 9))
+    spec = ChildSpec("serve", child_settings(master), (("127.0.0.1", 5000), ("::1", 5000, 0, 0)))
     decoded = ChildSpec.decode(spec.encode())
     assert decoded == spec
     child = decoded.settings
@@ -33,17 +33,24 @@ def test_a_child_gets_the_master_s_resolved_settings_without_background_work(
 
 
 @pytest.mark.parametrize(
-    "line", [b"", b"{}", b'{"kind": "shell", "settings": {}, "fds": []}', b"not json"]
+    "line",
+    [
+        b"",
+        b"{}",
+        b'{"kind": "shell", "settings": {}, "addresses": []}',
+        b'{"kind": "serve", "settings": {}, "addresses": [["127.0.0.1"]]}',
+        b"not json",
+    ],
 )
 def test_a_spec_that_is_not_one_is_refused(line: bytes) -> None:
     with pytest.raises((ValueError, KeyError)):
         ChildSpec.decode(line)
 
 
-def test_listeners_are_shared_inheritable_and_refuse_a_port_in_use() -> None:
+def test_listeners_refuse_a_port_in_use() -> None:
     (first,) = bind_listeners(["127.0.0.1"], 0)
     try:
-        assert first.get_inheritable()
+        assert not first.get_inheritable()
         port = first.getsockname()[1]
         with pytest.raises(OSError) as caught:
             bind_listeners(["127.0.0.1"], port)
