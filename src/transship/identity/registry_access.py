@@ -3,6 +3,7 @@ registry tokens, and the checking of registry-local credentials."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -100,6 +101,9 @@ class RegistryAccess:
         self._throttle = throttle if throttle is not None else FailureThrottle()
         self._cache: dict[int, AccessSettings] = {}
         self._loaded_at = 0.0
+        # One reload at a time: the requests that find the cache stale together (every
+        # connection of a busy client, at each expiry) wait for that one read.
+        self._reloading = asyncio.Lock()
         self._verified: dict[bytes, tuple[RegistryCredential, float]] = {}
         # Any process's change drops what mirrors it (the change feed); the times to live
         # are the backstop for a feed that is down.
@@ -113,17 +117,27 @@ class RegistryAccess:
     async def settings(self, registry: RegistryRecord) -> AccessSettings:
         """The registry's access settings; cached for a few seconds (they sit on every
         data-plane request's path)."""
-        if time.monotonic() - self._loaded_at > _CACHE_SECONDS:
-            changes = self._meta.changes
-            version = changes.version(Topic.REGISTRIES)
-            async with self._meta.reading() as q:
-                records = await q.identity.all_registry_access()
-            self._cache = {rid: _settings(r) for rid, r in records.items()}
-            if changes.unchanged(version, Topic.REGISTRIES):
-                self._loaded_at = time.monotonic()
-            # else: read before a change committed; used once, read again at the next use
+        if self._stale():
+            async with self._reloading:
+                if self._stale():  # else another caller reloaded it while this one waited
+                    await self._reload()
         found = self._cache.get(registry.id)
-        return found if found is not None else _settings(RegistryAccessRecord(registry.id))
+        if found is None:  # a registry with no access row: the defaults, kept until reloaded
+            found = self._cache[registry.id] = _settings(RegistryAccessRecord(registry.id))
+        return found
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > _CACHE_SECONDS
+
+    async def _reload(self) -> None:
+        changes = self._meta.changes
+        version = changes.version(Topic.REGISTRIES)
+        async with self._meta.reading() as q:
+            records = await q.identity.all_registry_access()
+        self._cache = {rid: _settings(r) for rid, r in records.items()}
+        if changes.unchanged(version, Topic.REGISTRIES):
+            self._loaded_at = time.monotonic()
+        # else: read before a change committed; used once, read again at the next use
 
     async def update(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from transship.errors import NotFound
@@ -37,10 +38,16 @@ class RegistryResolver:
         self._by_host: dict[str, RegistryRecord] = {}
         self._default: RegistryRecord | None = None
         self._loaded_at = 0.0
+        # One refresh at a time: the lookups that find the map stale together (every
+        # connection of a busy client, at each expiry) wait for that one read.
+        self._refreshing = asyncio.Lock()
         meta.changes.subscribe(Topic.REGISTRIES, self._changed)
 
     def _changed(self) -> None:
         self._loaded_at = 0.0  # reloaded at the next lookup
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > _TTL_SECONDS
 
     async def start(self) -> None:
         """Create the default registry if this is a new service, then load the map."""
@@ -69,8 +76,10 @@ class RegistryResolver:
     async def for_host(self, host: str | None) -> RegistryRecord:
         """The registry a request's Host header addresses. Raises NotFound("registry")
         for a host under the login-server suffix that names no registry."""
-        if time.monotonic() - self._loaded_at > _TTL_SECONDS:
-            await self.refresh()
+        if self._stale():
+            async with self._refreshing:
+                if self._stale():  # else another lookup refreshed it while this one waited
+                    await self.refresh()
         canonical = canonical_host(host) if host else None
         if canonical is not None:
             found = self._by_host.get(canonical)
