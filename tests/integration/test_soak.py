@@ -66,7 +66,8 @@ from tests.peers.images import (
 from tests.peers.transship import TransshipServer
 from tests.support.imports import Management, Operation, fetch, run_check
 
-pytestmark = [pytest.mark.slow, pytest.mark.heavy]
+# The longest tests of the suite: started first (tests/conftest.py).
+pytestmark = [pytest.mark.slow(seconds=150), pytest.mark.heavy]
 
 _NAMES = os.environ.get("TRANSSHIP_SOAK_DATABASES", "sqlite,postgresql").split(",")
 DATABASES = [
