@@ -111,17 +111,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _run_long_first(items: list[pytest.Item]) -> None:
-    """Order ``heavy`` tests first (the ``slow`` among them before the others), then ``slow``
-    ones, then the rest (a stable sort: a
-    module's tests keep their order). xdist hands work out in collection order, so a
-    minutes-long test collected late (the soak test runs ~4 min per database) would run
-    alone at the end while the other workers idle; started first, it overlaps the many
-    short tests."""
+    """Order the tests marked ``slow(seconds=N)`` first, longest first, then ``heavy`` tests
+    (the ``slow`` among them before the others), then ``slow`` ones, then the rest (a stable
+    sort: a module's tests keep their order). ``N`` is how long the test, or the xdist group
+    it belongs to, typically takes in a parallel run: only the few longest need it.
 
-    def weight(item: pytest.Item) -> int:
+    xdist hands work out in collection order (``scripts/test`` passes
+    ``--no-loadscope-reorder``: by default ``--dist loadgroup`` hands out the groups of
+    several tests first, by size, whatever their length), so a minutes-long test collected
+    late would run alone at the end while the other workers idle; started first, it
+    overlaps the many short tests. Being heavy is not enough: the soak tests, the longest,
+    came after 256 schemathesis tests of a few seconds each."""
+
+    def weight(item: pytest.Item) -> tuple[float, int]:
         heavy = item.get_closest_marker("heavy") is not None
-        slow = item.get_closest_marker("slow") is not None
-        return (0 if heavy else 2) + (0 if slow else 1)
+        slow = item.get_closest_marker("slow")
+        seconds = float(slow.kwargs.get("seconds", 0)) if slow is not None else 0.0
+        return -seconds, (0 if heavy else 2) + (0 if slow is not None else 1)
 
     items.sort(key=weight)
 

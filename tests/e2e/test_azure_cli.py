@@ -27,7 +27,7 @@ from tests.e2e.azure_env import AzureEnv, start_azure_env, wait_for_import
 from tests.peers.azure import AzResult, AzureCli
 from tests.support.identity import Credential, IdentityClient
 
-pytestmark = [pytest.mark.peers, pytest.mark.heavy]
+pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.slow(seconds=70)]
 
 SECOND_SUBSCRIPTION = "0b0b0b0b-1111-4222-8333-444455556666"
 OTHER_TENANT = "7e7e7e7e-2222-4333-8444-555566667777"

@@ -21,7 +21,12 @@ from tests.e2e.azure_env import AzureEnv
 
 # Messages, locking and registry parity share one service (``cli_env`` in
 # tests/e2e/conftest.py; registries of their own), so they run on one worker.
-pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-cli-shared")]
+pytestmark = [
+    pytest.mark.peers,
+    pytest.mark.heavy,
+    pytest.mark.slow(seconds=60),  # the whole group
+    pytest.mark.xdist_group("azure-cli-shared"),
+]
 
 
 @pytest.fixture

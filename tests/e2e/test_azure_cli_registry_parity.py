@@ -29,7 +29,12 @@ from tests.peers.transship import SRC_DIR
 
 # Messages, locking and registry parity share one service (``cli_env`` in
 # tests/e2e/conftest.py; registries of their own), so they run on one worker.
-pytestmark = [pytest.mark.peers, pytest.mark.heavy, pytest.mark.xdist_group("azure-cli-shared")]
+pytestmark = [
+    pytest.mark.peers,
+    pytest.mark.heavy,
+    pytest.mark.slow(seconds=60),  # the whole group
+    pytest.mark.xdist_group("azure-cli-shared"),
+]
 
 REGISTRY = "parityreg"
 HELLO = "docker.io/library/hello-world"

@@ -21,7 +21,7 @@ import requests
 
 from tests.peers.transship import SRC_DIR, TransshipServer
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=40)
 
 
 def sha256(data: bytes) -> str:

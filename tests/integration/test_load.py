@@ -316,7 +316,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 @pytest.mark.timeout(400)
 async def test_100_pulls_and_10_imports_at_once(
     tmp_path: Path,

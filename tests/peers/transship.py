@@ -32,6 +32,7 @@ data dir and the port are as without it. :meth:`stop` stops the spare too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import subprocess
@@ -308,9 +309,18 @@ class _SpareProcess(ManagedProcess):
         return self
 
     def release(self) -> Self:
-        """Let it become the server; from now on it is an ordinary running server process."""
-        stdin = self._require().stdin
+        """Let it become the server; from now on it is an ordinary running server process.
+
+        Its priority is put back here, before the ``go``: a spare released before it finished
+        its imports (a kill soon after the last start, or a busy machine, where nice 19 gets
+        next to no CPU) would otherwise do the rest of them at nice 19, on the restart's
+        critical path (the spare itself restores it only once its imports are done)."""
+        popen = self._require()
+        stdin = popen.stdin
         assert stdin is not None
+        if os.geteuid() == 0:  # only root may lower a nice value
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, popen.pid, os.getpriority(os.PRIO_PROCESS, 0))
         stdin.write(b"go\n")
         stdin.close()
         return self

@@ -128,8 +128,11 @@ class WebhookDispatcher:
                     await self.housekeeping()
                     housekept = time.monotonic()
                 beat()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows the
+                # shutdown's cancellation when a wake-up arrives at that moment.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+                    async with asyncio.timeout(self._settings.poll_seconds):
+                        await self._wake.wait()
         finally:
             tasks = list(self._in_flight)
             for task in tasks:

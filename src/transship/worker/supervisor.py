@@ -6,6 +6,12 @@ A loop is an async function taking a `beat` callable, which it calls whenever it
 unit of work (a claim round, a GC run…); it is meant to run until cancelled. Returning is
 treated like a crash: a loop that ends is restarted too. Cancelling the supervisor
 (`stop()`, at shutdown) cancels every loop: no restart, no error logged.
+
+A loop whose cancellation was swallowed ends at its next beat: once its task has been
+cancelled, `beat` raises CancelledError. On Python 3.11, `asyncio.wait_for` returns the
+awaited result instead of raising when that result and the cancellation arrive in the same
+loop iteration (a wake-up at the moment of shutdown), and a `while True` loop around it then
+ran on until `stop()` gave up on it after its grace.
 """
 
 from __future__ import annotations
@@ -223,6 +229,12 @@ class Supervisor:
         def beat() -> None:
             entry.last_beat = self._clock()
             self._changed()
+            task = asyncio.current_task()
+            if task is not None and task is entry.task and task.cancelling():
+                # Cancelled, yet still running: something swallowed the CancelledError
+                # (see the module docstring). Only in the loop's own task: a beat from a
+                # task the loop started is not the loop's to end.
+                raise asyncio.CancelledError
 
         return beat
 
