@@ -37,8 +37,11 @@ class ChangeWatch:
     async def wait(self, timeout: float) -> bool:
         """Return True when a change was signalled since the last wait (at once if one was
         already pending), False after `timeout` seconds without one."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns instead of raising
+        # when the event fires in the same loop turn as a cancellation, swallowing it.
         try:
-            await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await self._changed.wait()
         except TimeoutError:
             return False
         self._changed.clear()
@@ -63,8 +66,9 @@ class JobSignals:
     async def wait_for_work(self, timeout: float) -> None:
         """Return when `work_available` is signalled, or after `timeout` seconds (jobs queued
         by other processes and expired leases are found by that poll)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: see ChangeWatch.wait
+            async with asyncio.timeout(timeout):
+                await self._work.wait()
         # Cleared after the wait, before the caller's claim round: a signal during that round
         # is kept for the next wait, never lost.
         self._work.clear()

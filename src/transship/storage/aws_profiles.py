@@ -125,7 +125,8 @@ class CredentialProcess:
         except OSError as exc:
             raise self._failed(f"cannot run {argv[0]!r}: {exc.strerror}") from None
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), PROCESS_TIMEOUT_SECONDS)
+            async with asyncio.timeout(PROCESS_TIMEOUT_SECONDS):
+                output, _ = await process.communicate()
         except TimeoutError:
             process.kill()
             await process.wait()
