@@ -222,3 +222,33 @@ async def test_without_splice_nothing_is_signed_and_the_blob_is_streamed(
     finally:
         await server.close()
     assert store.asked == []
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut-short"])
+async def test_headers_still_queued_make_the_body_relayed_not_spliced(
+    source: Callable[[Script], Awaitable[str]], monkeypatch: pytest.MonkeyPatch, cut: bool
+) -> None:
+    # As if the client's socket had not taken the status line yet: splicing behind it
+    # would put body bytes before the headers.
+    monkeypatch.setattr(
+        asyncio.selector_events._SelectorSocketTransport, "get_write_buffer_size", lambda _: 1
+    )
+    body = BODY[:123_456] if cut else BODY
+    url = await source(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 300000", body))
+    store = SigningStore(url)
+    await BlobStoreContract.put(store, BODY)
+    server = await _serve(store, len(BODY))
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/blob")) as response,
+        ):
+            assert response.status == 200
+            if cut:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await response.read()
+            else:
+                assert await response.read() == BODY
+    finally:
+        await server.close()
+    assert len(store.asked) == 1
