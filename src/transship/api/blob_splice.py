@@ -173,7 +173,7 @@ async def splice_body(source: socket.socket, client: int, count: int) -> None:
         except OSError:
             # Over the per-user pipe budget: the default pipe works, in smaller steps.
             capacity = 65536
-        # Both ends move pages, not bytes; MORE tells TCP further data follows.
+        # Both ends move pages, not bytes.
         flags = os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE
         left, in_pipe = count, 0
         source_fd = source.fileno()
@@ -191,10 +191,17 @@ async def splice_body(source: socket.socket, client: int, count: int) -> None:
                     progress = True
             if in_pipe:
                 with contextlib.suppress(BlockingIOError):
-                    sent = _SPLICE(read_end, client, in_pipe, None, None, flags | os.SPLICE_F_MORE)
+                    # MORE lets TCP wait for a full segment; never on the last bytes,
+                    # which it would hold back for up to 200 ms.
+                    more = os.SPLICE_F_MORE if left else 0
+                    sent = _SPLICE(read_end, client, in_pipe, None, None, flags | more)
                     in_pipe -= sent
                     progress = progress or sent > 0
-            if not progress:
+            if progress:
+                # Both ends may keep up for the whole body: other callbacks get their turn
+                # after each pipe's worth, not after the blob.
+                await asyncio.sleep(0)
+            else:
                 await _ready(
                     loop,
                     source_fd if left and in_pipe < capacity else None,
