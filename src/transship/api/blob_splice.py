@@ -7,12 +7,13 @@ signed URL is opened on a raw socket, and Linux `splice(2)` moves its body throu
 into the client's socket. The registry then costs about a third of the CPU per GiB of
 streaming the body through an S3 client (docs/performance.md, "Object storage").
 
-Nothing here holds blob bytes in Python past the response headers, and nothing blocks: the
-splices are non-blocking and driven by the event loop's readiness callbacks, each moving at
-most one pipe's worth (1 MiB) without copying. Every failure before the status line goes
-out (no signature, an https store, a refused connection, an unexpected answer, a 404)
-makes `open_source` answer None, and the caller streams through the store as before, which
-then maps the error as usual.
+Python holds no more of the body than what arrived with the store's headers, and nothing
+blocks: the splices are non-blocking and driven by the event loop's readiness callbacks,
+each moving at most one pipe's worth (1 MiB) without copying, and the copy lets other
+callbacks in at least every 5 ms. Every failure before the status line goes out (no
+signature, an https store, a refused connection, an unexpected answer, a 404) makes the
+caller stream through the store as before, which then maps the error as usual; a failure
+after it aborts the client's connection, as a store failing mid-stream does.
 """
 
 from __future__ import annotations
