@@ -1,19 +1,27 @@
 """The splice path's edges, against a scripted HTTP source on loopback: answers it must
 decline before anything is sent (so the caller streams instead), a body that ends early or
 stalls after the headers went out (the client's connection is cut, never left hanging),
-and a system without splice(2) streaming without signing anything."""
+and a TLS client connection or a system without splice(2) streaming without signing
+anything."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.unit.api.test_blob_redirects import SigningStore
 from tests.unit.storage.blobstore_contract import BlobStoreContract
@@ -156,14 +164,14 @@ async def _drain(sock: socket.socket) -> bytes:
     return bytes(received)
 
 
-async def _serve(store: SigningStore, size: int) -> TestServer:
+async def _serve(store: SigningStore, size: int, tls: ssl.SSLContext | None = None) -> TestServer:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await serve_blob(request, store, BlobLocation(Digest.of(BODY), size))
 
     app = web.Application()
     app.router.add_get("/blob", handler)
     server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    await server.start_server(ssl=tls)
     return server
 
 
@@ -252,3 +260,52 @@ async def test_headers_still_queued_make_the_body_relayed_not_spliced(
     finally:
         await server.close()
     assert len(store.asked) == 1
+
+
+def _tls_context(directory: Path) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "c.pem", directory / "k.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+async def test_a_tls_client_connection_is_never_spliced(
+    source: Callable[[Script], Awaitable[str]], tmp_path: Path
+) -> None:
+    # Plain bytes spliced under TLS would corrupt the connection: the store must not even
+    # be asked for a URL, and the answer comes from the store's stream.
+    url = await source(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 300000", BODY[::-1]))
+    store = SigningStore(url)
+    await BlobStoreContract.put(store, BODY)
+    server = await _serve(store, len(BODY), tls=_tls_context(tmp_path))
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(server.make_url("/blob"), ssl=False) as response,
+        ):
+            assert response.status == 200
+            assert await response.read() == BODY
+    finally:
+        await server.close()
+    assert store.asked == []
