@@ -1,25 +1,35 @@
-"""Blob GET answers: zero-copy from a driver with local files, streamed from any other.
+"""Blob GET answers: zero-copy from a driver with local files, spliced from an object store
+reachable over plain HTTP, streamed from any other.
 
 The choice is made here, where bytes meet HTTP, by asking whether the store also has the
-optional `LocalBlobFiles` capability; the `BlobStore` protocol itself carries no path, so
-object-store drivers fit under it unchanged.
+optional `LocalBlobFiles` or `RedirectableBlobs` capability; the `BlobStore` protocol itself
+carries no path, so object-store drivers fit under it unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import ETag
 
+from transship.api.blob_splice import SpliceError, client_fd, open_source, splice_body
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER
 from transship.oci.digest import Digest
 from transship.registry.blobs import BlobLocation
 from transship.storage.base import BlobStore, LocalBlobFiles, RedirectableBlobs, StorageError
 
 _log = logging.getLogger(__name__)
+
+# Lifetime of the URL a spliced GET signs for itself: it is used at once, by this process.
+_SPLICE_URL_SECONDS = 60
+# How long the store may send nothing while a spliced body is relayed through the loop.
+_RELAY_IDLE_SECONDS = 60.0
 
 
 def _blob_headers(digest: Digest) -> dict[str, str]:
@@ -117,6 +127,11 @@ async def _stream(
     partial = hdrs.RANGE in request.headers
     if partial:
         headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{start + count - 1}/{size}"
+    status = 206 if partial else 200
+    if isinstance(store, RedirectableBlobs) and count > 0:
+        spliced = await _splice(request, store, location, headers, status, start, count)
+        if spliced is not None:
+            return spliced
     chunks = store.read(location.digest, start, count)
     try:
         # The first chunk is read before the status line goes out, so that bytes gone
@@ -125,7 +140,7 @@ async def _stream(
             first = await anext(chunks, b"")
         except FileNotFoundError:
             raise web.HTTPNotFound() from None
-        response = web.StreamResponse(status=206 if partial else 200, headers=headers)
+        response = web.StreamResponse(status=status, headers=headers)
         response.content_length = count
         await response.prepare(request)
         if first:
@@ -139,3 +154,83 @@ async def _stream(
         # connection) open until the generator is collected.
         if isinstance(chunks, AsyncGenerator):
             await chunks.aclose()
+
+
+async def _splice(
+    request: web.Request,
+    store: RedirectableBlobs,
+    location: BlobLocation,
+    headers: dict[str, str],
+    status: int,
+    start: int,
+    count: int,
+) -> web.StreamResponse | None:
+    """The answer with its body spliced from the store's socket into the client's (see
+    `blob_splice`), or None, before anything was sent, when that cannot be done here.
+
+    Raises ConnectionResetError (the connection aborted) when the copy fails after the
+    status line went out, as a client that goes away mid-body does.
+    """
+    client = client_fd(request)
+    if client is None:
+        return None
+    try:
+        url = await store.presign_read(location.digest, _SPLICE_URL_SECONDS)
+    except StorageError:
+        return None
+    if url is None:
+        return None
+    source = await open_source(url, start, count, whole=status == 200)
+    if source is None:
+        return None
+    with source.sock:
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        await response.prepare(request)
+        if source.head:
+            await response.write(source.head)
+        rest = count - len(source.head)
+        transport = request.transport
+        if rest and transport is not None and transport.get_write_buffer_size() == 0:
+            # A descriptor of its own: the transport may close its one meanwhile, and that
+            # number could then name another file.
+            target = os.dup(client)
+            pause = transport.is_reading()
+            if pause:
+                transport.pause_reading()
+            try:
+                await splice_body(source.sock, target, rest)
+            except (SpliceError, OSError) as exc:
+                if isinstance(exc, SpliceError):
+                    _log.warning("blob %s: %s", location.digest, exc)
+                transport.abort()
+                raise ConnectionResetError(str(exc)) from None
+            finally:
+                os.close(target)
+                if pause and not transport.is_closing():
+                    transport.resume_reading()
+        elif rest:
+            # The client has not taken the headers yet (rare: a full socket buffer), so
+            # nothing may be spliced behind them: relay through the loop instead.
+            try:
+                await _relay(source.sock, response, rest)
+            except (SpliceError, OSError) as exc:
+                if transport is not None:
+                    transport.abort()
+                raise ConnectionResetError(str(exc)) from None
+        await response.write_eof()
+        return response
+
+
+async def _relay(source: socket.socket, response: web.StreamResponse, count: int) -> None:
+    """Copy `count` bytes from `source` into `response`, 256 KiB at a time. Raises
+    SpliceError when the source ends early or stalls, OSError when a socket fails."""
+    loop = asyncio.get_running_loop()
+    buffer = bytearray(256 * 1024)
+    while count:
+        async with asyncio.timeout(_RELAY_IDLE_SECONDS):
+            got = await loop.sock_recv_into(source, memoryview(buffer)[: min(count, len(buffer))])
+        if not got:
+            raise SpliceError(f"the store's body ended {count} bytes short")
+        await response.write(bytes(buffer[:got]))
+        count -= got

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
@@ -228,15 +228,38 @@ class ObjectBlobStore:
         self, digest: Digest, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
         key = self._blob_key(digest)
-        info = await self._driver.head(key)
-        if info is None:
-            raise FileNotFoundError(str(digest))
-        # Object stores answer 416 to a range past the end: cut it here instead.
-        end = info.size if length is None else min(info.size, offset + length)
-        if offset >= end:
+        if length == 0:
+            # No request can ask for nothing: only whether the blob exists is left to tell.
+            if await self._driver.head(key) is None:
+                raise FileNotFoundError(str(digest))
             return
-        async for chunk in self._driver.get(key, offset, end - offset):
-            yield chunk
+        # One GET, no HEAD first: a GET is answered with the bytes or the error, so the
+        # usual read (from 0, or a range within the blob) costs one round trip.
+        chunks = self._driver.get(key, offset, length)
+        try:
+            try:
+                first = await anext(chunks, None)
+            except FileNotFoundError:
+                raise FileNotFoundError(str(digest)) from None
+            except StorageError:
+                # A range starting at or past the end is refused (S3 answers 416): only
+                # then does a HEAD tell "nothing to read" from a failing store.
+                info = await self._driver.head(key)
+                if info is None:
+                    raise FileNotFoundError(str(digest)) from None
+                if offset >= info.size:
+                    return
+                raise
+            if first is None:
+                return
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            # A reader that stops early must not leave the store's connection to the
+            # collector.
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
 
     async def delete(self, digest: Digest) -> bool:
         key = self._blob_key(digest)

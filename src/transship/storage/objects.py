@@ -55,8 +55,10 @@ class ObjectDriver(Protocol):
         the complete new one, never a part."""
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        """Stream `length` bytes (None: to the end) from `offset`, which must lie within the
-        object. Raises FileNotFoundError when absent."""
+        """Stream `length` bytes (None: to the end) from `offset`, in one request made on
+        the first `anext`. A length past the end is cut at the end; an `offset` at or past
+        the end is refused with StorageError (S3 answers 416), as is `length` 0. Raises
+        FileNotFoundError when absent."""
 
     async def head(self, key: str) -> ObjectInfo | None:
         """The object's size and mtime, or None when absent."""
