@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from transship.filemodes import PRIVATE_FILE, private_dir, private_file, tighten
 
@@ -86,12 +88,35 @@ class SyncReadConnection:
     runs, so it goes through `Database.read()` instead.
     """
 
+    # Each prebuilt statement's SQL text and the order of its parameters, compiled once
+    # for the process (the statements are module constants; the dialect is SQLite's).
+    _compiled: ClassVar[dict[int, tuple[ClauseElement, str, tuple[str, ...]]]] = {}
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.dialect: Dialect = conn.dialect
 
     async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
         return self._conn.execute(statement, parameters)
+
+    def first_row(
+        self, statement: ClauseElement, parameters: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a prebuilt statement, straight from the driver: SQLAlchemy's
+        execution and result layers cost several times the lookup itself on the pull path.
+        So the row is as SQLite keeps it (no type processing: a digest is text, a boolean
+        0 or 1), and `parameters` must be plain str or int values."""
+        compiled = self._compiled.get(id(statement))
+        if compiled is None or compiled[0] is not statement:
+            built = statement.compile(dialect=self.dialect)
+            assert isinstance(built, SQLCompiler)  # SQLite binds by position (qmark)
+            compiled = (statement, built.string, tuple(built.positiontup or ()))
+            self._compiled[id(statement)] = compiled
+        _, sql, order = compiled
+        raw = self._conn.connection.driver_connection
+        assert raw is not None, "a checked-out connection"
+        row: tuple[Any, ...] | None = raw.execute(sql, [parameters[n] for n in order]).fetchone()
+        return row
 
 
 class Database:

@@ -8,6 +8,7 @@ are built once. Anything else reads through `MetadataStore.reading()` (the async
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, select
@@ -76,18 +77,29 @@ class PullQueries:
     ) -> ManifestRecord | None:
         """The manifest `reference` names (a digest, or a tag): resolve repository and tag
         and fetch the bytes, in one keyed statement."""
-        stmt = MANIFEST_BY_DIGEST if isinstance(reference, Digest) else MANIFEST_BY_TAG
+        by_digest = isinstance(reference, Digest)
+        stmt = MANIFEST_BY_DIGEST if by_digest else MANIFEST_BY_TAG
         params = {"registry_id": registry_id, "repository": repository, "reference": reference}
-        row = (await self._conn.execute(stmt, params)).first()
+        row = await self._first(stmt, params)
         if row is None:
             return None
-        return ManifestRecord(row.digest, row.media_type, row.content, bool(row.readable))
+        digest, media_type, content, readable = row
+        if not isinstance(digest, Digest):  # a raw row: the digest as text
+            digest = reference if isinstance(reference, Digest) else Digest.parse(digest)
+        return ManifestRecord(digest, media_type, bytes(content), bool(readable))
 
     async def repository_blob_size(
         self, registry_id: int, repository: str, digest: Digest
     ) -> int | None:
         """Size of a blob if `repository` may see it, else None."""
         params = {"registry_id": registry_id, "repository": repository, "digest": digest}
-        result = await self._conn.execute(REPOSITORY_BLOB_SIZE, params)
-        size: int | None = result.scalar()
-        return size
+        row = await self._first(REPOSITORY_BLOB_SIZE, params)
+        return None if row is None else int(row[0])
+
+    async def _first(self, statement: Any, params: dict[str, Any]) -> Sequence[Any] | None:
+        """The statement's first row: on SQLite's inline connection straight from the
+        driver (digests bound as text), else through SQLAlchemy."""
+        if isinstance(self._conn, SyncReadConnection):
+            plain = {k: str(v) if isinstance(v, Digest) else v for k, v in params.items()}
+            return self._conn.first_row(statement, plain)
+        return (await self._conn.execute(statement, params)).first()
