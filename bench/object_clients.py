@@ -39,8 +39,21 @@ async def _chunks(block: bytes, count: int) -> AsyncIterator[bytes]:
         yield block
 
 
-async def obstore_put_get(weed: SeaweedFS, key: str, mib: int, block: bytes) -> Steps:
+def _obstore_steps(store: Any, key: str, mib: int, block: bytes) -> Steps:
     import obstore
+
+    async def put() -> None:
+        await obstore.put_async(store, key, _chunks(block, mib), chunk_size=PART, max_concurrency=4)
+
+    async def get() -> None:
+        result = await obstore.get_async(store, key)
+        async for _ in result.stream(min_chunk_size=CHUNK):
+            pass
+
+    return {"put": put, "get": get}
+
+
+async def obstore_put_get(weed: SeaweedFS, key: str, mib: int, block: bytes) -> Steps:
     from obstore.store import S3Store
 
     store = S3Store(
@@ -54,16 +67,7 @@ async def obstore_put_get(weed: SeaweedFS, key: str, mib: int, block: bytes) -> 
         },
         client_options={"allow_http": True},
     )
-
-    async def put() -> None:
-        await obstore.put_async(store, key, _chunks(block, mib), chunk_size=PART, max_concurrency=4)
-
-    async def get() -> None:
-        result = await obstore.get_async(store, key)
-        async for _ in result.stream(min_chunk_size=CHUNK):
-            pass
-
-    return {"put": put, "get": get}
+    return _obstore_steps(store, key, mib, block)
 
 
 async def aiobotocore_put_get(weed: SeaweedFS, key: str, mib: int, block: bytes) -> Steps:
@@ -131,7 +135,6 @@ async def aiobotocore_put_get(weed: SeaweedFS, key: str, mib: int, block: bytes)
 
 
 async def obstore_azure_put_get(azurite: Azurite, key: str, mib: int, block: bytes) -> Steps:
-    import obstore
     from obstore.store import AzureStore
 
     store = AzureStore(
@@ -141,16 +144,7 @@ async def obstore_azure_put_get(azurite: Azurite, key: str, mib: int, block: byt
         endpoint=azurite.endpoint,
         client_options={"allow_http": True},
     )
-
-    async def put() -> None:
-        await obstore.put_async(store, key, _chunks(block, mib), chunk_size=PART, max_concurrency=4)
-
-    async def get() -> None:
-        result = await obstore.get_async(store, key)
-        async for _ in result.stream(min_chunk_size=CHUNK):
-            pass
-
-    return {"put": put, "get": get}
+    return _obstore_steps(store, key, mib, block)
 
 
 async def azure_blob_put_get(azurite: Azurite, key: str, mib: int, block: bytes) -> Steps:
