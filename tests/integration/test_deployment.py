@@ -219,7 +219,7 @@ async def test_skopeo_copies_a_multi_arch_image_in_and_out_and_podman_pulls_it(
     # Anonymous pull, so the shared helpers (which read without credentials) check it.
     login_server = await _new_registry(scene, http, anonymousPullEnabled=True)
     await _until_every_replica_allows_anonymous_pull(scene, http, login_server, "multi/app")
-    index = small_index(tmp_path, seed="deploy-clients", tag="v1")
+    index = await asyncio.to_thread(small_index, tmp_path, seed="deploy-clients", tag="v1")
     await asyncio.to_thread(
         skopeo.copy,
         index.layout.skopeo_ref("v1"),
@@ -304,7 +304,7 @@ async def test_a_chunked_upload_spread_over_replicas_completes_and_verifies(
 async def test_an_import_from_a_docker_registry_is_run_by_a_worker(
     scene: Scene, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    index = small_index(tmp_path, seed="deploy-import")
+    index = await asyncio.to_thread(small_index, tmp_path, seed="deploy-import")
     await asyncio.to_thread(push_layout_http, index, scene.upstream.url, "team/app", "v1")
     admin = await Management.remote(scene.url, http, scene.owner_dir)
     final = await admin.run_import(

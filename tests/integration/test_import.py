@@ -6,6 +6,7 @@ Transship into another registry with the same digests."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -71,8 +72,10 @@ async def test_multi_arch_index_by_digest_ignores_where_the_tag_moved(
     spare_registry: DistributionRegistry,
 ) -> None:
     # The upstream tag now names another image: only the digest identifies what to import.
-    other = build_image(OciLayout(tmp_path / "other"), seed="other", layer_sizes=(1000,))
-    push_layout_http(other, distribution_anon.url, "team/app", "v1")
+    other = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "other"), seed="other", layer_sizes=(1000,)
+    )
+    await asyncio.to_thread(push_layout_http, other, distribution_anon.url, "team/app", "v1")
     env = await import_env(database_url, upstreams=insecure(distribution_anon.host))
     final = await env.run_import(
         {
@@ -104,9 +107,13 @@ async def test_docker_manifest_list_with_windows_foreign_layer(
     skopeo: Skopeo,
     spare_registry: DistributionRegistry,
 ) -> None:
-    built = build_docker_list_with_foreign_layer(OciLayout(tmp_path / "win"), tag="ltsc2019")
+    built = await asyncio.to_thread(
+        build_docker_list_with_foreign_layer, OciLayout(tmp_path / "win"), tag="ltsc2019"
+    )
     (foreign,) = built.foreign_layers
-    push_layout_http(built, distribution_anon.url, "windows/servercore", "ltsc2019")
+    await asyncio.to_thread(
+        push_layout_http, built, distribution_anon.url, "windows/servercore", "ltsc2019"
+    )
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(database_url, upstreams=insecure(proxy.host))
     final = await env.run_import(
@@ -142,8 +149,12 @@ async def test_docker_hub_short_name_lands_without_library_prefix(
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
-    image = build_image(OciLayout(tmp_path / "hello"), seed="hello-world", layer_sizes=(3000,))
-    push_layout_http(image, distribution_anon.url, "library/hello-world", "latest")
+    image = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "hello"), seed="hello-world", layer_sizes=(3000,)
+    )
+    await asyncio.to_thread(
+        push_layout_http, image, distribution_anon.url, "library/hello-world", "latest"
+    )
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(upstreams={"docker.io": {"endpoint": proxy.url, "insecure": True}})
     final = await env.run_import(
@@ -233,8 +244,8 @@ async def test_more_manifests_than_the_limit_fails_before_copying(
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
-    index = small_index(tmp_path)  # an index and 3 platforms: 4 manifests
-    push_layout_http(index, distribution_anon.url, "team/app", "v1")
+    index = await asyncio.to_thread(small_index, tmp_path)  # an index and 3 platforms: 4 manifests
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(upstreams=insecure(proxy.host), import_max_manifests=2)
     final = await env.run_import(

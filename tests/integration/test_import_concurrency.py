@@ -97,10 +97,13 @@ async def test_cancel_a_running_import(
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
-    image = build_image(
-        OciLayout(tmp_path / "layout"), seed="cancel", layer_sizes=(30_000, 40_000, 200_000)
+    image = await asyncio.to_thread(
+        build_image,
+        OciLayout(tmp_path / "layout"),
+        seed="cancel",
+        layer_sizes=(30_000, 40_000, 200_000),
     )
-    push_layout_http(image, distribution_anon.url, "team/app", "v1")
+    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/app", "v1")
     last = image.layers[-1].digest
     staged = [d for d in image.blob_digests if d != last]
     proxy = await upstream_proxy(distribution_anon.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.integration.conftest import TARGET, ImportEnvFactory, ProxyFactory, insecure
@@ -20,7 +21,9 @@ async def test_noforce_refuses_an_existing_tag_and_force_moves_it(
 ) -> None:
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(database_url, upstreams=insecure(proxy.host))
-    old = build_image(OciLayout(tmp_path / "old"), seed="old", layer_sizes=(2000,))
+    old = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "old"), seed="old", layer_sizes=(2000,)
+    )
     await push_built(env.reg.http, env.reg.url, env.login_server, "app", "v1", old)
     body = {
         "source": {"registryUri": proxy.host, "sourceImage": "team/app:v1"},
@@ -78,7 +81,9 @@ async def test_noforce_refuses_a_tag_that_appeared_while_copying(
     )
     await proxy.wait_for_request(f"/blobs/{upstream_index.blob_digests[-1]}")
     # Someone pushes the tag after the import checked it, before the import commits.
-    other = build_image(OciLayout(tmp_path / "other"), seed="other", layer_sizes=(2000,))
+    other = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "other"), seed="other", layer_sizes=(2000,)
+    )
     await push_built(env.reg.http, env.reg.url, env.login_server, "app", "v1", other)
     assert held.release is not None
     held.release.set()

@@ -23,7 +23,7 @@ async def test_same_service_source_links_blobs_without_writing_any(
     env = await import_env(database_url)
     source = await env.admin.create_registry("sourcereg")
     login_server = source["properties"]["loginServer"]
-    index = small_index(tmp_path)
+    index = await asyncio.to_thread(small_index, tmp_path)
     await push_built(env.reg.http, env.reg.url, login_server, "team/app", "v1", index)
     before = blob_files(env.data_dir)
     assert len(before) == len(index.blob_digests)

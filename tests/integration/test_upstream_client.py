@@ -7,6 +7,7 @@ client and compares bytes and digests with what was built.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 
@@ -113,7 +114,7 @@ async def test_anonymous_registry_multi_arch_index_reads_back_byte_identical(
     multiarch: BuiltIndex,
     session: aiohttp.ClientSession,
 ) -> None:
-    push_layout_http(multiarch, distribution_anon.url, REPO, "multi")
+    await asyncio.to_thread(push_layout_http, multiarch, distribution_anon.url, REPO, "multi")
     client = client_for(session, distribution_anon.host, distribution_anon.url)
     await assert_whole_image_reads_back(client, multiarch)
 
@@ -121,7 +122,7 @@ async def test_anonymous_registry_multi_arch_index_reads_back_byte_identical(
 async def test_anonymous_registry_unknown_manifest_and_blob(
     distribution_anon: DistributionRegistry, multiarch: BuiltIndex, session: aiohttp.ClientSession
 ) -> None:
-    push_layout_http(multiarch, distribution_anon.url, REPO, "multi")
+    await asyncio.to_thread(push_layout_http, multiarch, distribution_anon.url, REPO, "multi")
     client = client_for(session, distribution_anon.host, distribution_anon.url)
     with pytest.raises(ImportFailure) as info:
         await client.get_manifest("no-such-tag")
@@ -147,7 +148,9 @@ async def test_htpasswd_registry_with_good_and_wrong_passwords(
 ) -> None:
     registry = distribution_htpasswd
     assert registry.username is not None and registry.password is not None
-    push_layout_http(multiarch, registry.url, REPO, "multi", auth=registry.auth)
+    await asyncio.to_thread(
+        push_layout_http, multiarch, registry.url, REPO, "multi", auth=registry.auth
+    )
     good = client_for(
         session, registry.host, registry.url, Credentials(registry.username, registry.password)
     )
@@ -181,7 +184,9 @@ async def test_token_registry_uses_the_real_token_server_with_credentials_and_sc
     registry = distribution_token
     tokens = registry.token_server
     assert tokens is not None and registry.username is not None and registry.password is not None
-    push_layout_http(multiarch, registry.url, REPO, "multi", auth=registry.auth)
+    await asyncio.to_thread(
+        push_layout_http, multiarch, registry.url, REPO, "multi", auth=registry.auth
+    )
     tokens.clear_requests()
 
     client = client_for(
@@ -206,7 +211,9 @@ async def test_token_registry_anonymous_pull_and_wrong_password(
     registry = distribution_token
     tokens = registry.token_server
     assert tokens is not None and registry.username is not None and registry.password is not None
-    push_layout_http(multiarch, registry.url, REPO, "multi", auth=registry.auth)
+    await asyncio.to_thread(
+        push_layout_http, multiarch, registry.url, REPO, "multi", auth=registry.auth
+    )
     tokens.clear_requests()
 
     anonymous = client_for(session, registry.host, registry.url)
@@ -239,7 +246,9 @@ async def test_token_registry_with_a_refresh_token(
     registry = distribution_token
     tokens = registry.token_server
     assert tokens is not None and registry.username is not None
-    push_layout_http(multiarch, registry.url, REPO, "multi", auth=registry.auth)
+    await asyncio.to_thread(
+        push_layout_http, multiarch, registry.url, REPO, "multi", auth=registry.auth
+    )
     with requests.Session() as http:
         http.trust_env = False
         answer = http.post(
@@ -285,7 +294,7 @@ async def test_a_connection_reset_mid_blob_resumes_and_completes(
     fault_proxy_factory: Callable[[str, int], FaultProxy],
     session: aiohttp.ClientSession,
 ) -> None:
-    push_layout_http(big_image, distribution_anon.url, REPO, "big")
+    await asyncio.to_thread(push_layout_http, big_image, distribution_anon.url, REPO, "big")
     proxy = fault_proxy_factory("127.0.0.1", distribution_anon.port)
     digest, size = big_layer(big_image)
     assert size > 10 * MiB
@@ -315,7 +324,7 @@ async def test_a_stall_mid_blob_times_out_and_resumes(
     fault_proxy_factory: Callable[[str, int], FaultProxy],
     session: aiohttp.ClientSession,
 ) -> None:
-    push_layout_http(big_image, distribution_anon.url, REPO, "big")
+    await asyncio.to_thread(push_layout_http, big_image, distribution_anon.url, REPO, "big")
     proxy = fault_proxy_factory("127.0.0.1", distribution_anon.port)
     digest, size = big_layer(big_image)
     # Slow enough that little is in flight when the stall starts.
@@ -357,7 +366,7 @@ async def test_a_stall_that_outlasts_the_retry_budget_is_upstream_unavailable(
     fault_proxy_factory: Callable[[str, int], FaultProxy],
     session: aiohttp.ClientSession,
 ) -> None:
-    push_layout_http(big_image, distribution_anon.url, REPO, "big")
+    await asyncio.to_thread(push_layout_http, big_image, distribution_anon.url, REPO, "big")
     proxy = fault_proxy_factory("127.0.0.1", distribution_anon.port)
     digest, size = big_layer(big_image)
     proxy.blackhole()
