@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.peers.procs import wait_until
+from tests.peers.procs import children_of, wait_until
 from tests.peers.transship import TransshipServer
 from tests.peers.transship_worker import TransshipWorker
 from tests.support.imports import API_VERSION, Management
@@ -25,23 +25,6 @@ from tests.support.imports import API_VERSION, Management
 pytestmark = pytest.mark.slow
 
 CHUNK = 64 * 1024
-
-
-def children_of(pid: int) -> set[int]:
-    """The live processes whose parent is `pid` (from /proc)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) is in parentheses and may hold spaces.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -16,27 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.peers.procs import wait_until
+from tests.peers.procs import children_of, wait_until
 from tests.peers.transship import TransshipServer
 
 pytestmark = pytest.mark.slow
 
 BURST = 64
-
-
-def children_of(pid: int) -> set[int]:
-    """The live processes whose parent is `pid`."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
 
 
 async def answered_by(url: str, count: int, timeout: float) -> Counter[bool]:

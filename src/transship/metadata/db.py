@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, Result, make_url
@@ -77,6 +77,11 @@ def async_url(url: str) -> str:
     )
 
 
+CompiledStatements = dict[int, tuple[ClauseElement, str, tuple[str, ...]]]
+"""Each prebuilt statement's SQL text and the order of its parameters, by the statement's
+identity (the statement is kept too, so a reused id is never mistaken for it)."""
+
+
 class SyncReadConnection:
     """A synchronous SQLite connection behind the async `execute` the queries use: the fast
     path of `Database.fast_read()`, for prebuilt keyed lookups only.
@@ -88,12 +93,10 @@ class SyncReadConnection:
     runs, so it goes through `Database.read()` instead.
     """
 
-    # Each prebuilt statement's SQL text and the order of its parameters, compiled once
-    # for the process (the statements are module constants; the dialect is SQLite's).
-    _compiled: ClassVar[dict[int, tuple[ClauseElement, str, tuple[str, ...]]]] = {}
-
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, compiled: CompiledStatements) -> None:
+        """`compiled`: the database's cache of prebuilt statements' SQL (see `first_row`)."""
         self._conn = conn
+        self._compiled = compiled
         self.dialect: Dialect = conn.dialect
 
     async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
@@ -138,6 +141,8 @@ class Database:
         # errors (logged with their traceback) quote statements: never with their parameters,
         # which include secrets' scrypt hashes.
         _quiet_driver_logs()
+        # Compiled once per database for the inline reads (SyncReadConnection.first_row).
+        self._compiled: CompiledStatements = {}
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":
@@ -187,7 +192,7 @@ class Database:
         few counters (`ChangeListener`) are its only callers."""
         if self._sync_reader is not None:
             with self._sync_reader.connect() as sync_conn:
-                yield SyncReadConnection(sync_conn)
+                yield SyncReadConnection(sync_conn, self._compiled)
             return
         async with self._reader.connect() as conn:
             yield conn

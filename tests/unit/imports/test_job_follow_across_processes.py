@@ -13,6 +13,7 @@ from typing import cast
 
 import pytest
 
+from tests.support.metadata import migrated_database
 from transship.identity.secrets import SecretBox
 from transship.imports.engine import ImportEngine
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
@@ -31,12 +32,8 @@ LONG = 60.0  # the followers' re-read: never within a test
 
 @pytest.fixture
 async def db(tmp_path: Path, database_url: str | None) -> AsyncIterator[Database]:
-    database = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await database.migrate()
-    try:
+    async with migrated_database(database_url, tmp_path) as database:
         yield database
-    finally:
-        await database.close()
 
 
 async def test_a_job_ended_by_another_process_answers_its_followers(

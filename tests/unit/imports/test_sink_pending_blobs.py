@@ -13,7 +13,6 @@ from obstore.store import MemoryStore
 
 from transship.imports.errors import ImportFailure
 from transship.imports.sink import DirectBlob, RegistrySink, StagedBlob
-from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
@@ -37,20 +36,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     return FilesystemBlobStore(tmp_path / "blobs", tmp_path / "uploads", durable=False)
 
 
-@pytest.fixture
-async def meta(tmp_path: Path, database_url: str | None) -> AsyncIterator[MetadataStore]:
-    db = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await db.migrate()
-    try:
-        yield MetadataStore(db)
-    finally:
-        await db.close()
-
-
 async def new_job(meta: MetadataStore) -> str:
     job_id = uuid.uuid4().hex
     async with meta.writing() as q:
-        registry = await q.ensure_default_registry("mine")
+        registry = await q.ensure_default_registry("default")
         await q.jobs.create_job(job_id, registry.id, "{}", None)
     return job_id
 

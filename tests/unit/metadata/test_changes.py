@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.support.metadata import migrated_database
 from transship.metadata.changes import (
     APPLICATION_NAME,
     ChangeFeedLost,
@@ -64,12 +65,8 @@ class Process:
 
 @pytest.fixture
 async def db(tmp_path: Path, database_url: str | None) -> AsyncIterator[Database]:
-    database = Database(database_url or f"sqlite:///{tmp_path}/m.db", durable=False)
-    await database.migrate()
-    try:
+    async with migrated_database(database_url, tmp_path) as database:
         yield database
-    finally:
-        await database.close()
 
 
 def process(db: Database) -> Process:
