@@ -31,7 +31,7 @@ from transship.imports.ports import Credentials
 from transship.imports.signals import JobSignals
 from transship.metadata.changes import Topic
 from transship.metadata.jobs import FINAL_STATES
-from transship.metadata.queries import MetadataStore
+from transship.metadata.queries import MetadataStore, Transaction
 from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,14 @@ class ImportService:
                     {"username": credentials.username, "password": credentials.password}
                 ).encode()
             )
-        async with self._meta.writing() as q:
-            jobs = q.jobs
-            await jobs.create_job(job_id, registry_id, request.to_json(), sealed)
-            record = await jobs.job(job_id)
+
+        async def create(q: Transaction) -> ImportJobRecord | None:
+            await q.jobs.create_job(job_id, registry_id, request.to_json(), sealed)
+            return await q.jobs.job(job_id)
+
+        # In one step: POSTs arriving at a loaded server must not hold the database's write
+        # lock, which the workers' progress writes wait for, across turns of its loop.
+        record = await self._meta.write_at_once(create)
         assert record is not None
         self.signals.work_available()
         return record
@@ -148,8 +152,7 @@ class ImportService:
     async def cancel(self, job_id: str) -> ImportJobRecord | None:
         """Ask a job to stop: a queued one is canceled at once, a running one at its runner's
         next heartbeat. Returns the job after the change (None if unknown)."""
-        async with self._meta.writing() as q:
-            job = await q.jobs.request_cancel(job_id)
+        job = await self._meta.write_at_once(lambda q: q.jobs.request_cancel(job_id))
         self.signals.job_changed(job_id)
         return job
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,9 +83,10 @@ CompiledStatements = dict[int, tuple[ClauseElement, str, tuple[str, ...]]]
 identity (the statement is kept too, so a reused id is never mistaken for it)."""
 
 
-class SyncReadConnection:
-    """A synchronous SQLite connection behind the async `execute` the queries use: the fast
-    path of `Database.fast_read()`, for prebuilt keyed lookups only.
+class InlineConnection:
+    """A synchronous SQLite connection behind the async `execute` the queries use, so a
+    query method runs to its end without suspending: on the loop for `Database.fast_read()`
+    (prebuilt keyed lookups only), on the write thread for `Database.write_in_thread()`.
 
     Under WAL a reader never waits for writers and a keyed lookup takes tens of
     microseconds, while a hop through aiosqlite's thread costs about a millisecond: the pull
@@ -130,7 +132,7 @@ class Database:
     so writers queue in the pool instead of failing with "database is locked"; reads go
     through a separate async (aiosqlite) pool, so a long scan runs on the driver's thread and
     never on the event loop; only `fast_read()` runs synchronously, on a small pool of its
-    own (see SyncReadConnection). PostgreSQL uses one async pool for all three.
+    own (see InlineConnection). PostgreSQL uses one async pool for all three.
     """
 
     def __init__(self, url: str, *, durable: bool = True) -> None:
@@ -141,7 +143,7 @@ class Database:
         # errors (logged with their traceback) quote statements: never with their parameters,
         # which include secrets' scrypt hashes.
         _quiet_driver_logs()
-        # Compiled once per database for the inline reads (SyncReadConnection.first_row).
+        # Compiled once per database for the inline reads (InlineConnection.first_row).
         self._compiled: CompiledStatements = {}
         if self.is_sqlite:
             database = make_url(self.url).database
@@ -170,12 +172,23 @@ class Database:
                 hide_parameters=True,
             )
             _configure_sqlite(self._sync_reader, None, durable)
+            # One thread owns the one-step writes (`write_in_thread`): they queue there, and a
+            # busy wait for the file's write lock is that thread's, never the loop's.
+            self._sync_writer: Engine | None = create_engine(
+                sync_url, pool_size=1, max_overflow=0, hide_parameters=True
+            )
+            _configure_sqlite(self._sync_writer, "BEGIN IMMEDIATE", durable)
+            self._write_thread: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="transship-sqlite-write"
+            )
         else:
             self._writer = create_async_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
             )
             self._reader = self._writer
             self._sync_reader = None
+            self._sync_writer = None
+            self._write_thread = None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -185,14 +198,14 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def fast_read(self) -> AsyncIterator[AsyncConnection | SyncReadConnection]:
+    async def fast_read(self) -> AsyncIterator[AsyncConnection | InlineConnection]:
         """A connection for a prebuilt keyed lookup of the pull path, run inline on the loop
         on SQLite. Never for a statement whose cost grows with the data (see
-        SyncReadConnection); `MetadataStore.fast_read()` and the change feed's poll of its
+        InlineConnection); `MetadataStore.fast_read()` and the change feed's poll of its
         few counters (`ChangeListener`) are its only callers."""
         if self._sync_reader is not None:
             with self._sync_reader.connect() as sync_conn:
-                yield SyncReadConnection(sync_conn, self._compiled)
+                yield InlineConnection(sync_conn, self._compiled)
             return
         async with self._reader.connect() as conn:
             yield conn
@@ -218,6 +231,35 @@ class Database:
             # PostgreSQL reads share the pool.
             conn.info.pop(WRITING, None)
             await finish_then_cancel(conn.close())
+
+    @property
+    def writes_in_thread(self) -> bool:
+        """Whether `write_in_thread` is available (SQLite)."""
+        return self._sync_writer is not None
+
+    async def write_in_thread(self, work: Callable[[InlineConnection], T]) -> T:
+        """Run `work` as one write transaction on the database's own thread, in one step: a
+        short write of a request path holds SQLite's file-wide write lock for the statements
+        alone. Through `write()`, each statement, the BEGIN and the COMMIT is a hop back to
+        the loop, and under load a hop waits for a whole turn of a busy loop (tens of
+        milliseconds) while the lock is held and every other writer of the service, other
+        processes included, waits for it.
+
+        `work` gets a synchronous connection (it must not wait on anything else: it runs
+        outside the loop); committed when it returns, rolled back when it raises. Runs to
+        its end even when the caller is cancelled meanwhile (see finish_then_cancel). Raises
+        what `work` or the driver raises; RuntimeError on PostgreSQL (`writes_in_thread`
+        is false there: use `write()`)."""
+        engine, thread = self._sync_writer, self._write_thread
+        if engine is None or thread is None:
+            raise RuntimeError("write_in_thread needs SQLite")
+
+        def transaction() -> T:
+            with engine.connect() as conn, conn.begin():
+                return work(InlineConnection(conn, self._compiled))
+
+        loop = asyncio.get_running_loop()
+        return await finish_then_cancel(loop.run_in_executor(thread, transaction))
 
     @asynccontextmanager
     async def dedicated(self, application_name: str) -> AsyncIterator[AsyncConnection]:
@@ -298,6 +340,10 @@ class Database:
             await self._reader.dispose()
         if self._sync_reader is not None:
             self._sync_reader.dispose()
+        if self._sync_writer is not None and self._write_thread is not None:
+            # The thread first: a write still running there ends before its engine goes.
+            await asyncio.to_thread(self._write_thread.shutdown)
+            self._sync_writer.dispose()
 
 
 class _NoResultRows(logging.Filter):

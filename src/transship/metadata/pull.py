@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from transship.metadata import schema as s
-from transship.metadata.db import SyncReadConnection
+from transship.metadata.db import InlineConnection
 from transship.metadata.records import ManifestRecord
 from transship.oci.digest import Digest
 
@@ -69,7 +69,7 @@ class PullQueries:
     """The keyed lookups of manifest GET (by digest or tag) and blob GET/HEAD; nothing else,
     so nothing that scans can reach the inline connection."""
 
-    def __init__(self, conn: AsyncConnection | SyncReadConnection) -> None:
+    def __init__(self, conn: AsyncConnection | InlineConnection) -> None:
         self._conn = conn
 
     async def manifest(
@@ -99,7 +99,7 @@ class PullQueries:
     async def _first(self, statement: Any, params: dict[str, Any]) -> Sequence[Any] | None:
         """The statement's first row: on SQLite's inline connection straight from the
         driver (digests bound as text), else through SQLAlchemy."""
-        if isinstance(self._conn, SyncReadConnection):
+        if isinstance(self._conn, InlineConnection):
             plain = {k: str(v) if isinstance(v, Digest) else v for k, v in params.items()}
             return self._conn.first_row(statement, plain)
         return (await self._conn.execute(statement, params)).first()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.changes import ChangeHub, Topic
-from transship.metadata.db import Database
+from transship.metadata.db import Database, InlineConnection
 from transship.metadata.identity import IdentityQueries
 from transship.metadata.jobs import JobQueries
 from transship.metadata.pull import (
@@ -51,6 +51,8 @@ from transship.metadata.records import (
 )
 from transship.metadata.scope import QueryScope, as_utc, conflict_from, utcnow
 from transship.oci.digest import Digest
+
+T = TypeVar("T")
 
 # How an ACR listing is sorted: by its key (tag name, manifest digest), or by time.
 ListingOrder = Literal["key", "timeasc", "timedesc"]
@@ -138,6 +140,46 @@ class MetadataStore:
         except IntegrityError as exc:
             raise conflict_from(exc) from exc
         scope.committed()
+
+    async def write_at_once(self, work: Callable[[Transaction], Coroutine[Any, Any, T]]) -> T:
+        """`work(q)` as one short write transaction, as `writing()` would run it, except
+        that on SQLite all its statements run in one step on the database's write thread
+        (see `Database.write_in_thread`): for the few writes of request paths that must not
+        hold SQLite's write lock across turns of a busy loop. `work` may only run queries
+        of `q` (nothing else that waits, no savepoint, no scan) and returns what they give.
+
+        Commits when `work` returns, rolls back when it raises; the `on_commit` callbacks
+        run after the commit, on the loop. Raises Conflict as `writing()` does, and what
+        `work` raises."""
+        if not self.db.writes_in_thread:
+            async with self.writing() as q:
+                return await work(q)
+        scopes: list[Transaction] = []
+
+        def in_thread(conn: InlineConnection) -> T:
+            scope = Transaction(conn, self.changes)
+            scopes.append(scope)
+            return _run_to_end(work(scope))
+
+        try:
+            result = await self.db.write_in_thread(in_thread)
+        except IntegrityError as exc:
+            raise conflict_from(exc) from exc
+        scopes[0].committed()
+        return result
+
+
+def _run_to_end(step: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends (queries on an InlineConnection).
+    Raises RuntimeError, after closing it, if it waits on anything: nothing could wake it
+    on the write thread."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+    step.close()
+    raise RuntimeError("a one-step write waited on something other than its own statements")
 
 
 def _tags_json(tags: Mapping[str, str]) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.changes import ChangeHub, Topic, notify_statement
-from transship.metadata.db import WRITING, finish_then_cancel
+from transship.metadata.db import WRITING, InlineConnection, finish_then_cancel
 
 # Rows converted per turn of the event loop when a scan is streamed (`_scan`): ~0.5 ms of
 # row and column-type processing, where a 20,000-row list built at once held the loop ~20 ms.
@@ -43,7 +43,9 @@ def conflict_from(exc: IntegrityError) -> Conflict:
 class QueryScope:
     """Queries bound to one connection. Methods never commit; the scope does."""
 
-    def __init__(self, conn: AsyncConnection, changes: ChangeHub | None = None) -> None:
+    def __init__(
+        self, conn: AsyncConnection | InlineConnection, changes: ChangeHub | None = None
+    ) -> None:
         """`changes`: the process's hub, told after the commit which topics the transaction
         changed (None: no process-local subscribers, only the other processes learn)."""
         self.conn = conn
@@ -111,15 +113,17 @@ class QueryScope:
         database a slice at a time, letting other callbacks run between slices: the rows
         arrive and are converted on the loop's thread, so a list built in one go would hold
         the loop for as long as it takes to convert them all."""
-        streaming = self.conn.stream(statement)
-        result = await (finish_then_cancel(streaming) if self.conn.info.get(WRITING) else streaming)
+        conn = self.conn
+        assert isinstance(conn, AsyncConnection), "scans run through the async driver"
+        streaming = conn.stream(statement)
+        result = await (finish_then_cancel(streaming) if conn.info.get(WRITING) else streaming)
         async for partition in result.partitions(SCAN_SLICE):
             for row in partition:
                 yield row
             await asyncio.sleep(0)
 
     def _nested(self) -> Any:
-        """A savepoint; only write scopes (async connections) have them."""
+        """A savepoint; only `writing()` scopes (async connections) have them."""
         assert isinstance(self.conn, AsyncConnection), "savepoints exist only in write scopes"
         return self.conn.begin_nested()
 
