@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from transship.config import UpstreamHost
+from transship.imports.budgets import BudgetGate, BudgetLedger, WaitReporter
 from transship.imports.egress import EgressDenied, EgressPolicies, PolicyResolver, egress_failure
 from transship.imports.endpoints import resolve_endpoint
 from transship.imports.errors import ImportFailure, Step
@@ -17,6 +18,7 @@ from transship.imports.ports import Credentials, ImageSource
 from transship.imports.retry import RetryPolicy
 from transship.imports.upstream import UpstreamClient
 from transship.metadata.queries import MetadataStore
+from transship.metadata.records import ANONYMOUS, BudgetKey
 from transship.storage.base import BlobStore
 
 
@@ -34,7 +36,14 @@ class Sources:
         read_timeout: float,
         egress: EgressPolicies,
         max_header_bytes: int = 16384,
+        budgets: BudgetLedger | None = None,
+        max_rate_limit_wait: float = 21600.0,
+        rate_limit_recheck: float = 5.0,
     ) -> None:
+        """`budgets`: the ledger of upstream rate-limit budgets (None: no budget is kept,
+        429s are retried like other transient statuses); `max_rate_limit_wait`: the
+        longest one pull may wait for its budget (seconds); `rate_limit_recheck`: how often
+        a waiting import looks at its budget again."""
         self._meta = meta
         self._store = store
         self._upstreams = upstreams
@@ -43,10 +52,18 @@ class Sources:
         self._read_timeout = read_timeout
         self._egress = egress
         self._max_header_bytes = max_header_bytes
+        self._budgets = budgets
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._rate_limit_recheck = rate_limit_recheck
 
     @asynccontextmanager
     async def open(
-        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+        self,
+        spec: SourceSpec,
+        credentials: Credentials | None,
+        target_registry_id: int,
+        *,
+        on_wait: WaitReporter | None = None,
     ) -> AsyncIterator[ImageSource]:
         async with self._meta.reading() as q:
             registries = await q.registries_by_id(
@@ -100,4 +117,22 @@ class Sources:
                 max_manifest_bytes=self._max_manifest_bytes,
                 read_timeout=self._read_timeout,
                 egress=policy,
+                budget=self._gate(endpoint.host, credentials, on_wait),
             )
+
+    def _gate(
+        self, host: str, credentials: Credentials | None, on_wait: WaitReporter | None
+    ) -> BudgetGate | None:
+        if self._budgets is None:
+            return None
+        # The user name only: an identity token (no user name) spends an account's budget
+        # we cannot name, counted with the anonymous one of the host.
+        user = credentials.username if credentials is not None and credentials.username else None
+        key = BudgetKey(host.lower(), user or ANONYMOUS)
+        return BudgetGate(
+            self._budgets,
+            key,
+            max_wait=self._max_rate_limit_wait,
+            recheck=self._rate_limit_recheck,
+            on_wait=on_wait,
+        )

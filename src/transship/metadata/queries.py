@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
+from transship.metadata.budgets import BudgetQueries
 from transship.metadata.changes import ChangeHub, Topic
 from transship.metadata.db import Database, InlineConnection
 from transship.metadata.identity import IdentityQueries
@@ -1170,6 +1171,12 @@ class Transaction(RegistryQueries):
     def identity(self) -> IdentityQueries:
         """Tenancy, principals, roles, signing keys, per-registry access."""
         group: IdentityQueries = IdentityQueries.joining(self)
+        return group
+
+    @cached_property
+    def budgets(self) -> BudgetQueries:
+        """Upstream rate-limit budgets."""
+        group: BudgetQueries = BudgetQueries.joining(self)
         return group
 
     @cached_property

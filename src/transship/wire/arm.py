@@ -197,6 +197,14 @@ class ImportFailure(Answer):
     upstream_status: int | None
 
 
+class RateLimitWait(Answer):
+    """An import waiting for an upstream's rate-limit budget (a Transship extension)."""
+
+    host: str
+    until: DateTime
+    message: str
+
+
 class ImportOperationInfo(Answer):
     registry: str
     state: str = extensible("queued", "running", "succeeded", "failed", "canceled")
@@ -207,6 +215,8 @@ class ImportOperationInfo(Answer):
     attempts: NonNegativeInt
     progress: ImportProgress
     failure: ImportFailure | MISSING = MISSING
+    # Present while the import waits for an upstream's rate-limit budget.
+    waiting: RateLimitWait | MISSING = MISSING
 
 
 class OperationError(Answer):
