@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -12,13 +13,15 @@ from transship.imports.budgets import BudgetGate, BudgetLedger, WaitReporter
 from transship.imports.egress import EgressDenied, EgressPolicies, PolicyResolver, egress_failure
 from transship.imports.endpoints import resolve_endpoint
 from transship.imports.errors import ImportFailure, Step
+from transship.imports.held import HeldFirstSource
 from transship.imports.local_source import LocalSource
 from transship.imports.model import SourceSpec
-from transship.imports.ports import Credentials, ImageSource
+from transship.imports.ports import Credentials, FetchedManifest, ImageSource
 from transship.imports.retry import RetryPolicy
 from transship.imports.upstream import UpstreamClient
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import ANONYMOUS, BudgetKey
+from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
 
 
@@ -108,7 +111,7 @@ class Sources:
             max_line_size=self._max_header_bytes,
             max_field_size=self._max_header_bytes,
         ) as session:
-            yield UpstreamClient(
+            client = UpstreamClient(
                 session,
                 endpoint,
                 spec.repository,
@@ -119,6 +122,14 @@ class Sources:
                 egress=policy,
                 budget=self._gate(endpoint.host, credentials, on_wait),
             )
+            yield HeldFirstSource(client, functools.partial(self._held, target_registry_id))
+
+    async def _held(self, registry_id: int, digest: Digest) -> FetchedManifest | None:
+        async with self._meta.reading() as q:
+            record = await q.held_manifest(registry_id, digest)
+        if record is None:
+            return None
+        return FetchedManifest(record.content, record.media_type, record.digest)
 
     def _gate(
         self, host: str, credentials: Credentials | None, on_wait: WaitReporter | None

@@ -299,8 +299,10 @@ class UpstreamClient:
             if response.status != 200:
                 return None
             header = response.headers.get("Docker-Content-Digest", "").strip()
+            if header.partition(":")[0] not in SUPPORTED_ALGORITHMS:
+                return None  # absent, or a digest we could not check the bytes against
             try:
-                return Digest.parse(header) if header else None
+                return Digest.parse(header)
             except DigestError:
                 return None
         finally:

@@ -486,3 +486,25 @@ class RoleAssignment(Answer):
 
 class RoleAssignmentList(Answer):
     value: list[RoleAssignment]
+
+
+# -- upstream rate-limit budgets (a Transship extension) -------------------------------------
+class UpstreamBudget(Answer):
+    """One upstream's rate-limit budget for one credential user (null: anonymous), as
+    announced by the upstream and counted down by the pulls made since. `remaining` and
+    `limit` are null until the upstream announces them; `blocked_until` is set while a
+    429 or a spent budget stops pulls."""
+
+    host: str
+    user: str | None
+    limit: int | None
+    remaining: int | None
+    window_seconds: int | None
+    observed_at: DateTime | None
+    resets_at: DateTime | None
+    blocked_until: DateTime | None
+    pulls: NonNegativeInt
+
+
+class UpstreamBudgetList(Answer):
+    value: list[UpstreamBudget]
