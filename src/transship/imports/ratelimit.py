@@ -30,10 +30,10 @@ LIMIT_HEADER = "ratelimit-limit"
 REMAINING_HEADER = "ratelimit-remaining"
 RETRY_AFTER_HEADER = "retry-after"
 
-# `<integer>` then optional `;w=<integer>` (other parameters, like Docker Hub's
-# `;source=…`, are allowed and ignored). Bounded: header values are attacker-controlled.
-_POLICY = re.compile(r"^\s*(\d{1,12})\s*((?:;\s*[A-Za-z0-9_-]{1,32}\s*=\s*[^;,]{0,128})*)\s*$")
-_WINDOW = re.compile(r";\s*w\s*=\s*(\d{1,12})\s*(?:;|$)", re.IGNORECASE)
+# Bounded: header values are attacker-controlled. ASCII digits only (`\d` would take any
+# script's digits, which int() then reads).
+_COUNT = re.compile(r"[0-9]{1,12}")
+_PARAMETER = re.compile(r"([A-Za-z0-9_-]{1,32})\s*=\s*(.{0,128})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +52,29 @@ class RateObservation:
 
 
 def _policy(name: str, value: str | None, host: str) -> tuple[int | None, int | None]:
-    """(count, window seconds) of the first policy of a header value, or (None, None)."""
+    """(count, window seconds) of the first policy of a header value, or (None, None).
+
+    A policy is `<count>` then `;name=value` parameters: `w` is the window in seconds,
+    others (Docker Hub's `source=…`) are ignored."""
     if value is None:
         return None, None
-    first = value.split(",", 1)[0]
-    match = _POLICY.match(first)
-    if match is None:
+    count, *parameters = (part.strip() for part in value.split(",", 1)[0].split(";"))
+    window: int | None = None
+    malformed = _COUNT.fullmatch(count) is None
+    for parameter in parameters:
+        match = _PARAMETER.fullmatch(parameter)
+        if match is None:
+            malformed = True
+        elif match.group(1).lower() == "w":
+            seconds = match.group(2).strip()
+            if _COUNT.fullmatch(seconds) is None:
+                malformed = True
+            else:
+                window = int(seconds) or None  # a zero window is no window
+    if malformed:
         log.info("ignoring a malformed %s header from %s: %r", name, host, value[:80])
         return None, None
-    window = _WINDOW.search(match.group(2) or "")
-    seconds = int(window.group(1)) if window is not None else None
-    if seconds == 0:
-        seconds = None  # a zero window is no window
-    return int(match.group(1)), seconds
+    return int(count), window
 
 
 def parse_rate_limit(
