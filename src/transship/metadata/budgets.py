@@ -99,7 +99,11 @@ class BudgetQueries(QueryScope):
     ) -> None:
         """Record what an upstream answer announced, in one upsert: the counts it named
         replace the recorded ones (with `now` as their time), counts it did not name stay;
-        a `blocked_until` extends the block (never shortens one another answer set)."""
+        a `blocked_until` extends the block (never shortens one another answer set).
+
+        Within a window still running, a count above the recorded one does not raise it:
+        answers arrive out of order, and pulls reserved since (still in flight) are in
+        the recorded count but not yet in the upstream's."""
         b = s.upstream_budgets
         announced = remaining is not None
         values: dict[str, Any] = {
@@ -120,7 +124,18 @@ class BudgetQueries(QueryScope):
         if announced:
             changes.update(
                 limit_count=func.coalesce(excluded.limit_count, b.c.limit_count),
-                remaining=excluded.remaining,
+                remaining=case(
+                    (
+                        and_(
+                            b.c.remaining.is_not(None),
+                            b.c.resets_at.is_not(None),
+                            b.c.resets_at > now,
+                            b.c.remaining < excluded.remaining,
+                        ),
+                        b.c.remaining,
+                    ),
+                    else_=excluded.remaining,
+                ),
                 window_seconds=excluded.window_seconds,
                 observed_at=excluded.observed_at,
                 resets_at=excluded.resets_at,

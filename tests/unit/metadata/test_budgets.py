@@ -64,6 +64,23 @@ async def test_the_upstream_corrects_the_count(meta: MetadataStore) -> None:
     assert budget.remaining == 1
 
 
+async def test_a_late_answer_does_not_give_back_pulls_in_flight(meta: MetadataStore) -> None:
+    clock = Clock()
+    ledger = UpstreamBudgets(meta, clock=clock)
+    await ledger.observe(KEY, RateObservation(limit=10, remaining=3, window_seconds=600))
+    await ledger.reserve(KEY)
+    await ledger.reserve(KEY)
+    # The answer to the first pull (3 - 1 left) arrives while the second is in flight.
+    await ledger.observe(KEY, RateObservation(limit=10, remaining=2, window_seconds=600))
+    (budget,) = await ledger.list()
+    assert budget.remaining == 1
+    # Once the window has ended, the upstream's count wins again.
+    clock.now = T0 + timedelta(seconds=601)
+    await ledger.observe(KEY, RateObservation(limit=10, remaining=9, window_seconds=600))
+    (budget,) = await ledger.list()
+    assert budget.remaining == 9
+
+
 async def test_a_429_blocks_until_its_retry_after(meta: MetadataStore) -> None:
     clock = Clock()
     ledger = UpstreamBudgets(meta, clock=clock)
