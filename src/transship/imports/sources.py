@@ -11,7 +11,7 @@ import aiohttp
 from transship.config import UpstreamHost
 from transship.imports.budgets import BudgetGate, BudgetLedger, WaitReporter
 from transship.imports.egress import EgressDenied, EgressPolicies, PolicyResolver, egress_failure
-from transship.imports.endpoints import resolve_endpoint
+from transship.imports.endpoints import Endpoint, resolve_endpoint
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.held import HeldFirstSource
 from transship.imports.local_source import LocalSource
@@ -120,7 +120,7 @@ class Sources:
                 max_manifest_bytes=self._max_manifest_bytes,
                 read_timeout=self._read_timeout,
                 egress=policy,
-                budget=self._gate(endpoint.host, credentials, on_wait),
+                budget=self._gate(_budget_host(endpoint), credentials, on_wait),
             )
             yield HeldFirstSource(client, functools.partial(self._held, target_registry_id))
 
@@ -139,7 +139,7 @@ class Sources:
         # The user name only: an identity token (no user name) spends an account's budget
         # we cannot name, counted with the anonymous one of the host.
         user = credentials.username if credentials is not None and credentials.username else None
-        key = BudgetKey(host.lower(), user or ANONYMOUS)
+        key = BudgetKey(host, user or ANONYMOUS)
         return BudgetGate(
             self._budgets,
             key,
@@ -147,3 +147,11 @@ class Sources:
             recheck=self._rate_limit_recheck,
             on_wait=on_wait,
         )
+
+
+def _budget_host(endpoint: Endpoint) -> str:
+    """Whose limits apply: the host requests go to (with an explicit port), so the names of
+    one upstream (`docker.io` and `registry-1.docker.io`) share its budget."""
+    url = endpoint.url
+    host = (url.host or endpoint.host).lower()
+    return f"{host}:{url.explicit_port}" if url.explicit_port is not None else host
