@@ -17,12 +17,14 @@ from transship.api.answers import json_answer
 from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
+from transship.api.import_dry_run import dry_run_error, dry_run_json
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
 from transship.errors import NotFound, Unsupported
 from transship.identity.model import Principal
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
+from transship.imports.errors import ImportFailure
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
 from transship.metadata.records import ImportJobRecord, RegistryRecord
@@ -553,7 +555,11 @@ async def _operation(
 async def _source_names(services: Any, jobs: list[ImportJobRecord]) -> dict[int, str]:
     """The names of the same-service source registries of `jobs`, by id, looked up by key
     (never a scan of every registry on each operation poll)."""
-    sources = (ImportRequest.from_json(job.request).source.registry_id for job in jobs)
+    return await _source_names_of(services, [ImportRequest.from_json(j.request) for j in jobs])
+
+
+async def _source_names_of(services: Any, requests: list[ImportRequest]) -> dict[int, str]:
+    sources = (r.source.registry_id for r in requests)
     async with services.meta.reading() as q:
         found = await q.registries_by_id(rid for rid in sources if rid is not None)
     return {rid: r.login_server or r.name for rid, r in found.items()}
@@ -605,6 +611,15 @@ async def import_image(request: web.Request) -> web.Response:
         else None,
         source_name=_source_name(params.resource_id),
     )
+    if body.dry_run:
+        # Checked and authorized as the import itself; planned now, written nowhere.
+        try:
+            report = await services.dry_runs.plan(registry.id, import_request, credentials)
+        except ImportFailure as exc:
+            raise dry_run_error(exc, _FAILURE_STATUS) from None
+        names = await _source_names_of(services, [import_request])
+        described = source.describe(names.get(source.registry_id or -1))
+        return arm_json(dry_run_json(report, described))
     job = await services.imports.submit(registry.id, import_request, credentials)
     result_url, _ = _operation_urls(request, job.id, registry.location)
     # As ACR: Location and Retry-After, no Azure-AsyncOperation, so Azure clients follow the

@@ -24,6 +24,7 @@ from transship.identity.registry_access import RegistryAccess
 from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.throttle import FailureThrottle
 from transship.identity.tokens import SigningKeys, TokenService
+from transship.imports.dry_run import DryRunPlanner, RegistryTargetView
 from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
 from transship.imports.plan import ImportLimits
@@ -70,6 +71,7 @@ class Services:
     manifests: ManifestService
     listings: ListingService
     imports: ImportService
+    dry_runs: DryRunPlanner
     gc: GarbageCollector
     checker: Checker
     hasher: SecretHasher
@@ -186,16 +188,17 @@ async def build_services(
         egress=egress,
         max_header_bytes=settings.upstream_max_header_bytes,
     )
+    limits = ImportLimits(
+        max_manifests=settings.import_max_manifests,
+        max_index_depth=settings.max_index_depth,
+        max_index_children=settings.max_index_children,
+        max_bytes=settings.import_max_bytes,
+    )
     engine = ImportEngine(
         RegistrySink(meta, store),
         sources,
         blob_concurrency=settings.import_blob_concurrency,
-        limits=ImportLimits(
-            max_manifests=settings.import_max_manifests,
-            max_index_depth=settings.max_index_depth,
-            max_index_children=settings.max_index_children,
-            max_bytes=settings.import_max_bytes,
-        ),
+        limits=limits,
     )
     imports = ImportService(
         meta,
@@ -248,6 +251,7 @@ async def build_services(
         ),
         listings=ListingService(meta, store),
         imports=imports,
+        dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,
             store,

@@ -68,6 +68,13 @@ class ImportImageParameters(_Body):
         default=None, alias="untaggedTargetRepositories"
     )
     mode: Literal["NoForce", "Force"] = "NoForce"
+    # A Transship extension (the az CLI never sends it): answer the plan (200), import nothing.
+    dry_run: bool = Field(
+        default=False,
+        alias="dryRun",
+        description="Transship extension: plan the import and answer the plan (200) without "
+        "importing or writing anything.",
+    )
 
 
 class RegistrySku(_Body):
