@@ -39,6 +39,7 @@ from transship.cli.common import (
     resource_group_option,
     service_command,
 )
+from transship.cli.import_dry_run import dry_run as plan_import
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -460,6 +461,14 @@ class ImportGroup(click.Group):
     is_flag=True,
     help="Start the import and print its operation without waiting for it to finish.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan the import without importing anything: the manifests and platforms it would "
+    "copy, the blobs already present (zero-copy) and the bytes to fetch, the upstream "
+    "requests and rate-limited pulls it would spend, and what it would do to each target "
+    "tag (create, move, unchanged, or refused under NoForce). A Transship extension.",
+)
 @resource_group_option
 @output_option
 @click.pass_context
@@ -475,6 +484,7 @@ def import_(
     password: str | None,
     force: bool,
     no_wait: bool,
+    dry_run: bool,
     resource_group: str | None,
     output: str,
 ) -> None:
@@ -516,6 +526,9 @@ def import_(
       Import without tagging, overwriting nothing, and return at once:
         transship import --name myregistry --source docker.io/library/alpine:3.20 \\
           --repository alpine --no-wait
+      See what an import would copy, fetch and spend, without importing (as JSON with -o json):
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --image alpine:3.20 --force --dry-run
 
     Subcommands list, show and cancel manage import operations.
     """
@@ -537,6 +550,11 @@ def import_(
         repositories=repositories,
         force=force,
     )
+    if dry_run:
+        if no_wait:
+            raise click.UsageError("--dry-run starts no import: --no-wait does not apply")
+        plan_import(management, registry, parameters, resource_group, output)
+        return
     accepted = management.import_image(registry, parameters, resource_group)
     request = f"POST {management.registry_id(registry, resource_group)}/importImage"
     operation = parse_answer(accepted, OperationStatus, request) if accepted.body else None
