@@ -7,6 +7,7 @@ upstream actually served."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +256,49 @@ async def test_token_auth_requests_are_counted_and_predicted(
     assert predicted["auth"] == len(token_server.requests)
     assert reported(predicted) == served(proxy.seen)
     assert predicted["blobGets"] == len(image.blob_digests)
+
+
+async def test_concurrent_dry_runs_agree_and_do_not_wait_for_a_running_import(
+    import_env: ImportEnvFactory,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_index: BuiltIndex,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(database_url, upstreams=insecure(proxy.host))
+    before = await written(env)
+    answers = await asyncio.gather(*(dry_run(env, body(proxy)) for _ in range(4)))
+    assert all(status == 200 for status, _ in answers), answers
+    plans = [plan for _, plan in answers]
+    assert all(plan == plans[0] for plan in plans[1:])
+    assert await written(env) == before
+
+    # An import holding its last blob in flight: the dry run answers at once, and counts
+    # neither the blobs that import pinned nor its tag (nothing is visible before it commits).
+    held = proxy.hold(f"/blobs/{upstream_index.blob_digests[-1]}")
+    operation = await env.admin.start_import(TARGET, body(proxy))
+    await proxy.wait_for_request(f"/blobs/{upstream_index.blob_digests[-1]}")
+    status, during = await asyncio.wait_for(dry_run(env, body(proxy)), timeout=20)
+    assert status == 200, during
+    assert during["blobs"]["present"] == 0
+    assert during["targetTags"][0]["action"] == "create"
+    assert held.release is not None
+    held.release.set()
+    assert_succeeded(await env.admin.wait(operation))
+    status, after = await dry_run(env, body(proxy, "Force"))
+    assert status == 200 and after["targetTags"][0]["action"] == "unchanged", after
+
+
+async def test_a_dry_run_flag_that_is_not_a_boolean_is_refused(
+    import_env: ImportEnvFactory, database_url: str | None
+) -> None:
+    env = await import_env(database_url)
+    status, error, _ = await env.admin.call(
+        "POST",
+        f"{env.admin.base}/{TARGET}/importImage",
+        {"source": {"registryUri": "docker.io", "sourceImage": "library/alpine:3"}, "dryRun": 1},
+    )
+    assert status == 400 and error["error"]["code"] == "InvalidParameter", error
+    assert "dryRun" in json.dumps(error), error
+    assert await env.admin.operations(TARGET) == []

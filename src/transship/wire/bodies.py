@@ -69,7 +69,7 @@ class ImportImageParameters(_Body):
     )
     mode: Literal["NoForce", "Force"] = "NoForce"
     # A Transship extension (the az CLI never sends it): answer the plan (200), import nothing.
-    dry_run: bool | None = Field(
+    dry_run: JsonBool | None = Field(
         default=None,
         alias="dryRun",
         description="Transship extension: plan the import and answer the plan (200) without "
