@@ -302,3 +302,37 @@ async def test_a_dry_run_flag_that_is_not_a_boolean_is_refused(
     assert status == 400 and error["error"]["code"] == "InvalidParameter", error
     assert "dryRun" in json.dumps(error), error
     assert await env.admin.operations(TARGET) == []
+
+
+async def test_a_locked_tag_is_refused_even_with_force_as_the_import_is(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_index: BuiltIndex,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(database_url, upstreams=insecure(proxy.host))
+    old = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "old"), seed="old", layer_sizes=(2000,)
+    )
+    await push_built(env.reg.http, env.reg.url, env.login_server, "app", "v1", old)
+    async with env.reg.request(
+        "PATCH",
+        "/acr/v1/app/_tags/v1",
+        data=json.dumps({"writeEnabled": False}),
+        headers={"Host": env.login_server},
+    ) as r:
+        assert r.status == 200, await r.text()
+    before = await written(env)
+    status, plan = await dry_run(env, body(proxy, "Force"))
+    assert status == 200, plan
+    (tag,) = plan["targetTags"]
+    assert tag["action"] == "refused" and tag["current"] == old.digest, tag
+    assert "v1" in tag["reason"], tag
+    assert plan["wouldSucceed"] is False
+    assert await written(env) == before
+    # The plan's verdict is the import's.
+    final = await env.run_import(body(proxy, "Force"))
+    assert final["status"] == "Failed" and final["error"]["code"] == "OperationDisallowed", final
