@@ -539,6 +539,8 @@ def import_(
             flag for flag, value in (("--name", registry), ("--source", source)) if not value
         )
         raise click.UsageError(f"missing {missing} (see transship import --help)")
+    if dry_run and no_wait:
+        raise click.UsageError("--dry-run starts no import: --no-wait does not apply")
     management = api()
     parameters = build_parameters(
         source,
@@ -551,8 +553,6 @@ def import_(
         force=force,
     )
     if dry_run:
-        if no_wait:
-            raise click.UsageError("--dry-run starts no import: --no-wait does not apply")
         plan_import(management, registry, parameters, resource_group, output)
         return
     accepted = management.import_image(registry, parameters, resource_group)
