@@ -576,6 +576,9 @@ async def import_image(request: web.Request) -> web.Response:
         if body.untagged_target_repositories
         else None,
         force=body.mode == "Force",
+        platforms=tuple(body.platforms) if body.platforms is not None else None,
+        platform_mode=body.platform_mode,
+        include_attestations=body.include_attestations,
     )
     if params.resource_id is not None and not params.credentials_given:
         # Before the intake looks the registry up: its NotFound would tell a caller of

@@ -39,6 +39,7 @@ from transship.cli.common import (
     resource_group_option,
     service_command,
 )
+from transship.cli.import_platforms import platform_options, with_platforms
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -460,6 +461,7 @@ class ImportGroup(click.Group):
     is_flag=True,
     help="Start the import and print its operation without waiting for it to finish.",
 )
+@platform_options
 @resource_group_option
 @output_option
 @click.pass_context
@@ -475,15 +477,18 @@ def import_(
     password: str | None,
     force: bool,
     no_wait: bool,
+    platforms: tuple[str, ...],
+    platform_mode: str | None,
+    include_attestations: bool | None,
     resource_group: str | None,
     output: str,
 ) -> None:
     """Import an image into a registry, server side (az acr import).
 
-    The server pulls the image itself — every platform of a multi-arch index — by tag or
-    by digest; nothing passes through this machine. The command waits for the import and
-    shows its progress (bytes, blobs and manifests) on stderr; Ctrl-C stops waiting but
-    the import carries on (follow it with `transship import show`).
+    The server pulls the image itself — every platform of a multi-arch index, or only
+    those given with --platform — by tag or by digest; nothing passes through this
+    machine. The command waits for the import and shows its progress (bytes, blobs and
+    manifests) on stderr; Ctrl-C stops waiting but the import carries on (follow it with `transship import show`).
 
     \b
     Examples:
@@ -516,6 +521,12 @@ def import_(
       Import without tagging, overwriting nothing, and return at once:
         transship import --name myregistry --source docker.io/library/alpine:3.20 \\
           --repository alpine --no-wait
+      Import only two platforms of a multi-arch image, keeping the index digest (sparse):
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --platform linux/amd64 --platform linux/arm64/v8
+      Import one platform as a new index listing only it, with its attestations:
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --platform linux/amd64 --platform-mode rewritten --include-attestations
 
     Subcommands list, show and cancel manage import operations.
     """
@@ -537,6 +548,7 @@ def import_(
         repositories=repositories,
         force=force,
     )
+    parameters = with_platforms(parameters, platforms, platform_mode, include_attestations)
     accepted = management.import_image(registry, parameters, resource_group)
     request = f"POST {management.registry_id(registry, resource_group)}/importImage"
     operation = parse_answer(accepted, OperationStatus, request) if accepted.body else None

@@ -68,6 +68,11 @@ class ImportImageParameters(_Body):
         default=None, alias="untaggedTargetRepositories"
     )
     mode: Literal["NoForce", "Force"] = "NoForce"
+    # Transship extensions (ACR has no such fields; the az CLI never sends them): copy only
+    # these platforms of an index. See docs/imports.md, "Platform subsets".
+    platforms: list[str] | None = Field(default=None, max_length=64)
+    platform_mode: Literal["sparse", "rewritten"] | None = Field(default=None, alias="platformMode")
+    include_attestations: JsonBool | None = Field(default=None, alias="includeAttestations")
 
 
 class RegistrySku(_Body):
