@@ -488,7 +488,8 @@ def import_(
     The server pulls the image itself — every platform of a multi-arch index, or only
     those given with --platform — by tag or by digest; nothing passes through this
     machine. The command waits for the import and shows its progress (bytes, blobs and
-    manifests) on stderr; Ctrl-C stops waiting but the import carries on (follow it with `transship import show`).
+    manifests) on stderr; Ctrl-C stops waiting but the import carries on (follow it with
+    `transship import show`).
 
     \b
     Examples:
