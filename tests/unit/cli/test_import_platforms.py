@@ -1,0 +1,64 @@
+"""`transship import --platform …`: the flags become the importImage extension fields, are
+refused without --platform, and are documented in --help."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from transship.cli.client import dump_body, unchecked
+from transship.cli.import_platforms import with_platforms
+from transship.cli.main import main
+from transship.wire.bodies import ImportImageParameters, ImportSource
+
+
+def base() -> ImportImageParameters:
+    source = unchecked(ImportSource, registry_uri="docker.io", source_image="library/alpine:3")
+    return unchecked(ImportImageParameters, source=source, target_tags=["alpine:3"], mode="NoForce")
+
+
+def test_without_platform_the_body_is_unchanged() -> None:
+    body = with_platforms(base(), (), None, None)
+    assert dump_body(body) == dump_body(base())
+    assert "platforms" not in dump_body(body)
+
+
+def test_platforms_mode_and_attestations_are_sent_by_their_json_names() -> None:
+    body = with_platforms(base(), ("linux/amd64", "linux/arm64/v8"), "rewritten", True)
+    sent = dump_body(body)
+    assert sent["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    assert sent["platformMode"] == "rewritten" and sent["includeAttestations"] is True
+    # The defaults are the server's: not sent when not given.
+    sent = dump_body(with_platforms(base(), ("linux/amd64",), None, None))
+    assert "platformMode" not in sent and "includeAttestations" not in sent
+
+
+@pytest.mark.parametrize(
+    ("mode", "attestations", "flag"),
+    [("sparse", None, "--platform-mode"), (None, True, "--include-attestations")],
+)
+def test_subset_flags_need_platform(mode: str | None, attestations: bool | None, flag: str) -> None:
+    with pytest.raises(click.UsageError) as caught:
+        with_platforms(base(), (), mode, attestations)
+    assert flag in caught.value.message and "--platform" in caught.value.message
+
+
+def test_help_documents_the_flags_with_an_example() -> None:
+    result = CliRunner().invoke(main, ["import", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for text in (
+        "--platform OS/ARCH[/VARIANT]",
+        "--platform-mode [sparse|rewritten]",
+        "--include-attestations",
+        "--platform linux/amd64 --platform linux/arm64/v8",
+        "--platform-mode rewritten --include-attestations",
+    ):
+        assert text in result.output, text
+
+
+def test_bad_platform_mode_is_a_usage_error() -> None:
+    result = CliRunner().invoke(
+        main, ["import", "-n", "r", "--source", "docker.io/a:1", "--platform-mode", "dense"]
+    )
+    assert result.exit_code == 2 and "dense" in result.output
