@@ -213,3 +213,32 @@ async def test_bad_platform_is_refused_naming_the_field(import_env: ImportEnvFac
     )
     assert status == 400, answer
     assert "platforms[1]" in json.dumps(answer)
+
+
+async def test_concurrent_sparse_imports_of_one_index_both_land(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await four_platforms(tmp_path, distribution_anon)
+    amd64, arm64, armv7, s390x = index.children
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(database_url, upstreams=insecure(proxy.host))
+    operations = [
+        await env.admin.start_import(TARGET, body(proxy.host, f"app:{name}", platforms=[p]))
+        for name, p in (("a", "linux/amd64"), ("b", "linux/s390x"))
+    ]
+    for final in await asyncio.gather(*(env.admin.wait(op) for op in operations)):
+        assert_succeeded(final)
+    for child in (amd64, s390x):
+        assert (await env.manifest("app", child.digest)).status == 200
+        # Each present child is an edge of the index, whichever import stored the index.
+        async with env.reg.http.delete(f"{env.reg.url}/v2/app/manifests/{child.digest}") as deleted:
+            assert deleted.status == 405 and "listed by index" in await deleted.text()
+    for child in (arm64, armv7):
+        absent = await env.manifest("app", child.digest)
+        assert absent.status == 404 and "not imported" in absent.body.decode()
+    await env.assert_consistent()
+    await assert_check_clean(env.data_dir, database_url)
