@@ -242,3 +242,97 @@ async def test_concurrent_sparse_imports_of_one_index_both_land(
         assert absent.status == 404 and "not imported" in absent.body.decode()
     await env.assert_consistent()
     await assert_check_clean(env.data_dir, database_url)
+
+
+def _buildx_style(tmp_path: Path, registry: DistributionRegistry) -> tuple[BuiltIndex, list[str]]:
+    """An index as buildx writes it: linux/amd64 and linux/arm64 images, then one attestation
+    manifest per image (platform unknown/unknown, the reference annotations), pushed to
+    `team/att:v1`. Returns the built images' index and the attestations' digests."""
+    layout = OciLayout(tmp_path / "buildx")
+    images = build_index(layout, platforms=("linux/amd64", "linux/arm64"), layer_sizes=(9_000,))
+    entries = json.loads(images.index_bytes)["manifests"]
+    attestations = []
+    for child in images.children:
+        statement = layout.write_blob(
+            json.dumps(
+                {"_type": "https://in-toto.io/Statement/v0.1", "for": child.digest}
+            ).encode(),
+            "application/vnd.in-toto+json",
+        )
+        config = layout.write_blob(b"{}", "application/vnd.oci.image.config.v1+json")
+        descriptor, _ = layout.write_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config.to_json(),
+                "layers": [statement.to_json()],
+            },
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        attestations.append(descriptor.digest)
+        entries.append(
+            {
+                **descriptor.to_json(),
+                "platform": {"os": "unknown", "architecture": "unknown"},
+                "annotations": {
+                    "vnd.docker.reference.type": "attestation-manifest",
+                    "vnd.docker.reference.digest": child.digest,
+                },
+            }
+        )
+    root, data = layout.write_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        },
+        "application/vnd.oci.image.index.v1+json",
+    )
+    layout.add_ref(root, "buildx")
+    push_layout_http(layout, registry.url, "team/att", "v1", source_ref="buildx")
+    built = BuiltIndex(layout, root, data, images.children)
+    return built, attestations
+
+
+async def test_attestations_of_the_selected_platforms_come_along_when_asked(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index, (att_amd64, att_arm64) = await asyncio.to_thread(
+        _buildx_style, tmp_path, distribution_anon
+    )
+    amd64, arm64 = index.children
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(None, upstreams=insecure(proxy.host))
+    source = {"registryUri": proxy.host, "sourceImage": "team/att:v1"}
+    final = await env.run_import(
+        {
+            "source": source,
+            "targetTags": ["att:sparse"],
+            "platforms": ["linux/amd64"],
+            "includeAttestations": True,
+        }
+    )
+    assert_succeeded(final)
+    assert (await env.manifest("att", "sparse")).body == index.index_bytes
+    for present in (amd64.digest, att_amd64):
+        assert (await env.manifest("att", present)).status == 200
+    for absent, what in ((arm64.digest, "linux/arm64"), (att_arm64, "attestation manifest of")):
+        answer = await env.manifest("att", absent)
+        assert answer.status == 404 and what in answer.body.decode(), answer.body
+
+    # Without the flag, rewritten: the index lists the image alone.
+    final = await env.run_import(
+        {
+            "source": source,
+            "targetTags": ["att:plain"],
+            "platforms": ["linux/amd64"],
+            "platformMode": "rewritten",
+        }
+    )
+    assert_succeeded(final)
+    listed = json.loads((await env.manifest("att", "plain")).body)["manifests"]
+    assert [m["digest"] for m in listed] == [amd64.digest]
+    await env.assert_consistent()
