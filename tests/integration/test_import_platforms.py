@@ -59,7 +59,10 @@ async def test_sparse_subset_keeps_the_digest_and_names_absent_platforms(
         body(proxy.host, "app:v1", platforms=["linux/amd64", "linux/arm64/v8"])
     )
     assert_succeeded(final)
-    progress = final["properties"]["progress"]
+    properties = final["properties"]
+    assert properties["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    assert properties["platformMode"] == "sparse" and properties["includeAttestations"] is False
+    progress = properties["progress"]
     selected_bytes = amd64.blob_bytes + arm64.blob_bytes
     assert progress["bytesTotal"] == selected_bytes < index.blob_bytes // 2 + 1000
 

@@ -540,8 +540,21 @@ def operation_json(
             )
             if job.error_code is not None
             else MISSING,
+            **_subset_fields(request),
         ),
     )
+
+
+def _subset_fields(request: ImportRequest) -> dict[str, Any]:
+    """The platform-subset fields of an operation's properties (none for a full import)."""
+    subset = request.platform_subset
+    if subset is None:
+        return {}
+    return {
+        "platforms": [str(p) for p in subset.platforms],
+        "platform_mode": subset.mode.value,
+        "include_attestations": subset.include_attestations,
+    }
 
 
 async def _operation(
