@@ -39,7 +39,7 @@ from transship.cli.common import (
     resource_group_option,
     service_command,
 )
-from transship.cli.import_platforms import platform_options, with_platforms
+from transship.cli.import_platforms import platform_options, source_text, with_platforms
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -387,7 +387,7 @@ def operation_row(operation: OperationStatus) -> Sequence[Any]:
     return (
         operation.name,
         operation.status,
-        operation.properties.source,
+        source_text(operation),
         _targets(operation),
         _progress_text(operation),
         short_time(operation.start_time),

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from transship.wire.arm import OperationStatus
 from transship.wire.bodies import ImportImageParameters
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,3 +68,15 @@ def with_platforms(
             "include_attestations": include_attestations or None,
         }
     )
+
+
+def source_text(operation: OperationStatus) -> str:
+    """The operation's source, with its platform subset when it has one:
+    `docker.io/library/alpine:3.20 [linux/amd64, linux/arm64/v8; sparse]`."""
+    properties = operation.properties
+    if not isinstance(properties.platforms, list):
+        return properties.source
+    mode: str = properties.platform_mode if isinstance(properties.platform_mode, str) else "sparse"
+    if properties.include_attestations is True:
+        mode += ", with attestations"
+    return f"{properties.source} [{', '.join(properties.platforms)}; {mode}]"

@@ -62,3 +62,49 @@ def test_bad_platform_mode_is_a_usage_error() -> None:
         main, ["import", "-n", "r", "--source", "docker.io/a:1", "--platform-mode", "dense"]
     )
     assert result.exit_code == 2 and "dense" in result.output
+
+
+def test_operation_rows_show_the_subset() -> None:
+    from transship.cli.commands_import import operation_row
+    from transship.wire.arm import OperationStatus
+
+    def operation(**extra: object) -> OperationStatus:
+        return OperationStatus.model_validate(
+            {
+                "id": "/x/operationStatuses/op",
+                "name": "op",
+                "status": "Succeeded",
+                "startTime": "2026-12-06T10:00:00Z",
+                "properties": {
+                    "registry": "r",
+                    "state": "succeeded",
+                    "source": "docker.io/library/alpine:3.20",
+                    "targetTags": ["alpine:3.20"],
+                    "untaggedTargetRepositories": [],
+                    "mode": "NoForce",
+                    "attempts": 1,
+                    "progress": {
+                        "bytesTotal": 0,
+                        "bytesDone": 0,
+                        "bytesFetched": 0,
+                        "blobsTotal": 0,
+                        "blobsDone": 0,
+                        "manifestsTotal": 0,
+                        "manifestsDone": 0,
+                    },
+                    **extra,
+                },
+            }
+        )
+
+    assert operation_row(operation())[2] == "docker.io/library/alpine:3.20"
+    row = operation_row(
+        operation(
+            platforms=["linux/amd64", "linux/arm64/v8"],
+            platformMode="rewritten",
+            includeAttestations=True,
+        )
+    )
+    assert row[2] == (
+        "docker.io/library/alpine:3.20 [linux/amd64, linux/arm64/v8; rewritten, with attestations]"
+    )
