@@ -3,14 +3,21 @@ refused without --platform, and are documented in --help."""
 
 from __future__ import annotations
 
+import json
+
 import click
 import pytest
 from click.testing import CliRunner
 
+from tests.unit.cli.live_service import SUFFIX, LiveService, run
 from transship.cli.client import dump_body, unchecked
+from transship.cli.commands_import import operation_row
 from transship.cli.import_platforms import with_platforms
 from transship.cli.main import main
+from transship.wire.arm import OperationStatus
 from transship.wire.bodies import ImportImageParameters, ImportSource
+
+SOURCE_LOGIN = f"mysourceregistry.{SUFFIX}"
 
 
 def base() -> ImportImageParameters:
@@ -65,9 +72,6 @@ def test_bad_platform_mode_is_a_usage_error() -> None:
 
 
 def test_operation_rows_show_the_subset() -> None:
-    from transship.cli.commands_import import operation_row
-    from transship.wire.arm import OperationStatus
-
     def operation(**extra: object) -> OperationStatus:
         return OperationStatus.model_validate(
             {
@@ -108,3 +112,33 @@ def test_operation_rows_show_the_subset() -> None:
     assert row[2] == (
         "docker.io/library/alpine:3.20 [linux/amd64, linux/arm64/v8; rewritten, with attestations]"
     )
+
+
+def test_import_with_platform_against_the_service(logged_in: LiveService) -> None:
+    """The flags reach the real server: a single linux/amd64 image imports with
+    `--platform linux/amd64`, another platform is refused naming it, a malformed one names
+    `platforms[0]`, and `import list` shows the subset."""
+    for name in ("myregistry", "mysourceregistry"):
+        assert run("registry", "create", "-n", name).exit_code == 0
+    logged_in.push_images(SOURCE_LOGIN, [("app", "1")])
+    source = f"{SOURCE_LOGIN}/app:1"
+    result = run("import", "-n", "myregistry", "--source", source, "--platform", "linux/amd64")
+    assert result.exit_code == 0, result.output
+    sent = logged_in.import_bodies()[-1]
+    assert sent["platforms"] == ["linux/amd64"] and "platformMode" not in sent
+
+    result = run(
+        "import", "-n", "myregistry", "--source", source, "-t", "app:s390x",
+        "--platform", "linux/s390x",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "(PlatformMismatch)" in result.stderr and "linux/s390x" in result.stderr
+
+    result = run("import", "-n", "myregistry", "--source", source, "--platform", "linux")
+    assert result.exit_code == 1 and "platforms[0]" in result.stderr, result.stderr
+
+    listed = json.loads(run("import", "list", "-n", "myregistry", "-o", "json").stdout)
+    assert {tuple(op["properties"].get("platforms", ())) for op in listed} == {
+        ("linux/amd64",),
+        ("linux/s390x",),
+    }
