@@ -339,3 +339,38 @@ async def test_attestations_of_the_selected_platforms_come_along_when_asked(
     listed = json.loads((await env.manifest("att", "plain")).body)["manifests"]
     assert [m["digest"] for m in listed] == [amd64.digest]
     await env.assert_consistent()
+
+
+async def test_a_sparse_index_as_the_source_of_a_same_service_import(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await four_platforms(tmp_path, distribution_anon)
+    amd64, arm64, armv7, s390x = index.children
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(None, upstreams=insecure(proxy.host))
+    mirror = await env.admin.create_registry("mirror")
+    final = await env.admin.run_import(
+        "mirror", body(proxy.host, "app:v1", platforms=["linux/amd64", "linux/arm64/v8"])
+    )
+    assert_succeeded(final)
+    source = {"resourceId": mirror["id"], "sourceImage": "app:v1"}
+
+    # Every platform: the first absent child stops it, nothing lands.
+    final = await env.run_import({"source": source, "targetTags": ["full:v1"]})
+    error = assert_failed(final, "ManifestUnknown")
+    # Children are fetched in parallel: either absent one may be the first to fail.
+    assert any(child.digest in error["message"] for child in (armv7, s390x)), error
+    assert (await env.manifest("full", "v1")).status == 404
+
+    # A platform it holds: a sparse copy of the sparse index, linked without fetching.
+    final = await env.run_import(
+        {"source": source, "targetTags": ["part:v1"], "platforms": ["linux/arm64/v8"]}
+    )
+    assert assert_succeeded(final)["bytesFetched"] == 0
+    assert (await env.manifest("part", "v1")).body == index.index_bytes
+    assert (await env.manifest("part", arm64.digest)).status == 200
+    assert (await env.manifest("part", amd64.digest)).status == 404
+    await env.assert_consistent()
