@@ -542,8 +542,21 @@ def operation_json(
             )
             if job.error_code is not None
             else MISSING,
+            **_subset_fields(request),
         ),
     )
+
+
+def _subset_fields(request: ImportRequest) -> dict[str, Any]:
+    """The platform-subset fields of an operation's properties (none for a full import)."""
+    subset = request.platform_subset
+    if subset is None:
+        return {}
+    return {
+        "platforms": [str(p) for p in subset.platforms],
+        "platform_mode": subset.mode.value,
+        "include_attestations": subset.include_attestations,
+    }
 
 
 async def _operation(
@@ -582,6 +595,9 @@ async def import_image(request: web.Request) -> web.Response:
         if body.untagged_target_repositories
         else None,
         force=body.mode == "Force",
+        platforms=tuple(body.platforms) if body.platforms is not None else None,
+        platform_mode=body.platform_mode,
+        include_attestations=body.include_attestations,
     )
     if params.resource_id is not None and not params.credentials_given:
         # Before the intake looks the registry up: its NotFound would tell a caller of

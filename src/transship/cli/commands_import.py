@@ -40,6 +40,7 @@ from transship.cli.common import (
     service_command,
 )
 from transship.cli.import_dry_run import dry_run as plan_import
+from transship.cli.import_platforms import platform_options, source_text, with_platforms
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -387,7 +388,7 @@ def operation_row(operation: OperationStatus) -> Sequence[Any]:
     return (
         operation.name,
         operation.status,
-        operation.properties.source,
+        source_text(operation),
         _targets(operation),
         _progress_text(operation),
         short_time(operation.start_time),
@@ -469,6 +470,7 @@ class ImportGroup(click.Group):
     "requests and rate-limited pulls it would spend, and what it would do to each target "
     "tag (create, move, unchanged, or refused under NoForce). A Transship extension.",
 )
+@platform_options
 @resource_group_option
 @output_option
 @click.pass_context
@@ -485,15 +487,19 @@ def import_(
     force: bool,
     no_wait: bool,
     dry_run: bool,
+    platforms: tuple[str, ...],
+    platform_mode: str | None,
+    include_attestations: bool | None,
     resource_group: str | None,
     output: str,
 ) -> None:
     """Import an image into a registry, server side (az acr import).
 
-    The server pulls the image itself — every platform of a multi-arch index — by tag or
-    by digest; nothing passes through this machine. The command waits for the import and
-    shows its progress (bytes, blobs and manifests) on stderr; Ctrl-C stops waiting but
-    the import carries on (follow it with `transship import show`).
+    The server pulls the image itself — every platform of a multi-arch index, or only
+    those given with --platform — by tag or by digest; nothing passes through this
+    machine. The command waits for the import and shows its progress (bytes, blobs and
+    manifests) on stderr; Ctrl-C stops waiting but the import carries on (follow it with
+    `transship import show`).
 
     \b
     Examples:
@@ -529,6 +535,12 @@ def import_(
       See what an import would copy, fetch and spend, without importing (as JSON with -o json):
         transship import --name myregistry --source docker.io/library/alpine:3.20 \\
           --image alpine:3.20 --force --dry-run
+      Import only two platforms of a multi-arch image, keeping the index digest (sparse):
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --platform linux/amd64 --platform linux/arm64/v8
+      Import one platform as a new index listing only it, with its attestations:
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --platform linux/amd64 --platform-mode rewritten --include-attestations
 
     Subcommands list, show and cancel manage import operations.
     """
@@ -552,6 +564,7 @@ def import_(
         repositories=repositories,
         force=force,
     )
+    parameters = with_platforms(parameters, platforms, platform_mode, include_attestations)
     if dry_run:
         plan_import(management, registry, parameters, resource_group, output)
         return

@@ -286,7 +286,13 @@ class DryRunPlanner:
         async with self._sources.open(
             request.source, credentials, registry_id, request_log=log
         ) as source:
-            plan = await build_plan(source, request.source.reference, self._limits)
+            plan = await build_plan(
+                source,
+                request.source.reference,
+                self._limits,
+                request.platform_subset,
+                request.source.describe(),
+            )
         # The job id is never used to read: a dry run has no job and no pins.
         scope = LinkScope.of("", registry_id, request.source)
         present_blobs = await self._view.present_blobs(scope, [b.digest for b in plan.blobs])

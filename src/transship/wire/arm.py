@@ -207,6 +207,10 @@ class ImportOperationInfo(Answer):
     attempts: NonNegativeInt
     progress: ImportProgress
     failure: ImportFailure | MISSING = MISSING
+    # Transship extensions, present only for a platform-subset import.
+    platforms: list[str] | MISSING = MISSING
+    platform_mode: Literal["sparse", "rewritten"] | MISSING = MISSING
+    include_attestations: bool | MISSING = MISSING
 
 
 class OperationError(Answer):
