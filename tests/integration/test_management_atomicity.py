@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -47,6 +47,9 @@ _VOLATILE_TABLES = {"signing_keys", "service_state"}
 _IN_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
 
 
+T = TypeVar("T")
+
+
 class InjectedFault(Exception):
     """Raised at the commit of the transaction a test chose."""
 
@@ -59,16 +62,36 @@ async def _mark_request(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class CommitFault:
-    """Wraps the store's `writing()`: the `fail_at`-th transaction a request opens rolls back
-    with InjectedFault after its last statement, instead of committing. A scope joined to a
-    caller's transaction (`within` given) is not a transaction of its own."""
+    """Wraps the store's `writing()` and `write_at_once()`: the `fail_at`-th transaction a
+    request opens rolls back with InjectedFault after its last statement, instead of
+    committing. A scope joined to a caller's transaction (`within` given) is not a
+    transaction of its own."""
 
     def __init__(self, services: Services) -> None:
         self._writing = services.meta.writing
+        self._write_at_once = services.meta.write_at_once
         self.fail_at = 0
         self.opened = 0
         self.fired = False
         services.meta.writing = self._wrapped  # type: ignore[method-assign]
+        services.meta.write_at_once = self._wrapped_at_once  # type: ignore[method-assign]
+
+    def _count(self) -> None:
+        self.opened += 1
+        if self.opened == self.fail_at:
+            self.fired = True
+            raise InjectedFault(f"transaction {self.opened}")
+
+    async def _wrapped_at_once(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+        counted = _IN_REQUEST.get()  # read here: on SQLite `work` runs on the write thread
+
+        async def then_fault(q: Any) -> T:
+            result = await work(q)
+            if counted:
+                self._count()
+            return result
+
+        return await self._write_at_once(then_fault)
 
     def arm(self, fail_at: int) -> None:
         self.fail_at, self.opened, self.fired = fail_at, 0, False
@@ -80,10 +103,7 @@ class CommitFault:
         async with self._writing(*args, **kwargs) as q:
             yield q
             if counted:
-                self.opened += 1
-                if self.opened == self.fail_at:
-                    self.fired = True
-                    raise InjectedFault(f"transaction {self.opened}")
+                self._count()
 
 
 @dataclass

@@ -17,12 +17,14 @@ from transship.api.answers import json_answer
 from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
+from transship.api.import_dry_run import dry_run_error, dry_run_json
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
 from transship.errors import NotFound, Unsupported
 from transship.identity.model import Principal
 from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
+from transship.imports.errors import ImportFailure
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
 from transship.imports.ratelimit import waiting_message
@@ -542,6 +544,7 @@ def operation_json(
             if job.error_code is not None
             else MISSING,
             waiting=_waiting(job),
+            **_subset_fields(request),
         ),
     )
 
@@ -558,6 +561,18 @@ def _waiting(job: ImportJobRecord) -> resources.RateLimitWait | Any:
     )
 
 
+def _subset_fields(request: ImportRequest) -> dict[str, Any]:
+    """The platform-subset fields of an operation's properties (none for a full import)."""
+    subset = request.platform_subset
+    if subset is None:
+        return {}
+    return {
+        "platforms": [str(p) for p in subset.platforms],
+        "platform_mode": subset.mode.value,
+        "include_attestations": subset.include_attestations,
+    }
+
+
 async def _operation(
     services: Any, job: ImportJobRecord, registry: RegistryRecord, subscription: str
 ) -> resources.OperationStatus:
@@ -567,7 +582,11 @@ async def _operation(
 async def _source_names(services: Any, jobs: list[ImportJobRecord]) -> dict[int, str]:
     """The names of the same-service source registries of `jobs`, by id, looked up by key
     (never a scan of every registry on each operation poll)."""
-    sources = (ImportRequest.from_json(job.request).source.registry_id for job in jobs)
+    return await _source_names_of(services, [ImportRequest.from_json(j.request) for j in jobs])
+
+
+async def _source_names_of(services: Any, requests: list[ImportRequest]) -> dict[int, str]:
+    sources = (r.source.registry_id for r in requests)
     async with services.meta.reading() as q:
         found = await q.registries_by_id(rid for rid in sources if rid is not None)
     return {rid: r.login_server or r.name for rid, r in found.items()}
@@ -590,6 +609,9 @@ async def import_image(request: web.Request) -> web.Response:
         if body.untagged_target_repositories
         else None,
         force=body.mode == "Force",
+        platforms=tuple(body.platforms) if body.platforms is not None else None,
+        platform_mode=body.platform_mode,
+        include_attestations=body.include_attestations,
     )
     if params.resource_id is not None and not params.credentials_given:
         # Before the intake looks the registry up: its NotFound would tell a caller of
@@ -619,6 +641,15 @@ async def import_image(request: web.Request) -> web.Response:
         else None,
         source_name=_source_name(params.resource_id),
     )
+    if body.dry_run:
+        # Checked and authorized as the import itself; planned now, written nowhere.
+        try:
+            report = await services.dry_runs.plan(registry.id, import_request, credentials)
+        except ImportFailure as exc:
+            raise dry_run_error(exc, _FAILURE_STATUS) from None
+        names = await _source_names_of(services, [import_request])
+        described = source.describe(names.get(source.registry_id or -1))
+        return arm_json(dry_run_json(report, described))
     job = await services.imports.submit(registry.id, import_request, credentials)
     result_url, _ = _operation_urls(request, job.id, registry.location)
     # As ACR: Location and Retry-After, no Azure-AsyncOperation, so Azure clients follow the

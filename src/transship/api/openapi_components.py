@@ -368,6 +368,15 @@ EXAMPLES: dict[type[BaseModel], Any] = {
                 "untaggedTargetRepositories": ["team/app"],
             },
         },
+        "dryRun": {
+            "summary": "Plan only (a Transship extension): what would be copied and moved",
+            "value": {
+                "source": {"registryUri": "docker.io", "sourceImage": "library/alpine:3.20"},
+                "targetTags": ["alpine:3.20"],
+                "mode": "NoForce",
+                "dryRun": True,
+            },
+        },
     },
     ScopeMapBody: {
         "pullOne": {

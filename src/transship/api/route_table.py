@@ -46,6 +46,7 @@ from transship.api.routes import (
 from transship.wire import acr as acr_wire
 from transship.wire import arm as resources
 from transship.wire import bodies, forms
+from transship.wire import dry_run as dry_run_wire
 from transship.wire import identity as identity_wire
 from transship.wire import webhooks as webhooks_wire
 from transship.wire.service import OpenApiDocument
@@ -404,9 +405,17 @@ _REGISTRIES = (
         management.import_image,
         Operation(
             "Registries_ImportImage",
-            "Import an image into the registry (asynchronous).",
+            "Import an image into the registry (asynchronous); with `dryRun: true` (a "
+            "Transship extension), plan it without writing anything and answer the plan.",
             _MGMT,
             {
+                200: arm(
+                    "Dry run (`dryRun: true`): the plan, computed now; no operation was started "
+                    "and nothing written. A failure of the plan step (ManifestUnknown, egress "
+                    "refusals, UpstreamUnauthorized, the import limits) is answered at once, "
+                    "with the status and code the import's operation would end with.",
+                    dry_run_wire.ImportDryRun,
+                ),
                 202: arm(
                     "Accepted: poll Location for the result (as ACR); the body's `id` is the "
                     "operation's status URL.",

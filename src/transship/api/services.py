@@ -25,6 +25,7 @@ from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.throttle import FailureThrottle
 from transship.identity.tokens import SigningKeys, TokenService
 from transship.imports.budgets import UpstreamBudgets
+from transship.imports.dry_run import DryRunPlanner, RegistryTargetView
 from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
 from transship.imports.plan import ImportLimits
@@ -73,6 +74,7 @@ class Services:
     imports: ImportService
     # Upstream rate-limit budgets (None when upstream_rate_limit_budgets is off).
     budgets: UpstreamBudgets | None
+    dry_runs: DryRunPlanner
     gc: GarbageCollector
     checker: Checker
     hasher: SecretHasher
@@ -193,16 +195,17 @@ async def build_services(
         max_rate_limit_wait=settings.upstream_rate_limit_max_wait,
         rate_limit_recheck=settings.upstream_rate_limit_recheck,
     )
+    limits = ImportLimits(
+        max_manifests=settings.import_max_manifests,
+        max_index_depth=settings.max_index_depth,
+        max_index_children=settings.max_index_children,
+        max_bytes=settings.import_max_bytes,
+    )
     engine = ImportEngine(
         RegistrySink(meta, store),
         sources,
         blob_concurrency=settings.import_blob_concurrency,
-        limits=ImportLimits(
-            max_manifests=settings.import_max_manifests,
-            max_index_depth=settings.max_index_depth,
-            max_index_children=settings.max_index_children,
-            max_bytes=settings.import_max_bytes,
-        ),
+        limits=limits,
     )
     imports = ImportService(
         meta,
@@ -256,6 +259,7 @@ async def build_services(
         listings=ListingService(meta, store),
         imports=imports,
         budgets=budgets,
+        dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,
             store,

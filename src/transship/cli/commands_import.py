@@ -39,6 +39,8 @@ from transship.cli.common import (
     resource_group_option,
     service_command,
 )
+from transship.cli.import_dry_run import dry_run as plan_import
+from transship.cli.import_platforms import platform_options, source_text, with_platforms
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -392,7 +394,7 @@ def operation_row(operation: OperationStatus) -> Sequence[Any]:
     return (
         operation.name,
         operation.status,
-        operation.properties.source,
+        source_text(operation),
         _targets(operation),
         _progress_text(operation),
         short_time(operation.start_time),
@@ -466,6 +468,15 @@ class ImportGroup(click.Group):
     is_flag=True,
     help="Start the import and print its operation without waiting for it to finish.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan the import without importing anything: the manifests and platforms it would "
+    "copy, the blobs already present (zero-copy) and the bytes to fetch, the upstream "
+    "requests and rate-limited pulls it would spend, and what it would do to each target "
+    "tag (create, move, unchanged, or refused under NoForce). A Transship extension.",
+)
+@platform_options
 @resource_group_option
 @output_option
 @click.pass_context
@@ -481,15 +492,20 @@ def import_(
     password: str | None,
     force: bool,
     no_wait: bool,
+    dry_run: bool,
+    platforms: tuple[str, ...],
+    platform_mode: str | None,
+    include_attestations: bool | None,
     resource_group: str | None,
     output: str,
 ) -> None:
     """Import an image into a registry, server side (az acr import).
 
-    The server pulls the image itself — every platform of a multi-arch index — by tag or
-    by digest; nothing passes through this machine. The command waits for the import and
-    shows its progress (bytes, blobs and manifests) on stderr; Ctrl-C stops waiting but
-    the import carries on (follow it with `transship import show`).
+    The server pulls the image itself — every platform of a multi-arch index, or only
+    those given with --platform — by tag or by digest; nothing passes through this
+    machine. The command waits for the import and shows its progress (bytes, blobs and
+    manifests) on stderr; Ctrl-C stops waiting but the import carries on (follow it with
+    `transship import show`).
 
     \b
     Examples:
@@ -522,6 +538,15 @@ def import_(
       Import without tagging, overwriting nothing, and return at once:
         transship import --name myregistry --source docker.io/library/alpine:3.20 \\
           --repository alpine --no-wait
+      See what an import would copy, fetch and spend, without importing (as JSON with -o json):
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --image alpine:3.20 --force --dry-run
+      Import only two platforms of a multi-arch image, keeping the index digest (sparse):
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --platform linux/amd64 --platform linux/arm64/v8
+      Import one platform as a new index listing only it, with its attestations:
+        transship import --name myregistry --source docker.io/library/alpine:3.20 \\
+          --platform linux/amd64 --platform-mode rewritten --include-attestations
 
     Subcommands list, show and cancel manage import operations.
     """
@@ -532,6 +557,8 @@ def import_(
             flag for flag, value in (("--name", registry), ("--source", source)) if not value
         )
         raise click.UsageError(f"missing {missing} (see transship import --help)")
+    if dry_run and no_wait:
+        raise click.UsageError("--dry-run starts no import: --no-wait does not apply")
     management = api()
     parameters = build_parameters(
         source,
@@ -543,6 +570,10 @@ def import_(
         repositories=repositories,
         force=force,
     )
+    parameters = with_platforms(parameters, platforms, platform_mode, include_attestations)
+    if dry_run:
+        plan_import(management, registry, parameters, resource_group, output)
+        return
     accepted = management.import_image(registry, parameters, resource_group)
     request = f"POST {management.registry_id(registry, resource_group)}/importImage"
     operation = parse_answer(accepted, OperationStatus, request) if accepted.body else None

@@ -136,7 +136,13 @@ class ImportEngine:
         async with self._sources.open(
             request.source, credentials, registry_id, on_wait=progress.on_wait
         ) as source:
-            plan = await build_plan(source, request.source.reference, self._limits)
+            plan = await build_plan(
+                source,
+                request.source.reference,
+                self._limits,
+                request.platform_subset,
+                request.source.describe(),
+            )
             progress.manifests_total = len(plan.manifests)
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from transship.errors import Invalid
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.ports import Credentials
+from transship.imports.subsets import platform_subset
 from transship.oci.digest import Digest
 from transship.oci.reference import ImageReference, InvalidReference, normalize_docker_hub
 from transship.registry.registries import RegistryService, parse_registry_id
@@ -32,6 +33,10 @@ class ImportParameters:
     target_tags: tuple[str, ...] | None
     untagged_repositories: tuple[str, ...] | None
     force: bool
+    # Transship extensions: a platform subset (None when not asked for).
+    platforms: tuple[str, ...] | None = None
+    platform_mode: str | None = None
+    include_attestations: bool | None = None
 
 
 def _invalid(field: str, message: str) -> Invalid:
@@ -76,7 +81,8 @@ async def intake(
     if source.is_local:
         credentials = None  # the service reads its own registries directly
     targets, untagged = _targets(params, image)
-    return ImportRequest(source, targets, untagged, params.force), credentials
+    subset = platform_subset(params.platforms, params.platform_mode, params.include_attestations)
+    return ImportRequest(source, targets, untagged, params.force, subset), credentials
 
 
 async def _source(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from transship.oci.digest import Digest
+from transship.oci.platforms import PlatformSpec
 from transship.oci.reference import parse_tag_or_digest
 
 
@@ -45,12 +47,47 @@ class TargetTag:
         return f"{self.repository}:{self.tag}"
 
 
+class PlatformMode(StrEnum):
+    """How a platform subset of an index lands: `sparse` stores the source index
+    byte-for-byte with only the selected children present; `rewritten` stores a new index
+    listing only them."""
+
+    SPARSE = "sparse"
+    REWRITTEN = "rewritten"
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformSubset:
+    """A Transship extension of importImage: copy only these platforms of an index."""
+
+    platforms: tuple[PlatformSpec, ...]
+    mode: PlatformMode = PlatformMode.SPARSE
+    include_attestations: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "platforms": [str(p) for p in self.platforms],
+            "platformMode": self.mode.value,
+            "includeAttestations": self.include_attestations,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlatformSubset:
+        return cls(
+            tuple(PlatformSpec.parse(p) for p in data["platforms"]),
+            PlatformMode(data.get("platformMode", PlatformMode.SPARSE.value)),
+            bool(data.get("includeAttestations", False)),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportRequest:
     source: SourceSpec
     target_tags: tuple[TargetTag, ...]
     untagged_repositories: tuple[str, ...]
     force: bool
+    # None: every platform (as `az acr import`).
+    platform_subset: PlatformSubset | None = None
 
     @property
     def target_repositories(self) -> tuple[str, ...]:
@@ -63,19 +100,20 @@ class ImportRequest:
         return tuple(seen)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "source": {
-                    "host": self.source.host,
-                    "registryId": self.source.registry_id,
-                    "repository": self.source.repository,
-                    "reference": str(self.source.reference),
-                },
-                "targetTags": [[t.repository, t.tag] for t in self.target_tags],
-                "untaggedTargetRepositories": list(self.untagged_repositories),
-                "force": self.force,
-            }
-        )
+        data: dict[str, Any] = {
+            "source": {
+                "host": self.source.host,
+                "registryId": self.source.registry_id,
+                "repository": self.source.repository,
+                "reference": str(self.source.reference),
+            },
+            "targetTags": [[t.repository, t.tag] for t in self.target_tags],
+            "untaggedTargetRepositories": list(self.untagged_repositories),
+            "force": self.force,
+        }
+        if self.platform_subset is not None:
+            data["platformSubset"] = self.platform_subset.to_dict()
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> ImportRequest:
@@ -91,4 +129,10 @@ class ImportRequest:
             target_tags=tuple(TargetTag(repo, tag) for repo, tag in data["targetTags"]),
             untagged_repositories=tuple(data["untaggedTargetRepositories"]),
             force=bool(data["force"]),
+            # Jobs stored before platform subsets existed lack the key: every platform.
+            platform_subset=(
+                PlatformSubset.from_dict(data["platformSubset"])
+                if data.get("platformSubset")
+                else None
+            ),
         )

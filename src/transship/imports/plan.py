@@ -6,7 +6,9 @@ import asyncio
 from dataclasses import dataclass
 
 from transship.imports.errors import ImportFailure, Step
+from transship.imports.model import PlatformSubset
 from transship.imports.ports import FetchedManifest, ImageSource
+from transship.imports.subsets import narrow_root
 from transship.oci.digest import Digest
 from transship.oci.manifest import Descriptor, ManifestError, ParsedManifest, parse_manifest
 
@@ -39,6 +41,8 @@ class ImportPlan:
     manifests: tuple[PlannedManifest, ...]  # children before the indexes that list them
     blobs: tuple[Descriptor, ...]  # distinct, foreign layers excluded
     foreign: tuple[Descriptor, ...]
+    # Children of a sparse root index a platform subset leaves out (not fetched, not stored).
+    absent: tuple[Descriptor, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -58,16 +62,28 @@ def _parse(fetched: FetchedManifest) -> ParsedManifest:
 
 
 async def build_plan(
-    source: ImageSource, reference: Digest | str, limits: ImportLimits
+    source: ImageSource,
+    reference: Digest | str,
+    limits: ImportLimits,
+    subset: PlatformSubset | None = None,
+    source_name: str = "",
 ) -> ImportPlan:
-    """Fetch the root by tag or digest and every child by digest, nested indexes included.
+    """Fetch the root by tag or digest and every child by digest, nested indexes included;
+    with `subset`, only the selected platforms' children (see `subsets.narrow_root`;
+    `source_name` is what a rewritten index records as its source).
 
     Raises ImportFailure: ManifestUnknown (from the source), InvalidManifest, and for the
-    limits TooManyManifests, IndexTooDeep, TooManyChildren, ImageTooLarge.
+    limits TooManyManifests, IndexTooDeep, TooManyChildren, ImageTooLarge; with a subset
+    also PlatformNotFound, PlatformMismatch, PlatformSubsetUnsupported.
     """
     max_manifests = limits.max_manifests
     fetched = await source.get_manifest(reference)
-    root = PlannedManifest(fetched, _parse(fetched))
+    parsed = _parse(fetched)
+    absent: tuple[Descriptor, ...] = ()
+    if subset is not None:
+        narrowed = await narrow_root(source, fetched, parsed, subset, source_name)
+        fetched, parsed, absent = narrowed.fetched, narrowed.parsed, narrowed.absent
+    root = PlannedManifest(fetched, parsed)
     ordered: list[PlannedManifest] = []
     seen: set[Digest] = {root.digest}
     gate = asyncio.Semaphore(_PARALLEL_FETCHES)
@@ -128,7 +144,7 @@ async def build_plan(
     for manifest in ordered:
         for descriptor in manifest.parsed.blobs:
             (foreign if descriptor.is_foreign else blobs).setdefault(descriptor.digest, descriptor)
-    plan = ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()))
+    plan = ImportPlan(root, tuple(ordered), tuple(blobs.values()), tuple(foreign.values()), absent)
     if plan.total_bytes > limits.max_bytes:
         raise ImportFailure(
             "ImageTooLarge",

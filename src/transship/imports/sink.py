@@ -11,6 +11,7 @@ from transship.imports.errors import ImportFailure, Step, tag_exists_failure
 from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.imports.ports import LinkScope
+from transship.imports.subsets import absent_children
 from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.webhooks import EventDraft, webhook_queries
 from transship.oci.digest import CountingHasher, Digest
@@ -214,6 +215,10 @@ class RegistrySink:
                 for manifest in plan.manifests:
                     await store_manifest(
                         q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed
+                    )
+                if plan.absent:
+                    await q.record_absent_children(
+                        repo_id, plan.root.digest, absent_children(plan.absent)
                     )
             for target in request.target_tags:
                 repo_id = repository_ids[target.repository]

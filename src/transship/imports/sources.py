@@ -17,6 +17,7 @@ from transship.imports.held import HeldFirstSource
 from transship.imports.local_source import LocalSource
 from transship.imports.model import SourceSpec
 from transship.imports.ports import Credentials, FetchedManifest, ImageSource
+from transship.imports.request_log import RequestLog
 from transship.imports.retry import RetryPolicy
 from transship.imports.upstream import UpstreamClient
 from transship.metadata.queries import MetadataStore
@@ -67,7 +68,10 @@ class Sources:
         target_registry_id: int,
         *,
         on_wait: WaitReporter | None = None,
+        request_log: RequestLog | None = None,
     ) -> AsyncIterator[ImageSource]:
+        """See SourceFactory.open; `request_log`, when given, counts every request sent to
+        an upstream (a registry of this service is read without any)."""
         async with self._meta.reading() as q:
             registries = await q.registries_by_id(
                 [target_registry_id] + ([] if spec.registry_id is None else [spec.registry_id])
@@ -110,6 +114,7 @@ class Sources:
             cookie_jar=aiohttp.DummyCookieJar(),
             max_line_size=self._max_header_bytes,
             max_field_size=self._max_header_bytes,
+            trace_configs=None if request_log is None else [request_log.trace_config()],
         ) as session:
             client = UpstreamClient(
                 session,

@@ -647,6 +647,86 @@ class RegistryQueries(QueryScope):
             )
         ).scalar()
 
+    async def record_absent_children(
+        self, repository_id: int, index_digest: Digest, absent: Sequence[tuple[Digest, str]]
+    ) -> None:
+        """Mark children of a stored index as left out on purpose (a sparse index), each
+        with the platform it is for. A child the index already has an edge to (imported
+        earlier) is not marked."""
+        mr = s.manifest_references
+        present = {
+            r.child_digest
+            for r in await self._exec(
+                select(mr.c.child_digest).where(
+                    mr.c.repository_id == repository_id, mr.c.manifest_digest == index_digest
+                )
+            )
+        }
+        for child, platform in absent:
+            if child in present:
+                continue
+            await self._insert_ignore(
+                s.absent_children,
+                {
+                    "repository_id": repository_id,
+                    "index_digest": index_digest,
+                    "child_digest": child,
+                    "platform": platform[:255],
+                },
+                ["repository_id", "index_digest", "child_digest"],
+            )
+
+    async def settle_absent_children(
+        self, repository_id: int, index_digest: Digest, children: Iterable[Digest]
+    ) -> None:
+        """`children` of a stored index are now in the repository: for each the index had
+        left out, add its edge (GC and deletes then see the index needs it) and drop the
+        mark. A no-op for an index that is not sparse."""
+        ac = s.absent_children
+        wanted = list(set(children))
+        if not wanted:
+            return
+        where = (
+            ac.c.repository_id == repository_id,
+            ac.c.index_digest == index_digest,
+            ac.c.child_digest.in_(wanted),
+        )
+        marked = [r.child_digest for r in await self._exec(select(ac.c.child_digest).where(*where))]
+        if not marked:
+            return
+        await self._exec(
+            insert(s.manifest_references),
+            [
+                {
+                    "repository_id": repository_id,
+                    "manifest_digest": index_digest,
+                    "child_digest": child,
+                    "is_manifest": True,
+                }
+                for child in marked
+            ],
+        )
+        await self._exec(delete(ac).where(*where))
+
+    async def absent_child(
+        self, registry_id: int, repository: str, digest: Digest
+    ) -> tuple[Digest, str] | None:
+        """(index, platform) when a sparse index in the repository left this child out."""
+        ac, repo = s.absent_children, s.repositories
+        row = (
+            await self._exec(
+                select(ac.c.index_digest, ac.c.platform)
+                .select_from(ac.join(repo, repo.c.id == ac.c.repository_id))
+                .where(
+                    repo.c.registry_id == registry_id,
+                    repo.c.name == repository,
+                    ac.c.child_digest == digest,
+                )
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else (row.index_digest, row.platform)
+
     async def delete_manifest(self, repository_id: int, digest: Digest) -> bool:
         """Delete a manifest and every tag on it; True when it existed. One locked against
         deletion (by its own attributes, a tag on it or its repository) is kept and False

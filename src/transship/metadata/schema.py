@@ -185,6 +185,24 @@ manifest_references = Table(
     Index("ix_manifest_references_child", "repository_id", "child_digest"),
 )
 
+# The children of a sparse index (a platform-subset import stored the source index
+# byte-for-byte) left out on purpose: no edge in manifest_references, and reads of them say
+# which platform they are. A row goes when its child is imported into the index later.
+absent_children = Table(
+    "absent_children",
+    metadata,
+    Column("repository_id", Integer, primary_key=True),
+    Column("index_digest", DIGEST, primary_key=True),
+    Column("child_digest", DIGEST, primary_key=True),
+    Column("platform", String(255), nullable=False),
+    ForeignKeyConstraint(
+        ["repository_id", "index_digest"],
+        ["manifests.repository_id", "manifests.digest"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_absent_children_child", "repository_id", "child_digest"),
+)
+
 tags = Table(
     "tags",
     metadata,
@@ -248,7 +266,7 @@ import_jobs = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("started_at", UtcDateTime(), nullable=True),
     Column("ended_at", UtcDateTime(), nullable=True),
-    # Set while the job waits for an upstream's rate-limit budget (migration 0009).
+    # Set while the job waits for an upstream's rate-limit budget (migration 0010).
     Column("waiting_until", UtcDateTime(), nullable=True),
     Column("waiting_for", String(255), nullable=True),
     Index("ix_import_jobs_state", "state"),

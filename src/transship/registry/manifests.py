@@ -58,8 +58,9 @@ async def store_manifest(
     q: RegistryQueries, repository_id: int, digest: Digest, content: bytes, parsed: ParsedManifest
 ) -> None:
     """Insert a manifest row with its edges (a no-op when present). The caller has checked
-    that what it references exists in the repository."""
-    await q.insert_manifest(
+    that what it references exists in the repository. An index already stored sparse (a
+    platform subset) gains the edges of the children `parsed` lists, which are now present."""
+    inserted = await q.insert_manifest(
         repository_id,
         digest,
         parsed.media_type,
@@ -69,6 +70,8 @@ async def store_manifest(
         json.dumps(dict(parsed.annotations)) if parsed.annotations else None,
         references_of(parsed),
     )
+    if not inserted and parsed.manifests:
+        await q.settle_absent_children(repository_id, digest, [d.digest for d in parsed.manifests])
 
 
 class ManifestService:
@@ -94,14 +97,35 @@ class ManifestService:
         async with self._meta.fast_read() as q:
             record = await q.manifest(registry.id, repository, ref)
         if record is None:
-            raise NotFound(
+            raise await self._unknown(registry, repository, reference, ref)
+        locks.check_readable(record.readable, repository, reference)
+        return record
+
+    async def _unknown(
+        self, registry: RegistryRecord, repository: str, reference: str, ref: Digest | str
+    ) -> NotFound:
+        """The NotFound of a manifest read that found nothing: for a child a platform-subset
+        import left out of a sparse index, one that names its platform (clients show it)."""
+        absent = None
+        if isinstance(ref, Digest):
+            async with self._meta.reading() as q:
+                absent = await q.absent_child(registry.id, repository, ref)
+        if absent is None:
+            return NotFound(
                 "manifest",
                 reference,
                 f"manifest {reference} is not in repository {repository}",
                 detail={"reference": reference},
             )
-        locks.check_readable(record.readable, repository, reference)
-        return record
+        index, platform = absent
+        return NotFound(
+            "manifest",
+            reference,
+            f"manifest {reference} ({platform}) of index {index} is a platform not imported "
+            f"into this registry: repository {repository} holds a platform subset of that "
+            "index; import the platform to pull it",
+            detail={"reference": reference, "index": str(index), "platform": platform},
+        )
 
     async def put(
         self,

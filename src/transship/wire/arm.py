@@ -217,6 +217,10 @@ class ImportOperationInfo(Answer):
     failure: ImportFailure | MISSING = MISSING
     # Present while the import waits for an upstream's rate-limit budget.
     waiting: RateLimitWait | MISSING = MISSING
+    # Transship extensions, present only for a platform-subset import.
+    platforms: list[str] | MISSING = MISSING
+    platform_mode: Literal["sparse", "rewritten"] | MISSING = MISSING
+    include_attestations: bool | MISSING = MISSING
 
 
 class OperationError(Answer):

@@ -68,6 +68,34 @@ class ImportImageParameters(_Body):
         default=None, alias="untaggedTargetRepositories"
     )
     mode: Literal["NoForce", "Force"] = "NoForce"
+    # A Transship extension (the az CLI never sends it): answer the plan (200), import nothing.
+    dry_run: JsonBool | None = Field(
+        default=None,
+        alias="dryRun",
+        description="Transship extension: plan the import and answer the plan (200) without "
+        "importing or writing anything.",
+    )
+    # Transship extensions (ACR has no such fields; the az CLI never sends them): copy only
+    # these platforms of an index. See docs/imports.md, "Platform subsets".
+    platforms: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Transship extension: copy only these platforms of an index, each "
+        "`os/arch[/variant]` (e.g. `linux/arm64/v8`). Omitted: every platform, as ACR.",
+    )
+    platform_mode: Literal["sparse", "rewritten"] | None = Field(
+        default=None,
+        alias="platformMode",
+        description="Transship extension, with `platforms`: `sparse` (default) stores the "
+        "source index byte-for-byte with only the selected children present; `rewritten` "
+        "stores a new index listing only them.",
+    )
+    include_attestations: JsonBool | None = Field(
+        default=None,
+        alias="includeAttestations",
+        description="Transship extension, with `platforms`: also copy the buildx attestation "
+        "manifests of the selected platforms (default false).",
+    )
 
 
 class RegistrySku(_Body):

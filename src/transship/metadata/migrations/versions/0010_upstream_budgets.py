@@ -1,15 +1,15 @@
 """Upstream rate-limit budgets, one per (upstream host, credential user), shared by every
 process; and the rate-limit wait an import job is in, if any.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
