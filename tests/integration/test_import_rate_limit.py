@@ -221,6 +221,39 @@ async def test_a_wait_beyond_the_maximum_fails_clearly(
     assert "upstream_rate_limit_max_wait" in final["error"]["message"]
 
 
+async def test_a_dry_run_spends_real_pulls_and_never_waits(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_token: DistributionRegistry,
+    hub: RateLimitedRegistry,
+) -> None:
+    user = distribution_token.username
+    hub.limit, hub.window = PULLS_PER_IMPORT, 600
+    await pushed(tmp_path, distribution_token)
+    env = await import_env(upstreams=insecure(hub.host), **FAST)
+    request = {**body(hub, distribution_token), "dryRun": True}
+
+    status, plan, _ = await env.admin.call(
+        "POST", f"{env.admin.base}/{TARGET}/importImage", request
+    )
+    assert status == 200, plan
+    assert plan["spentRequests"]["pulls"] == PULLS_PER_IMPORT
+    # The dry run's GETs were pulls the upstream counted, and the budget knows it.
+    assert hub.pulls[user] == PULLS_PER_IMPORT
+    assert (await budgets(env.admin))[(hub.host, user)]["remaining"] == 0
+
+    # Spent: a second dry run fails at once (an HTTP request cannot wait for a window).
+    began = time.monotonic()
+    status, error, _ = await env.admin.call(
+        "POST", f"{env.admin.base}/{TARGET}/importImage", request
+    )
+    assert time.monotonic() - began < 10
+    assert status == 400 and error["error"]["code"] == "UpstreamRateLimited", error
+    assert hub.host in error["error"]["message"]
+    assert "a dry run does not wait" in error["error"]["message"]
+    assert hub.pulls[user] == PULLS_PER_IMPORT and not hub.refused
+
+
 async def test_the_budget_shows_in_metrics_and_the_cli(
     tmp_path: Path,
     import_env: ImportEnvFactory,

@@ -115,8 +115,9 @@ class BudgetGate:
     `max_wait`: the longest one wait may last (seconds); a budget that would keep a pull
     waiting longer fails it with `UpstreamRateLimited`. `recheck`: while waiting, how
     often the ledger is read again (another process may learn sooner that the budget is
-    back). `on_wait` is told when the import starts and stops waiting. `clock`, `sleep`
-    and `posix` (for HTTP-date headers) are injectable."""
+    back). `on_wait` is told when the import starts and stops waiting. `wait_limit`
+    names what set `max_wait`, for the failure's message. `clock`, `sleep` and `posix`
+    (for HTTP-date headers) are injectable."""
 
     def __init__(
         self,
@@ -126,6 +127,7 @@ class BudgetGate:
         max_wait: float,
         recheck: float = 5.0,
         on_wait: WaitReporter | None = None,
+        wait_limit: str = "setting upstream_rate_limit_max_wait",
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = _asyncio_sleep,
         posix: Callable[[], float] = time.time,
@@ -139,6 +141,7 @@ class BudgetGate:
         self._max_wait = max_wait
         self._recheck = recheck
         self._on_wait = on_wait
+        self._wait_limit = wait_limit
         self._clock = clock
         self._sleep = sleep
         self._posix = posix
@@ -198,7 +201,7 @@ class BudgetGate:
                         UPSTREAM_RATE_LIMITED,
                         f"the rate limit of {self.key.host} allows no pull of {what} before "
                         f"{until.isoformat(timespec='seconds')}, beyond the longest wait "
-                        f"({self._max_wait:g} s, setting upstream_rate_limit_max_wait)",
+                        f"({self._max_wait:g} s, {self._wait_limit})",
                         step=Step.PLAN,
                         obj=self.key.host,
                         upstream_status=429,

@@ -69,9 +69,12 @@ class Sources:
         *,
         on_wait: WaitReporter | None = None,
         request_log: RequestLog | None = None,
+        wait_for_budget: bool = True,
     ) -> AsyncIterator[ImageSource]:
         """See SourceFactory.open; `request_log`, when given, counts every request sent to
-        an upstream (a registry of this service is read without any)."""
+        an upstream (a registry of this service is read without any). Without
+        `wait_for_budget`, a pull the rate-limit budget refuses fails at once with
+        UpstreamRateLimited instead of waiting (a dry run answers an HTTP request)."""
         async with self._meta.reading() as q:
             registries = await q.registries_by_id(
                 [target_registry_id] + ([] if spec.registry_id is None else [spec.registry_id])
@@ -125,7 +128,9 @@ class Sources:
                 max_manifest_bytes=self._max_manifest_bytes,
                 read_timeout=self._read_timeout,
                 egress=policy,
-                budget=self._gate(_budget_host(endpoint), credentials, on_wait),
+                budget=self._gate(
+                    _budget_host(endpoint), credentials, on_wait, wait=wait_for_budget
+                ),
             )
             yield HeldFirstSource(client, functools.partial(self._held, target_registry_id))
 
@@ -137,7 +142,12 @@ class Sources:
         return FetchedManifest(record.content, record.media_type, record.digest)
 
     def _gate(
-        self, host: str, credentials: Credentials | None, on_wait: WaitReporter | None
+        self,
+        host: str,
+        credentials: Credentials | None,
+        on_wait: WaitReporter | None,
+        *,
+        wait: bool,
     ) -> BudgetGate | None:
         if self._budgets is None:
             return None
@@ -148,9 +158,12 @@ class Sources:
         return BudgetGate(
             self._budgets,
             key,
-            max_wait=self._max_rate_limit_wait,
+            max_wait=self._max_rate_limit_wait if wait else 0.0,
             recheck=self._rate_limit_recheck,
             on_wait=on_wait,
+            wait_limit=(
+                "setting upstream_rate_limit_max_wait" if wait else "a dry run does not wait"
+            ),
         )
 
 
