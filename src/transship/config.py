@@ -261,6 +261,27 @@ class Settings(BaseSettings):
     upstream_read_timeout: float = Field(
         default=30.0, gt=0, description="seconds without data before a retry"
     )
+    upstream_rate_limit_budgets: bool = Field(
+        default=True,
+        description=(
+            "keep one rate-limit budget per upstream host and credential user, shared by "
+            "every process, from the upstreams' ratelimit-* headers and 429s (false: 429s "
+            "are retried like other transient statuses)"
+        ),
+    )
+    upstream_rate_limit_max_wait: float = Field(
+        default=21600.0,
+        ge=0,
+        description=(
+            "longest an import waits for an upstream's rate-limit budget, in seconds; a "
+            "longer wait fails it with UpstreamRateLimited"
+        ),
+    )
+    upstream_rate_limit_recheck: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between a waiting import's looks at its rate-limit budget",
+    )
     egress: EgressSettings = Field(default_factory=EgressSettings)
     egress_registries: dict[str, EgressSettings] = Field(
         default_factory=dict,

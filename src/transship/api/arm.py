@@ -27,6 +27,7 @@ from transship.identity.registry_access import AccessSettings
 from transship.imports.errors import ImportFailure
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
+from transship.imports.ratelimit import waiting_message
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.metadata.scope import QueryScope
 from transship.registry.registries import parse_registry_id, registry_id_of
@@ -542,8 +543,21 @@ def operation_json(
             )
             if job.error_code is not None
             else MISSING,
+            waiting=_waiting(job),
             **_subset_fields(request),
         ),
+    )
+
+
+def _waiting(job: ImportJobRecord) -> resources.RateLimitWait | Any:
+    """The rate-limit wait of a running job, MISSING when it is not waiting."""
+    if job.state != "running" or job.waiting_until is None:
+        return MISSING
+    host = job.waiting_for or "the upstream"
+    return resources.RateLimitWait(
+        host=host,
+        until=_at(job.waiting_until),
+        message=waiting_message(host, job.waiting_until),
     )
 
 

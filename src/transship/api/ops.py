@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,7 @@ from transship.api.answers import json_answer
 from transship.api.auth import bearer_token
 from transship.api.v2 import SERVICES
 from transship.config import Settings
+from transship.metadata.records import Budget
 from transship.wire.service import LoopLiveness, Readiness
 from transship.worker.supervisor import LoopStatus, Supervisor
 
@@ -168,6 +170,10 @@ class Metrics:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.seconds: dict[tuple[str, str], float] = {}
         self.started = time.time()
+        # The upstream rate-limit budgets as read for the scrape being answered (the
+        # collector protocol is synchronous; the handler reads them first).
+        self.budgets: list[Budget] = []
+        self.budgets_read_at: datetime | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -206,6 +212,47 @@ class Metrics:
         yield GaugeMetricFamily(
             "transship_start_time_seconds", "When the process started.", value=self.started
         )
+        yield from self._budget_gauges()
+
+    def _budget_gauges(self) -> Iterator[Metric]:
+        labels = ("host", "user")
+        remaining = GaugeMetricFamily(
+            "transship_upstream_ratelimit_remaining",
+            'Pulls left in an upstream\'s rate-limit budget, per credential user ("" = '
+            "anonymous); absent until the upstream announces one.",
+            labels=labels,
+        )
+        limit = GaugeMetricFamily(
+            "transship_upstream_ratelimit_limit",
+            "An upstream's announced pull limit per window, per credential user.",
+            labels=labels,
+        )
+        pulls = CounterMetricFamily(
+            "transship_upstream_pulls",
+            "Manifest pulls (GETs) imports made from an upstream, all processes together.",
+            labels=labels,
+        )
+        waiting = GaugeMetricFamily(
+            "transship_upstream_ratelimit_blocked_until_seconds",
+            "Until when an upstream's rate limit stops pulls (POSIX time; 0 when it does not).",
+            labels=labels,
+        )
+        now = self.budgets_read_at
+        for budget in self.budgets:
+            assert now is not None  # set with the budgets
+            key = (budget.key.host, budget.key.user)
+            left = budget.remaining_at(now)
+            if left is not None:
+                remaining.add_metric(key, left)
+            if budget.limit is not None:
+                limit.add_metric(key, budget.limit)
+            pulls.add_metric(key, budget.pulls)
+            until = budget.wait_until(now)
+            waiting.add_metric(key, 0.0 if until is None else until.timestamp())
+        yield remaining
+        yield limit
+        yield pulls
+        yield waiting
 
     def render(self) -> bytes:
         """The Prometheus text exposition (format 0.0.4)."""
@@ -301,4 +348,9 @@ async def metrics(request: web.Request) -> web.Response:
     refused = found.access.refusal(request)
     if refused is not None:
         return refused
+    services = request.app.get(SERVICES)
+    budgets = None if services is None else services.budgets
+    if budgets is not None:
+        found.budgets = await budgets.list()
+        found.budgets_read_at = budgets.now()
     return web.Response(body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4})

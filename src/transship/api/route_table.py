@@ -17,6 +17,7 @@ from transship.api import (
     identity,
     import_follow,
     ops,
+    upstream_budgets,
     v2,
 )
 from transship.api import arm as management
@@ -263,6 +264,19 @@ _REGISTRIES = (
             "The caller, its tenant and first subscription, and the service's defaults.",
             ("Service",),
             {200: arm("The service.", resources.ServiceInfo), **errors(401)},
+        ),
+    ),
+    route(
+        "GET",
+        "/transship/v1/upstreamBudgets",
+        upstream_budgets.upstream_budgets,
+        Operation(
+            "Service_ListUpstreamBudgets",
+            "The rate-limit budget of each upstream host and credential user that imports "
+            "share (a Transship extension); callers outside the root tenant see the "
+            "anonymous budgets only.",
+            ("Service",),
+            {200: arm("The budgets.", resources.UpstreamBudgetList), **errors(401)},
         ),
     ),
     route(

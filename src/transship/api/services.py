@@ -24,6 +24,7 @@ from transship.identity.registry_access import RegistryAccess
 from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.throttle import FailureThrottle
 from transship.identity.tokens import SigningKeys, TokenService
+from transship.imports.budgets import UpstreamBudgets
 from transship.imports.dry_run import DryRunPlanner, RegistryTargetView
 from transship.imports.egress import EgressPolicies, policy_from_settings
 from transship.imports.engine import ImportEngine
@@ -71,6 +72,8 @@ class Services:
     manifests: ManifestService
     listings: ListingService
     imports: ImportService
+    # Upstream rate-limit budgets (None when upstream_rate_limit_budgets is off).
+    budgets: UpstreamBudgets | None
     dry_runs: DryRunPlanner
     gc: GarbageCollector
     checker: Checker
@@ -178,6 +181,7 @@ async def build_services(
         },
         inner_resolver,
     )
+    budgets = UpstreamBudgets(meta) if settings.upstream_rate_limit_budgets else None
     sources = Sources(
         meta,
         store,
@@ -187,6 +191,9 @@ async def build_services(
         read_timeout=settings.upstream_read_timeout,
         egress=egress,
         max_header_bytes=settings.upstream_max_header_bytes,
+        budgets=budgets,
+        max_rate_limit_wait=settings.upstream_rate_limit_max_wait,
+        rate_limit_recheck=settings.upstream_rate_limit_recheck,
     )
     limits = ImportLimits(
         max_manifests=settings.import_max_manifests,
@@ -251,6 +258,7 @@ async def build_services(
         ),
         listings=ListingService(meta, store),
         imports=imports,
+        budgets=budgets,
         dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,

@@ -57,7 +57,13 @@ from transship.cli.output import (
 )
 from transship.cli.progress import Counters, ImportProgress
 from transship.cli.pull_hint import registry_login_server, show_pull_hint
-from transship.wire.arm import ImportFailure, OperationError, OperationStatus, Registry
+from transship.wire.arm import (
+    ImportFailure,
+    OperationError,
+    OperationStatus,
+    RateLimitWait,
+    Registry,
+)
 from transship.wire.bodies import ImportImageParameters, ImportSource, ImportSourceCredentials
 
 MIN_POLL_SECONDS = 0.5
@@ -657,6 +663,9 @@ def _registry_check(operation: OperationStatus, registry: str, operation_id: str
 
 def _show_operation(operation: OperationStatus, output: str) -> None:
     emit(output, operation, OPERATION_COLUMNS, lambda o: [operation_row(o)])
+    waiting = operation.properties.waiting
+    if output != JSON and isinstance(waiting, RateLimitWait):
+        click.echo(waiting.message[:1].upper() + waiting.message[1:] + ".")
     error = _error(operation)
     if output != JSON and error is not None:
         click.echo(f"Error: ({error.code}) {error.message}")

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from transship.cli.output import human_bytes
-from transship.wire.arm import OperationStatus
+from transship.wire.arm import OperationStatus, RateLimitWait
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Counters:
     blobs_done: int
     manifests_total: int
     manifests_done: int
+    # "waiting for upstream rate limit until …" while the import waits for a budget.
+    waiting: str | None = None
 
     @classmethod
     def of(cls, operation: OperationStatus | None) -> Counters:
@@ -51,6 +53,7 @@ class Counters:
             progress.blobs_done,
             progress.manifests_total,
             progress.manifests_done,
+            properties.waiting.message if isinstance(properties.waiting, RateLimitWait) else None,
         )
 
     @property
@@ -72,6 +75,11 @@ class Counters:
         )
 
     def line(self) -> str:
+        if self.waiting is not None:
+            return self._line().rstrip() + f"  {self.waiting}"
+        return self._line()
+
+    def _line(self) -> str:
         if self.percent is None and not self.bytes_total:
             return self.state  # nothing planned yet
         percent = "" if self.percent is None else f"{self.percent:3d}%  "
@@ -90,7 +98,7 @@ class ImportProgress:
         self.last: Counters | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
-        self._printed: tuple[str, int | None, int, int] | None = None
+        self._printed: tuple[str, int | None, int, int, str | None] | None = None
 
     def __enter__(self) -> ImportProgress:
         if self.live:
@@ -118,14 +126,21 @@ class ImportProgress:
         if self._progress is not None and self._task is not None:
             self._progress.update(
                 self._task,
-                description=f"{self.title} {counters.state}",
+                description=f"{self.title} {counters.state}"
+                + ("" if counters.waiting is None else f" ({counters.waiting})"),
                 total=counters.bytes_total or None,
                 completed=counters.bytes_done,
                 items=counters.items,
             )
             return
         bucket = None if counters.percent is None else counters.percent // 10
-        key = (counters.state, bucket, counters.blobs_done, counters.manifests_done)
+        key = (
+            counters.state,
+            bucket,
+            counters.blobs_done,
+            counters.manifests_done,
+            counters.waiting,
+        )
         if key != self._printed:
             self._printed = key
             self.console.print(counters.line(), highlight=False, soft_wrap=True)

@@ -130,8 +130,8 @@ def tag_plan(target: TargetTag, state: TagState, root: Digest, force: bool) -> T
 
 
 def predict_requests(plan_step: RequestCount, blobs_to_fetch: int) -> RequestCount:
-    """The real import's upstream requests: its plan step (as measured) and one GET per
-    blob to fetch."""
+    """The real import's upstream requests: its plan step (as measured: the same HEADs, and
+    GETs of only the manifests the target does not hold) and one GET per blob to fetch."""
     return plan_step.plus(RequestCount(blob_gets=blobs_to_fetch))
 
 
@@ -194,8 +194,10 @@ class TracedSources(Protocol):
         target_registry_id: int,
         *,
         request_log: RequestLog | None = None,
+        wait_for_budget: bool = True,
     ) -> AbstractAsyncContextManager[ImageSource]:
-        """As SourceFactory.open, counting the upstream requests in `request_log`."""
+        """As SourceFactory.open, counting the upstream requests in `request_log`; without
+        `wait_for_budget`, failing at once where a rate-limit budget would make it wait."""
         ...
 
 
@@ -284,7 +286,7 @@ class DryRunPlanner:
         UpstreamUnauthorized, the import limits…); a refused tag is reported, not raised."""
         log = RequestLog()
         async with self._sources.open(
-            request.source, credentials, registry_id, request_log=log
+            request.source, credentials, registry_id, request_log=log, wait_for_budget=False
         ) as source:
             plan = await build_plan(
                 source,

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields
 from typing import Protocol
 
+from transship.imports.budgets import WaitReporter
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope, PendingBlob
@@ -17,10 +18,16 @@ from transship.oci.manifest import Descriptor
 
 class SourceFactory(Protocol):
     def open(
-        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+        self,
+        spec: SourceSpec,
+        credentials: Credentials | None,
+        target_registry_id: int,
+        *,
+        on_wait: WaitReporter | None = None,
     ) -> AbstractAsyncContextManager[ImageSource]:
         """An image source for `spec` (an import into `target_registry_id`, whose egress
-        policy applies), closed when the block exits. Raises ImportFailure (step RESOLVE)
+        policy applies), closed when the block exits; `on_wait` is told when the import
+        waits for an upstream's rate-limit budget. Raises ImportFailure (step RESOLVE)
         when the source cannot be reached or named."""
         ...
 
@@ -45,6 +52,8 @@ class Progress:
     bytes_fetched_completed: int = 0
     active: set[PendingBlob] = field(default_factory=set)
     floor: JobProgress = field(default_factory=JobProgress)
+    # Told when the job starts or stops waiting for an upstream's rate-limit budget.
+    on_wait: WaitReporter | None = field(default=None, repr=False)
     _frozen: bool = field(default=False, repr=False)
 
     def snapshot(self) -> JobProgress:
@@ -124,7 +133,9 @@ class ImportEngine:
         already moved the tags; tags that point at the very image are then not a conflict.
         """
         await self._sink.check_targets(registry_id, request, resumed=resumed)
-        async with self._sources.open(request.source, credentials, registry_id) as source:
+        async with self._sources.open(
+            request.source, credentials, registry_id, on_wait=progress.on_wait
+        ) as source:
             plan = await build_plan(
                 source,
                 request.source.reference,

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from transship.identity.secrets import SecretBox
@@ -88,6 +89,8 @@ def job_version(job: ImportJobRecord) -> str:
         job.error_object,
         job.error_upstream_status,
         None if job.ended_at is None else job.ended_at.isoformat(),
+        None if job.waiting_until is None else job.waiting_until.isoformat(),
+        job.waiting_for,
     ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
@@ -215,8 +218,15 @@ class ImportService:
 
     def progress_for(self, job: ImportJobRecord) -> Progress:
         """Live counters for a claimed job, starting from what its earlier attempts
-        published (so a resumed job's counters do not restart from zero)."""
-        return Progress(floor=job_progress(job))
+        published (so a resumed job's counters do not restart from zero); its rate-limit
+        waits are recorded on the job as they start and end."""
+        return Progress(floor=job_progress(job), on_wait=functools.partial(self._waiting, job.id))
+
+    async def _waiting(self, job_id: str, until: datetime | None, host: str) -> None:
+        """Record (one statement) that the job waits for `host`'s budget until `until`, or
+        (None) no longer waits, and wake its followers."""
+        await self._meta.write_at_once(lambda q: q.jobs.set_waiting(job_id, until, host))
+        self.signals.job_changed(job_id)
 
     async def renew(self, progress: Mapping[str, Progress]) -> dict[str, bool]:
         """The heartbeat of all of this process's running jobs, one statement: extend their

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import aiohttp
 
 from transship.config import UpstreamHost
+from transship.imports.budgets import BudgetGate, BudgetLedger, WaitReporter
 from transship.imports.egress import EgressDenied, EgressPolicies, PolicyResolver, egress_failure
-from transship.imports.endpoints import resolve_endpoint
+from transship.imports.endpoints import Endpoint, resolve_endpoint
 from transship.imports.errors import ImportFailure, Step
+from transship.imports.held import HeldFirstSource
 from transship.imports.local_source import LocalSource
 from transship.imports.model import SourceSpec
-from transship.imports.ports import Credentials, ImageSource
+from transship.imports.ports import Credentials, FetchedManifest, ImageSource
 from transship.imports.request_log import RequestLog
 from transship.imports.retry import RetryPolicy
 from transship.imports.upstream import UpstreamClient
 from transship.metadata.queries import MetadataStore
+from transship.metadata.records import ANONYMOUS, BudgetKey
+from transship.oci.digest import Digest
 from transship.storage.base import BlobStore
 
 
@@ -35,7 +40,14 @@ class Sources:
         read_timeout: float,
         egress: EgressPolicies,
         max_header_bytes: int = 16384,
+        budgets: BudgetLedger | None = None,
+        max_rate_limit_wait: float = 21600.0,
+        rate_limit_recheck: float = 5.0,
     ) -> None:
+        """`budgets`: the ledger of upstream rate-limit budgets (None: no budget is kept,
+        429s are retried like other transient statuses); `max_rate_limit_wait`: the
+        longest one pull may wait for its budget (seconds); `rate_limit_recheck`: how often
+        a waiting import looks at its budget again."""
         self._meta = meta
         self._store = store
         self._upstreams = upstreams
@@ -44,6 +56,9 @@ class Sources:
         self._read_timeout = read_timeout
         self._egress = egress
         self._max_header_bytes = max_header_bytes
+        self._budgets = budgets
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._rate_limit_recheck = rate_limit_recheck
 
     @asynccontextmanager
     async def open(
@@ -52,10 +67,14 @@ class Sources:
         credentials: Credentials | None,
         target_registry_id: int,
         *,
+        on_wait: WaitReporter | None = None,
         request_log: RequestLog | None = None,
+        wait_for_budget: bool = True,
     ) -> AsyncIterator[ImageSource]:
         """See SourceFactory.open; `request_log`, when given, counts every request sent to
-        an upstream (a registry of this service is read without any)."""
+        an upstream (a registry of this service is read without any). Without
+        `wait_for_budget`, a pull the rate-limit budget refuses fails at once with
+        UpstreamRateLimited instead of waiting (a dry run answers an HTTP request)."""
         async with self._meta.reading() as q:
             registries = await q.registries_by_id(
                 [target_registry_id] + ([] if spec.registry_id is None else [spec.registry_id])
@@ -100,7 +119,7 @@ class Sources:
             max_field_size=self._max_header_bytes,
             trace_configs=None if request_log is None else [request_log.trace_config()],
         ) as session:
-            yield UpstreamClient(
+            client = UpstreamClient(
                 session,
                 endpoint,
                 spec.repository,
@@ -109,4 +128,48 @@ class Sources:
                 max_manifest_bytes=self._max_manifest_bytes,
                 read_timeout=self._read_timeout,
                 egress=policy,
+                budget=self._gate(
+                    _budget_host(endpoint), credentials, on_wait, wait=wait_for_budget
+                ),
             )
+            yield HeldFirstSource(client, functools.partial(self._held, target_registry_id))
+
+    async def _held(self, registry_id: int, digest: Digest) -> FetchedManifest | None:
+        async with self._meta.reading() as q:
+            record = await q.held_manifest(registry_id, digest)
+        if record is None:
+            return None
+        return FetchedManifest(record.content, record.media_type, record.digest)
+
+    def _gate(
+        self,
+        host: str,
+        credentials: Credentials | None,
+        on_wait: WaitReporter | None,
+        *,
+        wait: bool,
+    ) -> BudgetGate | None:
+        if self._budgets is None:
+            return None
+        # The user name only: an identity token (no user name) spends an account's budget
+        # we cannot name, counted with the anonymous one of the host.
+        user = credentials.username if credentials is not None and credentials.username else None
+        key = BudgetKey(host, user or ANONYMOUS)
+        return BudgetGate(
+            self._budgets,
+            key,
+            max_wait=self._max_rate_limit_wait if wait else 0.0,
+            recheck=self._rate_limit_recheck,
+            on_wait=on_wait,
+            wait_limit=(
+                "setting upstream_rate_limit_max_wait" if wait else "a dry run does not wait"
+            ),
+        )
+
+
+def _budget_host(endpoint: Endpoint) -> str:
+    """Whose limits apply: the host requests go to (with an explicit port), so the names of
+    one upstream (`docker.io` and `registry-1.docker.io`) share its budget."""
+    url = endpoint.url
+    host = (url.host or endpoint.host).lower()
+    return f"{host}:{url.explicit_port}" if url.explicit_port is not None else host

@@ -34,12 +34,14 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from transship.imports.budgets import BudgetGate
 from transship.imports.challenge import (
     DEFAULT_TOKEN_LIFETIME,
     Challenge,
@@ -109,6 +111,8 @@ class _Transient(Exception):
     detail: str = ""
     connect_failed: bool = False
     cause: BaseException | None = field(default=None, repr=False)
+    # A 429 whose rate limit the budget records: waited out by the gate, not retried.
+    rate_limited: bool = False
 
     def __str__(self) -> str:
         return self.detail
@@ -151,6 +155,7 @@ class UpstreamClient:
         read_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         egress: EgressPolicy | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         if session.auto_decompress:
             raise ValueError(
@@ -175,6 +180,8 @@ class UpstreamClient:
         # Host names are checked again at resolution (PolicyResolver on the session's
         # connector); this catches IP literals, which aiohttp connects to without resolving.
         self._egress = egress
+        # Manifest GETs spend the upstream's pull budget: each passes this gate first.
+        self._budget = budget
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout, sock_read=read_timeout
         )
@@ -206,12 +213,19 @@ class UpstreamClient:
         url = self._url(f"manifests/{reference}")
         headers = {"Accept": mt.ACCEPT_ALL_MANIFESTS, "Accept-Encoding": "identity"}
         failures = 0
+        limited_since: datetime | None = None
         while True:
+            if self._budget is not None:
+                await self._budget.admit(f"manifest {obj}", since=limited_since)
             try:
                 content, media_type, header_digest = await self._get_manifest_once(
                     url, headers, obj
                 )
             except _Transient as exc:
+                if exc.rate_limited and self._budget is not None:
+                    # The next admit waits the block out; one bound for all its rounds.
+                    limited_since = limited_since or self._budget.now()
+                    continue
                 failures += 1
                 await self._back_off(exc, failures, Step.PLAN, obj, f"manifest {obj}")
                 continue
@@ -224,6 +238,7 @@ class UpstreamClient:
         obj = str(digest)
         url = self._url(f"blobs/{digest}")
         failures = 0
+        limited_since: datetime | None = None
         while True:
             before = writer.offset
             if before > size:
@@ -233,6 +248,10 @@ class UpstreamClient:
             try:
                 await self._fetch_blob_once(url, obj, size, writer)
             except _Transient as exc:
+                if exc.rate_limited and self._budget is not None:
+                    limited_since = limited_since or self._budget.now()
+                    await self._budget.wait_clear(f"blob {obj}", since=limited_since)
+                    continue
                 failures = 0 if writer.offset > before else failures
                 failures += 1
                 await self._back_off(exc, failures, Step.COPY, obj, f"blob {obj}")
@@ -253,6 +272,54 @@ class UpstreamClient:
                 Step.COPY,
                 obj,
                 f"blob {obj}",
+            )
+
+    async def head_manifest(self, reference: str) -> Digest | None:
+        """The digest the upstream names for tag `reference` (one HEAD, which spends no
+        pull on registries that count pulls), or None when the HEAD does not tell (an
+        error, a retryable status, no usable Docker-Content-Digest): the GET then decides.
+        Raises ImportFailure ManifestUnknown on 404, and what authentication raises."""
+        _, obj = self._parse_reference(reference)
+        url = self._url(f"manifests/{reference}")
+        headers = {"Accept": mt.ACCEPT_ALL_MANIFESTS, "Accept-Encoding": "identity"}
+        try:
+            response = await self._open(url, headers, step=Step.PLAN, obj=obj, method="HEAD")
+        except _Transient:
+            return None
+        try:
+            await self._observe_rate_limit(response)
+            if response.status == 404:
+                raise ImportFailure(
+                    MANIFEST_UNKNOWN,
+                    f"manifest {obj} not found on {self._endpoint.host}",
+                    step=Step.PLAN,
+                    obj=obj,
+                    upstream_status=404,
+                )
+            if response.status != 200:
+                return None
+            header = response.headers.get("Docker-Content-Digest", "").strip()
+            if header.partition(":")[0] not in SUPPORTED_ALGORITHMS:
+                return None  # absent, or a digest we could not check the bytes against
+            try:
+                return Digest.parse(header)
+            except DigestError:
+                return None
+        finally:
+            response.release()
+
+    async def _observe_rate_limit(self, response: aiohttp.ClientResponse) -> None:
+        """Record the rate-limit headers of an answer from the endpoint itself (a storage
+        host a blob is redirected to has budgets of its own); a 429 they explain becomes a
+        rate-limited `_Transient`, which the budget gate waits out."""
+        if self._budget is None or _origin(response.url) != self._origin:
+            return
+        blocked = await self._budget.observe(response.headers, response.status)
+        if response.status == 429 and blocked is not None:
+            raise _Transient(
+                status=429,
+                detail=f"{self._endpoint.host} answered HTTP 429 (rate limit) until {blocked}",
+                rate_limited=True,
             )
 
     # -- manifests -------------------------------------------------------------------------
@@ -277,6 +344,7 @@ class UpstreamClient:
         response = await self._open(url, headers, step=Step.PLAN, obj=obj)
         try:
             status = response.status
+            await self._observe_rate_limit(response)
             if status == 404:
                 raise ImportFailure(
                     MANIFEST_UNKNOWN,
@@ -385,6 +453,7 @@ class UpstreamClient:
         response = await self._open(url, headers, step=Step.COPY, obj=obj)
         try:
             status = response.status
+            await self._observe_rate_limit(response)
             if status == 404:
                 raise ImportFailure(
                     BLOB_UNKNOWN,
@@ -497,18 +566,18 @@ class UpstreamClient:
         return URL(f"{base}/v2/{self._repository}/{tail}", encoded=True)
 
     async def _open(
-        self, url: URL, headers: Mapping[str, str], *, step: Step, obj: str
+        self, url: URL, headers: Mapping[str, str], *, step: Step, obj: str, method: str = "GET"
     ) -> aiohttp.ClientResponse:
-        """Send a GET with auth and redirects handled. Returns any response that is neither a
-        redirect nor an endpoint 401 (the caller owns and closes it). Raises `_Transient`
-        for transport failures and `ImportFailure` for auth failures."""
+        """Send a GET (or `method`) with auth and redirects handled. Returns any response
+        that is neither a redirect nor an endpoint 401 (the caller owns and closes it).
+        Raises `_Transient` for transport failures and `ImportFailure` for auth failures."""
         asked: set[tuple[str, str, frozenset[str]]] = set()
         sent_basic = False
         retry_with: tuple[str, str, frozenset[str]] | None = None
         for _ in range(_MAX_AUTH_ROUNDS):
             # After a challenge, answer it exactly (other tasks may move the shared state).
             authorization, token_key = self._authorization(retry_with, sent_basic)
-            response = await self._follow(url, headers, authorization, step=step)
+            response = await self._follow(url, headers, authorization, step=step, method=method)
             if response.status != 401 or _origin(response.url) != self._origin:
                 return response
             challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))

@@ -54,6 +54,8 @@ class JobQueries(QueryScope):
             created_at=as_utc(row.created_at),
             started_at=_opt_utc(row.started_at),
             ended_at=_opt_utc(row.ended_at),
+            waiting_until=_opt_utc(row.waiting_until),
+            waiting_for=row.waiting_for,
         )
 
     async def create_job(
@@ -195,6 +197,8 @@ class JobQueries(QueryScope):
             "lease_owner": None,
             "lease_expires_at": None,
             "credentials": None,
+            "waiting_until": None,
+            "waiting_for": None,
             **asdict(progress),
         }
         if failure is not None:
@@ -215,6 +219,18 @@ class JobQueries(QueryScope):
         await self._exec(delete(s.blob_pins).where(s.blob_pins.c.job_id == job_id))
         return True
 
+    async def set_waiting(self, job_id: str, until: datetime | None, host: str | None) -> bool:
+        """Record that the running job waits for `host`'s rate-limit budget until `until`
+        (None, None: it no longer waits); one statement. False when the job is not
+        running."""
+        j = s.import_jobs
+        result = await self._exec(
+            update(j)
+            .where(j.c.id == job_id, j.c.state == "running")
+            .values(waiting_until=until, waiting_for=host if until is not None else None)
+        )
+        return bool(result.rowcount)
+
     async def release_job(self, job_id: str, owner: str) -> None:
         """Hand a running job back to the queue (a graceful shutdown)."""
         await self.changed(Topic.IMPORTS)
@@ -222,7 +238,13 @@ class JobQueries(QueryScope):
         await self._exec(
             update(j)
             .where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running")
-            .values(state="queued", lease_owner=None, lease_expires_at=None)
+            .values(
+                state="queued",
+                lease_owner=None,
+                lease_expires_at=None,
+                waiting_until=None,
+                waiting_for=None,
+            )
         )
 
     async def request_cancel(self, job_id: str) -> ImportJobRecord | None:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
+from transship.metadata.budgets import BudgetQueries
 from transship.metadata.changes import ChangeHub, Topic
 from transship.metadata.db import Database, InlineConnection
 from transship.metadata.identity import IdentityQueries
@@ -574,6 +575,20 @@ class RegistryQueries(QueryScope):
             select(m.c.digest).where(m.c.repository_id == repository_id, m.c.digest.in_(wanted))
         )
         return {r.digest for r in rows}
+
+    async def held_manifest(self, registry_id: int, digest: Digest) -> ManifestRecord | None:
+        """The manifest `digest` from any repository of the registry (the bytes are the
+        digest's wherever they are held), or None."""
+        m, repo = s.manifests, s.repositories
+        row = (
+            await self._exec(
+                select(m.c.digest, m.c.media_type, m.c.content)
+                .select_from(m.join(repo, repo.c.id == m.c.repository_id))
+                .where(repo.c.registry_id == registry_id, m.c.digest == digest)
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
 
     async def insert_manifest(
         self,
@@ -1250,6 +1265,12 @@ class Transaction(RegistryQueries):
     def identity(self) -> IdentityQueries:
         """Tenancy, principals, roles, signing keys, per-registry access."""
         group: IdentityQueries = IdentityQueries.joining(self)
+        return group
+
+    @cached_property
+    def budgets(self) -> BudgetQueries:
+        """Upstream rate-limit budgets."""
+        group: BudgetQueries = BudgetQueries.joining(self)
         return group
 
     @cached_property

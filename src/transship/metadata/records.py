@@ -137,6 +137,10 @@ class ImportJobRecord:
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    # While the job waits for an upstream's rate-limit budget: until when, and for which
+    # upstream host (None otherwise).
+    waiting_until: datetime | None = None
+    waiting_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,3 +280,55 @@ class TokenPasswordRecord:
     secret_hash: str
     expires_at: datetime | None
     created_at: datetime
+
+
+# -- upstream rate limits -----------------------------------------------------------------
+ANONYMOUS = ""  # the credential user of a budget spent without credentials
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetKey:
+    """Whose budget: the upstream host (as the import named it, lower case, with its port)
+    and the credential's user name (`ANONYMOUS` without credentials, or for an identity
+    token). Never a secret."""
+
+    host: str
+    user: str = ANONYMOUS
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One budget as last recorded. `observed_at`: when the upstream last announced it;
+    `resets_at`: the end of the window announced then (the upstream's count starts afresh),
+    if it named one; `remaining` counts down with each pull Transship reserves until the
+    next announcement corrects it; `blocked_until`: until when a 429 stops pulls; `pulls`:
+    manifest GETs Transship made against it, all processes together."""
+
+    key: BudgetKey
+    limit: int | None
+    remaining: int | None
+    window_seconds: int | None
+    observed_at: datetime | None
+    resets_at: datetime | None
+    blocked_until: datetime | None
+    pulls: int
+
+    def remaining_at(self, now: datetime) -> int | None:
+        """Pulls left at `now`: the last announced count, the full limit once its window
+        has passed, None when the upstream never said."""
+        reset = self.resets_at
+        if reset is not None and now >= reset and self.limit is not None:
+            return self.limit
+        return self.remaining
+
+    def wait_until(self, now: datetime) -> datetime | None:
+        """Until when a pull must wait at `now`, or None when it may go ahead: a 429's
+        Retry-After still running, or a spent budget until its window ends (a spent budget
+        without a window is left to the upstream to refuse)."""
+        if self.blocked_until is not None and self.blocked_until > now:
+            return self.blocked_until
+        if self.remaining is not None and self.remaining <= 0:
+            reset = self.resets_at
+            if reset is not None and reset > now:
+                return reset
+        return None

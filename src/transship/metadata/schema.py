@@ -266,6 +266,9 @@ import_jobs = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("started_at", UtcDateTime(), nullable=True),
     Column("ended_at", UtcDateTime(), nullable=True),
+    # Set while the job waits for an upstream's rate-limit budget (migration 0010).
+    Column("waiting_until", UtcDateTime(), nullable=True),
+    Column("waiting_for", String(255), nullable=True),
     Index("ix_import_jobs_state", "state"),
     Index("ix_import_jobs_registry", "registry_id", "created_at"),
 )
@@ -491,4 +494,22 @@ change_counters = Table(
     metadata,
     Column("topic", String(32), primary_key=True),
     Column("counter", BigInteger, nullable=False),
+)
+
+# One upstream rate-limit budget per (upstream host, credential user; "" = anonymous), shared
+# by every import and process: what the upstream last announced, counted down by the pulls
+# reserved since (`transship.imports.budgets`). Never a secret: user names only.
+upstream_budgets = Table(
+    "upstream_budgets",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("user", String(255), primary_key=True),
+    Column("limit_count", Integer, nullable=True),
+    Column("remaining", Integer, nullable=True),
+    Column("window_seconds", Integer, nullable=True),
+    Column("observed_at", UtcDateTime(), nullable=True),
+    Column("resets_at", UtcDateTime(), nullable=True),
+    Column("blocked_until", UtcDateTime(), nullable=True),
+    Column("pulls", BigInteger, nullable=False, default=0),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )

@@ -197,6 +197,14 @@ class ImportFailure(Answer):
     upstream_status: int | None
 
 
+class RateLimitWait(Answer):
+    """An import waiting for an upstream's rate-limit budget (a Transship extension)."""
+
+    host: str
+    until: DateTime
+    message: str
+
+
 class ImportOperationInfo(Answer):
     registry: str
     state: str = extensible("queued", "running", "succeeded", "failed", "canceled")
@@ -207,6 +215,8 @@ class ImportOperationInfo(Answer):
     attempts: NonNegativeInt
     progress: ImportProgress
     failure: ImportFailure | MISSING = MISSING
+    # Present while the import waits for an upstream's rate-limit budget.
+    waiting: RateLimitWait | MISSING = MISSING
     # Transship extensions, present only for a platform-subset import.
     platforms: list[str] | MISSING = MISSING
     platform_mode: Literal["sparse", "rewritten"] | MISSING = MISSING
@@ -480,3 +490,25 @@ class RoleAssignment(Answer):
 
 class RoleAssignmentList(Answer):
     value: list[RoleAssignment]
+
+
+# -- upstream rate-limit budgets (a Transship extension) -------------------------------------
+class UpstreamBudget(Answer):
+    """One upstream's rate-limit budget for one credential user (null: anonymous), as
+    announced by the upstream and counted down by the pulls made since. `remaining` and
+    `limit` are null until the upstream announces them; `blocked_until` is set while a
+    429 or a spent budget stops pulls."""
+
+    host: str
+    user: str | None
+    limit: int | None
+    remaining: int | None
+    window_seconds: int | None
+    observed_at: DateTime | None
+    resets_at: DateTime | None
+    blocked_until: DateTime | None
+    pulls: NonNegativeInt
+
+
+class UpstreamBudgetList(Answer):
+    value: list[UpstreamBudget]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.imports.doubles import OCI_MANIFEST, MemorySource, sha
+from transship.imports.budgets import WaitReporter
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
@@ -107,7 +108,12 @@ class BySourceRepository:
 
     @asynccontextmanager
     async def open(
-        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+        self,
+        spec: SourceSpec,
+        credentials: Credentials | None,
+        target_registry_id: int,
+        *,
+        on_wait: WaitReporter | None = None,
     ) -> AsyncIterator[ImageSource]:
         yield self.sources[spec.repository]
 

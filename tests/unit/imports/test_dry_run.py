@@ -216,7 +216,10 @@ class LoggedSources:
         target_registry_id: int,
         *,
         request_log: RequestLog | None = None,
+        wait_for_budget: bool = True,
     ) -> AsyncIterator[ImageSource]:
+        # A dry run answers an HTTP request: it must never wait for a rate-limit budget.
+        assert not wait_for_budget
         self.opened.append((spec, credentials, target_registry_id))
         before = len(self.source.requests)
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.unit.imports.doubles import MemorySink, MemorySource, sha
+from transship.imports.budgets import WaitReporter
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
@@ -34,7 +35,12 @@ class OneSource:
 
     @asynccontextmanager
     async def open(
-        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+        self,
+        spec: SourceSpec,
+        credentials: Credentials | None,
+        target_registry_id: int,
+        *,
+        on_wait: WaitReporter | None = None,
     ) -> AsyncIterator[ImageSource]:
         yield self.source
 

@@ -1,0 +1,48 @@
+"""Spend upstream pulls only on manifests the target registry does not hold yet.
+
+Registries that ration pulls (Docker Hub) count manifest GETs, not HEADs. `HeldFirstSource`
+puts the target registry in front of an upstream: a tag is resolved with a HEAD (its
+Docker-Content-Digest), and a manifest whose digest the target registry already holds is
+read from there, so a re-import of an unchanged image costs one HEAD and no pull. A manifest
+read locally is the digest's bytes (checked again here), so it is the same one the upstream
+would have sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from transship.imports.ports import BlobWriter, FetchedManifest
+from transship.imports.upstream import UpstreamClient
+from transship.oci.digest import Digest
+
+# The target registry's copy of a manifest, by digest, or None.
+HeldLookup = Callable[[Digest], Awaitable[FetchedManifest | None]]
+
+
+class HeldFirstSource:
+    """An ImageSource over `upstream` that asks `held` first (see the module docstring).
+    `served_locally` counts the manifests read from `held`."""
+
+    def __init__(self, upstream: UpstreamClient, held: HeldLookup) -> None:
+        self._upstream = upstream
+        self._held = held
+        self.served_locally = 0
+
+    async def get_manifest(self, reference: Digest | str) -> FetchedManifest:
+        """As `UpstreamClient.get_manifest`; raises what it raises (a HEAD that answers 404
+        is ManifestUnknown at once)."""
+        digest = (
+            reference
+            if isinstance(reference, Digest)
+            else await self._upstream.head_manifest(reference)
+        )
+        if digest is not None:
+            held = await self._held(digest)
+            if held is not None and Digest.of(held.content, digest.algorithm) == digest:
+                self.served_locally += 1
+                return FetchedManifest(held.content, held.media_type, digest)
+        return await self._upstream.get_manifest(reference)
+
+    async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
+        await self._upstream.fetch_blob(digest, size, writer)
