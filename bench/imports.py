@@ -489,10 +489,13 @@ def timed_copy(
     tag: str = TAG,
     from_repo: str = SOURCE_REPO,
     rss: bool = False,
+    all_platforms: bool = True,
+    extra: Sequence[str] = (),
 ) -> Figures:
-    """``skopeo copy --all --preserve-digests`` from the source into ``dest``: wall seconds,
-    skopeo's CPU (reaped-children rusage), the target registry's (and the source's) CPU,
-    store growth."""
+    """``skopeo copy --all --preserve-digests`` (without ``--all`` when not
+    ``all_platforms``; ``extra`` options added) from the source into ``dest``: wall
+    seconds, skopeo's CPU (reaped-children rusage), the target registry's (and the
+    source's) CPU, store growth."""
     figures: Figures = {}
     cpu = {"server": dest.pid}
     if source.registry.pid != dest.pid:
@@ -506,8 +509,9 @@ def timed_copy(
         source.skopeo.copy(
             source.ref(from_repo),
             f"docker://{dest.host}/{repo}:{tag}",
-            all=True,
+            all=all_platforms,
             preserve_digests=True,
+            extra=extra,
         )
     figures["skopeo_cpu_s"] = _children_cpu() - children0
     figures["server_written_bytes"] = float(io_chars(dest.pid)[1] - written0)

@@ -32,6 +32,7 @@ elif str(REPO_ROOT) not in sys.path:
 from bench import (  # noqa: E402
     blob_get,
     import_latency,
+    import_subset,
     imports,
     load,
     manifest_get,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, Runner] = {
     manifest_get_workers.NAME: manifest_get_workers.run,
     rss.NAME: rss.run,
     **imports.BENCHMARKS,
+    import_subset.NAME: imports._noting_load(import_subset.run),
     import_latency.NAME: import_latency.run,
     load.NAME: load.run,
     load.NAME_SPLIT: load.run_split,
