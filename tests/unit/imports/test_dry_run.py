@@ -3,6 +3,7 @@ prediction, and the planner over in-memory seams (nothing written, failures rais
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
 from transship.imports.ports import Credentials, ImageSource, LinkScope
 from transship.imports.request_log import RequestCount, RequestLog, classify
+from transship.imports.subsets import platform_subset
 from transship.oci.digest import Digest
 
 ROOT = Digest.of(b"root")
@@ -259,3 +261,24 @@ async def test_the_planner_raises_the_plan_steps_failures() -> None:
             ReadOnlyView(set(), {}), LoggedSources(src), ImportLimits(max_manifests=2)
         ).plan(7, request(TARGET), None)
     assert too_many.value.code == "TooManyManifests"
+
+
+@pytest.mark.parametrize("mode", ["sparse", "rewritten"])
+async def test_the_planner_plans_a_platform_subset_as_the_import_stores_it(mode: str) -> None:
+    src, full, amd, _ = await multi_arch()
+    subset = platform_subset(("linux/amd64",), mode, None)
+    wanted = dataclasses.replace(request(TARGET), platform_subset=subset)
+    report = await DryRunPlanner(ReadOnlyView(set(), {}), LoggedSources(src), ImportLimits()).plan(
+        7, wanted, None
+    )
+    assert [m.platform for m in report.manifests] == [None, "linux/amd64"]
+    assert report.manifests[1].digest == Digest.parse(amd["digest"])
+    root = report.manifests[0]
+    if mode == "sparse":
+        # The source index itself: the digest the tag will name is the source's.
+        assert report.root == root.digest == full.root.digest
+    else:
+        # The new index the import stores and tags, not the source's.
+        assert report.root == root.digest != full.root.digest
+    # Only the amd64 image's blobs: the other platform's are neither fetched nor counted.
+    assert 0 < report.blobs.total < len(full.blobs)
