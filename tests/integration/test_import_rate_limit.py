@@ -358,5 +358,5 @@ async def test_a_server_and_a_worker_share_one_budget(
         await asyncio.to_thread(worker.stop)
     assert not hub.refused, hub.refused
     assert hub.pulls[user] == 2 * PULLS_PER_IMPORT
-    assert found[(hub.host, user)]["pulls"] == 2 * PULLS_PER_IMPORT
+    assert found[(hub.host, user)]["pulls"] == 2 * PULLS_PER_IMPORT, found
     assert elapsed >= hub.window

@@ -23,33 +23,19 @@ from __future__ import annotations
 
 import base64
 import math
-import socket
 import time
 from collections import Counter
-from typing import Self
 
-import aiohttp
 from aiohttp import web
+
+from tests.support.forwarding import ForwardingServer, answer
 
 from .token_server import TokenServer
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "trailer",
-        "host",
-        "content-length",
-    }
-)
 ANONYMOUS = ""
 
 
-class RateLimitedRegistry:
+class RateLimitedRegistry(ForwardingServer):
     """``await RateLimitedRegistry(url, limit=…, window=…).start()`` / ``await close()``.
     `limit` and `window` may be changed between imports (a new window then starts at the
     next pull)."""
@@ -62,7 +48,7 @@ class RateLimitedRegistry:
         window: float,
         token_server: TokenServer | None = None,
     ) -> None:
-        self.upstream_url = upstream_url.rstrip("/")
+        super().__init__(upstream_url)
         self.limit = limit
         self.window = window
         self.token_server = token_server
@@ -73,39 +59,6 @@ class RateLimitedRegistry:
         self._window_start: dict[str, float] = {}
         self._injected: list[int] = []  # Retry-After of the 429s to answer next
         self._injected_by_digest = False
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.port = 0
-
-    async def start(self) -> Self:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock).start()
-        self._session = aiohttp.ClientSession(auto_decompress=False, trust_env=False)
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
 
     # -- control -----------------------------------------------------------------------------
     def inject_429(self, retry_after: int, times: int = 1, *, by_digest: bool = False) -> None:
@@ -188,7 +141,7 @@ class RateLimitedRegistry:
                 status=429,
                 headers={**self._headers(caller), "Retry-After": str(retry_after)},
             )
-        status, body, headers = await self._forward(request)
+        status, body, headers = await self.forward(request)
         if manifest and status in (200, 404):
             if request.method == "GET" and status == 200:
                 self._window_start.setdefault(caller, now)
@@ -197,22 +150,4 @@ class RateLimitedRegistry:
             elif request.method == "HEAD":
                 self.heads[caller] += 1
             headers.update(self._headers(caller))
-        if request.method == "HEAD":
-            return web.Response(status=status, headers=headers)
-        return web.Response(status=status, body=body, headers=headers)
-
-    async def _forward(self, request: web.Request) -> tuple[int, bytes, dict[str, str]]:
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        data = await request.read() if request.can_read_body else None
-        async with self._session.request(
-            request.method,
-            self.upstream_url + request.path_qs,
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=60),
-        ) as upstream:
-            body = await upstream.read()
-            answer = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
-            return upstream.status, body, answer
+        return answer(request, status, body, headers)

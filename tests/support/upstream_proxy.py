@@ -18,26 +18,13 @@ which can sit in front of this proxy.
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, field
-from typing import Literal, Self
+from typing import Literal
 
-import aiohttp
 from aiohttp import web
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "trailer",
-        "host",
-        "content-length",
-    }
-)
+from tests.support.forwarding import ForwardingServer, answer
+
 _FLIP = bytes((i + 1) % 256 for i in range(256))
 
 FaultKind = Literal["status", "corrupt", "hold"]
@@ -75,49 +62,19 @@ class Fault:
         )
 
 
-class UpstreamProxy:
+class UpstreamProxy(ForwardingServer):
     """Forwards to `upstream_url` (``http://host:port``). ``await start()`` / ``await close()``."""
 
     def __init__(self, upstream_url: str) -> None:
-        self.upstream_url = upstream_url.rstrip("/")
+        super().__init__(upstream_url)
         self.seen: list[Seen] = []
         self.faults: list[Fault] = []
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.port = 0
-
-    async def start(self) -> Self:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = int(sock.getsockname()[1])
-        await web.SockSite(self._runner, sock).start()
-        self._session = aiohttp.ClientSession(auto_decompress=False, trust_env=False)
-        return self
 
     async def close(self) -> None:
         for fault in self.faults:
             if fault.release is not None:
                 fault.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
+        await super().close()
 
     # -- faults ----------------------------------------------------------------------------
     def fail(
@@ -193,25 +150,8 @@ class UpstreamProxy:
         if fault is not None and fault.kind == "hold":
             assert fault.release is not None
             await fault.release.wait()
-        assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        data = await request.read() if request.can_read_body else None
-        async with self._session.request(
-            request.method,
-            self.upstream_url + request.path_qs,
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=60),
-        ) as upstream:
-            body = await upstream.read()
-            status = upstream.status
-            answer_headers = {
-                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
-            }
+        status, body, answer_headers = await self.forward(request)
         if fault is not None and fault.kind == "corrupt" and status in (200, 206):
             body = body.translate(_FLIP)
         seen.status = status
-        if request.method == "HEAD":
-            return web.Response(status=status, headers=answer_headers)
-        return web.Response(status=status, body=body, headers=answer_headers)
+        return answer(request, status, body, answer_headers)
