@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.unit.cli.live_service import SUFFIX, LiveService, run
+from tests.unit.cli.operations import operation_status
 from transship.cli.client import dump_body, unchecked
 from transship.cli.commands_import import operation_row
 from transship.cli.import_platforms import with_platforms
@@ -73,33 +74,7 @@ def test_bad_platform_mode_is_a_usage_error() -> None:
 
 def test_operation_rows_show_the_subset() -> None:
     def operation(**extra: object) -> OperationStatus:
-        return OperationStatus.model_validate(
-            {
-                "id": "/x/operationStatuses/op",
-                "name": "op",
-                "status": "Succeeded",
-                "startTime": "2026-12-06T10:00:00Z",
-                "properties": {
-                    "registry": "r",
-                    "state": "succeeded",
-                    "source": "docker.io/library/alpine:3.20",
-                    "targetTags": ["alpine:3.20"],
-                    "untaggedTargetRepositories": [],
-                    "mode": "NoForce",
-                    "attempts": 1,
-                    "progress": {
-                        "bytesTotal": 0,
-                        "bytesDone": 0,
-                        "bytesFetched": 0,
-                        "blobsTotal": 0,
-                        "blobsDone": 0,
-                        "manifestsTotal": 0,
-                        "manifestsDone": 0,
-                    },
-                    **extra,
-                },
-            }
-        )
+        return operation_status("Succeeded", state="succeeded", **extra)
 
     assert operation_row(operation())[2] == "docker.io/library/alpine:3.20"
     row = operation_row(

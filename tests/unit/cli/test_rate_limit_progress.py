@@ -5,10 +5,10 @@ and nothing once the wait is over."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from rich.console import Console
 
+from tests.unit.cli.operations import operation_status
 from transship.cli.progress import Counters, ImportProgress
 from transship.wire.arm import OperationStatus
 
@@ -16,40 +16,10 @@ MESSAGE = "waiting for upstream rate limit until 2027-01-01T12:00:00Z (hub.examp
 
 
 def _status(waiting: bool) -> OperationStatus:
-    properties: dict[str, Any] = {
-        "registry": "myregistry",
-        "state": "running",
-        "source": "hub.example/team/app:v1",
-        "targetTags": ["app:v1"],
-        "untaggedTargetRepositories": [],
-        "mode": "NoForce",
-        "attempts": 1,
-        "progress": {
-            "bytesTotal": 0,
-            "bytesDone": 0,
-            "bytesFetched": 0,
-            "blobsTotal": 0,
-            "blobsDone": 0,
-            "manifestsTotal": 0,
-            "manifestsDone": 0,
-        },
-    }
-    if waiting:
-        properties["waiting"] = {
-            "host": "hub.example",
-            "until": "2027-01-01T12:00:00Z",
-            "message": MESSAGE,
-        }
-    return OperationStatus.model_validate(
-        {
-            "id": "/subscriptions/s/providers/Microsoft.ContainerRegistry/locations/local/"
-            "operationStatuses/op",
-            "name": "op",
-            "status": "InProgress",
-            "startTime": "2027-01-01T11:00:00Z",
-            "properties": properties,
-        }
-    )
+    if not waiting:
+        return operation_status(source="hub.example/team/app:v1")
+    wait = {"host": "hub.example", "until": "2027-01-01T12:00:00Z", "message": MESSAGE}
+    return operation_status(source="hub.example/team/app:v1", waiting=wait)
 
 
 def test_the_wait_is_on_the_progress_line() -> None:
