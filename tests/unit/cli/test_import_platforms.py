@@ -4,6 +4,7 @@ refused without --platform, and are documented in --help."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 import pytest
@@ -73,7 +74,7 @@ def test_bad_platform_mode_is_a_usage_error() -> None:
 
 
 def test_operation_rows_show_the_subset() -> None:
-    def operation(**extra: object) -> OperationStatus:
+    def operation(**extra: Any) -> OperationStatus:
         return operation_status("Succeeded", state="succeeded", **extra)
 
     assert operation_row(operation())[2] == "docker.io/library/alpine:3.20"
