@@ -583,10 +583,11 @@ def _log_run(ctx: Context, what: str, figures: Figures) -> None:
         extra = f", fetched {figures['bytesFetched'] / MiB:.0f} MiB"
     if "peak_mb" in figures:
         extra += f", peak RSS {figures['peak_mb']:.0f} MB"
-    ctx.log(
-        f"{what}: {figures['seconds']:.2f}s, copier {figures['copier_cpu_s']:.2f} CPU-s, "
-        f"store +{figures['store_bytes_added'] / MiB:.0f} MiB{extra}"
-    )
+    if "loop_cpu_s" in figures:
+        extra += f", event loop {figures['loop_cpu_s']:.2f} CPU-s"
+    if "store_bytes_added" in figures:
+        extra = f", store +{figures['store_bytes_added'] / MiB:.0f} MiB{extra}"
+    ctx.log(f"{what}: {figures['seconds']:.2f}s, copier {figures['copier_cpu_s']:.2f} CPU-s{extra}")
 
 
 def _image_details(image: Built, layers_mib: Sequence[int] | None = None) -> dict[str, Any]:
