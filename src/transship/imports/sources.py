@@ -16,7 +16,7 @@ from transship.imports.model import SourceSpec
 from transship.imports.ports import Credentials, ImageSource
 from transship.imports.request_log import RequestLog
 from transship.imports.retry import RetryPolicy
-from transship.imports.upstream import CHUNK_SIZE, UpstreamClient
+from transship.imports.upstream import UpstreamClient
 from transship.metadata.queries import MetadataStore
 from transship.storage.base import BlobStore
 
@@ -98,9 +98,6 @@ class Sources:
             cookie_jar=aiohttp.DummyCookieJar(),
             max_line_size=self._max_header_bytes,
             max_field_size=self._max_header_bytes,
-            # Buffer up to two chunks per response before pausing the socket: with the
-            # default (64 KiB) every 1 MiB read paused and resumed the connection.
-            read_bufsize=CHUNK_SIZE,
             trace_configs=None if request_log is None else [request_log.trace_config()],
         ) as session:
             yield UpstreamClient(

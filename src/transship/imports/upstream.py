@@ -14,11 +14,10 @@ shared `aiohttp.ClientSession`. It behaves as a real registry client does:
 - **Redirects** are followed by hand (at most 5). `Authorization` is sent only to the
   endpoint's own origin (scheme, host, port): never to a storage host a blob GET is
   redirected to, and 401s from other origins never start an auth exchange.
-- **Streaming.** Blobs go to the `BlobWriter` in the pieces the socket delivered (at most
-  1 MiB each, never copied on the loop), never more than the expected size. Dropped
-  connections, read timeouts (`read_timeout` per socket read) and truncated bodies resume
-  from `writer.offset` with `Range`; 408/429/500/502/503/504 back off (honouring
-  `Retry-After`) and try again. The retry budget counts consecutive attempts
+- **Streaming.** Blobs go to the `BlobWriter` in 1 MiB chunks, never more than the expected
+  size. Dropped connections, read timeouts (`read_timeout` per socket read) and truncated
+  bodies resume from `writer.offset` with `Range`; 408/429/500/502/503/504 back off
+  (honouring `Retry-After`) and try again. The retry budget counts consecutive attempts
   that made no progress, so a long download over a flaky link keeps going while it advances.
 
 Every failure is an `ImportFailure` naming the host, the object, the step and the upstream
@@ -64,12 +63,6 @@ MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 # Auth exchanges for one request: a Basic retry, or a token per distinct scope set asked for.
 _MAX_AUTH_ROUNDS = 4
 
-# What one socket read may take from the kernel while a blob streams. asyncio reads 256 KiB
-# at a time; at loopback and LAN speeds each read is a wake-up of the loop and a GIL
-# hand-off with the threads hashing and writing, and 1 MiB reads cut the loop's CPU per
-# GiB by about a third (docs/performance.md, "Import speed").
-SOCKET_READ_BYTES = CHUNK_SIZE
-
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Types a 200 may carry when a registry does not know better; the JSON's mediaType wins then.
@@ -86,19 +79,6 @@ BLOB_UNKNOWN = "BlobUnknown"
 DIGEST_INVALID = "DIGEST_INVALID"
 SIZE_INVALID = "SIZE_INVALID"
 INVALID_REFERENCE = "InvalidReference"
-
-
-def _widen_reads(response: aiohttp.ClientResponse) -> None:
-    """Let the response's connection read `SOCKET_READ_BYTES` per socket read.
-
-    asyncio's plain-socket transport takes its read size from a class attribute; an
-    instance attribute overrides it for this connection only (it stays while the
-    connection is pooled, which is harmless). Other transports (TLS) are left as they are:
-    their read size is not settable."""
-    connection = response.connection
-    transport = None if connection is None else connection.transport
-    if transport is not None and isinstance(getattr(type(transport), "max_size", None), int):
-        transport.max_size = SOCKET_READ_BYTES  # type: ignore[attr-defined]
 
 
 def _origin(url: URL) -> tuple[str, str, int | None]:
@@ -438,7 +418,6 @@ class UpstreamClient:
                     f"the upstream announced {length} bytes from offset {offset}, "
                     f"expected {expected}",
                 )
-            _widen_reads(response)
             state = _StreamState()
             chunks = self._chunks(response, expected, state)
             try:
@@ -483,16 +462,8 @@ class UpstreamClient:
     async def _chunks(
         self, response: aiohttp.ClientResponse, limit: int, state: _StreamState
     ) -> AsyncGenerator[bytes, None]:
-        # `readchunk` hands over the buffers as the socket filled them (at most
-        # SOCKET_READ_BYTES each): `read(n)` and `iter_any` join buffered pieces into a new
-        # bytes object, a copy of every byte on the event loop.
         try:
-            while True:
-                chunk, end_of_http_chunk = await response.content.readchunk()
-                if not chunk:
-                    if end_of_http_chunk:
-                        continue  # a chunked body's chunk boundary, not its end
-                    break
+            async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 if state.received + len(chunk) > limit:
                     raise _Overflow()
                 state.received += len(chunk)
