@@ -34,6 +34,8 @@ import json
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,6 +52,7 @@ from bench.procstat import (
     peak_rss_bytes,
     reset_peak_rss,
     rss_bytes,
+    thread_cpu_seconds,
 )
 from bench.regclient import Endpoint, RegistryHttpError
 from bench.report import BenchResult, Metric
@@ -68,6 +71,7 @@ from tests.peers.images import (
 )
 from tests.peers.object_stores import SeaweedFS
 from tests.peers.transship import TransshipServer
+from transship.config import Settings
 
 IMPORT = "import"
 NOOP = "import_noop"
@@ -80,7 +84,10 @@ QUICK_LAYERS_MIB = (32, 20, 8, 3, 1)  # 64 MiB per platform
 WARMUP_LAYERS_MIB = (1,)
 RSS_LAYER = {False: 2 * GiB, True: 512 * MiB}
 RSS_LIMIT_MB = 200.0
-IMPORT_TARGET = 0.5
+IMPORT_TARGET = 0.3  # issue 14; wave 1's target was 0.5
+CEILING_MODES = ("discard", "store", "threads")
+# The ceiling fetches as many blobs at a time as an import does by default.
+CEILING_CONCURRENCY: int = Settings.model_fields["import_blob_concurrency"].default
 SOURCE_REPO = "bench/image"
 WARMUP_REPO = "bench/warmup"
 TAG = "v1"
@@ -463,8 +470,10 @@ def timed_import(
         cpu["objstore"] = store_pid
     watch = Watch(cpu, server.pid if rss else None, {"store": _blob_store(server)})
     written0 = io_chars(server.pid)[1]
+    loop0 = thread_cpu_seconds(server.pid)
     with _measured(watch, figures), ctx.profile(_transship_target(server), phase):
         final, polls = mgmt.wait(mgmt.start_import(registry, body))
+    figures["loop_cpu_s"] = thread_cpu_seconds(server.pid) - loop0
     progress = _progress_of(final)
     figures["server_written_bytes"] = float(io_chars(server.pid)[1] - written0)
     figures["server_seconds"] = _server_seconds(final)
@@ -519,6 +528,34 @@ def timed_copy(
     return figures
 
 
+def ceiling_copy(source: Source, image: Built, mode: str, outdir: Path) -> Figures:
+    """The reference ceiling (``bench/import_ceiling.py``, a subprocess): a plain aiohttp
+    download of the image's blobs from the source, as many at a time as Transship fetches
+    (its default ``import_blob_concurrency``), bytes dropped (``discard``) or hashed and
+    written (``store``), or read by threads from blocking sockets (``threads``): wall
+    seconds, its CPU, its event loop's CPU, the source's CPU."""
+    digests = sorted(_blob_sizes(image))
+    outdir.mkdir(parents=True)
+    figures: Figures = {}
+    watch = Watch({"source": source.registry.pid}, None, {})
+    try:
+        with _measured(watch, figures):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.import_ceiling", source.registry.url,
+                 SOURCE_REPO, str(CEILING_CONCURRENCY), mode, str(outdir), *digests],
+                check=True, capture_output=True, text=True, timeout=IMPORT_TIMEOUT,
+                cwd=Path(__file__).resolve().parent.parent,
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(outdir, ignore_errors=True)
+    reported = json.loads(done.stdout)
+    if reported["bytes"] != sum(_blob_sizes(image).values()):
+        raise RuntimeError(f"the ceiling download got {reported['bytes']} bytes")
+    figures["copier_cpu_s"] = float(reported["cpu_s"])
+    figures["loop_cpu_s"] = float(reported["loop_cpu_s"])
+    return figures
+
+
 def warm_transship(source: Source, server: TransshipServer, mgmt: Management) -> None:
     """One small unmeasured import, so the measured one pays no first-use costs."""
     body = source.import_body(f"{WARMUP_REPO}:{TAG}", repo=WARMUP_REPO)
@@ -550,10 +587,11 @@ def _log_run(ctx: Context, what: str, figures: Figures) -> None:
         extra = f", fetched {figures['bytesFetched'] / MiB:.0f} MiB"
     if "peak_mb" in figures:
         extra += f", peak RSS {figures['peak_mb']:.0f} MB"
-    ctx.log(
-        f"{what}: {figures['seconds']:.2f}s, copier {figures['copier_cpu_s']:.2f} CPU-s, "
-        f"store +{figures['store_bytes_added'] / MiB:.0f} MiB{extra}"
-    )
+    if "loop_cpu_s" in figures:
+        extra += f", event loop {figures['loop_cpu_s']:.2f} CPU-s"
+    if "store_bytes_added" in figures:
+        extra = f", store +{figures['store_bytes_added'] / MiB:.0f} MiB{extra}"
+    ctx.log(f"{what}: {figures['seconds']:.2f}s, copier {figures['copier_cpu_s']:.2f} CPU-s{extra}")
 
 
 def _image_details(image: Built, layers_mib: Sequence[int] | None = None) -> dict[str, Any]:
@@ -589,6 +627,7 @@ def run_import(ctx: Context, result: BenchResult) -> None:
     if not ctx.quick and size < GiB:
         raise RuntimeError(f"the image is {size} bytes, under 1 GiB")
     samples: dict[str, list[Figures]] = {TRANSSHIP: [], REGISTRY: []}
+    samples |= {f"ceiling_{mode}": [] for mode in CEILING_MODES}
     with contextlib.ExitStack() as stack:
         s3 = _bucket_for(ctx, stack)
         source = stack.enter_context(source_registry(ctx, image, s3))
@@ -615,6 +654,10 @@ def run_import(ctx: Context, result: BenchResult) -> None:
                     raise RuntimeError(f"bytesFetched {got['bytesFetched']:.0f}, image {size}")
             samples[TRANSSHIP].append(got)
             _log_run(ctx, f"round {index + 1}/{rounds} {TRANSSHIP} import", got)
+            for mode in CEILING_MODES:
+                got = ceiling_copy(source, image, mode, workdir / f"ceiling-{mode}")
+                samples[f"ceiling_{mode}"].append(got)
+                _log_run(ctx, f"round {index + 1}/{rounds} ceiling ({mode})", got)
             with fresh_registry(workdir / "docker-registry", s3) as dest:
                 warm_registry(source, dest)
                 repo = f"copied/run{index}"
@@ -634,6 +677,11 @@ def run_import(ctx: Context, result: BenchResult) -> None:
         "turn uploads into mounts); both stores checked to have grown by the image's bytes",
         "CPU row: T = the Transship server (it pulls and stores); R = skopeo + the target "
         "docker-registry (the pair doing the same work); the source registry serves both alike",
+        f"ceiling rows: bench/import_ceiling.py, a plain aiohttp download of the same blobs "
+        f"from the same source, {CEILING_CONCURRENCY} at a time, after each import: bytes "
+        "dropped, or hashed and written in a worker thread (no database, no fsync); what any "
+        "asyncio copier in Python gets here, to read the import's figures against; and the "
+        "same with each body read from a blocking socket in a thread (recv_into one buffer)",
     ]
     if ctx.storage != "filesystem":
         result.notes.append(
@@ -695,6 +743,42 @@ def _import_metrics(
             digits=2,
         )
     )
+    result.add(
+        Metric(
+            "event-loop thread CPU (T: server; R: ceiling store)",
+            "CPU-s",
+            _med(t, "loop_cpu_s"),
+            _med(samples["ceiling_store"], "loop_cpu_s"),
+            "lower",
+            digits=2,
+        )
+    )
+    for mode, what in (
+        ("discard", "bytes dropped"),
+        ("store", "sha256 + write"),
+        ("threads", "sockets read in threads, sha256 + write"),
+    ):
+        ceiling = samples[f"ceiling_{mode}"]
+        result.add(
+            Metric(
+                f"ceiling: plain GET, {what} (T: it; R: skopeo)",
+                "s",
+                _med(ceiling, "seconds"),
+                _med(r, "seconds"),
+                "lower",
+                digits=2,
+            )
+        )
+        result.add(
+            Metric(
+                f"ceiling CPU, {what} (T: it; R: skopeo+registry)",
+                "CPU-s",
+                _med(ceiling, "copier_cpu_s"),
+                _med(r, "copier_cpu_s"),
+                "lower",
+                digits=2,
+            )
+        )
     if "objstore_cpu_s" in t[0]:
         result.add(
             Metric(

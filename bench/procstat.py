@@ -2,6 +2,7 @@
 
 - :func:`group_cpu_seconds` is user+system CPU of every live process in a process group
   (all their threads), plus what the group leader has reaped from its children.
+- :func:`thread_cpu_seconds` is the CPU of one process's main thread (an event loop).
 - :func:`peak_rss_bytes` is ``VmHWM`` (peak resident set) of one process;
   :func:`reset_peak_rss` resets it (``clear_refs`` 5, root or the same user).
 - :class:`RssSampler` polls ``VmRSS`` in a thread: a second opinion on the peak.
@@ -64,6 +65,17 @@ def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (user + system, all threads) of the process group led by ``pgid``."""
     user, system = group_cpu_times(pgid)
     return user + system
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of the main thread of ``pid`` alone (for an asyncio
+    server, its event loop), 0.0 when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def io_chars(pid: int) -> tuple[int, int]:
