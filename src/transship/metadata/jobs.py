@@ -7,7 +7,7 @@ from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import Row, bindparam, case, delete, func, insert, or_, select, text, update
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
@@ -22,6 +22,55 @@ JOB_PROGRESS_COLUMNS = tuple(f.name for f in fields(JobProgress))
 # PostgreSQL advisory lock serialising claims across processes (any constant unused elsewhere;
 # the migration lock is 7347242).
 CLAIM_LOCK_KEY = 7347243
+
+
+def _claim_statements() -> tuple[Any, Any, Any]:
+    """The claim's three statements, built once: building them (an alias and its column
+    collection, the comparisons) cost more CPU than running them, and a worker claims
+    after every import. Parameters: `now`, `max_per_registry`, `job_id`, `owner`,
+    `expires`."""
+    j = s.import_jobs
+    now = bindparam("now", type_=j.c.lease_expires_at.type)
+    claimable = (j.c.state == "queued") | (
+        (j.c.state == "running") & (or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now))
+    )
+    live = (
+        select(func.count())
+        .select_from(j)
+        .where(j.c.state == "running", j.c.lease_expires_at >= now)
+    )
+    other = j.alias("other")
+    busy = (
+        select(func.count())
+        .select_from(other)
+        .where(
+            other.c.registry_id == j.c.registry_id,
+            other.c.state == "running",
+            other.c.lease_expires_at >= now,
+        )
+        .scalar_subquery()
+    )
+    candidate = (
+        select(j.c.id)
+        .where(claimable, busy < bindparam("max_per_registry"))
+        .order_by(j.c.created_at)
+        .limit(1)
+    )
+    claim = (
+        update(j)
+        .where(j.c.id == bindparam("job_id"), claimable)
+        .values(
+            state="running",
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("expires", type_=j.c.lease_expires_at.type),
+            attempts=j.c.attempts + 1,
+            started_at=now,
+        )
+    )
+    return live, candidate, claim
+
+
+LIVE_JOBS, CLAIM_CANDIDATE, CLAIM_JOB = _claim_statements()
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:
@@ -107,47 +156,19 @@ class JobQueries(QueryScope):
         transactions are serialised already (BEGIN IMMEDIATE)."""
         if self.conn.dialect.name == "postgresql":
             await self._exec(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-        j, now = s.import_jobs, utcnow()
-        live = (j.c.state == "running") & (j.c.lease_expires_at >= now)
-        claimable = (j.c.state == "queued") | (
-            (j.c.state == "running")
-            & (or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now))
-        )
-        if (
-            await self._exec(select(func.count()).select_from(j).where(live))
-        ).scalar_one() >= max_running:
+        now = utcnow()
+        if (await self._exec(LIVE_JOBS, {"now": now})).scalar_one() >= max_running:
             return None
-        other = j.alias("other")
-        busy = (
-            select(func.count())
-            .select_from(other)
-            .where(
-                other.c.registry_id == j.c.registry_id,
-                other.c.state == "running",
-                other.c.lease_expires_at >= now,
-            )
-            .scalar_subquery()
-        )
         candidate = (
             await self._exec(
-                select(j.c.id)
-                .where(claimable, busy < max_running_per_registry)
-                .order_by(j.c.created_at)
-                .limit(1)
+                CLAIM_CANDIDATE, {"now": now, "max_per_registry": max_running_per_registry}
             )
         ).scalar()
         if candidate is None:
             return None
         result = await self._exec(
-            update(j)
-            .where(j.c.id == candidate, claimable)
-            .values(
-                state="running",
-                lease_owner=owner,
-                lease_expires_at=now + lease,
-                attempts=j.c.attempts + 1,
-                started_at=now,
-            )
+            CLAIM_JOB,
+            {"now": now, "job_id": candidate, "owner": owner, "expires": now + lease},
         )
         if not result.rowcount:
             return None  # another process claimed it between the two statements
