@@ -30,6 +30,28 @@ class Started:
         return self.headers["Azure-AsyncOperation"]
 
 
+def push_small_images_now(
+    tmp_path: Path,
+    base_url: str,
+    repositories: Sequence[str],
+    tag: str = "v1",
+    auth: tuple[str, str] | None = None,
+    variant: str = "",
+) -> dict[str, BuiltImage]:
+    """`push_small_images` for code without a loop (a thread, a synchronous test)."""
+    built = {}
+    for repository in repositories:
+        seed = f"{repository}-{tag}{variant}"
+        image = build_image(
+            OciLayout(tmp_path / "layouts" / seed.replace("/", "_")),
+            layer_sizes=(3_000, 7_000),
+            seed=seed,
+        )
+        push_layout_http(image, base_url, repository, tag, auth)
+        built[repository] = image
+    return built
+
+
 async def push_small_images(
     tmp_path: Path,
     base_url: str,
@@ -42,20 +64,9 @@ async def push_small_images(
     `<repository>:<tag>`; built and pushed off the loop. Another `variant` builds other
     content for the same names."""
 
-    def build() -> dict[str, BuiltImage]:
-        built = {}
-        for repository in repositories:
-            seed = f"{repository}-{tag}{variant}"
-            image = build_image(
-                OciLayout(tmp_path / "layouts" / seed.replace("/", "_")),
-                layer_sizes=(3_000, 7_000),
-                seed=seed,
-            )
-            push_layout_http(image, base_url, repository, tag, auth)
-            built[repository] = image
-        return built
-
-    return await asyncio.to_thread(build)
+    return await asyncio.to_thread(
+        push_small_images_now, tmp_path, base_url, repositories, tag, auth, variant
+    )
 
 
 def item(host: str, source_image: str, target: str | None = None, **extra: Any) -> dict[str, Any]:
