@@ -56,6 +56,9 @@ def test_from_file_imports_each_line_and_reports_each_item(
     table = ok("import", "--name", REGISTRY, "--from-file", str(good), "--force").stdout
     assert "unchanged" in table and "2 unchanged" in table
 
+    started = ok("import", "--name", REGISTRY, "--from-file", str(good), "--force", "--no-wait")
+    assert "Batch started:" in started.stdout and "/importBatches/" in started.stdout
+
     prefixed = ok(
         "import", "--name", REGISTRY, "--from-file", str(good), "--target-prefix", "mirror/"
     ).stdout
