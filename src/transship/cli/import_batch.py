@@ -49,7 +49,7 @@ from transship.cli.output import (
     info,
     stderr_console,
 )
-from transship.wire.arm import OperationError
+from transship.wire.arm import OperationError, RateLimitWait
 from transship.wire.batch import ImportBatchItem, ImportBatchStatus, ImportImagesParameters
 from transship.wire.bodies import ImportImageParameters
 
@@ -206,6 +206,8 @@ class BatchProgress:
                 if progress.bytes_total:
                     step = progress.bytes_done * 10 // progress.bytes_total
                     state = f"running {step * 10}%"
+            if isinstance(properties.waiting, RateLimitWait):
+                state = properties.waiting.message
             if self._seen.get(item.index) == state:
                 continue
             self._seen[item.index] = state

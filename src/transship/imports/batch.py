@@ -18,6 +18,7 @@ manifest: the import reads a manifest it holds from its own store).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from transship.imports.model import ImportRequest
 from transship.imports.ports import Credentials
 from transship.imports.service import ImportService, job_version
+from transship.imports.signals import ChangeWatch
 from transship.metadata.batches import BatchItemRecord, BatchRecord, NewBatchItem
 from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.queries import MetadataStore, Transaction
@@ -152,8 +154,10 @@ class BatchService:
         at once when `seen_version` is None, the batch has ended or the process is shutting
         down; after `wait_seconds` (at most the runner's `max_follow_seconds`) without a
         change, the batch as it is. None when there is no such batch. The batch is read
-        again every `follow_poll_seconds` (its items may run in any process)."""
+        again when this process changes one of its unfinished items, and at least every
+        `follow_poll_seconds` (its items may run in any process)."""
         settings = self._imports.settings
+        signals = self._imports.signals
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait_seconds, 0.0), settings.max_follow_seconds)
         while True:
@@ -163,13 +167,34 @@ class BatchService:
                 or seen_version is None
                 or view.ended
                 or batch_version(view) != seen_version
-                or self._imports.signals.closed
+                or signals.closed
             ):
                 return view
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return view
-            await asyncio.sleep(min(remaining, settings.follow_poll_seconds))
+            unfinished = [
+                item.record.job.id
+                for item in view.items
+                if item.record.job.state not in FINAL_STATES
+            ]
+            with contextlib.ExitStack() as stack:
+                watches = [stack.enter_context(signals.watch(job_id)) for job_id in unfinished]
+                await _any_change(watches, min(remaining, settings.follow_poll_seconds))
+
+
+async def _any_change(watches: Sequence[ChangeWatch], timeout: float) -> None:
+    """Return when one of `watches` fires, or after `timeout` seconds."""
+    waits = [asyncio.create_task(watch.wait(timeout)) for watch in watches]
+    if not waits:
+        await asyncio.sleep(timeout)
+        return
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def _current_digests(
