@@ -110,14 +110,16 @@ def with_prefix(parameters: ImportImageParameters, prefix: str | None) -> Import
     """`parameters` with `prefix` put before each target repository."""
     if not prefix:
         return parameters
-    update: dict[str, Any] = {}
-    if parameters.target_tags:
-        update["target_tags"] = [prefix + t for t in parameters.target_tags]
-    if parameters.untagged_target_repositories:
-        update["untagged_target_repositories"] = [
-            prefix + r for r in parameters.untagged_target_repositories
-        ]
-    return parameters.model_copy(update=update)
+    tags = parameters.target_tags
+    repositories = parameters.untagged_target_repositories
+    return parameters.model_copy(
+        update={
+            "target_tags": None if tags is None else [prefix + t for t in tags],
+            "untagged_target_repositories": None
+            if repositories is None
+            else [prefix + r for r in repositories],
+        }
+    )
 
 
 def build_batch(
