@@ -188,3 +188,21 @@ async def test_a_batch_of_another_registry_is_not_found(
     status, body, _ = await env.admin.call("POST", other.split("?")[0] + "/cancel")
     assert status == 404
     await asyncio.wait_for(wait_batch(env.admin, started.url), 60)
+
+
+async def test_a_large_batch_is_queued_described_and_canceled_at_once(
+    import_env: ImportEnvFactory, database_url: str | None
+) -> None:
+    # Under the loop-stall guard: queuing and describing hundreds of items stays off the loop.
+    env = await import_env(database_url, upstreams=insecure("upstream.test"))
+    images = [item("upstream.test", f"team/app{i}:v1") for i in range(400)]
+    started = await start_batch(env.admin, TARGET, images)
+    assert started.status == 202, started.body
+    assert started.body["properties"]["counts"]["total"] == 400
+    assert [i["index"] for i in started.body["properties"]["items"]] == list(range(400))
+    status, body = await cancel_batch(env.admin, started.url)
+    assert status == 200 and body["properties"]["cancelRequested"] is True
+    final = await wait_batch(env.admin, started.url)
+    assert final["status"] in ("Canceled", "Failed"), final["status"]
+    assert final["properties"]["counts"]["succeeded"] == 0
+    assert await batches_rows(env.admin) == (1, 400)
