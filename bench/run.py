@@ -30,6 +30,7 @@ elif str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench import (  # noqa: E402
+    batch,
     blob_get,
     import_latency,
     import_subset,
@@ -55,6 +56,7 @@ BENCHMARKS: dict[str, Runner] = {
     rss.NAME: rss.run,
     **imports.BENCHMARKS,
     import_subset.NAME: imports._noting_load(import_subset.run),
+    batch.NAME: batch.run,
     import_latency.NAME: import_latency.run,
     load.NAME: load.run,
     load.NAME_SPLIT: load.run_split,

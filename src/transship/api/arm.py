@@ -27,6 +27,7 @@ from transship.identity.registry_access import AccessSettings
 from transship.imports.errors import ImportFailure
 from transship.imports.intake import ImportParameters, intake
 from transship.imports.model import ImportRequest
+from transship.imports.ports import Credentials
 from transship.imports.ratelimit import waiting_message
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.metadata.scope import QueryScope
@@ -592,11 +593,16 @@ async def _source_names_of(services: Any, requests: list[ImportRequest]) -> dict
     return {rid: r.login_server or r.name for rid, r in found.items()}
 
 
-async def import_image(request: web.Request) -> web.Response:
-    services, registry = await registry_in_scope(
-        request, Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE
-    )
-    body = parse_body(ImportImageParameters, await json_body(request))
+async def admit_import(
+    request: web.Request,
+    services: Services,
+    registry: RegistryRecord,
+    body: ImportImageParameters,
+) -> tuple[ImportRequest, Credentials | None]:
+    """Validate one import body and check the caller may run it (the source's rights, the
+    import policy), as importImage does; the caller's rights on the target registry are
+    checked before. Raises ArmError or a domain error (Invalid naming the field, Denied,
+    NotFound…)."""
     params = ImportParameters(
         resource_id=body.source.resource_id,
         registry_uri=body.source.registry_uri,
@@ -641,6 +647,16 @@ async def import_image(request: web.Request) -> web.Response:
         else None,
         source_name=_source_name(params.resource_id),
     )
+    return import_request, credentials
+
+
+async def import_image(request: web.Request) -> web.Response:
+    services, registry = await registry_in_scope(
+        request, Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE
+    )
+    body = parse_body(ImportImageParameters, await json_body(request))
+    import_request, credentials = await admit_import(request, services, registry, body)
+    source = import_request.source
     if body.dry_run:
         # Checked and authorized as the import itself; planned now, written nowhere.
         try:

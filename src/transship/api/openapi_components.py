@@ -69,6 +69,7 @@ PARAMETERS: dict[str, Any] = {
         "location", "The location of the registry the operation imports into."
     ),
     "OperationId": _path_parameter("operationId", "The id of an import operation (32 hex digits)."),
+    "BatchId": _path_parameter("batchId", "The id of an import batch (32 hex digits)."),
     "UnsupportedFeature": _path_parameter(
         "feature",
         "A registry feature of ACR that Transship does not offer (tasks, replications…).",
@@ -226,6 +227,11 @@ HEADERS: dict[str, Any] = {
     },
     "AzureAsyncOperation": {
         "description": "The operation's status URL (operationStatuses).",
+        "required": True,
+        "schema": _STRING,
+    },
+    "BatchUrl": {
+        "description": "The import batch's status URL (importBatches/{batchId}).",
         "required": True,
         "schema": _STRING,
     },

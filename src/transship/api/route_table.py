@@ -15,6 +15,7 @@ from transship.api import (
     dataplane_auth,
     graph,
     identity,
+    import_batch,
     import_follow,
     ops,
     upstream_budgets,
@@ -45,6 +46,7 @@ from transship.api.routes import (
 )
 from transship.wire import acr as acr_wire
 from transship.wire import arm as resources
+from transship.wire import batch as batch_wire
 from transship.wire import bodies, forms
 from transship.wire import dry_run as dry_run_wire
 from transship.wire import identity as identity_wire
@@ -447,6 +449,76 @@ _REGISTRIES = (
                 **errors(400, 401, 403, 404),
             },
             (*_IN_GROUP, "Top", "SkipToken"),
+        ),
+    ),
+    route(
+        "POST",
+        REGISTRY + "/importImages",
+        import_batch.import_images,
+        Operation(
+            "Registries_ImportImages",
+            "Import many images in one batch operation (asynchronous; a Transship extension): "
+            "every item is validated and authorized first, and nothing is queued unless all "
+            "pass; the items then run concurrently within the import limits, and one item's "
+            "failure does not stop the others.",
+            _MGMT,
+            {
+                202: arm(
+                    "Accepted: follow the batch at Azure-AsyncOperation (also Location).",
+                    batch_wire.ImportBatchStatus,
+                    {
+                        "Azure-AsyncOperation": "BatchUrl",
+                        "Location": "BatchUrl",
+                        "Retry-After": "RetryAfter",
+                    },
+                ),
+                400: _arm_error(
+                    "InvalidParameter (or another import refusal) naming the item's field as "
+                    "`images[i].field`; nothing was queued."
+                ),
+                **errors(401),
+                403: _arm_error(
+                    "AuthorizationFailed: the caller may not import into the registry, or an "
+                    "item's source may not be read (naming `images[i]`)."
+                ),
+                **errors(404, 413),
+            },
+            _IN_GROUP,
+            request=batch_wire.ImportImagesParameters,
+            request_required=True,
+        ),
+    ),
+    route(
+        "GET",
+        REGISTRY + "/importBatches/{batch}",
+        import_batch.import_batch,
+        Operation(
+            "Registries_GetImportBatch",
+            "An import batch's status, per item (a Transship extension); with If-None-Match "
+            "and waitSeconds, a long poll answered when the batch changes or the wait ends.",
+            _MGMT,
+            {
+                200: arm("The batch's status.", batch_wire.ImportBatchStatus, _VERSIONED),
+                304: arm("The batch did not change during the wait.", headers=_VERSIONED),
+                **errors(400, 401, 403, 404),
+            },
+            (*_IN_GROUP, "BatchId", "WaitSeconds", "IfNoneMatchVersion"),
+        ),
+    ),
+    route(
+        "POST",
+        REGISTRY + "/importBatches/{batch}/cancel",
+        import_batch.import_batch_cancel,
+        Operation(
+            "Registries_CancelImportBatch",
+            "Cancel an import batch (a Transship extension): its queued items at once, its "
+            "running ones at their next heartbeat.",
+            _MGMT,
+            {
+                200: arm("The batch's status after the request.", batch_wire.ImportBatchStatus),
+                **errors(401, 403, 404),
+            },
+            (*_IN_GROUP, "BatchId"),
         ),
     ),
     route(

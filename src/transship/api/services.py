@@ -24,6 +24,7 @@ from transship.identity.registry_access import RegistryAccess
 from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.throttle import FailureThrottle
 from transship.identity.tokens import SigningKeys, TokenService
+from transship.imports.batch import BatchService
 from transship.imports.budgets import UpstreamBudgets
 from transship.imports.dry_run import DryRunPlanner, RegistryTargetView
 from transship.imports.egress import EgressPolicies, policy_from_settings
@@ -74,6 +75,7 @@ class Services:
     imports: ImportService
     # Upstream rate-limit budgets (None when upstream_rate_limit_budgets is off).
     budgets: UpstreamBudgets | None
+    batches: BatchService
     dry_runs: DryRunPlanner
     gc: GarbageCollector
     checker: Checker
@@ -259,6 +261,7 @@ async def build_services(
         listings=ListingService(meta, store),
         imports=imports,
         budgets=budgets,
+        batches=BatchService(meta, imports),
         dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,

@@ -39,6 +39,7 @@ from transship.cli.common import (
     resource_group_option,
     service_command,
 )
+from transship.cli.import_batch import build_batch, read_batch_file, registries_once, run_batch
 from transship.cli.import_dry_run import dry_run as plan_import
 from transship.cli.import_platforms import platform_options, source_text, with_platforms
 from transship.cli.output import (
@@ -476,6 +477,20 @@ class ImportGroup(click.Group):
     "requests and rate-limited pulls it would spend, and what it would do to each target "
     "tag (create, move, unchanged, or refused under NoForce). A Transship extension.",
 )
+@click.option(
+    "--from-file",
+    "from_file",
+    metavar="FILE",
+    help="Import every image FILE lists, in one batch (a Transship extension; - reads "
+    "stdin): one source a line, as --source takes it, optionally followed by its target "
+    "tags (as --image); # starts a comment. --registry, --username, --password, --force, "
+    "--platform… apply to every line. See the example below.",
+)
+@click.option(
+    "--target-prefix",
+    metavar="PREFIX",
+    help="With --from-file: put PREFIX before every target repository (e.g. mirror/).",
+)
 @platform_options
 @resource_group_option
 @output_option
@@ -493,6 +508,8 @@ def import_(
     force: bool,
     no_wait: bool,
     dry_run: bool,
+    from_file: str | None,
+    target_prefix: str | None,
     platforms: tuple[str, ...],
     platform_mode: str | None,
     include_attestations: bool | None,
@@ -547,11 +564,45 @@ def import_(
       Import one platform as a new index listing only it, with its attestations:
         transship import --name myregistry --source docker.io/library/alpine:3.20 \\
           --platform linux/amd64 --platform-mode rewritten --include-attestations
+      Import every image of a file in one batch (re-run it with --force: what did not
+      change upstream costs one HEAD per image and is reported unchanged):
+        transship import --name myregistry --from-file images.txt --force
+      where images.txt lists one source a line, optionally with target tags:
+        # base images
+        docker.io/library/alpine:3.20
+        docker.io/library/busybox:1.36   busybox:1.36 busybox:stable
+        ghcr.io/example/app@sha256:<digest>   app:pinned
 
     Subcommands list, show and cancel manage import operations.
     """
     if ctx.invoked_subcommand is not None:
         return
+    if from_file is not None:
+        _import_batch(
+            ctx,
+            registry=registry,
+            from_file=from_file,
+            target_prefix=target_prefix,
+            conflicting={
+                "--source": bool(source),
+                "--image": bool(images),
+                "--repository": bool(repositories),
+                "--dry-run": dry_run,
+            },
+            source_registry=source_registry,
+            username=username,
+            password=password,
+            force=force,
+            no_wait=no_wait,
+            platforms=platforms,
+            platform_mode=platform_mode,
+            include_attestations=include_attestations,
+            resource_group=resource_group,
+            output=output,
+        )
+        return
+    if target_prefix:
+        raise click.UsageError("--target-prefix needs --from-file")
     if not registry or not source:
         missing = " and ".join(
             flag for flag, value in (("--name", registry), ("--source", source)) if not value
@@ -610,6 +661,68 @@ def import_(
         show_pull_hint(
             management, registry_login_server(management, registry, resource_group), tags
         )
+
+
+def _import_batch(
+    ctx: click.Context,
+    *,
+    registry: str | None,
+    from_file: str,
+    target_prefix: str | None,
+    conflicting: dict[str, bool],
+    source_registry: str | None,
+    username: str | None,
+    password: str | None,
+    force: bool,
+    no_wait: bool,
+    platforms: tuple[str, ...],
+    platform_mode: str | None,
+    include_attestations: bool | None,
+    resource_group: str | None,
+    output: str,
+) -> None:
+    """`transship import --from-file`: see `transship.cli.import_batch`."""
+    if not registry:
+        raise click.UsageError("missing --name (see transship import --help)")
+    for flag, given in conflicting.items():
+        if given:
+            raise click.UsageError(f"--from-file lists the images: {flag} does not apply")
+    name, lines = read_batch_file(from_file)
+    management = api()
+    registries = registries_once(management.list_registries)
+
+    def build(source: str, *, images: tuple[str, ...]) -> ImportImageParameters:
+        return build_parameters(
+            source,
+            registries=registries,
+            source_registry=source_registry,
+            username=username,
+            password=password,
+            images=images,
+            force=force,
+        )
+
+    body = build_batch(
+        name,
+        lines,
+        build,
+        target_prefix=target_prefix,
+        platforms=platforms,
+        platform_mode=platform_mode,
+        include_attestations=include_attestations,
+    )
+    run_batch(
+        management,
+        ctx,
+        registry=registry,
+        resource_group=resource_group,
+        name=name,
+        lines=lines,
+        body=body,
+        no_wait=no_wait,
+        output=output,
+        sleep=sleep,
+    )
 
 
 def report(outcome: Outcome, registry: str, operation_id: str, output: str) -> None:

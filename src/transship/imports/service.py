@@ -123,13 +123,7 @@ class ImportService:
     ) -> ImportJobRecord:
         """Queue a job. Credentials are kept encrypted only until the job ends."""
         job_id = uuid.uuid4().hex
-        sealed = None
-        if credentials is not None:
-            sealed = self._box.seal(
-                json.dumps(
-                    {"username": credentials.username, "password": credentials.password}
-                ).encode()
-            )
+        sealed = self.seal(credentials)
 
         async def create(q: Transaction) -> ImportJobRecord | None:
             await q.jobs.create_job(job_id, registry_id, request.to_json(), sealed)
@@ -141,6 +135,16 @@ class ImportService:
         assert record is not None
         self.signals.work_available()
         return record
+
+    def seal(self, credentials: Credentials | None) -> bytes | None:
+        """The credentials as a job row keeps them: encrypted with the service key."""
+        if credentials is None:
+            return None
+        return self._box.seal(
+            json.dumps(
+                {"username": credentials.username, "password": credentials.password}
+            ).encode()
+        )
 
     async def get(self, job_id: str) -> ImportJobRecord | None:
         async with self._meta.reading() as q:

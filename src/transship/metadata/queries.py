@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from transship.errors import Conflict
 from transship.metadata import schema as s
+from transship.metadata.batches import BatchQueries
 from transship.metadata.budgets import BudgetQueries
 from transship.metadata.changes import ChangeHub, Topic
 from transship.metadata.db import Database, InlineConnection
@@ -1277,4 +1278,10 @@ class Transaction(RegistryQueries):
     def jobs(self) -> JobQueries:
         """Import jobs and the blob pins they hold."""
         group: JobQueries = JobQueries.joining(self)
+        return group
+
+    @cached_property
+    def batches(self) -> BatchQueries:
+        """Batch imports and their items (each an import job)."""
+        group: BatchQueries = BatchQueries.joining(self)
         return group

@@ -284,6 +284,34 @@ blob_pins = Table(
     Index("ix_blob_pins_digest", "digest"),
 )
 
+# A batch import (a Transship extension): one ordinary import job per item, so each item is
+# claimed, retried, canceled and resumed like any import. `prior_digest` is what the item's
+# first target named when the batch was queued (an item whose target already named the
+# image it imports, and that fetched nothing, is reported "unchanged").
+import_batches = Table(
+    "import_batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+import_batch_items = Table(
+    "import_batch_items",
+    metadata,
+    Column(
+        "batch_id",
+        String(32),
+        ForeignKey("import_batches.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("job_id", String(32), ForeignKey("import_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("prior_digest", DIGEST, nullable=True),
+    Index("ix_import_batch_items_job", "job_id"),
+)
+
 # -- identity and access ---------------------------------------------------------------------
 GUID = String(36)
 

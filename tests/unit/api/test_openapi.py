@@ -28,6 +28,7 @@ from transship.api.route_table import ROUTES
 from transship.api.routes import JSON, Operation, Reply, Route, route
 from transship.wire import arm as wire_arm
 from transship.wire.acr import ChangeableAttributesUpdate
+from transship.wire.batch import ImportImagesParameters
 from transship.wire.bodies import (
     CheckNameBody,
     CredentialResetBody,
@@ -204,6 +205,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("patch", "_tags/{tag}"): ChangeableAttributesUpdate,
     ("patch", "_manifests/{digest}"): ChangeableAttributesUpdate,
     ("post", "importImage"): ImportImageParameters,
+    ("post", "importImages"): ImportImagesParameters,
     ("post", "checkNameAvailability"): CheckNameBody,
     ("put", "registryName}"): RegistryBody,
     ("patch", "registryName}"): RegistryBody,
