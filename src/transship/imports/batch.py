@@ -39,6 +39,8 @@ SUCCEEDED = "succeeded"
 CANCELED = "canceled"
 COMPLETED_WITH_FAILURES = "completedWithFailures"
 BATCH_STATES = (RUNNING, SUCCEEDED, COMPLETED_WITH_FAILURES, CANCELED)
+# How long a follower waits after a change for the rest of its burst (see BatchService.follow).
+BATCH_FOLLOW_SETTLE_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,17 +182,23 @@ class BatchService:
             ]
             with contextlib.ExitStack() as stack:
                 watches = [stack.enter_context(signals.watch(job_id)) for job_id in unfinished]
-                await _any_change(watches, min(remaining, settings.follow_poll_seconds))
+                changed = await _any_change(watches, min(remaining, settings.follow_poll_seconds))
+            if changed:
+                # Items change in bursts (a batch's jobs start and end together): gather a
+                # burst into one answer. Each answer reads and describes the whole batch,
+                # so answering every item's change would cost the server O(items²).
+                await asyncio.sleep(min(BATCH_FOLLOW_SETTLE_SECONDS, max(remaining, 0.0)))
 
 
-async def _any_change(watches: Sequence[ChangeWatch], timeout: float) -> None:
-    """Return when one of `watches` fires, or after `timeout` seconds."""
+async def _any_change(watches: Sequence[ChangeWatch], timeout: float) -> bool:
+    """Return True when one of `watches` fires, False after `timeout` seconds without."""
     waits = [asyncio.create_task(watch.wait(timeout)) for watch in watches]
     if not waits:
         await asyncio.sleep(timeout)
-        return
+        return False
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        return any(not w.cancelled() and w.exception() is None and w.result() for w in done)
     finally:
         for wait in waits:
             wait.cancel()
