@@ -545,6 +545,7 @@ def operation_json(
             else MISSING,
             waiting=_waiting(job),
             **_subset_fields(request),
+            **_referrer_fields(request),
         ),
     )
 
@@ -570,6 +571,16 @@ def _subset_fields(request: ImportRequest) -> dict[str, Any]:
         "platforms": [str(p) for p in subset.platforms],
         "platform_mode": subset.mode.value,
         "include_attestations": subset.include_attestations,
+    }
+
+
+def _referrer_fields(request: ImportRequest) -> dict[str, Any]:
+    """The referrer fields of an operation's properties (none unless asked for)."""
+    if request.referrers is None:
+        return {}
+    return {
+        "include_referrers": True,
+        "referrer_artifact_types": list(request.referrers.artifact_types),
     }
 
 
@@ -612,6 +623,10 @@ async def import_image(request: web.Request) -> web.Response:
         platforms=tuple(body.platforms) if body.platforms is not None else None,
         platform_mode=body.platform_mode,
         include_attestations=body.include_attestations,
+        include_referrers=body.include_referrers,
+        referrer_artifact_types=tuple(body.referrer_artifact_types)
+        if body.referrer_artifact_types is not None
+        else None,
     )
     if params.resource_id is not None and not params.credentials_given:
         # Before the intake looks the registry up: its NotFound would tell a caller of

@@ -41,6 +41,7 @@ from transship.cli.common import (
 )
 from transship.cli.import_dry_run import dry_run as plan_import
 from transship.cli.import_platforms import platform_options, source_text, with_platforms
+from transship.cli.import_referrers import referrer_options, with_referrers
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -477,6 +478,7 @@ class ImportGroup(click.Group):
     "tag (create, move, unchanged, or refused under NoForce). A Transship extension.",
 )
 @platform_options
+@referrer_options
 @resource_group_option
 @output_option
 @click.pass_context
@@ -496,6 +498,8 @@ def import_(
     platforms: tuple[str, ...],
     platform_mode: str | None,
     include_attestations: bool | None,
+    include_referrers: bool | None,
+    referrer_artifact_types: tuple[str, ...],
     resource_group: str | None,
     output: str,
 ) -> None:
@@ -547,6 +551,12 @@ def import_(
       Import one platform as a new index listing only it, with its attestations:
         transship import --name myregistry --source docker.io/library/alpine:3.20 \\
           --platform linux/amd64 --platform-mode rewritten --include-attestations
+      Import an image with its signatures, SBOMs and attestations (cosign and OCI referrers):
+        transship import --name myregistry --source ghcr.io/acme/app:1.2 --include-referrers
+      Import an image with only its SPDX SBOMs and cosign signatures:
+        transship import --name myregistry --source ghcr.io/acme/app:1.2 --include-referrers \\
+          --referrer-artifact-type application/spdx+json \\
+          --referrer-artifact-type application/vnd.dev.cosign.simplesigning.v1+json
 
     Subcommands list, show and cancel manage import operations.
     """
@@ -571,6 +581,7 @@ def import_(
         force=force,
     )
     parameters = with_platforms(parameters, platforms, platform_mode, include_attestations)
+    parameters = with_referrers(parameters, include_referrers, referrer_artifact_types)
     if dry_run:
         plan_import(management, registry, parameters, resource_group, output)
         return

@@ -221,6 +221,9 @@ class ImportOperationInfo(Answer):
     platforms: list[str] | MISSING = MISSING
     platform_mode: Literal["sparse", "rewritten"] | MISSING = MISSING
     include_attestations: bool | MISSING = MISSING
+    # Transship extensions, present only for an import with includeReferrers.
+    include_referrers: bool | MISSING = MISSING
+    referrer_artifact_types: list[str] | MISSING = MISSING
 
 
 class OperationError(Answer):
