@@ -98,8 +98,13 @@ async def test_cosign_signature_made_upstream_verifies_downstream(
     final = await env.run_import(body(proxy.host, includeReferrers=True))
     assert_succeeded(final)
     assert final["properties"]["includeReferrers"] is True
-
     sig_tag = cosign_tag(image.digest)
+    assert final["properties"]["referrers"] == {
+        "count": 1,
+        "digests": [signature.image.digest],
+        "tags": [{"tag": sig_tag, "digest": signature.image.digest}],
+    }
+
     assert sig_tag in (await env.tags("app") or [])
     manifest = await env.manifest("app", sig_tag)
     assert manifest.status == 200 and manifest.body == signature.image.manifest_bytes
@@ -124,7 +129,10 @@ async def test_without_include_referrers_nothing_but_the_image_is_copied(
     image, spdx, _ = await image_with_sboms(tmp_path, distribution_anon.url, fallback=True)
     proxy = await upstream_proxy(distribution_anon.url)
     env = await import_env(upstreams=insecure(proxy.host))
-    assert_succeeded(await env.run_import(body(proxy.host)))
+    final = await env.run_import(body(proxy.host))
+    assert_succeeded(final)
+    for field in ("includeReferrers", "referrerArtifactTypes", "referrers"):
+        assert field not in final["properties"]
     assert not proxy.requests_to("/referrers/")
     assert (await env.manifest("app", spdx.digest)).status == 404
     assert (await referrers_of(env, "app", image.digest))["manifests"] == []
@@ -205,7 +213,11 @@ async def test_second_transship_referrers_api_recursively(
     image, sbom, sig = await asyncio.to_thread(build)
     proxy = await upstream_proxy(other.url)
     env = await import_env(database_url, upstreams=insecure(proxy.host))
-    assert_succeeded(await env.run_import(body(proxy.host, includeReferrers=True)))
+    final = await env.run_import(body(proxy.host, includeReferrers=True))
+    assert_succeeded(final)
+    copied = final["properties"]["referrers"]
+    assert copied["count"] == 2 and set(copied["digests"]) == {sbom.digest, sig.digest}
+    assert copied["tags"] == []
 
     # The upstream answered its referrers API: no fallback tag was asked for.
     assert [s.status for s in proxy.requests_to(f"/referrers/{image.digest}")] == [200]

@@ -26,7 +26,7 @@ from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
 from transship.imports.errors import ImportFailure
 from transship.imports.intake import ImportParameters, intake
-from transship.imports.model import ImportRequest
+from transship.imports.model import ImportRequest, ImportResult
 from transship.imports.ratelimit import waiting_message
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.metadata.scope import QueryScope
@@ -545,7 +545,7 @@ def operation_json(
             else MISSING,
             waiting=_waiting(job),
             **_subset_fields(request),
-            **_referrer_fields(request),
+            **_referrer_fields(request, job.result),
         ),
     )
 
@@ -574,14 +574,26 @@ def _subset_fields(request: ImportRequest) -> dict[str, Any]:
     }
 
 
-def _referrer_fields(request: ImportRequest) -> dict[str, Any]:
-    """The referrer fields of an operation's properties (none unless asked for)."""
+def _referrer_fields(request: ImportRequest, result: str | None) -> dict[str, Any]:
+    """The referrer fields of an operation's properties (none unless asked for); what was
+    copied once the import succeeded."""
     if request.referrers is None:
         return {}
-    return {
+    fields: dict[str, Any] = {
         "include_referrers": True,
         "referrer_artifact_types": list(request.referrers.artifact_types),
     }
+    if result is not None:
+        copied = ImportResult.from_json(result)
+        fields["referrers"] = resources.ImportReferrers(
+            count=len(copied.referrers),
+            digests=[str(d) for d in copied.referrers],
+            tags=[
+                resources.ImportReferrerTag(tag=tag, digest=str(digest))
+                for tag, digest in copied.referrer_tags
+            ],
+        )
+    return fields
 
 
 async def _operation(

@@ -167,3 +167,28 @@ class ImportRequest:
                 else None
             ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What a succeeded import copied besides the image, kept on its job: the referrer
+    manifests (with includeReferrers) and cosign's tags it set on them."""
+
+    referrers: tuple[Digest, ...] = ()
+    referrer_tags: tuple[tuple[str, Digest], ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "referrers": [str(d) for d in self.referrers],
+                "referrerTags": [[tag, str(d)] for tag, d in self.referrer_tags],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ImportResult:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            tuple(Digest.parse(d) for d in data.get("referrers") or ()),
+            tuple((tag, Digest.parse(d)) for tag, d in data.get("referrerTags") or ()),
+        )
