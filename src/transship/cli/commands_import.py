@@ -41,7 +41,7 @@ from transship.cli.common import (
 )
 from transship.cli.import_dry_run import dry_run as plan_import
 from transship.cli.import_platforms import platform_options, source_text, with_platforms
-from transship.cli.import_referrers import referrer_options, with_referrers
+from transship.cli.import_referrers import referrer_options, referrers_text, with_referrers
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -644,6 +644,9 @@ def report(outcome: Outcome, registry: str, operation_id: str, output: str) -> N
                 f"{plural(c.manifests_total, 'manifest')}, {plural(c.blobs_total, 'blob')}, "
                 f"{human_bytes(c.bytes_total)}{took} (operation {operation_id})"
             )
+            copied = referrers_text(operation)
+            if copied:
+                click.echo(copied)
         return
     error = _error(operation)
     details = [

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from transship.cli.output import plural
+from transship.wire.arm import ImportReferrers, OperationStatus
 from transship.wire.bodies import ImportImageParameters
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,3 +57,15 @@ def with_referrers(
             "referrer_artifact_types": list(referrer_artifact_types) or None,
         }
     )
+
+
+def referrers_text(operation: OperationStatus | None) -> str | None:
+    """What an import with --include-referrers copied, for people: `2 referrers copied
+    (tags: sha256-….sig)`; None for an import without the flag."""
+    copied = operation.properties.referrers if operation is not None else None
+    if not isinstance(copied, ImportReferrers):
+        return None
+    text = f"{plural(copied.count, 'referrer')} copied"
+    if copied.tags:
+        text += f" (tags: {', '.join(t.tag for t in copied.tags)})"
+    return text
