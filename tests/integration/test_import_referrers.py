@@ -338,3 +338,79 @@ async def test_a_bad_artifact_type_is_refused_naming_the_field(
     )
     assert status == 400, answer
     assert "includeReferrers" in json.dumps(answer)
+
+
+async def test_noforce_refuses_a_cosign_tag_naming_another_signature_and_force_moves_it(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    layout = OciLayout(tmp_path / "layout")
+
+    def sign(image: BuiltImage, who: str) -> BuiltImage:
+        signature = sign_cosign(layout, image.digest, who)
+        push_referrer(signature.image, distribution_anon.url, "team/app", cosign_tag(image.digest))
+        return signature.image
+
+    def build() -> tuple[BuiltImage, BuiltImage]:
+        image = build_image(layout, seed="resign", layer_sizes=(8_000,))
+        push_referrer(image, distribution_anon.url, "team/app", "v1")
+        return image, sign(image, "first.example/app")
+
+    image, first = await asyncio.to_thread(build)
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(upstreams=insecure(proxy.host))
+    untagged = {
+        "source": {"registryUri": proxy.host, "sourceImage": "team/app:v1"},
+        "untaggedTargetRepositories": ["app"],
+        "includeReferrers": True,
+    }
+    assert_succeeded(await env.run_import(untagged))
+    sig_tag = cosign_tag(image.digest)
+    # The same signature again: the tag already names it, no conflict.
+    assert_succeeded(await env.run_import(untagged))
+
+    second = await asyncio.to_thread(sign, image, "second.example/app")
+    assert second.digest != first.digest
+    refused = await env.run_import(untagged)
+    error = assert_failed(refused, "TagAlreadyExists")
+    assert sig_tag in error["message"]
+    kept = await env.manifest("app", sig_tag)
+    assert sha256_digest(kept.body) == first.digest
+
+    assert_succeeded(await env.run_import({**untagged, "mode": "Force"}))
+    moved = await env.manifest("app", sig_tag)
+    assert sha256_digest(moved.body) == second.digest
+    await env.assert_consistent()
+
+
+async def test_dry_run_plans_the_referrers_and_writes_nothing(
+    tmp_path: Path,
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    image, spdx, cdx = await image_with_sboms(tmp_path, distribution_anon.url, fallback=True)
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(upstreams=insecure(proxy.host))
+    status, plan, _ = await env.admin.call(
+        "POST",
+        f"{env.admin.base}/{TARGET}/importImage",
+        body(proxy.host, includeReferrers=True, dryRun=True),
+    )
+    assert status == 200, plan
+    assert {r["digest"] for r in plan["referrers"]} == {spdx.digest, cdx.digest}
+    assert {m["digest"] for m in plan["manifests"]} == {image.digest, spdx.digest, cdx.digest}
+    # The lookups are counted: the referrers API (404), the fallback tag and cosign's tags.
+    spent = plan["spentRequests"]
+    assert spent["total"] == len(proxy.seen)
+    assert spent["other"] >= 1 and spent["manifestGets"] >= 6
+    assert plan["blobs"]["toFetch"] == 5  # the image's config and layer, the SBOMs' blobs
+    assert await env.tags("app") is None
+    assert not proxy.blob_requests()
+    # Without includeReferrers the plan has no referrers field at all.
+    status, plain, _ = await env.admin.call(
+        "POST", f"{env.admin.base}/{TARGET}/importImage", body(proxy.host, dryRun=True)
+    )
+    assert status == 200 and "referrers" not in plain
