@@ -18,7 +18,7 @@ from tests.integration.conftest import TARGET, ImportEnv, ImportEnvFactory, Prox
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import BuiltImage, OciLayout, build_artifact, build_image, sha256_digest
 from tests.peers.transship import TransshipServer
-from tests.support.imports import assert_failed, assert_succeeded
+from tests.support.imports import assert_failed, assert_succeeded, push_built
 from tests.support.referrers import (
     artifact_descriptor,
     cosign_tag,
@@ -414,3 +414,34 @@ async def test_dry_run_plans_the_referrers_and_writes_nothing(
         "POST", f"{env.admin.base}/{TARGET}/importImage", body(proxy.host, dryRun=True)
     )
     assert status == 200 and "referrers" not in plain
+
+
+async def test_same_service_source_links_the_referrers(
+    tmp_path: Path, import_env: ImportEnvFactory, database_url: str | None
+) -> None:
+    env = await import_env(database_url)
+    source = await env.admin.create_registry("sourcereg")
+    login_server = source["properties"]["loginServer"]
+
+    def build() -> tuple[BuiltImage, BuiltImage]:
+        layout = OciLayout(tmp_path / "layout")
+        image = build_image(layout, seed="local", layer_sizes=(12_000,))
+        sbom = build_artifact(layout, subject=image, artifact_type=SPDX, payload=b'{"l":1}')
+        return image, sbom
+
+    image, sbom = await asyncio.to_thread(build)
+    await push_built(env.reg.http, env.reg.url, login_server, "team/app", "v1", image)
+    await push_built(env.reg.http, env.reg.url, login_server, "team/app", None, sbom)
+    final = await env.run_import(
+        {
+            "source": {"resourceId": source["id"], "sourceImage": "team/app:v1"},
+            "targetTags": ["app:v1"],
+            "includeReferrers": True,
+        }
+    )
+    progress = assert_succeeded(final)
+    assert progress["bytesFetched"] == 0, "a same-service import links, never copies"
+    assert final["properties"]["referrers"]["digests"] == [sbom.digest]
+    listed = await referrers_of(env, "app", image.digest, artifactType=SPDX)
+    assert [m["digest"] for m in listed["manifests"]] == [sbom.digest]
+    await env.assert_consistent()
