@@ -582,10 +582,17 @@ class UpstreamClient:
         found: list[Descriptor] = []
         for page in range(_MAX_REFERRER_PAGES):
             failures = 0
+            limited_since: datetime | None = None
             while True:
                 try:
                     answer = await self._get_referrers_once(url, headers, obj, first=page == 0)
                 except _Transient as exc:
+                    if exc.rate_limited and self._budget is not None:
+                        # Not a pull (no budget is spent), but a 429 the budget explains
+                        # is waited out as for blobs.
+                        limited_since = limited_since or self._budget.now()
+                        await self._budget.wait_clear(f"referrers of {obj}", since=limited_since)
+                        continue
                     failures += 1
                     await self._back_off(exc, failures, Step.PLAN, obj, f"referrers of {obj}")
                     continue
@@ -630,6 +637,7 @@ class UpstreamClient:
         """One page: (body, Content-Type, Link), or None for a 404 on the first page."""
         response = await self._open(url, headers, step=Step.PLAN, obj=obj)
         try:
+            await self._observe_rate_limit(response)
             if response.status == 404 and first:
                 return None
             if response.status != 200:
