@@ -206,6 +206,12 @@ class Settings(BaseSettings):
     max_index_depth: int = Field(
         default=8, gt=0, description="nesting of indexes an import follows"
     )
+    import_max_referrers: int = Field(
+        default=100, gt=0, description="referrers one import with includeReferrers may copy"
+    )
+    import_max_referrer_depth: int = Field(
+        default=4, gt=0, description="levels of referrers of referrers an import follows"
+    )
     max_index_children: int = Field(
         default=1000, gt=0, description="manifests one index may list (push and import)"
     )

@@ -86,6 +86,30 @@ def test_from_file_errors_name_the_line(
     assert refused.exit_code == 1, refused.output
     assert f"{listing} line 1" in refused.output and "platforms" in refused.output
 
+    # The referrer flags apply to every line: checked by the CLI, sent with each item.
+    alone = run(
+        "import",
+        "--name",
+        REGISTRY,
+        "--from-file",
+        str(listing),
+        "--referrer-artifact-type",
+        "application/spdx+json",
+    )
+    assert alone.exit_code == 2 and "needs --include-referrers" in alone.output, alone.output
+    typed = run(
+        "import",
+        "--name",
+        REGISTRY,
+        "--from-file",
+        str(listing),
+        "--include-referrers",
+        "--referrer-artifact-type",
+        "not a type",
+    )
+    assert typed.exit_code == 1, typed.output
+    assert f"{listing} line 1" in typed.output and "referrerArtifactTypes" in typed.output
+
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
     nothing = run("import", "--name", REGISTRY, "--from-file", str(empty))

@@ -26,7 +26,7 @@ from transship.identity.rbac import Actions
 from transship.identity.registry_access import AccessSettings
 from transship.imports.errors import ImportFailure
 from transship.imports.intake import ImportParameters, intake
-from transship.imports.model import ImportRequest
+from transship.imports.model import ImportRequest, ImportResult
 from transship.imports.ports import Credentials
 from transship.imports.ratelimit import waiting_message
 from transship.metadata.records import ImportJobRecord, RegistryRecord
@@ -546,6 +546,7 @@ def operation_json(
             else MISSING,
             waiting=_waiting(job),
             **_subset_fields(request),
+            **_referrer_fields(request, job.result),
         ),
     )
 
@@ -572,6 +573,28 @@ def _subset_fields(request: ImportRequest) -> dict[str, Any]:
         "platform_mode": subset.mode.value,
         "include_attestations": subset.include_attestations,
     }
+
+
+def _referrer_fields(request: ImportRequest, result: str | None) -> dict[str, Any]:
+    """The referrer fields of an operation's properties (none unless asked for); what was
+    copied once the import succeeded."""
+    if request.referrers is None:
+        return {}
+    fields: dict[str, Any] = {
+        "include_referrers": True,
+        "referrer_artifact_types": list(request.referrers.artifact_types),
+    }
+    if result is not None:
+        copied = ImportResult.from_json(result)
+        fields["referrers"] = resources.ImportReferrers(
+            count=len(copied.referrers),
+            digests=[str(d) for d in copied.referrers],
+            tags=[
+                resources.ImportReferrerTag(tag=tag, digest=str(digest))
+                for tag, digest in copied.referrer_tags
+            ],
+        )
+    return fields
 
 
 async def _operation(
@@ -618,6 +641,10 @@ async def admit_import(
         platforms=tuple(body.platforms) if body.platforms is not None else None,
         platform_mode=body.platform_mode,
         include_attestations=body.include_attestations,
+        include_referrers=body.include_referrers,
+        referrer_artifact_types=tuple(body.referrer_artifact_types)
+        if body.referrer_artifact_types is not None
+        else None,
     )
     if params.resource_id is not None and not params.credentials_given:
         # Before the intake looks the registry up: its NotFound would tell a caller of

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import MISSING
+
 from transship.api.envelopes import ArmError
 from transship.imports.dry_run import DryRunReport
 from transship.imports.errors import ImportFailure
@@ -9,6 +11,7 @@ from transship.imports.request_log import RequestCount
 from transship.wire.dry_run import (
     DryRunBlobs,
     DryRunManifest,
+    DryRunReferrer,
     DryRunRequests,
     DryRunTag,
     ImportDryRun,
@@ -55,7 +58,16 @@ def dry_run_json(report: DryRunReport, source: str) -> ImportDryRun:
         predicted_requests=_requests(report.predicted),
         spent_requests=_requests(report.spent),
         would_succeed=not report.would_fail,
+        referrers=MISSING if report.referrers is None else _referrers(report),
     )
+
+
+def _referrers(report: DryRunReport) -> list[DryRunReferrer]:
+    tags = {digest: tag for tag, digest in report.referrer_tags}
+    return [
+        DryRunReferrer(digest=str(digest), tag=tags.get(digest))
+        for digest in report.referrers or ()
+    ]
 
 
 def _requests(count: RequestCount) -> DryRunRequests:

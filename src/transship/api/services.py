@@ -202,6 +202,8 @@ async def build_services(
         max_index_depth=settings.max_index_depth,
         max_index_children=settings.max_index_children,
         max_bytes=settings.import_max_bytes,
+        max_referrers=settings.import_max_referrers,
+        max_referrer_depth=settings.import_max_referrer_depth,
     )
     engine = ImportEngine(
         RegistrySink(meta, store),

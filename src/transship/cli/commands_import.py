@@ -42,6 +42,7 @@ from transship.cli.common import (
 from transship.cli.import_batch import build_batch, read_batch_file, registries_once, run_batch
 from transship.cli.import_dry_run import dry_run as plan_import
 from transship.cli.import_platforms import platform_options, source_text, with_platforms
+from transship.cli.import_referrers import referrer_options, referrers_text, with_referrers
 from transship.cli.output import (
     EXIT_INTERRUPTED,
     JSON,
@@ -484,7 +485,7 @@ class ImportGroup(click.Group):
     help="Import every image FILE lists, in one batch (a Transship extension; - reads "
     "stdin): one source a line, as --source takes it, optionally followed by its target "
     "tags (as --image); # starts a comment. --registry, --username, --password, --force, "
-    "--platform… apply to every line. See the example below.",
+    "--platform…, --include-referrers… apply to every line. See the example below.",
 )
 @click.option(
     "--target-prefix",
@@ -492,6 +493,7 @@ class ImportGroup(click.Group):
     help="With --from-file: put PREFIX before every target repository (e.g. mirror/).",
 )
 @platform_options
+@referrer_options
 @resource_group_option
 @output_option
 @click.pass_context
@@ -513,6 +515,8 @@ def import_(
     platforms: tuple[str, ...],
     platform_mode: str | None,
     include_attestations: bool | None,
+    include_referrers: bool | None,
+    referrer_artifact_types: tuple[str, ...],
     resource_group: str | None,
     output: str,
 ) -> None:
@@ -572,6 +576,12 @@ def import_(
         docker.io/library/alpine:3.20
         docker.io/library/busybox:1.36   busybox:1.36 busybox:stable
         ghcr.io/example/app@sha256:<digest>   app:pinned
+      Import an image with its signatures, SBOMs and attestations (cosign and OCI referrers):
+        transship import --name myregistry --source ghcr.io/acme/app:1.2 --include-referrers
+      Import an image with only its SPDX SBOMs and cosign signatures:
+        transship import --name myregistry --source ghcr.io/acme/app:1.2 --include-referrers \\
+          --referrer-artifact-type application/spdx+json \\
+          --referrer-artifact-type application/vnd.dev.cosign.simplesigning.v1+json
 
     Subcommands list, show and cancel manage import operations.
     """
@@ -597,6 +607,8 @@ def import_(
             platforms=platforms,
             platform_mode=platform_mode,
             include_attestations=include_attestations,
+            include_referrers=include_referrers,
+            referrer_artifact_types=referrer_artifact_types,
             resource_group=resource_group,
             output=output,
         )
@@ -622,6 +634,7 @@ def import_(
         force=force,
     )
     parameters = with_platforms(parameters, platforms, platform_mode, include_attestations)
+    parameters = with_referrers(parameters, include_referrers, referrer_artifact_types)
     if dry_run:
         plan_import(management, registry, parameters, resource_group, output)
         return
@@ -678,6 +691,8 @@ def _import_batch(
     platforms: tuple[str, ...],
     platform_mode: str | None,
     include_attestations: bool | None,
+    include_referrers: bool | None,
+    referrer_artifact_types: tuple[str, ...],
     resource_group: str | None,
     output: str,
 ) -> None:
@@ -692,7 +707,7 @@ def _import_batch(
     registries = registries_once(management.list_registries)
 
     def build(source: str, *, images: tuple[str, ...]) -> ImportImageParameters:
-        return build_parameters(
+        parameters = build_parameters(
             source,
             registries=registries,
             source_registry=source_registry,
@@ -701,6 +716,7 @@ def _import_batch(
             images=images,
             force=force,
         )
+        return with_referrers(parameters, include_referrers, referrer_artifact_types)
 
     body = build_batch(
         name,
@@ -746,6 +762,9 @@ def report(outcome: Outcome, registry: str, operation_id: str, output: str) -> N
                 f"{plural(c.manifests_total, 'manifest')}, {plural(c.blobs_total, 'blob')}, "
                 f"{human_bytes(c.bytes_total)}{took} (operation {operation_id})"
             )
+            copied = referrers_text(operation)
+            if copied:
+                click.echo(copied)
         return
     error = _error(operation)
     details = [

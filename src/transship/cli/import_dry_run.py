@@ -80,6 +80,10 @@ def show(plan: ImportDryRun, registry: str) -> None:
         )
     if plan.untagged_target_repositories:
         click.echo(f"Untagged into: {', '.join(plan.untagged_target_repositories)}")
+    if isinstance(plan.referrers, list):
+        click.echo(f"Referrers: {plural(len(plan.referrers), 'referrer')} to copy")
+        for referrer in plan.referrers:
+            click.echo(f"  {referrer.digest}" + (f" (tag {referrer.tag})" if referrer.tag else ""))
     click.echo("")
     emit_table(REQUEST_COLUMNS, _request_rows(plan.predicted_requests, plan.spent_requests))
     click.echo("")

@@ -27,6 +27,7 @@ from transship.errors import Denied
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import Credentials, ImageSource, LinkScope
+from transship.imports.referrers import add_referrers
 from transship.imports.request_log import RequestCount, RequestLog
 from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
@@ -105,6 +106,10 @@ class DryRunReport:
     force: bool
     predicted: RequestCount  # what the real import would send upstream
     spent: RequestCount  # what this dry run sent upstream
+    # With includeReferrers: the referrer manifests it would copy (also in `manifests`),
+    # and cosign's tags it would set on them; None when referrers are not asked for.
+    referrers: tuple[Digest, ...] | None = None
+    referrer_tags: tuple[tuple[str, Digest], ...] = ()
 
     @property
     def would_fail(self) -> bool:
@@ -183,6 +188,8 @@ def build_report(
         force=request.force,
         predicted=predict_requests(spent, blobs.to_fetch),
         spent=spent,
+        referrers=plan.referrers if request.referrers is not None else None,
+        referrer_tags=plan.referrer_tags,
     )
 
 
@@ -295,6 +302,9 @@ class DryRunPlanner:
                 request.platform_subset,
                 request.source.describe(),
             )
+            if request.referrers is not None:
+                # Their lookups are requests the real import spends too: counted here.
+                plan = await add_referrers(source, plan, request.referrers, self._limits)
         # The job id is never used to read: a dry run has no job and no pins.
         scope = LinkScope.of("", registry_id, request.source)
         present_blobs = await self._view.present_blobs(scope, [b.digest for b in plan.blobs])

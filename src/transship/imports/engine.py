@@ -11,6 +11,7 @@ from transship.imports.budgets import WaitReporter
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope, PendingBlob
+from transship.imports.referrers import add_referrers
 from transship.metadata.records import JobProgress
 from transship.oci.digest import Digest
 from transship.oci.manifest import Descriptor
@@ -143,6 +144,8 @@ class ImportEngine:
                 request.platform_subset,
                 request.source.describe(),
             )
+            if request.referrers is not None:
+                plan = await add_referrers(source, plan, request.referrers, self._limits)
             progress.manifests_total = len(plan.manifests)
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes

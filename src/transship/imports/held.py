@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from transship.imports.ports import BlobWriter, FetchedManifest
 from transship.imports.upstream import UpstreamClient
 from transship.oci.digest import Digest
+from transship.oci.manifest import Descriptor
 
 # The target registry's copy of a manifest, by digest, or None.
 HeldLookup = Callable[[Digest], Awaitable[FetchedManifest | None]]
@@ -46,3 +47,10 @@ class HeldFirstSource:
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         await self._upstream.fetch_blob(digest, size, writer)
+
+    async def list_referrers(
+        self, subject: Digest, artifact_type: str | None = None
+    ) -> tuple[Descriptor, ...] | None:
+        """As `UpstreamClient.list_referrers`: always asked upstream (a referrer may have
+        been added since the target registry got its copy)."""
+        return await self._upstream.list_referrers(subject, artifact_type)

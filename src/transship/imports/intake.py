@@ -7,11 +7,12 @@ import re
 from dataclasses import dataclass
 
 from transship.errors import Invalid
-from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.model import ImportRequest, ReferrerSelection, SourceSpec, TargetTag
 from transship.imports.ports import Credentials
 from transship.imports.subsets import platform_subset
 from transship.oci.digest import Digest
 from transship.oci.reference import ImageReference, InvalidReference, normalize_docker_hub
+from transship.oci.referrers import is_media_type
 from transship.registry.registries import RegistryService, parse_registry_id
 
 _HOST = re.compile(
@@ -37,6 +38,9 @@ class ImportParameters:
     platforms: tuple[str, ...] | None = None
     platform_mode: str | None = None
     include_attestations: bool | None = None
+    # Transship extensions: referrers (None when not asked for).
+    include_referrers: bool | None = None
+    referrer_artifact_types: tuple[str, ...] | None = None
 
 
 def _invalid(field: str, message: str) -> Invalid:
@@ -82,7 +86,32 @@ async def intake(
         credentials = None  # the service reads its own registries directly
     targets, untagged = _targets(params, image)
     subset = platform_subset(params.platforms, params.platform_mode, params.include_attestations)
-    return ImportRequest(source, targets, untagged, params.force, subset), credentials
+    referrers = referrer_selection(params.include_referrers, params.referrer_artifact_types)
+    return ImportRequest(source, targets, untagged, params.force, subset, referrers), credentials
+
+
+def referrer_selection(
+    include: bool | None, artifact_types: tuple[str, ...] | None
+) -> ReferrerSelection | None:
+    """The referrers an import copies (None: none). Raises Invalid naming
+    `referrerArtifactTypes[i]` for a type that is not a media type, or
+    `referrerArtifactTypes` when given without `includeReferrers`."""
+    if not include:
+        if artifact_types:
+            raise _invalid(
+                "referrerArtifactTypes",
+                "referrerArtifactTypes filters the referrers an import copies: it needs "
+                "includeReferrers true.",
+            )
+        return None
+    for index, text in enumerate(artifact_types or ()):
+        if not is_media_type(text):
+            raise _invalid(
+                f"referrerArtifactTypes[{index}]",
+                f"referrerArtifactTypes[{index}] {text!r} is not a media type "
+                "(type/subtype, e.g. application/spdx+json).",
+            )
+    return ReferrerSelection(tuple(dict.fromkeys(artifact_types or ())))
 
 
 async def _source(

@@ -8,6 +8,7 @@ from transship.imports.ports import BlobWriter, FetchedManifest
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 from transship.oci.digest import Digest
+from transship.oci.manifest import Descriptor
 from transship.storage.base import BlobStore
 
 
@@ -44,6 +45,18 @@ class LocalSource:
                 obj=f"{self._repository}:{reference}",
             )
         return FetchedManifest(record.content, record.media_type, record.digest)
+
+    async def list_referrers(
+        self, subject: Digest, artifact_type: str | None = None
+    ) -> tuple[Descriptor, ...]:
+        """The manifests of the source repository whose subject is `subject` (this service
+        always answers the referrers API)."""
+        async with self._meta.reading() as q:
+            found = await q.referrers(self._registry.id, self._repository, subject, artifact_type)
+        return tuple(
+            Descriptor(item.media_type, item.digest, item.size, artifact_type=item.artifact_type)
+            for item in found
+        )
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         """Only reached when the shared store lost a blob the source still lists."""

@@ -81,6 +81,27 @@ class PlatformSubset:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferrerSelection:
+    """A Transship extension of importImage: also copy what refers to every copied
+    manifest (OCI referrers, the fallback tag scheme, cosign's tags), recursively.
+    `artifact_types` empty: every referrer; else only those of these artifact types."""
+
+    artifact_types: tuple[str, ...] = ()
+
+    @property
+    def wanted(self) -> frozenset[str] | None:
+        """The artifact-type filter, None when every referrer is wanted."""
+        return frozenset(self.artifact_types) if self.artifact_types else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifactTypes": list(self.artifact_types)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferrerSelection:
+        return cls(tuple(data.get("artifactTypes") or ()))
+
+
+@dataclass(frozen=True, slots=True)
 class ImportRequest:
     source: SourceSpec
     target_tags: tuple[TargetTag, ...]
@@ -88,6 +109,8 @@ class ImportRequest:
     force: bool
     # None: every platform (as `az acr import`).
     platform_subset: PlatformSubset | None = None
+    # None: no referrers (as `az acr import`).
+    referrers: ReferrerSelection | None = None
 
     @property
     def target_repositories(self) -> tuple[str, ...]:
@@ -113,6 +136,8 @@ class ImportRequest:
         }
         if self.platform_subset is not None:
             data["platformSubset"] = self.platform_subset.to_dict()
+        if self.referrers is not None:
+            data["referrers"] = self.referrers.to_dict()
         return json.dumps(data)
 
     @classmethod
@@ -135,4 +160,35 @@ class ImportRequest:
                 if data.get("platformSubset")
                 else None
             ),
+            # Likewise for jobs stored before referrers could be imported: none.
+            referrers=(
+                ReferrerSelection.from_dict(data["referrers"])
+                if data.get("referrers") is not None
+                else None
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What a succeeded import copied besides the image, kept on its job: the referrer
+    manifests (with includeReferrers) and cosign's tags it set on them."""
+
+    referrers: tuple[Digest, ...] = ()
+    referrer_tags: tuple[tuple[str, Digest], ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "referrers": [str(d) for d in self.referrers],
+                "referrerTags": [[tag, str(d)] for tag, d in self.referrer_tags],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ImportResult:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            tuple(Digest.parse(d) for d in data.get("referrers") or ()),
+            tuple((tag, Digest.parse(d)) for tag, d in data.get("referrerTags") or ()),
         )

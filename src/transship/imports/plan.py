@@ -23,6 +23,9 @@ class ImportLimits:
     max_index_depth: int = 8
     max_index_children: int = 1000
     max_bytes: int = 1 << 40
+    # With includeReferrers: referrers copied in all, and levels of referrers of referrers.
+    max_referrers: int = 100
+    max_referrer_depth: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,10 @@ class ImportPlan:
     foreign: tuple[Descriptor, ...]
     # Children of a sparse root index a platform subset leaves out (not fetched, not stored).
     absent: tuple[Descriptor, ...] = ()
+    # With includeReferrers (see `referrers.add_referrers`): the referrer manifests copied
+    # (also in `manifests`), and cosign's tags to set on them in every target repository.
+    referrers: tuple[Digest, ...] = ()
+    referrer_tags: tuple[tuple[str, Digest], ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -67,17 +74,20 @@ async def build_plan(
     limits: ImportLimits,
     subset: PlatformSubset | None = None,
     source_name: str = "",
+    *,
+    fetched_root: FetchedManifest | None = None,
 ) -> ImportPlan:
     """Fetch the root by tag or digest and every child by digest, nested indexes included;
     with `subset`, only the selected platforms' children (see `subsets.narrow_root`;
-    `source_name` is what a rewritten index records as its source).
+    `source_name` is what a rewritten index records as its source). `fetched_root`: the
+    root manifest, already fetched by `reference` (it is not fetched again).
 
     Raises ImportFailure: ManifestUnknown (from the source), InvalidManifest, and for the
     limits TooManyManifests, IndexTooDeep, TooManyChildren, ImageTooLarge; with a subset
     also PlatformNotFound, PlatformMismatch, PlatformSubsetUnsupported.
     """
     max_manifests = limits.max_manifests
-    fetched = await source.get_manifest(reference)
+    fetched = fetched_root if fetched_root is not None else await source.get_manifest(reference)
     parsed = _parse(fetched)
     absent: tuple[Descriptor, ...] = ()
     if subset is not None:

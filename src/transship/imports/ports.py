@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from transship.imports.model import SourceSpec
 from transship.oci.digest import Digest
+from transship.oci.manifest import Descriptor
 
 if TYPE_CHECKING:  # plan.py depends on this module's ImageSource
     from transship.imports.model import ImportRequest
@@ -58,6 +59,14 @@ class ImageSource(Protocol):
 
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         """Stream a blob into `writer`, resuming after dropped connections. Raises
+        ImportFailure."""
+        ...
+
+    async def list_referrers(
+        self, subject: Digest, artifact_type: str | None = None
+    ) -> tuple[Descriptor, ...] | None:
+        """What refers to `subject` by its referrers API (`artifact_type`: a filter the
+        source may ignore), or None when the source has no referrers API. Raises
         ImportFailure."""
         ...
 

@@ -27,7 +27,8 @@ from typing import Any
 from transship.identity.secrets import SecretBox
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
-from transship.imports.model import ImportRequest
+from transship.imports.model import ImportRequest, ImportResult
+from transship.imports.plan import ImportPlan
 from transship.imports.ports import Credentials
 from transship.imports.signals import JobSignals
 from transship.metadata.changes import Topic
@@ -266,7 +267,7 @@ class ImportService:
             await self._halt(work)
             await self._release(job.id)
             raise
-        state, failure = "succeeded", None
+        state, failure, result = "succeeded", None, None
         if not work.done():
             # Fixed before the transfers are torn down: their in-flight bytes, already
             # published, must not be taken back by the cleanup.
@@ -278,7 +279,9 @@ class ImportService:
             state = "canceled"
         else:
             try:
-                work.result()
+                outcome = work.result()
+                if request.referrers is not None and isinstance(outcome, ImportPlan):
+                    result = ImportResult(outcome.referrers, outcome.referrer_tags).to_json()
             except ImportFailure as exc:
                 state = "failed"
                 failure = JobFailure(
@@ -291,7 +294,9 @@ class ImportService:
                     "InternalServerError", f"the import failed unexpectedly: {type(exc).__name__}"
                 )
         async with self._meta.writing() as q:
-            await q.jobs.finish_job(job.id, self._owner, state, progress.snapshot(), failure)
+            await q.jobs.finish_job(
+                job.id, self._owner, state, progress.snapshot(), failure, result
+            )
         self.signals.job_changed(job.id)
         log.info(
             "import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}"

@@ -227,6 +227,8 @@ class RegistrySink:
                     if current is not None and not (resumed and current == plan.root.digest):
                         raise tag_exists_failure(target, Step.COMMIT)
                 await q.set_tag(repo_id, target.tag, plan.root.digest)
+            for repository, repo_id in repository_ids.items():
+                await _set_referrer_tags(q, repo_id, repository, plan, request.force)
             await webhook_queries(q).record_events(registry_id, _pushed(plan, request), None)
 
 
@@ -239,6 +241,37 @@ async def _check_writable(
         await locks.check_writable(q, repo_id, repository, [t.tag for t in targets])
     except Denied as exc:
         raise ImportFailure("OperationDisallowed", exc.message, step=step, obj=repository) from None
+
+
+async def _set_referrer_tags(
+    q: Transaction, repo_id: int, repository: str, plan: ImportPlan, force: bool
+) -> None:
+    """cosign's tags (`sha256-<hex>.sig`…) in a repository the image lands in. Locks and
+    NoForce apply as to target tags, except that a tag already naming the very manifest is
+    no conflict (the tag is derived from the image digest: a re-import sets it again).
+    Raises ImportFailure OperationDisallowed or TagAlreadyExists."""
+    if not plan.referrer_tags:
+        return
+    try:
+        await locks.check_writable(q, repo_id, repository, [t for t, _ in plan.referrer_tags])
+    except Denied as exc:
+        raise ImportFailure(
+            "OperationDisallowed", exc.message, step=Step.COMMIT, obj=repository
+        ) from None
+    for tag, digest in plan.referrer_tags:
+        current = await q.tag_digest(repo_id, tag)
+        if current == digest:
+            continue
+        if current is not None and not force:
+            raise ImportFailure(
+                "TagAlreadyExists",
+                f"Tag {tag} (a signature, attestation or SBOM of the image) already exists "
+                "in target registry and names another manifest. Import with --force (mode "
+                "Force) to overwrite it.",
+                step=Step.COMMIT,
+                obj=tag,
+            )
+        await q.set_tag(repo_id, tag, digest)
 
 
 def _pushed(plan: ImportPlan, request: ImportRequest) -> list[EventDraft]:

@@ -55,7 +55,9 @@ from transship.imports.ports import BlobWriter, Credentials, FetchedManifest
 from transship.imports.retry import RetryPolicy
 from transship.oci import mediatypes as mt
 from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
+from transship.oci.manifest import Descriptor, ManifestError
 from transship.oci.reference import InvalidReference, validate_repository, validate_tag
+from transship.oci.referrers import next_link, parse_referrers_index
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ MAX_REDIRECTS = 5
 MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 # Auth exchanges for one request: a Basic retry, or a token per distinct scope set asked for.
 _MAX_AUTH_ROUNDS = 4
+# Pages of one referrers list followed before the upstream is judged to be looping.
+_MAX_REFERRER_PAGES = 100
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -80,6 +84,7 @@ MANIFEST_TOO_LARGE = "ManifestTooLarge"
 BLOB_UNKNOWN = "BlobUnknown"
 DIGEST_INVALID = "DIGEST_INVALID"
 SIZE_INVALID = "SIZE_INVALID"
+INVALID_REFERRERS = "InvalidReferrers"
 INVALID_REFERENCE = "InvalidReference"
 
 
@@ -557,6 +562,104 @@ class UpstreamClient:
             step=Step.COPY,
             obj=obj,
         )
+
+    # -- referrers -------------------------------------------------------------------------
+
+    async def list_referrers(
+        self, subject: Digest, artifact_type: str | None = None
+    ) -> tuple[Descriptor, ...] | None:
+        """The referrers of `subject` from the OCI 1.1 referrers API, every page (`Link`
+        rel="next" on the endpoint's own origin), or None when the upstream answers 404 (it
+        has no referrers API: docker-registry 2.x). `artifact_type` is passed on as the
+        `artifactType` filter; an upstream may ignore it, so callers filter again.
+        Raises ImportFailure: InvalidReferrers (not an index, too many pages, a page larger
+        than the manifest limit), UpstreamUnauthorized, UpstreamError, UpstreamUnavailable."""
+        obj = f"{self._repository}@{subject}"
+        url = self._url(f"referrers/{subject}")
+        if artifact_type is not None:
+            url = url.with_query({"artifactType": artifact_type})
+        headers = {"Accept": mt.OCI_INDEX, "Accept-Encoding": "identity"}
+        found: list[Descriptor] = []
+        for page in range(_MAX_REFERRER_PAGES):
+            failures = 0
+            limited_since: datetime | None = None
+            while True:
+                try:
+                    answer = await self._get_referrers_once(url, headers, obj, first=page == 0)
+                except _Transient as exc:
+                    if exc.rate_limited and self._budget is not None:
+                        # Not a pull (no budget is spent), but a 429 the budget explains
+                        # is waited out as for blobs.
+                        limited_since = limited_since or self._budget.now()
+                        await self._budget.wait_clear(f"referrers of {obj}", since=limited_since)
+                        continue
+                    failures += 1
+                    await self._back_off(exc, failures, Step.PLAN, obj, f"referrers of {obj}")
+                    continue
+                break
+            if answer is None:
+                return None
+            content, content_type, link = answer
+            try:
+                found.extend(parse_referrers_index(content, content_type))
+            except ManifestError as exc:
+                raise ImportFailure(
+                    INVALID_REFERRERS,
+                    f"{self._endpoint.host} answered the referrers of {obj} with an invalid "
+                    f"index: {exc}",
+                    step=Step.PLAN,
+                    obj=obj,
+                ) from None
+            target = next_link(link)
+            if target is None:
+                return tuple(found)
+            following = url.join(URL(target, encoded=True))
+            if _origin(following) != self._origin:
+                raise ImportFailure(
+                    INVALID_REFERRERS,
+                    f"{self._endpoint.host} pages the referrers of {obj} to another host "
+                    f"({following.host})",
+                    step=Step.PLAN,
+                    obj=obj,
+                )
+            url = following
+        raise ImportFailure(
+            INVALID_REFERRERS,
+            f"{self._endpoint.host} lists the referrers of {obj} on more than "
+            f"{_MAX_REFERRER_PAGES} pages",
+            step=Step.PLAN,
+            obj=obj,
+        )
+
+    async def _get_referrers_once(
+        self, url: URL, headers: Mapping[str, str], obj: str, *, first: bool
+    ) -> tuple[bytes, str, str | None] | None:
+        """One page: (body, Content-Type, Link), or None for a 404 on the first page."""
+        response = await self._open(url, headers, step=Step.PLAN, obj=obj)
+        try:
+            await self._observe_rate_limit(response)
+            if response.status == 404 and first:
+                return None
+            if response.status != 200:
+                self._raise_for_status(response, Step.PLAN, obj, f"the referrers of {obj}")
+            length = response.content_length
+            if length is not None and length > self._max_manifest_bytes:
+                raise self._manifest_too_large(obj, f"referrers list of {length} bytes announced")
+            body = bytearray()
+            try:
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > self._max_manifest_bytes:
+                        raise self._manifest_too_large(obj, "referrers list: more bytes sent")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._transport_error(exc, Step.PLAN) from None
+            return (
+                bytes(body),
+                response.headers.get("Content-Type", ""),
+                response.headers.get("Link"),
+            )
+        finally:
+            response.release()
 
     # -- requests: auth and redirects ------------------------------------------------------
 

@@ -105,6 +105,7 @@ class JobQueries(QueryScope):
             ended_at=_opt_utc(row.ended_at),
             waiting_until=_opt_utc(row.waiting_until),
             waiting_for=row.waiting_for,
+            result=row.result,
         )
 
     async def create_job(
@@ -208,8 +209,10 @@ class JobQueries(QueryScope):
         state: str,
         progress: JobProgress,
         failure: JobFailure | None = None,
+        result: str | None = None,
     ) -> bool:
-        """Record the outcome and forget the credentials. False if the job is no longer ours."""
+        """Record the outcome (`result`: the JSON of what a succeeded import copied besides
+        the image) and forget the credentials. False if the job is no longer ours."""
         await self.changed(Topic.IMPORTS)
         j = s.import_jobs
         values: dict[str, Any] = {
@@ -220,6 +223,7 @@ class JobQueries(QueryScope):
             "credentials": None,
             "waiting_until": None,
             "waiting_for": None,
+            "result": result,
             **asdict(progress),
         }
         if failure is not None:
@@ -230,12 +234,12 @@ class JobQueries(QueryScope):
                 error_object=failure.obj,
                 error_upstream_status=failure.upstream_status,
             )
-        result = await self._exec(
+        updated = await self._exec(
             update(j)
             .where(j.c.id == job_id, j.c.lease_owner == owner, j.c.state == "running")
             .values(**values)
         )
-        if not result.rowcount:
+        if not updated.rowcount:
             return False
         await self._exec(delete(s.blob_pins).where(s.blob_pins.c.job_id == job_id))
         return True

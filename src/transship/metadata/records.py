@@ -141,6 +141,8 @@ class ImportJobRecord:
     # upstream host (None otherwise).
     waiting_until: datetime | None = None
     waiting_for: str | None = None
+    # JSON: what a succeeded import copied besides the image (see ImportResult), else None.
+    result: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

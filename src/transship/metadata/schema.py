@@ -259,6 +259,8 @@ import_jobs = Table(
     Column("error_step", String(16), nullable=True),
     Column("error_object", Text, nullable=True),
     Column("error_upstream_status", Integer, nullable=True),
+    # JSON: what a succeeded import copied besides the image (its referrers), else null.
+    Column("result", Text, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("lease_owner", String(32), nullable=True),
     Column("lease_expires_at", UtcDateTime(), nullable=True),

@@ -205,6 +205,20 @@ class RateLimitWait(Answer):
     message: str
 
 
+class ImportReferrerTag(Answer):
+    tag: str
+    digest: str
+
+
+class ImportReferrers(Answer):
+    """What an import with includeReferrers copied: the referrer manifests (signatures,
+    SBOMs, attestations…) and cosign's tags it set on them."""
+
+    count: NonNegativeInt
+    digests: list[str]
+    tags: list[ImportReferrerTag]
+
+
 class ImportOperationInfo(Answer):
     registry: str
     state: str = extensible("queued", "running", "succeeded", "failed", "canceled")
@@ -221,6 +235,11 @@ class ImportOperationInfo(Answer):
     platforms: list[str] | MISSING = MISSING
     platform_mode: Literal["sparse", "rewritten"] | MISSING = MISSING
     include_attestations: bool | MISSING = MISSING
+    # Transship extensions, present only for an import with includeReferrers.
+    include_referrers: bool | MISSING = MISSING
+    referrer_artifact_types: list[str] | MISSING = MISSING
+    # Once such an import succeeded: what it copied.
+    referrers: ImportReferrers | MISSING = MISSING
 
 
 class OperationError(Answer):

@@ -96,6 +96,24 @@ class ImportImageParameters(_Body):
         description="Transship extension, with `platforms`: also copy the buildx attestation "
         "manifests of the selected platforms (default false).",
     )
+    # Transship extensions: also copy what refers to the copied manifests. See
+    # docs/imports.md, "Referrers and signatures".
+    include_referrers: JsonBool | None = Field(
+        default=None,
+        alias="includeReferrers",
+        description="Transship extension: also copy, recursively, the referrers of every "
+        "copied manifest (OCI 1.1 referrers API or its fallback tag scheme) and cosign's "
+        "signatures, attestations and SBOMs (`sha256-<hex>.sig`, `.att`, `.sbom`). "
+        "Default false, as ACR.",
+    )
+    referrer_artifact_types: list[str] | None = Field(
+        default=None,
+        alias="referrerArtifactTypes",
+        max_length=32,
+        description="Transship extension, with `includeReferrers`: copy only referrers of "
+        "these artifact types (media types, e.g. `application/spdx+json`). Omitted: every "
+        "referrer.",
+    )
 
 
 class RegistrySku(_Body):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import NonNegativeInt
+from pydantic import MISSING, NonNegativeInt
 
 from transship.wire.base import Answer, extensible
 
@@ -57,6 +57,14 @@ class DryRunTag(Answer):
     reason: str | None
 
 
+class DryRunReferrer(Answer):
+    """A referrer the import would copy (with includeReferrers); `tag`: cosign's tag it
+    would set on it (`sha256-<hex>.sig`…), else null."""
+
+    digest: str
+    tag: str | None
+
+
 class ImportDryRun(Answer):
     """The plan of an import, computed without writing anything. `predictedRequests` is
     what the real import would send upstream now (the plan step as measured, plus one GET
@@ -73,3 +81,5 @@ class ImportDryRun(Answer):
     predicted_requests: DryRunRequests
     spent_requests: DryRunRequests
     would_succeed: bool
+    # Transship extension of the dry run, present only with includeReferrers.
+    referrers: list[DryRunReferrer] | MISSING = MISSING
