@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.app import image_manifest
 from transship.errors import Denied, NotFound
+from transship.imports.budgets import WaitReporter
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
@@ -424,7 +425,12 @@ class _NoSource:
     """An import engine's source factory that must not be reached."""
 
     def open(
-        self, spec: SourceSpec, credentials: Credentials | None, target_registry_id: int
+        self,
+        spec: SourceSpec,
+        credentials: Credentials | None,
+        target_registry_id: int,
+        *,
+        on_wait: WaitReporter | None = None,
     ) -> AbstractAsyncContextManager[ImageSource]:
         raise AssertionError("the upstream was contacted before the target was checked")
 
