@@ -56,7 +56,8 @@ class ImportPlan:
         return sum(blob.size for blob in self.blobs)
 
 
-def _parse(fetched: FetchedManifest) -> ParsedManifest:
+def parse_fetched(fetched: FetchedManifest) -> ParsedManifest:
+    """`fetched` parsed. Raises ImportFailure InvalidManifest (step PLAN) naming it."""
     try:
         return parse_manifest(fetched.content, fetched.media_type)
     except ManifestError as exc:
@@ -88,7 +89,7 @@ async def build_plan(
     """
     max_manifests = limits.max_manifests
     fetched = fetched_root if fetched_root is not None else await source.get_manifest(reference)
-    parsed = _parse(fetched)
+    parsed = parse_fetched(fetched)
     absent: tuple[Descriptor, ...] = ()
     if subset is not None:
         narrowed = await narrow_root(source, fetched, parsed, subset, source_name)
@@ -111,7 +112,7 @@ async def build_plan(
                 step=Step.PLAN,
                 obj=str(descriptor.digest),
             )
-        return PlannedManifest(child, _parse(child))
+        return PlannedManifest(child, parse_fetched(child))
 
     async def visit(node: PlannedManifest, depth: int) -> None:
         if node.parsed.is_index:

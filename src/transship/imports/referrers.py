@@ -27,11 +27,17 @@ from dataclasses import dataclass
 
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ReferrerSelection
-from transship.imports.plan import ImportLimits, ImportPlan, PlannedManifest, build_plan
+from transship.imports.plan import (
+    ImportLimits,
+    ImportPlan,
+    PlannedManifest,
+    build_plan,
+    parse_fetched,
+)
 from transship.imports.ports import FetchedManifest, ImageSource
 from transship.imports.upstream import INVALID_REFERRERS, MANIFEST_UNKNOWN
 from transship.oci.digest import Digest
-from transship.oci.manifest import Descriptor, ManifestError, ParsedManifest, parse_manifest
+from transship.oci.manifest import Descriptor, ManifestError
 from transship.oci.referrers import (
     cosign_tags,
     fallback_tag,
@@ -182,7 +188,7 @@ async def _referrers_of(
         fetched = await _optional_manifest(source, tag)
         if fetched is None:
             continue
-        parsed = _parse(fetched)
+        parsed = parse_fetched(fetched)
         layer_types = tuple(layer.media_type for layer in parsed.layers)
         if matches_types(parsed.referrer_artifact_type, layer_types, wanted):
             found.append(_Found(subject, fetched.digest, fetched, tag))
@@ -212,15 +218,3 @@ async def _optional_manifest(source: ImageSource, tag: str) -> FetchedManifest |
         if exc.code == MANIFEST_UNKNOWN:
             return None
         raise
-
-
-def _parse(fetched: FetchedManifest) -> ParsedManifest:
-    try:
-        return parse_manifest(fetched.content, fetched.media_type)
-    except ManifestError as exc:
-        raise ImportFailure(
-            "InvalidManifest",
-            f"manifest {fetched.digest} is not valid: {exc}",
-            step=Step.PLAN,
-            obj=str(fetched.digest),
-        ) from None

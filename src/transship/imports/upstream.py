@@ -361,16 +361,7 @@ class UpstreamClient:
             if status != 200:
                 self._raise_for_status(response, Step.PLAN, obj, f"manifest {obj}")
             length = response.content_length
-            if length is not None and length > self._max_manifest_bytes:
-                raise self._manifest_too_large(obj, f"{length} bytes announced")
-            body = bytearray()
-            try:
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > self._max_manifest_bytes:
-                        raise self._manifest_too_large(obj, "more bytes sent")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._transport_error(exc, Step.PLAN) from None
+            body = await self._read_bounded(response, obj, "")
             if length is not None and len(body) != length:
                 raise _Transient(detail=f"manifest body ended after {len(body)} of {length} bytes")
             return (
@@ -436,6 +427,26 @@ class UpstreamClient:
             if isinstance(declared, str) and declared:
                 return declared
         return media_type
+
+    async def _read_bounded(
+        self, response: aiohttp.ClientResponse, obj: str, what: str
+    ) -> bytearray:
+        """The body of a manifest-sized answer (a manifest, a referrers list). Raises
+        ImportFailure ManifestTooLarge (naming `what`, a prefix of the detail) beyond the
+        manifest limit, announced or sent, and the transport's errors as `_transport_error`
+        does."""
+        length = response.content_length
+        if length is not None and length > self._max_manifest_bytes:
+            raise self._manifest_too_large(obj, f"{what}{length} bytes announced")
+        body = bytearray()
+        try:
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > self._max_manifest_bytes:
+                    raise self._manifest_too_large(obj, f"{what}more bytes sent")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc, Step.PLAN) from None
+        return body
 
     def _manifest_too_large(self, obj: str, detail: str) -> ImportFailure:
         return ImportFailure(
@@ -642,17 +653,7 @@ class UpstreamClient:
                 return None
             if response.status != 200:
                 self._raise_for_status(response, Step.PLAN, obj, f"the referrers of {obj}")
-            length = response.content_length
-            if length is not None and length > self._max_manifest_bytes:
-                raise self._manifest_too_large(obj, f"referrers list of {length} bytes announced")
-            body = bytearray()
-            try:
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > self._max_manifest_bytes:
-                        raise self._manifest_too_large(obj, "referrers list: more bytes sent")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._transport_error(exc, Step.PLAN) from None
+            body = await self._read_bounded(response, obj, "referrers list: ")
             return (
                 bytes(body),
                 response.headers.get("Content-Type", ""),

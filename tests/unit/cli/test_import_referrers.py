@@ -10,6 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from tests.unit.cli.operations import operation_status
 from transship.cli.client import dump_body, unchecked
 from transship.cli.import_referrers import referrers_text, with_referrers
 from transship.cli.main import main
@@ -56,33 +57,7 @@ def test_help_documents_the_flags_with_an_example() -> None:
 
 
 def operation(**extra: Any) -> OperationStatus:
-    return OperationStatus.model_validate(
-        {
-            "id": "/x/operationStatuses/op",
-            "name": "op",
-            "status": "Succeeded",
-            "startTime": "2026-12-06T10:00:00Z",
-            "properties": {
-                "registry": "r",
-                "state": "succeeded",
-                "source": "docker.io/library/alpine:3.20",
-                "targetTags": ["alpine:3.20"],
-                "untaggedTargetRepositories": [],
-                "mode": "NoForce",
-                "attempts": 1,
-                "progress": {
-                    "bytesTotal": 0,
-                    "bytesDone": 0,
-                    "bytesFetched": 0,
-                    "blobsTotal": 0,
-                    "blobsDone": 0,
-                    "manifestsTotal": 0,
-                    "manifestsDone": 0,
-                },
-                **extra,
-            },
-        }
-    )
+    return operation_status("Succeeded", state="succeeded", **extra)
 
 
 def test_what_was_copied_is_printed() -> None:
