@@ -48,9 +48,11 @@ class BudgetQueries(QueryScope):
 
     async def reserve_pull(self, key: BudgetKey, now: datetime) -> Budget | None:
         """Take one pull from the budget, in one statement: allowed when no 429 blocks it
-        and it has pulls left (or its window has ended: it starts again from the limit, or
-        nothing is known). Returns the budget after the pull, or None when the pull is not
-        allowed now or the budget has no row yet (`ensure` creates it)."""
+        and it has pulls left, or its window has ended (it starts again from the limit), or
+        nothing is known of its window (a count spent since a window ended, before the
+        upstream said more: the upstream decides, as `Budget.wait_until` has it; the pull is
+        counted all the same). Returns the budget after the pull, or None when the pull is
+        not allowed now or the budget has no row yet (`ensure` creates it)."""
         b = s.upstream_budgets
         window_over = and_(b.c.resets_at.is_not(None), b.c.resets_at <= now)
         rows = await self._exec(
@@ -59,7 +61,9 @@ class BudgetQueries(QueryScope):
                 b.c.host == key.host,
                 b.c.user == key.user,
                 or_(b.c.blocked_until.is_(None), b.c.blocked_until <= now),
-                or_(b.c.remaining.is_(None), b.c.remaining > 0, window_over),
+                or_(
+                    b.c.remaining.is_(None), b.c.remaining > 0, b.c.resets_at.is_(None), window_over
+                ),
             )
             .values(
                 remaining=case(

@@ -51,6 +51,23 @@ async def test_announced_counts_are_spent_then_waited_for(meta: MetadataStore) -
     assert (budget.remaining, budget.pulls, budget.resets_at) == (9, 3, None)
 
 
+async def test_a_count_spent_after_a_window_ended_is_not_a_wait_and_is_counted(
+    meta: MetadataStore,
+) -> None:
+    # After a window ends the count starts again from the limit with no window known until
+    # the upstream answers; spending it all then leaves the decision to the upstream (no
+    # wait), but each pull is still counted: the gate must never let a pull go uncounted.
+    clock = Clock()
+    ledger = UpstreamBudgets(meta, clock=clock)
+    await ledger.observe(KEY, RateObservation(limit=2, remaining=0, window_seconds=60))
+    clock.now = T0 + timedelta(seconds=61)
+    assert await ledger.reserve(KEY) is None  # a new window: 1 left, its end unknown
+    assert await ledger.reserve(KEY) is None  # 0 left
+    assert await ledger.reserve(KEY) is None  # spent, no window known: the upstream decides
+    (budget,) = await ledger.list()
+    assert (budget.remaining, budget.resets_at, budget.pulls) == (0, None, 3)
+
+
 async def test_the_upstream_corrects_the_count(meta: MetadataStore) -> None:
     ledger = UpstreamBudgets(meta, clock=Clock())
     await ledger.observe(KEY, RateObservation(limit=10, remaining=5, window_seconds=600))
