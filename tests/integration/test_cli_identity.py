@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from tests.support.app import (
     RunningRegistry,
     image_manifest,
     make_settings,
-    running_registry,
+    registry_in_thread,
     sha256,
 )
 from transship.cli.main import main
@@ -101,30 +100,8 @@ class Live:
 def live(tmp_path: Path) -> Iterator[Live]:
     data_dir = tmp_path / "data"
     settings = make_settings(data_dir, None, data_plane_auth=True)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        holder["stop"] = stop
-        try:
-            async with running_registry(settings) as reg:
-                holder["reg"] = reg
-                ready.set()
-                await stop.wait()
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(60) and "reg" in holder, "the server did not start"
-    try:
-        yield Live(holder["reg"], loop, data_dir)
-    finally:
-        loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(60)
-        loop.close()
+    with registry_in_thread(settings) as (reg, loop):
+        yield Live(reg, loop, data_dir)
 
 
 @pytest.fixture

@@ -4,12 +4,9 @@ import started."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +14,7 @@ from tests.integration.conftest import insecure
 from tests.integration.test_cli_identity import ok, owner_login, run
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import BuiltIndex
-from tests.support.app import RunningRegistry, make_settings, running_registry
+from tests.support.app import RunningRegistry, make_settings, registry_in_thread
 
 REGISTRY = "dryregistry"
 
@@ -46,30 +43,8 @@ def server(
         monkeypatch.delenv(f"TRANSSHIP_{name}", raising=False)
     data_dir = tmp_path / "data"
     settings = make_settings(data_dir, None, upstreams=insecure(distribution_anon.host))
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        holder["stop"] = stop
-        try:
-            async with running_registry(settings) as reg:
-                holder["reg"] = reg
-                ready.set()
-                await stop.wait()
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(60) and "reg" in holder, "the server did not start"
-    try:
-        yield Server(holder["reg"], data_dir)
-    finally:
-        loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(60)
-        loop.close()
+    with registry_in_thread(settings) as (reg, _):
+        yield Server(reg, data_dir)
 
 
 def test_dry_run_prints_the_plan_as_tables_and_as_json_and_imports_nothing(

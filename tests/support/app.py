@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,3 +181,36 @@ async def running_registry(settings: Settings) -> AsyncIterator[RunningRegistry]
     finally:
         await server.close()
         await services.close()
+
+
+@contextmanager
+def registry_in_thread(
+    settings: Settings,
+) -> Iterator[tuple[RunningRegistry, asyncio.AbstractEventLoop]]:
+    """`running_registry(settings)` on an event loop of its own in a daemon thread, for
+    synchronous callers (the CLI through CliRunner): the registry and its loop, stopped and
+    closed when the block exits. Raises AssertionError when it did not start in 60 s."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        holder["stop"] = stop
+        try:
+            async with running_registry(settings) as reg:
+                holder["reg"] = reg
+                ready.set()
+                await stop.wait()
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(60) and "reg" in holder, "the server did not start"
+    try:
+        yield holder["reg"], loop
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(60)
+        loop.close()
