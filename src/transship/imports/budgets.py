@@ -67,12 +67,14 @@ class UpstreamBudgets:
         async def work(q: Transaction) -> datetime | None:
             if await q.budgets.reserve_pull(key, now) is not None:
                 return None
+            # Refused, or no row yet. Another reservation may have created the row since
+            # this one's update looked (PostgreSQL: each statement sees what committed
+            # before it began), so create it if need be and take the pull again, never
+            # grant from a read: that would be a pull the budget does not count.
+            await q.budgets.ensure(key, now)
+            if await q.budgets.reserve_pull(key, now) is not None:
+                return None
             known = await q.budgets.budget(key)
-            if known is None:
-                await q.budgets.ensure(key, now)
-                if await q.budgets.reserve_pull(key, now) is not None:
-                    return None
-                known = await q.budgets.budget(key)
             return None if known is None else known.wait_until(now)
 
         return await self._meta.write_at_once(work)

@@ -12,6 +12,7 @@ from transship.imports.model import ImportRequest, TargetTag
 from transship.imports.plan import ImportPlan
 from transship.imports.ports import LinkScope
 from transship.imports.subsets import absent_children
+from transship.metadata.db import finish_then_cancel
 from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.webhooks import EventDraft, webhook_queries
 from transship.oci.digest import CountingHasher, Digest
@@ -77,8 +78,7 @@ class StagedBlob(_ReceivedBlob):
 
     async def append(self, chunks: AsyncIterator[bytes]) -> None:
         if not self._created:
-            await self._store.create_staging(self._staging)
-            self._created = True
+            await self._create()
         await self._store.append_staging(self._staging, chunks, self._counter)
 
     async def reset(self) -> None:
@@ -90,16 +90,24 @@ class StagedBlob(_ReceivedBlob):
         """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob."""
         self._verify()
         if not self._created:  # an empty blob
-            await self._store.create_staging(self._staging)
-            self._created = True
+            await self._create()
         await commit_staged_blob(
             self._meta, self._store, self._staging, self.digest, self.size, self._pin
         )
 
+    async def _create(self) -> None:
+        # Marked first: a cancel that lands while the thread creates the file must still
+        # leave `discard` something to delete (deleting a file never made is a no-op).
+        self._created = True
+        await self._store.create_staging(self._staging)
+
     async def discard(self) -> None:
+        """Delete the staged bytes; runs to its end even when the caller is cancelled
+        meanwhile (an import stopping its other transfers after a failure waits for this,
+        then reports the failure: nothing may be left behind by then)."""
         if self._created:
-            await self._store.delete_staging(self._staging)
             self._created = False
+            await finish_then_cancel(self._store.delete_staging(self._staging))
 
 
 class DirectBlob(_ReceivedBlob):

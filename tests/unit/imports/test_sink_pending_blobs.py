@@ -4,6 +4,7 @@ digest mismatch leaves no blob, no row and no pin."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -94,3 +95,50 @@ async def test_a_reset_starts_the_blob_again(meta: MetadataStore, store: BlobSto
     await pending.append(chunks(DATA))
     await pending.commit()
     assert b"".join([c async for c in store.read(DIGEST)]) == DATA
+
+
+class _SlowToCreate(FilesystemBlobStore):
+    """Creates the staging file, then keeps the caller waiting: a cancel lands after the
+    file exists but before `create_staging` returns (as when it lands while the thread
+    creating the file runs)."""
+
+    async def create_staging(self, upload_id: str) -> None:
+        await super().create_staging(upload_id)
+        await asyncio.Event().wait()
+
+
+class _SlowToDelete(FilesystemBlobStore):
+    async def delete_staging(self, upload_id: str) -> None:
+        await asyncio.sleep(0.05)
+        await super().delete_staging(upload_id)
+
+
+async def test_a_cancel_while_the_staging_file_is_created_leaves_nothing(
+    meta: MetadataStore, tmp_path: Path
+) -> None:
+    staging = tmp_path / "uploads"
+    store = _SlowToCreate(tmp_path / "blobs", staging, durable=False)
+    pending = RegistrySink(meta, store).pending_blob(await new_job(meta), DIGEST, len(DATA))
+    appending = asyncio.create_task(pending.append(chunks(DATA)))
+    while not any(staging.iterdir()):
+        await asyncio.sleep(0.005)
+    appending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await appending
+    await pending.discard()
+    assert list(staging.iterdir()) == []
+
+
+async def test_a_cancelled_discard_still_deletes_before_it_returns(
+    meta: MetadataStore, tmp_path: Path
+) -> None:
+    staging = tmp_path / "uploads"
+    store = _SlowToDelete(tmp_path / "blobs", staging, durable=False)
+    pending = RegistrySink(meta, store).pending_blob(await new_job(meta), DIGEST, len(DATA))
+    await pending.append(chunks(DATA[:1000]))
+    discarding = asyncio.create_task(pending.discard())
+    await asyncio.sleep(0)
+    discarding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await discarding
+    assert list(staging.iterdir()) == []  # gone by the time the cancelled caller goes on

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from transship.imports.budgets import UpstreamBudgets
 from transship.imports.ratelimit import RateObservation
 from transship.metadata.queries import MetadataStore
-from transship.metadata.records import BudgetKey
+from transship.metadata.budgets import BudgetQueries
+from transship.metadata.records import Budget, BudgetKey
 
 T0 = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
 KEY = BudgetKey("hub.example", "alice")
@@ -137,6 +140,35 @@ async def test_concurrent_reservations_never_overspend(meta: MetadataStore) -> N
     assert sum(1 for a in answers if a is None) == 7
     (budget,) = await ledger.list()
     assert (budget.remaining, budget.pulls) == (0, 7)
+
+
+async def test_a_row_created_after_a_reservation_looked_still_counts_its_pull(
+    meta: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving behind a lost pull on PostgreSQL: one reservation's update finds no
+    row; before it goes on, another creates the row, takes its pull and commits. The first
+    must then take a counted pull too, not grant one from what it reads."""
+    if meta.db.writes_in_thread:
+        pytest.skip("SQLite runs each reservation whole on its write thread: no interleaving")
+    ledger = UpstreamBudgets(meta, clock=Clock())
+    other = UpstreamBudgets(meta, clock=Clock())
+    original = BudgetQueries.reserve_pull
+    raced = False
+
+    async def reserve_then_let_another_in(
+        self: BudgetQueries, key: BudgetKey, now: datetime
+    ) -> Budget | None:
+        nonlocal raced
+        taken = await original(self, key, now)
+        if taken is None and not raced:
+            raced = True
+            assert await other.reserve(key) is None  # on its own connection, committed
+        return taken
+
+    monkeypatch.setattr(BudgetQueries, "reserve_pull", reserve_then_let_another_in)
+    assert await ledger.reserve(KEY) is None
+    (budget,) = await ledger.list()
+    assert raced and budget.pulls == 2
 
 
 async def test_a_first_reservation_race_creates_one_row(meta: MetadataStore) -> None:
