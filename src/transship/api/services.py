@@ -12,6 +12,8 @@ from datetime import timedelta
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
+from transship.cache.ports import CacheRuleLookup
+from transship.cache.pull_through import PullThrough
 from transship.config import Settings
 from transship.filemodes import private_dir
 from transship.identity.access import AccessControl
@@ -32,6 +34,7 @@ from transship.imports.engine import ImportEngine
 from transship.imports.plan import ImportLimits
 from transship.imports.retry import RetryPolicy
 from transship.imports.service import ImportService, RunnerSettings
+from transship.imports.shelf import ManifestShelf
 from transship.imports.signals import JobSignals
 from transship.imports.sink import RegistrySink
 from transship.imports.sources import Sources
@@ -84,6 +87,8 @@ class Services:
     webhook_dispatcher: WebhookDispatcher
     # Tells this process's caches what other processes change (supervised in every process).
     change_listener: ChangeListener
+    # Pull-through of repositories under cache rules (None: no cache rules are looked up).
+    pull_through: PullThrough | None = None
 
     async def close(self) -> None:
         await self.db.close()
@@ -128,10 +133,15 @@ async def open_blob_store(settings: Settings) -> BlobStore:
 
 
 async def build_services(
-    settings: Settings, *, inner_resolver: Callable[[], AbstractResolver] = DefaultResolver
+    settings: Settings,
+    *,
+    inner_resolver: Callable[[], AbstractResolver] = DefaultResolver,
+    cache_rules: CacheRuleLookup | None = None,
 ) -> Services:
     """Create the data directory, migrate the schema, bootstrap the service identity and wire
     every service.
+
+    `cache_rules`: where cache rules are looked up (None: no pull-through).
 
     Raises DatabaseUrlError for an unusable database URL, StorageConnectError when the
     object store of `storage_url` cannot be reached, and whatever the database driver
@@ -184,6 +194,7 @@ async def build_services(
         inner_resolver,
     )
     budgets = UpstreamBudgets(meta) if settings.upstream_rate_limit_budgets else None
+    shelf = ManifestShelf()
     sources = Sources(
         meta,
         store,
@@ -196,6 +207,7 @@ async def build_services(
         budgets=budgets,
         max_rate_limit_wait=settings.upstream_rate_limit_max_wait,
         rate_limit_recheck=settings.upstream_rate_limit_recheck,
+        shelf=shelf,
     )
     limits = ImportLimits(
         max_manifests=settings.import_max_manifests,
@@ -205,8 +217,9 @@ async def build_services(
         max_referrers=settings.import_max_referrers,
         max_referrer_depth=settings.import_max_referrer_depth,
     )
+    sink = RegistrySink(meta, store)
     engine = ImportEngine(
-        RegistrySink(meta, store),
+        sink,
         sources,
         blob_concurrency=settings.import_blob_concurrency,
         limits=limits,
@@ -229,6 +242,26 @@ async def build_services(
     registry_access = RegistryAccess(meta, box, hasher=hasher, throttle=throttle)
     entra = EntraTokens(directory, tokens)
     blobs = BlobService(meta, store, settings.max_blob_bytes)
+    manifests = ManifestService(
+        meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
+    )
+    pull_through = (
+        None
+        if cache_rules is None
+        else PullThrough(
+            cache_rules,
+            meta,
+            store,
+            manifests,
+            sink,
+            sources,
+            engine,
+            imports,
+            shelf,
+            limits,
+            tag_ttl_seconds=settings.cache_tag_ttl_seconds,
+        )
+    )
     dataplane = DataPlaneAuth(
         directory, access, registry_access, entra, tokens, changes=meta.changes
     )
@@ -257,9 +290,7 @@ async def build_services(
             meta, settings.effective_login_server_suffix, reserved_hosts(settings)
         ),
         blobs=blobs,
-        manifests=ManifestService(
-            meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
-        ),
+        manifests=manifests,
         listings=ListingService(meta, store),
         imports=imports,
         budgets=budgets,
@@ -277,4 +308,5 @@ async def build_services(
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
         change_listener=ChangeListener(db, meta.changes),
+        pull_through=pull_through,
     )

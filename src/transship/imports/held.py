@@ -45,6 +45,12 @@ class HeldFirstSource:
                 return FetchedManifest(held.content, held.media_type, digest)
         return await self._upstream.get_manifest(reference)
 
+    async def head_tag(self, tag: str) -> Digest | None:
+        """The digest the upstream names for `tag`, by one HEAD and never a GET (see
+        `UpstreamClient.head_manifest`, whose errors it raises); None when the HEAD does
+        not tell."""
+        return await self._upstream.head_manifest(tag)
+
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         await self._upstream.fetch_blob(digest, size, writer)
 

@@ -1,0 +1,306 @@
+"""Pull-through on first pull, against a real upstream (Debian's docker-registry) behind the
+recording proxy: the exact manifests and blobs, one upstream fetch per blob for any number
+of concurrent pullers, an upstream dying mid-blob, tag re-checks by HEAD, an outage served
+from the cache, and a caller who may not pull triggering nothing upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, insecure, small_index
+from tests.peers.distribution import DistributionRegistry
+from tests.peers.fault_proxy import FaultMode, FaultProxy
+from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
+from tests.support.app import make_settings
+from tests.support.cache_rules import Rule, StaticCacheRules, cached_registry
+from tests.support.imports import Management, fetch, has_blob_file
+from tests.support.upstream_proxy import UpstreamProxy
+
+CacheEnvFactory = Callable[..., Awaitable[ImportEnv]]
+
+
+@pytest.fixture
+async def cache_env(tmp_path: Path) -> AsyncIterator[CacheEnvFactory]:
+    """`await cache_env(upstream_host, **settings)` → a running server whose default
+    registry pulls `cache/*` through from `team/*` on `upstream_host` (plain HTTP)."""
+    async with AsyncExitStack() as stack:
+
+        async def make(upstream_host: str, **overrides: Any) -> ImportEnv:
+            data_dir = tmp_path / "data"
+            overrides.setdefault("upstreams", insecure(upstream_host))
+            settings = make_settings(data_dir, None, **overrides)
+            rules = StaticCacheRules([Rule("team", "cache/*", upstream_host, "team/*")])
+            reg = await stack.enter_async_context(cached_registry(settings, rules))
+            admin = Management(reg, data_dir)
+            await admin.create_registry(TARGET)
+            return ImportEnv(reg, admin, data_dir, None)
+
+        yield make
+
+
+async def pull_all(env: ImportEnv, repository: str, tag: str, index: BuiltIndex) -> None:
+    """Pull the whole index as a client would, asserting every byte."""
+    got = await env.manifest(repository, tag)
+    assert got.status == 200, got
+    assert got.body == index.index_bytes
+    assert got.headers["Docker-Content-Digest"] == index.digest
+    for child in index.children:
+        got = await env.manifest(repository, child.digest)
+        assert got.status == 200 and got.body == child.manifest_bytes, got.status
+    for digest in index.blob_digests:
+        got = await env.blob(repository, digest)
+        assert got.status == 200, (digest, got.status, got.body[:200])
+        assert "sha256:" + hashlib.sha256(got.body).hexdigest() == digest
+
+
+async def wait_for_jobs(env: ImportEnv, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The registry's import operations once `count` of them have ended."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        operations = await env.admin.operations(TARGET)
+        ended = [op for op in operations if op["properties"]["state"] not in ("queued", "running")]
+        if len(ended) >= count:
+            return operations
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{count} import operations not ended in {timeout} s: {operations}")
+        await asyncio.sleep(0.3)
+
+
+def gets(proxy: UpstreamProxy, fragment: str, method: str = "GET") -> int:
+    return len(proxy.requests_to(fragment, method))
+
+
+async def test_first_pull_answers_the_exact_image_and_imports_it(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await asyncio.to_thread(small_index, tmp_path)
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+
+    await pull_all(env, "cache/app", "v1", index)
+
+    operations = await wait_for_jobs(env, 1)
+    assert len(operations) == 1
+    op = operations[0]
+    assert op["status"] == "Succeeded", op
+    assert op["properties"]["targetTags"] == ["cache/app:v1"]
+    assert proxy.host in json.dumps(op["properties"]) and "team/app" in json.dumps(op)
+    # Every blob and manifest came from the upstream once: the job reused what the pull got.
+    for digest in index.blob_digests:
+        assert gets(proxy, f"/blobs/{digest}") == 1, digest
+    assert gets(proxy, "/manifests/v1") == 1
+    for child in index.children:
+        assert gets(proxy, f"/manifests/{child.digest}") == 1
+    # An ordinary repository now: listed, tagged, consistent; a second pull is local.
+    assert await env.tags("cache/app") == ["v1"]
+    catalog = await fetch(env.reg.http, env.reg.url, "/v2/_catalog")
+    assert "cache/app" in json.loads(catalog.body)["repositories"]
+    before = len(proxy.seen)
+    await pull_all(env, "cache/app", "v1", index)
+    assert len(proxy.seen) == before
+    await env.assert_consistent()
+
+
+async def test_repository_without_a_rule_is_not_pulled_through(
+    cache_env: CacheEnvFactory,
+    upstream_proxy: ProxyFactory,
+    distribution_anon: DistributionRegistry,
+) -> None:
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    got = await env.manifest("other/app", "v1")
+    assert got.status == 404
+    assert not proxy.seen
+
+
+async def test_a_tag_missing_upstream_is_manifest_unknown(
+    cache_env: CacheEnvFactory,
+    upstream_proxy: ProxyFactory,
+    distribution_anon: DistributionRegistry,
+) -> None:
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    got = await env.manifest("cache/nothing", "v1")
+    assert got.status == 404
+    assert json.loads(got.body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert not await env.admin.operations(TARGET)
+
+
+async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await asyncio.to_thread(
+        small_index, tmp_path, layer_sizes=(300_000, 500_000), shared_layer_size=400_000
+    )
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/multi", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+
+    await asyncio.gather(*(pull_all(env, "cache/multi", "v1", index) for _ in range(20)))
+
+    for digest in index.blob_digests:
+        assert gets(proxy, f"/blobs/{digest}") == 1, (digest, proxy.blob_requests(digest))
+    assert gets(proxy, "/manifests/v1") == 1
+    operations = await wait_for_jobs(env, 1)
+    assert [op["status"] for op in operations] == ["Succeeded"]
+    await env.assert_consistent()
+
+
+async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_completes(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+    fault_proxy_factory: Callable[[str, int], FaultProxy],
+) -> None:
+    image = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "layout"), seed="dying", layer_sizes=(3_000_000,)
+    )
+    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/dying", "v1")
+    recorder = await upstream_proxy(distribution_anon.url)
+    tcp = fault_proxy_factory("127.0.0.1", recorder.port)
+    upstream = f"127.0.0.1:{tcp.port}"
+    env = await cache_env(upstream, upstream_retry_attempts=1)
+    layer = image.layers[0].digest
+
+    got = await env.manifest("cache/dying", "v1")
+    assert got.status == 200 and got.body == image.manifest_bytes
+    # Every connection from now on is cut after 1 MB of the answer.
+    tcp.set_mode(FaultMode.reset(1_000_000, once=False))
+    async with env.reg.http.get(f"{env.reg.url}/v2/cache/dying/blobs/{layer}") as response:
+        if response.status == 200:
+            # Begun before the upstream died: the body must break off, never end cleanly.
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        else:
+            assert response.status == 502, await response.text()
+    await wait_for_jobs(env, 1)
+    assert not has_blob_file(env.data_dir, layer)
+    got = await env.blob("cache/dying", layer)
+    assert got.status == 404  # nothing half-stored is served
+
+    tcp.set_mode(FaultMode.passthrough())
+    got = await env.manifest("cache/dying", "v1")
+    assert got.status == 200 and got.body == image.manifest_bytes
+    got = await env.blob("cache/dying", layer)
+    assert got.status == 200
+    assert "sha256:" + hashlib.sha256(got.body).hexdigest() == layer
+    operations = await wait_for_jobs(env, 2)
+    assert sorted(op["status"] for op in operations) == ["Failed", "Succeeded"]
+    await env.assert_consistent()
+
+
+async def test_wrong_bytes_from_the_upstream_are_never_committed(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    image = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "layout"), seed="corrupt", layer_sizes=(200_000,)
+    )
+    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/bad", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    layer = image.layers[0].digest
+    proxy.corrupt(f"/blobs/{layer}")
+    env = await cache_env(proxy.host, upstream_retry_attempts=1)
+
+    assert (await env.manifest("cache/bad", "v1")).status == 200
+    async with env.reg.http.get(f"{env.reg.url}/v2/cache/bad/blobs/{layer}") as response:
+        if response.status == 200:
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        else:
+            assert response.status == 502
+    assert not has_blob_file(env.data_dir, layer)
+
+
+async def test_a_stale_tag_is_rechecked_with_a_head_and_a_moved_tag_pulled_again(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    first = await asyncio.to_thread(small_index, tmp_path, seed="first", platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, first, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host, cache_tag_ttl_seconds=0)
+    await pull_all(env, "cache/app", "v1", first)
+    await wait_for_jobs(env, 1)
+    manifest_gets = gets(proxy, "/manifests/")
+    heads = gets(proxy, "/manifests/", "HEAD")
+
+    # Unchanged upstream: one HEAD per pull, no GET (no pull spent on a rate-limited host).
+    for more in (1, 2):
+        got = await env.manifest("cache/app", "v1")
+        assert got.status == 200 and got.body == first.index_bytes
+        assert gets(proxy, "/manifests/v1", "HEAD") == heads + more
+    assert gets(proxy, "/manifests/", "GET") == manifest_gets
+    # By digest: never re-checked.
+    assert (await env.manifest("cache/app", first.digest)).status == 200
+    assert gets(proxy, "/manifests/", "HEAD") == heads + 2
+
+    second = await asyncio.to_thread(
+        small_index, tmp_path, seed="second", platforms=("linux/arm64",)
+    )
+    await asyncio.to_thread(push_layout_http, second, distribution_anon.url, "team/app", "v1")
+    await pull_all(env, "cache/app", "v1", second)
+    await wait_for_jobs(env, 2)
+    assert (await env.manifest("cache/app", "v1")).body == second.index_bytes
+    await env.assert_consistent()
+
+
+async def test_an_upstream_outage_serves_the_cached_tag_and_counts_it(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    index = await asyncio.to_thread(small_index, tmp_path, platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host, cache_tag_ttl_seconds=0, upstream_retry_attempts=1)
+    await pull_all(env, "cache/app", "v1", index)
+    await wait_for_jobs(env, 1)
+
+    await proxy.close()  # the upstream is gone
+    await pull_all(env, "cache/app", "v1", index)
+    assert "serving cached cache/app:v1" in caplog.text
+    metrics = await fetch(env.reg.http, env.reg.url, "/metrics")
+    assert b"transship_cache_stale_served_total 1.0" in metrics.body
+
+
+async def test_a_caller_who_may_not_pull_triggers_no_upstream_request(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await asyncio.to_thread(small_index, tmp_path, platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host, data_plane_auth=True)
+    blob = index.blob_digests[0]
+    for path in ("/v2/cache/app/manifests/v1", f"/v2/cache/app/blobs/{blob}"):
+        for method in ("GET", "HEAD"):
+            async with env.reg.http.request(method, env.reg.url + path) as response:
+                assert response.status == 401, (method, path)
+    assert not proxy.seen
+    assert not await env.admin.operations(TARGET)
