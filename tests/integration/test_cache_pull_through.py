@@ -8,43 +8,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, insecure, small_index
+from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, small_index
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
-from tests.support.app import make_settings
-from tests.support.cache_rules import Rule, StaticCacheRules, cached_registry
-from tests.support.imports import Management, fetch, has_blob_file
+from tests.support.cache_rules import CacheEnvFactory, cache_env  # noqa: F401
+from tests.support.imports import fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
-
-CacheEnvFactory = Callable[..., Awaitable[ImportEnv]]
-
-
-@pytest.fixture
-async def cache_env(tmp_path: Path) -> AsyncIterator[CacheEnvFactory]:
-    """`await cache_env(upstream_host, **settings)` → a running server whose default
-    registry pulls `cache/*` through from `team/*` on `upstream_host` (plain HTTP)."""
-    async with AsyncExitStack() as stack:
-
-        async def make(upstream_host: str, **overrides: Any) -> ImportEnv:
-            data_dir = tmp_path / "data"
-            overrides.setdefault("upstreams", insecure(upstream_host))
-            settings = make_settings(data_dir, None, **overrides)
-            rules = StaticCacheRules([Rule("team", "cache/*", upstream_host, "team/*")])
-            reg = await stack.enter_async_context(cached_registry(settings, rules))
-            admin = Management(reg, data_dir)
-            await admin.create_registry(TARGET)
-            return ImportEnv(reg, admin, data_dir, None)
-
-        yield make
 
 
 async def pull_all(env: ImportEnv, repository: str, tag: str, index: BuiltIndex) -> None:
@@ -81,7 +58,7 @@ def gets(proxy: UpstreamProxy, fragment: str, method: str = "GET") -> int:
 
 async def test_first_pull_answers_the_exact_image_and_imports_it(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
@@ -115,7 +92,7 @@ async def test_first_pull_answers_the_exact_image_and_imports_it(
 
 
 async def test_repository_without_a_rule_is_not_pulled_through(
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     upstream_proxy: ProxyFactory,
     distribution_anon: DistributionRegistry,
 ) -> None:
@@ -127,7 +104,7 @@ async def test_repository_without_a_rule_is_not_pulled_through(
 
 
 async def test_a_tag_missing_upstream_is_manifest_unknown(
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     upstream_proxy: ProxyFactory,
     distribution_anon: DistributionRegistry,
 ) -> None:
@@ -141,7 +118,7 @@ async def test_a_tag_missing_upstream_is_manifest_unknown(
 
 async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
@@ -164,7 +141,7 @@ async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(
 
 async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_completes(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
     fault_proxy_factory: Callable[[str, int], FaultProxy],
@@ -208,7 +185,7 @@ async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_complete
 
 async def test_wrong_bytes_from_the_upstream_are_never_committed(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
@@ -233,7 +210,7 @@ async def test_wrong_bytes_from_the_upstream_are_never_committed(
 
 async def test_a_stale_tag_is_rechecked_with_a_head_and_a_moved_tag_pulled_again(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:
@@ -268,7 +245,7 @@ async def test_a_stale_tag_is_rechecked_with_a_head_and_a_moved_tag_pulled_again
 
 async def test_an_upstream_outage_serves_the_cached_tag_and_counts_it(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
     caplog: pytest.LogCaptureFixture,
@@ -289,7 +266,7 @@ async def test_an_upstream_outage_serves_the_cached_tag_and_counts_it(
 
 async def test_a_caller_who_may_not_pull_triggers_no_upstream_request(
     tmp_path: Path,
-    cache_env: CacheEnvFactory,
+    cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
 ) -> None:

@@ -1,20 +1,28 @@
-"""Cache rules for pull-through tests: an in-memory CacheRuleLookup, and an in-process
-server built with it (the composition root's `cache_rules`)."""
+"""Cache rules for pull-through tests: an in-memory CacheRuleLookup, an in-process server
+built with it (the composition root's `cache_rules`), and the `cache_env` fixture (import
+it by name into a test module)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.support.app import AppTestServer, RunningRegistry
+from tests.integration.conftest import TARGET, ImportEnv, insecure
+from tests.support.app import AppTestServer, RunningRegistry, make_settings
+from tests.support.imports import Management
 from transship.api.app import create_app
 from transship.api.services import build_services
 from transship.cache.ports import CachedUpstream
 from transship.config import Settings
 from transship.imports.ports import Credentials
+
+CacheEnvFactory = Callable[..., Awaitable[ImportEnv]]
 
 
 @dataclass(frozen=True)
@@ -71,3 +79,23 @@ async def cached_registry(
     finally:
         await server.close()
         await services.close()
+
+
+@pytest.fixture
+async def cache_env(tmp_path: Path) -> AsyncIterator[CacheEnvFactory]:
+    """`await cache_env(upstream_host, **settings)` → a running server whose default
+    registry (reached at the server's own address) pulls `cache/*` through from `team/*`
+    on `upstream_host` (plain HTTP); stopped at teardown."""
+    async with AsyncExitStack() as stack:
+
+        async def make(upstream_host: str, **overrides: Any) -> ImportEnv:
+            data_dir = tmp_path / "data"
+            overrides.setdefault("upstreams", insecure(upstream_host))
+            settings = make_settings(data_dir, None, **overrides)
+            rules = StaticCacheRules([Rule("team", "cache/*", upstream_host, "team/*")])
+            reg = await stack.enter_async_context(cached_registry(settings, rules))
+            admin = Management(reg, data_dir)
+            await admin.create_registry(TARGET)
+            return ImportEnv(reg, admin, data_dir, None)
+
+        yield make
