@@ -20,6 +20,7 @@ from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
 from tests.support.cache_rules import CacheEnvFactory, cache_env  # noqa: F401
+from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
 
@@ -281,3 +282,42 @@ async def test_a_caller_who_may_not_pull_triggers_no_upstream_request(
                 assert response.status == 401, (method, path)
     assert not proxy.seen
     assert not await env.admin.operations(TARGET)
+
+
+async def test_pull_right_alone_pulls_through_and_no_right_fetches_nothing(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await asyncio.to_thread(small_index, tmp_path, platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host, data_plane_auth=True)
+    owner = IdentityClient(env.reg.http, env.reg.url, owner_credential(env.data_dir))
+    stranger = await owner.create_service_principal("stranger")
+    puller = await owner.create_service_principal("puller")
+    await owner.assign(env.admin.registry_id(TARGET), puller.object_id, "AcrPull")
+    child = index.children[0]
+
+    for path in ("/v2/cache/app/manifests/v1", f"/v2/cache/app/blobs/{child.config.digest}"):
+        async with env.reg.http.get(
+            env.reg.url + path, headers={"Authorization": stranger.basic}
+        ) as response:
+            assert response.status in (401, 403), (path, response.status)
+    assert not proxy.seen
+    assert not await env.admin.operations(TARGET)
+
+    # AcrPull has no push right: the service writes the cache on the rule's behalf.
+    headers = {"Authorization": puller.basic, "Accept": index.media_type}
+    async with env.reg.http.get(
+        f"{env.reg.url}/v2/cache/app/manifests/v1", headers=headers
+    ) as response:
+        assert response.status == 200 and await response.read() == index.index_bytes
+    async with env.reg.http.get(
+        f"{env.reg.url}/v2/cache/app/blobs/{child.config.digest}", headers=headers
+    ) as response:
+        assert response.status == 200
+        assert "sha256:" + hashlib.sha256(await response.read()).hexdigest() == child.config.digest
+    operations = await wait_for_jobs(env, 1)
+    assert [op["status"] for op in operations] == ["Succeeded"]
