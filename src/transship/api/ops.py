@@ -175,8 +175,8 @@ class Metrics:
         self.budgets: list[Budget] = []
         self.budgets_read_at: datetime | None = None
         # Pulls served from the cache because re-checking a tag upstream failed (read from
-        # the pull-through service for the scrape being answered).
-        self.cache_stale_served = 0
+        # the pull-through service for the scrape being answered; None: no pull-through).
+        self.cache_stale_served: int | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -216,12 +216,13 @@ class Metrics:
             "transship_start_time_seconds", "When the process started.", value=self.started
         )
         yield from self._budget_gauges()
-        yield CounterMetricFamily(
-            "transship_cache_stale_served",
-            "Pulls through a cache rule answered from the cache because re-checking the tag "
-            "upstream failed (this process).",
-            value=self.cache_stale_served,
-        )
+        if self.cache_stale_served is not None:
+            yield CounterMetricFamily(
+                "transship_cache_stale_served",
+                "Pulls through a cache rule answered from the cache because re-checking the "
+                "tag upstream failed (this process).",
+                value=self.cache_stale_served,
+            )
 
     def _budget_gauges(self) -> Iterator[Metric]:
         labels = ("host", "user")
