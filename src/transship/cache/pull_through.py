@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
+from transship.cache.errors import CredentialSetUnavailable
 from transship.cache.ports import CachedUpstream, CacheRuleLookup
 from transship.errors import NotFound, UpstreamFailure
 from transship.imports.engine import SourceFactory
@@ -232,7 +233,7 @@ class PullThrough:
         found = await self._pending(registry.id, repository, ref)
         if found is not None:
             return found
-        upstream = await self._rules.upstream_for(registry.id, repository)
+        upstream = await self._upstream_for(registry.id, repository)
         if upstream is None:
             raise missing
         fill = await self._fill_once(registry, repository, ref, upstream)
@@ -270,9 +271,14 @@ class PullThrough:
         pending = await self._pending(registry.id, repository, tag)
         if pending is not None:
             return pending  # being pulled through right now: as fresh as it gets
-        upstream = await self._rules.upstream_for(registry.id, repository)
         # Remembered for repositories under no rule too: one rule lookup per TTL, not per pull.
         self._mark_checked(registry.id, repository, tag)
+        try:
+            upstream = await self._upstream_for(registry.id, repository)
+        except UpstreamFailure as exc:
+            self.stale_served += 1
+            log.warning("serving cached %s:%s (%s): %s", repository, tag, record.digest, exc)
+            return record
         if upstream is None:
             return record
         spec = SourceSpec(upstream.host, None, upstream.repository, tag)
@@ -292,6 +298,14 @@ class PullThrough:
         except (UpstreamFailure, NotFound) as exc:
             return self._stale(repository, tag, upstream, exc.message, record)
         return _record(fill.manifests[fill.root])
+
+    async def _upstream_for(self, registry_id: int, repository: str) -> CachedUpstream | None:
+        """The rule's upstream, or None. Raises UpstreamFailure (naming the credential set,
+        never the secret) when the rule's credentials cannot be resolved."""
+        try:
+            return await self._rules.upstream_for(registry_id, repository)
+        except CredentialSetUnavailable as exc:
+            raise UpstreamFailure(f"the cache rule of {repository} cannot be used: {exc}") from None
 
     def _stale(
         self,
@@ -492,7 +506,10 @@ class PullThrough:
         """Fetch the blob from the fill's upstream into `tee` (the store, pinned to the fill's
         job, and the client), commit it verified, link it into the repository, then let the
         client have its last bytes. Raises ImportFailure (nothing is kept)."""
-        upstream = await self._rules.upstream_for(fill.registry_id, fill.repository)
+        try:
+            upstream = await self._upstream_for(fill.registry_id, fill.repository)
+        except UpstreamFailure as exc:
+            raise ImportFailure("CredentialSetUnavailable", exc.message, step=Step.COPY) from None
         if upstream is None:
             raise ImportFailure(
                 "CacheRuleGone",
