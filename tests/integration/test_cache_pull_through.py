@@ -19,10 +19,11 @@ from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, small_in
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
-from tests.support.cache_rules import CacheEnvFactory, cache_env  # noqa: F401
+from tests.support.cache_rules import CacheEnvFactory, Rule, StaticCacheRules, cache_env  # noqa: F401
 from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
+from transship.cache.errors import CredentialSetUnavailable
 
 
 async def pull_all(env: ImportEnv, repository: str, tag: str, index: BuiltIndex) -> None:
@@ -321,3 +322,45 @@ async def test_pull_right_alone_pulls_through_and_no_right_fetches_nothing(
         assert "sha256:" + hashlib.sha256(await response.read()).hexdigest() == child.config.digest
     operations = await wait_for_jobs(env, 1)
     assert [op["status"] for op in operations] == ["Succeeded"]
+
+
+async def test_a_rule_whose_credentials_cannot_be_resolved_is_a_clear_502(
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    rules = env.reg.services.pull_through
+    assert rules is not None
+    broken = CredentialSetUnavailable("hub-creds", "https://vault/secrets/hub", "not set")
+    env_rules = rules._rules
+    assert isinstance(env_rules, StaticCacheRules)
+    env_rules.rules.insert(0, Rule("locked", "locked/*", proxy.host, "team/*", broken=broken))
+    got = await env.manifest("locked/app", "v1")
+    assert got.status == 502, got
+    assert "hub-creds" in got.body.decode()
+    assert not proxy.seen
+
+
+async def test_a_cached_repository_is_ordinary_deleted_it_fills_again(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    index = await asyncio.to_thread(small_index, tmp_path, platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    await pull_all(env, "cache/app", "v1", index)
+    await wait_for_jobs(env, 1)
+
+    async with env.reg.request("DELETE", f"/v2/cache/app/manifests/{index.digest}") as r:
+        assert r.status == 202, await r.text()
+    assert (await env.tags("cache/app")) in ([], None)
+    await pull_all(env, "cache/app", "v1", index)
+    operations = await wait_for_jobs(env, 2)
+    assert [op["status"] for op in operations] == ["Succeeded", "Succeeded"]
+    assert await env.tags("cache/app") == ["v1"]
+    await env.assert_consistent()

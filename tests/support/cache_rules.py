@@ -35,6 +35,8 @@ class Rule:
     host: str
     source: str
     credentials: Credentials | None = None
+    # Raised instead of answering (a credential set whose secret cannot be resolved).
+    broken: Exception | None = None
 
     def upstream_for(self, repository: str) -> CachedUpstream | None:
         if self.target.endswith("/*"):
@@ -46,6 +48,8 @@ class Rule:
             upstream = self.source
         else:
             return None
+        if self.broken is not None:
+            raise self.broken
         return CachedUpstream(self.name, self.host, upstream, self.credentials)
 
 

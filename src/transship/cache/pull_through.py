@@ -57,7 +57,8 @@ log = logging.getLogger("transship.cache")
 
 T = TypeVar("T")
 
-# How often a fill looks at its import job again (to forget itself once the job ended).
+# How often the sweep each new fill makes looks again at the jobs of fills no pull asked
+# about since (so fills of repositories nobody pulls any more are forgotten too).
 _JOB_RECHECK_SECONDS = 1.0
 # Tags whose last check is remembered (the oldest are forgotten first; a forgotten tag is
 # re-checked at its next pull).
@@ -265,9 +266,6 @@ class PullThrough:
     async def _recheck(
         self, registry: RegistryRecord, repository: str, tag: str, record: ManifestRecord
     ) -> ManifestRecord:
-        fills = self._fills.get((registry.id, repository))
-        if fills:
-            await self._forget_ended(time_bound=False, only=fills)
         pending = await self._pending(registry.id, repository, tag)
         if pending is not None:
             return pending  # being pulled through right now: as fresh as it gets
@@ -404,7 +402,9 @@ class PullThrough:
         fills = self._fills.get((registry_id, repository))
         if not fills:
             return []
-        await self._forget_ended(time_bound=True, only=fills)
+        # Looked at every time: a fill whose job has ended is never served (the image is
+        # committed, or the job failed and the next pull must start again).
+        await self._forget_ended(time_bound=False, only=fills)
         return list(self._fills.get((registry_id, repository), ()))
 
     async def _forget_ended(self, *, time_bound: bool, only: list[_Fill] | None = None) -> None:
@@ -477,11 +477,9 @@ class PullThrough:
     async def _fill_with_blob(
         self, registry_id: int, repository: str, digest: Digest
     ) -> _Fill | None:
-        # The job is looked at every time: a blob is never fetched for a fill whose job has
-        # ended (nothing would commit the image; the next manifest pull starts a new one).
-        fills = [f for f in self._fills.get((registry_id, repository), ()) if digest in f.blobs]
-        await self._forget_ended(time_bound=False, only=fills)
-        for fill in self._fills.get((registry_id, repository), ()):
+        # A blob is never fetched for a fill whose job has ended (nothing would commit the
+        # image; the next manifest pull starts a new one).
+        for fill in await self._live_fills(registry_id, repository):
             if digest in fill.blobs:
                 return fill
         return None
