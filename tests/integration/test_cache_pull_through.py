@@ -60,6 +60,7 @@ def gets(proxy: UpstreamProxy, fragment: str, method: str = "GET") -> int:
 
 async def test_first_pull_answers_the_exact_image_and_imports_it(
     tmp_path: Path,
+    database_url: str | None,
     cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
@@ -67,7 +68,7 @@ async def test_first_pull_answers_the_exact_image_and_imports_it(
     index = await asyncio.to_thread(small_index, tmp_path)
     await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
     proxy = await upstream_proxy(distribution_anon.url)
-    env = await cache_env(proxy.host)
+    env = await cache_env(proxy.host, database_url)
 
     await pull_all(env, "cache/app", "v1", index)
 
@@ -120,6 +121,7 @@ async def test_a_tag_missing_upstream_is_manifest_unknown(
 
 async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(
     tmp_path: Path,
+    database_url: str | None,
     cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
@@ -129,7 +131,7 @@ async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(
     )
     await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/multi", "v1")
     proxy = await upstream_proxy(distribution_anon.url)
-    env = await cache_env(proxy.host)
+    env = await cache_env(proxy.host, database_url)
 
     await asyncio.gather(*(pull_all(env, "cache/multi", "v1", index) for _ in range(20)))
 
@@ -143,6 +145,7 @@ async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(
 
 async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_completes(
     tmp_path: Path,
+    database_url: str | None,
     cache_env: CacheEnvFactory,  # noqa: F811
     distribution_anon: DistributionRegistry,
     upstream_proxy: ProxyFactory,
@@ -155,7 +158,7 @@ async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_complete
     recorder = await upstream_proxy(distribution_anon.url)
     tcp = fault_proxy_factory("127.0.0.1", recorder.port)
     upstream = f"127.0.0.1:{tcp.port}"
-    env = await cache_env(upstream, upstream_retry_attempts=1)
+    env = await cache_env(upstream, database_url, upstream_retry_attempts=1)
     layer = image.layers[0].digest
 
     got = await env.manifest("cache/dying", "v1")

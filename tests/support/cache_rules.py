@@ -87,19 +87,21 @@ async def cached_registry(
 
 @pytest.fixture
 async def cache_env(tmp_path: Path) -> AsyncIterator[CacheEnvFactory]:
-    """`await cache_env(upstream_host, **settings)` → a running server whose default
-    registry (reached at the server's own address) pulls `cache/*` through from `team/*`
-    on `upstream_host` (plain HTTP); stopped at teardown."""
+    """`await cache_env(upstream_host, database_url=None, **settings)` → a running server
+    whose default registry (reached at the server's own address) pulls `cache/*` through
+    from `team/*` on `upstream_host` (plain HTTP); stopped at teardown."""
     async with AsyncExitStack() as stack:
 
-        async def make(upstream_host: str, **overrides: Any) -> ImportEnv:
+        async def make(
+            upstream_host: str, database_url: str | None = None, **overrides: Any
+        ) -> ImportEnv:
             data_dir = tmp_path / "data"
             overrides.setdefault("upstreams", insecure(upstream_host))
-            settings = make_settings(data_dir, None, **overrides)
+            settings = make_settings(data_dir, database_url, **overrides)
             rules = StaticCacheRules([Rule("team", "cache/*", upstream_host, "team/*")])
             reg = await stack.enter_async_context(cached_registry(settings, rules))
             admin = Management(reg, data_dir)
             await admin.create_registry(TARGET)
-            return ImportEnv(reg, admin, data_dir, None)
+            return ImportEnv(reg, admin, data_dir, database_url)
 
         yield make
