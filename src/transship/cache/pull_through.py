@@ -26,6 +26,7 @@ the content is written on the rule's behalf (the caller needs no push right).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -60,6 +61,9 @@ T = TypeVar("T")
 # How often the sweep each new fill makes looks again at the jobs of fills no pull asked
 # about since (so fills of repositories nobody pulls any more are forgotten too).
 _JOB_RECHECK_SECONDS = 1.0
+# How long after a fill's job ended a lookup that finds nothing looks at the repository again
+# (its miss may have raced the job's commit).
+_ENDED_LATELY_SECONDS = 60.0
 # Tags whose last check is remembered (the oldest are forgotten first; a forgotten tag is
 # re-checked at its next pull).
 _CHECKED_TAGS_MAX = 100_000
@@ -206,6 +210,8 @@ class PullThrough:
         self._fills: dict[tuple[int, str], list[_Fill]] = {}
         self._running: dict[tuple[object, ...], asyncio.Future[object]] = {}
         self._checked: OrderedDict[tuple[int, str, str], float] = OrderedDict()
+        # When the last fill of a repository ended (a lookup that raced its commit looks again).
+        self._ended: dict[tuple[int, str], float] = {}
         # Pulls answered from the cache because re-checking the tag upstream failed.
         self.stale_served = 0
 
@@ -234,6 +240,10 @@ class PullThrough:
         found = await self._pending(registry.id, repository, ref)
         if found is not None:
             return found
+        if self._ended_lately(registry.id, repository):
+            # A fill's job ended lately: it may have committed this since the lookup missed.
+            with contextlib.suppress(NotFound):
+                return await self._manifests.get(registry, repository, reference)
         upstream = await self._upstream_for(registry.id, repository)
         if upstream is None:
             raise missing
@@ -422,11 +432,19 @@ class PullThrough:
             if job is None or job.state in FINAL_STATES:
                 self._forget(fill)
 
+    def _ended_lately(self, registry_id: int, repository: str) -> bool:
+        at = self._ended.get((registry_id, repository))
+        return at is not None and self._clock() - at <= _ENDED_LATELY_SECONDS
+
     def _forget(self, fill: _Fill) -> None:
         key = (fill.registry_id, fill.repository)
         fills = self._fills.get(key, [])
         if fill in fills:
             fills.remove(fill)
+            now = self._clock()
+            self._ended[key] = now
+            for old in [k for k, at in self._ended.items() if now - at > _ENDED_LATELY_SECONDS]:
+                del self._ended[old]
             self._shelf.drop(fill.registry_id, fill.manifests)
         if not fills:
             self._fills.pop(key, None)
@@ -450,6 +468,12 @@ class PullThrough:
         failure propagates and the answer must be aborted (never completed)."""
         fill = await self._fill_with_blob(registry.id, repository, digest)
         if fill is None:
+            if self._ended_lately(registry.id, repository):
+                # A fill's job ended lately: it may have committed this since the lookup missed.
+                async with self._meta.reading() as q:
+                    size = await q.repository_blob_size(registry.id, repository, digest)
+                if size is not None:
+                    return BlobLocation(digest, size)
             raise missing
         size = fill.blobs[digest]
         if receiver is None:
