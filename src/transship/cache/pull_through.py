@@ -522,6 +522,8 @@ class PullThrough:
                 await q.link_blob(repo_id, digest)
             except BlobMissing:
                 return False
+            # Linked, it is held: no pin may outlive the job (it may end before this commits).
+            await q.jobs.unpin_blob(fill.job_id, digest)
         return True
 
     async def _tee(self, fill: _Fill, digest: Digest, tee: _Tee) -> None:
@@ -550,6 +552,8 @@ class PullThrough:
         async with self._meta.writing() as q:
             repo_id = await q.ensure_repository(fill.registry_id, fill.repository)
             await q.link_blob(repo_id, digest)
+            # Linked, it is held; the job links it from the registry like any of its blobs.
+            await q.jobs.unpin_blob(fill.job_id, digest)
         await tee.finish()
 
     # -- single flight -----------------------------------------------------------------------
