@@ -175,8 +175,14 @@ async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_complete
             assert response.status == 502, await response.text()
     await wait_for_jobs(env, 1)
     assert not has_blob_file(env.data_dir, layer)
-    got = await env.blob("cache/dying", layer)
-    assert got.status == 404  # nothing half-stored is served
+    # Asked again while the upstream still dies: fetched again, and broken off again.
+    async with env.reg.http.get(f"{env.reg.url}/v2/cache/dying/blobs/{layer}") as response:
+        if response.status == 200:
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        else:
+            assert response.status == 502, await response.text()
+    assert not has_blob_file(env.data_dir, layer)
 
     tcp.set_mode(FaultMode.passthrough())
     got = await env.manifest("cache/dying", "v1")
@@ -371,4 +377,38 @@ async def test_a_cached_repository_is_ordinary_deleted_it_fills_again(
     operations = await wait_for_jobs(env, 2)
     assert [op["status"] for op in operations] == ["Succeeded", "Succeeded"]
     assert await env.tags("cache/app") == ["v1"]
+    await env.assert_consistent()
+
+
+async def test_a_blob_asked_for_on_its_own_is_fetched_from_the_rules_upstream(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """What another server process answers for a blob of an image this one is filling (or
+    a client asking for a blob by digest): the upstream repository's blob, verified."""
+    index = await asyncio.to_thread(small_index, tmp_path, platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    layer = index.children[0].layers[0]
+
+    async with env.reg.request("HEAD", f"/v2/cache/app/blobs/{layer.digest}") as r:
+        assert r.status == 200 and r.content_length == layer.descriptor.size
+    assert gets(proxy, f"/blobs/{layer.digest}") == 0  # a HEAD is answered with a HEAD
+    got = await env.blob("cache/app", layer.digest)
+    assert got.status == 200
+    assert "sha256:" + hashlib.sha256(got.body).hexdigest() == layer.digest
+    assert gets(proxy, f"/blobs/{layer.digest}") == 1
+    got = await env.blob("cache/app", layer.digest)  # linked now: served locally
+    assert got.status == 200 and gets(proxy, f"/blobs/{layer.digest}") == 1
+
+    unknown = "sha256:" + "0" * 64
+    got = await env.blob("cache/app", unknown)
+    assert got.status == 404 and json.loads(got.body)["errors"][0]["code"] == "BLOB_UNKNOWN"
+    got = await env.blob("other/app", layer.digest)  # no rule: nothing asked upstream
+    assert got.status == 404
+    assert not proxy.requests_to("/v2/team/app/blobs/" + unknown, "GET")
+    assert not [s for s in proxy.seen if "/other/" in s.path]
     await env.assert_consistent()

@@ -10,6 +10,11 @@ that is not stored yet is fetched as the client asks for it, streamed to the cli
 it is written and verified (the last chunk is held back until the blob is verified and
 committed, so a client never receives a complete-looking answer of wrong bytes).
 
+A blob of a repository under a rule that is not stored and belongs to no fill of this
+process (another process is filling it, or a client asks for it by digest) is fetched the
+same way from the rule's upstream repository (its size asked with one HEAD) and linked
+into the repository as it is committed.
+
 One upstream fetch per blob, whatever the number of pullers: the first puller of a blob
 tees it, through the import engine's single-flight fetch; pullers that come meanwhile,
 and the import job itself, wait for it to commit and then read the store.
@@ -89,6 +94,16 @@ class JobLookup(Protocol):
     ) -> ImportJobRecord: ...
 
     async def get(self, job_id: str) -> ImportJobRecord | None: ...
+
+
+class BlobSink(ImageSink, Protocol):
+    """Where pulled-through blobs go (RegistrySink)."""
+
+    def linked_blob(
+        self, registry_id: int, repository: str, digest: Digest, size: int
+    ) -> PendingBlob:
+        """A writer whose `commit` links the blob into the repository (no job)."""
+        ...
 
 
 class SharedFetch(Protocol):
@@ -185,7 +200,7 @@ class PullThrough:
         meta: MetadataStore,
         store: BlobStore,
         manifests: ManifestService,
-        sink: ImageSink,
+        sink: BlobSink,
         sources: SourceFactory,
         engine: SharedFetch,
         jobs: JobLookup,
@@ -458,34 +473,47 @@ class PullThrough:
         missing: NotFound,
         receiver: BlobReceiver | None,
     ) -> BlobLocation | None:
-        """A blob the repository does not hold (`missing` is why), of an image being pulled
-        through. Returns where it is stored now (serve it from there), or None when it was
-        fetched and streamed to `receiver` (the answer is complete). Without `receiver` (a
-        HEAD), only its size is looked up.
+        """A blob the repository does not hold (`missing` is why), in a repository under a
+        cache rule: of an image being pulled through (its size is known), or any other (its
+        size is asked upstream with one HEAD). Returns where it is stored now (serve it from
+        there), or None when it was fetched and streamed to `receiver` (the answer is
+        complete). Without `receiver` (a HEAD), only its size is looked up.
 
-        Raises `missing` when no fill of the repository has the blob, UpstreamFailure (or
-        NotFound) when the upstream fails before `receiver` began; after it began, the
-        failure propagates and the answer must be aborted (never completed)."""
+        Raises `missing` when no rule covers the repository or the upstream has no such
+        blob, UpstreamFailure (or NotFound) when the upstream fails before `receiver`
+        began; after it began, the failure propagates and the answer must be aborted
+        (never completed)."""
         fill = await self._fill_with_blob(registry.id, repository, digest)
-        if fill is None:
+        if fill is not None:
+            size = fill.blobs[digest]
+        else:
             if self._ended_lately(registry.id, repository):
                 # A fill's job ended lately: it may have committed this since the lookup missed.
-                async with self._meta.reading() as q:
-                    size = await q.repository_blob_size(registry.id, repository, digest)
-                if size is not None:
-                    return BlobLocation(digest, size)
-            raise missing
-        size = fill.blobs[digest]
+                found = await self._linked_size(registry.id, repository, digest)
+                if found is not None:
+                    return BlobLocation(digest, found)
+            # Not one this process is filling (another process may be: its blob requests
+            # can land here), or asked for on its own: the upstream repository's blob.
+            upstream = await self._upstream_for(registry.id, repository)
+            if upstream is None:
+                raise missing
+            sized = await self._upstream_size(registry.id, repository, digest, upstream)
+            if sized is None:
+                raise missing
+            size = sized
         if receiver is None:
             return BlobLocation(digest, size)
         for _ in range(3):
-            if await self._link_held(fill, digest):
+            if fill is not None and await self._link_held(fill, digest):
                 return BlobLocation(digest, size)
+            if fill is None:
+                found = await self._linked_size(registry.id, repository, digest)
+                if found is not None:
+                    return BlobLocation(digest, found)
             tee = _Tee(receiver, size)
+            fetch = functools.partial(self._tee, registry.id, repository, fill, digest, tee)
             try:
-                committed = await self._engine.fetch_once(
-                    registry.id, digest, functools.partial(self._tee, fill, digest, tee)
-                )
+                committed = await self._engine.fetch_once(registry.id, digest, fetch)
             except ImportFailure as exc:
                 if tee.begun:
                     raise  # the client has part of the blob: its answer must break off
@@ -497,6 +525,24 @@ class PullThrough:
         # Another fetch committed the blob and it could not be linked from there: rare
         # (collected at once); the client may simply pull again.
         raise UpstreamFailure(f"blob {digest} of {repository} could not be pulled through")
+
+    async def _linked_size(self, registry_id: int, repository: str, digest: Digest) -> int | None:
+        async with self._meta.reading() as q:
+            return await q.repository_blob_size(registry_id, repository, digest)
+
+    async def _upstream_size(
+        self, registry_id: int, repository: str, digest: Digest, upstream: CachedUpstream
+    ) -> int | None:
+        """The blob's size on the rule's upstream by one HEAD, or None when it has no such
+        blob (or does not tell). Raises UpstreamFailure or NotFound."""
+        spec = SourceSpec(upstream.host, None, upstream.repository, digest)
+        try:
+            async with self._sources.open(spec, upstream.credentials, registry_id) as source:
+                if not isinstance(source, HeldFirstSource):
+                    return None
+                return await source.head_blob(digest)
+        except ImportFailure as exc:
+            raise _domain_error(exc, "blob", repository, str(digest)) from None
 
     async def _fill_with_blob(
         self, registry_id: int, repository: str, digest: Digest
@@ -526,34 +572,43 @@ class PullThrough:
             await q.jobs.unpin_blob(fill.job_id, digest)
         return True
 
-    async def _tee(self, fill: _Fill, digest: Digest, tee: _Tee) -> None:
-        """Fetch the blob from the fill's upstream into `tee` (the store, pinned to the fill's
-        job, and the client), commit it verified, link it into the repository, then let the
-        client have its last bytes. Raises ImportFailure (nothing is kept)."""
+    async def _tee(
+        self, registry_id: int, repository: str, fill: _Fill | None, digest: Digest, tee: _Tee
+    ) -> None:
+        """Fetch the blob from the rule's upstream into `tee` (the store and the client),
+        commit it verified, link it into the repository, then let the client have its last
+        bytes. A blob of a fill is pinned to the fill's job until linked; any other is
+        linked as it is committed. Raises ImportFailure (nothing is kept)."""
         try:
-            upstream = await self._upstream_for(fill.registry_id, fill.repository)
+            upstream = await self._upstream_for(registry_id, repository)
         except UpstreamFailure as exc:
             raise ImportFailure("CredentialSetUnavailable", exc.message, step=Step.COPY) from None
         if upstream is None:
             raise ImportFailure(
                 "CacheRuleGone",
-                f"no cache rule covers {fill.repository} any more",
+                f"no cache rule covers {repository} any more",
                 step=Step.COPY,
                 obj=str(digest),
             )
-        spec = SourceSpec(upstream.host, None, upstream.repository, fill.root)
-        pending = tee.inner = self._sink.pending_blob(fill.job_id, digest, tee.size)
+        reference = digest if fill is None else fill.root
+        spec = SourceSpec(upstream.host, None, upstream.repository, reference)
+        pending = tee.inner = (
+            self._sink.linked_blob(registry_id, repository, digest, tee.size)
+            if fill is None
+            else self._sink.pending_blob(fill.job_id, digest, tee.size)
+        )
         try:
-            async with self._sources.open(spec, upstream.credentials, fill.registry_id) as source:
+            async with self._sources.open(spec, upstream.credentials, registry_id) as source:
                 await source.fetch_blob(digest, tee.size, tee)
             await pending.commit()
         finally:
             await pending.discard()
-        async with self._meta.writing() as q:
-            repo_id = await q.ensure_repository(fill.registry_id, fill.repository)
-            await q.link_blob(repo_id, digest)
-            # Linked, it is held; the job links it from the registry like any of its blobs.
-            await q.jobs.unpin_blob(fill.job_id, digest)
+        if fill is not None:
+            async with self._meta.writing() as q:
+                repo_id = await q.ensure_repository(registry_id, repository)
+                await q.link_blob(repo_id, digest)
+                # Linked, it is held; the job links it from the registry like its other blobs.
+                await q.jobs.unpin_blob(fill.job_id, digest)
         await tee.finish()
 
     # -- single flight -----------------------------------------------------------------------
