@@ -107,11 +107,13 @@ async def test_credential_set_and_cache_rule_lifecycle(
     assert made["properties"]["creationDate"].endswith("Z")
     # The pull path sees it, with the credentials unsealed.
     found = await reg.services.cache_rule_lookup.upstream_for(
-        (await reg.services.registries.require(
-            admin.subscription_id, admin.resource_group, "default"
-        )).id,
+        (
+            await reg.services.registries.require(
+                admin.subscription_id, admin.resource_group, "default"
+            )
+        ).id,
         "library/nginx",
-    )  # fmt: skip
+    )
     assert found is not None and found.repository == "library/nginx"
     assert found.credentials is not None and found.credentials.password == SECRET_VALUES[1]
 
@@ -138,8 +140,12 @@ async def test_credential_set_and_cache_rule_lifecycle(
     status, changed, _ = await admin.call(
         "PATCH",
         creds,
-        {"properties": {"authCredentials": [{"name": "Credential1", "passwordSecretIdentifier": other}]}},
-    )  # fmt: skip
+        {
+            "properties": {
+                "authCredentials": [{"name": "Credential1", "passwordSecretIdentifier": other}]
+            }
+        },
+    )
     assert status == 200, changed
     (credential,) = changed["properties"]["authCredentials"]
     assert credential["passwordSecretIdentifier"] == other
@@ -172,8 +178,13 @@ async def test_bad_input_is_refused_naming_the_field(reg: RunningRegistry, tmp_p
     await admin.call(
         "PUT",
         f"{registry}/cacheRules/hub-library",
-        {"properties": {"sourceRepository": "docker.io/library/*", "targetRepository": "library/*"}},
-    )  # fmt: skip
+        {
+            "properties": {
+                "sourceRepository": "docker.io/library/*",
+                "targetRepository": "library/*",
+            }
+        },
+    )
     cases: list[tuple[str, str, Any, str]] = [
         ("PUT", f"{registry}/credentialSets/bad", _set_body(), "credentialSetName"),
         ("PUT", creds, _set_body("https://docker.io"), "loginServer"),
@@ -194,7 +205,12 @@ async def test_bad_input_is_refused_naming_the_field(reg: RunningRegistry, tmp_p
         (
             "PUT",
             f"{registry}/cacheRules/other-lib",
-            {"properties": {"sourceRepository": "quay.io/library/*", "targetRepository": "library/*"}},
+            {
+                "properties": {
+                    "sourceRepository": "quay.io/library/*",
+                    "targetRepository": "library/*",
+                }
+            },
             "targetRepository",
         ),
         (
@@ -206,7 +222,12 @@ async def test_bad_input_is_refused_naming_the_field(reg: RunningRegistry, tmp_p
         (
             "PUT",
             f"{registry}/cacheRules/nginx-rule",
-            {"properties": {"sourceRepository": "docker.io/library/nginx", "targetRepository": "ng/*"}},
+            {
+                "properties": {
+                    "sourceRepository": "docker.io/library/nginx",
+                    "targetRepository": "ng/*",
+                }
+            },
             "targetRepository",
         ),
         (
@@ -243,7 +264,10 @@ async def test_bad_input_is_refused_naming_the_field(reg: RunningRegistry, tmp_p
             "PUT",
             f"{registry}/cacheRules/nginx-rule",
             {
-                "properties": {"sourceRepository": "docker.io/library/nginx", "targetRepository": "nginx"},
+                "properties": {
+                    "sourceRepository": "docker.io/library/nginx",
+                    "targetRepository": "nginx",
+                },
                 "identity": {"type": "UserAssigned", "userAssignedIdentities": {"/x": {}}},
             },
             "identity",
@@ -251,7 +275,7 @@ async def test_bad_input_is_refused_naming_the_field(reg: RunningRegistry, tmp_p
         ("PUT", SECRETS, {"identifier": "not-a-vault-id", "value": "x"}, "identifier"),
         ("PUT", SECRETS, {"identifier": USER_ID, "value": "two\nlines"}, "value"),
         ("PUT", SECRETS, {"identifier": USER_ID}, "value"),
-    ]  # fmt: skip
+    ]
     for method, path, body, field in cases:
         status, answer, _ = await admin.call(method, path, body)
         assert status == 400, (path, body, answer)
@@ -360,9 +384,11 @@ async def test_a_secret_value_is_in_no_answer_and_no_log_line(
     )
     for path in (SECRETS, creds, f"{registry}/credentialSets", f"{registry}/cacheRules"):
         await call("GET", path)
-    rid = (await reg.services.registries.require(
-        admin.subscription_id, admin.resource_group, "default"
-    )).id  # fmt: skip
+    rid = (
+        await reg.services.registries.require(
+            admin.subscription_id, admin.resource_group, "default"
+        )
+    ).id
     found = await reg.services.cache_rule_lookup.upstream_for(rid, "nginx")
     assert found is not None and found.credentials is not None
     # The upstream password never shows in a repr a log line might take.
