@@ -25,7 +25,7 @@ from transship.metadata.cache_rules import (
     CredentialSetRecord,
     cache_rule_queries,
 )
-from transship.metadata.queries import MetadataStore
+from transship.metadata.queries import MetadataStore, Transaction
 from transship.metadata.records import RegistryRecord
 
 # The one credential name ACR knows.
@@ -88,6 +88,7 @@ class CacheRuleService:
         check_name(name, "credentialSetName", "credential set")
         spec = _checked(spec)
         async with self._meta.writing() as q:
+            await _lock(q, registry)
             queries = cache_rule_queries(q)
             current = await queries.credential_set(registry.id, name)
             if current is not None:
@@ -134,6 +135,7 @@ class CacheRuleService:
     ) -> CredentialSetView:
         """Change what is given. Raises NotFound("credential set") or Invalid."""
         async with self._meta.writing() as q:
+            await _lock(q, registry)
             queries = cache_rule_queries(q)
             current = await queries.credential_set(registry.id, name)
             if current is None:
@@ -164,6 +166,7 @@ class CacheRuleService:
         """False when there was none. Raises Conflict (reason "in_use") while cache rules
         use it, naming them."""
         async with self._meta.writing() as q:
+            await _lock(q, registry)
             queries = cache_rule_queries(q)
             current = await queries.credential_set(registry.id, name)
             if current is None:
@@ -229,6 +232,7 @@ class CacheRuleService:
         check_name(name, "cacheRuleName", "cache rule")
         wanted = check_repositories(source_repository, target_repository)
         async with self._meta.writing() as q:
+            await _lock(q, registry)
             queries = cache_rule_queries(q)
             set_id = await self._credential_set_id(queries, registry, credential_set, wanted)
             current = await queries.rule(registry.id, name)
@@ -282,6 +286,7 @@ class CacheRuleService:
         """Set (a name) or remove (None) the rule's credential set. Raises
         NotFound("cache rule") or Invalid("credentialSetResourceId")."""
         async with self._meta.writing() as q:
+            await _lock(q, registry)
             queries = cache_rule_queries(q)
             current = await queries.rule(registry.id, name)
             if current is None:
@@ -322,6 +327,14 @@ class CacheRuleService:
                 subject="cache rule",
             )
         return found.id
+
+
+async def _lock(q: Transaction, registry: RegistryRecord) -> None:
+    """Serialise the writes of one registry's rules and credential sets (PostgreSQL: a
+    read-committed check of overlaps, counts or use would otherwise miss a concurrent
+    write; SQLite serialises writers anyway). Raises NotFound("registry") when it is gone."""
+    if await q.registry_by_id(registry.id, for_update=True) is None:
+        raise NotFound("registry", registry.name, f"registry {registry.name} does not exist")
 
 
 def health_of(record: CredentialSetRecord, present: set[str]) -> CredentialHealth:

@@ -251,3 +251,23 @@ async def test_the_rule_count_is_bounded(
         await service.create_rule(registry, "rule-c", "ghcr.io/t/c", "c", None)
     # A PUT of an existing rule is not a new one.
     await service.create_rule(registry, "rule-a", "ghcr.io/t/a", "a", None)
+
+
+async def test_concurrent_overlapping_wildcards_leave_one_rule(
+    meta: MetadataStore, service: CacheRuleService
+) -> None:
+    # Different targets (no unique key stops them): only the per-registry serialisation of
+    # the overlap check does.
+    registry = await _registry(meta)
+    targets = ["library/*", "library/py/*", "*", "library/py/x/*"]
+    results = await asyncio.gather(
+        *(
+            service.create_rule(registry, f"wild-{i:02}", f"ghcr.io/t{i}/*", target, None)
+            for i, target in enumerate(targets)
+        ),
+        return_exceptions=True,
+    )
+    made = [r for r in results if not isinstance(r, BaseException)]
+    assert len(made) == 1, results
+    assert all(isinstance(r, Invalid) for r in results if isinstance(r, BaseException))
+    assert len(await service.rules(registry)) == 1
