@@ -83,8 +83,6 @@ PARAMETERS: dict[str, Any] = {
             "privateEndpointConnections",
             "privateLinkResources",
             "connectedRegistries",
-            "cacheRules",
-            "credentialSets",
             "pipelineRuns",
             "importPipelines",
             "exportPipelines",
@@ -109,6 +107,20 @@ PARAMETERS: dict[str, Any] = {
         pattern="^[a-zA-Z0-9]*$",
         minLength=5,
         maxLength=50,
+    ),
+    "CacheRuleName": _path_parameter("cacheRuleName", "A cache rule of the registry."),
+    "NewCacheRuleName": _path_parameter(
+        "cacheRuleName", "The cache rule's name: 5-50 letters, digits and '-'.", **_RESOURCE_NAME
+    ),
+    "CredentialSetName": _path_parameter("credentialSetName", "A credential set of the registry."),
+    "NewCredentialSetName": _path_parameter(
+        "credentialSetName",
+        "The credential set's name: 5-50 letters, digits and '-'.",
+        **_RESOURCE_NAME,
+    ),
+    "SecretIdentifier": _query(
+        "identifier",
+        "A Key Vault secret identifier (`https://<vault>.vault.azure.net/secrets/<name>`).",
     ),
     "EventsSkipToken": _query(
         "$skipToken",
@@ -474,6 +486,10 @@ TAGS: list[dict[str, str]] = [
     {"name": "Service"},
     {"name": "Management", "description": "ARM shapes; errors use the ARM envelope."},
     {"name": "Registry access", "description": "ACR scope maps and tokens."},
+    {
+        "name": "Artifact cache",
+        "description": "ACR cache rules and credential sets (pull through from upstreams).",
+    },
     {
         "name": "Tenancy",
         "description": "ARM tenants, subscriptions, resources and resource groups.",

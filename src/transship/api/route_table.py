@@ -10,6 +10,7 @@ from transship.api import (
     acr,
     arm_access,
     arm_authorization,
+    arm_cache,
     arm_tenancy,
     arm_webhooks,
     dataplane_auth,
@@ -18,6 +19,7 @@ from transship.api import (
     import_batch,
     import_follow,
     ops,
+    secrets,
     upstream_budgets,
     v2,
 )
@@ -48,6 +50,7 @@ from transship.wire import acr as acr_wire
 from transship.wire import arm as resources
 from transship.wire import batch as batch_wire
 from transship.wire import bodies, forms
+from transship.wire import cache as cache_wire
 from transship.wire import dry_run as dry_run_wire
 from transship.wire import identity as identity_wire
 from transship.wire import webhooks as webhooks_wire
@@ -56,6 +59,7 @@ from transship.wire.service import OpenApiDocument
 _MGMT = ("Management",)
 _ACCESS = ("Registry access",)
 _WEBHOOK_TAG = ("Webhooks",)
+_CACHE_TAG = ("Artifact cache",)
 _TENANCY = ("Tenancy",)
 _DIRECTORY = ("Directory",)
 _AUTHORIZATION = ("Authorization",)
@@ -817,6 +821,244 @@ _WEBHOOKS = (
             ("POST", "", "The webhook's delivery log, newest first, paged."),
             ("GET", "_NextPage", "A further page of the delivery log (a nextLink)."),
         )
+    ),
+)
+
+
+# -- the artifact cache: cache rules, credential sets, the secret store ---------------------
+_CACHE_RULES = REGISTRY + "/cacheRules"
+_CREDENTIAL_SETS = REGISTRY + "/credentialSets"
+_ON_RULE = (*_IN_GROUP, "CacheRuleName")
+_ON_SET = (*_IN_GROUP, "CredentialSetName")
+_RULE_MISSING = _arm_error("The registry or the cache rule does not exist.")
+_SET_MISSING = _arm_error("The registry or the credential set does not exist.")
+_RULE_INVALID = _arm_error(
+    "InvalidParameter naming the field (sourceRepository, targetRepository — a target "
+    "another rule has, or a wildcard overlapping another wildcard rule —, "
+    "credentialSetResourceId, identity, cacheRuleName) or QuotaExceeded (1000 rules)."
+)
+_SET_INVALID = _arm_error(
+    "InvalidParameter naming the field (loginServer, "
+    "authCredentials.usernameSecretIdentifier, authCredentials.passwordSecretIdentifier, "
+    "identity.type, credentialSetName) or QuotaExceeded."
+)
+_SECRETS = "/transship/v1/secrets"
+_CACHE = (
+    route(
+        "GET",
+        _CACHE_RULES,
+        arm_cache.cache_rules_list,
+        Operation(
+            "CacheRules_List",
+            "The registry's cache rules.",
+            _CACHE_TAG,
+            {200: arm("The cache rules.", cache_wire.CacheRuleList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_get,
+        Operation(
+            "CacheRules_Get",
+            "A cache rule.",
+            _CACHE_TAG,
+            {
+                200: arm("The cache rule.", cache_wire.CacheRule),
+                **errors(401, 403),
+                404: _RULE_MISSING,
+            },
+            _ON_RULE,
+        ),
+    ),
+    route(
+        "PUT",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_put,
+        Operation(
+            "CacheRules_Create",
+            "Create a cache rule (done when answered: provisioningState Succeeded); on an "
+            "existing rule, set its credential set (its repositories cannot change).",
+            _CACHE_TAG,
+            {
+                200: arm("Changed.", cache_wire.CacheRule),
+                201: arm("Created.", cache_wire.CacheRule),
+                400: _RULE_INVALID,
+                **errors(401, 403, 404, 409, 413),
+            },
+            (*_IN_GROUP, "NewCacheRuleName"),
+            request=cache_wire.CacheRuleCreateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_patch,
+        Operation(
+            "CacheRules_Update",
+            "Set (an id) or remove (null) the rule's credential set.",
+            _CACHE_TAG,
+            {
+                200: arm("Changed.", cache_wire.CacheRule),
+                400: _RULE_INVALID,
+                **errors(401, 403),
+                404: _RULE_MISSING,
+                **errors(413),
+            },
+            _ON_RULE,
+            request=cache_wire.CacheRuleUpdateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_delete,
+        Operation(
+            "CacheRules_Delete",
+            "Delete a cache rule; what it cached stays, as ordinary repositories.",
+            _CACHE_TAG,
+            {
+                202: arm("Deleted (done when answered)."),
+                204: arm("There was no such cache rule."),
+                **errors(401, 403, 404),
+            },
+            _ON_RULE,
+        ),
+    ),
+    route(
+        "GET",
+        _CREDENTIAL_SETS,
+        arm_cache.credential_sets_list,
+        Operation(
+            "CredentialSets_List",
+            "The registry's credential sets, with the health of their secrets.",
+            _CACHE_TAG,
+            {
+                200: arm("The credential sets.", cache_wire.CredentialSetList),
+                **errors(401, 403, 404),
+            },
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_get,
+        Operation(
+            "CredentialSets_Get",
+            "A credential set: its login server, secret identifiers and their health.",
+            _CACHE_TAG,
+            {
+                200: arm("The credential set.", cache_wire.CredentialSet),
+                **errors(401, 403),
+                404: _SET_MISSING,
+            },
+            _ON_SET,
+        ),
+    ),
+    route(
+        "PUT",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_put,
+        Operation(
+            "CredentialSets_Create",
+            "Create a credential set, or replace its login server and secret identifiers "
+            "(done when answered: provisioningState Succeeded).",
+            _CACHE_TAG,
+            {
+                200: arm("Replaced.", cache_wire.CredentialSet),
+                201: arm("Created.", cache_wire.CredentialSet),
+                400: _SET_INVALID,
+                **errors(401, 403, 404, 409, 413),
+            },
+            (*_IN_GROUP, "NewCredentialSetName"),
+            request=cache_wire.CredentialSetCreateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_patch,
+        Operation(
+            "CredentialSets_Update",
+            "Change the secret identifiers given; the rest stays.",
+            _CACHE_TAG,
+            {
+                200: arm("Changed.", cache_wire.CredentialSet),
+                400: _SET_INVALID,
+                **errors(401, 403),
+                404: _SET_MISSING,
+                **errors(413),
+            },
+            _ON_SET,
+            request=cache_wire.CredentialSetUpdateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_delete,
+        Operation(
+            "CredentialSets_Delete",
+            "Delete a credential set no cache rule uses (409 Conflict naming the rules otherwise).",
+            _CACHE_TAG,
+            {
+                202: arm("Deleted (done when answered)."),
+                204: arm("There was no such credential set."),
+                **errors(401, 403, 404, 409),
+            },
+            _ON_SET,
+        ),
+    ),
+    route(
+        "GET",
+        _SECRETS,
+        secrets.secrets_list,
+        Operation(
+            "Secrets_List",
+            "The identifiers of the secrets credential sets resolve against (never the "
+            "values; a Transship extension for the root tenant's administrators).",
+            ("Service",),
+            {200: arm("The secrets' identifiers.", cache_wire.SecretList), **errors(401, 403)},
+        ),
+    ),
+    route(
+        "PUT",
+        _SECRETS,
+        secrets.secret_put,
+        Operation(
+            "Secrets_Set",
+            "Set or replace a secret (sealed with the service key; its value is never answered).",
+            ("Service",),
+            {
+                200: arm("Replaced.", cache_wire.Secret),
+                201: arm("Created.", cache_wire.Secret),
+                **errors(400, 401, 403, 413),
+            },
+            request=cache_wire.SecretBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _SECRETS,
+        secrets.secret_delete,
+        Operation(
+            "Secrets_Delete",
+            "Delete a secret; credential sets naming it turn Unhealthy.",
+            ("Service",),
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such secret."),
+                **errors(400, 401, 403),
+            },
+            ("SecretIdentifier",),
+        ),
     ),
 )
 
@@ -1692,6 +1934,7 @@ _SERVICE = (
 ROUTES: tuple[Route, ...] = (
     *_V2,
     *_ACR_ROUTES,
+    *_CACHE,
     *_REGISTRIES,
     *_REGISTRY_ACCESS,
     *_WEBHOOKS,

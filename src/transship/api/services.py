@@ -12,6 +12,10 @@ from datetime import timedelta
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
+from transship.cache.ports import CacheRuleLookup
+from transship.cache.rule_lookup import DatabaseCacheRuleLookup
+from transship.cache.secrets import SecretStore
+from transship.cache.service import CacheRuleService
 from transship.config import Settings
 from transship.filemodes import private_dir
 from transship.identity.access import AccessControl
@@ -82,6 +86,11 @@ class Services:
     hasher: SecretHasher
     webhooks: WebhookService
     webhook_dispatcher: WebhookDispatcher
+    # The artifact cache: the sealed secrets credential sets name, the cache rules and
+    # credential sets of registries, and which upstream backs a repository under a rule.
+    secrets: SecretStore
+    cache_rules: CacheRuleService
+    cache_rule_lookup: CacheRuleLookup
     # Tells this process's caches what other processes change (supervised in every process).
     change_listener: ChangeListener
 
@@ -239,6 +248,7 @@ async def build_services(
     webhooks = WebhookService(meta, box, hooks, webhook_egress)
     webhook_dispatcher = WebhookDispatcher(meta, webhooks, hooks, webhook_egress, inner_resolver)
     webhooks.wake = webhook_dispatcher.wake
+    secrets = SecretStore(meta, box)
     return Services(
         settings=settings,
         db=db,
@@ -276,5 +286,8 @@ async def build_services(
         hasher=hasher,
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
+        secrets=secrets,
+        cache_rules=CacheRuleService(meta, secrets),
+        cache_rule_lookup=DatabaseCacheRuleLookup(meta, secrets),
         change_listener=ChangeListener(db, meta.changes),
     )
