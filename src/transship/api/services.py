@@ -12,6 +12,7 @@ from datetime import timedelta
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
+from transship.cache.sync import SyncService, SyncSettings
 from transship.config import Settings
 from transship.filemodes import private_dir
 from transship.identity.access import AccessControl
@@ -84,6 +85,8 @@ class Services:
     webhook_dispatcher: WebhookDispatcher
     # Tells this process's caches what other processes change (supervised in every process).
     change_listener: ChangeListener
+    # Sync rules and their runs (scheduled sync).
+    sync: SyncService
 
     async def close(self) -> None:
         await self.db.close()
@@ -239,6 +242,13 @@ async def build_services(
     webhooks = WebhookService(meta, box, hooks, webhook_egress)
     webhook_dispatcher = WebhookDispatcher(meta, webhooks, hooks, webhook_egress, inner_resolver)
     webhooks.wake = webhook_dispatcher.wake
+    manifests = ManifestService(
+        meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
+    )
+    registries = RegistryService(
+        meta, settings.effective_login_server_suffix, reserved_hosts(settings)
+    )
+    batches = BatchService(meta, imports)
     return Services(
         settings=settings,
         db=db,
@@ -253,17 +263,13 @@ async def build_services(
         dataplane=dataplane,
         import_policy=ImportPolicy(access, registry_access, dataplane),
         resolver=resolver,
-        registries=RegistryService(
-            meta, settings.effective_login_server_suffix, reserved_hosts(settings)
-        ),
+        registries=registries,
         blobs=blobs,
-        manifests=ManifestService(
-            meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
-        ),
+        manifests=manifests,
         listings=ListingService(meta, store),
         imports=imports,
         budgets=budgets,
-        batches=BatchService(meta, imports),
+        batches=batches,
         dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,
@@ -277,4 +283,21 @@ async def build_services(
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
         change_listener=ChangeListener(db, meta.changes),
+        sync=SyncService(
+            meta,
+            sources,
+            batches,
+            manifests,
+            registries,
+            box,
+            SyncSettings(
+                poll_seconds=settings.sync_poll_seconds,
+                max_running=settings.sync_max_running,
+                history=settings.sync_run_history,
+                lease=timedelta(seconds=settings.sync_lease_seconds),
+                head_concurrency=settings.sync_head_concurrency,
+                tag_page_size=settings.sync_tag_page_size,
+                min_interval_seconds=settings.sync_min_interval_seconds,
+            ),
+        ),
     )
