@@ -48,6 +48,7 @@ from transship.wire.bodies import (
     TokenPatchBody,
     UserBody,
 )
+from transship.wire.sync import SyncRuleBody
 from transship.wire.webhooks import WebhookCreateBody, WebhookUpdateBody
 
 DOCUMENT = build_document(ROUTES)
@@ -225,6 +226,8 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("put", "roleAssignmentName}"): RoleAssignmentBody,
     ("put", "webhookName}"): WebhookCreateBody,
     ("patch", "webhookName}"): WebhookUpdateBody,
+    ("put", "ruleName}"): SyncRuleBody,
+    ("patch", "ruleName}"): SyncRuleBody,
 }
 # Token endpoints take forms (every value text), not JSON: schemas of their own.
 FORMS = {
