@@ -191,7 +191,8 @@ def run_json(registry: RegistryRecord, view: RunView, *, tags: bool = True) -> w
 # -- building a rule from a body ---------------------------------------------------------------
 def _merged(body: wire.SyncRuleBody, stored: SyncRuleSpec | None) -> dict[str, Any]:
     """The rule's fields as a PUT body would give them: `body`'s, over `stored`'s for a
-    PATCH (None: a PUT, only `body`)."""
+    PATCH (None: a PUT, only `body`); a PATCH's tagFilter changes only the parts it
+    names."""
     given = body.model_dump(exclude_unset=True)
     if stored is None:
         return given
@@ -215,6 +216,10 @@ def _merged(body: wire.SyncRuleBody, stored: SyncRuleSpec | None) -> dict[str, A
         base["platform_mode"] = base["include_attestations"] = None
     if "include_referrers" in given and not given["include_referrers"]:
         base["referrer_artifact_types"] = None
+    if given.get("tag_filter") is not None:
+        # The filter's parts merge too: `{"tagFilter": {"newest": 5}}` keeps its regexes
+        # (`{"semver": null}` drops one part).
+        given["tag_filter"] = {**base["tag_filter"], **given["tag_filter"]}
     return {**base, **given}
 
 

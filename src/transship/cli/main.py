@@ -20,6 +20,7 @@ from transship.cli.commands_login import logout as _logout_command
 from transship.cli.commands_registry import registry as _registry_command
 from transship.cli.commands_repository import repository as _repository_command
 from transship.cli.commands_role import role as _role_command
+from transship.cli.commands_sync import sync as _sync_command
 from transship.cli.commands_upstream import upstream as _upstream_command
 from transship.cli.server_commands import SERVER_COMMANDS
 
@@ -52,5 +53,6 @@ for _command in (
     _group_command,
     _role_command,
     _upstream_command,
+    _sync_command,
 ):
     main.add_command(_command)
