@@ -91,6 +91,10 @@ async def test_sync_copies_what_changed_with_heads_only_otherwise(
     assert proxy.blob_requests() == []
     assert len(proxy.requests_to("/manifests/", "HEAD")) == 3
     assert len(proxy.requests_to("/tags/list")) == 1
+    # The run's own count of what it sent says as much.
+    sent = second["upstreamRequests"]
+    assert (sent["manifestHeads"], sent["manifestGets"], sent["pulls"]) == (3, 0, 0), sent
+    assert sent["total"] == len(proxy.seen)
 
     # 1.1.0 moves upstream: only it is copied.
     moved = await push_small_images(

@@ -15,6 +15,7 @@ tenant is answered as one that does not exist. See `transship.cache.sync`.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from transship.identity.rbac import Actions
 from transship.imports.intake import referrer_selection
 from transship.imports.model import PlatformSubset
 from transship.imports.ports import Credentials
+from transship.imports.request_log import RequestCount
 from transship.imports.subsets import platform_subset
 from transship.metadata.records import RegistryRecord
 from transship.metadata.sync_rules import SyncRunRecord
@@ -176,6 +178,7 @@ def run_json(registry: RegistryRecord, view: RunView, *, tags: bool = True) -> w
         error=None
         if record.error_code is None
         else wire.SyncRunError(code=record.error_code, message=record.error_message or ""),
+        upstream_requests=_requests(record.requests),
         counts=wire.SyncRunCounts(
             total=len(outcomes),
             unchanged=outcomes.count(UNCHANGED),
@@ -185,6 +188,21 @@ def run_json(registry: RegistryRecord, view: RunView, *, tags: bool = True) -> w
             failed=outcomes.count(FAILED_TAG),
         ),
         **extra,
+    )
+
+
+def _requests(text: str | None) -> wire.SyncRequestCounts | None:
+    if text is None:
+        return None
+    count = RequestCount(**json.loads(text))
+    return wire.SyncRequestCounts(
+        total=count.total,
+        manifest_heads=count.manifest_heads,
+        manifest_gets=count.manifest_gets,
+        blob_gets=count.blob_gets,
+        auth=count.auth,
+        other=count.other,
+        pulls=count.pulls,
     )
 
 

@@ -5,7 +5,8 @@ A **run** of a rule:
 
 1. lists each source repository's tags upstream (every `Link` page), through the import
    source path (`transship.imports.sources.Sources.open`), so authentication, the egress
-   policy and the rate-limit budget apply as to any import;
+   policy and the rate-limit budget apply as to any import, and a request log counts what
+   the run sent (its `requests`);
 2. keeps the tags the rule's filter selects (`transship.cache.tag_filters`);
 3. HEADs each kept tag's manifest (its `Docker-Content-Digest`): no GET, so no pull is spent
    on registries that ration pulls;
@@ -37,7 +38,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +49,7 @@ from transship.imports.batch import BatchItem, BatchService, BatchView, batch_ve
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.ports import Credentials
+from transship.imports.request_log import RequestLog
 from transship.imports.sources import Sources
 from transship.metadata.queries import MetadataStore, Transaction
 from transship.metadata.records import RegistryRecord
@@ -510,13 +512,15 @@ class SyncService:
         if registry is None:
             raise SyncRuleMissing("the registry is gone")
         credentials = self._open(rule.credentials)
+        # What the comparison costs upstream (the copies' requests are their imports').
+        sent = RequestLog()
         entries: list[TagReport] = []
         heads: dict[tuple[str, str], Digest | None] = {}
         listed: dict[str, frozenset[str]] = {}
         for repository in spec.source_repositories:
             target = spec.target_for(repository)
             try:
-                found = await self._read_upstream(spec, repository, credentials, registry.id)
+                found = await self._read_upstream(spec, repository, credentials, registry.id, sent)
             except ImportFailure as exc:
                 entries.append(
                     TagReport(
@@ -578,8 +582,11 @@ class SyncService:
             copying.append(check)
         if adopted:
             await self._meta.write_at_once(lambda q: _queries(q).record_tags(rule.id, adopted))
+        counted = json.dumps(asdict(sent.counts()))
         if items:
-            entries.extend(await self._copy(rule, run_id, entries, registry, items, copying))
+            entries.extend(
+                await self._copy(rule, run_id, entries, registry, items, copying, counted)
+            )
         if spec.mirror_deletions:
             entries.extend(
                 await self._mirror_deletions(rule, registry, recorded_list, listed, local)
@@ -594,7 +601,9 @@ class SyncService:
                 f"{failed} of {len(entries)} tags or repositories failed; see the report",
             )
         await self._meta.write_at_once(
-            lambda q: _queries(q).update_run(run_id, report=final, state=state, error=error)
+            lambda q: _queries(q).update_run(
+                run_id, report=final, state=state, error=error, requests=counted
+            )
         )
         log.info("sync rule %s run %s %s", rule.name, run_id, state)
 
@@ -604,11 +613,14 @@ class SyncService:
         repository: str,
         credentials: Credentials | None,
         registry_id: int,
+        sent: RequestLog,
     ) -> tuple[tuple[str, ...], dict[str, Digest | ImportFailure | None]]:
         """The repository's tags upstream, and for each selected one its HEAD digest (or the
         failure of its HEAD). Raises ImportFailure when the listing fails."""
         source_spec = SourceSpec(spec.source_host, None, repository, "latest")
-        async with self._sources.open(source_spec, credentials, registry_id) as source:
+        async with self._sources.open(
+            source_spec, credentials, registry_id, request_log=sent
+        ) as source:
             if not isinstance(source, TagSource):
                 raise ImportFailure(
                     "SyncSourceUnsupported",
@@ -637,6 +649,7 @@ class SyncService:
         registry: RegistryRecord,
         items: Sequence[BatchItem],
         checks: Sequence[TagCheck],
+        counted: str,
     ) -> list[TagReport]:
         """Import what changed as one batch, follow it to its end, record what it copied;
         the reports of its tags."""
@@ -655,7 +668,9 @@ class SyncService:
         batch_id = view.record.id
         text = report_json([*so_far, *pending])
         await self._meta.write_at_once(
-            lambda q: _queries(q).update_run(run_id, report=text, batch_id=batch_id)
+            lambda q: _queries(q).update_run(
+                run_id, report=text, batch_id=batch_id, requests=counted
+            )
         )
         while not view.ended:
             followed = await self._batches.follow(batch_id, batch_version(view), 30.0)

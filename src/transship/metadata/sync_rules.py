@@ -75,6 +75,8 @@ sync_runs = Table(
     Column("error_message", Text, nullable=True),
     # The per-tag report as JSON (see transship.cache.sync.TagReport).
     Column("report", Text, nullable=False),
+    # The upstream requests the run's listing and HEADs sent, as JSON (None: not yet).
+    Column("requests", Text, nullable=True),
     Index("ix_sync_runs_rule", "rule_id", "created_at"),
 )
 
@@ -131,6 +133,7 @@ class SyncRunRecord:
     error_code: str | None
     error_message: str | None
     report: str
+    requests: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,7 @@ def _run(r: Row[Any]) -> SyncRunRecord:
         error_code=r.error_code,
         error_message=r.error_message,
         report=r.report,
+        requests=r.requests,
     )
 
 
@@ -334,8 +338,11 @@ class SyncRuleQueries(QueryScope):
         batch_id: str | None = None,
         state: str | None = None,
         error: tuple[str, str] | None = None,
+        requests: str | None = None,
     ) -> None:
         values: dict[str, object] = {"report": report}
+        if requests is not None:
+            values["requests"] = requests
         if batch_id is not None:
             values["batch_id"] = batch_id
         if state is not None:

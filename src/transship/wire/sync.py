@@ -108,6 +108,21 @@ class SyncRunCounts(Answer):
     failed: NonNegativeInt
 
 
+class SyncRequestCounts(Answer):
+    """The upstream requests a run's comparison sent (tag lists, HEADs, token requests); the
+    copies' requests are their import operations'."""
+
+    total: NonNegativeInt
+    manifest_heads: NonNegativeInt
+    manifest_gets: NonNegativeInt
+    blob_gets: NonNegativeInt
+    auth: NonNegativeInt
+    other: NonNegativeInt = Field(description="Tag list pages, and anything else.")
+    pulls: NonNegativeInt = Field(
+        description="Manifest GETs that count against rate-limited upstreams (zero by design)."
+    )
+
+
 class SyncRunError(Answer):
     code: str
     message: str
@@ -148,6 +163,9 @@ class SyncRun(Answer):
     import_batch: str | None
     error: SyncRunError | None
     counts: SyncRunCounts
+    upstream_requests: SyncRequestCounts | None = Field(
+        description="What listing and comparing cost upstream; null until known."
+    )
     tags: list[SyncRunTag] | MISSING = MISSING
 
 

@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(64), nullable=True),
         sa.Column("error_message", sa.Text, nullable=True),
         sa.Column("report", sa.Text, nullable=False),
+        sa.Column("requests", sa.Text, nullable=True),
     )
     op.create_index("ix_sync_runs_rule", "sync_runs", ["rule_id", "created_at"])
     op.create_table(
