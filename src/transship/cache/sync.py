@@ -77,6 +77,8 @@ COPYING = "copying"  # in the run's batch, not ended yet
 COPIED = "copied"
 DELETED = "deleted"
 FAILED_TAG = "failed"
+# Tags a filter goes through on the loop; more go to a thread.
+_INLINE_FILTER_TAGS = 500
 # How a run started.
 MANUAL = "manual"
 SCHEDULED = "scheduled"
@@ -628,7 +630,12 @@ class SyncService:
                     step=Step.RESOLVE,
                 )
             tags = await source.list_tags(self.settings.tag_page_size)
-            selected = spec.tag_filter.select(tags)
+            # A regular expression over tens of thousands of tags is CPU work: off the loop.
+            selected = (
+                spec.tag_filter.select(tags)
+                if len(tags) <= _INLINE_FILTER_TAGS
+                else await asyncio.to_thread(spec.tag_filter.select, tags)
+            )
             gate = asyncio.Semaphore(self.settings.head_concurrency)
 
             async def head(tag: str) -> Digest | ImportFailure | None:
