@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tests.integration.conftest import TARGET, ImportEnvFactory, ProxyFactory, insecure
 from tests.peers.distribution import DistributionRegistry
+from tests.peers.images import BuiltIndex
 from tests.support.batches import push_small_images
 from tests.support.sync import (
     delete_upstream_manifest,
@@ -320,3 +321,41 @@ async def test_bad_rules_are_refused_naming_the_field(
     assert status == 204
     status, answer, _ = await env.admin.call("GET", rule_path(TARGET, "with-creds"))
     assert status == 404 and answer["error"]["code"] == "SyncRuleNotFound"
+
+
+async def test_a_rewritten_platform_subset_is_not_copied_again(
+    import_env: ImportEnvFactory,
+    distribution_anon: DistributionRegistry,
+    upstream_index: BuiltIndex,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """What is stored (a new index of one platform) is not what the upstream names: the run
+    compares upstream with upstream and local with local, so no resync loop."""
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await import_env(None, upstreams=insecure(proxy.host), **FAST)
+    status, rule = await put_rule(
+        env.admin,
+        TARGET,
+        "amd64-only",
+        {
+            "sourceRegistry": proxy.host,
+            "sourceRepositories": ["team/app"],
+            "platforms": ["linux/amd64"],
+            "platformMode": "rewritten",
+        },
+    )
+    assert status == 201, rule
+    assert rule["properties"]["platforms"] == ["linux/amd64"]
+    first = await run_rule(env.admin, TARGET, "amd64-only")
+    (entry,) = first["tags"]
+    assert entry["outcome"] == "copied", first
+    assert entry["upstreamDigest"] == upstream_index.digest
+    assert entry["digest"] != upstream_index.digest  # the rewritten index
+    proxy.seen.clear()
+    for _ in range(2):
+        again = await run_rule(env.admin, TARGET, "amd64-only")
+        assert outcomes(again) == {"v1": "unchanged"}, again
+        assert again["importBatch"] is None
+    assert proxy.requests_to("/manifests/", "GET") == [] and proxy.blob_requests() == []
+    got = await env.manifest("team/app", "v1")
+    assert got.status == 200 and got.headers["Docker-Content-Digest"] == entry["digest"]
