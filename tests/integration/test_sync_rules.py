@@ -237,7 +237,7 @@ async def test_two_workers_racing_for_a_rule_make_one_run(
     claims = await asyncio.gather(*(s.claim(view.record.id) for s in (sync, *others)))
     assert sorted(claims) == [False, False, False, True]
     winner: SyncService = (sync, *others)[claims.index(True)]
-    await winner._release(view.record.id, None)
+    await winner._release(view.record.id)
 
     # Three more workers loop beside the server's own; one queued run runs once.
     workers = [SyncWorker(o) for o in others]

@@ -408,17 +408,17 @@ class SyncService:
     async def execute(self, rule_id: str) -> None:
         """Run a claimed rule once (its oldest queued run, else a scheduled one), renewing
         the lease meanwhile, then give the lease back with the next scheduled time. When the
-        lease is lost, the run stops. Raises what the database raises (the lease then
-        expires and another process takes the rule)."""
+        lease is lost (another process took the rule), the run stops and is marked
+        interrupted. A failure of the run is logged and recorded on it; raises only
+        CancelledError (shutdown: the run is marked interrupted and the lease given back)."""
         run_id: str | None = None
         lost = asyncio.Event()
         work = asyncio.current_task()
         renewer = asyncio.create_task(self._renew(rule_id, lost, work))
-        rule: SyncRuleRecord | None = None
         try:
-            started, started_run = await self._meta.write_at_once(lambda q: self._start(q, rule_id))
-            rule, run_id = started, started_run
-            await self._sync(started, SyncRuleSpec.from_json(started.definition), started_run)
+            rule, started = await self._meta.write_at_once(lambda q: self._start(q, rule_id))
+            run_id = started
+            await self._sync(rule, SyncRuleSpec.from_json(rule.definition), started)
         except SyncRuleMissing:
             return
         except asyncio.CancelledError:
@@ -437,13 +437,13 @@ class SyncService:
             with contextlib.suppress(BaseException):
                 await renewer
             if not lost.is_set():
-                await self._release(rule_id, rule)
+                await self._release(rule_id)
 
     async def _start(self, q: Transaction, rule_id: str) -> tuple[SyncRuleRecord, str]:
         rules = _queries(q)
         rule = await rules.rule_by_id(rule_id)
         if rule is None or rule.lease_owner != self.owner:
-            raise SyncRuleMissing(f"sync rule {rule_id} is gone")
+            raise SyncRuleMissing(f"sync rule {rule_id} is gone, or another process holds it")
         await rules.abandon_runs(rule_id)
         queued = await rules.queued_run(rule_id)
         if queued is not None:
@@ -473,20 +473,20 @@ class SyncService:
                     work.cancel()
                 return
 
-    async def _release(self, rule_id: str, rule: SyncRuleRecord | None) -> None:
-        interval = None
-        if rule is not None:
-            interval = SyncRuleSpec.from_json(rule.definition).interval_seconds
-        next_run = None if interval is None else utcnow() + timedelta(seconds=interval)
+    async def _release(self, rule_id: str) -> None:
+        """Give the rule's lease back, due again an interval from now (as the rule says
+        now: an update during the run may have changed it), and trim its history. A failure
+        is logged: the lease then expires."""
 
         async def release(q: Transaction) -> None:
             rules = _queries(q)
-            # The rule as it is now: an update during the run may have changed its interval.
             current = await rules.rule_by_id(rule_id)
-            due = next_run
-            if current is not None:
-                now_interval = SyncRuleSpec.from_json(current.definition).interval_seconds
-                due = None if now_interval is None else utcnow() + timedelta(seconds=now_interval)
+            interval = (
+                None
+                if current is None
+                else SyncRuleSpec.from_json(current.definition).interval_seconds
+            )
+            due = None if interval is None else utcnow() + timedelta(seconds=interval)
             await rules.release_rule(rule_id, self.owner, due)
             await rules.trim_runs(rule_id, self.settings.history)
 
