@@ -77,6 +77,8 @@ COPYING = "copying"  # in the run's batch, not ended yet
 COPIED = "copied"
 DELETED = "deleted"
 FAILED_TAG = "failed"
+# The pause between two looks at a batch that answered without a change.
+_FOLLOW_PAUSE_SECONDS = 0.5
 # Tags a filter goes through on the loop; more go to a thread.
 _INLINE_FILTER_TAGS = 500
 # How a run started.
@@ -680,9 +682,14 @@ class SyncService:
             )
         )
         while not view.ended:
-            followed = await self._batches.follow(batch_id, batch_version(view), 30.0)
+            seen = batch_version(view)
+            followed = await self._batches.follow(batch_id, seen, 30.0)
             if followed is None:
                 break
+            if batch_version(followed) == seen:
+                # Answered without a change (the wait ended, or the process is stopping and
+                # follow no longer waits): pace the next look.
+                await asyncio.sleep(_FOLLOW_PAUSE_SECONDS)
             view = followed
         return await self._copied(rule, view, checks)
 
