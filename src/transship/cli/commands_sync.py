@@ -168,7 +168,7 @@ def _body(
     password_stdin: bool,
 ) -> tuple[SyncRuleBody, set[str]]:
     """The body and the wire names of the fields given."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, object] = {}
     if sources:
         fields["source_registry"], fields["source_repositories"] = split_sources(sources)
     if target is not None:
@@ -381,7 +381,7 @@ def _without_credentials(management: ManagementApi, path: str, changes: SyncRule
     """The rule replaced (PUT) by itself, with `changes` and without credentials."""
     current = management.get(path, SyncRule).properties
     f = current.tag_filter
-    fields: dict[str, Any] = {
+    fields: dict[str, object] = {
         "source_registry": current.source_registry,
         "source_repositories": current.source_repositories,
         "target_repository": current.target_repository,
