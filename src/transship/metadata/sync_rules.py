@@ -186,6 +186,7 @@ def _run(r: Row[Any]) -> SyncRunRecord:
 class SyncRuleQueries(QueryScope):
     # -- rules ---------------------------------------------------------------------------------
     async def rule(self, registry_id: int, name: str) -> SyncRuleRecord | None:
+        """The registry's rule of that name, or None."""
         r = sync_rules
         row = (
             await self._exec(select(r).where(r.c.registry_id == registry_id, r.c.name == name))
@@ -193,10 +194,12 @@ class SyncRuleQueries(QueryScope):
         return None if row is None else _rule(row)
 
     async def rule_by_id(self, rule_id: str) -> SyncRuleRecord | None:
+        """The rule, or None when it was deleted."""
         row = (await self._exec(select(sync_rules).where(sync_rules.c.id == rule_id))).first()
         return None if row is None else _rule(row)
 
     async def rules_of(self, registry_id: int) -> list[SyncRuleRecord]:
+        """The registry's rules, by name."""
         r = sync_rules
         rows = await self._exec(select(r).where(r.c.registry_id == registry_id).order_by(r.c.name))
         return [_rule(row) for row in rows]
@@ -310,6 +313,7 @@ class SyncRuleQueries(QueryScope):
         return None if row is None else _run(row)
 
     async def create_run(self, run_id: str, rule_id: str, trigger: str, state: str) -> None:
+        """A run of the rule, `queued` or `running` (started now), with an empty report."""
         now = utcnow()
         await self._exec(
             insert(sync_runs).values(
@@ -324,6 +328,7 @@ class SyncRuleQueries(QueryScope):
         )
 
     async def start_run(self, run_id: str) -> None:
+        """A queued run starts now."""
         await self._exec(
             update(sync_runs)
             .where(sync_runs.c.id == run_id)
@@ -340,6 +345,7 @@ class SyncRuleQueries(QueryScope):
         error: tuple[str, str] | None = None,
         requests: str | None = None,
     ) -> None:
+        """Set the run's report, and what else is given; a final `state` ends it now."""
         values: dict[str, object] = {"report": report}
         if requests is not None:
             values["requests"] = requests
@@ -354,6 +360,7 @@ class SyncRuleQueries(QueryScope):
         await self._exec(update(sync_runs).where(sync_runs.c.id == run_id).values(**values))
 
     async def run(self, run_id: str) -> SyncRunRecord | None:
+        """The run, or None (unknown, or trimmed from the history)."""
         row = (await self._exec(select(sync_runs).where(sync_runs.c.id == run_id))).first()
         return None if row is None else _run(row)
 
@@ -420,6 +427,7 @@ class SyncRuleQueries(QueryScope):
 
     # -- per-tag records -----------------------------------------------------------------------
     async def synced_tags(self, rule_id: str) -> list[SyncedTag]:
+        """Every tag the rule copied and still records."""
         t = sync_tags
         rows = await self._exec(select(t).where(t.c.rule_id == rule_id))
         return [
