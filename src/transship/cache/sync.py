@@ -51,6 +51,7 @@ from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.ports import Credentials
 from transship.imports.request_log import RequestLog
 from transship.imports.sources import Sources
+from transship.metadata.changes import Topic
 from transship.metadata.queries import MetadataStore, Transaction
 from transship.metadata.records import RegistryRecord
 from transship.metadata.scope import utcnow
@@ -268,6 +269,9 @@ class SyncService:
         self.settings = settings
         self.owner = uuid.uuid4().hex  # this process, as lease holder
         self._work = asyncio.Event()
+        # A run queued (or a rule written) through any process wakes this one's loop at
+        # once, not at its next poll.
+        meta.changes.subscribe(Topic.SYNC, self.wake)
 
     # -- rules ---------------------------------------------------------------------------------
     def seal(self, credentials: Credentials | None) -> bytes | None:
@@ -304,6 +308,7 @@ class SyncService:
         is due at once when created and an interval after now when replaced."""
 
         async def write(q: Transaction) -> tuple[RuleView, bool]:
+            await q.changed(Topic.SYNC)
             rules = _queries(q)
             existing = await rules.rule(registry.id, name)
             sealed = (
@@ -360,6 +365,7 @@ class SyncService:
         """Queue a run of the rule (the one already queued, if any, is the answer)."""
 
         async def queue(q: Transaction) -> SyncRunRecord:
+            await q.changed(Topic.SYNC)
             rules = _queries(q)
             queued = await rules.queued_run(rule.id)
             if queued is not None:
