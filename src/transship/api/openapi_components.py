@@ -70,6 +70,15 @@ PARAMETERS: dict[str, Any] = {
     ),
     "OperationId": _path_parameter("operationId", "The id of an import operation (32 hex digits)."),
     "BatchId": _path_parameter("batchId", "The id of an import batch (32 hex digits)."),
+    "SyncRegistryName": _path_parameter(
+        "registryName", "A registry's name (registry names are unique across the service)."
+    ),
+    "SyncRuleName": _path_parameter(
+        "ruleName",
+        "A sync rule of the registry: 3-50 letters, digits and '-', starting and ending with a "
+        "letter or digit.",
+    ),
+    "SyncRunId": _path_parameter("runId", "The id of a sync run (32 hex digits)."),
     "UnsupportedFeature": _path_parameter(
         "feature",
         "A registry feature of ACR that Transship does not offer (tasks, replications…).",
@@ -234,6 +243,11 @@ HEADERS: dict[str, Any] = {
     },
     "Location": {
         "description": "The operation's result URL (operationResults).",
+        "required": True,
+        "schema": _STRING,
+    },
+    "SyncRunUrl": {
+        "description": "The sync run's URL.",
         "required": True,
         "schema": _STRING,
     },
@@ -489,6 +503,10 @@ TAGS: list[dict[str, str]] = [
     {
         "name": "Artifact cache",
         "description": "ACR cache rules and credential sets (pull through from upstreams).",
+    },
+    {
+        "name": "Scheduled sync",
+        "description": "Sync rules and their runs (Transship's own); errors use the ARM envelope.",
     },
     {
         "name": "Tenancy",

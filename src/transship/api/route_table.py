@@ -20,6 +20,7 @@ from transship.api import (
     import_follow,
     ops,
     secrets,
+    sync_rules,
     upstream_budgets,
     v2,
 )
@@ -53,6 +54,7 @@ from transship.wire import bodies, forms
 from transship.wire import cache as cache_wire
 from transship.wire import dry_run as dry_run_wire
 from transship.wire import identity as identity_wire
+from transship.wire import sync as sync_wire
 from transship.wire import webhooks as webhooks_wire
 from transship.wire.service import OpenApiDocument
 
@@ -1931,6 +1933,154 @@ _SERVICE = (
     route("*", "/{slashes:/.*}", merge_leading_slashes),
 )
 
+# -- scheduled sync (Transship's own; no ACR equivalent) ----------------------------------------
+_SYNC_TAG = ("Scheduled sync",)
+_SYNC_RULE = sync_rules.BASE + "/{rule}"
+_ON_SYNC_REGISTRY = ("SyncRegistryName",)
+_ON_SYNC_RULE = ("SyncRegistryName", "SyncRuleName")
+_SYNC_RULE_MISSING = _arm_error("The registry (ResourceNotFound) or the rule (SyncRuleNotFound).")
+_SYNC_ROUTES = (
+    route(
+        "GET",
+        sync_rules.BASE,
+        sync_rules.sync_rules_list,
+        Operation(
+            "SyncRules_List",
+            "The registry's sync rules, each with its last run.",
+            _SYNC_TAG,
+            {200: arm("The rules.", sync_wire.SyncRuleList), **errors(401, 403, 404)},
+            _ON_SYNC_REGISTRY,
+        ),
+    ),
+    route(
+        "PUT",
+        _SYNC_RULE,
+        sync_rules.sync_rule_put,
+        Operation(
+            "SyncRules_CreateOrReplace",
+            "Create or replace a sync rule: mirror upstream repositories into the registry, on "
+            "a schedule or on demand, copying only the tags that changed.",
+            _SYNC_TAG,
+            {
+                200: arm("Replaced.", sync_wire.SyncRule),
+                201: arm("Created.", sync_wire.SyncRule),
+                400: _arm_error("InvalidParameter naming the field at fault."),
+                **errors(401, 403, 404, 413),
+            },
+            _ON_SYNC_RULE,
+            request=sync_wire.SyncRuleBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "GET",
+        _SYNC_RULE,
+        sync_rules.sync_rule_get,
+        Operation(
+            "SyncRules_Get",
+            "A sync rule, with its last run and next scheduled run.",
+            _SYNC_TAG,
+            {
+                200: arm("The rule.", sync_wire.SyncRule),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "PATCH",
+        _SYNC_RULE,
+        sync_rules.sync_rule_patch,
+        Operation(
+            "SyncRules_Update",
+            "Change some fields of a sync rule (the fields given; `credentials: null` removes "
+            "the credentials).",
+            _SYNC_TAG,
+            {
+                200: arm("The rule after the change.", sync_wire.SyncRule),
+                400: _arm_error("InvalidParameter naming the field at fault."),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+                **errors(413),
+            },
+            _ON_SYNC_RULE,
+            request=sync_wire.SyncRuleBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _SYNC_RULE,
+        sync_rules.sync_rule_delete,
+        Operation(
+            "SyncRules_Delete",
+            "Delete a sync rule and its run history; the tags it copied stay.",
+            _SYNC_TAG,
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such rule."),
+                **errors(401, 403, 404),
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "POST",
+        _SYNC_RULE + "/run",
+        sync_rules.sync_rule_run,
+        Operation(
+            "SyncRules_Run",
+            "Queue a run of the rule now (the run already queued, if any); follow it at Location.",
+            _SYNC_TAG,
+            {
+                202: arm(
+                    "Queued: the run (Location is its URL).",
+                    sync_wire.SyncRun,
+                    {"Location": "SyncRunUrl"},
+                ),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "GET",
+        _SYNC_RULE + "/runs",
+        sync_rules.sync_runs_list,
+        Operation(
+            "SyncRuns_List",
+            "The rule's kept runs (setting sync_run_history), newest first, without their "
+            "per-tag reports.",
+            _SYNC_TAG,
+            {
+                200: arm("The runs.", sync_wire.SyncRunList),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "GET",
+        _SYNC_RULE + "/runs/{run}",
+        sync_rules.sync_run_get,
+        Operation(
+            "SyncRuns_Get",
+            "A run of the rule, with one entry per tag: unchanged, copying, copied, deleted or "
+            "failed (with the reason and the import operation).",
+            _SYNC_TAG,
+            {
+                200: arm("The run.", sync_wire.SyncRun),
+                **errors(401, 403),
+                404: _arm_error("The registry, the rule or the run does not exist."),
+            },
+            (*_ON_SYNC_RULE, "SyncRunId"),
+        ),
+    ),
+)
+
 ROUTES: tuple[Route, ...] = (
     *_V2,
     *_ACR_ROUTES,
@@ -1938,6 +2088,7 @@ ROUTES: tuple[Route, ...] = (
     *_REGISTRIES,
     *_REGISTRY_ACCESS,
     *_WEBHOOKS,
+    *_SYNC_ROUTES,
     *_TENANCY_ROUTES,
     *_DIRECTORY_ROUTES,
     *_role_routes(root=True),

@@ -16,6 +16,7 @@ from transship.cache.ports import CacheRuleLookup
 from transship.cache.rule_lookup import DatabaseCacheRuleLookup
 from transship.cache.secrets import SecretStore
 from transship.cache.service import CacheRuleService
+from transship.cache.sync import SyncService, SyncSettings
 from transship.config import Settings
 from transship.filemodes import private_dir
 from transship.identity.access import AccessControl
@@ -93,6 +94,8 @@ class Services:
     cache_rule_lookup: CacheRuleLookup
     # Tells this process's caches what other processes change (supervised in every process).
     change_listener: ChangeListener
+    # Sync rules and their runs (scheduled sync).
+    sync: SyncService
 
     async def close(self) -> None:
         await self.db.close()
@@ -249,6 +252,13 @@ async def build_services(
     webhook_dispatcher = WebhookDispatcher(meta, webhooks, hooks, webhook_egress, inner_resolver)
     webhooks.wake = webhook_dispatcher.wake
     secrets = SecretStore(meta, box)
+    manifests = ManifestService(
+        meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
+    )
+    registries = RegistryService(
+        meta, settings.effective_login_server_suffix, reserved_hosts(settings)
+    )
+    batches = BatchService(meta, imports)
     return Services(
         settings=settings,
         db=db,
@@ -263,17 +273,13 @@ async def build_services(
         dataplane=dataplane,
         import_policy=ImportPolicy(access, registry_access, dataplane),
         resolver=resolver,
-        registries=RegistryService(
-            meta, settings.effective_login_server_suffix, reserved_hosts(settings)
-        ),
+        registries=registries,
         blobs=blobs,
-        manifests=ManifestService(
-            meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
-        ),
+        manifests=manifests,
         listings=ListingService(meta, store),
         imports=imports,
         budgets=budgets,
-        batches=BatchService(meta, imports),
+        batches=batches,
         dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,
@@ -290,4 +296,21 @@ async def build_services(
         cache_rules=CacheRuleService(meta, secrets),
         cache_rule_lookup=DatabaseCacheRuleLookup(meta, secrets),
         change_listener=ChangeListener(db, meta.changes),
+        sync=SyncService(
+            meta,
+            sources,
+            batches,
+            manifests,
+            registries,
+            box,
+            SyncSettings(
+                poll_seconds=settings.sync_poll_seconds,
+                max_running=settings.sync_max_running,
+                history=settings.sync_run_history,
+                lease=timedelta(seconds=settings.sync_lease_seconds),
+                head_concurrency=settings.sync_head_concurrency,
+                tag_page_size=settings.sync_tag_page_size,
+                min_interval_seconds=settings.sync_min_interval_seconds,
+            ),
+        ),
     )

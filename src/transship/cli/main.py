@@ -23,6 +23,7 @@ from transship.cli.commands_registry import registry as _registry_command
 from transship.cli.commands_repository import repository as _repository_command
 from transship.cli.commands_role import role as _role_command
 from transship.cli.commands_secret import secret as _secret_command
+from transship.cli.commands_sync import sync as _sync_command
 from transship.cli.commands_upstream import upstream as _upstream_command
 from transship.cli.server_commands import SERVER_COMMANDS
 
@@ -58,5 +59,6 @@ for _command in (
     _cache_command,
     _credential_set_command,
     _secret_command,
+    _sync_command,
 ):
     main.add_command(_command)

@@ -45,6 +45,14 @@ class HeldFirstSource:
                 return FetchedManifest(held.content, held.media_type, digest)
         return await self._upstream.get_manifest(reference)
 
+    async def head_manifest(self, reference: str) -> Digest | None:
+        """As `UpstreamClient.head_manifest` (scheduled sync compares tags by HEAD)."""
+        return await self._upstream.head_manifest(reference)
+
+    async def list_tags(self, page_size: int | None = None) -> tuple[str, ...]:
+        """As `UpstreamClient.list_tags` (scheduled sync lists what to compare)."""
+        return await self._upstream.list_tags(page_size)
+
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         await self._upstream.fetch_blob(digest, size, writer)
 

@@ -55,6 +55,7 @@ from transship.wire.cache import (
     CredentialSetUpdateBody,
     SecretBody,
 )
+from transship.wire.sync import SyncRuleBody
 from transship.wire.webhooks import WebhookCreateBody, WebhookUpdateBody
 
 DOCUMENT = build_document(ROUTES)
@@ -237,6 +238,8 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("put", "credentialSetName}"): CredentialSetCreateBody,
     ("patch", "credentialSetName}"): CredentialSetUpdateBody,
     ("put", "v1/secrets"): SecretBody,
+    ("put", "ruleName}"): SyncRuleBody,
+    ("patch", "ruleName}"): SyncRuleBody,
 }
 # Token endpoints take forms (every value text), not JSON: schemas of their own.
 FORMS = {
