@@ -42,6 +42,7 @@ from bench import (  # noqa: E402
     manifest_get_workers,
     push,
     rss,
+    sync,
 )
 from bench.harness import STORAGES, Context, machine_info, scratch_dir  # noqa: E402
 from bench.profiling import summarize_dir  # noqa: E402
@@ -58,6 +59,7 @@ BENCHMARKS: dict[str, Runner] = {
     **imports.BENCHMARKS,
     import_subset.NAME: imports._noting_load(import_subset.run),
     batch.NAME: batch.run,
+    sync.NAME: sync.run,
     import_latency.NAME: import_latency.run,
     load.NAME: load.run,
     load.NAME_SPLIT: load.run_split,

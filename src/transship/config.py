@@ -221,6 +221,33 @@ class Settings(BaseSettings):
     import_max_running: int = Field(
         default=16, gt=0, description="imports running at once, service-wide"
     )
+    sync_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often a process looks for sync rules that are due (a run asked "
+        "for in the process itself starts at once)",
+    )
+    sync_max_running: int = Field(
+        default=2, gt=0, description="sync rules one process runs at once"
+    )
+    sync_run_history: int = Field(
+        default=20, gt=0, description="runs kept per sync rule (older ones are deleted)"
+    )
+    sync_lease_seconds: int = Field(
+        default=60,
+        ge=5,
+        description="a sync rule whose process stopped renewing its claim is run by another "
+        "after this",
+    )
+    sync_head_concurrency: int = Field(
+        default=8, gt=0, description="manifest HEAD requests at once per sync run"
+    )
+    sync_tag_page_size: int = Field(
+        default=1000, gt=0, description="tags asked for per page of an upstream tag list"
+    )
+    sync_min_interval_seconds: int = Field(
+        default=60, gt=0, description="the shortest schedule (intervalSeconds) a sync rule may have"
+    )
     max_blob_bytes: int | None = Field(
         default=None,
         gt=0,

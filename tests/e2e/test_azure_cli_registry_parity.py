@@ -200,7 +200,6 @@ def test_features_transship_lacks_answer_not_supported(env: AzureEnv) -> None:
     for args in (
         ("acr", "replication", "create", "-r", REGISTRY, "-l", "westus"),
         ("acr", "task", "list", "-r", REGISTRY),
-        ("acr", "cache", "list", "-r", REGISTRY),
     ):
         stderr = fails(env.az, *args)
         assert "(FeatureNotSupported)" in stderr and "not supported by Transship" in stderr, args

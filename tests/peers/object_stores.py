@@ -46,8 +46,14 @@ AZURITE_KEY = (
 )
 
 
-def _put(url: str, headers: dict[str, str] | None = None) -> int | None:
-    request = urllib.request.Request(url, method="PUT", data=b"", headers=headers or {})
+def _put(url: str, headers: dict[str, str] | None = None, data: bytes = b"") -> int | None:
+    return _request("PUT", url, headers, data)
+
+
+def _request(
+    method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+) -> int | None:
+    request = urllib.request.Request(url, method=method, data=data, headers=headers or {})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=5) as response:
@@ -92,6 +98,7 @@ class SeaweedFS:
         self.root: Path | None = None
         self.s3_port = 0
         self._process: ManagedProcess | None = None
+        self._bucket_made = False
         self._prefixes = itertools.count(1)
 
     @property
@@ -105,6 +112,7 @@ class SeaweedFS:
 
     def start(self) -> Self:
         weed = find_weed()
+        self._bucket_made = False
         self.root = Path(tempfile.mkdtemp(prefix="transship-weed-"))
         master, volume, filer, self.s3_port = (free_port() for _ in range(4))
         grpc = [free_port() for _ in range(4)]
@@ -135,19 +143,27 @@ class SeaweedFS:
         )
         (self.root / "data").mkdir()
         try:
-            # Creating the bucket is the readiness probe: it refuses, then answers 500, at first.
-            _start_until_ready(
-                self._process,
-                lambda: _put(f"{self.endpoint}/{self.bucket}") == 200,
-                "weed",
-                self.start_timeout,
-            )
+            # Ready once the bucket exists and an object with bytes in it can be written: the
+            # bucket is the filer's alone (it refuses, then answers 500, at first), but bytes need
+            # a writable volume, which the master grows a while later; until then every PUT of a
+            # non-empty object answers 500, longer than a client's retries last under load.
+            _start_until_ready(self._process, self._writable, "weed", self.start_timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
     bucket = "transship"
+
+    def _writable(self) -> bool:
+        if not self._bucket_made:
+            self._bucket_made = _put(f"{self.endpoint}/{self.bucket}") == 200
+            if not self._bucket_made:
+                return False
+        probe = f"{self.endpoint}/{self.bucket}/readiness-probe"
+        if _put(probe, data=b"ready") != 200:
+            return False
+        return _request("DELETE", probe) in (200, 204)
 
     @property
     def pid(self) -> int:

@@ -74,7 +74,7 @@ async def cached_registry(
     settings: Settings, rules: StaticCacheRules
 ) -> AsyncIterator[RunningRegistry]:
     """`running_registry(settings)` with pull-through through `rules`."""
-    services = await build_services(settings, cache_rules=rules)
+    services = await build_services(settings, cache_rule_lookup=rules)
     server = AppTestServer(create_app(settings, services), settings, host="127.0.0.1")
     await server.start_server()
     try:

@@ -95,4 +95,5 @@ def process_loops(
         background_work=settings.background_work,
         change_feed=services.change_listener.run_forever,
         extra=extra,
+        sync=services.sync,
     )

@@ -409,8 +409,6 @@ UNSUPPORTED_FEATURES = {
     "privateEndpointConnections": "Private endpoints (az acr private-endpoint-connection)",
     "privateLinkResources": "Private link resources (az acr private-link-resource)",
     "connectedRegistries": "Connected registries (az acr connected-registry)",
-    "cacheRules": "Artifact cache rules (az acr cache)",
-    "credentialSets": "Credential sets (az acr credential-set)",
     "pipelineRuns": "Transfer pipelines (az acr pipeline-run)",
     "importPipelines": "Transfer pipelines (az acr import-pipeline)",
     "exportPipelines": "Transfer pipelines (az acr export-pipeline)",

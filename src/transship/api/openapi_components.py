@@ -70,6 +70,15 @@ PARAMETERS: dict[str, Any] = {
     ),
     "OperationId": _path_parameter("operationId", "The id of an import operation (32 hex digits)."),
     "BatchId": _path_parameter("batchId", "The id of an import batch (32 hex digits)."),
+    "SyncRegistryName": _path_parameter(
+        "registryName", "A registry's name (registry names are unique across the service)."
+    ),
+    "SyncRuleName": _path_parameter(
+        "ruleName",
+        "A sync rule of the registry: 3-50 letters, digits and '-', starting and ending with a "
+        "letter or digit.",
+    ),
+    "SyncRunId": _path_parameter("runId", "The id of a sync run (32 hex digits)."),
     "UnsupportedFeature": _path_parameter(
         "feature",
         "A registry feature of ACR that Transship does not offer (tasks, replications…).",
@@ -83,8 +92,6 @@ PARAMETERS: dict[str, Any] = {
             "privateEndpointConnections",
             "privateLinkResources",
             "connectedRegistries",
-            "cacheRules",
-            "credentialSets",
             "pipelineRuns",
             "importPipelines",
             "exportPipelines",
@@ -109,6 +116,20 @@ PARAMETERS: dict[str, Any] = {
         pattern="^[a-zA-Z0-9]*$",
         minLength=5,
         maxLength=50,
+    ),
+    "CacheRuleName": _path_parameter("cacheRuleName", "A cache rule of the registry."),
+    "NewCacheRuleName": _path_parameter(
+        "cacheRuleName", "The cache rule's name: 5-50 letters, digits and '-'.", **_RESOURCE_NAME
+    ),
+    "CredentialSetName": _path_parameter("credentialSetName", "A credential set of the registry."),
+    "NewCredentialSetName": _path_parameter(
+        "credentialSetName",
+        "The credential set's name: 5-50 letters, digits and '-'.",
+        **_RESOURCE_NAME,
+    ),
+    "SecretIdentifier": _query(
+        "identifier",
+        "A Key Vault secret identifier (`https://<vault>.vault.azure.net/secrets/<name>`).",
     ),
     "EventsSkipToken": _query(
         "$skipToken",
@@ -222,6 +243,11 @@ HEADERS: dict[str, Any] = {
     },
     "Location": {
         "description": "The operation's result URL (operationResults).",
+        "required": True,
+        "schema": _STRING,
+    },
+    "SyncRunUrl": {
+        "description": "The sync run's URL.",
         "required": True,
         "schema": _STRING,
     },
@@ -474,6 +500,14 @@ TAGS: list[dict[str, str]] = [
     {"name": "Service"},
     {"name": "Management", "description": "ARM shapes; errors use the ARM envelope."},
     {"name": "Registry access", "description": "ACR scope maps and tokens."},
+    {
+        "name": "Artifact cache",
+        "description": "ACR cache rules and credential sets (pull through from upstreams).",
+    },
+    {
+        "name": "Scheduled sync",
+        "description": "Sync rules and their runs (Transship's own); errors use the ARM envelope.",
+    },
     {
         "name": "Tenancy",
         "description": "ARM tenants, subscriptions, resources and resource groups.",

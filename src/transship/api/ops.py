@@ -175,7 +175,7 @@ class Metrics:
         self.budgets: list[Budget] = []
         self.budgets_read_at: datetime | None = None
         # Pulls served from the cache because re-checking a tag upstream failed (read from
-        # the pull-through service for the scrape being answered; None: no pull-through).
+        # the pull-through service for the scrape being answered; None: no services).
         self.cache_stale_served: int | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -363,6 +363,6 @@ async def metrics(request: web.Request) -> web.Response:
     if budgets is not None:
         found.budgets = await budgets.list()
         found.budgets_read_at = budgets.now()
-    if services is not None and services.pull_through is not None:
+    if services is not None:
         found.cache_stale_served = services.pull_through.stale_served
     return web.Response(body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4})

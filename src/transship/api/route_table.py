@@ -10,6 +10,7 @@ from transship.api import (
     acr,
     arm_access,
     arm_authorization,
+    arm_cache,
     arm_tenancy,
     arm_webhooks,
     dataplane_auth,
@@ -18,6 +19,8 @@ from transship.api import (
     import_batch,
     import_follow,
     ops,
+    secrets,
+    sync_rules,
     upstream_budgets,
     v2,
 )
@@ -48,14 +51,17 @@ from transship.wire import acr as acr_wire
 from transship.wire import arm as resources
 from transship.wire import batch as batch_wire
 from transship.wire import bodies, forms
+from transship.wire import cache as cache_wire
 from transship.wire import dry_run as dry_run_wire
 from transship.wire import identity as identity_wire
+from transship.wire import sync as sync_wire
 from transship.wire import webhooks as webhooks_wire
 from transship.wire.service import OpenApiDocument
 
 _MGMT = ("Management",)
 _ACCESS = ("Registry access",)
 _WEBHOOK_TAG = ("Webhooks",)
+_CACHE_TAG = ("Artifact cache",)
 _TENANCY = ("Tenancy",)
 _DIRECTORY = ("Directory",)
 _AUTHORIZATION = ("Authorization",)
@@ -817,6 +823,244 @@ _WEBHOOKS = (
             ("POST", "", "The webhook's delivery log, newest first, paged."),
             ("GET", "_NextPage", "A further page of the delivery log (a nextLink)."),
         )
+    ),
+)
+
+
+# -- the artifact cache: cache rules, credential sets, the secret store ---------------------
+_CACHE_RULES = REGISTRY + "/cacheRules"
+_CREDENTIAL_SETS = REGISTRY + "/credentialSets"
+_ON_RULE = (*_IN_GROUP, "CacheRuleName")
+_ON_SET = (*_IN_GROUP, "CredentialSetName")
+_RULE_MISSING = _arm_error("The registry or the cache rule does not exist.")
+_SET_MISSING = _arm_error("The registry or the credential set does not exist.")
+_RULE_INVALID = _arm_error(
+    "InvalidParameter naming the field (sourceRepository, targetRepository — a target "
+    "another rule has, or a wildcard overlapping another wildcard rule —, "
+    "credentialSetResourceId, identity, cacheRuleName) or QuotaExceeded (1000 rules)."
+)
+_SET_INVALID = _arm_error(
+    "InvalidParameter naming the field (loginServer, "
+    "authCredentials.usernameSecretIdentifier, authCredentials.passwordSecretIdentifier, "
+    "identity.type, credentialSetName) or QuotaExceeded."
+)
+_SECRETS = "/transship/v1/secrets"
+_CACHE = (
+    route(
+        "GET",
+        _CACHE_RULES,
+        arm_cache.cache_rules_list,
+        Operation(
+            "CacheRules_List",
+            "The registry's cache rules.",
+            _CACHE_TAG,
+            {200: arm("The cache rules.", cache_wire.CacheRuleList), **errors(401, 403, 404)},
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_get,
+        Operation(
+            "CacheRules_Get",
+            "A cache rule.",
+            _CACHE_TAG,
+            {
+                200: arm("The cache rule.", cache_wire.CacheRule),
+                **errors(401, 403),
+                404: _RULE_MISSING,
+            },
+            _ON_RULE,
+        ),
+    ),
+    route(
+        "PUT",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_put,
+        Operation(
+            "CacheRules_Create",
+            "Create a cache rule (done when answered: provisioningState Succeeded); on an "
+            "existing rule, set its credential set (its repositories cannot change).",
+            _CACHE_TAG,
+            {
+                200: arm("Changed.", cache_wire.CacheRule),
+                201: arm("Created.", cache_wire.CacheRule),
+                400: _RULE_INVALID,
+                **errors(401, 403, 404, 409, 413),
+            },
+            (*_IN_GROUP, "NewCacheRuleName"),
+            request=cache_wire.CacheRuleCreateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_patch,
+        Operation(
+            "CacheRules_Update",
+            "Set (an id) or remove (null) the rule's credential set.",
+            _CACHE_TAG,
+            {
+                200: arm("Changed.", cache_wire.CacheRule),
+                400: _RULE_INVALID,
+                **errors(401, 403),
+                404: _RULE_MISSING,
+                **errors(413),
+            },
+            _ON_RULE,
+            request=cache_wire.CacheRuleUpdateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _CACHE_RULES + "/{rule}",
+        arm_cache.cache_rule_delete,
+        Operation(
+            "CacheRules_Delete",
+            "Delete a cache rule; what it cached stays, as ordinary repositories.",
+            _CACHE_TAG,
+            {
+                202: arm("Deleted (done when answered)."),
+                204: arm("There was no such cache rule."),
+                **errors(401, 403, 404),
+            },
+            _ON_RULE,
+        ),
+    ),
+    route(
+        "GET",
+        _CREDENTIAL_SETS,
+        arm_cache.credential_sets_list,
+        Operation(
+            "CredentialSets_List",
+            "The registry's credential sets, with the health of their secrets.",
+            _CACHE_TAG,
+            {
+                200: arm("The credential sets.", cache_wire.CredentialSetList),
+                **errors(401, 403, 404),
+            },
+            _IN_GROUP,
+        ),
+    ),
+    route(
+        "GET",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_get,
+        Operation(
+            "CredentialSets_Get",
+            "A credential set: its login server, secret identifiers and their health.",
+            _CACHE_TAG,
+            {
+                200: arm("The credential set.", cache_wire.CredentialSet),
+                **errors(401, 403),
+                404: _SET_MISSING,
+            },
+            _ON_SET,
+        ),
+    ),
+    route(
+        "PUT",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_put,
+        Operation(
+            "CredentialSets_Create",
+            "Create a credential set, or replace its login server and secret identifiers "
+            "(done when answered: provisioningState Succeeded).",
+            _CACHE_TAG,
+            {
+                200: arm("Replaced.", cache_wire.CredentialSet),
+                201: arm("Created.", cache_wire.CredentialSet),
+                400: _SET_INVALID,
+                **errors(401, 403, 404, 409, 413),
+            },
+            (*_IN_GROUP, "NewCredentialSetName"),
+            request=cache_wire.CredentialSetCreateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "PATCH",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_patch,
+        Operation(
+            "CredentialSets_Update",
+            "Change the secret identifiers given; the rest stays.",
+            _CACHE_TAG,
+            {
+                200: arm("Changed.", cache_wire.CredentialSet),
+                400: _SET_INVALID,
+                **errors(401, 403),
+                404: _SET_MISSING,
+                **errors(413),
+            },
+            _ON_SET,
+            request=cache_wire.CredentialSetUpdateBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _CREDENTIAL_SETS + "/{set}",
+        arm_cache.credential_set_delete,
+        Operation(
+            "CredentialSets_Delete",
+            "Delete a credential set no cache rule uses (409 Conflict naming the rules otherwise).",
+            _CACHE_TAG,
+            {
+                202: arm("Deleted (done when answered)."),
+                204: arm("There was no such credential set."),
+                **errors(401, 403, 404, 409),
+            },
+            _ON_SET,
+        ),
+    ),
+    route(
+        "GET",
+        _SECRETS,
+        secrets.secrets_list,
+        Operation(
+            "Secrets_List",
+            "The identifiers of the secrets credential sets resolve against (never the "
+            "values; a Transship extension for the root tenant's administrators).",
+            ("Service",),
+            {200: arm("The secrets' identifiers.", cache_wire.SecretList), **errors(401, 403)},
+        ),
+    ),
+    route(
+        "PUT",
+        _SECRETS,
+        secrets.secret_put,
+        Operation(
+            "Secrets_Set",
+            "Set or replace a secret (sealed with the service key; its value is never answered).",
+            ("Service",),
+            {
+                200: arm("Replaced.", cache_wire.Secret),
+                201: arm("Created.", cache_wire.Secret),
+                **errors(400, 401, 403, 413),
+            },
+            request=cache_wire.SecretBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _SECRETS,
+        secrets.secret_delete,
+        Operation(
+            "Secrets_Delete",
+            "Delete a secret; credential sets naming it turn Unhealthy.",
+            ("Service",),
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such secret."),
+                **errors(400, 401, 403),
+            },
+            ("SecretIdentifier",),
+        ),
     ),
 )
 
@@ -1689,12 +1933,162 @@ _SERVICE = (
     route("*", "/{slashes:/.*}", merge_leading_slashes),
 )
 
+# -- scheduled sync (Transship's own; no ACR equivalent) ----------------------------------------
+_SYNC_TAG = ("Scheduled sync",)
+_SYNC_RULE = sync_rules.BASE + "/{rule}"
+_ON_SYNC_REGISTRY = ("SyncRegistryName",)
+_ON_SYNC_RULE = ("SyncRegistryName", "SyncRuleName")
+_SYNC_RULE_MISSING = _arm_error("The registry (ResourceNotFound) or the rule (SyncRuleNotFound).")
+_SYNC_ROUTES = (
+    route(
+        "GET",
+        sync_rules.BASE,
+        sync_rules.sync_rules_list,
+        Operation(
+            "SyncRules_List",
+            "The registry's sync rules, each with its last run.",
+            _SYNC_TAG,
+            {200: arm("The rules.", sync_wire.SyncRuleList), **errors(401, 403, 404)},
+            _ON_SYNC_REGISTRY,
+        ),
+    ),
+    route(
+        "PUT",
+        _SYNC_RULE,
+        sync_rules.sync_rule_put,
+        Operation(
+            "SyncRules_CreateOrReplace",
+            "Create or replace a sync rule: mirror upstream repositories into the registry, on "
+            "a schedule or on demand, copying only the tags that changed.",
+            _SYNC_TAG,
+            {
+                200: arm("Replaced.", sync_wire.SyncRule),
+                201: arm("Created.", sync_wire.SyncRule),
+                400: _arm_error("InvalidParameter naming the field at fault."),
+                **errors(401, 403, 404, 413),
+            },
+            _ON_SYNC_RULE,
+            request=sync_wire.SyncRuleBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "GET",
+        _SYNC_RULE,
+        sync_rules.sync_rule_get,
+        Operation(
+            "SyncRules_Get",
+            "A sync rule, with its last run and next scheduled run.",
+            _SYNC_TAG,
+            {
+                200: arm("The rule.", sync_wire.SyncRule),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "PATCH",
+        _SYNC_RULE,
+        sync_rules.sync_rule_patch,
+        Operation(
+            "SyncRules_Update",
+            "Change some fields of a sync rule (the fields given; `credentials: null` removes "
+            "the credentials).",
+            _SYNC_TAG,
+            {
+                200: arm("The rule after the change.", sync_wire.SyncRule),
+                400: _arm_error("InvalidParameter naming the field at fault."),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+                **errors(413),
+            },
+            _ON_SYNC_RULE,
+            request=sync_wire.SyncRuleBody,
+            request_required=True,
+        ),
+    ),
+    route(
+        "DELETE",
+        _SYNC_RULE,
+        sync_rules.sync_rule_delete,
+        Operation(
+            "SyncRules_Delete",
+            "Delete a sync rule and its run history; the tags it copied stay.",
+            _SYNC_TAG,
+            {
+                200: arm("Deleted."),
+                204: arm("There was no such rule."),
+                **errors(401, 403, 404),
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "POST",
+        _SYNC_RULE + "/run",
+        sync_rules.sync_rule_run,
+        Operation(
+            "SyncRules_Run",
+            "Queue a run of the rule now (the run already queued, if any); follow it at Location.",
+            _SYNC_TAG,
+            {
+                202: arm(
+                    "Queued: the run (Location is its URL).",
+                    sync_wire.SyncRun,
+                    {"Location": "SyncRunUrl"},
+                ),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "GET",
+        _SYNC_RULE + "/runs",
+        sync_rules.sync_runs_list,
+        Operation(
+            "SyncRuns_List",
+            "The rule's kept runs (setting sync_run_history), newest first, without their "
+            "per-tag reports.",
+            _SYNC_TAG,
+            {
+                200: arm("The runs.", sync_wire.SyncRunList),
+                **errors(401, 403),
+                404: _SYNC_RULE_MISSING,
+            },
+            _ON_SYNC_RULE,
+        ),
+    ),
+    route(
+        "GET",
+        _SYNC_RULE + "/runs/{run}",
+        sync_rules.sync_run_get,
+        Operation(
+            "SyncRuns_Get",
+            "A run of the rule, with one entry per tag: unchanged, copying, copied, deleted or "
+            "failed (with the reason and the import operation).",
+            _SYNC_TAG,
+            {
+                200: arm("The run.", sync_wire.SyncRun),
+                **errors(401, 403),
+                404: _arm_error("The registry, the rule or the run does not exist."),
+            },
+            (*_ON_SYNC_RULE, "SyncRunId"),
+        ),
+    ),
+)
+
 ROUTES: tuple[Route, ...] = (
     *_V2,
     *_ACR_ROUTES,
+    *_CACHE,
     *_REGISTRIES,
     *_REGISTRY_ACCESS,
     *_WEBHOOKS,
+    *_SYNC_ROUTES,
     *_TENANCY_ROUTES,
     *_DIRECTORY_ROUTES,
     *_role_routes(root=True),

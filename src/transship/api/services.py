@@ -14,6 +14,10 @@ from aiohttp.resolver import DefaultResolver
 
 from transship.cache.ports import CacheRuleLookup
 from transship.cache.pull_through import PullThrough
+from transship.cache.rule_lookup import DatabaseCacheRuleLookup
+from transship.cache.secrets import SecretStore
+from transship.cache.service import CacheRuleService
+from transship.cache.sync import SyncService, SyncSettings
 from transship.config import Settings
 from transship.filemodes import private_dir
 from transship.identity.access import AccessControl
@@ -85,10 +89,17 @@ class Services:
     hasher: SecretHasher
     webhooks: WebhookService
     webhook_dispatcher: WebhookDispatcher
+    # The artifact cache: the sealed secrets credential sets name, the cache rules and
+    # credential sets of registries, and which upstream backs a repository under a rule.
+    secrets: SecretStore
+    cache_rules: CacheRuleService
+    cache_rule_lookup: CacheRuleLookup
     # Tells this process's caches what other processes change (supervised in every process).
     change_listener: ChangeListener
-    # Pull-through of repositories under cache rules (None: no cache rules are looked up).
-    pull_through: PullThrough | None = None
+    # Sync rules and their runs (scheduled sync).
+    sync: SyncService
+    # Pull-through: the first pull of a repository under a cache rule copies it.
+    pull_through: PullThrough
 
     async def close(self) -> None:
         await self.db.close()
@@ -136,12 +147,12 @@ async def build_services(
     settings: Settings,
     *,
     inner_resolver: Callable[[], AbstractResolver] = DefaultResolver,
-    cache_rules: CacheRuleLookup | None = None,
+    cache_rule_lookup: CacheRuleLookup | None = None,
 ) -> Services:
     """Create the data directory, migrate the schema, bootstrap the service identity and wire
     every service.
 
-    `cache_rules`: where cache rules are looked up (None: no pull-through).
+    `cache_rule_lookup`: where the pull path looks cache rules up (None: the database).
 
     Raises DatabaseUrlError for an unusable database URL, StorageConnectError when the
     object store of `storage_url` cannot be reached, and whatever the database driver
@@ -242,26 +253,6 @@ async def build_services(
     registry_access = RegistryAccess(meta, box, hasher=hasher, throttle=throttle)
     entra = EntraTokens(directory, tokens)
     blobs = BlobService(meta, store, settings.max_blob_bytes)
-    manifests = ManifestService(
-        meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
-    )
-    pull_through = (
-        None
-        if cache_rules is None
-        else PullThrough(
-            cache_rules,
-            meta,
-            store,
-            manifests,
-            sink,
-            sources,
-            engine,
-            imports,
-            shelf,
-            limits,
-            tag_ttl_seconds=settings.cache_tag_ttl_seconds,
-        )
-    )
     dataplane = DataPlaneAuth(
         directory, access, registry_access, entra, tokens, changes=meta.changes
     )
@@ -272,6 +263,32 @@ async def build_services(
     webhooks = WebhookService(meta, box, hooks, webhook_egress)
     webhook_dispatcher = WebhookDispatcher(meta, webhooks, hooks, webhook_egress, inner_resolver)
     webhooks.wake = webhook_dispatcher.wake
+    secrets = SecretStore(meta, box)
+    manifests = ManifestService(
+        meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
+    )
+    rule_lookup = (
+        cache_rule_lookup
+        if cache_rule_lookup is not None
+        else DatabaseCacheRuleLookup(meta, secrets)
+    )
+    pull_through = PullThrough(
+        rule_lookup,
+        meta,
+        store,
+        manifests,
+        sink,
+        sources,
+        engine,
+        imports,
+        shelf,
+        limits,
+        tag_ttl_seconds=settings.cache_tag_ttl_seconds,
+    )
+    registries = RegistryService(
+        meta, settings.effective_login_server_suffix, reserved_hosts(settings)
+    )
+    batches = BatchService(meta, imports)
     return Services(
         settings=settings,
         db=db,
@@ -286,15 +303,13 @@ async def build_services(
         dataplane=dataplane,
         import_policy=ImportPolicy(access, registry_access, dataplane),
         resolver=resolver,
-        registries=RegistryService(
-            meta, settings.effective_login_server_suffix, reserved_hosts(settings)
-        ),
+        registries=registries,
         blobs=blobs,
         manifests=manifests,
         listings=ListingService(meta, store),
         imports=imports,
         budgets=budgets,
-        batches=BatchService(meta, imports),
+        batches=batches,
         dry_runs=DryRunPlanner(RegistryTargetView(meta, store), sources, limits),
         gc=GarbageCollector(
             meta,
@@ -307,6 +322,26 @@ async def build_services(
         hasher=hasher,
         webhooks=webhooks,
         webhook_dispatcher=webhook_dispatcher,
+        secrets=secrets,
+        cache_rules=CacheRuleService(meta, secrets),
+        cache_rule_lookup=rule_lookup,
         change_listener=ChangeListener(db, meta.changes),
+        sync=SyncService(
+            meta,
+            sources,
+            batches,
+            manifests,
+            registries,
+            box,
+            SyncSettings(
+                poll_seconds=settings.sync_poll_seconds,
+                max_running=settings.sync_max_running,
+                history=settings.sync_run_history,
+                lease=timedelta(seconds=settings.sync_lease_seconds),
+                head_concurrency=settings.sync_head_concurrency,
+                tag_page_size=settings.sync_tag_page_size,
+                min_interval_seconds=settings.sync_min_interval_seconds,
+            ),
+        ),
         pull_through=pull_through,
     )

@@ -114,8 +114,6 @@ async def blob_get(
     try:
         location = await services.blobs.stat(registry, match["name"], digest)
     except NotFound as missing:
-        if services.pull_through is None:
-            raise
         answer = None if request.method == "HEAD" else _StreamedBlob(request, digest)
         try:
             found = await services.pull_through.blob(
@@ -310,10 +308,9 @@ async def upload_cancel(
 async def manifest_get(
     request: web.Request, registry: RegistryRecord, match: dict[str, str]
 ) -> web.StreamResponse:
-    services = _services(request)
-    pull = services.pull_through
-    get = services.manifests.get if pull is None else pull.get_manifest
-    record = await get(registry, match["name"], match["reference"])
+    record = await _services(request).pull_through.get_manifest(
+        registry, match["name"], match["reference"]
+    )
     headers = {
         hdrs.CONTENT_TYPE: record.media_type,
         "Docker-Content-Digest": str(record.digest),

@@ -308,7 +308,7 @@ class PullThrough:
         try:
             async with self._sources.open(spec, upstream.credentials, registry.id) as source:
                 current = (
-                    await source.head_tag(tag) if isinstance(source, HeldFirstSource) else None
+                    await source.head_manifest(tag) if isinstance(source, HeldFirstSource) else None
                 )
         except ImportFailure as exc:
             return self._stale(repository, tag, upstream, exc.message, record)

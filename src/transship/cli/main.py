@@ -12,6 +12,8 @@ import gc
 import click
 
 from transship import __version__
+from transship.cli.commands_cache import cache as _cache_command
+from transship.cli.commands_cache import credential_set as _credential_set_command
 from transship.cli.commands_group import group as _group_command
 from transship.cli.commands_identity import identity as _identity_command
 from transship.cli.commands_import import import_ as _import_command
@@ -20,6 +22,8 @@ from transship.cli.commands_login import logout as _logout_command
 from transship.cli.commands_registry import registry as _registry_command
 from transship.cli.commands_repository import repository as _repository_command
 from transship.cli.commands_role import role as _role_command
+from transship.cli.commands_secret import secret as _secret_command
+from transship.cli.commands_sync import sync as _sync_command
 from transship.cli.commands_upstream import upstream as _upstream_command
 from transship.cli.server_commands import SERVER_COMMANDS
 
@@ -52,5 +56,9 @@ for _command in (
     _group_command,
     _role_command,
     _upstream_command,
+    _cache_command,
+    _credential_set_command,
+    _secret_command,
+    _sync_command,
 ):
     main.add_command(_command)

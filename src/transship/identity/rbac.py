@@ -64,6 +64,12 @@ class Actions:
     WEBHOOKS_LIST_EVENTS: Final = (
         "Microsoft.ContainerRegistry/registries/webhooks/listEvents/action"
     )
+    CACHE_RULES_READ: Final = "Microsoft.ContainerRegistry/registries/cacheRules/read"
+    CACHE_RULES_WRITE: Final = "Microsoft.ContainerRegistry/registries/cacheRules/write"
+    CACHE_RULES_DELETE: Final = "Microsoft.ContainerRegistry/registries/cacheRules/delete"
+    CREDENTIAL_SETS_READ: Final = "Microsoft.ContainerRegistry/registries/credentialSets/read"
+    CREDENTIAL_SETS_WRITE: Final = "Microsoft.ContainerRegistry/registries/credentialSets/write"
+    CREDENTIAL_SETS_DELETE: Final = "Microsoft.ContainerRegistry/registries/credentialSets/delete"
     ROLE_ASSIGNMENTS_READ: Final = "Microsoft.Authorization/roleAssignments/read"
     ROLE_ASSIGNMENTS_WRITE: Final = "Microsoft.Authorization/roleAssignments/write"
     ROLE_ASSIGNMENTS_DELETE: Final = "Microsoft.Authorization/roleAssignments/delete"
@@ -118,6 +124,12 @@ ALL_ACTIONS: Final[tuple[str, ...]] = (
     Actions.WEBHOOKS_PING,
     Actions.WEBHOOKS_CALLBACK_CONFIG,
     Actions.WEBHOOKS_LIST_EVENTS,
+    Actions.CACHE_RULES_READ,
+    Actions.CACHE_RULES_WRITE,
+    Actions.CACHE_RULES_DELETE,
+    Actions.CREDENTIAL_SETS_READ,
+    Actions.CREDENTIAL_SETS_WRITE,
+    Actions.CREDENTIAL_SETS_DELETE,
     Actions.ROLE_ASSIGNMENTS_READ,
     Actions.ROLE_ASSIGNMENTS_WRITE,
     Actions.ROLE_ASSIGNMENTS_DELETE,

@@ -45,11 +45,13 @@ class HeldFirstSource:
                 return FetchedManifest(held.content, held.media_type, digest)
         return await self._upstream.get_manifest(reference)
 
-    async def head_tag(self, tag: str) -> Digest | None:
-        """The digest the upstream names for `tag`, by one HEAD and never a GET (see
-        `UpstreamClient.head_manifest`, whose errors it raises); None when the HEAD does
-        not tell."""
-        return await self._upstream.head_manifest(tag)
+    async def head_manifest(self, reference: str) -> Digest | None:
+        """As `UpstreamClient.head_manifest` (scheduled sync compares tags by HEAD)."""
+        return await self._upstream.head_manifest(reference)
+
+    async def list_tags(self, page_size: int | None = None) -> tuple[str, ...]:
+        """As `UpstreamClient.list_tags` (scheduled sync lists what to compare)."""
+        return await self._upstream.list_tags(page_size)
 
     async def head_blob(self, digest: Digest) -> int | None:
         """The blob's size by one HEAD (see `UpstreamClient.head_blob`), or None."""

@@ -68,6 +68,8 @@ MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 _MAX_AUTH_ROUNDS = 4
 # Pages of one referrers list followed before the upstream is judged to be looping.
 _MAX_REFERRER_PAGES = 100
+# Pages of one tag list followed before the upstream is judged to be looping.
+_MAX_TAG_PAGES = 1000
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -86,6 +88,7 @@ DIGEST_INVALID = "DIGEST_INVALID"
 SIZE_INVALID = "SIZE_INVALID"
 INVALID_REFERRERS = "InvalidReferrers"
 INVALID_REFERENCE = "InvalidReference"
+INVALID_TAG_LIST = "InvalidTagList"
 
 
 def _origin(url: URL) -> tuple[str, str, int | None]:
@@ -331,6 +334,102 @@ class UpstreamClient:
             return response.content_length
         finally:
             response.release()
+
+    async def list_tags(self, page_size: int | None = None) -> tuple[str, ...]:
+        """Every tag of the repository, from the tags list API, following `Link`
+        rel="next" pages on the endpoint's own origin (`page_size`: the `n` asked for per
+        page; None lets the upstream choose). No pull is spent (a listing is no manifest
+        GET). Raises ImportFailure: ManifestUnknown (HTTP 404: no such repository),
+        InvalidTagList (not a tag list, a page on another host, too many pages),
+        UpstreamUnauthorized, UpstreamError, UpstreamUnavailable."""
+        obj = self._repository
+        url = self._url("tags/list")
+        if page_size is not None:
+            url = url.with_query({"n": str(page_size)})
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        found: list[str] = []
+        for _ in range(_MAX_TAG_PAGES):
+            failures = 0
+            limited_since: datetime | None = None
+            while True:
+                try:
+                    content, link = await self._get_tags_once(url, headers, obj)
+                except _Transient as exc:
+                    if exc.rate_limited and self._budget is not None:
+                        limited_since = limited_since or self._budget.now()
+                        await self._budget.wait_clear(f"tags of {obj}", since=limited_since)
+                        continue
+                    failures += 1
+                    await self._back_off(exc, failures, Step.PLAN, obj, f"tags of {obj}")
+                    continue
+                break
+            found.extend(self._tag_page(content, obj))
+            target = next_link(link)
+            if target is None:
+                return tuple(dict.fromkeys(found))
+            following = url.join(URL(target, encoded=True))
+            if _origin(following) != self._origin:
+                raise ImportFailure(
+                    INVALID_TAG_LIST,
+                    f"{self._endpoint.host} pages the tags of {obj} to another host "
+                    f"({following.host})",
+                    step=Step.PLAN,
+                    obj=obj,
+                )
+            url = following
+        raise ImportFailure(
+            INVALID_TAG_LIST,
+            f"{self._endpoint.host} lists the tags of {obj} on more than {_MAX_TAG_PAGES} pages",
+            step=Step.PLAN,
+            obj=obj,
+        )
+
+    async def _get_tags_once(
+        self, url: URL, headers: Mapping[str, str], obj: str
+    ) -> tuple[bytes, str | None]:
+        """One page of the tags list: (body, Link)."""
+        response = await self._open(url, headers, step=Step.PLAN, obj=obj)
+        try:
+            await self._observe_rate_limit(response)
+            if response.status == 404:
+                raise ImportFailure(
+                    MANIFEST_UNKNOWN,
+                    f"repository {obj} not found on {self._endpoint.host}",
+                    step=Step.PLAN,
+                    obj=obj,
+                    upstream_status=404,
+                )
+            if response.status != 200:
+                self._raise_for_status(response, Step.PLAN, obj, f"the tags of {obj}")
+            body = await self._read_bounded(response, obj, "tag list: ")
+            return bytes(body), response.headers.get("Link")
+        finally:
+            response.release()
+
+    def _tag_page(self, content: bytes, obj: str) -> list[str]:
+        """The tags of one page; tags that are no valid tag name are skipped (they could
+        not be imported)."""
+        try:
+            data = json.loads(content)
+            tags = data.get("tags") or []
+        except (ValueError, AttributeError):
+            tags = None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ImportFailure(
+                INVALID_TAG_LIST,
+                f"{self._endpoint.host} answered the tags of {obj} with something other than "
+                "a tag list",
+                step=Step.PLAN,
+                obj=obj,
+            )
+        valid: list[str] = []
+        for tag in tags:
+            try:
+                validate_tag(tag)
+            except InvalidReference:
+                continue
+            valid.append(tag)
+        return valid
 
     async def _observe_rate_limit(self, response: aiohttp.ClientResponse) -> None:
         """Record the rate-limit headers of an answer from the endpoint itself (a storage

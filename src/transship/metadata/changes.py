@@ -57,6 +57,7 @@ class Topic(StrEnum):
     REGISTRIES = "registries"  # registries (login servers) and their access settings
     IMPORTS = "imports"  # a job queued, or one ended (a slot freed)
     SIGNING_KEYS = "signing-keys"  # a token-signing key added (a rotation)
+    SYNC = "sync"  # a sync run queued, or a sync rule written (it may be due now)
 
 
 Callback = Callable[[], None]

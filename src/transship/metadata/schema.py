@@ -543,3 +543,51 @@ upstream_budgets = Table(
     Column("pulls", BigInteger, nullable=False, default=0),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# Credential sets of a registry (ARM `registries/credentialSets`): the upstream login server
+# and the Key Vault secret identifiers of its username and password. Never the secrets: those
+# are resolved against `sealed_secrets` when a pull needs them.
+credential_sets = Table(
+    "credential_sets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(50), nullable=False),
+    Column("login_server", String(255), nullable=False),
+    Column("username_secret_id", String(1024), nullable=False),
+    Column("password_secret_id", String(1024), nullable=False),
+    # The id of its system-assigned identity as ARM shows it (ACR gives each one).
+    Column("principal_id", String(36), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("registry_id", "name"),
+)
+
+# Cache rules of a registry (ARM `registries/cacheRules`): a target repository (or a `prefix/*`
+# wildcard) of the registry backed by a source repository upstream. One rule per target; a
+# rule's credential set cannot be deleted under it (the service refuses, the key backs it).
+cache_rules = Table(
+    "cache_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("registry_id", Integer, ForeignKey("registries.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(50), nullable=False),
+    Column("source_repository", String(512), nullable=False),
+    Column("target_repository", String(256), nullable=False),
+    Column("wildcard", Boolean, nullable=False),
+    Column("credential_set_id", Integer, ForeignKey("credential_sets.id"), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("registry_id", "name"),
+    UniqueConstraint("registry_id", "target_repository"),
+)
+
+# The service's own secret store, standing in for Key Vault: a secret identifier
+# (`https://<vault>.vault.azure.net/secrets/<name>[/<version>]`, lower-cased) and its value
+# sealed with the service key. Set by operators only; values never leave the service.
+sealed_secrets = Table(
+    "sealed_secrets",
+    metadata,
+    Column("identifier", String(1024), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

@@ -258,7 +258,7 @@ async def test_features_transship_lacks_answer_feature_not_supported(admin: Mana
         ("GET", "/replications/westus"),
         ("POST", "/scheduleRun"),
         ("POST", "/listBuildSourceUploadUrl"),
-        ("PUT", "/cacheRules/rule1"),
+        ("PUT", "/pipelineRuns/run1"),
         ("GET", "/connectedRegistries"),
         ("DELETE", "/agentPools/pool/x"),
     ):

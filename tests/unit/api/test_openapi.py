@@ -48,6 +48,14 @@ from transship.wire.bodies import (
     TokenPatchBody,
     UserBody,
 )
+from transship.wire.cache import (
+    CacheRuleCreateBody,
+    CacheRuleUpdateBody,
+    CredentialSetCreateBody,
+    CredentialSetUpdateBody,
+    SecretBody,
+)
+from transship.wire.sync import SyncRuleBody
 from transship.wire.webhooks import WebhookCreateBody, WebhookUpdateBody
 
 DOCUMENT = build_document(ROUTES)
@@ -225,6 +233,13 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("put", "roleAssignmentName}"): RoleAssignmentBody,
     ("put", "webhookName}"): WebhookCreateBody,
     ("patch", "webhookName}"): WebhookUpdateBody,
+    ("put", "cacheRuleName}"): CacheRuleCreateBody,
+    ("patch", "cacheRuleName}"): CacheRuleUpdateBody,
+    ("put", "credentialSetName}"): CredentialSetCreateBody,
+    ("patch", "credentialSetName}"): CredentialSetUpdateBody,
+    ("put", "v1/secrets"): SecretBody,
+    ("put", "ruleName}"): SyncRuleBody,
+    ("patch", "ruleName}"): SyncRuleBody,
 }
 # Token endpoints take forms (every value text), not JSON: schemas of their own.
 FORMS = {

@@ -30,6 +30,7 @@ async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
             "import-heartbeats": "running",
             "signing-keys": "running",
             "webhooks": "running",
+            "sync": "running",
             "change-feed": "running",
         }
         await reg.push_blob("app", b"counted")

@@ -85,6 +85,12 @@ Microsoft.ContainerRegistry/registries/webhooks/delete               Y Y . . . .
 Microsoft.ContainerRegistry/registries/webhooks/ping/action          Y Y . . . . .
 Microsoft.ContainerRegistry/registries/webhooks/getCallbackConfig/action Y Y . . . . .
 Microsoft.ContainerRegistry/registries/webhooks/listEvents/action    Y Y . . . . .
+Microsoft.ContainerRegistry/registries/cacheRules/read               Y Y Y . . . .
+Microsoft.ContainerRegistry/registries/cacheRules/write              Y Y . . . . .
+Microsoft.ContainerRegistry/registries/cacheRules/delete             Y Y . . . . .
+Microsoft.ContainerRegistry/registries/credentialSets/read           Y Y Y . . . .
+Microsoft.ContainerRegistry/registries/credentialSets/write          Y Y . . . . .
+Microsoft.ContainerRegistry/registries/credentialSets/delete         Y Y . . . . .
 Microsoft.Authorization/roleAssignments/read                         Y Y Y . . . .
 Microsoft.Authorization/roleAssignments/write                        Y . . . . . .
 Microsoft.Authorization/roleAssignments/delete                       Y . . . . . .
@@ -768,7 +774,7 @@ def test_validate_rejects_any_control_character(text: str, control: str, at: int
 
 
 def test_action_lists() -> None:
-    assert len(ALL_ACTIONS) == len(set(ALL_ACTIONS)) == 33
+    assert len(ALL_ACTIONS) == len(set(ALL_ACTIONS)) == 39
     assert len(ALL_DATA_ACTIONS) == len(set(ALL_DATA_ACTIONS)) == 5
     assert not set(ALL_ACTIONS) & set(ALL_DATA_ACTIONS)
     assert Actions.IMPORT_IMAGE == "Microsoft.ContainerRegistry/registries/importImage/action"

@@ -11,8 +11,8 @@ import pytest
 
 from transship.imports.budgets import UpstreamBudgets
 from transship.imports.ratelimit import RateObservation
-from transship.metadata.queries import MetadataStore
 from transship.metadata.budgets import BudgetQueries
+from transship.metadata.queries import MetadataStore
 from transship.metadata.records import Budget, BudgetKey
 
 T0 = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
