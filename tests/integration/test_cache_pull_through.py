@@ -118,6 +118,12 @@ async def test_a_tag_missing_upstream_is_manifest_unknown(
     assert got.status == 404
     assert json.loads(got.body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert not await env.admin.operations(TARGET)
+    # A reference no registry could hold is refused here, without asking upstream.
+    seen = len(proxy.seen)
+    for reference in (".INVALID", "sha256:nothex"):
+        got = await env.manifest("cache/nothing", reference)
+        assert got.status in (400, 404), (reference, got.status)
+    assert len(proxy.seen) == seen
 
 
 async def test_twenty_concurrent_first_pulls_fetch_each_blob_once(

@@ -53,8 +53,8 @@ from transship.imports.shelf import ManifestShelf
 from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.queries import BlobMissing, MetadataStore
 from transship.metadata.records import ImportJobRecord, ManifestRecord, RegistryRecord
-from transship.oci.digest import Digest
-from transship.oci.reference import parse_tag_or_digest
+from transship.oci.digest import Digest, DigestError
+from transship.oci.reference import InvalidReference, parse_tag_or_digest
 from transship.registry.blobs import BlobLocation
 from transship.registry.manifests import ManifestService
 from transship.storage.base import BlobStore
@@ -251,7 +251,10 @@ class PullThrough:
     async def _on_miss(
         self, registry: RegistryRecord, repository: str, reference: str, missing: NotFound
     ) -> ManifestRecord:
-        ref = parse_tag_or_digest(reference)
+        try:
+            ref = parse_tag_or_digest(reference)
+        except (DigestError, InvalidReference):
+            raise missing from None  # no such name upstream either
         found = await self._pending(registry.id, repository, ref)
         if found is not None:
             return found
