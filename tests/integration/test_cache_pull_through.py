@@ -16,13 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, small_index
+from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, insecure, small_index
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
+from tests.support.app import make_settings, running_registry
 from tests.support.cache_rules import CacheEnvFactory, Rule, StaticCacheRules, cache_env  # noqa: F401
 from tests.support.identity import IdentityClient, owner_credential
-from tests.support.imports import fetch, has_blob_file
+from tests.support.imports import Management, fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
 from transship.cache.errors import CredentialSetUnavailable
 
@@ -418,3 +419,36 @@ async def test_a_blob_asked_for_on_its_own_is_fetched_from_the_rules_upstream(
     assert not proxy.requests_to("/v2/team/app/blobs/" + unknown, "GET")
     assert not [s for s in proxy.seen if "/other/" in s.path]
     await env.assert_consistent()
+
+
+async def test_a_cache_rule_made_through_arm_pulls_through(
+    tmp_path: Path,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """The composition root's own lookup: a rule created with the ARM API (anonymous
+    upstream, no credential set) makes its repositories pull through."""
+    index = await asyncio.to_thread(small_index, tmp_path, platforms=("linux/amd64",))
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    data_dir = tmp_path / "data"
+    settings = make_settings(data_dir, database_url, upstreams=insecure(proxy.host))
+    async with running_registry(settings) as reg:
+        admin = Management(reg, data_dir)
+        env = ImportEnv(reg, admin, data_dir, database_url)
+        got = await env.manifest("cache/app", "v1")
+        assert got.status == 404 and not proxy.seen  # no rule yet
+        rule = {
+            "properties": {
+                "sourceRepository": f"{proxy.host}/team/*",
+                "targetRepository": "cache/*",
+            }
+        }
+        status, made, _ = await admin.call(
+            "PUT", f"{admin.base}/default/cacheRules/team-images", rule
+        )
+        assert status in (200, 201), made
+        await pull_all(env, "cache/app", "v1", index)
+        operations = await wait_for_jobs(env, 1)
+        assert [op["status"] for op in operations] == ["Succeeded"]
