@@ -32,6 +32,7 @@ elif str(REPO_ROOT) not in sys.path:
 from bench import (  # noqa: E402
     batch,
     blob_get,
+    cache_pull,
     import_latency,
     import_subset,
     imports,
@@ -62,6 +63,7 @@ BENCHMARKS: dict[str, Runner] = {
     import_latency.NAME: import_latency.run,
     load.NAME: load.run,
     load.NAME_SPLIT: load.run_split,
+    cache_pull.NAME: cache_pull.run,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent / "results" / "profile"

@@ -291,6 +291,14 @@ class Settings(BaseSettings):
         ),
     )
     upstream_retry_attempts: int = Field(default=5, gt=0, description="tries per upstream request")
+    cache_tag_ttl_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "a tag pulled through a cache rule is re-checked upstream (one HEAD) when a pull "
+            "finds it older than this; 0 re-checks on every pull"
+        ),
+    )
     upstream_read_timeout: float = Field(
         default=30.0, gt=0, description="seconds without data before a retry"
     )

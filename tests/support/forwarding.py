@@ -82,7 +82,13 @@ class ForwardingServer:
             timeout=aiohttp.ClientTimeout(total=60),
         ) as upstream:
             body = await upstream.read()
-            answer = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+            # A HEAD's Content-Length is the length a GET would send: kept (no body is re-sent).
+            keep = {"content-length"} if request.method == "HEAD" else set()
+            answer = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in HOP_BY_HOP or k.lower() in keep
+            }
             return upstream.status, body, answer
 
 

@@ -174,6 +174,9 @@ class Metrics:
         # collector protocol is synchronous; the handler reads them first).
         self.budgets: list[Budget] = []
         self.budgets_read_at: datetime | None = None
+        # Pulls served from the cache because re-checking a tag upstream failed (read from
+        # the pull-through service for the scrape being answered; None: no services).
+        self.cache_stale_served: int | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -213,6 +216,13 @@ class Metrics:
             "transship_start_time_seconds", "When the process started.", value=self.started
         )
         yield from self._budget_gauges()
+        if self.cache_stale_served is not None:
+            yield CounterMetricFamily(
+                "transship_cache_stale_served",
+                "Pulls through a cache rule answered from the cache because re-checking the "
+                "tag upstream failed (this process).",
+                value=self.cache_stale_served,
+            )
 
     def _budget_gauges(self) -> Iterator[Metric]:
         labels = ("host", "user")
@@ -353,4 +363,6 @@ async def metrics(request: web.Request) -> web.Response:
     if budgets is not None:
         found.budgets = await budgets.list()
         found.budgets_read_at = budgets.now()
+    if services is not None:
+        found.cache_stale_served = services.pull_through.stale_served
     return web.Response(body=found.render(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_PLAIN_0_0_4})

@@ -13,6 +13,7 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
 from transship.cache.ports import CacheRuleLookup
+from transship.cache.pull_through import PullThrough
 from transship.cache.rule_lookup import DatabaseCacheRuleLookup
 from transship.cache.secrets import SecretStore
 from transship.cache.service import CacheRuleService
@@ -37,6 +38,7 @@ from transship.imports.engine import ImportEngine
 from transship.imports.plan import ImportLimits
 from transship.imports.retry import RetryPolicy
 from transship.imports.service import ImportService, RunnerSettings
+from transship.imports.shelf import ManifestShelf
 from transship.imports.signals import JobSignals
 from transship.imports.sink import RegistrySink
 from transship.imports.sources import Sources
@@ -96,6 +98,8 @@ class Services:
     change_listener: ChangeListener
     # Sync rules and their runs (scheduled sync).
     sync: SyncService
+    # Pull-through: the first pull of a repository under a cache rule copies it.
+    pull_through: PullThrough
 
     async def close(self) -> None:
         await self.db.close()
@@ -140,10 +144,15 @@ async def open_blob_store(settings: Settings) -> BlobStore:
 
 
 async def build_services(
-    settings: Settings, *, inner_resolver: Callable[[], AbstractResolver] = DefaultResolver
+    settings: Settings,
+    *,
+    inner_resolver: Callable[[], AbstractResolver] = DefaultResolver,
+    cache_rule_lookup: CacheRuleLookup | None = None,
 ) -> Services:
     """Create the data directory, migrate the schema, bootstrap the service identity and wire
     every service.
+
+    `cache_rule_lookup`: where the pull path looks cache rules up (None: the database).
 
     Raises DatabaseUrlError for an unusable database URL, StorageConnectError when the
     object store of `storage_url` cannot be reached, and whatever the database driver
@@ -196,6 +205,7 @@ async def build_services(
         inner_resolver,
     )
     budgets = UpstreamBudgets(meta) if settings.upstream_rate_limit_budgets else None
+    shelf = ManifestShelf()
     sources = Sources(
         meta,
         store,
@@ -208,6 +218,7 @@ async def build_services(
         budgets=budgets,
         max_rate_limit_wait=settings.upstream_rate_limit_max_wait,
         rate_limit_recheck=settings.upstream_rate_limit_recheck,
+        shelf=shelf,
     )
     limits = ImportLimits(
         max_manifests=settings.import_max_manifests,
@@ -217,8 +228,9 @@ async def build_services(
         max_referrers=settings.import_max_referrers,
         max_referrer_depth=settings.import_max_referrer_depth,
     )
+    sink = RegistrySink(meta, store)
     engine = ImportEngine(
-        RegistrySink(meta, store),
+        sink,
         sources,
         blob_concurrency=settings.import_blob_concurrency,
         limits=limits,
@@ -254,6 +266,24 @@ async def build_services(
     secrets = SecretStore(meta, box)
     manifests = ManifestService(
         meta, settings.max_manifest_bytes, settings.tags_page_max, settings.max_index_children
+    )
+    rule_lookup = (
+        cache_rule_lookup
+        if cache_rule_lookup is not None
+        else DatabaseCacheRuleLookup(meta, secrets)
+    )
+    pull_through = PullThrough(
+        rule_lookup,
+        meta,
+        store,
+        manifests,
+        sink,
+        sources,
+        engine,
+        imports,
+        shelf,
+        limits,
+        tag_ttl_seconds=settings.cache_tag_ttl_seconds,
     )
     registries = RegistryService(
         meta, settings.effective_login_server_suffix, reserved_hosts(settings)
@@ -294,7 +324,7 @@ async def build_services(
         webhook_dispatcher=webhook_dispatcher,
         secrets=secrets,
         cache_rules=CacheRuleService(meta, secrets),
-        cache_rule_lookup=DatabaseCacheRuleLookup(meta, secrets),
+        cache_rule_lookup=rule_lookup,
         change_listener=ChangeListener(db, meta.changes),
         sync=SyncService(
             meta,
@@ -313,4 +343,5 @@ async def build_services(
                 min_interval_seconds=settings.sync_min_interval_seconds,
             ),
         ),
+        pull_through=pull_through,
     )

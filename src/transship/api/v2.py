@@ -14,6 +14,7 @@ from transship.api.envelopes import OciError
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
 from transship.api.events import event_request
 from transship.api.services import Services
+from transship.errors import NotFound
 from transship.metadata.records import RegistryRecord
 from transship.oci import mediatypes as mt
 from transship.oci.digest import Digest, DigestError
@@ -109,7 +110,24 @@ async def blob_get(
     request: web.Request, registry: RegistryRecord, match: dict[str, str]
 ) -> web.StreamResponse:
     services = _services(request)
-    location = await services.blobs.stat(registry, match["name"], _digest(match["digest"]))
+    digest = _digest(match["digest"])
+    try:
+        location = await services.blobs.stat(registry, match["name"], digest)
+    except NotFound as missing:
+        answer = None if request.method == "HEAD" else _StreamedBlob(request, digest)
+        try:
+            found = await services.pull_through.blob(
+                registry, match["name"], digest, missing, answer
+            )
+        except BaseException:
+            if answer is not None:
+                answer.abort()
+            raise
+        if found is None:
+            assert answer is not None and answer.response is not None
+            await answer.response.write_eof()
+            return answer.response
+        location = found
     if request.method == "HEAD":
         headers = {
             hdrs.CONTENT_TYPE: "application/octet-stream",
@@ -124,6 +142,40 @@ async def blob_get(
         location,
         redirect_seconds=services.settings.storage_redirect_seconds,
     )
+
+
+class _StreamedBlob:
+    """The answer to a blob GET that is pulled through as it is sent (a BlobReceiver)."""
+
+    def __init__(self, request: web.Request, digest: Digest) -> None:
+        self._request = request
+        self._digest = digest
+        self.response: web.StreamResponse | None = None
+
+    async def begin(self, size: int) -> None:
+        response = web.StreamResponse(
+            headers=_headers(
+                **{
+                    hdrs.CONTENT_TYPE: "application/octet-stream",
+                    "Docker-Content-Digest": str(self._digest),
+                    hdrs.ETAG: f'"{self._digest}"',
+                }
+            )
+        )
+        response.content_length = size
+        self.response = response
+        await response.prepare(self._request)
+
+    async def send(self, chunk: bytes) -> None:
+        assert self.response is not None
+        await self.response.write(chunk)
+
+    def abort(self) -> None:
+        """Break the connection of an answer already begun: a client must see a failed
+        transfer, never a short body that ends like a complete one."""
+        transport = self._request.transport
+        if self.response is not None and transport is not None:
+            transport.abort()
 
 
 async def _head(request: web.Request, headers: dict[str, str], length: int) -> web.StreamResponse:
@@ -256,7 +308,9 @@ async def upload_cancel(
 async def manifest_get(
     request: web.Request, registry: RegistryRecord, match: dict[str, str]
 ) -> web.StreamResponse:
-    record = await _services(request).manifests.get(registry, match["name"], match["reference"])
+    record = await _services(request).pull_through.get_manifest(
+        registry, match["name"], match["reference"]
+    )
     headers = {
         hdrs.CONTENT_TYPE: record.media_type,
         "Docker-Content-Digest": str(record.digest),

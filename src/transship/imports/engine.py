@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields
 from typing import Protocol
@@ -116,6 +117,29 @@ class ImportEngine:
         self._blob_concurrency = blob_concurrency
         self._limits = limits
         self._fetching: dict[tuple[int, Digest], _Fetch] = {}  # by (target registry id, digest)
+
+    async def fetch_once(
+        self, registry_id: int, digest: Digest, fetch: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Run `fetch` (which fetches, verifies and commits blob `digest`) as the one fetch
+        of that blob for `registry_id`, as imports share theirs: while an import (or another
+        caller) is fetching it already, wait for that fetch instead, and imports that need
+        the blob meanwhile wait for this one. True when whichever fetch ran committed the
+        blob, False when the other one failed. Raises what `fetch` raises."""
+        key = (registry_id, digest)
+        other = self._fetching.get(key)
+        if other is not None:
+            await other.done.wait()
+            return other.succeeded
+        fetch_ = _Fetch()
+        self._fetching[key] = fetch_
+        try:
+            await fetch()
+            fetch_.succeeded = True
+            return True
+        finally:
+            del self._fetching[key]
+            fetch_.done.set()
 
     async def run(
         self,

@@ -53,6 +53,10 @@ class HeldFirstSource:
         """As `UpstreamClient.list_tags` (scheduled sync lists what to compare)."""
         return await self._upstream.list_tags(page_size)
 
+    async def head_blob(self, digest: Digest) -> int | None:
+        """The blob's size by one HEAD (see `UpstreamClient.head_blob`), or None."""
+        return await self._upstream.head_blob(digest)
+
     async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
         await self._upstream.fetch_blob(digest, size, writer)
 

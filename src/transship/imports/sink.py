@@ -17,7 +17,7 @@ from transship.metadata.queries import BlobMissing, MetadataStore, Transaction
 from transship.metadata.webhooks import EventDraft, webhook_queries
 from transship.oci.digest import CountingHasher, Digest
 from transship.registry import locks
-from transship.registry.blob_commit import commit_blob, commit_staged_blob
+from transship.registry.blob_commit import Hold, commit_blob, commit_staged_blob
 from transship.registry.manifests import store_manifest
 from transship.storage.base import BlobStore, DirectBlobWrites
 
@@ -26,9 +26,12 @@ class _ReceivedBlob:
     """What both kinds of PendingBlob share: the running hash and byte count of what was
     received, checked against the expected digest and size."""
 
-    def __init__(self, meta: MetadataStore, job_id: str, digest: Digest, size: int) -> None:
+    def __init__(
+        self, meta: MetadataStore, job_id: str, digest: Digest, size: int, hold: Hold | None
+    ) -> None:
         self._meta = meta
         self._job_id = job_id
+        self._hold = hold
         self.digest = digest
         self.size = size
         self._counter = CountingHasher(digest.algorithm)
@@ -60,6 +63,9 @@ class _ReceivedBlob:
             )
 
     async def _pin(self, q: Transaction) -> None:
+        if self._hold is not None:
+            await self._hold(q)
+            return
         await q.jobs.pin_blob(self._job_id, self.digest)
 
 
@@ -69,9 +75,15 @@ class StagedBlob(_ReceivedBlob):
     import commits)."""
 
     def __init__(
-        self, meta: MetadataStore, store: BlobStore, job_id: str, digest: Digest, size: int
+        self,
+        meta: MetadataStore,
+        store: BlobStore,
+        job_id: str,
+        digest: Digest,
+        size: int,
+        hold: Hold | None = None,
     ) -> None:
-        super().__init__(meta, job_id, digest, size)
+        super().__init__(meta, job_id, digest, size, hold)
         self._store = store
         self._staging = uuid.uuid4().hex
         self._created = False
@@ -116,9 +128,15 @@ class DirectBlob(_ReceivedBlob):
     `commit` has verified size and digest, in the transaction that pins it to the job."""
 
     def __init__(
-        self, meta: MetadataStore, store: DirectBlobWrites, job_id: str, digest: Digest, size: int
+        self,
+        meta: MetadataStore,
+        store: DirectBlobWrites,
+        job_id: str,
+        digest: Digest,
+        size: int,
+        hold: Hold | None = None,
     ) -> None:
-        super().__init__(meta, job_id, digest, size)
+        super().__init__(meta, job_id, digest, size, hold)
         self._write = store.open_blob_write(digest)
 
     async def append(self, chunks: AsyncIterator[bytes]) -> None:
@@ -193,6 +211,20 @@ class RegistrySink:
         if isinstance(self._store, DirectBlobWrites):
             return DirectBlob(self._meta, self._store, job_id, digest, size)
         return StagedBlob(self._meta, self._store, job_id, digest, size)
+
+    def linked_blob(
+        self, registry_id: int, repository: str, digest: Digest, size: int
+    ) -> StagedBlob | DirectBlob:
+        """A writer for one blob fetched for no job (a pull through a cache rule): on
+        `commit` it is linked into `repository` of `registry_id`, as a pushed blob is."""
+
+        async def link(q: Transaction) -> None:
+            repo_id = await q.ensure_repository(registry_id, repository)
+            await q.link_blob(repo_id, digest)
+
+        if isinstance(self._store, DirectBlobWrites):
+            return DirectBlob(self._meta, self._store, "", digest, size, link)
+        return StagedBlob(self._meta, self._store, "", digest, size, link)
 
     async def commit(
         self, registry_id: int, plan: ImportPlan, request: ImportRequest, *, resumed: bool = False

@@ -19,6 +19,7 @@ from transship.imports.model import SourceSpec
 from transship.imports.ports import Credentials, FetchedManifest, ImageSource
 from transship.imports.request_log import RequestLog
 from transship.imports.retry import RetryPolicy
+from transship.imports.shelf import ManifestShelf
 from transship.imports.upstream import UpstreamClient
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import ANONYMOUS, BudgetKey
@@ -43,11 +44,13 @@ class Sources:
         budgets: BudgetLedger | None = None,
         max_rate_limit_wait: float = 21600.0,
         rate_limit_recheck: float = 5.0,
+        shelf: ManifestShelf | None = None,
     ) -> None:
         """`budgets`: the ledger of upstream rate-limit budgets (None: no budget is kept,
         429s are retried like other transient statuses); `max_rate_limit_wait`: the
         longest one pull may wait for its budget (seconds); `rate_limit_recheck`: how often
-        a waiting import looks at its budget again."""
+        a waiting import looks at its budget again; `shelf`: manifests a pull through a
+        cache rule already fetched, read before the upstream is asked for them."""
         self._meta = meta
         self._store = store
         self._upstreams = upstreams
@@ -59,6 +62,7 @@ class Sources:
         self._budgets = budgets
         self._max_rate_limit_wait = max_rate_limit_wait
         self._rate_limit_recheck = rate_limit_recheck
+        self._shelf = shelf
 
     @asynccontextmanager
     async def open(
@@ -135,6 +139,9 @@ class Sources:
             yield HeldFirstSource(client, functools.partial(self._held, target_registry_id))
 
     async def _held(self, registry_id: int, digest: Digest) -> FetchedManifest | None:
+        shelved = None if self._shelf is None else self._shelf.get(registry_id, digest)
+        if shelved is not None:
+            return shelved
         async with self._meta.reading() as q:
             record = await q.held_manifest(registry_id, digest)
         if record is None:

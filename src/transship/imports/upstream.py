@@ -316,6 +316,25 @@ class UpstreamClient:
         finally:
             response.release()
 
+    async def head_blob(self, digest: Digest) -> int | None:
+        """The size of blob `digest` by one HEAD, or None when the upstream has no such blob
+        (404) or the HEAD does not tell (an error, a retryable status, no Content-Length).
+        Raises what authentication raises."""
+        url = self._url(f"blobs/{digest}")
+        try:
+            response = await self._open(
+                url, {"Accept-Encoding": "identity"}, step=Step.COPY, obj=str(digest), method="HEAD"
+            )
+        except _Transient:
+            return None
+        try:
+            await self._observe_rate_limit(response)
+            if response.status != 200:
+                return None
+            return response.content_length
+        finally:
+            response.release()
+
     async def list_tags(self, page_size: int | None = None) -> tuple[str, ...]:
         """Every tag of the repository, from the tags list API, following `Link`
         rel="next" pages on the endpoint's own origin (`page_size`: the `n` asked for per

@@ -297,6 +297,12 @@ class JobQueries(QueryScope):
             return False
         return True
 
+    async def unpin_blob(self, job_id: str, digest: Digest) -> None:
+        """Drop the job's pin of a blob that something else now holds (a link). A pin put
+        after the job ended would otherwise outlive it: its end drops only the pins it has."""
+        p = s.blob_pins
+        await self._exec(delete(p).where(p.c.job_id == job_id, p.c.digest == digest))
+
     async def linked_blobs(
         self,
         digests: Iterable[Digest],

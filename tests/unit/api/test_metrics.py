@@ -118,6 +118,8 @@ async def test_an_encoded_path_cannot_inject_lines(tmp_path: Path, encoded: str)
         "transship_upstream_ratelimit_limit",
         "transship_upstream_pulls",
         "transship_upstream_ratelimit_blocked_until_seconds",
+        # Pull-through re-checks that served the cache (0 here).
+        "transship_cache_stale_served",
     }
 
 

@@ -1,0 +1,191 @@
+"""The pieces of pull-through that need no peer: the tee that streams a blob to a client
+while it is stored (the last bytes held back until verified; a restarted upstream stream
+not sent twice), the manifest shelf, and the single-flight step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from transship.cache.pull_through import PullThrough, _Tee
+from transship.imports.ports import FetchedManifest
+from transship.imports.shelf import ManifestShelf
+from transship.oci.digest import Digest
+
+
+class Received:
+    """A PendingBlob keeping bytes in memory."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    @property
+    def offset(self) -> int:
+        return len(self.data)
+
+    async def append(self, chunks: AsyncIterator[bytes]) -> None:
+        async for chunk in chunks:
+            self.data += chunk
+
+    async def reset(self) -> None:
+        self.data.clear()
+
+    async def commit(self) -> None:
+        pass
+
+    async def discard(self) -> None:
+        pass
+
+
+class Client:
+    """A BlobReceiver recording what it was sent."""
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+        self.sent = bytearray()
+
+    async def begin(self, size: int) -> None:
+        assert self.size is None, "begun twice"
+        self.size = size
+
+    async def send(self, chunk: bytes) -> None:
+        self.sent += chunk
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_the_tee_holds_back_the_last_chunk_until_finished() -> None:
+    client = Client()
+    tee = _Tee(client, 9, Received())
+    await tee.append(chunks(b"abc", b"def", b"ghi"))
+    assert client.size == 9
+    assert bytes(client.sent) == b"abcdef"  # "ghi" waits for the verification
+    await tee.finish()
+    assert bytes(client.sent) == b"abcdefghi"
+
+
+async def test_a_tee_that_fails_before_finish_never_sends_the_whole_blob() -> None:
+    client = Client()
+    tee = _Tee(client, 6, Received())
+    await tee.append(chunks(b"abc", b"def"))
+    assert len(client.sent) < 6
+
+
+async def test_a_resumed_stream_continues_where_the_client_is() -> None:
+    client = Client()
+    received = Received()
+    tee = _Tee(client, 9, received)
+    await tee.append(chunks(b"abc", b"de"))  # the connection dropped after 5 bytes
+    await tee.append(chunks(b"fghi"))  # resumed by Range from offset 5
+    await tee.finish()
+    assert bytes(client.sent) == bytes(received.data) == b"abcdefghi"
+
+
+async def test_a_restarted_stream_skips_what_the_client_already_has() -> None:
+    client = Client()
+    received = Received()
+    tee = _Tee(client, 9, received)
+    await tee.append(chunks(b"abc", b"de"))
+    await tee.reset()  # the upstream ignored Range: everything again from zero
+    await tee.append(chunks(b"abcd", b"efghi"))
+    await tee.finish()
+    assert bytes(client.sent) == b"abcdefghi"
+    assert bytes(received.data) == b"abcdefghi"
+
+
+async def test_the_client_never_gets_more_than_the_size() -> None:
+    client = Client()
+    tee = _Tee(client, 4, Received())
+    await tee.append(chunks(b"abc", b"defg"))
+    await tee.finish()
+    assert bytes(client.sent) == b"abcd"
+
+
+async def test_an_empty_blob_begins_and_ends_the_answer() -> None:
+    client = Client()
+    tee = _Tee(client, 0, Received())
+    await tee.finish()
+    assert client.size == 0 and client.sent == b""
+
+
+def test_the_shelf_keeps_a_manifest_until_every_put_is_dropped() -> None:
+    shelf = ManifestShelf()
+    content = b'{"schemaVersion":2}'
+    manifest = FetchedManifest(content, "application/json", Digest.of(content))
+    shelf.put(1, [manifest])
+    shelf.put(1, [manifest])
+    assert shelf.get(2, manifest.digest) is None  # per registry
+    shelf.drop(1, [manifest.digest])
+    assert shelf.get(1, manifest.digest) == manifest
+    shelf.drop(1, [manifest.digest])
+    assert shelf.get(1, manifest.digest) is None and len(shelf) == 0
+    shelf.drop(1, [manifest.digest])  # dropping more than was put is harmless
+
+
+def single_flight() -> PullThrough:
+    # Only the single-flight table is used by `_once`.
+    pull = PullThrough.__new__(PullThrough)
+    pull._running = {}
+    return pull
+
+
+async def test_concurrent_callers_of_one_step_run_it_once() -> None:
+    pull = single_flight()
+    runs = 0
+    gate = asyncio.Event()
+
+    async def work() -> int:
+        nonlocal runs
+        runs += 1
+        await gate.wait()
+        return 7
+
+    callers = [asyncio.create_task(pull._once(("k",), work)) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*callers) == [7] * 20
+    assert runs == 1
+    assert not pull._running
+
+
+async def test_the_error_of_a_step_reaches_every_waiting_caller() -> None:
+    pull = single_flight()
+    gate = asyncio.Event()
+
+    async def work() -> int:
+        await gate.wait()
+        raise ValueError("upstream says no")
+
+    callers = [asyncio.create_task(pull._once(("k",), work)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, ValueError) for r in results)
+
+
+async def test_a_cancelled_first_caller_hands_the_step_to_a_waiting_one() -> None:
+    pull = single_flight()
+    started = asyncio.Event()
+    runs = 0
+
+    async def work() -> str:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await asyncio.sleep(0 if runs > 1 else 10)
+        return "done"
+
+    first = asyncio.create_task(pull._once(("k",), work))
+    await started.wait()
+    second = asyncio.create_task(pull._once(("k",), work))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second == "done"
+    assert runs == 2
