@@ -10,12 +10,17 @@ test, as an administrator would set a cache up and tear it down.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.azure_env import AzureEnv, start_azure_env
+from tests.peers.clients import Skopeo, docker_ref
+from tests.peers.images import OciLayout
 from tests.support.identity import IdentityClient
 
 pytestmark = [pytest.mark.peers, pytest.mark.heavy]
@@ -24,6 +29,7 @@ REGISTRY = "cachereg"
 VAULT = "https://myvault.vault.azure.net/secrets"
 USER_ID, PASSWORD_ID = f"{VAULT}/hub-user", f"{VAULT}/hub-password"
 PASSWORD = "Hub-Pa55word-never-shown"
+ZERO_USER = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +142,49 @@ def test_credential_set_and_cache_rule_lifecycle(env: AzureEnv) -> None:
     assert az.json("acr", "credential-set", "list", "-r", REGISTRY) == []
 
 
-@pytest.mark.skip(reason="needs pull-through (w-pull)")
-def test_a_pull_through_the_rule_fetches_from_the_upstream(env: AzureEnv) -> None:
-    """TODO(lead, at merge with w-pull): with the rule `hublibrary` of the test above
-    (docker.io/library/* → library/*, credential set hubcreds against env.hub), a skopeo
-    copy of `<login server>/library/hello-world:latest` succeeds, fetching from the
-    upstream with the credential set's secrets; then the repository is listed by
-    `az acr repository list`."""
+def test_a_pull_through_the_rule_fetches_from_the_upstream(env: AzureEnv, tmp_path: Path) -> None:
+    """A rule made with az (`docker.io/library/*` → `library/*`, with a credential set whose
+    secrets hold the token upstream's account): skopeo, signed in the `az acr login
+    --expose-token` way, copies `library/hello-world:latest` from Transship on its first
+    pull, byte for byte, and the cached repository is then an ordinary one that
+    `az acr repository list` shows."""
+    az = env.az
+    user_id, password_id = f"{VAULT}/pull-user", f"{VAULT}/pull-password"
+    _set_secret(env, user_id, env.hub.username)
+    _set_secret(env, password_id, env.hub.password)
+    az.json(
+        "acr", "credential-set", "create", "-r", REGISTRY, "-n", "pullcreds",
+        "-l", "docker.io", "-u", user_id, "-p", password_id,
+    )  # fmt: skip
+    az.json(
+        "acr", "cache", "create", "-r", REGISTRY, "-n", "pulllibrary",
+        "-s", "docker.io/library/*", "-t", "library/*", "-c", "pullcreds",
+    )  # fmt: skip
+    assert "library/hello-world" not in az.json("acr", "repository", "list", "-n", REGISTRY)
+
+    token = az.json("acr", "login", "-n", REGISTRY, "--expose-token")["accessToken"]
+    creds = f"{ZERO_USER}:{token}"
+    skopeo = Skopeo(tmp_path / "skopeo")
+    source = docker_ref(env.login_server(REGISTRY), "library/hello-world", "latest")
+    out = OciLayout(tmp_path / "out")
+    skopeo.copy(source, out.skopeo_ref("latest"), src_creds=creds, preserve_digests=True)
+
+    image = env.images["hello-world:latest"]
+    assert out.resolve("latest").digest == image.digest
+    for digest in image.blob_digests:
+        blob = out.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+        assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == digest
+    assert skopeo.inspect_raw(source, creds=creds) == image.index_bytes
+    deadline = time.monotonic() + 60  # the fill's import job commits the tag
+    while "latest" not in _tags(env):
+        assert time.monotonic() < deadline, "the cached tag never appeared"
+        time.sleep(0.5)
+    assert "library/hello-world" in az.json("acr", "repository", "list", "-n", REGISTRY)
+
+
+def _tags(env: AzureEnv) -> list[str]:
+    result = env.az.run(
+        "acr", "repository", "show-tags", "-n", REGISTRY, "--repository", "library/hello-world",
+        check=False,
+    )  # fmt: skip
+    return list(result.json() or []) if result.returncode == 0 else []
