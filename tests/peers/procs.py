@@ -38,6 +38,33 @@ def peer_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (zombies left out: PID 1 here may reap
+    orphans late, and a zombie holds nothing)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _wait_group_gone(pgid: int, *, timeout: float) -> None:
+    """Wait until process group `pgid` has no live member (after a SIGKILL to it). Raises
+    TimeoutError naming the members left after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while members := group_members(pgid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process group {pgid} still has {members} after SIGKILL")
+        time.sleep(0.01)
+
+
 class ManagedProcess:
     """One long-running child process owned by a test.
 
@@ -99,8 +126,11 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 popen.wait(timeout=10)
-        # Sweep stragglers the leader left in its group (children that ignored SIGTERM).
+        # Sweep stragglers the leader left in its group (children that ignored SIGTERM), and
+        # wait until they are gone: a SIGKILL is delivered at once but a process under load
+        # exits a moment later, and a caller may reuse its port or files right away.
         self._signal_group(signal.SIGKILL)
+        _wait_group_gone(popen.pid, timeout=10)
         self._close_log()
         return popen.returncode
 
@@ -109,6 +139,7 @@ class ManagedProcess:
         popen = self._require()
         self._signal_group(signal.SIGKILL)
         code = popen.wait(timeout=10)
+        _wait_group_gone(popen.pid, timeout=10)
         self._close_log()
         return code
 
