@@ -195,9 +195,13 @@ class BudgetGate:
         try:
             while True:
                 until = await ask(self.key)
-                now = self._clock()
-                if until is None or until <= now:
+                if until is None:
                     return
+                now = self._clock()
+                if until <= now:
+                    # The window ended between the ledger's answer and now: ask again, since
+                    # only the ledger's yes reserves (and counts) the pull.
+                    continue
                 if until - started > timedelta(seconds=self._max_wait):
                     raise ImportFailure(
                         UPSTREAM_RATE_LIMITED,

@@ -136,3 +136,36 @@ async def test_concurrent_waiters_show_one_wait(meta: MetadataStore) -> None:
     assert waits.seen[0] == (T0 + timedelta(seconds=5), "hub.example")
     assert waits.seen[-1] == (None, "hub.example")
     assert [u for u, _ in waits.seen].count(None) == 1
+
+
+async def test_a_window_that_ends_right_after_a_refusal_is_asked_again_and_counted(
+    meta: MetadataStore,
+) -> None:
+    """The ledger refuses until the window's end, and by the time the gate reads its clock
+    the window has ended: the gate must take the pull from the ledger again (which counts
+    it), not let it go uncounted on the strength of the refusal's time."""
+    time, waits = Time(), Waits()
+    real = UpstreamBudgets(meta, clock=time.clock)
+    await real.observe(KEY, RateObservation(limit=5, remaining=0, window_seconds=1))
+    asked: list[datetime | None] = []
+
+    class LateClock:
+        async def reserve(self, key: BudgetKey) -> datetime | None:
+            answer = await real.reserve(key)
+            asked.append(answer)
+            time.now += timedelta(seconds=2)  # the answer's moment has passed meanwhile
+            return answer
+
+        async def observe(self, key: BudgetKey, observation: RateObservation) -> None:
+            raise AssertionError("not used")
+
+        async def blocked_until(self, key: BudgetKey) -> datetime | None:
+            raise AssertionError("not used")
+
+    gate = BudgetGate(
+        LateClock(), KEY, max_wait=60, clock=time.clock, sleep=time.sleep, on_wait=waits
+    )
+    await gate.admit("manifest x")
+    assert asked == [T0 + timedelta(seconds=1), None]  # refused, then granted
+    (budget,) = await real.list()
+    assert budget.pulls == 1 and time.slept == []
