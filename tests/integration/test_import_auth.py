@@ -4,6 +4,7 @@ UpstreamUnauthorized without the password ever showing up."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,10 +20,16 @@ from tests.peers.images import BuiltIndex, push_layout_http
 from tests.support.imports import assert_failed, assert_succeeded
 
 
-def pushed(tmp_path: Path, registry: DistributionRegistry) -> BuiltIndex:
-    index = small_index(tmp_path, platforms=("linux/amd64", "linux/arm64"))
-    push_layout_http(index, registry.url, "team/app", "v1", auth=registry.auth)
-    return index
+async def pushed(tmp_path: Path, registry: DistributionRegistry) -> BuiltIndex:
+    """A 2-platform index at `team/app:v1`, built and pushed in a thread: both are blocking
+    work that would hold the test's loop."""
+
+    def build() -> BuiltIndex:
+        index = small_index(tmp_path, platforms=("linux/amd64", "linux/arm64"))
+        push_layout_http(index, registry.url, "team/app", "v1", auth=registry.auth)
+        return index
+
+    return await asyncio.to_thread(build)
 
 
 def body(registry: DistributionRegistry, credentials: dict[str, Any] | None) -> dict[str, Any]:
@@ -41,7 +48,7 @@ async def test_htpasswd_upstream_with_credentials(
     tmp_path: Path, import_env: ImportEnvFactory, distribution_htpasswd: DistributionRegistry
 ) -> None:
     registry = distribution_htpasswd
-    index = pushed(tmp_path, registry)
+    index = await pushed(tmp_path, registry)
     env = await import_env(upstreams=insecure(registry.host))
     final = await env.run_import(
         body(registry, {"username": registry.username, "password": registry.password})
@@ -61,7 +68,7 @@ async def test_htpasswd_upstream_refuses_without_leaking_the_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     registry = distribution_htpasswd
-    pushed(tmp_path, registry)
+    await pushed(tmp_path, registry)
     env = await import_env(upstreams=insecure(registry.host))
     wrong = "Wr0ng-" + secrets.token_urlsafe(16)
     credentials = (
@@ -92,7 +99,7 @@ async def test_token_upstream(
     registry = distribution_token
     token_server = registry.token_server
     assert token_server is not None
-    index = pushed(tmp_path, registry)
+    index = await pushed(tmp_path, registry)
     token_server.clear_requests()
     env = await import_env(upstreams=insecure(registry.host))
     credentials = (
