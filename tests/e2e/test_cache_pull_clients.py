@@ -1,15 +1,17 @@
 """Real clients pull through a cache rule on their first pull: skopeo copies the whole
 multi-arch image, podman pulls one platform, the docker CLI inspects the index and each
-platform's manifest, each byte-exact, each upstream blob fetched once; the content is then
-an ordinary repository."""
+platform's manifest, the oras SDK pulls a file artifact; each byte-exact, each upstream
+blob fetched once; the content is then an ordinary repository."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import os
 from pathlib import Path
 
+import oras.client  # type: ignore[import-untyped]
 import pytest
 
 from tests.e2e.content import descriptors
@@ -130,6 +132,42 @@ async def test_docker_cli_inspects_a_multi_arch_image_through_a_cache_rule(
     # The CLI read manifests only; the fill behind them copies every blob, each once.
     await wait_tagged(env, "cache/app", "v1")
     fetched_once(proxy, index.blob_digests)
+
+
+async def test_oras_pulls_a_file_artifact_through_a_cache_rule(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "oras-docker-config"))  # no host creds
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(300_000))
+    upstream = oras.client.OrasClient(hostname=distribution_anon.host, insecure=True)
+    pushed = await asyncio.to_thread(
+        upstream.push,
+        target=f"{distribution_anon.host}/team/files:v1",
+        files=[str(payload)],
+        disable_path_validation=True,
+    )
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    client = oras.client.OrasClient(hostname=env.login_server, insecure=True)
+
+    files = await asyncio.to_thread(
+        client.pull, target=f"{env.login_server}/cache/files:v1", outdir=str(tmp_path / "out")
+    )
+
+    assert [Path(f).name for f in files] == [payload.name]
+    assert Path(files[0]).read_bytes() == payload.read_bytes()
+    manifest = await asyncio.to_thread(client.get_manifest, f"{env.login_server}/cache/files:v1")
+    (layer,) = manifest["layers"]
+    fetched_once(proxy, (layer["digest"],))
+    await wait_tagged(env, "cache/files", "v1")
+    cached = await env.manifest("cache/files", "v1")
+    digest = "sha256:" + hashlib.sha256(cached.body).hexdigest()
+    assert cached.status == 200 and digest == pushed.headers["Docker-Content-Digest"]
 
 
 async def wait_tagged(env: ImportEnv, repository: str, tag: str, timeout: float = 30.0) -> None:
