@@ -21,7 +21,13 @@ from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
 from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
 from tests.support.app import make_settings, running_registry
-from tests.support.cache_rules import CacheEnvFactory, Rule, StaticCacheRules, cache_env  # noqa: F401
+from tests.support.cache_rules import (  # noqa: F401
+    CacheEnvFactory,
+    Rule,
+    StaticCacheRules,
+    cache_env,
+    cached_registry,
+)
 from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import Management, fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
@@ -452,3 +458,46 @@ async def test_a_cache_rule_made_through_arm_pulls_through(
         await pull_all(env, "cache/app", "v1", index)
         operations = await wait_for_jobs(env, 1)
         assert [op["status"] for op in operations] == ["Succeeded"]
+
+
+async def test_a_fill_run_by_another_process_reads_the_manifests_it_was_queued_with(
+    tmp_path: Path,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """A server that does no background work answers the first pull; the import job that
+    copies the image runs in another process over the same database and store (`serve
+    --workers N`, a `transship worker`, another replica): it spends no upstream pull on
+    the manifests the server already fetched."""
+    index = await asyncio.to_thread(small_index, tmp_path)
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    data_dir = tmp_path / "data"
+    upstreams = insecure(proxy.host)
+    server_settings = make_settings(data_dir, database_url, upstreams=upstreams)
+    server_settings = server_settings.model_copy(update={"background_work": False})
+    rules = StaticCacheRules([Rule("team", "cache/*", proxy.host, "team/*")])
+    async with cached_registry(server_settings, rules) as server:
+        admin = Management(server, data_dir)
+        await admin.create_registry(TARGET)
+        env = ImportEnv(server, admin, data_dir, database_url)
+        got = await env.manifest("cache/app", "v1")
+        assert got.status == 200 and got.body == index.index_bytes
+        for child in index.children:
+            got = await env.manifest("cache/app", child.digest)
+            assert got.status == 200 and got.body == child.manifest_bytes
+        (queued,) = await admin.operations(TARGET)
+        assert queued["properties"]["state"] == "queued"  # nobody here runs it
+        worker_settings = make_settings(data_dir, database_url, upstreams=upstreams)
+        async with running_registry(worker_settings):
+            (done,) = await wait_for_jobs(env, 1)
+        assert done["status"] == "Succeeded", done
+        await pull_all(env, "cache/app", "v1", index)
+    # Each manifest came from the upstream once, for the pull; the job read them from what
+    # it was queued with. Its blobs, fetched by the job, once each.
+    assert gets(proxy, "/manifests/v1") == 1
+    for child in index.children:
+        assert gets(proxy, f"/manifests/{child.digest}") == 1, child.digest
+    for digest in index.blob_digests:
+        assert gets(proxy, f"/blobs/{digest}") == 1, digest
