@@ -501,3 +501,35 @@ async def test_a_fill_run_by_another_process_reads_the_manifests_it_was_queued_w
         assert gets(proxy, f"/manifests/{child.digest}") == 1, child.digest
     for digest in index.blob_digests:
         assert gets(proxy, f"/blobs/{digest}") == 1, digest
+
+
+async def test_a_range_of_a_blob_being_pulled_through_is_answered_206(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """A client resuming a layer (containerd sends `Range`) gets the part it asked for,
+    whether the blob is relayed from the upstream right now or already stored."""
+    index = await asyncio.to_thread(
+        small_index, tmp_path, platforms=("linux/amd64",), layer_sizes=(300_000,)
+    )
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    layer = index.children[0].layers[0]
+    data = index.layout.blob_path(layer.digest).read_bytes()
+    path = f"/v2/cache/app/blobs/{layer.digest}"
+
+    for asked, span in (("bytes=1000-1999", (1000, 2000)), ("bytes=-500", (len(data) - 500, None))):
+        async with env.reg.request("GET", path, headers={"Range": asked}) as r:
+            body = await r.read()
+            assert r.status == 206, (r.status, body[:200])
+            end = len(data) if span[1] is None else span[1]
+            assert r.headers["Content-Range"] == f"bytes {span[0]}-{end - 1}/{len(data)}"
+        assert body == data[span[0] : end]
+    # The first was relayed as fetched, the second served stored: one upstream fetch.
+    assert gets(proxy, f"/blobs/{layer.digest}") == 1
+    async with env.reg.request("GET", path, headers={"Range": f"bytes={len(data)}-"}) as r:
+        assert r.status == 416
+    await env.assert_consistent()
