@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, insecure, small_index
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
-from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
+from tests.peers.images import OciLayout, build_image, push_layout_http
 from tests.support.app import make_settings, running_registry
 from tests.support.cache_rules import (  # noqa: F401
     CacheEnvFactory,
@@ -27,39 +26,13 @@ from tests.support.cache_rules import (  # noqa: F401
     StaticCacheRules,
     cache_env,
     cached_registry,
+    pull_all,
+    wait_for_jobs,
 )
 from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import Management, fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
 from transship.cache.errors import CredentialSetUnavailable
-
-
-async def pull_all(env: ImportEnv, repository: str, tag: str, index: BuiltIndex) -> None:
-    """Pull the whole index as a client would, asserting every byte."""
-    got = await env.manifest(repository, tag)
-    assert got.status == 200, got
-    assert got.body == index.index_bytes
-    assert got.headers["Docker-Content-Digest"] == index.digest
-    for child in index.children:
-        got = await env.manifest(repository, child.digest)
-        assert got.status == 200 and got.body == child.manifest_bytes, got.status
-    for digest in index.blob_digests:
-        got = await env.blob(repository, digest)
-        assert got.status == 200, (digest, got.status, got.body[:200])
-        assert "sha256:" + hashlib.sha256(got.body).hexdigest() == digest
-
-
-async def wait_for_jobs(env: ImportEnv, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The registry's import operations once `count` of them have ended."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        operations = await env.admin.operations(TARGET)
-        ended = [op for op in operations if op["properties"]["state"] not in ("queued", "running")]
-        if len(ended) >= count:
-            return operations
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{count} import operations not ended in {timeout} s: {operations}")
-        await asyncio.sleep(0.3)
 
 
 def gets(proxy: UpstreamProxy, fragment: str, method: str = "GET") -> int:
