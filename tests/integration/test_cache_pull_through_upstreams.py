@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
-
 from tests.integration.conftest import TARGET, ImportEnv, insecure, small_index
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import BuiltIndex, push_layout_http
@@ -38,18 +36,6 @@ async def pulling_through(
         admin = Management(reg, data_dir)
         await admin.create_registry(TARGET)
         yield ImportEnv(reg, admin, data_dir, database_url)
-
-
-@pytest.fixture
-async def hub(distribution_token: DistributionRegistry) -> AsyncIterator[RateLimitedRegistry]:
-    proxy = RateLimitedRegistry(
-        distribution_token.url, limit=100, window=3600, token_server=distribution_token.token_server
-    )
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
 
 
 async def test_a_rate_limited_token_upstream_spends_one_pull_per_manifest(
