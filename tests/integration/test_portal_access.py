@@ -196,24 +196,3 @@ async def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(world: Wor
         assert default is not None and await world.reg.services.imports.list(default.id) == []
     finally:
         await browser.close()
-
-
-async def test_session_cookie_is_secure_behind_https(world: World) -> None:
-    # A TLS-terminating proxy is how https reaches a loopback test server: aiohttp takes the
-    # scheme from X-Forwarded-Proto only when told to, so this checks the rule on a request
-    # whose scheme is https, through the helper the handlers use.
-    from aiohttp import web
-    from aiohttp.test_utils import make_mocked_request
-
-    from transship.portal.web import COOKIE, set_cookie
-
-    request = make_mocked_request("GET", "/portal/", headers={"Host": "x"})
-    secure_request = request.clone(scheme="https")
-    response = web.Response()
-    set_cookie(response, secure_request, COOKIE, "v", 60)
-    morsel = response.cookies[COOKIE]
-    assert morsel["secure"] is True and morsel["httponly"] is True
-    assert morsel["samesite"] == "Strict" and morsel["path"] == "/portal"
-    plain = web.Response()
-    set_cookie(plain, request, COOKIE, "v", 60)
-    assert not plain.cookies[COOKIE]["secure"]
