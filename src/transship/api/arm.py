@@ -304,6 +304,16 @@ async def _apply_properties(
 async def registry_put(request: web.Request) -> web.Response:
     services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
+    record, created = await put_registry(services, sub, rg, name, body)
+    return arm_json(await registry_json_of(services, record), status=201 if created else 200)
+
+
+async def put_registry(
+    services: Services, sub: str, rg: str, name: str, body: RegistryBody
+) -> tuple[RegistryRecord, bool]:
+    """Create the registry (or update it, as ARM's PUT does) after the caller was
+    authorized for `registries/write` on its path; (record, created). Raises ArmError or a
+    domain error naming the refused field; nothing is written then."""
     _refuse_unsupported(body.properties)
     group = await services.directory.require_resource_group(sub, rg)
     # One transaction: a registry whose settings are refused (an invalid IP rule, tag or
@@ -322,12 +332,22 @@ async def registry_put(request: web.Request) -> web.Response:
         await _apply_access(services, record, body.properties, within=q)
         record = await _apply_properties(services, record, body, q)
     await services.resolver.refresh()
-    return arm_json(await registry_json_of(services, record), status=201 if created else 200)
+    return record, created
 
 
 async def registry_patch(request: web.Request) -> web.Response:
     services, record = await registry_in_scope(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
+    record = await patch_registry(services, record, body)
+    return arm_json(await registry_json_of(services, record))
+
+
+async def patch_registry(
+    services: Services, record: RegistryRecord, body: RegistryBody
+) -> RegistryRecord:
+    """Change the settings `body` gives, after the caller was authorized for
+    `registries/write`; the registry as it now is. Raises ArmError or a domain error naming
+    the refused field; nothing changes then."""
     if body.properties is not None:
         services.registries.check_login_server(record.name, body.properties.login_server)
     _refuse_unsupported(body.properties)
@@ -336,7 +356,7 @@ async def registry_patch(request: web.Request) -> web.Response:
     async with services.meta.writing() as q:
         await _apply_access(services, record, body.properties, within=q)
         record = await _apply_properties(services, record, body, q)
-    return arm_json(await registry_json_of(services, record))
+    return record
 
 
 async def check_name(request: web.Request) -> web.Response:
@@ -430,16 +450,23 @@ async def unsupported_feature(request: web.Request) -> web.Response:
 
 async def registry_delete(request: web.Request) -> web.Response:
     services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_DELETE)
+    deleted = await delete_registry(services, sub, rg, name)
+    return web.Response(status=200 if deleted else 204)
+
+
+async def delete_registry(services: Services, sub: str, rg: str, name: str) -> bool:
+    """Delete the registry at that path after the caller was authorized for
+    `registries/delete`; False when there was none there."""
     record = await services.registries.get(name)
     if (
         record is None
         or record.subscription_id != sub
         or (record.resource_group or "").lower() != rg.lower()
     ):
-        return web.Response(status=204)
+        return False
     await services.registries.delete(record)
     await services.resolver.refresh()
-    return web.Response(status=200)
+    return True
 
 
 async def registries_list(request: web.Request) -> web.Response:
@@ -448,15 +475,33 @@ async def registries_list(request: web.Request) -> web.Response:
     principal = await caller(request, services)
     sub = request.match_info["sub"]
     await subscription_of(request, services, principal, sub)
-    records = await services.registries.list(sub, request.match_info.get("rg"))
-    visible = [
-        r
-        for r in records
-        if await services.access.allowed(principal, Actions.REGISTRIES_READ, registry_id_of(r))
-    ]
+    visible = await visible_registries(services, principal, sub, request.match_info.get("rg"))
     return arm_json(
         resources.RegistryList(value=[await registry_json_of(services, r) for r in visible])
     )
+
+
+async def visible_registries(
+    services: Services,
+    principal: Principal,
+    sub: str,
+    rg: str | None = None,
+    actions: tuple[str, ...] = (Actions.REGISTRIES_READ,),
+) -> list[RegistryRecord]:
+    """The registries of the subscription (or group) on which `principal` may do one of
+    `actions` (ARM's listing: read); the caller checked the subscription is of the
+    principal's tenant."""
+    records = await services.registries.list(sub, rg)
+    return [r for r in records if await _may_any(services, principal, actions, registry_id_of(r))]
+
+
+async def _may_any(
+    services: Services, principal: Principal, actions: tuple[str, ...], scope: str
+) -> bool:
+    for action in actions:
+        if await services.access.allowed(principal, action, scope):
+            return True
+    return False
 
 
 async def list_credentials(request: web.Request) -> web.Response:
@@ -676,30 +721,55 @@ async def admit_import(
 
 
 async def import_image(request: web.Request) -> web.Response:
-    services, registry = await registry_in_scope(
-        request, Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE
-    )
+    services, registry = await registry_in_scope(request, *IMPORT_ACTIONS)
     body = parse_body(ImportImageParameters, await json_body(request))
-    import_request, credentials = await admit_import(request, services, registry, body)
-    source = import_request.source
     if body.dry_run:
-        # Checked and authorized as the import itself; planned now, written nowhere.
-        try:
-            report = await services.dry_runs.plan(registry.id, import_request, credentials)
-        except ImportFailure as exc:
-            raise dry_run_error(exc, _FAILURE_STATUS) from None
-        names = await _source_names_of(services, [import_request])
-        described = source.describe(names.get(source.registry_id or -1))
-        return arm_json(dry_run_json(report, described))
-    job = await services.imports.submit(registry.id, import_request, credentials)
+        return arm_json(await plan_import(request, services, registry, body))
+    job = await submit_import(request, services, registry, body)
     result_url, _ = _operation_urls(request, job.id, registry.location)
     # As ACR: Location and Retry-After, no Azure-AsyncOperation, so Azure clients follow the
     # result URL and a failed import reaches them with that URL's status and error (ACR's
     # body is `null`; ours is the operation status, which they ignore and whose `id` is the
     # status URL for clients that want progress).
     headers = {"Location": result_url, "Retry-After": _RETRY_AFTER}
-    body = await _operation(services, job, registry, request.match_info["sub"])
-    return arm_json(body, status=202, headers=headers)
+    answer = await _operation(services, job, registry, request.match_info["sub"])
+    return arm_json(answer, status=202, headers=headers)
+
+
+# Who may import into a registry: importImage, or registries/write (as ACR).
+IMPORT_ACTIONS = (Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE)
+
+
+async def plan_import(
+    request: web.Request,
+    services: Services,
+    registry: RegistryRecord,
+    body: ImportImageParameters,
+) -> Answer:
+    """The dry run of an import body: checked and authorized as the import itself, planned
+    now, written nowhere. The caller's `IMPORT_ACTIONS` on `registry` were checked before.
+    Raises ArmError or a domain error as `admit_import` does."""
+    import_request, credentials = await admit_import(request, services, registry, body)
+    source = import_request.source
+    try:
+        report = await services.dry_runs.plan(registry.id, import_request, credentials)
+    except ImportFailure as exc:
+        raise dry_run_error(exc, _FAILURE_STATUS) from None
+    names = await _source_names_of(services, [import_request])
+    described = source.describe(names.get(source.registry_id or -1))
+    return dry_run_json(report, described)
+
+
+async def submit_import(
+    request: web.Request,
+    services: Services,
+    registry: RegistryRecord,
+    body: ImportImageParameters,
+) -> ImportJobRecord:
+    """Queue the import a body asks for (its checks are `admit_import`'s); the job. The
+    caller's `IMPORT_ACTIONS` on `registry` were checked before."""
+    import_request, credentials = await admit_import(request, services, registry, body)
+    return await services.imports.submit(registry.id, import_request, credentials)
 
 
 def _source_name(resource_id: str | None) -> str | None:

@@ -4,14 +4,14 @@ whichever process claims the job reads them here instead of spending upstream pu
 them again. Deleted when the job ends.
 
 Revision ID: 0016
-Revises: 0015 (0014 until the portal sessions of 0015 land)
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
