@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     tags_page_max: int = Field(
         default=10000, gt=0, description="upper bound on n for tag and catalog listings"
     )
+    portal_session_ttl_seconds: int = Field(
+        default=8 * 3600, gt=0, description="how long a web portal session lasts after sign-in"
+    )
     log_level: str = "INFO"
     login_server_suffix: str | None = Field(
         default=None,

@@ -14,6 +14,8 @@ from transship.api.route_table import ROUTES
 from transship.api.routes import register
 from transship.api.services import Services, build_services
 from transship.config import Settings
+from transship.portal import static_files
+from transship.portal.routes import PORTAL_ROUTES
 from transship.worker.loops import background_loops
 from transship.worker.supervisor import Loop, Supervisor
 
@@ -50,6 +52,9 @@ def create_app(
     app.on_shutdown.append(release_followers)
     app[DOCUMENTED_ROUTES] = ROUTES
     register(app, ROUTES)
+    # The web portal's pages: after the API's routes, outside the OpenAPI document.
+    static_files.preload()
+    register(app, PORTAL_ROUTES)
     return app
 
 

@@ -304,6 +304,16 @@ async def _apply_properties(
 async def registry_put(request: web.Request) -> web.Response:
     services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
+    record, created = await put_registry(services, sub, rg, name, body)
+    return arm_json(await registry_json_of(services, record), status=201 if created else 200)
+
+
+async def put_registry(
+    services: Services, sub: str, rg: str, name: str, body: RegistryBody
+) -> tuple[RegistryRecord, bool]:
+    """Create the registry (or update it, as ARM's PUT does) after the caller was
+    authorized for `registries/write` on its path; (record, created). Raises ArmError or a
+    domain error naming the refused field; nothing is written then."""
     _refuse_unsupported(body.properties)
     group = await services.directory.require_resource_group(sub, rg)
     # One transaction: a registry whose settings are refused (an invalid IP rule, tag or
@@ -322,12 +332,22 @@ async def registry_put(request: web.Request) -> web.Response:
         await _apply_access(services, record, body.properties, within=q)
         record = await _apply_properties(services, record, body, q)
     await services.resolver.refresh()
-    return arm_json(await registry_json_of(services, record), status=201 if created else 200)
+    return record, created
 
 
 async def registry_patch(request: web.Request) -> web.Response:
     services, record = await registry_in_scope(request, Actions.REGISTRIES_WRITE)
     body = parse_body(RegistryBody, await json_body(request))
+    record = await patch_registry(services, record, body)
+    return arm_json(await registry_json_of(services, record))
+
+
+async def patch_registry(
+    services: Services, record: RegistryRecord, body: RegistryBody
+) -> RegistryRecord:
+    """Change the settings `body` gives, after the caller was authorized for
+    `registries/write`; the registry as it now is. Raises ArmError or a domain error naming
+    the refused field; nothing changes then."""
     if body.properties is not None:
         services.registries.check_login_server(record.name, body.properties.login_server)
     _refuse_unsupported(body.properties)
@@ -336,7 +356,7 @@ async def registry_patch(request: web.Request) -> web.Response:
     async with services.meta.writing() as q:
         await _apply_access(services, record, body.properties, within=q)
         record = await _apply_properties(services, record, body, q)
-    return arm_json(await registry_json_of(services, record))
+    return record
 
 
 async def check_name(request: web.Request) -> web.Response:
@@ -430,16 +450,23 @@ async def unsupported_feature(request: web.Request) -> web.Response:
 
 async def registry_delete(request: web.Request) -> web.Response:
     services, sub, rg, name = await authorize_registry_path(request, Actions.REGISTRIES_DELETE)
+    deleted = await delete_registry(services, sub, rg, name)
+    return web.Response(status=200 if deleted else 204)
+
+
+async def delete_registry(services: Services, sub: str, rg: str, name: str) -> bool:
+    """Delete the registry at that path after the caller was authorized for
+    `registries/delete`; False when there was none there."""
     record = await services.registries.get(name)
     if (
         record is None
         or record.subscription_id != sub
         or (record.resource_group or "").lower() != rg.lower()
     ):
-        return web.Response(status=204)
+        return False
     await services.registries.delete(record)
     await services.resolver.refresh()
-    return web.Response(status=200)
+    return True
 
 
 async def registries_list(request: web.Request) -> web.Response:
@@ -448,15 +475,33 @@ async def registries_list(request: web.Request) -> web.Response:
     principal = await caller(request, services)
     sub = request.match_info["sub"]
     await subscription_of(request, services, principal, sub)
-    records = await services.registries.list(sub, request.match_info.get("rg"))
-    visible = [
-        r
-        for r in records
-        if await services.access.allowed(principal, Actions.REGISTRIES_READ, registry_id_of(r))
-    ]
+    visible = await visible_registries(services, principal, sub, request.match_info.get("rg"))
     return arm_json(
         resources.RegistryList(value=[await registry_json_of(services, r) for r in visible])
     )
+
+
+async def visible_registries(
+    services: Services,
+    principal: Principal,
+    sub: str,
+    rg: str | None = None,
+    actions: tuple[str, ...] = (Actions.REGISTRIES_READ,),
+) -> list[RegistryRecord]:
+    """The registries of the subscription (or group) on which `principal` may do one of
+    `actions` (ARM's listing: read); the caller checked the subscription is of the
+    principal's tenant."""
+    records = await services.registries.list(sub, rg)
+    return [r for r in records if await _may_any(services, principal, actions, registry_id_of(r))]
+
+
+async def _may_any(
+    services: Services, principal: Principal, actions: tuple[str, ...], scope: str
+) -> bool:
+    for action in actions:
+        if await services.access.allowed(principal, action, scope):
+            return True
+    return False
 
 
 async def list_credentials(request: web.Request) -> web.Response:

@@ -76,6 +76,15 @@ async def subscriptions_list(request: web.Request) -> web.Response:
     """The caller's tenant's subscriptions on which it holds any role."""
     services = request.app[SERVICES]
     principal = await caller(request, services)
+    visible = await visible_subscriptions(services, principal)
+    return arm_json(resources.SubscriptionList(value=[_subscription_json(r) for r in visible]))
+
+
+async def visible_subscriptions(
+    services: Services, principal: Principal
+) -> list[SubscriptionRecord]:
+    """The principal's tenant's subscriptions on which it holds any role (at the root, a
+    management group, the subscription or anything under it)."""
     assignments = await services.access.assignments(principal.object_id)
     visible = []
     for record in await services.directory.subscriptions(principal.tenant_id):
@@ -87,8 +96,8 @@ async def subscriptions_list(request: web.Request) -> web.Response:
             or a.scope.lower().startswith(scope + "/")
             for a in assignments
         ):
-            visible.append(_subscription_json(record))
-    return arm_json(resources.SubscriptionList(value=visible))
+            visible.append(record)
+    return visible
 
 
 async def subscription_get(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from transship.identity.dataplane import DataPlaneAuth
 from transship.identity.directory import Directory
 from transship.identity.entra import EntraTokens
 from transship.identity.import_policy import ImportPolicy
+from transship.identity.portal_sessions import PortalSessions
 from transship.identity.registry_access import RegistryAccess
 from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.throttle import FailureThrottle
@@ -47,6 +48,7 @@ from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 from transship.oci.reference import DOCKER_HUB_ALIASES
 from transship.registry.blobs import BlobService
+from transship.registry.browse import BrowseService
 from transship.registry.check import Checker
 from transship.registry.gc import GarbageCollector
 from transship.registry.listings import ListingService
@@ -100,6 +102,10 @@ class Services:
     sync: SyncService
     # Pull-through: the first pull of a repository under a cache rule copies it.
     pull_through: PullThrough
+    # The web portal's sign-in sessions (server-side rows; transship.portal).
+    portal_sessions: PortalSessions
+    # Paged listings and manifest views of the portal (read-only).
+    browse: BrowseService
 
     async def close(self) -> None:
         await self.db.close()
@@ -344,4 +350,6 @@ async def build_services(
             ),
         ),
         pull_through=pull_through,
+        portal_sessions=PortalSessions(meta, directory, settings.portal_session_ttl_seconds),
+        browse=BrowseService(meta, store, manifests),
     )

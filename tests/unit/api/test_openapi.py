@@ -71,7 +71,10 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Graph subset (each has its own specification) and the operations endpoints.
 # /v2 (the OCI spec is its document), the Graph subset, operations endpoints, and the
 # redirect of `//…` paths (a client quirk, not an operation).
-UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$|^/\{slashes\}$")
+# The portal's pages (and `/`, which sends browsers there) are not API.
+UNDOCUMENTED = re.compile(
+    r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$|^/\{slashes\}$|^/$|^/portal(/|$)"
+)
 # Values for path parameters when turning a documented path into a request path.
 SAMPLES = {"repository": "team/app", "feature": "tasks"}
 

@@ -17,12 +17,15 @@ from transship.api.app import create_app
 from transship.api.openapi_components import RESPONSES
 from transship.api.route_table import ROUTES
 from transship.api.routes import Operation, Reply
+from transship.portal.routes import PORTAL_ROUTES
 from transship.wire.graph import GraphObjectList
 from transship.wire.service import Readiness
 
 # Routes without operations: the OCI distribution API and the Graph subset (specifications
 # of their own), the operations endpoints, and the `//…` redirect.
-UNDOCUMENTED = re.compile(r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$|^/\{slashes:")
+UNDOCUMENTED = re.compile(
+    r"^/v2(/|$)|^/v1\.0/|^/(healthz|readyz|metrics)$|^/\{slashes:|^/$|^/portal(/|$)"
+)
 OPERATIONS: dict[str, Operation] = {
     op.operation_id: op for route in ROUTES for op in route.operations
 }
@@ -42,12 +45,17 @@ def test_the_router_registers_every_route_of_the_table_in_its_order(tmp_path: Pa
         # add_get's implicit HEAD beside each GET
         and route.method != "HEAD"
     ]
-    assert registered == [(route.method, _canonical(route.path)) for route in ROUTES]
+    # The API's table, then the portal's pages (registered after it, outside the document).
+    expected = [(route.method, _canonical(route.path)) for route in (*ROUTES, *PORTAL_ROUTES)]
+    assert registered == expected
 
 
 def test_a_route_is_documented_unless_it_is_undocumented_on_purpose() -> None:
     for route in ROUTES:
         assert bool(route.operations) != bool(UNDOCUMENTED.match(route.path)), route.path
+    # The portal's pages are no API: none is documented, all are under /portal (or `/`).
+    for route in PORTAL_ROUTES:
+        assert not route.operations and UNDOCUMENTED.match(route.path), route.path
 
 
 def _model(operation_id: str, status: int) -> type[BaseModel]:

@@ -1,0 +1,70 @@
+"""The portal's routes, mounted at /portal by the composition root (`api/app.py`), and the
+redirect of `/` for browsers. Not part of the OpenAPI document: these are pages, not API.
+
+docs/portal.md lists the same table for people.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from transship.api.routes import Handler, Route, route
+from transship.portal import registries, signin, static_files
+
+REGISTRY = "/portal/registries/{sub}/{rg}/{name}"
+
+
+def prefers_html(request: web.Request) -> bool:
+    """Whether the request's Accept header ranks text/html above JSON and anything else
+    (a browser's navigation), by quality then order."""
+    best: tuple[float, int] | None = None
+    html: tuple[float, int] | None = None
+    for position, item in enumerate(request.headers.get("Accept", "").split(",")):
+        kind, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        rank = (quality, -position)
+        if kind.lower() in ("text/html", "application/xhtml+xml"):
+            html = rank if html is None or rank > html else html
+        elif kind and (best is None or rank > best):
+            best = rank
+    return html is not None and html[0] > 0 and (best is None or html >= best)
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    """`GET /`: a browser is sent to the portal; anything else gets what it got before
+    the portal existed (404)."""
+    if prefers_html(request):
+        raise web.HTTPFound("/portal/")
+    raise web.HTTPNotFound()
+
+
+async def portal_bare(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/portal/")
+
+
+def _routes() -> tuple[Route, ...]:
+    entries: list[tuple[str, str, Handler]] = [
+        ("GET", "/", root),
+        ("GET", "/portal", portal_bare),
+        ("GET", "/portal/static/{name}", static_files.static_file),
+        ("GET", "/portal/sign-in", signin.sign_in_form),
+        ("POST", "/portal/sign-in", signin.sign_in),
+        ("POST", "/portal/sign-out", signin.sign_out),
+        ("GET", "/portal/", registries.registries_page),
+        ("POST", "/portal/registries", registries.registry_create),
+        ("GET", REGISTRY, registries.registry_page),
+        ("POST", REGISTRY + "/settings", registries.registry_settings),
+        ("GET", REGISTRY + "/delete", registries.registry_delete_confirm),
+        ("POST", REGISTRY + "/delete", registries.registry_delete),
+    ]
+    return tuple(route(method, path, handler) for method, path, handler in entries)
+
+
+PORTAL_ROUTES: tuple[Route, ...] = _routes()
