@@ -113,6 +113,14 @@ class PortalEnv:
 
         return self.api(work)
 
+    def registry_properties(self, registry_id: str) -> dict[str, Any]:
+        """The registry's ARM ``properties`` as the owner reads them."""
+
+        async def work(client: IdentityClient) -> dict[str, Any]:
+            return dict((await client.ok("GET", registry_id))["properties"])
+
+        return self.api(work)
+
     def http(self) -> requests.Session:
         """A ``requests`` session for this server (no environment proxies)."""
         session = requests.Session()
@@ -203,7 +211,8 @@ def follow(browser: Browser, css: str) -> None:
 
 def follow_href(browser: Browser, suffix: str, within: str = "#content") -> None:
     """Click the first link in ``within`` whose path ends with ``suffix``."""
-    for link in elements(browser, f"{within} a[href]"):
+    selector = ", ".join(f"{part.strip()} a[href]" for part in within.split(","))
+    for link in elements(browser, selector):
         href = link.get_attribute("href") or ""
         if urlsplit(href).path.endswith(suffix):
             navigate(browser, link.click)

@@ -136,14 +136,24 @@ def test_a_user_walks_every_page(
 
     # Create a registry.
     pages.check("registries-empty")
-    fill(browser, "create-registry", {"resource_group": "portal", "name": name})
+    # (the resource group as the form proposes it)
+    group = element(browser, "#create-registry [name='resource_group']").get_attribute("value")
+    assert group, "the form proposes a resource group"
+    fill(browser, "create-registry", {"name": name})
     submit(browser, "create-registry")
     registry_path = path_of(browser)
-    assert registry_path.startswith("/portal/registries/"), browser.driver.current_url
+    assert registry_path.startswith("/portal/registries/"), (
+        browser.driver.current_url,
+        page_error(browser),
+    )
     login_server = env.login_server(name)
     assert text_of(browser, "#login-server") == login_server
     assert login_server in text_of(browser, "#login-command")
     pages.check("registry", screenshot=True)
+    fill(browser, "registry-settings", {"anonymous_pull_enabled": True})
+    submit(browser, "registry-settings")
+    assert element(browser, "#registry-settings [name='anonymous_pull_enabled']").is_selected()
+    assert env.registry_properties(env.registry_id(name, group))["anonymousPullEnabled"] is True
     follow(browser, "#nav a[href='/portal/']")
     assert present(browser, f"#registries tr[data-registry='{name}']")
     pages.check("registries", screenshot=True)
@@ -176,7 +186,7 @@ def test_a_user_walks_every_page(
     wait_for_import(browser)
     assert text_of(browser, "#import-stats"), "bytes, blobs and manifests are shown"
     pages.check("import", screenshot=True)
-    follow_href(browser, "/imports", within="#nav, #content")
+    follow_href(browser, "/imports", within="#nav")
     operation = import_path.rsplit("/", 1)[1]
     assert present(browser, f"#import-history tr[data-operation='{operation}']")
     pages.check("imports")
@@ -277,7 +287,7 @@ def test_a_user_walks_every_page(
     submit(browser, "confirm-delete")
     assert path_of(browser) == "/portal/"
     assert not present(browser, f"#registries tr[data-registry='{name}']")
-    assert env.registry_status(env.registry_id(name, "portal")) == 404
+    assert env.registry_status(env.registry_id(name, group)) == 404
 
     # Sign out: the cookie the browser held no longer opens the portal.
     cookie = session_cookie(browser)["value"]
