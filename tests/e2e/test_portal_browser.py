@@ -101,6 +101,7 @@ def wait_for_import(browser: Browser) -> None:
     browser.wait(120).until(done, "the import did not reach 100 % and Succeeded")
 
 
+@pytest.mark.slow(seconds=120)
 def test_a_user_walks_every_page(
     tmp_path: Path,
     transship_factory: Callable[..., TransshipServer],
