@@ -39,6 +39,12 @@ SKUS = ("Basic", "Standard", "Premium")
 LISTED = (Actions.REGISTRIES_READ, Actions.PULL)
 
 
+def login_server_of(request: web.Request, record: RegistryRecord) -> str:
+    """Where clients reach the registry: its login server; the default registry (which has
+    none of its own) answers at the service's own address."""
+    return record.login_server or request.host
+
+
 def registry_link(record: RegistryRecord) -> str:
     return registry_path(record.subscription_id or "", record.resource_group or "", record.name)
 
@@ -132,7 +138,8 @@ async def registry_page(request: web.Request) -> web.StreamResponse:
         access=access,
         can_write=await _may(request, record, Actions.REGISTRIES_WRITE),
         can_delete=await _may(request, record, Actions.REGISTRIES_DELETE),
-        login_command=f"docker login {record.login_server}",
+        login_server=login_server_of(request, record),
+        login_command=f"docker login {login_server_of(request, record)}",
         skus=SKUS,
         notice=notice,
     )

@@ -9,9 +9,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from transship.api.routes import Handler, Route, route
-from transship.portal import registries, signin, static_files
+from transship.portal import content, registries, signin, static_files
 
 REGISTRY = "/portal/registries/{sub}/{rg}/{name}"
+# A repository name spans segments; a manifest's routes come before the repository page's
+# (aiohttp matches in order), and a reference is one segment.
+MANIFEST = REGISTRY + "/repositories/{repo:.+}/manifests/{reference:[^/]+}"
 
 
 def prefers_html(request: web.Request) -> bool:
@@ -63,6 +66,11 @@ def _routes() -> tuple[Route, ...]:
         ("POST", REGISTRY + "/settings", registries.registry_settings),
         ("GET", REGISTRY + "/delete", registries.registry_delete_confirm),
         ("POST", REGISTRY + "/delete", registries.registry_delete),
+        ("GET", REGISTRY + "/repositories", content.repositories_page),
+        ("GET", MANIFEST + "/delete", content.manifest_delete_confirm),
+        ("POST", MANIFEST + "/delete", content.manifest_delete),
+        ("GET", MANIFEST, content.manifest_page),
+        ("GET", REGISTRY + "/repositories/{repo:.+}", content.repository_page),
     ]
     return tuple(route(method, path, handler) for method, path, handler in entries)
 
