@@ -4,15 +4,18 @@ API's own authorization (another tenant sees nothing; a reader cannot change set
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from tests.peers.transship import TransshipServer
 from tests.support.app import RunningRegistry, make_settings, running_registry
 from tests.support.identity import Credential, IdentityClient, owner_credential
-from tests.support.portal import PortalClient
+from tests.support.portal import PortalClient, parse_html
 
 GROUP = "default"
 
@@ -244,3 +247,48 @@ async def test_another_tenant_sees_none_of_this_tenants_registries(portal: Porta
         assert page.html.by_id("login-server") is None
     finally:
         await browser.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[TransshipServer]:
+    server = TransshipServer(tmp_path / "server", tls=True)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+async def test_the_session_cookie_is_secure_under_https(tls_server: TransshipServer) -> None:
+    """`transship serve --tls` as a real process: the cookie carries Secure there."""
+    owner = owner_credential(tls_server.data_dir)
+    context = ssl.create_default_context(cafile=str(tls_server.data_dir / "tls" / "ca.pem"))
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as http:
+        async with http.get(tls_server.url + "/portal/sign-in") as r:
+            assert r.status == 200
+            sign_in_cookie = r.headers.getall("Set-Cookie")[0]
+            token = (
+                parse_html(await r.text())
+                .get("sign-in")
+                .find_all("input", name="csrf_token")[0]
+                .attrs["value"]
+            )
+        assert "Secure" in sign_in_cookie
+        form = {
+            "csrf_token": token,
+            "kind": "sp",
+            "tenant": owner.tenant_id,
+            "username": owner.client_id,
+            "password": owner.secret,
+        }
+        async with http.post(
+            tls_server.url + "/portal/sign-in", data=form, allow_redirects=False
+        ) as r:
+            assert r.status == 303, await r.text()
+            cookies = [c for c in r.headers.getall("Set-Cookie") if "transship_session=" in c]
+        assert len(cookies) == 1
+        flags = [part.strip() for part in cookies[0].split(";")]
+        assert "Secure" in flags and "HttpOnly" in flags
+        assert "SameSite=Strict" in flags and "Path=/portal" in flags

@@ -288,7 +288,9 @@ async def test_ten_thousand_tags_are_paged_a_hundred_at_a_time(content: Content)
     services = content.reg.services
     now = utcnow()
     async with services.meta.writing() as q:
-        repo_id = await q.repository_id(1, REPO)
+        default = await services.registries.get("default")
+        assert default is not None
+        repo_id = await q.repository_id(default.id, REPO)
         rows = [
             {
                 "repository_id": repo_id,

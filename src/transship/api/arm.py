@@ -721,30 +721,55 @@ async def admit_import(
 
 
 async def import_image(request: web.Request) -> web.Response:
-    services, registry = await registry_in_scope(
-        request, Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE
-    )
+    services, registry = await registry_in_scope(request, *IMPORT_ACTIONS)
     body = parse_body(ImportImageParameters, await json_body(request))
-    import_request, credentials = await admit_import(request, services, registry, body)
-    source = import_request.source
     if body.dry_run:
-        # Checked and authorized as the import itself; planned now, written nowhere.
-        try:
-            report = await services.dry_runs.plan(registry.id, import_request, credentials)
-        except ImportFailure as exc:
-            raise dry_run_error(exc, _FAILURE_STATUS) from None
-        names = await _source_names_of(services, [import_request])
-        described = source.describe(names.get(source.registry_id or -1))
-        return arm_json(dry_run_json(report, described))
-    job = await services.imports.submit(registry.id, import_request, credentials)
+        return arm_json(await plan_import(request, services, registry, body))
+    job = await submit_import(request, services, registry, body)
     result_url, _ = _operation_urls(request, job.id, registry.location)
     # As ACR: Location and Retry-After, no Azure-AsyncOperation, so Azure clients follow the
     # result URL and a failed import reaches them with that URL's status and error (ACR's
     # body is `null`; ours is the operation status, which they ignore and whose `id` is the
     # status URL for clients that want progress).
     headers = {"Location": result_url, "Retry-After": _RETRY_AFTER}
-    body = await _operation(services, job, registry, request.match_info["sub"])
-    return arm_json(body, status=202, headers=headers)
+    answer = await _operation(services, job, registry, request.match_info["sub"])
+    return arm_json(answer, status=202, headers=headers)
+
+
+# Who may import into a registry: importImage, or registries/write (as ACR).
+IMPORT_ACTIONS = (Actions.IMPORT_IMAGE, Actions.REGISTRIES_WRITE)
+
+
+async def plan_import(
+    request: web.Request,
+    services: Services,
+    registry: RegistryRecord,
+    body: ImportImageParameters,
+) -> Answer:
+    """The dry run of an import body: checked and authorized as the import itself, planned
+    now, written nowhere. The caller's `IMPORT_ACTIONS` on `registry` were checked before.
+    Raises ArmError or a domain error as `admit_import` does."""
+    import_request, credentials = await admit_import(request, services, registry, body)
+    source = import_request.source
+    try:
+        report = await services.dry_runs.plan(registry.id, import_request, credentials)
+    except ImportFailure as exc:
+        raise dry_run_error(exc, _FAILURE_STATUS) from None
+    names = await _source_names_of(services, [import_request])
+    described = source.describe(names.get(source.registry_id or -1))
+    return dry_run_json(report, described)
+
+
+async def submit_import(
+    request: web.Request,
+    services: Services,
+    registry: RegistryRecord,
+    body: ImportImageParameters,
+) -> ImportJobRecord:
+    """Queue the import a body asks for (its checks are `admit_import`'s); the job. The
+    caller's `IMPORT_ACTIONS` on `registry` were checked before."""
+    import_request, credentials = await admit_import(request, services, registry, body)
+    return await services.imports.submit(registry.id, import_request, credentials)
 
 
 def _source_name(resource_id: str | None) -> str | None:

@@ -163,15 +163,32 @@ async def assignments_list(request: web.Request) -> web.Response:
     query = request.query.get("$filter", "")
     who = _FILTER_PRINCIPAL.search(query) or _FILTER_ASSIGNED_TO.search(query)
     at_scope = "atscope()" in query.lower().replace(" ", "")
+    found = await assignments_around(
+        services, principal, scope, who.group(1) if who else None, at_scope=at_scope
+    )
+    return arm_json(resources.RoleAssignmentList(value=[_assignment_json(r, o) for r, o in found]))
+
+
+async def assignments_around(
+    services: Services,
+    principal: Principal,
+    scope: str,
+    who: str | None = None,
+    *,
+    at_scope: bool = False,
+) -> list[tuple[RoleAssignmentRecord, Principal]]:
+    """The assignments of `principal`'s tenant at and above `scope`, and below it unless
+    `at_scope`; only those of the principal whose object or app id is `who` when given. The
+    caller checked `roleAssignments/read` at `scope`."""
     value = []
     for record, owner in await _tenant_assignments(services, principal.tenant_id):
-        if who and who.group(1).lower() not in (owner.object_id, (owner.app_id or "").lower()):
+        if who and who.lower() not in (owner.object_id, (owner.app_id or "").lower()):
             continue
         above = scope_covers(record.scope, scope)
         below = scope_covers(scope, record.scope)
         if above or (below and not at_scope):
-            value.append(_assignment_json(record, owner))
-    return arm_json(resources.RoleAssignmentList(value=value))
+            value.append((record, owner))
+    return value
 
 
 async def _require_scope_exists(services: Services, scope: str) -> None:
@@ -190,34 +207,53 @@ async def assignment_put(request: web.Request) -> web.Response:
     caller = await authorize(request, services, scope, Actions.ROLE_ASSIGNMENTS_WRITE)
     await _require_scope_exists(services, scope)
     body = parse_body(RoleAssignmentBody, await json_body(request))
-    role = await services.access.role(caller.tenant_id, body.properties.role_definition_id)
+    record, assignee = await create_assignment(
+        services,
+        caller,
+        scope,
+        request.match_info["id"],
+        body.properties.role_definition_id,
+        body.properties.principal_id,
+    )
+    return arm_json(_assignment_json(record, assignee), status=201)
+
+
+async def create_assignment(
+    services: Services,
+    caller: Principal,
+    scope: str,
+    assignment_id: str,
+    role_definition_id: str,
+    principal_id: str,
+) -> tuple[RoleAssignmentRecord, Principal]:
+    """Assign the role (id or name) to the principal (object or app id, of the caller's
+    tenant) at `scope`, an existing scope where the caller was authorized for
+    `roleAssignments/write`. Raises ArmError 400 (role, principal, id)."""
+    role = await services.access.role(caller.tenant_id, role_definition_id)
     if role is None:
         raise ArmError(
             400,
             "RoleDefinitionDoesNotExist",
-            f"The role definition '{body.properties.role_definition_id}' does not exist.",
+            f"The role definition '{role_definition_id}' does not exist.",
             target="properties.roleDefinitionId",
         )
-    assignee = await services.directory.find_principal(
-        caller.tenant_id, body.properties.principal_id
-    )
+    assignee = await services.directory.find_principal(caller.tenant_id, principal_id)
     if assignee is None:
         raise ArmError(
             400,
             "PrincipalNotFound",
-            f"Principal {body.properties.principal_id} does not exist in the directory "
-            f"{caller.tenant_id}.",
+            f"Principal {principal_id} does not exist in the directory {caller.tenant_id}.",
             target="properties.principalId",
         )
     try:
-        record = await services.access.assign(request.match_info["id"], scope, assignee, role)
+        record = await services.access.assign(assignment_id, scope, assignee, role)
     except ValueError:
         raise ArmError(
             400,
             "InvalidRoleAssignmentId",
-            f"The role assignment id '{request.match_info['id']}' is not a GUID.",
+            f"The role assignment id '{assignment_id}' is not a GUID.",
         ) from None
-    return arm_json(_assignment_json(record, assignee), status=201)
+    return record, assignee
 
 
 async def _assignment(
@@ -226,7 +262,16 @@ async def _assignment(
     services = request.app[SERVICES]
     scope = _scope(request)
     caller = await authorize(request, services, scope, action)
-    record = await services.access.assignment(request.match_info["id"])
+    record, owner = await assignment_at(services, caller, scope, request.match_info["id"])
+    return services, record, owner
+
+
+async def assignment_at(
+    services: Services, caller: Principal, scope: str, assignment_id: str
+) -> tuple[RoleAssignmentRecord, Principal]:
+    """The assignment of that id made at exactly `scope` in the caller's tenant (the caller
+    was authorized at `scope`). Raises ArmError 404 RoleAssignmentNotFound."""
+    record = await services.access.assignment(assignment_id)
     owner = None if record is None else await services.directory.principal(record.principal_id)
     if (
         record is None
@@ -237,9 +282,9 @@ async def _assignment(
         raise ArmError(
             404,
             "RoleAssignmentNotFound",
-            f"The role assignment '{request.match_info['id']}' is not found.",
+            f"The role assignment '{assignment_id}' is not found.",
         )
-    return services, record, owner
+    return record, owner
 
 
 async def assignment_get(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from transship.api.routes import Handler, Route, route
-from transship.portal import content, registries, signin, static_files
+from transship.portal import access, content, imports, registries, signin, static_files
 
 REGISTRY = "/portal/registries/{sub}/{rg}/{name}"
 # A repository name spans segments; a manifest's routes come before the repository page's
@@ -71,6 +71,21 @@ def _routes() -> tuple[Route, ...]:
         ("POST", MANIFEST + "/delete", content.manifest_delete),
         ("GET", MANIFEST, content.manifest_page),
         ("GET", REGISTRY + "/repositories/{repo:.+}", content.repository_page),
+        ("GET", REGISTRY + "/imports", imports.imports_page),
+        ("POST", REGISTRY + "/imports", imports.import_start),
+        ("GET", REGISTRY + "/imports/{operation}", imports.import_page),
+        ("GET", REGISTRY + "/imports/{operation}/events", imports.import_events),
+        ("POST", REGISTRY + "/imports/{operation}/cancel", imports.import_cancel),
+        ("GET", REGISTRY + "/access", access.access_page),
+        ("POST", REGISTRY + "/access/role-assignments", access.assign_role),
+        ("GET", REGISTRY + "/access/role-assignments/{item}/delete", access.unassign_confirm),
+        ("POST", REGISTRY + "/access/role-assignments/{item}/delete", access.unassign),
+        ("POST", REGISTRY + "/access/scope-maps", access.create_scope_map),
+        ("GET", REGISTRY + "/access/scope-maps/{item}/delete", access.scope_map_delete_confirm),
+        ("POST", REGISTRY + "/access/scope-maps/{item}/delete", access.scope_map_delete),
+        ("POST", REGISTRY + "/access/tokens", access.create_token),
+        ("GET", REGISTRY + "/access/tokens/{item}/delete", access.token_delete_confirm),
+        ("POST", REGISTRY + "/access/tokens/{item}/delete", access.token_delete),
     ]
     return tuple(route(method, path, handler) for method, path, handler in entries)
 
