@@ -240,13 +240,15 @@ def fill(browser: Browser, form: str, values: dict[str, str | bool]) -> None:
 def choose(select_element: WebElement, value: str) -> None:
     """Pick the option of ``select_element`` whose value is ``value``, else whose text holds it."""
     select = Select(select_element)
-    for option in select.options:
+    options = select.options
+    # (an <option> without a value attribute has its text as its value)
+    for index, option in enumerate(options):
         if option.get_attribute("value") == value:
-            select.select_by_value(value)
+            select.select_by_index(index)
             return
-    for option in select.options:
+    for index, option in enumerate(options):
         if value in option.text:
-            select.select_by_visible_text(option.text)
+            select.select_by_index(index)
             return
     raise AssertionError(f"no option {value!r} in {[o.text for o in select.options]}")
 
@@ -353,5 +355,8 @@ class PageChecks:
     def assert_clean(self) -> None:
         """No page had an accessibility violation at either width."""
         assert not self.violations, "\n\n".join(
-            [f"pages checked: {', '.join(self.visited)}", *self.violations.values()]
+            [
+                f"pages checked: {', '.join(self.visited)}",
+                *(f"{page}: {text}" for page, text in self.violations.items()),
+            ]
         )
