@@ -231,6 +231,11 @@ def test_a_user_walks_every_page(
     browser.get(f"{env.url}{registry_path}")
     follow_href(browser, "/access")
     pages.check("access-empty")
+    builder = env.new_service_principal("builder", f"/subscriptions/{env.subscription}", "Reader")
+    fill(browser, "assign-role", {"principal_id": builder.client_id, "role": "AcrPush"})
+    submit(browser, "assign-role")
+    assigned = text_of(browser, "#role-assignments")
+    assert "AcrPush" in assigned and "builder" in assigned, (assigned, page_error(browser))
     fill(
         browser,
         "create-scope-map",
