@@ -40,6 +40,7 @@ from bench import (  # noqa: E402
     manifest_get,
     manifest_get_auth,
     manifest_get_workers,
+    portal_pages,
     push,
     rss,
     sync,
@@ -64,6 +65,7 @@ BENCHMARKS: dict[str, Runner] = {
     load.NAME: load.run,
     load.NAME_SPLIT: load.run_split,
     cache_pull.NAME: cache_pull.run,
+    portal_pages.NAME: portal_pages.run,
 }
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent / "results" / "profile"

@@ -292,3 +292,22 @@ async def test_the_session_cookie_is_secure_under_https(tls_server: TransshipSer
         flags = [part.strip() for part in cookies[0].split(";")]
         assert "Secure" in flags and "HttpOnly" in flags
         assert "SameSite=Strict" in flags and "Path=/portal" in flags
+
+
+async def test_failed_sign_ins_are_throttled_like_the_token_endpoint(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    data_dir = tmp_path / "data"
+    settings = make_settings(data_dir, database_url, auth_failure_limit_per_principal=3)
+    async with running_registry(settings) as reg:
+        owner = owner_credential(data_dir)
+        async with PortalClient(reg.url) as browser:
+            for _ in range(3):
+                page = await browser.sign_in(owner.tenant_id, owner.client_id, "wrong")
+                assert page.status == 401
+            refused = await browser.sign_in(owner.tenant_id, owner.client_id, "wrong")
+            assert refused.status == 429
+            assert "Too many failed sign-ins" in refused.html.get("error").text
+            # The right secret within the window is refused too (checked before hashing).
+            right = await browser.sign_in(owner.tenant_id, owner.client_id, owner.secret)
+            assert right.status == 429
