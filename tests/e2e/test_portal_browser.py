@@ -321,6 +321,9 @@ def test_acrpull_principal_sees_no_import_form_and_cannot_post_one(
     follow(browser, f"#registries tr[data-registry='{name}'] a")
     follow_href(browser, "/imports")
     imports_url = browser.driver.current_url.split("?")[0]
+    # The page itself opens (no error page), without the form.
+    assert path_of(browser).endswith("/imports") and not page_error(browser), page_error(browser)
+    assert present(browser, "#content h1")
     assert not present(browser, "#import-form")
     assert elements(browser, "#import-history tr[data-operation]") == []
     pages.check("imports-read-only")
