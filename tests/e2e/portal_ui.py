@@ -329,8 +329,9 @@ def page_csrf(http: requests.Session, url: str) -> str:
 
 @dataclass
 class PageChecks:
-    """Every page a walk visits: axe-core at 1280 px and at 390 px (violations collected, so
-    one page's problems do not hide the rest of the walk), and a screenshot of the main ones."""
+    """Every page a walk visits: axe-core at 1280 px and at 390 px, no sideways scrolling at
+    390 px (problems collected, so one page's do not hide the rest of the walk), and a
+    screenshot of the main ones."""
 
     browser: Browser
     screenshots: Path
@@ -348,6 +349,11 @@ class PageChecks:
             found = browser.axe_violations()
             if found:
                 self.violations[f"{name} at {size.width}px"] = format_violations(url, found)
+        # At 390 px the page itself must not scroll sideways (wide tables scroll inside).
+        if overflow := browser.horizontal_overflow():
+            self.violations[f"{name} at {NARROW.width}px (layout)"] = (
+                f"{url} is {overflow}px wider than the {NARROW.width}px viewport"
+            )
         browser.resize(WIDE)
         if screenshot:
             browser.screenshot(self.screenshots / f"{name}.png")

@@ -50,8 +50,9 @@ from tests.e2e.portal_ui import (
 from tests.peers.browser import NARROW, Browser
 from tests.peers.clients import CommandError, Skopeo
 from tests.peers.distribution import DistributionRegistry
+from tests.peers.fault_proxy import FaultProxy
 from tests.peers.images import BuiltImage, BuiltIndex, OciLayout, build_artifact, build_index
-from tests.peers.ports import free_port
+from tests.peers.ports import LOOPBACK, free_port
 from tests.peers.transship import TransshipServer
 from tests.support.referrers import artifact_descriptor, push_fallback_index, push_referrer
 
@@ -88,17 +89,22 @@ def upstream_image(
     return index, sbom
 
 
-def wait_for_import(browser: Browser) -> None:
-    """On an import's page: wait until the live progress reaches 100 and the state reads
-    Succeeded (explicit waits on the page the EventSource updates)."""
+def wait_for_import(browser: Browser) -> set[float]:
+    """On an import's page: wait, without reloading it, until the live progress reaches 100
+    and the state reads Succeeded; return the progress values seen on the way."""
+    page = element(browser, "html")
+    seen: set[float] = set()
 
     def done(_: object) -> bool:
         state = text_of(browser, "#import-state")
         assert state not in ("Failed", "Canceled"), (state, text_of(browser, "#content"))
-        value = element(browser, "#import-progress").get_attribute("value") or "0"
-        return state == "Succeeded" and float(value) >= 100
+        value = float(element(browser, "#import-progress").get_attribute("value") or "0")
+        seen.add(value)
+        return state == "Succeeded" and value >= 100
 
-    browser.wait(120).until(done, "the import did not reach 100 % and Succeeded")
+    browser.wait(180).until(done, "the import did not reach 100 % and Succeeded")
+    assert element(browser, "html") == page, "the page was reloaded, not updated live"
+    return seen
 
 
 @pytest.mark.slow(seconds=120)
@@ -106,14 +112,17 @@ def test_a_user_walks_every_page(
     tmp_path: Path,
     transship_factory: Callable[..., TransshipServer],
     distribution_anon: DistributionRegistry,
+    fault_proxy_factory: Callable[[str, int], FaultProxy],
     browser: Browser,
     screenshots: Path,
     skopeo: Skopeo,
 ) -> None:
     index, sbom = upstream_image(OciLayout(tmp_path / "layout"), distribution_anon)
-    env = start_portal_env(
-        tmp_path / "portal", transship_factory, free_port(), [distribution_anon.host]
-    )
+    # The upstream is reached through a slow link, so the import runs for some seconds and
+    # its page is seen before it ends.
+    upstream = fault_proxy_factory(LOOPBACK, distribution_anon.port)
+    upstream.bandwidth(64 << 10)
+    env = start_portal_env(tmp_path / "portal", transship_factory, free_port(), [upstream.host])
     env.new_user(USER, USER_PASSWORD, f"/subscriptions/{env.subscription}", "Owner")
     pages = PageChecks(browser, screenshots)
     name = "portalwalk1"
@@ -169,7 +178,7 @@ def test_a_user_walks_every_page(
         "import-form",
         {
             "source": "team/app:v1",
-            "source_registry_uri": distribution_anon.host,
+            "source_registry_uri": upstream.host,
             "tags": "app:v1",
         },
     )
@@ -184,7 +193,8 @@ def test_a_user_walks_every_page(
     submit(browser, "import-form")
     import_path = path_of(browser)
     assert "/imports/" in import_path, (browser.driver.current_url, page_error(browser))
-    wait_for_import(browser)
+    seen = wait_for_import(browser)
+    assert min(seen) < 100 <= max(seen), f"the progress was not seen moving: {sorted(seen)}"
     assert text_of(browser, "#import-stats"), "bytes, blobs and manifests are shown"
     pages.check("import", screenshot=True)
     follow_href(browser, "/imports", within="#nav")
@@ -272,6 +282,13 @@ def test_a_user_walks_every_page(
     assert present(browser, "#tokens tr[data-token='cipull']")
     assert not present(browser, "#token-password")
     assert password not in browser.driver.page_source
+    follow(browser, "#tokens tr[data-token='cipull'] a[href$='/delete']")
+    assert "cipull" in text_of(browser, "#content")
+    pages.check("confirm-delete-token")
+    submit(browser, "confirm-delete")
+    assert not present(browser, "#tokens tr[data-token='cipull']")
+    with pytest.raises(CommandError):
+        skopeo.list_tags(f"docker://{login_server}/app", creds=f"cipull:{password}")
 
     # Delete the tag, then the registry, each through its confirmation page.
     browser.get(f"{env.url}{repository_path}")

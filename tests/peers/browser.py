@@ -277,16 +277,20 @@ class Browser:
 
     def resize(self, size: WindowSize) -> None:
         """Resize the window so that the page's viewport is ``size.width`` CSS px wide (the
-        window's frame, if any, is added), and check it is."""
+        window's frame, if any, is added), and wait until it is."""
         driver = self.driver
         driver.set_window_size(size.width, size.height)
-        inner = int(driver.execute_script("return window.innerWidth"))
-        if inner != size.width:  # a window frame takes some width: grow the window by it
-            driver.set_window_size(2 * size.width - inner, size.height)
-        self.wait(10).until(
-            lambda d: int(d.execute_script("return window.innerWidth")) == size.width,
-            f"the viewport did not become {size.width}px wide",
-        )
+
+        def settled(_: object) -> bool:
+            # Both widths in one script: a resize may be under way between two calls.
+            outer, inner = driver.execute_script("return [window.outerWidth, window.innerWidth]")
+            if int(inner) == size.width:
+                return True
+            frame = max(0, int(outer) - int(inner))
+            driver.set_window_size(size.width + frame, size.height)
+            return False
+
+        self.wait(30).until(settled, f"the viewport did not become {size.width}px wide")
 
     def viewport_width(self) -> int:
         """``window.innerWidth``."""
