@@ -1,15 +1,20 @@
 """Real clients pull through a cache rule on their first pull: skopeo copies the whole
-multi-arch image, podman pulls one platform, each byte-exact, each upstream blob fetched
-once; the content is then an ordinary repository."""
+multi-arch image, podman pulls one platform, the docker CLI inspects the index and each
+platform's manifest, the oras SDK pulls a file artifact; each byte-exact, each upstream
+blob fetched once; the content is then an ordinary repository."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import os
 from pathlib import Path
 
+import oras.client  # type: ignore[import-untyped]
 import pytest
 
+from tests.e2e.content import descriptors
 from tests.integration.conftest import (  # noqa: F401  (fixtures used by name)
     TARGET,
     ImportEnv,
@@ -17,7 +22,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures used by name)
     small_index,
     upstream_proxy,
 )
-from tests.peers.clients import Podman, Skopeo
+from tests.peers.clients import DockerCli, Podman, Skopeo
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import BuiltIndex, OciLayout, push_layout_http
 from tests.support.cache_rules import CacheEnvFactory, cache_env  # noqa: F401
@@ -101,6 +106,68 @@ async def test_podman_pulls_one_platform_through_a_cache_rule(
     )
     assert f"sha256:{image_id}" == amd64.config.digest
     assert len(proxy.seen) == before  # served locally now
+
+
+async def test_docker_cli_inspects_a_multi_arch_image_through_a_cache_rule(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,  # noqa: F811
+    docker_cli: DockerCli,
+) -> None:
+    index, proxy = await upstream_image(tmp_path, distribution_anon, upstream_proxy)
+    env = await cache_env(proxy.host)
+    ref = f"{env.login_server}/cache/app:v1"
+
+    entries = await asyncio.to_thread(docker_cli.manifest_inspect, ref, verbose=True)
+
+    # One entry per platform, its descriptor as upstream's index says and its exact bytes.
+    assert [entry["Descriptor"] for entry in entries] == descriptors(index)
+    for entry, child in zip(entries, index.children, strict=True):
+        raw = base64.b64decode(entry["Raw"])
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == child.digest
+    printed = await asyncio.to_thread(docker_cli.manifest_inspect, ref)
+    assert printed["mediaType"] == index.media_type
+    assert printed["manifests"] == descriptors(index)
+    # The CLI read manifests only; the fill behind them copies every blob, each once.
+    await wait_tagged(env, "cache/app", "v1")
+    fetched_once(proxy, index.blob_digests)
+
+
+async def test_oras_pulls_a_file_artifact_through_a_cache_rule(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "oras-docker-config"))  # no host creds
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(300_000))
+    upstream = oras.client.OrasClient(hostname=distribution_anon.host, insecure=True)
+    pushed = await asyncio.to_thread(
+        upstream.push,
+        target=f"{distribution_anon.host}/team/files:v1",
+        files=[str(payload)],
+        disable_path_validation=True,
+    )
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    client = oras.client.OrasClient(hostname=env.login_server, insecure=True)
+
+    files = await asyncio.to_thread(
+        client.pull, target=f"{env.login_server}/cache/files:v1", outdir=str(tmp_path / "out")
+    )
+
+    assert [Path(f).name for f in files] == [payload.name]
+    assert Path(files[0]).read_bytes() == payload.read_bytes()
+    manifest = await asyncio.to_thread(client.get_manifest, f"{env.login_server}/cache/files:v1")
+    (layer,) = manifest["layers"]
+    fetched_once(proxy, (layer["digest"],))
+    await wait_tagged(env, "cache/files", "v1")
+    cached = await env.manifest("cache/files", "v1")
+    digest = "sha256:" + hashlib.sha256(cached.body).hexdigest()
+    assert cached.status == 200 and digest == pushed.headers["Docker-Content-Digest"]
 
 
 async def wait_tagged(env: ImportEnv, repository: str, tag: str, timeout: float = 30.0) -> None:

@@ -25,6 +25,7 @@ from tests.peers.images import (
     push_layout_http,
 )
 from tests.peers.procs import PeerUnavailable
+from tests.peers.rate_limited import RateLimitedRegistry
 from tests.support.app import RunningRegistry, make_settings, running_registry
 from tests.support.imports import Fetched, Management, fetch
 from tests.support.upstream_proxy import UpstreamProxy
@@ -213,3 +214,20 @@ def upstream_index(tmp_path: Path, distribution_anon: DistributionRegistry) -> B
     index = small_index(tmp_path)
     push_layout_http(index, distribution_anon.url, "team/app", "v1")
     return index
+
+
+@pytest.fixture
+async def hub(distribution_token: DistributionRegistry) -> AsyncIterator[RateLimitedRegistry]:
+    """A Docker-Hub-style rate-limited proxy (100 pulls an hour per caller) in front of the
+    token-authenticated docker-registry; stopped at teardown."""
+    proxy = RateLimitedRegistry(
+        distribution_token.url,
+        limit=100,
+        window=3600,
+        token_server=distribution_token.token_server,
+    )
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -19,41 +18,21 @@ import pytest
 from tests.integration.conftest import TARGET, ImportEnv, ProxyFactory, insecure, small_index
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.fault_proxy import FaultMode, FaultProxy
-from tests.peers.images import BuiltIndex, OciLayout, build_image, push_layout_http
+from tests.peers.images import OciLayout, build_image, push_layout_http
 from tests.support.app import make_settings, running_registry
-from tests.support.cache_rules import CacheEnvFactory, Rule, StaticCacheRules, cache_env  # noqa: F401
+from tests.support.cache_rules import (  # noqa: F401
+    CacheEnvFactory,
+    Rule,
+    StaticCacheRules,
+    cache_env,
+    cached_registry,
+    pull_all,
+    wait_for_jobs,
+)
 from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import Management, fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
 from transship.cache.errors import CredentialSetUnavailable
-
-
-async def pull_all(env: ImportEnv, repository: str, tag: str, index: BuiltIndex) -> None:
-    """Pull the whole index as a client would, asserting every byte."""
-    got = await env.manifest(repository, tag)
-    assert got.status == 200, got
-    assert got.body == index.index_bytes
-    assert got.headers["Docker-Content-Digest"] == index.digest
-    for child in index.children:
-        got = await env.manifest(repository, child.digest)
-        assert got.status == 200 and got.body == child.manifest_bytes, got.status
-    for digest in index.blob_digests:
-        got = await env.blob(repository, digest)
-        assert got.status == 200, (digest, got.status, got.body[:200])
-        assert "sha256:" + hashlib.sha256(got.body).hexdigest() == digest
-
-
-async def wait_for_jobs(env: ImportEnv, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """The registry's import operations once `count` of them have ended."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        operations = await env.admin.operations(TARGET)
-        ended = [op for op in operations if op["properties"]["state"] not in ("queued", "running")]
-        if len(ended) >= count:
-            return operations
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{count} import operations not ended in {timeout} s: {operations}")
-        await asyncio.sleep(0.3)
 
 
 def gets(proxy: UpstreamProxy, fragment: str, method: str = "GET") -> int:
@@ -452,3 +431,78 @@ async def test_a_cache_rule_made_through_arm_pulls_through(
         await pull_all(env, "cache/app", "v1", index)
         operations = await wait_for_jobs(env, 1)
         assert [op["status"] for op in operations] == ["Succeeded"]
+
+
+async def test_a_fill_run_by_another_process_reads_the_manifests_it_was_queued_with(
+    tmp_path: Path,
+    database_url: str | None,
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """A server that does no background work answers the first pull; the import job that
+    copies the image runs in another process over the same database and store (`serve
+    --workers N`, a `transship worker`, another replica): it spends no upstream pull on
+    the manifests the server already fetched."""
+    index = await asyncio.to_thread(small_index, tmp_path)
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    data_dir = tmp_path / "data"
+    upstreams = insecure(proxy.host)
+    server_settings = make_settings(data_dir, database_url, upstreams=upstreams)
+    server_settings = server_settings.model_copy(update={"background_work": False})
+    rules = StaticCacheRules([Rule("team", "cache/*", proxy.host, "team/*")])
+    async with cached_registry(server_settings, rules) as server:
+        admin = Management(server, data_dir)
+        await admin.create_registry(TARGET)
+        env = ImportEnv(server, admin, data_dir, database_url)
+        got = await env.manifest("cache/app", "v1")
+        assert got.status == 200 and got.body == index.index_bytes
+        for child in index.children:
+            got = await env.manifest("cache/app", child.digest)
+            assert got.status == 200 and got.body == child.manifest_bytes
+        (queued,) = await admin.operations(TARGET)
+        assert queued["properties"]["state"] == "queued"  # nobody here runs it
+        worker_settings = make_settings(data_dir, database_url, upstreams=upstreams)
+        async with running_registry(worker_settings):
+            (done,) = await wait_for_jobs(env, 1)
+        assert done["status"] == "Succeeded", done
+        await pull_all(env, "cache/app", "v1", index)
+    # Each manifest came from the upstream once, for the pull; the job read them from what
+    # it was queued with. Its blobs, fetched by the job, once each.
+    assert gets(proxy, "/manifests/v1") == 1
+    for child in index.children:
+        assert gets(proxy, f"/manifests/{child.digest}") == 1, child.digest
+    for digest in index.blob_digests:
+        assert gets(proxy, f"/blobs/{digest}") == 1, digest
+
+
+async def test_a_range_of_a_blob_being_pulled_through_is_answered_206(
+    tmp_path: Path,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+) -> None:
+    """A client resuming a layer (containerd sends `Range`) gets the part it asked for,
+    whether the blob is relayed from the upstream right now or already stored."""
+    index = await asyncio.to_thread(
+        small_index, tmp_path, platforms=("linux/amd64",), layer_sizes=(300_000,)
+    )
+    await asyncio.to_thread(push_layout_http, index, distribution_anon.url, "team/app", "v1")
+    proxy = await upstream_proxy(distribution_anon.url)
+    env = await cache_env(proxy.host)
+    layer = index.children[0].layers[0]
+    data = index.layout.blob_path(layer.digest).read_bytes()
+    path = f"/v2/cache/app/blobs/{layer.digest}"
+
+    for asked, span in (("bytes=1000-1999", (1000, 2000)), ("bytes=-500", (len(data) - 500, None))):
+        async with env.reg.request("GET", path, headers={"Range": asked}) as r:
+            body = await r.read()
+            assert r.status == 206, (r.status, body[:200])
+            end = len(data) if span[1] is None else span[1]
+            assert r.headers["Content-Range"] == f"bytes {span[0]}-{end - 1}/{len(data)}"
+        assert body == data[span[0] : end]
+    # The first was relayed as fetched, the second served stored: one upstream fetch.
+    assert gets(proxy, f"/blobs/{layer.digest}") == 1
+    async with env.reg.request("GET", path, headers={"Range": f"bytes={len(data)}-"}) as r:
+        assert r.status == 416
+    await env.assert_consistent()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +35,6 @@ from transship.cli.main import main
 PULLS_PER_IMPORT = 3
 WAITING = "waiting for upstream rate limit until "
 FAST = {"upstream_rate_limit_recheck": 0.2}
-
-
-@pytest.fixture
-async def hub(distribution_token: DistributionRegistry) -> AsyncIterator[RateLimitedRegistry]:
-    proxy = RateLimitedRegistry(
-        distribution_token.url,
-        limit=100,
-        window=3600,
-        token_server=distribution_token.token_server,
-    )
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
 
 
 async def pushed(

@@ -208,3 +208,44 @@ async def test_without_importimage_there_is_no_form_and_posting_is_refused(
         assert await reg.services.imports.list(default.id, 10) == []
     finally:
         await browser.close()
+
+
+async def test_import_from_a_registry_of_this_service_named_by_name(
+    server: Start, database_url: str | None
+) -> None:
+    reg, owner, admin = await server(database_url)
+    await reg.push_image("team/app", "v1", seed=b"local")
+    await admin.create_registry(owner.subscription_id, GROUP, "secondreg")
+    browser = await signed_in(reg.url, owner)
+    target = f"/portal/registries/{owner.subscription_id}/{GROUP}/secondreg/imports"
+    try:
+        started = await browser.submit(
+            target,
+            "import-form",
+            {"source": "team/app:v1", "registry": "default", "tags": "copied:v1"},
+        )
+        assert started.status == 303, started.text[:3000]
+        assert started.location is not None
+        events = await read_events(browser, started.location + "/events")
+        assert events[-1]["state"] == "Succeeded", events[-1]
+        # Cancelling a finished import changes nothing and says so on its page.
+        page = await browser.get(started.location)
+        cancel = await browser.post(
+            started.location + "/cancel", {"csrf_token": page.csrf("cancel-import")}
+        )
+        assert cancel.status == 303 and cancel.location is not None
+        after = (await browser.get(cancel.location)).html
+        assert after.get("import-state").text == "Succeeded"
+        assert after.get("notice").text == "Cancel requested."
+        # A name that is no registry of this tenant: refused, naming the field's fix.
+        unknown = await browser.submit(
+            target, "import-form", {"source": "team/app:v1", "registry": "nosuchreg"}
+        )
+        assert unknown.status == 400
+        assert "no registry named 'nosuchreg'" in unknown.html.get("error").text
+        # The operation is not reachable under another registry's path.
+        operation = started.location.rsplit("/", 1)[1]
+        elsewhere = await browser.get(imports_path(owner) + "/" + operation)
+        assert elsewhere.status == 404
+    finally:
+        await browser.close()

@@ -6,31 +6,13 @@ succeeds even when the caller's pull budget is spent. On SQLite and PostgreSQL."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.conftest import TARGET, ImportEnvFactory, insecure, small_index
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import push_layout_http
 from tests.peers.rate_limited import RateLimitedRegistry
 from tests.support.sync import outcomes, put_rule, run_rule
-
-
-@pytest.fixture
-async def hub(distribution_token: DistributionRegistry) -> AsyncIterator[RateLimitedRegistry]:
-    proxy = RateLimitedRegistry(
-        distribution_token.url,
-        limit=100,
-        window=3600,
-        token_server=distribution_token.token_server,
-    )
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
 
 
 async def test_a_no_change_run_spends_no_pull_even_with_the_budget_spent(

@@ -1,9 +1,12 @@
 """Cache rules for pull-through tests: an in-memory CacheRuleLookup, an in-process server
-built with it (the composition root's `cache_rules`), and the `cache_env` fixture (import
-it by name into a test module)."""
+built with it (the composition root's `cache_rules`), the `cache_env` fixture (import it by
+name into a test module), a whole pull as a client makes it, and the wait for the fills'
+import jobs."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import TARGET, ImportEnv, insecure
+from tests.peers.images import BuiltIndex
 from tests.support.app import AppTestServer, RunningRegistry, make_settings
 from tests.support.imports import Management
 from transship.api.app import create_app
@@ -105,3 +109,31 @@ async def cache_env(tmp_path: Path) -> AsyncIterator[CacheEnvFactory]:
             return ImportEnv(reg, admin, data_dir, database_url)
 
         yield make
+
+
+async def pull_all(env: ImportEnv, repository: str, tag: str, index: BuiltIndex) -> None:
+    """Pull the whole index as a client would, asserting every byte."""
+    got = await env.manifest(repository, tag)
+    assert got.status == 200, got
+    assert got.body == index.index_bytes
+    assert got.headers["Docker-Content-Digest"] == index.digest
+    for child in index.children:
+        got = await env.manifest(repository, child.digest)
+        assert got.status == 200 and got.body == child.manifest_bytes, got.status
+    for digest in index.blob_digests:
+        got = await env.blob(repository, digest)
+        assert got.status == 200, (digest, got.status, got.body[:200])
+        assert "sha256:" + hashlib.sha256(got.body).hexdigest() == digest
+
+
+async def wait_for_jobs(env: ImportEnv, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The registry's import operations once `count` of them have ended."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        operations = await env.admin.operations(TARGET)
+        ended = [op for op in operations if op["properties"]["state"] not in ("queued", "running")]
+        if len(ended) >= count:
+            return operations
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{count} import operations not ended in {timeout} s: {operations}")
+        await asyncio.sleep(0.3)

@@ -91,7 +91,7 @@ async def serve_blob(
     return await _stream(request, store, location)
 
 
-def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+def byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
     """(start, count) of the one range asked for, the whole blob when none was, or None
     when the range cannot be satisfied — the semantics FileResponse gives the fast path."""
     try:
@@ -119,7 +119,7 @@ async def _stream(
         hdrs.ETAG: f'"{location.digest}"',
         hdrs.ACCEPT_RANGES: "bytes",
     }
-    span = _byte_range(request, size)
+    span = byte_range(request, size)
     if span is None:
         headers[hdrs.CONTENT_RANGE] = f"bytes */{size}"
         return web.Response(status=416, headers=headers)
@@ -234,3 +234,65 @@ async def _relay(source: socket.socket, response: web.StreamResponse, count: int
             raise SpliceError(f"the store's body ended {count} bytes short")
         await response.write(bytes(buffer[:got]))
         count -= got
+
+
+class StreamedBlobAnswer:
+    """The answer to a blob GET whose bytes arrive as they are fetched (a pull through a
+    cache rule's BlobReceiver): the whole blob, or the one `Range` asked for (206; 416 when
+    it cannot be satisfied), as `serve_blob` answers a stored blob.
+
+    The bytes come in order from the blob's first, and the last of them only once the blob
+    is verified. A range that ends before the blob does keeps its own last byte until then:
+    a client must never see a complete-looking answer of bytes that fail verification."""
+
+    def __init__(self, request: web.Request, digest: Digest) -> None:
+        self._request = request
+        self._digest = digest
+        self.response: web.StreamResponse | None = None
+        self._size = 0
+        self._at = 0  # bytes of the blob received so far
+        self._start = 0
+        self._stop = 0  # the range's end (exclusive)
+        self._last = b""  # the range's last byte, until the blob is complete
+
+    async def begin(self, size: int) -> None:
+        headers = {
+            hdrs.CONTENT_TYPE: "application/octet-stream",
+            "Docker-Content-Digest": str(self._digest),
+            hdrs.ETAG: f'"{self._digest}"',
+            hdrs.ACCEPT_RANGES: "bytes",
+            **DISTRIBUTION_VERSION_HEADER,
+        }
+        self._size = size
+        span = byte_range(self._request, size)
+        status = 200
+        if span is None:
+            status, span = 416, (0, 0)
+            headers[hdrs.CONTENT_RANGE] = f"bytes */{size}"
+        elif hdrs.RANGE in self._request.headers:
+            status = 206
+            headers[hdrs.CONTENT_RANGE] = f"bytes {span[0]}-{span[0] + span[1] - 1}/{size}"
+        self._start, self._stop = span[0], span[0] + span[1]
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = span[1]
+        self.response = response
+        await response.prepare(self._request)
+
+    async def send(self, chunk: bytes) -> None:
+        assert self.response is not None
+        position, self._at = self._at, self._at + len(chunk)
+        wanted = chunk[max(self._start - position, 0) : max(self._stop - position, 0)]
+        if wanted and self._stop < self._size and position + len(chunk) >= self._stop:
+            wanted, self._last = wanted[:-1], wanted[-1:]
+        if wanted:
+            await self.response.write(wanted)
+        if self._last and self._at >= self._size:
+            await self.response.write(self._last)
+            self._last = b""
+
+    def abort(self) -> None:
+        """Break the connection of an answer already begun: a client must see a failed
+        transfer, never a short body that ends like a complete one."""
+        transport = self._request.transport
+        if self.response is not None and transport is not None:
+            transport.abort()

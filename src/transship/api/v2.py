@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import hdrs, web
 
 from transship.api import envelopes as e
-from transship.api.blob_responses import serve_blob
+from transship.api.blob_responses import StreamedBlobAnswer, serve_blob
 from transship.api.envelopes import OciError
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
 from transship.api.events import event_request
@@ -114,7 +114,7 @@ async def blob_get(
     try:
         location = await services.blobs.stat(registry, match["name"], digest)
     except NotFound as missing:
-        answer = None if request.method == "HEAD" else _StreamedBlob(request, digest)
+        answer = None if request.method == "HEAD" else StreamedBlobAnswer(request, digest)
         try:
             found = await services.pull_through.blob(
                 registry, match["name"], digest, missing, answer
@@ -142,40 +142,6 @@ async def blob_get(
         location,
         redirect_seconds=services.settings.storage_redirect_seconds,
     )
-
-
-class _StreamedBlob:
-    """The answer to a blob GET that is pulled through as it is sent (a BlobReceiver)."""
-
-    def __init__(self, request: web.Request, digest: Digest) -> None:
-        self._request = request
-        self._digest = digest
-        self.response: web.StreamResponse | None = None
-
-    async def begin(self, size: int) -> None:
-        response = web.StreamResponse(
-            headers=_headers(
-                **{
-                    hdrs.CONTENT_TYPE: "application/octet-stream",
-                    "Docker-Content-Digest": str(self._digest),
-                    hdrs.ETAG: f'"{self._digest}"',
-                }
-            )
-        )
-        response.content_length = size
-        self.response = response
-        await response.prepare(self._request)
-
-    async def send(self, chunk: bytes) -> None:
-        assert self.response is not None
-        await self.response.write(chunk)
-
-    def abort(self) -> None:
-        """Break the connection of an answer already begun: a client must see a failed
-        transfer, never a short body that ends like a complete one."""
-        transport = self._request.transport
-        if self.response is not None and transport is not None:
-            transport.abort()
 
 
 async def _head(request: web.Request, headers: dict[str, str], length: int) -> web.StreamResponse:

@@ -36,7 +36,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
@@ -90,8 +90,14 @@ class JobLookup(Protocol):
     """The import jobs fills queue (ImportService)."""
 
     async def submit(
-        self, registry_id: int, request: ImportRequest, credentials: Credentials | None
-    ) -> ImportJobRecord: ...
+        self,
+        registry_id: int,
+        request: ImportRequest,
+        credentials: Credentials | None,
+        manifests: Iterable[FetchedManifest] = (),
+    ) -> ImportJobRecord:
+        """Queue the job; `manifests` (verified) are read by it in any process."""
+        ...
 
     async def get(self, job_id: str) -> ImportJobRecord | None: ...
 
@@ -398,7 +404,9 @@ class PullThrough:
         )
         self._shelf.put(registry.id, manifests.values())
         try:
-            job = await self._jobs.submit(registry.id, request, upstream.credentials)
+            job = await self._jobs.submit(
+                registry.id, request, upstream.credentials, manifests.values()
+            )
         except BaseException:
             self._shelf.drop(registry.id, manifests)
             raise

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,12 +29,12 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest, ImportResult
 from transship.imports.plan import ImportPlan
-from transship.imports.ports import Credentials
+from transship.imports.ports import Credentials, FetchedManifest
 from transship.imports.signals import JobSignals
 from transship.metadata.changes import Topic
 from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.queries import MetadataStore, Transaction
-from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
+from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress, ManifestRecord
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +120,21 @@ class ImportService:
 
     # -- requests ----------------------------------------------------------------------------
     async def submit(
-        self, registry_id: int, request: ImportRequest, credentials: Credentials | None
+        self,
+        registry_id: int,
+        request: ImportRequest,
+        credentials: Credentials | None,
+        manifests: Iterable[FetchedManifest] = (),
     ) -> ImportJobRecord:
-        """Queue a job. Credentials are kept encrypted only until the job ends."""
+        """Queue a job. Credentials are kept encrypted only until the job ends, and so are
+        `manifests`: verified manifests of the source the caller already fetched, which the
+        job, in whichever process claims it, reads instead of fetching them again."""
         job_id = uuid.uuid4().hex
         sealed = self.seal(credentials)
+        given = [ManifestRecord(m.digest, m.media_type, m.content) for m in manifests]
 
         async def create(q: Transaction) -> ImportJobRecord | None:
-            await q.jobs.create_job(job_id, registry_id, request.to_json(), sealed)
+            await q.jobs.create_job(job_id, registry_id, request.to_json(), sealed, given)
             return await q.jobs.job(job_id)
 
         # In one step: POSTs arriving at a loaded server must not hold the database's write

@@ -3,8 +3,8 @@
 A pull through a cache rule fetches the image's manifests itself (the client is waiting
 for them), then queues an import job to copy the blobs. The job reads the manifests from
 this shelf instead of spending upstream pulls on them again. The shelf belongs to one
-process: a job claimed by another process asks the upstream as usual.
-"""
+process; the manifests are queued with the job too (`job_manifests`), where a job claimed
+by another process finds them (`MetadataStore.held_manifest`)."""
 
 from __future__ import annotations
 

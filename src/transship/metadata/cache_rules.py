@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select, update
 
 from transship.metadata import schema as s
+from transship.metadata.changes import Topic
 from transship.metadata.scope import QueryScope, as_utc, utcnow
 
 
@@ -232,8 +233,10 @@ class CacheRuleQueries(QueryScope):
                 created_at=utcnow(),
             )
         )
+        await self.changed(Topic.CACHE_RULES)
 
     async def set_rule_credential_set(self, rule_id: int, credential_set_id: int | None) -> None:
+        await self.changed(Topic.CACHE_RULES)
         await self._exec(
             update(s.cache_rules)
             .where(s.cache_rules.c.id == rule_id)
@@ -243,6 +246,8 @@ class CacheRuleQueries(QueryScope):
     async def delete_rule(self, registry_id: int, name: str) -> bool:
         t = s.cache_rules
         result = await self._exec(delete(t).where(t.c.registry_id == registry_id, t.c.name == name))
+        if result.rowcount:
+            await self.changed(Topic.CACHE_RULES)
         return bool(result.rowcount)
 
     # -- sealed secrets --------------------------------------------------------------------

@@ -58,6 +58,7 @@ class Topic(StrEnum):
     IMPORTS = "imports"  # a job queued, or one ended (a slot freed)
     SIGNING_KEYS = "signing-keys"  # a token-signing key added (a rotation)
     SYNC = "sync"  # a sync run queued, or a sync rule written (it may be due now)
+    CACHE_RULES = "cache-rules"  # a cache rule created, deleted or pointed at another set
 
 
 Callback = Callable[[], None]

@@ -12,7 +12,7 @@ from sqlalchemy import Row, bindparam, case, delete, func, insert, or_, select, 
 from transship.errors import Conflict
 from transship.metadata import schema as s
 from transship.metadata.changes import Topic
-from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress
+from transship.metadata.records import ImportJobRecord, JobFailure, JobProgress, ManifestRecord
 from transship.metadata.scope import QueryScope, as_utc, utcnow
 from transship.oci.digest import Digest
 
@@ -109,8 +109,15 @@ class JobQueries(QueryScope):
         )
 
     async def create_job(
-        self, job_id: str, registry_id: int, request: str, credentials: bytes | None
+        self,
+        job_id: str,
+        registry_id: int,
+        request: str,
+        credentials: bytes | None,
+        manifests: Iterable[ManifestRecord] = (),
     ) -> None:
+        """Queue a job; `manifests`, verified by the caller, are what it starts with
+        (`held_manifest` finds them until the job ends)."""
         await self.changed(Topic.IMPORTS)
         await self._exec(
             insert(s.import_jobs).values(
@@ -124,6 +131,18 @@ class JobQueries(QueryScope):
                 created_at=utcnow(),
             )
         )
+        rows = [
+            {
+                "job_id": job_id,
+                "digest": m.digest,
+                "registry_id": registry_id,
+                "media_type": m.media_type,
+                "content": m.content,
+            }
+            for m in manifests
+        ]
+        if rows:
+            await self._exec(insert(s.job_manifests), rows)
 
     async def job(self, job_id: str) -> ImportJobRecord | None:
         row = (await self._exec(select(s.import_jobs).where(s.import_jobs.c.id == job_id))).first()
@@ -242,7 +261,11 @@ class JobQueries(QueryScope):
         if not updated.rowcount:
             return False
         await self._exec(delete(s.blob_pins).where(s.blob_pins.c.job_id == job_id))
+        await self._forget_manifests(job_id)
         return True
+
+    async def _forget_manifests(self, job_id: str) -> None:
+        await self._exec(delete(s.job_manifests).where(s.job_manifests.c.job_id == job_id))
 
     async def set_waiting(self, job_id: str, until: datetime | None, host: str | None) -> bool:
         """Record that the running job waits for `host`'s rate-limit budget until `until`
@@ -276,11 +299,13 @@ class JobQueries(QueryScope):
         """Ask a job to stop. A queued job is canceled at once; a running one when its runner
         next looks. Returns the job after the change (None if unknown)."""
         j = s.import_jobs
-        await self._exec(
+        canceled = await self._exec(
             update(j)
             .where(j.c.id == job_id, j.c.state == "queued")
             .values(state="canceled", ended_at=utcnow(), credentials=None, cancel_requested=True)
         )
+        if canceled.rowcount:
+            await self._forget_manifests(job_id)
         await self._exec(
             update(j).where(j.c.id == job_id, j.c.state == "running").values(cancel_requested=True)
         )

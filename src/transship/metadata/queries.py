@@ -21,6 +21,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -578,17 +579,19 @@ class RegistryQueries(QueryScope):
         return {r.digest for r in rows}
 
     async def held_manifest(self, registry_id: int, digest: Digest) -> ManifestRecord | None:
-        """The manifest `digest` from any repository of the registry (the bytes are the
-        digest's wherever they are held), or None."""
-        m, repo = s.manifests, s.repositories
-        row = (
-            await self._exec(
-                select(m.c.digest, m.c.media_type, m.c.content)
-                .select_from(m.join(repo, repo.c.id == m.c.repository_id))
-                .where(repo.c.registry_id == registry_id, m.c.digest == digest)
-                .limit(1)
-            )
-        ).first()
+        """The manifest `digest` from any repository of the registry, or from what an
+        import job into the registry was queued with (the bytes are the digest's wherever
+        they are held), or None."""
+        m, repo, queued = s.manifests, s.repositories, s.job_manifests
+        stored = (
+            select(m.c.digest, m.c.media_type, m.c.content)
+            .select_from(m.join(repo, repo.c.id == m.c.repository_id))
+            .where(repo.c.registry_id == registry_id, m.c.digest == digest)
+        )
+        given = select(queued.c.digest, queued.c.media_type, queued.c.content).where(
+            queued.c.registry_id == registry_id, queued.c.digest == digest
+        )
+        row = (await self._exec(union_all(stored, given).limit(1))).first()
         return None if row is None else ManifestRecord(row.digest, row.media_type, row.content)
 
     async def insert_manifest(

@@ -286,6 +286,22 @@ blob_pins = Table(
     Index("ix_blob_pins_digest", "digest"),
 )
 
+# Manifests an import job starts with, verified by whoever queued it (a pull through a cache
+# rule fetched them for its waiting client): the process that claims the job reads them here
+# instead of fetching them upstream again. Deleted when the job ends.
+job_manifests = Table(
+    "job_manifests",
+    metadata,
+    Column(
+        "job_id", String(32), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("digest", DIGEST, primary_key=True),
+    Column("registry_id", Integer, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Index("ix_job_manifests_registry_digest", "registry_id", "digest"),
+)
+
 # A batch import (a Transship extension): one ordinary import job per item, so each item is
 # claimed, retried, canceled and resumed like any import. `prior_digest` is what the item's
 # first target named when the batch was queued (an item whose target already named the

@@ -1,8 +1,10 @@
 """Blob GET answers over each driver: sendfile for one with local files, a stream with the
-same Range semantics for one without (an object store), chosen by capability only."""
+same Range semantics for one without (an object store), chosen by capability only; and the
+same semantics for a blob relayed as it is pulled through a cache rule."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.unit.storage.blobstore_contract import BlobStoreContract
 from tests.unit.storage.memory_store import MemoryBlobStore
-from transship.api.blob_responses import BlobFileResponse, serve_blob
+from transship.api.blob_responses import BlobFileResponse, StreamedBlobAnswer, serve_blob
 from transship.oci.digest import Digest
 from transship.registry.blobs import BlobLocation
 from transship.storage.base import BlobStore
@@ -106,3 +108,84 @@ async def test_the_fast_path_is_sendfile_and_only_for_local_files(
     local = isinstance(store, FilesystemBlobStore)
     assert (served.kinds == [BlobFileResponse]) is local
     assert (served.kinds == [web.StreamResponse]) is not local
+
+
+class Relayed:
+    """A one-route server answering GET /blob with a StreamedBlobAnswer fed `DATA` in
+    `chunk`-byte pieces, as a pull-through's tee feeds it; the feed stops before the blob's
+    last `held` bytes until `release` is set (the blob's verification)."""
+
+    def __init__(self, chunk: int, held: int = 0) -> None:
+        self.release = asyncio.Event()
+        if not held:
+            self.release.set()
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            answer = StreamedBlobAnswer(request, DIGEST)
+            await answer.begin(len(DATA))
+            cut = len(DATA) - held
+            for at in range(0, cut, chunk):
+                await answer.send(DATA[at : min(at + chunk, cut)])
+            await self.release.wait()
+            if held:
+                await answer.send(DATA[cut:])
+            assert answer.response is not None
+            await answer.response.write_eof()
+            return answer.response
+
+        app = web.Application()
+        app.router.add_get("/blob", handler)
+        self.client: Client = TestClient(TestServer(app, host="127.0.0.1"))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000, len(DATA)])
+@pytest.mark.parametrize(
+    ("asked", "span"),
+    [
+        (None, (0, len(DATA))),
+        ("bytes=0-", (0, len(DATA))),
+        ("bytes=100-199", (100, 200)),
+        ("bytes=5000-", (5000, len(DATA))),
+        ("bytes=-10", (len(DATA) - 10, len(DATA))),
+        ("bytes=0-0", (0, 1)),
+        (f"bytes={len(DATA) - 1}-{len(DATA) + 50}", (len(DATA) - 1, len(DATA))),
+    ],
+)
+async def test_a_relayed_blob_answers_the_range_asked_for(
+    chunk: int, asked: str | None, span: tuple[int, int]
+) -> None:
+    relayed = Relayed(chunk)
+    async with relayed.client as client:
+        headers = {} if asked is None else {"Range": asked}
+        response = await client.get("/blob", headers=headers)
+        body = await response.read()
+    assert body == DATA[span[0] : span[1]]
+    assert response.headers["Accept-Ranges"] == "bytes"
+    assert response.headers["Docker-Content-Digest"] == str(DIGEST)
+    if asked is None:
+        assert response.status == 200 and "Content-Range" not in response.headers
+    else:
+        assert response.status == 206
+        assert response.headers["Content-Range"] == f"bytes {span[0]}-{span[1] - 1}/{len(DATA)}"
+
+
+async def test_a_relayed_blob_refuses_a_range_beyond_its_end() -> None:
+    relayed = Relayed(1000)
+    async with relayed.client as client:
+        response = await client.get("/blob", headers={"Range": f"bytes={len(DATA)}-"})
+        assert response.status == 416
+        assert response.headers["Content-Range"] == f"bytes */{len(DATA)}"
+        assert await response.read() == b""
+
+
+async def test_a_range_ending_early_keeps_its_last_byte_until_the_blob_is_verified() -> None:
+    relayed = Relayed(100, held=500)
+    async with relayed.client as client:
+        response = await client.get("/blob", headers={"Range": "bytes=100-199"})
+        assert response.status == 206
+        assert await response.content.readexactly(99) == DATA[100:199]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(response.content.readexactly(1), 0.3)
+        relayed.release.set()
+        assert await response.content.readexactly(1) == DATA[199:200]
+        assert await response.read() == b""

@@ -6,6 +6,7 @@ target covered by one rule, and concurrent creates."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -17,6 +18,7 @@ from transship.cache.service import CacheRuleService, CredentialSpec
 from transship.errors import Conflict, Invalid, LimitExceeded, NotFound
 from transship.identity.secrets import SecretBox
 from transship.imports.ports import Credentials
+from transship.metadata.changes import Topic
 from transship.metadata.queries import MetadataStore
 from transship.metadata.records import RegistryRecord
 
@@ -271,3 +273,90 @@ async def test_concurrent_overlapping_wildcards_leave_one_rule(
     assert len(made) == 1, results
     assert all(isinstance(r, Invalid) for r in results if isinstance(r, BaseException))
     assert len(await service.rules(registry)) == 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _count_reads(meta: MetadataStore) -> list[int]:
+    """Counts the read transactions `meta` opens from now on (one element per read)."""
+    reads: list[int] = []
+    reading = meta.reading
+
+    def counted() -> Any:
+        reads.append(1)
+        return reading()
+
+    meta.reading = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def test_a_registry_without_rules_is_remembered_until_a_rule_is_created(
+    meta: MetadataStore, service: CacheRuleService, secrets: SecretStore
+) -> None:
+    registry = await _registry(meta)
+    lookup = DatabaseCacheRuleLookup(meta, secrets, clock=_Clock())
+    reads = _count_reads(meta)
+    assert await lookup.upstream_for(registry.id, "library/nginx") is None
+    assert len(reads) == 1
+    for repository in ("library/nginx", "team/app", "library/python"):
+        assert await lookup.upstream_for(registry.id, repository) is None
+    assert len(reads) == 1, "a registry with no rule was read again"
+    # A rule created by this process is announced at its commit: the next pull sees it.
+    await service.create_rule(registry, "hub-library", "docker.io/library/*", "library/*", None)
+    found = await lookup.upstream_for(registry.id, "library/nginx")
+    assert found is not None and found.rule_name == "hub-library"
+    # Deleting the last rule is announced too.
+    assert await service.delete_rule(registry, "hub-library")
+    assert await lookup.upstream_for(registry.id, "library/nginx") is None
+
+
+async def test_a_rule_written_by_another_process_applies_within_the_ttl_without_the_feed(
+    meta: MetadataStore, secrets: SecretStore, box: SecretBox
+) -> None:
+    registry = await _registry(meta)
+    clock = _Clock()
+    lookup = DatabaseCacheRuleLookup(meta, secrets, ttl=30.0, clock=clock)
+    assert await lookup.upstream_for(registry.id, "library/nginx") is None
+    # Another process: its own change hub, which this one's lookup never hears from (a change
+    # feed that is down).
+    elsewhere = MetadataStore(meta.db)
+    other = CacheRuleService(elsewhere, SecretStore(elsewhere, box))
+    await other.create_rule(registry, "hub-library", "docker.io/library/*", "library/*", None)
+    clock.now += 29.0
+    assert await lookup.upstream_for(registry.id, "library/nginx") is None
+    clock.now += 2.0
+    found = await lookup.upstream_for(registry.id, "library/nginx")
+    assert found is not None and found.rule_name == "hub-library"
+    # Told by the feed, it forgets at once.
+    await other.delete_rule(registry, "hub-library")
+    meta.changes.publish([Topic.CACHE_RULES])
+    assert await lookup.upstream_for(registry.id, "library/nginx") is None
+
+
+async def test_a_read_that_raced_a_rules_change_is_not_remembered(
+    meta: MetadataStore, service: CacheRuleService, secrets: SecretStore
+) -> None:
+    registry = await _registry(meta)
+    lookup = DatabaseCacheRuleLookup(meta, secrets, clock=_Clock())
+    reading = meta.reading
+
+    def announced_meanwhile() -> Any:
+        # The change is announced while the lookup's read is open: what it read may predate
+        # the commit.
+        meta.changes.publish([Topic.CACHE_RULES])
+        return reading()
+
+    meta.reading = announced_meanwhile  # type: ignore[method-assign]
+    assert await lookup.upstream_for(registry.id, "library/nginx") is None
+    meta.reading = reading  # type: ignore[method-assign]
+    await CacheRuleService(MetadataStore(meta.db), secrets).create_rule(
+        registry, "hub-library", "docker.io/library/*", "library/*", None
+    )
+    found = await lookup.upstream_for(registry.id, "library/nginx")
+    assert found is not None, "a read raced by a change was kept"

@@ -8,67 +8,31 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.unit.imports.doubles import Sleeps
-from transship.config import UpstreamHost
-from transship.imports.endpoints import resolve_endpoint
+from tests.unit.imports.scripted_upstream import (
+    Scripted,
+    scripted_registry,
+    upstream_client,
+)
 from transship.imports.errors import ImportFailure
-from transship.imports.retry import RetryPolicy
 from transship.imports.upstream import UpstreamClient
-
-HOST = "upstream.test:5000"
 
 
 def page(*tags: str) -> bytes:
     return json.dumps({"name": "library/app", "tags": list(tags)}).encode()
 
 
-class Scripted:
-    """Answers GET /v2/library/app/tags/list from a list of (status, body, headers);
-    records each request's query."""
-
-    def __init__(self) -> None:
-        self.answers: list[tuple[int, bytes, dict[str, str]]] = []
-        self.queries: list[dict[str, str]] = []
-        self.server: TestServer | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.queries.append(dict(request.query))
-        status, body, headers = self.answers.pop(0)
-        return web.Response(
-            status=status, body=body, headers={"Content-Type": "application/json", **headers}
-        )
-
-
 @pytest.fixture
 async def scripted() -> AsyncIterator[Scripted]:
-    registry = Scripted()
-    app = web.Application()
-    app.router.add_get("/v2/library/app/tags/list", registry.handle)
-    registry.server = TestServer(app, host="127.0.0.1")
-    await registry.server.start_server()
-    try:
+    async with scripted_registry("/v2/library/app/tags/list", "application/json") as registry:
         yield registry
-    finally:
-        await registry.server.close()
 
 
 @pytest.fixture
 async def client(scripted: Scripted) -> AsyncIterator[UpstreamClient]:
-    assert scripted.server is not None
-    url = f"http://127.0.0.1:{scripted.server.port}"
-    endpoint = resolve_endpoint(HOST, {HOST: UpstreamHost(endpoint=url, insecure=True)})
-    retry = RetryPolicy(
-        attempts=3, base_delay=0.1, max_delay=1.0, jitter=0.0, max_retry_after=5.0, sleep=Sleeps()
-    )
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        yield UpstreamClient(
-            session, endpoint, "library/app", None, retry=retry, max_manifest_bytes=4096
-        )
+    async with upstream_client(scripted) as made:
+        yield made
 
 
 async def test_pages_are_followed_and_bad_names_skipped(

@@ -1,4 +1,5 @@
-"""Import job rows: claiming with leases and the service-wide concurrency limits."""
+"""Import job rows: claiming with leases and the service-wide concurrency limits, and the
+manifests a job is queued with."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.metadata import migrated_store
+from transship.errors import Conflict
 from transship.metadata.queries import MetadataStore
-from transship.metadata.records import JobFailure, JobProgress
+from transship.metadata.records import JobFailure, JobProgress, ManifestRecord
 from transship.metadata.scope import utcnow
 from transship.oci.digest import Digest
 
@@ -147,3 +149,49 @@ async def test_jobs_page_newest_first(meta: MetadataStore) -> None:
         second = [j.id[0] for j in await jobs.jobs_of(1, 2, after="4" * 32)]
         rest = [j.id[0] for j in await jobs.jobs_of(1, 10, after="2" * 32)]
     assert (first, second, rest) == (["5", "4"], ["3", "2"], ["1"])
+
+
+def _manifest(n: int) -> ManifestRecord:
+    content = b'{"schemaVersion":2,"n":%d}' % n
+    return ManifestRecord(Digest.of(content), "application/vnd.oci.image.manifest.v1+json", content)
+
+
+async def _held(meta: MetadataStore, registry_id: int, digest: Digest) -> ManifestRecord | None:
+    async with meta.reading() as q:
+        return await q.held_manifest(registry_id, digest)
+
+
+async def test_the_manifests_a_job_is_queued_with_are_held_for_its_registry_until_it_ends(
+    meta: MetadataStore,
+) -> None:
+    index, child = _manifest(1), _manifest(2)
+    async with meta.writing() as q:
+        await q.jobs.create_job("1" * 32, 1, "{}", None, [index, child])
+        await q.jobs.create_job("2" * 32, 1, "{}", None, [_manifest(3)])
+    held = await _held(meta, 1, child.digest)
+    assert held is not None
+    assert (held.digest, held.media_type, held.content) == (
+        child.digest,
+        child.media_type,
+        child.content,
+    )
+    assert await _held(meta, 2, child.digest) is None  # another registry's job has none
+    assert await claim(meta) == "1" * 32
+    async with meta.writing() as q:
+        assert await q.jobs.finish_job("1" * 32, "a" * 32, "failed", JobProgress())
+    assert await _held(meta, 1, index.digest) is None
+    assert await _held(meta, 1, child.digest) is None
+    # A queued job canceled before it ran lets go of its manifests too.
+    assert await _held(meta, 1, _manifest(3).digest) is not None
+    async with meta.writing() as q:
+        canceled = await q.jobs.request_cancel("2" * 32)
+    assert canceled is not None and canceled.state == "canceled"
+    assert await _held(meta, 1, _manifest(3).digest) is None
+
+
+async def test_a_job_that_cannot_be_queued_leaves_no_manifest(meta: MetadataStore) -> None:
+    await add(meta, "1" * 32)
+    with pytest.raises(Conflict):
+        async with meta.writing() as q:
+            await q.jobs.create_job("1" * 32, 1, "{}", None, [_manifest(1)])
+    assert await _held(meta, 1, _manifest(1).digest) is None
