@@ -344,6 +344,12 @@ def test_acrpull_principal_sees_no_import_form_and_cannot_post_one(
     assert not present(browser, "#import-form")
     assert elements(browser, "#import-history tr[data-operation]") == []
     pages.check("imports-read-only")
+    registry_page = imports_url.rsplit("/imports", 1)[0]
+    # A page it may not open: the API's refusal, as a page that explains it.
+    browser.get(f"{registry_page}/delete")
+    assert page_error(browser), "a refused page says why in #error"
+    assert not present(browser, "#confirm-delete")
+    pages.check("forbidden")
 
     # Posting the form anyway, with its own session and a valid csrf token: 403, nothing made.
     cookie = session_cookie(browser)["value"]
