@@ -4,6 +4,7 @@ API's own authorization (another tenant sees nothing; a reader cannot change set
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -311,3 +312,20 @@ async def test_failed_sign_ins_are_throttled_like_the_token_endpoint(
             # The right secret within the window is refused too (checked before hashing).
             right = await browser.sign_in(owner.tenant_id, owner.client_id, owner.secret)
             assert right.status == 429
+
+
+async def test_a_session_ends_at_its_expiry(tmp_path: Path, database_url: str | None) -> None:
+    data_dir = tmp_path / "data"
+    settings = make_settings(data_dir, database_url, portal_session_ttl_seconds=1)
+    async with running_registry(settings) as reg:
+        owner = owner_credential(data_dir)
+        async with PortalClient(reg.url) as browser:
+            signed = await browser.sign_in(owner.tenant_id, owner.client_id, owner.secret)
+            assert "Max-Age=1" in _session_cookie(signed)
+            cookie = _session_cookie(signed).split(";")[0]
+            assert (await browser.get("/portal/")).status == 200
+            await asyncio.sleep(1.2)
+            # Replayed after the expiry (the browser would have dropped it): refused by
+            # the server's own record, not only by the browser.
+            page = await browser.get("/portal/", headers={"Cookie": cookie})
+            assert page.status == 303

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from transship.imports.model import SourceSpec
 from transship.oci.digest import Digest
 from transship.oci.manifest import Descriptor
+from transship.storage.base import BlockingSource
 
 if TYPE_CHECKING:  # plan.py depends on this module's ImageSource
     from transship.imports.model import ImportRequest
@@ -47,6 +48,21 @@ class BlobWriter(Protocol):
 
     async def reset(self) -> None:
         """Drop everything received (the upstream ignored a Range request)."""
+        ...
+
+
+@runtime_checkable
+class SourceReceiver(Protocol):
+    """A BlobWriter that can also take its bytes from a blocking source (an upstream
+    connection handed over by the event loop) in a worker thread."""
+
+    def receives_from_source(self) -> bool:
+        """Whether `receive` can be used (its store writes from a thread)."""
+        ...
+
+    async def receive(self, source: BlockingSource, count: int) -> None:
+        """Append `count` bytes read from `source`. Raises OSError, or EOFError when
+        `source` ends first; `offset` then counts only what was kept (as `append`)."""
         ...
 
 

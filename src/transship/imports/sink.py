@@ -19,7 +19,7 @@ from transship.oci.digest import CountingHasher, Digest
 from transship.registry import locks
 from transship.registry.blob_commit import Hold, commit_blob, commit_staged_blob
 from transship.registry.manifests import store_manifest
-from transship.storage.base import BlobStore, DirectBlobWrites
+from transship.storage.base import BlobStore, BlockingSource, DirectBlobWrites, StagingFromSource
 
 
 class _ReceivedBlob:
@@ -92,6 +92,17 @@ class StagedBlob(_ReceivedBlob):
         if not self._created:
             await self._create()
         await self._store.append_staging(self._staging, chunks, self._counter)
+
+    def receives_from_source(self) -> bool:
+        return isinstance(self._store, StagingFromSource)
+
+    async def receive(self, source: BlockingSource, count: int) -> None:
+        """Raises TypeError when the store cannot (see `receives_from_source`)."""
+        if not isinstance(self._store, StagingFromSource):
+            raise TypeError("this blob store cannot write from a blocking source")
+        if not self._created:
+            await self._create()
+        await self._store.append_staging_from(self._staging, source, count, self._counter)
 
     async def reset(self) -> None:
         if self._created:

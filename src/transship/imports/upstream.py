@@ -51,8 +51,9 @@ from transship.imports.challenge import (
 from transship.imports.egress import EgressDenied, EgressPolicy, egress_failure
 from transship.imports.endpoints import Endpoint
 from transship.imports.errors import ImportFailure, Step
-from transship.imports.ports import BlobWriter, Credentials, FetchedManifest
+from transship.imports.ports import BlobWriter, Credentials, FetchedManifest, SourceReceiver
 from transship.imports.retry import RetryPolicy
+from transship.imports.socket_source import SocketSource
 from transship.oci import mediatypes as mt
 from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
 from transship.oci.manifest import Descriptor, ManifestError
@@ -62,6 +63,9 @@ from transship.oci.referrers import next_link, parse_referrers_index
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+# Blob answers from this size on are read from the socket by the writer's thread (plain
+# HTTP with a Content-Length); smaller ones keep their connection for the next request.
+SOCKET_READ_MIN_BYTES = 1 << 20
 MAX_REDIRECTS = 5
 MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 # Auth exchanges for one request: a Basic retry, or a token per distinct scope set asked for.
@@ -621,6 +625,8 @@ class UpstreamClient:
                     f"the upstream announced {length} bytes from offset {offset}, "
                     f"expected {expected}",
                 )
+            if await self._received_from_socket(response, writer, expected, obj, size, offset):
+                return
             state = _StreamState()
             chunks = self._chunks(response, expected, state)
             try:
@@ -635,6 +641,50 @@ class UpstreamClient:
                 self._raise_stream_error(state.error, obj, size, offset)
         finally:
             response.release()
+
+    async def _received_from_socket(
+        self,
+        response: aiohttp.ClientResponse,
+        writer: BlobWriter,
+        expected: int,
+        obj: str,
+        size: int,
+        offset: int,
+    ) -> bool:
+        """Receive a large plain-HTTP body of known length in the writer's worker thread,
+        straight from the connection's socket (see `socket_source`): True when done, False
+        when this answer cannot be (TLS, no Content-Length, small, a writer or store that
+        cannot). Raises as the chunked path does: `_Transient` for a cut or stalled
+        connection (the caller resumes with Range), the writer's own failures as they are.
+        The connection is closed afterwards, never reused."""
+        if expected < SOCKET_READ_MIN_BYTES or response.content_length is None:
+            return False
+        if not isinstance(writer, SourceReceiver) or not writer.receives_from_source():
+            return False
+        connection = response.connection
+        transport = None if connection is None else connection.transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            head = response.content.read_nowait()
+        except aiohttp.ClientError as exc:
+            self._raise_stream_error(exc, obj, size, offset)
+        # In the same callback as the read above: nothing more reaches aiohttp's buffer.
+        transport.pause_reading()
+        source = SocketSource(sock.fileno(), head, self._read_timeout)
+        try:
+            await writer.receive(source, expected)
+        except EOFError as exc:
+            self._raise_stream_error(ConnectionResetError(str(exc)), obj, size, offset)
+        except OSError as exc:
+            self._raise_stream_error(exc, obj, size, offset)
+        finally:
+            source.close()
+            response.close()
+        return True
 
     async def _check_content_range(
         self,

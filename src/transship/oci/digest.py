@@ -23,7 +23,7 @@ class DigestError(ValueError):
 
 
 class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
     def hexdigest(self) -> str: ...
     def copy(self) -> Hasher: ...
 
@@ -77,6 +77,6 @@ class CountingHasher:
         self.hasher = resume if resume is not None else new_hasher(algorithm)
         self.count = 0
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         self.hasher.update(data)
         self.count += len(data)

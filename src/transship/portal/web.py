@@ -10,6 +10,7 @@ status and message.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -164,9 +165,7 @@ def page(handler: Handler) -> Handler:
             assert isinstance(mapped, ArmError)
             return error_page(request, mapped.status, mapped.message, mapped.code)
 
-    wrapped.__name__ = getattr(handler, "__name__", "page")
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
+    return functools.wraps(handler)(wrapped)
 
 
 def _text(value: object) -> str | None:

@@ -148,4 +148,35 @@ class DirectBlobWrites(Protocol):
 class ChunkSink(Protocol):
     """Receives each chunk as it is written (an incremental hasher, a size check…)."""
 
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
+class BlockingSource(Protocol):
+    """Bytes read with blocking calls by a worker thread (an upstream's connection handed
+    over by the event loop), so that they never cross the loop."""
+
+    def read_into(self, view: memoryview, /) -> int:
+        """Fill the start of `view`: the number of bytes read, 0 at the end. Raises
+        OSError (TimeoutError when nothing arrived in time)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Make a blocked `read_into`, and every later one, end at once (called from the
+        event loop's thread when the reading is abandoned)."""
+        ...
+
+
+@runtime_checkable
+class StagingFromSource(Protocol):
+    """A store whose staged uploads can be appended to from a BlockingSource in one worker
+    thread (local files)."""
+
+    async def append_staging_from(
+        self, upload_id: str, source: BlockingSource, count: int, sink: ChunkSink
+    ) -> int:
+        """Append `count` bytes of `source` to the staged upload, read, written and given
+        to `sink` in one worker thread; returns `count`. Raises StagingUnknown, OSError
+        from `source`, or EOFError when it ends first: the bytes read before are written
+        and given to `sink` either way. Cancelled, it interrupts `source` and raises once
+        the thread has stopped."""
+        ...

@@ -12,13 +12,15 @@ from typing import BinaryIO, TypeVar
 
 from transship.filemodes import PRIVATE_FILE, open_private, private_dir, private_subdir
 from transship.oci.digest import SUPPORTED_ALGORITHMS, Digest, DigestError
-from transship.storage.base import ChunkSink, StagingUnknown
+from transship.storage.base import BlockingSource, ChunkSink, StagingUnknown
 
 T = TypeVar("T")
 
 # Bytes handed to the writer thread at once: large enough to amortise the hop, small enough
 # that memory stays flat (at most two batches are alive per upload).
 _BATCH_BYTES = 1 << 20
+# The buffer a thread reads a BlockingSource into, reused for every read of one append.
+_SOURCE_BUFFER_BYTES = 1 << 20
 _READ_BYTES = 1 << 20
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -230,6 +232,45 @@ class FilesystemBlobStore:
                 await asyncio.wait({in_flight})
             await asyncio.to_thread(handle.close)
         return total
+
+    async def append_staging_from(
+        self, upload_id: str, source: BlockingSource, count: int, sink: ChunkSink
+    ) -> int:
+        """See `StagingFromSource`: one thread reads into one reused buffer, writes and
+        hashes from it, with no bytes object per read and no hop through the loop."""
+        path = self._staging_path(upload_id)
+
+        def copy() -> int:
+            try:
+                _unshare(path)
+                handle = path.open("r+b")
+            except FileNotFoundError:
+                raise StagingUnknown(upload_id) from None
+            with handle:
+                handle.seek(0, os.SEEK_END)
+                view = memoryview(bytearray(min(count, _SOURCE_BUFFER_BYTES)))
+                done = 0
+                while done < count:
+                    got = source.read_into(view[: count - done])
+                    if got <= 0:
+                        raise EOFError(f"the source ended after {done} of {count} bytes")
+                    part = view[:got]
+                    handle.write(part)
+                    sink.update(part)
+                    done += got
+                return done
+
+        work = asyncio.get_running_loop().run_in_executor(None, copy)
+        try:
+            # Shielded: the thread must have stopped (interrupted, below) before a cancelled
+            # caller goes on to truncate, resume or delete the file behind it.
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            source.interrupt()
+            await asyncio.wait({work})
+            if not work.cancelled():
+                work.exception()  # retrieved: the cancellation is what the caller sees
+            raise
 
     async def sync_staging(self, upload_id: str) -> None:
         if not self._durable:
