@@ -82,6 +82,8 @@ PEER_FIXTURES = frozenset(
         "skopeo",
         "podman",
         "docker_cli",
+        "browser",
+        "browser_process",
     }
 )
 

@@ -1,15 +1,19 @@
 """Fixtures of the end-to-end tests: built images, a SQLite Transship, a second docker-registry,
-and the services Azure modules share (``sdk_env``, ``cli_env``)."""
+the services Azure modules share (``sdk_env``, ``cli_env``), and headless Chromium for the
+portal's browser tests (``browser``, ``screenshots``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from tests.e2e.azure_env import AzureEnv, start_azure_env
 from tests.e2e.content import MIB
+from tests.peers.browser import WIDE, Browser, axe_core_js
 from tests.peers.distribution import DistributionRegistry
 from tests.peers.images import (
     BuiltIndex,
@@ -17,6 +21,7 @@ from tests.peers.images import (
     build_docker_list_with_foreign_layer,
     build_index,
 )
+from tests.peers.procs import PeerUnavailable
 from tests.peers.transship import TransshipServer
 
 
@@ -85,3 +90,50 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEnv]:
         yield env
     finally:
         env.close()
+
+
+# -- headless Chromium (the portal's browser tests) -------------------------------------------
+
+
+def _browser_unavailable(exc: PeerUnavailable) -> NoReturn:
+    if os.environ.get("TRANSSHIP_REQUIRE_PEERS") == "1":
+        pytest.fail(f"peer unavailable but TRANSSHIP_REQUIRE_PEERS=1: {exc}", pytrace=False)
+    pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def browser_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium (and its chromedriver) per module and xdist worker, always
+    quit at the end: no process of it is left (:meth:`Browser.quit` checks). Defined here,
+    not in a module, so the tests using it still spread over the workers."""
+    try:
+        axe_core_js()
+        browser = Browser(tmp_path_factory.mktemp("browser")).start()
+    except PeerUnavailable as exc:
+        _browser_unavailable(exc)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture
+def browser(browser_process: Browser) -> Browser:
+    """The module's Chromium, reset for this test: a blank page, no cookies, 1280x900 (a
+    browser that died in an earlier test is started again)."""
+    if not browser_process.alive:
+        browser_process.quit()
+        browser_process.start()
+    browser_process.reset(WIDE)
+    return browser_process
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the browser tests save their screenshots: ``$TRANSSHIP_SCREENSHOTS`` (e.g.
+    ``docs/portal`` to regenerate the documentation's), else a directory under ``tmp_path``,
+    so a test run never writes into the repository."""
+    chosen = os.environ.get("TRANSSHIP_SCREENSHOTS")
+    path = Path(chosen) if chosen else tmp_path / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -14,4 +14,5 @@ all. Modules:
 - :mod:`tests.peers.clients`      skopeo, podman and docker CLI wrappers
 - :mod:`tests.peers.transship`    our own server as a subprocess
 - :mod:`tests.peers.fault_proxy`  a TCP proxy that injects latency, caps, resets and stalls
+- :mod:`tests.peers.browser`      headless Chromium via selenium + chromedriver, axe-core checks
 """
