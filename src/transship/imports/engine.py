@@ -191,7 +191,13 @@ class ImportEngine:
             if blob.digest in present:
                 progress.blobs_done += 1
                 progress.bytes_completed += blob.size
-        missing = [blob for blob in plan.blobs if blob.digest not in present]
+        # Largest first (the semaphore admits in order): the transfers end together instead
+        # of one big layer, started last, running on its own at the end.
+        missing = sorted(
+            (blob for blob in plan.blobs if blob.digest not in present),
+            key=lambda blob: blob.size,
+            reverse=True,
+        )
         gate = asyncio.Semaphore(self._blob_concurrency)
 
         async def one(blob: Descriptor) -> None:

@@ -149,6 +149,22 @@ async def test_import_commits_everything_and_fetches_each_blob_once(world: World
     assert (await Checker(world.meta, world.store).run(verify_digests=True)).ok
 
 
+async def test_blobs_are_fetched_largest_first(world: World) -> None:
+    src = world.source
+    small, big, middle = (src.blob(bytes([n]) * size) for n, size in ((1, 10), (2, 9000), (3, 500)))
+    root = src.index(
+        [src.image("a", extra_layers=[small, big]), src.image("b", extra_layers=[middle])],
+        tag="v1",
+    )
+    await world.run("v1", "app:v1")
+    assert await world.tag("app", "v1") == root["digest"]
+    sizes = {d: len(data) for d, data in src.blobs.items()}
+    fetched = [sizes[digest] for digest in src.fetches]
+    # Started in order of size (4 at a time, admitted in order), not in manifest order.
+    assert fetched == sorted(fetched, reverse=True), fetched
+    assert fetched[0] == 9000
+
+
 async def test_foreign_layers_are_recorded_not_fetched(world: World) -> None:
     src = world.source
     foreign = {
