@@ -6,6 +6,7 @@ it posts one anyway."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import insecure
+from tests.integration.conftest import SlowUpstreamFactory, insecure
 from tests.peers.distribution import DistributionRegistry
+from tests.peers.fault_proxy import FaultMode
 from tests.peers.images import BuiltIndex
 from tests.support.app import RunningRegistry, make_settings, running_registry
 from tests.support.identity import Credential, IdentityClient, owner_credential
 from tests.support.portal import PortalClient
+from transship.portal import imports as portal_imports
 
 GROUP = "default"
 
@@ -247,5 +250,44 @@ async def test_import_from_a_registry_of_this_service_named_by_name(
         operation = started.location.rsplit("/", 1)[1]
         elsewhere = await browser.get(imports_path(owner) + "/" + operation)
         assert elsewhere.status == 404
+    finally:
+        await browser.close()
+
+
+async def test_an_event_stream_ends_when_its_session_signs_out(
+    server: Start,
+    database_url: str | None,
+    slow_upstream: SlowUpstreamFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long import's progress stops reaching a browser whose session has ended, though
+    the import goes on."""
+    monkeypatch.setattr(portal_imports, "STREAM_RECHECK_SECONDS", 0.2)
+    upstream = await slow_upstream("portal-stream")
+    upstream.tcp.set_mode(FaultMode.bandwidth(100_000))  # ~20 s for the large layers
+    reg, owner, _ = await server(database_url, upstreams=insecure(upstream.tcp.host))
+    browser = await signed_in(reg.url, owner)
+    try:
+        started = await browser.submit(
+            imports_path(owner),
+            "import-form",
+            {"source": "team/app:v1", "source_registry_uri": upstream.tcp.host, "tags": "app:v1"},
+        )
+        assert started.status == 303, started.text[:3000]
+        assert started.location is not None
+        stream = asyncio.create_task(read_events(browser, started.location + "/events"))
+        await asyncio.sleep(1.0)
+        assert not stream.done()
+        out = await browser.submit("/portal/", "sign-out", {})
+        assert out.status == 303
+        events = await asyncio.wait_for(stream, 10)
+        assert events and not events[-1]["final"], events[-1:]
+        # The import itself was not touched: still under way.
+        again = await signed_in(reg.url, owner)
+        try:
+            page = await again.get(started.location)
+            assert page.html.get("import-state").text in ("Queued", "Running")
+        finally:
+            await again.close()
     finally:
         await browser.close()

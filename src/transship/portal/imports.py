@@ -9,6 +9,7 @@ authorized by the operation status route's own lookup (`_job_and_registry`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -30,13 +31,22 @@ from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER
 from transship.api.envelopes import ArmError
 from transship.api.services import Services
+from transship.errors import DomainError
 from transship.identity.rbac import Actions
 from transship.imports.service import job_version
 from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.records import ImportJobRecord, RegistryRecord
 from transship.metadata.scope import utcnow
 from transship.portal.registries import registry_link
-from transship.portal.web import field, page, page_response, see_other
+from transship.portal.web import (
+    COOKIE,
+    SESSION,
+    field,
+    page,
+    page_response,
+    see_other,
+    services_of,
+)
 from transship.registry.registries import registry_id_of
 from transship.wire.bodies import ImportImageParameters
 
@@ -50,7 +60,9 @@ _STATE_WORDS = {
 _SPLIT = re.compile(r"[,\n]")
 # How long one wait of the event stream lasts before it sends the snapshot again (a
 # keep-alive through proxies that close idle connections).
-_STREAM_WAIT_SECONDS = 15.0
+# How often an event stream looks again at whether its session and the principal's roles
+# still allow it (and the longest it waits for a change before doing so).
+STREAM_RECHECK_SECONDS = 5.0
 
 
 def _human(size: float) -> str:
@@ -343,6 +355,8 @@ async def import_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     imports = services.imports
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     # A browser that goes away ends the stream with ConnectionResetError at a write (the
     # handler's task is cancelled by aiohttp then): nothing to clean up.
     while True:
@@ -350,12 +364,32 @@ async def import_events(request: web.Request) -> web.StreamResponse:
         await response.write(f"event: snapshot\ndata: {snap.json()}\n\n".encode())
         if snap.final or imports.signals.closed:
             break
-        followed = await imports.follow(job.id, job_version(job), _STREAM_WAIT_SECONDS)
+        followed = await imports.follow(job.id, job_version(job), STREAM_RECHECK_SECONDS)
         if followed is None:
             break
         job = followed
+        if loop.time() - checked >= STREAM_RECHECK_SECONDS:
+            # A long import outlives what allowed its stream: the session signed out or
+            # expired, a role taken away. Looked at again as the page itself would be.
+            if not await _still_allowed(request):
+                break
+            checked = loop.time()
     await response.write_eof()
     return response
+
+
+async def _still_allowed(request: web.Request) -> bool:
+    """Whether the stream's session is still open and its principal may still read the
+    operation (the checks of `page` and `_operation` again)."""
+    services = services_of(request)
+    session = await services.portal_sessions.find(request.cookies.get(COOKIE))
+    if session is None or session.principal.object_id != request[SESSION].principal.object_id:
+        return False
+    try:
+        await _operation(request)
+    except (ArmError, DomainError):
+        return False
+    return True
 
 
 @page
