@@ -181,6 +181,44 @@ async def test_upstream_dying_mid_blob_leaves_no_blob_and_the_next_pull_complete
     await env.assert_consistent()
 
 
+async def test_a_client_gets_a_blob_as_the_fill_fetches_it_not_after(
+    tmp_path: Path,
+    database_url: str | None,
+    cache_env: CacheEnvFactory,  # noqa: F811
+    distribution_anon: DistributionRegistry,
+    upstream_proxy: ProxyFactory,
+    fault_proxy_factory: Callable[[str, int], FaultProxy],
+) -> None:
+    """A client asking for a blob the fill's import job is fetching follows that fetch: its
+    first bytes come while the upstream is still sending (not once the blob is stored), the
+    upstream sends the blob once, and the client's copy is exact."""
+    image = await asyncio.to_thread(
+        build_image, OciLayout(tmp_path / "layout"), seed="follow", layer_sizes=(2_000_000,)
+    )
+    await asyncio.to_thread(push_layout_http, image, distribution_anon.url, "team/slow", "v1")
+    recorder = await upstream_proxy(distribution_anon.url)
+    tcp = fault_proxy_factory("127.0.0.1", recorder.port)
+    tcp.set_mode(FaultMode.bandwidth(800_000))  # the layer takes ~2.5 s
+    env = await cache_env(f"127.0.0.1:{tcp.port}", database_url)
+    layer = image.layers[0].digest
+
+    got = await env.manifest("cache/slow", "v1")
+    assert got.status == 200 and got.body == image.manifest_bytes
+    async with asyncio.timeout(30):
+        while not gets(recorder, f"/blobs/{layer}"):  # the job's fetch has begun
+            await asyncio.sleep(0.02)
+    async with env.reg.http.get(f"{env.reg.url}/v2/cache/slow/blobs/{layer}") as response:
+        assert response.status == 200
+        first = await response.content.readexactly(1000)
+        stored_when_first_bytes_came = has_blob_file(env.data_dir, layer)
+        body = first + await response.read()
+    assert not stored_when_first_bytes_came
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == layer
+    assert gets(recorder, f"/blobs/{layer}") == 1  # followed, not fetched again
+    assert [op["status"] for op in await wait_for_jobs(env, 1)] == ["Succeeded"]
+    await env.assert_consistent()
+
+
 async def test_wrong_bytes_from_the_upstream_are_never_committed(
     tmp_path: Path,
     cache_env: CacheEnvFactory,  # noqa: F811

@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import ETag
@@ -279,15 +280,53 @@ class StreamedBlobAnswer:
         await response.prepare(self._request)
 
     async def send(self, chunk: bytes) -> None:
-        assert self.response is not None
-        position, self._at = self._at, self._at + len(chunk)
-        wanted = chunk[max(self._start - position, 0) : max(self._stop - position, 0)]
-        if wanted and self._stop < self._size and position + len(chunk) >= self._stop:
-            wanted, self._last = wanted[:-1], wanted[-1:]
-        if wanted:
-            await self.response.write(wanted)
+        position = self._advance(len(chunk))
+        start, stop, hold = self._wanted(position, len(chunk))
+        if stop > start:
+            await self._answer().write(chunk[start - position : stop - position])
+        if hold:
+            self._last = chunk[stop - position : stop - position + 1]
+        await self._release()
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """The next `count` bytes of the blob, from `file` at `offset`, by sendfile."""
+        position = self._advance(count)
+        if offset != position:
+            raise ValueError(f"bytes from {offset} sent where the blob is at {position}")
+        start, stop, hold = self._wanted(position, count)
+        if stop > start:
+            transport = self._request.transport
+            if transport is None:
+                raise ConnectionResetError("the client went away")
+            self._answer()
+            await asyncio.get_running_loop().sendfile(transport, file, start, stop - start)
+        if hold:
+            self._last = os.pread(file.fileno(), 1, stop)
+        await self._release()
+
+    def _answer(self) -> web.StreamResponse:
+        assert self.response is not None, "begin() first"
+        return self.response
+
+    def _advance(self, count: int) -> int:
+        """Count `count` more bytes of the blob received; where they start."""
+        position, self._at = self._at, self._at + count
+        return position
+
+    def _wanted(self, position: int, count: int) -> tuple[int, int, bool]:
+        """Of the blob's bytes [position, position + count): the ones to send now
+        [start, stop), and whether the one at `stop` is the range's last, held back."""
+        start = max(self._start, position)
+        stop = min(self._stop, position + count)
+        if stop <= start:
+            return start, start, False
+        hold = self._stop < self._size and stop == self._stop
+        return start, stop - 1 if hold else stop, hold
+
+    async def _release(self) -> None:
+        """The blob is complete: send the range's last byte, if it was held back."""
         if self._last and self._at >= self._size:
-            await self.response.write(self._last)
+            await self._answer().write(self._last)
             self._last = b""
 
     def abort(self) -> None:

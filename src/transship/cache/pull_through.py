@@ -16,8 +16,11 @@ same way from the rule's upstream repository (its size asked with one HEAD) and 
 into the repository as it is committed.
 
 One upstream fetch per blob, whatever the number of pullers: the first puller of a blob
-tees it, through the import engine's single-flight fetch; pullers that come meanwhile,
-and the import job itself, wait for it to commit and then read the store.
+tees it, through the import engine's single-flight fetch, and the import job waits for it
+to commit. A puller that comes while a blob is being fetched (by the job, or for another
+puller) follows that fetch's local staging file: it is sent the bytes as they are written,
+the last one once the blob is committed (where staging is no local file, it waits for the
+commit and reads the store).
 
 A tag pulled through is re-checked upstream with one HEAD (never a GET) when a pull finds
 its last check older than the TTL; a changed tag is pulled through again. When the check
@@ -34,21 +37,28 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, cast
+from typing import BinaryIO, Protocol, TypeVar, cast
 
 from transship.cache.errors import CredentialSetUnavailable
 from transship.cache.ports import CachedUpstream, CacheRuleLookup
 from transship.errors import NotFound, UpstreamFailure
-from transship.imports.engine import SourceFactory
+from transship.imports.engine import RunningFetch, SourceFactory
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.held import HeldFirstSource
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
-from transship.imports.ports import Credentials, FetchedManifest, ImageSink, PendingBlob
+from transship.imports.ports import (
+    Credentials,
+    FetchedManifest,
+    FollowableBlob,
+    ImageSink,
+    PendingBlob,
+)
 from transship.imports.shelf import ManifestShelf
 from transship.metadata.jobs import FINAL_STATES
 from transship.metadata.queries import BlobMissing, MetadataStore
@@ -69,6 +79,8 @@ _JOB_RECHECK_SECONDS = 1.0
 # How long after a fill's job ended a lookup that finds nothing looks at the repository again
 # (its miss may have raced the job's commit).
 _ENDED_LATELY_SECONDS = 60.0
+# How often a client following a blob another fetch is writing looks for new bytes.
+_FOLLOW_POLL_SECONDS = 0.01
 # Tags whose last check is remembered (the oldest are forgotten first; a forgotten tag is
 # re-checked at its next pull).
 _CHECKED_TAGS_MAX = 100_000
@@ -83,6 +95,11 @@ class BlobReceiver(Protocol):
 
     async def send(self, chunk: bytes) -> None:
         """Send the next bytes. Raises what the connection raises."""
+        ...
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """Send the next `count` bytes, read from `file` at `offset` (zero copy where the
+        connection allows). Raises what the connection raises."""
         ...
 
 
@@ -115,8 +132,13 @@ class BlobSink(ImageSink, Protocol):
 class SharedFetch(Protocol):
     """The import engine's one fetch per (registry, blob) (ImportEngine.fetch_once)."""
 
+    def running(self, registry_id: int, digest: Digest) -> RunningFetch | None: ...
+
     async def fetch_once(
-        self, registry_id: int, digest: Digest, fetch: Callable[[], Awaitable[None]]
+        self,
+        registry_id: int,
+        digest: Digest,
+        fetch: Callable[[RunningFetch], Awaitable[None]],
     ) -> bool: ...
 
 
@@ -521,6 +543,13 @@ class PullThrough:
                 found = await self._linked_size(registry.id, repository, digest)
                 if found is not None:
                     return BlobLocation(digest, found)
+            running = self._engine.running(registry.id, digest)
+            if running is not None:
+                # Fetched already (by the fill's job, or for another client): send its bytes
+                # as they are written rather than wait for the whole blob.
+                if await _follow(running, digest, size, receiver):
+                    return None
+                continue  # it ended before anything was sent: look again
             tee = _Tee(receiver, size)
             fetch = functools.partial(self._tee, registry.id, repository, fill, digest, tee)
             try:
@@ -584,7 +613,13 @@ class PullThrough:
         return True
 
     async def _tee(
-        self, registry_id: int, repository: str, fill: _Fill | None, digest: Digest, tee: _Tee
+        self,
+        registry_id: int,
+        repository: str,
+        fill: _Fill | None,
+        digest: Digest,
+        tee: _Tee,
+        running: RunningFetch,
     ) -> None:
         """Fetch the blob from the rule's upstream into `tee` (the store and the client),
         commit it verified, link it into the repository, then let the client have its last
@@ -608,6 +643,7 @@ class PullThrough:
             if fill is None
             else self._sink.pending_blob(fill.job_id, digest, tee.size)
         )
+        running.writer = pending  # other clients of the blob follow what it writes
         try:
             async with self._sources.open(spec, upstream.credentials, registry_id) as source:
                 await source.fetch_blob(digest, tee.size, tee)
@@ -652,6 +688,67 @@ class PullThrough:
             return result
         finally:
             del self._running[key]
+
+
+async def _follow(running: RunningFetch, digest: Digest, size: int, receiver: BlobReceiver) -> bool:
+    """Send `receiver` the blob `running` is receiving, as it is written to its local file:
+    all but the last byte as it arrives, that one once the blob is verified and committed.
+
+    True when the answer is complete. False, with nothing sent, when the caller must look
+    again: the fetch ended first having failed, or it keeps no local file to follow (this
+    then waited for its end). Raises ImportFailure once the answer began when the fetch
+    fails or restarts the blob (the answer must break off, never end complete-looking)."""
+    file = await _open_growing(running)
+    if file is None:
+        await running.done.wait()
+        return False
+    writer = running.writer
+    assert isinstance(writer, FollowableBlob)
+    with file:
+        restarts, sent, begun = writer.restarts, 0, False
+        while True:
+            ended = running.done.is_set()  # before the size: then the size read is final
+            have = os.fstat(file.fileno()).st_size
+            whole = ended and running.succeeded and have == size
+            if (ended and not whole) or writer.restarts != restarts or have < sent:
+                if not begun:
+                    return False
+                raise ImportFailure(
+                    "BlobFetchFailed",
+                    f"the upstream transfer of blob {digest} failed while it was being sent",
+                    step=Step.COPY,
+                    obj=str(digest),
+                )
+            ready = size if whole else min(have, size - 1)
+            if ready > sent or not begun:
+                if not begun:
+                    begun = True
+                    await receiver.begin(size)
+                if ready > sent:
+                    await receiver.send_file(file, sent, ready - sent)
+                    sent = ready
+            if whole:
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FOLLOW_POLL_SECONDS):
+                    await running.done.wait()
+
+
+async def _open_growing(running: RunningFetch) -> BinaryIO | None:
+    """The fetch's local file, opened for reading once it exists, or None when the fetch
+    keeps none or ends first."""
+    while not running.done.is_set():
+        writer = running.writer
+        if writer is not None and not isinstance(writer, FollowableBlob):
+            return None
+        path = writer.growing_file() if writer is not None else None
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):  # marked created before it is
+                return await asyncio.to_thread(path.open, "rb")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FOLLOW_POLL_SECONDS):
+                await running.done.wait()
+    return None
 
 
 class _LeaderGone(Exception):

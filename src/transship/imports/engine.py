@@ -11,7 +11,14 @@ from typing import Protocol
 from transship.imports.budgets import WaitReporter
 from transship.imports.model import ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
-from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope, PendingBlob
+from transship.imports.ports import (
+    BlobWriter,
+    Credentials,
+    ImageSink,
+    ImageSource,
+    LinkScope,
+    PendingBlob,
+)
 from transship.imports.referrers import add_referrers
 from transship.metadata.records import JobProgress
 from transship.oci.digest import Digest
@@ -92,12 +99,14 @@ def _at_least(live: JobProgress, floor: JobProgress) -> JobProgress:
 
 
 @dataclass
-class _Fetch:
+class RunningFetch:
     """One blob fetch in progress; imports into the same registry that need the blob wait
-    for it, and link its result only if it `succeeded`."""
+    for it, and link its result only if it `succeeded`. `writer` is where its bytes go, once
+    it has one (a reader may follow it when it is a FollowableBlob)."""
 
     done: asyncio.Event = field(default_factory=asyncio.Event)
     succeeded: bool = False
+    writer: BlobWriter | None = None
 
 
 class ImportEngine:
@@ -116,25 +125,34 @@ class ImportEngine:
         self._sources = sources
         self._blob_concurrency = blob_concurrency
         self._limits = limits
-        self._fetching: dict[tuple[int, Digest], _Fetch] = {}  # by (target registry id, digest)
+        # By (target registry id, digest).
+        self._fetching: dict[tuple[int, Digest], RunningFetch] = {}
+
+    def running(self, registry_id: int, digest: Digest) -> RunningFetch | None:
+        """The fetch of blob `digest` for `registry_id` in progress now, if any."""
+        return self._fetching.get((registry_id, digest))
 
     async def fetch_once(
-        self, registry_id: int, digest: Digest, fetch: Callable[[], Awaitable[None]]
+        self,
+        registry_id: int,
+        digest: Digest,
+        fetch: Callable[[RunningFetch], Awaitable[None]],
     ) -> bool:
-        """Run `fetch` (which fetches, verifies and commits blob `digest`) as the one fetch
-        of that blob for `registry_id`, as imports share theirs: while an import (or another
-        caller) is fetching it already, wait for that fetch instead, and imports that need
-        the blob meanwhile wait for this one. True when whichever fetch ran committed the
-        blob, False when the other one failed. Raises what `fetch` raises."""
+        """Run `fetch` (which fetches, verifies and commits blob `digest`, and may set the
+        RunningFetch's `writer` it is given) as the one fetch of that blob for
+        `registry_id`, as imports share theirs: while an import (or another caller) is
+        fetching it already, wait for that fetch instead, and imports that need the blob
+        meanwhile wait for this one. True when whichever fetch ran committed the blob, False
+        when the other one failed. Raises what `fetch` raises."""
         key = (registry_id, digest)
         other = self._fetching.get(key)
         if other is not None:
             await other.done.wait()
             return other.succeeded
-        fetch_ = _Fetch()
+        fetch_ = RunningFetch()
         self._fetching[key] = fetch_
         try:
-            await fetch()
+            await fetch(fetch_)
             fetch_.succeeded = True
             return True
         finally:
@@ -242,9 +260,9 @@ class ImportEngine:
         blob: Descriptor,
         progress: Progress,
     ) -> None:
-        fetch = _Fetch()
-        self._fetching[key] = fetch
         staged = self._sink.pending_blob(job_id, blob.digest, blob.size)
+        fetch = RunningFetch(writer=staged)
+        self._fetching[key] = fetch
         progress.active.add(staged)
         try:
             await source.fetch_blob(blob.digest, blob.size, staged)

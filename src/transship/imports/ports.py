@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from transship.imports.model import SourceSpec
@@ -63,6 +64,23 @@ class SourceReceiver(Protocol):
     async def receive(self, source: BlockingSource, count: int) -> None:
         """Append `count` bytes read from `source`. Raises OSError, or EOFError when
         `source` ends first; `offset` then counts only what was kept (as `append`)."""
+        ...
+
+
+@runtime_checkable
+class FollowableBlob(Protocol):
+    """A BlobWriter whose bytes land in a local file, appended in order as they arrive, so
+    that a reader may send them on while the blob is still being received (unverified
+    until the writer commits)."""
+
+    def growing_file(self) -> Path | None:
+        """The file, once created (None before, or when the store keeps none locally)."""
+        ...
+
+    @property
+    def restarts(self) -> int:
+        """How often the writer dropped what it had received (`reset`): bytes a reader took
+        before a restart may differ from the ones that get verified."""
         ...
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from transship.errors import Denied
 from transship.imports.errors import ImportFailure, Step, tag_exists_failure
@@ -19,7 +20,13 @@ from transship.oci.digest import CountingHasher, Digest
 from transship.registry import locks
 from transship.registry.blob_commit import Hold, commit_blob, commit_staged_blob
 from transship.registry.manifests import store_manifest
-from transship.storage.base import BlobStore, BlockingSource, DirectBlobWrites, StagingFromSource
+from transship.storage.base import (
+    BlobStore,
+    BlockingSource,
+    DirectBlobWrites,
+    LocalStagingFiles,
+    StagingFromSource,
+)
 
 
 class _ReceivedBlob:
@@ -72,7 +79,7 @@ class _ReceivedBlob:
 class StagedBlob(_ReceivedBlob):
     """A PendingBlob in a staging area of the blob store; `commit` verifies size and
     digest, then records the blob pinned to the job (visible to no repository until the
-    import commits)."""
+    import commits). A FollowableBlob when the store's staging areas are local files."""
 
     def __init__(
         self,
@@ -87,6 +94,7 @@ class StagedBlob(_ReceivedBlob):
         self._store = store
         self._staging = uuid.uuid4().hex
         self._created = False
+        self._restarts = 0
 
     async def append(self, chunks: AsyncIterator[bytes]) -> None:
         if not self._created:
@@ -105,9 +113,20 @@ class StagedBlob(_ReceivedBlob):
         await self._store.append_staging_from(self._staging, source, count, self._counter)
 
     async def reset(self) -> None:
+        self._restarts += 1
         if self._created:
             await self._store.truncate_staging(self._staging, 0)
         self._restart_count()
+
+    def growing_file(self) -> Path | None:
+        """See `FollowableBlob`: the staging file, when the store keeps it on this machine."""
+        if self._created and isinstance(self._store, LocalStagingFiles):
+            return self._store.staging_path(self._staging)
+        return None
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
 
     async def commit(self) -> None:
         """Raises ImportFailure SIZE_INVALID or DIGEST_INVALID naming the blob."""

@@ -110,7 +110,6 @@ async def _access_page(
         registry=record,
         link=registry_link(record),
         access=access_link(record),
-        quote=lambda value: quote(str(value), safe=""),
     )
 
 

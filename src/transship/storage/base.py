@@ -96,6 +96,19 @@ class LocalBlobFiles(Protocol):
 
 
 @runtime_checkable
+class LocalStagingFiles(Protocol):
+    """An optional capability, apart from `BlobStore`: a driver whose staging areas are
+    files on this machine, appended to in order as bytes arrive, so that a reader may
+    follow one while it is written (a pull through a cache rule sends what a fetch has
+    written so far). Checked with `isinstance`; object-store drivers do not implement it.
+    """
+
+    def staging_path(self, upload_id: str) -> Path:
+        """Where the staging area `upload_id` is. The file may be absent (not created yet,
+        or deleted since). Raises StagingUnknown for an id that cannot name one."""
+
+
+@runtime_checkable
 class RedirectableBlobs(Protocol):
     """An optional capability, apart from `BlobStore`: a driver whose blobs clients may
     fetch straight from the storage service through a short-lived signed URL (an S3

@@ -52,8 +52,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FilesystemBlobStore:
-    """A BlobStore (and LocalBlobFiles) on a local directory. Blocking file work runs in
-    worker threads.
+    """A BlobStore (and LocalBlobFiles, LocalStagingFiles) on a local directory. Blocking
+    file work runs in worker threads.
 
     Only the service's user can read what it stores: directories are created 0700 and files
     0600 (a blob is its staging file, hard-linked), and the two roots are tightened to 0700
@@ -76,6 +76,10 @@ class FilesystemBlobStore:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise StagingUnknown(f"invalid upload id {upload_id!r}")
         return self._staging_dir / upload_id
+
+    def staging_path(self, upload_id: str) -> Path:
+        """See `LocalStagingFiles`."""
+        return self._staging_path(upload_id)
 
     @staticmethod
     async def _run(func: Callable[[], T]) -> T:

@@ -5,6 +5,7 @@ same semantics for a blob relayed as it is pulled through a cache rule."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -112,23 +113,36 @@ async def test_the_fast_path_is_sendfile_and_only_for_local_files(
 
 class Relayed:
     """A one-route server answering GET /blob with a StreamedBlobAnswer fed `DATA` in
-    `chunk`-byte pieces, as a pull-through's tee feeds it; the feed stops before the blob's
-    last `held` bytes until `release` is set (the blob's verification)."""
+    `chunk`-byte pieces, as a pull-through's tee feeds it (or, with `by_file`, as a client
+    following another fetch's file does: by sendfile from a file holding `DATA`); the feed
+    stops before the blob's last `held` bytes until `release` is set (the blob's
+    verification)."""
 
-    def __init__(self, chunk: int, held: int = 0) -> None:
+    def __init__(self, chunk: int, held: int = 0, by_file: Path | None = None) -> None:
         self.release = asyncio.Event()
         if not held:
             self.release.set()
+        if by_file is not None:
+            by_file.write_bytes(DATA)
 
         async def handler(request: web.Request) -> web.StreamResponse:
             answer = StreamedBlobAnswer(request, DIGEST)
             await answer.begin(len(DATA))
-            cut = len(DATA) - held
-            for at in range(0, cut, chunk):
-                await answer.send(DATA[at : min(at + chunk, cut)])
-            await self.release.wait()
-            if held:
-                await answer.send(DATA[cut:])
+            with contextlib.ExitStack() as files:
+                file = None if by_file is None else files.enter_context(by_file.open("rb"))
+
+                async def feed(start: int, stop: int) -> None:
+                    if file is None:
+                        await answer.send(DATA[start:stop])
+                    else:
+                        await answer.send_file(file, start, stop - start)
+
+                cut = len(DATA) - held
+                for at in range(0, cut, chunk):
+                    await feed(at, min(at + chunk, cut))
+                await self.release.wait()
+                if held:
+                    await feed(cut, len(DATA))
             assert answer.response is not None
             await answer.response.write_eof()
             return answer.response
@@ -151,10 +165,11 @@ class Relayed:
         (f"bytes={len(DATA) - 1}-{len(DATA) + 50}", (len(DATA) - 1, len(DATA))),
     ],
 )
+@pytest.mark.parametrize("by_file", [False, True], ids=["bytes", "sendfile"])
 async def test_a_relayed_blob_answers_the_range_asked_for(
-    chunk: int, asked: str | None, span: tuple[int, int]
+    chunk: int, asked: str | None, span: tuple[int, int], by_file: bool, tmp_path: Path
 ) -> None:
-    relayed = Relayed(chunk)
+    relayed = Relayed(chunk, by_file=tmp_path / "blob" if by_file else None)
     async with relayed.client as client:
         headers = {} if asked is None else {"Range": asked}
         response = await client.get("/blob", headers=headers)
@@ -178,8 +193,11 @@ async def test_a_relayed_blob_refuses_a_range_beyond_its_end() -> None:
         assert await response.read() == b""
 
 
-async def test_a_range_ending_early_keeps_its_last_byte_until_the_blob_is_verified() -> None:
-    relayed = Relayed(100, held=500)
+@pytest.mark.parametrize("by_file", [False, True], ids=["bytes", "sendfile"])
+async def test_a_range_ending_early_keeps_its_last_byte_until_the_blob_is_verified(
+    by_file: bool, tmp_path: Path
+) -> None:
+    relayed = Relayed(100, held=500, by_file=tmp_path / "blob" if by_file else None)
     async with relayed.client as client:
         response = await client.get("/blob", headers={"Range": "bytes=100-199"})
         assert response.status == 206

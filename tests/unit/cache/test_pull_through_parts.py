@@ -1,18 +1,27 @@
 """The pieces of pull-through that need no peer: the tee that streams a blob to a client
 while it is stored (the last bytes held back until verified; a restarted upstream stream
-not sent twice), the manifest shelf, and the single-flight step."""
+not sent twice), the follower that sends a client what another fetch is writing (the last
+byte once it is verified; a failed or restarted fetch breaks the answer off), the manifest
+shelf, and the single-flight step."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from transship.cache.pull_through import PullThrough, _Tee
+from transship.cache.pull_through import PullThrough, _follow, _Tee
+from transship.imports.engine import RunningFetch
+from transship.imports.errors import ImportFailure
 from transship.imports.ports import FetchedManifest
 from transship.imports.shelf import ManifestShelf
 from transship.oci.digest import Digest
+
+DIGEST = Digest.of(b"abcdefghi")
 
 
 class Received:
@@ -189,3 +198,134 @@ async def test_a_cancelled_first_caller_hands_the_step_to_a_waiting_one() -> Non
         await first
     assert await second == "done"
     assert runs == 2
+
+
+class Growing:
+    """A FollowableBlob writing to a file under `path`, a step at a time."""
+
+    def __init__(self, path: Path, local: bool = True) -> None:
+        self.path = path
+        self.local = local
+        self.restarts = 0
+        self.offset = 0
+
+    def growing_file(self) -> Path | None:
+        return self.path if self.local and self.path.exists() else None
+
+    def write(self, data: bytes) -> None:
+        with self.path.open("ab") as file:
+            file.write(data)
+
+    def restart(self) -> None:
+        self.restarts += 1
+        self.path.write_bytes(b"")
+
+
+class FileClient(Client):
+    """A BlobReceiver that also takes bytes from a file, as a client answered by sendfile."""
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        assert offset == len(self.sent), "bytes out of order"
+        self.sent += os.pread(file.fileno(), count, offset)
+
+
+async def settle() -> None:
+    """Long enough for a follower to see a change (it looks every few ms)."""
+    await asyncio.sleep(0.05)
+
+
+async def test_a_follower_gets_the_bytes_as_written_and_the_last_once_committed(
+    tmp_path: Path,
+) -> None:
+    writer = Growing(tmp_path / "staged")
+    running = RunningFetch(writer=writer)
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    assert client.size is None  # no file yet: nothing begun
+    writer.write(b"abcd")
+    await settle()
+    assert client.size == 9 and bytes(client.sent) == b"abcd"
+    writer.write(b"efghi")
+    await settle()
+    assert bytes(client.sent) == b"abcdefgh"  # the last byte waits for the verification
+    running.succeeded = True
+    running.done.set()
+    assert await follower is True
+    assert bytes(client.sent) == b"abcdefghi"
+
+
+async def test_a_fetch_that_fails_after_the_answer_began_breaks_it_off(tmp_path: Path) -> None:
+    writer = Growing(tmp_path / "staged")
+    writer.write(b"abcdefghi")  # every byte arrived, but they do not verify
+    running = RunningFetch(writer=writer)
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    running.done.set()
+    with pytest.raises(ImportFailure) as failure:
+        await follower
+    assert str(DIGEST) in failure.value.message
+    assert len(client.sent) == 8  # never the whole blob
+
+
+async def test_a_restarted_fetch_breaks_off_a_begun_answer(tmp_path: Path) -> None:
+    writer = Growing(tmp_path / "staged")
+    writer.write(b"abc")
+    running = RunningFetch(writer=writer)
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    writer.restart()
+    writer.write(b"abcdefgh")  # rewritten past what was sent: only the count tells
+    with pytest.raises(ImportFailure):
+        await asyncio.wait_for(follower, 5)
+    assert bytes(client.sent) == b"abc"
+
+
+async def test_a_fetch_that_fails_before_anything_was_sent_leaves_the_caller_free(
+    tmp_path: Path,
+) -> None:
+    running = RunningFetch(writer=Growing(tmp_path / "staged"))
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    running.done.set()
+    assert await follower is False
+    assert client.size is None
+
+
+async def test_a_fetch_with_no_local_file_is_waited_for(tmp_path: Path) -> None:
+    writer = Growing(tmp_path / "staged", local=False)
+    writer.write(b"abcdefghi")
+    running = RunningFetch(writer=writer)
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    assert not follower.done() and client.size is None
+    running.succeeded = True
+    running.done.set()
+    assert await follower is False  # the caller serves the committed blob itself
+    assert client.size is None
+
+
+async def test_a_writer_that_keeps_no_file_at_all_is_waited_for() -> None:
+    running = RunningFetch(writer=Received())
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    running.succeeded = True
+    running.done.set()
+    assert await follower is False and client.size is None
+
+
+async def test_a_fetch_committed_before_it_was_followed_is_sent_whole(tmp_path: Path) -> None:
+    writer = Growing(tmp_path / "staged")
+    writer.write(b"abcdefghi")
+    running = RunningFetch(writer=writer, succeeded=True)
+    client = FileClient()
+    follower = asyncio.create_task(_follow(running, DIGEST, 9, client))
+    await settle()
+    running.done.set()
+    assert await follower is True
+    assert bytes(client.sent) == b"abcdefghi"

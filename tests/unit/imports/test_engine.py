@@ -160,9 +160,15 @@ async def test_blobs_are_fetched_largest_first(world: World) -> None:
     assert await world.tag("app", "v1") == root["digest"]
     sizes = {d: len(data) for d, data in src.blobs.items()}
     fetched = [sizes[digest] for digest in src.fetches]
-    # Started in order of size (4 at a time, admitted in order), not in manifest order.
-    assert fetched == sorted(fetched, reverse=True), fetched
-    assert fetched[0] == 9000
+    # Admitted in order of size, 4 at a time, not in manifest order. The 4 admitted together
+    # reach the source in any order (each first asks the database whether it is present).
+    window = 4
+    assert all(
+        fetched[i] >= fetched[j]
+        for i in range(len(fetched))
+        for j in range(i + window, len(fetched))
+    ), fetched
+    assert 9000 in fetched[:window] and 10 in fetched[-window:], fetched
 
 
 async def test_foreign_layers_are_recorded_not_fetched(world: World) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.unit.imports.doubles import MemorySink
-from transship.imports.engine import ImportEngine
+from transship.imports.engine import ImportEngine, RunningFetch
 from transship.imports.plan import ImportLimits
 from transship.oci.digest import Digest
 
@@ -26,7 +26,7 @@ async def test_a_second_caller_waits_for_the_first_fetch_and_learns_it_worked() 
     gate = asyncio.Event()
     runs = 0
 
-    async def fetch() -> None:
+    async def fetch(_: RunningFetch) -> None:
         nonlocal runs
         runs += 1
         await gate.wait()
@@ -45,7 +45,7 @@ async def test_a_waiter_learns_that_the_fetch_failed_and_the_next_call_fetches_a
     shared = engine()
     gate = asyncio.Event()
 
-    async def failing() -> None:
+    async def failing(_: RunningFetch) -> None:
         await gate.wait()
         raise RuntimeError("upstream died")
 
@@ -59,7 +59,7 @@ async def test_a_waiter_learns_that_the_fetch_failed_and_the_next_call_fetches_a
     assert await second is False
     ran = False
 
-    async def working() -> None:
+    async def working(_: RunningFetch) -> None:
         nonlocal ran
         ran = True
 
@@ -71,8 +71,8 @@ async def test_fetches_into_different_registries_are_not_shared() -> None:
     gate = asyncio.Event()
     runs: list[int] = []
 
-    def fetch_for(registry: int) -> Callable[[], Awaitable[None]]:
-        async def fetch() -> None:
+    def fetch_for(registry: int) -> Callable[[RunningFetch], Awaitable[None]]:
+        async def fetch(_: RunningFetch) -> None:
             runs.append(registry)
             await gate.wait()
 
@@ -83,3 +83,24 @@ async def test_fetches_into_different_registries_are_not_shared() -> None:
     gate.set()
     assert await asyncio.gather(*tasks) == [True, True]
     assert sorted(runs) == [1, 2]
+
+
+async def test_the_running_fetch_is_visible_with_its_writer_until_it_ends() -> None:
+    shared = engine()
+    gate = asyncio.Event()
+    writer = object()
+
+    async def fetch(running: RunningFetch) -> None:
+        running.writer = writer  # type: ignore[assignment]
+        await gate.wait()
+
+    assert shared.running(1, DIGEST) is None
+    task = asyncio.create_task(shared.fetch_once(1, DIGEST, fetch))
+    await asyncio.sleep(0)
+    running = shared.running(1, DIGEST)
+    assert running is not None and running.writer is writer and not running.done.is_set()
+    assert shared.running(2, DIGEST) is None  # another registry's fetch is its own
+    gate.set()
+    assert await task is True
+    assert running.done.is_set() and running.succeeded
+    assert shared.running(1, DIGEST) is None
