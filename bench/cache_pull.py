@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.harness import REGISTRY, TRANSSHIP, Context, MiB
+from bench.harness import REGISTRY, TRANSSHIP, Context, MiB, prefault_memory
 from bench.imports import SOURCE_REPO, TAG, _blob_sizes, _build_full_image, source_registry
 from bench.report import BenchResult, Metric
 from tests.peers.clients import Skopeo
@@ -79,6 +79,7 @@ def _pull(skopeo: Skopeo, ref: str, out: Path) -> float:
     """Wall seconds of `skopeo copy --all` of `ref` into a fresh OCI directory `out`."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    prefault_memory()
     began = time.monotonic()
     skopeo.copy(ref, f"oci:{out}:{TAG}", all=True, preserve_digests=True)
     seconds = time.monotonic() - began

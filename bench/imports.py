@@ -44,7 +44,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REGISTRY, TRANSSHIP, Context, GiB, MiB, S3Bucket, Target, median
+from bench.harness import (
+    REGISTRY,
+    TRANSSHIP,
+    Context,
+    GiB,
+    MiB,
+    S3Bucket,
+    Target,
+    median,
+    prefault_memory,
+)
 from bench.procstat import (
     CpuMeter,
     RssSampler,
@@ -469,6 +479,7 @@ def timed_import(
     if store_pid is not None:
         cpu["objstore"] = store_pid
     watch = Watch(cpu, server.pid if rss else None, {"store": _blob_store(server)})
+    prefault_memory()
     written0 = io_chars(server.pid)[1]
     loop0 = thread_cpu_seconds(server.pid)
     with _measured(watch, figures), ctx.profile(_transship_target(server), phase):
@@ -512,6 +523,7 @@ def timed_copy(
     if source.s3 is not None and source.s3.pid is not None:
         cpu["objstore"] = source.s3.pid
     watch = Watch(cpu, dest.pid if rss else None, {"store": _blob_store(dest)})
+    prefault_memory()
     written0 = io_chars(dest.pid)[1]
     children0 = _children_cpu()
     with _measured(watch, figures):
