@@ -698,12 +698,11 @@ async def _follow(running: RunningFetch, digest: Digest, size: int, receiver: Bl
     again: the fetch ended first having failed, or it keeps no local file to follow (this
     then waited for its end). Raises ImportFailure once the answer began when the fetch
     fails or restarts the blob (the answer must break off, never end complete-looking)."""
-    file = await _open_growing(running)
-    if file is None:
+    growing = await _open_growing(running)
+    if growing is None:
         await running.done.wait()
         return False
-    writer = running.writer
-    assert isinstance(writer, FollowableBlob)
+    file, writer = growing
     with file:
         restarts, sent, begun = writer.restarts, 0, False
         while True:
@@ -734,17 +733,18 @@ async def _follow(running: RunningFetch, digest: Digest, size: int, receiver: Bl
                     await running.done.wait()
 
 
-async def _open_growing(running: RunningFetch) -> BinaryIO | None:
-    """The fetch's local file, opened for reading once it exists, or None when the fetch
-    keeps none or ends first."""
+async def _open_growing(running: RunningFetch) -> tuple[BinaryIO, FollowableBlob] | None:
+    """The fetch's local file, opened for reading once it exists, with its writer; None when
+    the fetch keeps none or ends first."""
     while not running.done.is_set():
         writer = running.writer
-        if writer is not None and not isinstance(writer, FollowableBlob):
-            return None
-        path = writer.growing_file() if writer is not None else None
-        if path is not None:
-            with contextlib.suppress(FileNotFoundError):  # marked created before it is
-                return await asyncio.to_thread(path.open, "rb")
+        if isinstance(writer, FollowableBlob):
+            path = writer.growing_file()
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):  # marked created before it is
+                    return await asyncio.to_thread(path.open, "rb"), writer
+        elif writer is not None:
+            return None  # it writes no local file
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_FOLLOW_POLL_SECONDS):
                 await running.done.wait()

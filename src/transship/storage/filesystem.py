@@ -78,10 +78,10 @@ class FilesystemBlobStore:
             raise StagingUnknown(f"invalid upload id {upload_id!r}")
         return self._staging_dir / upload_id
 
-    def _early_writeback(self, handle: BinaryIO, end: int) -> EarlyWriteback | None:
+    def _early_writeback(self, handle: BinaryIO, end: int) -> EarlyWriteback:
         """With durable writes, the disk starts on a staging file's bytes as they come (the
         commit's fsync then has only the last of them left to wait for)."""
-        return EarlyWriteback(handle.fileno(), end) if self._durable else None
+        return EarlyWriteback(handle.fileno(), end, enabled=self._durable)
 
     def staging_path(self, upload_id: str) -> Path:
         """See `LocalStagingFiles`."""
@@ -206,8 +206,7 @@ class FilesystemBlobStore:
             for part in parts:
                 handle.write(part)
                 sink.update(part)
-                if early is not None:
-                    early.wrote(len(part))
+                early.wrote(len(part))
 
         # One batch is written (and hashed) in a thread while the next is read from the
         # socket: hashing releases the GIL, so this puts the second core to work. The thread's
@@ -270,8 +269,7 @@ class FilesystemBlobStore:
                     part = view[:got]
                     handle.write(part)
                     sink.update(part)
-                    if early is not None:
-                        early.wrote(got)
+                    early.wrote(got)
                     done += got
                 return done
 

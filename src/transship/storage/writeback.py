@@ -40,12 +40,16 @@ _START_WRITEBACK = _sync_file_range()
 
 class EarlyWriteback:
     """Counts the bytes written to one file descriptor (appended from `start`) and, every
-    `every` bytes, asks the kernel to start writing them to disk. Used from one thread at a
-    time. Errors of the request are ignored: it is only a hint, and the commit's `fsync`
-    reports any real failure."""
+    `every` bytes, asks the kernel to start writing them to disk; when not `enabled` (writes
+    that need not be durable), it only counts. Used from one thread at a time. Errors of the
+    request are ignored: it is only a hint, and the commit's `fsync` reports any real
+    failure."""
 
-    def __init__(self, fd: int, start: int, every: int = WRITEBACK_EVERY_BYTES) -> None:
+    def __init__(
+        self, fd: int, start: int, *, enabled: bool = True, every: int = WRITEBACK_EVERY_BYTES
+    ) -> None:
         self._fd = fd
+        self._start_writeback = _START_WRITEBACK if enabled else None
         self._from = start  # the first byte not yet handed to writeback
         self._at = start
         self._every = every
@@ -53,6 +57,8 @@ class EarlyWriteback:
     def wrote(self, count: int) -> None:
         """`count` more bytes were written at the end of the file."""
         self._at += count
-        if self._at - self._from >= self._every and _START_WRITEBACK is not None:
-            _START_WRITEBACK(self._fd, self._from, self._at - self._from, _SYNC_FILE_RANGE_WRITE)
+        if self._at - self._from >= self._every and self._start_writeback is not None:
+            self._start_writeback(
+                self._fd, self._from, self._at - self._from, _SYNC_FILE_RANGE_WRITE
+            )
             self._from = self._at

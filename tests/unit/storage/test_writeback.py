@@ -55,6 +55,12 @@ def test_without_the_call_nothing_happens(monkeypatch: pytest.MonkeyPatch) -> No
     early.wrote(10)  # no error, no call
 
 
+def test_a_disabled_writeback_only_counts(recorded: Recorded) -> None:
+    early = EarlyWriteback(7, start=0, enabled=False, every=1)
+    early.wrote(10)
+    assert recorded.calls == []
+
+
 @pytest.mark.skipif(writeback._START_WRITEBACK is None, reason="no sync_file_range here")
 def test_the_real_call_accepts_a_range_of_a_file(tmp_path: Path) -> None:
     path = tmp_path / "file"
