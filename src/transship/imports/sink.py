@@ -271,17 +271,16 @@ class RegistrySink:
                 repository_ids[repository] = repo_id
                 targets = [t for t in request.target_tags if t.repository == repository]
                 await _check_writable(q, repo_id, repository, targets, Step.COMMIT)
-                for blob in plan.blobs:
-                    try:
-                        await q.link_blob(repo_id, blob.digest)
-                    except BlobMissing:
-                        raise ImportFailure(
-                            "BlobMissing",
-                            f"blob {blob.digest} vanished before the import committed",
-                            step=Step.COMMIT,
-                            obj=str(blob.digest),
-                            retryable=True,
-                        ) from None
+                try:
+                    await q.link_blobs(repo_id, [blob.digest for blob in plan.blobs])
+                except BlobMissing as exc:
+                    raise ImportFailure(
+                        "BlobMissing",
+                        f"blob {exc} vanished before the import committed",
+                        step=Step.COMMIT,
+                        obj=str(exc),
+                        retryable=True,
+                    ) from None
                 for manifest in plan.manifests:
                     await store_manifest(
                         q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed

@@ -20,7 +20,7 @@ from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
 from transship.imports.model import ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
-from transship.imports.ports import Credentials, ImageSink, ImageSource, LinkScope
+from transship.imports.ports import BlobWriter, Credentials, ImageSink, ImageSource, LinkScope
 from transship.imports.sink import RegistrySink
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
@@ -156,6 +156,13 @@ async def test_blobs_are_fetched_largest_first(world: World) -> None:
         [src.image("a", extra_layers=[small, big]), src.image("b", extra_layers=[middle])],
         tag="v1",
     )
+    world.engine = ImportEngine(  # no small-blob lanes: the large lanes alone decide the order
+        world.sink,
+        OneSource(src),
+        blob_concurrency=4,
+        limits=ImportLimits(max_manifests=10),
+        small_blob_lanes=0,
+    )
     await world.run("v1", "app:v1")
     assert await world.tag("app", "v1") == root["digest"]
     sizes = {d: len(data) for d, data in src.blobs.items()}
@@ -169,6 +176,75 @@ async def test_blobs_are_fetched_largest_first(world: World) -> None:
         for j in range(i + window, len(fetched))
     ), fetched
     assert 9000 in fetched[:window] and 10 in fetched[-window:], fetched
+
+
+class HeldLargeBlobs(MemorySource):
+    """Fetches of blobs larger than `limit` wait for `release`; records which began."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.release = asyncio.Event()
+        self.large_started: list[str] = []
+
+    async def fetch_blob(self, digest: Digest, size: int, writer: BlobWriter) -> None:
+        if size > self.limit:
+            self.large_started.append(str(digest))
+            await self.release.wait()
+        await super().fetch_blob(digest, size, writer)
+
+
+async def test_small_blobs_are_fetched_and_committed_while_the_large_ones_transfer() -> None:
+    src = HeldLargeBlobs(limit=100)
+    large = [src.blob(bytes([n]) * (1000 + n)) for n in range(3)]
+    root = src.index(
+        [src.image("a", extra_layers=large[:2]), src.image("b", extra_layers=large[2:])],
+        tag="v1",
+    )
+    small = {d for d, data in src.blobs.items() if len(data) <= src.limit}
+    assert len(small) == 2  # the configs; the images' own layers are larger
+    sink = MemorySink()
+    engine = ImportEngine(
+        sink,
+        OneSource(src),
+        blob_concurrency=2,
+        limits=ImportLimits(max_manifests=10),
+        small_blob_lanes=2,
+        small_blob_bytes=src.limit,
+    )
+    run = asyncio.create_task(
+        engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
+    )
+    while not (small <= set(sink.blobs) and len(src.large_started) == 2):
+        await asyncio.sleep(0)
+        assert not run.done()
+    # The small ones are stored while the 2 large lanes hold the 2 largest blobs; the rest wait.
+    sizes = sorted((len(src.blobs[d]) for d in src.blobs if d not in small), reverse=True)
+    assert sorted((len(src.blobs[d]) for d in src.large_started), reverse=True) == sizes[:2]
+    src.release.set()
+    await run
+    assert sink.tags == {(1, "app", "v1"): Digest.parse(root["digest"])}
+    assert sorted(src.fetches) == sorted(src.blobs)  # each fetched once
+
+
+async def test_a_small_lane_failure_stops_the_large_transfers_and_commits_nothing() -> None:
+    src = HeldLargeBlobs(limit=100)
+    src.index([src.image("a", extra_layers=[src.blob(b"L" * 5000)])], tag="v1")
+    config = next(d for d, data in src.blobs.items() if len(data) <= src.limit)
+    src.corrupt.add(config)
+    sink = MemorySink()
+    engine = ImportEngine(
+        sink,
+        OneSource(src),
+        blob_concurrency=2,
+        limits=ImportLimits(max_manifests=10),
+        small_blob_bytes=src.limit,
+    )
+    with pytest.raises(ImportFailure) as caught:
+        await engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
+    assert caught.value.code == "DIGEST_INVALID" and caught.value.obj == config
+    assert src.large_started and not src.release.is_set()  # stopped, never released
+    assert sink.tags == {} and config not in sink.blobs
 
 
 async def test_foreign_layers_are_recorded_not_fetched(world: World) -> None:

@@ -429,6 +429,42 @@ async def test_link_blob_to_missing_blob_raises_and_keeps_the_transaction(
         assert await q.link_holders(digest("missing")) == set()
 
 
+async def test_link_blobs_links_many_in_batches_and_is_idempotent(
+    store: MetadataStore, registry: RegistryRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("transship.metadata.queries._LINK_BATCH", 3)  # several statements
+    blobs = [digest(f"many-{i}") for i in range(7)]
+    async with store.writing() as q:
+        repo_id = await q.ensure_repository(registry.id, "app")
+        for i, blob in enumerate(blobs):
+            await q.record_blob(blob, i + 1)
+        await q.link_blob(repo_id, blobs[4])  # one already linked
+        await q.link_blobs(repo_id, [*blobs, blobs[0]])  # and one listed twice
+        await q.link_blobs(repo_id, blobs)  # again: nothing changes
+        await q.link_blobs(repo_id, [])
+    async with store.reading() as q:
+        for i, blob in enumerate(blobs):
+            assert await q.repository_blob_size(registry.id, "app", blob) == i + 1
+            assert await q.link_holders(blob) == {repo_id}
+
+
+async def test_link_blobs_names_a_missing_blob_and_keeps_the_transaction(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    present, missing, later = digest("p"), digest("gone"), digest("later")
+    async with store.writing() as q:
+        repo_id = await q.ensure_repository(registry.id, "app")
+        await q.record_blob(present, 5)
+        await q.record_blob(later, 6)
+        with pytest.raises(BlobMissing) as caught:
+            await q.link_blobs(repo_id, [present, missing, later])
+        assert str(caught.value) == str(missing)
+        await q.link_blobs(repo_id, [later])  # the transaction is still usable
+    async with store.reading() as q:
+        assert await q.repository_blob_size(registry.id, "app", later) == 6
+        assert await q.link_holders(missing) == set()
+
+
 async def test_touch_links(store: MetadataStore, registry: RegistryRecord) -> None:
     a, b, absent = digest("a"), digest("b"), digest("absent")
     async with store.writing() as q:
