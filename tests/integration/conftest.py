@@ -95,9 +95,15 @@ ProxyFactory = Callable[[str], Awaitable[UpstreamProxy]]
 
 
 @pytest.fixture
-async def import_env(tmp_path: Path) -> AsyncIterator[ImportEnvFactory]:
+async def import_env(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[ImportEnvFactory]:
     """`await import_env(database_url=None, **settings overrides)` → a running ImportEnv
     (one per test; stopped at teardown)."""
+    if "database_url" in request.fixturenames:
+        # Set up before this fixture, so torn down after it: the servers stop before their
+        # database is dropped (else their loops crash on a missing database at shutdown).
+        request.getfixturevalue("database_url")
     async with AsyncExitStack() as stack:
 
         async def make(database_url: str | None = None, **overrides: Any) -> ImportEnv:

@@ -178,7 +178,9 @@ class SeaweedFS:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.stop()
+            # `weed server` takes over 10 s to exit on SIGTERM; its data is thrown away
+            # below, so a short grace (then SIGKILL) loses nothing.
+            self._process.stop(grace=1.0)
             self._process = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)

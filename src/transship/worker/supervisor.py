@@ -11,7 +11,9 @@ A loop whose cancellation was swallowed ends at its next beat: once its task has
 cancelled, `beat` raises CancelledError. On Python 3.11, `asyncio.wait_for` returns the
 awaited result instead of raising when that result and the cancellation arrive in the same
 loop iteration (a wake-up at the moment of shutdown), and a `while True` loop around it then
-ran on until `stop()` gave up on it after its grace.
+ran on until `stop()` gave up on it after its grace. Likewise, a loop that raises another
+error while its task is being cancelled (a driver that turns the interruption into an error
+of its own) has ended: it is not restarted.
 """
 
 from __future__ import annotations
@@ -256,6 +258,13 @@ class Supervisor:
                         raise
                     error = exc
                 except Exception as exc:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # Our cancellation, turned into another error on its way out (a
+                        # database driver interrupted mid-call raises its own): still the
+                        # end. Backing off instead would wait out the delay, since a task
+                        # is told of its cancellation once.
+                        raise asyncio.CancelledError from exc
                     error = exc
                 now = self._clock()
                 if now - began >= self._backoff.healthy_seconds:

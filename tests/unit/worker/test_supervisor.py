@@ -202,6 +202,35 @@ async def test_a_loop_stuck_past_its_cancellation_does_not_hold_up_stop(
     await asyncio.sleep(0.05)
 
 
+async def test_a_cancellation_the_loop_turns_into_another_error_ends_it_without_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = FakeTime()
+    time.gate.clear()  # a backoff, if one began, would never end: stop() would give up
+    supervisor = Supervisor(clock=time.clock, sleep=time.sleep, stop_grace_seconds=5.0)
+    started = asyncio.Event()
+    runs: list[int] = []
+
+    async def loop(beat: Beat) -> None:
+        runs.append(1)
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            # What SQLAlchemy's asyncpg adapter raises when a query is interrupted.
+            raise RuntimeError("greenlet_spawn has not been called") from None
+
+    supervisor.add("imports", loop)
+    supervisor.start()
+    await asyncio.wait_for(started.wait(), 10)
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(supervisor.stop(), 2)  # at once, not after the grace
+    status = supervisor.status()["imports"]
+    assert (status.state, status.restarts, status.last_error) == (LoopState.STOPPED, 0, None)
+    assert runs == [1] and time.delays == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_stop_during_a_backoff_does_not_restart() -> None:
     time = FakeTime()
     time.gate.clear()
