@@ -194,6 +194,18 @@ class HeldLargeBlobs(MemorySource):
         await super().fetch_blob(digest, size, writer)
 
 
+def held_engine(src: HeldLargeBlobs, sink: MemorySink) -> ImportEngine:
+    """2 large lanes and 2 small ones, small meaning at most `src.limit` bytes."""
+    return ImportEngine(
+        sink,
+        OneSource(src),
+        blob_concurrency=2,
+        limits=ImportLimits(max_manifests=10),
+        small_blob_lanes=2,
+        small_blob_bytes=src.limit,
+    )
+
+
 async def test_small_blobs_are_fetched_and_committed_while_the_large_ones_transfer() -> None:
     src = HeldLargeBlobs(limit=100)
     large = [src.blob(bytes([n]) * (1000 + n)) for n in range(3)]
@@ -204,14 +216,7 @@ async def test_small_blobs_are_fetched_and_committed_while_the_large_ones_transf
     small = {d for d, data in src.blobs.items() if len(data) <= src.limit}
     assert len(small) == 2  # the configs; the images' own layers are larger
     sink = MemorySink()
-    engine = ImportEngine(
-        sink,
-        OneSource(src),
-        blob_concurrency=2,
-        limits=ImportLimits(max_manifests=10),
-        small_blob_lanes=2,
-        small_blob_bytes=src.limit,
-    )
+    engine = held_engine(src, sink)
     run = asyncio.create_task(
         engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
     )
@@ -233,13 +238,7 @@ async def test_a_small_lane_failure_stops_the_large_transfers_and_commits_nothin
     config = next(d for d, data in src.blobs.items() if len(data) <= src.limit)
     src.corrupt.add(config)
     sink = MemorySink()
-    engine = ImportEngine(
-        sink,
-        OneSource(src),
-        blob_concurrency=2,
-        limits=ImportLimits(max_manifests=10),
-        small_blob_bytes=src.limit,
-    )
+    engine = held_engine(src, sink)
     with pytest.raises(ImportFailure) as caught:
         await engine.run("job-1", 1, memory_request("v1", "app:v1"), None, Progress())
     assert caught.value.code == "DIGEST_INVALID" and caught.value.obj == config
