@@ -102,16 +102,7 @@ class Phases:
     @property
     def load(self) -> LoadReport:
         """Every load phase's pulls, imports and bytes together."""
-        merged = LoadReport()
-        for report in self.loads:
-            merged.pull_seconds += report.pull_seconds
-            merged.request_seconds += report.request_seconds
-            merged.import_seconds += report.import_seconds
-            merged.errors += report.errors
-            merged.pulled_bytes += report.pulled_bytes
-            merged.wall_seconds += report.wall_seconds
-            merged.imports_ended_at = max(merged.imports_ended_at, report.imports_ended_at)
-        return merged
+        return merged(self.loads)
 
     def pull_slowdown(self) -> float:
         """The median over the pairs of (pull p50 under imports / pull p50 alone)."""
@@ -119,6 +110,20 @@ class Phases:
             percentile(load.pull_seconds, 50) / percentile(alone.pull_seconds, 50)
             for load, alone in zip(self.loads, self.pulls_alone, strict=True)
         )
+
+
+def merged(reports: list[LoadReport]) -> LoadReport:
+    """The pulls, requests, imports, errors, bytes and wall time of several phases as one."""
+    whole = LoadReport()
+    for report in reports:
+        whole.pull_seconds += report.pull_seconds
+        whole.request_seconds += report.request_seconds
+        whole.import_seconds += report.import_seconds
+        whole.errors += report.errors
+        whole.pulled_bytes += report.pulled_bytes
+        whole.wall_seconds += report.wall_seconds
+        whole.imports_ended_at = max(whole.imports_ended_at, report.imports_ended_at)
+    return whole
 
 
 async def _scenario(
@@ -260,8 +265,8 @@ def _fill(result: BenchResult, phases: Phases, rounds: int) -> None:
     add("server CPU per pull", "CPU-ms", cpu.total / max(len(pulls), 1) * 1000, 2)
     if phases.worker_cpu is not None:
         add("worker CPU, the load phases", "CPU-s", phases.worker_cpu.total, 2)
-    alone_pulls = [t for alone in phases.pulls_alone for t in alone.pull_seconds]
-    alone_requests = [t for alone in phases.pulls_alone for t in alone.request_seconds]
+    alone = merged(phases.pulls_alone)
+    alone_pulls = alone.pull_seconds
     alone_imports = phases.imports_alone.import_seconds
     add("pull p50, no import running", "ms", _ms(alone_pulls, 50))
     add(
@@ -324,16 +329,16 @@ def _fill(result: BenchResult, phases: Phases, rounds: int) -> None:
         "errors": report.errors[:50],
         "pulls_alone": {
             "pulls": len(alone_pulls),
-            "wall_seconds": sum(alone.wall_seconds for alone in phases.pulls_alone),
+            "wall_seconds": alone.wall_seconds,
             "pull_ms": {q: _ms(alone_pulls, q) for q in (50, 90, 99, 100)},
-            "request_ms": {q: _ms(alone_requests, q) for q in (50, 90, 99, 100)},
+            "request_ms": {q: _ms(alone.request_seconds, q) for q in (50, 90, 99, 100)},
         },
         "pairs": [
             {
-                "pull_p50_ms_alone": _ms(alone.pull_seconds, 50),
-                "pull_p50_ms_load": _ms(load.pull_seconds, 50),
+                "pull_p50_ms_alone": _ms(before.pull_seconds, 50),
+                "pull_p50_ms_load": _ms(under.pull_seconds, 50),
             }
-            for alone, load in zip(phases.pulls_alone, phases.loads, strict=True)
+            for before, under in zip(phases.pulls_alone, phases.loads, strict=True)
         ],
         "imports_alone_seconds": sorted(alone_imports),
     }
