@@ -217,13 +217,14 @@ class ImportService:
     async def claim(self) -> ImportJobRecord | None:
         """Take the next claimable job as this process's (see JobQueries.claim_job), or None.
         Raises what the database raises."""
-        async with self._meta.writing() as q:
-            job = await q.jobs.claim_job(
+        job = await self._meta.write_at_once(
+            lambda q: q.jobs.claim_job(
                 self._owner,
                 self.settings.lease,
                 max_running=self.settings.max_running,
                 max_running_per_registry=self.settings.max_running_per_registry,
             )
+        )
         if job is not None:
             self.signals.job_changed(job.id)
         return job
@@ -245,8 +246,9 @@ class ImportService:
         leases and record their progress. Returns {job id: cancel requested} for the jobs
         still ours; a job missing from it was taken over. Raises what the database raises."""
         snapshots = {job_id: p.snapshot() for job_id, p in progress.items()}
-        async with self._meta.writing() as q:
-            answer = await q.jobs.renew_leases(self._owner, self.settings.lease, snapshots)
+        answer = await self._meta.write_at_once(
+            lambda q: q.jobs.renew_leases(self._owner, self.settings.lease, snapshots)
+        )
         self.signals.jobs_changed(answer)
         return answer
 
@@ -300,10 +302,10 @@ class ImportService:
                 failure = JobFailure(
                     "InternalServerError", f"the import failed unexpectedly: {type(exc).__name__}"
                 )
-        async with self._meta.writing() as q:
-            await q.jobs.finish_job(
-                job.id, self._owner, state, progress.snapshot(), failure, result
-            )
+        snapshot = progress.snapshot()
+        await self._meta.write_at_once(
+            lambda q: q.jobs.finish_job(job.id, self._owner, state, snapshot, failure, result)
+        )
         self.signals.job_changed(job.id)
         log.info(
             "import job %s %s", job.id, state if failure is None else f"{state}: {failure.code}"
@@ -325,8 +327,7 @@ class ImportService:
         """Shutdown: give the job back to the queue (its committed blobs stay pinned). When
         that fails, the job resumes elsewhere once its lease expires."""
         try:
-            async with self._meta.writing() as q:
-                await q.jobs.release_job(job_id, self._owner)
+            await self._meta.write_at_once(lambda q: q.jobs.release_job(job_id, self._owner))
         except Exception:
             log.warning(
                 "import job %s could not be handed back to the queue; it resumes when its "

@@ -3,6 +3,8 @@ transaction that links blobs, stores manifests bottom-up and moves tags."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from transship.storage.base import (
     BlobStore,
     BlockingSource,
     DirectBlobWrites,
+    LocalBlobFiles,
     LocalStagingFiles,
     StagingFromSource,
 )
@@ -219,21 +222,35 @@ class RegistrySink:
         """Pin, in one transaction, every listed blob the service holds (row and file) that
         `scope` allows linking without fetching; returns their digests. The rest must be
         fetched and verified: a digest the store holds for another registry is not access."""
-        on_disk = [d for d in digests if await self._store.size(d) is not None]
+        on_disk = await self._stored(digests)
         if not on_disk:
             return set()
-        async with self._meta.writing() as q:
-            return await q.jobs.pin_present(scope.job_id, on_disk, scope.registry_id, scope.source)
+        return await self._meta.write_at_once(
+            lambda q: q.jobs.pin_present(scope.job_id, on_disk, scope.registry_id, scope.source)
+        )
+
+    async def _stored(self, digests: list[Digest]) -> list[Digest]:
+        """The digests whose bytes the blob store holds: local files are looked at in one
+        hop to a thread, not one per blob."""
+        store = self._store
+        if isinstance(store, LocalBlobFiles):
+            return await asyncio.to_thread(
+                lambda: [d for d in digests if store.local_path(d).exists()]
+            )
+        return [d for d in digests if await store.size(d) is not None]
 
     async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
         """Pin a blob another import into the same registry has just fetched and verified
         (the engine's de-duplicated fetch). False when it is gone again."""
         if await self._store.size(digest) is None:
             return False
-        async with self._meta.writing() as q:
+
+        async def pin(q: Transaction) -> bool:
             if await q.blob_size(digest) is None:
                 return False
             return await q.jobs.pin_blob(job_id, digest)
+
+        return await self._meta.write_at_once(pin)
 
     def pending_blob(self, job_id: str, digest: Digest, size: int) -> StagedBlob | DirectBlob:
         """Where a fetched blob goes: straight to its place when the store can write it
@@ -263,42 +280,50 @@ class RegistrySink:
         transaction. Raises ImportFailure TagAlreadyExists (NoForce), OperationDisallowed
         (a target repository or tag is locked against writes: `--force` does not override
         a lock) or BlobMissing."""
-        async with self._meta.writing() as q:
-            repository_ids: dict[str, int] = {}
-            for repository in request.target_repositories:
-                repo_id = await q.ensure_repository(registry_id, repository)
-                await q.lock_repository(repo_id, exclusive=False)
-                repository_ids[repository] = repo_id
-                targets = [t for t in request.target_tags if t.repository == repository]
-                await _check_writable(q, repo_id, repository, targets, Step.COMMIT)
-                try:
-                    await q.link_blobs(repo_id, [blob.digest for blob in plan.blobs])
-                except BlobMissing as exc:
-                    raise ImportFailure(
-                        "BlobMissing",
-                        f"blob {exc} vanished before the import committed",
-                        step=Step.COMMIT,
-                        obj=str(exc),
-                        retryable=True,
-                    ) from None
-                for manifest in plan.manifests:
-                    await store_manifest(
-                        q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed
-                    )
-                if plan.absent:
-                    await q.record_absent_children(
-                        repo_id, plan.root.digest, absent_children(plan.absent)
-                    )
-            for target in request.target_tags:
-                repo_id = repository_ids[target.repository]
-                if not request.force:
-                    current = await q.tag_digest(repo_id, target.tag)
-                    if current is not None and not (resumed and current == plan.root.digest):
-                        raise tag_exists_failure(target, Step.COMMIT)
-                await q.set_tag(repo_id, target.tag, plan.root.digest)
-            for repository, repo_id in repository_ids.items():
-                await _set_referrer_tags(q, repo_id, repository, plan, request.force)
-            await webhook_queries(q).record_events(registry_id, _pushed(plan, request), None)
+        await self._meta.write_at_once(
+            functools.partial(self._commit_in, registry_id, plan, request, resumed)
+        )
+
+    @staticmethod
+    async def _commit_in(
+        registry_id: int, plan: ImportPlan, request: ImportRequest, resumed: bool, q: Transaction
+    ) -> None:
+        """`commit`'s statements, in transaction `q` (one step on SQLite's write thread)."""
+        repository_ids: dict[str, int] = {}
+        for repository in request.target_repositories:
+            repo_id = await q.ensure_repository(registry_id, repository)
+            await q.lock_repository(repo_id, exclusive=False)
+            repository_ids[repository] = repo_id
+            targets = [t for t in request.target_tags if t.repository == repository]
+            await _check_writable(q, repo_id, repository, targets, Step.COMMIT)
+            try:
+                await q.link_blobs(repo_id, [blob.digest for blob in plan.blobs])
+            except BlobMissing as exc:
+                raise ImportFailure(
+                    "BlobMissing",
+                    f"blob {exc} vanished before the import committed",
+                    step=Step.COMMIT,
+                    obj=str(exc),
+                    retryable=True,
+                ) from None
+            for manifest in plan.manifests:
+                await store_manifest(
+                    q, repo_id, manifest.digest, manifest.fetched.content, manifest.parsed
+                )
+            if plan.absent:
+                await q.record_absent_children(
+                    repo_id, plan.root.digest, absent_children(plan.absent)
+                )
+        for target in request.target_tags:
+            repo_id = repository_ids[target.repository]
+            if not request.force:
+                current = await q.tag_digest(repo_id, target.tag)
+                if current is not None and not (resumed and current == plan.root.digest):
+                    raise tag_exists_failure(target, Step.COMMIT)
+            await q.set_tag(repo_id, target.tag, plan.root.digest)
+        for repository, repo_id in repository_ids.items():
+            await _set_referrer_tags(q, repo_id, repository, plan, request.force)
+        await webhook_queries(q).record_events(registry_id, _pushed(plan, request), None)
 
 
 async def _check_writable(

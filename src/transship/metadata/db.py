@@ -104,6 +104,14 @@ class InlineConnection:
     async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
         return self._conn.execute(statement, parameters)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A savepoint of this connection's transaction (a one-step write's, on the write
+        thread): rolled back alone when the block raises, the error propagating. Never
+        suspends, so a one-step write may use it."""
+        with self._conn.begin_nested():
+            yield
+
     def first_row(
         self, statement: ClauseElement, parameters: Mapping[str, Any]
     ) -> tuple[Any, ...] | None:

@@ -152,7 +152,8 @@ class MetadataStore:
         that on SQLite all its statements run in one step on the database's write thread
         (see `Database.write_in_thread`): for the few writes of request paths that must not
         hold SQLite's write lock across turns of a busy loop. `work` may only run queries
-        of `q` (nothing else that waits, no savepoint, no scan) and returns what they give.
+        of `q` (savepoints included; nothing else that waits, no scan) and blocking calls
+        that may run on that thread, and returns what they give.
 
         Commits when `work` returns, rolls back when it raises; the `on_commit` callbacks
         run after the commit, on the loop. Raises Conflict as `writing()` does, and what

@@ -123,7 +123,10 @@ class QueryScope:
             await asyncio.sleep(0)
 
     def _nested(self) -> Any:
-        """A savepoint; only `writing()` scopes (async connections) have them."""
+        """A savepoint of a write scope: `writing()`'s (an async connection) or a one-step
+        write's (`MetadataStore.write_at_once` on SQLite: an inline connection)."""
+        if isinstance(self.conn, InlineConnection):
+            return self.conn.savepoint()
         assert isinstance(self.conn, AsyncConnection), "savepoints exist only in write scopes"
         return self.conn.begin_nested()
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from transship.metadata.queries import MetadataStore, Transaction
 from transship.oci.digest import Digest
-from transship.storage.base import BlobStore
+from transship.storage.base import BlobStore, BlockingStagingCommit
 
 Hold = Callable[[Transaction], Awaitable[object]]
 """What keeps a new blob referenced, run in the commit's transaction: a link into a
@@ -43,9 +43,26 @@ async def commit_staged_blob(
     first, outside the transaction, then moved into place in it. The staging area stays:
     the caller drops it after this returns.
 
+    `hold` runs on SQLite's write thread there (see `MetadataStore.write_at_once`): it may
+    only run queries of its transaction.
+
     Raises StagingUnknown when the staging area is gone, and whatever `hold` raises.
     """
     await store.sync_staging(staging_id)
+    if meta.db.writes_in_thread and isinstance(store, BlockingStagingCommit):
+        # SQLite and local files: the transaction, the bytes' move included, in one step on
+        # the database's write thread. Through `writing()` each of its five statements and
+        # the move is a hop between the loop and a thread, and the file-wide write lock is
+        # held across all of them.
+        blocking = store
+
+        async def in_one_step(q: Transaction) -> None:
+            await q.record_blob(digest, size)
+            await hold(q)
+            blocking.commit_staging_blocking(staging_id, digest)
+
+        await meta.write_at_once(in_one_step)
+        return
 
     async def place() -> None:
         await store.commit_staging(staging_id, digest)

@@ -109,6 +109,18 @@ class LocalStagingFiles(Protocol):
 
 
 @runtime_checkable
+class BlockingStagingCommit(Protocol):
+    """An optional capability, apart from `BlobStore`: a driver whose `commit_staging` can
+    run as a plain blocking call in a thread the caller already holds (local files), so the
+    blob's whole commit, rows and bytes, takes one step on SQLite's write thread (see
+    `transship.registry.blob_commit`). Checked with `isinstance`."""
+
+    def commit_staging_blocking(self, upload_id: str, digest: Digest) -> None:
+        """`commit_staging`, run in the calling thread, which may block (never the event
+        loop's). Raises StagingUnknown."""
+
+
+@runtime_checkable
 class RedirectableBlobs(Protocol):
     """An optional capability, apart from `BlobStore`: a driver whose blobs clients may
     fetch straight from the storage service through a short-lived signed URL (an S3

@@ -190,23 +190,28 @@ class FilesystemBlobStore:
         self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
     ) -> int:
         path = self._staging_path(upload_id)
+        # The file, opened by the first batch's thread and closed by the last one's: a body
+        # of one batch (most blobs of an image, most chunks of an upload) costs one hop to a
+        # thread, not five (open, seek, write, flush, close).
+        opened: list[tuple[BinaryIO, EarlyWriteback]] = []
 
-        def open_append() -> BinaryIO:
+        def write(parts: list[bytes], last: bool) -> None:
+            if not opened:
+                try:
+                    _unshare(path)
+                    file: BinaryIO = path.open("r+b")
+                except FileNotFoundError:
+                    raise StagingUnknown(upload_id) from None
+                opened.append((file, self._early_writeback(file, file.seek(0, os.SEEK_END))))
+            handle, early = opened[0]
             try:
-                _unshare(path)
-                return path.open("r+b")
-            except FileNotFoundError:
-                raise StagingUnknown(upload_id) from None
-
-        handle = await self._run(open_append)
-        end = await self._run(lambda: handle.seek(0, os.SEEK_END))
-        early = self._early_writeback(handle, end)
-
-        def write(parts: list[bytes]) -> None:
-            for part in parts:
-                handle.write(part)
-                sink.update(part)
-                early.wrote(len(part))
+                for part in parts:
+                    handle.write(part)
+                    sink.update(part)
+                    early.wrote(len(part))
+            finally:
+                if last:
+                    handle.close()  # flushes: what was written is in the file on return
 
         # One batch is written (and hashed) in a thread while the next is read from the
         # socket: hashing releases the GIL, so this puts the second core to work. The thread's
@@ -218,10 +223,10 @@ class FilesystemBlobStore:
         batch: list[bytes] = []
         batch_bytes = 0
 
-        async def submit(parts: list[bytes]) -> asyncio.Future[None]:
+        async def submit(parts: list[bytes], last: bool = False) -> asyncio.Future[None]:
             if in_flight is not None:
                 await asyncio.shield(in_flight)
-            return loop.run_in_executor(None, write, parts)
+            return loop.run_in_executor(None, write, parts, last)
 
         try:
             async for chunk in chunks:
@@ -233,16 +238,16 @@ class FilesystemBlobStore:
                     in_flight = await submit(batch)
                     total += batch_bytes
                     batch, batch_bytes = [], 0
-            if batch:
-                in_flight = await submit(batch)
-                total += batch_bytes
-            if in_flight is not None:
-                await asyncio.shield(in_flight)
-            await self._run(handle.flush)
+            # Always one last hop, even with nothing left to write: it closes the file (and
+            # opens it first when the body was empty, so a missing staging area is reported).
+            in_flight = await submit(batch, last=True)
+            total += batch_bytes
+            await asyncio.shield(in_flight)
         finally:
             if in_flight is not None and not in_flight.done():
                 await asyncio.wait({in_flight})
-            await asyncio.to_thread(handle.close)
+            if opened and not opened[0][0].closed:
+                await asyncio.to_thread(opened[0][0].close)
         return total
 
     async def append_staging_from(
@@ -303,29 +308,28 @@ class FilesystemBlobStore:
         await self._run(sync)
 
     async def commit_staging(self, upload_id: str, digest: Digest) -> None:
+        await self._run(lambda: self.commit_staging_blocking(upload_id, digest))
+
+    def commit_staging_blocking(self, upload_id: str, digest: Digest) -> None:
+        """See `BlockingStagingCommit`."""
         source = self._staging_path(upload_id)
         target = self._blob_path(digest)
-        durable = self._durable
-
-        def commit() -> None:
-            try:
-                # A fresh mtime keeps garbage collection's orphan-file sweep off a blob whose
-                # row is not committed yet.
-                os.utime(source)
-            except FileNotFoundError:
-                raise StagingUnknown(upload_id) from None
-            private_subdir(target.parent.parent)  # blobs/<algorithm>
-            private_subdir(target.parent)  # blobs/<algorithm>/<ab>
-            try:
-                # A hard link, not a rename: until the caller's transaction commits, the
-                # session's bytes must stay where a restarted server will look for them.
-                os.link(source, target)
-            except FileExistsError:
-                return  # content-addressed: the same bytes are already in place
-            if durable:
-                _fsync_dir(target.parent)
-
-        await self._run(commit)
+        try:
+            # A fresh mtime keeps garbage collection's orphan-file sweep off a blob whose
+            # row is not committed yet.
+            os.utime(source)
+        except FileNotFoundError:
+            raise StagingUnknown(upload_id) from None
+        private_subdir(target.parent.parent)  # blobs/<algorithm>
+        private_subdir(target.parent)  # blobs/<algorithm>/<ab>
+        try:
+            # A hard link, not a rename: until the caller's transaction commits, the
+            # session's bytes must stay where a restarted server will look for them.
+            os.link(source, target)
+        except FileExistsError:
+            return  # content-addressed: the same bytes are already in place
+        if self._durable:
+            _fsync_dir(target.parent)
 
     async def delete_staging(self, upload_id: str) -> None:
         path = self._staging_path(upload_id)

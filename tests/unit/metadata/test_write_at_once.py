@@ -149,3 +149,17 @@ async def test_a_cancelled_caller_does_not_cut_the_write_short(meta: MetadataSto
     assert await _jobs(meta) in (0, 1)
     async with asyncio.timeout(5):
         await meta.write_at_once(lambda q: q.jobs.create_job("f" * 32, registry_id, "{}", None))
+
+
+async def test_a_savepoint_rolls_back_alone_and_the_rest_commits(meta: MetadataStore) -> None:
+    """A savepoint works in the one step too (a pin or link that finds its blob gone): its
+    failure undoes its own statements, the transaction goes on and commits the rest."""
+    registry_id = await _registry_id(meta)
+
+    async def create_then_refuse_a_pin(q: Transaction) -> bool:
+        await q.jobs.create_job("c" * 32, registry_id, "{}", None)
+        # A pin of a blob with no row: the foreign key refuses it inside its savepoint.
+        return await q.jobs.pin_blob("c" * 32, "sha256:" + "0" * 64)
+
+    assert await meta.write_at_once(create_then_refuse_a_pin) is False
+    assert await _jobs(meta) == 1

@@ -267,6 +267,47 @@ async def test_append_success_closes_the_handle(fs_store: FilesystemBlobStore, r
     assert open_handles_to(root / "uploads" / upload_id) == 0
 
 
+def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions the running loop hands to a thread from now on (`asyncio.to_thread`
+    goes through `run_in_executor` too)."""
+    loop = asyncio.get_running_loop()
+    handed: list[object] = []
+    original = loop.run_in_executor
+
+    def counting(executor: object, func: Callable[..., object], *args: object) -> object:
+        handed.append(func)
+        return original(executor, func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
+    return handed
+
+
+async def test_a_body_of_one_batch_is_appended_in_one_hop_to_a_thread(
+    fs_store: FilesystemBlobStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload_id = new_upload_id()
+    await fs_store.create_staging(upload_id)
+    await fs_store.append_staging(upload_id, just(b"first "), RecordingSink())
+    data = random_bytes(300_000)
+    hops = count_hops(monkeypatch)
+    sink = RecordingSink()
+    assert await fs_store.append_staging(upload_id, chunked(data, [65536]), sink) == len(data)
+    # Opened, written, hashed, flushed and closed in one thread's turn.
+    assert len(hops) == 1
+    assert b"".join(sink.chunks) == data
+    assert (root / "uploads" / upload_id).read_bytes() == b"first " + data
+    assert open_handles_to(root / "uploads" / upload_id) == 0
+
+
+async def test_an_empty_append_to_a_missing_staging_area_is_refused(
+    fs_store: FilesystemBlobStore, root: Path
+) -> None:
+    upload_id = new_upload_id()
+    with pytest.raises(StagingUnknown):
+        await fs_store.append_staging(upload_id, just(), RecordingSink())
+    assert not (root / "uploads" / upload_id).exists()
+
+
 async def test_sink_failure_closes_the_handle(fs_store: FilesystemBlobStore, root: Path) -> None:
     class Refusing:
         def update(self, data: bytes, /) -> None:
