@@ -24,6 +24,8 @@ from transship.filemodes import PRIVATE_FILE, private_dir, private_file, tighten
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)
+# Idle connections of the SQLite read pool each process keeps (aiosqlite: one thread each).
+_SQLITE_READERS = 8
 
 T = TypeVar("T")
 
@@ -162,11 +164,14 @@ class Database:
             )
             _configure_sqlite(self._writer.sync_engine, "BEGIN IMMEDIATE", durable)
             # Reads run in autocommit: each statement sees one consistent snapshot, and the
-            # BEGIN/ROLLBACK pair per checkout cost more than the lookup itself.
+            # BEGIN/ROLLBACK pair per checkout cost more than the lookup itself. The pool keeps
+            # as many connections as a busy process reads with at once (an import's manifests
+            # and blobs, several imports): an overflow connection is opened (a thread of its
+            # own, the pragmas) and closed again for every burst past the pool's size.
             self._reader = create_async_engine(
                 self.url,
-                pool_size=4,
-                max_overflow=4,
+                pool_size=_SQLITE_READERS,
+                max_overflow=_SQLITE_READERS,
                 pool_reset_on_return=None,
                 hide_parameters=True,
             )
@@ -416,6 +421,23 @@ def _enable_wal(cursor: Any) -> None:
         delay = min(delay * 2, 0.5)
 
 
+def _skip_idle_rollbacks(engine: Engine) -> None:
+    """Make the ROLLBACK with which SQLAlchemy closes every connection a no-op when the
+    driver's connection is in no transaction: the read pools run in autocommit and never
+    begin one, and through aiosqlite each ROLLBACK was one more hop to the connection's
+    thread and back per `reading()` block. A connection that is in a transaction (nothing
+    of ours begins one there) is still rolled back."""
+    dialect = engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        if getattr(driver, "in_transaction", True):
+            rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
 def _configure_sqlite(
     engine: Engine, begin: str | None, durable: bool, foreign_keys: bool = True
 ) -> None:
@@ -431,6 +453,7 @@ def _configure_sqlite(
         cursor.close()
 
     if begin is None:
+        _skip_idle_rollbacks(engine)
         return
 
     @event.listens_for(engine, "begin")

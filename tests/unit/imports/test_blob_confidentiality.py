@@ -346,5 +346,8 @@ async def test_a_failed_fetch_is_not_shared(service: Service) -> None:
         await one
     assert caught.value.code == "DIGEST_INVALID"
     await two
-    assert second.fetches.count(layer) == 1 and service.sink.shared == []
+    # The failed layer was fetched again, not shared (blobs of the first import's that
+    # were fetched and verified may be, depending on timing).
+    assert second.fetches.count(layer) == 1
+    assert str(layer) not in [digest for _, digest in service.sink.shared]
     assert await service.visible(service.mine, "app", layer)

@@ -14,8 +14,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from transship.metadata.db import Database
 from transship.metadata.pull import PullQueries
@@ -113,3 +114,65 @@ async def test_registries_by_id(store: MetadataStore) -> None:
             default.id: default,
         }
         assert await q.registries_by_id([]) == {}
+
+
+async def test_bursts_of_concurrent_reads_reuse_the_pool_s_connections(tmp_path: Path) -> None:
+    """On SQLite each read connection is a thread of aiosqlite's: a pool smaller than a
+    busy process's bursts (an import reading its manifests, several imports) opened and
+    closed connections past its size on every burst."""
+    database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
+    await database.migrate()
+    opened: list[int] = []
+    event.listen(database._reader.sync_engine, "connect", lambda *_: opened.append(1))
+    held = asyncio.Event()
+    reading = 0
+
+    async def read() -> None:
+        nonlocal reading
+        async with database.read() as conn:
+            await conn.execute(text("SELECT 1"))
+            reading += 1
+            if reading == 8:
+                held.set()
+            await held.wait()  # all eight hold a connection at once
+
+    try:
+        for _ in range(3):
+            held.clear()
+            reading = 0
+            await asyncio.gather(*(read() for _ in range(8)))
+        assert len(opened) == 8
+    finally:
+        await database.close()
+
+
+async def test_reads_end_without_a_rollback_unless_one_began_a_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's read pool runs in autocommit: the ROLLBACK SQLAlchemy sends as a connection
+    is closed was one more hop to aiosqlite's thread per read, for nothing. A connection
+    that is in a transaction all the same is still rolled back."""
+    database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
+    await database.migrate()
+    rollbacks: list[int] = []
+    plain = aiosqlite.Connection.rollback
+
+    async def counted(self: aiosqlite.Connection) -> None:
+        rollbacks.append(1)
+        await plain(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", counted)
+    try:
+        store = MetadataStore(database)
+        for _ in range(3):
+            async with store.reading() as q:
+                assert await q.registries_by_id([1]) == {}
+        assert rollbacks == []
+        async with database.read() as conn:
+            await conn.exec_driver_sql("BEGIN")
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None and driver.in_transaction
+        assert rollbacks == [1]
+        assert not driver.in_transaction
+    finally:
+        await database.close()
