@@ -73,10 +73,11 @@ class _ReceivedBlob:
             )
 
     async def _pin(self, q: Transaction) -> None:
+        """The commit's hold: run after the blob's row is recorded in `q`."""
         if self._hold is not None:
             await self._hold(q)
             return
-        await q.jobs.pin_blob(self._job_id, self.digest)
+        await q.jobs.pin_recorded_blob(self._job_id, self.digest)
 
 
 class StagedBlob(_ReceivedBlob):
@@ -97,12 +98,18 @@ class StagedBlob(_ReceivedBlob):
         self._store = store
         self._staging = uuid.uuid4().hex
         self._created = False
+        # Whether the last write ended with the staged bytes durable: each append asks the
+        # store to sync at its end (in the same hop), so the commit need not again.
+        self._synced = False
         self._restarts = 0
 
     async def append(self, chunks: AsyncIterator[bytes]) -> None:
-        if not self._created:
-            await self._create()
-        await self._store.append_staging(self._staging, chunks, self._counter)
+        self._synced = False
+        self._created = True  # before the hop: see `_create`
+        await self._store.append_staging(
+            self._staging, chunks, self._counter, create=True, sync=True
+        )
+        self._synced = True
 
     def receives_from_source(self) -> bool:
         return isinstance(self._store, StagingFromSource)
@@ -111,12 +118,16 @@ class StagedBlob(_ReceivedBlob):
         """Raises TypeError when the store cannot (see `receives_from_source`)."""
         if not isinstance(self._store, StagingFromSource):
             raise TypeError("this blob store cannot write from a blocking source")
-        if not self._created:
-            await self._create()
-        await self._store.append_staging_from(self._staging, source, count, self._counter)
+        self._synced = False
+        self._created = True  # before the hop: see `_create`
+        await self._store.append_staging_from(
+            self._staging, source, count, self._counter, create=True, sync=True
+        )
+        self._synced = True
 
     async def reset(self) -> None:
         self._restarts += 1
+        self._synced = False
         if self._created:
             await self._store.truncate_staging(self._staging, 0)
         self._restart_count()
@@ -136,9 +147,20 @@ class StagedBlob(_ReceivedBlob):
         self._verify()
         if not self._created:  # an empty blob
             await self._create()
-        await commit_staged_blob(
-            self._meta, self._store, self._staging, self.digest, self.size, self._pin
+        # The staging area goes in the commit's own step where the store can: `discard`
+        # would delete it right after, whatever the outcome.
+        dropped = await commit_staged_blob(
+            self._meta,
+            self._store,
+            self._staging,
+            self.digest,
+            self.size,
+            self._pin,
+            synced=self._synced,
+            keep_staging=False,
         )
+        if dropped:
+            self._created = False
 
     async def _create(self) -> None:
         # Marked first: a cancel that lands while the thread creates the file must still

@@ -315,12 +315,17 @@ class JobQueries(QueryScope):
         """Keep a blob from garbage collection while the job runs; False if the blob is gone."""
         try:
             async with self._nested():
-                await self._insert_ignore(
-                    s.blob_pins, {"job_id": job_id, "digest": digest}, ["job_id", "digest"]
-                )
+                await self.pin_recorded_blob(job_id, digest)
         except Conflict:
             return False
         return True
+
+    async def pin_recorded_blob(self, job_id: str, digest: Digest) -> None:
+        """`pin_blob` of a blob whose row this transaction wrote, so it cannot be gone: no
+        savepoint around the insert (two statements fewer per imported blob)."""
+        await self._insert_ignore(
+            s.blob_pins, {"job_id": job_id, "digest": digest}, ["job_id", "digest"]
+        )
 
     async def unpin_blob(self, job_id: str, digest: Digest) -> None:
         """Drop the job's pin of a blob that something else now holds (a link). A pin put

@@ -37,18 +37,33 @@ async def commit_blob(
 
 
 async def commit_staged_blob(
-    meta: MetadataStore, store: BlobStore, staging_id: str, digest: Digest, size: int, hold: Hold
-) -> None:
+    meta: MetadataStore,
+    store: BlobStore,
+    staging_id: str,
+    digest: Digest,
+    size: int,
+    hold: Hold,
+    *,
+    synced: bool = False,
+    keep_staging: bool = True,
+) -> bool:
     """`commit_blob` for bytes in the staging area `staging_id`: they are made durable
-    first, outside the transaction, then moved into place in it. The staging area stays:
-    the caller drops it after this returns.
+    first (unless `synced`: the caller's last append did it), outside the transaction, then
+    moved into place in it.
+
+    The staging area stays for the caller to drop, except that with `keep_staging` False a
+    store that can (local files with SQLite) deletes it in the commit's own step; returns
+    True when it did. When this raises the area may or may not be left: `keep_staging`
+    False is only for a caller that drops it after a failed commit anyway (deleting an
+    absent area is no error) and never retries from it.
 
     `hold` runs on SQLite's write thread there (see `MetadataStore.write_at_once`): it may
     only run queries of its transaction.
 
     Raises StagingUnknown when the staging area is gone, and whatever `hold` raises.
     """
-    await store.sync_staging(staging_id)
+    if not synced:
+        await store.sync_staging(staging_id)
     if meta.db.writes_in_thread and isinstance(store, BlockingStagingCommit):
         # SQLite and local files: the transaction, the bytes' move included, in one step on
         # the database's write thread. Through `writing()` each of its five statements and
@@ -59,12 +74,13 @@ async def commit_staged_blob(
         async def in_one_step(q: Transaction) -> None:
             await q.record_blob(digest, size)
             await hold(q)
-            blocking.commit_staging_blocking(staging_id, digest)
+            blocking.commit_staging_blocking(staging_id, digest, keep_staging=keep_staging)
 
         await meta.write_at_once(in_one_step)
-        return
+        return not keep_staging
 
     async def place() -> None:
         await store.commit_staging(staging_id, digest)
 
     await commit_blob(meta, digest, size, hold, place)
+    return False

@@ -269,12 +269,10 @@ class BlobService:
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
                     detail={"digest": str(digest)},
                 )
-            location = await self._commit(
-                registry, repository, upload_id, digest, state.offset, session=True
-            )
+            await self._commit(registry, repository, upload_id, digest, state.offset, session=True)
             self._hash_states.pop(upload_id, None)
             await self._store.delete_staging(upload_id)
-            return location
+            return BlobLocation(digest, state.offset)
 
     async def _rehash(self, upload_id: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
@@ -312,13 +310,14 @@ class BlobService:
     ) -> BlobLocation:
         """A monolithic upload (POST with `digest`): no session row, nothing kept on failure."""
         upload_id = uuid.uuid4().hex
-        await self._store.create_staging(upload_id)
+        dropped = False
         try:
             counter = CountingHasher(digest.algorithm)
-            try:
-                await self._store.append_staging(upload_id, self._capped(body, 0, length), counter)
-            except StagingUnknown:
-                raise _expired(upload_id) from None
+            # Made, written and synced in one step where the store can (local files: one hop
+            # to a thread for a body under a MiB).
+            await self._store.append_staging(
+                upload_id, self._capped(body, 0, length), counter, create=True, sync=True
+            )
             if length is not None and counter.count != length:
                 raise Invalid("size", f"declared {length} bytes but {counter.count} arrived")
             actual = counter.hasher.hexdigest()
@@ -328,9 +327,11 @@ class BlobService:
                     f"uploaded content has digest {digest.algorithm}:{actual}, not {digest}",
                     detail={"digest": str(digest)},
                 )
-            return await self._commit(registry, repository, upload_id, digest, counter.count)
+            dropped = await self._commit(registry, repository, upload_id, digest, counter.count)
+            return BlobLocation(digest, counter.count)
         finally:
-            await self._store.delete_staging(upload_id)
+            if not dropped:
+                await self._store.delete_staging(upload_id)
 
     async def _commit(
         self,
@@ -341,7 +342,13 @@ class BlobService:
         size: int,
         *,
         session: bool = False,
-    ) -> BlobLocation:
+    ) -> bool:
+        """Record and link the verified blob. A session's staging area stays for the caller
+        to drop (a failed commit must leave the session as it was); a whole upload's bytes,
+        synced by their append, are committed without another sync and their staging area
+        goes in the commit's own step where the store can: returns True when it went.
+        Raises NotFound("upload") when the staging area is gone."""
+
         async def hold(q: Transaction) -> None:
             # The session row goes in the blob's transaction, so a crash never leaves a
             # session whose staged bytes have already moved.
@@ -351,10 +358,18 @@ class BlobService:
             await q.link_blob(repo_id, digest)
 
         try:
-            await commit_staged_blob(self._meta, self._store, upload_id, digest, size, hold)
+            return await commit_staged_blob(
+                self._meta,
+                self._store,
+                upload_id,
+                digest,
+                size,
+                hold,
+                synced=not session,
+                keep_staging=session,
+            )
         except StagingUnknown:
             raise _expired(upload_id) from None
-        return BlobLocation(digest, size)
 
     async def cancel(
         self, registry: RegistryRecord, repository: str, upload_id: str, *, locked: bool = False

@@ -51,11 +51,22 @@ class BlobStore(Protocol):
         """
 
     async def append_staging(
-        self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[bytes],
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
     ) -> int:
         """Append chunks to the staging area, passing each to `sink` as it is written.
 
-        Returns the number of bytes appended. Raises StagingUnknown.
+        `create`: make the area first if it does not exist, as `create_staging` would.
+        `sync`: once everything is written, make the area durable, as `sync_staging` would.
+        A store does either in the same step as the writes where it can (local files: the
+        same hop to a thread), which is why they are options here.
+
+        Returns the number of bytes appended. Raises StagingUnknown (not with `create`).
         """
 
     async def sync_staging(self, upload_id: str) -> None:
@@ -115,9 +126,13 @@ class BlockingStagingCommit(Protocol):
     blob's whole commit, rows and bytes, takes one step on SQLite's write thread (see
     `transship.registry.blob_commit`). Checked with `isinstance`."""
 
-    def commit_staging_blocking(self, upload_id: str, digest: Digest) -> None:
+    def commit_staging_blocking(
+        self, upload_id: str, digest: Digest, *, keep_staging: bool = True
+    ) -> None:
         """`commit_staging`, run in the calling thread, which may block (never the event
-        loop's). Raises StagingUnknown."""
+        loop's). With `keep_staging` False the staging area is deleted once the bytes are in
+        place, in the same call: only for a caller that deletes it whatever the outcome (a
+        session that must survive a failed commit keeps it). Raises StagingUnknown."""
 
 
 @runtime_checkable
@@ -197,11 +212,19 @@ class StagingFromSource(Protocol):
     thread (local files)."""
 
     async def append_staging_from(
-        self, upload_id: str, source: BlockingSource, count: int, sink: ChunkSink
+        self,
+        upload_id: str,
+        source: BlockingSource,
+        count: int,
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
     ) -> int:
         """Append `count` bytes of `source` to the staged upload, read, written and given
-        to `sink` in one worker thread; returns `count`. Raises StagingUnknown, OSError
-        from `source`, or EOFError when it ends first: the bytes read before are written
-        and given to `sink` either way. Cancelled, it interrupts `source` and raises once
-        the thread has stopped."""
+        to `sink` in one worker thread; returns `count`. `create` and `sync` as for
+        `BlobStore.append_staging`, in the same thread. Raises StagingUnknown (not with
+        `create`), OSError from `source`, or EOFError when it ends first: the bytes read
+        before are written and given to `sink` either way (and not synced). Cancelled, it
+        interrupts `source` and raises once the thread has stopped."""
         ...

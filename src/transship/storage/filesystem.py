@@ -44,6 +44,25 @@ def _unshare(path: Path) -> None:
         os.replace(private, path)
 
 
+def _open_for_append(path: Path, upload_id: str, create: bool) -> BinaryIO:
+    """The staging file, opened for writing at its end; made (empty, 0600) when absent and
+    `create`. Raises StagingUnknown when it is absent and not `create`."""
+    try:
+        _unshare(path)
+        handle: BinaryIO = path.open("r+b")
+    except FileNotFoundError:
+        if not create:
+            raise StagingUnknown(upload_id) from None
+        handle = os.fdopen(open_private(path, os.O_RDWR), "r+b")
+    handle.seek(0, os.SEEK_END)
+    return handle
+
+
+def _fsync_file(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -187,28 +206,33 @@ class FilesystemBlobStore:
             yield chunk
 
     async def append_staging(
-        self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[bytes],
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
     ) -> int:
         path = self._staging_path(upload_id)
-        # The file, opened by the first batch's thread and closed by the last one's: a body
-        # of one batch (most blobs of an image, most chunks of an upload) costs one hop to a
-        # thread, not five (open, seek, write, flush, close).
+        # The file, opened (or made) by the first batch's thread and synced and closed by the
+        # last one's: a body of one batch (most blobs of an image, most chunks of an upload)
+        # costs one hop to a thread, not seven (create, open, seek, write, flush, fsync,
+        # close).
         opened: list[tuple[BinaryIO, EarlyWriteback]] = []
 
         def write(parts: list[bytes], last: bool) -> None:
             if not opened:
-                try:
-                    _unshare(path)
-                    file: BinaryIO = path.open("r+b")
-                except FileNotFoundError:
-                    raise StagingUnknown(upload_id) from None
-                opened.append((file, self._early_writeback(file, file.seek(0, os.SEEK_END))))
+                file = _open_for_append(path, upload_id, create)
+                opened.append((file, self._early_writeback(file, file.tell())))
             handle, early = opened[0]
             try:
                 for part in parts:
                     handle.write(part)
                     sink.update(part)
                     early.wrote(len(part))
+                if last and sync and self._durable:
+                    _fsync_file(handle)
             finally:
                 if last:
                     handle.close()  # flushes: what was written is in the file on return
@@ -251,20 +275,22 @@ class FilesystemBlobStore:
         return total
 
     async def append_staging_from(
-        self, upload_id: str, source: BlockingSource, count: int, sink: ChunkSink
+        self,
+        upload_id: str,
+        source: BlockingSource,
+        count: int,
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
     ) -> int:
         """See `StagingFromSource`: one thread reads into one reused buffer, writes and
         hashes from it, with no bytes object per read and no hop through the loop."""
         path = self._staging_path(upload_id)
 
         def copy() -> int:
-            try:
-                _unshare(path)
-                handle = path.open("r+b")
-            except FileNotFoundError:
-                raise StagingUnknown(upload_id) from None
-            with handle:
-                early = self._early_writeback(handle, handle.seek(0, os.SEEK_END))
+            with _open_for_append(path, upload_id, create) as handle:
+                early = self._early_writeback(handle, handle.tell())
                 view = memoryview(bytearray(min(count, _SOURCE_BUFFER_BYTES)))
                 done = 0
                 while done < count:
@@ -276,6 +302,8 @@ class FilesystemBlobStore:
                     sink.update(part)
                     early.wrote(got)
                     done += got
+                if sync and self._durable:
+                    _fsync_file(handle)
                 return done
 
         work = asyncio.get_running_loop().run_in_executor(None, copy)
@@ -310,7 +338,9 @@ class FilesystemBlobStore:
     async def commit_staging(self, upload_id: str, digest: Digest) -> None:
         await self._run(lambda: self.commit_staging_blocking(upload_id, digest))
 
-    def commit_staging_blocking(self, upload_id: str, digest: Digest) -> None:
+    def commit_staging_blocking(
+        self, upload_id: str, digest: Digest, *, keep_staging: bool = True
+    ) -> None:
         """See `BlockingStagingCommit`."""
         source = self._staging_path(upload_id)
         target = self._blob_path(digest)
@@ -327,9 +357,12 @@ class FilesystemBlobStore:
             # session's bytes must stay where a restarted server will look for them.
             os.link(source, target)
         except FileExistsError:
-            return  # content-addressed: the same bytes are already in place
-        if self._durable:
-            _fsync_dir(target.parent)
+            pass  # content-addressed: the same bytes are already in place
+        else:
+            if self._durable:
+                _fsync_dir(target.parent)
+        if not keep_staging:
+            source.unlink(missing_ok=True)
 
     async def delete_staging(self, upload_id: str) -> None:
         path = self._staging_path(upload_id)

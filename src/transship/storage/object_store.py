@@ -322,8 +322,17 @@ class ObjectBlobStore:
             yield chunk
 
     async def append_staging(
-        self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[bytes],
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
     ) -> int:
+        # `sync` asks nothing more: a completed PUT is durable in every object store.
+        if create:
+            await self.create_staging(upload_id)
         area = await self._require_area(upload_id)
         next_offset = area.size
         total = 0

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from obstore.store import MemoryStore
 
+from tests.support.hops import count_hops
 from transship.imports.errors import ImportFailure
 from transship.imports.sink import DirectBlob, RegistrySink, StagedBlob
 from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
-from transship.storage.base import BlobStore
+from transship.storage.base import BlobStore, ChunkSink
 from transship.storage.filesystem import FilesystemBlobStore
 from transship.storage.object_store import ObjectBlobStore
 from transship.storage.objects import ObstoreDriver
@@ -98,13 +99,22 @@ async def test_a_reset_starts_the_blob_again(meta: MetadataStore, store: BlobSto
 
 
 class _SlowToCreate(FilesystemBlobStore):
-    """Creates the staging file, then keeps the caller waiting: a cancel lands after the
-    file exists but before `create_staging` returns (as when it lands while the thread
-    creating the file runs)."""
+    """Makes the staging file in the append's first write, then keeps the caller waiting: a
+    cancel lands after the file exists but before the append returns (as when it lands
+    while the thread making the file runs)."""
 
-    async def create_staging(self, upload_id: str) -> None:
-        await super().create_staging(upload_id)
+    async def append_staging(
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[bytes],
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
+    ) -> int:
+        written = await super().append_staging(upload_id, chunks, sink, create=create, sync=sync)
         await asyncio.Event().wait()
+        return written
 
 
 class _SlowToDelete(FilesystemBlobStore):
@@ -142,3 +152,28 @@ async def test_a_cancelled_discard_still_deletes_before_it_returns(
     with pytest.raises(asyncio.CancelledError):
         await discarding
     assert list(staging.iterdir()) == []  # gone by the time the cancelled caller goes on
+
+
+async def test_a_small_staged_blob_takes_two_hops_and_leaves_no_staging_file(
+    meta: MetadataStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made, written, hashed and synced in the append's one hop; recorded, pinned, linked
+    into place and its staging file deleted in the commit's one step on SQLite's write
+    thread. With PostgreSQL the commit takes the general path, and `discard` deletes."""
+    small = DATA[:500_000]
+    staging = tmp_path / "uploads"
+    store = FilesystemBlobStore(tmp_path / "blobs", staging, durable=True)
+    job_id = await new_job(meta)
+    pending = RegistrySink(meta, store).pending_blob(job_id, Digest.of(small), len(small))
+    hops = count_hops(monkeypatch)
+    await pending.append(chunks(small))
+    await pending.commit()
+    await pending.discard()
+    if meta.db.writes_in_thread:
+        assert len(hops) == 2
+    assert list(staging.iterdir()) == []
+    assert b"".join([c async for c in store.read(Digest.of(small))]) == small
+    async with meta.writing() as q:
+        registry_id = (await q.ensure_default_registry("default")).id
+        pinned = await q.jobs.linked_blobs([Digest.of(small)], registry_id, pinned_by=job_id)
+    assert pinned == {Digest.of(small)}

@@ -155,3 +155,50 @@ async def test_a_blob_gone_from_the_holder_s_savepoint_rolls_the_one_step_commit
     assert await store.size(DIGEST) is None
     async with meta.reading() as q:
         assert await q.repository_id(registry_id, "app") is None
+
+
+class _CountingSyncs(FilesystemBlobStore):
+    """Counts the separate `sync_staging` calls (a hop each)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root / "blobs", root / "uploads", durable=True)
+        self.syncs = 0
+
+    async def sync_staging(self, upload_id: str) -> None:
+        self.syncs += 1
+        await super().sync_staging(upload_id)
+
+
+@pytest.mark.parametrize("synced", [True, False])
+async def test_bytes_synced_by_their_append_are_not_synced_again(
+    meta: MetadataStore, tmp_path: Path, registry_id: int, synced: bool
+) -> None:
+    store = _CountingSyncs(tmp_path / "counted")
+    staging_id = uuid.uuid4().hex
+    await store.append_staging(staging_id, just(DATA), RecordingSink(), create=True, sync=synced)
+
+    async def hold(q: Transaction) -> None:
+        await q.link_blob(await q.ensure_repository(registry_id, "app"), str(DIGEST))
+
+    await commit_staged_blob(meta, store, staging_id, DIGEST, len(DATA), hold, synced=synced)
+    assert store.syncs == (0 if synced else 1)
+    assert await collect(store.read(DIGEST)) == DATA
+
+
+async def test_the_staging_area_goes_in_the_commit_s_step_only_where_it_can(
+    meta: MetadataStore, store: BlobStore, staged: str, registry_id: int
+) -> None:
+    async def hold(q: Transaction) -> None:
+        await q.link_blob(await q.ensure_repository(registry_id, "app"), str(DIGEST))
+
+    dropped = await commit_staged_blob(
+        meta, store, staged, DIGEST, len(DATA), hold, keep_staging=False
+    )
+    # SQLite and local files: one step, the staging file deleted in it. Elsewhere the
+    # caller is told to drop the area itself.
+    one_step = meta.db.writes_in_thread and isinstance(store, FilesystemBlobStore)
+    assert dropped is one_step
+    assert (staged in await store.list_staging()) is not one_step
+    assert await collect(store.read(DIGEST)) == DATA
+    async with meta.reading() as q:
+        assert await q.repository_blob_size(registry_id, "app", str(DIGEST)) == len(DATA)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.app import image_manifest
+from tests.support.hops import count_hops
 from tests.unit.storage.memory_store import MemoryBlobStore
 from transship.errors import Conflict, Invalid, NotFound, TooLarge
 from transship.metadata.queries import MetadataStore
@@ -97,6 +98,25 @@ async def test_a_monolithic_upload_commits_the_verified_bytes(
     assert await stored(store, location.digest) == data
     stat = await blobs.stat(registry, "app", digest)
     assert stat.size == len(data)
+    assert await staged_files(store) == []
+
+
+async def test_a_small_monolithic_upload_takes_two_hops_to_threads(
+    meta: MetadataStore,
+    registry: RegistryRecord,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With SQLite and local files: the staging file made, written, hashed and synced in
+    one hop; the row, the link, the file's move into place and the staging file's deletion
+    in one step on the write thread. Not seven (create, write, sync, commit, delete)."""
+    store = FilesystemBlobStore(tmp_path / "own-blobs", tmp_path / "own-uploads", durable=True)
+    blobs = BlobService(meta, store, max_blob_bytes=MAX_BLOB)
+    hops = count_hops(monkeypatch)
+    data = b"a small layer" * 100
+    await blobs.upload_whole(registry, "app", Digest.of(data), body(data), len(data))
+    assert len(hops) == 2
+    assert await stored(store, Digest.of(data)) == data
     assert await staged_files(store) == []
 
 

@@ -133,6 +133,28 @@ class BlobStoreContract:
         assert await collect(store.read_staging(upload_id)) == b"hello world"
         assert sink.data == b"hello world"
 
+    async def test_an_append_with_create_makes_a_missing_area_then_appends(
+        self, store: BlobStore
+    ) -> None:
+        upload_id = new_upload_id()
+        sink = RecordingSink()
+        written = await store.append_staging(
+            upload_id, just(b"made ", b"here"), sink, create=True, sync=True
+        )
+        assert written == 9
+        assert upload_id in await store.list_staging()
+        # On an area that exists, `create` makes nothing new: the bytes go after the others.
+        await store.append_staging(upload_id, just(b"!"), sink, create=True, sync=True)
+        assert await collect(store.read_staging(upload_id)) == b"made here!"
+        assert sink.data == b"made here!"
+        await store.commit_staging(upload_id, Digest.of(b"made here!"))
+        assert await collect(store.read(Digest.of(b"made here!"))) == b"made here!"
+
+    async def test_an_empty_append_with_create_leaves_an_empty_area(self, store: BlobStore) -> None:
+        upload_id = new_upload_id()
+        assert await store.append_staging(upload_id, just(), RecordingSink(), create=True) == 0
+        assert await store.staging_size(upload_id) == 0
+
     async def test_create_staging_again_does_not_destroy_staged_bytes(
         self, store: BlobStore
     ) -> None:

@@ -69,8 +69,16 @@ class MemoryBlobStore:
             yield data[start : start + _READ_BYTES]
 
     async def append_staging(
-        self, upload_id: str, chunks: AsyncIterator[bytes], sink: ChunkSink
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[bytes],
+        sink: ChunkSink,
+        *,
+        create: bool = False,
+        sync: bool = False,
     ) -> int:
+        if create and upload_id not in self._staging:
+            await self.create_staging(upload_id)
         area = self._area(upload_id)
         total = 0
         async for chunk in chunks:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.hops import count_hops
 from tests.unit.storage.blobstore_contract import (
     BlobStoreContract,
     FailingChunks,
@@ -267,21 +268,6 @@ async def test_append_success_closes_the_handle(fs_store: FilesystemBlobStore, r
     assert open_handles_to(root / "uploads" / upload_id) == 0
 
 
-def count_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """The functions the running loop hands to a thread from now on (`asyncio.to_thread`
-    goes through `run_in_executor` too)."""
-    loop = asyncio.get_running_loop()
-    handed: list[object] = []
-    original = loop.run_in_executor
-
-    def counting(executor: object, func: Callable[..., object], *args: object) -> object:
-        handed.append(func)
-        return original(executor, func, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loop, "run_in_executor", counting)
-    return handed
-
-
 async def test_a_body_of_one_batch_is_appended_in_one_hop_to_a_thread(
     fs_store: FilesystemBlobStore, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,6 +283,119 @@ async def test_a_body_of_one_batch_is_appended_in_one_hop_to_a_thread(
     assert b"".join(sink.chunks) == data
     assert (root / "uploads" / upload_id).read_bytes() == b"first " + data
     assert open_handles_to(root / "uploads" / upload_id) == 0
+
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every file `os.fsync` is called on from now on, in order."""
+    sizes: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        sizes.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return sizes
+
+
+async def test_a_new_staging_file_is_made_written_and_synced_in_one_hop(
+    fs_store: FilesystemBlobStore,
+    durable: bool,
+    root: Path,
+    synced: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upload_id = new_upload_id()
+    data = random_bytes(300_000)
+    hops = count_hops(monkeypatch)
+    await fs_store.append_staging(
+        upload_id, chunked(data, [65536]), RecordingSink(), create=True, sync=True
+    )
+    # Made, written, hashed, flushed, synced and closed in one thread's turn.
+    assert len(hops) == 1
+    path = root / "uploads" / upload_id
+    assert path.read_bytes() == data
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert open_handles_to(path) == 0
+    # Synced once everything was written (and not at all when writes are not durable).
+    assert synced == ([len(data)] if durable else [])
+
+
+async def test_an_append_that_fails_is_not_synced(
+    fs_store: FilesystemBlobStore, root: Path, synced: list[int]
+) -> None:
+    upload_id = new_upload_id()
+    with pytest.raises(FailingChunks):
+        await fs_store.append_staging(
+            upload_id,
+            failing_after(random_bytes(3 * 1024 * 1024), 2 * 1024 * 1024),
+            RecordingSink(),
+            create=True,
+            sync=True,
+        )
+    assert synced == []
+    assert open_handles_to(root / "uploads" / upload_id) == 0
+
+
+class _BytesSource:
+    """A BlockingSource over bytes, handing out at most 64 KiB per read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def read_into(self, view: memoryview, /) -> int:
+        count = min(len(view), len(self._data), 65536)
+        view[:count] = self._data[:count]
+        self._data = self._data[count:]
+        return count
+
+    def interrupt(self) -> None:
+        pass
+
+
+async def test_an_append_from_a_source_makes_and_syncs_the_file_in_its_thread(
+    fs_store: FilesystemBlobStore,
+    durable: bool,
+    root: Path,
+    synced: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upload_id = new_upload_id()
+    data = random_bytes(200_000)
+    hops = count_hops(monkeypatch)
+    sink = RecordingSink()
+    count = await fs_store.append_staging_from(
+        upload_id, _BytesSource(data), len(data), sink, create=True, sync=True
+    )
+    assert count == len(data) and len(hops) == 1
+    assert b"".join(sink.chunks) == data
+    assert (root / "uploads" / upload_id).read_bytes() == data
+    assert synced == ([len(data)] if durable else [])
+    # A source that ends early: the bytes it gave are written, nothing is synced.
+    synced.clear()
+    with pytest.raises(EOFError):
+        await fs_store.append_staging_from(
+            upload_id, _BytesSource(b"short"), 10, RecordingSink(), create=True, sync=True
+        )
+    assert (root / "uploads" / upload_id).read_bytes() == data + b"short"
+    assert synced == []
+
+
+async def test_a_commit_can_drop_its_staging_file_in_the_same_call(
+    fs_store: FilesystemBlobStore, root: Path
+) -> None:
+    data = random_bytes(1000)
+    upload_id = new_upload_id()
+    await fs_store.append_staging(upload_id, just(data), RecordingSink(), create=True, sync=True)
+    fs_store.commit_staging_blocking(upload_id, Digest.of(data), keep_staging=False)
+    assert not (root / "uploads" / upload_id).exists()
+    assert await collect(fs_store.read(Digest.of(data))) == data
+    # The same bytes already in place: the staging file still goes.
+    again = new_upload_id()
+    await fs_store.append_staging(again, just(data), RecordingSink(), create=True)
+    fs_store.commit_staging_blocking(again, Digest.of(data), keep_staging=False)
+    assert list((root / "uploads").iterdir()) == []
 
 
 async def test_an_empty_append_to_a_missing_staging_area_is_refused(
