@@ -104,8 +104,7 @@ class Directory:
             return await q.identity.tenants()
 
     async def tenant(self, tenant_id: str) -> TenantRecord | None:
-        async with self._meta.reading() as q:
-            return await q.identity.tenant(tenant_id.lower())
+        return await self._meta.read_at_once(lambda q: q.identity.tenant(tenant_id.lower()))
 
     async def root_tenant(self) -> TenantRecord | None:
         return next((t for t in await self.tenants() if t.is_root), None)
@@ -187,8 +186,8 @@ class Directory:
             return await q.identity.subscriptions(tenant_id)
 
     async def subscription(self, subscription_id: str) -> SubscriptionRecord | None:
-        async with self._meta.reading() as q:
-            return await q.identity.subscription(subscription_id)
+        # Keyed reads of every management request: one step on SQLite's read thread.
+        return await self._meta.read_at_once(lambda q: q.identity.subscription(subscription_id))
 
     async def require_subscription(self, subscription_id: str) -> SubscriptionRecord:
         """Raises NotFound("subscription")."""
@@ -207,8 +206,9 @@ class Directory:
             return await q.identity.resource_groups(subscription_id)
 
     async def resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord | None:
-        async with self._meta.reading() as q:
-            return await q.identity.resource_group(subscription_id, name)
+        return await self._meta.read_at_once(
+            lambda q: q.identity.resource_group(subscription_id, name)
+        )
 
     async def require_resource_group(self, subscription_id: str, name: str) -> ResourceGroupRecord:
         """Raises NotFound("resource group")."""
@@ -346,8 +346,7 @@ class Directory:
             return [_principal(r) for r in await q.identity.principals(tenant_id, kind)]
 
     async def principal(self, principal_id: str) -> Principal | None:
-        async with self._meta.reading() as q:
-            record = await q.identity.principal(principal_id.lower())
+        record = await self._meta.read_at_once(lambda q: q.identity.principal(principal_id.lower()))
         return None if record is None else _principal(record)
 
     async def find_principal(self, tenant_id: str, ident: str) -> Principal | None:

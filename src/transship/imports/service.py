@@ -155,8 +155,8 @@ class ImportService:
         )
 
     async def get(self, job_id: str) -> ImportJobRecord | None:
-        async with self._meta.reading() as q:
-            return await q.jobs.job(job_id)
+        # One step on SQLite's read thread: followers read the job at each change.
+        return await self._meta.read_at_once(lambda q: q.jobs.job(job_id))
 
     async def list(
         self, registry_id: int, limit: int = 100, after: str | None = None

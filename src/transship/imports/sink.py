@@ -222,18 +222,26 @@ class RegistrySink:
     async def check_targets(
         self, registry_id: int, request: ImportRequest, *, resumed: bool = False
     ) -> None:
-        async with self._meta.reading() as q:
-            for repository in request.target_repositories:
-                repo_id = await q.repository_id(registry_id, repository)
-                if repo_id is None:
-                    continue
-                targets = [t for t in request.target_tags if t.repository == repository]
-                await _check_writable(q, repo_id, repository, targets, Step.RESOLVE)
-                if request.force or resumed:
-                    continue
-                for target in targets:
-                    if await q.tag_digest(repo_id, target.tag) is not None:
-                        raise tag_exists_failure(target)
+        await self._meta.read_at_once(
+            functools.partial(self._check_targets_in, registry_id, request, resumed)
+        )
+
+    @staticmethod
+    async def _check_targets_in(
+        registry_id: int, request: ImportRequest, resumed: bool, q: Transaction
+    ) -> None:
+        """`check_targets`' reads, in `q` (one step on SQLite's read thread)."""
+        for repository in request.target_repositories:
+            repo_id = await q.repository_id(registry_id, repository)
+            if repo_id is None:
+                continue
+            targets = [t for t in request.target_tags if t.repository == repository]
+            await _check_writable(q, repo_id, repository, targets, Step.RESOLVE)
+            if request.force or resumed:
+                continue
+            for target in targets:
+                if await q.tag_digest(repo_id, target.tag) is not None:
+                    raise tag_exists_failure(target)
 
     async def pin_existing(self, scope: LinkScope, digest: Digest) -> bool:
         """Pin a blob the import may link without fetching it (see `pin_present`). False

@@ -79,10 +79,11 @@ class Sources:
         an upstream (a registry of this service is read without any). Without
         `wait_for_budget`, a pull the rate-limit budget refuses fails at once with
         UpstreamRateLimited instead of waiting (a dry run answers an HTTP request)."""
-        async with self._meta.reading() as q:
-            registries = await q.registries_by_id(
+        registries = await self._meta.read_at_once(
+            lambda q: q.registries_by_id(
                 [target_registry_id] + ([] if spec.registry_id is None else [spec.registry_id])
             )
+        )
         if spec.registry_id is not None:
             registry = registries.get(spec.registry_id)
             if registry is None:
@@ -142,8 +143,7 @@ class Sources:
         shelved = None if self._shelf is None else self._shelf.get(registry_id, digest)
         if shelved is not None:
             return shelved
-        async with self._meta.reading() as q:
-            record = await q.held_manifest(registry_id, digest)
+        record = await self._meta.read_at_once(lambda q: q.held_manifest(registry_id, digest))
         if record is None:
             return None
         return FetchedManifest(record.content, record.media_type, record.digest)

@@ -26,6 +26,8 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)
 # Idle connections of the SQLite read pool each process keeps (aiosqlite: one thread each).
 _SQLITE_READERS = 8
+# Threads (and connections) of the SQLite one-step reads (`Database.read_in_thread`).
+_SQLITE_READ_THREADS = 4
 
 T = TypeVar("T")
 
@@ -88,7 +90,8 @@ identity (the statement is kept too, so a reused id is never mistaken for it).""
 class InlineConnection:
     """A synchronous SQLite connection behind the async `execute` the queries use, so a
     query method runs to its end without suspending: on the loop for `Database.fast_read()`
-    (prebuilt keyed lookups only), on the write thread for `Database.write_in_thread()`.
+    (prebuilt keyed lookups only), on the write thread for `Database.write_in_thread()`, on
+    a read thread for `Database.read_in_thread()`.
 
     Under WAL a reader never waits for writers and a keyed lookup takes tens of
     microseconds, while a hop through aiosqlite's thread costs about a millisecond: the pull
@@ -194,6 +197,19 @@ class Database:
             self._write_thread: ThreadPoolExecutor | None = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="transship-sqlite-write"
             )
+            # The one-step reads: a pool of their own, one connection per thread, so they
+            # never take the connection a loop's `fast_read` needs.
+            self._thread_reader: Engine | None = create_engine(
+                sync_url,
+                pool_size=_SQLITE_READ_THREADS,
+                max_overflow=0,
+                pool_reset_on_return=None,
+                hide_parameters=True,
+            )
+            _configure_sqlite(self._thread_reader, None, durable)
+            self._read_threads: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                max_workers=_SQLITE_READ_THREADS, thread_name_prefix="transship-sqlite-read"
+            )
         else:
             self._writer = create_async_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
@@ -202,6 +218,8 @@ class Database:
             self._sync_reader = None
             self._sync_writer = None
             self._write_thread = None
+            self._thread_reader = None
+            self._read_threads = None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -273,6 +291,30 @@ class Database:
 
         loop = asyncio.get_running_loop()
         return await finish_then_cancel(loop.run_in_executor(thread, transaction))
+
+    @property
+    def reads_in_thread(self) -> bool:
+        """Whether `read_in_thread` is available (SQLite)."""
+        return self._thread_reader is not None
+
+    async def read_in_thread(self, work: Callable[[InlineConnection], T]) -> T:
+        """Run `work`'s reads, of any size, in one step on a read thread of the database's
+        own: through `read()` each statement is four hops between the loop and aiosqlite's
+        thread (cursor, execute, fetch, close), here the whole of `work` is one. Each
+        statement sees its own snapshot, as in `read()` (autocommit).
+
+        `work` gets a synchronous connection and must not wait on anything else. Raises
+        what `work` or the driver raises; RuntimeError on PostgreSQL (`reads_in_thread` is
+        false there: use `read()`)."""
+        engine, threads = self._thread_reader, self._read_threads
+        if engine is None or threads is None:
+            raise RuntimeError("read_in_thread needs SQLite")
+
+        def read() -> T:
+            with engine.connect() as conn:
+                return work(InlineConnection(conn, self._compiled))
+
+        return await asyncio.get_running_loop().run_in_executor(threads, read)
 
     @asynccontextmanager
     async def dedicated(self, application_name: str) -> AsyncIterator[AsyncConnection]:
@@ -357,6 +399,9 @@ class Database:
             # The thread first: a write still running there ends before its engine goes.
             await asyncio.to_thread(self._write_thread.shutdown)
             self._sync_writer.dispose()
+        if self._thread_reader is not None and self._read_threads is not None:
+            await asyncio.to_thread(self._read_threads.shutdown)
+            self._thread_reader.dispose()
 
 
 class _NoResultRows(logging.Filter):
