@@ -33,6 +33,7 @@ from transship.metadata.queries import MetadataStore
 from transship.oci.digest import Digest
 from transship.registry import locks
 from transship.storage.base import BlobStore
+from transship.storage.presence import held_digests
 
 
 class TagAction(enum.StrEnum):
@@ -238,7 +239,7 @@ class RegistryTargetView:
     async def present_blobs(self, scope: LinkScope, digests: list[Digest]) -> set[Digest]:
         # `RegistrySink.pin_present`'s question (file on disk and a link the scope allows),
         # asked without pinning.
-        on_disk = [d for d in digests if await self._store.size(d) is not None]
+        on_disk = await held_digests(self._store, digests)
         if not on_disk:
             return set()
         async with self._meta.reading() as q:

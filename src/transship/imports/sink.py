@@ -3,7 +3,6 @@ transaction that links blobs, stores manifests bottom-up and moves tags."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator
@@ -26,10 +25,10 @@ from transship.storage.base import (
     BlobStore,
     BlockingSource,
     DirectBlobWrites,
-    LocalBlobFiles,
     LocalStagingFiles,
     StagingFromSource,
 )
+from transship.storage.presence import held_digests
 
 
 class _ReceivedBlob:
@@ -252,22 +251,12 @@ class RegistrySink:
         """Pin, in one transaction, every listed blob the service holds (row and file) that
         `scope` allows linking without fetching; returns their digests. The rest must be
         fetched and verified: a digest the store holds for another registry is not access."""
-        on_disk = await self._stored(digests)
+        on_disk = await held_digests(self._store, digests)
         if not on_disk:
             return set()
         return await self._meta.write_at_once(
             lambda q: q.jobs.pin_present(scope.job_id, on_disk, scope.registry_id, scope.source)
         )
-
-    async def _stored(self, digests: list[Digest]) -> list[Digest]:
-        """The digests whose bytes the blob store holds: local files are looked at in one
-        hop to a thread, not one per blob."""
-        store = self._store
-        if isinstance(store, LocalBlobFiles):
-            return await asyncio.to_thread(
-                lambda: [d for d in digests if store.local_path(d).exists()]
-            )
-        return [d for d in digests if await store.size(d) is not None]
 
     async def pin_fetched(self, job_id: str, digest: Digest) -> bool:
         """Pin a blob another import into the same registry has just fetched and verified
