@@ -33,6 +33,7 @@ from tests.support.identity import IdentityClient, owner_credential
 from tests.support.imports import Management, fetch, has_blob_file
 from tests.support.upstream_proxy import UpstreamProxy
 from transship.cache.errors import CredentialSetUnavailable
+from transship.imports.model import BlobOrder, ImportRequest
 
 
 def gets(proxy: UpstreamProxy, fragment: str, method: str = "GET") -> int:
@@ -59,6 +60,10 @@ async def test_first_pull_answers_the_exact_image_and_imports_it(
     assert op["status"] == "Succeeded", op
     assert op["properties"]["targetTags"] == ["cache/app:v1"]
     assert proxy.host in json.dumps(op["properties"]) and "team/app" in json.dumps(op)
+    # Its blobs are fetched image by image, as the client pulling it asks for them.
+    job = await env.reg.services.imports.get(op["name"])
+    assert job is not None
+    assert ImportRequest.from_json(job.request).blob_order is BlobOrder.IMAGE_BY_IMAGE
     # Every blob and manifest came from the upstream once: the job reused what the pull got.
     for digest in index.blob_digests:
         assert gets(proxy, f"/blobs/{digest}") == 1, digest

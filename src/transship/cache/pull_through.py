@@ -50,7 +50,7 @@ from transship.errors import NotFound, UpstreamFailure
 from transship.imports.engine import RunningFetch, SourceFactory
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.held import HeldFirstSource
-from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.model import BlobOrder, ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
 from transship.imports.ports import (
     Credentials,
@@ -423,6 +423,8 @@ class PullThrough:
             untagged_repositories=(repository,) if tag is None else (),
             # A moved upstream tag moves the cached one.
             force=True,
+            # The client pulling it waits for its images in turn, following these fetches.
+            blob_order=BlobOrder.IMAGE_BY_IMAGE,
         )
         self._shelf.put(registry.id, manifests.values())
         try:

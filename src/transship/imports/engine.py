@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from transship.imports.budgets import WaitReporter
-from transship.imports.model import ImportRequest, SourceSpec
+from transship.imports.model import BlobOrder, ImportRequest, SourceSpec
 from transship.imports.plan import ImportLimits, ImportPlan, build_plan
 from transship.imports.ports import (
     BlobWriter,
@@ -120,8 +120,9 @@ moves, its bytes take less time than its round trips and durable commit."""
 class ImportEngine:
     """Runs imports. One instance serves every job of the process, so two imports into the
     same registry that need the same blob fetch it once. Each import fetches up to
-    `blob_concurrency` blobs at once, largest first, plus up to `small_blob_lanes` blobs of
-    at most `small_blob_bytes`, smallest first."""
+    `blob_concurrency` blobs at once in its request's `blob_order`, plus up to
+    `small_blob_lanes` blobs of at most `small_blob_bytes` (smallest first, or for
+    `image_by_image` the first in turn)."""
 
     def __init__(
         self,
@@ -206,14 +207,23 @@ class ImportEngine:
             progress.blobs_total = len(plan.blobs)
             progress.bytes_total = plan.total_bytes
             await self._copy_blobs(
-                LinkScope.of(job_id, registry_id, request.source), source, plan, progress
+                LinkScope.of(job_id, registry_id, request.source),
+                source,
+                plan,
+                request.blob_order,
+                progress,
             )
         await self._sink.commit(registry_id, plan, request, resumed=resumed)
         progress.manifests_done = len(plan.manifests)
         return plan
 
     async def _copy_blobs(
-        self, scope: LinkScope, source: ImageSource, plan: ImportPlan, progress: Progress
+        self,
+        scope: LinkScope,
+        source: ImageSource,
+        plan: ImportPlan,
+        order: BlobOrder,
+        progress: Progress,
     ) -> None:
         # Blobs this import may link are linked, not fetched: pin them all at once (a re-import
         # or a same-service import then costs one transaction, not one per blob). A blob the
@@ -223,26 +233,28 @@ class ImportEngine:
             if blob.digest in present:
                 progress.blobs_done += 1
                 progress.bytes_completed += blob.size
-        # Largest first: the transfers end together instead of one big layer, started last,
-        # running on its own at the end. Small blobs (configs, tiny layers) cost more in
-        # their round trips and durable commit than in bytes; extra lanes take them from the
-        # other end meanwhile, so those costs overlap the big transfers instead of trailing
-        # them. Both ends draw from one queue: no blob is taken twice, none waits idle.
+        # In the request's order (largest first unless a client waits for the images in
+        # turn). Small blobs (configs, tiny layers) cost more in their round trips and durable
+        # commit than in bytes; extra lanes take them meanwhile, so those costs overlap the
+        # big transfers instead of trailing them. All lanes draw from one queue: no blob is
+        # taken twice, none waits idle.
         queue = collections.deque(
-            sorted(
-                (blob for blob in plan.blobs if blob.digest not in present),
-                key=lambda blob: blob.size,
-                reverse=True,
-            )
+            blob for blob in plan.blobs_in_order(order) if blob.digest not in present
         )
+
+        def next_small() -> Descriptor | None:
+            if order is BlobOrder.LARGEST_FIRST:  # from the other end: smallest first
+                return queue.pop() if queue[-1].size <= self._small_blob_bytes else None
+            for position, blob in enumerate(queue):  # the first small one in turn
+                if blob.size <= self._small_blob_bytes:
+                    del queue[position]
+                    return blob
+            return None
 
         async def lane(small: bool) -> None:
             while queue:
-                if not small:
-                    blob = queue.popleft()
-                elif queue[-1].size <= self._small_blob_bytes:
-                    blob = queue.pop()
-                else:
+                blob = next_small() if small else queue.popleft()
+                if blob is None:
                     return
                 await self._copy_blob(scope, source, blob, progress)
 

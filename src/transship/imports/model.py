@@ -56,6 +56,20 @@ class PlatformMode(StrEnum):
     REWRITTEN = "rewritten"
 
 
+class BlobOrder(StrEnum):
+    """In which order an import fetches its blobs.
+
+    `largest_first` (every import asked for through the API): the transfers end together
+    instead of one big layer, started last, running on its own at the end.
+    `image_by_image` (a pull through a cache rule): the blobs of the index's first image
+    before those of its second, and so on, the largest of each image first, because a client
+    pulling the image waits for each of its images in turn and follows the import's fetches
+    as they are written."""
+
+    LARGEST_FIRST = "largestFirst"
+    IMAGE_BY_IMAGE = "imageByImage"
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformSubset:
     """A Transship extension of importImage: copy only these platforms of an index."""
@@ -111,6 +125,7 @@ class ImportRequest:
     platform_subset: PlatformSubset | None = None
     # None: no referrers (as `az acr import`).
     referrers: ReferrerSelection | None = None
+    blob_order: BlobOrder = BlobOrder.LARGEST_FIRST
 
     @property
     def target_repositories(self) -> tuple[str, ...]:
@@ -138,6 +153,8 @@ class ImportRequest:
             data["platformSubset"] = self.platform_subset.to_dict()
         if self.referrers is not None:
             data["referrers"] = self.referrers.to_dict()
+        if self.blob_order is not BlobOrder.LARGEST_FIRST:
+            data["blobOrder"] = self.blob_order.value
         return json.dumps(data)
 
     @classmethod
@@ -166,6 +183,7 @@ class ImportRequest:
                 if data.get("referrers") is not None
                 else None
             ),
+            blob_order=BlobOrder(data.get("blobOrder", BlobOrder.LARGEST_FIRST.value)),
         )
 
 

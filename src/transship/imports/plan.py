@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from transship.imports.errors import ImportFailure, Step
-from transship.imports.model import PlatformSubset
+from transship.imports.model import BlobOrder, PlatformSubset
 from transship.imports.ports import FetchedManifest, ImageSource
 from transship.imports.subsets import narrow_root
 from transship.oci.digest import Digest
@@ -54,6 +54,18 @@ class ImportPlan:
     @property
     def total_bytes(self) -> int:
         return sum(blob.size for blob in self.blobs)
+
+    def blobs_in_order(self, order: BlobOrder) -> list[Descriptor]:
+        """The blobs in the order an import fetches them (see BlobOrder). For
+        `image_by_image`, a blob belongs to the first manifest that lists it, in the order
+        a client pulls them: an index's children as it lists them."""
+        if order is BlobOrder.LARGEST_FIRST:
+            return sorted(self.blobs, key=lambda blob: blob.size, reverse=True)
+        image_of: dict[Digest, int] = {}
+        for position, manifest in enumerate(self.manifests):
+            for descriptor in manifest.parsed.blobs:
+                image_of.setdefault(descriptor.digest, position)
+        return sorted(self.blobs, key=lambda blob: (image_of[blob.digest], -blob.size))
 
 
 def parse_fetched(fetched: FetchedManifest) -> ParsedManifest:

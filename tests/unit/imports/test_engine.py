@@ -18,7 +18,7 @@ from tests.unit.imports.doubles import MemorySink, MemorySource, sha
 from transship.imports.budgets import WaitReporter
 from transship.imports.engine import ImportEngine, Progress
 from transship.imports.errors import ImportFailure
-from transship.imports.model import ImportRequest, SourceSpec, TargetTag
+from transship.imports.model import BlobOrder, ImportRequest, SourceSpec, TargetTag
 from transship.imports.plan import ImportLimits, build_plan
 from transship.imports.ports import BlobWriter, Credentials, ImageSink, ImageSource, LinkScope
 from transship.imports.sink import RegistrySink
@@ -176,6 +176,63 @@ async def test_blobs_are_fetched_largest_first(world: World) -> None:
         for j in range(i + window, len(fetched))
     ), fetched
     assert 9000 in fetched[:window] and 10 in fetched[-window:], fetched
+
+
+async def test_a_pull_through_import_fetches_its_images_in_turn_the_largest_of_each_first() -> None:
+    src = MemorySource()
+    shared, small_a, big_a, big_b = (
+        src.blob(bytes([n]) * size) for n, size in ((1, 700), (2, 10), (3, 9000), (4, 8000))
+    )
+    first = src.image("a", extra_layers=[small_a, shared, big_a])
+    second = src.image("b", extra_layers=[shared, big_b])  # `shared` belongs to the first
+    src.index([first, second], tag="v1")
+    engine = ImportEngine(  # one lane: the fetches reach the source in the queue's order
+        MemorySink(), OneSource(src), blob_concurrency=1, limits=ImportLimits(), small_blob_lanes=0
+    )
+    request = memory_request("v1", "app:v1", BlobOrder.IMAGE_BY_IMAGE)
+    await engine.run("job-1", 1, request, None, Progress())
+    plan = await build_plan(src, "v1", ImportLimits())
+    images = [m for m in plan.manifests if not m.parsed.is_index]
+    expected = [
+        str(d.digest)
+        for image in images
+        for d in sorted(image.parsed.blobs, key=lambda d: d.size, reverse=True)
+        if not (image is images[1] and str(d.digest) == shared["digest"])
+    ]
+    assert src.fetches == expected
+    assert src.fetches.index(big_b["digest"]) > src.fetches.index(small_a["digest"])
+
+
+async def test_image_by_image_small_lanes_take_the_first_small_blob_in_turn() -> None:
+    src = HeldLargeBlobs(limit=100)
+    first = src.image("a", extra_layers=[src.blob(b"A" * 5000)])
+    tiny_b = src.blob(b"b")
+    second = src.image("b", extra_layers=[src.blob(b"B" * 6000), tiny_b])
+    src.index([first, second], tag="v1")
+    configs = [
+        d for d, data in src.blobs.items() if len(data) <= src.limit and d != tiny_b["digest"]
+    ]
+    engine = ImportEngine(
+        MemorySink(),
+        OneSource(src),
+        blob_concurrency=1,
+        limits=ImportLimits(),
+        small_blob_lanes=1,
+        small_blob_bytes=src.limit,
+    )
+    run = asyncio.create_task(
+        engine.run(
+            "job-1", 1, memory_request("v1", "app:v1", BlobOrder.IMAGE_BY_IMAGE), None, Progress()
+        )
+    )
+    while len(src.fetches) < 3:  # the small lane's three, while the large lane is held
+        await asyncio.sleep(0)
+        assert not run.done()
+    # The first image's config, then the second's small blobs in its order (config, then
+    # the larger first), not the smallest of all first.
+    assert src.fetches == [configs[0], configs[1], tiny_b["digest"]]
+    src.release.set()
+    await run
 
 
 class HeldLargeBlobs(MemorySource):
@@ -358,12 +415,15 @@ async def test_limits_fail_the_plan_before_any_blob_is_fetched(
 
 
 # -- the engine over the sink protocol alone: an in-memory sink, no database ------------------
-def memory_request(reference: str, target: str) -> ImportRequest:
+def memory_request(
+    reference: str, target: str, order: BlobOrder = BlobOrder.LARGEST_FIRST
+) -> ImportRequest:
     return ImportRequest(
         SourceSpec("upstream.example", None, "app", reference),
         (TargetTag(*target.split(":")),),
         (),
         False,
+        blob_order=order,
     )
 
 
