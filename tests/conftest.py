@@ -11,6 +11,10 @@ Fixtures (every process they start is stopped at teardown):
   test), copied from ``postgres_template`` so it is already migrated; a test marked
   ``empty_database`` gets an empty one instead. Any test that uses it, directly or through
   ``transship_server``, runs on both.
+- ``sqlite_template`` (session) and the autouse ``_sqlite_from_template``: a new SQLite
+  database file a test migrates in its own process starts as a copy of one migrated once
+  per session (:mod:`tests.support.sqlite_template`), unless the test is marked
+  ``empty_database``.
 - ``distribution_anon``, ``distribution_htpasswd``, ``distribution_token``: Debian's
   ``docker-registry`` in each auth mode (:class:`tests.peers.distribution.DistributionRegistry`).
 - ``skopeo``, ``podman``, ``docker_cli``: isolated client wrappers (:mod:`tests.peers.clients`).
@@ -57,6 +61,7 @@ from tests.peers.object_stores import Azurite, SeaweedFS
 from tests.peers.postgres import PostgresCluster
 from tests.peers.procs import PeerUnavailable
 from tests.peers.transship import TransshipServer
+from tests.support.sqlite_template import SqliteTemplate
 from transship.metadata.db import Database
 
 # `--loop-stall-ms=N`: fail a test in which an event-loop callback ran longer than N ms.
@@ -235,6 +240,22 @@ def postgres_template(postgres: PostgresCluster) -> str:
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, migrate()).result()
     return name
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    """A SQLite database migrated to the newest schema (made on first use)."""
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"), Database.migrate)
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_from_template(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, sqlite_template: SqliteTemplate
+) -> None:
+    """New SQLite databases this test migrates start from the template (not marked
+    ``empty_database``: those run every revision)."""
+    if request.node.get_closest_marker("empty_database") is None:
+        monkeypatch.setattr(Database, "migrate", sqlite_template.wrapping(Database.migrate))
 
 
 @pytest.fixture(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Dialect, Result, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -378,6 +379,8 @@ class Database:
                 if not self.is_sqlite:
                     # Serialise concurrent starters; released at commit.
                     await conn.execute(text("SELECT pg_advisory_xact_lock(7347242)"))
+                if await conn.run_sync(_at_head):
+                    return  # nothing to do: Alembic not even loaded
                 await conn.run_sync(_upgrade)
                 if self.is_sqlite:
                     broken = (await conn.execute(text("PRAGMA foreign_key_check"))).all()
@@ -436,13 +439,36 @@ def _private_sqlite_file(path: Path) -> None:
         tighten(path.with_name(path.name + suffix), PRIVATE_FILE)
 
 
-def _upgrade(connection: Connection) -> None:
+def _alembic_config() -> Any:
     # Imported here: Alembic is only needed at start-up and costs ~11 MB resident.
-    from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+@functools.cache
+def _head_revisions() -> frozenset[str]:
+    """The newest revisions of the migration scripts (read once per process: loading the
+    scripts is most of what a migration that has nothing to do costs)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+def _at_head(connection: Connection) -> bool:
+    """Whether the database's schema is at the newest revision already."""
+    if not inspect(connection).has_table("alembic_version"):
+        return False
+    stamped = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    return frozenset(stamped) == _head_revisions()
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
+    config = _alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 

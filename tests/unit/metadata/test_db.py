@@ -35,6 +35,7 @@ async def test_ping_raises_when_the_database_cannot_be_opened(tmp_path: Path) ->
         await database.close()
 
 
+@pytest.mark.empty_database
 async def test_the_migration_runs_off_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,3 +58,31 @@ async def test_the_migration_runs_off_the_event_loop(
         await database.close()
     assert version is not None, "the schema was migrated"
     assert threads and threading.get_ident() not in threads
+
+
+@pytest.mark.empty_database
+async def test_a_database_at_the_newest_revision_is_not_migrated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alembic is loaded only when there is something to do: a restart (or a copy of a
+    migrated database) costs one query, not a walk through every revision script. (An
+    older revision is still upgraded: tests/unit/metadata/test_migrations.py.)"""
+    database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
+    upgrades: list[int] = []
+    upgrade = db_module._upgrade
+
+    def counting_upgrade(connection: Any) -> None:
+        upgrades.append(1)
+        upgrade(connection)
+
+    monkeypatch.setattr(db_module, "_upgrade", counting_upgrade)
+    try:
+        await database.migrate()
+        assert upgrades == [1]
+        await database.migrate()
+        assert upgrades == [1], "migrated again at the newest revision"
+        async with database.read() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        assert {version} == db_module._head_revisions()
+    finally:
+        await database.close()
