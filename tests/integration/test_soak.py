@@ -43,7 +43,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ import urllib3
 
 from tests.integration.conftest import small_index
 from tests.peers.distribution import DistributionRegistry
+from tests.peers.fault_proxy import FaultProxy
 from tests.peers.images import (
     OCI_CONFIG,
     OCI_LAYER_GZIP,
@@ -102,6 +103,8 @@ SHORT_UPTIME = (0.02, 0.3)
 LONG_UPTIME = (0.5, 2.0)
 SHORT_SHARE = 0.25
 DRAIN_SECONDS = 90.0
+# Each chunk through the source's proxy, either way: ~0.12 s per round trip.
+SOURCE_LATENCY_SECONDS = 0.06
 REQUEST_TIMEOUT = 10.0
 FINAL_STATES = {"Succeeded", "Failed", "Canceled"}
 
@@ -572,15 +575,23 @@ async def test_soak_kill_9_during_pushes_and_imports(
     tmp_path: Path,
     database_url: str | None,
     distribution_anon: DistributionRegistry,
+    fault_proxy_factory: Callable[[str, int], FaultProxy],
     http: aiohttp.ClientSession,
 ) -> None:
     began = time.monotonic()
+    # The imports' source answers as a remote registry does, not in a millisecond: an
+    # import (most only fetch the manifests; the blobs are linked) then spans a few round
+    # trips, so kills land mid-import by design (10+ of ~65 imports resumed per run), not
+    # by luck of timing (with the source on loopback, a run saw none).
+    source = fault_proxy_factory("127.0.0.1", distribution_anon.port)
+    source.latency(SOURCE_LATENCY_SECONDS)
+    source_host = f"127.0.0.1:{source.port}"
     # Building and pushing the source image are blocking work: off the test's loop.
     index = await asyncio.to_thread(small_index, tmp_path, seed="soak")
     await asyncio.to_thread(
         push_layout_http, index, distribution_anon.url, SOURCE_REPOSITORY, SOURCE_TAG
     )
-    config = write_config(tmp_path / "transship.toml", distribution_anon.host)
+    config = write_config(tmp_path / "transship.toml", source_host)
     server = TransshipServer(
         tmp_path / "transship",
         database_url=database_url,
@@ -599,7 +610,7 @@ async def test_soak_kill_9_during_pushes_and_imports(
         created = await admin.create_registry(REGISTRIES[1])
         login_servers[REGISTRIES[1]] = created["properties"]["loginServer"]
 
-        importers = Importers(admin, distribution_anon.host, imports)
+        importers = Importers(admin, source_host, imports)
         tasks = [asyncio.create_task(importers.run(w)) for w in range(IMPORTERS)]
         try:
             async with pushing(server.url, pushes):
