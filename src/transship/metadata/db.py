@@ -286,8 +286,12 @@ class Database:
         if engine is None or thread is None:
             raise RuntimeError("write_in_thread needs SQLite")
 
+        # SQLite answers BEGIN IMMEDIATE "database is locked" without waiting out the busy
+        # timeout in a few cases (a CI soak saw it twice within 0.7 s of a start after a
+        # kill -9, the other connections of the process opening meanwhile): nothing was done
+        # yet, so it is tried again.
         def transaction() -> T:
-            with engine.connect() as conn, conn.begin():
+            with engine.connect() as conn, _retry_while_locked(conn.begin):
                 return work(InlineConnection(conn, self._compiled))
 
         loop = asyncio.get_running_loop()
@@ -473,23 +477,37 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _enable_wal(cursor: Any) -> None:
-    """Switch the file to WAL. Changing the journal mode does not wait for a busy database
-    (SQLite ignores busy_timeout there), so several processes starting on a new file retry
-    here instead of failing with "database is locked"."""
+def _retry_while_locked(step: Callable[[], T], *, seconds: float = 60.0) -> T:
+    """`step()`, tried again (10 ms, doubling to 0.5 s apart) while it fails with SQLite's
+    "database is locked", for at most `seconds`; then that error, or any other at once.
+    Blocking: for threads of the database, never the event loop. Only for steps that do
+    nothing when they fail so (a BEGIN, a PRAGMA)."""
     delay = 0.01
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            for statement in ("PRAGMA journal_mode", "PRAGMA journal_mode=WAL"):
-                cursor.execute(statement)
-                if str(cursor.fetchone()[0]).lower() == "wal":
-                    return
-        except Exception as exc:  # the driver's OperationalError ("database is locked")
+            return step()
+        except Exception as exc:  # the driver's OperationalError, bare or wrapped
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL. Changing the journal mode does not wait for a busy database
+    (SQLite ignores busy_timeout there), so several processes starting on a new file retry
+    here instead of failing with "database is locked"."""
+
+    def switch() -> bool:
+        for statement in ("PRAGMA journal_mode", "PRAGMA journal_mode=WAL"):
+            cursor.execute(statement)
+            if str(cursor.fetchone()[0]).lower() == "wal":
+                return True
+        return False
+
+    while not _retry_while_locked(switch):
+        time.sleep(0.01)  # another process switched it back meanwhile: try again
 
 
 def _skip_idle_rollbacks(engine: Engine) -> None:

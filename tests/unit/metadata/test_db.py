@@ -3,12 +3,13 @@ schema migration runs off the event loop."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from transship.metadata import db as db_module
 from transship.metadata.db import Database
@@ -85,4 +86,61 @@ async def test_a_database_at_the_newest_revision_is_not_migrated_again(
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
         assert {version} == db_module._head_revisions()
     finally:
+        await database.close()
+
+
+def test_a_locked_step_is_tried_again_and_any_other_error_is_raised_at_once() -> None:
+    calls: list[int] = []
+
+    def locked_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return "done"
+
+    assert db_module._retry_while_locked(locked_twice) == "done" and len(calls) == 3
+
+    def broken() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: nowhere")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        db_module._retry_while_locked(broken)
+    assert len(calls) == 1
+
+    def always_locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        db_module._retry_while_locked(always_locked, seconds=0.05)
+
+
+async def test_a_write_whose_begin_finds_the_database_locked_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    """SQLite may answer BEGIN IMMEDIATE "database is locked" at once, without waiting out
+    the busy timeout (seen right after a restart that followed a kill -9): the write on the
+    database's thread begins again instead of failing its request. Here the writer's busy
+    timeout is 0, so every BEGIN while another connection writes fails so at once."""
+    path = tmp_path / "m.db"
+    database = Database(f"sqlite:///{path}", durable=False)
+    await database.migrate()
+    engine = database._sync_writer
+    assert engine is not None
+
+    @event.listens_for(engine, "connect")
+    def impatient(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")  # after the database's own 60 s
+
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        assert await database.write_in_thread(lambda _conn: 7) == 7
+        assert not release.is_alive(), "it began before the other writer was done"
+    finally:
+        release.join()
+        other.close()
         await database.close()
