@@ -7,6 +7,7 @@ infrastructure or the machine is broken, not the product.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import socket
@@ -352,7 +353,10 @@ def test_token_server_grants(tmp_path: Path) -> None:
 
 
 async def test_postgres_gives_connectable_fresh_databases(postgres: PostgresCluster) -> None:
-    first, second = postgres.new_database(), postgres.new_database()
+    # `new_database` runs psql and waits for it: a thread's work, not the test loop's (under
+    # a loaded CI run it held the loop for 149 ms and the stall guard failed the test).
+    first = await asyncio.to_thread(postgres.new_database)
+    second = await asyncio.to_thread(postgres.new_database)
     assert first != second and first.startswith(f"postgresql://postgres@127.0.0.1:{postgres.port}/")
     conn = await asyncpg.connect(first)
     try:
