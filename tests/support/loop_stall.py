@@ -44,6 +44,7 @@ import time
 import traceback
 from collections.abc import Callable, Generator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -166,7 +167,7 @@ class _Watchdog:
         while True:
             time.sleep(self.bound / 2)  # the watchdog's sampling pace, not synchronisation
             now = time.monotonic()
-            frames = sys._current_frames()
+            frames = _current_frames()
             for thread, (started, handle) in list(self.running.items()):
                 frame = frames.get(thread)
                 if now - started <= self.bound or frame is None or (thread, started) in self._seen:
@@ -185,6 +186,23 @@ class _Watchdog:
                 self.samples.append(sample)
                 if self.on_callback is not None:
                     self.by_start[(thread, started)] = sample
+
+
+def _current_frames() -> dict[int, FrameType]:
+    """`sys._current_frames()` with no garbage collection during it.
+
+    CPython 3.11 before 3.11.9 (gh-106883) holds the runtime's thread-list lock while
+    it builds the answer; a collection started by that allocation runs the `gc.callbacks`
+    (Python code, which may hand the GIL over), and a thread starting meanwhile takes the
+    GIL and waits for that lock: both wait forever. It hung a test worker in
+    `Thread.start` (the executor's, under `run_in_executor`) for good."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Collector:

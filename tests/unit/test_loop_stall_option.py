@@ -6,10 +6,17 @@ can allow a larger bound."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV, STALL_SITE
 
@@ -192,3 +199,64 @@ def test_a_server_subprocess_watches_its_loops(tmp_path: Path) -> None:
     lines = [line for line in written.read_text().splitlines() if " took " in line]
     assert len(lines) == 1, lines
     assert "coro=<stall()" in lines[0] and "longer than 50 ms" in lines[0]
+
+
+def test_the_watchdog_s_stack_sampling_runs_no_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A collection inside `sys._current_frames()` deadlocked a worker on CPython 3.11.7
+    (gh-106883): the watchdog takes the frames with the collector off, and leaves its
+    on/off state as it found it."""
+    from tests.support import loop_stall
+
+    original = sys._current_frames
+    inside = [False]
+    collected_inside: list[str] = []
+
+    def current_frames() -> dict[int, Any]:
+        inside[0] = True
+        try:
+            return original()
+        finally:
+            inside[0] = False
+
+    def seen(phase: str, _info: dict[str, int]) -> None:
+        if inside[0]:
+            collected_inside.append(phase)
+
+    @contextlib.contextmanager
+    def a_parked_thread() -> Iterator[None]:
+        # Its frame has no frame object yet: taking the frames allocates one, and with a
+        # threshold of 1 that allocation starts a collection.
+        release = threading.Event()
+        thread = threading.Thread(target=release.wait)
+        thread.start()
+        try:
+            yield
+        finally:
+            release.set()
+            thread.join()
+
+    monkeypatch.setattr(sys, "_current_frames", current_frames)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(seen)
+    try:
+        for enabled in (True, False):
+            with a_parked_thread():
+                (gc.enable if enabled else gc.disable)()
+                gc.set_threshold(1)
+                frames = loop_stall._current_frames()
+                gc.set_threshold(*threshold)
+                assert collected_inside == []
+                assert gc.isenabled() is enabled
+                assert threading.get_ident() in frames
+        with a_parked_thread():
+            gc.enable()
+            gc.set_threshold(1)
+            sys._current_frames()
+            gc.set_threshold(*threshold)
+            assert collected_inside, "without the collector off, one runs inside"
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*threshold)
+        gc.enable()
