@@ -58,6 +58,7 @@ PREWARM_MAIN = REPO_ROOT / "tests" / "support" / "prewarm_main.py"
 # What `serve` imports before it listens (some of it lazily, inside the command).
 PREWARM_IMPORTS = (
     "transship.cli.main",
+    "transship.cli.server_commands",
     "transship.cli.server",
     "transship.imports.settings_check",
     "transship.api.app",

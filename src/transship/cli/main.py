@@ -1,34 +1,60 @@
 """`transship`: serve the registry and operate on it.
 
-The entry point only assembles the command group: the server's commands live in
-`transship.cli.server_commands`, the client commands (which talk HTTP to a server) in
-`transship.cli.commands_*`.
+The entry point only assembles the command group, naming each command's module: the
+server's commands live in `transship.cli.server_commands`, the client commands (which talk
+HTTP to a server) in `transship.cli.commands_*`.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 
 import click
 
 from transship import __version__
-from transship.cli.commands_cache import cache as _cache_command
-from transship.cli.commands_cache import credential_set as _credential_set_command
-from transship.cli.commands_group import group as _group_command
-from transship.cli.commands_identity import identity as _identity_command
-from transship.cli.commands_import import import_ as _import_command
-from transship.cli.commands_login import login as _login_command
-from transship.cli.commands_login import logout as _logout_command
-from transship.cli.commands_registry import registry as _registry_command
-from transship.cli.commands_repository import repository as _repository_command
-from transship.cli.commands_role import role as _role_command
-from transship.cli.commands_secret import secret as _secret_command
-from transship.cli.commands_sync import sync as _sync_command
-from transship.cli.commands_upstream import upstream as _upstream_command
-from transship.cli.server_commands import SERVER_COMMANDS
+
+# Each command's module and attribute, imported only when the command runs or the help
+# lists it: a client command (`transship import`, talking HTTP) then loads neither the
+# server nor SQLAlchemy, and starts in ~0.2 s of CPU instead of ~0.55 s.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    **{
+        name: ("transship.cli.server_commands", name)
+        for name in ("serve", "worker", "gc", "check", "tls", "keys")
+    },
+    "login": ("transship.cli.commands_login", "login"),
+    "logout": ("transship.cli.commands_login", "logout"),
+    "registry": ("transship.cli.commands_registry", "registry"),
+    "import": ("transship.cli.commands_import", "import_"),
+    "repository": ("transship.cli.commands_repository", "repository"),
+    "identity": ("transship.cli.commands_identity", "identity"),
+    "group": ("transship.cli.commands_group", "group"),
+    "role": ("transship.cli.commands_role", "role"),
+    "upstream": ("transship.cli.commands_upstream", "upstream"),
+    "cache": ("transship.cli.commands_cache", "cache"),
+    "credential-set": ("transship.cli.commands_cache", "credential_set"),
+    "secret": ("transship.cli.commands_secret", "secret"),
+    "sync": ("transship.cli.commands_sync", "sync"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose commands (`_COMMANDS`) are imported when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, attribute = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise TypeError(f"{module}.{attribute} is not the command {cmd_name!r}")
+            self.add_command(command)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="transship")
 def main() -> None:
     """Transship: a self-hosted OCI registry with server-side image import.
@@ -43,22 +69,3 @@ def main() -> None:
     # user has after every command. Objects made later are collected as usual. Here rather
     # than at import, so importing the CLI (tests, tools) changes nothing.
     gc.freeze()
-
-
-for _command in (
-    *SERVER_COMMANDS,
-    _login_command,
-    _logout_command,
-    _registry_command,
-    _import_command,
-    _repository_command,
-    _identity_command,
-    _group_command,
-    _role_command,
-    _upstream_command,
-    _cache_command,
-    _credential_set_command,
-    _secret_command,
-    _sync_command,
-):
-    main.add_command(_command)

@@ -486,7 +486,3 @@ def worker(
         asyncio.run(run_worker(settings, health, processes=processes))
     except (DatabaseUrlError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-
-
-SERVER_COMMANDS: tuple[click.Command, ...] = (serve, worker, gc, check, tls, keys)
-"""Every server command, for `transship.cli.main` to register."""

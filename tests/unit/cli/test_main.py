@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from transship.api.services import build_services
@@ -19,6 +22,32 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for command in ("serve", "gc", "check"):
         assert command in result.output
+
+
+def test_every_listed_command_loads_under_its_name() -> None:
+    context = click.Context(main)
+    names = main.list_commands(context)
+    assert {"serve", "worker", "import", "registry", "cache", "credential-set"} <= set(names)
+    for name in names:
+        command = main.get_command(context, name)
+        assert command is not None and command.name == name
+
+
+def test_a_client_command_loads_neither_the_server_nor_sqlalchemy() -> None:
+    """Commands load lazily: `transship registry list` needs only the HTTP client."""
+    probe = (
+        "import sys\n"
+        "from transship.cli.main import main\n"
+        "main(['registry', 'list', '--help'], standalone_mode=False)\n"
+        "loaded = [m for m in ('sqlalchemy', 'transship.cli.server_commands',"
+        " 'transship.api.app') if m in sys.modules]\n"
+        "print('loaded:', loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "loaded: []" in result.stdout, result.stdout + result.stderr
+    assert "List the registries" in result.stdout  # the subcommand's own help
 
 
 def test_serve_refuses_an_invalid_port_naming_it(tmp_path: Path) -> None:
