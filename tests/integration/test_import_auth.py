@@ -119,3 +119,36 @@ async def test_token_upstream(
         assert {"type": "repository", "name": "team/app", "actions": ["pull"]} in request.granted
     # One token serves the whole import (it is cached per scope and sent up front).
     assert len(asked) == 1, [r.scopes for r in asked]
+
+
+async def test_later_imports_reuse_the_token_of_the_same_credentials_only(
+    tmp_path: Path, import_env: ImportEnvFactory, distribution_token: DistributionRegistry
+) -> None:
+    """The server remembers the token the first import got: a second import with the same
+    credentials sends it up front (no challenge, no token request); an anonymous import,
+    or one with other credentials, never gets it."""
+    registry = distribution_token
+    token_server = registry.token_server
+    assert token_server is not None
+    index = await pushed(tmp_path, registry)
+    env = await import_env(upstreams=insecure(registry.host))
+    credentials = {"username": registry.username, "password": registry.password}
+    token_server.clear_requests()
+    for tag in ("v1", "v2"):
+        request = body(registry, credentials)
+        request["targetTags"] = [f"app:{tag}"]
+        assert_succeeded(await env.run_import(request))
+    (asked,) = token_server.requests
+    assert asked.username == registry.username
+
+    anonymous = body(registry, None)
+    anonymous["targetTags"] = ["app:anonymous"]
+    assert_succeeded(await env.run_import(anonymous))
+    wrong = body(registry, {"username": registry.username, "password": "Wr0ng-" + "x" * 12})
+    wrong["targetTags"] = ["app:wrong"]
+    assert_failed(await env.run_import(wrong), "UpstreamUnauthorized")
+    later = token_server.requests[1:]
+    assert [(r.authenticated, r.status) for r in later] == [(False, 200), (False, 401)]
+    for tag in ("v1", "v2", "anonymous"):
+        got = await env.manifest("app", tag)
+        assert got.status == 200 and got.body == index.index_bytes

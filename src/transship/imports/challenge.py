@@ -1,7 +1,8 @@
 """`WWW-Authenticate` challenges and the bearer-token cache of the upstream client.
 
 Pure helpers: parsing (RFC 7235 challenges, several per header and several headers) and a
-token cache keyed by realm, service and scope set, with expiry on an injected clock.
+token cache keyed by realm, service and scope set, with expiry on an injected clock (shared
+by the clients of one set of credentials through `auth_memory.UpstreamAuthMemory`).
 """
 
 from __future__ import annotations
@@ -117,10 +118,12 @@ class CachedToken:
 
 
 class TokenCache:
-    """Bearer tokens by (realm, service, scopes), valid until shortly before they expire."""
+    """Bearer tokens by (realm, service, scopes), valid until shortly before they expire;
+    at most `limit` of them (None: no bound), the expired and then the oldest dropped first."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, limit: int | None = None) -> None:
         self._tokens: dict[tuple[str, str, frozenset[str]], CachedToken] = {}
+        self._limit = limit
 
     @staticmethod
     def key(
@@ -140,7 +143,16 @@ class TokenCache:
     ) -> None:
         """Keep `value` until a little before `now + expires_in` (10 %, at most 10 s early)."""
         margin = min(10.0, expires_in * 0.1)
+        self._tokens.pop(key, None)  # re-inserted: the newest
         self._tokens[key] = CachedToken(value, now + expires_in - margin)
+        if self._limit is not None and len(self._tokens) > self._limit:
+            for stale in [k for k, t in self._tokens.items() if t.expires_at <= now]:
+                del self._tokens[stale]
+            while len(self._tokens) > self._limit:
+                del self._tokens[next(iter(self._tokens))]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
     def drop(self, key: tuple[str, str, frozenset[str]], value: str) -> None:
         """Forget `value` for `key` (the upstream refused it); keeps a newer token."""

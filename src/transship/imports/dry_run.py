@@ -9,10 +9,12 @@ would pin: linked in the target registry, or in the source repository of a same-
 import) and where each target tag points. `build_report` turns those facts into the report;
 it is pure, so the rules are tested on their own.
 
-The prediction of the real import's upstream requests is the plan step as measured (the real
-import opens a fresh client, so it is challenged and fetches its tokens again) plus one blob
-GET per blob to fetch (tokens are cached by then). Redirect hops of blob GETs (to a storage
-host) cannot be known without fetching and are not predicted.
+The prediction of the real import's upstream requests is the plan step as measured by a
+client that starts without a token (as the import does in a process that has not talked to
+that upstream with those credentials within the token's lifetime; otherwise its challenged
+requests and token requests are spared) plus one blob GET per blob to fetch (tokens are
+cached by then). Redirect hops of blob GETs (to a storage host) cannot be known without
+fetching and are not predicted.
 """
 
 from __future__ import annotations
@@ -203,9 +205,11 @@ class TracedSources(Protocol):
         *,
         request_log: RequestLog | None = None,
         wait_for_budget: bool = True,
+        shared_auth: bool = True,
     ) -> AbstractAsyncContextManager[ImageSource]:
         """As SourceFactory.open, counting the upstream requests in `request_log`; without
-        `wait_for_budget`, failing at once where a rate-limit budget would make it wait."""
+        `wait_for_budget`, failing at once where a rate-limit budget would make it wait;
+        without `shared_auth`, with no challenge or token learnt by earlier clients."""
         ...
 
 
@@ -294,7 +298,15 @@ class DryRunPlanner:
         UpstreamUnauthorized, the import limits…); a refused tag is reported, not raised."""
         log = RequestLog()
         async with self._sources.open(
-            request.source, credentials, registry_id, request_log=log, wait_for_budget=False
+            request.source,
+            credentials,
+            registry_id,
+            request_log=log,
+            wait_for_budget=False,
+            # Measured as a client that starts without a token spends: the prediction then
+            # holds for an import whatever its process has learnt (an upper bound where the
+            # token is known already: its challenge and token request are spared).
+            shared_auth=False,
         ) as source:
             plan = await build_plan(
                 source,

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from transship.config import UpstreamHost
+from transship.imports.auth_memory import UpstreamAuthMemory
 from transship.imports.budgets import BudgetGate, BudgetLedger, WaitReporter
 from transship.imports.egress import EgressDenied, EgressPolicies, PolicyResolver, egress_failure
 from transship.imports.endpoints import Endpoint, resolve_endpoint
@@ -45,12 +46,15 @@ class Sources:
         max_rate_limit_wait: float = 21600.0,
         rate_limit_recheck: float = 5.0,
         shelf: ManifestShelf | None = None,
+        auth_memory: UpstreamAuthMemory | None = None,
     ) -> None:
         """`budgets`: the ledger of upstream rate-limit budgets (None: no budget is kept,
         429s are retried like other transient statuses); `max_rate_limit_wait`: the
         longest one pull may wait for its budget (seconds); `rate_limit_recheck`: how often
         a waiting import looks at its budget again; `shelf`: manifests a pull through a
-        cache rule already fetched, read before the upstream is asked for them."""
+        cache rule already fetched, read before the upstream is asked for them;
+        `auth_memory`: what the clients it opens learn of upstreams' authentication, shared
+        among them (a new one when not given)."""
         self._meta = meta
         self._store = store
         self._upstreams = upstreams
@@ -58,6 +62,7 @@ class Sources:
         self._max_manifest_bytes = max_manifest_bytes
         self._read_timeout = read_timeout
         self._egress = egress
+        self._auth_memory = auth_memory if auth_memory is not None else UpstreamAuthMemory()
         self._max_header_bytes = max_header_bytes
         self._budgets = budgets
         self._max_rate_limit_wait = max_rate_limit_wait
@@ -74,11 +79,14 @@ class Sources:
         on_wait: WaitReporter | None = None,
         request_log: RequestLog | None = None,
         wait_for_budget: bool = True,
+        shared_auth: bool = True,
     ) -> AsyncIterator[ImageSource]:
         """See SourceFactory.open; `request_log`, when given, counts every request sent to
         an upstream (a registry of this service is read without any). Without
         `wait_for_budget`, a pull the rate-limit budget refuses fails at once with
-        UpstreamRateLimited instead of waiting (a dry run answers an HTTP request)."""
+        UpstreamRateLimited instead of waiting (a dry run answers an HTTP request). Without
+        `shared_auth`, the client neither uses nor leaves challenges and tokens in the
+        process's memory of them: it starts cold, as a client of a fresh process does."""
         registries = await self._meta.read_at_once(
             lambda q: q.registries_by_id(
                 [target_registry_id] + ([] if spec.registry_id is None else [spec.registry_id])
@@ -136,6 +144,7 @@ class Sources:
                 budget=self._gate(
                     _budget_host(endpoint), credentials, on_wait, wait=wait_for_budget
                 ),
+                auth_memory=self._auth_memory if shared_auth else UpstreamAuthMemory(),
             )
             yield HeldFirstSource(client, functools.partial(self._held, target_registry_id))
 

@@ -41,6 +41,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from transship.imports.auth_memory import LearntAuth, UpstreamAuthMemory
 from transship.imports.budgets import BudgetGate
 from transship.imports.challenge import (
     DEFAULT_TOKEN_LIFETIME,
@@ -149,7 +150,10 @@ class UpstreamClient:
     arrive exactly as stored); the client never closes it. `credentials` are used only when
     the upstream challenges. `retry` bounds attempts per request. `max_manifest_bytes`
     caps manifest bodies. `read_timeout` bounds each socket read and each connect.
-    `clock` (monotonic seconds) decides token expiry; tests inject it.
+    `clock` (monotonic seconds) decides token expiry; tests inject it. `auth_memory`, when
+    given, is shared with the process's other clients: this one starts from the challenge
+    and tokens an earlier client of the same credentials got from this origin and repository
+    (its first request then carries them), and leaves what it learns there.
 
     Safe to use from several tasks at once (the engine fetches blobs concurrently): token
     fetches for one scope are shared, not repeated.
@@ -168,6 +172,7 @@ class UpstreamClient:
         clock: Callable[[], float] = time.monotonic,
         egress: EgressPolicy | None = None,
         budget: BudgetGate | None = None,
+        auth_memory: UpstreamAuthMemory | None = None,
     ) -> None:
         if session.auto_decompress:
             raise ValueError(
@@ -197,11 +202,17 @@ class UpstreamClient:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout, sock_read=read_timeout
         )
-        # Auth state learnt from challenges.
-        self._basic = False
-        self._bearer: Challenge | None = None
-        self._scopes: tuple[str, ...] = (self.default_scope,)
-        self._tokens = TokenCache()
+        # Auth state learnt from challenges: by this client, or by an earlier one of the
+        # same credentials sharing `auth_memory` (then the first request goes out with it).
+        self._memory = auth_memory if auth_memory is not None else UpstreamAuthMemory()
+        self._identity = self._memory.identity(credentials)
+        learnt = self._memory.learnt(self._identity, self._origin, repository)
+        self._basic = learnt is not None and learnt.basic
+        self._bearer: Challenge | None = None if learnt is None else learnt.bearer
+        self._scopes: tuple[str, ...] = (
+            (self.default_scope,) if learnt is None or not learnt.scopes else learnt.scopes
+        )
+        self._tokens = self._memory.tokens(self._identity)
         self._token_locks: dict[tuple[str, str, frozenset[str]], asyncio.Lock] = {}
 
     # -- public ----------------------------------------------------------------------------
@@ -873,6 +884,7 @@ class UpstreamClient:
                 self._bearer = bearer
                 self._scopes = scopes
                 self._basic = False
+                self._learn()
                 retry_with = key
             elif basic is not None:
                 if self._credentials is None:
@@ -887,6 +899,7 @@ class UpstreamClient:
                     )
                 self._basic = True
                 self._bearer = None
+                self._learn()
                 sent_basic = True
                 retry_with = None
             else:
@@ -896,6 +909,11 @@ class UpstreamClient:
         raise self._unauthorized(
             f"{self._endpoint.host} kept asking for authentication", status=401
         )
+
+    def _learn(self) -> None:
+        """Share what the last challenge taught with the next client of these credentials."""
+        learnt = LearntAuth(self._bearer, self._scopes, self._basic)
+        self._memory.learn(self._identity, self._origin, self._repository, learnt)
 
     def _authorization(
         self, token_key: tuple[str, str, frozenset[str]] | None, basic: bool

@@ -73,3 +73,21 @@ def test_token_cache_expires_early_and_drops_only_the_refused_token() -> None:
     assert cache.get(key, 1.0) is None
     other = TokenCache.key("https://t/token", "s", ["repository:a:pull,push"])
     assert cache.get(other, 0.0) is None
+
+
+def test_a_bounded_cache_drops_expired_tokens_then_the_oldest() -> None:
+    cache = TokenCache(limit=2)
+    keys = [TokenCache.key("https://t/token", "s", [f"repository:r{i}:pull"]) for i in range(4)]
+    cache.put(keys[0], "expiring", 10, now=0.0)
+    cache.put(keys[1], "old", 300, now=0.0)
+    cache.put(keys[2], "new", 300, now=20.0)  # over the limit: the expired one goes
+    assert len(cache) == 2
+    assert cache.get(keys[1], now=21.0) == "old"
+    cache.put(keys[3], "newest", 300, now=21.0)  # none expired: the oldest goes
+    assert len(cache) == 2
+    assert cache.get(keys[1], now=22.0) is None
+    assert (cache.get(keys[2], now=22.0), cache.get(keys[3], now=22.0)) == ("new", "newest")
+    # A token put again counts as new.
+    cache.put(keys[2], "renewed", 300, now=23.0)
+    cache.put(keys[0], "again", 300, now=23.0)
+    assert cache.get(keys[2], now=24.0) == "renewed" and cache.get(keys[3], now=24.0) is None

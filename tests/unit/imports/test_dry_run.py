@@ -219,9 +219,12 @@ class LoggedSources:
         *,
         request_log: RequestLog | None = None,
         wait_for_budget: bool = True,
+        shared_auth: bool = True,
     ) -> AsyncIterator[ImageSource]:
         # A dry run answers an HTTP request: it must never wait for a rate-limit budget.
         assert not wait_for_budget
+        # Its requests are measured as a client without a token spends them.
+        assert not shared_auth
         self.opened.append((spec, credentials, target_registry_id))
         before = len(self.source.requests)
         try:

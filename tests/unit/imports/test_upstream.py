@@ -44,6 +44,7 @@ from tests.unit.imports.fake_registry import (
 )
 from tests.unit.imports.tls import write_self_signed
 from transship.config import UpstreamHost
+from transship.imports.auth_memory import UpstreamAuthMemory
 from transship.imports.endpoints import Endpoint, resolve_endpoint
 from transship.imports.errors import ImportFailure, Step
 from transship.imports.ports import Credentials
@@ -120,6 +121,7 @@ def make_client(
     max_manifest_bytes: int = 1 << 20,
     clock: Callable[[], float] | None = None,
     endpoint: Endpoint | None = None,
+    auth_memory: UpstreamAuthMemory | None = None,
 ) -> UpstreamClient:
     retry = RetryPolicy(
         attempts=attempts,
@@ -138,6 +140,7 @@ def make_client(
         retry=retry,
         max_manifest_bytes=max_manifest_bytes,
         read_timeout=read_timeout,
+        auth_memory=auth_memory,
         **extra,
     )
 
@@ -847,6 +850,89 @@ async def test_a_cached_token_the_registry_stops_accepting_is_replaced_once(
     await client.get_manifest("v1")
     assert len(tokens.token_requests) == 2
     assert registry.requests[-1].headers["Authorization"] == "Bearer tok-2"
+
+
+# -- auth: what one client learnt, the next one of the same credentials uses ------------------
+
+
+async def shared_bearer(start: Start) -> tuple[FakeRegistry, FakeTokenService, UpstreamAuthMemory]:
+    """A bearer registry holding `v1`, its token service, and a memory for clients to share."""
+    registry, tokens = await bearer_setup(start)
+    registry.add_manifest(b"{}", tag="v1")
+    return registry, tokens, UpstreamAuthMemory()
+
+
+async def pull_v1(
+    session: aiohttp.ClientSession,
+    registry: FakeRegistry,
+    sleeps: Sleeps,
+    memory: UpstreamAuthMemory,
+    credentials: Credentials | None = None,
+) -> None:
+    """GET `v1` with a new client sharing `memory`."""
+    client = make_client(session, registry, sleeps, credentials, auth_memory=memory)
+    await client.get_manifest("v1")
+
+
+async def test_a_second_client_sends_the_token_an_earlier_one_got_up_front(
+    session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
+) -> None:
+    registry, tokens, memory = await shared_bearer(start)
+    await pull_v1(session, registry, sleeps, memory, creds_of(registry))
+    assert len(registry.requests) == 2  # the 401, then the answer
+    await pull_v1(session, registry, sleeps, memory, creds_of(registry))
+    assert len(tokens.token_requests) == 1
+    assert len(registry.requests) == 3  # one request, no challenge
+    assert registry.requests[-1].headers["Authorization"] == "Bearer tok-1"
+
+
+async def test_a_token_is_never_sent_for_other_credentials_or_anonymously(
+    session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
+) -> None:
+    registry, tokens, memory = await shared_bearer(start)
+    await pull_v1(session, registry, sleeps, memory, creds_of(registry))
+    sent = len(registry.requests)
+    await pull_v1(session, registry, sleeps, memory)
+    anonymous = registry.requests[sent:]
+    assert [r.headers.get("Authorization") for r in anonymous] == [None, "Bearer tok-2"]
+    assert "Authorization" not in tokens.token_requests[1].headers
+    # The same user name with another password is other credentials too.
+    other = Credentials(registry.username, "an0ther-pa55")
+    with pytest.raises(ImportFailure) as info:
+        await pull_v1(session, registry, sleeps, memory, other)
+    assert info.value.code == "UpstreamUnauthorized"
+    tokens_sent = {r.headers.get("Authorization") for r in registry.requests[sent + 2 :]}
+    assert tokens_sent == {None}
+
+
+async def test_a_shared_token_the_registry_revoked_is_replaced_for_every_client(
+    session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
+) -> None:
+    registry, tokens, memory = await shared_bearer(start)
+    await pull_v1(session, registry, sleeps, memory)
+    registry.revoked.add("tok-1")
+    await pull_v1(session, registry, sleeps, memory)
+    await pull_v1(session, registry, sleeps, memory)
+    assert len(tokens.token_requests) == 2
+    auths = [r.headers.get("Authorization") for r in registry.requests]
+    assert auths == [None, "Bearer tok-1", "Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]
+
+
+async def test_a_second_client_sends_basic_up_front_where_an_earlier_one_was_asked_for_it(
+    session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
+) -> None:
+    registry = await start(FakeRegistry(auth="basic"))
+    registry.add_manifest(b"{}", tag="v1")
+    memory = UpstreamAuthMemory()
+    for _ in range(2):
+        await pull_v1(session, registry, sleeps, memory, creds_of(registry))
+    auths = [r.headers.get("Authorization") for r in registry.requests]
+    assert len(auths) == 3 and auths[0] is None
+    assert all(a is not None and a.startswith("Basic ") for a in auths[1:])
+    # Anonymous clients learn nothing from it: they are not sent credentials they lack.
+    with pytest.raises(ImportFailure):
+        await pull_v1(session, registry, sleeps, memory)
+    assert registry.requests[-1].headers.get("Authorization") is None
 
 
 async def test_tokens_are_asked_for_again_when_they_expire(
