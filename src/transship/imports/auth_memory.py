@@ -16,9 +16,11 @@ a token the upstream refuses is dropped there by the client that saw the refusal
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -35,6 +37,8 @@ MAX_TOKENS_PER_IDENTITY = 1024
 
 # An upstream origin: scheme, lower-cased host, port (None: the scheme's).
 Origin = tuple[str, str, int | None]
+# A token's key in a TokenCache: realm, service, scopes.
+TokenKey = tuple[str, str, frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,10 @@ class UpstreamAuthMemory:
         self._max_tokens = max_tokens
         self._tokens: OrderedDict[str, TokenCache] = OrderedDict()
         self._learnt: OrderedDict[tuple[str, Origin, str], LearntAuth] = OrderedDict()
+        # Held only while a fetch holds or waits for one: nothing to bound.
+        self._locks: weakref.WeakValueDictionary[tuple[str, TokenKey], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def identity(self, credentials: Credentials | None) -> str:
         """The fingerprint under which `credentials` (None: anonymous) are remembered."""
@@ -82,6 +90,14 @@ class UpstreamAuthMemory:
         else:
             self._tokens.move_to_end(identity)
         return cache
+
+    def token_lock(self, identity: str, key: TokenKey) -> asyncio.Lock:
+        """The lock under which a token for `key` is fetched for these credentials, so that
+        concurrent clients fetch it once (the others then find it in the cache)."""
+        lock = self._locks.get((identity, key))
+        if lock is None:
+            lock = self._locks[(identity, key)] = asyncio.Lock()
+        return lock
 
     def learnt(self, identity: str, origin: Origin, repository: str) -> LearntAuth | None:
         """What `origin` asked of `repository`'s requests under these credentials last."""

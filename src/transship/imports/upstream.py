@@ -27,7 +27,6 @@ without their query (presigned storage URLs carry signatures there).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -156,7 +155,7 @@ class UpstreamClient:
     (its first request then carries them), and leaves what it learns there.
 
     Safe to use from several tasks at once (the engine fetches blobs concurrently): token
-    fetches for one scope are shared, not repeated.
+    fetches for one scope are shared, not repeated (with `auth_memory`, across clients).
     """
 
     def __init__(
@@ -213,7 +212,6 @@ class UpstreamClient:
             (self.default_scope,) if learnt is None or not learnt.scopes else learnt.scopes
         )
         self._tokens = self._memory.tokens(self._identity)
-        self._token_locks: dict[tuple[str, str, frozenset[str]], asyncio.Lock] = {}
 
     # -- public ----------------------------------------------------------------------------
 
@@ -1023,7 +1021,8 @@ class UpstreamClient:
         key: tuple[str, str, frozenset[str]],
         step: Step,
     ) -> None:
-        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        # Shared with the other clients of these credentials: one fetch for all of them.
+        lock = self._memory.token_lock(self._identity, key)
         async with lock:
             if self._tokens.get(key, self._clock()) is not None:
                 return  # another task fetched it meanwhile

@@ -421,6 +421,7 @@ class FakeTokenService(_Server):
         self.issued: dict[str, set[tuple[str, str]]] = {}
         self.refuse: int | None = None
         self.faults: list[Fault] = []
+        self.delay = 0.0  # seconds each GET /token answer waits: lets fetches overlap
         self._counter = itertools.count(1)
         self.app.router.add_get("/token", self._get)
         self.app.router.add_post("/token", self._post)
@@ -445,6 +446,8 @@ class FakeTokenService(_Server):
 
     async def _get(self, request: web.Request) -> web.Response:
         seen = await _record(request, self.requests)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.faults:
             fault = self.faults.pop(0)
             assert isinstance(fault, Status)

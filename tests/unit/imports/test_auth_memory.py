@@ -63,3 +63,13 @@ def test_the_least_recently_used_entries_go_first() -> None:
     assert memory.learnt("one", ORIGIN, "b") is None
     assert memory.learnt("one", ORIGIN, "a") == learnt
     assert memory.learnt("one", ORIGIN, "c") == learnt
+
+
+def test_one_lock_per_credentials_and_token_while_it_is_held() -> None:
+    memory = UpstreamAuthMemory()
+    key = ("https://auth.example/token", "reg", frozenset({"repository:a:pull"}))
+    held = memory.token_lock("one", key)
+    assert memory.token_lock("one", key) is held
+    assert memory.token_lock("two", key) is not held
+    other = ("https://auth.example/token", "reg", frozenset({"repository:b:pull"}))
+    assert memory.token_lock("one", other) is not held

@@ -905,6 +905,17 @@ async def test_a_token_is_never_sent_for_other_credentials_or_anonymously(
     assert tokens_sent == {None}
 
 
+async def test_clients_challenged_at_once_fetch_one_token_between_them(
+    session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
+) -> None:
+    registry, tokens, memory = await shared_bearer(start)
+    tokens.delay = 0.2  # the others are challenged while the first fetch is under way
+    await asyncio.gather(*(pull_v1(session, registry, sleeps, memory) for _ in range(5)))
+    assert len(tokens.token_requests) == 1
+    assert len(registry.requests) == 10  # each challenged once, then served with tok-1
+    assert {r.headers.get("Authorization") for r in registry.requests[5:]} == {"Bearer tok-1"}
+
+
 async def test_a_shared_token_the_registry_revoked_is_replaced_for_every_client(
     session: aiohttp.ClientSession, start: Start, sleeps: Sleeps
 ) -> None:
