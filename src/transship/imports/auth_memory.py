@@ -24,7 +24,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from transship.imports.challenge import Challenge, TokenCache
+from transship.imports.challenge import Challenge, TokenCache, TokenKey
 from transship.imports.ports import Credentials
 
 # Credential sets remembered at once (each with its own token cache), and (credentials,
@@ -37,8 +37,6 @@ MAX_TOKENS_PER_IDENTITY = 1024
 
 # An upstream origin: scheme, lower-cased host, port (None: the scheme's).
 Origin = tuple[str, str, int | None]
-# A token's key in a TokenCache: realm, service, scopes.
-TokenKey = tuple[str, str, frozenset[str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,9 @@ _PARAM = re.compile(r"""([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*("(?:[^"\\]|\\
 _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _QUOTED_PAIR = re.compile(r"\\(.)")
 
+# A token's key in a TokenCache: realm, service, scope set.
+TokenKey = tuple[str, str, frozenset[str]]
+
 # The default lifetime of a token whose response gives none (distribution's token spec).
 DEFAULT_TOKEN_LIFETIME = 60.0
 
@@ -122,25 +125,21 @@ class TokenCache:
     at most `limit` of them (None: no bound), the expired and then the oldest dropped first."""
 
     def __init__(self, *, limit: int | None = None) -> None:
-        self._tokens: dict[tuple[str, str, frozenset[str]], CachedToken] = {}
+        self._tokens: dict[TokenKey, CachedToken] = {}
         self._limit = limit
 
     @staticmethod
-    def key(
-        realm: str, service: str | None, scopes: Iterable[str]
-    ) -> tuple[str, str, frozenset[str]]:
+    def key(realm: str, service: str | None, scopes: Iterable[str]) -> TokenKey:
         return (realm, service or "", frozenset(scopes))
 
-    def get(self, key: tuple[str, str, frozenset[str]], now: float) -> str | None:
+    def get(self, key: TokenKey, now: float) -> str | None:
         """The token for `key` if it is still valid at `now`, else None."""
         cached = self._tokens.get(key)
         if cached is None or cached.expires_at <= now:
             return None
         return cached.value
 
-    def put(
-        self, key: tuple[str, str, frozenset[str]], value: str, expires_in: float, now: float
-    ) -> None:
+    def put(self, key: TokenKey, value: str, expires_in: float, now: float) -> None:
         """Keep `value` until a little before `now + expires_in` (10 %, at most 10 s early)."""
         margin = min(10.0, expires_in * 0.1)
         self._tokens.pop(key, None)  # re-inserted: the newest
@@ -154,7 +153,7 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def drop(self, key: tuple[str, str, frozenset[str]], value: str) -> None:
+    def drop(self, key: TokenKey, value: str) -> None:
         """Forget `value` for `key` (the upstream refused it); keeps a newer token."""
         cached = self._tokens.get(key)
         if cached is not None and cached.value == value:

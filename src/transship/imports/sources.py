@@ -46,15 +46,14 @@ class Sources:
         max_rate_limit_wait: float = 21600.0,
         rate_limit_recheck: float = 5.0,
         shelf: ManifestShelf | None = None,
-        auth_memory: UpstreamAuthMemory | None = None,
     ) -> None:
         """`budgets`: the ledger of upstream rate-limit budgets (None: no budget is kept,
         429s are retried like other transient statuses); `max_rate_limit_wait`: the
         longest one pull may wait for its budget (seconds); `rate_limit_recheck`: how often
         a waiting import looks at its budget again; `shelf`: manifests a pull through a
-        cache rule already fetched, read before the upstream is asked for them;
-        `auth_memory`: what the clients it opens learn of upstreams' authentication, shared
-        among them (a new one when not given)."""
+        cache rule already fetched, read before the upstream is asked for them. The
+        clients it opens share what they learn of upstreams' authentication (one
+        `UpstreamAuthMemory` for the process's `Sources`)."""
         self._meta = meta
         self._store = store
         self._upstreams = upstreams
@@ -62,7 +61,7 @@ class Sources:
         self._max_manifest_bytes = max_manifest_bytes
         self._read_timeout = read_timeout
         self._egress = egress
-        self._auth_memory = auth_memory if auth_memory is not None else UpstreamAuthMemory()
+        self._auth_memory = UpstreamAuthMemory()
         self._max_header_bytes = max_header_bytes
         self._budgets = budgets
         self._max_rate_limit_wait = max_rate_limit_wait

@@ -40,12 +40,13 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from transship.imports.auth_memory import LearntAuth, UpstreamAuthMemory
+from transship.imports.auth_memory import LearntAuth, Origin, UpstreamAuthMemory
 from transship.imports.budgets import BudgetGate
 from transship.imports.challenge import (
     DEFAULT_TOKEN_LIFETIME,
     Challenge,
     TokenCache,
+    TokenKey,
     parse_challenges,
 )
 from transship.imports.egress import EgressDenied, EgressPolicy, egress_failure
@@ -95,7 +96,7 @@ INVALID_REFERENCE = "InvalidReference"
 INVALID_TAG_LIST = "InvalidTagList"
 
 
-def _origin(url: URL) -> tuple[str, str, int | None]:
+def _origin(url: URL) -> Origin:
     return (url.scheme, (url.host or "").lower(), url.port)
 
 
@@ -852,9 +853,9 @@ class UpstreamClient:
         """Send a GET (or `method`) with auth and redirects handled. Returns any response
         that is neither a redirect nor an endpoint 401 (the caller owns and closes it).
         Raises `_Transient` for transport failures and `ImportFailure` for auth failures."""
-        asked: set[tuple[str, str, frozenset[str]]] = set()
+        asked: set[TokenKey] = set()
         sent_basic = False
-        retry_with: tuple[str, str, frozenset[str]] | None = None
+        retry_with: TokenKey | None = None
         for _ in range(_MAX_AUTH_ROUNDS):
             # After a challenge, answer it exactly (other tasks may move the shared state).
             authorization, token_key = self._authorization(retry_with, sent_basic)
@@ -914,8 +915,8 @@ class UpstreamClient:
         self._memory.learn(self._identity, self._origin, self._repository, learnt)
 
     def _authorization(
-        self, token_key: tuple[str, str, frozenset[str]] | None, basic: bool
-    ) -> tuple[str | None, tuple[str, str, frozenset[str]] | None]:
+        self, token_key: TokenKey | None, basic: bool
+    ) -> tuple[str | None, TokenKey | None]:
         """The Authorization to send: the token for `token_key` or Basic when a challenge in
         this request asked for it, else what earlier challenges taught (sent up front)."""
         if token_key is not None:
@@ -928,7 +929,7 @@ class UpstreamClient:
 
     def _preemptive_authorization(
         self,
-    ) -> tuple[str | None, tuple[str, str, frozenset[str]] | None]:
+    ) -> tuple[str | None, TokenKey | None]:
         if self._basic and self._credentials is not None:
             return self._basic_header(), None
         if self._bearer is not None and self._bearer.realm:
@@ -1018,7 +1019,7 @@ class UpstreamClient:
         self,
         challenge: Challenge,
         scopes: tuple[str, ...],
-        key: tuple[str, str, frozenset[str]],
+        key: TokenKey,
         step: Step,
     ) -> None:
         # Shared with the other clients of these credentials: one fetch for all of them.
