@@ -100,6 +100,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ones first (:func:`_run_long_first`)."""
     _run_long_first(items)
     for item in items:
+        _name_in_node_id(item)
         names = getattr(item, "fixturenames", ())
         if PEER_FIXTURES.intersection(names):
             item.add_marker(pytest.mark.peers)
@@ -150,6 +151,21 @@ def _suffix_node_id(item: pytest.Item, group: str) -> None:
     from _pytest.nodeid import coerce_node_id
 
     item._id = coerce_node_id(f"{item.nodeid}@{group}")
+
+
+def _name_in_node_id(item: pytest.Item) -> None:
+    """Give an item its name's parameters in its node id where pytest left them out.
+
+    schemathesis names each operation's test ``test_x[GET /path]``, but pytest >= 9.2 builds
+    node ids from structured parts and sees no parameters on such an item, so without a
+    parametrized fixture to tell them apart every operation's test had the id ``…::test_x``;
+    xdist, which hands out tests by node id, then ran one or a few of them and reported
+    success (tests/test_parallel_suite.py)."""
+    if "[" not in item.name or "[" in item.nodeid or not hasattr(item, "_id"):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    item._id = coerce_node_id(f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
 
 
 def _shared_fixture_group(item: pytest.Item) -> str | None:

@@ -137,8 +137,10 @@ async def registry_in_scope(request: web.Request, *actions: str) -> tuple[Servic
     return services, await services.registries.require(sub, rg, name)
 
 
-async def json_body(request: web.Request) -> Any:
-    """The JSON body, read up to the configured limit. Raises ArmError 413 or 400."""
+async def json_body(request: web.Request, *, required: bool = False) -> Any:
+    """The JSON body, read up to the configured limit; an absent (or blank) body reads as
+    `{}` unless `required`. Raises ArmError 413 (too large) or 400 InvalidRequestContent
+    (not JSON, or absent where `required`)."""
     limit = request.app[SERVICES].settings.max_request_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ArmError(413, "RequestTooLarge", f"The request body is larger than {limit} bytes.")
@@ -150,6 +152,10 @@ async def json_body(request: web.Request) -> Any:
                 413, "RequestTooLarge", f"The request body is larger than {limit} bytes."
             )
     if not data.strip():
+        if required:
+            # An update whose fields are all optional would otherwise change nothing and
+            # answer 200, where the operation's document requires a body.
+            raise ArmError(400, "InvalidRequestContent", "The request body is required.")
         return {}
     try:
         document = json.loads(bytes(data))

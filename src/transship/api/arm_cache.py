@@ -173,7 +173,7 @@ async def cache_rule_put(request: web.Request) -> web.Response:
 async def cache_rule_patch(request: web.Request) -> web.Response:
     """Set (an id) or remove (null) the rule's credential set; absent: unchanged."""
     services, registry = await registry_in_scope(request, Actions.CACHE_RULES_WRITE)
-    body = parse_body(wire.CacheRuleUpdateBody, await json_body(request))
+    body = parse_body(wire.CacheRuleUpdateBody, await json_body(request, required=True))
     _no_user_identity(body.identity)
     name = request.match_info["rule"]
     props = body.properties
@@ -242,7 +242,7 @@ async def credential_set_put(request: web.Request) -> web.Response:
 async def credential_set_patch(request: web.Request) -> web.Response:
     """Change the secret identifiers given; the rest stays."""
     services, registry = await registry_in_scope(request, Actions.CREDENTIAL_SETS_WRITE)
-    body = parse_body(wire.CredentialSetUpdateBody, await json_body(request))
+    body = parse_body(wire.CredentialSetUpdateBody, await json_body(request, required=True))
     _system_identity_only(body.identity)
     tenant = (await caller(request, services)).tenant_id
     name = request.match_info["set"]

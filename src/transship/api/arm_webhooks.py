@@ -107,7 +107,7 @@ async def webhook_put(request: web.Request) -> web.Response:
 async def webhook_patch(request: web.Request) -> web.Response:
     """Change what the body gives; the rest stays. `customHeaders: {}` clears them."""
     services, registry = await registry_in_scope(request, Actions.WEBHOOKS_WRITE)
-    body = parse_body(wire.WebhookUpdateBody, await json_body(request))
+    body = parse_body(wire.WebhookUpdateBody, await json_body(request, required=True))
     props = body.properties or wire.WebhookUpdateProperties()
     saved = await services.webhooks.update(
         registry,

@@ -308,7 +308,7 @@ async def sync_rule_get(request: web.Request) -> web.Response:
 async def _write(request: web.Request, *, patch: bool) -> web.Response:
     services, registry = await _registry(request, Actions.REGISTRIES_WRITE)
     name = check_rule_name(request.match_info["rule"])
-    body: wire.SyncRuleBody = parse_body(wire.SyncRuleBody, await json_body(request))
+    body: wire.SyncRuleBody = parse_body(wire.SyncRuleBody, await json_body(request, required=True))
     stored = await services.sync.get(registry, name) if patch else None
     if patch and stored is None:
         raise ArmError(
