@@ -656,6 +656,11 @@ async def test_tag_listing_is_lexical_and_paginated(reg: RunningRegistry) -> Non
         assert (await r.json())["tags"] == []
     async with reg.request("GET", "/v2/tags/tags/list?n=-1") as r:
         assert r.status == 400
+    # An n past 64 bits, or past what int() reads, is a request for everything (one page).
+    for huge in ("9" * 30, "9" * 5000):
+        async with reg.request("GET", f"/v2/tags/tags/list?n={huge}") as r:
+            assert r.status == 200
+            assert (await r.json())["tags"] == every
     async with reg.request("GET", "/v2/nothing/tags/list") as r:
         assert r.status == 404
         assert await error_code(r) == "NAME_UNKNOWN"

@@ -55,6 +55,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.transport import Response
 from schemathesis.generation import GenerationMode
+from schemathesis.generation.meta import TestPhase
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
@@ -671,41 +672,48 @@ def _pick(value: Any) -> int:
     return zlib.crc32(repr(value).encode()) % 8
 
 
+def _aimed(value: Any, real: list[Any], always: bool) -> Any | None:
+    """The one of `real` that `value` is swapped for, or None when it is kept (1 in 8, by
+    its hash, unless `always`)."""
+    pick = _pick(value)
+    return None if not real or (pick == 0 and not always) else real[pick % len(real)]
+
+
 def _aim(case: schemathesis.Case[Any], fuzzing: Fuzzing) -> None:
     """Swap most generated path parameters, and some fields of bodies, for real ones (chosen
     by a hash of the generated value, so a case always becomes the same request). Left alone
-    when they are the negative part of the case: they must stay invalid."""
+    when they are the negative part of the case: they must stay invalid. The document's own
+    examples are aimed in full, so an operation with one reaches its handler with it."""
     method, path = case.method.upper(), case.operation.path
+    example = case.meta is not None and case.meta.phase.name == TestPhase.EXAMPLES
     if not _negative(case, ParameterLocation.PATH):
         for name, value in list((case.path_parameters or {}).items()):
-            real = fuzzing.real_values(name, method, path, value)
-            pick = _pick(value)
-            if real and pick > 0:  # 7 in 8
-                case.path_parameters[name] = real[pick % len(real)]
+            aimed = _aimed(value, fuzzing.real_values(name, method, path, value), example)
+            if aimed is not None:
+                case.path_parameters[name] = aimed
     if case.query and not _negative(case, ParameterLocation.QUERY):
         for name, value in list(case.query.items()):
             real = fuzzing.real_values(name, method, path, value) if name == "identifier" else []
-            pick = _pick(value)
-            if real and pick > 0:
-                case.query[name] = real[pick % len(real)]
+            aimed = _aimed(value, real, example)
+            if aimed is not None:
+                case.query[name] = aimed
     if isinstance(case.body, dict) and not _negative(case, ParameterLocation.BODY):
         # A copy: the examples phase hands out the document's own example values.
         case.body = copy.deepcopy(case.body)
-        _aim_fields(case.body, fuzzing.real_fields(path, case.body))
+        _aim_fields(case.body, fuzzing.real_fields(path, case.body), example)
 
 
-def _aim_fields(body: dict[str, Any], fields: dict[str, list[Any]]) -> None:
+def _aim_fields(body: dict[str, Any], fields: dict[str, list[Any]], always: bool) -> None:
     for key, value in list(body.items()):
-        real = fields.get(key)
-        pick = _pick(value)
-        if real and pick > 0:
-            body[key] = real[pick % len(real)]
+        aimed = _aimed(value, fields.get(key, []), always)
+        if aimed is not None:
+            body[key] = aimed
         elif isinstance(value, dict):
-            _aim_fields(value, fields)
+            _aim_fields(value, fields, always)
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
-                    _aim_fields(item, fields)
+                    _aim_fields(item, fields, always)
 
 
 @pytest.mark.slow

@@ -448,3 +448,19 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(
     # The stalled request is recorded when the receiver finally answers it.
     await receiver.wait(lambda got: len(got) == 2)
     assert len({r.event["id"] for r in receiver.received}) == 1
+
+
+async def test_a_skip_token_past_the_log_is_an_empty_page_and_a_malformed_one_a_400(
+    reg: RunningRegistry, tmp_path: Path
+) -> None:
+    admin = _admin(reg, tmp_path)
+    await _create(admin, "skipper", serviceUri="http://hooks.invalid/", actions=["push"])
+    events = _hook(admin, "skipper") + "/listEvents"
+    # Past 64 bits (the database's integers) and past what int() reads: 200, nothing.
+    for token in ("9" * 30, "9" * 5000):
+        status, body, _ = await admin.call("GET", f"{events}?$skipToken={token}")
+        assert status == 200, body
+        assert body["value"] == [] and "nextLink" not in body
+    for token in ("-1", "1.5", "abc"):
+        status, body, _ = await admin.call("GET", f"{events}?$skipToken={token}")
+        assert status == 400 and body["error"]["target"] == "$skipToken", body

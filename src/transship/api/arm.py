@@ -18,6 +18,7 @@ from transship.api.arm_models import parse_body
 from transship.api.auth import CALLER, authorize, caller, subscription_of
 from transship.api.envelopes import ArmError
 from transship.api.import_dry_run import dry_run_error, dry_run_json
+from transship.api.query_numbers import nonnegative
 from transship.api.services import Services
 from transship.api.v2 import SERVICES
 from transship.errors import NotFound, Unsupported
@@ -865,12 +866,11 @@ async def import_operations(request: web.Request) -> web.Response:
     services, registry = await registry_in_scope(
         request, Actions.REGISTRIES_READ, Actions.IMPORT_IMAGE
     )
-    top_text = request.query.get("$top", "100")
-    if not (top_text.isascii() and top_text.isdigit()) or not 1 <= int(top_text) <= 1000:
+    top = nonnegative(request.query.get("$top", "100"), ceiling=1001)
+    if top is None or not 1 <= top <= 1000:
         raise ArmError(
             400, "InvalidParameter", "$top must be an integer from 1 to 1000.", target="$top"
         )
-    top = int(top_text)
     after = request.query.get("$skipToken")
     if after is not None and not _OPERATION_ID.fullmatch(after):
         raise ArmError(

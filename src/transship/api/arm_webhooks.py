@@ -12,6 +12,7 @@ from transship.api.arm import arm_json, json_body, registry_in_scope
 from transship.api.arm_models import parse_body
 from transship.api.envelopes import ArmError
 from transship.api.events import event_request
+from transship.api.query_numbers import nonnegative
 from transship.identity.rbac import Actions
 from transship.metadata.records import RegistryRecord
 from transship.metadata.webhooks import DeliveryRecord, WebhookRecord
@@ -155,11 +156,12 @@ async def webhook_events(request: web.Request) -> web.Response:
     the SDKs do; GET on the nextLink for the others)."""
     services, registry = await registry_in_scope(request, Actions.WEBHOOKS_LIST_EVENTS)
     token = request.query.get("$skipToken", "0")
-    if not (token.isascii() and token.isdigit()):
+    # Past any delivery log (which keeps a bounded number of deliveries): an empty page.
+    skip = nonnegative(token, ceiling=2**31 - 1)
+    if skip is None:
         raise ArmError(
             400, "InvalidParameter", f"$skipToken {token!r} is not valid.", target="$skipToken"
         )
-    skip = int(token)
     name = request.match_info["webhook"]
     webhook = await services.webhooks.get(registry, name)
     page = await services.webhooks.events(registry, name, skip, EVENTS_PAGE + 1)

@@ -13,6 +13,7 @@ from transship.api.blob_responses import StreamedBlobAnswer, serve_blob
 from transship.api.envelopes import OciError
 from transship.api.errors import DISTRIBUTION_VERSION_HEADER, range_header, upload_location
 from transship.api.events import event_request
+from transship.api.query_numbers import nonnegative
 from transship.api.services import Services
 from transship.errors import NotFound
 from transship.metadata.records import RegistryRecord
@@ -68,13 +69,14 @@ def page_params(request: web.Request) -> tuple[int | None, str | None]:
     n_text = request.query.get("n")
     n: int | None = None
     if n_text is not None:
-        if not (n_text.isascii() and n_text.isdigit()):
+        # Any n past the page maximum is the page maximum (ManifestService clamps it).
+        n = nonnegative(n_text, ceiling=2**31 - 1)
+        if n is None:
             raise OciError(
                 PAGINATION_NUMBER_INVALID,
                 f"n must be a non-negative integer, not {n_text!r}",
                 {"n": n_text},
             )
-        n = int(n_text)
     last = request.query.get("last")
     if last is not None and ("\x00" in last or not last.isprintable()):
         raise OciError(

@@ -34,3 +34,8 @@ async def test_import_operations_page_through_next_link(tmp_path: Path) -> None:
             "GET", f"{admin.base}/myregistry/importOperations?$top=0"
         )
         assert status == 400 and body["error"]["target"] == "$top"
+        # Past what int() reads: refused as out of range, not a 500.
+        status, body, _ = await admin.call(
+            "GET", f"{admin.base}/myregistry/importOperations?$top={'9' * 5000}"
+        )
+        assert status == 400 and body["error"]["target"] == "$top"
