@@ -118,6 +118,7 @@ WEBHOOK = "fuzzwebhook"
 DISPOSABLE_WEBHOOK = "fuzzdisposablewebhook"
 SYNC_RULE = "fuzz-sync"
 DISPOSABLE_SYNC_RULE = "fuzz-disposable-sync"
+RUNNABLE_SYNC_RULE = "fuzz-runnable-sync"  # the one POST …/run starts: runs push old ones out
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader role
 # Built-in roles the fuzzer assigns: Reader, AcrPull, AcrPush, AcrDelete (by id, or name).
 ROLES = [READER, "7f951dda-4ed3-4680-a7ca-43fe172d538d", "AcrPush", "AcrDelete"]
@@ -365,7 +366,7 @@ async def _seed_registry_features(owner: Management, seeded: Seeded, local: dict
     for name in (WEBHOOK, DISPOSABLE_WEBHOOK):
         webhook = {"location": owner.location, "properties": _webhook_properties()}
         await _put(owner, f"{registry}/webhooks/{name}", webhook)
-    for name in (SYNC_RULE, DISPOSABLE_SYNC_RULE):
+    for name in (SYNC_RULE, DISPOSABLE_SYNC_RULE, RUNNABLE_SYNC_RULE):
         await _put(owner, f"/transship/v1/registries/{TARGET}/syncRules/{name}", _sync_rule())
     rule = f"/transship/v1/registries/{TARGET}/syncRules/{SYNC_RULE}"
     status, run, _ = await owner.call("POST", f"{rule}/run")
@@ -474,7 +475,9 @@ class Fuzzing:
             label = _role_scope(path)
             assert label is not None, path
             if method == "PUT":
-                return [_fresh_guid(generated)]
+                # An assignment's name is unique across scopes: one per scope, or the PUT
+                # at a second scope is a 409 and never a 2xx.
+                return [_fresh_guid((label, generated))]
             return [(seeded.disposable_assignments if deleting else seeded.assignments)[label]]
         if name == "principalId":
             users = "/users/" in path
@@ -495,7 +498,11 @@ class Fuzzing:
             if deleting:
                 return ["default", DISPOSABLE]
             # Not the registry the data plane routes to: its network rules must stay open.
-            return [TARGET] if method in ("PUT", "PATCH") else [TARGET, "default"]
+            # A registry's seeded items (role assignments, webhooks, sync rules, …) are
+            # TARGET's: a path naming one is aimed at TARGET.
+            if method in ("PUT", "PATCH") or "{" in path.partition("{registryName}")[2]:
+                return [TARGET]
+            return [TARGET, "default"]
         return {
             "tenant": [seeded.tenant],
             "tenantId": [_fresh_guid(generated)],
@@ -513,7 +520,13 @@ class Fuzzing:
             "credentialSetName": [DISPOSABLE_CREDENTIAL_SET if deleting else CREDENTIAL_SET],
             "cacheRuleName": [DISPOSABLE_CACHE_RULE if deleting else CACHE_RULE],
             "webhookName": [DISPOSABLE_WEBHOOK if deleting else WEBHOOK],
-            "ruleName": [DISPOSABLE_SYNC_RULE if deleting else SYNC_RULE],
+            "ruleName": [
+                DISPOSABLE_SYNC_RULE
+                if deleting
+                else RUNNABLE_SYNC_RULE
+                if path.endswith("/run")
+                else SYNC_RULE
+            ],
             "runId": [seeded.sync_run],
             "batchId": [seeded.batch],
             "identifier": [DISPOSABLE_SECRET],  # DELETE /transship/v1/secrets?identifier=
