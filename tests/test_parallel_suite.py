@@ -44,13 +44,15 @@ def test_alone(i):
 """
 
 
-def test_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> None:
+def _run_parallel(tmp_path: Path, name: str, module: str, workers: int) -> str:
+    """Run `module` (as `name`) under the suite's collection hook with `workers` xdist
+    workers and --dist loadgroup, as scripts/test does; its output, once it passed."""
     (tmp_path / "conftest.py").write_text(
         "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
     )
-    (tmp_path / "test_shared.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / name).write_text(textwrap.dedent(module))
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "3",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
          "--dist", "loadgroup", str(tmp_path)],
         cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"},
@@ -59,6 +61,11 @@ def test_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> Non
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> None:
+    _run_parallel(tmp_path, "test_shared.py", MODULE, workers=3)
     entries = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     setups = sorted(e["setup"] for e in entries if "setup" in e)
     assert setups == ["one", "two"], entries  # once per parameter, not once per worker
@@ -95,20 +102,7 @@ def test_each_schemathesis_operation_runs_under_xdist(tmp_path: Path) -> None:
     """schemathesis gives each operation's test a name (``test_operation[GET /thing0]``)
     that pytest >= 9.2 leaves out of the node id; with equal ids xdist ran a few of them and
     reported success. tests/conftest.py puts the name back."""
-    (tmp_path / "conftest.py").write_text(
-        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
-    )
-    (tmp_path / "test_operations.py").write_text(textwrap.dedent(SCHEMATHESIS_MODULE))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-         "--dist", "loadgroup", str(tmp_path)],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "6 passed" in done.stdout, done.stdout
+    output = _run_parallel(tmp_path, "test_operations.py", SCHEMATHESIS_MODULE, workers=2)
+    assert "6 passed" in output, output
     entries = [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text().splitlines()]
     assert {e["op"] for e in entries} == {f"GET /thing{i}" for i in range(6)}
