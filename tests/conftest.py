@@ -35,6 +35,13 @@ in one ``xdist_group`` (per fixture parameter), so ``--dist loadgroup`` runs the
 worker and the fixture is set up once, as in a serial run; a module marked ``spread`` (its
 tests independent, and long enough to be worth a fixture per worker) opts out.
 
+Every server the tests run, in-process or as a subprocess, hashes new secrets and passwords
+at scrypt's lowest cost (``TRANSSHIP_CREDENTIAL_HASH_COST``, set here for the session unless
+already set), as Django's documentation advises for test suites: at the default a hash or a
+check of one takes ~50 ms of CPU, and every new service hashes its owner's secret and checks
+it, which made them ~8% of a full run's CPU. ``tests/unit/identity/test_secrets.py`` and
+``tests/unit/test_config.py`` cover the default cost.
+
 Hypothesis runs with the ``dev`` profile (no deadline: timings under a loaded machine are
 not a property of the code) or, when ``CI=true``, ``ci`` (also derandomized, so a CI run is
 reproducible); ``HYPOTHESIS_PROFILE`` names another. Both print the blob to reproduce a
@@ -63,6 +70,8 @@ from tests.peers.procs import PeerUnavailable
 from tests.peers.transship import TransshipServer
 from tests.support.sqlite_template import SqliteTemplate
 from transship.metadata.db import Database
+
+os.environ.setdefault("TRANSSHIP_CREDENTIAL_HASH_COST", "1024")
 
 # `--loop-stall-ms=N`: fail a test in which an event-loop callback ran longer than N ms.
 pytest_plugins = ["tests.support.loop_stall"]

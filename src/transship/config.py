@@ -18,6 +18,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from transship.identity.secrets import (
+    DEFAULT_HASH_COST,
+    MAX_HASH_COST,
+    MIN_HASH_COST,
+    valid_hash_cost,
+)
 from transship.storage.location import StorageLocation, parse_storage_url
 
 MiB = 1024 * 1024
@@ -357,6 +363,14 @@ class Settings(BaseSettings):
         ge=0,
         description="credential checks waiting for a hashing thread; more are refused (429)",
     )
+    credential_hash_cost: int = Field(
+        default=DEFAULT_HASH_COST,
+        description=(
+            "scrypt's cost N for new secret and password hashes: a power of two from 1024 to "
+            "1048576, each hash taking N KiB of memory; every hash records its own, so "
+            "stored ones keep verifying after a change (below the default: test machines only)"
+        ),
+    )
     auth_failure_limit_per_client: int = Field(
         default=20, gt=0, description="failed sign-ins per client address per window before 429"
     )
@@ -395,6 +409,15 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(h.strip() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("credential_hash_cost")
+    @classmethod
+    def _power_of_two_cost(cls, value: int) -> int:
+        if not valid_hash_cost(value):
+            raise ValueError(
+                f"must be a power of two from {MIN_HASH_COST} to {MAX_HASH_COST} (got {value})"
+            )
         return value
 
     @field_validator("tls_hosts", mode="before")

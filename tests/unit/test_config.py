@@ -36,7 +36,14 @@ def test_environment_overrides_the_file_and_arguments_override_both(
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("port", 70000), ("max_manifest_bytes", 0), ("gc_interval_seconds", -1)]
+    ("field", "value"),
+    [
+        ("port", 70000),
+        ("max_manifest_bytes", 0),
+        ("gc_interval_seconds", -1),
+        ("credential_hash_cost", 1000),
+        ("credential_hash_cost", 2**21),
+    ],
 )
 def test_invalid_values_name_the_setting(field: str, value: int) -> None:
     with pytest.raises(ValidationError) as caught:
@@ -50,3 +57,13 @@ def test_unknown_settings_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("TRANSSHIP_CONFIG", str(config))
     with pytest.raises(ValidationError, match="prot"):
         Settings()
+
+
+def test_the_hash_cost_defaults_to_scrypts_recommended_n_and_may_be_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The test run lowers it for every server it starts (tests/conftest.py).
+    monkeypatch.delenv("TRANSSHIP_CREDENTIAL_HASH_COST", raising=False)
+    assert Settings().credential_hash_cost == 16384
+    monkeypatch.setenv("TRANSSHIP_CREDENTIAL_HASH_COST", "131072")
+    assert Settings().credential_hash_cost == 131072

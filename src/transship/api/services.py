@@ -169,7 +169,11 @@ async def build_services(
     db = Database(settings.effective_database_url, durable=settings.durable_writes)
     # Every scrypt hash and check runs on this pool, never the default one (file work), and
     # failed sign-ins are counted in one throttle for every surface.
-    hasher = SecretHasher(settings.credential_hash_workers, settings.credential_hash_max_waiting)
+    hasher = SecretHasher(
+        settings.credential_hash_workers,
+        settings.credential_hash_max_waiting,
+        settings.credential_hash_cost,
+    )
     throttle = FailureThrottle(
         settings.auth_failure_limit_per_client,
         settings.auth_failure_limit_per_principal,

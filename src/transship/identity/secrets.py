@@ -18,34 +18,46 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from transship.identity.throttle import RetryLater
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+# scrypt's cost N for new hashes (16 MiB and ~50 ms of one core each), and the range a
+# deployment may choose from (`credential_hash_cost`): every hash records the N it was made
+# with, so hashes made before a change keep verifying.
+DEFAULT_HASH_COST = 2**14
+MIN_HASH_COST, MAX_HASH_COST = 2**10, 2**20
+_SCRYPT_R, _SCRYPT_P = 8, 1
 
 
-def hash_secret(secret: str) -> str:
-    """A salted scrypt hash, self-describing: `scrypt$n$r$p$salt$hash` (base64)."""
+def valid_hash_cost(cost: int) -> bool:
+    """Whether `cost` is a power of two from MIN_HASH_COST to MAX_HASH_COST."""
+    return MIN_HASH_COST <= cost <= MAX_HASH_COST and cost & (cost - 1) == 0
+
+
+def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    # OpenSSL refuses more than 32 MiB unless told: scrypt needs 128 * r * n bytes (and p
+    # times that for its parallel lanes), plus a margin for its own bookkeeping.
+    maxmem = 128 * r * n * p + 2**20
+    return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=maxmem)
+
+
+def hash_secret(secret: str, cost: int = DEFAULT_HASH_COST) -> str:
+    """A salted scrypt hash of cost N = `cost`, self-describing: `scrypt$n$r$p$salt$hash`
+    (base64). Raises ValueError when `cost` is not a valid_hash_cost."""
+    if not valid_hash_cost(cost):
+        raise ValueError(
+            f"scrypt cost {cost} is not a power of two in [{MIN_HASH_COST}, {MAX_HASH_COST}]"
+        )
     salt = os.urandom(16)
-    digest = hashlib.scrypt(
-        secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
-    )
-    return "$".join(
-        ["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)]
-    )
+    digest = _scrypt(secret, salt, cost, _SCRYPT_R, _SCRYPT_P, 32)
+    return "$".join(["scrypt", str(cost), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)])
 
 
 def verify_secret(secret: str, encoded: str) -> bool:
-    """Constant-time check of `secret` against a `hash_secret` value; False if malformed."""
+    """Constant-time check of `secret` against a `hash_secret` value, whatever cost it was
+    made with; False if malformed (a cost outside the valid range included)."""
     try:
         scheme, n, r, p, salt, expected = encoded.split("$")
-        if scheme != "scrypt":
+        if scheme != "scrypt" or not valid_hash_cost(int(n)):
             return False
-        digest = hashlib.scrypt(
-            secret.encode(),
-            salt=_unb64(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(_unb64(expected)),
-        )
+        digest = _scrypt(secret, _unb64(salt), int(n), int(r), int(p), len(_unb64(expected)))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, _unb64(expected))
@@ -65,11 +77,19 @@ class SecretHasher:
     pool that blob writes and file work use. At most `workers` hashes run at once and
     `max_waiting` more wait; beyond that a check is refused at once with
     CredentialChecksBusy rather than queued without bound. Built by the composition root and
-    closed with the services."""
+    closed with the services. New hashes cost `cost` (scrypt's N, see hash_secret).
+    Raises ValueError for fewer than one worker, a negative max_waiting or an invalid cost."""
 
-    def __init__(self, workers: int = 2, max_waiting: int = 64) -> None:
+    def __init__(
+        self, workers: int = 2, max_waiting: int = 64, cost: int = DEFAULT_HASH_COST
+    ) -> None:
         if workers < 1 or max_waiting < 0:
             raise ValueError("workers must be at least 1 and max_waiting not negative")
+        if not valid_hash_cost(cost):
+            raise ValueError(
+                f"scrypt cost {cost} is not a power of two in [{MIN_HASH_COST}, {MAX_HASH_COST}]"
+            )
+        self._cost = cost
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=HASHER_THREAD_PREFIX)
         self._capacity = workers + max_waiting
         self._in_flight = 0
@@ -77,15 +97,16 @@ class SecretHasher:
         self._lock = threading.Lock()
 
     async def hash(self, secret: str) -> str:
-        """`hash_secret(secret)` on the pool. Raises CredentialChecksBusy when it is full."""
-        return await self._run(hash_secret, secret)
+        """`hash_secret(secret, cost)` on the pool. Raises CredentialChecksBusy when it is
+        full."""
+        return await self._run(hash_secret, secret, self._cost)
 
     async def verify(self, secret: str, encoded: str) -> bool:
         """`verify_secret(secret, encoded)` on the pool. Raises CredentialChecksBusy when it
         is full."""
         return await self._run(verify_secret, secret, encoded)
 
-    async def _run(self, function: Callable[..., _T], *args: str) -> _T:
+    async def _run(self, function: Callable[..., _T], *args: str | int) -> _T:
         with self._lock:
             if self._in_flight >= self._capacity:
                 raise CredentialChecksBusy(

@@ -6,7 +6,7 @@ Every test starts from a copy of one data directory bootstrapped once per sessio
 database migrated, the owner service principal created and written to
 `owner-credential.json`), so a test costs a server start, not a migration. The data plane
 authenticates, egress is denied to every host (an import from a remote registry fails at
-once, offline), and secrets are hashed cheaply (`cheap_secret_hashes`).
+once, offline), and secrets are hashed at the test run's low cost (tests/conftest.py).
 
 Two middlewares sit outside the application's own:
 - a recorder: every request (method, path, query, headers, body) and the status and JSON
@@ -45,7 +45,6 @@ from transship.api.services import build_services
 from transship.cli import commands_import
 from transship.cli.main import main
 from transship.config import EgressRuleSettings, EgressSettings, Settings
-from transship.identity import secrets
 
 T = TypeVar("T")
 PROVIDER = "/providers/Microsoft.ContainerRegistry"
@@ -288,25 +287,13 @@ def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Path:
         async with running_registry(settings_for(data_dir)):
             pass
 
-    with pytest.MonkeyPatch.context() as patch:
-        cheap_secret_hashes(patch)
-        asyncio.run(first_start())
+    asyncio.run(first_start())
     assert (data_dir / "owner-credential.json").exists()
     return data_dir
 
 
-def cheap_secret_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Secrets hashed with a low scrypt cost (the hash records its parameters, so checks of
-    them are cheap too): every CLI command signs in, and these tests are about the CLI, not
-    the cost of guessing a secret."""
-    monkeypatch.setattr(secrets, "_SCRYPT_N", 2**4)
-
-
 @pytest.fixture
-def service(
-    bootstrapped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[LiveService]:
-    cheap_secret_hashes(monkeypatch)
+def service(bootstrapped: Path, tmp_path: Path) -> Iterator[LiveService]:
     data_dir = tmp_path / "data"
     shutil.copytree(bootstrapped, data_dir)
     settings = settings_for(data_dir)

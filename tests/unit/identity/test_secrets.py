@@ -21,8 +21,40 @@ def test_a_hash_verifies_its_secret_only() -> None:
     assert s.hash_secret("correct horse") != encoded  # salted
 
 
+def test_a_hash_records_its_cost_and_verifies_whatever_the_cost_of_new_hashes() -> None:
+    default = s.hash_secret("correct horse")
+    assert default.split("$")[1] == str(s.DEFAULT_HASH_COST) == "16384"
+    cheap = s.hash_secret("correct horse", cost=s.MIN_HASH_COST)
+    assert cheap.split("$")[1] == "1024"
+    assert s.verify_secret("correct horse", cheap) and s.verify_secret("correct horse", default)
+    assert not s.verify_secret("correct horsf", cheap)
+
+
+def test_a_costly_hash_needs_more_than_openssls_default_memory_and_gets_it() -> None:
+    # N = 2**15 takes 32 MiB, past OpenSSL's default limit for scrypt.
+    encoded = s.hash_secret("correct horse", cost=2**15)
+    assert s.verify_secret("correct horse", encoded)
+
+
+@pytest.mark.parametrize("cost", [0, 512, 1000, 3 * 1024, 2**21])
+def test_a_cost_that_is_no_power_of_two_in_range_is_refused(cost: int) -> None:
+    with pytest.raises(ValueError, match=f"scrypt cost {cost} "):
+        s.hash_secret("x", cost=cost)
+    with pytest.raises(ValueError, match="scrypt cost"):
+        s.SecretHasher(cost=cost)
+
+
 @pytest.mark.parametrize(
-    "encoded", ["", "scrypt$1$2", "bcrypt$16384$8$1$AA$AA", "scrypt$x$8$1$AA$AA"]
+    "encoded",
+    [
+        "",
+        "scrypt$1$2",
+        "bcrypt$16384$8$1$AA$AA",
+        "scrypt$x$8$1$AA$AA",
+        # Costs no hash of Transship has: never an attempt to allocate their memory.
+        "scrypt$16$8$1$AA$AA",
+        "scrypt$4194304$8$1$AA$AA",
+    ],
 )
 def test_a_malformed_hash_verifies_nothing(encoded: str) -> None:
     assert not s.verify_secret("anything", encoded)
@@ -73,6 +105,7 @@ async def test_the_hasher_hashes_and_verifies_on_threads_of_its_own(
     hasher = s.SecretHasher(workers=2, max_waiting=4)
     try:
         encoded = await hasher.hash("correct horse")
+        assert encoded.split("$")[1] == str(s.DEFAULT_HASH_COST)
         assert original("correct horse", encoded)
         assert await hasher.verify("correct horse", encoded)
         assert not await hasher.verify("correct horsf", encoded)
@@ -138,3 +171,13 @@ async def test_a_check_whose_caller_gave_up_holds_its_slot_until_the_hash_ends(
 def test_the_hasher_needs_a_thread(workers: int, max_waiting: int) -> None:
     with pytest.raises(ValueError):
         s.SecretHasher(workers, max_waiting)
+
+
+async def test_the_hasher_hashes_at_its_cost() -> None:
+    hasher = s.SecretHasher(workers=1, max_waiting=0, cost=2048)
+    try:
+        encoded = await hasher.hash("correct horse")
+    finally:
+        hasher.close()
+    assert encoded.split("$")[1] == "2048"
+    assert s.verify_secret("correct horse", encoded)
