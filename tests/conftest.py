@@ -42,6 +42,10 @@ check of one takes ~50 ms of CPU, and every new service hashes its owner's secre
 it, which made them ~8% of a full run's CPU. ``tests/unit/identity/test_secrets.py`` and
 ``tests/unit/test_config.py`` cover the default cost.
 
+The servers and workers tests start as processes (``python -m transship …``) are forked from
+a process per test worker that has done their imports once (:mod:`tests.peers.forked`;
+``TRANSSHIP_TEST_FORK_SERVER=0`` starts each afresh instead).
+
 Hypothesis runs with the ``dev`` profile (no deadline: timings under a loaded machine are
 not a property of the code) or, when ``CI=true``, ``ci`` (also derandomized, so a CI run is
 reproducible); ``HYPOTHESIS_PROFILE`` names another. Both print the blob to reproduce a
@@ -72,6 +76,7 @@ from tests.support.sqlite_template import SqliteTemplate
 from transship.metadata.db import Database
 
 os.environ.setdefault("TRANSSHIP_CREDENTIAL_HASH_COST", "1024")
+os.environ.setdefault("TRANSSHIP_TEST_FORK_SERVER", "1")
 
 # `--loop-stall-ms=N`: fail a test in which an event-loop callback ran longer than N ms.
 pytest_plugins = ["tests.support.loop_stall"]

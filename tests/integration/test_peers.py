@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -42,7 +46,7 @@ from tests.peers.images import (
 from tests.peers.oci_http import RegistryClient, RegistryError, UploadMode
 from tests.peers.ports import BLOCK_SIZE, worker_port_block
 from tests.peers.postgres import PostgresCluster
-from tests.peers.procs import ManagedProcess
+from tests.peers.procs import ManagedProcess, peer_env
 from tests.peers.token_server import TokenServer, TokenUser
 from tests.peers.transship import TransshipServer
 from transship import metadata
@@ -510,6 +514,80 @@ def test_managed_process_stops_its_whole_group(tmp_path: Path) -> None:
     proc.stop(grace=0.5)
     assert not proc.running
     assert not _alive(child)
+
+
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forking on, as the test run has it unless TRANSSHIP_TEST_FORK_SERVER=0."""
+    monkeypatch.setenv("TRANSSHIP_TEST_FORK_SERVER", "1")
+
+
+def _forked(argv: list[str], **kwargs: Any) -> ManagedProcess:
+    """`python -m ARGV…` forked from the fork server (tests/peers/forked.py)."""
+    return ManagedProcess([sys.executable, "-m", *argv], fork=True, **kwargs)
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_forked_child_is_a_process_of_its_own_in_its_working_directory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "served.txt").write_text("from the working directory")
+    port = ports.free_port()
+    proc = _forked(
+        ["http.server", str(port), "--bind", "127.0.0.1"],
+        log_path=tmp_path / "http.log",
+        cwd=tmp_path,
+    ).start()
+    try:
+        assert proc.fork
+        ports.wait_for_http(f"http://127.0.0.1:{port}/", 20, statuses={200})
+        assert _session().get(f"http://127.0.0.1:{port}/served.txt").text == (
+            "from the working directory"
+        )
+        assert os.getpgid(proc.pid) == os.getsid(proc.pid) == proc.pid
+        parent = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert parent != os.getpid()  # the fork server's child
+        assert proc.running and proc.returncode is None
+        assert proc.kill9() == -signal.SIGKILL
+        assert not proc.running and not _alive(proc.pid)
+    finally:
+        proc.stop()
+    assert "GET /served.txt" in proc.log_text()
+
+
+@pytest.mark.parametrize(
+    "argv", [["site", "--user-base"], ["calendar", "not-a-year"], ["json.tool", "missing.json"]]
+)
+@pytest.mark.usefixtures("forking")
+def test_a_forked_child_exits_and_logs_as_a_started_one(argv: list[str], tmp_path: Path) -> None:
+    env = peer_env({"PYTHONUSERBASE": str(tmp_path / "user-base")})
+    started = subprocess.run(
+        [sys.executable, "-m", *argv], env=env, cwd=tmp_path, capture_output=True, check=False
+    )
+    proc = _forked(argv, log_path=tmp_path / "forked.log", env=env, cwd=tmp_path)
+    assert proc.start().wait(timeout=30) == started.returncode
+    assert proc.log_text() == (started.stdout + started.stderr).decode()
+    assert proc.log_text(), "the command printed nothing to compare"
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_forked_child_ended_by_sigterm_reports_the_signal(tmp_path: Path) -> None:
+    port = ports.free_port()
+    argv = ["http.server", str(port), "--bind", "127.0.0.1"]
+    proc = _forked(argv, log_path=tmp_path / "http.log", cwd=tmp_path).start()
+    ports.wait_for_http(f"http://127.0.0.1:{port}/", 20, statuses={200})
+    assert proc.stop(grace=10) == -signal.SIGTERM
+
+
+@pytest.mark.usefixtures("forking")
+def test_forking_is_off_when_the_run_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = [sys.executable, "-m", "site"]
+    assert ManagedProcess(argv, log_path=Path("x.log"), fork=True).fork
+    assert not ManagedProcess(["sh", "-c", "true"], log_path=Path("x.log"), fork=True).fork
+    assert not ManagedProcess(argv, log_path=Path("x.log"), fork=True, user="nobody").fork
+    assert not ManagedProcess(argv, log_path=Path("x.log")).fork
+    monkeypatch.setenv("TRANSSHIP_TEST_FORK_SERVER", "0")
+    assert not ManagedProcess(argv, log_path=Path("x.log"), fork=True).fork
 
 
 def _alive(pid: int) -> bool:

@@ -25,10 +25,10 @@ some import needed more than one attempt (a kill mid-import). 25 kills do that w
 margin (each kind is cut several times; see the counts the test prints).
 
 Runs on SQLite and on PostgreSQL: mostly the 25 restarts and the uptimes between them
-(~25 s in all). Each restart releases a spare server process that did its imports while
-the former one ran (`TransshipServer(prewarm=True)`): it still is a fresh process started
-after the crash, but pays only the server's own start-up, not the seconds of interpreter
-start and imports (`TRANSSHIP_SOAK_PREWARM=0` starts each one cold).
+(~25 s in all). Each restart is a fresh process started after the crash, forked from the
+test worker's fork server (tests/peers/forked.py): it pays the server's own start-up, not
+the second of interpreter start and imports (`TRANSSHIP_TEST_FORK_SERVER=0` starts each one
+cold).
 `TRANSSHIP_SOAK_DATABASES=sqlite` (or `postgresql`) runs one only.
 """
 
@@ -596,7 +596,6 @@ async def test_soak_kill_9_during_pushes_and_imports(
         tmp_path / "transship",
         database_url=database_url,
         env={"TRANSSHIP_CONFIG": str(config)},
-        prewarm=os.environ.get("TRANSSHIP_SOAK_PREWARM", "1") != "0",
         # A harness bound, not a property under test: with the CPU shared by a whole
         # parallel run (load 10+ seen on 2 cores), one of 50 starts can exceed the default.
         ready_timeout=60.0,

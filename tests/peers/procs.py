@@ -8,6 +8,9 @@ Contracts:
   seconds for the leader, then SIGKILLs the group; afterwards no process of the group is
   left. It is idempotent, and is what ``__exit__`` calls.
 - :meth:`ManagedProcess.kill9` SIGKILLs the group at once (a crash, as a test sees it).
+- With ``fork=True``, a ``python -m …`` command line of this interpreter is forked from the
+  test worker's fork server (:mod:`tests.peers.forked`: its imports done once) instead of
+  started afresh; everything above holds the same.
 - :func:`peer_env` is the environment every peer runs with: the caller's, minus HTTP proxy
   settings, plus ``NO_PROXY`` for loopback, so no test traffic leaves the machine.
 """
@@ -24,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from . import forked
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy")
 _NO_PROXY = "127.0.0.1,localhost,::1,.localhost"
@@ -81,14 +86,17 @@ class ManagedProcess:
         cwd: Path | None = None,
         user: str | int | None = None,
         group: str | int | None = None,
+        fork: bool = False,
     ) -> None:
         self.argv: list[str] = [str(a) for a in argv]
+        # `python -m …` forked from the test worker's fork server (tests/peers/forked.py).
+        self.fork = fork and user is None and group is None and forked.forkable(self.argv)
         self.log_path = log_path
         self.env: dict[str, str] = dict(env) if env is not None else peer_env()
         self.cwd = cwd
         self.user = user
         self.group = group
-        self._popen: subprocess.Popen[bytes] | None = None
+        self._popen: subprocess.Popen[bytes] | forked.ForkedChild | None = None
         self._log: IO[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -99,6 +107,10 @@ class ManagedProcess:
             raise RuntimeError(f"already running: {self.argv[0]} (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._close_log()
+        if self.fork:
+            cwd = self.cwd or Path.cwd()
+            self._popen = forked.spawn(self.argv, env=self.env, cwd=cwd, log=self.log_path)
+            return self
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._popen = subprocess.Popen(
             self.argv,
@@ -194,7 +206,7 @@ class ManagedProcess:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _require(self) -> subprocess.Popen[bytes]:
+    def _require(self) -> subprocess.Popen[bytes] | forked.ForkedChild:
         if self._popen is None:
             raise RuntimeError(f"not started: {self.argv[0]}")
         return self._popen

@@ -21,21 +21,16 @@ is checked trusting only that CA (:meth:`client_ssl_context`).
 The port is chosen once, at the first start. While the test run's stall guard is on, the
 server watches its own event loops (tests/support/loop_stall_child.py).
 
-With ``prewarm=True`` (for tests that restart the server many times, as the soak test does)
-each start leaves a spare process behind the running server: the same command line and
-environment, started through ``tests/support/prewarm_main.py``, which does the server's
-imports (about a second of CPU) and waits. The next :meth:`start` (after :meth:`kill9` or
-:meth:`stop`) releases the spare, which becomes ``python -m transship serve …`` in that
-process, so a restart costs the server's own start-up; the crash, the fresh process, the
-data dir and the port are as without it. :meth:`stop` stops the spare too.
+In the test run the process is forked from the test worker's fork server
+(:mod:`tests.peers.forked`), which has done the server's imports once: a start costs what
+the server does, not the ~0.9 s of CPU its imports take. It is a process of its own all the
+same (session, pid, log, signals).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
@@ -54,15 +49,6 @@ SRC_DIR = REPO_ROOT / "src"
 STALL_BOUND_ENV = "TRANSSHIP_TEST_LOOP_STALL_MS"
 STALL_DIR_ENV = "TRANSSHIP_TEST_LOOP_STALL_DIR"
 STALL_SITE = REPO_ROOT / "tests" / "support" / "stall_site"
-PREWARM_MAIN = REPO_ROOT / "tests" / "support" / "prewarm_main.py"
-# What `serve` imports before it listens (some of it lazily, inside the command).
-PREWARM_IMPORTS = (
-    "transship.cli.main",
-    "transship.cli.server_commands",
-    "transship.cli.server",
-    "transship.imports.settings_check",
-    "transship.api.app",
-)
 
 
 def stall_guard_on() -> bool:
@@ -87,7 +73,6 @@ class TransshipServer(Peer):
         python: str = sys.executable,
         tls: bool = False,
         data_plane_auth: bool = False,
-        prewarm: bool = False,
     ) -> None:
         self.workdir = workdir
         self.data_dir = data_dir or workdir / "data"
@@ -100,9 +85,7 @@ class TransshipServer(Peer):
         self.data_plane_auth = data_plane_auth
         self._port = port or 0
         self.starts = 0
-        self.prewarm = prewarm
         self._proc: ManagedProcess | None = None
-        self._spare: _SpareProcess | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -159,14 +142,9 @@ class TransshipServer(Peer):
         )
         self.starts += 1
         argv, log_path = self.argv(), self.workdir / f"transship-{self.starts}.log"
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.serves(argv, env, log_path):
-            self._proc = spare.release()
-        else:
-            if spare is not None:
-                spare.stop()
-            self._proc = ManagedProcess(argv, log_path=log_path, env=env, cwd=self.workdir).start()
-        proc = self._proc
+        proc = self._proc = ManagedProcess(
+            argv, log_path=log_path, env=env, cwd=self.workdir, fork=True
+        ).start()
         try:
             if self.tls:
                 self._wait_for_https(f"{self.url}/healthz", alive=lambda: proc.running)
@@ -181,19 +159,11 @@ class TransshipServer(Peer):
             detail = proc.describe()
             proc.stop()
             raise RuntimeError(f"transship did not become ready: {exc}\n{detail}") from None
-        if self.prewarm:
-            # Started once this one is ready, so the two do not share the CPU at start-up.
-            next_log = self.workdir / f"transship-{self.starts + 1}.log"
-            self._spare = _SpareProcess(argv, log_path=next_log, env=env, cwd=self.workdir)
-            self._spare.start()
         return self
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """Graceful stop (SIGTERM, then SIGKILL after ``grace`` s) of the server and of its
-        spare (``prewarm``); return the server's exit code."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.stop()
+        """Graceful stop (SIGTERM, then SIGKILL after ``grace`` s); return the server's exit
+        code."""
         return self._proc.stop(grace) if self._proc is not None else None
 
     def kill9(self) -> int:
@@ -271,57 +241,3 @@ class TransshipServer(Peer):
     def log_text(self) -> str:
         """The current run's log."""
         return self._proc.log_text() if self._proc is not None else ""
-
-
-class _SpareProcess(ManagedProcess):
-    """``argv`` (``python -m MODULE …``) started as ``python prewarm_main.py IMPORTS MODULE …``:
-    it imports, then waits on its stdin for :meth:`release` (see the module docstring)."""
-
-    def __init__(
-        self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str], cwd: Path
-    ) -> None:
-        python, dash_m, module, *args = (str(a) for a in argv)
-        assert dash_m == "-m", argv
-        super().__init__(
-            [python, str(PREWARM_MAIN), ",".join(PREWARM_IMPORTS), module, *args],
-            log_path=log_path,
-            env=env,
-            cwd=cwd,
-        )
-        self.target = (list(argv), dict(env), log_path)
-
-    def serves(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> bool:
-        """Whether releasing it gives the same process as starting ``argv`` in ``env``."""
-        return self.running and self.target == (list(argv), dict(env), log_path)
-
-    def start(self) -> Self:
-        """Start it with a pipe on stdin (the only difference from a ManagedProcess)."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._popen = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,
-        )
-        return self
-
-    def release(self) -> Self:
-        """Let it become the server; from now on it is an ordinary running server process.
-
-        Its priority is put back here, before the ``go``: a spare released before it finished
-        its imports (a kill soon after the last start, or a busy machine, where nice 19 gets
-        next to no CPU) would otherwise do the rest of them at nice 19, on the restart's
-        critical path (the spare itself restores it only once its imports are done)."""
-        popen = self._require()
-        stdin = popen.stdin
-        assert stdin is not None
-        if os.geteuid() == 0:  # only root may lower a nice value
-            with contextlib.suppress(ProcessLookupError):
-                os.setpriority(os.PRIO_PROCESS, popen.pid, os.getpriority(os.PRIO_PROCESS, 0))
-        stdin.write(b"go\n")
-        stdin.close()
-        return self

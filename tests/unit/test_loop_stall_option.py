@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.peers.procs import ManagedProcess
 from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV, STALL_SITE
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -196,20 +197,32 @@ with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
 """
 
 
-def test_a_server_subprocess_watches_its_loops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["started", "forked"])
+def test_a_server_subprocess_watches_its_loops(
+    start: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What tests/peers/transship.py does for the servers it starts while the guard is on:
-    ``stall_site`` on the PYTHONPATH, the bound and a directory in the environment."""
+    ``stall_site`` on the PYTHONPATH, the bound and a directory in the environment; the
+    same whether the server is started afresh or forked from the fork server."""
     stalls = tmp_path / "stalls"
     stalls.mkdir()
+    (tmp_path / "stalling_server.py").write_text(_SERVER)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
-            [str(STALL_SITE), str(_REPO), os.environ.get("PYTHONPATH", "")]
+            [str(STALL_SITE), str(_REPO), str(tmp_path), os.environ.get("PYTHONPATH", "")]
         ),
         STALL_BOUND_ENV: "50",
         STALL_DIR_ENV: str(stalls),
     }
-    subprocess.run([sys.executable, "-c", _SERVER], env=env, check=True, timeout=120)
+    argv = [sys.executable, "-m", "stalling_server"]
+    if start == "started":
+        subprocess.run(argv, env=env, check=True, timeout=120)
+    else:
+        monkeypatch.setenv("TRANSSHIP_TEST_FORK_SERVER", "1")
+        proc = ManagedProcess(argv, log_path=tmp_path / "log", env=env, cwd=tmp_path, fork=True)
+        assert proc.fork
+        assert proc.start().wait(timeout=120) == 0, proc.log_text()
     (written,) = stalls.glob("*.stalls")
     lines = [line for line in written.read_text().splitlines() if " took " in line]
     assert len(lines) == 1, lines
