@@ -18,12 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from transship.identity.secrets import (
-    DEFAULT_HASH_COST,
-    MAX_HASH_COST,
-    MIN_HASH_COST,
-    valid_hash_cost,
-)
+from transship.identity.secrets import DEFAULT_HASH_COST, require_hash_cost
 from transship.storage.location import StorageLocation, parse_storage_url
 
 MiB = 1024 * 1024
@@ -414,11 +409,7 @@ class Settings(BaseSettings):
     @field_validator("credential_hash_cost")
     @classmethod
     def _power_of_two_cost(cls, value: int) -> int:
-        if not valid_hash_cost(value):
-            raise ValueError(
-                f"must be a power of two from {MIN_HASH_COST} to {MAX_HASH_COST} (got {value})"
-            )
-        return value
+        return require_hash_cost(value)
 
     @field_validator("tls_hosts", mode="before")
     @classmethod

@@ -555,18 +555,40 @@ def test_a_forked_child_is_a_process_of_its_own_in_its_working_directory(
     assert "GET /served.txt" in proc.log_text()
 
 
-@pytest.mark.parametrize(
-    "argv", [["site", "--user-base"], ["calendar", "not-a-year"], ["json.tool", "missing.json"]]
-)
+# Exits with a message while a thread it started still runs and an atexit handler waits.
+_EXITING = """
+import atexit, sys, threading, time
+print("main")
+atexit.register(lambda: print("atexit ran"))
+threading.Thread(target=lambda: (time.sleep(0.3), print("thread joined"))).start()
+sys.exit("bye")
+"""
+
+
 @pytest.mark.usefixtures("forking")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["site", "--user-base"],
+        ["calendar", "not-a-year"],
+        ["json.tool", "missing.json"],
+        ["exiting_module"],
+    ],
+)
 def test_a_forked_child_exits_and_logs_as_a_started_one(argv: list[str], tmp_path: Path) -> None:
-    env = peer_env({"PYTHONUSERBASE": str(tmp_path / "user-base")})
+    (tmp_path / "exiting_module.py").write_text(_EXITING)
+    env = peer_env({"PYTHONUSERBASE": str(tmp_path / "user-base"), "PYTHONUNBUFFERED": "1"})
     started = subprocess.run(
-        [sys.executable, "-m", *argv], env=env, cwd=tmp_path, capture_output=True, check=False
+        [sys.executable, "-m", *argv],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
     )
     proc = _forked(argv, log_path=tmp_path / "forked.log", env=env, cwd=tmp_path)
     assert proc.start().wait(timeout=30) == started.returncode
-    assert proc.log_text() == (started.stdout + started.stderr).decode()
+    assert proc.log_text() == started.stdout.decode()
     assert proc.log_text(), "the command printed nothing to compare"
 
 

@@ -27,7 +27,6 @@ import signal
 import socket
 import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -94,29 +93,23 @@ def _fork(
         request = json.loads(lines.readline())
     pid = os.fork()
     if pid == 0:
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for fd in (listener.fileno(), conn.fileno(), wake_read, wake_write):
-                os.close(fd)
-            for other in children.values():
-                os.close(other.fileno())
-            code = _become(request)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
+        # The child, from here on `python -m MODULE …`: what it raises or exits with leaves
+        # through main() as from a started interpreter (the traceback or message printed,
+        # atexit handlers run, other threads joined).
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(wake_read)
+        os.close(wake_write)
+        for sock in (listener, conn, *children.values()):
+            sock.close()
+        children.clear()
+        _become(request)
+        sys.exit(0)
     children[pid] = conn
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
-def _become(request: dict[str, Any]) -> int:
+def _become(request: dict[str, Any]) -> None:
     os.setsid()
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -149,7 +142,6 @@ def _become(request: dict[str, Any]) -> int:
     module = request["module"]
     sys.argv = [module, *request["args"]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,22 +31,27 @@ def valid_hash_cost(cost: int) -> bool:
     return MIN_HASH_COST <= cost <= MAX_HASH_COST and cost & (cost - 1) == 0
 
 
+def require_hash_cost(cost: int) -> int:
+    """`cost` if it is a valid_hash_cost; ValueError saying what is allowed otherwise."""
+    if not valid_hash_cost(cost):
+        raise ValueError(
+            f"scrypt cost {cost} is not a power of two from {MIN_HASH_COST} to {MAX_HASH_COST}"
+        )
+    return cost
+
+
 def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    # OpenSSL refuses more than 32 MiB unless told: scrypt needs 128 * r * n bytes (and p
-    # times that for its parallel lanes), plus a margin for its own bookkeeping.
-    maxmem = 128 * r * n * p + 2**20
+    # OpenSSL refuses more than 32 MiB unless told: scrypt needs 128 * r * (n + p + 2) bytes,
+    # and a margin covers the allocator's own.
+    maxmem = 128 * r * (n + p + 2) + 2**20
     return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=maxmem)
 
 
 def hash_secret(secret: str, cost: int = DEFAULT_HASH_COST) -> str:
     """A salted scrypt hash of cost N = `cost`, self-describing: `scrypt$n$r$p$salt$hash`
     (base64). Raises ValueError when `cost` is not a valid_hash_cost."""
-    if not valid_hash_cost(cost):
-        raise ValueError(
-            f"scrypt cost {cost} is not a power of two in [{MIN_HASH_COST}, {MAX_HASH_COST}]"
-        )
     salt = os.urandom(16)
-    digest = _scrypt(secret, salt, cost, _SCRYPT_R, _SCRYPT_P, 32)
+    digest = _scrypt(secret, salt, require_hash_cost(cost), _SCRYPT_R, _SCRYPT_P, 32)
     return "$".join(["scrypt", str(cost), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)])
 
 
@@ -85,11 +90,7 @@ class SecretHasher:
     ) -> None:
         if workers < 1 or max_waiting < 0:
             raise ValueError("workers must be at least 1 and max_waiting not negative")
-        if not valid_hash_cost(cost):
-            raise ValueError(
-                f"scrypt cost {cost} is not a power of two in [{MIN_HASH_COST}, {MAX_HASH_COST}]"
-            )
-        self._cost = cost
+        self._cost = require_hash_cost(cost)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=HASHER_THREAD_PREFIX)
         self._capacity = workers + max_waiting
         self._in_flight = 0
