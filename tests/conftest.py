@@ -42,6 +42,10 @@ check of one takes ~50 ms of CPU, and every new service hashes its owner's secre
 it, which made them ~8% of a full run's CPU. ``tests/unit/identity/test_secrets.py`` and
 ``tests/unit/test_config.py`` cover the default cost.
 
+Services started in-process take their RS256 signing keys from a pool of real keys made
+once per worker (:mod:`tests.support.signing_key_pool`): making one is ~50 ms of CPU, and
+most tests start a service. A test marked ``fresh_signing_keys`` makes each key.
+
 The servers and workers tests start as processes (``python -m transship …``) are forked from
 a process per test worker that has done their imports once (:mod:`tests.peers.forked`;
 ``TRANSSHIP_TEST_FORK_SERVER=0`` starts each afresh instead).
@@ -55,6 +59,7 @@ failure.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,11 +77,20 @@ from tests.peers.object_stores import Azurite, SeaweedFS
 from tests.peers.postgres import PostgresCluster
 from tests.peers.procs import PeerUnavailable
 from tests.peers.transship import TransshipServer
+from tests.support.signing_key_pool import SigningKeyPool
 from tests.support.sqlite_template import SqliteTemplate
+from transship.identity import tokens
 from transship.metadata.db import Database
 
 os.environ.setdefault("TRANSSHIP_CREDENTIAL_HASH_COST", "1024")
 os.environ.setdefault("TRANSSHIP_TEST_FORK_SERVER", "1")
+
+# A test worker's heap grows to millions of objects over a session (every module, fixture and
+# cache), and a full collection walks all of it: ~0.3 s late in a run. With CPython's default
+# thresholds (700, 10, 10) the objects a test keeps for a few milliseconds (its services,
+# requests, rows) reach the oldest generation and a worker collected it every ~40 tests, ~9 %
+# of its CPU. With these, short-lived objects are freed while still young.
+gc.set_threshold(50_000, 20, 10)
 
 # `--loop-stall-ms=N`: fail a test in which an event-loop callback ran longer than N ms.
 pytest_plugins = ["tests.support.loop_stall"]
@@ -286,6 +300,24 @@ def _sqlite_from_template(
     ``empty_database``: those run every revision)."""
     if request.node.get_closest_marker("empty_database") is None:
         monkeypatch.setattr(Database, "migrate", sqlite_template.wrapping(Database.migrate))
+
+
+@pytest.fixture(scope="session")
+def signing_key_pool() -> SigningKeyPool:
+    """Real signing keys, made on first use and handed out again in turn."""
+    return SigningKeyPool(tokens.new_signing_key)
+
+
+@pytest.fixture(autouse=True)
+def _signing_keys_from_pool(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    signing_key_pool: SigningKeyPool,
+) -> None:
+    """Services this test starts in-process take their signing keys from the pool (not
+    marked ``fresh_signing_keys``: those make each key)."""
+    if request.node.get_closest_marker("fresh_signing_keys") is None:
+        monkeypatch.setattr(tokens, "new_signing_key", signing_key_pool.take)
 
 
 @pytest.fixture(

@@ -47,6 +47,11 @@ class _Key:
     retired: bool
 
 
+def new_signing_key() -> rsa.RSAPrivateKey:
+    """A new RSA-2048 key for RS256. CPU work of ~50 to 500 ms: callers run it on a thread."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _b64u(number: int) -> str:
     raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -107,7 +112,7 @@ class SigningKeys:
             raise
 
     def _new_sealed_key(self) -> tuple[str, bytes]:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = new_signing_key()
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

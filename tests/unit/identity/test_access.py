@@ -28,6 +28,7 @@ from transship.identity.rbac import (
     Actions,
     Permission,
 )
+from transship.identity.secrets import SecretHasher
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
 
@@ -111,12 +112,12 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, hasher: SecretHasher) -> AsyncIterator[World]:
     database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
     await database.migrate()
     try:
         meta = MetadataStore(database)
-        directory = Directory(meta)
+        directory = Directory(meta, hasher=hasher)
         tenant, _, _ = await directory.create_tenant("A")
         other, _, _ = await directory.create_tenant("B")
         alice = await directory.create_service_principal(tenant.id, "alice")

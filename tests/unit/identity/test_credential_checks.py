@@ -51,7 +51,8 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     monkeypatch.setattr(s, "verify_secret", spy)
     database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
     await database.migrate()
-    hasher = s.SecretHasher(workers=2, max_waiting=8)
+    # The cheapest cost: these tests count checks and threads, not scrypt's work.
+    hasher = s.SecretHasher(workers=2, max_waiting=8, cost=s.MIN_HASH_COST)
     throttle = FailureThrottle(per_client=3, per_principal=5, window_seconds=60)
     try:
         meta = MetadataStore(database)

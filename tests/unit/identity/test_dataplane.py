@@ -32,7 +32,7 @@ from transship.identity.model import Principal
 from transship.identity.rbac import ACR_PUSH, READER
 from transship.identity.registry_access import RegistryAccess
 from transship.identity.scopemaps import ScopeAction, parse_actions
-from transship.identity.secrets import SecretBox
+from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.tokens import SigningKeys, TokenService
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
@@ -161,7 +161,7 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, hasher: SecretHasher) -> AsyncIterator[World]:
     database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
     await database.migrate()
     try:
@@ -170,9 +170,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         keys = SigningKeys(meta, box)
         await keys.load()
         tokens = TokenService(keys)
-        directory = Directory(meta)
+        directory = Directory(meta, hasher=hasher)
         access = AccessControl(meta)
-        registry_access = RegistryAccess(meta, box)
+        registry_access = RegistryAccess(meta, box, hasher=hasher)
         entra = EntraTokens(directory, tokens)
         tenant, subscription, _ = await directory.create_tenant("A")
         other, other_subscription, _ = await directory.create_tenant("B")

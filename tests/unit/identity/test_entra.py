@@ -26,7 +26,7 @@ from transship.identity.entra import (
     resource_of,
 )
 from transship.identity.model import SERVICE_PRINCIPAL, USER, Principal
-from transship.identity.secrets import SecretBox
+from transship.identity.secrets import SecretBox, SecretHasher
 from transship.identity.tokens import SigningKeys, TokenInvalid, TokenService
 from transship.metadata.db import Database
 from transship.metadata.queries import MetadataStore
@@ -110,7 +110,7 @@ USER_PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+async def setup(tmp_path: Path, hasher: SecretHasher) -> AsyncIterator[Setup]:
     database = Database(f"sqlite:///{tmp_path}/m.db", durable=False)
     await database.migrate()
     try:
@@ -118,7 +118,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         keys = SigningKeys(meta, SecretBox(Fernet.generate_key()))
         await keys.load()
         tokens = TokenService(keys)
-        directory = Directory(meta)
+        directory = Directory(meta, hasher=hasher)
         tenant, _, owner = await directory.create_tenant("A")
         other, _, other_owner = await directory.create_tenant("B")
         assert owner.secret is not None and other_owner.secret is not None

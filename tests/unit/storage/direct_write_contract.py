@@ -20,7 +20,7 @@ from .blobstore_contract import (
     collect,
     failing_after,
     just,
-    random_bytes,
+    random_blob,
 )
 
 # Over S3's 5 MiB minimum part, so a real store's write is a multipart upload of several.
@@ -42,8 +42,7 @@ class DirectWriteContract:
         return store
 
     async def test_appends_are_invisible_until_complete(self, store: BlobStore) -> None:
-        data = random_bytes(LARGE, seed=1)
-        digest = Digest.of(data)
+        data, digest = await random_blob(LARGE, seed=1)
         write = self.writes(store).open_blob_write(digest)
         sink = RecordingSink()
         half = len(data) // 2
@@ -59,8 +58,7 @@ class DirectWriteContract:
         assert await self.leftover_uploads(store) == []
 
     async def test_an_abort_leaves_nothing(self, store: BlobStore) -> None:
-        data = random_bytes(LARGE, seed=2)
-        digest = Digest.of(data)
+        data, digest = await random_blob(LARGE, seed=2)
         write = self.writes(store).open_blob_write(digest)
         await write.append(just(data), RecordingSink())
         await write.abort()
@@ -70,8 +68,7 @@ class DirectWriteContract:
         assert await self.leftover_uploads(store) == []
 
     async def test_a_write_starts_again_from_zero_after_an_abort(self, store: BlobStore) -> None:
-        data = random_bytes(LARGE, seed=3)
-        digest = Digest.of(data)
+        data, digest = await random_blob(LARGE, seed=3)
         write = self.writes(store).open_blob_write(digest)
         await write.append(just(b"not the blob" * 1000), RecordingSink())
         await write.abort()
@@ -84,8 +81,7 @@ class DirectWriteContract:
 
     async def test_bytes_before_a_failed_source_are_kept(self, store: BlobStore) -> None:
         """An upstream that drops mid-body: what arrived is kept, the fetch resumes."""
-        data = random_bytes(3 * 1024 * 1024 + 5, seed=4)
-        digest = Digest.of(data)
+        data, digest = await random_blob(3 * 1024 * 1024 + 5, seed=4)
         write = self.writes(store).open_blob_write(digest)
         sink = RecordingSink()
         arrived = 2_000_000
@@ -105,8 +101,7 @@ class DirectWriteContract:
         assert await collect(store.read(digest)) == b""
 
     async def test_rewriting_a_present_blob_keeps_it_whole(self, store: BlobStore) -> None:
-        data = random_bytes(LARGE, seed=5)
-        digest = Digest.of(data)
+        data, digest = await random_blob(LARGE, seed=5)
         for _ in range(2):
             write = self.writes(store).open_blob_write(digest)
             await write.append(just(data), RecordingSink())

@@ -14,7 +14,7 @@ from transship.storage.base import BlobStore, StorageError
 from transship.storage.object_store import ObjectBlobStore
 from transship.storage.objects import ObstoreDriver
 
-from .blobstore_contract import RecordingSink, collect, just, random_bytes
+from .blobstore_contract import RecordingSink, collect, just, random_blob
 from .direct_write_contract import DirectWriteContract
 
 MIB = 1024 * 1024
@@ -86,8 +86,7 @@ async def test_a_failing_store_fails_the_write_and_leaves_nothing() -> None:
     driver = SlowUploads(fail_after=3 * MIB)
     driver.gate.set()
     store = ObjectBlobStore(driver)
-    data = random_bytes(12 * MIB, seed=9)
-    digest = Digest.of(data)
+    data, digest = await random_blob(12 * MIB, seed=9)
     write = store.open_blob_write(digest)
     with pytest.raises(StorageError, match="503"):
         await write.append(
