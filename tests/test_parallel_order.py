@@ -1,4 +1,5 @@
-"""The parallel run's schedule: long tests first, and named xdist groups kept (tests/conftest.py).
+"""The parallel run's schedule: long tests first, and named xdist groups kept
+(tests/support/parallel_order.py).
 
 xdist hands out work in collection order (after the groups of several tests), so the order
 decides whether a minutes-long test overlaps the short ones or runs alone at the end.
@@ -8,12 +9,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.nested_pytest import WITHOUT_FUZZING, run_pytest, suite_env
 
 MODULE = """
 import json, os
@@ -67,19 +67,12 @@ def test_grouped(i):
 
 
 def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(tmp_path)],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}:{tmp_path}"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_pytest(tmp_path, *WITHOUT_FUZZING, *args, str(tmp_path), env=suite_env(tmp_path))
 
 
 def _write(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(
-        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
+        "from tests.support.parallel_order import pytest_collection_modifyitems  # noqa: F401\n"
         "def pytest_configure(config):\n"
         "    config.addinivalue_line('markers', 'slow: s')\n"
         "    config.addinivalue_line('markers', 'heavy: h')\n"

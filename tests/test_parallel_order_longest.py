@@ -1,5 +1,5 @@
 """The longest tests start first: ``slow(seconds=N)`` orders them, longest first, ahead of
-everything else (tests/conftest.py), and the parallel run keeps that order
+everything else (tests/support/parallel_order.py), and the parallel run keeps that order
 (``scripts/test`` passes ``--no-loadscope-reorder``; by default ``--dist loadgroup`` would
 hand out the groups of several tests first, so a long test of its own, such as the soak,
 started only after them and ran on alone at the end).
@@ -8,16 +8,16 @@ started only after them and ran on alone at the end).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
 
+from tests.support.nested_pytest import WITHOUT_FUZZING, run_pytest, suite_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CONFTEST = """
-from tests.conftest import pytest_collection_modifyitems  # noqa: F401
+from tests.support.parallel_order import pytest_collection_modifyitems  # noqa: F401
 
 
 def pytest_configure(config):
@@ -93,14 +93,7 @@ def _write(tmp_path: Path) -> None:
 
 
 def _run(tmp_path: Path, *args: str) -> list[dict[str, str]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(tmp_path)],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}:{tmp_path}"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_pytest(tmp_path, *WITHOUT_FUZZING, *args, str(tmp_path), env=suite_env(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     return [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
 

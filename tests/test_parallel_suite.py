@@ -1,17 +1,15 @@
 """The parallel run's own promises (``scripts/test`` runs the suite under pytest-xdist with
 ``--dist loadgroup``): tests that share a module-scoped fixture run on one worker, so the
-fixture is set up once per parameter, as in a serial run (tests/conftest.py)."""
+fixture is set up once per parameter, as in a serial run (tests/support/parallel_order.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.nested_pytest import run_pytest, suite_env
 
 MODULE = """
 import json, os
@@ -48,18 +46,12 @@ def _run_parallel(tmp_path: Path, name: str, module: str, workers: int) -> str:
     """Run `module` (as `name`) under the suite's collection hook with `workers` xdist
     workers and --dist loadgroup, as scripts/test does; its output, once it passed."""
     (tmp_path / "conftest.py").write_text(
-        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
+        "from tests.support.parallel_order import pytest_collection_modifyitems  # noqa: F401\n"
     )
     (tmp_path / name).write_text(textwrap.dedent(module))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
-         "--dist", "loadgroup", str(tmp_path)],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
+    done = run_pytest(
+        tmp_path, "-n", str(workers), "--dist", "loadgroup", str(tmp_path), env=suite_env()
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -101,7 +93,7 @@ def test_operation(case):
 def test_each_schemathesis_operation_runs_under_xdist(tmp_path: Path) -> None:
     """schemathesis gives each operation's test a name (``test_operation[GET /thing0]``)
     that pytest >= 9.2 leaves out of the node id; with equal ids xdist ran a few of them and
-    reported success. tests/conftest.py puts the name back."""
+    reported success. tests/support/parallel_order.py puts the name back."""
     output = _run_parallel(tmp_path, "test_operations.py", SCHEMATHESIS_MODULE, workers=2)
     assert "6 passed" in output, output
     entries = [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text().splitlines()]

@@ -111,11 +111,10 @@ class _Watchdog:
         on_callback: Callable[[asyncio.Handle, float, float, str | None], None] | None = None,
     ) -> None:
         self.bound = bound
-        # Called after each callback of a watched loop: handle, wall, CPU, stack sample.
+        # Called after each callback of a watched loop that took longer than the bound (wall
+        # or CPU): handle, wall, CPU (the collector's pauses left out), stack sample.
         self.on_callback = on_callback
         self.running: dict[int, tuple[float, asyncio.Handle]] = {}
-        # thread → (wall, CPU) seconds of its last callback, the collector's pauses left out
-        self.last: dict[int, tuple[float, float]] = {}
         # thread → (wall, CPU) seconds it spent collecting garbage, and when it started to
         self._gc: dict[int, tuple[float, float]] = {}
         self._gc_started: dict[int, tuple[float, float]] = {}
@@ -124,25 +123,31 @@ class _Watchdog:
         self._seen: set[tuple[int, float]] = set()
         original = asyncio.Handle._run
         watchdog = self
+        running, gc_totals = self.running, self._gc
+        # Every callback of the process comes through here: local names, and the rest of
+        # the bookkeeping only for a callback that took longer than the bound.
+        monotonic, thread_time, get_ident = time.monotonic, time.thread_time, threading.get_ident
+        no_gc = (0.0, 0.0)
 
         def _run(handle: asyncio.Handle) -> None:
-            thread = threading.get_ident()
-            wall, cpu = time.monotonic(), time.thread_time()
-            watchdog.running[thread] = (wall, handle)
-            gc_wall, gc_cpu = watchdog._gc.get(thread, (0.0, 0.0))
+            thread = get_ident()
+            wall, cpu = monotonic(), thread_time()
+            running[thread] = (wall, handle)
+            gc_before = gc_totals.get(thread, no_gc)
             try:
                 original(handle)
             finally:
-                gc_wall_after, gc_cpu_after = watchdog._gc.get(thread, (0.0, 0.0))
-                took = (
-                    time.monotonic() - wall - (gc_wall_after - gc_wall),
-                    time.thread_time() - cpu - (gc_cpu_after - gc_cpu),
-                )
-                watchdog.last[thread] = took
-                watchdog.running.pop(thread, None)
-                if watchdog.on_callback is not None and _watched(handle):
-                    sample = watchdog.by_start.pop((thread, wall), None)
-                    watchdog.on_callback(handle, *took, sample)
+                took_wall, took_cpu = monotonic() - wall, thread_time() - cpu
+                running.pop(thread, None)
+                if max(took_wall, took_cpu) > watchdog.bound:
+                    gc_after = gc_totals.get(thread, no_gc)
+                    took = (
+                        took_wall - (gc_after[0] - gc_before[0]),
+                        took_cpu - (gc_after[1] - gc_before[1]),
+                    )
+                    if watchdog.on_callback is not None and _watched(handle):
+                        sample = watchdog.by_start.pop((thread, wall), None)
+                        watchdog.on_callback(handle, *took, sample)
 
         asyncio.Handle._run = _run  # type: ignore[method-assign]
         gc.callbacks.append(self._on_gc)

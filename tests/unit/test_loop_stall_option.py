@@ -20,6 +20,7 @@ import pytest
 
 from tests.peers.procs import ManagedProcess
 from tests.peers.transship import STALL_BOUND_ENV, STALL_DIR_ENV, STALL_SITE
+from tests.support.nested_pytest import WITHOUT_FUZZING, run_pytest
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -110,28 +111,19 @@ def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "tests.support.loop_stall",
-            "-o",
-            "asyncio_mode=auto",
-            "-o",
-            "asyncio_default_fixture_loop_scope=function",
-            "-rA",
-            *args,
-            str(tmp_path / "test_stalls.py"),
-        ],
-        cwd=tmp_path,
+    return run_pytest(
+        tmp_path,
+        *WITHOUT_FUZZING,
+        "-p",
+        "tests.support.loop_stall",
+        "-o",
+        "asyncio_mode=auto",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        "-rA",
+        *args,
+        str(tmp_path / "test_stalls.py"),
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
 
