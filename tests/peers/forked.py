@@ -44,6 +44,15 @@ IMPORTS = (
     "transship.imports.settings_check",
     "transship.api.app",
     "transship.cli.processes",
+    # Imported at the first database connection or migration, that is inside the server's
+    # first callbacks: each was tens of milliseconds of one callback in every child (and
+    # over the stall guard's bound on a loaded machine).
+    "sqlite3",
+    "aiosqlite",
+    "asyncpg",
+    "alembic.command",
+    "alembic.config",
+    "alembic.script",
 )
 
 
