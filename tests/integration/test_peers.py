@@ -592,6 +592,24 @@ def test_a_forked_child_exits_and_logs_as_a_started_one(argv: list[str], tmp_pat
     assert proc.log_text(), "the command printed nothing to compare"
 
 
+# Prints which of the modules a server imports at its first connection or migration it has.
+_DRIVERS = """
+import sys
+print(",".join(m for m in ("aiosqlite", "asyncpg", "alembic.command") if m in sys.modules))
+"""
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_forked_child_starts_with_the_database_drivers_imported(tmp_path: Path) -> None:
+    """A forked server imports no driver inside its first callbacks (tens of milliseconds of
+    one callback each, over the stall guard's bound on a loaded machine)."""
+    (tmp_path / "drivers_module.py").write_text(_DRIVERS)
+    env = peer_env({"PYTHONUNBUFFERED": "1"})
+    proc = _forked(["drivers_module"], log_path=tmp_path / "forked.log", env=env, cwd=tmp_path)
+    assert proc.start().wait(timeout=30) == 0
+    assert proc.log_text().strip() == "aiosqlite,asyncpg,alembic.command"
+
+
 @pytest.mark.usefixtures("forking")
 def test_a_forked_child_ended_by_sigterm_reports_the_signal(tmp_path: Path) -> None:
     port = ports.free_port()
